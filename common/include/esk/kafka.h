@@ -1,0 +1,42 @@
+/**
+ * @file kafka.h
+ * @brief librdkafka set-up shared by every esk process and tool.
+ */
+#ifndef ESK_KAFKA_H
+#define ESK_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "esk/error.h"
+
+/** The hint every "broker not reachable" message ends with. */
+#define ESK_KAFKA_START_HINT "start the local stack with: deploy/local/stack up"
+
+/**
+ * @brief Creates a librdkafka configuration with esk's defaults:
+ *        bootstrap.servers, `partitioner=murmur2_random` (Java's, so other
+ *        clients put a key where esk does) and librdkafka's log routed
+ *        through esk's logger.
+ * @param out set to the new configuration on success; the caller owns it
+ *        (rd_kafka_new() takes ownership on success).
+ * @param bootstrap host:port list; NULL for esk_config_kafka_bootstrap().
+ * @returns ESK_OK, or ESK_EINVAL naming the property that was refused.
+ */
+int esk_kafka_conf_new(rd_kafka_conf_t **out, const char *bootstrap, esk_error_t *err);
+
+/**
+ * @brief Sets one librdkafka property on @p conf.
+ * @returns ESK_OK, or ESK_EINVAL with librdkafka's reason, the key and the value.
+ */
+int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                       esk_error_t *err);
+
+/**
+ * @brief Asks the brokers at @p bootstrap for cluster metadata.
+ * @returns ESK_OK when a broker answered within @p timeout_ms, else ESK_ERETRY
+ *          with a message naming the address, the reason and how to start the
+ *          local stack.
+ */
+int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *err);
+
+#endif

@@ -1,0 +1,104 @@
+/* eskctl — the operator's tool. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "esk/config.h"
+#include "esk/error.h"
+#include "esk/kafka.h"
+#include "esk/pg.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: eskctl [--version] [--help] COMMAND [ARGS]\n"
+          "\n"
+          "commands:\n"
+          "  ping [--timeout MS]   check that the Kafka broker and PostgreSQL answer\n"
+          "\n"
+          "environment:\n"
+          "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
+          "  ESK_PG_CONNINFO       libpq connection string (default '%s')\n"
+          "\n"
+          "`deploy/local/stack env` prints both for the local stack.\n",
+          ESK_DEFAULT_KAFKA_BOOTSTRAP, ESK_DEFAULT_PG_CONNINFO);
+}
+
+static int cmd_ping(int argc, char **argv) {
+  int timeout_ms = 5000;
+  static const struct option opts[] = {{"timeout", required_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 't': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (*end || v <= 0 || v > 600000) {
+        fprintf(stderr, "eskctl ping: --timeout '%s': expected milliseconds in 1..600000\n",
+                optarg);
+        return 2;
+      }
+      timeout_ms = (int)v;
+      break;
+    }
+    case 'h':
+      printf("usage: eskctl ping [--timeout MS]\n"
+             "Asks the Kafka broker for metadata and PostgreSQL for its version;\n"
+             "exits 0 when both answer, 1 otherwise.\n");
+      return 0;
+    default:
+      return 2;
+    }
+  }
+
+  int failed = 0;
+  esk_error_t err = {0};
+  const char *bootstrap = esk_config_kafka_bootstrap();
+  if (esk_kafka_check_broker(bootstrap, timeout_ms, &err) == ESK_OK) {
+    printf("kafka: ok, a broker answers at %s (librdkafka %s)\n", bootstrap,
+           rd_kafka_version_str());
+  } else {
+    printf("kafka: FAILED: %s\n", err.msg);
+    failed = 1;
+  }
+
+  PGconn *pg = NULL;
+  if (esk_pg_connect(&pg, NULL, &err) == ESK_OK) {
+    PGresult *r = PQexec(pg, "select version()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      printf("postgresql: ok, %s\n", PQgetvalue(r, 0, 0));
+    } else {
+      printf("postgresql: FAILED: select version(): %s", PQerrorMessage(pg));
+      failed = 1;
+    }
+    PQclear(r);
+    PQfinish(pg);
+  } else {
+    printf("postgresql: FAILED: %s\n", err.msg);
+    failed = 1;
+  }
+  return failed;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("eskctl %s (librdkafka %s, libpq %d)\n", ESK_VERSION, rd_kafka_version_str(),
+           PQlibVersion());
+    return 0;
+  }
+  if (!strcmp(cmd, "ping")) return cmd_ping(argc - 1, argv + 1);
+  fprintf(stderr, "eskctl: unknown command '%s' (try eskctl --help)\n", cmd);
+  return 2;
+}
