@@ -1,0 +1,187 @@
+/**
+ * @file codec.h
+ * @brief The versioned Avro event contract: schema sets, Parsing Canonical
+ *        Form and CRC-64-AVRO fingerprints, single-object encoding, writer to
+ *        reader resolution with defaults, and upcaster chains.
+ *
+ * Values are avro-c generic values (avro_value_t). A schema file is named
+ * `<Type>.v<N>.avsc` (e.g. `MoneyDeposited.v2.avsc`); its type and version
+ * come from the file name. Named types defined in other files of the same set
+ * (e.g. `EventMeta`, `Money`) may be referenced by name.
+ *
+ * Wire format (ARCHITECTURE.md, "Kafka contract"): `C3 01`, the 8-byte
+ * little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing
+ * Canonical Form, then the Avro binary datum.
+ *
+ * Decoding a message turns the writer's version of a type into the version a
+ * reader names: Avro schema resolution first (added fields take their
+ * defaults, removed fields are dropped, promotions, aliases, ...), then the
+ * registered upcasters, each taking version N to N+1, for the steps that
+ * resolution cannot express.
+ *
+ * Thread-safety: a schema set is immutable once loaded and may be shared; a
+ * codec (it keeps scratch values and resolution plans) belongs to one thread.
+ */
+#ifndef ESK_CODEC_H
+#define ESK_CODEC_H
+
+#include <avro.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esk/buf.h"
+#include "esk/error.h"
+
+/* ----------------------------------------------------------- primitives --- */
+
+/** @brief CRC-64-AVRO (the Rabin fingerprint of the Avro specification). */
+uint64_t esk_avro_crc64(const void *data, size_t len);
+
+/**
+ * @brief The Parsing Canonical Form of a schema given as JSON text.
+ * @param out set on success to a NUL-terminated string the caller frees with free().
+ * @returns ESK_OK or ESK_EINVAL naming the problem.
+ */
+int esk_avro_canonical_form(char **out, const char *schema_json, esk_error_t *err);
+
+/* ---------------------------------------------------------- schema sets --- */
+
+typedef struct esk_schema_s esk_schema_t; /**< one type at one version; owned by its set */
+typedef struct esk_schema_set_s esk_schema_set_t;
+
+/** @brief Creates an empty set. */
+int esk_schema_set_new(esk_schema_set_t **out, esk_error_t *err);
+
+/** @brief Frees the set and every schema in it. NULL does nothing. */
+void esk_schema_set_destroy(esk_schema_set_t *set);
+
+/**
+ * @brief Adds every `*.avsc` file in @p dir (not recursive).
+ * @returns ESK_OK, or ESK_EINVAL with a message naming the file and the problem.
+ */
+int esk_schema_set_load_dir(esk_schema_set_t *set, const char *dir, esk_error_t *err);
+
+/**
+ * @brief Adds one schema from memory (used for schemas embedded in binaries).
+ * @param file_name `<Type>.v<N>.avsc`; gives type and version, and names the
+ *        schema in error messages.
+ * @param json the schema text (copied).
+ */
+int esk_schema_set_add(esk_schema_set_t *set, const char *file_name, const char *json,
+                       esk_error_t *err);
+
+/** @brief The schema of @p type at @p version, or NULL. */
+const esk_schema_t *esk_schema_set_get(const esk_schema_set_t *set, const char *type,
+                                       int version);
+
+/** @brief The highest version of @p type, or NULL. */
+const esk_schema_t *esk_schema_set_latest(const esk_schema_set_t *set, const char *type);
+
+/** @brief The schema whose canonical form has fingerprint @p fp, or NULL. */
+const esk_schema_t *esk_schema_set_by_fingerprint(const esk_schema_set_t *set, uint64_t fp);
+
+/** @brief Number of schemas, and the i-th (sorted by type, then version). */
+size_t esk_schema_set_count(const esk_schema_set_t *set);
+const esk_schema_t *esk_schema_set_at(const esk_schema_set_t *set, size_t i);
+
+const char *esk_schema_type(const esk_schema_t *s);     /**< e.g. "MoneyDeposited" */
+int esk_schema_version(const esk_schema_t *s);          /**< e.g. 2 */
+uint64_t esk_schema_fingerprint(const esk_schema_t *s); /**< CRC-64-AVRO of the PCF */
+const char *esk_schema_canonical(const esk_schema_t *s); /**< Parsing Canonical Form */
+const char *esk_schema_file(const esk_schema_t *s);     /**< file name it came from */
+avro_schema_t esk_schema_avro(const esk_schema_t *s);   /**< borrowed avro-c schema */
+
+/**
+ * @brief A new generic value of schema @p s, all fields at their zero value.
+ * @param out on success; free with avro_value_decref().
+ */
+int esk_value_new(avro_value_t *out, const esk_schema_t *s, esk_error_t *err);
+
+/**
+ * @brief Sets @p value (of any schema) from JSON text shaped like the schema:
+ *        records as objects, longs as integers, a union as the bare value of
+ *        the first branch that accepts it (null for a null branch).
+ *        Fields missing from the JSON take the schema's default; a missing
+ *        field without a default is an error naming it.
+ */
+int esk_value_from_json(avro_value_t *value, const char *json, esk_error_t *err);
+
+/**
+ * @brief Writes @p value as one line of JSON in the shape esk_value_from_json()
+ *        reads. @param out set to a string the caller frees with free().
+ */
+int esk_value_to_json(const avro_value_t *value, char **out, esk_error_t *err);
+
+/* --------------------------------------------------------------- codec --- */
+
+typedef struct esk_codec_s esk_codec_t;
+
+/** Limits on what a decoder may allocate for one message. 0 = default. */
+typedef struct esk_codec_limits_s {
+  size_t max_message_bytes; /**< default 1 MiB */
+  size_t max_string_bytes;  /**< default 1 MiB; one string or bytes value */
+  size_t max_items;         /**< default 65536; items of one array or map */
+  int max_depth;            /**< default 32; nesting of records, arrays, maps */
+} esk_codec_limits_t;
+
+/**
+ * @brief Upcaster: turns a value of (type, version N) into (type, N+1).
+ * @param from value of the version-N reader schema (borrowed).
+ * @param to a fresh value of the version N+1 schema to fill.
+ * @returns ESK_OK, or ESK_EPOISON with a message when the value cannot be upcast.
+ */
+typedef int (*esk_upcaster_fn)(const avro_value_t *from, avro_value_t *to, esk_error_t *err);
+
+/**
+ * @brief Creates a codec over @p set (borrowed: it must outlive the codec).
+ * @param limits NULL for the defaults.
+ */
+int esk_codec_new(esk_codec_t **out, const esk_schema_set_t *set,
+                  const esk_codec_limits_t *limits, esk_error_t *err);
+
+/** @brief Frees the codec. NULL does nothing. */
+void esk_codec_destroy(esk_codec_t *c);
+
+/** @brief Registers the upcaster from (type, from_version) to from_version + 1. */
+int esk_codec_register_upcaster(esk_codec_t *c, const char *type, int from_version,
+                                esk_upcaster_fn fn, esk_error_t *err);
+
+/**
+ * @brief Appends the single-object encoding of @p value (a value of @p writer)
+ *        to @p out.
+ */
+int esk_codec_encode(esk_codec_t *c, const esk_schema_t *writer, const avro_value_t *value,
+                     esk_buf_t *out, esk_error_t *err);
+
+/**
+ * @brief Reads the header of a single-object encoded message.
+ * @returns ESK_OK with the writer's fingerprint in @p fp, or ESK_EPOISON
+ *          (too short, wrong magic).
+ */
+int esk_codec_peek(const void *data, size_t len, uint64_t *fp, esk_error_t *err);
+
+/**
+ * @brief Decodes a single-object encoded message into the shape of
+ *        @p reader_version of the writer's type (0 = the latest version in the
+ *        set): resolution, then upcasters.
+ * @param reader_out set to the reader schema.
+ * @param value_out set to the decoded value. It is owned by the codec and
+ *        valid until the next decode call on this codec.
+ * @returns ESK_OK; ESK_EPOISON for a message that can never be decoded
+ *          (wrong magic, unknown fingerprint, truncated, trailing bytes, a
+ *          length over the limits, no resolution or upcaster path), with a
+ *          message naming the reason.
+ */
+int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_version,
+                     const esk_schema_t **reader_out, avro_value_t **value_out,
+                     esk_error_t *err);
+
+/**
+ * @brief Checks that the reader version of a type can read the writer version:
+ *        resolution, plus upcasters registered in @p c (may be NULL: resolution only).
+ * @returns ESK_OK or ESK_EINVAL naming the type, the versions and the field.
+ */
+int esk_codec_check_readable(esk_codec_t *c, const esk_schema_t *writer,
+                             const esk_schema_t *reader, esk_error_t *err);
+
+#endif
