@@ -24,13 +24,16 @@ int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value
   return ESK_OK;
 }
 
-int esk_kafka_conf_new(rd_kafka_conf_t **out, const char *bootstrap, esk_error_t *err) {
+int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *bootstrap,
+                       esk_error_t *err) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   int rc;
   if (!bootstrap) bootstrap = esk_config_kafka_bootstrap();
   if ((rc = esk_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err)) ||
-      (rc = esk_kafka_conf_set(conf, "partitioner", "murmur2_random", err)) ||
       (rc = esk_kafka_conf_set(conf, "client.id", "esk", err)))
+    goto cleanup;
+  if (type == RD_KAFKA_PRODUCER &&
+      (rc = esk_kafka_conf_set(conf, "partitioner", "murmur2_random", err)))
     goto cleanup;
   rd_kafka_conf_set_log_cb(conf, log_cb);
   *out = conf;
@@ -47,7 +50,7 @@ int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *e
   char errstr[256];
   int rc;
   if (!bootstrap) bootstrap = esk_config_kafka_bootstrap();
-  if ((rc = esk_kafka_conf_new(&conf, bootstrap, err))) return rc;
+  if ((rc = esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, bootstrap, err))) return rc;
   /* A refused connection is the expected answer here: keep it out of the log. */
   if ((rc = esk_kafka_conf_set(conf, "log_level", "0", err))) goto cleanup;
   rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));

@@ -57,7 +57,7 @@ static void produce_all(const char *topic) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_kafka_conf_set(conf, "enable.idempotence", "true", &err), ESK_OK, "%s", err.msg);
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
@@ -83,7 +83,7 @@ static rd_kafka_t *group_consumer(const char *topic, const char *group) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK, "%s", err.msg);
   const char *props[][2] = {{"group.id", group},
                             {"auto.offset.reset", "earliest"},
                             {"enable.auto.commit", "false"},

@@ -36,7 +36,7 @@ static rd_kafka_t *admin_client(void) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK, "%s", err.msg);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   cr_assert_not_null(rk, "rd_kafka_new: %s", errstr);
   return rk;

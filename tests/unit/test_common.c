@@ -79,7 +79,7 @@ Test(config, environment_overrides_the_local_stack_defaults) {
 Test(kafka, conf_refuses_an_unknown_property_naming_it) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
-  cr_assert_eq(esk_kafka_conf_new(&conf, "127.0.0.1:1", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, "127.0.0.1:1", &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_kafka_conf_set(conf, "no.such.property", "1", &err), ESK_EINVAL);
   cr_assert_not_null(strstr(err.msg, "no.such.property=1"), "%s", err.msg);
   char v[64];

@@ -14,15 +14,17 @@
 
 /**
  * @brief Creates a librdkafka configuration with esk's defaults:
- *        bootstrap.servers, `partitioner=murmur2_random` (Java's, so other
- *        clients put a key where esk does) and librdkafka's log routed
- *        through esk's logger.
+ *        bootstrap.servers, librdkafka's log routed through esk's logger and,
+ *        for a producer, `partitioner=murmur2_random` (Java's, so other
+ *        clients put a key where esk does).
+ * @param type RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER.
  * @param out set to the new configuration on success; the caller owns it
  *        (rd_kafka_new() takes ownership on success).
  * @param bootstrap host:port list; NULL for esk_config_kafka_bootstrap().
  * @returns ESK_OK, or ESK_EINVAL naming the property that was refused.
  */
-int esk_kafka_conf_new(rd_kafka_conf_t **out, const char *bootstrap, esk_error_t *err);
+int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *bootstrap,
+                       esk_error_t *err);
 
 /**
  * @brief Sets one librdkafka property on @p conf.
