@@ -30,6 +30,7 @@ const char *esk_error_name(int code) {
   case ESK_EINVAL: return "ESK_EINVAL";
   case ESK_ENOTFOUND: return "ESK_ENOTFOUND";
   case ESK_ENOMEM: return "ESK_ENOMEM";
+  case ESK_ECONFLICT: return "ESK_ECONFLICT";
   default: return "ESK_EUNKNOWN";
   }
 }

@@ -1,5 +1,5 @@
 #include "esk/kafka.h"
-#include "esk/config.h"
+#include "esk/conf.h"
 #include "esk/log.h"
 
 #include <stdio.h>
@@ -28,7 +28,7 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
                        esk_error_t *err) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   int rc;
-  if (!bootstrap) bootstrap = esk_config_kafka_bootstrap();
+  if (!bootstrap) bootstrap = esk_conf_env_kafka_bootstrap();
   if ((rc = esk_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err)) ||
       (rc = esk_kafka_conf_set(conf, "client.id", "esk", err)))
     goto cleanup;
@@ -49,7 +49,7 @@ int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *e
   const struct rd_kafka_metadata *md = NULL;
   char errstr[256];
   int rc;
-  if (!bootstrap) bootstrap = esk_config_kafka_bootstrap();
+  if (!bootstrap) bootstrap = esk_conf_env_kafka_bootstrap();
   if ((rc = esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, bootstrap, err))) return rc;
   /* A refused connection is the expected answer here: keep it out of the log. */
   if ((rc = esk_kafka_conf_set(conf, "log_level", "0", err))) goto cleanup;

@@ -1,11 +1,11 @@
 #include "esk/pg.h"
-#include "esk/config.h"
+#include "esk/conf.h"
 
 #include <stdio.h>
 #include <string.h>
 
 int esk_pg_connect(PGconn **out, const char *conninfo, esk_error_t *err) {
-  if (!conninfo) conninfo = esk_config_pg_conninfo();
+  if (!conninfo) conninfo = esk_conf_env_pg_conninfo();
   /* Keywords are processed in order and the expanded conninfo comes last, so
    * a connect_timeout or application_name the user wrote wins over ours. */
   const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};

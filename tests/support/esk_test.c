@@ -9,7 +9,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "esk/config.h"
+#include "esk/conf.h"
 #include "esk/error.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "esk/config.h"
+#include "esk/conf.h"
 #include "esk/error.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
@@ -68,12 +68,12 @@ Test(log, lines_are_key_value_and_respect_the_threshold, .init = cr_redirect_std
 Test(config, environment_overrides_the_local_stack_defaults) {
   unsetenv("ESK_KAFKA_BOOTSTRAP");
   setenv("ESK_PG_CONNINFO", "", 1);
-  cr_assert_str_eq(esk_config_kafka_bootstrap(), ESK_DEFAULT_KAFKA_BOOTSTRAP);
-  cr_assert_str_eq(esk_config_pg_conninfo(), ESK_DEFAULT_PG_CONNINFO);
+  cr_assert_str_eq(esk_conf_env_kafka_bootstrap(), ESK_DEFAULT_KAFKA_BOOTSTRAP);
+  cr_assert_str_eq(esk_conf_env_pg_conninfo(), ESK_DEFAULT_PG_CONNINFO);
   setenv("ESK_KAFKA_BOOTSTRAP", "10.1.2.3:9092", 1);
   setenv("ESK_PG_CONNINFO", "host=db", 1);
-  cr_assert_str_eq(esk_config_kafka_bootstrap(), "10.1.2.3:9092");
-  cr_assert_str_eq(esk_config_pg_conninfo(), "host=db");
+  cr_assert_str_eq(esk_conf_env_kafka_bootstrap(), "10.1.2.3:9092");
+  cr_assert_str_eq(esk_conf_env_pg_conninfo(), "host=db");
 }
 
 Test(kafka, conf_refuses_an_unknown_property_naming_it) {

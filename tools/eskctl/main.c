@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "esk/config.h"
+#include "esk/conf.h"
 #include "esk/error.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
@@ -56,7 +56,7 @@ static int cmd_ping(int argc, char **argv) {
 
   int failed = 0;
   esk_error_t err = {0};
-  const char *bootstrap = esk_config_kafka_bootstrap();
+  const char *bootstrap = esk_conf_env_kafka_bootstrap();
   if (esk_kafka_check_broker(bootstrap, timeout_ms, &err) == ESK_OK) {
     printf("kafka: ok, a broker answers at %s (librdkafka %s)\n", bootstrap,
            rd_kafka_version_str());

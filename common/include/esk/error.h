@@ -25,6 +25,9 @@
 #define ESK_ENOTFOUND -5
 /** Out of memory, or a configured size limit would be exceeded. */
 #define ESK_ENOMEM -6
+/** A compare-and-set lost: someone else changed the value first (e.g. a
+ *  projector that lost its partition tries to store a position). */
+#define ESK_ECONFLICT -7
 
 #define ESK_ERROR_MSG_MAX 512
 

@@ -20,7 +20,7 @@
  * @param type RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER.
  * @param out set to the new configuration on success; the caller owns it
  *        (rd_kafka_new() takes ownership on success).
- * @param bootstrap host:port list; NULL for esk_config_kafka_bootstrap().
+ * @param bootstrap host:port list; NULL for esk_conf_env_kafka_bootstrap().
  * @returns ESK_OK, or ESK_EINVAL naming the property that was refused.
  */
 int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *bootstrap,

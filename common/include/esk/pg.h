@@ -12,7 +12,7 @@
 /**
  * @brief Opens a connection and checks it.
  * @param out set on success; the caller closes it with PQfinish().
- * @param conninfo libpq connection string; NULL for esk_config_pg_conninfo().
+ * @param conninfo libpq connection string; NULL for esk_conf_env_pg_conninfo().
  *        A connect_timeout is added when the string has none.
  * @returns ESK_OK, or ESK_ERETRY with a message naming the server and
  *          libpq's reason.

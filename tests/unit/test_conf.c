@@ -1,0 +1,169 @@
+/* conf: one table per binary; file, environment and -X, later ones winning;
+ * every bad value names the key, the value, where it came from and why. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "esk/conf.h"
+#include "esk/kafka.h"
+
+static const esk_conf_prop_t test_props[] = {
+    {"batch.max.events", ESK_CONF_INT, "1000", 1, 100000, NULL, NULL, "Events per batch."},
+    {"on_error", ESK_CONF_ENUM, "dlq", 0, 0, "dlq,stop", NULL, "What a poison event does."},
+    {"http.enabled", ESK_CONF_BOOL, "false", 0, 0, NULL, NULL, "Serve HTTP."},
+    {"projection", ESK_CONF_STRING, NULL, 0, 0, NULL, "ESK_TEST_PROJECTION", "Projection."},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, test_props};
+
+static esk_conf_t *new_conf(void) {
+  esk_conf_t *c = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_new(&c, tables, 2, &err), ESK_OK, "%s", err.msg);
+  return c;
+}
+
+static char *write_file(const char *text) {
+  static char path[64];
+  snprintf(path, sizeof(path), "/tmp/esk_conf_test_XXXXXX");
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  return path;
+}
+
+static void clear_env(void) {
+  unsetenv("ESK_BATCH_MAX_EVENTS");
+  unsetenv("ESK_ON_ERROR");
+  unsetenv("ESK_TEST_PROJECTION");
+  unsetenv("ESK_KAFKA_BOOTSTRAP");
+}
+
+Test(conf, defaults_come_from_the_table, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  cr_assert_eq(esk_conf_get_int(c, "batch.max.events"), 1000);
+  cr_assert_str_eq(esk_conf_get(c, "on_error"), "dlq");
+  cr_assert_eq(esk_conf_get_bool(c, "http.enabled"), 0);
+  cr_assert_null(esk_conf_get(c, "projection"));
+  cr_assert_str_eq(esk_conf_get(c, "kafka.bootstrap.servers"), ESK_DEFAULT_KAFKA_BOOTSTRAP);
+  esk_conf_destroy(c);
+}
+
+Test(conf, file_then_environment_then_overrides_win_in_that_order, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  char *path = write_file("# a comment\n\n  batch.max.events = 10  \non_error=stop\n"
+                          "projection=from_file\nhttp.enabled=yes\n");
+  setenv("ESK_BATCH_MAX_EVENTS", "20", 1);
+  setenv("ESK_TEST_PROJECTION", "from_env", 1);
+  char *x[] = {"batch.max.events=30"};
+  cr_assert_eq(esk_conf_load(c, path, x, 1, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_conf_get_int(c, "batch.max.events"), 30);
+  cr_assert_str_eq(esk_conf_get(c, "projection"), "from_env");
+  cr_assert_str_eq(esk_conf_get(c, "on_error"), "stop");
+  cr_assert_eq(esk_conf_get_bool(c, "http.enabled"), 1);
+  unlink(path);
+  esk_conf_destroy(c);
+}
+
+Test(conf, a_bad_value_in_a_file_names_file_line_key_value_and_why, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  char *path = write_file("on_error=dlq\nbatch.max.events=0\n");
+  cr_assert_eq(esk_conf_load_file(c, path, &err), ESK_EINVAL);
+  char expect[128];
+  snprintf(expect, sizeof(expect), "%s:2: invalid value '0' for batch.max.events", path);
+  cr_assert_not_null(strstr(err.msg, expect), "%s", err.msg);
+  cr_assert_not_null(strstr(err.msg, "out of range 1..100000"), "%s", err.msg);
+  unlink(path);
+  esk_conf_destroy(c);
+}
+
+Test(conf, malformed_lines_and_unknown_keys_are_refused, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  char *path = write_file("just words\n");
+  cr_assert_eq(esk_conf_load_file(c, path, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, ":1: expected key=value"), "%s", err.msg);
+  unlink(path);
+  cr_assert_eq(esk_conf_set(c, "batch.size", "5", "-X", &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "unknown configuration key 'batch.size'"), "%s", err.msg);
+  cr_assert_eq(esk_conf_set(c, "on_error", "ignore", "-X", &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "expected one of dlq,stop"), "%s", err.msg);
+  cr_assert_eq(esk_conf_set(c, "batch.max.events", "12abc", "-X", &err), ESK_EINVAL);
+  cr_assert_eq(esk_conf_set(c, "batch.max.events", "99999999999999999999", "-X", &err),
+               ESK_EINVAL);
+  cr_assert_eq(esk_conf_set(c, "http.enabled", "maybe", "-X", &err), ESK_EINVAL);
+  char *bad[] = {"=5"};
+  cr_assert_eq(esk_conf_load(c, NULL, bad, 1, &err), ESK_EINVAL);
+  cr_assert_eq(esk_conf_load_file(c, "/nonexistent/esk.conf", &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "/nonexistent/esk.conf"), "%s", err.msg);
+  esk_conf_destroy(c);
+}
+
+Test(conf, an_overlong_line_is_refused_not_split, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  size_t n = 10000;
+  char *text = malloc(n + 32);
+  strcpy(text, "projection=");
+  memset(text + 11, 'a', n);
+  strcpy(text + 11 + n, "\n");
+  char *path = write_file(text);
+  cr_assert_eq(esk_conf_load_file(c, path, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "line longer than"), "%s", err.msg);
+  free(text);
+  unlink(path);
+  esk_conf_destroy(c);
+}
+
+Test(conf, environment_errors_name_the_variable, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  setenv("ESK_ON_ERROR", "explode", 1);
+  cr_assert_eq(esk_conf_load_env(c, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "environment ESK_ON_ERROR"), "%s", err.msg);
+  esk_conf_destroy(c);
+}
+
+Test(conf, kafka_keys_pass_through_to_librdkafka, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_set(c, "kafka.linger.ms", "7", "-X", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(c, "kafka.bootstrap.servers", "127.0.0.1:1", "-X", &err), ESK_OK);
+  rd_kafka_conf_t *k = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  cr_assert_eq(esk_conf_apply_kafka(c, k, &err), ESK_OK, "%s", err.msg);
+  char v[64];
+  size_t n = sizeof(v);
+  cr_assert_eq(rd_kafka_conf_get(k, "linger.ms", v, &n), RD_KAFKA_CONF_OK);
+  cr_assert_str_eq(v, "7");
+  n = sizeof(v);
+  cr_assert_eq(rd_kafka_conf_get(k, "bootstrap.servers", v, &n), RD_KAFKA_CONF_OK);
+  cr_assert_str_eq(v, "127.0.0.1:1");
+  /* librdkafka judges pass-through keys, and the error names them. */
+  cr_assert_eq(esk_conf_set(c, "kafka.linger.mss", "7", "-X", &err), ESK_OK);
+  cr_assert_eq(esk_conf_apply_kafka(c, k, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "linger.mss"), "%s", err.msg);
+  rd_kafka_conf_destroy(k);
+  esk_conf_destroy(c);
+}
+
+Test(conf, help_and_markdown_list_every_key_with_its_environment_variable) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  esk_conf_print_help(f, tables, 2);
+  esk_conf_print_markdown(f, tables, 2);
+  fclose(f);
+  for (size_t t = 0; t < 2; t++)
+    for (const esk_conf_prop_t *p = tables[t]; p->name; p++)
+      cr_assert_not_null(strstr(buf, p->name), "%s missing", p->name);
+  cr_assert_not_null(strstr(buf, "ESK_BATCH_MAX_EVENTS"));
+  cr_assert_not_null(strstr(buf, "ESK_KAFKA_BOOTSTRAP"));
+  cr_assert_not_null(strstr(buf, "| `on_error` | enum | dlq,stop | `dlq` |"));
+  free(buf);
+}
