@@ -25,3 +25,35 @@ int esk_pg_connect(PGconn **out, const char *conninfo, esk_error_t *err) {
   *out = c;
   return ESK_OK;
 }
+
+int esk_pg_error_code(PGconn *c, const PGresult *r) {
+  if (PQstatus(c) != CONNECTION_OK) return ESK_ERETRY;
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  if (!state) return ESK_ERETRY; /* no server answer: the connection failed */
+  if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) || !strncmp(state, "57", 2) ||
+      !strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "58", 2))
+    return ESK_ERETRY;
+  if (!strncmp(state, "22", 2) || !strncmp(state, "23", 2)) return ESK_EPOISON;
+  return ESK_EFATAL;
+}
+
+int esk_pg_exec(PGresult **out, PGconn *c, const char *what, const char *sql, int nparams,
+                const char *const *params, esk_error_t *err) {
+  /* Without parameters use the simple protocol, which allows several statements. */
+  PGresult *r = nparams ? PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0)
+                        : PQexec(c, sql);
+  ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    if (out) *out = r;
+    else PQclear(r);
+    return ESK_OK;
+  }
+  int code = esk_pg_error_code(c, r);
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  char msg[ESK_ERROR_MSG_MAX];
+  snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+  msg[strcspn(msg, "\n")] = '\0';
+  PQclear(r);
+  return esk_error_set(err, code, "%s: %s%s%s", what, state ? state : "", state ? " " : "",
+                       msg[0] ? msg : "connection lost");
+}

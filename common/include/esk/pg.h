@@ -19,4 +19,25 @@
  */
 int esk_pg_connect(PGconn **out, const char *conninfo, esk_error_t *err);
 
+/**
+ * @brief The esk error code for a failed command: ESK_ERETRY for faults that
+ *        pass (connection lost, server shutting down, serialization failure,
+ *        deadlock, lack of resources), ESK_EPOISON for data that can never be
+ *        written (SQLSTATE classes 22 data exception and 23 integrity
+ *        violation), ESK_EFATAL for the rest (bad SQL, missing privileges).
+ * @param r the result (may be NULL: the connection failed).
+ */
+int esk_pg_error_code(PGconn *c, const PGresult *r);
+
+/**
+ * @brief Runs a parameterised statement (text parameters, text results).
+ *        With @p nparams 0, @p sql may hold several statements (DDL, migrations).
+ * @param out set to the result on success when not NULL (caller PQclear()s
+ *        it); otherwise the result is cleared.
+ * @returns ESK_OK, or esk_pg_error_code()'s code with a message holding the
+ *          SQLSTATE and PostgreSQL's message, prefixed by @p what.
+ */
+int esk_pg_exec(PGresult **out, PGconn *c, const char *what, const char *sql, int nparams,
+                const char *const *params, esk_error_t *err);
+
 #endif

@@ -1,0 +1,62 @@
+/**
+ * @file store.h
+ * @brief What a projection keeps in PostgreSQL besides its read models: its
+ *        schema migrations, its position per partition, and the last applied
+ *        version of every aggregate (the guard that makes re-application a
+ *        no-op). All of it in esk's own tables, created on first use:
+ *
+ *   esk_projection_migrations (projection, version, applied_at)
+ *   esk_projection_positions  (projection, topic, partition, next_offset, updated_at)
+ *   esk_projection_versions   (projection, aggregate_id, version)
+ */
+#ifndef ESK_STORE_H
+#define ESK_STORE_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esk/error.h"
+
+/** @brief Creates esk's bookkeeping tables if they are missing. */
+int esk_store_init(PGconn *pg, esk_error_t *err);
+
+/**
+ * @brief Applies the migrations of @p projection not yet applied, in order,
+ *        each in its own transaction with its bookkeeping row. Concurrent
+ *        instances are serialised by an advisory lock, so each runs once.
+ * @param migrations SQL texts; migrations[i] is version i + 1. Never edit a
+ *        released one: add a new version.
+ */
+int esk_store_migrate(PGconn *pg, const char *projection, const char *const *migrations,
+                      size_t n, esk_error_t *err);
+
+/**
+ * @brief The stored next offset of a partition.
+ * @param next_offset set to the offset to resume from, or -1 when none is stored.
+ */
+int esk_store_position_get(PGconn *pg, const char *projection, const char *topic,
+                           int32_t partition, int64_t *next_offset, esk_error_t *err);
+
+/**
+ * @brief In the open transaction, moves the stored position from @p expected
+ *        (-1: none stored) to @p next. The row lock it takes makes concurrent
+ *        writers wait and then fail.
+ * @returns ESK_OK, or ESK_ECONFLICT when the stored position is no longer
+ *          @p expected (another instance owns the partition now): roll back.
+ */
+int esk_store_position_cas(PGconn *pg, const char *projection, const char *topic,
+                           int32_t partition, int64_t expected, int64_t next, esk_error_t *err);
+
+/**
+ * @brief Looks up the last applied version of @p n aggregates at once.
+ * @param versions out: versions[i] for ids[i], 0 for an aggregate never seen.
+ */
+int esk_store_versions_get(PGconn *pg, const char *projection, const char *const *ids,
+                           size_t n, int64_t *versions, esk_error_t *err);
+
+/** @brief In the open transaction, records the last applied version of @p n aggregates. */
+int esk_store_versions_put(PGconn *pg, const char *projection, const char *const *ids,
+                           const int64_t *versions, size_t n, esk_error_t *err);
+
+#endif
