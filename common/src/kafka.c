@@ -73,3 +73,77 @@ cleanup:
   if (conf) rd_kafka_conf_destroy(conf);
   return rc;
 }
+
+int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
+                           const char *const *configs, int timeout_ms, int *created,
+                           esk_error_t *err) {
+  char errstr[256];
+  int rc = ESK_OK;
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_event_t *ev = NULL;
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, errstr, sizeof(errstr));
+  if (created) *created = 0;
+  if (!nt) {
+    rc = esk_error_set(err, ESK_EINVAL, "topic %s: %s", topic, errstr);
+    goto cleanup;
+  }
+  for (size_t i = 0; configs && configs[i] && configs[i + 1]; i += 2) {
+    if (rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1])) {
+      rc = esk_error_set(err, ESK_EINVAL, "topic %s: bad config %s=%s", topic, configs[i],
+                         configs[i + 1]);
+      goto cleanup;
+    }
+  }
+  rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, errstr, sizeof(errstr));
+  rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, errstr, sizeof(errstr));
+  rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+  ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
+  if (!ev) {
+    rc = esk_error_set(err, ESK_ERETRY, "creating topic %s: no answer within %d ms", topic,
+                       timeout_ms);
+    goto cleanup;
+  }
+  if (rd_kafka_event_error(ev)) {
+    rc = esk_error_set(err, ESK_ERETRY, "creating topic %s: %s", topic,
+                       rd_kafka_event_error_string(ev));
+    goto cleanup;
+  }
+  size_t n = 0;
+  const rd_kafka_topic_result_t **tr =
+      rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+  rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR_UNKNOWN;
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (created) *created = 1;
+  } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    rc = esk_error_set(err, e == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT ? ESK_ERETRY : ESK_EINVAL,
+                       "creating topic %s: %s", topic,
+                       n ? rd_kafka_topic_result_error_string(tr[0]) : "no result");
+  }
+cleanup:
+  if (ev) rd_kafka_event_destroy(ev);
+  if (nt) rd_kafka_NewTopic_destroy(nt);
+  rd_kafka_AdminOptions_destroy(opts);
+  rd_kafka_queue_destroy(q);
+  return rc;
+}
+
+int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
+                              esk_error_t *err) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+  rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
+  rd_kafka_topic_destroy(t);
+  if (e) return esk_error_set(err, ESK_ERETRY, "metadata of topic %s: %s", topic,
+                              rd_kafka_err2str(e));
+  int rc = ESK_OK;
+  if (md->topic_cnt < 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+    rc = esk_error_set(err, ESK_ENOTFOUND, "topic %s does not exist", topic);
+  else if (md->topics[0].err)
+    rc = esk_error_set(err, ESK_ERETRY, "metadata of topic %s: %s", topic,
+                       rd_kafka_err2str(md->topics[0].err));
+  else
+    *count = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  return rc;
+}

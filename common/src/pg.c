@@ -1,8 +1,17 @@
 #include "esk/pg.h"
 #include "esk/conf.h"
+#include "esk/log.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* Server notices ("relation already exists, skipping") go to the debug log
+ * instead of libpq's default of stderr. */
+static void notice_to_log(void *arg, const char *message) {
+  (void)arg;
+  char q[512];
+  ESK_DEBUG("pg", "msg=%s", esk_log_quote(q, sizeof(q), message));
+}
 
 int esk_pg_connect(PGconn **out, const char *conninfo, esk_error_t *err) {
   if (!conninfo) conninfo = esk_conf_env_pg_conninfo();
@@ -22,6 +31,7 @@ int esk_pg_connect(PGconn **out, const char *conninfo, esk_error_t *err) {
                          "with: deploy/local/stack up",
                          conninfo, msg);
   }
+  PQsetNoticeProcessor(c, notice_to_log, NULL);
   *out = c;
   return ESK_OK;
 }

@@ -41,4 +41,23 @@ int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value
  */
 int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *err);
 
+/**
+ * @brief Creates a topic, or leaves an existing one as it is.
+ * @param rk any client handle (used for the admin request).
+ * @param configs NULL-terminated list of name, value pairs (e.g.
+ *        {"retention.ms", "-1", NULL}); may be NULL.
+ * @param created set to 1 when this call created it (may be NULL).
+ * @returns ESK_OK, or ESK_ERETRY / ESK_EINVAL with the broker's reason.
+ */
+int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
+                           const char *const *configs, int timeout_ms, int *created,
+                           esk_error_t *err);
+
+/**
+ * @brief The number of partitions of @p topic.
+ * @returns ESK_OK, ESK_ENOTFOUND when the topic does not exist, or ESK_ERETRY.
+ */
+int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
+                              esk_error_t *err);
+
 #endif

@@ -1,0 +1,712 @@
+#include "projector.h"
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "esk/kafka.h"
+#include "esk/log.h"
+#include "esk/pg.h"
+
+const esk_conf_prop_t esk_projector_props[] = {
+    {"projection", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "Name of the projection this process runs (also --projection)."},
+    {"group.id", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "Consumer group; default esk.projection.<projection>."},
+    {"topic", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "Events topic to read; default <domain>.events."},
+    {"batch.max.events", ESK_CONF_INT, "5000", 1, 1000000, NULL, NULL,
+     "Most events applied in one PostgreSQL transaction."},
+    {"batch.max.ms", ESK_CONF_INT, "200", 1, 60000, NULL, NULL,
+     "Longest time a batch waits to fill before it is applied."},
+    {"on_error", ESK_CONF_ENUM, "dlq", 0, 0, "dlq,stop", NULL,
+     "A poison event (undecodable, version gap, permanent SQL failure): send it to "
+     "<topic>.dlq.<projection> and go on, or stop the projector."},
+    {"progress.interval.ms", ESK_CONF_INT, "10000", 100, 3600000, NULL, NULL,
+     "Interval of the progress log line (events/s, lag per partition)."},
+    {"pg.retry.backoff.max.ms", ESK_CONF_INT, "5000", 10, 600000, NULL, NULL,
+     "Longest wait between retries while PostgreSQL is unreachable."},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+
+#define POS_UNKNOWN INT64_MIN
+
+typedef struct part_s {
+  int assigned;
+  int64_t stored;   /* next offset stored in PostgreSQL, -1 none */
+  int64_t batch_next; /* next offset after this batch's last message, -1 none */
+} part_t;
+
+struct esk_projector_s {
+  const esk_conf_t *conf;
+  esk_projection_t proj;
+  esk_decoder_t dec;
+  char *name, *topic, *group, *dlq_topic;
+  PGconn *pg;
+  rd_kafka_t *consumer;
+  rd_kafka_t *dlq;
+  part_t *parts;
+  int n_parts;
+  int batch_max, batch_ms, on_error_stop, progress_ms, backoff_max_ms;
+  volatile sig_atomic_t *stop;
+  volatile int rebalanced;
+  unsigned generation; /* bumped by every assignment change */
+  int fatal;
+  esk_error_t fatal_err;
+  esk_projector_stats_t stats;
+  rd_kafka_message_t **batch;
+  unsigned *batch_gen; /* generation each batched message was received in */
+  size_t n_batch;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
+  if (!p->fatal) {
+    p->fatal = 1;
+    p->fatal_err = *e;
+  }
+  return ESK_EFATAL;
+}
+
+/* Makes sure the connection is usable; a broken one is reset. */
+static int pg_ensure(esk_projector_t *p, esk_error_t *err) {
+  if (PQstatus(p->pg) == CONNECTION_OK) return ESK_OK;
+  PQreset(p->pg);
+  if (PQstatus(p->pg) != CONNECTION_OK) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(p->pg));
+    msg[strcspn(msg, "\n")] = '\0';
+    return esk_error_set(err, ESK_ERETRY, "PostgreSQL unreachable: %s", msg);
+  }
+  return ESK_OK;
+}
+
+static int grow_parts(esk_projector_t *p, int32_t partition) {
+  if (partition < p->n_parts) return 0;
+  int n = partition + 1;
+  part_t *np = realloc(p->parts, (size_t)n * sizeof(*np));
+  if (!np) return -1;
+  for (int i = p->n_parts; i < n; i++) np[i] = (part_t){0, POS_UNKNOWN, -1};
+  p->parts = np;
+  p->n_parts = n;
+  return 0;
+}
+
+/* ------------------------------------------------------------ rebalance --- */
+
+/* Reads stored positions of @p list from PostgreSQL, retrying with backoff
+ * until it works or a stop is requested. Blocking here is safe: librdkafka
+ * sends heartbeats from its own thread. */
+static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *list) {
+  int backoff = 100;
+  for (;;) {
+    esk_error_t err = {0};
+    int rc = pg_ensure(p, &err);
+    for (int i = 0; !rc && i < list->cnt; i++) {
+      int64_t pos = -1;
+      rc = esk_store_position_get(p->pg, p->name, list->elems[i].topic,
+                                  list->elems[i].partition, &pos, &err);
+      list->elems[i].offset = pos >= 0 ? pos : RD_KAFKA_OFFSET_BEGINNING;
+      if (!rc && grow_parts(p, list->elems[i].partition) == 0) {
+        part_t *pt = &p->parts[list->elems[i].partition];
+        pt->assigned = 1;
+        pt->stored = pos;
+        pt->batch_next = -1;
+      }
+    }
+    if (!rc) return ESK_OK;
+    if (rc != ESK_ERETRY) return set_fatal(p, &err);
+    if (*p->stop) return ESK_ERETRY;
+    p->stats.pg_retries++;
+    ESK_WARN("projector", "msg=\"cannot read positions, retrying\" projection=%s backoff_ms=%d "
+                          "reason=\"%s\"", p->name, backoff, err.msg);
+    sleep_ms(backoff);
+    backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
+  }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *list, void *opaque) {
+  esk_projector_t *p = opaque;
+  p->rebalanced = 1;
+  p->generation++;
+  if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (read_positions(p, list) != ESK_OK) {
+      rd_kafka_assign(rk, NULL);
+      return;
+    }
+    for (int i = 0; i < list->cnt; i++)
+      ESK_INFO("projector", "msg=\"partition assigned\" projection=%s topic=%s partition=%d "
+                            "offset=%" PRId64, p->name, list->elems[i].topic,
+               (int)list->elems[i].partition, list->elems[i].offset);
+    rd_kafka_assign(rk, list);
+  } else {
+    for (int i = 0; i < list->cnt; i++) {
+      if (list->elems[i].partition < p->n_parts) p->parts[list->elems[i].partition].assigned = 0;
+      ESK_INFO("projector", "msg=\"partition revoked\" projection=%s topic=%s partition=%d",
+               p->name, list->elems[i].topic, (int)list->elems[i].partition);
+    }
+    rd_kafka_assign(rk, NULL);
+  }
+}
+
+/* ------------------------------------------------------------------- dlq --- */
+
+static int dead_letter(esk_projector_t *p, const rd_kafka_message_t *m, const esk_error_t *why,
+                       esk_error_t *err) {
+  if (p->on_error_stop)
+    return esk_error_set(err, ESK_EFATAL,
+                         "poison event at %s[%d]@%" PRId64 " (on_error=stop): %s",
+                         rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, why->msg);
+  rd_kafka_headers_t *h = NULL;
+  const rd_kafka_headers_t *orig = NULL;
+  h = rd_kafka_message_headers(m, (rd_kafka_headers_t **)&orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+          ? rd_kafka_headers_copy(orig)
+          : rd_kafka_headers_new(8);
+  char part[16], off[32];
+  snprintf(part, sizeof(part), "%d", (int)m->partition);
+  snprintf(off, sizeof(off), "%" PRId64, m->offset);
+  rd_kafka_header_add(h, "esk.dlq.error", -1, esk_error_name(why->code), -1);
+  rd_kafka_header_add(h, "esk.dlq.reason", -1, why->msg, -1);
+  rd_kafka_header_add(h, "esk.dlq.projection", -1, p->name, -1);
+  rd_kafka_header_add(h, "esk.dlq.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+  rd_kafka_header_add(h, "esk.dlq.partition", -1, part, -1);
+  rd_kafka_header_add(h, "esk.dlq.offset", -1, off, -1);
+  rd_kafka_resp_err_t e = rd_kafka_producev(
+      p->dlq, RD_KAFKA_V_TOPIC(p->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+      RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+  if (e) {
+    rd_kafka_headers_destroy(h);
+    return esk_error_set(err, ESK_ERETRY, "dead-letter to %s: %s", p->dlq_topic,
+                         rd_kafka_err2str(e));
+  }
+  ESK_WARN("projector", "msg=\"event dead-lettered\" projection=%s topic=%s partition=%d "
+                        "offset=%" PRId64 " dlq=%s error=%s",
+           p->name, rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, p->dlq_topic,
+           esk_error_name(why->code));
+  return ESK_OK;
+}
+
+/* ----------------------------------------------------------- version map --- */
+
+typedef struct vmap_s {
+  size_t cap;
+  char **ids;
+  int64_t *stored;  /* version in PostgreSQL before the batch */
+  int64_t *current; /* version after the events applied so far */
+} vmap_t;
+
+static uint64_t hash_bytes(const void *p, size_t n) {
+  const uint8_t *b = p;
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+  return h;
+}
+
+static size_t vmap_slot(const vmap_t *v, const char *id, size_t len) {
+  size_t i = hash_bytes(id, len) & (v->cap - 1);
+  while (v->ids[i] && (strlen(v->ids[i]) != len || memcmp(v->ids[i], id, len))) i = (i + 1) & (v->cap - 1);
+  return i;
+}
+
+static void vmap_free(vmap_t *v) {
+  for (size_t i = 0; v->ids && i < v->cap; i++) free(v->ids[i]);
+  free(v->ids);
+  free(v->stored);
+  free(v->current);
+}
+
+/* Builds the map of the batch's aggregate ids (message keys) and reads their
+ * stored versions in one query. */
+static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, size_t n,
+                     esk_error_t *err) {
+  int rc = ESK_OK;
+  const char **list = NULL;
+  int64_t *vers = NULL;
+  size_t *slots = NULL, k = 0;
+  v->cap = 16;
+  while (v->cap < 2 * n) v->cap <<= 1;
+  v->ids = calloc(v->cap, sizeof(*v->ids));
+  v->stored = calloc(v->cap, sizeof(*v->stored));
+  v->current = calloc(v->cap, sizeof(*v->current));
+  list = calloc(n ? n : 1, sizeof(*list));
+  vers = calloc(n ? n : 1, sizeof(*vers));
+  slots = calloc(n ? n : 1, sizeof(*slots));
+  if (!v->ids || !v->stored || !v->current || !list || !vers || !slots) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory for a batch of %zu events", n);
+    goto cleanup;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *key = msgs[i]->key ? msgs[i]->key : "";
+    size_t s = vmap_slot(v, key, msgs[i]->key_len);
+    if (v->ids[s]) continue;
+    if (!(v->ids[s] = strndup(key, msgs[i]->key_len))) {
+      rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+      goto cleanup;
+    }
+    list[k] = v->ids[s];
+    slots[k++] = s;
+  }
+  if ((rc = esk_store_versions_get(p->pg, p->name, list, k, vers, err))) goto cleanup;
+  for (size_t i = 0; i < k; i++) v->stored[slots[i]] = v->current[slots[i]] = vers[i];
+cleanup:
+  free(list);
+  free(vers);
+  free(slots);
+  return rc;
+}
+
+static int vmap_store(esk_projector_t *p, const vmap_t *v, esk_error_t *err) {
+  size_t k = 0;
+  const char **ids = calloc(v->cap, sizeof(*ids));
+  int64_t *vers = calloc(v->cap, sizeof(*vers));
+  int rc;
+  if (!ids || !vers) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto cleanup;
+  }
+  for (size_t i = 0; i < v->cap; i++)
+    if (v->ids[i] && v->current[i] != v->stored[i]) {
+      ids[k] = v->ids[i];
+      vers[k++] = v->current[i];
+    }
+  rc = esk_store_versions_put(p->pg, p->name, ids, vers, k, err);
+cleanup:
+  free(ids);
+  free(vers);
+  return rc;
+}
+
+/* ----------------------------------------------------------------- batch --- */
+
+static void rollback(esk_projector_t *p) {
+  if (PQstatus(p->pg) == CONNECTION_OK) PQclear(PQexec(p->pg, "rollback"));
+  if (p->proj.batch_abort) p->proj.batch_abort(p->proj.self);
+}
+
+/* Applies msgs[0..n) in one transaction with the positions and the version
+ * guard. With @p isolate, an event that apply() calls poison is dead-lettered
+ * instead of failing the batch (used one event at a time). */
+static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, int isolate,
+                       esk_error_t *err) {
+  vmap_t v = {0};
+  int rc;
+  int64_t applied = 0, skipped = 0, dead = 0;
+  if ((rc = pg_ensure(p, err))) return rc;
+  if ((rc = esk_pg_exec(NULL, p->pg, "begin", "begin", 0, NULL, err))) return rc;
+  if ((rc = vmap_load(p, &v, msgs, n, err))) goto fail;
+  if (p->proj.batch_begin && (rc = p->proj.batch_begin(p->proj.self, p->pg, err))) goto fail;
+  for (size_t i = 0; i < n; i++) {
+    rd_kafka_message_t *m = msgs[i];
+    esk_event_t ev = {0};
+    esk_error_t why = {0};
+    if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) continue;
+    int drc = p->dec.decode(p->dec.self, m, &ev, &why);
+    size_t s = vmap_slot(&v, m->key ? m->key : "", m->key_len);
+    if (drc == ESK_OK && (!ev.aggregate_id || m->key_len != strlen(ev.aggregate_id) ||
+                          memcmp(m->key, ev.aggregate_id, m->key_len))) {
+      drc = esk_error_set(&why, ESK_EPOISON,
+                          "message key does not equal the event's aggregate id %s",
+                          ev.aggregate_id ? ev.aggregate_id : "(none)");
+    }
+    if (drc == ESK_OK) {
+      ev.topic = rd_kafka_topic_name(m->rkt);
+      ev.partition = m->partition;
+      ev.offset = m->offset;
+      if (ev.aggregate_version <= v.current[s]) {
+        skipped++;
+        continue; /* applied before: a duplicate */
+      }
+      if (ev.aggregate_version != v.current[s] + 1) {
+        drc = esk_error_set(&why, ESK_EPOISON,
+                            "version gap for aggregate %s: event version %" PRId64
+                            " after %" PRId64, ev.aggregate_id, ev.aggregate_version,
+                            v.current[s]);
+      } else {
+        /* Isolating (one event per transaction): a savepoint keeps the
+         * transaction usable for the dead letter and the position. */
+        if (isolate && (rc = esk_pg_exec(NULL, p->pg, "savepoint", "savepoint esk_event", 0,
+                                         NULL, err)))
+          goto fail;
+        drc = p->proj.apply(p->proj.self, p->pg, &ev, &why);
+        if (isolate && drc == ESK_EPOISON &&
+            (rc = esk_pg_exec(NULL, p->pg, "rollback to savepoint",
+                              "rollback to savepoint esk_event", 0, NULL, err)))
+          goto fail;
+        if (drc == ESK_OK) {
+          v.current[s] = ev.aggregate_version;
+          applied++;
+          continue;
+        }
+        if (drc != ESK_EPOISON || !isolate) {
+          *err = why;
+          rc = drc;
+          goto fail;
+        }
+      }
+    }
+    if (drc == ESK_EPOISON) {
+      if ((rc = dead_letter(p, m, &why, err))) goto fail;
+      dead++;
+    } else if (drc != ESK_OK) {
+      *err = why;
+      rc = drc;
+      goto fail;
+    }
+  }
+  if (p->proj.batch_end && (rc = p->proj.batch_end(p->proj.self, p->pg, err))) goto fail;
+  if ((rc = vmap_store(p, &v, err))) goto fail;
+  for (size_t i = 0; i < n; i++) {
+    part_t *pt = msgs[i]->partition < p->n_parts ? &p->parts[msgs[i]->partition] : NULL;
+    if (pt && pt->assigned) pt->batch_next = msgs[i]->offset + 1;
+  }
+  for (int i = 0; i < p->n_parts; i++) {
+    part_t *pt = &p->parts[i];
+    if (pt->batch_next < 0) continue;
+    if ((rc = esk_store_position_cas(p->pg, p->name, p->topic, i, pt->stored, pt->batch_next,
+                                     err)))
+      goto fail;
+  }
+  /* Dead letters must be durable before the position moves past them. */
+  if (dead && rd_kafka_flush(p->dlq, 30000)) {
+    rc = esk_error_set(err, ESK_ERETRY, "dead letters to %s not acknowledged", p->dlq_topic);
+    goto fail;
+  }
+  if ((rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err))) goto fail;
+  p->stats.applied += applied;
+  p->stats.skipped += skipped;
+  p->stats.dead += dead;
+  p->stats.batches++;
+  for (int i = 0; i < p->n_parts; i++) {
+    if (p->parts[i].batch_next < 0) continue;
+    p->parts[i].stored = p->parts[i].batch_next;
+    p->parts[i].batch_next = -1;
+  }
+  vmap_free(&v);
+  return ESK_OK;
+fail:
+  for (int i = 0; i < p->n_parts; i++) p->parts[i].batch_next = -1;
+  rollback(p);
+  vmap_free(&v);
+  return rc;
+}
+
+/* After PostgreSQL committed: tell Kafka (best effort: PostgreSQL is the
+ * truth, and a new owner seeks to the stored position anyway). */
+static void commit_offsets(esk_projector_t *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->n_parts);
+  for (int i = 0; i < p->n_parts; i++)
+    if (p->parts[i].assigned && p->parts[i].stored >= 0)
+      rd_kafka_topic_partition_list_add(l, p->topic, i)->offset = p->parts[i].stored;
+  if (l->cnt) {
+    rd_kafka_resp_err_t e = rd_kafka_commit(p->consumer, l, 0);
+    for (int i = 0; !e && i < l->cnt; i++) e = l->elems[i].err;
+    if (e)
+      ESK_WARN("projector", "msg=\"offset commit failed (positions are safe in PostgreSQL)\" "
+                            "projection=%s error=\"%s\"", p->name, rd_kafka_err2str(e));
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Pauses or resumes every assigned partition. */
+static void set_paused(esk_projector_t *p, int pause) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  if (rd_kafka_assignment(p->consumer, &l) || !l) return;
+  if (pause) rd_kafka_pause_partitions(p->consumer, l);
+  else rd_kafka_resume_partitions(p->consumer, l);
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Seeks every assigned partition to its stored position (after messages
+ * were discarded while PostgreSQL was away, or after a lost CAS). */
+static void seek_to_stored(esk_projector_t *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->n_parts);
+  for (int i = 0; i < p->n_parts; i++)
+    if (p->parts[i].assigned)
+      rd_kafka_topic_partition_list_add(l, p->topic, i)->offset =
+          p->parts[i].stored >= 0 ? p->parts[i].stored : RD_KAFKA_OFFSET_BEGINNING;
+  if (l->cnt) {
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(p->consumer, l, 10000);
+    if (e) {
+      ESK_WARN("projector", "msg=\"seek failed\" error=\"%s\"", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void drop_batch(esk_projector_t *p) {
+  for (size_t i = 0; i < p->n_batch; i++) rd_kafka_message_destroy(p->batch[i]);
+  p->n_batch = 0;
+}
+
+/* Serves the group while waiting: messages that arrive are discarded (the
+ * partitions are re-read from the stored positions afterwards). */
+static void wait_serving(esk_projector_t *p, int ms) {
+  int64_t until = now_ms() + ms;
+  while (!*p->stop && now_ms() < until) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
+    if (m) rd_kafka_message_destroy(m);
+  }
+}
+
+static int process_batch(esk_projector_t *p, esk_error_t *err) {
+  int backoff = 100, paused = 0, rc;
+  for (;;) {
+    p->rebalanced = 0;
+    rc = apply_batch(p, p->batch, p->n_batch, 0, err);
+    if (rc == ESK_EPOISON) {
+      /* Find the event that cannot be applied: one transaction per event. */
+      ESK_WARN("projector", "msg=\"batch failed on a poison event, isolating\" projection=%s "
+                            "events=%zu reason=\"%s\"", p->name, p->n_batch, err->msg);
+      rc = ESK_OK;
+      for (size_t i = 0; i < p->n_batch && rc == ESK_OK; i++)
+        rc = apply_batch(p, &p->batch[i], 1, 1, err);
+    }
+    if (rc != ESK_ERETRY) break;
+    p->stats.pg_retries++;
+    ESK_WARN("projector", "msg=\"batch not applied, retrying\" projection=%s backoff_ms=%d "
+                          "reason=\"%s\"", p->name, backoff, err->msg);
+    if (!paused) {
+      set_paused(p, 1);
+      paused = 1;
+    }
+    wait_serving(p, backoff);
+    backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
+    if (*p->stop || p->rebalanced) {
+      rc = ESK_OK; /* nothing committed; the next owner starts from the stored position */
+      break;
+    }
+  }
+  if (rc == ESK_ECONFLICT) {
+    p->stats.conflicts++;
+    ESK_WARN("projector", "msg=\"batch dropped: a position moved\" projection=%s reason=\"%s\"",
+             p->name, err->msg);
+    /* Re-read the positions and continue from them. */
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (!rd_kafka_assignment(p->consumer, &l) && l) {
+      read_positions(p, l);
+      rd_kafka_topic_partition_list_destroy(l);
+    }
+    seek_to_stored(p);
+    rc = ESK_OK;
+  }
+  drop_batch(p);
+  if (rc == ESK_OK) commit_offsets(p);
+  if (paused) {
+    seek_to_stored(p);
+    set_paused(p, 0);
+  }
+  return rc;
+}
+
+static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_applied) {
+  int64_t t = now_ms();
+  double secs = (double)(t - *last_ms) / 1000.0;
+  double rate = secs > 0 ? (double)(p->stats.applied - *last_applied) / secs : 0;
+  char lag[512] = "";
+  size_t o = 0;
+  for (int i = 0; i < p->n_parts && o < sizeof(lag) - 40; i++) {
+    if (!p->parts[i].assigned) continue;
+    int64_t lo = 0, hi = 0;
+    if (rd_kafka_get_watermark_offsets(p->consumer, p->topic, i, &lo, &hi)) continue;
+    int64_t pos = p->parts[i].stored >= 0 ? p->parts[i].stored : lo;
+    o += (size_t)snprintf(lag + o, sizeof(lag) - o, "%s%d:%" PRId64, o ? "," : "", i,
+                          hi > pos ? hi - pos : 0);
+  }
+  ESK_INFO("projector", "msg=progress projection=%s events_per_s=%.0f applied=%" PRId64
+                        " skipped=%" PRId64 " dead=%" PRId64 " lag=%s",
+           p->name, rate, p->stats.applied, p->stats.skipped, p->stats.dead,
+           o ? lag : "none");
+  *last_ms = t;
+  *last_applied = p->stats.applied;
+}
+
+int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {
+  p->stop = stop;
+  int64_t last_progress = now_ms(), last_applied = 0;
+  int rc = ESK_OK;
+  while (!*stop && !p->fatal) {
+    int64_t deadline = now_ms() + p->batch_ms;
+    p->rebalanced = 0;
+    while (p->n_batch < (size_t)p->batch_max && !*stop) {
+      int64_t left = deadline - now_ms();
+      if (left <= 0) break;
+      rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, (int)left);
+      if (!m) continue;
+      if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+          ESK_WARN("projector", "msg=\"consumer error\" projection=%s error=\"%s\"", p->name,
+                   rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      p->batch_gen[p->n_batch] = p->generation;
+      p->batch[p->n_batch++] = m;
+    }
+    /* Messages received before an assignment change belong to the old one:
+     * drop them (the new assignment starts from the stored positions), keep
+     * those received since. */
+    if (p->rebalanced) {
+      size_t k = 0;
+      for (size_t i = 0; i < p->n_batch; i++) {
+        if (p->batch_gen[i] == p->generation) p->batch[k++] = p->batch[i];
+        else rd_kafka_message_destroy(p->batch[i]);
+      }
+      p->n_batch = k;
+    }
+    if (p->n_batch && (rc = process_batch(p, err)) != ESK_OK) break;
+    if (now_ms() - last_progress >= p->progress_ms) log_progress(p, &last_progress, &last_applied);
+  }
+  drop_batch(p);
+  if (p->fatal) {
+    *err = p->fatal_err;
+    rc = ESK_EFATAL;
+  }
+  log_progress(p, &last_progress, &last_applied);
+  rd_kafka_consumer_close(p->consumer);
+  return rc;
+}
+
+/* ------------------------------------------------------------- lifecycle --- */
+
+static char *dupf(const char *fmt, const char *a, const char *b) {
+  size_t n = strlen(fmt) + strlen(a) + (b ? strlen(b) : 0) + 1;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, fmt, a, b ? b : "");
+  return s;
+}
+
+static int make_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
+                       const char *const *props, void *opaque, esk_error_t *err) {
+  rd_kafka_conf_t *kc = NULL;
+  char errstr[256];
+  int rc;
+  if ((rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err)))
+    return rc;
+  for (size_t i = 0; props[i]; i += 2)
+    if ((rc = esk_kafka_conf_set(kc, props[i], props[i + 1], err))) goto fail;
+  if ((rc = esk_conf_apply_kafka(conf, kc, err))) goto fail;
+  if (type == RD_KAFKA_CONSUMER) {
+    rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+    rd_kafka_conf_set_opaque(kc, opaque);
+  }
+  if (!(*out = rd_kafka_new(type, kc, errstr, sizeof(errstr)))) {
+    rc = esk_error_set(err, ESK_EINVAL, "cannot create Kafka client: %s", errstr);
+    goto fail;
+  }
+  return ESK_OK;
+fail:
+  rd_kafka_conf_destroy(kc);
+  return rc;
+}
+
+int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
+                      const esk_projection_t *projection, const esk_decoder_t *decoder,
+                      esk_error_t *err) {
+  int rc;
+  esk_projector_t *p = calloc(1, sizeof(*p));
+  if (!p) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  p->conf = conf;
+  p->proj = *projection;
+  p->dec = *decoder;
+  const char *name = esk_conf_get(conf, "projection");
+  if (!name) name = projection->name;
+  const char *domain = esk_conf_get(conf, "domain");
+  p->name = strdup(name);
+  p->topic = esk_conf_get(conf, "topic") ? strdup(esk_conf_get(conf, "topic"))
+                                         : dupf("%s.events%s", domain, NULL);
+  p->group = esk_conf_get(conf, "group.id") ? strdup(esk_conf_get(conf, "group.id"))
+                                            : dupf("esk.projection.%s%s", name, NULL);
+  p->dlq_topic = p->topic ? dupf("%s.dlq.%s", p->topic, name) : NULL;
+  p->batch_max = (int)esk_conf_get_int(conf, "batch.max.events");
+  p->batch_ms = (int)esk_conf_get_int(conf, "batch.max.ms");
+  p->progress_ms = (int)esk_conf_get_int(conf, "progress.interval.ms");
+  p->backoff_max_ms = (int)esk_conf_get_int(conf, "pg.retry.backoff.max.ms");
+  p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
+  p->batch = calloc((size_t)p->batch_max, sizeof(*p->batch));
+  p->batch_gen = calloc((size_t)p->batch_max, sizeof(*p->batch_gen));
+  if (!p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
+      (rc = esk_store_init(p->pg, err)) ||
+      (rc = esk_store_migrate(p->pg, p->name, projection->migrations, projection->n_migrations,
+                              err)))
+    goto fail;
+
+  const char *consumer_props[] = {"group.id", p->group,
+                                  "enable.auto.commit", "false",
+                                  "enable.auto.offset.store", "false",
+                                  "auto.offset.reset", "earliest",
+                                  "isolation.level", "read_committed",
+                                  "partition.assignment.strategy", "range",
+                                  "enable.partition.eof", "false",
+                                  NULL};
+  const char *producer_props[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
+  if ((rc = make_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p, err)) ||
+      (rc = make_client(&p->dlq, RD_KAFKA_PRODUCER, conf, producer_props, NULL, err)))
+    goto fail;
+  rd_kafka_poll_set_consumer(p->consumer);
+
+  int parts = 0;
+  if ((rc = esk_kafka_partition_count(p->dlq, p->topic, 10000, &parts, err))) goto fail;
+  if ((rc = esk_kafka_create_topic(p->dlq, p->dlq_topic, parts, NULL, 15000, NULL, err)))
+    goto fail;
+
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, p->topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t e = rd_kafka_subscribe(p->consumer, sub);
+  rd_kafka_topic_partition_list_destroy(sub);
+  if (e) {
+    rc = esk_error_set(err, ESK_EFATAL, "subscribe to %s: %s", p->topic, rd_kafka_err2str(e));
+    goto fail;
+  }
+  ESK_INFO("projector", "msg=started projection=%s topic=%s group=%s dlq=%s batch_max=%d "
+                        "batch_ms=%d on_error=%s",
+           p->name, p->topic, p->group, p->dlq_topic, p->batch_max, p->batch_ms,
+           p->on_error_stop ? "stop" : "dlq");
+  *out = p;
+  return ESK_OK;
+fail:
+  esk_projector_destroy(p);
+  return rc;
+}
+
+void esk_projector_destroy(esk_projector_t *p) {
+  if (!p) return;
+  drop_batch(p);
+  if (p->consumer) rd_kafka_destroy(p->consumer);
+  if (p->dlq) {
+    rd_kafka_flush(p->dlq, 10000);
+    rd_kafka_destroy(p->dlq);
+  }
+  if (p->pg) PQfinish(p->pg);
+  free(p->batch);
+  free(p->batch_gen);
+  free(p->parts);
+  free(p->name);
+  free(p->topic);
+  free(p->group);
+  free(p->dlq_topic);
+  free(p);
+}
+
+void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out) {
+  *out = p->stats;
+}

@@ -1,0 +1,107 @@
+/**
+ * @file projector.h
+ * @brief The projector runtime: one projection, one consumer group, batches
+ *        of events applied to PostgreSQL in one transaction together with the
+ *        projection's position per partition, Kafka offsets committed after.
+ *
+ * Guarantees (ARCHITECTURE.md, "Read side guarantees"):
+ * - a batch commits only if each partition's stored position still equals the
+ *   one the batch started from (compare-and-set): an instance that lost a
+ *   partition cannot commit;
+ * - per-aggregate version guard: an event whose version is not above the
+ *   aggregate's last applied version is skipped, so duplicates change nothing;
+ *   a version gap, an undecodable value or a permanent SQL failure goes to the
+ *   dead-letter topic (or stops the projector when on_error=stop);
+ * - the Kafka offsets are committed only after the PostgreSQL commit; on
+ *   assignment the consumer seeks to the position stored in PostgreSQL;
+ * - PostgreSQL faults are retried with backoff while the consumer keeps
+ *   serving the group (partitions paused); nothing is skipped.
+ *
+ * The runtime knows no domain and no codec: a decoder turns a Kafka message
+ * into an esk_event_t, and a projection applies events.
+ */
+#ifndef ESK_PROJECTOR_H
+#define ESK_PROJECTOR_H
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "esk/conf.h"
+#include "esk/error.h"
+
+/** A decoded event; valid only during the call it is passed to. */
+typedef struct esk_event_s {
+  const char *type;         /**< e.g. "MoneyDeposited" */
+  const char *aggregate_id;
+  int64_t aggregate_version;
+  const char *event_id;
+  int64_t occurred_at_us;   /**< microseconds since the epoch, UTC */
+  const void *payload;      /**< decoder-specific (the codec's avro_value_t *) */
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+} esk_event_t;
+
+/** Turns a message into an event. ESK_EPOISON: it never will be. */
+typedef struct esk_decoder_s {
+  int (*decode)(void *self, const rd_kafka_message_t *m, esk_event_t *out, esk_error_t *err);
+  void *self;
+} esk_decoder_t;
+
+/**
+ * A projection. Every callback runs inside the batch's open transaction on
+ * @p pg; any error rolls the whole batch back. ESK_EPOISON from apply()
+ * marks the event as one that can never be applied.
+ */
+typedef struct esk_projection_s {
+  const char *name;                /**< also names its group and its DLQ */
+  const char *const *migrations;   /**< migrations[i] is schema version i + 1 */
+  size_t n_migrations;
+  int (*batch_begin)(void *self, PGconn *pg, esk_error_t *err); /**< may be NULL */
+  int (*apply)(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err);
+  int (*batch_end)(void *self, PGconn *pg, esk_error_t *err);   /**< may be NULL: flush */
+  void (*batch_abort)(void *self);                              /**< may be NULL */
+  void *self;
+} esk_projection_t;
+
+/** The projector's own configuration keys (with esk_conf_common_props). */
+extern const esk_conf_prop_t esk_projector_props[];
+
+typedef struct esk_projector_s esk_projector_t;
+
+/**
+ * @brief Creates a projector: connects to PostgreSQL, runs the projection's
+ *        migrations and creates the Kafka consumer and the DLQ producer.
+ * @param conf borrowed; must outlive the projector.
+ * @param projection, decoder: copied (their self pointers are borrowed).
+ */
+int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
+                      const esk_projection_t *projection, const esk_decoder_t *decoder,
+                      esk_error_t *err);
+
+/**
+ * @brief Runs until @p *stop becomes non-zero (e.g. set by a SIGTERM handler),
+ *        or a fatal error. On stop it finishes or rolls back the open batch,
+ *        commits, leaves the group.
+ * @returns ESK_OK on a requested stop, else the fatal error.
+ */
+int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error_t *err);
+
+/** @brief Frees the projector. NULL does nothing. */
+void esk_projector_destroy(esk_projector_t *p);
+
+/** Counters, for tests and progress lines. */
+typedef struct esk_projector_stats_s {
+  int64_t applied;    /**< events applied */
+  int64_t skipped;    /**< duplicates skipped by the version guard */
+  int64_t dead;       /**< events sent to the DLQ */
+  int64_t batches;    /**< batches committed */
+  int64_t conflicts;  /**< batches dropped because a position moved */
+  int64_t pg_retries; /**< PostgreSQL faults retried */
+} esk_projector_stats_t;
+
+void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out);
+
+#endif

@@ -1,0 +1,339 @@
+/* The projector runtime against the real broker and PostgreSQL, with a test
+ * decoder (value "aggregate_id|version|amount") and a test projection that
+ * keeps a total per aggregate. The runtime's guarantees are what is tested:
+ * the fold, the version guard, dead letters, positions and resumption. */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "esk/conf.h"
+#include "esk/kafka.h"
+#include "esk/log.h"
+#include "esk/pg.h"
+#include "esk_test.h"
+#include "projector.h"
+#include "store.h"
+
+#define N_PARTS 3
+
+typedef struct fixture_s {
+  char topic[96], name[64], table[96];
+} fixture_t;
+
+/* ---- test decoder: "id|version|amount"; anything else is poison ---- */
+static int test_decode(void *self, const rd_kafka_message_t *m, esk_event_t *ev,
+                       esk_error_t *err) {
+  static __thread char buf[256], id[128];
+  (void)self;
+  if (m->len >= sizeof(buf)) return esk_error_set(err, ESK_EPOISON, "value too long");
+  memcpy(buf, m->payload, m->len);
+  buf[m->len] = '\0';
+  long long v, amount;
+  if (sscanf(buf, "%127[^|]|%lld|%lld", id, &v, &amount) != 3)
+    return esk_error_set(err, ESK_EPOISON, "undecodable value '%s'", buf);
+  static __thread long long amount_box;
+  amount_box = amount;
+  ev->type = "Test";
+  ev->aggregate_id = id;
+  ev->aggregate_version = v;
+  ev->payload = &amount_box;
+  return ESK_OK;
+}
+
+/* ---- test projection: totals per aggregate; amount must be >= 0 ---- */
+static int test_apply(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
+  const fixture_t *f = self;
+  char sql[640], amount[32], ver[32];
+  snprintf(sql, sizeof(sql),
+           "insert into %s (id, total, events, last_version) values ($1, $2::bigint, 1, $3::bigint) "
+           "on conflict (id) do update set total = %s.total + excluded.total, "
+           "events = %s.events + 1, last_version = excluded.last_version",
+           f->table, f->table, f->table);
+  snprintf(amount, sizeof(amount), "%lld", *(const long long *)ev->payload);
+  snprintf(ver, sizeof(ver), "%" PRId64, ev->aggregate_version);
+  const char *params[] = {ev->aggregate_id, amount, ver};
+  return esk_pg_exec(NULL, pg, "apply test event", sql, 3, params, err);
+}
+
+static fixture_t fx;
+static char migration[512];
+static const char *migrations[1];
+
+static void setup(void) {
+  esk_test_require_kafka();
+  esk_test_require_pg();
+  esk_test_unique_name(fx.topic, sizeof(fx.topic), "esk.test.events");
+  esk_test_unique_name(fx.name, sizeof(fx.name), "test_proj");
+  snprintf(fx.table, sizeof(fx.table), "%s_totals", fx.name);
+  snprintf(migration, sizeof(migration),
+           "create table %s (id text primary key, total bigint not null check (total >= 0), "
+           "events int not null, last_version bigint not null)", fx.table);
+  migrations[0] = migration;
+  esk_test_create_topic(fx.topic, N_PARTS);
+}
+
+static rd_kafka_t *producer(void) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *c = NULL;
+  char errstr[256];
+  cr_assert_eq(esk_kafka_conf_new(&c, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
+  cr_assert_not_null(p, "%s", errstr);
+  return p;
+}
+
+static void send_raw(rd_kafka_t *p, const char *key, const char *value) {
+  cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(fx.topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                                 RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+static void send_event(rd_kafka_t *p, const char *id, long long version, long long amount) {
+  char v[160];
+  snprintf(v, sizeof(v), "%s|%lld|%lld", id, version, amount);
+  send_raw(p, id, v);
+}
+
+typedef struct run_s {
+  esk_projector_t *proj;
+  volatile sig_atomic_t stop;
+  int rc;
+  esk_error_t err;
+} run_t;
+
+static void *runner(void *arg) {
+  run_t *r = arg;
+  r->rc = esk_projector_run(r->proj, &r->stop, &r->err);
+  return NULL;
+}
+
+static esk_conf_t *make_conf(const char *on_error) {
+  static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props};
+  esk_conf_t *conf = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_new(&conf, tables, 2, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_conf_load_env(conf, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_conf_set(conf, "topic", fx.topic, "test", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(conf, "projection", fx.name, "test", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(conf, "batch.max.ms", "100", "test", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(conf, "batch.max.events", "50", "test", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(conf, "on_error", on_error, "test", &err), ESK_OK);
+  if (getenv("ESK_TEST_KAFKA_DEBUG")) esk_log_set_level("debug");
+  if (getenv("ESK_TEST_KAFKA_DEBUG")) esk_conf_set(conf, "kafka.debug", getenv("ESK_TEST_KAFKA_DEBUG"), "test", &err);
+  return conf;
+}
+
+static void start(run_t *r, esk_conf_t *conf) {
+  esk_projection_t proj = {.name = fx.name, .migrations = migrations, .n_migrations = 1,
+                           .apply = test_apply, .self = &fx};
+  esk_decoder_t dec = {.decode = test_decode};
+  memset(r, 0, sizeof(*r));
+  cr_assert_eq(esk_projector_new(&r->proj, conf, &proj, &dec, &r->err), ESK_OK, "%s",
+               r->err.msg);
+}
+
+static long long query_ll(PGconn *pg, const char *sql) {
+  PGresult *res = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_pg_exec(&res, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
+  long long v = PQntuples(res) && !PQgetisnull(res, 0, 0) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+  PQclear(res);
+  return v;
+}
+
+/* Waits until the projection has applied `events` events (or 60 s). */
+static void wait_applied(run_t *r, int64_t applied, int64_t dead) {
+  for (int i = 0; i < 600; i++) {
+    esk_projector_stats_t s;
+    esk_projector_stats(r->proj, &s);
+    if (s.applied >= applied && s.dead >= dead) return;
+    usleep(100000);
+  }
+  esk_projector_stats_t s;
+  esk_projector_stats(r->proj, &s);
+  cr_assert_fail("projection stuck: applied %" PRId64 "/%" PRId64 ", dead %" PRId64 "/%" PRId64,
+                 s.applied, applied, s.dead, dead);
+}
+
+static void stop_run(run_t *r, pthread_t t) {
+  r->stop = 1;
+  pthread_join(t, NULL);
+  cr_assert_eq(r->rc, ESK_OK, "run ended with %s: %s", esk_error_name(r->rc), r->err.msg);
+}
+
+#define N_AGG 20
+#define N_VER 10
+
+Test(projector, folds_events_skips_duplicates_and_dead_letters_poison, .init = setup,
+     .timeout = 240) {
+  rd_kafka_t *prod = producer();
+  long long expect[N_AGG] = {0};
+  char id[32];
+  /* 20 aggregates x 10 versions, amounts known to the test. */
+  for (int v = 1; v <= N_VER; v++)
+    for (int a = 0; a < N_AGG; a++) {
+      snprintf(id, sizeof(id), "acct-%d", a);
+      send_event(prod, id, v, a * 100 + v);
+      expect[a] += a * 100 + v;
+    }
+  /* Duplicates of events already sent (a re-publish): change nothing. */
+  send_event(prod, "acct-3", 4, 999999);
+  send_event(prod, "acct-4", 10, 999999);
+  /* Poison: undecodable, a version gap, a value the read model refuses. */
+  send_raw(prod, "acct-5", "not an event");
+  send_event(prod, "acct-6", 13, 1);
+  send_event(prod, "acct-7", 11, -5000);
+  /* Events after the poison in the same partitions are still applied. */
+  for (int a = 0; a < N_AGG; a++) {
+    if (a == 7) continue; /* acct-7 v11 went to the DLQ: its v12 would be a gap */
+    snprintf(id, sizeof(id), "acct-%d", a);
+    send_event(prod, id, N_VER + 1, 7);
+    expect[a] += 7;
+  }
+  cr_assert_eq(rd_kafka_flush(prod, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  esk_conf_t *conf = make_conf("dlq");
+  run_t r;
+  pthread_t t;
+  start(&r, conf);
+  pthread_create(&t, NULL, runner, &r);
+  wait_applied(&r, N_AGG * N_VER + N_AGG - 1, 3);
+  usleep(500000);
+  esk_projector_stats_t s;
+  esk_projector_stats(r.proj, &s);
+  stop_run(&r, t);
+  cr_assert_eq(s.applied, N_AGG * N_VER + N_AGG - 1);
+  cr_assert_eq(s.skipped, 2, "duplicates skipped: %" PRId64, s.skipped);
+  cr_assert_eq(s.dead, 3, "dead letters: %" PRId64, s.dead);
+  esk_projector_destroy(r.proj);
+
+  PGconn *pg = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_pg_connect(&pg, NULL, &err), ESK_OK);
+  char sql[256];
+  for (int a = 0; a < N_AGG; a++) {
+    snprintf(sql, sizeof(sql), "select total from %s where id = 'acct-%d'", fx.table, a);
+    cr_assert_eq(query_ll(pg, sql), expect[a], "total of acct-%d", a);
+  }
+  /* The stored positions cover every message of the topic. */
+  snprintf(sql, sizeof(sql),
+           "select sum(next_offset) from esk_projection_positions where projection = '%s'",
+           fx.name);
+  cr_assert_eq(query_ll(pg, sql), N_AGG * N_VER + 5 + N_AGG - 1);
+
+  /* The dead letters carry the original coordinates and the reason. */
+  rd_kafka_conf_t *cc = NULL;
+  char errstr[256], dlq[192], group[96];
+  snprintf(dlq, sizeof(dlq), "%s.dlq.%s", fx.topic, fx.name);
+  esk_test_unique_name(group, sizeof(group), "esk.test.dlqreader");
+  cr_assert_eq(esk_kafka_conf_new(&cc, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK);
+  esk_kafka_conf_set(cc, "group.id", group, &err);
+  esk_kafka_conf_set(cc, "auto.offset.reset", "earliest", &err);
+  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, sizeof(errstr));
+  rd_kafka_poll_set_consumer(c);
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, dlq, RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(c, sub);
+  rd_kafka_topic_partition_list_destroy(sub);
+  int got = 0, gap = 0, undecodable = 0, refused = 0;
+  for (int i = 0; i < 30 && got < 3; i++) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
+    if (!m) continue;
+    if (!m->err) {
+      rd_kafka_headers_t *h = NULL;
+      const void *v;
+      size_t n;
+      cr_assert_eq(rd_kafka_message_headers(m, &h), RD_KAFKA_RESP_ERR_NO_ERROR);
+      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.topic", &v, &n), 0);
+      cr_assert(n == strlen(fx.topic) && !memcmp(v, fx.topic, n));
+      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.offset", &v, &n), 0);
+      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.partition", &v, &n), 0);
+      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.reason", &v, &n), 0);
+      char reason[512];
+      snprintf(reason, sizeof(reason), "%.*s", (int)n, (const char *)v);
+      if (strstr(reason, "version gap for aggregate acct-6")) gap++;
+      if (strstr(reason, "undecodable value 'not an event'")) undecodable++;
+      if (strstr(reason, "23514")) refused++;
+      got++;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  cr_assert_eq(got, 3);
+  cr_assert_eq(gap + undecodable + refused, 3, "gap %d undecodable %d refused %d", gap,
+               undecodable, refused);
+  rd_kafka_consumer_close(c);
+  rd_kafka_destroy(c);
+  PQfinish(pg);
+  esk_conf_destroy(conf);
+  rd_kafka_destroy(prod);
+}
+
+Test(projector, a_restarted_projector_resumes_from_the_stored_position, .init = setup,
+     .timeout = 240) {
+  rd_kafka_t *prod = producer();
+  for (int v = 1; v <= 5; v++) send_event(prod, "solo", v, 10);
+  rd_kafka_flush(prod, 20000);
+  esk_conf_t *conf = make_conf("stop");
+  run_t r;
+  pthread_t t;
+  start(&r, conf);
+  pthread_create(&t, NULL, runner, &r);
+  wait_applied(&r, 5, 0);
+  stop_run(&r, t);
+  esk_projector_destroy(r.proj);
+
+  for (int v = 6; v <= 8; v++) send_event(prod, "solo", v, 1);
+  rd_kafka_flush(prod, 20000);
+  start(&r, conf);
+  pthread_create(&t, NULL, runner, &r);
+  wait_applied(&r, 3, 0);
+  usleep(500000);
+  esk_projector_stats_t s;
+  esk_projector_stats(r.proj, &s);
+  stop_run(&r, t);
+  cr_assert_eq(s.applied, 3, "the second run re-applied or skipped: %" PRId64, s.applied);
+  cr_assert_eq(s.skipped, 0, "the second run re-read applied events");
+  esk_projector_destroy(r.proj);
+
+  PGconn *pg = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_pg_connect(&pg, NULL, &err), ESK_OK);
+  char sql[256];
+  snprintf(sql, sizeof(sql), "select total * 1000 + events from %s where id = 'solo'", fx.table);
+  cr_assert_eq(query_ll(pg, sql), 53 * 1000 + 8);
+  PQfinish(pg);
+  esk_conf_destroy(conf);
+  rd_kafka_destroy(prod);
+}
+
+Test(projector, on_error_stop_stops_at_the_poison_event_without_moving_past_it, .init = setup,
+     .timeout = 240) {
+  rd_kafka_t *prod = producer();
+  send_event(prod, "p", 1, 1);
+  send_raw(prod, "p", "garbage");
+  send_event(prod, "p", 2, 1);
+  rd_kafka_flush(prod, 20000);
+  esk_conf_t *conf = make_conf("stop");
+  run_t r;
+  start(&r, conf);
+  r.rc = esk_projector_run(r.proj, &r.stop, &r.err);
+  cr_assert_eq(r.rc, ESK_EFATAL);
+  cr_assert_not_null(strstr(r.err.msg, "on_error=stop"), "%s", r.err.msg);
+  cr_assert_not_null(strstr(r.err.msg, "undecodable value 'garbage'"), "%s", r.err.msg);
+  esk_projector_destroy(r.proj);
+  PGconn *pg = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_pg_connect(&pg, NULL, &err), ESK_OK);
+  char sql[256];
+  snprintf(sql, sizeof(sql), "select coalesce(sum(next_offset), 0) from esk_projection_positions "
+                             "where projection = '%s'", fx.name);
+  cr_assert_eq(query_ll(pg, sql), 0, "a position moved past or onto the poison event");
+  PQfinish(pg);
+  esk_conf_destroy(conf);
+  rd_kafka_destroy(prod);
+}
