@@ -286,8 +286,9 @@ int esk_bank_state_deserialize(esk_bank_state_t *out, const void *data, size_t l
  * The aggregate store: account id -> state, in memory, O(1) expected.
  * States are copied in and out; a pointer from esk_bank_store_get() stays
  * valid until that account is removed or the store destroyed.
- * Memory: about 360 bytes per account (state, entry, key and slots at load
- * factor <= 1/2), so ~1M accounts take ~0.4 GB.
+ * Memory: about 390 bytes per account (288-byte state, entry header, key,
+ * malloc overhead, 16-byte slots at load factor <= 1/2); measured 386 MB for
+ * 1M accounts with UUID ids (1M puts ~0.9 s, 1M gets ~0.4 s, -O2).
  */
 typedef struct esk_bank_store_s esk_bank_store_t;
 
@@ -335,6 +336,7 @@ int esk_bank_store_foreach(const esk_bank_store_t *st,
  * max_entries newer commands is therefore decided again: size the cache to
  * cover the retry window. Entries can come from esk_bank_decide() results or
  * from outside (the producer rebuilding the cache from the results topic).
+ * Memory: about 450 bytes per entry (the result holds a 384-byte message).
  */
 typedef struct esk_bank_seen_s esk_bank_seen_t;
 
