@@ -1,0 +1,364 @@
+/**
+ * @file bank.h
+ * @brief The bank account aggregate: commands, rules, events, state, the
+ *        in-memory aggregate store, the idempotency cache and snapshots.
+ *
+ * Pure C: no Kafka, no Avro, no floating point, no clock. The producer runtime
+ * maps Avro commands to esk_bank_command_t, calls esk_bank_decide(), publishes
+ * the events it returns (mapping them to Avro, adding event metadata such as
+ * event id and occurred-at), and folds them into the state with
+ * esk_bank_apply().
+ *
+ * The flow for one command:
+ * @code
+ *   const esk_bank_result_t *seen = esk_bank_seen_get(seen_cache, cmd.command_id);
+ *   if (seen) { reply(seen); return; }            // publish nothing new
+ *   const esk_bank_state_t *cur = esk_bank_store_get(store, cmd.account_id); // NULL: new
+ *   esk_bank_event_t evs[ESK_BANK_MAX_EVENTS];
+ *   size_t n = 0;
+ *   esk_bank_result_t res;
+ *   esk_bank_decide(evs, &n, &res, ESK_BANK_MAX_EVENTS, cur, &cmd, &err);
+ *   esk_bank_state_t next = cur ? *cur : (esk_bank_state_t){0};
+ *   for (size_t i = 0; i < n; i++) esk_bank_apply(&next, &evs[i], &err);
+ *   // publish evs + res in one transaction, then:
+ *   if (n) esk_bank_store_put(store, &next, &err);
+ *   esk_bank_seen_put(seen_cache, cmd.command_id, &res, &err);
+ * @endcode
+ *
+ * Strings: commands borrow NUL-terminated strings from the caller (e.g. the
+ * decoded Avro value) for the duration of esk_bank_decide(); esk_bank_decide()
+ * checks their lengths and rejects over-long ones with ESK_BANK_INVALID_COMMAND.
+ * Events and state hold copies in fixed-size arrays of the maximum length + 1.
+ *
+ * Money is an integer count of minor units and an ISO 4217 code of exactly
+ * three upper-case ASCII letters (only the shape is checked, not the ISO list).
+ */
+#ifndef ESK_BANK_H
+#define ESK_BANK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esk/buf.h"
+#include "esk/error.h"
+
+/** Longest id (account, owner, command, actor, correlation), in bytes, without the NUL. */
+#define ESK_BANK_ID_MAX 128
+/** Longest description or close reason, in bytes, without the NUL. */
+#define ESK_BANK_TEXT_MAX 1024
+/** Size of esk_bank_result_t::message, including the NUL. */
+#define ESK_BANK_RESULT_MSG_MAX 384
+/** Most events one command can produce: size the events_out array of esk_bank_decide() with it. */
+#define ESK_BANK_MAX_EVENTS 1
+
+/* ---------------------------------------------------------------- money --- */
+
+/** An amount held in events and state. */
+typedef struct esk_bank_money_s {
+  int64_t minor_units; /**< e.g. cents */
+  char currency[4];    /**< ISO 4217 code, NUL-terminated */
+} esk_bank_money_t;
+
+/** An amount in a command: the currency is borrowed and not yet validated. */
+typedef struct esk_bank_money_in_s {
+  int64_t minor_units;
+  const char *currency; /**< borrowed, NUL-terminated; NULL is invalid */
+} esk_bank_money_in_t;
+
+/** @brief true if @p code is exactly three upper-case ASCII letters. NULL is false. */
+bool esk_bank_currency_valid(const char *code);
+
+/* ---------------------------------------------------------------- rules --- */
+
+/**
+ * The outcome of a command. The names (esk_bank_rule_name()) are stable
+ * strings users and the results topic see; never renumber or rename.
+ */
+typedef enum esk_bank_rule_e {
+  ESK_BANK_ACCEPTED = 0,          /**< "ACCEPTED" */
+  ESK_BANK_INVALID_COMMAND,       /**< "INVALID_COMMAND": missing or over-long field, bad type */
+  ESK_BANK_INVALID_CURRENCY,      /**< "INVALID_CURRENCY": not three upper-case letters */
+  ESK_BANK_INVALID_AMOUNT,        /**< "INVALID_AMOUNT": deposit/withdrawal <= 0, initial deposit < 0 */
+  ESK_BANK_CONCURRENCY_CONFLICT,  /**< "CONCURRENCY_CONFLICT": expected version != actual */
+  ESK_BANK_ACCOUNT_ALREADY_EXISTS,/**< "ACCOUNT_ALREADY_EXISTS": open of an id seen before (even closed) */
+  ESK_BANK_ACCOUNT_NOT_FOUND,     /**< "ACCOUNT_NOT_FOUND" */
+  ESK_BANK_ACCOUNT_CLOSED,        /**< "ACCOUNT_CLOSED" */
+  ESK_BANK_CURRENCY_MISMATCH,     /**< "CURRENCY_MISMATCH": amount not in the account's currency */
+  ESK_BANK_INSUFFICIENT_FUNDS,    /**< "INSUFFICIENT_FUNDS" */
+  ESK_BANK_AMOUNT_OVERFLOW,       /**< "AMOUNT_OVERFLOW": the balance would exceed INT64_MAX */
+  ESK_BANK_BALANCE_NOT_ZERO,      /**< "BALANCE_NOT_ZERO": close with money left */
+  ESK_BANK_RULE_COUNT_            /**< not a rule */
+} esk_bank_rule_t;
+
+/** @brief The stable name of a rule, e.g. "INSUFFICIENT_FUNDS"; "UNKNOWN" if out of range. */
+const char *esk_bank_rule_name(esk_bank_rule_t rule);
+
+/**
+ * @brief The rule with name @p name (e.g. read back from the results topic).
+ * @returns ESK_OK with @p out set, or ESK_ENOTFOUND.
+ */
+int esk_bank_rule_from_name(esk_bank_rule_t *out, const char *name);
+
+/** The result of one command: what the results topic carries. */
+typedef struct esk_bank_result_s {
+  esk_bank_rule_t rule; /**< ESK_BANK_ACCEPTED or the rule that rejected it */
+  /** Accepted: the aggregate version after the command's events.
+   *  Rejected: the aggregate version the command was judged against. */
+  int64_t version;
+  /** One line naming the rule and the values involved, e.g.
+   *  "INSUFFICIENT_FUNDS: withdrawal of 700 USD (minor units) from account a-1 exceeds its balance of 500". */
+  char message[ESK_BANK_RESULT_MSG_MAX];
+} esk_bank_result_t;
+
+/* ------------------------------------------------------------- commands --- */
+
+typedef enum esk_bank_command_type_e {
+  ESK_BANK_CMD_OPEN_ACCOUNT = 1,
+  ESK_BANK_CMD_DEPOSIT_MONEY = 2,
+  ESK_BANK_CMD_WITHDRAW_MONEY = 3,
+  ESK_BANK_CMD_CLOSE_ACCOUNT = 4,
+} esk_bank_command_type_t;
+
+/**
+ * A command. Every string is borrowed (NUL-terminated) for the duration of
+ * esk_bank_decide(). Required and non-empty: command_id, account_id, and
+ * owner_id for OpenAccount. actor and correlation_id may be NULL or empty;
+ * description and reason may be NULL (taken as ""). Ids are at most
+ * ESK_BANK_ID_MAX bytes, description and reason at most ESK_BANK_TEXT_MAX.
+ */
+typedef struct esk_bank_command_s {
+  esk_bank_command_type_t type;
+  const char *command_id;     /**< idempotency key */
+  const char *account_id;     /**< the aggregate id */
+  bool has_expected_version;  /**< when true, reject unless the version equals expected_version */
+  int64_t expected_version;   /**< 0 means "the account does not exist yet" */
+  const char *actor;
+  const char *correlation_id;
+  union {
+    struct {
+      const char *owner_id;
+      esk_bank_money_in_t initial_deposit; /**< >= 0; its currency becomes the account's */
+    } open;
+    struct {
+      esk_bank_money_in_t amount; /**< > 0 */
+      const char *description;
+    } deposit, withdraw;
+    struct {
+      const char *reason;
+    } close;
+  } u;
+} esk_bank_command_t;
+
+/* --------------------------------------------------------------- events --- */
+
+typedef enum esk_bank_event_type_e {
+  ESK_BANK_EV_ACCOUNT_OPENED = 1,
+  ESK_BANK_EV_MONEY_DEPOSITED = 2,
+  ESK_BANK_EV_MONEY_WITHDRAWN = 3,
+  ESK_BANK_EV_ACCOUNT_CLOSED = 4,
+} esk_bank_event_type_t;
+
+/** An event: the fact a command decided. Self-contained (no borrowed pointers). */
+typedef struct esk_bank_event_s {
+  esk_bank_event_type_t type;
+  char account_id[ESK_BANK_ID_MAX + 1];
+  int64_t aggregate_version; /**< 1 for AccountOpened, then +1 per event */
+  union {
+    struct {
+      char owner_id[ESK_BANK_ID_MAX + 1];
+      esk_bank_money_t initial_deposit;
+    } opened;
+    struct {
+      esk_bank_money_t amount;
+      char description[ESK_BANK_TEXT_MAX + 1];
+    } deposited, withdrawn;
+    struct {
+      char reason[ESK_BANK_TEXT_MAX + 1];
+    } closed;
+  } u;
+} esk_bank_event_t;
+
+/** @brief The event type's name as in the schemas, e.g. "MoneyDeposited"; "UNKNOWN" if invalid. */
+const char *esk_bank_event_type_name(esk_bank_event_type_t type);
+
+/* ---------------------------------------------------------------- state --- */
+
+typedef enum esk_bank_status_e {
+  ESK_BANK_STATUS_NONE = 0, /**< no event yet: the account does not exist */
+  ESK_BANK_STATUS_OPEN = 1,
+  ESK_BANK_STATUS_CLOSED = 2,
+} esk_bank_status_t;
+
+/**
+ * The state of one account. A zero-initialised struct is the state before
+ * any event (status NONE, version 0). Change it only with esk_bank_apply()
+ * (or replace it wholesale with esk_bank_state_deserialize()).
+ */
+typedef struct esk_bank_state_s {
+  char account_id[ESK_BANK_ID_MAX + 1];
+  esk_bank_status_t status;
+  char owner_id[ESK_BANK_ID_MAX + 1];
+  char currency[4];
+  int64_t balance; /**< minor units of currency; never negative */
+  int64_t version; /**< aggregate_version of the last event applied; 0 before any */
+} esk_bank_state_t;
+
+/** @brief true if the two states have equal fields (bytes after string NULs are ignored). */
+bool esk_bank_state_equal(const esk_bank_state_t *a, const esk_bank_state_t *b);
+
+/**
+ * @brief Decides a command against the current state, without changing it.
+ *
+ * Checks run in this order and the first failure is the result:
+ * command shape (INVALID_COMMAND), currency shape (INVALID_CURRENCY), amount
+ * sign (INVALID_AMOUNT), expected version (CONCURRENCY_CONFLICT), then the
+ * state rules (ACCOUNT_ALREADY_EXISTS, ACCOUNT_NOT_FOUND, ACCOUNT_CLOSED,
+ * CURRENCY_MISMATCH, INSUFFICIENT_FUNDS, AMOUNT_OVERFLOW, BALANCE_NOT_ZERO).
+ *
+ * @param events_out filled with the accepted command's events (versions
+ *        state->version + 1, + 2, ...); untouched when rejected.
+ * @param n_out set to the number of events: 0 when rejected.
+ * @param result_out set to the outcome (accepted or the rule, with a message).
+ * @param events_cap capacity of @p events_out; ESK_BANK_MAX_EVENTS is always enough.
+ * @param state the account's current state, or NULL if it has none (same as
+ *        a zeroed state). When not NONE, its account_id must equal the command's.
+ * @param cmd the command (borrowed).
+ * @returns ESK_OK whenever a decision was made, accepted or rejected: a
+ *          rejection is an outcome, not an error. ESK_EINVAL for misuse (NULL
+ *          arguments, @p events_cap too small, state of another account),
+ *          with nothing set.
+ */
+int esk_bank_decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,
+                    size_t events_cap, const esk_bank_state_t *state,
+                    const esk_bank_command_t *cmd, esk_error_t *err);
+
+/**
+ * @brief Folds one event into @p state: the only way state changes.
+ *
+ * The event must be the next one: aggregate_version == state->version + 1,
+ * the same account id (a NONE state takes the event's), and consistent with
+ * the state (AccountOpened only on NONE; the others only on OPEN; the account's
+ * currency; amounts of the right sign; no negative or overflowing balance;
+ * close only at zero balance).
+ *
+ * @returns ESK_OK; or ESK_EPOISON with a message naming the account, versions
+ *          and the problem, and @p state unchanged. A poison event means the
+ *          log or the state is corrupt: the runtime must not skip it silently.
+ *          ESK_EINVAL for NULL arguments.
+ */
+int esk_bank_apply(esk_bank_state_t *state, const esk_bank_event_t *ev, esk_error_t *err);
+
+/* ------------------------------------------------------------ snapshots --- */
+
+/** Current snapshot format version (the first byte). */
+#define ESK_BANK_SNAPSHOT_FORMAT 1
+/** Largest snapshot in bytes: input longer than this is rejected unread. */
+#define ESK_BANK_SNAPSHOT_MAX (1 + 1 + 8 + 8 + 3 + 1 + ESK_BANK_ID_MAX + 1 + ESK_BANK_ID_MAX)
+
+/**
+ * @brief Appends the snapshot form of @p state to @p out.
+ *
+ * Format 1, all integers little-endian:
+ * `u8 format(=1) | u8 status | i64 version | i64 balance | 3 bytes currency
+ *  (zeros for NONE) | u8 len, account_id | u8 len, owner_id`.
+ *
+ * @returns ESK_OK; ESK_EINVAL for a state that is not valid (it is checked
+ *          as esk_bank_state_deserialize() would); ESK_ENOMEM from the buffer.
+ *          @p out is unchanged on error.
+ */
+int esk_bank_state_serialize(esk_buf_t *out, const esk_bank_state_t *state, esk_error_t *err);
+
+/**
+ * @brief Reads a snapshot written by esk_bank_state_serialize().
+ * @param out set only on success.
+ * @returns ESK_OK; or ESK_EPOISON naming the problem for input that is
+ *          empty, too long, of an unknown format, truncated, with trailing
+ *          bytes, or not a valid state (bad status, negative numbers, bad
+ *          currency, NUL inside an id, inconsistent status and version).
+ */
+int esk_bank_state_deserialize(esk_bank_state_t *out, const void *data, size_t len,
+                               esk_error_t *err);
+
+/* ---------------------------------------------------------------- store --- */
+
+/**
+ * The aggregate store: account id -> state, in memory, O(1) expected.
+ * States are copied in and out; a pointer from esk_bank_store_get() stays
+ * valid until that account is removed or the store destroyed.
+ * Memory: about 390 bytes per account (288-byte state, entry header, key,
+ * malloc overhead, 16-byte slots at load factor <= 1/2); measured 386 MB for
+ * 1M accounts with UUID ids (1M puts ~0.9 s, 1M gets ~0.4 s, -O2).
+ */
+typedef struct esk_bank_store_s esk_bank_store_t;
+
+/**
+ * @brief Creates an empty store.
+ * @param expected_accounts pre-sizes the table (e.g. 1000000); 0 for small.
+ * @param max_accounts hard limit (0: 16M); a put of a new account beyond it fails.
+ */
+int esk_bank_store_new(esk_bank_store_t **out, size_t expected_accounts, size_t max_accounts,
+                       esk_error_t *err);
+
+/** @brief Frees the store. NULL does nothing. */
+void esk_bank_store_destroy(esk_bank_store_t *st);
+
+/** @brief The state of @p account_id, or NULL if the store has none. */
+const esk_bank_state_t *esk_bank_store_get(const esk_bank_store_t *st, const char *account_id);
+
+/**
+ * @brief Stores a copy of @p state under state->account_id (inserting or replacing).
+ * @returns ESK_OK; ESK_EINVAL for an empty or over-long id; ESK_ENOMEM when full.
+ */
+int esk_bank_store_put(esk_bank_store_t *st, const esk_bank_state_t *state, esk_error_t *err);
+
+/** @brief Drops an account (e.g. its partition was revoked). @returns ESK_OK or ESK_ENOTFOUND. */
+int esk_bank_store_remove(esk_bank_store_t *st, const char *account_id);
+
+/** @brief Number of accounts held. */
+size_t esk_bank_store_count(const esk_bank_store_t *st);
+
+/**
+ * @brief Calls @p fn for every state (no order). Do not change the store
+ *        during the walk; a non-zero return from @p fn stops it and is returned.
+ */
+int esk_bank_store_foreach(const esk_bank_store_t *st,
+                           int (*fn)(const esk_bank_state_t *state, void *ctx), void *ctx);
+
+/* --------------------------------------------------- idempotency cache --- */
+
+/**
+ * The seen-command cache: command id -> the first result of that command.
+ *
+ * Bounded: it holds at most max_entries ids; inserting a new id when full
+ * evicts the oldest inserted one (FIFO by first insertion, not LRU: a
+ * lookup does not refresh an entry). A retry that arrives after more than
+ * max_entries newer commands is therefore decided again: size the cache to
+ * cover the retry window. Entries can come from esk_bank_decide() results or
+ * from outside (the producer rebuilding the cache from the results topic).
+ * Memory: about 450 bytes per entry (the result holds a 384-byte message).
+ */
+typedef struct esk_bank_seen_s esk_bank_seen_t;
+
+/** @brief Creates an empty cache holding at most @p max_entries (> 0) ids. */
+int esk_bank_seen_new(esk_bank_seen_t **out, size_t max_entries, esk_error_t *err);
+
+/** @brief Frees the cache. NULL does nothing. */
+void esk_bank_seen_destroy(esk_bank_seen_t *s);
+
+/**
+ * @brief Records the result of @p command_id, unless the id is already known:
+ *        the first result wins and the entry keeps its age.
+ * @param inserted_out if not NULL, set on success to 1 if recorded, 0 if already known.
+ * @returns ESK_OK; ESK_EINVAL for an empty or over-long id (ESK_BANK_ID_MAX); ESK_ENOMEM.
+ */
+int esk_bank_seen_put(esk_bank_seen_t *s, const char *command_id, const esk_bank_result_t *result,
+                      int *inserted_out, esk_error_t *err);
+
+/** @brief The first result of @p command_id (owned by the cache; valid until the next put), or NULL. */
+const esk_bank_result_t *esk_bank_seen_get(const esk_bank_seen_t *s, const char *command_id);
+
+/** @brief Number of ids held (<= max_entries). */
+size_t esk_bank_seen_count(const esk_bank_seen_t *s);
+
+#endif

@@ -1,0 +1,90 @@
+/**
+ * @file hmap.h
+ * @brief A generic hash map from byte-string keys to fixed-size values.
+ *
+ * Open addressing with linear probing and backward-shift deletion (no
+ * tombstones), keyed SipHash-2-4 with a per-map random key so that hostile
+ * keys (account or command ids chosen by users) cannot force collisions.
+ * get/put/remove are O(1) expected.
+ *
+ * Each entry is one allocation holding the value, then the key. A pointer
+ * returned by esk_hmap_get() or esk_hmap_put() stays valid until that key is
+ * removed or the map is destroyed: growing the table moves only slot
+ * pointers, never entries.
+ *
+ * This lives in the bank domain library for now; it has no bank knowledge and
+ * is meant to move to common/ (as esk/hmap.h) once a second user appears.
+ *
+ * Thread-safety: none; a map belongs to one thread.
+ */
+#ifndef ESK_HMAP_H
+#define ESK_HMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esk/error.h"
+
+typedef struct esk_hmap_s esk_hmap_t;
+
+/** Largest key accepted, in bytes. */
+#define ESK_HMAP_KEY_MAX 4096
+/** Default for @p max_entries of esk_hmap_new(). */
+#define ESK_HMAP_DEFAULT_MAX_ENTRIES ((size_t)16 << 20)
+
+/**
+ * @brief Creates an empty map.
+ * @param out set on success; free with esk_hmap_destroy().
+ * @param value_size bytes copied in by esk_hmap_put() (> 0).
+ * @param expected_entries pre-sizes the table so that this many entries fit
+ *        without growing (0 for a small table).
+ * @param max_entries hard limit on entries (0 for ESK_HMAP_DEFAULT_MAX_ENTRIES);
+ *        a put beyond it fails with ESK_ENOMEM.
+ * @returns ESK_OK, ESK_EINVAL or ESK_ENOMEM.
+ */
+int esk_hmap_new(esk_hmap_t **out, size_t value_size, size_t expected_entries,
+                 size_t max_entries, esk_error_t *err);
+
+/** @brief Frees the map and every entry. NULL does nothing. */
+void esk_hmap_destroy(esk_hmap_t *m);
+
+/**
+ * @brief Looks a key up.
+ * @returns the stored value (owned by the map, writable by the caller), or NULL.
+ */
+void *esk_hmap_get(const esk_hmap_t *m, const void *key, size_t key_len);
+
+/**
+ * @brief Inserts or replaces the value of @p key (both are copied).
+ * @param stored_out if not NULL, set on success to the stored value.
+ * @param inserted_out if not NULL, set on success to 1 for a new key, 0 for a replacement.
+ * @returns ESK_OK; ESK_EINVAL for a key over ESK_HMAP_KEY_MAX; ESK_ENOMEM when
+ *          the map is full (max_entries) or memory runs out. The map is
+ *          unchanged on error.
+ */
+int esk_hmap_put(esk_hmap_t *m, const void *key, size_t key_len, const void *value,
+                 void **stored_out, int *inserted_out, esk_error_t *err);
+
+/** @brief Removes a key. @returns ESK_OK, or ESK_ENOTFOUND. */
+int esk_hmap_remove(esk_hmap_t *m, const void *key, size_t key_len);
+
+/** @brief Number of entries. */
+size_t esk_hmap_count(const esk_hmap_t *m);
+
+/**
+ * @brief The key of a stored value (one returned by get/put/foreach of @p m).
+ * @param key_len if not NULL, set to the key's length. The key is followed by
+ *        a NUL byte, so string keys can be read as C strings.
+ */
+const void *esk_hmap_key_of(const esk_hmap_t *m, const void *stored, size_t *key_len);
+
+/**
+ * @brief Calls @p fn for every entry, in no particular order. The map must
+ *        not be changed during the walk. A non-zero return from @p fn stops
+ *        the walk and is returned.
+ */
+int esk_hmap_foreach(const esk_hmap_t *m,
+                     int (*fn)(const void *key, size_t key_len, void *value, void *ctx),
+                     void *ctx);
+
+#endif

@@ -1,0 +1,995 @@
+/* producer/domains/bank: the bank account aggregate (rules, events, fold),
+ * snapshots, the aggregate store, the seen-command cache and the generic map.
+ * No servers. */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bank/bank.h"
+#include "bank/hmap.h"
+#include "esk/buf.h"
+#include "esk/error.h"
+
+/* ------------------------------------------------------------ helpers --- */
+
+static esk_bank_command_t cmd_open(const char *cid, const char *acc, const char *owner,
+                                   int64_t units, const char *cur) {
+  esk_bank_command_t c = {0};
+  c.type = ESK_BANK_CMD_OPEN_ACCOUNT;
+  c.command_id = cid;
+  c.account_id = acc;
+  c.actor = "teller-1";
+  c.correlation_id = "corr-1";
+  c.u.open.owner_id = owner;
+  c.u.open.initial_deposit = (esk_bank_money_in_t){units, cur};
+  return c;
+}
+
+static esk_bank_command_t cmd_money(esk_bank_command_type_t type, const char *cid,
+                                    const char *acc, int64_t units, const char *cur) {
+  esk_bank_command_t c = {0};
+  c.type = type;
+  c.command_id = cid;
+  c.account_id = acc;
+  if (type == ESK_BANK_CMD_DEPOSIT_MONEY) {
+    c.u.deposit.amount = (esk_bank_money_in_t){units, cur};
+    c.u.deposit.description = "salary";
+  } else {
+    c.u.withdraw.amount = (esk_bank_money_in_t){units, cur};
+    c.u.withdraw.description = "rent";
+  }
+  return c;
+}
+
+static esk_bank_command_t cmd_deposit(const char *cid, const char *acc, int64_t u, const char *cur) {
+  return cmd_money(ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc, u, cur);
+}
+static esk_bank_command_t cmd_withdraw(const char *cid, const char *acc, int64_t u, const char *cur) {
+  return cmd_money(ESK_BANK_CMD_WITHDRAW_MONEY, cid, acc, u, cur);
+}
+static esk_bank_command_t cmd_close(const char *cid, const char *acc) {
+  esk_bank_command_t c = {0};
+  c.type = ESK_BANK_CMD_CLOSE_ACCOUNT;
+  c.command_id = cid;
+  c.account_id = acc;
+  c.u.close.reason = "customer request";
+  return c;
+}
+
+/* Decides c against *st and, if accepted, applies the event. Checks the
+ * invariants every decision must keep: decide leaves the state alone, a
+ * rejection has no events, an accepted command has exactly one event at
+ * version + 1. ev_out (may be NULL) receives the event. */
+static esk_bank_result_t run(esk_bank_state_t *st, const esk_bank_command_t *c,
+                             esk_bank_event_t *ev_out) {
+  esk_bank_event_t evs[ESK_BANK_MAX_EVENTS];
+  esk_bank_result_t res;
+  esk_error_t err = {0};
+  size_t n = 99;
+  esk_bank_state_t before = *st;
+  cr_assert_eq(esk_bank_decide(evs, &n, &res, ESK_BANK_MAX_EVENTS, st, c, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert(memcmp(&before, st, sizeof(before)) == 0, "decide changed the state");
+  cr_assert_str_not_empty(res.message);
+  cr_assert(strncmp(res.message, esk_bank_rule_name(res.rule), strlen(esk_bank_rule_name(res.rule))) == 0,
+            "message does not start with the rule name: %s", res.message);
+  if (res.rule != ESK_BANK_ACCEPTED) {
+    cr_assert_eq(n, 0, "a rejected command produced events: %s", res.message);
+    cr_assert_eq(res.version, st->version);
+    return res;
+  }
+  cr_assert_eq(n, 1);
+  cr_assert_eq(evs[0].aggregate_version, st->version + 1);
+  cr_assert_str_eq(evs[0].account_id, c->account_id);
+  cr_assert_eq(esk_bank_apply(st, &evs[0], &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(st->version, evs[0].aggregate_version);
+  cr_assert_eq(res.version, st->version);
+  if (ev_out) *ev_out = evs[0];
+  return res;
+}
+
+#define assert_rule(res, want)                                                                     \
+  cr_assert_eq((res).rule, (want), "want %s, got %s: %s", esk_bank_rule_name(want),                \
+               esk_bank_rule_name((res).rule), (res).message)
+
+/* An open USD account with the given balance. */
+static esk_bank_state_t open_account(const char *acc, int64_t balance) {
+  esk_bank_state_t st = {0};
+  esk_bank_command_t c = cmd_open("c-open", acc, "owner-1", balance, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  return st;
+}
+
+static char *repeat(char ch, size_t n) {
+  char *s = malloc(n + 1);
+  cr_assert_not_null(s);
+  memset(s, ch, n);
+  s[n] = '\0';
+  return s;
+}
+
+/* -------------------------------------------------------------- rules --- */
+
+Test(bank, open_account_emits_account_opened_at_version_1_and_opens_the_state) {
+  esk_bank_state_t st = {0};
+  esk_bank_event_t ev;
+  esk_bank_command_t c = cmd_open("c1", "acc-1", "owner-7", 2500, "EUR");
+  esk_bank_result_t r = run(&st, &c, &ev);
+  assert_rule(r, ESK_BANK_ACCEPTED);
+  cr_assert_eq(ev.type, ESK_BANK_EV_ACCOUNT_OPENED);
+  cr_assert_eq(ev.aggregate_version, 1);
+  cr_assert_str_eq(ev.u.opened.owner_id, "owner-7");
+  cr_assert_eq(ev.u.opened.initial_deposit.minor_units, 2500);
+  cr_assert_str_eq(ev.u.opened.initial_deposit.currency, "EUR");
+  cr_assert_eq(st.status, ESK_BANK_STATUS_OPEN);
+  cr_assert_str_eq(st.account_id, "acc-1");
+  cr_assert_str_eq(st.owner_id, "owner-7");
+  cr_assert_str_eq(st.currency, "EUR");
+  cr_assert_eq(st.balance, 2500);
+  cr_assert_eq(st.version, 1);
+}
+
+Test(bank, a_null_state_is_the_same_as_an_account_that_does_not_exist) {
+  esk_bank_event_t evs[1];
+  esk_bank_result_t r;
+  size_t n = 0;
+  esk_bank_command_t c = cmd_open("c1", "acc-1", "o", 0, "USD");
+  cr_assert_eq(esk_bank_decide(evs, &n, &r, 1, NULL, &c, NULL), ESK_OK);
+  assert_rule(r, ESK_BANK_ACCEPTED);
+  cr_assert_eq(n, 1);
+  c = cmd_deposit("c2", "acc-1", 5, "USD");
+  cr_assert_eq(esk_bank_decide(evs, &n, &r, 1, NULL, &c, NULL), ESK_OK);
+  assert_rule(r, ESK_BANK_ACCOUNT_NOT_FOUND);
+  cr_assert_eq(n, 0);
+}
+
+Test(bank, open_accepts_a_zero_initial_deposit_and_rejects_a_negative_one) {
+  esk_bank_state_t st = {0};
+  esk_bank_command_t c = cmd_open("c1", "acc-1", "o", -1, "USD");
+  esk_bank_result_t r = run(&st, &c, NULL);
+  assert_rule(r, ESK_BANK_INVALID_AMOUNT);
+  cr_assert_not_null(strstr(r.message, "-1"), "%s", r.message);
+  c = cmd_open("c2", "acc-1", "o", 0, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  cr_assert_eq(st.balance, 0);
+}
+
+Test(bank, open_is_rejected_for_an_id_already_open_or_closed) {
+  esk_bank_state_t st = open_account("acc-1", 0);
+  esk_bank_command_t c = cmd_open("c2", "acc-1", "o", 10, "USD");
+  esk_bank_result_t r = run(&st, &c, NULL);
+  assert_rule(r, ESK_BANK_ACCOUNT_ALREADY_EXISTS);
+  cr_assert_not_null(strstr(r.message, "acc-1"), "%s", r.message);
+  c = cmd_close("c3", "acc-1");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  c = cmd_open("c4", "acc-1", "o", 10, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCOUNT_ALREADY_EXISTS);
+}
+
+Test(bank, commands_on_an_account_that_does_not_exist_are_account_not_found) {
+  esk_bank_state_t st = {0};
+  esk_bank_command_t cs[] = {cmd_deposit("c1", "acc-9", 5, "USD"),
+                             cmd_withdraw("c2", "acc-9", 5, "USD"), cmd_close("c3", "acc-9")};
+  for (size_t i = 0; i < 3; i++) {
+    esk_bank_result_t r = run(&st, &cs[i], NULL);
+    assert_rule(r, ESK_BANK_ACCOUNT_NOT_FOUND);
+    cr_assert_not_null(strstr(r.message, "acc-9"), "%s", r.message);
+  }
+}
+
+Test(bank, deposit_adds_the_amount_and_keeps_the_description) {
+  esk_bank_state_t st = open_account("acc-1", 100);
+  esk_bank_event_t ev;
+  esk_bank_command_t c = cmd_deposit("c2", "acc-1", 250, "USD");
+  assert_rule(run(&st, &c, &ev), ESK_BANK_ACCEPTED);
+  cr_assert_eq(ev.type, ESK_BANK_EV_MONEY_DEPOSITED);
+  cr_assert_eq(ev.u.deposited.amount.minor_units, 250);
+  cr_assert_str_eq(ev.u.deposited.description, "salary");
+  cr_assert_eq(st.balance, 350);
+}
+
+Test(bank, deposit_and_withdrawal_of_zero_or_less_are_invalid_amount) {
+  esk_bank_state_t st = open_account("acc-1", 100);
+  int64_t bad[] = {0, -1, INT64_MIN};
+  for (size_t i = 0; i < 3; i++) {
+    esk_bank_command_t c = cmd_deposit("c", "acc-1", bad[i], "USD");
+    assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_AMOUNT);
+    c = cmd_withdraw("c", "acc-1", bad[i], "USD");
+    assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_AMOUNT);
+  }
+  cr_assert_eq(st.balance, 100);
+}
+
+Test(bank, withdrawal_up_to_the_balance_is_accepted_and_beyond_it_is_insufficient_funds) {
+  esk_bank_state_t st = open_account("acc-1", 500);
+  esk_bank_command_t c = cmd_withdraw("c2", "acc-1", 501, "USD");
+  esk_bank_result_t r = run(&st, &c, NULL);
+  assert_rule(r, ESK_BANK_INSUFFICIENT_FUNDS);
+  cr_assert_not_null(strstr(r.message, "501"), "%s", r.message);
+  cr_assert_not_null(strstr(r.message, "500"), "%s", r.message);
+  esk_bank_event_t ev;
+  c = cmd_withdraw("c3", "acc-1", 500, "USD");
+  assert_rule(run(&st, &c, &ev), ESK_BANK_ACCEPTED);
+  cr_assert_eq(ev.type, ESK_BANK_EV_MONEY_WITHDRAWN);
+  cr_assert_str_eq(ev.u.withdrawn.description, "rent");
+  cr_assert_eq(st.balance, 0);
+  c = cmd_withdraw("c4", "acc-1", 1, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INSUFFICIENT_FUNDS);
+}
+
+Test(bank, money_in_another_currency_than_the_account_is_currency_mismatch) {
+  esk_bank_state_t st = open_account("acc-1", 500);
+  esk_bank_command_t c = cmd_deposit("c2", "acc-1", 5, "EUR");
+  esk_bank_result_t r = run(&st, &c, NULL);
+  assert_rule(r, ESK_BANK_CURRENCY_MISMATCH);
+  cr_assert_not_null(strstr(r.message, "EUR"), "%s", r.message);
+  cr_assert_not_null(strstr(r.message, "USD"), "%s", r.message);
+  c = cmd_withdraw("c3", "acc-1", 5, "EUR");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_CURRENCY_MISMATCH);
+}
+
+Test(bank, a_currency_that_is_not_three_upper_case_letters_is_invalid_currency) {
+  const char *bad[] = {"usd", "US", "USDX", "", NULL, "U$D", "US\x80", "UsD"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    esk_bank_state_t none = {0};
+    esk_bank_command_t c = cmd_open("c1", "acc-1", "o", 1, bad[i]);
+    assert_rule(run(&none, &c, NULL), ESK_BANK_INVALID_CURRENCY);
+    esk_bank_state_t st = open_account("acc-1", 5);
+    c = cmd_deposit("c2", "acc-1", 1, bad[i]);
+    assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_CURRENCY);
+    cr_assert(!esk_bank_currency_valid(bad[i]));
+  }
+  cr_assert(esk_bank_currency_valid("JPY"));
+}
+
+Test(bank, close_needs_a_zero_balance_and_a_closed_account_refuses_everything) {
+  esk_bank_state_t st = open_account("acc-1", 40);
+  esk_bank_command_t c = cmd_close("c2", "acc-1");
+  esk_bank_result_t r = run(&st, &c, NULL);
+  assert_rule(r, ESK_BANK_BALANCE_NOT_ZERO);
+  cr_assert_not_null(strstr(r.message, "40"), "%s", r.message);
+  c = cmd_withdraw("c3", "acc-1", 40, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  esk_bank_event_t ev;
+  c = cmd_close("c4", "acc-1");
+  assert_rule(run(&st, &c, &ev), ESK_BANK_ACCEPTED);
+  cr_assert_eq(ev.type, ESK_BANK_EV_ACCOUNT_CLOSED);
+  cr_assert_str_eq(ev.u.closed.reason, "customer request");
+  cr_assert_eq(st.status, ESK_BANK_STATUS_CLOSED);
+  esk_bank_command_t after[] = {cmd_deposit("c5", "acc-1", 1, "USD"),
+                                cmd_withdraw("c6", "acc-1", 1, "USD"), cmd_close("c7", "acc-1")};
+  for (size_t i = 0; i < 3; i++) assert_rule(run(&st, &after[i], NULL), ESK_BANK_ACCOUNT_CLOSED);
+}
+
+Test(bank, a_deposit_that_would_overflow_the_balance_is_amount_overflow) {
+  esk_bank_state_t st = open_account("acc-1", INT64_MAX - 10);
+  esk_bank_command_t c = cmd_deposit("c2", "acc-1", 11, "USD");
+  esk_bank_result_t r = run(&st, &c, NULL);
+  assert_rule(r, ESK_BANK_AMOUNT_OVERFLOW);
+  c = cmd_deposit("c3", "acc-1", INT64_MAX, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_AMOUNT_OVERFLOW);
+  c = cmd_deposit("c4", "acc-1", 10, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  cr_assert_eq(st.balance, INT64_MAX);
+}
+
+Test(bank, ids_and_texts_at_the_maximum_length_pass_and_one_byte_more_is_invalid_command) {
+  char *id_ok = repeat('a', ESK_BANK_ID_MAX), *id_long = repeat('b', ESK_BANK_ID_MAX + 1);
+  char *tx_ok = repeat('t', ESK_BANK_TEXT_MAX), *tx_long = repeat('u', ESK_BANK_TEXT_MAX + 1);
+  /* every id field, one at a time */
+  for (int field = 0; field < 5; field++) {
+    for (int too_long = 0; too_long < 2; too_long++) {
+      const char *v = too_long ? id_long : id_ok;
+      esk_bank_command_t c = cmd_open("c1", "acc-1", "o", 0, "USD");
+      if (field == 0) c.command_id = v;
+      if (field == 1) c.account_id = v;
+      if (field == 2) c.actor = v;
+      if (field == 3) c.correlation_id = v;
+      if (field == 4) c.u.open.owner_id = v;
+      esk_bank_state_t st = {0};
+      esk_bank_result_t r = run(&st, &c, NULL);
+      assert_rule(r, too_long ? ESK_BANK_INVALID_COMMAND : ESK_BANK_ACCEPTED);
+      if (too_long) cr_assert_not_null(strstr(r.message, "128"), "%s", r.message);
+    }
+  }
+  esk_bank_state_t st = open_account("acc-1", 100);
+  esk_bank_command_t c = cmd_deposit("c2", "acc-1", 1, "USD");
+  c.u.deposit.description = tx_long;
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  c.u.deposit.description = tx_ok;
+  esk_bank_event_t ev;
+  assert_rule(run(&st, &c, &ev), ESK_BANK_ACCEPTED);
+  cr_assert_eq(strlen(ev.u.deposited.description), ESK_BANK_TEXT_MAX);
+  c = cmd_withdraw("c3", "acc-1", 1, "USD");
+  c.u.withdraw.description = tx_long;
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  c = cmd_close("c4", "acc-1");
+  c.u.close.reason = tx_long;
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  free(id_ok);
+  free(id_long);
+  free(tx_ok);
+  free(tx_long);
+}
+
+Test(bank, missing_ids_unknown_types_and_negative_expected_versions_are_invalid_command) {
+  esk_bank_state_t st = {0};
+  esk_bank_command_t c = cmd_open(NULL, "acc-1", "o", 0, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  c = cmd_open("c1", "", "o", 0, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  c = cmd_open("c1", "acc-1", NULL, 0, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  c = cmd_open("c1", "acc-1", "o", 0, "USD");
+  c.type = (esk_bank_command_type_t)42;
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  c = cmd_open("c1", "acc-1", "o", 0, "USD");
+  c.has_expected_version = true;
+  c.expected_version = -1;
+  assert_rule(run(&st, &c, NULL), ESK_BANK_INVALID_COMMAND);
+  c = cmd_open("c1", "acc-1", "o", 0, "USD");
+  c.actor = NULL;
+  c.correlation_id = NULL;
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+}
+
+Test(bank, an_expected_version_mismatch_is_a_conflict_naming_expected_and_actual) {
+  esk_bank_state_t st = open_account("acc-1", 100);
+  esk_bank_command_t c = cmd_deposit("c2", "acc-1", 1, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  c = cmd_deposit("c3", "acc-1", 1, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED); /* now at version 3 */
+  c = cmd_withdraw("c4", "acc-1", 1, "USD");
+  c.has_expected_version = true;
+  c.expected_version = 7;
+  esk_bank_result_t r = run(&st, &c, NULL);
+  assert_rule(r, ESK_BANK_CONCURRENCY_CONFLICT);
+  cr_assert_eq(r.version, 3);
+  cr_assert_not_null(strstr(r.message, "expected version 7"), "%s", r.message);
+  cr_assert_not_null(strstr(r.message, "actual version is 3"), "%s", r.message);
+  c.expected_version = 3;
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  /* expected version 0 means "new"; 1 on a new account conflicts */
+  esk_bank_state_t none = {0};
+  c = cmd_open("c5", "acc-2", "o", 0, "USD");
+  c.has_expected_version = true;
+  c.expected_version = 1;
+  r = run(&none, &c, NULL);
+  assert_rule(r, ESK_BANK_CONCURRENCY_CONFLICT);
+  cr_assert_not_null(strstr(r.message, "actual version is 0"), "%s", r.message);
+  c.expected_version = 0;
+  assert_rule(run(&none, &c, NULL), ESK_BANK_ACCEPTED);
+}
+
+Test(bank, versions_rise_by_one_per_event_and_the_fold_of_the_events_equals_the_state) {
+  esk_bank_state_t st = {0};
+  esk_bank_event_t log[16];
+  size_t n = 0;
+  esk_bank_command_t cs[] = {
+      cmd_open("c1", "acc-1", "o", 10, "GBP"),   cmd_deposit("c2", "acc-1", 5, "GBP"),
+      cmd_withdraw("c3", "acc-1", 100, "GBP"), /* rejected */
+      cmd_withdraw("c4", "acc-1", 15, "GBP"),    cmd_deposit("c5", "acc-1", 7, "EUR"), /* rejected */
+      cmd_close("c6", "acc-1"),
+  };
+  for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+    int64_t v = st.version;
+    esk_bank_result_t r = run(&st, &cs[i], &log[n]);
+    if (r.rule == ESK_BANK_ACCEPTED) {
+      cr_assert_eq(log[n].aggregate_version, v + 1);
+      n++;
+    } else {
+      cr_assert_eq(st.version, v);
+    }
+  }
+  cr_assert_eq(n, 4);
+  for (size_t i = 0; i < n; i++) cr_assert_eq(log[i].aggregate_version, (int64_t)i + 1);
+  esk_bank_state_t folded = {0};
+  esk_error_t err = {0};
+  for (size_t i = 0; i < n; i++) cr_assert_eq(esk_bank_apply(&folded, &log[i], &err), ESK_OK, "%s", err.msg);
+  cr_assert(esk_bank_state_equal(&folded, &st));
+  cr_assert_eq(folded.status, ESK_BANK_STATUS_CLOSED);
+  cr_assert_eq(folded.version, 4);
+}
+
+Test(bank, apply_refuses_a_gap_a_repeat_another_account_and_inconsistent_events) {
+  esk_bank_state_t st = open_account("acc-1", 100);
+  esk_bank_event_t ev;
+  esk_bank_command_t c = cmd_deposit("c2", "acc-1", 5, "USD");
+  esk_bank_state_t probe = st;
+  assert_rule(run(&probe, &c, &ev), ESK_BANK_ACCEPTED);
+  esk_error_t err = {0};
+  esk_bank_state_t before = st;
+
+  esk_bank_event_t bad = ev;
+  bad.aggregate_version = 3; /* gap */
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  cr_assert_not_null(strstr(err.msg, "version 3"), "%s", err.msg);
+  bad.aggregate_version = 1; /* repeat */
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  bad = ev;
+  strcpy(bad.account_id, "acc-2");
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  cr_assert_not_null(strstr(err.msg, "another account"), "%s", err.msg);
+  bad = ev;
+  strcpy(bad.u.deposited.amount.currency, "EUR");
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  bad = ev;
+  bad.type = ESK_BANK_EV_MONEY_WITHDRAWN;
+  bad.u.withdrawn.amount.minor_units = 101;
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  bad = ev;
+  bad.type = ESK_BANK_EV_ACCOUNT_CLOSED;
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  bad = ev;
+  bad.type = ESK_BANK_EV_ACCOUNT_OPENED;
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  bad = ev;
+  bad.type = (esk_bank_event_type_t)99;
+  cr_assert_eq(esk_bank_apply(&st, &bad, &err), ESK_EPOISON);
+  cr_assert(memcmp(&before, &st, sizeof(st)) == 0, "a refused event changed the state");
+  cr_assert_eq(esk_bank_apply(&st, &ev, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(st.balance, 105);
+  cr_assert_eq(esk_bank_apply(NULL, &ev, &err), ESK_EINVAL);
+}
+
+Test(bank, decide_refuses_misuse_without_setting_outputs) {
+  esk_bank_state_t st = open_account("acc-1", 1);
+  esk_bank_command_t c = cmd_deposit("c2", "acc-2", 5, "USD");
+  esk_bank_event_t evs[1];
+  esk_bank_result_t r = {.rule = ESK_BANK_RULE_COUNT_};
+  size_t n = 77;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_decide(evs, &n, &r, 1, &st, &c, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "acc-2"), "%s", err.msg);
+  cr_assert_eq(n, 77);
+  cr_assert_eq(r.rule, ESK_BANK_RULE_COUNT_);
+  c = cmd_deposit("c2", "acc-1", 5, "USD");
+  cr_assert_eq(esk_bank_decide(evs, &n, &r, 0, &st, &c, &err), ESK_EINVAL);
+  cr_assert_eq(esk_bank_decide(evs, &n, &r, 1, &st, NULL, &err), ESK_EINVAL);
+  cr_assert_eq(n, 77);
+}
+
+Test(bank, rule_names_are_the_stable_strings_and_read_back) {
+  /* these strings are a contract with users and the results topic */
+  const char *want[] = {"ACCEPTED",          "INVALID_COMMAND",       "INVALID_CURRENCY",
+                        "INVALID_AMOUNT",    "CONCURRENCY_CONFLICT",  "ACCOUNT_ALREADY_EXISTS",
+                        "ACCOUNT_NOT_FOUND", "ACCOUNT_CLOSED",        "CURRENCY_MISMATCH",
+                        "INSUFFICIENT_FUNDS", "AMOUNT_OVERFLOW",      "BALANCE_NOT_ZERO"};
+  cr_assert_eq(sizeof(want) / sizeof(want[0]), ESK_BANK_RULE_COUNT_);
+  for (int i = 0; i < ESK_BANK_RULE_COUNT_; i++) {
+    cr_assert_str_eq(esk_bank_rule_name((esk_bank_rule_t)i), want[i]);
+    esk_bank_rule_t back;
+    cr_assert_eq(esk_bank_rule_from_name(&back, want[i]), ESK_OK);
+    cr_assert_eq(back, (esk_bank_rule_t)i);
+  }
+  esk_bank_rule_t back = ESK_BANK_ACCEPTED;
+  cr_assert_eq(esk_bank_rule_from_name(&back, "NOPE"), ESK_ENOTFOUND);
+  cr_assert_str_eq(esk_bank_rule_name((esk_bank_rule_t)-1), "UNKNOWN");
+  cr_assert_str_eq(esk_bank_rule_name(ESK_BANK_RULE_COUNT_), "UNKNOWN");
+  cr_assert_str_eq(esk_bank_event_type_name(ESK_BANK_EV_MONEY_WITHDRAWN), "MoneyWithdrawn");
+}
+
+/* ---------------------------------------------------------- snapshots --- */
+
+static void roundtrip(const esk_bank_state_t *st) {
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_state_serialize(&b, st, &err), ESK_OK, "%s", err.msg);
+  cr_assert_leq(b.len, ESK_BANK_SNAPSHOT_MAX);
+  cr_assert_eq(b.data[0], ESK_BANK_SNAPSHOT_FORMAT);
+  esk_bank_state_t back;
+  memset(&back, 0xAB, sizeof(back));
+  cr_assert_eq(esk_bank_state_deserialize(&back, b.data, b.len, &err), ESK_OK, "%s", err.msg);
+  cr_assert(esk_bank_state_equal(&back, st));
+  esk_buf_free(&b);
+}
+
+Test(bank_snapshot, none_open_and_closed_states_round_trip) {
+  esk_bank_state_t none = {0};
+  roundtrip(&none);
+  esk_bank_state_t st = open_account("acc-1", 12345);
+  roundtrip(&st);
+  esk_bank_command_t c = cmd_withdraw("c2", "acc-1", 12345, "USD");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  c = cmd_close("c3", "acc-1");
+  assert_rule(run(&st, &c, NULL), ESK_BANK_ACCEPTED);
+  roundtrip(&st);
+  char *longid = repeat('z', ESK_BANK_ID_MAX);
+  esk_bank_state_t big = {0};
+  esk_bank_command_t o = cmd_open("c1", longid, longid, INT64_MAX, "CHF");
+  assert_rule(run(&big, &o, NULL), ESK_BANK_ACCEPTED);
+  roundtrip(&big);
+  free(longid);
+}
+
+/* A valid snapshot of an open account with a balance, for the bad-input tests. */
+static esk_buf_t sample_snapshot(void) {
+  esk_bank_state_t st = open_account("acc-1", 777);
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_state_serialize(&b, &st, NULL), ESK_OK);
+  return b;
+}
+
+static void assert_rejected(const void *p, size_t n, const char *want_in_msg) {
+  esk_bank_state_t out;
+  memset(&out, 0x5A, sizeof(out));
+  esk_bank_state_t untouched = out;
+  esk_error_t err = {0};
+  int rc = esk_bank_state_deserialize(&out, p, n, &err);
+  cr_assert_eq(rc, ESK_EPOISON, "accepted %zu bytes", n);
+  cr_assert_str_not_empty(err.msg);
+  if (want_in_msg) cr_assert_not_null(strstr(err.msg, want_in_msg), "%s", err.msg);
+  cr_assert(memcmp(&out, &untouched, sizeof(out)) == 0, "out was written on error");
+}
+
+Test(bank_snapshot, every_truncation_and_any_trailing_byte_is_rejected) {
+  esk_buf_t b = sample_snapshot();
+  for (size_t n = 0; n < b.len; n++) assert_rejected(b.data, n, NULL);
+  cr_assert_eq(esk_buf_append(&b, "x", 1, NULL), ESK_OK);
+  assert_rejected(b.data, b.len, "trailing");
+  esk_buf_free(&b);
+}
+
+Test(bank_snapshot, an_unknown_format_oversized_input_and_hostile_fields_are_rejected) {
+  esk_buf_t b = sample_snapshot();
+  uint8_t m[ESK_BANK_SNAPSHOT_MAX + 64];
+  cr_assert_leq(b.len, sizeof(m));
+
+  memcpy(m, b.data, b.len);
+  m[0] = 2;
+  assert_rejected(m, b.len, "format version 2");
+
+  memset(m, 0, sizeof(m));
+  memcpy(m, b.data, b.len);
+  assert_rejected(m, ESK_BANK_SNAPSHOT_MAX + 1, "maximum");
+
+  memcpy(m, b.data, b.len);
+  m[1] = 9; /* status */
+  assert_rejected(m, b.len, "status");
+
+  memcpy(m, b.data, b.len);
+  m[21] = 255; /* account id length beyond what is there and beyond the maximum */
+  assert_rejected(m, b.len, NULL);
+
+  memcpy(m, b.data, b.len);
+  m[21 + 1 + 2] = '\0'; /* NUL inside the account id */
+  assert_rejected(m, b.len, "NUL");
+
+  memcpy(m, b.data, b.len);
+  m[10 + 7] = 0x80; /* balance made negative */
+  assert_rejected(m, b.len, "negative balance");
+
+  memcpy(m, b.data, b.len);
+  m[2 + 7] = 0xFF; /* version made negative */
+  assert_rejected(m, b.len, "negative version");
+
+  memcpy(m, b.data, b.len);
+  m[18] = 'u'; /* currency */
+  assert_rejected(m, b.len, "currency");
+
+  memcpy(m, b.data, b.len);
+  m[1] = ESK_BANK_STATUS_CLOSED; /* closed with a balance */
+  assert_rejected(m, b.len, "closed");
+
+  memcpy(m, b.data, b.len);
+  m[1] = ESK_BANK_STATUS_NONE; /* none with a version and an owner */
+  assert_rejected(m, b.len, "none");
+
+  assert_rejected(NULL, 0, "empty");
+  esk_buf_free(&b);
+}
+
+Test(bank_snapshot, random_bytes_never_crash_and_what_is_accepted_round_trips) {
+  esk_buf_t b = sample_snapshot();
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  uint8_t m[ESK_BANK_SNAPSHOT_MAX + 8];
+  int accepted = 0;
+  for (int i = 0; i < 50000; i++) {
+    size_t n;
+    /* half: mutate a valid snapshot (gets past the header); half: pure noise */
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    if (i & 1) {
+      memcpy(m, b.data, b.len);
+      n = b.len;
+      m[(x >> 8) % n] = (uint8_t)x;
+      m[0] = ESK_BANK_SNAPSHOT_FORMAT;
+    } else {
+      n = (size_t)(x % sizeof(m));
+      for (size_t j = 0; j < n; j++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        m[j] = (uint8_t)x;
+      }
+    }
+    esk_bank_state_t st;
+    if (esk_bank_state_deserialize(&st, m, n, NULL) == ESK_OK) {
+      accepted++;
+      roundtrip(&st);
+    }
+  }
+  cr_assert_gt(accepted, 0, "no mutated snapshot was valid: the mutation is too coarse");
+  esk_buf_free(&b);
+}
+
+Test(bank_snapshot, serializing_an_invalid_state_fails_and_leaves_the_buffer_alone) {
+  esk_bank_state_t st = open_account("acc-1", 5);
+  st.balance = -5;
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_state_serialize(&b, &st, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "negative balance"), "%s", err.msg);
+  cr_assert_eq(b.len, 0);
+  st.balance = 5;
+  memset(st.owner_id, 'x', sizeof(st.owner_id)); /* not terminated */
+  cr_assert_eq(esk_bank_state_serialize(&b, &st, &err), ESK_EINVAL);
+  cr_assert_eq(b.len, 0);
+  esk_buf_t tiny;
+  esk_buf_init(&tiny, 4); /* the buffer's own maximum */
+  st = open_account("acc-1", 5);
+  cr_assert_eq(esk_bank_state_serialize(&tiny, &st, &err), ESK_ENOMEM);
+  esk_buf_free(&tiny);
+  esk_buf_free(&b);
+}
+
+/* -------------------------------------------------------------- store --- */
+
+Test(bank_store, put_get_replace_remove_and_count) {
+  esk_bank_store_t *s = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_store_new(&s, 0, 0, &err), ESK_OK, "%s", err.msg);
+  cr_assert_null(esk_bank_store_get(s, "acc-1"));
+  esk_bank_state_t st = open_account("acc-1", 10);
+  cr_assert_eq(esk_bank_store_put(s, &st, &err), ESK_OK, "%s", err.msg);
+  const esk_bank_state_t *got = esk_bank_store_get(s, "acc-1");
+  cr_assert_not_null(got);
+  cr_assert(esk_bank_state_equal(got, &st));
+  esk_bank_command_t c = cmd_deposit("c2", "acc-1", 5, "USD");
+  esk_bank_state_t next = *got;
+  assert_rule(run(&next, &c, NULL), ESK_BANK_ACCEPTED);
+  cr_assert_eq(esk_bank_store_put(s, &next, &err), ESK_OK);
+  cr_assert_eq(esk_bank_store_count(s), 1);
+  cr_assert_eq(esk_bank_store_get(s, "acc-1")->balance, 15);
+  esk_bank_state_t anon = {0};
+  cr_assert_eq(esk_bank_store_put(s, &anon, &err), ESK_EINVAL);
+  cr_assert_eq(esk_bank_store_remove(s, "acc-1"), ESK_OK);
+  cr_assert_eq(esk_bank_store_remove(s, "acc-1"), ESK_ENOTFOUND);
+  cr_assert_null(esk_bank_store_get(s, "acc-1"));
+  cr_assert_eq(esk_bank_store_count(s), 0);
+  esk_bank_store_destroy(s);
+  esk_bank_store_destroy(NULL);
+}
+
+static int count_balances(const esk_bank_state_t *st, void *ctx) {
+  *(int64_t *)ctx += st->balance;
+  return 0;
+}
+
+Test(bank_store, holds_many_accounts_and_refuses_new_ones_past_its_maximum) {
+  enum { N = 200000 };
+  esk_bank_store_t *s = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_store_new(&s, 1000, N, &err), ESK_OK, "%s", err.msg); /* must grow */
+  esk_bank_state_t st = open_account("x", 0);
+  for (int i = 0; i < N; i++) {
+    snprintf(st.account_id, sizeof(st.account_id), "acc-%d", i);
+    st.balance = i;
+    cr_assert_eq(esk_bank_store_put(s, &st, &err), ESK_OK, "%s", err.msg);
+  }
+  cr_assert_eq(esk_bank_store_count(s), N);
+  snprintf(st.account_id, sizeof(st.account_id), "acc-extra");
+  cr_assert_eq(esk_bank_store_put(s, &st, &err), ESK_ENOMEM);
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "acc-%d", i);
+    const esk_bank_state_t *g = esk_bank_store_get(s, id);
+    cr_assert_not_null(g, "%s lost", id);
+    cr_assert_eq(g->balance, i);
+  }
+  int64_t sum = 0;
+  cr_assert_eq(esk_bank_store_foreach(s, count_balances, &sum), 0);
+  cr_assert_eq(sum, (int64_t)N * (N - 1) / 2);
+  esk_bank_store_destroy(s);
+}
+
+/* ----------------------------------------------------------------- map --- */
+
+Test(hmap, random_inserts_and_removes_agree_with_a_plain_array) {
+  enum { K = 4000 };
+  static int64_t ref[K];
+  static bool present[K];
+  esk_hmap_t *m = NULL;
+  cr_assert_eq(esk_hmap_new(&m, sizeof(int64_t), 0, 0, NULL), ESK_OK);
+  uint64_t x = 88172645463325252ULL;
+  size_t count = 0;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int k = (int)(x % K);
+    char key[16];
+    int kl = snprintf(key, sizeof(key), "k%d", k);
+    if ((x >> 32) % 3 == 0) {
+      int rc = esk_hmap_remove(m, key, (size_t)kl);
+      cr_assert_eq(rc, present[k] ? ESK_OK : ESK_ENOTFOUND);
+      if (present[k]) count--;
+      present[k] = false;
+    } else {
+      int64_t v = (int64_t)(x >> 16);
+      int ins = -1;
+      void *stored = NULL;
+      cr_assert_eq(esk_hmap_put(m, key, (size_t)kl, &v, &stored, &ins, NULL), ESK_OK);
+      cr_assert_eq(ins, present[k] ? 0 : 1);
+      size_t klen = 0;
+      cr_assert_str_eq(esk_hmap_key_of(m, stored, &klen), key);
+      cr_assert_eq(klen, (size_t)kl);
+      if (!present[k]) count++;
+      present[k] = true;
+      ref[k] = v;
+    }
+    cr_assert_eq(esk_hmap_count(m), count);
+  }
+  for (int k = 0; k < K; k++) {
+    char key[16];
+    int kl = snprintf(key, sizeof(key), "k%d", k);
+    int64_t *v = esk_hmap_get(m, key, (size_t)kl);
+    if (present[k]) {
+      cr_assert_not_null(v, "k%d lost", k);
+      cr_assert_eq(*v, ref[k]);
+    } else {
+      cr_assert_null(v, "k%d still there after removal", k);
+    }
+  }
+  cr_assert_eq(esk_hmap_put(m, "", 0, &ref[0], NULL, NULL, NULL), ESK_OK); /* empty key is a key */
+  cr_assert_not_null(esk_hmap_get(m, "", 0));
+  esk_hmap_destroy(m);
+  esk_hmap_destroy(NULL);
+}
+
+/* --------------------------------------------------------------- seen --- */
+
+static esk_bank_result_t result_of(esk_bank_rule_t rule, int64_t version) {
+  esk_bank_result_t r = {0};
+  r.rule = rule;
+  r.version = version;
+  snprintf(r.message, sizeof(r.message), "%s: v%" PRId64, esk_bank_rule_name(rule), version);
+  return r;
+}
+
+Test(bank_seen, the_first_result_of_a_command_id_wins) {
+  esk_bank_seen_t *s = NULL;
+  cr_assert_eq(esk_bank_seen_new(&s, 8, NULL), ESK_OK);
+  esk_bank_result_t a = result_of(ESK_BANK_ACCEPTED, 3), b = result_of(ESK_BANK_INSUFFICIENT_FUNDS, 3);
+  int ins = -1;
+  cr_assert_null(esk_bank_seen_get(s, "cmd-1"));
+  cr_assert_eq(esk_bank_seen_put(s, "cmd-1", &a, &ins, NULL), ESK_OK);
+  cr_assert_eq(ins, 1);
+  cr_assert_eq(esk_bank_seen_put(s, "cmd-1", &b, &ins, NULL), ESK_OK);
+  cr_assert_eq(ins, 0);
+  const esk_bank_result_t *g = esk_bank_seen_get(s, "cmd-1");
+  cr_assert_not_null(g);
+  cr_assert_eq(g->rule, ESK_BANK_ACCEPTED);
+  cr_assert_str_eq(g->message, a.message);
+  cr_assert_eq(esk_bank_seen_count(s), 1);
+  char *longid = repeat('c', ESK_BANK_ID_MAX + 1);
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_seen_put(s, longid, &a, NULL, &err), ESK_EINVAL);
+  cr_assert_eq(esk_bank_seen_put(s, "", &a, NULL, &err), ESK_EINVAL);
+  cr_assert_null(esk_bank_seen_get(s, longid));
+  free(longid);
+  esk_bank_seen_destroy(s);
+  esk_bank_seen_destroy(NULL);
+}
+
+Test(bank_seen, a_full_cache_evicts_the_oldest_inserted_id_first) {
+  enum { MAX = 5 };
+  esk_bank_seen_t *s = NULL;
+  cr_assert_eq(esk_bank_seen_new(&s, MAX, NULL), ESK_OK);
+  char id[32];
+  for (int i = 0; i < 3 * MAX + 2; i++) {
+    snprintf(id, sizeof(id), "cmd-%d", i);
+    esk_bank_result_t r = result_of(ESK_BANK_ACCEPTED, i);
+    cr_assert_eq(esk_bank_seen_put(s, id, &r, NULL, NULL), ESK_OK);
+    /* a lookup does not refresh: cmd-0's re-put and get must not keep it alive */
+    (void)esk_bank_seen_get(s, "cmd-0");
+    cr_assert_leq(esk_bank_seen_count(s), MAX);
+    for (int j = 0; j <= i; j++) {
+      snprintf(id, sizeof(id), "cmd-%d", j);
+      const esk_bank_result_t *g = esk_bank_seen_get(s, id);
+      if (j > i - MAX) {
+        cr_assert_not_null(g, "cmd-%d evicted too early (after cmd-%d)", j, i);
+        cr_assert_eq(g->version, j);
+      } else {
+        cr_assert_null(g, "cmd-%d not evicted (after cmd-%d)", j, i);
+      }
+    }
+  }
+  cr_assert_eq(esk_bank_seen_count(s), MAX);
+  esk_bank_seen_destroy(s);
+}
+
+Test(bank_seen, results_read_back_from_outside_can_be_inserted_and_looked_up) {
+  /* what the producer does when it rebuilds the cache from the results topic */
+  const struct { const char *id, *rule; int64_t v; } topic[] = {
+      {"a", "ACCEPTED", 1}, {"b", "INSUFFICIENT_FUNDS", 1}, {"c", "CONCURRENCY_CONFLICT", 4}};
+  esk_bank_seen_t *s = NULL;
+  cr_assert_eq(esk_bank_seen_new(&s, 100, NULL), ESK_OK);
+  for (size_t i = 0; i < 3; i++) {
+    esk_bank_rule_t rule;
+    cr_assert_eq(esk_bank_rule_from_name(&rule, topic[i].rule), ESK_OK);
+    esk_bank_result_t r = result_of(rule, topic[i].v);
+    cr_assert_eq(esk_bank_seen_put(s, topic[i].id, &r, NULL, NULL), ESK_OK);
+  }
+  for (size_t i = 0; i < 3; i++) {
+    const esk_bank_result_t *g = esk_bank_seen_get(s, topic[i].id);
+    cr_assert_not_null(g);
+    cr_assert_str_eq(esk_bank_rule_name(g->rule), topic[i].rule);
+    cr_assert_eq(g->version, topic[i].v);
+  }
+  esk_bank_seen_destroy(s);
+}
+
+/* ----------------------------------------------------------- property --- */
+
+static uint64_t rng_state;
+static uint64_t rnd(void) { /* xorshift64* */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ULL;
+}
+static int64_t rnd_range(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
+
+static int snapshot_roundtrip_ok(const esk_bank_state_t *st) {
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  esk_bank_state_t back;
+  int ok = esk_bank_state_serialize(&b, st, NULL) == ESK_OK &&
+           esk_bank_state_deserialize(&back, b.data, b.len, NULL) == ESK_OK &&
+           esk_bank_state_equal(&back, st);
+  esk_buf_free(&b);
+  return ok;
+}
+
+Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consistent) {
+  enum { ACCOUNTS = 50, COMMANDS = 10000 };
+  static const char *cur_of[] = {"USD", "EUR", "JPY"};
+  uint64_t seed = getenv("ESK_TEST_SEED") ? strtoull(getenv("ESK_TEST_SEED"), NULL, 0)
+                                          : (uint64_t)time(NULL) * 2654435761ULL;
+  rng_state = seed ? seed : 1;
+  cr_log_info("bank_property seed=%" PRIu64 " (rerun with ESK_TEST_SEED)", seed);
+
+  esk_bank_store_t *store = NULL;
+  esk_bank_seen_t *seen = NULL;
+  cr_assert_eq(esk_bank_store_new(&store, ACCOUNTS, 0, NULL), ESK_OK);
+  cr_assert_eq(esk_bank_seen_new(&seen, 2 * COMMANDS, NULL), ESK_OK);
+  esk_bank_event_t *log = calloc(COMMANDS, sizeof(*log));
+  size_t nlog = 0;
+  cr_assert_not_null(log);
+  __int128 total[3] = {0}; /* per currency: opened + deposited - withdrawn, from the commands */
+  /* an independent reference model of each account, written from the rules as stated */
+  struct { int status; int64_t balance, version; } model[ACCOUNTS];
+  memset(model, 0, sizeof(model));
+  int rule_hits[ESK_BANK_RULE_COUNT_] = {0};
+  int replays = 0;
+
+  for (int i = 0; i < COMMANDS; i++) {
+    char acc[16], cid[32], rcid[32];
+    int a = (int)rnd_range(0, ACCOUNTS - 1);
+    snprintf(acc, sizeof(acc), "acc-%02d", a);
+    snprintf(cid, sizeof(cid), "cmd-%d", i);
+    const char *id = cid;
+    if (i > 0 && rnd() % 20 == 0) { /* a retry of an earlier command id */
+      snprintf(rcid, sizeof(rcid), "cmd-%d", (int)rnd_range(0, i - 1));
+      id = rcid;
+    }
+    const esk_bank_result_t *prior = esk_bank_seen_get(seen, id);
+    if (prior) { /* answered from the cache; nothing decided, nothing published */
+      cr_assert_str_not_empty(prior->message);
+      replays++;
+      continue;
+    }
+    int ci = a % 3;
+    uint64_t pick = rnd() % 100;
+    const char *cur = pick < 90 ? cur_of[ci] : pick < 97 ? cur_of[(ci + 1) % 3] : "usd";
+    int64_t amount = rnd() % 50 == 0 ? INT64_MAX / 3 : rnd_range(-3, 3000);
+    esk_bank_command_t c;
+    uint64_t t = rnd() % 100;
+    if (t < 10) /* the open fixes the account's currency: keep it the one the tally expects */
+      c = cmd_open(id, acc, "owner", amount, esk_bank_currency_valid(cur) ? cur_of[ci] : cur);
+    else if (t < 55) c = cmd_deposit(id, acc, amount, cur);
+    else if (t < 95) c = cmd_withdraw(id, acc, amount, cur);
+    else c = cmd_close(id, acc);
+
+    const esk_bank_state_t *cur_st = esk_bank_store_get(store, acc);
+    esk_bank_state_t next = cur_st ? *cur_st : (esk_bank_state_t){0};
+    if (rnd() % 5 == 0) {
+      c.has_expected_version = true;
+      c.expected_version = next.version + (rnd() % 2 ? 0 : rnd_range(-1, 2));
+    }
+    /* what the model says should happen */
+    bool cur_ok = esk_bank_currency_valid(cur), same_cur = cur_ok && strcmp(cur, cur_of[ci]) == 0;
+    bool ver_ok = !c.has_expected_version || c.expected_version == model[a].version;
+    bool want = false;
+    int64_t want_bal = model[a].balance;
+    if (!cur_ok && c.type != ESK_BANK_CMD_CLOSE_ACCOUNT) want = false;
+    else if (!ver_ok || c.expected_version < 0) want = false;
+    else if (c.type == ESK_BANK_CMD_OPEN_ACCOUNT) {
+      want = model[a].status == 0 && amount >= 0;
+      want_bal = amount;
+    } else if (model[a].status != 1) want = false;
+    else if (c.type == ESK_BANK_CMD_DEPOSIT_MONEY) {
+      want = same_cur && amount > 0 && (__int128)model[a].balance + amount <= INT64_MAX;
+      want_bal = model[a].balance + (want ? amount : 0);
+    } else if (c.type == ESK_BANK_CMD_WITHDRAW_MONEY) {
+      want = same_cur && amount > 0 && amount <= model[a].balance;
+      want_bal = model[a].balance - (want ? amount : 0);
+    } else {
+      want = model[a].balance == 0;
+    }
+
+    esk_bank_result_t r = run(&next, &c, log + nlog); /* decide + apply */
+    rule_hits[r.rule]++;
+    cr_assert_eq(r.rule == ESK_BANK_ACCEPTED, want, "seed=%" PRIu64 " command %d: model says %s, got %s",
+                 seed, i, want ? "accept" : "reject", r.message);
+    if (want) {
+      model[a].version++;
+      model[a].balance = want_bal;
+      if (c.type == ESK_BANK_CMD_OPEN_ACCOUNT) model[a].status = 1;
+      if (c.type == ESK_BANK_CMD_CLOSE_ACCOUNT) model[a].status = 2;
+    }
+    cr_assert_eq(next.balance, model[a].balance, "seed=%" PRIu64 " command %d: balance", seed, i);
+    cr_assert_eq(next.version, model[a].version, "seed=%" PRIu64 " command %d: version", seed, i);
+    if (c.has_expected_version && c.expected_version != (cur_st ? cur_st->version : 0) &&
+        c.expected_version >= 0)
+      cr_assert(r.rule != ESK_BANK_ACCEPTED, "accepted with a wrong expected version");
+    if (r.rule == ESK_BANK_ACCEPTED) {
+      nlog++;
+      if (c.type == ESK_BANK_CMD_OPEN_ACCOUNT) total[ci] += c.u.open.initial_deposit.minor_units;
+      if (c.type == ESK_BANK_CMD_DEPOSIT_MONEY) total[ci] += c.u.deposit.amount.minor_units;
+      if (c.type == ESK_BANK_CMD_WITHDRAW_MONEY) total[ci] -= c.u.withdraw.amount.minor_units;
+      cr_assert_eq(esk_bank_store_put(store, &next, NULL), ESK_OK);
+    }
+    cr_assert_geq(next.balance, 0, "seed=%" PRIu64 " negative balance on %s", seed, acc);
+    cr_assert_eq(esk_bank_seen_put(seen, id, &r, NULL, NULL), ESK_OK);
+  }
+
+  /* every outcome the generator aims at actually happened */
+  cr_assert_gt(rule_hits[ESK_BANK_ACCEPTED], 1000, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_INSUFFICIENT_FUNDS], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_CURRENCY_MISMATCH], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_CONCURRENCY_CONFLICT], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_ACCOUNT_ALREADY_EXISTS], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(replays, 0, "seed=%" PRIu64, seed);
+
+  /* fold each account's events from nothing: equals the store, and the snapshot round-trips */
+  __int128 sum[3] = {0};
+  for (int a = 0; a < ACCOUNTS; a++) {
+    char acc[16];
+    snprintf(acc, sizeof(acc), "acc-%02d", a);
+    esk_bank_state_t folded = {0};
+    for (size_t k = 0; k < nlog; k++) {
+      if (strcmp(log[k].account_id, acc) != 0) continue;
+      esk_error_t err = {0};
+      cr_assert_eq(esk_bank_apply(&folded, &log[k], &err), ESK_OK, "seed=%" PRIu64 " %s", seed,
+                   err.msg);
+    }
+    const esk_bank_state_t *held = esk_bank_store_get(store, acc);
+    if (!held) {
+      cr_assert_eq(folded.version, 0);
+      continue;
+    }
+    cr_assert(esk_bank_state_equal(&folded, held), "seed=%" PRIu64 " %s: fold != store", seed, acc);
+    cr_assert(snapshot_roundtrip_ok(held), "seed=%" PRIu64 " %s: snapshot", seed, acc);
+    cr_assert_str_eq(held->currency, cur_of[a % 3]);
+    sum[a % 3] += held->balance;
+  }
+  for (int k = 0; k < 3; k++)
+    cr_assert(sum[k] == total[k], "seed=%" PRIu64 " %s: balances %" PRId64 " != tally %" PRId64,
+              seed, cur_of[k], (int64_t)sum[k], (int64_t)total[k]);
+  free(log);
+  esk_bank_store_destroy(store);
+  esk_bank_seen_destroy(seen);
+}
