@@ -826,6 +826,32 @@ cleanup:
   return rc;
 }
 
+int esk_schema_set_canonical_form(esk_schema_set_t *set, char **out, const char *schema_json,
+                                  esk_error_t *err) {
+  /* compiled as an extra, temporary member; its nodes stay in the set's list */
+  esk_schema_t *s = calloc(1, sizeof(*s));
+  esk_schema_t **items = realloc(set->items, (set->n + 1) * sizeof(*items));
+  int rc = ESK_OK;
+  if (items) set->items = items;
+  if (!s || !items || !(s->file = strdup("schema")) || !(s->type = strdup("schema"))) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto cleanup;
+  }
+  json_error_t jerr;
+  s->doc = json_loads(schema_json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+  if (!s->doc) {
+    rc = esk_error_set(err, ESK_EINVAL, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+    goto cleanup;
+  }
+  set->items[set->n++] = s;
+  rc = compile_file(set, s, err);
+  set->n--;
+  if (!rc && !(*out = strdup(s->canonical))) rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+cleanup:
+  schema_free(s);
+  return rc;
+}
+
 int esk_avro_canonical_form(char **out, const char *schema_json, esk_error_t *err) {
   esk_schema_set_t *set = NULL;
   int rc = esk_schema_set_new(&set, err);

@@ -80,6 +80,15 @@ int esk_schema_set_add(esk_schema_set_t *set, const char *file_name, const char 
 int esk_schema_set_add_many(esk_schema_set_t *set, size_t n, const char *const *file_names,
                             const char *const *jsons, esk_error_t *err);
 
+/**
+ * @brief The Parsing Canonical Form of a schema that may reference named types
+ *        of @p set (which it leaves as it was).
+ * @param out set on success to a string the caller frees with free().
+ * @returns ESK_OK or ESK_EINVAL naming the problem.
+ */
+int esk_schema_set_canonical_form(esk_schema_set_t *set, char **out, const char *schema_json,
+                                  esk_error_t *err);
+
 /** @brief The schema of @p type at @p version, or NULL. */
 const esk_schema_t *esk_schema_set_get(const esk_schema_set_t *set, const char *type,
                                        int version);
