@@ -8,6 +8,7 @@
 #include "esk/error.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "eskctl.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -15,6 +16,7 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  ping [--timeout MS]   check that the Kafka broker and PostgreSQL answer\n"
+          "  schemas ...           list, show, fingerprint and check the Avro schemas\n"
           "\n"
           "environment:\n"
           "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
@@ -99,6 +101,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "ping")) return cmd_ping(argc - 1, argv + 1);
+  if (!strcmp(cmd, "schemas")) return eskctl_schemas_main(argc - 1, argv + 1);
   fprintf(stderr, "eskctl: unknown command '%s' (try eskctl --help)\n", cmd);
   return 2;
 }

@@ -70,6 +70,25 @@ int esk_schema_set_load_dir(esk_schema_set_t *set, const char *dir, esk_error_t 
 int esk_schema_set_add(esk_schema_set_t *set, const char *file_name, const char *json,
                        esk_error_t *err);
 
+/**
+ * @brief Adds several schemas from memory at once, so that they may reference
+ *        named types defined in each other (in any order). All or nothing: on
+ *        an error none of them is added.
+ * @param file_names @p n names `<Type>.v<N>.avsc`; @param jsons their texts (copied).
+ * @returns ESK_OK, or ESK_EINVAL with a message naming the file and the problem.
+ */
+int esk_schema_set_add_many(esk_schema_set_t *set, size_t n, const char *const *file_names,
+                            const char *const *jsons, esk_error_t *err);
+
+/**
+ * @brief The Parsing Canonical Form of a schema that may reference named types
+ *        of @p set (which it leaves as it was).
+ * @param out set on success to a string the caller frees with free().
+ * @returns ESK_OK or ESK_EINVAL naming the problem.
+ */
+int esk_schema_set_canonical_form(esk_schema_set_t *set, char **out, const char *schema_json,
+                                  esk_error_t *err);
+
 /** @brief The schema of @p type at @p version, or NULL. */
 const esk_schema_t *esk_schema_set_get(const esk_schema_set_t *set, const char *type,
                                        int version);
@@ -120,7 +139,7 @@ typedef struct esk_codec_s esk_codec_t;
 typedef struct esk_codec_limits_s {
   size_t max_message_bytes; /**< default 1 MiB */
   size_t max_string_bytes;  /**< default 1 MiB; one string or bytes value */
-  size_t max_items;         /**< default 65536; items of one array or map */
+  size_t max_items;         /**< default 65536; items of all arrays and maps of one message */
   int max_depth;            /**< default 32; nesting of records, arrays, maps */
 } esk_codec_limits_t;
 

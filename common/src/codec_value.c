@@ -1,0 +1,353 @@
+/* Generic values <-> JSON, in the shape of Avro's default values (a union is
+ * the bare value of its branch; bytes and fixed are strings of code points
+ * 0..255). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_internal.h"
+
+/* Decodes a UTF-8 string of code points <= 255 into bytes, in place. Returns
+ * the length, or -1 if a code point is above 255 or the UTF-8 is bad. */
+static long latin1_from_utf8(const char *s, size_t len, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x80) {
+      out[o++] = (char)c;
+    } else if ((c & 0xe0) == 0xc0 && i + 1 < len && c <= 0xc3) {
+      out[o++] = (char)(((c & 0x1f) << 6) | ((unsigned char)s[++i] & 0x3f));
+    } else {
+      return -1;
+    }
+  }
+  return (long)o;
+}
+
+static int bytes_json_ok(json_t *j, long want) {
+  if (!json_is_string(j)) return 0;
+  size_t len = json_string_length(j);
+  char *tmp = malloc(len + 1);
+  if (!tmp) return 0;
+  long n = latin1_from_utf8(json_string_value(j), len, tmp);
+  free(tmp);
+  return n >= 0 && (want < 0 || n == want);
+}
+
+int esk_json_matches(const esk_node_t *n, json_t *j, int is_default) {
+  switch (n->kind) {
+  case EN_NULL: return json_is_null(j);
+  case EN_BOOLEAN: return json_is_boolean(j);
+  case EN_INT:
+    return json_is_integer(j) && json_integer_value(j) >= INT32_MIN &&
+           json_integer_value(j) <= INT32_MAX;
+  case EN_LONG: return json_is_integer(j);
+  case EN_FLOAT:
+  case EN_DOUBLE: return json_is_number(j);
+  case EN_STRING: return json_is_string(j);
+  case EN_BYTES: return bytes_json_ok(j, -1);
+  case EN_FIXED: return bytes_json_ok(j, (long)n->size);
+  case EN_ENUM:
+    if (!json_is_string(j)) return 0;
+    for (size_t i = 0; i < n->nsymbols; i++)
+      if (!strcmp(n->symbols[i], json_string_value(j))) return 1;
+    return 0;
+  case EN_ARRAY:
+    if (!json_is_array(j)) return 0;
+    for (size_t i = 0; i < json_array_size(j); i++)
+      if (!esk_json_matches(n->items, json_array_get(j, i), 0)) return 0;
+    return 1;
+  case EN_MAP: {
+    const char *k;
+    json_t *v;
+    if (!json_is_object(j)) return 0;
+    json_object_foreach(j, k, v) if (!esk_json_matches(n->items, v, 0)) return 0;
+    return 1;
+  }
+  case EN_RECORD: {
+    if (!json_is_object(j)) return 0;
+    size_t known = 0;
+    for (size_t i = 0; i < n->nfields; i++) {
+      json_t *f = json_object_get(j, n->fields[i].name);
+      if (f) {
+        known++;
+        if (!esk_json_matches(n->fields[i].type, f, 0)) return 0;
+      } else if (!n->fields[i].dflt) {
+        return 0;
+      }
+    }
+    return known == json_object_size(j);
+  }
+  case EN_UNION:
+    if (is_default) return n->nbranches && esk_json_matches(n->branches[0], j, 1);
+    for (size_t i = 0; i < n->nbranches; i++)
+      if (esk_json_matches(n->branches[i], j, 0)) return 1;
+    return 0;
+  }
+  return 0;
+}
+
+#define BAD(what) \
+  esk_error_set(err, ESK_EINVAL, "%s: expected %s", *path ? path : "value", what)
+
+static int set_bytes(avro_value_t *v, json_t *j, int fixed, const char *path, esk_error_t *err) {
+  size_t len = json_string_length(j);
+  char *tmp = malloc(len + 1);
+  if (!tmp) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  long n = latin1_from_utf8(json_string_value(j), len, tmp);
+  int rc = ESK_OK;
+  if (n < 0)
+    rc = BAD("a string of code points 0..255");
+  else if (fixed ? avro_value_set_fixed(v, tmp, (size_t)n) : avro_value_set_bytes(v, tmp, (size_t)n))
+    rc = esk_error_set(err, ESK_EINVAL, "%s: %s", path, avro_strerror());
+  free(tmp);
+  return rc;
+}
+
+int esk_value_set_json(const esk_node_t *n, avro_value_t *v, json_t *j, int is_default,
+                       const char *path, esk_error_t *err) {
+  char sub[512];
+  switch (n->kind) {
+  case EN_NULL:
+    if (!json_is_null(j)) return BAD("null");
+    return avro_value_set_null(v) ? BAD("null") : ESK_OK;
+  case EN_BOOLEAN:
+    if (!json_is_boolean(j)) return BAD("a boolean");
+    avro_value_set_boolean(v, json_is_true(j));
+    return ESK_OK;
+  case EN_INT:
+    if (!esk_json_matches(n, j, 0)) return BAD("an int");
+    avro_value_set_int(v, (int32_t)json_integer_value(j));
+    return ESK_OK;
+  case EN_LONG:
+    if (!json_is_integer(j)) return BAD("a long");
+    avro_value_set_long(v, (int64_t)json_integer_value(j));
+    return ESK_OK;
+  case EN_FLOAT:
+    if (!json_is_number(j)) return BAD("a number");
+    avro_value_set_float(v, (float)json_number_value(j));
+    return ESK_OK;
+  case EN_DOUBLE:
+    if (!json_is_number(j)) return BAD("a number");
+    avro_value_set_double(v, json_number_value(j));
+    return ESK_OK;
+  case EN_STRING:
+    if (!json_is_string(j)) return BAD("a string");
+    avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
+    return ESK_OK;
+  case EN_BYTES:
+  case EN_FIXED:
+    if (!json_is_string(j)) return BAD("a string");
+    return set_bytes(v, j, n->kind == EN_FIXED, path, err);
+  case EN_ENUM:
+    for (size_t i = 0; json_is_string(j) && i < n->nsymbols; i++) {
+      if (!strcmp(n->symbols[i], json_string_value(j))) {
+        avro_value_set_enum(v, (int)i);
+        return ESK_OK;
+      }
+    }
+    return BAD("a symbol of the enum");
+  case EN_ARRAY: {
+    if (!json_is_array(j)) return BAD("an array");
+    avro_value_reset(v);
+    for (size_t i = 0; i < json_array_size(j); i++) {
+      avro_value_t item;
+      if (avro_value_append(v, &item, NULL))
+        return esk_error_set(err, ESK_ENOMEM, "%s: %s", path, avro_strerror());
+      snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+      int rc = esk_value_set_json(n->items, &item, json_array_get(j, i), 0, sub, err);
+      if (rc) return rc;
+    }
+    return ESK_OK;
+  }
+  case EN_MAP: {
+    const char *k;
+    json_t *jv;
+    if (!json_is_object(j)) return BAD("an object");
+    avro_value_reset(v);
+    json_object_foreach(j, k, jv) {
+      avro_value_t item;
+      if (avro_value_add(v, k, &item, NULL, NULL))
+        return esk_error_set(err, ESK_ENOMEM, "%s: %s", path, avro_strerror());
+      snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", k);
+      int rc = esk_value_set_json(n->items, &item, jv, 0, sub, err);
+      if (rc) return rc;
+    }
+    return ESK_OK;
+  }
+  case EN_RECORD: {
+    if (!json_is_object(j)) return BAD("an object");
+    size_t known = 0;
+    for (size_t i = 0; i < n->nfields; i++) {
+      const esk_field_t *f = &n->fields[i];
+      avro_value_t fv;
+      json_t *jf = json_object_get(j, f->name);
+      snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", f->name);
+      if (jf) known++;
+      if (!jf && !f->dflt)
+        return esk_error_set(err, ESK_EINVAL, "%s: missing, and the field has no default", sub);
+      avro_value_get_by_index(v, i, &fv, NULL);
+      int rc = esk_value_set_json(f->type, &fv, jf ? jf : f->dflt, !jf, sub, err);
+      if (rc) return rc;
+    }
+    if (known != json_object_size(j)) {
+      const char *k;
+      json_t *jv;
+      json_object_foreach(j, k, jv) {
+        size_t i;
+        for (i = 0; i < n->nfields && strcmp(n->fields[i].name, k); i++) continue;
+        if (i == n->nfields)
+          return esk_error_set(err, ESK_EINVAL, "%s%s%s: no such field in %s", path,
+                               *path ? "." : "", k, n->fullname);
+      }
+    }
+    return ESK_OK;
+  }
+  case EN_UNION:
+    for (size_t i = 0; i < n->nbranches; i++) {
+      if (is_default ? i == 0 : esk_json_matches(n->branches[i], j, 0)) {
+        avro_value_t b;
+        if (avro_value_set_branch(v, (int)i, &b))
+          return esk_error_set(err, ESK_EINVAL, "%s: %s", path, avro_strerror());
+        return esk_value_set_json(n->branches[i], &b, j, is_default, path, err);
+      }
+    }
+    return BAD("a value of one of the union's branches");
+  }
+  return BAD("a known type");
+}
+
+int esk_value_from_json(avro_value_t *value, const char *json, esk_error_t *err) {
+  const esk_node_t *n = esk_codec_node_of_avro(avro_value_get_schema(value));
+  if (!n)
+    return esk_error_set(err, ESK_EINVAL,
+                         "the value's schema does not come from a schema set (esk_value_new)");
+  json_error_t jerr;
+  json_t *j = json_loads(json, JSON_DECODE_ANY, &jerr);
+  if (!j)
+    return esk_error_set(err, ESK_EINVAL, "JSON line %d column %d: %s", jerr.line, jerr.column,
+                         jerr.text);
+  avro_value_reset(value);
+  int rc = esk_value_set_json(n, value, j, 0, "", err);
+  json_decref(j);
+  return rc;
+}
+
+static json_t *bytes_to_json(const void *p, size_t len) {
+  char *tmp = malloc(len * 2 + 1);
+  if (!tmp) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = ((const unsigned char *)p)[i];
+    if (c < 0x80) {
+      tmp[o++] = (char)c;
+    } else {
+      tmp[o++] = (char)(0xc0 | (c >> 6));
+      tmp[o++] = (char)(0x80 | (c & 0x3f));
+    }
+  }
+  json_t *j = json_stringn(tmp, o);
+  free(tmp);
+  return j;
+}
+
+static json_t *to_json(const avro_value_t *v) {
+  switch (avro_value_get_type(v)) {
+  case AVRO_NULL: return json_null();
+  case AVRO_BOOLEAN: {
+    int b = 0;
+    avro_value_get_boolean(v, &b);
+    return json_boolean(b);
+  }
+  case AVRO_INT32: {
+    int32_t x = 0;
+    avro_value_get_int(v, &x);
+    return json_integer(x);
+  }
+  case AVRO_INT64: {
+    int64_t x = 0;
+    avro_value_get_long(v, &x);
+    return json_integer(x);
+  }
+  case AVRO_FLOAT: {
+    float x = 0;
+    avro_value_get_float(v, &x);
+    return json_real(x);
+  }
+  case AVRO_DOUBLE: {
+    double x = 0;
+    avro_value_get_double(v, &x);
+    return json_real(x);
+  }
+  case AVRO_STRING: {
+    const char *s = NULL;
+    size_t size = 0;
+    avro_value_get_string(v, &s, &size);
+    return json_stringn(s ? s : "", size ? size - 1 : 0);
+  }
+  case AVRO_BYTES: {
+    const void *p = NULL;
+    size_t size = 0;
+    avro_value_get_bytes(v, &p, &size);
+    return bytes_to_json(p, size);
+  }
+  case AVRO_FIXED: {
+    const void *p = NULL;
+    size_t size = 0;
+    avro_value_get_fixed(v, &p, &size);
+    return bytes_to_json(p, size);
+  }
+  case AVRO_ENUM: {
+    int i = 0;
+    avro_value_get_enum(v, &i);
+    const char *sym = avro_schema_enum_get(avro_value_get_schema(v), i);
+    return sym ? json_string(sym) : NULL;
+  }
+  case AVRO_RECORD:
+  case AVRO_MAP: {
+    size_t n = 0;
+    json_t *o = json_object();
+    avro_value_get_size(v, &n);
+    for (size_t i = 0; o && i < n; i++) {
+      avro_value_t c;
+      const char *name = NULL;
+      avro_value_get_by_index(v, i, &c, &name);
+      json_t *jc = to_json(&c);
+      if (!jc || json_object_set_new(o, name, jc)) {
+        json_decref(o);
+        return NULL;
+      }
+    }
+    return o;
+  }
+  case AVRO_ARRAY: {
+    size_t n = 0;
+    json_t *a = json_array();
+    avro_value_get_size(v, &n);
+    for (size_t i = 0; a && i < n; i++) {
+      avro_value_t c;
+      avro_value_get_by_index(v, i, &c, NULL);
+      json_t *jc = to_json(&c);
+      if (!jc || json_array_append_new(a, jc)) {
+        json_decref(a);
+        return NULL;
+      }
+    }
+    return a;
+  }
+  case AVRO_UNION: {
+    avro_value_t b;
+    if (avro_value_get_current_branch(v, &b)) return NULL;
+    return to_json(&b);
+  }
+  default: return NULL;
+  }
+}
+
+int esk_value_to_json(const avro_value_t *value, char **out, esk_error_t *err) {
+  json_t *j = to_json(value);
+  if (!j) return esk_error_set(err, ESK_EINVAL, "the value cannot be written as JSON (unset union?)");
+  *out = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  return *out ? ESK_OK : esk_error_set(err, ESK_ENOMEM, "out of memory writing JSON");
+}

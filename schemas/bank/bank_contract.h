@@ -1,0 +1,30 @@
+/**
+ * @file bank_contract.h
+ * @brief The bank domain's event and command contract: its schemas
+ *        (schemas/bank/<Type>.v<N>.avsc, embedded in the binary at build time) and the
+ *        upcasters for changes that Avro resolution cannot express.
+ */
+#ifndef ESK_BANK_CONTRACT_H
+#define ESK_BANK_CONTRACT_H
+
+#include "esk/codec.h"
+
+/**
+ * @brief Adds every embedded bank schema to @p set.
+ * @returns ESK_OK, or ESK_EINVAL naming the file and the problem.
+ */
+int esk_bank_schemas_load(esk_schema_set_t *set, esk_error_t *err);
+
+/**
+ * @brief Registers the bank upcasters in @p codec:
+ *        MoneyDeposited v2 -> v3 (amount + currency become amount: Money).
+ * @returns ESK_OK, or the error of esk_codec_register_upcaster() (ESK_ENOTFOUND
+ *          when the codec's set lacks a version an upcaster needs).
+ */
+int esk_bank_register_upcasters(esk_codec_t *codec, esk_error_t *err);
+
+/** @brief The MoneyDeposited v2 -> v3 upcaster (exposed for tests). */
+int esk_bank_upcast_money_deposited_v2(const avro_value_t *from, avro_value_t *to,
+                                       esk_error_t *err);
+
+#endif
