@@ -69,6 +69,7 @@ struct esk_codec_s {
   scratch_t **scratch;
   size_t nscratch;
   esk_buf_t tmp; /* re-encoding between upcasters */
+  esk_buf_t str; /* see read_prim */
 };
 
 int esk_codec_new(esk_codec_t **out, const esk_schema_set_t *set,
@@ -82,6 +83,7 @@ int esk_codec_new(esk_codec_t **out, const esk_schema_set_t *set,
   if (!c->lim.max_items) c->lim.max_items = 65536;
   if (!c->lim.max_depth) c->lim.max_depth = 32;
   esk_buf_init(&c->tmp, c->lim.max_message_bytes);
+  esk_buf_init(&c->str, c->lim.max_string_bytes + 1);
   *out = c;
   return ESK_OK;
 }
@@ -110,6 +112,7 @@ void esk_codec_destroy(esk_codec_t *c) {
   }
   free(c->scratch);
   esk_buf_free(&c->tmp);
+  esk_buf_free(&c->str);
   free(c);
 }
 
@@ -433,6 +436,7 @@ typedef struct {
   esk_error_t *err;
   int depth;
   size_t items; /* items of all arrays and maps read so far */
+  esk_buf_t *str; /* NUL-terminated copy of a string for avro-c */
 } rd_t;
 
 #define POISON(rd, ...) (esk_error_set((rd)->err, ESK_EPOISON, __VA_ARGS__), ESK_EPOISON)
@@ -600,8 +604,13 @@ static int read_prim(rd_t *rd, const plan_t *pl, avro_value_t *dst) {
   default: /* string, bytes */
     if ((rc = rd_bytes(rd, &p, &n))) return rc;
     if (rk == EN_STRING) {
-      /* avro-c wants the terminating NUL counted; it copies n bytes and adds one */
-      AVRO_CHECK(rd, avro_value_set_string_len(dst, (const char *)p, n + 1));
+      /* avro-c copies size bytes, the NUL included, from the source: give it a
+       * NUL-terminated copy rather than one byte past the string */
+      esk_buf_reset(rd->str);
+      if (esk_buf_reserve(rd->str, n + 1, NULL)) return POISON(rd, "string over the limit");
+      memcpy(rd->str->data, p, n);
+      rd->str->data[n] = 0;
+      AVRO_CHECK(rd, avro_value_set_string_len(dst, (const char *)rd->str->data, n + 1));
     } else {
       AVRO_CHECK(rd, avro_value_set_bytes(dst, (void *)p, n));
     }
@@ -876,12 +885,12 @@ static int scratch_of(esk_codec_t *c, const esk_schema_t *s, avro_value_t **out,
 /* Decodes datum bytes of @p w into the scratch value of @p r. */
 static int decode_datum(esk_codec_t *c, const uint8_t *p, size_t len, const esk_schema_t *w,
                         const esk_schema_t *r, avro_value_t **out, esk_error_t *err) {
-  plan_t *plan;
-  avro_value_t *v;
+  plan_t *plan = NULL;
+  avro_value_t *v = NULL;
   int rc = get_plan(c, w, r, &plan, err);
   if (!rc) rc = scratch_of(c, r, &v, err);
   if (rc) return rc;
-  rd_t rd = {p, p + len, &c->lim, err, 0, 0};
+  rd_t rd = {p, p + len, &c->lim, err, 0, 0, &c->str};
   avro_value_reset(v);
   rc = read_plan(&rd, plan, v);
   if (rc) return rc;

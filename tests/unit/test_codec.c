@@ -645,3 +645,24 @@ Test(codec, value_from_json_takes_defaults_and_names_a_missing_field) {
   avro_value_decref(&v);
   esk_schema_set_destroy(set);
 }
+
+Test(codec, decoded_strings_are_nul_terminated_where_avro_c_says_they_end) {
+  bad_t b;
+  bad_setup(&b, NULL); /* MoneyDeposited v2 */
+  const esk_schema_t *reader;
+  avro_value_t *out, meta, f;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_codec_decode(b.c, b.msg, b.len, 2, &reader, &out, &err), ESK_OK, "%s", err.msg);
+  avro_value_get_by_name(out, "meta", &meta, NULL);
+  const char *names[] = {"aggregate_type", "aggregate_id", "actor"};
+  for (size_t i = 0; i < 3; i++) {
+    const char *s;
+    size_t size;
+    avro_value_get_by_name(&meta, names[i], &f, NULL);
+    avro_value_get_string(&f, &s, &size);
+    cr_assert_gt(size, 1);
+    cr_assert_eq(s[size - 1], '\0', "%s", names[i]);
+    cr_assert_eq(strlen(s), size - 1, "%s", names[i]);
+  }
+  bad_teardown(&b);
+}
