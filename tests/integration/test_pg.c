@@ -8,13 +8,6 @@
 #include "esk/pg.h"
 #include "esk_test.h"
 
-static PGconn *connect_or_fail(void) {
-  esk_error_t err = {0};
-  PGconn *c = NULL;
-  cr_assert_eq(esk_pg_connect(&c, NULL, &err), ESK_OK, "%s", err.msg);
-  return c;
-}
-
 static void exec_ok(PGconn *c, const char *sql) {
   PGresult *r = PQexec(c, sql);
   cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
@@ -23,7 +16,7 @@ static void exec_ok(PGconn *c, const char *sql) {
 }
 
 Test(pg, rows_written_in_a_transaction_read_back, .init = esk_test_require_pg) {
-  PGconn *c = connect_or_fail();
+  PGconn *c = esk_test_pg_connect();
   char table[64], sql[512];
   esk_test_unique_name(table, sizeof(table), "esk_test_pg");
   snprintf(sql, sizeof(sql),
@@ -46,7 +39,7 @@ Test(pg, rows_written_in_a_transaction_read_back, .init = esk_test_require_pg) {
   exec_ok(c, "commit");
 
   /* A second connection sees the committed rows, exactly. */
-  PGconn *c2 = connect_or_fail();
+  PGconn *c2 = esk_test_pg_connect();
   snprintf(sql, sizeof(sql), "select count(*), sum(balance)::text, min(note) from %s", table);
   PGresult *r = PQexec(c2, sql);
   cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c2));
@@ -72,7 +65,7 @@ Test(pg, rows_written_in_a_transaction_read_back, .init = esk_test_require_pg) {
 }
 
 Test(pg, unique_violation_is_reported_not_hidden, .init = esk_test_require_pg) {
-  PGconn *c = connect_or_fail();
+  PGconn *c = esk_test_pg_connect();
   char table[64], sql[256];
   esk_test_unique_name(table, sizeof(table), "esk_test_pg");
   snprintf(sql, sizeof(sql), "create table %s (id text primary key)", table);

@@ -212,9 +212,8 @@ Test(projector, folds_events_skips_duplicates_and_dead_letters_poison, .init = s
   cr_assert_eq(s.dead, 3, "dead letters: %" PRId64, s.dead);
   esk_projector_destroy(r.proj);
 
-  PGconn *pg = NULL;
   esk_error_t err = {0};
-  cr_assert_eq(esk_pg_connect(&pg, NULL, &err), ESK_OK);
+  PGconn *pg = esk_test_pg_connect();
   char sql[256];
   for (int a = 0; a < N_AGG; a++) {
     snprintf(sql, sizeof(sql), "select total from %s where id = 'acct-%d'", fx.table, a);
@@ -300,9 +299,7 @@ Test(projector, a_restarted_projector_resumes_from_the_stored_position, .init = 
   cr_assert_eq(s.skipped, 0, "the second run re-read applied events");
   esk_projector_destroy(r.proj);
 
-  PGconn *pg = NULL;
-  esk_error_t err = {0};
-  cr_assert_eq(esk_pg_connect(&pg, NULL, &err), ESK_OK);
+  PGconn *pg = esk_test_pg_connect();
   char sql[256];
   snprintf(sql, sizeof(sql), "select total * 1000 + events from %s where id = 'solo'", fx.table);
   cr_assert_eq(query_ll(pg, sql), 53 * 1000 + 8);
@@ -326,9 +323,7 @@ Test(projector, on_error_stop_stops_at_the_poison_event_without_moving_past_it, 
   cr_assert_not_null(strstr(r.err.msg, "on_error=stop"), "%s", r.err.msg);
   cr_assert_not_null(strstr(r.err.msg, "undecodable value 'garbage'"), "%s", r.err.msg);
   esk_projector_destroy(r.proj);
-  PGconn *pg = NULL;
-  esk_error_t err = {0};
-  cr_assert_eq(esk_pg_connect(&pg, NULL, &err), ESK_OK);
+  PGconn *pg = esk_test_pg_connect();
   char sql[256];
   snprintf(sql, sizeof(sql), "select coalesce(sum(next_offset), 0) from esk_projection_positions "
                              "where projection = '%s'", fx.name);

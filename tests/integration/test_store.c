@@ -12,8 +12,7 @@
 
 static PGconn *open_store(void) {
   esk_error_t err = {0};
-  PGconn *pg = NULL;
-  cr_assert_eq(esk_pg_connect(&pg, NULL, &err), ESK_OK, "%s", err.msg);
+  PGconn *pg = esk_test_pg_connect();
   cr_assert_eq(esk_store_init(pg, &err), ESK_OK, "%s", err.msg);
   return pg;
 }

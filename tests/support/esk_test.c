@@ -32,6 +32,13 @@ void esk_test_require_pg(void) {
   PQfinish(c);
 }
 
+PGconn *esk_test_pg_connect(void) {
+  esk_error_t err = {0};
+  PGconn *c = NULL;
+  cr_assert_eq(esk_pg_connect(&c, NULL, &err), ESK_OK, "%s", err.msg);
+  return c;
+}
+
 static rd_kafka_t *admin_client(void) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;

@@ -2,6 +2,7 @@
 #ifndef ESK_TEST_H
 #define ESK_TEST_H
 
+#include <libpq-fe.h>
 #include <stddef.h>
 
 /**
@@ -18,6 +19,10 @@ void esk_test_require_kafka(void);
 
 /** Fails the current test unless PostgreSQL answers. */
 void esk_test_require_pg(void);
+
+/** Connects to the test PostgreSQL (fails the test, with the reason, if it
+ *  cannot). The caller PQfinish()es the connection. */
+PGconn *esk_test_pg_connect(void);
 
 /** Creates a topic on the test broker (fails the test on error). */
 void esk_test_create_topic(const char *topic, int partitions);
