@@ -1,0 +1,100 @@
+/**
+ * @file http.h
+ * @brief The HTTP endpoints of an esk process: `/healthz`, `/readyz` and
+ *        `/metrics`, served by libmicrohttpd from its own thread.
+ *
+ * - `GET /healthz`: 200 `ok` while the process runs (liveness).
+ * - `GET /readyz`: 200 `ready` when the binary's readiness callback says so,
+ *   else 503 with `not ready: <reason>` (readiness).
+ * - `GET /metrics`: 200, the metrics registry in the Prometheus text format.
+ *
+ * Only GET and HEAD are served (405 with `Allow: GET, HEAD` otherwise); any
+ * other path is 404. Connections, the request size (request line plus headers)
+ * and idle time are capped by configuration (esk_http_props).
+ *
+ * Wiring into a binary:
+ *
+ * @code
+ *   static const esk_conf_prop_t *const tables[] = {esk_conf_common_props,
+ *                                                   my_props, esk_http_props};
+ *   ... esk_conf_new(), esk_conf_load() ...
+ *   if (esk_http_check_conf(conf, &err)) exit(2);            // before connecting anywhere
+ *   ...
+ *   esk_http_t *http = NULL;
+ *   if (esk_http_start(&http, conf, metrics, my_ready, my_state, &err)) exit(1);
+ *   ... run until SIGTERM ...
+ *   esk_http_stop(http);       // before destroying metrics or my_state
+ * @endcode
+ */
+#ifndef ESK_HTTP_H
+#define ESK_HTTP_H
+
+#include <stddef.h>
+
+#include "esk/conf.h"
+#include "esk/error.h"
+#include "esk/metrics.h"
+
+/**
+ * The `http.*` keys; append this table to a binary's tables:
+ * - `http.listen` (default `127.0.0.1:0`): `host:port` or `[v6addr]:port` to
+ *   listen on; port 0 lets the kernel pick a free port (logged at start, and
+ *   returned by esk_http_port()), `off` serves nothing. Loopback by default:
+ *   set `0.0.0.0:<port>` in a container so probes and scrapers can reach it.
+ * - `http.max.connections` (default 32): further connections wait in the
+ *   kernel's backlog or are refused.
+ * - `http.request.max.bytes` (default 8192): memory for one request's line
+ *   and headers; a larger request is answered with an error and closed.
+ * - `http.timeout.s` (default 10): an idle connection is closed after this.
+ */
+extern const esk_conf_prop_t esk_http_props[];
+
+/**
+ * Readiness callback, called from the HTTP thread on each `GET /readyz`, so
+ * it must be thread-safe and quick: read state the main loop publishes
+ * (atomics, a gauge via esk_metrics_value()), never use the main loop's Kafka
+ * or PostgreSQL handles.
+ * @param opaque as given to esk_http_start().
+ * @param reason when not ready, write a one-line reason here (NUL-terminated;
+ *        it is sent as the 503 body).
+ * @param size   size of @p reason (at least 256).
+ * @returns 1 when ready, 0 when not.
+ */
+typedef int (*esk_http_ready_fn)(void *opaque, char *reason, size_t size);
+
+typedef struct esk_http_s esk_http_t;
+
+/**
+ * @brief Validates the `http.*` values of @p conf (address syntax, port
+ *        range) without opening anything, so a bad value stops start-up early.
+ * @returns ESK_OK or ESK_EINVAL naming the key, the value and why.
+ */
+int esk_http_check_conf(const esk_conf_t *conf, esk_error_t *err);
+
+/**
+ * @brief Starts serving in a libmicrohttpd-owned thread.
+ * @param out     the server, or NULL when `http.listen=off` (ESK_OK then);
+ *                stop it with esk_http_stop().
+ * @param conf    read during the call only; must hold esk_http_props.
+ * @param metrics borrowed for /metrics, may be NULL (then an empty body); must
+ *                outlive the server.
+ * @param ready   readiness callback, may be NULL (always ready).
+ * @returns ESK_OK; ESK_EINVAL for a bad value or an address that cannot be
+ *          bound (the message names `http.listen`, the value and the reason,
+ *          e.g. "Address already in use"); ESK_ENOMEM.
+ */
+int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                   esk_http_ready_fn ready, void *opaque, esk_error_t *err);
+
+/** @brief The port the server listens on (the kernel's pick for port 0); 0 for NULL. */
+int esk_http_port(const esk_http_t *http);
+
+/**
+ * @brief Stops serving: closes the listening socket and every open connection
+ *        (also ones in the middle of a request), joins the thread and frees
+ *        the server. After it returns the callback is no longer called.
+ *        NULL does nothing.
+ */
+void esk_http_stop(esk_http_t *http);
+
+#endif

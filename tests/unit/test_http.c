@@ -1,0 +1,423 @@
+/* http: /healthz, /readyz and /metrics over real sockets on an ephemeral
+ * loopback port, including hostile clients (truncated, oversized, garbage),
+ * the connection cap, and stopping while clients are connected. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "esk/http.h"
+
+static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_http_props};
+
+static esk_conf_t *conf_with(const char *const *kv) {
+  esk_conf_t *c = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_new(&c, tables, 2, &err), ESK_OK, "%s", err.msg);
+  for (; kv && *kv; kv += 2)
+    cr_assert_eq(esk_conf_set(c, kv[0], kv[1], "test", &err), ESK_OK, "%s", err.msg);
+  return c;
+}
+
+typedef struct {
+  atomic_int ready;
+  char reason[64];
+} readiness_t;
+
+static int ready_cb(void *opaque, char *reason, size_t size) {
+  readiness_t *r = opaque;
+  if (atomic_load(&r->ready)) return 1;
+  snprintf(reason, size, "%s", r->reason);
+  return 0;
+}
+
+static esk_http_t *start(const char *const *kv, esk_metrics_t *m, readiness_t *r) {
+  esk_conf_t *c = conf_with(kv);
+  esk_http_t *h = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_http_start(&h, c, m, r ? ready_cb : NULL, r, &err), ESK_OK, "%s", err.msg);
+  cr_assert_not_null(h);
+  cr_assert_gt(esk_http_port(h), 0);
+  esk_conf_destroy(c);
+  return h;
+}
+
+static int connect_to(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(fd, 0);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s", strerror(errno));
+  return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n) {
+    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+    if (w <= 0) return; /* the server may close early on a bad request: fine */
+    c += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Reads until EOF (or error/timeout) into buf; returns bytes read. */
+static size_t read_all(int fd, char *buf, size_t size) {
+  size_t o = 0;
+  while (o + 1 < size) {
+    ssize_t r = recv(fd, buf + o, size - 1 - o, 0);
+    if (r <= 0) break;
+    o += (size_t)r;
+  }
+  buf[o] = '\0';
+  return o;
+}
+
+/* Sends @p raw, returns the status code (0: closed without a response). */
+static int request_raw(int port, const void *raw, size_t n, char *resp, size_t size) {
+  int fd = connect_to(port);
+  send_all(fd, raw, n);
+  size_t got = read_all(fd, resp, size);
+  close(fd);
+  int code = 0;
+  if (got >= 12 && sscanf(resp, "HTTP/1.%*d %d", &code) != 1) code = 0;
+  return code;
+}
+
+static int request(int port, const char *method, const char *path, char *resp, size_t size) {
+  char req[512];
+  int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                   method, path);
+  return request_raw(port, req, (size_t)n, resp, size);
+}
+
+static const char *body_of(const char *resp) {
+  const char *b = strstr(resp, "\r\n\r\n");
+  cr_assert_not_null(b, "no header end in: %s", resp);
+  return b + 4;
+}
+
+static const char *const loopback0[] = {"http.listen", "127.0.0.1:0", NULL};
+
+Test(http, healthz_answers_ok_and_head_has_no_body) {
+  esk_http_t *h = start(loopback0, NULL, NULL);
+  char resp[4096];
+  cr_assert_eq(request(esk_http_port(h), "GET", "/healthz", resp, sizeof(resp)), 200, "%s", resp);
+  cr_assert_str_eq(body_of(resp), "ok\n");
+  cr_assert_eq(request(esk_http_port(h), "HEAD", "/healthz", resp, sizeof(resp)), 200, "%s", resp);
+  cr_assert_str_eq(body_of(resp), "", "HEAD must not send a body: %s", resp);
+  /* a query string does not change the path */
+  cr_assert_eq(request(esk_http_port(h), "GET", "/healthz?x=1", resp, sizeof(resp)), 200);
+  esk_http_stop(h);
+}
+
+Test(http, readyz_follows_the_callback_and_names_the_reason) {
+  readiness_t r = {0};
+  snprintf(r.reason, sizeof(r.reason), "postgresql unreachable\nsecond line");
+  esk_http_t *h = start(loopback0, NULL, &r);
+  char resp[4096];
+  int port = esk_http_port(h);
+  cr_assert_eq(request(port, "GET", "/readyz", resp, sizeof(resp)), 503, "%s", resp);
+  cr_assert_str_eq(body_of(resp), "not ready: postgresql unreachable second line\n");
+  atomic_store(&r.ready, 1);
+  cr_assert_eq(request(port, "GET", "/readyz", resp, sizeof(resp)), 200, "%s", resp);
+  cr_assert_str_eq(body_of(resp), "ready\n");
+  atomic_store(&r.ready, 0);
+  snprintf(r.reason, sizeof(r.reason), "lag 5000 > 1000");
+  cr_assert_eq(request(port, "GET", "/readyz", resp, sizeof(resp)), 503, "%s", resp);
+  cr_assert_str_eq(body_of(resp), "not ready: lag 5000 > 1000\n");
+  /* liveness does not depend on readiness */
+  cr_assert_eq(request(port, "GET", "/healthz", resp, sizeof(resp)), 200);
+  esk_http_stop(h);
+}
+
+Test(http, readyz_without_a_callback_is_ready) {
+  esk_http_t *h = start(loopback0, NULL, NULL);
+  char resp[4096];
+  cr_assert_eq(request(esk_http_port(h), "GET", "/readyz", resp, sizeof(resp)), 200, "%s", resp);
+  esk_http_stop(h);
+}
+
+Test(http, metrics_serves_the_registry_in_text_format) {
+  esk_metrics_t *m = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_metrics_new(&m, &err), ESK_OK);
+  esk_metric_t *c;
+  cr_assert_eq(esk_metrics_counter(&c, m, "esk_test_events_applied_total", "Applied.", NULL, 0,
+                                   &err), ESK_OK);
+  esk_metrics_add(esk_metrics_only(c), 7);
+  esk_http_t *h = start(loopback0, m, NULL);
+  static char resp[1 << 16];
+  cr_assert_eq(request(esk_http_port(h), "GET", "/metrics", resp, sizeof(resp)), 200, "%s", resp);
+  cr_assert(strstr(resp, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), "%s", resp);
+  cr_assert(strstr(body_of(resp), "# TYPE esk_test_events_applied_total counter\n"), "%s", resp);
+  cr_assert(strstr(body_of(resp), "\nesk_test_events_applied_total 7\n"), "%s", resp);
+  esk_metrics_inc(esk_metrics_only(c));
+  cr_assert_eq(request(esk_http_port(h), "GET", "/metrics", resp, sizeof(resp)), 200);
+  cr_assert(strstr(body_of(resp), "\nesk_test_events_applied_total 8\n"), "%s", resp);
+  esk_http_stop(h);
+  esk_metrics_destroy(m);
+}
+
+Test(http, unknown_paths_are_404_and_other_methods_405) {
+  esk_http_t *h = start(loopback0, NULL, NULL);
+  int port = esk_http_port(h);
+  char resp[4096];
+  cr_assert_eq(request(port, "GET", "/", resp, sizeof(resp)), 404, "%s", resp);
+  cr_assert_eq(request(port, "GET", "/healthz/", resp, sizeof(resp)), 404, "%s", resp);
+  cr_assert_eq(request(port, "GET", "/metrics/../healthz", resp, sizeof(resp)), 404, "%s", resp);
+  const char *methods[] = {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "BREW"};
+  for (size_t i = 0; i < sizeof(methods) / sizeof(*methods); i++) {
+    cr_assert_eq(request(port, methods[i], "/healthz", resp, sizeof(resp)), 405, "%s: %s",
+                 methods[i], resp);
+    cr_assert(strstr(resp, "Allow: GET, HEAD\r\n"), "%s", resp);
+  }
+  /* a POST with a body is refused too, without reading it all */
+  const char post[] = "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                      "Connection: close\r\n\r\nhello";
+  cr_assert_eq(request_raw(port, post, sizeof(post) - 1, resp, sizeof(resp)), 405, "%s", resp);
+  esk_http_stop(h);
+}
+
+static void assert_still_serving(int port) {
+  char resp[4096];
+  cr_assert_eq(request(port, "GET", "/healthz", resp, sizeof(resp)), 200,
+               "the server must still serve after a bad client: %s", resp);
+}
+
+Test(http, a_truncated_request_is_dropped_after_the_timeout_and_nothing_else_suffers) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.timeout.s", "1", NULL};
+  esk_http_t *h = start(kv, NULL, NULL);
+  int port = esk_http_port(h);
+  /* half a request, then the client hangs up */
+  int fd = connect_to(port);
+  send_all(fd, "GET /heal", 9);
+  close(fd);
+  /* half a request, then the client stalls: the server closes it */
+  fd = connect_to(port);
+  send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n", 33);
+  assert_still_serving(port);
+  char buf[256];
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  size_t n = read_all(fd, buf, sizeof(buf)); /* blocks until the server closes */
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double waited = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  cr_assert_eq(n, 0, "a truncated request must get no response, got: %s", buf);
+  cr_assert_lt(waited, 4.5, "the idle connection was not closed by http.timeout.s=1 (%.1f s)", waited);
+  close(fd);
+  assert_still_serving(port);
+  esk_http_stop(h);
+}
+
+static int is_refusal(int code) { return code == 0 || (code >= 400 && code < 500 && code != 404); }
+
+Test(http, an_oversized_request_line_or_headers_is_refused) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.request.max.bytes", "4096", NULL};
+  esk_http_t *h = start(kv, NULL, NULL);
+  int port = esk_http_port(h);
+  size_t big = 64 * 1024;
+  char *req = malloc(big + 256), *resp = malloc(8192);
+
+  /* a 64 KiB path */
+  size_t o = (size_t)sprintf(req, "GET /");
+  memset(req + o, 'a', big);
+  o += big;
+  o += (size_t)sprintf(req + o, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  int code = request_raw(port, req, o, resp, 8192);
+  cr_assert(is_refusal(code), "oversized request line got %d: %.200s", code, resp);
+  cr_assert_neq(code, 200);
+
+  /* 64 KiB of headers after a valid request line */
+  o = (size_t)sprintf(req, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+  for (int i = 0; o < big; i++) o += (size_t)sprintf(req + o, "X-Filler-%d: %0100d\r\n", i, 0);
+  o += (size_t)sprintf(req + o, "\r\n");
+  code = request_raw(port, req, o, resp, 8192);
+  cr_assert(is_refusal(code), "oversized headers got %d: %.200s", code, resp);
+
+  free(req);
+  free(resp);
+  assert_still_serving(port);
+  esk_http_stop(h);
+}
+
+Test(http, garbage_bytes_get_an_error_or_a_close_and_the_server_goes_on) {
+  esk_http_t *h = start(loopback0, NULL, NULL);
+  int port = esk_http_port(h);
+  char resp[4096];
+  unsigned seed = 7;
+  for (int round = 0; round < 20; round++) {
+    unsigned char junk[2048];
+    size_t n = 1 + rand_r(&seed) % sizeof(junk);
+    for (size_t i = 0; i < n; i++) junk[i] = (unsigned char)rand_r(&seed);
+    if (round % 2) memcpy(junk, "\r\n\r\n", n < 4 ? n : 4); /* an empty line first */
+    int code = request_raw(port, junk, n, resp, sizeof(resp));
+    cr_assert(code == 0 || code == 400 || code == 405 || code == 413 || code == 414 ||
+                  code == 431 || code == 505,
+              "garbage round %d got %d", round, code);
+  }
+  const char nul[] = "GET /heal\0thz HTTP/1.1\r\nHost: x\r\n\r\n";
+  int code = request_raw(port, nul, sizeof(nul) - 1, resp, sizeof(resp));
+  cr_assert_neq(code, 200, "a NUL inside the path must not reach /healthz");
+  const char bad_version[] = "GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n";
+  code = request_raw(port, bad_version, sizeof(bad_version) - 1, resp, sizeof(resp));
+  cr_assert_neq(code, 200, "%s", resp);
+  assert_still_serving(port);
+  esk_http_stop(h);
+}
+
+typedef struct {
+  int port;
+  int ok;
+} client_t;
+
+static void *client(void *arg) {
+  client_t *c = arg;
+  char resp[4096];
+  for (int i = 0; i < 20; i++) {
+    /* beyond the connection cap the server closes new connections: retry */
+    for (int attempt = 0; attempt < 200; attempt++) {
+      if (request(c->port, "GET", i % 2 ? "/healthz" : "/metrics", resp, sizeof(resp)) == 200) {
+        c->ok++;
+        break;
+      }
+      usleep(2000);
+    }
+  }
+  return NULL;
+}
+
+Test(http, many_concurrent_clients_are_all_served_eventually, .timeout = 120) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.max.connections", "8", NULL};
+  esk_http_t *h = start(kv, NULL, NULL);
+  enum { N = 40 };
+  pthread_t t[N];
+  client_t c[N];
+  for (int i = 0; i < N; i++) {
+    c[i] = (client_t){esk_http_port(h), 0};
+    cr_assert_eq(pthread_create(&t[i], NULL, client, &c[i]), 0);
+  }
+  int total = 0;
+  for (int i = 0; i < N; i++) {
+    pthread_join(t[i], NULL);
+    total += c[i].ok;
+  }
+  cr_assert_eq(total, N * 20, "only %d of %d requests were served", total, N * 20);
+  esk_http_stop(h);
+}
+
+Test(http, connections_beyond_the_cap_are_closed_until_one_is_freed) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.max.connections", "4", NULL};
+  esk_http_t *h = start(kv, NULL, NULL);
+  int port = esk_http_port(h), held[4];
+  char resp[4096];
+  for (int i = 0; i < 4; i++) {
+    held[i] = connect_to(port);
+    send_all(held[i], "GET /", 5); /* idle, mid-request */
+  }
+  usleep(200000); /* let the server accept all four */
+  cr_assert_eq(request(port, "GET", "/healthz", resp, sizeof(resp)), 0,
+               "a 5th connection beyond http.max.connections=4 was served: %s", resp);
+  close(held[0]);
+  int code = 0;
+  for (int attempt = 0; attempt < 100 && code != 200; attempt++) {
+    usleep(20000);
+    code = request(port, "GET", "/healthz", resp, sizeof(resp));
+  }
+  cr_assert_eq(code, 200, "freeing a connection did not make room");
+  for (int i = 1; i < 4; i++) close(held[i]);
+  esk_http_stop(h);
+}
+
+Test(http, stop_returns_promptly_while_clients_are_connected) {
+  esk_http_t *h = start(loopback0, NULL, NULL);
+  int port = esk_http_port(h);
+  int idle = connect_to(port), partial = connect_to(port);
+  send_all(partial, "GET /healthz HTTP/1.1\r\nHo", 25);
+  usleep(100000);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  esk_http_stop(h);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  cr_assert_lt(took, 2.0, "esk_http_stop took %.2f s with clients connected", took);
+  char buf[64];
+  cr_assert_eq(read_all(idle, buf, sizeof(buf)), 0, "the idle client must see the close");
+  cr_assert_eq(read_all(partial, buf, sizeof(buf)), 0, "the partial client must see the close");
+  close(idle);
+  close(partial);
+  /* the port is free again: nothing listens */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_neq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "still listening after stop");
+  close(fd);
+}
+
+Test(http, bad_listen_values_stop_start_up_naming_key_value_and_reason) {
+  const char *bad[] = {"nohost", "127.0.0.1:99999", ":8080", "::1:8080", "127.0.0.1:",
+                       "127.0.0.1:80a", "[::1]8080", "127.0.0.1:-1"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    const char *const kv[] = {"http.listen", bad[i], NULL};
+    esk_conf_t *c = conf_with(kv);
+    esk_error_t err = {0};
+    esk_http_t *h = NULL;
+    cr_assert_eq(esk_http_check_conf(c, &err), ESK_EINVAL, "%s accepted", bad[i]);
+    cr_assert(strstr(err.msg, "http.listen") && strstr(err.msg, bad[i]), "%s", err.msg);
+    cr_assert_eq(esk_http_start(&h, c, NULL, NULL, NULL, &err), ESK_EINVAL);
+    cr_assert_null(h);
+    esk_conf_destroy(c);
+  }
+  /* out-of-range numbers are refused by the table itself */
+  esk_conf_t *c = conf_with(NULL);
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_set(c, "http.max.connections", "0", "-X", &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "http.max.connections"), "%s", err.msg);
+  cr_assert_eq(esk_conf_set(c, "http.request.max.bytes", "10", "-X", &err), ESK_EINVAL);
+  esk_conf_destroy(c);
+}
+
+Test(http, a_port_in_use_names_the_reason) {
+  esk_http_t *first = start(loopback0, NULL, NULL);
+  char addr[32];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", esk_http_port(first));
+  const char *const kv[] = {"http.listen", addr, NULL};
+  esk_conf_t *c = conf_with(kv);
+  esk_error_t err = {0};
+  esk_http_t *h = NULL;
+  cr_assert_eq(esk_http_start(&h, c, NULL, NULL, NULL, &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "http.listen") && strstr(err.msg, addr) &&
+                strstr(err.msg, "Address already in use"), "%s", err.msg);
+  esk_conf_destroy(c);
+  esk_http_stop(first);
+}
+
+Test(http, off_serves_nothing) {
+  const char *const kv[] = {"http.listen", "off", NULL};
+  esk_conf_t *c = conf_with(kv);
+  esk_error_t err = {0};
+  esk_http_t *h = (esk_http_t *)&err; /* must be overwritten with NULL */
+  cr_assert_eq(esk_http_start(&h, c, NULL, NULL, NULL, &err), ESK_OK);
+  cr_assert_null(h);
+  cr_assert_eq(esk_http_port(h), 0);
+  esk_http_stop(NULL);
+  esk_conf_destroy(c);
+}
+
+Test(http, the_default_is_loopback_on_a_kernel_picked_port) {
+  esk_http_t *h = start(NULL, NULL, NULL);
+  char resp[4096];
+  cr_assert_eq(request(esk_http_port(h), "GET", "/healthz", resp, sizeof(resp)), 200);
+  esk_http_stop(h);
+}
