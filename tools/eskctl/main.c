@@ -10,9 +10,19 @@
 #include "esk/pg.h"
 #include "eskctl.h"
 
+/* What eskctl reads, for docs/configuration.md: eskctl has no config file and
+ * no -X; it reads these two keys from their environment variables only. */
+static const esk_conf_prop_t eskctl_props[] = {
+    {"kafka.bootstrap.servers", ESK_CONF_STRING, ESK_DEFAULT_KAFKA_BOOTSTRAP, 0, 0, NULL,
+     "ESK_KAFKA_BOOTSTRAP", "Kafka brokers (host:port, comma-separated); environment only."},
+    {"pg.conninfo", ESK_CONF_STRING, ESK_DEFAULT_PG_CONNINFO, 0, 0, NULL, "ESK_PG_CONNINFO",
+     "libpq connection string; environment only."},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: eskctl [--version] [--help] COMMAND [ARGS]\n"
+          "usage: eskctl [--version] [--help] [--help-markdown] COMMAND [ARGS]\n"
           "\n"
           "commands:\n"
           "  ping [--timeout MS]   check that the Kafka broker and PostgreSQL answer\n"
@@ -22,7 +32,8 @@ static void usage(FILE *f) {
           "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
           "  ESK_PG_CONNINFO       libpq connection string (default '%s')\n"
           "\n"
-          "`deploy/local/stack env` prints both for the local stack.\n",
+          "`deploy/local/stack env` prints both for the local stack.\n"
+          "--help-markdown prints them as the Markdown table of docs/configuration.md.\n",
           ESK_DEFAULT_KAFKA_BOOTSTRAP, ESK_DEFAULT_PG_CONNINFO);
 }
 
@@ -93,6 +104,11 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
     usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--help-markdown")) {
+    const esk_conf_prop_t *const tables[] = {eskctl_props};
+    esk_conf_print_markdown(stdout, tables, 1);
     return 0;
   }
   if (!strcmp(cmd, "--version")) {
