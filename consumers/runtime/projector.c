@@ -29,6 +29,9 @@ const esk_conf_prop_t esk_projector_props[] = {
      "Interval of the progress log line (events/s, lag per partition)."},
     {"pg.retry.backoff.max.ms", ESK_CONF_INT, "5000", 10, 600000, NULL, NULL,
      "Longest wait between retries while PostgreSQL is unreachable."},
+    {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
+     "PostgreSQL schema of the read models and esk's bookkeeping tables (created if "
+     "missing); a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -44,7 +47,7 @@ struct esk_projector_s {
   const esk_conf_t *conf;
   esk_projection_t proj;
   esk_decoder_t dec;
-  char *name, *topic, *group, *dlq_topic;
+  char *name, *topic, *group, *dlq_topic, *schema;
   PGconn *pg;
   rd_kafka_t *consumer;
   rd_kafka_t *dlq;
@@ -81,6 +84,14 @@ static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
   return ESK_EFATAL;
 }
 
+/* Every session works in the configured schema (a reset connection is a new
+ * session, so this runs again after each reset). */
+static int pg_session_setup(esk_projector_t *p, esk_error_t *err) {
+  char sql[128];
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", p->schema);
+  return esk_pg_exec(NULL, p->pg, "set search_path", sql, 0, NULL, err);
+}
+
 /* Makes sure the connection is usable; a broken one is reset. */
 static int pg_ensure(esk_projector_t *p, esk_error_t *err) {
   if (PQstatus(p->pg) == CONNECTION_OK) return ESK_OK;
@@ -91,7 +102,31 @@ static int pg_ensure(esk_projector_t *p, esk_error_t *err) {
     msg[strcspn(msg, "\n")] = '\0';
     return esk_error_set(err, ESK_ERETRY, "PostgreSQL unreachable: %s", msg);
   }
-  return ESK_OK;
+  return pg_session_setup(p, err);
+}
+
+int esk_projector_schema_valid(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+      return 0;
+  return 1;
+}
+
+/* Creates the schema (serialised with esk's other DDL) and enters it. */
+static int pg_schema_init(esk_projector_t *p, esk_error_t *err) {
+  char sql[200];
+  int rc;
+  snprintf(sql, sizeof(sql),
+           "begin; select pg_advisory_xact_lock(7218300413); "
+           "create schema if not exists \"%s\"; commit",
+           p->schema);
+  if ((rc = esk_pg_exec(NULL, p->pg, "create schema", sql, 0, NULL, err))) {
+    PQclear(PQexec(p->pg, "rollback"));
+    return rc;
+  }
+  return pg_session_setup(p, err);
 }
 
 static int grow_parts(esk_projector_t *p, int32_t partition) {
@@ -343,10 +378,16 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
                                          NULL, err)))
           goto fail;
         drc = p->proj.apply(p->proj.self, p->pg, &ev, &why);
-        if (isolate && drc == ESK_EPOISON &&
-            (rc = esk_pg_exec(NULL, p->pg, "rollback to savepoint",
-                              "rollback to savepoint esk_event", 0, NULL, err)))
-          goto fail;
+        /* A projection that buffers writes until batch_end must flush inside
+         * the savepoint, or its failure could not be pinned on this event. */
+        if (isolate && drc == ESK_OK && p->proj.batch_end)
+          drc = p->proj.batch_end(p->proj.self, p->pg, &why);
+        if (isolate && drc == ESK_EPOISON) {
+          if (p->proj.batch_abort) p->proj.batch_abort(p->proj.self);
+          if ((rc = esk_pg_exec(NULL, p->pg, "rollback to savepoint",
+                                "rollback to savepoint esk_event", 0, NULL, err)))
+            goto fail;
+        }
         if (drc == ESK_OK) {
           v.current[s] = ev.aggregate_version;
           applied++;
@@ -638,13 +679,22 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   p->progress_ms = (int)esk_conf_get_int(conf, "progress.interval.ms");
   p->backoff_max_ms = (int)esk_conf_get_int(conf, "pg.retry.backoff.max.ms");
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
+  if (!esk_projector_schema_valid(esk_conf_get(conf, "pg.schema"))) {
+    rc = esk_error_set(err, ESK_EINVAL,
+                       "pg.schema '%s': expected a lower-case identifier [a-z_][a-z0-9_]*, "
+                       "at most 63 characters",
+                       esk_conf_get(conf, "pg.schema"));
+    goto fail;
+  }
+  p->schema = strdup(esk_conf_get(conf, "pg.schema"));
   p->batch = calloc((size_t)p->batch_max, sizeof(*p->batch));
   p->batch_gen = calloc((size_t)p->batch_max, sizeof(*p->batch_gen));
-  if (!p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
+  if (!p->schema || !p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
     goto fail;
   }
   if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
+      (rc = pg_schema_init(p, err)) ||
       (rc = esk_store_init(p->pg, err)) ||
       (rc = esk_store_migrate(p->pg, p->name, projection->migrations, projection->n_migrations,
                               err)))
@@ -677,9 +727,9 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
     rc = esk_error_set(err, ESK_EFATAL, "subscribe to %s: %s", p->topic, rd_kafka_err2str(e));
     goto fail;
   }
-  ESK_INFO("projector", "msg=started projection=%s topic=%s group=%s dlq=%s batch_max=%d "
-                        "batch_ms=%d on_error=%s",
-           p->name, p->topic, p->group, p->dlq_topic, p->batch_max, p->batch_ms,
+  ESK_INFO("projector", "msg=started projection=%s topic=%s group=%s dlq=%s schema=%s "
+                        "batch_max=%d batch_ms=%d on_error=%s",
+           p->name, p->topic, p->group, p->dlq_topic, p->schema, p->batch_max, p->batch_ms,
            p->on_error_stop ? "stop" : "dlq");
   *out = p;
   return ESK_OK;
@@ -704,6 +754,7 @@ void esk_projector_destroy(esk_projector_t *p) {
   free(p->topic);
   free(p->group);
   free(p->dlq_topic);
+  free(p->schema);
   free(p);
 }
 

@@ -89,6 +89,12 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
  */
 int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error_t *err);
 
+/**
+ * @brief 1 when @p schema is acceptable as pg.schema: [a-z_][a-z0-9_]*, at
+ *        most 63 characters (it is then quoted in SQL as it is).
+ */
+int esk_projector_schema_valid(const char *schema);
+
 /** @brief Frees the projector. NULL does nothing. */
 void esk_projector_destroy(esk_projector_t *p);
 

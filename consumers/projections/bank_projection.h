@@ -1,0 +1,30 @@
+/* Internal: the machinery the bank projections share (not a public header). */
+#ifndef ESK_BANK_PROJECTION_H
+#define ESK_BANK_PROJECTION_H
+
+#include "bank_event.h"
+#include "copy.h"
+#include "projections.h"
+
+/* A projection that writes each batch as rows COPYed into a staging table
+ * (or the model's table), then merged with one statement. */
+typedef struct esk_bank_proj_spec_s {
+  const char *name;
+  const char *const *migrations;
+  size_t n_migrations;
+  const char *stage_sql; /* creates the temp staging table if missing; NULL: none */
+  const char *copy_sql;  /* copy <table> (<columns>) from stdin */
+  const char *merge_sql; /* staging table -> read model; NULL: none */
+  /* Appends the rows for one event (zero or more). */
+  int (*rows)(esk_copy_t *c, const esk_event_t *ev, const esk_bank_event_t *b, esk_error_t *err);
+} esk_bank_proj_spec_t;
+
+int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
+                         esk_error_t *err);
+
+extern const esk_bank_proj_spec_t esk_bank_account_balances_spec;
+extern const esk_bank_proj_spec_t esk_bank_transaction_history_spec;
+extern const esk_bank_proj_spec_t esk_bank_daily_summaries_spec;
+extern const esk_bank_proj_spec_t esk_bank_event_log_spec;
+
+#endif

@@ -1,0 +1,96 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "bank_projection.h"
+#include "esk/pg.h"
+
+/* Room for the rows of a batch (event_log rows carry the JSON payload). */
+#define COPY_BUFFER_MAX ((size_t)512 << 20)
+
+typedef struct inst_s {
+  const esk_bank_proj_spec_t *spec;
+  esk_copy_t copy;
+} inst_t;
+
+static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
+  inst_t *in = self;
+  (void)pg;
+  int rc = in->spec->rows(&in->copy, ev, ev->payload, err);
+  if (rc == ESK_OK && in->copy.failed)
+    rc = esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
+                       COPY_BUFFER_MAX);
+  return rc;
+}
+
+static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
+  inst_t *in = self;
+  int rc;
+  if (!in->copy.rows) return ESK_OK;
+  if (in->spec->stage_sql &&
+      (rc = esk_pg_exec(NULL, pg, "create staging table", in->spec->stage_sql, 0, NULL, err))) {
+    esk_copy_reset(&in->copy);
+    return rc;
+  }
+  if ((rc = esk_copy_send(&in->copy, pg, in->spec->name, in->spec->copy_sql, err))) return rc;
+  if (in->spec->merge_sql)
+    return esk_pg_exec(NULL, pg, in->spec->name, in->spec->merge_sql, 0, NULL, err);
+  return ESK_OK;
+}
+
+static void batch_abort_cb(void *self) {
+  inst_t *in = self;
+  esk_copy_reset(&in->copy);
+}
+
+int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
+                         esk_error_t *err) {
+  inst_t *in = calloc(1, sizeof(*in));
+  if (!in) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  in->spec = spec;
+  esk_buf_init(&in->copy.buf, COPY_BUFFER_MAX);
+  *out = (esk_projection_t){.name = spec->name,
+                            .migrations = spec->migrations,
+                            .n_migrations = spec->n_migrations,
+                            .apply = apply_cb,
+                            .batch_end = batch_end_cb,
+                            .batch_abort = batch_abort_cb,
+                            .self = in};
+  return ESK_OK;
+}
+
+void esk_bank_projection_destroy(esk_projection_t *p) {
+  if (!p || !p->self) return;
+  inst_t *in = p->self;
+  esk_copy_free(&in->copy);
+  free(in);
+  p->self = NULL;
+}
+
+static int create_balances(esk_projection_t *o, esk_error_t *e) {
+  return esk_bank_proj_create(o, &esk_bank_account_balances_spec, e);
+}
+static int create_history(esk_projection_t *o, esk_error_t *e) {
+  return esk_bank_proj_create(o, &esk_bank_transaction_history_spec, e);
+}
+static int create_daily(esk_projection_t *o, esk_error_t *e) {
+  return esk_bank_proj_create(o, &esk_bank_daily_summaries_spec, e);
+}
+static int create_event_log(esk_projection_t *o, esk_error_t *e) {
+  return esk_bank_proj_create(o, &esk_bank_event_log_spec, e);
+}
+
+const esk_bank_projection_def_t esk_bank_projection_defs[] = {
+    {"account_balances", "balance, status and version of every account", create_balances},
+    {"transaction_history", "every deposit and withdrawal with the balance after it",
+     create_history},
+    {"daily_summaries", "deposit and withdrawal counts and totals per UTC day and account",
+     create_daily},
+    {"event_log", "every event with its metadata and its payload as JSONB", create_event_log},
+    {NULL, NULL, NULL},
+};
+
+const esk_bank_projection_def_t *esk_bank_projection_find(const char *name) {
+  for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; name && d->name; d++)
+    if (!strcmp(d->name, name)) return d;
+  return NULL;
+}
