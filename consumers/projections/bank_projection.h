@@ -22,6 +22,13 @@ typedef struct esk_bank_proj_spec_s {
 int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
                          esk_error_t *err);
 
+void esk_bank_proj_destroy(void *self);
+
+/* transaction_history computes balances in C: its own callbacks. Its spec
+ * holds only the name and the migrations. */
+int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err);
+void esk_bank_transaction_history_destroy(void *self);
+
 extern const esk_bank_proj_spec_t esk_bank_account_balances_spec;
 extern const esk_bank_proj_spec_t esk_bank_transaction_history_spec;
 extern const esk_bank_proj_spec_t esk_bank_daily_summaries_spec;

@@ -58,19 +58,22 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
   return ESK_OK;
 }
 
-void esk_bank_projection_destroy(esk_projection_t *p) {
-  if (!p || !p->self) return;
-  inst_t *in = p->self;
+void esk_bank_proj_destroy(void *self) {
+  inst_t *in = self;
+  if (!in) return;
   esk_copy_free(&in->copy);
   free(in);
+}
+
+void esk_bank_projection_destroy(esk_projection_t *p) {
+  if (!p || !p->self) return;
+  const esk_bank_projection_def_t *d = esk_bank_projection_find(p->name);
+  if (d) d->destroy(p->self);
   p->self = NULL;
 }
 
 static int create_balances(esk_projection_t *o, esk_error_t *e) {
   return esk_bank_proj_create(o, &esk_bank_account_balances_spec, e);
-}
-static int create_history(esk_projection_t *o, esk_error_t *e) {
-  return esk_bank_proj_create(o, &esk_bank_transaction_history_spec, e);
 }
 static int create_daily(esk_projection_t *o, esk_error_t *e) {
   return esk_bank_proj_create(o, &esk_bank_daily_summaries_spec, e);
@@ -80,13 +83,15 @@ static int create_event_log(esk_projection_t *o, esk_error_t *e) {
 }
 
 const esk_bank_projection_def_t esk_bank_projection_defs[] = {
-    {"account_balances", "balance, status and version of every account", create_balances},
+    {"account_balances", "balance, status and version of every account", create_balances,
+     esk_bank_proj_destroy},
     {"transaction_history", "every deposit and withdrawal with the balance after it",
-     create_history},
+     esk_bank_transaction_history_create, esk_bank_transaction_history_destroy},
     {"daily_summaries", "deposit and withdrawal counts and totals per UTC day and account",
-     create_daily},
-    {"event_log", "every event with its metadata and its payload as JSONB", create_event_log},
-    {NULL, NULL, NULL},
+     create_daily, esk_bank_proj_destroy},
+    {"event_log", "every event with its metadata and its payload as JSONB", create_event_log,
+     esk_bank_proj_destroy},
+    {NULL, NULL, NULL, NULL},
 };
 
 const esk_bank_projection_def_t *esk_bank_projection_find(const char *name) {

@@ -28,6 +28,8 @@ typedef struct esk_bank_projection_def_s {
   const char *summary; /**< one line for --help */
   /** @brief Fills @p out (callbacks, migrations, a new self). */
   int (*create)(esk_projection_t *out, esk_error_t *err);
+  /** @brief Frees out->self. */
+  void (*destroy)(void *self);
 } esk_bank_projection_def_t;
 
 /** The projections, ending with an entry whose name is NULL. */
@@ -36,7 +38,7 @@ extern const esk_bank_projection_def_t esk_bank_projection_defs[];
 /** @brief The projection named @p name, or NULL. */
 const esk_bank_projection_def_t *esk_bank_projection_find(const char *name);
 
-/** @brief Frees what create() allocated (out->self). NULL self does nothing. */
+/** @brief Frees what create() allocated (p->self; found by p->name). NULL self does nothing. */
 void esk_bank_projection_destroy(esk_projection_t *p);
 
 #endif

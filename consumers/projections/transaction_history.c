@@ -1,7 +1,15 @@
 /* transaction_history: one row per money movement, with the balance after
- * it. balance_after is computed set-wise: the account's last stored balance
- * plus a running sum over the batch's rows in version order. */
+ * it. Rows are kept in memory during apply(); batch_end() reads the last
+ * stored balance of every account in the batch with one query, computes the
+ * running balances in event order (the version guard has already ordered the
+ * events of each account and dropped duplicates) and COPYs the rows straight
+ * into the table. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "bank_projection.h"
+#include "esk/pg.h"
 
 static const char *const migrations[] = {
     "create table transaction_history ("
@@ -20,51 +28,214 @@ static const char *const migrations[] = {
     "  on transaction_history (account_id, version);",
 };
 
-static int rows(esk_copy_t *c, const esk_event_t *ev, const esk_bank_event_t *b,
-                esk_error_t *err) {
-  (void)err;
-  const char *kind;
-  switch (b->kind) {
-  case ESK_BANK_ACCOUNT_OPENED:
-    if (b->amount == 0) return ESK_OK; /* no money moved */
-    kind = "opening";
-    break;
-  case ESK_BANK_MONEY_DEPOSITED: kind = "deposit"; break;
-  case ESK_BANK_MONEY_WITHDRAWN: kind = "withdrawal"; break;
-  default: return ESK_OK;
-  }
-  esk_copy_text(c, ev->event_id, -1);
-  esk_copy_text(c, ev->aggregate_id, -1);
-  esk_copy_i64(c, ev->aggregate_version);
-  esk_copy_text(c, kind, -1);
-  esk_copy_i64(c, b->amount);
-  esk_copy_text(c, b->currency, -1);
-  esk_copy_text(c, b->description, -1);
-  esk_copy_ts_us(c, ev->occurred_at_us);
-  esk_copy_row_end(c);
-  return ESK_OK;
-}
-
 const esk_bank_proj_spec_t esk_bank_transaction_history_spec = {
     .name = "transaction_history",
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(*migrations),
-    .stage_sql = "create temp table if not exists esk_stage_transaction_history ("
-                 "event_id uuid, account_id text, version bigint, kind text, amount bigint,"
-                 " currency text, description text, occurred_at timestamptz)"
-                 " on commit delete rows",
-    .copy_sql = "copy esk_stage_transaction_history (event_id, account_id, version, kind,"
-                " amount, currency, description, occurred_at) from stdin",
-    .merge_sql =
-        "insert into transaction_history (event_id, account_id, version, kind, amount,"
-        "  currency, description, balance_after, occurred_at)"
-        " select s.event_id, s.account_id, s.version, s.kind, s.amount, s.currency,"
-        "  s.description,"
-        "  coalesce(p.balance_after, 0) + sum(case s.kind when 'withdrawal' then -s.amount"
-        "    else s.amount end) over (partition by s.account_id order by s.version),"
-        "  s.occurred_at"
-        " from esk_stage_transaction_history s"
-        " left join lateral (select h.balance_after from transaction_history h"
-        "   where h.account_id = s.account_id order by h.version desc limit 1) p on true",
-    .rows = rows,
 };
+
+#define ROWS_MAX ((size_t)512 << 20)
+
+typedef struct row_s {
+  size_t event_id, account, currency, description; /* offsets into the arena */
+  int64_t version, amount, occurred_at_us, balance_after;
+  uint32_t account_len;
+  uint8_t kind;
+  size_t slot; /* the account's slot in the balance map */
+} row_t;
+
+typedef struct hist_s {
+  row_t *rows;
+  size_t n, cap;
+  esk_buf_t arena;
+  /* account -> balance, open addressing over the batch's accounts */
+  size_t *slots; /* row index + 1 of the account's first row, 0 empty */
+  int64_t *balance;
+  size_t map_cap;
+  esk_copy_t copy;
+  esk_buf_t ids; /* array literal of the batch's account ids */
+} hist_t;
+
+static int put_str(hist_t *h, const char *s, size_t *off) {
+  *off = h->arena.len;
+  return esk_buf_append(&h->arena, s, strlen(s) + 1, NULL);
+}
+
+static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
+  hist_t *h = self;
+  const esk_bank_event_t *b = ev->payload;
+  (void)pg;
+  if (b->kind == ESK_BANK_ACCOUNT_CLOSED || (b->kind == ESK_BANK_ACCOUNT_OPENED && !b->amount))
+    return ESK_OK; /* no money moved */
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 4096;
+    row_t *r = realloc(h->rows, cap * sizeof(*r));
+    if (!r) return esk_error_set(err, ESK_ENOMEM, "out of memory for history rows");
+    h->rows = r;
+    h->cap = cap;
+  }
+  row_t *r = &h->rows[h->n];
+  if (put_str(h, ev->event_id, &r->event_id) || put_str(h, ev->aggregate_id, &r->account) ||
+      put_str(h, b->currency, &r->currency) || put_str(h, b->description, &r->description))
+    return esk_error_set(err, ESK_ENOMEM, "transaction_history: the batch's rows exceed %zu bytes",
+                         (size_t)ROWS_MAX);
+  r->account_len = (uint32_t)strlen(ev->aggregate_id);
+  r->version = ev->aggregate_version;
+  r->amount = b->amount;
+  r->occurred_at_us = ev->occurred_at_us;
+  r->kind = (uint8_t)b->kind;
+  h->n++;
+  return ESK_OK;
+}
+
+static const char *str(const hist_t *h, size_t off) { return (const char *)h->arena.data + off; }
+
+static uint64_t hash(const char *s, size_t n) {
+  uint64_t x = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) x = (x ^ (uint8_t)s[i]) * 1099511628211ULL;
+  return x;
+}
+
+/* Finds or adds the account of row @p i; returns its slot. */
+static size_t map_slot(hist_t *h, size_t i, int *added) {
+  const row_t *r = &h->rows[i];
+  const char *a = str(h, r->account);
+  size_t s = hash(a, r->account_len) & (h->map_cap - 1);
+  for (;; s = (s + 1) & (h->map_cap - 1)) {
+    if (!h->slots[s]) {
+      h->slots[s] = i + 1;
+      h->balance[s] = 0;
+      *added = 1;
+      return s;
+    }
+    const row_t *o = &h->rows[h->slots[s] - 1];
+    if (o->account_len == r->account_len && !memcmp(str(h, o->account), a, r->account_len)) {
+      *added = 0;
+      return s;
+    }
+  }
+}
+
+/* Appends @p s to the array literal, quoted and escaped. */
+static void ids_add(hist_t *h, const char *s, size_t n) {
+  esk_buf_append(&h->ids, h->ids.len > 1 ? ",\"" : "\"", h->ids.len > 1 ? 2 : 1, NULL);
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '"' || s[i] == '\\') esk_buf_append(&h->ids, "\\", 1, NULL);
+    esk_buf_append(&h->ids, &s[i], 1, NULL);
+  }
+  esk_buf_append(&h->ids, "\"", 1, NULL);
+}
+
+static void reset(hist_t *h) {
+  h->n = 0;
+  esk_buf_reset(&h->arena);
+  esk_copy_reset(&h->copy);
+}
+
+static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
+  hist_t *h = self;
+  int rc = ESK_OK;
+  PGresult *res = NULL;
+  if (!h->n) return ESK_OK;
+  size_t cap = 16;
+  while (cap < 2 * h->n) cap <<= 1;
+  if (cap > h->map_cap) {
+    free(h->slots);
+    free(h->balance);
+    h->slots = malloc(cap * sizeof(*h->slots));
+    h->balance = malloc(cap * sizeof(*h->balance));
+    h->map_cap = cap;
+    if (!h->slots || !h->balance) {
+      h->map_cap = 0;
+      rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+      goto done;
+    }
+  }
+  memset(h->slots, 0, h->map_cap * sizeof(*h->slots));
+  esk_buf_reset(&h->ids);
+  esk_buf_append(&h->ids, "{", 1, NULL);
+  for (size_t i = 0; i < h->n; i++) {
+    int added = 0;
+    h->rows[i].slot = map_slot(h, i, &added);
+    if (added) ids_add(h, str(h, h->rows[i].account), h->rows[i].account_len);
+  }
+  if (esk_buf_append(&h->ids, "}", 2, NULL)) { /* with the NUL */
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto done;
+  }
+  /* The last stored balance of each account of the batch. */
+  const char *params[] = {(const char *)h->ids.data};
+  if ((rc = esk_pg_exec(&res, pg, "read last balances",
+                        "select distinct on (account_id) account_id, balance_after "
+                        "from transaction_history where account_id = any($1::text[]) "
+                        "order by account_id, version desc",
+                        1, params, err)))
+    goto done;
+  for (int i = 0; i < PQntuples(res); i++) {
+    const char *a = PQgetvalue(res, i, 0);
+    size_t n = (size_t)PQgetlength(res, i, 0);
+    size_t s = hash(a, n) & (h->map_cap - 1);
+    for (; h->slots[s]; s = (s + 1) & (h->map_cap - 1)) {
+      const row_t *o = &h->rows[h->slots[s] - 1];
+      if (o->account_len == n && !memcmp(str(h, o->account), a, n)) {
+        h->balance[s] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < h->n; i++) {
+    row_t *r = &h->rows[i];
+    h->balance[r->slot] += r->kind == ESK_BANK_MONEY_WITHDRAWN ? -r->amount : r->amount;
+    esk_copy_text(&h->copy, str(h, r->event_id), -1);
+    esk_copy_text(&h->copy, str(h, r->account), r->account_len);
+    esk_copy_i64(&h->copy, r->version);
+    esk_copy_text(&h->copy, r->kind == ESK_BANK_ACCOUNT_OPENED    ? "opening"
+                            : r->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit"
+                                                                  : "withdrawal",
+                  -1);
+    esk_copy_i64(&h->copy, r->amount);
+    esk_copy_text(&h->copy, str(h, r->currency), -1);
+    esk_copy_text(&h->copy, str(h, r->description), -1);
+    esk_copy_i64(&h->copy, h->balance[r->slot]);
+    esk_copy_ts_us(&h->copy, r->occurred_at_us);
+    esk_copy_row_end(&h->copy);
+  }
+  rc = esk_copy_send(&h->copy, pg, "transaction_history",
+                     "copy transaction_history (event_id, account_id, version, kind, amount,"
+                     " currency, description, balance_after, occurred_at) from stdin",
+                     err);
+done:
+  PQclear(res);
+  reset(h);
+  return rc;
+}
+
+static void batch_abort_cb(void *self) { reset(self); }
+
+void esk_bank_transaction_history_destroy(void *self) {
+  hist_t *h = self;
+  if (!h) return;
+  free(h->rows);
+  free(h->slots);
+  free(h->balance);
+  esk_buf_free(&h->arena);
+  esk_buf_free(&h->ids);
+  esk_copy_free(&h->copy);
+  free(h);
+}
+
+int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err) {
+  hist_t *h = calloc(1, sizeof(*h));
+  if (!h) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  esk_buf_init(&h->arena, ROWS_MAX);
+  esk_buf_init(&h->ids, ROWS_MAX);
+  esk_buf_init(&h->copy.buf, ROWS_MAX);
+  *out = (esk_projection_t){.name = esk_bank_transaction_history_spec.name,
+                            .migrations = migrations,
+                            .n_migrations = sizeof(migrations) / sizeof(*migrations),
+                            .apply = apply_cb,
+                            .batch_end = batch_end_cb,
+                            .batch_abort = batch_abort_cb,
+                            .self = h};
+  return ESK_OK;
+}

@@ -71,6 +71,12 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
@@ -342,8 +348,10 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   int rc;
   int64_t applied = 0, skipped = 0, dead = 0;
   if ((rc = pg_ensure(p, err))) return rc;
+  int64_t t0 = now_us(), t1, t2, t3, t4;
   if ((rc = esk_pg_exec(NULL, p->pg, "begin", "begin", 0, NULL, err))) return rc;
   if ((rc = vmap_load(p, &v, msgs, n, err))) goto fail;
+  t1 = now_us();
   if (p->proj.batch_begin && (rc = p->proj.batch_begin(p->proj.self, p->pg, err))) goto fail;
   for (size_t i = 0; i < n; i++) {
     rd_kafka_message_t *m = msgs[i];
@@ -409,8 +417,11 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
       goto fail;
     }
   }
+  t2 = now_us();
   if (p->proj.batch_end && (rc = p->proj.batch_end(p->proj.self, p->pg, err))) goto fail;
+  t3 = now_us();
   if ((rc = vmap_store(p, &v, err))) goto fail;
+  t4 = now_us();
   for (size_t i = 0; i < n; i++) {
     part_t *pt = msgs[i]->partition < p->n_parts ? &p->parts[msgs[i]->partition] : NULL;
     if (pt && pt->assigned) pt->batch_next = msgs[i]->offset + 1;
@@ -428,6 +439,9 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
     goto fail;
   }
   if ((rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err))) goto fail;
+  ESK_DEBUG("projector", "msg=\"batch committed\" projection=%s events=%zu versions_read_us=%"
+            PRId64 " apply_us=%" PRId64 " flush_us=%" PRId64 " versions_write_us=%" PRId64
+            " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, now_us() - t4);
   p->stats.applied += applied;
   p->stats.skipped += skipped;
   p->stats.dead += dead;
