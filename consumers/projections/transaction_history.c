@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "bank_projection.h"
+#include "esk/log.h"
 #include "esk/pg.h"
+#include <time.h>
 
 static const char *const migrations[] = {
     "create table transaction_history ("
@@ -88,6 +90,12 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   return ESK_OK;
 }
 
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static const char *str(const hist_t *h, size_t off) { return (const char *)h->arena.data + off; }
 
 static uint64_t hash(const char *s, size_t n) {
@@ -137,6 +145,7 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   int rc = ESK_OK;
   PGresult *res = NULL;
   if (!h->n) return ESK_OK;
+  int64_t t0 = now_us();
   size_t cap = 16;
   while (cap < 2 * h->n) cap <<= 1;
   if (cap > h->map_cap) {
@@ -166,9 +175,9 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   /* The last stored balance of each account of the batch. */
   const char *params[] = {(const char *)h->ids.data};
   if ((rc = esk_pg_exec(&res, pg, "read last balances",
-                        "select distinct on (account_id) account_id, balance_after "
-                        "from transaction_history where account_id = any($1::text[]) "
-                        "order by account_id, version desc",
+                        "select a.id, h.balance_after from unnest($1::text[]) as a(id) "
+                        "join lateral (select balance_after from transaction_history "
+                        "  where account_id = a.id order by version desc limit 1) h on true",
                         1, params, err)))
     goto done;
   for (int i = 0; i < PQntuples(res); i++) {
@@ -200,10 +209,13 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
     esk_copy_ts_us(&h->copy, r->occurred_at_us);
     esk_copy_row_end(&h->copy);
   }
+  int64_t t1 = now_us();
   rc = esk_copy_send(&h->copy, pg, "transaction_history",
                      "copy transaction_history (event_id, account_id, version, kind, amount,"
                      " currency, description, balance_after, occurred_at) from stdin",
                      err);
+  ESK_DEBUG("projector", "msg=\"history flush\" rows=%zu lookup_us=%" PRId64 " copy_us=%" PRId64,
+            h->n, t1 - t0, now_us() - t1);
 done:
   PQclear(res);
   reset(h);
