@@ -14,7 +14,7 @@ static const char *const migrations[] = {
     "  version bigint not null check (version > 0),"
     "  opened_at timestamptz not null,"
     "  closed_at timestamptz,"
-    "  updated_at timestamptz not null);"
+    "  updated_at timestamptz not null) with (fillfactor = 50);"
     "create index account_balances_owner on account_balances (owner_id);",
 };
 

@@ -10,7 +10,7 @@ static const char *const migrations[] = {
     "  deposits_total bigint not null default 0,"
     "  withdrawals_count bigint not null default 0,"
     "  withdrawals_total bigint not null default 0,"
-    "  primary key (day, account_id));"
+    "  primary key (day, account_id)) with (fillfactor = 70);"
     "create index daily_summaries_account on daily_summaries (account_id, day);",
 };
 

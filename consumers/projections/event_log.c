@@ -9,7 +9,7 @@ static const char *const migrations[] = {
     "  aggregate_id text not null,"
     "  aggregate_version bigint not null check (aggregate_version > 0),"
     "  aggregate_type text not null,"
-    "  event_id uuid not null unique,"
+    "  event_id uuid not null,"
     "  event_type text not null,"
     "  schema_version int not null,"
     "  occurred_at timestamptz not null,"

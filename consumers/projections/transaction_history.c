@@ -1,9 +1,10 @@
 /* transaction_history: one row per money movement, with the balance after
  * it. Rows are kept in memory during apply(); batch_end() reads the last
- * stored balance of every account in the batch with one query, computes the
+ * balance of every account in the batch with one query (from the small
+ * transaction_history_balances table, one row per account), computes the
  * running balances in event order (the version guard has already ordered the
- * events of each account and dropped duplicates) and COPYs the rows straight
- * into the table. */
+ * events of each account and dropped duplicates), COPYs the rows straight
+ * into the table and stores the new last balances with one upsert. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +27,10 @@ static const char *const migrations[] = {
     "  occurred_at timestamptz not null);"
     "create index transaction_history_account_time"
     "  on transaction_history (account_id, occurred_at);"
-    "create unique index transaction_history_account_version"
-    "  on transaction_history (account_id, version);",
+    "create table transaction_history_balances ("
+    "  account_id text primary key,"
+    "  version bigint not null,"
+    "  balance bigint not null) with (fillfactor = 50);",
 };
 
 const esk_bank_proj_spec_t esk_bank_transaction_history_spec = {
@@ -52,10 +55,11 @@ typedef struct hist_s {
   esk_buf_t arena;
   /* account -> balance, open addressing over the batch's accounts */
   size_t *slots; /* row index + 1 of the account's first row, 0 empty */
-  int64_t *balance;
+  int64_t *balance, *version;
   size_t map_cap;
+  size_t *order, n_order; /* slots in the order their accounts first appear */
   esk_copy_t copy;
-  esk_buf_t ids; /* array literal of the batch's account ids */
+  esk_buf_t ids, vers, bals; /* array literals: the batch's accounts, last versions, balances */
 } hist_t;
 
 static int put_str(hist_t *h, const char *s, size_t *off) {
@@ -113,6 +117,7 @@ static size_t map_slot(hist_t *h, size_t i, int *added) {
     if (!h->slots[s]) {
       h->slots[s] = i + 1;
       h->balance[s] = 0;
+      h->order[h->n_order++] = s;
       *added = 1;
       return s;
     }
@@ -124,14 +129,42 @@ static size_t map_slot(hist_t *h, size_t i, int *added) {
   }
 }
 
-/* Appends @p s to the array literal, quoted and escaped. */
-static void ids_add(hist_t *h, const char *s, size_t n) {
-  esk_buf_append(&h->ids, h->ids.len > 1 ? ",\"" : "\"", h->ids.len > 1 ? 2 : 1, NULL);
+/* Appends @p s to the array literal in @p b, quoted and escaped. */
+static void literal_add(esk_buf_t *b, const char *s, size_t n) {
+  esk_buf_append(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1, NULL);
   for (size_t i = 0; i < n; i++) {
-    if (s[i] == '"' || s[i] == '\\') esk_buf_append(&h->ids, "\\", 1, NULL);
-    esk_buf_append(&h->ids, &s[i], 1, NULL);
+    if (s[i] == '"' || s[i] == '\\') esk_buf_append(b, "\\", 1, NULL);
+    esk_buf_append(b, &s[i], 1, NULL);
   }
-  esk_buf_append(&h->ids, "\"", 1, NULL);
+  esk_buf_append(b, "\"", 1, NULL);
+}
+
+static void literal_i64(esk_buf_t *b, int64_t v) {
+  char t[24];
+  int n = snprintf(t, sizeof(t), "%" PRId64, v);
+  literal_add(b, t, (size_t)n);
+}
+
+/* Stores the batch's last balance and version of each account. */
+static int store_balances(hist_t *h, PGconn *pg, esk_error_t *err) {
+  esk_buf_reset(&h->vers);
+  esk_buf_reset(&h->bals);
+  esk_buf_append(&h->vers, "{", 1, NULL);
+  esk_buf_append(&h->bals, "{", 1, NULL);
+  for (size_t i = 0; i < h->n_order; i++) {
+    literal_i64(&h->vers, h->version[h->order[i]]);
+    literal_i64(&h->bals, h->balance[h->order[i]]);
+  }
+  if (esk_buf_append(&h->vers, "}", 2, NULL) || esk_buf_append(&h->bals, "}", 2, NULL))
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  const char *params[] = {(const char *)h->ids.data, (const char *)h->vers.data,
+                          (const char *)h->bals.data};
+  return esk_pg_exec(NULL, pg, "store last balances",
+                     "insert into transaction_history_balances (account_id, version, balance) "
+                     "select * from unnest($1::text[], $2::bigint[], $3::bigint[]) "
+                     "on conflict (account_id) do update set version = excluded.version, "
+                     "balance = excluded.balance",
+                     3, params, err);
 }
 
 static void reset(hist_t *h) {
@@ -151,22 +184,27 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   if (cap > h->map_cap) {
     free(h->slots);
     free(h->balance);
+    free(h->version);
+    free(h->order);
     h->slots = malloc(cap * sizeof(*h->slots));
     h->balance = malloc(cap * sizeof(*h->balance));
+    h->version = malloc(cap * sizeof(*h->version));
+    h->order = malloc(cap * sizeof(*h->order));
     h->map_cap = cap;
-    if (!h->slots || !h->balance) {
+    if (!h->slots || !h->balance || !h->version || !h->order) {
       h->map_cap = 0;
       rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
       goto done;
     }
   }
   memset(h->slots, 0, h->map_cap * sizeof(*h->slots));
+  h->n_order = 0;
   esk_buf_reset(&h->ids);
   esk_buf_append(&h->ids, "{", 1, NULL);
   for (size_t i = 0; i < h->n; i++) {
     int added = 0;
     h->rows[i].slot = map_slot(h, i, &added);
-    if (added) ids_add(h, str(h, h->rows[i].account), h->rows[i].account_len);
+    if (added) literal_add(&h->ids, str(h, h->rows[i].account), h->rows[i].account_len);
   }
   if (esk_buf_append(&h->ids, "}", 2, NULL)) { /* with the NUL */
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
@@ -175,9 +213,8 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   /* The last stored balance of each account of the batch. */
   const char *params[] = {(const char *)h->ids.data};
   if ((rc = esk_pg_exec(&res, pg, "read last balances",
-                        "select a.id, h.balance_after from unnest($1::text[]) as a(id) "
-                        "join lateral (select balance_after from transaction_history "
-                        "  where account_id = a.id order by version desc limit 1) h on true",
+                        "select account_id, balance from transaction_history_balances "
+                        "where account_id = any($1::text[])",
                         1, params, err)))
     goto done;
   for (int i = 0; i < PQntuples(res); i++) {
@@ -195,6 +232,7 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   for (size_t i = 0; i < h->n; i++) {
     row_t *r = &h->rows[i];
     h->balance[r->slot] += r->kind == ESK_BANK_MONEY_WITHDRAWN ? -r->amount : r->amount;
+    h->version[r->slot] = r->version;
     esk_copy_text(&h->copy, str(h, r->event_id), -1);
     esk_copy_text(&h->copy, str(h, r->account), r->account_len);
     esk_copy_i64(&h->copy, r->version);
@@ -214,6 +252,7 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
                      "copy transaction_history (event_id, account_id, version, kind, amount,"
                      " currency, description, balance_after, occurred_at) from stdin",
                      err);
+  if (rc == ESK_OK) rc = store_balances(h, pg, err);
   ESK_DEBUG("projector", "msg=\"history flush\" rows=%zu lookup_us=%" PRId64 " copy_us=%" PRId64,
             h->n, t1 - t0, now_us() - t1);
 done:
@@ -230,8 +269,12 @@ void esk_bank_transaction_history_destroy(void *self) {
   free(h->rows);
   free(h->slots);
   free(h->balance);
+  free(h->version);
+  free(h->order);
   esk_buf_free(&h->arena);
   esk_buf_free(&h->ids);
+  esk_buf_free(&h->vers);
+  esk_buf_free(&h->bals);
   esk_copy_free(&h->copy);
   free(h);
 }
@@ -241,6 +284,8 @@ int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err)
   if (!h) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   esk_buf_init(&h->arena, ROWS_MAX);
   esk_buf_init(&h->ids, ROWS_MAX);
+  esk_buf_init(&h->vers, ROWS_MAX);
+  esk_buf_init(&h->bals, ROWS_MAX);
   esk_buf_init(&h->copy.buf, ROWS_MAX);
   *out = (esk_projection_t){.name = esk_bank_transaction_history_spec.name,
                             .migrations = migrations,

@@ -20,7 +20,7 @@ static const char *init_sql =
     "create table if not exists esk_projection_versions ("
     "  projection text not null, aggregate_id text not null,"
     "  version bigint not null check (version > 0),"
-    "  primary key (projection, aggregate_id));";
+    "  primary key (projection, aggregate_id)) with (fillfactor = 50);";
 
 /* One advisory lock key for all of esk's DDL: creation of the bookkeeping
  * tables and migrations are rare, and `create table if not exists` races. */
