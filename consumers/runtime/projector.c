@@ -655,7 +655,7 @@ static int make_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t 
     return rc;
   for (size_t i = 0; props[i]; i += 2)
     if ((rc = esk_kafka_conf_set(kc, props[i], props[i + 1], err))) goto fail;
-  if ((rc = esk_conf_apply_kafka(conf, kc, err))) goto fail;
+  if ((rc = esk_conf_apply_kafka_client(conf, kc, type, err))) goto fail;
   if (type == RD_KAFKA_CONSUMER) {
     rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
     rd_kafka_conf_set_opaque(kc, opaque);

@@ -67,15 +67,15 @@ static pid_t spawn(const char *projection, const char *group, const char *instan
   snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
   snprintf(a_group, sizeof(a_group), "group.id=%s", group);
   snprintf(a_batch, sizeof(a_batch), "batch.max.events=%s", batch);
-  snprintf(a_inst, sizeof(a_inst), "kafka.group.instance.id=%s", instance ? instance : "");
+  snprintf(a_inst, sizeof(a_inst), "kafka.consumer.group.instance.id=%s", instance ? instance : "");
   char *argv[32];
   int k = 0;
   argv[k++] = PROJECTOR;
   argv[k++] = "--projection";
   argv[k++] = (char *)projection;
   char *xs[] = {a_topic, a_schema, a_group, a_batch, "batch.max.ms=50",
-                "progress.interval.ms=1000", "kafka.session.timeout.ms=6000",
-                "kafka.heartbeat.interval.ms=500", "pg.retry.backoff.max.ms=500", NULL};
+                "progress.interval.ms=1000", "kafka.consumer.session.timeout.ms=6000",
+                "kafka.consumer.heartbeat.interval.ms=500", "pg.retry.backoff.max.ms=500", NULL};
   for (int i = 0; xs[i]; i++) {
     argv[k++] = "-X";
     argv[k++] = xs[i];
@@ -165,7 +165,7 @@ static void check(esk_test_bank_t *bank, const char *projection, size_t n) {
 
 Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fold,
      .init = setup3, .fini = teardown, .timeout = 170) {
-  const int runs = 20, per_run = 1500;
+  const int runs = 20, per_run = 3000;
   const size_t n = (size_t)runs * per_run;
   esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
@@ -185,9 +185,16 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
     cr_assert_eq(esk_test_bank_publish(bank, prod, topic, (size_t)r * per_run,
                                        (size_t)(r + 1) * per_run, &err), ESK_OK, "%s", err.msg);
     cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    pid_t b = spawn("account_balances", g_bal, i_bal, "37");
-    pid_t h = spawn("transaction_history", g_hist, i_hist, "53");
-    sleep_ms(300 + rnd(1700));
+    long long before = positions("account_balances");
+    pid_t b = spawn("account_balances", g_bal, i_bal, "20");
+    pid_t h = spawn("transaction_history", g_hist, i_hist, "30");
+    if (r % 2 == 0) {
+      sleep_ms(rnd(1500)); /* anywhere: start-up, assignment, mid-batch */
+    } else {
+      /* just after a commit of this run: wait for the position to move */
+      for (int i = 0; i < 250 && positions("account_balances") <= before; i++) sleep_ms(20);
+      sleep_ms(rnd(150));
+    }
     kill9(b);
     sleep_ms(rnd(300));
     kill9(h);
@@ -198,7 +205,7 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
   }
   cr_log_info("runs killed with events still to apply: balances %d, history %d", mid_bal,
               mid_hist);
-  cr_expect(mid_bal + mid_hist >= 4,
+  cr_expect(mid_bal + mid_hist >= 10,
             "too few kills landed while events were still being applied (%d, %d): the test "
             "did not exercise crashes mid-stream", mid_bal, mid_hist);
   pid_t b = spawn("account_balances", g_bal, i_bal, "500");
