@@ -18,8 +18,9 @@ const esk_conf_prop_t esk_projector_props[] = {
      "Consumer group; default esk.projection.<projection>."},
     {"topic", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
      "Events topic to read; default <domain>.events."},
-    {"batch.max.events", ESK_CONF_INT, "5000", 1, 1000000, NULL, NULL,
-     "Most events applied in one PostgreSQL transaction."},
+    {"batch.max.events", ESK_CONF_INT, "50000", 1, 1000000, NULL, NULL,
+     "Most events applied in one PostgreSQL transaction (large batches amortise the "
+     "per-aggregate version writes; batch.max.ms bounds the wait when there is no lag)."},
     {"batch.max.ms", ESK_CONF_INT, "200", 1, 60000, NULL, NULL,
      "Longest time a batch waits to fill before it is applied."},
     {"on_error", ESK_CONF_ENUM, "dlq", 0, 0, "dlq,stop", NULL,
@@ -358,6 +359,8 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
     esk_event_t ev = {0};
     esk_error_t why = {0};
     if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) continue;
+    /* Already committed (a retry after part of the batch went in). */
+    if (m->offset < p->parts[m->partition].stored) continue;
     int drc = p->dec.decode(p->dec.self, m, &ev, &why);
     size_t s = vmap_slot(&v, m->key ? m->key : "", m->key_len);
     if (drc == ESK_OK && (!ev.aggregate_id || m->key_len != strlen(ev.aggregate_id) ||
@@ -424,7 +427,8 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   t4 = now_us();
   for (size_t i = 0; i < n; i++) {
     part_t *pt = msgs[i]->partition < p->n_parts ? &p->parts[msgs[i]->partition] : NULL;
-    if (pt && pt->assigned) pt->batch_next = msgs[i]->offset + 1;
+    if (pt && pt->assigned && msgs[i]->offset + 1 > pt->stored)
+      pt->batch_next = msgs[i]->offset + 1;
   }
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
@@ -519,18 +523,28 @@ static void wait_serving(esk_projector_t *p, int ms) {
   }
 }
 
+/* Finds the events that cannot be applied by halving: halves that apply
+ * commit (in order, so positions only move forward), a failing half is split
+ * again, and a single event is applied alone with its poison dead-lettered.
+ * k poison events in n cost about 2k log2(n) transactions. */
+static int apply_bisecting(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n,
+                           esk_error_t *err) {
+  int rc = apply_batch(p, msgs, n, n == 1, err);
+  if (rc != ESK_EPOISON || n == 1) return rc;
+  size_t half = n / 2;
+  if ((rc = apply_bisecting(p, msgs, half, err))) return rc;
+  return apply_bisecting(p, msgs + half, n - half, err);
+}
+
 static int process_batch(esk_projector_t *p, esk_error_t *err) {
   int backoff = 100, paused = 0, rc;
   for (;;) {
     p->rebalanced = 0;
     rc = apply_batch(p, p->batch, p->n_batch, 0, err);
     if (rc == ESK_EPOISON) {
-      /* Find the event that cannot be applied: one transaction per event. */
       ESK_WARN("projector", "msg=\"batch failed on a poison event, isolating\" projection=%s "
                             "events=%zu reason=\"%s\"", p->name, p->n_batch, err->msg);
-      rc = ESK_OK;
-      for (size_t i = 0; i < p->n_batch && rc == ESK_OK; i++)
-        rc = apply_batch(p, &p->batch[i], 1, 1, err);
+      rc = apply_bisecting(p, p->batch, p->n_batch, err);
     }
     if (rc != ESK_ERETRY) break;
     p->stats.pg_retries++;

@@ -80,13 +80,13 @@ static void start(run_t *r, const char *name, const char *schema) {
   memset(r, 0, sizeof(*r));
   r->name = name;
   snprintf(group, sizeof(group), "esk.bench.%s.%s", schema, name);
-  const char *batch = getenv("ESK_BENCH_BATCH") ? getenv("ESK_BENCH_BATCH") : "10000";
+  const char *batch = getenv("ESK_BENCH_BATCH");
   if (esk_conf_new(&r->conf, tables, 2, &err) || esk_conf_load_env(r->conf, &err) ||
       esk_conf_set(r->conf, "topic", topic, "bench", &err) ||
       esk_conf_set(r->conf, "projection", name, "bench", &err) ||
       esk_conf_set(r->conf, "group.id", group, "bench", &err) ||
       esk_conf_set(r->conf, "pg.schema", schema, "bench", &err) ||
-      esk_conf_set(r->conf, "batch.max.events", batch, "bench", &err) ||
+      (batch && esk_conf_set(r->conf, "batch.max.events", batch, "bench", &err)) ||
       esk_conf_set(r->conf, "progress.interval.ms", "5000", "bench", &err) ||
       esk_bank_decoder_new(&r->dec, NULL, &err) ||
       esk_bank_projection_find(name)->create(&r->proj, &err))
@@ -277,7 +277,7 @@ static void drop_schema(const char *schema) {
 }
 
 int main(int argc, char **argv) {
-  /* Environment: ESK_BENCH_BATCH (batch.max.events, default 10000),
+  /* Environment: ESK_BENCH_BATCH (batch.max.events, default: the projector's),
    * ESK_BENCH_PHASES (default "batched,naive,raw,all"), ESK_BENCH_LOG (log level). */
   long n = argc > 1 ? atol(argv[1]) : 1000000;
   if (n < 1000 || argc > 2) {
