@@ -18,9 +18,10 @@ static const char *const migrations[] = {
     "create index account_balances_owner on account_balances (owner_id);",
 };
 
-static int rows(esk_copy_t *c, const esk_event_t *ev, const esk_bank_event_t *b,
-                esk_error_t *err) {
+static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
+                const esk_bank_event_t *b, esk_error_t *err) {
   (void)err;
+  (void)scratch;
   esk_copy_i64(c, b->kind);
   esk_copy_text(c, ev->aggregate_id, -1);
   esk_copy_i64(c, ev->aggregate_version);

@@ -15,8 +15,10 @@ typedef struct esk_bank_proj_spec_s {
   const char *stage_sql; /* creates the temp staging table if missing; NULL: none */
   const char *copy_sql;  /* copy <table> (<columns>) from stdin */
   const char *merge_sql; /* staging table -> read model; NULL: none */
-  /* Appends the rows for one event (zero or more). */
-  int (*rows)(esk_copy_t *c, const esk_event_t *ev, const esk_bank_event_t *b, esk_error_t *err);
+  /* Appends the rows for one event (zero or more); @p scratch is the
+   * instance's to use (kept between calls). */
+  int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
+              esk_error_t *err);
 } esk_bank_proj_spec_t;
 
 int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,

@@ -14,9 +14,10 @@ static const char *const migrations[] = {
     "create index daily_summaries_account on daily_summaries (account_id, day);",
 };
 
-static int rows(esk_copy_t *c, const esk_event_t *ev, const esk_bank_event_t *b,
-                esk_error_t *err) {
+static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
+                const esk_bank_event_t *b, esk_error_t *err) {
   (void)err;
+  (void)scratch;
   if (b->kind != ESK_BANK_MONEY_DEPOSITED && b->kind != ESK_BANK_MONEY_WITHDRAWN) return ESK_OK;
   esk_copy_day_us(c, ev->occurred_at_us);
   esk_copy_text(c, ev->aggregate_id, -1);

@@ -10,12 +10,13 @@
 typedef struct inst_s {
   const esk_bank_proj_spec_t *spec;
   esk_copy_t copy;
+  esk_buf_t scratch;
 } inst_t;
 
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   inst_t *in = self;
   (void)pg;
-  int rc = in->spec->rows(&in->copy, ev, ev->payload, err);
+  int rc = in->spec->rows(&in->copy, &in->scratch, ev, ev->payload, err);
   if (rc == ESK_OK && in->copy.failed)
     rc = esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
                        COPY_BUFFER_MAX);
@@ -48,6 +49,7 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
   if (!in) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   in->spec = spec;
   esk_buf_init(&in->copy.buf, COPY_BUFFER_MAX);
+  esk_buf_init(&in->scratch, (size_t)64 << 20);
   *out = (esk_projection_t){.name = spec->name,
                             .migrations = spec->migrations,
                             .n_migrations = spec->n_migrations,
@@ -62,6 +64,7 @@ void esk_bank_proj_destroy(void *self) {
   inst_t *in = self;
   if (!in) return;
   esk_copy_free(&in->copy);
+  esk_buf_free(&in->scratch);
   free(in);
 }
 

@@ -110,7 +110,7 @@ static void finish(run_t *r) {
  * until every one applied @p n events. */
 static double build(const char *const *names, int k, const char *schema, int64_t n) {
   run_t runs[4];
-  double t0 = now();
+  double t0 = now(), each[4] = {0};
   for (int i = 0; i < k; i++) start(&runs[i], names[i], schema);
   for (;;) {
     int done = 1;
@@ -118,12 +118,16 @@ static double build(const char *const *names, int k, const char *schema, int64_t
       esk_projector_stats_t s;
       esk_projector_stats(runs[i].p, &s);
       if (s.applied + s.skipped + s.dead < n) done = 0;
+      else if (!each[i]) each[i] = now() - t0;
       if (runs[i].rc) die(names[i], &runs[i].err);
     }
     if (done) break;
     usleep(20000);
   }
   double secs = now() - t0;
+  printf("  (done after:");
+  for (int i = 0; i < k; i++) printf(" %s %.1f s", names[i], each[i]);
+  printf(")\n");
   for (int i = 0; i < k; i++) finish(&runs[i]);
   return secs;
 }

@@ -452,12 +452,23 @@ static int expected(esk_test_bank_t *b, const char *proj, size_t upto, lines_t *
       const esk_test_bank_event_t *e = &b->ev[i];
       if (b->skipped[i]) continue;
       event_id(e, id);
-      char amount[24] = "";
+      char amount[24] = "", extra[96];
       if (e->kind != ESK_BANK_ACCOUNT_CLOSED) snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
-      bad = add_line(out, "%s|%d|%s|%s|%d|%" PRId64 "|corr-%zu|cmd-%zu|actor-%d|%s|%d",
+      /* The payload's first text field: description, reason, owner or currency. */
+      if (e->kind == ESK_BANK_MONEY_DEPOSITED) {
+        description(i, extra, sizeof(extra));
+        if (e->writer_version == 1) extra[0] = '\0';
+      } else if (e->kind == ESK_BANK_ACCOUNT_CLOSED) {
+        snprintf(extra, sizeof(extra), "customer request");
+      } else if (e->kind == ESK_BANK_ACCOUNT_OPENED) {
+        snprintf(extra, sizeof(extra), "owner-%d", e->account % 97);
+      } else {
+        snprintf(extra, sizeof(extra), "%s", currency_of(e->account));
+      }
+      bad = add_line(out, "%s|%d|%s|%s|%d|%" PRId64 "|corr-%zu|cmd-%zu|actor-%d|%s|%s",
                      esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version,
                      kind_type(e->kind), id, e->writer_version, e->occurred_at_us, i, i,
-                     e->account % 3, amount, e->version);
+                     e->account % 3, amount, extra);
     }
   } else {
     return -2;
@@ -485,7 +496,8 @@ static const char *query_of(const char *proj) {
            "schema_version, " US("occurred_at") ", correlation_id, causation_id, actor, "
            "coalesce(payload->'amount'->>'minor_units', payload->>'amount', "
            "payload->'initial_deposit'->>'minor_units', ''), "
-           "payload->'meta'->>'aggregate_version') from event_log";
+           "coalesce(payload->>'description', payload->>'reason', payload->>'owner_id', "
+           "payload->>'currency', '-')) from event_log";
   return NULL;
 }
 
