@@ -62,5 +62,8 @@ const esk_bank_proj_spec_t esk_bank_account_balances_spec = {
         "  status = case when a.closed_at is null then b.status else 'closed' end,"
         "  closed_at = coalesce(a.closed_at, b.closed_at), updated_at = a.updated_at"
         " from a where not a.opened and b.account_id = a.account_id",
+    /* Every event sets the account's version: the table is the version guard. */
+    .versions_sql = "select x.ord - 1, b.version from unnest($1::text[]) with ordinality"
+                    " as x(id, ord) join account_balances b on b.account_id = x.id",
     .rows = rows,
 };

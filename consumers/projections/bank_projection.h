@@ -15,11 +15,20 @@ typedef struct esk_bank_proj_spec_s {
   const char *stage_sql; /* creates the temp staging table if missing; NULL: none */
   const char *copy_sql;  /* copy <table> (<columns>) from stdin */
   const char *merge_sql; /* staging table -> read model; NULL: none */
+  /* NULL, or the projection keeps its version guard itself: this query takes
+   * the batch's aggregate ids as $1 (text[]) and returns (index in $1 from 0,
+   * last applied version) for those it has; its merge stores every event's. */
+  const char *versions_sql;
   /* Appends the rows for one event (zero or more); @p scratch is the
    * instance's to use (kept between calls). */
   int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
               esk_error_t *err);
 } esk_bank_proj_spec_t;
+
+/* Runs a versions_sql query (see above) for @p ids into @p versions (0 when
+ * absent), building the text[] parameter in @p scratch. */
+int esk_bank_versions_read(PGconn *pg, const char *sql, esk_buf_t *scratch,
+                           const char *const *ids, size_t n, int64_t *versions, esk_error_t *err);
 
 int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
                          esk_error_t *err);

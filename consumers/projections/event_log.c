@@ -141,5 +141,9 @@ const esk_bank_proj_spec_t esk_bank_event_log_spec = {
                 " event_type, schema_version, occurred_at, correlation_id, causation_id, actor,"
                 " kafka_topic, kafka_partition, kafka_offset, payload) from stdin",
     .merge_sql = NULL,
+    /* Every event is a row: its highest version per aggregate is the guard. */
+    .versions_sql = "select x.ord - 1, (select max(aggregate_version) from event_log e"
+                    " where e.aggregate_id = x.id) from unnest($1::text[]) with ordinality"
+                    " as x(id, ord)",
     .rows = rows,
 };

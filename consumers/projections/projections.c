@@ -3,6 +3,7 @@
 
 #include "bank_projection.h"
 #include "esk/pg.h"
+#include "store.h"
 
 /* Room for the rows of a batch (event_log rows carry the JSON payload). */
 #define COPY_BUFFER_MAX ((size_t)512 << 20)
@@ -38,6 +39,33 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   return ESK_OK;
 }
 
+int esk_bank_versions_read(PGconn *pg, const char *sql, esk_buf_t *scratch,
+                           const char *const *ids, size_t n, int64_t *versions, esk_error_t *err) {
+  int rc = ESK_OK;
+  PGresult *r = NULL;
+  for (size_t i = 0; i < n; i++) versions[i] = 0;
+  if (!n) return ESK_OK;
+  esk_buf_reset(scratch);
+  for (size_t i = 0; i < n && !rc; i++) rc = esk_store_array_add(scratch, ids[i], strlen(ids[i]));
+  if (rc || esk_store_array_end(scratch))
+    return esk_error_set(err, ESK_ENOMEM, "out of memory for %zu aggregate ids", n);
+  const char *params[] = {(const char *)scratch->data};
+  if ((rc = esk_pg_exec(&r, pg, "read aggregate versions", sql, 1, params, err))) return rc;
+  for (int row = 0; row < PQntuples(r); row++) {
+    long long i = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+    if (i >= 0 && (size_t)i < n && !PQgetisnull(r, row, 1))
+      versions[i] = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+  }
+  PQclear(r);
+  return ESK_OK;
+}
+
+static int versions_get_cb(void *self, PGconn *pg, const char *const *ids, size_t n,
+                           int64_t *versions, esk_error_t *err) {
+  inst_t *in = self;
+  return esk_bank_versions_read(pg, in->spec->versions_sql, &in->scratch, ids, n, versions, err);
+}
+
 static void batch_abort_cb(void *self) {
   inst_t *in = self;
   esk_copy_reset(&in->copy);
@@ -56,6 +84,7 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
                             .apply = apply_cb,
                             .batch_end = batch_end_cb,
                             .batch_abort = batch_abort_cb,
+                            .versions_get = spec->versions_sql ? versions_get_cb : NULL,
                             .self = in};
   return ESK_OK;
 }

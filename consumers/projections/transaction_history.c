@@ -12,6 +12,7 @@
 #include "bank_projection.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "store.h"
 #include <time.h>
 
 static const char *const migrations[] = {
@@ -71,8 +72,8 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   hist_t *h = self;
   const esk_bank_event_t *b = ev->payload;
   (void)pg;
-  if (b->kind == ESK_BANK_ACCOUNT_CLOSED || (b->kind == ESK_BANK_ACCOUNT_OPENED && !b->amount))
-    return ESK_OK; /* no money moved */
+  /* Every event is kept (its version goes to the guard); those that move no
+   * money (a close, an opening without deposit) write no history row. */
   if (h->n == h->cap) {
     size_t cap = h->cap ? h->cap * 2 : 4096;
     row_t *r = realloc(h->rows, cap * sizeof(*r));
@@ -87,7 +88,7 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
                          (size_t)ROWS_MAX);
   r->account_len = (uint32_t)strlen(ev->aggregate_id);
   r->version = ev->aggregate_version;
-  r->amount = b->amount;
+  r->amount = b->kind == ESK_BANK_ACCOUNT_CLOSED ? 0 : b->amount;
   r->occurred_at_us = ev->occurred_at_us;
   r->kind = (uint8_t)b->kind;
   h->n++;
@@ -129,33 +130,16 @@ static size_t map_slot(hist_t *h, size_t i, int *added) {
   }
 }
 
-/* Appends @p s to the array literal in @p b, quoted and escaped. */
-static void literal_add(esk_buf_t *b, const char *s, size_t n) {
-  esk_buf_append(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1, NULL);
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '"' || s[i] == '\\') esk_buf_append(b, "\\", 1, NULL);
-    esk_buf_append(b, &s[i], 1, NULL);
-  }
-  esk_buf_append(b, "\"", 1, NULL);
-}
-
-static void literal_i64(esk_buf_t *b, int64_t v) {
-  char t[24];
-  int n = snprintf(t, sizeof(t), "%" PRId64, v);
-  literal_add(b, t, (size_t)n);
-}
-
 /* Stores the batch's last balance and version of each account. */
 static int store_balances(hist_t *h, PGconn *pg, esk_error_t *err) {
+  int rc = ESK_OK;
   esk_buf_reset(&h->vers);
   esk_buf_reset(&h->bals);
-  esk_buf_append(&h->vers, "{", 1, NULL);
-  esk_buf_append(&h->bals, "{", 1, NULL);
-  for (size_t i = 0; i < h->n_order; i++) {
-    literal_i64(&h->vers, h->version[h->order[i]]);
-    literal_i64(&h->bals, h->balance[h->order[i]]);
+  for (size_t i = 0; i < h->n_order && !rc; i++) {
+    rc = esk_store_array_add_i64(&h->vers, h->version[h->order[i]]);
+    if (!rc) rc = esk_store_array_add_i64(&h->bals, h->balance[h->order[i]]);
   }
-  if (esk_buf_append(&h->vers, "}", 2, NULL) || esk_buf_append(&h->bals, "}", 2, NULL))
+  if (rc || esk_store_array_end(&h->vers) || esk_store_array_end(&h->bals))
     return esk_error_set(err, ESK_ENOMEM, "out of memory");
   const char *params[] = {(const char *)h->ids.data, (const char *)h->vers.data,
                           (const char *)h->bals.data};
@@ -200,13 +184,12 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   memset(h->slots, 0, h->map_cap * sizeof(*h->slots));
   h->n_order = 0;
   esk_buf_reset(&h->ids);
-  esk_buf_append(&h->ids, "{", 1, NULL);
-  for (size_t i = 0; i < h->n; i++) {
+  for (size_t i = 0; i < h->n && !rc; i++) {
     int added = 0;
     h->rows[i].slot = map_slot(h, i, &added);
-    if (added) literal_add(&h->ids, str(h, h->rows[i].account), h->rows[i].account_len);
+    if (added) rc = esk_store_array_add(&h->ids, str(h, h->rows[i].account), h->rows[i].account_len);
   }
-  if (esk_buf_append(&h->ids, "}", 2, NULL)) { /* with the NUL */
+  if (rc || esk_store_array_end(&h->ids)) {
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
     goto done;
   }
@@ -233,6 +216,8 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
     row_t *r = &h->rows[i];
     h->balance[r->slot] += r->kind == ESK_BANK_MONEY_WITHDRAWN ? -r->amount : r->amount;
     h->version[r->slot] = r->version;
+    if (r->kind == ESK_BANK_ACCOUNT_CLOSED || (r->kind == ESK_BANK_ACCOUNT_OPENED && !r->amount))
+      continue;
     esk_copy_text(&h->copy, str(h, r->event_id), -1);
     esk_copy_text(&h->copy, str(h, r->account), r->account_len);
     esk_copy_i64(&h->copy, r->version);
@@ -262,6 +247,17 @@ done:
 }
 
 static void batch_abort_cb(void *self) { reset(self); }
+
+/* The guard's versions: transaction_history_balances has every event's. */
+static int versions_get_cb(void *self, PGconn *pg, const char *const *ids, size_t n,
+                           int64_t *versions, esk_error_t *err) {
+  hist_t *h = self;
+  return esk_bank_versions_read(pg,
+                                "select x.ord - 1, b.version from unnest($1::text[]) with "
+                                "ordinality as x(id, ord) join transaction_history_balances b "
+                                "on b.account_id = x.id",
+                                &h->vers, ids, n, versions, err);
+}
 
 void esk_bank_transaction_history_destroy(void *self) {
   hist_t *h = self;
@@ -293,6 +289,7 @@ int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err)
                             .apply = apply_cb,
                             .batch_end = batch_end_cb,
                             .batch_abort = batch_abort_cb,
+                            .versions_get = versions_get_cb,
                             .self = h};
   return ESK_OK;
 }

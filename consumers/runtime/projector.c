@@ -303,7 +303,10 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
     list[k] = v->ids[s];
     slots[k++] = s;
   }
-  if ((rc = esk_store_versions_get(p->pg, p->name, list, k, vers, err))) goto cleanup;
+  rc = p->proj.versions_get
+           ? p->proj.versions_get(p->proj.self, p->pg, list, k, vers, err)
+           : esk_store_versions_get(p->pg, p->name, list, k, vers, err);
+  if (rc) goto cleanup;
   for (size_t i = 0; i < k; i++) v->stored[slots[i]] = v->current[slots[i]] = vers[i];
 cleanup:
   free(list);
@@ -313,6 +316,7 @@ cleanup:
 }
 
 static int vmap_store(esk_projector_t *p, const vmap_t *v, esk_error_t *err) {
+  if (p->proj.versions_get) return ESK_OK; /* the projection stored them in batch_end() */
   size_t k = 0;
   const char **ids = calloc(v->cap, sizeof(*ids));
   int64_t *vers = calloc(v->cap, sizeof(*vers));

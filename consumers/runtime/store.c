@@ -130,32 +130,48 @@ int esk_store_position_cas(PGconn *pg, const char *projection, const char *topic
   return ESK_OK;
 }
 
-/* Bulk parameters travel as PostgreSQL array literals ("{"a","b\\"c"}"):
- * each element quoted and escaped, nothing spliced into SQL, and cheaper for
- * the server to read than JSON. */
-static int literal_add(esk_buf_t *b, const char *s, size_t n) {
-  int rc = esk_buf_append(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1, NULL);
+/* Bulk parameters travel as PostgreSQL array literals: nothing spliced into
+ * SQL, and cheaper for the server to read than JSON. */
+static int array_open(esk_buf_t *b) {
+  return b->len ? esk_buf_append(b, ",", 1, NULL) : esk_buf_append(b, "{", 1, NULL);
+}
+
+int esk_store_array_add(esk_buf_t *b, const char *s, size_t n) {
+  int rc = array_open(b);
+  if (!rc) rc = esk_buf_append(b, "\"", 1, NULL);
+  size_t run = 0;
   for (size_t i = 0; i < n && !rc; i++) {
-    if (s[i] == '"' || s[i] == '\\') rc = esk_buf_append(b, "\\", 1, NULL);
-    if (!rc) rc = esk_buf_append(b, &s[i], 1, NULL);
+    if (s[i] != '"' && s[i] != '\\') continue;
+    rc = esk_buf_append(b, s + run, i - run, NULL);
+    if (!rc) rc = esk_buf_append(b, "\\", 1, NULL);
+    run = i;
   }
+  if (!rc) rc = esk_buf_append(b, s + run, n - run, NULL);
   return rc ? rc : esk_buf_append(b, "\"", 1, NULL);
 }
 
-static int ids_literal(esk_buf_t *b, const char *const *ids, size_t n) {
-  int rc = esk_buf_append(b, "{", 1, NULL);
-  for (size_t i = 0; i < n && !rc; i++) rc = literal_add(b, ids[i], strlen(ids[i]));
+int esk_store_array_add_i64(esk_buf_t *b, int64_t v) {
+  char t[24];
+  int k = snprintf(t, sizeof(t), "%lld", (long long)v);
+  int rc = array_open(b);
+  return rc ? rc : esk_buf_append(b, t, (size_t)k, NULL);
+}
+
+int esk_store_array_end(esk_buf_t *b) {
+  int rc = b->len ? ESK_OK : esk_buf_append(b, "{", 1, NULL);
   return rc ? rc : esk_buf_append(b, "}", 2, NULL); /* with the NUL */
 }
 
+static int ids_literal(esk_buf_t *b, const char *const *ids, size_t n) {
+  int rc = ESK_OK;
+  for (size_t i = 0; i < n && !rc; i++) rc = esk_store_array_add(b, ids[i], strlen(ids[i]));
+  return rc ? rc : esk_store_array_end(b);
+}
+
 static int versions_literal(esk_buf_t *b, const int64_t *v, size_t n) {
-  int rc = esk_buf_append(b, "{", 1, NULL);
-  for (size_t i = 0; i < n && !rc; i++) {
-    char t[24];
-    int k = snprintf(t, sizeof(t), "%s%lld", i ? "," : "", (long long)v[i]);
-    rc = esk_buf_append(b, t, (size_t)k, NULL);
-  }
-  return rc ? rc : esk_buf_append(b, "}", 2, NULL);
+  int rc = ESK_OK;
+  for (size_t i = 0; i < n && !rc; i++) rc = esk_store_array_add_i64(b, v[i]);
+  return rc ? rc : esk_store_array_end(b);
 }
 
 int esk_store_versions_get(PGconn *pg, const char *projection, const char *const *ids,
