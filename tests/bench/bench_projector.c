@@ -320,33 +320,40 @@ int main(int argc, char **argv) {
   static const char *const two[] = {"account_balances", "transaction_history"};
   static const char *const four[] = {"account_balances", "transaction_history",
                                      "daily_summaries", "event_log"};
+  /* The batched run always happens: the raw COPY copies its rows. */
   double t_batched = build(two, 2, s_batched, n);
-  if (!strstr(phases, "naive")) n_naive = 0;
   double r_batched = n / t_batched;
   printf("%-34s %8.2f s  %10.0f events/s\n", "batched: balances + history", t_batched,
          r_batched);
 
-  double t_naive = n_naive ? naive(s_naive, n_naive) : 1;
-  double r_naive = n_naive / t_naive;
-  printf("%-34s %8.2f s  %10.0f events/s  (first %ld events)\n",
-         "naive: one transaction per event", t_naive, r_naive, n_naive);
+  double r_naive = 0, r_raw = 0, t_all = 0;
+  if (strstr(phases, "naive")) {
+    double t = naive(s_naive, n_naive);
+    r_naive = n_naive / t;
+    printf("%-34s %8.2f s  %10.0f events/s  (first %ld events)\n",
+           "naive: one transaction per event", t, r_naive, n_naive);
+  }
+  if (strstr(phases, "raw")) {
+    size_t rows_h = 0, rows_b = 0;
+    double t = copy_table(s_batched, s_raw, "transaction_history",
+                          esk_bank_transaction_history_spec.migrations[0], &rows_h) +
+               copy_table(s_batched, s_raw, "account_balances",
+                          esk_bank_account_balances_spec.migrations[0], &rows_b);
+    r_raw = n / t;
+    printf("%-34s %8.2f s  %10.0f events/s  (%zu history + %zu balance rows)\n",
+           "raw COPY of the same rows", t, r_raw, rows_h, rows_b);
+  }
+  if (strstr(phases, "all")) {
+    t_all = build(four, 4, s_all, n);
+    printf("%-34s %8.2f s  %10.0f events/s\n", "all four read models at once", t_all,
+           n / t_all);
+  }
 
-  size_t rows_h = 0, rows_b = 0;
-  double t_raw = !strstr(phases, "raw") ? 1e9 : copy_table(s_batched, s_raw, "transaction_history",
-                            esk_bank_transaction_history_spec.migrations[0], &rows_h) +
-                 copy_table(s_batched, s_raw, "account_balances",
-                            esk_bank_account_balances_spec.migrations[0], &rows_b);
-  double r_raw = n / t_raw;
-  printf("%-34s %8.2f s  %10.0f events/s  (%zu history + %zu balance rows)\n",
-         "raw COPY of the same rows", t_raw, r_raw, rows_h, rows_b);
-
-  double t_all = strstr(phases, "all") ? build(four, 4, s_all, n) : 0;
-  printf("%-34s %8.2f s  %10.0f events/s\n", "all four read models at once", t_all, n / t_all);
-
-  printf("\nratios: batched/naive x%.1f (goal >= 20), batched/raw COPY %.2f (goal >= 0.2), "
-         "batched %s 50k events/s, all four %s 30 s%s\n",
-         r_batched / r_naive, r_batched / r_raw, r_batched >= 50000 ? ">=" : "<",
-         t_all <= 30 ? "<=" : ">", n == 1000000 ? "" : " (goals are for 1M events)");
+  printf("\nbatched %.0f events/s (goal >= 50000)", r_batched);
+  if (r_naive > 0) printf(", x%.1f naive (goal >= 20)", r_batched / r_naive);
+  if (r_raw > 0) printf(", %.2f of raw COPY (goal >= 0.2)", r_batched / r_raw);
+  if (t_all > 0) printf(", all four in %.1f s (goal <= 30 s)", t_all);
+  printf("%s\n", n == 1000000 ? "" : "; the goals are for 1M events");
 
   drop_schema(s_batched);
   drop_schema(s_naive);
