@@ -17,7 +17,6 @@
  * all four models from 1M events in <= 30 s. Each run uses its own topic,
  * groups and PostgreSQL schemas, dropped at the end. */
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,71 +54,32 @@ static void unique(char *buf, size_t size, const char *prefix) {
 
 /* ------------------------------------------------------------ projectors --- */
 
-typedef struct run_s {
-  const char *name;
-  esk_conf_t *conf;
-  esk_bank_decoder_t *dec;
-  esk_projection_t proj;
-  esk_projector_t *p;
-  pthread_t thread;
-  volatile sig_atomic_t stop;
-  int rc;
-  esk_error_t err;
-} run_t;
-
-static void *runner(void *arg) {
-  run_t *r = arg;
-  r->rc = esk_projector_run(r->p, &r->stop, &r->err);
-  return NULL;
-}
-
-static void start(run_t *r, const char *name, const char *schema) {
-  static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props};
+static esk_test_projector_t *start(const char *name, const char *schema) {
+  esk_test_projector_t *t = NULL;
   esk_error_t err = {0};
   char group[160];
-  memset(r, 0, sizeof(*r));
-  r->name = name;
   snprintf(group, sizeof(group), "esk.bench.%s.%s", schema, name);
   const char *batch = getenv("ESK_BENCH_BATCH");
-  if (esk_conf_new(&r->conf, tables, 2, &err) || esk_conf_load_env(r->conf, &err) ||
-      esk_conf_set(r->conf, "topic", topic, "bench", &err) ||
-      esk_conf_set(r->conf, "projection", name, "bench", &err) ||
-      esk_conf_set(r->conf, "group.id", group, "bench", &err) ||
-      esk_conf_set(r->conf, "pg.schema", schema, "bench", &err) ||
-      (batch && esk_conf_set(r->conf, "batch.max.events", batch, "bench", &err)) ||
-      esk_conf_set(r->conf, "progress.interval.ms", "5000", "bench", &err) ||
-      esk_bank_decoder_new(&r->dec, NULL, &err) ||
-      esk_bank_projection_find(name)->create(&r->proj, &err))
-    die(name, &err);
-  esk_decoder_t d = esk_bank_decoder(r->dec);
-  if (esk_projector_new(&r->p, r->conf, &r->proj, &d, &err)) die(name, &err);
-  pthread_create(&r->thread, NULL, runner, r);
-}
-
-static void finish(run_t *r) {
-  r->stop = 1;
-  pthread_join(r->thread, NULL);
-  if (r->rc) die(r->name, &r->err);
-  esk_projector_destroy(r->p);
-  esk_bank_projection_destroy(&r->proj);
-  esk_bank_decoder_destroy(r->dec);
-  esk_conf_destroy(r->conf);
+  const char *kv[] = {"progress.interval.ms", "5000", batch ? "batch.max.events" : NULL, batch,
+                      NULL};
+  if (esk_test_projector_start(&t, name, topic, schema, group, 0, kv, &err)) die(name, &err);
+  return t;
 }
 
 /* Starts the named projections at once in @p schema; returns the seconds
  * until every one applied @p n events. */
 static double build(const char *const *names, int k, const char *schema, int64_t n) {
-  run_t runs[4];
+  esk_test_projector_t *runs[4];
+  esk_error_t err = {0};
   double t0 = now(), each[4] = {0};
-  for (int i = 0; i < k; i++) start(&runs[i], names[i], schema);
+  for (int i = 0; i < k; i++) runs[i] = start(names[i], schema);
   for (;;) {
     int done = 1;
     for (int i = 0; i < k; i++) {
       esk_projector_stats_t s;
-      esk_projector_stats(runs[i].p, &s);
+      if (esk_test_projector_stats(runs[i], &s, &err)) die(names[i], &err);
       if (s.applied + s.skipped + s.dead < n) done = 0;
       else if (!each[i]) each[i] = now() - t0;
-      if (runs[i].rc) die(names[i], &runs[i].err);
     }
     if (done) break;
     usleep(20000);
@@ -128,7 +88,8 @@ static double build(const char *const *names, int k, const char *schema, int64_t
   printf("  (done after:");
   for (int i = 0; i < k; i++) printf(" %s %.1f s", names[i], each[i]);
   printf(")\n");
-  for (int i = 0; i < k; i++) finish(&runs[i]);
+  for (int i = 0; i < k; i++)
+    if (esk_test_projector_stop(runs[i], NULL, &err)) die(names[i], &err);
   return secs;
 }
 

@@ -40,11 +40,7 @@ static void setup3(void) { setup_parts(3); }
 static void setup6(void) { setup_parts(6); }
 
 static void teardown(void) {
-  PGconn *pg = esk_test_pg_connect();
-  char sql[128];
-  snprintf(sql, sizeof(sql), "drop schema if exists \"%s\" cascade", schema);
-  PQclear(PQexec(pg, sql));
-  PQfinish(pg);
+  esk_test_drop_schema(schema);
   esk_test_delete_topic(topic);
 }
 
@@ -117,14 +113,6 @@ static void kill9(pid_t pid) {
   waitpid(pid, &st, 0);
 }
 
-static PGconn *pg_in_schema(void) {
-  PGconn *pg = esk_test_pg_connect();
-  char sql[128];
-  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", schema);
-  PQclear(PQexec(pg, sql));
-  return pg;
-}
-
 /* Sum of the stored next offsets of @p projection (0 when none yet). A
  * failing query (the schema is not created yet, PostgreSQL restarting) is -1. */
 static long long positions(const char *projection) {
@@ -155,9 +143,20 @@ static void wait_caught_up(const char *projection, long long total, int seconds)
                total, logpath);
 }
 
+/* Publishes the next @p step events (from *sent), then waits @p ms. */
+static void publish_step(esk_test_bank_t *bank, rd_kafka_t *prod, size_t *sent, size_t step,
+                         size_t n, long ms) {
+  esk_error_t err = {0};
+  size_t to = *sent + step < n ? *sent + step : n;
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, *sent, to, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  *sent = to;
+  sleep_ms(ms);
+}
+
 static void check(esk_test_bank_t *bank, const char *projection, size_t n) {
   esk_error_t err = {0};
-  PGconn *pg = pg_in_schema();
+  PGconn *pg = esk_test_pg_connect_schema(schema);
   cr_expect_eq(esk_test_bank_check(bank, pg, projection, n, &err), ESK_OK, "%s (log: %s)",
                err.msg, logpath);
   PQfinish(pg);
@@ -235,11 +234,7 @@ Test(projector_faults, two_instances_under_a_rebalance_storm_apply_everything_ex
   int tick = 0;
   /* Events keep arriving while an instance joins or leaves every ~2 s. */
   while (sent < n) {
-    size_t to = sent + step < n ? sent + step : n;
-    cr_assert_eq(esk_test_bank_publish(bank, prod, topic, sent, to, &err), ESK_OK, "%s", err.msg);
-    rd_kafka_flush(prod, 30000);
-    sent = to;
-    sleep_ms(250);
+    publish_step(bank, prod, &sent, step, n, 250);
     if (++tick % 8 == 0) {
       switch ((tick / 8) % 4) {
       case 1: b = spawn("transaction_history", group, NULL, "100"); break;
@@ -272,11 +267,7 @@ Test(projector_faults, a_postgresql_restart_mid_run_loses_and_repeats_nothing, .
   size_t sent = 0;
   int restarted = 0;
   while (sent < n) {
-    size_t to = sent + step < n ? sent + step : n;
-    cr_assert_eq(esk_test_bank_publish(bank, prod, topic, sent, to, &err), ESK_OK, "%s", err.msg);
-    rd_kafka_flush(prod, 30000);
-    sent = to;
-    sleep_ms(200);
+    publish_step(bank, prod, &sent, step, n, 200);
     if (!restarted && sent >= n / 2) {
       cr_assert_eq(system(STACK " restart-pg >/dev/null 2>&1"), 0, "%s restart-pg failed", STACK);
       restarted = 1;

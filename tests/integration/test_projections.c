@@ -6,7 +6,6 @@
  * is applied. Each test has its own topic, groups and PostgreSQL schema. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,82 +32,35 @@ static void setup(void) {
   esk_test_create_topic(topic, N_PARTS);
 }
 
-static void teardown(void) {
-  PGconn *pg = esk_test_pg_connect();
-  char sql[128];
-  snprintf(sql, sizeof(sql), "drop schema if exists \"%s\" cascade", schema);
-  PQclear(PQexec(pg, sql));
-  PQfinish(pg);
-}
+static void teardown(void) { esk_test_drop_schema(schema); }
 
-typedef struct run_s {
-  const char *name;
-  esk_conf_t *conf;
-  esk_bank_decoder_t *dec;
-  esk_projection_t proj;
-  esk_projector_t *p;
-  pthread_t thread;
-  volatile sig_atomic_t stop;
-  int rc;
-  esk_error_t err;
-} run_t;
-
-static void *runner(void *arg) {
-  run_t *r = arg;
-  r->rc = esk_projector_run(r->p, &r->stop, &r->err);
-  return NULL;
-}
-
-static void start(run_t *r, const char *name, const char *batch_max, size_t max_bytes) {
-  static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props};
+static esk_test_projector_t *start(const char *name, const char *batch_max, size_t max_bytes) {
+  esk_test_projector_t *t = NULL;
   esk_error_t err = {0};
   char group[128];
-  memset(r, 0, sizeof(*r));
-  r->name = name;
   esk_test_unique_name(group, sizeof(group), "esk.test.group");
-  cr_assert_eq(esk_conf_new(&r->conf, tables, 2, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_conf_load_env(r->conf, &err), ESK_OK, "%s", err.msg);
-  const char *kv[][2] = {{"topic", topic}, {"projection", name}, {"group.id", group},
-                         {"pg.schema", schema}, {"batch.max.ms", "100"},
-                         {"batch.max.events", batch_max}};
-  for (size_t i = 0; i < sizeof(kv) / sizeof(*kv); i++)
-    cr_assert_eq(esk_conf_set(r->conf, kv[i][0], kv[i][1], "test", &err), ESK_OK, "%s", err.msg);
-  esk_codec_limits_t limits = {.max_message_bytes = max_bytes};
-  cr_assert_eq(esk_bank_decoder_new(&r->dec, &limits, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_bank_projection_find(name)->create(&r->proj, &err), ESK_OK, "%s", err.msg);
-  esk_decoder_t d = esk_bank_decoder(r->dec);
-  cr_assert_eq(esk_projector_new(&r->p, r->conf, &r->proj, &d, &err), ESK_OK, "%s", err.msg);
-  pthread_create(&r->thread, NULL, runner, r);
+  const char *kv[] = {"batch.max.ms", "100", "batch.max.events", batch_max, NULL};
+  cr_assert_eq(esk_test_projector_start(&t, name, topic, schema, group, max_bytes, kv, &err),
+               ESK_OK, "%s", err.msg);
+  return t;
 }
 
-static void wait_for(run_t *r, int64_t applied, int64_t dead) {
+static void wait_for(esk_test_projector_t *t, const char *name, int64_t applied, int64_t dead) {
   esk_projector_stats_t s = {0};
+  esk_error_t err = {0};
   for (int i = 0; i < 900; i++) {
-    esk_projector_stats(r->p, &s);
+    cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "%s stopped: %s", name, err.msg);
     if (s.applied >= applied && s.dead >= dead) return;
     usleep(100000);
   }
-  cr_assert_fail("%s stuck: applied %" PRId64 "/%" PRId64 ", dead %" PRId64 "/%" PRId64, r->name,
+  cr_assert_fail("%s stuck: applied %" PRId64 "/%" PRId64 ", dead %" PRId64 "/%" PRId64, name,
                  s.applied, applied, s.dead, dead);
 }
 
-static void finish(run_t *r, esk_projector_stats_t *s) {
-  r->stop = 1;
-  pthread_join(r->thread, NULL);
-  cr_assert_eq(r->rc, ESK_OK, "%s ended with %s: %s", r->name, esk_error_name(r->rc), r->err.msg);
-  if (s) esk_projector_stats(r->p, s);
-  esk_projector_destroy(r->p);
-  esk_bank_projection_destroy(&r->proj);
-  esk_bank_decoder_destroy(r->dec);
-  esk_conf_destroy(r->conf);
-}
-
-static PGconn *pg_in_schema(void) {
-  PGconn *pg = esk_test_pg_connect();
-  char sql[128];
-  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", schema);
-  PQclear(PQexec(pg, sql));
-  return pg;
+static void finish(esk_test_projector_t *t, const char *name, esk_projector_stats_t *s) {
+  esk_error_t err = {0};
+  int rc = esk_test_projector_stop(t, s, &err);
+  cr_assert_eq(rc, ESK_OK, "%s ended with %s: %s", name, esk_error_name(rc), err.msg);
 }
 
 static const char *const models[] = {"account_balances", "transaction_history",
@@ -129,14 +81,14 @@ Test(projections, every_read_model_equals_the_fold_and_duplicates_change_nothing
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, 300, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
-  run_t runs[4];
-  for (int i = 0; i < 4; i++) start(&runs[i], models[i], "500", 0);
-  PGconn *pg = pg_in_schema();
+  esk_test_projector_t *runs[4];
+  for (int i = 0; i < 4; i++) runs[i] = start(models[i], "500", 0);
+  PGconn *pg = esk_test_pg_connect_schema(schema);
   for (int i = 0; i < 4; i++) {
     esk_projector_stats_t s;
-    wait_for(&runs[i], (int64_t)n, 0);
+    wait_for(runs[i], models[i], (int64_t)n, 0);
     usleep(300000);
-    finish(&runs[i], &s);
+    finish(runs[i], models[i], &s);
     cr_expect_eq(s.applied, (int64_t)n, "%s applied %" PRId64, models[i], s.applied);
     cr_expect_eq(s.skipped, 700, "%s skipped %" PRId64 " duplicates", models[i], s.skipped);
     cr_expect_eq(s.dead, 0, "%s dead-lettered %" PRId64, models[i], s.dead);
@@ -145,6 +97,26 @@ Test(projections, every_read_model_equals_the_fold_and_duplicates_change_nothing
   PQfinish(pg);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
+}
+
+typedef struct dlq_count_s {
+  int fp, trunc, magic, big;
+} dlq_count_t;
+
+static void count_dead_letter(const rd_kafka_message_t *m, void *arg) {
+  dlq_count_t *c = arg;
+  char v[600];
+  cr_assert_str_eq(esk_test_header(m, "esk.dlq.topic", v, sizeof(v)), topic);
+  cr_assert_str_eq(esk_test_header(m, "esk.dlq.error", v, sizeof(v)), "ESK_EPOISON");
+  int part = atoi(esk_test_header(m, "esk.dlq.partition", v, sizeof(v)));
+  cr_assert(v[0] && part >= 0 && part < N_PARTS, "partition header '%s'", v);
+  cr_assert(esk_test_header(m, "esk.dlq.offset", v, sizeof(v))[0] && atoll(v) >= 0);
+  esk_test_header(m, "esk.dlq.reason", v, sizeof(v));
+  cr_log_info("dead letter: %s", v);
+  if (strstr(v, "fingerprint")) c->fp++;
+  else if (strstr(v, "over the limit")) c->big++;
+  else if (strstr(v, "magic")) c->magic++;
+  else c->trunc++;
 }
 
 /* A v3 deposit's bytes with the fingerprint changed: no schema has it. */
@@ -208,68 +180,25 @@ Test(projections, poison_events_go_to_the_dlq_and_everything_after_them_is_appli
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 300, n, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
-  run_t r;
   esk_projector_stats_t s;
-  start(&r, "account_balances", "100", 2048);
-  wait_for(&r, (int64_t)n, 15);
+  esk_test_projector_t *t = start("account_balances", "100", 2048);
+  wait_for(t, "account_balances", (int64_t)n, 15);
   usleep(300000);
-  finish(&r, &s);
+  finish(t, "account_balances", &s);
   cr_expect_eq(s.applied, (int64_t)n);
   cr_expect_eq(s.dead, 15);
-  PGconn *pg = pg_in_schema();
+  PGconn *pg = esk_test_pg_connect_schema(schema);
   cr_expect_eq(esk_test_bank_check(bank, pg, "account_balances", n, &err), ESK_OK, "%s", err.msg);
   PQfinish(pg);
 
   /* The DLQ holds the 15, each naming its error and where it came from. */
-  rd_kafka_conf_t *cc = NULL;
-  char errstr[256], dlq[192], group[96];
+  char dlq[192];
   snprintf(dlq, sizeof(dlq), "%s.dlq.account_balances", topic);
-  esk_test_unique_name(group, sizeof(group), "esk.test.dlqreader");
-  cr_assert_eq(esk_kafka_conf_new(&cc, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK);
-  esk_kafka_conf_set(cc, "group.id", group, &err);
-  esk_kafka_conf_set(cc, "auto.offset.reset", "earliest", &err);
-  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, sizeof(errstr));
-  rd_kafka_poll_set_consumer(c);
-  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(sub, dlq, RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(c, sub);
-  rd_kafka_topic_partition_list_destroy(sub);
-  int got = 0, fp = 0, trunc = 0, magic = 0, big_n = 0;
-  for (int i = 0; i < 40 && got < 15; i++) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
-    if (!m) continue;
-    if (!m->err) {
-      rd_kafka_headers_t *h = NULL;
-      const void *hv;
-      size_t hn;
-      char reason[600] = "", part[16] = "", off[32] = "";
-      cr_assert_eq(rd_kafka_message_headers(m, &h), RD_KAFKA_RESP_ERR_NO_ERROR);
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.topic", &hv, &hn), 0);
-      cr_assert(hn == strlen(topic) && !memcmp(hv, topic, hn));
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.error", &hv, &hn), 0);
-      cr_assert(hn == strlen("ESK_EPOISON") && !memcmp(hv, "ESK_EPOISON", hn));
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.partition", &hv, &hn), 0);
-      snprintf(part, sizeof(part), "%.*s", (int)hn, (const char *)hv);
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.offset", &hv, &hn), 0);
-      snprintf(off, sizeof(off), "%.*s", (int)hn, (const char *)hv);
-      cr_assert(atoi(off) >= 0 && atoi(part) >= 0 && atoi(part) < N_PARTS, "%s %s", part, off);
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.reason", &hv, &hn), 0);
-      snprintf(reason, sizeof(reason), "%.*s", (int)hn, (const char *)hv);
-      if (strstr(reason, "fingerprint")) fp++;
-      else if (strstr(reason, "over the limit")) big_n++;
-      else if (strstr(reason, "magic")) magic++;
-      else trunc++;
-      cr_log_info("dead letter: %s", reason);
-      got++;
-    }
-    rd_kafka_message_destroy(m);
-  }
-  cr_expect_eq(got, 15);
-  cr_expect(fp == 3 && trunc == 6 && magic == 3 && big_n == 3,
-            "fingerprint %d truncated or malformed %d magic %d oversized %d", fp, trunc, magic,
-            big_n);
-  rd_kafka_consumer_close(c);
-  rd_kafka_destroy(c);
+  dlq_count_t c = {0};
+  cr_expect_eq(esk_test_consume(dlq, 15, 40, count_dead_letter, &c), 15);
+  cr_expect(c.fp == 3 && c.trunc == 6 && c.magic == 3 && c.big == 3,
+            "fingerprint %d truncated or malformed %d magic %d oversized %d", c.fp, c.trunc,
+            c.magic, c.big);
   free(v);
   free(ok);
   free(oversized);

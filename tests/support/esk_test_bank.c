@@ -534,3 +534,94 @@ cleanup:
   free_lines(&got);
   return rc;
 }
+
+/* ------------------------------------------- a projector in a thread --- */
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "esk/conf.h"
+#include "projections.h"
+
+struct esk_test_projector_s {
+  esk_conf_t *conf;
+  esk_bank_decoder_t *dec;
+  esk_projection_t proj;
+  esk_projector_t *p;
+  pthread_t thread;
+  int started;
+  volatile sig_atomic_t stop;
+  volatile int ended;
+  int rc;
+  esk_error_t err;
+};
+
+static void *projector_thread(void *arg) {
+  esk_test_projector_t *t = arg;
+  t->rc = esk_projector_run(t->p, &t->stop, &t->err);
+  t->ended = 1;
+  return NULL;
+}
+
+static void projector_free(esk_test_projector_t *t) {
+  esk_projector_destroy(t->p);
+  esk_bank_projection_destroy(&t->proj);
+  esk_bank_decoder_destroy(t->dec);
+  esk_conf_destroy(t->conf);
+  free(t);
+}
+
+int esk_test_projector_start(esk_test_projector_t **out, const char *name, const char *topic,
+                             const char *schema, const char *group, size_t max_bytes,
+                             const char *const *kv, esk_error_t *err) {
+  static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props};
+  const esk_bank_projection_def_t *def = esk_bank_projection_find(name);
+  esk_test_projector_t *t = calloc(1, sizeof(*t));
+  int rc;
+  if (!t) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  if (!def) {
+    free(t);
+    return esk_error_set(err, ESK_EINVAL, "no projection '%s'", name);
+  }
+  esk_codec_limits_t limits = {.max_message_bytes = max_bytes};
+  if ((rc = esk_conf_new(&t->conf, tables, 2, err)) || (rc = esk_conf_load_env(t->conf, err)) ||
+      (rc = esk_conf_set(t->conf, "topic", topic, "test", err)) ||
+      (rc = esk_conf_set(t->conf, "projection", name, "test", err)) ||
+      (rc = esk_conf_set(t->conf, "group.id", group, "test", err)) ||
+      (rc = esk_conf_set(t->conf, "pg.schema", schema, "test", err)))
+    goto fail;
+  for (size_t i = 0; kv && kv[i]; i += 2)
+    if ((rc = esk_conf_set(t->conf, kv[i], kv[i + 1], "test", err))) goto fail;
+  if ((rc = esk_bank_decoder_new(&t->dec, &limits, err)) || (rc = def->create(&t->proj, err)))
+    goto fail;
+  esk_decoder_t d = esk_bank_decoder(t->dec);
+  if ((rc = esk_projector_new(&t->p, t->conf, &t->proj, &d, err))) goto fail;
+  if (pthread_create(&t->thread, NULL, projector_thread, t)) {
+    rc = esk_error_set(err, ESK_EFATAL, "cannot start a thread");
+    goto fail;
+  }
+  *out = t;
+  return ESK_OK;
+fail:
+  projector_free(t);
+  return rc;
+}
+
+int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err) {
+  esk_projector_stats(t->p, s);
+  if (t->ended && t->rc) {
+    if (err) *err = t->err;
+    return t->rc;
+  }
+  return ESK_OK;
+}
+
+int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err) {
+  t->stop = 1;
+  pthread_join(t->thread, NULL);
+  int rc = t->rc;
+  if (rc && err) *err = t->err;
+  if (s) esk_projector_stats(t->p, s);
+  projector_free(t);
+  return rc;
+}

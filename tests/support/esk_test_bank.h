@@ -70,3 +70,26 @@ int esk_test_bank_check(esk_test_bank_t *b, PGconn *pg, const char *projection, 
 void esk_test_bank_skip(esk_test_bank_t *b, size_t i);
 
 #endif
+
+/* ------------------------------------------- a projector in a thread --- */
+
+#include "projector.h"
+
+typedef struct esk_test_projector_s esk_test_projector_t;
+
+/**
+ * @brief Starts bank projection @p name (esk-projector's code, in a thread)
+ *        on @p topic, in PostgreSQL schema @p schema, as consumer group @p group.
+ * @param max_bytes the decoder's value limit (0: default).
+ * @param kv NULL or a NULL-terminated list of extra key, value pairs.
+ */
+int esk_test_projector_start(esk_test_projector_t **out, const char *name, const char *topic,
+                             const char *schema, const char *group, size_t max_bytes,
+                             const char *const *kv, esk_error_t *err);
+
+/** @brief The running projector's counters; returns its run's error code if it ended. */
+int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);
+
+/** @brief Stops (as SIGTERM would), joins and frees it; the final counters in @p s.
+ *  @returns the run's code (ESK_OK on the requested stop). */
+int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);
