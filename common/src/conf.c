@@ -371,5 +371,7 @@ void esk_conf_print_markdown(FILE *f, const esk_conf_prop_t *const *tables, size
     }
   }
   fprintf(f, "| `kafka.<property>` | | | | | any other librdkafka property, passed through "
-             "without the `kafka.` prefix |\n");
+             "without the `kafka.` prefix |\n"
+             "| `kafka.consumer.<property>`, `kafka.producer.<property>` | | | | | a librdkafka "
+             "property for the process's consumers only, or its producers only |\n");
 }
