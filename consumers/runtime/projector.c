@@ -18,7 +18,7 @@ const esk_conf_prop_t esk_projector_props[] = {
      "Consumer group; default esk.projection.<projection>."},
     {"topic", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
      "Events topic to read; default <domain>.events."},
-    {"batch.max.events", ESK_CONF_INT, "50000", 1, 1000000, NULL, NULL,
+    {"batch.max.events", ESK_CONF_INT, "100000", 1, 1000000, NULL, NULL,
      "Most events applied in one PostgreSQL transaction (large batches amortise the "
      "per-aggregate version writes; batch.max.ms bounds the wait when there is no lag)."},
     {"batch.max.ms", ESK_CONF_INT, "200", 1, 60000, NULL, NULL,
