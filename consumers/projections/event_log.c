@@ -113,7 +113,11 @@ static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
   /* The payload is the event's own fields; its metadata are the columns. */
   int rc = json_value(json, b->value, "meta", err);
   if (!rc) rc = esk_buf_append(json, "", 1, err);
-  if (rc) return rc == ESK_ENOMEM ? rc : ESK_EPOISON;
+  if (rc) {
+    if (!err || !err->msg[0])
+      esk_error_set(err, rc, "event_log: the payload JSON of %s does not fit", ev->event_id);
+    return rc == ESK_ENOMEM ? rc : ESK_EPOISON;
+  }
   esk_copy_text(c, ev->aggregate_id, -1);
   esk_copy_i64(c, ev->aggregate_version);
   esk_copy_text(c, b->aggregate_type, -1);
