@@ -140,6 +140,7 @@ int main(int argc, char **argv) {
   if (rc != ESK_OK) {
     if (stop_requested) status = 0;
     else ESK_ERROR("projector", "msg=\"cannot start\" reason=\"%s\"", err.msg);
+    if (rc == ESK_EINVAL) status = 2; /* a configuration value, as for the ones above */
     goto cleanup;
   }
   rc = esk_projector_run(p, &stop_requested, &err);
