@@ -320,6 +320,7 @@ int main(int argc, char **argv) {
   drop_schema(s_naive);
   drop_schema(s_raw);
   drop_schema(s_all);
+  esk_test_bank_delete_topics(topic);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
   return 0;

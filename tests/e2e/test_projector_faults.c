@@ -41,7 +41,7 @@ static void setup6(void) { setup_parts(6); }
 
 static void teardown(void) {
   esk_test_drop_schema(schema);
-  esk_test_delete_topic(topic);
+  esk_test_bank_delete_topics(topic);
 }
 
 static unsigned rnd(unsigned n) {

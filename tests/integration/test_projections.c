@@ -32,7 +32,10 @@ static void setup(void) {
   esk_test_create_topic(topic, N_PARTS);
 }
 
-static void teardown(void) { esk_test_drop_schema(schema); }
+static void teardown(void) {
+  esk_test_drop_schema(schema);
+  esk_test_bank_delete_topics(topic);
+}
 
 static esk_test_projector_t *start(const char *name, const char *batch_max, size_t max_bytes) {
   esk_test_projector_t *t = NULL;

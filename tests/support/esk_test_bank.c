@@ -625,3 +625,33 @@ int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, e
   projector_free(t);
   return rc;
 }
+
+void esk_test_bank_delete_topics(const char *topic) {
+  char errstr[256], names[8][256];
+  rd_kafka_conf_t *conf = NULL;
+  rd_kafka_DeleteTopic_t *dt[8];
+  size_t n = 0;
+  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, NULL)) return;
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    return;
+  }
+  snprintf(names[n], sizeof(names[n]), "%s", topic);
+  dt[n] = rd_kafka_DeleteTopic_new(names[n]);
+  n++;
+  for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name && n < 8; d++, n++) {
+    snprintf(names[n], sizeof(names[n]), "%s.dlq.%s", topic, d->name);
+    dt[n] = rd_kafka_DeleteTopic_new(names[n]);
+  }
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, errstr, sizeof(errstr));
+  rd_kafka_DeleteTopics(rk, dt, n, opts, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_DeleteTopic_destroy_array(dt, n);
+  rd_kafka_AdminOptions_destroy(opts);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+}

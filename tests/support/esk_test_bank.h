@@ -93,3 +93,7 @@ int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, 
 /** @brief Stops (as SIGTERM would), joins and frees it; the final counters in @p s.
  *  @returns the run's code (ESK_OK on the requested stop). */
 int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);
+
+/** @brief Deletes @p topic and its dead-letter topics (one per bank projection);
+ *         errors are ignored (cleanup). */
+void esk_test_bank_delete_topics(const char *topic);
