@@ -121,17 +121,27 @@ int esk_projector_schema_valid(const char *s) {
   return 1;
 }
 
-/* Creates the schema (serialised with esk's other DDL) and enters it. */
+/* Creates the schema if it is missing (serialised with esk's other DDL) and
+ * enters it. An existing schema is not "created if not exists": that needs
+ * CREATE on the database, which a deployment's role may rightly lack. */
 static int pg_schema_init(esk_projector_t *p, esk_error_t *err) {
   char sql[200];
-  int rc;
-  snprintf(sql, sizeof(sql),
-           "begin; select pg_advisory_xact_lock(7218300413); "
-           "create schema if not exists \"%s\"; commit",
-           p->schema);
-  if ((rc = esk_pg_exec(NULL, p->pg, "create schema", sql, 0, NULL, err))) {
-    PQclear(PQexec(p->pg, "rollback"));
-    return rc;
+  const char *params[] = {p->schema};
+  PGresult *r = NULL;
+  int rc = esk_pg_exec(&r, p->pg, "look up schema",
+                       "select 1 from pg_namespace where nspname = $1", 1, params, err);
+  if (rc) return rc;
+  int exists = PQntuples(r) > 0;
+  PQclear(r);
+  if (!exists) {
+    snprintf(sql, sizeof(sql),
+             "begin; select pg_advisory_xact_lock(7218300413); "
+             "create schema if not exists \"%s\"; commit",
+             p->schema);
+    if ((rc = esk_pg_exec(NULL, p->pg, "create schema", sql, 0, NULL, err))) {
+      PQclear(PQexec(p->pg, "rollback"));
+      return rc;
+    }
   }
   return pg_session_setup(p, err);
 }
