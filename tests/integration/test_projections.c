@@ -122,6 +122,10 @@ static void count_dead_letter(const rd_kafka_message_t *m, void *arg) {
   else c->trunc++;
 }
 
+static void first_reason(const rd_kafka_message_t *m, void *arg) {
+  esk_test_header(m, "esk.dlq.reason", arg, 600);
+}
+
 /* A v3 deposit's bytes with the fingerprint changed: no schema has it. */
 static void *unknown_fingerprint(esk_test_bank_t *bank, size_t i, size_t *len) {
   void *v = NULL;
@@ -205,6 +209,67 @@ Test(projections, poison_events_go_to_the_dlq_and_everything_after_them_is_appli
   free(v);
   free(ok);
   free(oversized);
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(bank);
+}
+
+/* A row the database refuses (an event id that is no UUID) in the middle of
+ * big batches: the batch is bisected down to that event, which goes to the
+ * DLQ naming SQLSTATE 22P02; every other event is applied. */
+Test(projections, a_row_the_database_refuses_is_isolated_and_dead_lettered, .init = setup,
+     .fini = teardown, .timeout = 240) {
+  esk_test_bank_t *bank = NULL;
+  rd_kafka_t *prod = NULL;
+  esk_error_t err = {0};
+  const size_t n = 4000;
+  cr_assert_eq(esk_test_bank_new(&bank, 23, 50, n, &err), ESK_OK, "%s", err.msg);
+  /* The last event of its account, one that moves money (so it writes a row). */
+  long bad = -1;
+  for (long i = (long)n / 2; i < (long)n && bad < 0; i++) {
+    const esk_test_bank_event_t *e = esk_test_bank_event(bank, (size_t)i);
+    int last = 1;
+    for (size_t j = (size_t)i + 1; j < n && last; j++)
+      if (esk_test_bank_event(bank, j)->account == e->account) last = 0;
+    if (last && (e->kind == 2 || e->kind == 3)) bad = i;
+  }
+  cr_assert(bad >= 0, "no suitable event in the workload");
+  void *v = NULL;
+  size_t len = 0;
+  cr_assert_eq(esk_test_bank_encode(bank, (size_t)bad, NULL, &v, &len, &err), ESK_OK, "%s", err.msg);
+  /* Overwrite the 36-character UUID text in place: the Avro stays valid. */
+  unsigned char *b = v, *hit = NULL;
+  for (size_t k = 0; k + 36 <= len && !hit; k++)
+    if (b[k + 8] == '-' && b[k + 13] == '-' && b[k + 18] == '-' && b[k + 23] == '-') hit = b + k;
+  cr_assert_not_null(hit);
+  memset(hit, 'z', 8);
+  char key[32];
+  esk_test_bank_account_id(esk_test_bank_event(bank, (size_t)bad)->account, key, sizeof(key));
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, (size_t)bad, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish_raw(prod, topic, key, v, len, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, (size_t)bad + 1, n, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  esk_test_bank_skip(bank, (size_t)bad);
+
+  static const char *const refusing[] = {"transaction_history", "event_log"};
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  for (int i = 0; i < 2; i++) {
+    esk_projector_stats_t s;
+    esk_test_projector_t *t = start(refusing[i], "100000", 0);
+    wait_for(t, refusing[i], (int64_t)n - 1, 1);
+    usleep(300000);
+    finish(t, refusing[i], &s);
+    cr_expect_eq(s.applied, (int64_t)n - 1, "%s applied %" PRId64, refusing[i], s.applied);
+    cr_expect_eq(s.dead, 1, "%s dead-lettered %" PRId64, refusing[i], s.dead);
+    cr_expect_eq(esk_test_bank_check(bank, pg, refusing[i], n, &err), ESK_OK, "%s", err.msg);
+  }
+  PQfinish(pg);
+  char dlq[192], reason[600];
+  snprintf(dlq, sizeof(dlq), "%s.dlq.transaction_history", topic);
+  cr_expect_eq(esk_test_consume(dlq, 1, 30, first_reason, reason), 1);
+  cr_expect_not_null(strstr(reason, "22P02"), "reason: %s", reason);
+  free(v);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
 }
