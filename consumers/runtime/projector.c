@@ -66,6 +66,9 @@ struct esk_projector_s {
   size_t n_batch;
 };
 
+/* A log value quoted for key=value lines (one per log statement). */
+#define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
+
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -184,7 +187,7 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
     if (*p->stop) return ESK_ERETRY;
     p->stats.pg_retries++;
     ESK_WARN("projector", "msg=\"cannot read positions, retrying\" projection=%s backoff_ms=%d "
-                          "reason=\"%s\"", p->name, backoff, err.msg);
+                          "reason=%s", p->name, backoff, LQ(err.msg));
     sleep_ms(backoff);
     backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
   }
@@ -490,7 +493,7 @@ static void commit_offsets(esk_projector_t *p) {
     for (int i = 0; !e && i < l->cnt; i++) e = l->elems[i].err;
     if (e)
       ESK_WARN("projector", "msg=\"offset commit failed (positions are safe in PostgreSQL)\" "
-                            "projection=%s error=\"%s\"", p->name, rd_kafka_err2str(e));
+                            "projection=%s error=%s", p->name, LQ(rd_kafka_err2str(e)));
   }
   rd_kafka_topic_partition_list_destroy(l);
 }
@@ -515,7 +518,7 @@ static void seek_to_stored(esk_projector_t *p) {
   if (l->cnt) {
     rd_kafka_error_t *e = rd_kafka_seek_partitions(p->consumer, l, 10000);
     if (e) {
-      ESK_WARN("projector", "msg=\"seek failed\" error=\"%s\"", rd_kafka_error_string(e));
+      ESK_WARN("projector", "msg=\"seek failed\" error=%s", LQ(rd_kafka_error_string(e)));
       rd_kafka_error_destroy(e);
     }
   }
@@ -557,13 +560,13 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
     rc = apply_batch(p, p->batch, p->n_batch, 0, err);
     if (rc == ESK_EPOISON) {
       ESK_WARN("projector", "msg=\"batch failed on a poison event, isolating\" projection=%s "
-                            "events=%zu reason=\"%s\"", p->name, p->n_batch, err->msg);
+                            "events=%zu reason=%s", p->name, p->n_batch, LQ(err->msg));
       rc = apply_bisecting(p, p->batch, p->n_batch, err);
     }
     if (rc != ESK_ERETRY) break;
     p->stats.pg_retries++;
     ESK_WARN("projector", "msg=\"batch not applied, retrying\" projection=%s backoff_ms=%d "
-                          "reason=\"%s\"", p->name, backoff, err->msg);
+                          "reason=%s", p->name, backoff, LQ(err->msg));
     if (!paused) {
       set_paused(p, 1);
       paused = 1;
@@ -577,8 +580,8 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
   }
   if (rc == ESK_ECONFLICT) {
     p->stats.conflicts++;
-    ESK_WARN("projector", "msg=\"batch dropped: a position moved\" projection=%s reason=\"%s\"",
-             p->name, err->msg);
+    ESK_WARN("projector", "msg=\"batch dropped: a position moved\" projection=%s reason=%s",
+             p->name, LQ(err->msg));
     /* Re-read the positions and continue from them. */
     rd_kafka_topic_partition_list_t *l = NULL;
     if (!rd_kafka_assignment(p->consumer, &l) && l) {
@@ -633,8 +636,8 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
       if (!m) continue;
       if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-          ESK_WARN("projector", "msg=\"consumer error\" projection=%s error=\"%s\"", p->name,
-                   rd_kafka_message_errstr(m));
+          ESK_WARN("projector", "msg=\"consumer error\" projection=%s error=%s", p->name,
+                   LQ(rd_kafka_message_errstr(m)));
         rd_kafka_message_destroy(m);
         continue;
       }

@@ -26,6 +26,9 @@ static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_proje
                                                 decoder_props};
 #define N_TABLES (sizeof(tables) / sizeof(*tables))
 
+/* A log value quoted for key=value lines. */
+#define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig) {
@@ -122,7 +125,7 @@ int main(int argc, char **argv) {
   }
   esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
   if (esk_bank_decoder_new(&dec, &limits, &err) || def->create(&proj, &err)) {
-    ESK_ERROR("projector", "msg=\"cannot start\" reason=\"%s\"", err.msg);
+    ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
     goto cleanup;
   }
   struct sigaction sa = {0};
@@ -133,19 +136,19 @@ int main(int argc, char **argv) {
   esk_decoder_t d = esk_bank_decoder(dec);
   int rc;
   while ((rc = esk_projector_new(&p, conf, &proj, &d, &err)) == ESK_ERETRY && !stop_requested) {
-    ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=\"%s\"", err.msg);
+    ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
     struct timespec ts = {2, 0};
     nanosleep(&ts, NULL);
   }
   if (rc != ESK_OK) {
     if (stop_requested) status = 0;
-    else ESK_ERROR("projector", "msg=\"cannot start\" reason=\"%s\"", err.msg);
+    else ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
     if (rc == ESK_EINVAL) status = 2; /* a configuration value, as for the ones above */
     goto cleanup;
   }
   rc = esk_projector_run(p, &stop_requested, &err);
   if (rc != ESK_OK) {
-    ESK_ERROR("projector", "msg=stopped error=%s reason=\"%s\"", esk_error_name(rc), err.msg);
+    ESK_ERROR("projector", "msg=stopped error=%s reason=%s", esk_error_name(rc), LQ(err.msg));
     goto cleanup;
   }
   ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", def->name);
