@@ -280,9 +280,15 @@ Test(projector_faults, a_postgresql_restart_mid_run_loses_and_repeats_nothing, .
   cr_expect_eq(terminate(p), 0);
   check(bank, "account_balances", n);
   /* It noticed: the log names the retry. */
-  char cmd[256];
+  char cmd[512];
   snprintf(cmd, sizeof(cmd), "grep -q 'retrying' %s", logpath);
   cr_expect_eq(system(cmd), 0, "no retry logged in %s", logpath);
+  /* Progress lines came at the configured interval, with lag per partition. */
+  snprintf(cmd, sizeof(cmd),
+           "test $(grep -c 'msg=progress projection=account_balances events_per_s=[0-9]* .*"
+           "lag=0:[0-9]*,1:[0-9]*,2:[0-9]*' %s) -ge 5", logpath);
+  cr_expect_eq(system(cmd), 0, "fewer than 5 progress lines with lag per partition in %s",
+               logpath);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
 }
