@@ -298,16 +298,35 @@ int esk_conf_get_bool(const esk_conf_t *c, const char *key) {
   return b;
 }
 
-int esk_conf_apply_kafka(const esk_conf_t *c, rd_kafka_conf_t *kconf, esk_error_t *err) {
+/* type -1: a client of either kind (consumer./producer. keys are skipped). */
+static int apply_kafka(const esk_conf_t *c, rd_kafka_conf_t *kconf, int type, esk_error_t *err) {
   int rc;
   for (size_t i = 0; i < c->n_props; i++) {
     const char *name = c->props[i]->name;
     if (strncmp(name, "kafka.", 6) || !c->values[i]) continue;
     if ((rc = esk_kafka_conf_set(kconf, name + 6, c->values[i], err))) return rc;
   }
-  for (const pass_t *p = c->pass; p; p = p->next)
-    if ((rc = esk_kafka_conf_set(kconf, p->key, p->value, err))) return rc;
+  for (const pass_t *p = c->pass; p; p = p->next) {
+    const char *key = p->key;
+    if (!strncmp(key, "consumer.", 9)) {
+      if (type != RD_KAFKA_CONSUMER) continue;
+      key += 9;
+    } else if (!strncmp(key, "producer.", 9)) {
+      if (type != RD_KAFKA_PRODUCER) continue;
+      key += 9;
+    }
+    if ((rc = esk_kafka_conf_set(kconf, key, p->value, err))) return rc;
+  }
   return ESK_OK;
+}
+
+int esk_conf_apply_kafka(const esk_conf_t *c, rd_kafka_conf_t *kconf, esk_error_t *err) {
+  return apply_kafka(c, kconf, -1, err);
+}
+
+int esk_conf_apply_kafka_client(const esk_conf_t *c, rd_kafka_conf_t *kconf,
+                                rd_kafka_type_t type, esk_error_t *err) {
+  return apply_kafka(c, kconf, (int)type, err);
 }
 
 static const char *type_name(const esk_conf_prop_t *p) {
@@ -332,7 +351,9 @@ void esk_conf_print_help(FILE *f, const esk_conf_prop_t *const *tables, size_t n
     }
   }
   fprintf(f, "  kafka.<property>\n      Any other librdkafka property, passed through without "
-             "the kafka. prefix.\n");
+             "the kafka. prefix.\n"
+             "  kafka.consumer.<property>, kafka.producer.<property>\n      A librdkafka "
+             "property for the process's consumers only, or its producers only.\n");
 }
 
 void esk_conf_print_markdown(FILE *f, const esk_conf_prop_t *const *tables, size_t n) {
@@ -350,5 +371,7 @@ void esk_conf_print_markdown(FILE *f, const esk_conf_prop_t *const *tables, size
     }
   }
   fprintf(f, "| `kafka.<property>` | | | | | any other librdkafka property, passed through "
-             "without the `kafka.` prefix |\n");
+             "without the `kafka.` prefix |\n"
+             "| `kafka.consumer.<property>`, `kafka.producer.<property>` | | | | | a librdkafka "
+             "property for the process's consumers only, or its producers only |\n");
 }

@@ -59,11 +59,13 @@ int esk_pg_exec(PGresult **out, PGconn *c, const char *what, const char *sql, in
     return ESK_OK;
   }
   int code = esk_pg_error_code(c, r);
-  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-  char msg[ESK_ERROR_MSG_MAX];
+  /* Copied: both point into r, which is freed before the message is built. */
+  const char *sqlstate = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  char state[8] = "", msg[ESK_ERROR_MSG_MAX];
+  if (sqlstate) snprintf(state, sizeof(state), "%s", sqlstate);
   snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
   msg[strcspn(msg, "\n")] = '\0';
   PQclear(r);
-  return esk_error_set(err, code, "%s: %s%s%s", what, state ? state : "", state ? " " : "",
+  return esk_error_set(err, code, "%s: %s%s%s", what, state, state[0] ? " " : "",
                        msg[0] ? msg : "connection lost");
 }

@@ -18,8 +18,9 @@ const esk_conf_prop_t esk_projector_props[] = {
      "Consumer group; default esk.projection.<projection>."},
     {"topic", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
      "Events topic to read; default <domain>.events."},
-    {"batch.max.events", ESK_CONF_INT, "5000", 1, 1000000, NULL, NULL,
-     "Most events applied in one PostgreSQL transaction."},
+    {"batch.max.events", ESK_CONF_INT, "100000", 1, 1000000, NULL, NULL,
+     "Most events applied in one PostgreSQL transaction (large batches amortise the "
+     "per-aggregate version writes; batch.max.ms bounds the wait when there is no lag)."},
     {"batch.max.ms", ESK_CONF_INT, "200", 1, 60000, NULL, NULL,
      "Longest time a batch waits to fill before it is applied."},
     {"on_error", ESK_CONF_ENUM, "dlq", 0, 0, "dlq,stop", NULL,
@@ -29,6 +30,9 @@ const esk_conf_prop_t esk_projector_props[] = {
      "Interval of the progress log line (events/s, lag per partition)."},
     {"pg.retry.backoff.max.ms", ESK_CONF_INT, "5000", 10, 600000, NULL, NULL,
      "Longest wait between retries while PostgreSQL is unreachable."},
+    {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
+     "PostgreSQL schema of the read models and esk's bookkeeping tables (created if "
+     "missing); a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -44,7 +48,7 @@ struct esk_projector_s {
   const esk_conf_t *conf;
   esk_projection_t proj;
   esk_decoder_t dec;
-  char *name, *topic, *group, *dlq_topic;
+  char *name, *topic, *group, *dlq_topic, *schema;
   PGconn *pg;
   rd_kafka_t *consumer;
   rd_kafka_t *dlq;
@@ -62,10 +66,19 @@ struct esk_projector_s {
   size_t n_batch;
 };
 
+/* A log value quoted for key=value lines (one per log statement). */
+#define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
+
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void sleep_ms(int ms) {
@@ -81,6 +94,14 @@ static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
   return ESK_EFATAL;
 }
 
+/* Every session works in the configured schema (a reset connection is a new
+ * session, so this runs again after each reset). */
+static int pg_session_setup(esk_projector_t *p, esk_error_t *err) {
+  char sql[128];
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", p->schema);
+  return esk_pg_exec(NULL, p->pg, "set search_path", sql, 0, NULL, err);
+}
+
 /* Makes sure the connection is usable; a broken one is reset. */
 static int pg_ensure(esk_projector_t *p, esk_error_t *err) {
   if (PQstatus(p->pg) == CONNECTION_OK) return ESK_OK;
@@ -91,7 +112,41 @@ static int pg_ensure(esk_projector_t *p, esk_error_t *err) {
     msg[strcspn(msg, "\n")] = '\0';
     return esk_error_set(err, ESK_ERETRY, "PostgreSQL unreachable: %s", msg);
   }
-  return ESK_OK;
+  return pg_session_setup(p, err);
+}
+
+int esk_projector_schema_valid(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+      return 0;
+  return 1;
+}
+
+/* Creates the schema if it is missing (serialised with esk's other DDL) and
+ * enters it. An existing schema is not "created if not exists": that needs
+ * CREATE on the database, which a deployment's role may rightly lack. */
+static int pg_schema_init(esk_projector_t *p, esk_error_t *err) {
+  char sql[200];
+  const char *params[] = {p->schema};
+  PGresult *r = NULL;
+  int rc = esk_pg_exec(&r, p->pg, "look up schema",
+                       "select 1 from pg_namespace where nspname = $1", 1, params, err);
+  if (rc) return rc;
+  int exists = PQntuples(r) > 0;
+  PQclear(r);
+  if (!exists) {
+    snprintf(sql, sizeof(sql),
+             "begin; select pg_advisory_xact_lock(7218300413); "
+             "create schema if not exists \"%s\"; commit",
+             p->schema);
+    if ((rc = esk_pg_exec(NULL, p->pg, "create schema", sql, 0, NULL, err))) {
+      PQclear(PQexec(p->pg, "rollback"));
+      return rc;
+    }
+  }
+  return pg_session_setup(p, err);
 }
 
 static int grow_parts(esk_projector_t *p, int32_t partition) {
@@ -132,7 +187,7 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
     if (*p->stop) return ESK_ERETRY;
     p->stats.pg_retries++;
     ESK_WARN("projector", "msg=\"cannot read positions, retrying\" projection=%s backoff_ms=%d "
-                          "reason=\"%s\"", p->name, backoff, err.msg);
+                          "reason=%s", p->name, backoff, LQ(err.msg));
     sleep_ms(backoff);
     backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
   }
@@ -261,7 +316,10 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
     list[k] = v->ids[s];
     slots[k++] = s;
   }
-  if ((rc = esk_store_versions_get(p->pg, p->name, list, k, vers, err))) goto cleanup;
+  rc = p->proj.versions_get
+           ? p->proj.versions_get(p->proj.self, p->pg, list, k, vers, err)
+           : esk_store_versions_get(p->pg, p->name, list, k, vers, err);
+  if (rc) goto cleanup;
   for (size_t i = 0; i < k; i++) v->stored[slots[i]] = v->current[slots[i]] = vers[i];
 cleanup:
   free(list);
@@ -271,6 +329,7 @@ cleanup:
 }
 
 static int vmap_store(esk_projector_t *p, const vmap_t *v, esk_error_t *err) {
+  if (p->proj.versions_get) return ESK_OK; /* the projection stored them in batch_end() */
   size_t k = 0;
   const char **ids = calloc(v->cap, sizeof(*ids));
   int64_t *vers = calloc(v->cap, sizeof(*vers));
@@ -307,14 +366,18 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   int rc;
   int64_t applied = 0, skipped = 0, dead = 0;
   if ((rc = pg_ensure(p, err))) return rc;
+  int64_t t0 = now_us(), t1, t2, t3, t4;
   if ((rc = esk_pg_exec(NULL, p->pg, "begin", "begin", 0, NULL, err))) return rc;
   if ((rc = vmap_load(p, &v, msgs, n, err))) goto fail;
+  t1 = now_us();
   if (p->proj.batch_begin && (rc = p->proj.batch_begin(p->proj.self, p->pg, err))) goto fail;
   for (size_t i = 0; i < n; i++) {
     rd_kafka_message_t *m = msgs[i];
     esk_event_t ev = {0};
     esk_error_t why = {0};
     if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) continue;
+    /* Already committed (a retry after part of the batch went in). */
+    if (m->offset < p->parts[m->partition].stored) continue;
     int drc = p->dec.decode(p->dec.self, m, &ev, &why);
     size_t s = vmap_slot(&v, m->key ? m->key : "", m->key_len);
     if (drc == ESK_OK && (!ev.aggregate_id || m->key_len != strlen(ev.aggregate_id) ||
@@ -343,10 +406,16 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
                                          NULL, err)))
           goto fail;
         drc = p->proj.apply(p->proj.self, p->pg, &ev, &why);
-        if (isolate && drc == ESK_EPOISON &&
-            (rc = esk_pg_exec(NULL, p->pg, "rollback to savepoint",
-                              "rollback to savepoint esk_event", 0, NULL, err)))
-          goto fail;
+        /* A projection that buffers writes until batch_end must flush inside
+         * the savepoint, or its failure could not be pinned on this event. */
+        if (isolate && drc == ESK_OK && p->proj.batch_end)
+          drc = p->proj.batch_end(p->proj.self, p->pg, &why);
+        if (isolate && drc == ESK_EPOISON) {
+          if (p->proj.batch_abort) p->proj.batch_abort(p->proj.self);
+          if ((rc = esk_pg_exec(NULL, p->pg, "rollback to savepoint",
+                                "rollback to savepoint esk_event", 0, NULL, err)))
+            goto fail;
+        }
         if (drc == ESK_OK) {
           v.current[s] = ev.aggregate_version;
           applied++;
@@ -368,11 +437,15 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
       goto fail;
     }
   }
+  t2 = now_us();
   if (p->proj.batch_end && (rc = p->proj.batch_end(p->proj.self, p->pg, err))) goto fail;
+  t3 = now_us();
   if ((rc = vmap_store(p, &v, err))) goto fail;
+  t4 = now_us();
   for (size_t i = 0; i < n; i++) {
     part_t *pt = msgs[i]->partition < p->n_parts ? &p->parts[msgs[i]->partition] : NULL;
-    if (pt && pt->assigned) pt->batch_next = msgs[i]->offset + 1;
+    if (pt && pt->assigned && msgs[i]->offset + 1 > pt->stored)
+      pt->batch_next = msgs[i]->offset + 1;
   }
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
@@ -387,6 +460,9 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
     goto fail;
   }
   if ((rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err))) goto fail;
+  ESK_DEBUG("projector", "msg=\"batch committed\" projection=%s events=%zu versions_read_us=%"
+            PRId64 " apply_us=%" PRId64 " flush_us=%" PRId64 " versions_write_us=%" PRId64
+            " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, now_us() - t4);
   p->stats.applied += applied;
   p->stats.skipped += skipped;
   p->stats.dead += dead;
@@ -417,7 +493,7 @@ static void commit_offsets(esk_projector_t *p) {
     for (int i = 0; !e && i < l->cnt; i++) e = l->elems[i].err;
     if (e)
       ESK_WARN("projector", "msg=\"offset commit failed (positions are safe in PostgreSQL)\" "
-                            "projection=%s error=\"%s\"", p->name, rd_kafka_err2str(e));
+                            "projection=%s error=%s", p->name, LQ(rd_kafka_err2str(e)));
   }
   rd_kafka_topic_partition_list_destroy(l);
 }
@@ -442,7 +518,7 @@ static void seek_to_stored(esk_projector_t *p) {
   if (l->cnt) {
     rd_kafka_error_t *e = rd_kafka_seek_partitions(p->consumer, l, 10000);
     if (e) {
-      ESK_WARN("projector", "msg=\"seek failed\" error=\"%s\"", rd_kafka_error_string(e));
+      ESK_WARN("projector", "msg=\"seek failed\" error=%s", LQ(rd_kafka_error_string(e)));
       rd_kafka_error_destroy(e);
     }
   }
@@ -464,23 +540,33 @@ static void wait_serving(esk_projector_t *p, int ms) {
   }
 }
 
+/* Finds the events that cannot be applied by halving: halves that apply
+ * commit (in order, so positions only move forward), a failing half is split
+ * again, and a single event is applied alone with its poison dead-lettered.
+ * k poison events in n cost about 2k log2(n) transactions. */
+static int apply_bisecting(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n,
+                           esk_error_t *err) {
+  int rc = apply_batch(p, msgs, n, n == 1, err);
+  if (rc != ESK_EPOISON || n == 1) return rc;
+  size_t half = n / 2;
+  if ((rc = apply_bisecting(p, msgs, half, err))) return rc;
+  return apply_bisecting(p, msgs + half, n - half, err);
+}
+
 static int process_batch(esk_projector_t *p, esk_error_t *err) {
   int backoff = 100, paused = 0, rc;
   for (;;) {
     p->rebalanced = 0;
     rc = apply_batch(p, p->batch, p->n_batch, 0, err);
     if (rc == ESK_EPOISON) {
-      /* Find the event that cannot be applied: one transaction per event. */
       ESK_WARN("projector", "msg=\"batch failed on a poison event, isolating\" projection=%s "
-                            "events=%zu reason=\"%s\"", p->name, p->n_batch, err->msg);
-      rc = ESK_OK;
-      for (size_t i = 0; i < p->n_batch && rc == ESK_OK; i++)
-        rc = apply_batch(p, &p->batch[i], 1, 1, err);
+                            "events=%zu reason=%s", p->name, p->n_batch, LQ(err->msg));
+      rc = apply_bisecting(p, p->batch, p->n_batch, err);
     }
     if (rc != ESK_ERETRY) break;
     p->stats.pg_retries++;
     ESK_WARN("projector", "msg=\"batch not applied, retrying\" projection=%s backoff_ms=%d "
-                          "reason=\"%s\"", p->name, backoff, err->msg);
+                          "reason=%s", p->name, backoff, LQ(err->msg));
     if (!paused) {
       set_paused(p, 1);
       paused = 1;
@@ -494,8 +580,8 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
   }
   if (rc == ESK_ECONFLICT) {
     p->stats.conflicts++;
-    ESK_WARN("projector", "msg=\"batch dropped: a position moved\" projection=%s reason=\"%s\"",
-             p->name, err->msg);
+    ESK_WARN("projector", "msg=\"batch dropped: a position moved\" projection=%s reason=%s",
+             p->name, LQ(err->msg));
     /* Re-read the positions and continue from them. */
     rd_kafka_topic_partition_list_t *l = NULL;
     if (!rd_kafka_assignment(p->consumer, &l) && l) {
@@ -550,8 +636,8 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
       if (!m) continue;
       if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-          ESK_WARN("projector", "msg=\"consumer error\" projection=%s error=\"%s\"", p->name,
-                   rd_kafka_message_errstr(m));
+          ESK_WARN("projector", "msg=\"consumer error\" projection=%s error=%s", p->name,
+                   LQ(rd_kafka_message_errstr(m)));
         rd_kafka_message_destroy(m);
         continue;
       }
@@ -600,7 +686,7 @@ static int make_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t 
     return rc;
   for (size_t i = 0; props[i]; i += 2)
     if ((rc = esk_kafka_conf_set(kc, props[i], props[i + 1], err))) goto fail;
-  if ((rc = esk_conf_apply_kafka(conf, kc, err))) goto fail;
+  if ((rc = esk_conf_apply_kafka_client(conf, kc, type, err))) goto fail;
   if (type == RD_KAFKA_CONSUMER) {
     rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
     rd_kafka_conf_set_opaque(kc, opaque);
@@ -638,13 +724,22 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   p->progress_ms = (int)esk_conf_get_int(conf, "progress.interval.ms");
   p->backoff_max_ms = (int)esk_conf_get_int(conf, "pg.retry.backoff.max.ms");
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
+  if (!esk_projector_schema_valid(esk_conf_get(conf, "pg.schema"))) {
+    rc = esk_error_set(err, ESK_EINVAL,
+                       "pg.schema '%s': expected a lower-case identifier [a-z_][a-z0-9_]*, "
+                       "at most 63 characters",
+                       esk_conf_get(conf, "pg.schema"));
+    goto fail;
+  }
+  p->schema = strdup(esk_conf_get(conf, "pg.schema"));
   p->batch = calloc((size_t)p->batch_max, sizeof(*p->batch));
   p->batch_gen = calloc((size_t)p->batch_max, sizeof(*p->batch_gen));
-  if (!p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
+  if (!p->schema || !p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
     goto fail;
   }
   if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
+      (rc = pg_schema_init(p, err)) ||
       (rc = esk_store_init(p->pg, err)) ||
       (rc = esk_store_migrate(p->pg, p->name, projection->migrations, projection->n_migrations,
                               err)))
@@ -677,9 +772,9 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
     rc = esk_error_set(err, ESK_EFATAL, "subscribe to %s: %s", p->topic, rd_kafka_err2str(e));
     goto fail;
   }
-  ESK_INFO("projector", "msg=started projection=%s topic=%s group=%s dlq=%s batch_max=%d "
-                        "batch_ms=%d on_error=%s",
-           p->name, p->topic, p->group, p->dlq_topic, p->batch_max, p->batch_ms,
+  ESK_INFO("projector", "msg=started projection=%s topic=%s group=%s dlq=%s schema=%s "
+                        "batch_max=%d batch_ms=%d on_error=%s",
+           p->name, p->topic, p->group, p->dlq_topic, p->schema, p->batch_max, p->batch_ms,
            p->on_error_stop ? "stop" : "dlq");
   *out = p;
   return ESK_OK;
@@ -704,6 +799,7 @@ void esk_projector_destroy(esk_projector_t *p) {
   free(p->topic);
   free(p->group);
   free(p->dlq_topic);
+  free(p->schema);
   free(p);
 }
 

@@ -63,6 +63,16 @@ typedef struct esk_projection_s {
   int (*apply)(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err);
   int (*batch_end)(void *self, PGconn *pg, esk_error_t *err);   /**< may be NULL: flush */
   void (*batch_abort)(void *self);                              /**< may be NULL */
+  /**
+   * May be NULL: the runtime keeps the version guard's last applied version
+   * of each aggregate in esk_projection_versions. Otherwise the projection
+   * keeps them in its own tables: this reads them (versions[i] for ids[i], 0
+   * for an aggregate never seen), and batch_end() must store, in the batch's
+   * transaction, the version of every event passed to apply(), including
+   * events that change no row. Saves a write per aggregate per batch.
+   */
+  int (*versions_get)(void *self, PGconn *pg, const char *const *ids, size_t n,
+                      int64_t *versions, esk_error_t *err);
   void *self;
 } esk_projection_t;
 
@@ -88,6 +98,12 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
  * @returns ESK_OK on a requested stop, else the fatal error.
  */
 int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error_t *err);
+
+/**
+ * @brief 1 when @p schema is acceptable as pg.schema: [a-z_][a-z0-9_]*, at
+ *        most 63 characters (it is then quoted in SQL as it is).
+ */
+int esk_projector_schema_valid(const char *schema);
 
 /** @brief Frees the projector. NULL does nothing. */
 void esk_projector_destroy(esk_projector_t *p);

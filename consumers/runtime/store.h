@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "esk/buf.h"
 #include "esk/error.h"
 
 /** @brief Creates esk's bookkeeping tables if they are missing. */
@@ -54,6 +55,17 @@ int esk_store_position_cas(PGconn *pg, const char *projection, const char *topic
  */
 int esk_store_versions_get(PGconn *pg, const char *projection, const char *const *ids,
                            size_t n, int64_t *versions, esk_error_t *err);
+
+/**
+ * @brief Builds a PostgreSQL array literal (`{"a","b\"c"}`) for a `$n::text[]`
+ *        or `$n::bigint[]` parameter: each element quoted and escaped, so any
+ *        text is safe. Start with an empty buffer; esk_store_array_end() closes
+ *        it with a NUL, ready to pass as a text parameter.
+ * @returns ESK_OK or ESK_ENOMEM.
+ */
+int esk_store_array_add(esk_buf_t *b, const char *s, size_t n);
+int esk_store_array_add_i64(esk_buf_t *b, int64_t v);
+int esk_store_array_end(esk_buf_t *b);
 
 /** @brief In the open transaction, records the last applied version of @p n aggregates. */
 int esk_store_versions_put(PGconn *pg, const char *projection, const char *const *ids,

@@ -166,6 +166,22 @@ static void stop_run(run_t *r, pthread_t t) {
   cr_assert_eq(r->rc, ESK_OK, "run ended with %s: %s", esk_error_name(r->rc), r->err.msg);
 }
 
+typedef struct reasons_s {
+  int gap, undecodable, refused;
+} reasons_t;
+
+static void count_reason(const rd_kafka_message_t *m, void *arg) {
+  reasons_t *r = arg;
+  char v[512];
+  cr_assert_str_eq(esk_test_header(m, "esk.dlq.topic", v, sizeof(v)), fx.topic);
+  cr_assert(esk_test_header(m, "esk.dlq.offset", v, sizeof(v))[0]);
+  cr_assert(esk_test_header(m, "esk.dlq.partition", v, sizeof(v))[0]);
+  esk_test_header(m, "esk.dlq.reason", v, sizeof(v));
+  if (strstr(v, "version gap for aggregate acct-6")) r->gap++;
+  if (strstr(v, "undecodable value 'not an event'")) r->undecodable++;
+  if (strstr(v, "23514")) r->refused++;
+}
+
 #define N_AGG 20
 #define N_VER 10
 
@@ -212,7 +228,6 @@ Test(projector, folds_events_skips_duplicates_and_dead_letters_poison, .init = s
   cr_assert_eq(s.dead, 3, "dead letters: %" PRId64, s.dead);
   esk_projector_destroy(r.proj);
 
-  esk_error_t err = {0};
   PGconn *pg = esk_test_pg_connect();
   char sql[256];
   for (int a = 0; a < N_AGG; a++) {
@@ -226,47 +241,12 @@ Test(projector, folds_events_skips_duplicates_and_dead_letters_poison, .init = s
   cr_assert_eq(query_ll(pg, sql), N_AGG * N_VER + 5 + N_AGG - 1);
 
   /* The dead letters carry the original coordinates and the reason. */
-  rd_kafka_conf_t *cc = NULL;
-  char errstr[256], dlq[192], group[96];
+  char dlq[192];
   snprintf(dlq, sizeof(dlq), "%s.dlq.%s", fx.topic, fx.name);
-  esk_test_unique_name(group, sizeof(group), "esk.test.dlqreader");
-  cr_assert_eq(esk_kafka_conf_new(&cc, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK);
-  esk_kafka_conf_set(cc, "group.id", group, &err);
-  esk_kafka_conf_set(cc, "auto.offset.reset", "earliest", &err);
-  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, sizeof(errstr));
-  rd_kafka_poll_set_consumer(c);
-  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(sub, dlq, RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(c, sub);
-  rd_kafka_topic_partition_list_destroy(sub);
-  int got = 0, gap = 0, undecodable = 0, refused = 0;
-  for (int i = 0; i < 30 && got < 3; i++) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
-    if (!m) continue;
-    if (!m->err) {
-      rd_kafka_headers_t *h = NULL;
-      const void *v;
-      size_t n;
-      cr_assert_eq(rd_kafka_message_headers(m, &h), RD_KAFKA_RESP_ERR_NO_ERROR);
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.topic", &v, &n), 0);
-      cr_assert(n == strlen(fx.topic) && !memcmp(v, fx.topic, n));
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.offset", &v, &n), 0);
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.partition", &v, &n), 0);
-      cr_assert_eq(rd_kafka_header_get_last(h, "esk.dlq.reason", &v, &n), 0);
-      char reason[512];
-      snprintf(reason, sizeof(reason), "%.*s", (int)n, (const char *)v);
-      if (strstr(reason, "version gap for aggregate acct-6")) gap++;
-      if (strstr(reason, "undecodable value 'not an event'")) undecodable++;
-      if (strstr(reason, "23514")) refused++;
-      got++;
-    }
-    rd_kafka_message_destroy(m);
-  }
-  cr_assert_eq(got, 3);
-  cr_assert_eq(gap + undecodable + refused, 3, "gap %d undecodable %d refused %d", gap,
-               undecodable, refused);
-  rd_kafka_consumer_close(c);
-  rd_kafka_destroy(c);
+  reasons_t rs = {0};
+  cr_assert_eq(esk_test_consume(dlq, 3, 30, count_reason, &rs), 3);
+  cr_assert_eq(rs.gap + rs.undecodable + rs.refused, 3, "gap %d undecodable %d refused %d",
+               rs.gap, rs.undecodable, rs.refused);
   PQfinish(pg);
   esk_conf_destroy(conf);
   rd_kafka_destroy(prod);

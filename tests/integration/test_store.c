@@ -126,7 +126,7 @@ Test(store, aggregate_versions_round_trip_and_never_go_back, .init = esk_test_re
   esk_error_t err = {0};
   char proj[64];
   esk_test_unique_name(proj, sizeof(proj), "test_ver");
-  const char *ids[] = {"A1", "quote'\"and\\slash", "A3", "\xc3\xa9t\xc3\xa9"};
+  const char *ids[] = {" a,{b} ", "quote'\"and\\slash", "NULL", "\xc3\xa9t\xc3\xa9"};
   int64_t put[] = {3, 7, 1, 2}, got[4];
   cr_assert_eq(esk_store_versions_get(pg, proj, ids, 4, got, &err), ESK_OK, "%s", err.msg);
   for (int i = 0; i < 4; i++) cr_assert_eq(got[i], 0);

@@ -74,3 +74,62 @@ void esk_test_delete_topic(const char *topic) {
   rd_kafka_queue_destroy(q);
   rd_kafka_destroy(rk);
 }
+
+PGconn *esk_test_pg_connect_schema(const char *schema) {
+  PGconn *pg = esk_test_pg_connect();
+  char sql[160];
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", schema);
+  PQclear(PQexec(pg, sql));
+  return pg;
+}
+
+void esk_test_drop_schema(const char *schema) {
+  PGconn *pg = esk_test_pg_connect();
+  char sql[160];
+  snprintf(sql, sizeof(sql), "drop schema if exists \"%s\" cascade", schema);
+  PQclear(PQexec(pg, sql));
+  PQfinish(pg);
+}
+
+int esk_test_consume(const char *topic, int n, int timeout_s,
+                     void (*fn)(const rd_kafka_message_t *m, void *arg), void *arg) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *cc = NULL;
+  char errstr[256], group[96];
+  esk_test_unique_name(group, sizeof(group), "esk.test.reader");
+  cr_assert_eq(esk_kafka_conf_new(&cc, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK, "%s", err.msg);
+  esk_kafka_conf_set(cc, "group.id", group, &err);
+  esk_kafka_conf_set(cc, "auto.offset.reset", "earliest", &err);
+  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, sizeof(errstr));
+  cr_assert_not_null(c, "%s", errstr);
+  rd_kafka_poll_set_consumer(c);
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(c, sub);
+  rd_kafka_topic_partition_list_destroy(sub);
+  int got = 0;
+  for (int i = 0; i < timeout_s && got < n; i++) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
+    if (!m) continue;
+    if (!m->err) {
+      fn(m, arg);
+      got++;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(c);
+  rd_kafka_destroy(c);
+  return got;
+}
+
+const char *esk_test_header(const rd_kafka_message_t *m, const char *name, char *buf,
+                            size_t size) {
+  rd_kafka_headers_t *h = NULL;
+  const void *v = NULL;
+  size_t n = 0;
+  buf[0] = '\0';
+  if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+      rd_kafka_header_get_last(h, name, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    snprintf(buf, size, "%.*s", (int)n, (const char *)v);
+  return buf;
+}

@@ -3,6 +3,7 @@
 #define ESK_TEST_H
 
 #include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
 #include <stddef.h>
 
 /**
@@ -23,6 +24,24 @@ void esk_test_require_pg(void);
 /** Connects to the test PostgreSQL (fails the test, with the reason, if it
  *  cannot). The caller PQfinish()es the connection. */
 PGconn *esk_test_pg_connect(void);
+
+/** Connects to the test PostgreSQL with search_path set to @p schema. */
+PGconn *esk_test_pg_connect_schema(const char *schema);
+
+/** Drops @p schema and everything in it (cleanup; errors ignored). */
+void esk_test_drop_schema(const char *schema);
+
+/**
+ * Reads @p topic from its beginning with a fresh consumer group until @p n
+ * messages arrived or @p timeout_s passed, calling @p fn for each (the
+ * message lives during the call). Returns how many.
+ */
+int esk_test_consume(const char *topic, int n, int timeout_s,
+                     void (*fn)(const rd_kafka_message_t *m, void *arg), void *arg);
+
+/** The value of header @p name of @p m as a string in @p buf ("" if absent). */
+const char *esk_test_header(const rd_kafka_message_t *m, const char *name, char *buf,
+                            size_t size);
 
 /** Creates a topic on the test broker (fails the test on error). */
 void esk_test_create_topic(const char *topic, int partitions);

@@ -152,6 +152,38 @@ Test(conf, kafka_keys_pass_through_to_librdkafka, .init = clear_env) {
   esk_conf_destroy(c);
 }
 
+static const char *kconf_value(rd_kafka_conf_t *k, const char *key) {
+  static char v[256];
+  size_t n = sizeof(v);
+  cr_assert_eq(rd_kafka_conf_get(k, key, v, &n), RD_KAFKA_CONF_OK, "%s", key);
+  return v;
+}
+
+Test(conf, kafka_consumer_and_producer_keys_go_only_to_their_kind_of_client, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_set(c, "kafka.consumer.session.timeout.ms", "7000", "-X", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(c, "kafka.producer.linger.ms", "9", "-X", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(c, "kafka.client.id", "both", "-X", &err), ESK_OK);
+  rd_kafka_conf_t *kc = NULL, *kp = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK);
+  cr_assert_eq(esk_kafka_conf_new(&kp, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  cr_assert_eq(esk_conf_apply_kafka_client(c, kc, RD_KAFKA_CONSUMER, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_conf_apply_kafka_client(c, kp, RD_KAFKA_PRODUCER, &err), ESK_OK, "%s", err.msg);
+  cr_assert_str_eq(kconf_value(kc, "session.timeout.ms"), "7000");
+  cr_assert_str_eq(kconf_value(kp, "linger.ms"), "9");
+  cr_assert_str_neq(kconf_value(kc, "linger.ms"), "9", "a producer key reached the consumer");
+  cr_assert_str_eq(kconf_value(kp, "client.id"), "both");
+  /* The untyped call skips both kinds instead of passing "consumer.x" on. */
+  rd_kafka_conf_t *k = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  cr_assert_eq(esk_conf_apply_kafka(c, k, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_conf_destroy(k);
+  rd_kafka_conf_destroy(kc);
+  rd_kafka_conf_destroy(kp);
+  esk_conf_destroy(c);
+}
+
 Test(conf, help_and_markdown_list_every_key_with_its_environment_variable) {
   char *buf = NULL;
   size_t len = 0;

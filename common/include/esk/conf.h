@@ -11,7 +11,9 @@
  *
  * Keys starting with `kafka.` that the table does not describe pass straight
  * to librdkafka with the prefix removed (`kafka.linger.ms=5` → `linger.ms=5`);
- * librdkafka checks them when the client is created.
+ * librdkafka checks them when the client is created. `kafka.consumer.<property>`
+ * and `kafka.producer.<property>` go only to clients of that kind (see
+ * esk_conf_apply_kafka_client()).
  *
  * A bad value stops start-up: the error names the key, the value, where it
  * came from (file and line, environment variable, or -X) and why.
@@ -104,6 +106,16 @@ int esk_conf_get_bool(const esk_conf_t *conf, const char *key);
  * @returns ESK_EINVAL naming the key and librdkafka's reason.
  */
 int esk_conf_apply_kafka(const esk_conf_t *conf, rd_kafka_conf_t *kconf, esk_error_t *err);
+
+/**
+ * @brief As esk_conf_apply_kafka(), for a client of one @p type: pass-through
+ *        keys `kafka.consumer.<property>` go only to consumers and
+ *        `kafka.producer.<property>` only to producers (without that prefix),
+ *        so a process with both kinds gives each only its own properties.
+ *        esk_conf_apply_kafka() skips both kinds.
+ */
+int esk_conf_apply_kafka_client(const esk_conf_t *conf, rd_kafka_conf_t *kconf,
+                                rd_kafka_type_t type, esk_error_t *err);
 
 /** @brief Prints the keys of @p tables as `--help` text. */
 void esk_conf_print_help(FILE *f, const esk_conf_prop_t *const *tables, size_t n);

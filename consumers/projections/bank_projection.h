@@ -1,0 +1,48 @@
+/* Internal: the machinery the bank projections share (not a public header). */
+#ifndef ESK_BANK_PROJECTION_H
+#define ESK_BANK_PROJECTION_H
+
+#include "bank_event.h"
+#include "copy.h"
+#include "projections.h"
+
+/* A projection that writes each batch as rows COPYed into a staging table
+ * (or the model's table), then merged with one statement. */
+typedef struct esk_bank_proj_spec_s {
+  const char *name;
+  const char *const *migrations;
+  size_t n_migrations;
+  const char *stage_sql; /* creates the temp staging table if missing; NULL: none */
+  const char *copy_sql;  /* copy <table> (<columns>) from stdin */
+  const char *merge_sql; /* staging table -> read model; NULL: none */
+  /* NULL, or the projection keeps its version guard itself: this query takes
+   * the batch's aggregate ids as $1 (text[]) and returns (index in $1 from 0,
+   * last applied version) for those it has; its merge stores every event's. */
+  const char *versions_sql;
+  /* Appends the rows for one event (zero or more); @p scratch is the
+   * instance's to use (kept between calls). */
+  int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
+              esk_error_t *err);
+} esk_bank_proj_spec_t;
+
+/* Runs a versions_sql query (see above) for @p ids into @p versions (0 when
+ * absent), building the text[] parameter in @p scratch. */
+int esk_bank_versions_read(PGconn *pg, const char *sql, esk_buf_t *scratch,
+                           const char *const *ids, size_t n, int64_t *versions, esk_error_t *err);
+
+int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
+                         esk_error_t *err);
+
+void esk_bank_proj_destroy(void *self);
+
+/* transaction_history computes balances in C: its own callbacks. Its spec
+ * holds only the name and the migrations. */
+int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err);
+void esk_bank_transaction_history_destroy(void *self);
+
+extern const esk_bank_proj_spec_t esk_bank_account_balances_spec;
+extern const esk_bank_proj_spec_t esk_bank_transaction_history_spec;
+extern const esk_bank_proj_spec_t esk_bank_daily_summaries_spec;
+extern const esk_bank_proj_spec_t esk_bank_event_log_spec;
+
+#endif

@@ -1,0 +1,295 @@
+/* transaction_history: one row per money movement, with the balance after
+ * it. Rows are kept in memory during apply(); batch_end() reads the last
+ * balance of every account in the batch with one query (from the small
+ * transaction_history_balances table, one row per account), computes the
+ * running balances in event order (the version guard has already ordered the
+ * events of each account and dropped duplicates), COPYs the rows straight
+ * into the table and stores the new last balances with one upsert. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bank_projection.h"
+#include "esk/log.h"
+#include "esk/pg.h"
+#include "store.h"
+#include <time.h>
+
+static const char *const migrations[] = {
+    "create table transaction_history ("
+    "  event_id uuid primary key,"
+    "  account_id text not null,"
+    "  version bigint not null check (version > 0),"
+    "  kind text not null check (kind in ('opening', 'deposit', 'withdrawal')),"
+    "  amount bigint not null check (amount >= 0),"
+    "  currency text not null,"
+    "  description text not null,"
+    "  balance_after bigint not null,"
+    "  occurred_at timestamptz not null);"
+    "create index transaction_history_account_time"
+    "  on transaction_history (account_id, occurred_at);"
+    "create table transaction_history_balances ("
+    "  account_id text primary key,"
+    "  version bigint not null,"
+    "  balance bigint not null) with (fillfactor = 50);",
+};
+
+const esk_bank_proj_spec_t esk_bank_transaction_history_spec = {
+    .name = "transaction_history",
+    .migrations = migrations,
+    .n_migrations = sizeof(migrations) / sizeof(*migrations),
+};
+
+#define ROWS_MAX ((size_t)512 << 20)
+
+typedef struct row_s {
+  size_t event_id, account, currency, description; /* offsets into the arena */
+  int64_t version, amount, occurred_at_us, balance_after;
+  uint32_t account_len;
+  uint8_t kind;
+  size_t slot; /* the account's slot in the balance map */
+} row_t;
+
+typedef struct hist_s {
+  row_t *rows;
+  size_t n, cap;
+  esk_buf_t arena;
+  /* account -> balance, open addressing over the batch's accounts */
+  size_t *slots; /* row index + 1 of the account's first row, 0 empty */
+  int64_t *balance, *version;
+  size_t map_cap;
+  size_t *order, n_order; /* slots in the order their accounts first appear */
+  esk_copy_t copy;
+  esk_buf_t ids, vers, bals; /* array literals: the batch's accounts, last versions, balances */
+} hist_t;
+
+static int put_str(hist_t *h, const char *s, size_t *off) {
+  *off = h->arena.len;
+  return esk_buf_append(&h->arena, s, strlen(s) + 1, NULL);
+}
+
+static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
+  hist_t *h = self;
+  const esk_bank_event_t *b = ev->payload;
+  (void)pg;
+  /* Every event is kept (its version goes to the guard); those that move no
+   * money (a close, an opening without deposit) write no history row. */
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 4096;
+    row_t *r = realloc(h->rows, cap * sizeof(*r));
+    if (!r) return esk_error_set(err, ESK_ENOMEM, "out of memory for history rows");
+    h->rows = r;
+    h->cap = cap;
+  }
+  row_t *r = &h->rows[h->n];
+  if (put_str(h, ev->event_id, &r->event_id) || put_str(h, ev->aggregate_id, &r->account) ||
+      put_str(h, b->currency, &r->currency) || put_str(h, b->description, &r->description))
+    return esk_error_set(err, ESK_ENOMEM, "transaction_history: the batch's rows exceed %zu bytes",
+                         (size_t)ROWS_MAX);
+  r->account_len = (uint32_t)strlen(ev->aggregate_id);
+  r->version = ev->aggregate_version;
+  r->amount = b->kind == ESK_BANK_ACCOUNT_CLOSED ? 0 : b->amount;
+  r->occurred_at_us = ev->occurred_at_us;
+  r->kind = (uint8_t)b->kind;
+  h->n++;
+  return ESK_OK;
+}
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static const char *str(const hist_t *h, size_t off) { return (const char *)h->arena.data + off; }
+
+static uint64_t hash(const char *s, size_t n) {
+  uint64_t x = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) x = (x ^ (uint8_t)s[i]) * 1099511628211ULL;
+  return x;
+}
+
+/* Finds or adds the account of row @p i; returns its slot. */
+static size_t map_slot(hist_t *h, size_t i, int *added) {
+  const row_t *r = &h->rows[i];
+  const char *a = str(h, r->account);
+  size_t s = hash(a, r->account_len) & (h->map_cap - 1);
+  for (;; s = (s + 1) & (h->map_cap - 1)) {
+    if (!h->slots[s]) {
+      h->slots[s] = i + 1;
+      h->balance[s] = 0;
+      h->order[h->n_order++] = s;
+      *added = 1;
+      return s;
+    }
+    const row_t *o = &h->rows[h->slots[s] - 1];
+    if (o->account_len == r->account_len && !memcmp(str(h, o->account), a, r->account_len)) {
+      *added = 0;
+      return s;
+    }
+  }
+}
+
+/* Stores the batch's last balance and version of each account. */
+static int store_balances(hist_t *h, PGconn *pg, esk_error_t *err) {
+  int rc = ESK_OK;
+  esk_buf_reset(&h->vers);
+  esk_buf_reset(&h->bals);
+  for (size_t i = 0; i < h->n_order && !rc; i++) {
+    rc = esk_store_array_add_i64(&h->vers, h->version[h->order[i]]);
+    if (!rc) rc = esk_store_array_add_i64(&h->bals, h->balance[h->order[i]]);
+  }
+  if (rc || esk_store_array_end(&h->vers) || esk_store_array_end(&h->bals))
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  const char *params[] = {(const char *)h->ids.data, (const char *)h->vers.data,
+                          (const char *)h->bals.data};
+  return esk_pg_exec(NULL, pg, "store last balances",
+                     "insert into transaction_history_balances (account_id, version, balance) "
+                     "select * from unnest($1::text[], $2::bigint[], $3::bigint[]) "
+                     "on conflict (account_id) do update set version = excluded.version, "
+                     "balance = excluded.balance",
+                     3, params, err);
+}
+
+static void reset(hist_t *h) {
+  h->n = 0;
+  esk_buf_reset(&h->arena);
+  esk_copy_reset(&h->copy);
+}
+
+static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
+  hist_t *h = self;
+  int rc = ESK_OK;
+  PGresult *res = NULL;
+  if (!h->n) return ESK_OK;
+  int64_t t0 = now_us();
+  size_t cap = 16;
+  while (cap < 2 * h->n) cap <<= 1;
+  if (cap > h->map_cap) {
+    free(h->slots);
+    free(h->balance);
+    free(h->version);
+    free(h->order);
+    h->slots = malloc(cap * sizeof(*h->slots));
+    h->balance = malloc(cap * sizeof(*h->balance));
+    h->version = malloc(cap * sizeof(*h->version));
+    h->order = malloc(cap * sizeof(*h->order));
+    h->map_cap = cap;
+    if (!h->slots || !h->balance || !h->version || !h->order) {
+      h->map_cap = 0;
+      rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+      goto done;
+    }
+  }
+  memset(h->slots, 0, h->map_cap * sizeof(*h->slots));
+  h->n_order = 0;
+  esk_buf_reset(&h->ids);
+  for (size_t i = 0; i < h->n && !rc; i++) {
+    int added = 0;
+    h->rows[i].slot = map_slot(h, i, &added);
+    if (added) rc = esk_store_array_add(&h->ids, str(h, h->rows[i].account), h->rows[i].account_len);
+  }
+  if (rc || esk_store_array_end(&h->ids)) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto done;
+  }
+  /* The last stored balance of each account of the batch. */
+  const char *params[] = {(const char *)h->ids.data};
+  if ((rc = esk_pg_exec(&res, pg, "read last balances",
+                        "select account_id, balance from transaction_history_balances "
+                        "where account_id = any($1::text[])",
+                        1, params, err)))
+    goto done;
+  for (int i = 0; i < PQntuples(res); i++) {
+    const char *a = PQgetvalue(res, i, 0);
+    size_t n = (size_t)PQgetlength(res, i, 0);
+    size_t s = hash(a, n) & (h->map_cap - 1);
+    for (; h->slots[s]; s = (s + 1) & (h->map_cap - 1)) {
+      const row_t *o = &h->rows[h->slots[s] - 1];
+      if (o->account_len == n && !memcmp(str(h, o->account), a, n)) {
+        h->balance[s] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < h->n; i++) {
+    row_t *r = &h->rows[i];
+    h->balance[r->slot] += r->kind == ESK_BANK_MONEY_WITHDRAWN ? -r->amount : r->amount;
+    h->version[r->slot] = r->version;
+    if (r->kind == ESK_BANK_ACCOUNT_CLOSED || (r->kind == ESK_BANK_ACCOUNT_OPENED && !r->amount))
+      continue;
+    esk_copy_text(&h->copy, str(h, r->event_id), -1);
+    esk_copy_text(&h->copy, str(h, r->account), r->account_len);
+    esk_copy_i64(&h->copy, r->version);
+    esk_copy_text(&h->copy, r->kind == ESK_BANK_ACCOUNT_OPENED    ? "opening"
+                            : r->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit"
+                                                                  : "withdrawal",
+                  -1);
+    esk_copy_i64(&h->copy, r->amount);
+    esk_copy_text(&h->copy, str(h, r->currency), -1);
+    esk_copy_text(&h->copy, str(h, r->description), -1);
+    esk_copy_i64(&h->copy, h->balance[r->slot]);
+    esk_copy_ts_us(&h->copy, r->occurred_at_us);
+    esk_copy_row_end(&h->copy);
+  }
+  int64_t t1 = now_us();
+  rc = esk_copy_send(&h->copy, pg, "transaction_history",
+                     "copy transaction_history (event_id, account_id, version, kind, amount,"
+                     " currency, description, balance_after, occurred_at) from stdin",
+                     err);
+  if (rc == ESK_OK) rc = store_balances(h, pg, err);
+  ESK_DEBUG("projector", "msg=\"history flush\" rows=%zu lookup_us=%" PRId64 " copy_us=%" PRId64,
+            h->n, t1 - t0, now_us() - t1);
+done:
+  PQclear(res);
+  reset(h);
+  return rc;
+}
+
+static void batch_abort_cb(void *self) { reset(self); }
+
+/* The guard's versions: transaction_history_balances has every event's. */
+static int versions_get_cb(void *self, PGconn *pg, const char *const *ids, size_t n,
+                           int64_t *versions, esk_error_t *err) {
+  hist_t *h = self;
+  return esk_bank_versions_read(pg,
+                                "select x.ord - 1, b.version from unnest($1::text[]) with "
+                                "ordinality as x(id, ord) join transaction_history_balances b "
+                                "on b.account_id = x.id",
+                                &h->vers, ids, n, versions, err);
+}
+
+void esk_bank_transaction_history_destroy(void *self) {
+  hist_t *h = self;
+  if (!h) return;
+  free(h->rows);
+  free(h->slots);
+  free(h->balance);
+  free(h->version);
+  free(h->order);
+  esk_buf_free(&h->arena);
+  esk_buf_free(&h->ids);
+  esk_buf_free(&h->vers);
+  esk_buf_free(&h->bals);
+  esk_copy_free(&h->copy);
+  free(h);
+}
+
+int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err) {
+  hist_t *h = calloc(1, sizeof(*h));
+  if (!h) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  esk_buf_init(&h->arena, ROWS_MAX);
+  esk_buf_init(&h->ids, ROWS_MAX);
+  esk_buf_init(&h->vers, ROWS_MAX);
+  esk_buf_init(&h->bals, ROWS_MAX);
+  esk_buf_init(&h->copy.buf, ROWS_MAX);
+  *out = (esk_projection_t){.name = esk_bank_transaction_history_spec.name,
+                            .migrations = migrations,
+                            .n_migrations = sizeof(migrations) / sizeof(*migrations),
+                            .apply = apply_cb,
+                            .batch_end = batch_end_cb,
+                            .batch_abort = batch_abort_cb,
+                            .versions_get = versions_get_cb,
+                            .self = h};
+  return ESK_OK;
+}

@@ -1,0 +1,54 @@
+/**
+ * @file copy.h
+ * @brief Rows for PostgreSQL's COPY ... FROM STDIN in text format, built in a
+ *        buffer and sent in one go: how projections write a batch set-wise.
+ *
+ * A row is a sequence of esk_copy_*() field calls closed by esk_copy_row_end().
+ * Text fields are escaped (backslash, tab, newline, carriage return), so any
+ * string is safe; nothing is ever spliced into SQL.
+ */
+#ifndef ESK_COPY_H
+#define ESK_COPY_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "esk/buf.h"
+#include "esk/error.h"
+
+/** A COPY text buffer. Zero-initialise; free with esk_copy_free(). */
+typedef struct esk_copy_s {
+  esk_buf_t buf;
+  size_t rows;
+  int failed; /**< set when a field did not fit (out of memory or over the maximum) */
+} esk_copy_t;
+
+/** @brief A text field (NULL writes SQL NULL). @p len -1: strlen. */
+void esk_copy_text(esk_copy_t *c, const char *s, long len);
+/** @brief An integer field. */
+void esk_copy_i64(esk_copy_t *c, int64_t v);
+/** @brief A timestamptz field from microseconds since the epoch (UTC). */
+void esk_copy_ts_us(esk_copy_t *c, int64_t us);
+/** @brief A date field (the UTC day of @p us microseconds since the epoch). */
+void esk_copy_day_us(esk_copy_t *c, int64_t us);
+/** @brief A NULL field. */
+void esk_copy_null(esk_copy_t *c);
+/** @brief Ends the current row. */
+void esk_copy_row_end(esk_copy_t *c);
+
+/** @brief Drops the buffered rows, keeps the storage. */
+void esk_copy_reset(esk_copy_t *c);
+/** @brief Frees the storage. */
+void esk_copy_free(esk_copy_t *c);
+
+/**
+ * @brief Sends the buffered rows with @p copy_sql (`copy t (a, b) from stdin`)
+ *        and resets the buffer. Nothing buffered: does nothing.
+ * @returns ESK_OK, or esk_pg_error_code()'s code (ESK_EPOISON for data the
+ *          table refuses, ESK_ERETRY for a lost connection) with PostgreSQL's
+ *          message prefixed by @p what; ESK_ENOMEM when a field did not fit.
+ */
+int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
+                  esk_error_t *err);
+
+#endif

@@ -1,0 +1,163 @@
+/* esk-projector — runs one bank projection (read model) into PostgreSQL.
+ *
+ *   esk-projector --projection NAME [-c FILE] [-X key=value ...]
+ *
+ * See docs/projector.md. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bank_event.h"
+#include "esk/conf.h"
+#include "esk/log.h"
+#include "projections.h"
+#include "projector.h"
+
+static const esk_conf_prop_t decoder_props[] = {
+    {"decode.max.bytes", ESK_CONF_INT, "1048576", 64, 64 << 20, NULL, NULL,
+     "Largest event value decoded; a larger one is a poison event."},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+
+static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props,
+                                                decoder_props};
+#define N_TABLES (sizeof(tables) / sizeof(*tables))
+
+/* A log value quoted for key=value lines. */
+#define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: esk-projector --projection NAME [-c FILE] [-X key=value ...]\n"
+          "       esk-projector --help | --version | --config-markdown\n"
+          "\n"
+          "Folds the events of <domain>.events into one PostgreSQL read model, as\n"
+          "consumer group esk.projection.<NAME>; run more instances to share partitions.\n"
+          "SIGTERM or SIGINT: finish the batch, commit, leave the group, exit 0.\n"
+          "\n"
+          "options:\n"
+          "  -p, --projection NAME  the read model to build (also the key projection)\n"
+          "  -c, --config FILE      key=value configuration file\n"
+          "  -X key=value           set a configuration key (after file and environment)\n"
+          "      --config-markdown  print the configuration keys as a Markdown table\n"
+          "\n"
+          "projections:\n");
+  for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
+    fprintf(f, "  %-20s %s\n", d->name, d->summary);
+  fprintf(f, "\nconfiguration keys (file, environment, -X; later wins):\n");
+  esk_conf_print_help(f, tables, N_TABLES);
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {{"projection", required_argument, NULL, 'p'},
+                                       {"config", required_argument, NULL, 'c'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {"config-markdown", no_argument, NULL, 'M'},
+                                       {NULL, 0, NULL, 0}};
+  const char *file = NULL, *projection = NULL;
+  char **overrides = calloc((size_t)argc + 1, sizeof(*overrides));
+  size_t n_over = 0;
+  int c, status = 1;
+  esk_conf_t *conf = NULL;
+  esk_error_t err = {0};
+  esk_bank_decoder_t *dec = NULL;
+  esk_projection_t proj = {0};
+  esk_projector_t *p = NULL;
+  if (!overrides) return 1;
+  while ((c = getopt_long(argc, argv, "p:c:X:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'p': projection = optarg; break;
+    case 'c': file = optarg; break;
+    case 'X': overrides[n_over++] = optarg; break;
+    case 'h':
+      usage(stdout);
+      free(overrides);
+      return 0;
+    case 'V':
+      printf("esk-projector %s (librdkafka %s, libpq %d)\n", ESK_VERSION, rd_kafka_version_str(),
+             PQlibVersion());
+      free(overrides);
+      return 0;
+    case 'M':
+      esk_conf_print_markdown(stdout, tables, N_TABLES);
+      free(overrides);
+      return 0;
+    default:
+      fprintf(stderr, "esk-projector: try --help\n");
+      free(overrides);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "esk-projector: unexpected argument '%s' (try --help)\n", argv[optind]);
+    free(overrides);
+    return 2;
+  }
+  if (esk_conf_new(&conf, tables, N_TABLES, &err) ||
+      esk_conf_load(conf, file, overrides, n_over, &err) ||
+      (projection && esk_conf_set(conf, "projection", projection, "--projection", &err))) {
+    fprintf(stderr, "esk-projector: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
+  esk_log_set_level(esk_conf_get(conf, "log.level"));
+  projection = esk_conf_get(conf, "projection");
+  const esk_bank_projection_def_t *def = esk_bank_projection_find(projection);
+  if (!def) {
+    fprintf(stderr, "esk-projector: %s '%s': expected one of:",
+            projection ? "unknown projection" : "no projection given", projection ? projection : "");
+    for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
+      fprintf(stderr, " %s", d->name);
+    fprintf(stderr, " (--projection NAME)\n");
+    status = 2;
+    goto cleanup;
+  }
+  esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
+  if (esk_bank_decoder_new(&dec, &limits, &err) || def->create(&proj, &err)) {
+    ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
+    goto cleanup;
+  }
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  esk_decoder_t d = esk_bank_decoder(dec);
+  int rc;
+  while ((rc = esk_projector_new(&p, conf, &proj, &d, &err)) == ESK_ERETRY && !stop_requested) {
+    ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
+    struct timespec ts = {2, 0};
+    nanosleep(&ts, NULL);
+  }
+  if (rc != ESK_OK) {
+    if (stop_requested) status = 0;
+    else ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
+    if (rc == ESK_EINVAL) status = 2; /* a configuration value, as for the ones above */
+    goto cleanup;
+  }
+  rc = esk_projector_run(p, &stop_requested, &err);
+  if (rc != ESK_OK) {
+    ESK_ERROR("projector", "msg=stopped error=%s reason=%s", esk_error_name(rc), LQ(err.msg));
+    goto cleanup;
+  }
+  ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", def->name);
+  status = 0;
+cleanup:
+  esk_projector_destroy(p);
+  esk_bank_projection_destroy(&proj);
+  esk_bank_decoder_destroy(dec);
+  esk_conf_destroy(conf);
+  free(overrides);
+  return status;
+}

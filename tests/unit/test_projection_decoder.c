@@ -1,0 +1,198 @@
+/* The bank decoder of esk-projector: messages become events at the latest
+ * schema version; anything else (unknown fingerprint, truncated, malformed,
+ * oversized, not an event, impossible values) is poison with a message that
+ * says why. No servers: messages are built in memory. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bank_contract.h"
+#include "bank_event.h"
+#include "esk_test.h"
+#include "esk_test_bank.h"
+
+static esk_bank_decoder_t *dec;
+static esk_test_bank_t *bank;
+
+static void setup(void) {
+  esk_error_t err = {0};
+  esk_codec_limits_t limits = {.max_message_bytes = 4096};
+  cr_assert_eq(esk_bank_decoder_new(&dec, &limits, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_new(&bank, 3, 20, 400, &err), ESK_OK, "%s", err.msg);
+}
+
+static void teardown(void) {
+  esk_bank_decoder_destroy(dec);
+  esk_test_bank_destroy(bank);
+}
+
+static int decode(const void *v, size_t len, esk_event_t *ev, esk_error_t *err) {
+  rd_kafka_message_t m = {0};
+  m.payload = (void *)v;
+  m.len = len;
+  memset(ev, 0, sizeof(*ev));
+  return esk_bank_decode(dec, &m, ev, err);
+}
+
+/* The first generated event of @p kind written in @p version (or -1). */
+static long find(int kind, int version) {
+  for (size_t i = 0; i < esk_test_bank_count(bank); i++) {
+    const esk_test_bank_event_t *e = esk_test_bank_event(bank, i);
+    if (e->kind == kind && (version < 0 || e->writer_version == version)) return (long)i;
+  }
+  return -1;
+}
+
+static void *encoded(long i, size_t *len) {
+  void *v = NULL;
+  esk_error_t err = {0};
+  cr_assert(i >= 0, "no such event in the workload");
+  cr_assert_eq(esk_test_bank_encode(bank, (size_t)i, NULL, &v, len, &err), ESK_OK, "%s", err.msg);
+  return v;
+}
+
+Test(projection_decoder, a_v1_deposit_is_upcast_to_the_latest_version, .init = setup,
+     .fini = teardown) {
+  long i = find(ESK_BANK_MONEY_DEPOSITED, 1);
+  size_t len;
+  void *v = encoded(i, &len);
+  esk_event_t ev;
+  esk_error_t err = {0};
+  cr_assert_eq(decode(v, len, &ev, &err), ESK_OK, "%s", err.msg);
+  const esk_bank_event_t *b = ev.payload;
+  const esk_test_bank_event_t *e = esk_test_bank_event(bank, (size_t)i);
+  char acct[32];
+  cr_assert_str_eq(ev.type, "MoneyDeposited");
+  cr_assert_str_eq(ev.aggregate_id, esk_test_bank_account_id(e->account, acct, sizeof(acct)));
+  cr_assert_eq(ev.aggregate_version, e->version);
+  cr_assert_eq(ev.occurred_at_us, e->occurred_at_us);
+  cr_assert_eq(b->kind, ESK_BANK_MONEY_DEPOSITED);
+  cr_assert_eq(b->writer_version, 1);
+  cr_assert_eq(b->amount, e->amount);
+  cr_assert_str_eq(b->currency, "USD"); /* v1's implicit currency, by the default */
+  cr_assert_str_eq(b->description, "");
+  free(v);
+}
+
+Test(projection_decoder, every_generated_event_decodes_to_its_fields, .init = setup,
+     .fini = teardown) {
+  for (size_t i = 0; i < esk_test_bank_count(bank); i++) {
+    size_t len;
+    void *v = encoded((long)i, &len);
+    esk_event_t ev;
+    esk_error_t err = {0};
+    cr_assert_eq(decode(v, len, &ev, &err), ESK_OK, "event %zu: %s", i, err.msg);
+    const esk_bank_event_t *b = ev.payload;
+    const esk_test_bank_event_t *e = esk_test_bank_event(bank, i);
+    cr_assert_eq(b->kind, e->kind);
+    cr_assert_eq(ev.aggregate_version, e->version);
+    if (e->kind != ESK_BANK_ACCOUNT_CLOSED) cr_assert_eq(b->amount, e->amount, "event %zu", i);
+    free(v);
+  }
+}
+
+static void expect_poison(const void *v, size_t len, const char *why) {
+  esk_event_t ev;
+  esk_error_t err = {0};
+  cr_assert_eq(decode(v, len, &ev, &err), ESK_EPOISON, "accepted; expected poison: %s", why);
+  cr_assert_not_null(strstr(err.msg, why), "'%s' does not say '%s'", err.msg, why);
+}
+
+Test(projection_decoder, an_unknown_fingerprint_is_poison, .init = setup, .fini = teardown) {
+  size_t len;
+  unsigned char *v = encoded(0, &len);
+  v[5] ^= 0x01;
+  expect_poison(v, len, "unknown writer schema fingerprint");
+  free(v);
+}
+
+Test(projection_decoder, every_truncation_is_poison, .init = setup, .fini = teardown) {
+  size_t len;
+  void *v = encoded(find(ESK_BANK_MONEY_DEPOSITED, 3), &len);
+  for (size_t k = 0; k < len; k++) {
+    esk_event_t ev;
+    esk_error_t err = {0};
+    cr_assert_eq(decode(v, k, &ev, &err), ESK_EPOISON, "%zu of %zu bytes accepted", k, len);
+    cr_assert(err.msg[0]);
+  }
+  free(v);
+}
+
+Test(projection_decoder, wrong_magic_and_malformed_datums_are_poison, .init = setup,
+     .fini = teardown) {
+  size_t len;
+  unsigned char *v = encoded(0, &len);
+  unsigned char *bad = malloc(len + 8);
+  memcpy(bad, v, len);
+  bad[1] = 0x02;
+  expect_poison(bad, len, "wrong magic");
+  memcpy(bad, v, 10);
+  memset(bad + 10, 0xff, len - 10);
+  expect_poison(bad, len, "malformed");
+  memcpy(bad, v, len);
+  memcpy(bad + len, "trailing", 8);
+  expect_poison(bad, len + 8, "trailing");
+  free(bad);
+  free(v);
+}
+
+Test(projection_decoder, an_oversized_value_is_poison_before_decoding, .init = setup,
+     .fini = teardown) {
+  size_t len;
+  char *desc = malloc(5000);
+  memset(desc, 'x', 4999);
+  desc[4999] = '\0';
+  void *v = NULL;
+  esk_error_t err = {0};
+  long i = find(ESK_BANK_MONEY_DEPOSITED, 3);
+  cr_assert_eq(esk_test_bank_encode(bank, (size_t)i, desc, &v, &len, &err), ESK_OK, "%s", err.msg);
+  cr_assert_gt(len, 4096);
+  expect_poison(v, len, "over the limit of 4096 bytes");
+  free(v);
+  free(desc);
+}
+
+Test(projection_decoder, a_command_is_not_an_event, .init = setup, .fini = teardown) {
+  esk_schema_set_t *set = NULL;
+  esk_codec_t *c = NULL;
+  esk_error_t err = {0};
+  avro_value_t val;
+  esk_buf_t out;
+  esk_buf_init(&out, 0);
+  cr_assert_eq(esk_schema_set_new(&set, &err), ESK_OK);
+  cr_assert_eq(esk_bank_schemas_load(set, &err), ESK_OK);
+  cr_assert_eq(esk_codec_new(&c, set, NULL, &err), ESK_OK);
+  const esk_schema_t *s = esk_schema_set_get(set, "OpenAccount", 1);
+  cr_assert_eq(esk_value_new(&val, s, &err), ESK_OK);
+  cr_assert_eq(esk_value_from_json(&val,
+                                   "{\"command_id\":\"c1\",\"account_id\":\"a1\",\"owner_id\":\"o\","
+                                   "\"initial_deposit\":{\"minor_units\":1,\"currency\":\"EUR\"},"
+                                   "\"actor\":\"x\",\"correlation_id\":\"k\"}",
+                                   &err),
+               ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_codec_encode(c, s, &val, &out, &err), ESK_OK, "%s", err.msg);
+  expect_poison(out.data, out.len, "not a bank event type");
+  avro_value_decref(&val);
+  esk_buf_free(&out);
+  esk_codec_destroy(c);
+  esk_schema_set_destroy(set);
+}
+
+/* Hostile input: random byte flips of valid messages never crash the
+ * decoder; each either decodes or is poison with a reason. */
+Test(projection_decoder, random_corruption_decodes_or_is_poison_never_crashes, .init = setup,
+     .fini = teardown) {
+  unsigned seed = 12345;
+  for (int round = 0; round < 4000; round++) {
+    size_t len;
+    unsigned char *v = encoded(round % (long)esk_test_bank_count(bank), &len);
+    int flips = 1 + (int)(rand_r(&seed) % 4);
+    for (int f = 0; f < flips; f++) v[rand_r(&seed) % len] ^= (unsigned char)(1 + rand_r(&seed) % 255);
+    esk_event_t ev;
+    esk_error_t err = {0};
+    int rc = decode(v, len, &ev, &err);
+    cr_assert(rc == ESK_OK || (rc == ESK_EPOISON && err.msg[0]), "rc %d: %s", rc, err.msg);
+    free(v);
+  }
+}
