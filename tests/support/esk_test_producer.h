@@ -1,0 +1,60 @@
+/* Helpers for the suites that run esk-producer and eskctl against the real
+ * broker: unique topic sets, the producer as a child process, submitting
+ * JSON lines through eskctl, and reading the events topic back. */
+#ifndef ESK_TEST_PRODUCER_H
+#define ESK_TEST_PRODUCER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ESK_TEST_PRODUCER_BIN ESK_BINARY_DIR "/bin/esk-producer"
+#define ESK_TEST_ESKCTL_BIN ESK_BINARY_DIR "/bin/eskctl"
+
+/** Makes a unique topic prefix "<name>_<pid>_<rand>." and creates the bank
+ *  topics under it with eskctl topics create (fails the test on error). */
+void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions);
+
+/**
+ * Starts build/bin/esk-producer with -X topic.prefix=@p prefix,
+ * transactional.id=<prefix>tx.<instance>, kafka.session.timeout.ms=6000,
+ * batch.max.ms=20, stats off, then the NULL-terminated @p extra -X values.
+ * Its stderr goes to @p log_path. @returns the child's pid.
+ */
+pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_path,
+                   const char *const *extra);
+
+/** Sends @p sig and waits up to @p timeout_ms. @returns the exit status, 128+signal
+ *  when killed by a signal, or -1 when it did not end in time (it is then killed). */
+int esk_tp_stop(pid_t pid, int sig, int timeout_ms);
+
+/** Runs a shell command; stdout (and stderr when @p with_stderr) into @p out.
+ *  @returns the exit status (fails the test if it did not exit normally). */
+int esk_tp_run(const char *cmd, int with_stderr, char *out, size_t size);
+
+/** Writes @p jsonl to a temporary file and runs eskctl submit on it.
+ *  @returns eskctl's exit status; its stdout is in @p out. */
+int esk_tp_submit(const char *prefix, const char *jsonl, int timeout_ms, char *out, size_t size);
+
+/** One event read back from the events topic. */
+typedef struct esk_tp_event_s {
+  int32_t partition;
+  int64_t offset;
+  int type; /* esk_bank_event_type_t */
+  char account[129];
+  int64_t version;
+  char causation[129];
+} esk_tp_event_t;
+
+/** Reads every committed event of <prefix>bank.events (read_committed). The caller
+ *  frees *out. @returns the count. */
+size_t esk_tp_read_events(esk_tp_event_t **out, const char *prefix, int partitions);
+
+/** Checks (with Criterion asserts) that for every account the versions of its events
+ *  are exactly 1..n in order within its one partition. @returns the number of accounts. */
+size_t esk_tp_check_versions(const esk_tp_event_t *evs, size_t n);
+
+/** Returns 1 when @p path contains @p needle. */
+int esk_tp_file_contains(const char *path, const char *needle);
+
+#endif
