@@ -150,25 +150,43 @@ static void drop_part(esk_producer_t *p, int32_t id) {
   pt->batch_next = -1;
 }
 
-static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
-  if (id < 0 || id >= p->nparts)
-    return esk_error_set(err, ESK_EFATAL,
-                         "assigned partition %d of %s but the topic had %d partitions at start: "
-                         "restart after changing partition counts",
-                         (int)id, p->topics.commands, p->nparts);
+/* Empty state for partition @p id. */
+static int reset_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   drop_part(p, id);
   part_t *pt = &p->parts[id];
   int rc;
   if ((rc = esk_bank_store_new(&pt->store, 0, (size_t)p->store_max, err)) ||
       (rc = esk_bank_seen_new(&pt->seen, (size_t)p->seen_max, err)) ||
       (rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err)))
-    goto cleanup;
-  esk_restore_target_t tgt = {pt->store, pt->seen, pt->dirty, (size_t)p->seen_max};
+    drop_part(p, id);
+  return rc;
+}
+
+static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
+  if (id < 0 || id >= p->nparts)
+    return esk_error_set(err, ESK_EFATAL,
+                         "assigned partition %d of %s but the topic had %d partitions at start: "
+                         "restart after changing partition counts",
+                         (int)id, p->topics.commands, p->nparts);
+  part_t *pt = &p->parts[id];
   esk_restore_stats_t st;
   ESK_INFO(FAC, "msg=\"restoring partition\" partition=%d", (int)id);
-  if ((rc = esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
-                                  (int)p->restore_ms, err)))
-    goto cleanup;
+  /* transient broker errors (a leader moving, a topic just created) are retried
+   * from scratch until restore.timeout.ms has passed */
+  int64_t give_up = mono_ms() + p->restore_ms;
+  int rc;
+  for (;;) {
+    if ((rc = reset_part(p, id, err))) return rc;
+    esk_restore_target_t tgt = {pt->store, pt->seen, pt->dirty, (size_t)p->seen_max};
+    rc = esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
+                               (int)p->restore_ms, err);
+    if (rc != ESK_ERETRY || mono_ms() >= give_up) break;
+    char q[512];
+    ESK_WARN(FAC, "msg=\"restore failed, retrying\" partition=%d reason=%s", (int)id,
+             esk_log_quote(q, sizeof(q), err->msg));
+    usleep(500 * 1000);
+  }
+  if (rc) goto cleanup;
   pt->events_next = st.events_end;
   pt->events_since_ckpt = st.events_applied;
   pt->active = 1;

@@ -2,6 +2,7 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,4 +182,59 @@ int esk_tp_file_contains(const char *path, const char *needle) {
   while (!found && fgets(line, sizeof(line), f)) found = strstr(line, needle) != NULL;
   fclose(f);
   return found;
+}
+
+typedef struct res_ctx_s {
+  esk_hmap_t *ids;
+  esk_tp_results_t r;
+} res_ctx_t;
+
+static int on_result(const rd_kafka_message_t *m, void *opaque) {
+  res_ctx_t *c = opaque;
+  json_error_t je;
+  json_t *o = json_loadb(m->payload, m->len, 0, &je);
+  cr_assert_not_null(o, "result at %d/%lld is not JSON", (int)m->partition, (long long)m->offset);
+  const char *id = json_string_value(json_object_get(o, "command_id"));
+  const char *st = json_string_value(json_object_get(o, "status"));
+  cr_assert(id && st, "result without command_id or status");
+  c->r.messages++;
+  int inserted = 0;
+  char one = 1;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_hmap_put(c->ids, id, strlen(id), &one, NULL, &inserted, &err), ESK_OK);
+  if (inserted) {
+    c->r.distinct++;
+    if (!strcmp(st, "accepted")) c->r.accepted++;
+  }
+  json_decref(o);
+  return 0;
+}
+
+esk_tp_results_t esk_tp_count_results(const char *prefix, int partitions) {
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  res_ctx_t c;
+  memset(&c, 0, sizeof(c));
+  char topic[256];
+  cr_assert_eq(esk_hmap_new(&c.ids, 1, 0, 0, &err), ESK_OK);
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK, "%s", err.msg);
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "command-results", &err);
+  for (int p = 0; p < partitions; p++)
+    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
+                                          on_result, &c, NULL, &err),
+                 ESK_OK, "%s", err.msg);
+  rd_kafka_destroy(rk);
+  esk_hmap_destroy(c.ids);
+  return c.r;
+}
+
+esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t distinct,
+                                     int timeout_ms) {
+  esk_tp_results_t r;
+  for (int waited = 0;; waited += 500) {
+    r = esk_tp_count_results(prefix, partitions);
+    if (r.distinct >= distinct || waited >= timeout_ms) return r;
+    struct timespec ts = {0, 500 * 1000000};
+    nanosleep(&ts, NULL);
+  }
 }

@@ -54,6 +54,21 @@ size_t esk_tp_read_events(esk_tp_event_t **out, const char *prefix, int partitio
  *  are exactly 1..n in order within its one partition. @returns the number of accounts. */
 size_t esk_tp_check_versions(const esk_tp_event_t *evs, size_t n);
 
+/** What the results topic holds. */
+typedef struct esk_tp_results_s {
+  size_t messages; /* result messages */
+  size_t distinct; /* distinct command ids */
+  size_t accepted; /* distinct ids whose first result is accepted */
+} esk_tp_results_t;
+
+/** Reads every committed result of <prefix>bank.command-results. */
+esk_tp_results_t esk_tp_count_results(const char *prefix, int partitions);
+
+/** Polls esk_tp_count_results() until @p distinct ids have a result or @p timeout_ms
+ *  passes. @returns the last count. */
+esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t distinct,
+                                     int timeout_ms);
+
 /** Returns 1 when @p path contains @p needle. */
 int esk_tp_file_contains(const char *path, const char *needle);
 

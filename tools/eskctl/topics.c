@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "esk/conf.h"
 #include "esk/kafka.h"
@@ -108,11 +109,18 @@ int eskctl_topics_main(int argc, char **argv) {
       fprintf(stderr, "eskctl topics create: %s\n", err.msg);
       goto cleanup;
     }
+    /* wait until the metadata shows it, so the next client to start sees it */
+    int rc;
+    for (int waited = 0;
+         (rc = esk_kafka_partition_count(rk, name, timeout_ms, &count, &err)) == ESK_ENOTFOUND &&
+         waited < timeout_ms;
+         waited += 100)
+      usleep(100 * 1000);
+    if (rc) {
+      fprintf(stderr, "eskctl topics create: %s\n", err.msg);
+      goto cleanup;
+    }
     if (!created) {
-      if (esk_kafka_partition_count(rk, name, timeout_ms, &count, &err)) {
-        fprintf(stderr, "eskctl topics create: %s\n", err.msg);
-        goto cleanup;
-      }
       if (count != partitions) {
         fprintf(stderr,
                 "eskctl topics create: topic %s exists with %d partitions, not %ld: the "
