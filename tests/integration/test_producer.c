@@ -405,3 +405,61 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
   rd_kafka_destroy(rk);
   esk_bank_avro_destroy(avro);
 }
+
+Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], topic[256], cmd[512], out[16384];
+  esk_tp_topics(prefix, sizeof(prefix), "prod_tail", 1);
+  esk_error_t err = {0};
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err);
+  esk_bank_avro_t *avro = NULL;
+  cr_assert_eq(esk_bank_avro_new(&avro, &err), ESK_OK);
+  /* a MoneyDeposited written at v1, as an old producer would have */
+  const esk_schema_t *v1 =
+      esk_schema_set_get(esk_bank_avro_schemas(avro), "MoneyDeposited", 1);
+  avro_value_t val;
+  esk_buf_t b = {0};
+  cr_assert_eq(esk_value_new(&val, v1, &err), ESK_OK);
+  cr_assert_eq(esk_value_from_json(&val,
+                                   "{\"meta\":{\"event_id\":\"00000000-0000-4000-8000-000000000001\","
+                                   "\"aggregate_type\":\"account\",\"aggregate_id\":\"T\","
+                                   "\"aggregate_version\":2,\"occurred_at\":1,\"correlation_id\":"
+                                   "\"x\",\"causation_id\":\"y\",\"actor\":\"z\"},\"amount\":42}",
+                                   &err),
+               ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_codec_encode(esk_bank_avro_codec(avro), v1, &val, &b, &err), ESK_OK);
+  avro_value_decref(&val);
+  rd_kafka_conf_t *conf = NULL;
+  char errstr[256];
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("T", 1),
+                                 RD_KAFKA_V_VALUE(b.data, b.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+  cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("T", 1),
+                                 RD_KAFKA_V_VALUE("\xc3\x01junk", 6),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+  cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+  rd_kafka_destroy(rk);
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(avro);
+  snprintf(cmd, sizeof(cmd), "%s events tail --topic-prefix '%s' --from-beginning --exit-at-end",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_expect_eq(esk_tp_run(cmd, 0, out, sizeof(out)), 1, "an undecodable event makes it exit 1");
+  char *v[4];
+  size_t n = lines(out, v, 4);
+  cr_assert_eq(n, 2, "two lines: %s", out);
+  cr_expect(strstr(v[0], "\"offset\":0,\"key\":\"T\",\"type\":\"MoneyDeposited\",\"writer_version\":1,"
+                         "\"reader_version\":3"),
+            "%s", v[0]);
+  cr_expect(strstr(v[0], "\"amount\":{\"minor_units\":42,\"currency\":\"USD\"}"),
+            "v1 upcast to v3 (USD): %s", v[0]);
+  cr_expect(strstr(v[0], "\"causation_id\":\"y\""), "metadata printed: %s", v[0]);
+  cr_expect(strstr(v[1], "\"offset\":1") && strstr(v[1], "\"error\":"), "%s", v[1]);
+  snprintf(cmd, sizeof(cmd), "%s events tail --topic-prefix '%s' --from-beginning --max 1",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_expect_eq(esk_tp_run(cmd, 0, out, sizeof(out)), 0);
+  cr_expect_eq(lines(out, v, 4), 1, "--max 1 prints one event");
+}

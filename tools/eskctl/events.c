@@ -145,6 +145,9 @@ int eskctl_events_main(int argc, char **argv) {
       json_t *out = json_pack("{s:i, s:I, s:s%}", "partition", (int)m->partition, "offset",
                               (json_int_t)m->offset, "key", m->key ? (const char *)m->key : "",
                               m->key ? m->key_len : 0);
+      if (!out) /* a key that is not UTF-8 */
+        out = json_pack("{s:i, s:I, s:n}", "partition", (int)m->partition, "offset",
+                        (json_int_t)m->offset, "key");
       esk_error_t de = {0};
       if (esk_codec_peek(m->payload, m->len, &fp, &de) ||
           esk_codec_decode(codec, m->payload, m->len, 0, &rs, &v, &de) ||

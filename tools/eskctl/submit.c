@@ -147,7 +147,7 @@ static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, 
   avro_schema_t as = esk_schema_avro(schema);
   json_object_foreach(o, key, val) {
     if (!strcmp(key, "type")) continue;
-    if (!avro_schema_record_field_get(as, key)) {
+    if (avro_schema_record_field_get_index(as, key) < 0) {
       fprintf(stderr, "eskctl submit: line %zu: %s has no field '%.64s'\n", lineno, type, key);
       goto cleanup;
     }
@@ -176,7 +176,7 @@ static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, 
   }
   if (esk_value_new(&v, schema, &err) || esk_value_from_json(&v, text, &err) ||
       esk_codec_encode(s->codec, schema, &v, &it->value, &err)) {
-    fprintf(stderr, "eskctl submit: line %zu: %s: %s\n", lineno, type, err.msg);
+    fprintf(stderr, "eskctl submit: line %zu: %s: %s\n", lineno, esk_schema_type(schema), err.msg);
     goto cleanup;
   }
   bad = 0;
