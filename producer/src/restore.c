@@ -40,20 +40,57 @@ int esk_restore_checkpoint_decode(int64_t *out, const void *data, size_t len, es
   return ESK_OK;
 }
 
+/* Appends @p s as a JSON string (quotes, backslashes and control characters
+ * escaped; other bytes as they are: ids and messages are UTF-8 from Avro). */
+static size_t json_str(char *buf, size_t size, size_t off, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  if (off < size) buf[off] = '"';
+  off++;
+  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    char esc[7] = {0};
+    size_t n = 0;
+    if (*c == '"' || *c == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)*c;
+      n = 2;
+    } else if (*c < 0x20) {
+      memcpy(esc, "\\u00", 4);
+      esc[4] = hex[*c >> 4];
+      esc[5] = hex[*c & 15];
+      n = 6;
+    } else {
+      esc[0] = (char)*c;
+      n = 1;
+    }
+    if (off + n < size) memcpy(buf + off, esc, n);
+    off += n;
+  }
+  if (off < size) buf[off] = '"';
+  return off + 1;
+}
+
+/* Written by hand rather than with jansson: this runs once per command and
+ * jansson's object building cost ~10 allocations each. The reader below
+ * (restore, rare) uses jansson, and the unit tests check the two agree. */
 int esk_result_to_json(char *buf, size_t size, const char *command_id,
                        const esk_bank_result_t *res) {
-  json_t *o;
-  if (res->rule == ESK_BANK_ACCEPTED)
-    o = json_pack("{s:s, s:s, s:I}", "command_id", command_id, "status", "accepted",
-                  "aggregate_version", (json_int_t)res->version);
-  else
-    o = json_pack("{s:s, s:s, s:{s:s, s:s, s:I}}", "command_id", command_id, "status",
-                  "rejected", "error", "code", esk_bank_rule_name(res->rule), "message",
-                  res->message, "actual_version", (json_int_t)res->version);
-  if (!o) return -1;
-  size_t n = json_dumpb(o, buf, size, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(o);
-  return n == 0 || n >= size ? -1 : (int)n;
+  size_t off = (size_t)snprintf(buf, size, "{\"command_id\":");
+  off = json_str(buf, size, off, command_id);
+  if (off >= size) return -1;
+  int n;
+  if (res->rule == ESK_BANK_ACCEPTED) {
+    n = snprintf(buf + off, size - off, ",\"status\":\"accepted\",\"aggregate_version\":%lld}",
+                 (long long)res->version);
+  } else {
+    n = snprintf(buf + off, size - off, ",\"status\":\"rejected\",\"error\":{\"code\":\"%s\","
+                 "\"message\":", esk_bank_rule_name(res->rule));
+    if (n < 0 || (off += (size_t)n) >= size) return -1;
+    off = json_str(buf, size, off, res->message);
+    if (off >= size) return -1;
+    n = snprintf(buf + off, size - off, ",\"actual_version\":%lld}}", (long long)res->version);
+  }
+  if (n < 0 || (off += (size_t)n) >= size) return -1;
+  return (int)off;
 }
 
 int esk_result_from_json(char *command_id_out, esk_bank_result_t *res, const void *data,

@@ -141,6 +141,8 @@ static int check_headers(const rd_kafka_message_t *m, void *opaque) {
   cr_assert(esk_kafka_header(m, "content-type", ct, sizeof(ct)));
   cr_expect_str_eq(ct, "avro/binary");
   cr_expect_eq(strlen(eid), 36, "a UUID: %s", eid);
+  cr_expect(eid[14] == '4' && strchr("89ab", eid[19]) && eid[8] == '-' && eid[23] == '-',
+            "a version 4 UUID: %s", eid);
   const esk_schema_t *rs = NULL;
   avro_value_t *v = NULL;
   esk_error_t err = {0};

@@ -21,7 +21,8 @@ Test(producer_formats, results_round_trip) {
   cr_expect_eq(back.version, 7);
 
   esk_bank_result_t rej = {.rule = ESK_BANK_INSUFFICIENT_FUNDS, .version = 3};
-  snprintf(rej.message, sizeof(rej.message), "INSUFFICIENT_FUNDS: \"quoted\"\n\\ and more");
+  snprintf(rej.message, sizeof(rej.message),
+           "INSUFFICIENT_FUNDS: \"quoted\"\n\\ and more\x01\x1f \xc3\xa9t\xc3\xa9 \xe2\x82\xac");
   n = esk_result_to_json(json, sizeof(json), "c\"2", &rej);
   cr_assert_gt(n, 0);
   cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_OK, "%s", err.msg);
