@@ -455,6 +455,13 @@ static int snapshot_dirty(const void *key, size_t klen, void *value, void *opaqu
 }
 
 static int write_checkpoints(esk_producer_t *p) {
+  int due = 0;
+  for (int32_t i = 0; i < p->nparts; i++)
+    due |= p->parts[i].active && p->ckpt_events && p->parts[i].events_since_ckpt >= p->ckpt_events;
+  if (!due) return ESK_OK;
+  /* let the delivery reports of this batch's events arrive, so that the
+   * checkpoint lies after them (the commit would wait for them anyway) */
+  if (rd_kafka_flush(p->producer, 60000)) return ESK_ERETRY;
   for (int32_t i = 0; i < p->nparts; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->active || !p->ckpt_events || pt->events_since_ckpt < p->ckpt_events) continue;
@@ -804,7 +811,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
     }
     /* delivery reports and the clock every 64 commands, or when idle: both
      * showed in profiles when done per command */
-    if (m && (++iter & 63)) continue;
+    if (m && (++iter & 63) && p->batch_n < p->batch_max) continue;
     rd_kafka_poll(p->producer, 0);
     now = mono_ms();
     if (p->in_txn && !p->fatal && (p->batch_n >= p->batch_max || now >= p->batch_deadline)) {

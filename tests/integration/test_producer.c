@@ -334,7 +334,7 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
   char prefix[128], log[256], out[1 << 16];
   esk_tp_topics(prefix, sizeof(prefix), "prod_snap", 2);
   log_path(log, sizeof(log), prefix, "p");
-  const char *x[] = {"snapshot.every=3", "checkpoint.events=25", NULL};
+  const char *x[] = {"snapshot.every=3", "checkpoint.events=25", "batch.max.commands=20", NULL};
   pid_t pid = esk_tp_start(prefix, "a", log, x);
   /* 12 accounts, then 240 deposits and withdrawals spread over them */
   size_t cap = 1 << 16, len = 0;
