@@ -79,6 +79,9 @@ struct esk_producer_s {
   part_t *parts;
   int nparts;
   int in_txn, batch_failed;
+  int64_t batch_undelivered;  /* delivery failures in the open batch */
+  char batch_reason[256];     /* the first of them */
+  int64_t abort_backoff_ms;   /* grows while aborts follow each other */
   int64_t batch_n, batch_deadline;
   esk_buf_t buf;
   uint8_t rnd[4096]; /* random bytes for event ids, refilled with getrandom() */
@@ -112,12 +115,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   esk_producer_t *p = opaque;
   if (m->err) {
-    /* the transaction cannot commit now; finish_batch() aborts and rewinds */
+    /* the transaction cannot commit now; finish_batch() aborts and rewinds
+     * (one log line per batch there, not one per message) */
     p->batch_failed = 1;
-    char q[256];
-    ESK_WARN(FAC, "msg=\"delivery failed\" topic=%s partition=%d reason=%s",
-             rd_kafka_topic_name(m->rkt), (int)m->partition,
-             esk_log_quote(q, sizeof(q), rd_kafka_err2str(m->err)));
+    if (p->batch_undelivered++ == 0)
+      snprintf(p->batch_reason, sizeof(p->batch_reason), "delivery to %s [%d] failed: %s",
+               rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
     return;
   }
   if (m->_private == EVENT_TAG && m->partition >= 0 && m->partition < p->nparts) {
@@ -335,6 +338,8 @@ static int begin_batch(esk_producer_t *p, esk_error_t *err) {
   if (rc) return rc == ESK_EFATAL ? rc : esk_error_set(err, ESK_EFATAL, "%s", err->msg);
   p->in_txn = 1;
   p->batch_failed = 0;
+  p->batch_undelivered = 0;
+  p->batch_reason[0] = '\0';
   p->batch_n = 0;
   p->batch_deadline = mono_ms() + p->batch_ms;
   return ESK_OK;
@@ -520,6 +525,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   for (int32_t i = 0; i < p->nparts; i++) p->parts[i].batch_next = -1;
   if (rc == ESK_OK) {
     p->st.txns++;
+    p->abort_backoff_ms = 0;
     for (int32_t i = 0; i < p->nparts; i++) {
       part_t *pt = &p->parts[i];
       if (!pt->ckpt_pending) continue;
@@ -535,8 +541,16 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (rc == ESK_EFATAL) return rc;
   /* abortable (or retries exhausted): abort, forget the batch's state, redo it */
   char q[512];
-  ESK_WARN(FAC, "msg=\"aborting transaction\" reason=%s", esk_log_quote(q, sizeof(q), err->msg));
+  if (!err->msg[0])
+    esk_error_set(err, ESK_ECONFLICT, "%s", p->batch_reason[0] ? p->batch_reason : "produce failed");
+  ESK_WARN(FAC, "msg=\"aborting transaction\" commands=%lld undelivered=%lld retry_in_ms=%lld "
+           "reason=%s", (long long)p->batch_n, (long long)p->batch_undelivered,
+           (long long)p->abort_backoff_ms, esk_log_quote(q, sizeof(q), err->msg));
   p->st.aborts++;
+  /* a cause that persists (a message over the topic's size limit) must not spin */
+  if (p->abort_backoff_ms) usleep((useconds_t)p->abort_backoff_ms * 1000);
+  p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
+  if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
   esk_error_clear(err);
   for (int tries = 0;; tries++) {
     rc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, 60000), "abort_transaction",

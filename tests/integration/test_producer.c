@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bank/bank_avro.h"
@@ -464,4 +465,98 @@ Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .t
            ESK_TEST_ESKCTL_BIN, prefix);
   cr_expect_eq(esk_tp_run(cmd, 0, out, sizeof(out)), 0);
   cr_expect_eq(lines(out, v, 4), 1, "--max 1 prints one event");
+}
+
+static void alter_topic(const char *topic, const char *key, const char *value) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *conf = NULL;
+  char errstr[256];
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  cr_assert_eq(rd_kafka_ConfigResource_set_config(cr, key, value), 0);
+  rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  cr_assert_not_null(ev, "AlterConfigs: no answer");
+  cr_assert_eq(rd_kafka_event_error(ev), 0, "AlterConfigs: %s", rd_kafka_event_error_string(ev));
+  rd_kafka_event_destroy(ev);
+  rd_kafka_ConfigResource_destroy(cr);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+}
+
+/* The broker refuses a batch (an event over the topic's max.message.bytes):
+ * the producer aborts, forgets the batch's state, rewinds and retries until
+ * the limit is raised; then every command is handled exactly once. */
+Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeout = 120) {
+  esk_test_require_kafka();
+  char base[96], prefix[128], topic[256], log[256], cmd[1024], out[16384];
+  esk_test_unique_name(base, sizeof(base), "prod_abort");
+  snprintf(prefix, sizeof(prefix), "%s.", base);
+  snprintf(topic, sizeof(topic), "%sbank.events", prefix);
+  esk_error_t err = {0};
+  rd_kafka_conf_t *conf = NULL;
+  char errstr[256];
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  rd_kafka_t *adm = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  static const char *const small[] = {"max.message.bytes", "600", "retention.ms", "-1", NULL};
+  cr_assert_eq(esk_kafka_create_topic(adm, topic, 1, small, 15000, NULL, &err), ESK_OK, "%s",
+               err.msg);
+  rd_kafka_destroy(adm);
+  snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions 1",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s", out);
+  log_path(log, sizeof(log), prefix, "p");
+  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+
+  char big[1000];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = 0;
+  char *in = malloc(8192);
+  int len = snprintf(in, 8192, "%s%s%s",
+                     OPEN("a1", "AB", "o", 10, "EUR") MOVE("DepositMoney", "a2", "AB", 1, "EUR"),
+                     "{\"type\":\"DepositMoney\",\"command_id\":\"a3\",\"account_id\":\"AB\","
+                     "\"amount\":{\"minor_units\":2,\"currency\":\"EUR\"},\"description\":\"",
+                     big);
+  snprintf(in + len, (size_t)(8192 - len), "\"}\n%s",
+           MOVE("DepositMoney", "a4", "AB", 3, "EUR") MOVE("WithdrawMoney", "a5", "AB", 16, "EUR"));
+  /* eskctl waits in a child while this process lifts the limit */
+  char path[] = "/tmp/esk_abort_out_XXXXXX";
+  int fd = mkstemp(path);
+  close(fd);
+  pid_t sub = fork();
+  if (sub == 0) {
+    int rc = esk_tp_submit(prefix, in, 60000, out, sizeof(out));
+    FILE *f = fopen(path, "w");
+    fprintf(f, "%d\n%s", rc, out);
+    fclose(f);
+    _exit(0);
+  }
+  for (int w = 0; !esk_tp_file_contains(log, "aborting transaction"); w++) {
+    cr_assert_lt(w, 300, "no abort within 30 s (see %s)", log);
+    usleep(100000);
+  }
+  usleep(500000); /* a few more rounds of abort, rewind, retry */
+  alter_topic(topic, "max.message.bytes", "1048588");
+  int st = 0;
+  waitpid(sub, &st, 0);
+  FILE *f = fopen(path, "r");
+  size_t n = fread(out, 1, sizeof(out) - 1, f);
+  out[n] = 0;
+  fclose(f);
+  unlink(path);
+  free(in);
+  cr_expect_eq(atoi(out), 0, "all accepted once the limit is lifted: %s", out);
+  cr_expect(strstr(out, "\"command_id\":\"a5\",\"status\":\"accepted\",\"aggregate_version\":5"),
+            "%s", out);
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, 1);
+  cr_expect_eq(ne, 5, "one event per command, got %zu", ne);
+  esk_tp_check_versions(evs, ne);
+  free(evs);
+  esk_tp_results_t r = esk_tp_count_results(prefix, 1);
+  cr_expect_eq(r.messages, 5, "one committed result per command, got %zu", r.messages);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  cr_expect(esk_tp_file_contains(log, "rewound to the committed offsets"), "see %s", log);
 }
