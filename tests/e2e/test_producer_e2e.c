@@ -97,9 +97,13 @@ static long last_accepted(const char *path) {
   return v;
 }
 
-static void log_path(char *buf, size_t size, const char *prefix, const char *what) {
-  snprintf(buf, size, "/tmp/%s%s.log", prefix, what);
-  unlink(buf);
+/* Starts instance "a", and once it holds partitions, instance @p second. */
+static void start_two(const char *prefix, const char *la, pid_t *a, const char *second,
+                      const char *lb, pid_t *b, const char *const *extra_b) {
+  *a = esk_tp_start(prefix, "a", la, NULL);
+  wait_log(la, "partition restored", 30000);
+  *b = esk_tp_start(prefix, second, lb, extra_b);
+  wait_log(lb, "partition restored", 30000);
 }
 
 /* Every event's causation id is a distinct command id. */
@@ -125,12 +129,10 @@ Test(producer_e2e, two_instances_split_the_partitions_and_write_versions_1_to_n,
   enum { PARTS = 4, ACCOUNTS = 120, DEPOSITS = 2880 };
   char prefix[128], la[256], lb[256];
   esk_tp_topics(prefix, sizeof(prefix), "e2e_two", PARTS);
-  log_path(la, sizeof(la), prefix, "a");
-  log_path(lb, sizeof(lb), prefix, "b");
-  pid_t a = esk_tp_start(prefix, "a", la, NULL);
-  wait_log(la, "partition restored", 30000);
-  pid_t b = esk_tp_start(prefix, "b", lb, NULL);
-  wait_log(lb, "partition restored", 30000);
+  esk_tp_log_path(la, sizeof(la), prefix, "a");
+  esk_tp_log_path(lb, sizeof(lb), prefix, "b");
+  pid_t a, b;
+  start_two(prefix, la, &a, "b", lb, &b, NULL);
   wait_log(la, "partition revoked", 30000);
 
   gen_t g;
@@ -257,7 +259,7 @@ Test(producer_e2e, kill_9_while_commands_stream_in_then_restart_loses_and_double
   enum { PARTS = 2, ACCOUNTS = 100, DEPOSITS = 6000 };
   char prefix[128], lv[256];
   esk_tp_topics(prefix, sizeof(prefix), "e2e_kill", PARTS);
-  log_path(lv, sizeof(lv), prefix, "victim");
+  esk_tp_log_path(lv, sizeof(lv), prefix, "victim");
   pid_t v = esk_tp_start(prefix, "victim", lv, long_txns);
   wait_log(lv, "partition restored", 30000);
   stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 1);
@@ -274,12 +276,10 @@ Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exact
   enum { PARTS = 4, ACCOUNTS = 80, DEPOSITS = 4000 };
   char prefix[128], la[256], lv[256];
   esk_tp_topics(prefix, sizeof(prefix), "e2e_takeover", PARTS);
-  log_path(la, sizeof(la), prefix, "a");
-  log_path(lv, sizeof(lv), prefix, "victim");
-  pid_t a = esk_tp_start(prefix, "a", la, NULL);
-  wait_log(la, "partition restored", 30000);
-  pid_t v = esk_tp_start(prefix, "victim", lv, long_txns);
-  wait_log(lv, "partition restored", 30000);
+  esk_tp_log_path(la, sizeof(la), prefix, "a");
+  esk_tp_log_path(lv, sizeof(lv), prefix, "victim");
+  pid_t a, v;
+  start_two(prefix, la, &a, "victim", lv, &v, long_txns);
   stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 0);
   check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
   cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);

@@ -31,11 +31,6 @@
 #define CLOSE(id, acc) \
   "{\"type\":\"CloseAccount\",\"command_id\":" Q id Q ",\"account_id\":" Q acc Q ",\"reason\":\"done\"}\n"
 
-static void log_path(char *buf, size_t size, const char *prefix, const char *what) {
-  snprintf(buf, size, "/tmp/%s%s.log", prefix, what);
-  unlink(buf);
-}
-
 /* Splits eskctl's output into lines (in place). */
 static size_t lines(char *out, char **v, size_t max) {
   size_t n = 0;
@@ -57,9 +52,7 @@ Test(producer, every_rule_gives_its_result_and_only_accepted_commands_publish_ev
      .timeout = 120) {
   esk_test_require_kafka();
   char prefix[128], log[256], out[16384];
-  esk_tp_topics(prefix, sizeof(prefix), "prod_rules", 3);
-  log_path(log, sizeof(log), prefix, "p");
-  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_rules", 3, log, sizeof(log), NULL);
   const char *in =
       OPEN("r01", "R1", "alice", 100, "EUR")
       OPEN("r02", "R1", "alice", 100, "EUR")
@@ -177,9 +170,7 @@ static int check_headers(const rd_kafka_message_t *m, void *opaque) {
 Test(producer, events_carry_the_architecture_headers_and_metadata, .timeout = 120) {
   esk_test_require_kafka();
   char prefix[128], log[256], out[4096];
-  esk_tp_topics(prefix, sizeof(prefix), "prod_hdrs", 1);
-  log_path(log, sizeof(log), prefix, "p");
-  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_hdrs", 1, log, sizeof(log), NULL);
   const char *in =
       "{\"type\":\"OpenAccount\",\"command_id\":\"h1\",\"account_id\":\"H\",\"owner_id\":\"o\","
       "\"initial_deposit\":{\"minor_units\":5,\"currency\":\"SEK\"},\"actor\":\"tester\","
@@ -211,9 +202,7 @@ Test(producer, a_command_id_seen_before_returns_its_first_result_even_after_a_re
      .timeout = 150) {
   esk_test_require_kafka();
   char prefix[128], log[256], out1[8192], out2[8192], out3[8192];
-  esk_tp_topics(prefix, sizeof(prefix), "prod_idem", 2);
-  log_path(log, sizeof(log), prefix, "p");
-  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_idem", 2, log, sizeof(log), NULL);
   const char *first = OPEN("i1", "I1", "ann", 100, "EUR")
       MOVE("DepositMoney", "i2", "I1", 5, "EUR")
       MOVE("WithdrawMoney", "i3", "I1", 1000, "EUR");
@@ -249,7 +238,7 @@ Test(producer, an_undecodable_or_misrouted_command_is_skipped_and_the_next_one_i
   esk_test_require_kafka();
   char prefix[128], log[256], out[4096], topic[256];
   esk_tp_topics(prefix, sizeof(prefix), "prod_poison", 1);
-  log_path(log, sizeof(log), prefix, "p");
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
   esk_error_t err = {0};
   esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "commands", &err);
   rd_kafka_conf_t *conf = NULL;
@@ -297,7 +286,7 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
   char prefix[128], log[256], cmd[512], out[4096];
   esk_test_unique_name(prefix, sizeof(prefix) - 1, "prod_missing");
   strcat(prefix, ".");
-  log_path(log, sizeof(log), prefix, "p");
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
   pid_t pid = esk_tp_start(prefix, "a", log, NULL);
   int st = esk_tp_stop(pid, 0, 20000); /* signal 0: just wait */
   cr_expect(st != 0 && st != -1, "exits non-zero by itself, got %d", st);
@@ -333,10 +322,8 @@ static int compare_state(const esk_bank_state_t *s, void *opaque) {
 Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .timeout = 150) {
   esk_test_require_kafka();
   char prefix[128], log[256], out[1 << 16];
-  esk_tp_topics(prefix, sizeof(prefix), "prod_snap", 2);
-  log_path(log, sizeof(log), prefix, "p");
   const char *x[] = {"snapshot.every=3", "checkpoint.events=25", "batch.max.commands=20", NULL};
-  pid_t pid = esk_tp_start(prefix, "a", log, x);
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_snap", 2, log, sizeof(log), x);
   /* 12 accounts, then 240 deposits and withdrawals spread over them */
   size_t cap = 1 << 16, len = 0;
   char *in = malloc(cap);
@@ -507,7 +494,7 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
   snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions 1",
            ESK_TEST_ESKCTL_BIN, prefix);
   cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s", out);
-  log_path(log, sizeof(log), prefix, "p");
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
   pid_t pid = esk_tp_start(prefix, "a", log, NULL);
 
   char big[1000];

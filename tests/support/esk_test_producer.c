@@ -54,6 +54,18 @@ pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_pat
   return pid;
 }
 
+void esk_tp_log_path(char *buf, size_t size, const char *prefix, const char *what) {
+  snprintf(buf, size, "/tmp/%s%s.log", prefix, what);
+  unlink(buf);
+}
+
+pid_t esk_tp_setup(char *prefix, size_t size, const char *name, int partitions, char *log,
+                   size_t log_size, const char *const *extra) {
+  esk_tp_topics(prefix, size, name, partitions);
+  esk_tp_log_path(log, log_size, prefix, "p");
+  return esk_tp_start(prefix, "a", log, extra);
+}
+
 int esk_tp_stop(pid_t pid, int sig, int timeout_ms) {
   int st = 0;
   kill(pid, sig);

@@ -24,6 +24,14 @@ void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions);
 pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_path,
                    const char *const *extra);
 
+/** "/tmp/<prefix><what>.log" into @p buf, the file removed. */
+void esk_tp_log_path(char *buf, size_t size, const char *prefix, const char *what);
+
+/** esk_tp_topics(), then esk_tp_start() of instance "a" logging to @p log
+ *  (esk_tp_log_path(.., "p")). @returns its pid. */
+pid_t esk_tp_setup(char *prefix, size_t size, const char *name, int partitions, char *log,
+                   size_t log_size, const char *const *extra);
+
 /** Sends @p sig and waits up to @p timeout_ms. @returns the exit status, 128+signal
  *  when killed by a signal, or -1 when it did not end in time (it is then killed). */
 int esk_tp_stop(pid_t pid, int sig, int timeout_ms);

@@ -66,3 +66,13 @@ void eskctl_common_init(eskctl_common_t *c) {
   c->domain_name = d && *d ? d : "bank";
   c->domain = NULL;
 }
+
+int eskctl_verb(int argc, char **argv, const char *verb, void (*usage)(FILE *f)) {
+  if (argc >= 2 && !strcmp(argv[1], verb)) return -1;
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    usage(stdout);
+    return 0;
+  }
+  usage(stderr);
+  return 2;
+}

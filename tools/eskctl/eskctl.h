@@ -4,6 +4,7 @@
 #define ESKCTL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "esk/codec.h"
 #include "esk/error.h"
@@ -50,5 +51,9 @@ int eskctl_topic(char *buf, size_t size, const eskctl_common_t *c, const char *k
 
 /** @brief Parses milliseconds in 1..3600000. @returns 0, or 1 after a message. */
 int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out);
+
+/** @brief For `eskctl <noun> <verb>`: -1 when argv[1] is @p verb (go on), else the
+ *         exit status after printing @p usage (0 for --help, 2 otherwise). */
+int eskctl_verb(int argc, char **argv, const char *verb, void (*usage)(FILE *f));
 
 #endif

@@ -25,14 +25,8 @@ static void usage(FILE *f) {
 }
 
 int eskctl_topics_main(int argc, char **argv) {
-  if (argc < 2 || strcmp(argv[1], "create")) {
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-      usage(stdout);
-      return 0;
-    }
-    usage(stderr);
-    return 2;
-  }
+  int st = eskctl_verb(argc, argv, "create", usage);
+  if (st >= 0) return st;
   eskctl_common_t c;
   eskctl_common_init(&c);
   long partitions = 0;
