@@ -51,14 +51,12 @@ const esk_conf_prop_t esk_producer_props[] = {
 };
 
 #define FAC "producer"
-#define EVENT_TAG ((void *)1)
 
 typedef struct part_s {
   int active;
   esk_bank_store_t *store;
   esk_bank_seen_t *seen;
   esk_hmap_t *dirty;         /* accounts changed since the last checkpoint */
-  int64_t events_next;       /* every event below this offset is in the state */
   int64_t events_since_ckpt; /* events since the last checkpoint */
   int64_t batch_next;        /* offset after the last command of the open batch, -1: none */
   int ckpt_pending;          /* this batch writes a checkpoint */
@@ -66,6 +64,7 @@ typedef struct part_s {
 
 typedef struct stats_s {
   int64_t commands, accepted, rejected, duplicates, poison, txns, aborts;
+  int64_t commit_ms; /* time spent committing (the main thread waits) */
 } stats_t;
 
 struct esk_producer_s {
@@ -121,11 +120,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     if (p->batch_undelivered++ == 0)
       snprintf(p->batch_reason, sizeof(p->batch_reason), "delivery to %s [%d] failed: %s",
                rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
-    return;
-  }
-  if (m->_private == EVENT_TAG && m->partition >= 0 && m->partition < p->nparts) {
-    part_t *pt = &p->parts[m->partition];
-    if (m->offset + 1 > pt->events_next) pt->events_next = m->offset + 1;
   }
 }
 
@@ -192,7 +186,6 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
     usleep(500 * 1000);
   }
   if (rc) goto cleanup;
-  pt->events_next = st.events_end;
   pt->events_since_ckpt = st.events_applied;
   pt->active = 1;
   ESK_INFO(FAC,
@@ -328,7 +321,7 @@ static int produce_event(esk_producer_t *p, int32_t part, const esk_bank_event_t
   hdr(h, "esk.causation_id", cmd->command_id);
   hdr(h, "content-type", "avro/binary");
   return produce(p, p->rkt_ev, part, ev->account_id, strlen(ev->account_id), p->buf.data,
-                 p->buf.len, h, EVENT_TAG);
+                 p->buf.len, h, NULL);
 }
 
 /* ------------------------------------------------------------- commands --- */
@@ -464,17 +457,28 @@ static int write_checkpoints(esk_producer_t *p) {
   for (int32_t i = 0; i < p->nparts; i++)
     due |= p->parts[i].active && p->ckpt_events && p->parts[i].events_since_ckpt >= p->ckpt_events;
   if (!due) return ESK_OK;
-  /* let the delivery reports of this batch's events arrive, so that the
-   * checkpoint lies after them (the commit would wait for them anyway) */
+  /* Wait until this batch's events are written (the commit would wait for
+   * them anyway); then every event of the partition below its high watermark
+   * is in our state, or belongs to an aborted transaction, or to the open
+   * transaction of a dead instance, which cannot commit (its offsets carry an
+   * old group generation): the high watermark is a safe checkpoint. */
   if (rd_kafka_flush(p->producer, 60000)) return ESK_ERETRY;
   for (int32_t i = 0; i < p->nparts; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->active || !p->ckpt_events || pt->events_since_ckpt < p->ckpt_events) continue;
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(p->producer, p->topics.events, i,
+                                                             &lo, &hi, 10000);
+    if (e) { /* no checkpoint this time: the next batch tries again */
+      ESK_WARN(FAC, "msg=\"checkpoint skipped\" partition=%d reason=\"%s\"", (int)i,
+               rd_kafka_err2str(e));
+      continue;
+    }
     ckpt_ctx_t c = {p, i};
     int rc = esk_hmap_foreach(pt->dirty, snapshot_dirty, &c);
     if (rc) return rc;
     uint8_t v[ESK_RESTORE_CHECKPOINT_SIZE];
-    esk_restore_checkpoint_encode(v, pt->events_next);
+    esk_restore_checkpoint_encode(v, hi);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     hdr(h, "esk.type", "Checkpoint");
     if ((rc = produce(p, p->rkt_snap, i, ESK_RESTORE_CHECKPOINT_KEY,
@@ -482,7 +486,7 @@ static int write_checkpoints(esk_producer_t *p) {
       return rc;
     pt->ckpt_pending = 1;
     ESK_DEBUG(FAC, "msg=\"checkpoint\" partition=%d events_offset=%lld accounts=%zu", (int)i,
-              (long long)pt->events_next, esk_hmap_count(pt->dirty));
+              (long long)hi, esk_hmap_count(pt->dirty));
   }
   return ESK_OK;
 }
@@ -513,6 +517,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     }
     rd_kafka_topic_partition_list_destroy(offs);
   }
+  int64_t t_commit = mono_ms();
   if (rc == ESK_OK) {
     for (int tries = 0; tries < 5; tries++) {
       rc = esk_kafka_txn_error(rd_kafka_commit_transaction(p->producer, 60000),
@@ -522,6 +527,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     if (rc == ESK_OK && p->batch_failed) rc = ESK_ECONFLICT; /* cannot happen: belt and braces */
   }
   p->in_txn = 0;
+  p->st.commit_ms += mono_ms() - t_commit;
   for (int32_t i = 0; i < p->nparts; i++) p->parts[i].batch_next = -1;
   if (rc == ESK_OK) {
     p->st.txns++;
@@ -629,7 +635,20 @@ static int make_client(rd_kafka_t **out, esk_producer_t *p, const esk_conf_t *co
     goto cleanup;
   rd_kafka_conf_set_opaque(c, p);
   rd_kafka_conf_set_error_cb(c, error_cb);
-  if (type == RD_KAFKA_PRODUCER) rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+  if (type == RD_KAFKA_PRODUCER) {
+    char tt[32];
+    size_t sz = sizeof(tt);
+    rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+    /* a batch must commit well within the transaction timeout */
+    if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK &&
+        p->batch_ms * 2 > atoll(tt)) {
+      rc = esk_error_set(err, ESK_EINVAL,
+                         "batch.max.ms=%lld: must be at most half of "
+                         "kafka.transaction.timeout.ms (%s)",
+                         (long long)p->batch_ms, tt);
+      goto cleanup;
+    }
+  }
   if (type == RD_KAFKA_CONSUMER && forced) {
     char strat[128];
     size_t sz = sizeof(strat);
@@ -715,7 +734,10 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_error_t *
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
 
   if ((rc = esk_bank_avro_new(&p->avro, err))) goto cleanup;
-  static const char *const prod_defaults[] = {"linger.ms", "5",
+  /* only failed deliveries call back: the reports of successful ones cost
+   * ~15% of the main thread and nothing needs them */
+  static const char *const prod_defaults[] = {"delivery.report.only.error", "true",
+                                              "linger.ms", "5",
                                               "transaction.timeout.ms", "10000",
                                               "batch.num.messages", "10000",
                                               "queue.buffering.max.messages", "1000000",
@@ -734,6 +756,9 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_error_t *
   if ((rc = make_client(&p->producer, p, conf, RD_KAFKA_PRODUCER, prod_defaults, prod_forced,
                         err)))
     goto cleanup;
+  if ((rc = make_client(&p->consumer, p, conf, RD_KAFKA_CONSUMER, cons_defaults, cons_forced,
+                        err)))
+    goto cleanup;
   if ((rc = check_topics(p, err))) goto cleanup;
   p->parts = calloc((size_t)p->nparts, sizeof(*p->parts));
   if (!p->parts) {
@@ -741,9 +766,6 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_error_t *
     goto cleanup;
   }
   for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = -1;
-  if ((rc = make_client(&p->consumer, p, conf, RD_KAFKA_CONSUMER, cons_defaults, cons_forced,
-                        err)))
-    goto cleanup;
   if ((rc = esk_kafka_reader_new(&p->reader, esk_conf_get(conf, "kafka.bootstrap.servers"), NULL,
                                  err)))
     goto cleanup;
@@ -786,10 +808,11 @@ static void log_stats(esk_producer_t *p, const stats_t *prev, int64_t ms) {
   double secs = ms > 0 ? (double)ms / 1000.0 : 1.0;
   ESK_INFO(FAC,
            "msg=stats commands=%lld accepted=%lld rejected=%lld duplicates=%lld poison=%lld "
-           "txns=%lld aborts=%lld commands_per_s=%.0f",
+           "txns=%lld aborts=%lld commit_ms=%lld commands_per_s=%.0f",
            (long long)p->st.commands, (long long)p->st.accepted, (long long)p->st.rejected,
            (long long)p->st.duplicates, (long long)p->st.poison, (long long)p->st.txns,
-           (long long)p->st.aborts, (double)(p->st.commands - prev->commands) / secs);
+           (long long)p->st.aborts, (long long)p->st.commit_ms,
+           (double)(p->st.commands - prev->commands) / secs);
 }
 
 int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {

@@ -155,8 +155,13 @@ static pid_t start_producer(const char *prefix, const char *instance) {
   snprintf(a_tid, sizeof(a_tid), "transactional.id=%stx.%s", prefix, instance);
   pid_t pid = fork();
   if (pid == 0) {
-    execl(ESK_PRODUCER_BIN, ESK_PRODUCER_BIN, "-X", a_prefix, "-X", a_tid, "-X",
-          "log.level=warn", (char *)NULL);
+    const char *lvl = getenv("ESK_BENCH_LOG_LEVEL");
+    char a_lvl[64];
+    snprintf(a_lvl, sizeof(a_lvl), "log.level=%s", lvl ? lvl : "warn");
+    /* ESK_BENCH_PRODUCER_X: one more -X key=value, for tuning experiments */
+    const char *x = getenv("ESK_BENCH_PRODUCER_X");
+    execl(ESK_PRODUCER_BIN, ESK_PRODUCER_BIN, "-X", a_prefix, "-X", a_tid, "-X", a_lvl,
+          x && *x ? "-X" : (char *)NULL, x, (char *)NULL);
     _exit(127);
   }
   if (pid < 0) die("fork", "failed");

@@ -291,6 +291,21 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
   int st = esk_tp_stop(pid, 0, 20000); /* signal 0: just wait */
   cr_expect(st != 0 && st != -1, "exits non-zero by itself, got %d", st);
   cr_expect(esk_tp_file_contains(log, "bank.commands does not exist"), "see %s", log);
+  /* bad values stop start-up naming the key */
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X batch.max.commands=0", 1, out, sizeof(out)),
+               2, "%s", out);
+  cr_expect(strstr(out, "batch.max.commands"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X batch.max.ms=6000", 1, out, sizeof(out)), 1,
+               "%s", out);
+  cr_expect(strstr(out, "at most half of kafka.transaction.timeout.ms"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X kafka.partition.assignment.strategy="
+                          "cooperative-sticky", 1, out, sizeof(out)),
+               1, "%s", out);
+  cr_expect(strstr(out, "needs an eager assignor"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " --help", 1, out, sizeof(out)), 0);
+  cr_expect(strstr(out, "checkpoint.events"), "--help lists the keys");
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " --version", 1, out, sizeof(out)), 0);
+  cr_expect(strstr(out, "esk-producer "), "%s", out);
   /* commands with 2 partitions, events with 3 */
   char t[256];
   snprintf(t, sizeof(t), "%sbank.events", prefix);
