@@ -562,3 +562,74 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
   cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
   cr_expect(esk_tp_file_contains(log, "rewound to the committed offsets"), "see %s", log);
 }
+
+/* The value of @p key in @p topic's configuration, via DescribeConfigs. */
+static void topic_config(const char *topic, const char *key, char *out, size_t size) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *conf = NULL;
+  char errstr[256];
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  cr_assert_not_null(ev);
+  cr_assert_eq(rd_kafka_event_error(ev), 0, "%s", rd_kafka_event_error_string(ev));
+  size_t n = 0;
+  const rd_kafka_ConfigResource_t **res =
+      rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+  cr_assert_eq(n, 1);
+  size_t nc = 0;
+  const rd_kafka_ConfigEntry_t **entries = rd_kafka_ConfigResource_configs(res[0], &nc);
+  out[0] = 0;
+  for (size_t i = 0; i < nc; i++)
+    if (!strcmp(rd_kafka_ConfigEntry_name(entries[i]), key))
+      snprintf(out, size, "%s", rd_kafka_ConfigEntry_value(entries[i]) ? rd_kafka_ConfigEntry_value(entries[i]) : "");
+  rd_kafka_event_destroy(ev);
+  rd_kafka_ConfigResource_destroy(cr);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+}
+
+Test(producer, topics_create_keeps_events_forever_and_compacts_snapshots, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], topic[256], v[64];
+  esk_tp_topics(prefix, sizeof(prefix), "prod_topics", 3);
+  snprintf(topic, sizeof(topic), "%sbank.events", prefix);
+  topic_config(topic, "retention.ms", v, sizeof(v));
+  cr_expect_str_eq(v, "-1");
+  topic_config(topic, "retention.bytes", v, sizeof(v));
+  cr_expect_str_eq(v, "-1");
+  snprintf(topic, sizeof(topic), "%sbank.snapshots", prefix);
+  topic_config(topic, "cleanup.policy", v, sizeof(v));
+  cr_expect_str_eq(v, "compact");
+  snprintf(topic, sizeof(topic), "%sbank.commands", prefix);
+  topic_config(topic, "cleanup.policy", v, sizeof(v));
+  cr_expect_str_eq(v, "delete");
+  const char *kinds[] = {"commands", "events", "command-results", "snapshots"};
+  rd_kafka_t *rk = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK);
+  for (int i = 0; i < 4; i++) {
+    int n = 0;
+    snprintf(topic, sizeof(topic), "%sbank.%s", prefix, kinds[i]);
+    cr_assert_eq(esk_kafka_partition_count(rk, topic, 10000, &n, &err), ESK_OK, "%s", err.msg);
+    cr_expect_eq(n, 3, "%s has 3 partitions", topic);
+  }
+  rd_kafka_destroy(rk);
+}
+
+Test(producer, submit_without_a_running_producer_reports_no_result_and_fails, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], out[4096];
+  esk_tp_topics(prefix, sizeof(prefix), "prod_noresult", 2);
+  int rc = esk_tp_submit(prefix, OPEN("n1", "N", "o", 1, "EUR") OPEN("n2", "M", "o", 1, "EUR"),
+                         1500, out, sizeof(out));
+  cr_expect_eq(rc, 1, "%s", out);
+  char *v[4];
+  cr_assert_eq(lines(out, v, 4), 2, "one line per command");
+  cr_expect(strstr(v[0], "\"command_id\":\"n1\",\"status\":\"no_result\""), "%s", v[0]);
+  cr_expect(strstr(v[1], "\"command_id\":\"n2\",\"status\":\"no_result\""), "%s", v[1]);
+  cr_expect(strstr(v[1], "\"code\":\"TIMEOUT\""), "%s", v[1]);
+}
