@@ -225,10 +225,13 @@ int esk_restore_partition(esk_restore_stats_t *stats, const esk_restore_target_t
                                      RD_KAFKA_OFFSET_BEGINNING, idle_timeout_ms, on_snapshot, &c,
                                      NULL, err)))
     return rc;
+  int64_t t1 = now_ns();
+  st.ms_snapshots = (double)(t1 - t0) / 1e6;
   if ((rc = esk_kafka_read_partition(reader, topics->events, partition,
                                      st.checkpoint > 0 ? st.checkpoint : RD_KAFKA_OFFSET_BEGINNING,
                                      idle_timeout_ms, on_event, &c, &st.events_end, err)))
     return rc;
+  st.ms_events = (double)(now_ns() - t1) / 1e6;
   if (tgt->seen) {
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(reader, topics->results, partition,

@@ -44,6 +44,8 @@ typedef struct esk_restore_stats_s {
   int64_t events_applied; /**< events newer than their snapshot, folded */
   int64_t results;        /**< results read into the idempotency cache */
   int64_t events_end;     /**< events offset after the restore */
+  double ms_snapshots;    /**< reading the snapshots */
+  double ms_events;       /**< reading and folding the events */
   double ms_total;
 } esk_restore_stats_t;
 

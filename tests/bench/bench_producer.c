@@ -294,22 +294,27 @@ int main(int argc, char **argv) {
   rd_kafka_t *reader = NULL;
   if (esk_topics_init(&t, p1, "bank", &err) || esk_kafka_reader_new(&reader, NULL, NULL, &err))
     die("reader", err.msg);
-  double ms[2] = {0, 0};
-  esk_restore_stats_t st[2];
-  for (int snap = 1; snap >= 0; snap--) {
+  double ms[3] = {0, 0, 0};
+  esk_restore_stats_t st[3];
+  /* with snapshots twice: the first read of a topic can pay for the broker
+   * loading it (the figure printed is the second); then folding every event */
+  for (int snap = 2; snap >= 0; snap--) {
     esk_bank_store_t *store = NULL;
     if (esk_bank_store_new(&store, (size_t)accounts, 0, &err)) die("store", err.msg);
     esk_restore_target_t tgt = {store, NULL, NULL, 0};
     double t0 = now();
-    if (esk_restore_partition(&st[snap], &tgt, reader, avro, &t, 0, snap, 30000, &err))
+    if (esk_restore_partition(&st[snap], &tgt, reader, avro, &t, 0, snap > 0, 30000, &err))
       die("restore", err.msg);
     ms[snap] = (now() - t0) * 1000;
     if (esk_bank_store_count(store) != (size_t)accounts) die("restore", "accounts missing");
     esk_bank_store_destroy(store);
   }
-  printf("%-52s %10.0f ms  (%lld snapshots read, %lld events read from offset %lld)\n",
+  printf("%-52s %10.0f ms  (first read)\n", "restore with snapshots + checkpoint", ms[2]);
+  printf("%-52s %10.0f ms  (%lld snapshots read in %.0f ms, %lld events read from offset "
+         "%lld in %.0f ms)\n",
          "restore with snapshots + checkpoint", ms[1], (long long)st[1].snapshots,
-         (long long)st[1].events_read, (long long)st[1].checkpoint);
+         st[1].ms_snapshots, (long long)st[1].events_read, (long long)st[1].checkpoint,
+         st[1].ms_events);
   printf("%-52s %10.0f ms  (%lld events folded)  x%.1f slower\n", "restore folding every event",
          ms[0], (long long)st[0].events_read, ms[0] / (ms[1] > 0 ? ms[1] : 1));
   printf("goal: >= 50000 cmd/s end to end and >= 0.25 of raw: 1 instance %s, 2 instances %s\n",

@@ -167,6 +167,7 @@ Test(producer_e2e, two_instances_split_the_partitions_and_write_versions_1_to_n,
             acc_b);
   cr_expect_eq(acc_a + acc_b, ACCOUNTS + DEPOSITS, "and no command twice (a=%ld b=%ld)", acc_a,
                acc_b);
+  esk_tp_delete_topics(prefix);
 }
 
 /* Transactions that stay open 200 ms while their records are already sent
@@ -268,6 +269,7 @@ Test(producer_e2e, kill_9_while_commands_stream_in_then_restart_loses_and_double
   cr_expect_gt(all, (size_t)(ACCOUNTS + DEPOSITS),
                "a kill hit an open transaction: the log holds aborted events (%zu records)", all);
   cr_expect_eq(esk_tp_stop(v, SIGTERM, 30000), 0);
+  esk_tp_delete_topics(prefix);
 }
 
 Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exactly_once,
@@ -283,4 +285,5 @@ Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exact
   stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 0);
   check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
   cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
+  esk_tp_delete_topics(prefix);
 }

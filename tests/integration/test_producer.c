@@ -115,6 +115,7 @@ Test(producer, every_rule_gives_its_result_and_only_accepted_commands_publish_ev
   esk_tp_check_versions(evs, ne);
   free(evs);
   cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0, "SIGTERM ends the producer with 0");
+  esk_tp_delete_topics(prefix);
 }
 
 /* Headers of every event as ARCHITECTURE.md lists them, equal to the value's metadata. */
@@ -196,6 +197,7 @@ Test(producer, events_carry_the_architecture_headers_and_metadata, .timeout = 12
   rd_kafka_destroy(rk);
   esk_bank_avro_destroy(c.avro);
   cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  esk_tp_delete_topics(prefix);
 }
 
 Test(producer, a_command_id_seen_before_returns_its_first_result_even_after_a_restart,
@@ -231,6 +233,7 @@ Test(producer, a_command_id_seen_before_returns_its_first_result_even_after_a_re
   cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
   /* 3 first results and their 3 replays */
   cr_expect(esk_tp_file_contains(log, "results=6"), "the restore read the 6 results (see %s)", log);
+  esk_tp_delete_topics(prefix);
 }
 
 Test(producer, an_undecodable_or_misrouted_command_is_skipped_and_the_next_one_is_handled,
@@ -279,6 +282,7 @@ Test(producer, an_undecodable_or_misrouted_command_is_skipped_and_the_next_one_i
   free(evs);
   cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
   cr_expect(esk_tp_file_contains(log, "undecodable command skipped"), "see %s", log);
+  esk_tp_delete_topics(prefix);
 }
 
 Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .timeout = 60) {
@@ -314,6 +318,7 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
            ESK_TEST_ESKCTL_BIN, prefix);
   cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 1, "%s", out);
   cr_expect(strstr(out, "exists with 3 partitions, not 2"), "%s", out);
+  esk_tp_delete_topics(prefix);
 }
 
 /* --------------------------------------------------- snapshots vs fold --- */
@@ -409,6 +414,7 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
   cr_expect_eq(ckpts, 2, "both partitions have a checkpoint");
   rd_kafka_destroy(rk);
   esk_bank_avro_destroy(avro);
+  esk_tp_delete_topics(prefix);
 }
 
 Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .timeout = 60) {
@@ -467,6 +473,7 @@ Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .t
            ESK_TEST_ESKCTL_BIN, prefix);
   cr_expect_eq(esk_tp_run(cmd, 0, out, sizeof(out)), 0);
   cr_expect_eq(lines(out, v, 4), 1, "--max 1 prints one event");
+  esk_tp_delete_topics(prefix);
 }
 
 static void alter_topic(const char *topic, const char *key, const char *value) {
@@ -561,6 +568,7 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
   cr_expect_eq(r.messages, 5, "one committed result per command, got %zu", r.messages);
   cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
   cr_expect(esk_tp_file_contains(log, "rewound to the committed offsets"), "see %s", log);
+  esk_tp_delete_topics(prefix);
 }
 
 /* The value of @p key in @p topic's configuration, via DescribeConfigs. */
@@ -618,6 +626,7 @@ Test(producer, topics_create_keeps_events_forever_and_compacts_snapshots, .timeo
     cr_expect_eq(n, 3, "%s has 3 partitions", topic);
   }
   rd_kafka_destroy(rk);
+  esk_tp_delete_topics(prefix);
 }
 
 Test(producer, submit_without_a_running_producer_reports_no_result_and_fails, .timeout = 60) {
@@ -632,4 +641,5 @@ Test(producer, submit_without_a_running_producer_reports_no_result_and_fails, .t
   cr_expect(strstr(v[0], "\"command_id\":\"n1\",\"status\":\"no_result\""), "%s", v[0]);
   cr_expect(strstr(v[1], "\"command_id\":\"n2\",\"status\":\"no_result\""), "%s", v[1]);
   cr_expect(strstr(v[1], "\"code\":\"TIMEOUT\""), "%s", v[1]);
+  esk_tp_delete_topics(prefix);
 }

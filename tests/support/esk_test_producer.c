@@ -25,6 +25,15 @@ void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions) 
   cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s: %s", cmd, out);
 }
 
+void esk_tp_delete_topics(const char *prefix) {
+  static const char *const kinds[] = {"commands", "events", "command-results", "snapshots"};
+  for (int i = 0; i < 4; i++) {
+    char t[256];
+    snprintf(t, sizeof(t), "%sbank.%s", prefix, kinds[i]);
+    esk_test_delete_topic(t);
+  }
+}
+
 pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_path,
                    const char *const *extra) {
   char a_prefix[256], a_tid[256];

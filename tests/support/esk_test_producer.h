@@ -11,6 +11,9 @@
 #define ESK_TEST_PRODUCER_BIN ESK_BINARY_DIR "/bin/esk-producer"
 #define ESK_TEST_ESKCTL_BIN ESK_BINARY_DIR "/bin/eskctl"
 
+/** Deletes the four bank topics under @p prefix (errors ignored: cleanup). */
+void esk_tp_delete_topics(const char *prefix);
+
 /** Makes a unique topic prefix "<name>_<pid>_<rand>." and creates the bank
  *  topics under it with eskctl topics create (fails the test on error). */
 void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions);
