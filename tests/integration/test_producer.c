@@ -221,10 +221,16 @@ Test(producer, a_command_id_seen_before_returns_its_first_result_even_after_a_re
       MOVE("WithdrawMoney", "i3", "I1", 1000, "EUR");
   cr_assert_eq(esk_tp_submit(prefix, again, 60000, out3, sizeof(out3)), 1, "%s", out3);
   cr_expect_str_eq(out3, out1);
-  cr_assert_eq(esk_tp_submit(prefix, MOVE("DepositMoney", "i4", "I1", 1, "EUR"), 60000, out2,
-                             sizeof(out2)),
+  /* the same new id twice in one file: two lines, one event */
+  cr_assert_eq(esk_tp_submit(prefix,
+                             MOVE("DepositMoney", "i4", "I1", 1, "EUR")
+                                 MOVE("DepositMoney", "i4", "I1", 1, "EUR"),
+                             60000, out2, sizeof(out2)),
                0, "%s", out2);
-  cr_expect(strstr(out2, "\"aggregate_version\":3"), "the next version after a restart: %s", out2);
+  char *v[4];
+  cr_assert_eq(lines(out2, v, 4), 2, "one line per submitted command");
+  cr_expect(strstr(v[0], "\"aggregate_version\":3"), "the next version after a restart: %s", v[0]);
+  cr_expect_str_eq(v[1], v[0]);
   esk_tp_event_t *evs = NULL;
   size_t ne = esk_tp_read_events(&evs, prefix, 2);
   cr_expect_eq(ne, 3, "i1, i2, i4: one event each, got %zu", ne);
