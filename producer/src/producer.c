@@ -102,6 +102,13 @@ static int64_t wall_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Makes @p err fatal, keeping its message (re-formatting it into itself would
+ * overlap source and destination). */
+static int escalate(esk_error_t *err) {
+  err->code = ESK_EFATAL;
+  return ESK_EFATAL;
+}
+
 static void set_fatal(esk_producer_t *p, const esk_error_t *e) {
   if (p->fatal) return;
   p->fatal = 1;
@@ -328,7 +335,7 @@ static int produce_event(esk_producer_t *p, int32_t part, const esk_bank_event_t
 
 static int begin_batch(esk_producer_t *p, esk_error_t *err) {
   int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
-  if (rc) return rc == ESK_EFATAL ? rc : esk_error_set(err, ESK_EFATAL, "%s", err->msg);
+  if (rc) return escalate(err);
   p->in_txn = 1;
   p->batch_failed = 0;
   p->batch_undelivered = 0;
@@ -425,7 +432,10 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
       return;
     }
     char one = 1;
-    esk_hmap_put(pt->dirty, next.account_id, strlen(next.account_id), &one, NULL, NULL, NULL);
+    if (esk_hmap_put(pt->dirty, next.account_id, strlen(next.account_id), &one, NULL, NULL, &e)) {
+      set_fatal(p, &e); /* a checkpoint that missed this account would lose its events */
+      return;
+    }
     pt->events_since_ckpt += (int64_t)n;
     if (p->snapshot_every && next.version % p->snapshot_every == 0)
       produce_snapshot(p, part, &next);
@@ -562,7 +572,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     rc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, 60000), "abort_transaction",
                              err);
     if (rc == ESK_OK) break;
-    if (rc != ESK_ERETRY || tries == 5) return esk_error_set(err, ESK_EFATAL, "%s", err->msg);
+    if (rc != ESK_ERETRY || tries == 5) return escalate(err);
   }
   p->batch_failed = 0;
   return rewind ? rewind_all(p, err) : ESK_OK;
@@ -581,7 +591,7 @@ static int rewind_all(esk_producer_t *p, esk_error_t *err) {
   if (rc == ESK_OK && (e = rd_kafka_assign(p->consumer, cur)))
     rc = esk_error_set(err, ESK_EFATAL, "re-assigning after an abort: %s", rd_kafka_err2str(e));
   rd_kafka_topic_partition_list_destroy(cur);
-  if (rc) return rc == ESK_EFATAL ? rc : esk_error_set(err, ESK_EFATAL, "%s", err->msg);
+  if (rc) return escalate(err);
   ESK_INFO(FAC, "msg=\"rewound to the committed offsets after an abort\"");
   return ESK_OK;
 }

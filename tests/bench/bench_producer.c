@@ -323,6 +323,10 @@ int main(int argc, char **argv) {
   rd_kafka_destroy(reader);
   esk_bank_avro_destroy(avro);
 
+  if (getenv("ESK_BENCH_KEEP_TOPICS")) { /* for inspection after the run */
+    printf("topics kept: %s*, %s*, %s\n", p1, p2, raw);
+    return 0;
+  }
   esk_topics_t t2;
   esk_topics_init(&t2, p2, "bank", &err);
   const char *names[] = {raw, t.commands, t.events, t.results, t.snapshots,
