@@ -287,3 +287,59 @@ Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exact
   cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
   esk_tp_delete_topics(prefix);
 }
+
+/* A second process with the same transactional.id (configured from a file)
+ * fences the first: the first exits non-zero with one fatal line, the second
+ * carries on, and every command still has exactly one result and event. */
+Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on,
+     .timeout = 240) {
+  esk_test_require_kafka();
+  enum { PARTS = 2, ACCOUNTS = 40, DEPOSITS = 2000 };
+  char prefix[128], la[256], lb[256], conf[256];
+  esk_tp_topics(prefix, sizeof(prefix), "e2e_fence", PARTS);
+  esk_tp_log_path(la, sizeof(la), prefix, "a");
+  esk_tp_log_path(lb, sizeof(lb), prefix, "b");
+  pid_t a = esk_tp_start(prefix, "same", la, NULL);
+  wait_log(la, "partition restored", 30000);
+  snprintf(conf, sizeof(conf), "/tmp/%sproducer.conf", prefix);
+  FILE *f = fopen(conf, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "# the successor, configured from a file\ntopic.prefix=%s\ntransactional.id=%stx.same\n"
+             "kafka.session.timeout.ms = 6000\nbatch.max.ms=20\nstats.interval.ms=0\n",
+          prefix, prefix);
+  fclose(f);
+  gen_t g;
+  gen_init(&g, prefix);
+  char cid[32], acc[32];
+  for (int i = 0; i < ACCOUNTS + DEPOSITS; i++) {
+    snprintf(cid, sizeof(cid), "f%d", i);
+    snprintf(acc, sizeof(acc), "f-%d", i % ACCOUNTS);
+    gen_send(&g, i < ACCOUNTS ? ESK_BANK_CMD_OPEN_ACCOUNT : ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc,
+             1);
+    if (i % 20 == 19) sleep_ms(10);
+    if (i == (ACCOUNTS + DEPOSITS) / 3) {
+      const char *argv[] = {ESK_TEST_PRODUCER_BIN, "-c", conf, NULL};
+      pid_t b = esk_tp_spawn(argv, lb);
+      wait_log(lb, "initialising transactions", 30000);
+      /* a is fenced at its next transaction: it must stop by itself */
+      int st = esk_tp_stop(a, 0, 60000);
+      cr_expect(st > 0 && st < 128, "the fenced instance exits non-zero (got %d)", st);
+      cr_expect(esk_tp_file_contains(la, "stopping on a fatal error"), "see %s", la);
+      a = b;
+    }
+  }
+  gen_destroy(&g);
+  size_t n = ACCOUNTS + DEPOSITS;
+  esk_tp_results_t r = esk_tp_wait_results(prefix, PARTS, n, 120000);
+  cr_expect_eq(r.distinct, n, "results for every command (%zu)", r.distinct);
+  cr_expect_eq(r.messages, n, "exactly one committed result per command (%zu)", r.messages);
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, PARTS);
+  cr_expect_eq(ne, n, "one event per command (%zu)", ne);
+  check_causation_unique(evs, ne);
+  esk_tp_check_versions(evs, ne);
+  free(evs);
+  cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
+  unlink(conf);
+  esk_tp_delete_topics(prefix);
+}

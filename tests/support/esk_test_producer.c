@@ -48,6 +48,10 @@ pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_pat
     argv[n++] = extra[i];
   }
   argv[n] = NULL;
+  return esk_tp_spawn(argv, log_path);
+}
+
+pid_t esk_tp_spawn(const char *const *argv, const char *log_path) {
   pid_t pid = fork();
   cr_assert_neq(pid, -1, "fork");
   if (pid == 0) {

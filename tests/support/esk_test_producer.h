@@ -27,6 +27,10 @@ void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions);
 pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_path,
                    const char *const *extra);
 
+/** Runs @p argv (NULL-terminated, argv[0] a path) as a child, stdout and stderr
+ *  appended to @p log_path. @returns its pid. */
+pid_t esk_tp_spawn(const char *const *argv, const char *log_path);
+
 /** "/tmp/<prefix><what>.log" into @p buf, the file removed. */
 void esk_tp_log_path(char *buf, size_t size, const char *prefix, const char *what);
 
