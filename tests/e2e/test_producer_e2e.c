@@ -27,13 +27,8 @@ typedef struct gen_s {
 
 static void gen_init(gen_t *g, const char *prefix) {
   esk_error_t err = {0};
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
   memset(g, 0, sizeof(*g));
-  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  cr_assert_eq(esk_kafka_conf_set(conf, "linger.ms", "2", &err), ESK_OK);
-  g->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  cr_assert_not_null(g->rk, "%s", errstr);
+  g->rk = esk_tp_client();
   cr_assert_eq(esk_bank_avro_new(&g->avro, &err), ESK_OK);
   esk_kafka_topic_name(g->topic, sizeof(g->topic), prefix, "bank", "commands", &err);
 }

@@ -250,10 +250,7 @@ Test(producer, an_undecodable_or_misrouted_command_is_skipped_and_the_next_one_i
   esk_tp_log_path(log, sizeof(log), prefix, "p");
   esk_error_t err = {0};
   esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "commands", &err);
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_t *rk = esk_tp_client();
   const char *junk[] = {"", "\xc3\x01", "\xc3\x01\x00\x00\x00\x00\x00\x00\x00\x00garbage",
                         "{\"type\":\"OpenAccount\"}"};
   for (size_t i = 0; i < 4; i++)
@@ -446,10 +443,7 @@ Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .t
                ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_codec_encode(esk_bank_avro_codec(avro), v1, &val, &b, &err), ESK_OK);
   avro_value_decref(&val);
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_t *rk = esk_tp_client();
   cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("T", 1),
                                  RD_KAFKA_V_VALUE(b.data, b.len),
                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
@@ -483,11 +477,7 @@ Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .t
 }
 
 static void alter_topic(const char *topic, const char *key, const char *value) {
-  esk_error_t err = {0};
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_t *rk = esk_tp_client();
   rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
   rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
   cr_assert_eq(rd_kafka_ConfigResource_set_config(cr, key, value), 0);
@@ -511,10 +501,7 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
   snprintf(prefix, sizeof(prefix), "%s.", base);
   snprintf(topic, sizeof(topic), "%sbank.events", prefix);
   esk_error_t err = {0};
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  rd_kafka_t *adm = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_t *adm = esk_tp_client();
   static const char *const small[] = {"max.message.bytes", "600", "retention.ms", "-1", NULL};
   cr_assert_eq(esk_kafka_create_topic(adm, topic, 1, small, 15000, NULL, &err), ESK_OK, "%s",
                err.msg);
@@ -579,11 +566,7 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
 
 /* The value of @p key in @p topic's configuration, via DescribeConfigs. */
 static void topic_config(const char *topic, const char *key, char *out, size_t size) {
-  esk_error_t err = {0};
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  rd_kafka_t *rk = esk_tp_client();
   rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
   rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
   rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);

@@ -8,8 +8,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <librdkafka/rdkafka.h>
+
 #define ESK_TEST_PRODUCER_BIN ESK_BINARY_DIR "/bin/esk-producer"
 #define ESK_TEST_ESKCTL_BIN ESK_BINARY_DIR "/bin/eskctl"
+
+/** A plain producer handle on the test broker (also for admin requests). */
+rd_kafka_t *esk_tp_client(void);
 
 /** Deletes the four bank topics under @p prefix (errors ignored: cleanup). */
 void esk_tp_delete_topics(const char *prefix);
