@@ -1,8 +1,59 @@
-/* eskctl: entry points of the subcommands that live in their own files. */
+/* eskctl: entry points of the subcommands that live in their own files, and
+ * what the Kafka subcommands share. */
 #ifndef ESKCTL_H
 #define ESKCTL_H
 
+#include <stddef.h>
+#include <stdio.h>
+
+#include "esk/codec.h"
+#include "esk/error.h"
+
 /** @brief `eskctl schemas ...`; argv[0] is "schemas". @returns the exit status. */
 int eskctl_schemas_main(int argc, char **argv);
+
+/** @brief `eskctl topics create ...`; argv[0] is "topics". */
+int eskctl_topics_main(int argc, char **argv);
+
+/** @brief `eskctl submit ...`; argv[0] is "submit". */
+int eskctl_submit_main(int argc, char **argv);
+
+/** @brief `eskctl events tail ...`; argv[0] is "events". */
+int eskctl_events_main(int argc, char **argv);
+
+/** A domain eskctl can handle: its contract and how its commands are keyed. */
+typedef struct eskctl_domain_s {
+  const char *name;
+  int (*load)(esk_schema_set_t *set, esk_error_t *err);
+  int (*upcasters)(esk_codec_t *codec, esk_error_t *err);
+  const char *key_field;        /**< command field that is the Kafka key (the aggregate id) */
+  const char *const *commands;  /**< command type names, NULL-terminated */
+} eskctl_domain_t;
+
+/** Options every Kafka subcommand takes: --domain, --topic-prefix. */
+typedef struct eskctl_common_s {
+  const char *prefix;      /**< --topic-prefix, default $ESK_TOPIC_PREFIX or "" */
+  const char *domain_name; /**< --domain, default $ESK_DOMAIN or "bank" */
+  const eskctl_domain_t *domain;
+} eskctl_common_t;
+
+void eskctl_common_init(eskctl_common_t *c);
+
+/** @brief The domain called @p name, or NULL after a message naming @p cmd. */
+const eskctl_domain_t *eskctl_domain_find(const char *name, const char *cmd);
+
+/** @brief Loads the domain's schemas and codec. @returns 0, or 1 after a message. */
+int eskctl_domain_open(esk_schema_set_t **set, esk_codec_t **codec, const eskctl_domain_t *d,
+                       const char *cmd);
+
+/** @brief `<prefix><domain>.<kind>` into @p buf. @returns 0, or 1 after a message. */
+int eskctl_topic(char *buf, size_t size, const eskctl_common_t *c, const char *kind);
+
+/** @brief Parses milliseconds in 1..3600000. @returns 0, or 1 after a message. */
+int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out);
+
+/** @brief For `eskctl <noun> <verb>`: -1 when argv[1] is @p verb (go on), else the
+ *         exit status after printing @p usage (0 for --help, 2 otherwise). */
+int eskctl_verb(int argc, char **argv, const char *verb, void (*usage)(FILE *f));
 
 #endif

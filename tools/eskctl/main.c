@@ -27,10 +27,15 @@ static void usage(FILE *f) {
           "commands:\n"
           "  ping [--timeout MS]   check that the Kafka broker and PostgreSQL answer\n"
           "  schemas ...           list, show, fingerprint and check the Avro schemas\n"
+          "  topics create ...     create a domain's topics (commands, events, results, snapshots)\n"
+          "  submit --file F ...   send commands (JSON lines) and print their results\n"
+          "  events tail ...       print a domain's events decoded to JSON lines\n"
           "\n"
           "environment:\n"
           "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
           "  ESK_PG_CONNINFO       libpq connection string (default '%s')\n"
+          "  ESK_DOMAIN            default of --domain (bank)\n"
+          "  ESK_TOPIC_PREFIX      default of --topic-prefix (none)\n"
           "\n"
           "`deploy/local/stack env` prints both for the local stack.\n"
           "--help-markdown prints them as the Markdown table of docs/configuration.md.\n",
@@ -118,6 +123,9 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "ping")) return cmd_ping(argc - 1, argv + 1);
   if (!strcmp(cmd, "schemas")) return eskctl_schemas_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "topics")) return eskctl_topics_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "submit")) return eskctl_submit_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "events")) return eskctl_events_main(argc - 1, argv + 1);
   fprintf(stderr, "eskctl: unknown command '%s' (try eskctl --help)\n", cmd);
   return 2;
 }

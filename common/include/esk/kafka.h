@@ -60,4 +60,62 @@ int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
 int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
                               esk_error_t *err);
 
+/**
+ * @brief Writes the name of one of a domain's topics into @p buf:
+ *        `<prefix><domain>.<kind>`, e.g. ("", "bank", "events") → "bank.events".
+ * @param prefix prepended as is (tests and benches use a unique one); may be NULL.
+ * @returns ESK_OK, or ESK_EINVAL when the name is empty, does not fit, is longer
+ *          than Kafka's 249 characters or holds a character Kafka refuses
+ *          (allowed: ASCII letters, digits, '.', '_', '-').
+ */
+int esk_kafka_topic_name(char *buf, size_t size, const char *prefix, const char *domain,
+                         const char *kind, esk_error_t *err);
+
+/**
+ * @brief Classifies the outcome of a librdkafka transactional call and frees @p e.
+ * @param e the call's error (NULL: success); destroyed here.
+ * @param op the call's name, for the message ("commit_transaction").
+ * @returns ESK_OK; ESK_ERETRY when the same call may simply be made again
+ *          (retriable); ESK_ECONFLICT when the transaction must be aborted
+ *          (abortable: abort, rewind, redo); ESK_EFATAL when the producer is
+ *          fenced or in a fatal state and the process must stop.
+ */
+int esk_kafka_txn_error(rd_kafka_error_t *e, const char *op, esk_error_t *err);
+
+/**
+ * @brief Creates a consumer for reading partitions directly (no group, no
+ *        commits): `isolation.level=read_committed`, `enable.partition.eof=true`,
+ *        large fetches. For restores and tools.
+ * @param bootstrap NULL for esk_conf_env_kafka_bootstrap().
+ * @param extra NULL-terminated name, value pairs applied last (may be NULL).
+ */
+int esk_kafka_reader_new(rd_kafka_t **out, const char *bootstrap, const char *const *extra,
+                         esk_error_t *err);
+
+/** Called for each message esk_kafka_read_partition() reads; non-zero stops the read
+ *  and is returned (the message is borrowed for the call). */
+typedef int (*esk_kafka_msg_fn)(const rd_kafka_message_t *m, void *ctx);
+
+/**
+ * @brief Reads one partition of @p topic from offset @p from to its end as it was
+ *        when the call started (the last stable offset for read_committed
+ *        readers), calling @p fn for each message.
+ * @param rk a consumer made by esk_kafka_reader_new().
+ * @param from an offset, or RD_KAFKA_OFFSET_BEGINNING.
+ * @param idle_timeout_ms fail when no message arrives for this long.
+ * @param end_out if not NULL, set to the offset after the last one read (the
+ *        position at the end).
+ * @returns ESK_OK; @p fn's non-zero return; ESK_ERETRY naming topic and
+ *          partition on a broker error or a timeout.
+ */
+int esk_kafka_read_partition(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
+                             int idle_timeout_ms, esk_kafka_msg_fn fn, void *ctx,
+                             int64_t *end_out, esk_error_t *err);
+
+/**
+ * @brief The value of the last header named @p name as a NUL-terminated copy in
+ *        @p buf (truncated to fit). @returns 1 when found, 0 otherwise.
+ */
+int esk_kafka_header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size);
+
 #endif

@@ -1,0 +1,100 @@
+/* esk-producer: the command side of esk (see docs/producer.md). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "esk/conf.h"
+#include "esk/log.h"
+#include "producer.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_flag = 1;
+}
+
+static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_producer_props};
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: esk-producer [-c FILE] [-X key=value]... [--help] [--version]\n"
+          "       esk-producer --config-doc    (the keys as a Markdown table)\n"
+          "\n"
+          "Handles the commands of <domain>.commands in the consumer group of the command\n"
+          "handlers: for each partition it holds, it restores the aggregates (snapshots, then\n"
+          "events), then decides commands in batches, one Kafka transaction per batch with\n"
+          "the events, results, snapshots and consumed offsets. SIGTERM or SIGINT completes\n"
+          "the open batch, leaves the group and exits 0; a fenced or fatal error exits 1.\n"
+          "\n"
+          "Configuration, later sources winning: defaults, -c FILE (key=value lines), the\n"
+          "environment (ESK_<KEY>), -X key=value. Any kafka.* key goes to librdkafka.\n"
+          "\n");
+  esk_conf_print_help(f, tables, 2);
+}
+
+int main(int argc, char **argv) {
+  const char *file = NULL;
+  char **overrides = calloc((size_t)argc + 1, sizeof(char *));
+  size_t n_over = 0;
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {"config-doc", no_argument, NULL, 'D'},
+                                       {NULL, 0, NULL, 0}};
+  int c, status = 1;
+  esk_conf_t *conf = NULL;
+  esk_producer_t *p = NULL;
+  esk_error_t err = {0};
+  if (!overrides) return 1;
+  while ((c = getopt_long(argc, argv, "c:X:hV", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c': file = optarg; break;
+    case 'X': overrides[n_over++] = optarg; break;
+    case 'h': usage(stdout); status = 0; goto cleanup;
+    case 'V':
+      printf("esk-producer %s (librdkafka %s)\n", ESK_VERSION, rd_kafka_version_str());
+      status = 0;
+      goto cleanup;
+    case 'D': esk_conf_print_markdown(stdout, tables, 2); status = 0; goto cleanup;
+    default: usage(stderr); status = 2; goto cleanup;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "esk-producer: unexpected argument '%s' (try --help)\n", argv[optind]);
+    status = 2;
+    goto cleanup;
+  }
+  if (esk_conf_new(&conf, tables, 2, &err) ||
+      esk_conf_load(conf, file, overrides, n_over, &err)) {
+    fprintf(stderr, "esk-producer: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
+  esk_log_set_level(esk_conf_get(conf, "log.level"));
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  if (esk_producer_new(&p, conf, &err)) {
+    char q[600];
+    ESK_ERROR("producer", "msg=\"cannot start\" error=%s reason=%s", esk_error_name(err.code),
+              esk_log_quote(q, sizeof(q), err.msg));
+    goto cleanup;
+  }
+  if (esk_producer_run(p, &stop_flag, &err)) {
+    char q[600];
+    ESK_ERROR("producer", "msg=\"stopping on a fatal error\" reason=%s",
+              esk_log_quote(q, sizeof(q), err.msg));
+    goto cleanup;
+  }
+  status = 0;
+cleanup:
+  esk_producer_destroy(p);
+  esk_conf_destroy(conf);
+  free(overrides);
+  return status;
+}

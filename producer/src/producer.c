@@ -1,0 +1,888 @@
+/* The esk-producer runtime (see producer.h and docs/producer.md). */
+#include "producer.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
+
+#include "bank/bank.h"
+#include "bank/bank_avro.h"
+#include "bank/hmap.h"
+#include "esk/buf.h"
+#include "esk/kafka.h"
+#include "esk/log.h"
+#include "restore.h"
+
+const esk_conf_prop_t esk_producer_props[] = {
+    {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "Prepended to every topic name (<prefix><domain>.commands, ...) and to the default group "
+     "and transactional ids; tests and benchmarks use a unique one."},
+    {"group.id", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "Consumer group of the command handlers; empty: <topic.prefix>esk.<domain>.command-handlers."},
+    {"instance", ESK_CONF_STRING, "0", 0, 0, NULL, NULL,
+     "Name of this instance, part of the default transactional.id."},
+    {"transactional.id", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "Stable transactional id of this instance (a restart with the same id fences the old "
+     "process); empty: <topic.prefix>esk-producer.<domain>.<host name>.<instance>. Two live "
+     "instances must not share one."},
+    {"batch.max.commands", ESK_CONF_INT, "10000", 1, 1000000, NULL, NULL,
+     "Most commands handled in one Kafka transaction."},
+    {"batch.max.ms", ESK_CONF_INT, "100", 1, 60000, NULL, NULL,
+     "Longest time a transaction stays open collecting commands, in milliseconds."},
+    {"snapshot.every", ESK_CONF_INT, "100", 0, 1000000000, NULL, NULL,
+     "Snapshot an aggregate every this many of its events (0: never)."},
+    {"checkpoint.events", ESK_CONF_INT, "100000", 0, 1000000000, NULL, NULL,
+     "After this many events on a partition, snapshot every aggregate changed since the last "
+     "checkpoint and record the events offset, so a restore reads only the events after it "
+     "(0: never; restores then read every event)."},
+    {"seen.max", ESK_CONF_INT, "100000", 1, 100000000, NULL, NULL,
+     "Command ids remembered per partition for idempotency (about 450 bytes each); a restore "
+     "reads this many of the newest results."},
+    {"store.max.accounts", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
+     "Most accounts held per partition (0: 16M)."},
+    {"restore.timeout.ms", ESK_CONF_INT, "30000", 1000, 3600000, NULL, NULL,
+     "A restore fails, and the process stops, when the broker sends nothing for this long."},
+    {"stats.interval.ms", ESK_CONF_INT, "10000", 0, 3600000, NULL, NULL,
+     "Interval of the progress log line, in milliseconds (0: none)."},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+
+#define FAC "producer"
+
+typedef struct part_s {
+  int active;
+  esk_bank_store_t *store;
+  esk_bank_seen_t *seen;
+  esk_hmap_t *dirty;         /* accounts changed since the last checkpoint */
+  int64_t events_since_ckpt; /* events since the last checkpoint */
+  int64_t batch_next;        /* offset after the last command of the open batch, -1: none */
+  int ckpt_pending;          /* this batch writes a checkpoint */
+} part_t;
+
+typedef struct stats_s {
+  int64_t commands, accepted, rejected, duplicates, poison, txns, aborts;
+  int64_t commit_ms; /* time spent committing (the main thread waits) */
+} stats_t;
+
+struct esk_producer_s {
+  esk_topics_t topics;
+  char group_id[256], txn_id[512], domain[64];
+  int64_t batch_max, batch_ms, snapshot_every, ckpt_events, seen_max, store_max, restore_ms,
+      stats_ms;
+  rd_kafka_t *consumer, *producer, *reader;
+  rd_kafka_topic_t *rkt_ev, *rkt_res, *rkt_snap;
+  esk_bank_avro_t *avro;
+  part_t *parts;
+  int nparts;
+  int in_txn, batch_failed;
+  int64_t batch_undelivered;  /* delivery failures in the open batch */
+  char batch_reason[256];     /* the first of them */
+  int64_t abort_backoff_ms;   /* grows while aborts follow each other */
+  int64_t batch_n, batch_deadline;
+  esk_buf_t buf;
+  uint8_t rnd[4096]; /* random bytes for event ids, refilled with getrandom() */
+  size_t rnd_pos;
+  volatile int fatal;
+  esk_error_t ferr;
+  stats_t st;
+};
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Makes @p err fatal, keeping its message (re-formatting it into itself would
+ * overlap source and destination). */
+static int escalate(esk_error_t *err) {
+  err->code = ESK_EFATAL;
+  return ESK_EFATAL;
+}
+
+static void set_fatal(esk_producer_t *p, const esk_error_t *e) {
+  if (p->fatal) return;
+  p->fatal = 1;
+  p->ferr = *e;
+}
+
+/* ------------------------------------------------------------ callbacks --- */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  esk_producer_t *p = opaque;
+  if (m->err) {
+    /* the transaction cannot commit now; finish_batch() aborts and rewinds
+     * (one log line per batch there, not one per message) */
+    p->batch_failed = 1;
+    if (p->batch_undelivered++ == 0)
+      snprintf(p->batch_reason, sizeof(p->batch_reason), "delivery to %s [%d] failed: %s",
+               rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+  }
+}
+
+static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
+  esk_producer_t *p = opaque;
+  char q[512];
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char buf[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+    esk_error_t e = {0};
+    esk_error_set(&e, ESK_EFATAL, "kafka fatal error (%s): %s", rd_kafka_err2name(orig), buf);
+    set_fatal(p, &e);
+    return;
+  }
+  ESK_WARN("kafka", "msg=\"client error\" code=%s reason=%s",
+           rd_kafka_err2name((rd_kafka_resp_err_t)code), esk_log_quote(q, sizeof(q), reason));
+}
+
+/* ---------------------------------------------------------- partitions --- */
+
+static void drop_part(esk_producer_t *p, int32_t id) {
+  part_t *pt = &p->parts[id];
+  esk_bank_store_destroy(pt->store);
+  esk_bank_seen_destroy(pt->seen);
+  esk_hmap_destroy(pt->dirty);
+  memset(pt, 0, sizeof(*pt));
+  pt->batch_next = -1;
+}
+
+/* Empty state for partition @p id. */
+static int reset_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
+  drop_part(p, id);
+  part_t *pt = &p->parts[id];
+  int rc;
+  if ((rc = esk_bank_store_new(&pt->store, 0, (size_t)p->store_max, err)) ||
+      (rc = esk_bank_seen_new(&pt->seen, (size_t)p->seen_max, err)) ||
+      (rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err)))
+    drop_part(p, id);
+  return rc;
+}
+
+static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
+  if (id < 0 || id >= p->nparts)
+    return esk_error_set(err, ESK_EFATAL,
+                         "assigned partition %d of %s but the topic had %d partitions at start: "
+                         "restart after changing partition counts",
+                         (int)id, p->topics.commands, p->nparts);
+  part_t *pt = &p->parts[id];
+  esk_restore_stats_t st;
+  ESK_INFO(FAC, "msg=\"restoring partition\" partition=%d", (int)id);
+  /* transient broker errors (a leader moving, a topic just created) are retried
+   * from scratch until restore.timeout.ms has passed */
+  int64_t give_up = mono_ms() + p->restore_ms;
+  int rc;
+  for (;;) {
+    if ((rc = reset_part(p, id, err))) return rc;
+    esk_restore_target_t tgt = {pt->store, pt->seen, pt->dirty, (size_t)p->seen_max};
+    rc = esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
+                               (int)p->restore_ms, err);
+    if (rc != ESK_ERETRY || mono_ms() >= give_up) break;
+    char q[512];
+    ESK_WARN(FAC, "msg=\"restore failed, retrying\" partition=%d reason=%s", (int)id,
+             esk_log_quote(q, sizeof(q), err->msg));
+    usleep(500 * 1000);
+  }
+  if (rc) goto cleanup;
+  pt->events_since_ckpt = st.events_applied;
+  pt->active = 1;
+  ESK_INFO(FAC,
+           "msg=\"partition restored\" partition=%d accounts=%zu snapshots=%lld "
+           "checkpoint=%lld events_read=%lld events_applied=%lld results=%lld ms=%.1f",
+           (int)id, esk_bank_store_count(pt->store), (long long)st.snapshots,
+           (long long)st.checkpoint, (long long)st.events_read, (long long)st.events_applied,
+           (long long)st.results, st.ms_total);
+  return ESK_OK;
+cleanup:
+  drop_part(p, id);
+  return rc;
+}
+
+/* -------------------------------------------------------------- produce --- */
+
+static int produce(esk_producer_t *p, rd_kafka_topic_t *rkt, int32_t part, const void *key,
+                   size_t klen, const void *val, size_t vlen, rd_kafka_headers_t *hdrs,
+                   void *opaque) {
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(part),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, klen),
+        RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque),
+        RD_KAFKA_V_END);
+    if (!e) return ESK_OK;
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(p->producer, 5);
+      continue;
+    }
+    if (hdrs) rd_kafka_headers_destroy(hdrs);
+    p->batch_failed = 1;
+    ESK_WARN(FAC, "msg=\"produce failed\" topic=%s partition=%d reason=%s",
+             rd_kafka_topic_name(rkt), (int)part, rd_kafka_err2name(e));
+    return ESK_ERETRY;
+  }
+}
+
+/* @p v in decimal (v >= 0) into @p buf of at least 21 bytes; snprintf showed in profiles. */
+static const char *i64_str(char *buf, int64_t v) {
+  char *e = buf + 20, *o = e;
+  uint64_t u = v < 0 ? 0 : (uint64_t)v;
+  *o = '\0';
+  do {
+    *--o = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  return o;
+}
+
+/* A random (version 4) UUID in its 36-character text form. libuuid's
+ * uuid_generate_random() reseeds random() and reads the clock on every call,
+ * which cost ~12% of the producer's CPU; this takes 16 bytes of a getrandom()
+ * pool instead. */
+static void event_id(esk_producer_t *p, char out[37]) {
+  static const char hex[] = "0123456789abcdef";
+  if (p->rnd_pos == 0 || p->rnd_pos + 16 > sizeof(p->rnd)) {
+    size_t got = 0;
+    while (got < sizeof(p->rnd)) {
+      ssize_t n = getrandom(p->rnd + got, sizeof(p->rnd) - got, 0);
+      if (n > 0) got += (size_t)n;
+    }
+    p->rnd_pos = 0;
+  }
+  uint8_t *b = p->rnd + p->rnd_pos;
+  p->rnd_pos += 16;
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+  char *o = out;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+    *o++ = hex[b[i] >> 4];
+    *o++ = hex[b[i] & 15];
+  }
+  *o = '\0';
+}
+
+static void hdr(rd_kafka_headers_t *h, const char *name, const char *v) {
+  rd_kafka_header_add(h, name, -1, v ? v : "", -1);
+}
+
+static int produce_result(esk_producer_t *p, int32_t part, const char *command_id,
+                          const esk_bank_result_t *res) {
+  char json[1024];
+  int n = esk_result_to_json(json, sizeof(json), command_id, res);
+  if (n < 0) {
+    p->batch_failed = 1;
+    ESK_ERROR(FAC, "msg=\"result does not fit\" partition=%d", (int)part);
+    return ESK_EFATAL;
+  }
+  /* no headers: the value is self-describing JSON, and librdkafka's headers
+   * cost ~10 allocations per message (measured: a third of the CPU of events) */
+  return produce(p, p->rkt_res, part, command_id, strlen(command_id), json, (size_t)n, NULL,
+                 NULL);
+}
+
+static int produce_snapshot(esk_producer_t *p, int32_t part, const esk_bank_state_t *s) {
+  esk_error_t e = {0};
+  esk_buf_reset(&p->buf);
+  if (esk_bank_state_serialize(&p->buf, s, &e)) {
+    p->batch_failed = 1;
+    ESK_ERROR(FAC, "msg=\"snapshot failed\" account=%s reason=\"%s\"", s->account_id, e.msg);
+    return ESK_EFATAL;
+  }
+  char ver[24];
+  rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+  hdr(h, "esk.type", "AccountSnapshot");
+  hdr(h, "esk.aggregate_version", i64_str(ver, s->version));
+  return produce(p, p->rkt_snap, part, s->account_id, strlen(s->account_id), p->buf.data,
+                 p->buf.len, h, NULL);
+}
+
+static int produce_event(esk_producer_t *p, int32_t part, const esk_bank_event_t *ev,
+                         const esk_bank_command_t *cmd) {
+  char eid[37], ver[24], sver[24];
+  event_id(p, eid);
+  esk_bank_event_meta_t meta = {eid, wall_us(), cmd->correlation_id, cmd->command_id,
+                                cmd->actor};
+  const esk_schema_t *ws = NULL;
+  esk_error_t e = {0};
+  esk_buf_reset(&p->buf);
+  if (esk_bank_avro_encode_event(p->avro, &p->buf, &ws, ev, &meta, &e)) {
+    p->batch_failed = 1;
+    ESK_ERROR(FAC, "msg=\"event encoding failed\" reason=\"%s\"", e.msg);
+    return ESK_EFATAL;
+  }
+  rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+  hdr(h, "esk.type", esk_schema_type(ws));
+  hdr(h, "esk.schema_version", i64_str(sver, esk_schema_version(ws)));
+  hdr(h, "esk.event_id", eid);
+  hdr(h, "esk.aggregate_version", i64_str(ver, ev->aggregate_version));
+  hdr(h, "esk.correlation_id", cmd->correlation_id);
+  hdr(h, "esk.causation_id", cmd->command_id);
+  hdr(h, "content-type", "avro/binary");
+  return produce(p, p->rkt_ev, part, ev->account_id, strlen(ev->account_id), p->buf.data,
+                 p->buf.len, h, NULL);
+}
+
+/* ------------------------------------------------------------- commands --- */
+
+static int begin_batch(esk_producer_t *p, esk_error_t *err) {
+  int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
+  if (rc) return escalate(err);
+  p->in_txn = 1;
+  p->batch_failed = 0;
+  p->batch_undelivered = 0;
+  p->batch_reason[0] = '\0';
+  p->batch_n = 0;
+  p->batch_deadline = mono_ms() + p->batch_ms;
+  return ESK_OK;
+}
+
+/* A rejection decided by the runtime rather than the aggregate. */
+static void runtime_reject(esk_bank_result_t *r, const esk_bank_state_t *cur, const char *fmt,
+                           const char *a, const char *b) {
+  memset(r, 0, sizeof(*r));
+  r->rule = ESK_BANK_INVALID_COMMAND;
+  r->version = cur ? cur->version : 0;
+  int n = snprintf(r->message, sizeof(r->message), "INVALID_COMMAND: ");
+  snprintf(r->message + n, sizeof(r->message) - (size_t)n, fmt, a, b);
+}
+
+static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
+  int32_t part = m->partition;
+  if (part < 0 || part >= p->nparts || !p->parts[part].active) {
+    ESK_WARN(FAC, "msg=\"command from a partition not held, ignored\" partition=%d offset=%lld",
+             (int)part, (long long)m->offset);
+    return;
+  }
+  part_t *pt = &p->parts[part];
+  esk_error_t e = {0};
+  if (!p->in_txn && begin_batch(p, &e)) {
+    set_fatal(p, &e);
+    return;
+  }
+  pt->batch_next = m->offset + 1;
+  p->batch_n++;
+  p->st.commands++;
+
+  esk_bank_command_t cmd;
+  if (esk_bank_avro_decode_command(p->avro, &cmd, m->payload, m->len, &e)) {
+    /* no command id to answer under: the offset moves on, the line says why */
+    char q[512];
+    p->st.poison++;
+    ESK_WARN(FAC, "msg=\"undecodable command skipped\" partition=%d offset=%lld reason=%s",
+             (int)part, (long long)m->offset, esk_log_quote(q, sizeof(q), e.msg));
+    return;
+  }
+  if (!cmd.command_id || !*cmd.command_id || strlen(cmd.command_id) > ESK_BANK_ID_MAX) {
+    p->st.poison++;
+    ESK_WARN(FAC, "msg=\"command without a usable command_id skipped\" partition=%d offset=%lld",
+             (int)part, (long long)m->offset);
+    return;
+  }
+  const esk_bank_result_t *seen = esk_bank_seen_get(pt->seen, cmd.command_id);
+  if (seen) {
+    esk_bank_result_t first = *seen;
+    p->st.duplicates++;
+    produce_result(p, part, cmd.command_id, &first);
+    return;
+  }
+  const char *acc = cmd.account_id ? cmd.account_id : "";
+  const esk_bank_state_t *cur = *acc ? esk_bank_store_get(pt->store, acc) : NULL;
+  esk_bank_result_t res;
+  esk_bank_event_t evs[ESK_BANK_MAX_EVENTS];
+  size_t n = 0;
+  size_t alen = strlen(acc);
+  int32_t want = alen ? rd_kafka_msg_partitioner_murmur2_random(p->rkt_ev, acc, alen, p->nparts,
+                                                                NULL, NULL)
+                      : part;
+  if (!strcmp(acc, ESK_RESTORE_CHECKPOINT_KEY)) {
+    runtime_reject(&res, NULL, "account id %s%s is reserved", "\\001esk.checkpoint", "");
+  } else if (alen && (m->key_len != alen || memcmp(m->key, acc, alen))) {
+    runtime_reject(&res, cur, "the message key is not the account id %.128s%s", acc, "");
+  } else if (alen && want != part) {
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%d, not %d", (int)want, (int)part);
+    runtime_reject(&res, cur, "account %.128s belongs on partition %s (murmur2)", acc, buf);
+  } else if (esk_bank_decide(evs, &n, &res, ESK_BANK_MAX_EVENTS, cur, &cmd, &e)) {
+    runtime_reject(&res, cur, "%.300s%s", e.msg, "");
+  }
+  if (res.rule == ESK_BANK_ACCEPTED) {
+    esk_bank_state_t next;
+    if (cur)
+      next = *cur;
+    else
+      memset(&next, 0, sizeof(next));
+    for (size_t i = 0; i < n; i++) {
+      if (esk_bank_apply(&next, &evs[i], &e)) { /* decide and apply disagree: a bug */
+        set_fatal(p, &e);
+        return;
+      }
+      produce_event(p, part, &evs[i], &cmd); /* a failure marks the batch for abort */
+    }
+    if (esk_bank_store_put(pt->store, &next, &e)) {
+      set_fatal(p, &e);
+      return;
+    }
+    char one = 1;
+    if (esk_hmap_put(pt->dirty, next.account_id, strlen(next.account_id), &one, NULL, NULL, &e)) {
+      set_fatal(p, &e); /* a checkpoint that missed this account would lose its events */
+      return;
+    }
+    pt->events_since_ckpt += (int64_t)n;
+    if (p->snapshot_every && next.version % p->snapshot_every == 0)
+      produce_snapshot(p, part, &next);
+    p->st.accepted++;
+  } else {
+    p->st.rejected++;
+  }
+  produce_result(p, part, cmd.command_id, &res);
+  if (esk_bank_seen_put(pt->seen, cmd.command_id, &res, NULL, &e)) set_fatal(p, &e);
+}
+
+/* -------------------------------------------------------- transactions --- */
+
+typedef struct ckpt_ctx_s {
+  esk_producer_t *p;
+  int32_t part;
+} ckpt_ctx_t;
+
+static int snapshot_dirty(const void *key, size_t klen, void *value, void *opaque) {
+  (void)klen;
+  (void)value;
+  ckpt_ctx_t *c = opaque;
+  const esk_bank_state_t *s = esk_bank_store_get(c->p->parts[c->part].store, key);
+  return s ? produce_snapshot(c->p, c->part, s) : ESK_OK;
+}
+
+static int write_checkpoints(esk_producer_t *p) {
+  int due = 0;
+  for (int32_t i = 0; i < p->nparts; i++)
+    due |= p->parts[i].active && p->ckpt_events && p->parts[i].events_since_ckpt >= p->ckpt_events;
+  if (!due) return ESK_OK;
+  /* Wait until this batch's events are written (the commit would wait for
+   * them anyway); then every event of the partition below its high watermark
+   * is in our state, or belongs to an aborted transaction, or to the open
+   * transaction of a dead instance, which cannot commit (its offsets carry an
+   * old group generation): the high watermark is a safe checkpoint. */
+  if (rd_kafka_flush(p->producer, 60000)) return ESK_ERETRY;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    part_t *pt = &p->parts[i];
+    if (!pt->active || !p->ckpt_events || pt->events_since_ckpt < p->ckpt_events) continue;
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(p->producer, p->topics.events, i,
+                                                             &lo, &hi, 10000);
+    if (e) { /* no checkpoint this time: the next batch tries again */
+      ESK_WARN(FAC, "msg=\"checkpoint skipped\" partition=%d reason=\"%s\"", (int)i,
+               rd_kafka_err2str(e));
+      continue;
+    }
+    ckpt_ctx_t c = {p, i};
+    int rc = esk_hmap_foreach(pt->dirty, snapshot_dirty, &c);
+    if (rc) return rc;
+    uint8_t v[ESK_RESTORE_CHECKPOINT_SIZE];
+    esk_restore_checkpoint_encode(v, hi);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    hdr(h, "esk.type", "Checkpoint");
+    if ((rc = produce(p, p->rkt_snap, i, ESK_RESTORE_CHECKPOINT_KEY,
+                      sizeof(ESK_RESTORE_CHECKPOINT_KEY) - 1, v, sizeof(v), h, NULL)))
+      return rc;
+    pt->ckpt_pending = 1;
+    ESK_DEBUG(FAC, "msg=\"checkpoint\" partition=%d events_offset=%lld accounts=%zu", (int)i,
+              (long long)hi, esk_hmap_count(pt->dirty));
+  }
+  return ESK_OK;
+}
+
+static int rewind_all(esk_producer_t *p, esk_error_t *err);
+
+/* Commits the open batch. On an abortable error: abort, and when @p rewind,
+ * restore the held partitions and go back to the committed offsets. */
+static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
+  if (!p->in_txn) return ESK_OK;
+  int rc = p->batch_failed ? ESK_ECONFLICT : write_checkpoints(p);
+  if (rc == ESK_ERETRY || (rc == ESK_OK && p->batch_failed)) rc = ESK_ECONFLICT;
+  if (rc == ESK_OK) {
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(p->nparts);
+    for (int32_t i = 0; i < p->nparts; i++)
+      if (p->parts[i].batch_next >= 0)
+        rd_kafka_topic_partition_list_add(offs, p->topics.commands, i)->offset =
+            p->parts[i].batch_next;
+    if (offs->cnt) {
+      rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+      for (int tries = 0; tries < 5; tries++) {
+        rc = esk_kafka_txn_error(
+            rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000),
+            "send_offsets_to_transaction", err);
+        if (rc != ESK_ERETRY) break;
+      }
+      rd_kafka_consumer_group_metadata_destroy(md);
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+  }
+  int64_t t_commit = mono_ms();
+  if (rc == ESK_OK) {
+    for (int tries = 0; tries < 5; tries++) {
+      rc = esk_kafka_txn_error(rd_kafka_commit_transaction(p->producer, 60000),
+                               "commit_transaction", err);
+      if (rc != ESK_ERETRY) break;
+    }
+    if (rc == ESK_OK && p->batch_failed) rc = ESK_ECONFLICT; /* cannot happen: belt and braces */
+  }
+  p->in_txn = 0;
+  p->st.commit_ms += mono_ms() - t_commit;
+  for (int32_t i = 0; i < p->nparts; i++) p->parts[i].batch_next = -1;
+  if (rc == ESK_OK) {
+    p->st.txns++;
+    p->abort_backoff_ms = 0;
+    for (int32_t i = 0; i < p->nparts; i++) {
+      part_t *pt = &p->parts[i];
+      if (!pt->ckpt_pending) continue;
+      pt->ckpt_pending = 0;
+      pt->events_since_ckpt = 0;
+      esk_hmap_destroy(pt->dirty);
+      pt->dirty = NULL;
+      if ((rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err))) return rc;
+    }
+    return ESK_OK;
+  }
+  for (int32_t i = 0; i < p->nparts; i++) p->parts[i].ckpt_pending = 0;
+  if (rc == ESK_EFATAL) return rc;
+  /* abortable (or retries exhausted): abort, forget the batch's state, redo it */
+  char q[512];
+  if (!err->msg[0])
+    esk_error_set(err, ESK_ECONFLICT, "%s", p->batch_reason[0] ? p->batch_reason : "produce failed");
+  ESK_WARN(FAC, "msg=\"aborting transaction\" commands=%lld undelivered=%lld retry_in_ms=%lld "
+           "reason=%s", (long long)p->batch_n, (long long)p->batch_undelivered,
+           (long long)p->abort_backoff_ms, esk_log_quote(q, sizeof(q), err->msg));
+  p->st.aborts++;
+  /* a cause that persists (a message over the topic's size limit) must not spin */
+  if (p->abort_backoff_ms) usleep((useconds_t)p->abort_backoff_ms * 1000);
+  p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
+  if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
+  esk_error_clear(err);
+  for (int tries = 0;; tries++) {
+    rc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, 60000), "abort_transaction",
+                             err);
+    if (rc == ESK_OK) break;
+    if (rc != ESK_ERETRY || tries == 5) return escalate(err);
+  }
+  p->batch_failed = 0;
+  return rewind ? rewind_all(p, err) : ESK_OK;
+}
+
+static int rewind_all(esk_producer_t *p, esk_error_t *err) {
+  rd_kafka_topic_partition_list_t *cur = NULL;
+  rd_kafka_resp_err_t e = rd_kafka_assignment(p->consumer, &cur);
+  if (e) return esk_error_set(err, ESK_EFATAL, "assignment: %s", rd_kafka_err2str(e));
+  rd_kafka_assign(p->consumer, NULL);
+  int rc = ESK_OK;
+  for (int i = 0; i < cur->cnt && rc == ESK_OK; i++) {
+    cur->elems[i].offset = RD_KAFKA_OFFSET_INVALID; /* back to the committed offset */
+    rc = restore_part(p, cur->elems[i].partition, err);
+  }
+  if (rc == ESK_OK && (e = rd_kafka_assign(p->consumer, cur)))
+    rc = esk_error_set(err, ESK_EFATAL, "re-assigning after an abort: %s", rd_kafka_err2str(e));
+  rd_kafka_topic_partition_list_destroy(cur);
+  if (rc) return escalate(err);
+  ESK_INFO(FAC, "msg=\"rewound to the committed offsets after an abort\"");
+  return ESK_OK;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  esk_producer_t *p = opaque;
+  esk_error_t err = {0};
+  if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    for (int i = 0; i < parts->cnt && !p->fatal; i++) {
+      if (restore_part(p, parts->elems[i].partition, &err)) {
+        esk_error_t e2 = {0};
+        esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
+                      (int)parts->elems[i].partition, err.msg);
+        set_fatal(p, &e2);
+      }
+    }
+    rd_kafka_assign(rk, parts);
+    return;
+  }
+  /* revoked: commit what was done for them while the generation is still ours */
+  if (p->in_txn && !p->fatal && finish_batch(p, 0, &err) == ESK_EFATAL) set_fatal(p, &err);
+  p->in_txn = 0;
+  for (int i = 0; i < parts->cnt; i++) {
+    int32_t id = parts->elems[i].partition;
+    if (id >= 0 && id < p->nparts) drop_part(p, id);
+    ESK_INFO(FAC, "msg=\"partition revoked\" partition=%d", (int)id);
+  }
+  rd_kafka_assign(rk, NULL);
+}
+
+/* ---------------------------------------------------------------- set-up --- */
+
+static int set_all(rd_kafka_conf_t *c, const char *const *kv, esk_error_t *err) {
+  for (size_t i = 0; kv[i]; i += 2) {
+    int rc = esk_kafka_conf_set(c, kv[i], kv[i + 1], err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+static int make_client(rd_kafka_t **out, esk_producer_t *p, const esk_conf_t *conf,
+                       rd_kafka_type_t type, const char *const *defaults,
+                       const char *const *forced, esk_error_t *err) {
+  rd_kafka_conf_t *c = NULL;
+  char errstr[512];
+  int rc = esk_kafka_conf_new(&c, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
+  if (rc) return rc;
+  if ((rc = set_all(c, defaults, err)) || (rc = esk_conf_apply_kafka(conf, c, err)) ||
+      (rc = set_all(c, forced, err)))
+    goto cleanup;
+  rd_kafka_conf_set_opaque(c, p);
+  rd_kafka_conf_set_error_cb(c, error_cb);
+  if (type == RD_KAFKA_PRODUCER) {
+    char tt[32];
+    size_t sz = sizeof(tt);
+    rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+    /* a batch must commit well within the transaction timeout */
+    if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK &&
+        p->batch_ms * 2 > atoll(tt)) {
+      rc = esk_error_set(err, ESK_EINVAL,
+                         "batch.max.ms=%lld: must be at most half of "
+                         "kafka.transaction.timeout.ms (%s)",
+                         (long long)p->batch_ms, tt);
+      goto cleanup;
+    }
+  }
+  if (type == RD_KAFKA_CONSUMER && forced) {
+    char strat[128];
+    size_t sz = sizeof(strat);
+    rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    if (rd_kafka_conf_get(c, "partition.assignment.strategy", strat, &sz) == RD_KAFKA_CONF_OK &&
+        strstr(strat, "cooperative")) {
+      rc = esk_error_set(err, ESK_EINVAL,
+                         "kafka.partition.assignment.strategy=%s: esk-producer needs an eager "
+                         "assignor (range or roundrobin)",
+                         strat);
+      goto cleanup;
+    }
+  }
+  *out = rd_kafka_new(type, c, errstr, sizeof(errstr));
+  if (!*out) {
+    rc = esk_error_set(err, ESK_EINVAL, "cannot create the Kafka %s: %s",
+                       type == RD_KAFKA_PRODUCER ? "producer" : "consumer", errstr);
+    goto cleanup;
+  }
+  return ESK_OK;
+cleanup:
+  rd_kafka_conf_destroy(c);
+  return rc;
+}
+
+static int check_topics(esk_producer_t *p, esk_error_t *err) {
+  const char *names[4] = {p->topics.commands, p->topics.events, p->topics.results,
+                          p->topics.snapshots};
+  int counts[4] = {0};
+  for (int i = 0; i < 4; i++) {
+    int rc = esk_kafka_partition_count(p->producer, names[i], 10000, &counts[i], err);
+    if (rc == ESK_ENOTFOUND)
+      return esk_error_set(err, ESK_EINVAL,
+                           "topic %s does not exist: create the topics with eskctl topics create "
+                           "--domain %s --partitions N",
+                           names[i], p->domain);
+    if (rc) return rc;
+    if (counts[i] != counts[0])
+      return esk_error_set(err, ESK_EINVAL,
+                           "topic %s has %d partitions but %s has %d: the domain's topics must "
+                           "be co-partitioned (eskctl topics create)",
+                           names[i], counts[i], names[0], counts[0]);
+  }
+  p->nparts = counts[0];
+  return ESK_OK;
+}
+
+int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_error_t *err) {
+  esk_producer_t *p = calloc(1, sizeof(*p));
+  if (!p) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+  int rc;
+  const char *prefix = esk_conf_get(conf, "topic.prefix");
+  const char *domain = esk_conf_get(conf, "domain");
+  esk_buf_init(&p->buf, 1 << 20);
+  if (strcmp(domain, "bank")) {
+    rc = esk_error_set(err, ESK_EINVAL, "domain=%s: esk-producer knows only the bank domain",
+                       domain);
+    goto cleanup;
+  }
+  snprintf(p->domain, sizeof(p->domain), "%s", domain);
+  if ((rc = esk_topics_init(&p->topics, prefix, domain, err))) goto cleanup;
+  const char *gid = esk_conf_get(conf, "group.id");
+  if (gid && *gid)
+    snprintf(p->group_id, sizeof(p->group_id), "%s", gid);
+  else
+    snprintf(p->group_id, sizeof(p->group_id), "%sesk.%s.command-handlers", prefix, domain);
+  const char *tid = esk_conf_get(conf, "transactional.id");
+  if (tid && *tid) {
+    snprintf(p->txn_id, sizeof(p->txn_id), "%s", tid);
+  } else {
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(p->txn_id, sizeof(p->txn_id), "%sesk-producer.%s.%s.%s", prefix, domain, host,
+             esk_conf_get(conf, "instance"));
+  }
+  p->batch_max = esk_conf_get_int(conf, "batch.max.commands");
+  p->batch_ms = esk_conf_get_int(conf, "batch.max.ms");
+  p->snapshot_every = esk_conf_get_int(conf, "snapshot.every");
+  p->ckpt_events = esk_conf_get_int(conf, "checkpoint.events");
+  p->seen_max = esk_conf_get_int(conf, "seen.max");
+  p->store_max = esk_conf_get_int(conf, "store.max.accounts");
+  p->restore_ms = esk_conf_get_int(conf, "restore.timeout.ms");
+  p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
+
+  if ((rc = esk_bank_avro_new(&p->avro, err))) goto cleanup;
+  /* only failed deliveries call back: the reports of successful ones cost
+   * ~15% of the main thread and nothing needs them */
+  static const char *const prod_defaults[] = {"delivery.report.only.error", "true",
+                                              "linger.ms", "5",
+                                              "transaction.timeout.ms", "10000",
+                                              "batch.num.messages", "10000",
+                                              "queue.buffering.max.messages", "1000000",
+                                              NULL};
+  const char *prod_forced[] = {"transactional.id", p->txn_id, "enable.idempotence", "true", NULL};
+  static const char *const cons_defaults[] = {"session.timeout.ms", "10000",
+                                              "partition.assignment.strategy", "range",
+                                              "fetch.wait.max.ms", "20",
+                                              NULL};
+  const char *cons_forced[] = {"group.id", p->group_id,
+                               "isolation.level", "read_committed",
+                               "enable.auto.commit", "false",
+                               "enable.auto.offset.store", "false",
+                               "auto.offset.reset", "earliest",
+                               NULL};
+  if ((rc = make_client(&p->producer, p, conf, RD_KAFKA_PRODUCER, prod_defaults, prod_forced,
+                        err)))
+    goto cleanup;
+  if ((rc = make_client(&p->consumer, p, conf, RD_KAFKA_CONSUMER, cons_defaults, cons_forced,
+                        err)))
+    goto cleanup;
+  if ((rc = check_topics(p, err))) goto cleanup;
+  p->parts = calloc((size_t)p->nparts, sizeof(*p->parts));
+  if (!p->parts) {
+    rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+    goto cleanup;
+  }
+  for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = -1;
+  if ((rc = esk_kafka_reader_new(&p->reader, esk_conf_get(conf, "kafka.bootstrap.servers"), NULL,
+                                 err)))
+    goto cleanup;
+  p->rkt_ev = rd_kafka_topic_new(p->producer, p->topics.events, NULL);
+  p->rkt_res = rd_kafka_topic_new(p->producer, p->topics.results, NULL);
+  p->rkt_snap = rd_kafka_topic_new(p->producer, p->topics.snapshots, NULL);
+  ESK_INFO(FAC, "msg=\"initialising transactions\" transactional_id=%s", p->txn_id);
+  for (int tries = 0;; tries++) {
+    rc = esk_kafka_txn_error(rd_kafka_init_transactions(p->producer, 60000),
+                             "init_transactions", err);
+    if (rc != ESK_ERETRY || tries == 3) break;
+  }
+  if (rc) goto cleanup;
+  *out = p;
+  return ESK_OK;
+cleanup:
+  esk_producer_destroy(p);
+  return rc;
+}
+
+void esk_producer_destroy(esk_producer_t *p) {
+  if (!p) return;
+  for (int i = 0; i < p->nparts && p->parts; i++) drop_part(p, i);
+  free(p->parts);
+  if (p->consumer) rd_kafka_destroy(p->consumer);
+  if (p->reader) rd_kafka_destroy(p->reader);
+  if (p->rkt_ev) rd_kafka_topic_destroy(p->rkt_ev);
+  if (p->rkt_res) rd_kafka_topic_destroy(p->rkt_res);
+  if (p->rkt_snap) rd_kafka_topic_destroy(p->rkt_snap);
+  if (p->producer) {
+    rd_kafka_flush(p->producer, 5000);
+    rd_kafka_destroy(p->producer);
+  }
+  esk_bank_avro_destroy(p->avro);
+  esk_buf_free(&p->buf);
+  free(p);
+}
+
+static void log_stats(esk_producer_t *p, const stats_t *prev, int64_t ms) {
+  double secs = ms > 0 ? (double)ms / 1000.0 : 1.0;
+  ESK_INFO(FAC,
+           "msg=stats commands=%lld accepted=%lld rejected=%lld duplicates=%lld poison=%lld "
+           "txns=%lld aborts=%lld commit_ms=%lld commands_per_s=%.0f",
+           (long long)p->st.commands, (long long)p->st.accepted, (long long)p->st.rejected,
+           (long long)p->st.duplicates, (long long)p->st.poison, (long long)p->st.txns,
+           (long long)p->st.aborts, (long long)p->st.commit_ms,
+           (double)(p->st.commands - prev->commands) / secs);
+}
+
+int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, p->topics.commands, RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t e = rd_kafka_subscribe(p->consumer, sub);
+  rd_kafka_topic_partition_list_destroy(sub);
+  if (e) return esk_error_set(err, ESK_EFATAL, "subscribe %s: %s", p->topics.commands,
+                              rd_kafka_err2str(e));
+  ESK_INFO(FAC, "msg=started commands=%s events=%s group=%s partitions=%d", p->topics.commands,
+           p->topics.events, p->group_id, p->nparts);
+  stats_t prev = p->st;
+  int64_t last_stats = mono_ms();
+  uint64_t iter = 0;
+  int64_t now = mono_ms();
+  while (!*stop && !p->fatal) {
+    int timeout = 100;
+    if (p->in_txn) timeout = p->batch_deadline > now ? (int)(p->batch_deadline - now) : 0;
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, timeout);
+    if (m) {
+      if (!m->err) {
+        handle_command(p, m);
+      } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+        esk_error_t fe = {0};
+        esk_error_set(&fe, ESK_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
+        set_fatal(p, &fe);
+      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        char q[256];
+        ESK_WARN(FAC, "msg=\"consumer error\" reason=%s",
+                 esk_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
+      }
+      rd_kafka_message_destroy(m);
+    }
+    /* delivery reports and the clock every 64 commands, or when idle: both
+     * showed in profiles when done per command */
+    if (m && (++iter & 63) && p->batch_n < p->batch_max) continue;
+    rd_kafka_poll(p->producer, 0);
+    now = mono_ms();
+    if (p->in_txn && !p->fatal && (p->batch_n >= p->batch_max || now >= p->batch_deadline)) {
+      esk_error_t fe = {0};
+      if (finish_batch(p, 1, &fe)) set_fatal(p, &fe);
+      now = mono_ms();
+    }
+    if (p->stats_ms && now - last_stats >= p->stats_ms) {
+      log_stats(p, &prev, now - last_stats);
+      prev = p->st;
+      last_stats = now;
+    }
+  }
+  if (!p->fatal && p->in_txn) {
+    esk_error_t fe = {0};
+    if (finish_batch(p, 0, &fe)) set_fatal(p, &fe);
+  }
+  if (p->fatal) p->in_txn = 0; /* nothing more goes into a broken transaction */
+  rd_kafka_consumer_close(p->consumer);
+  log_stats(p, &prev, mono_ms() - last_stats);
+  if (p->fatal) {
+    *err = p->ferr;
+    return ESK_EFATAL;
+  }
+  ESK_INFO(FAC, "msg=stopped");
+  return ESK_OK;
+}

@@ -1,0 +1,340 @@
+/* esk-producer processes under stress against the real broker: two instances
+ * sharing the partitions, and kill -9 while commands stream in. The checks
+ * read the topics back with read_committed: every command has exactly one
+ * result, every accepted command exactly one event, and per aggregate the
+ * versions are exactly 1..n within one partition. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bank/bank_avro.h"
+#include "bank/hmap.h"
+#include "esk/kafka.h"
+#include "esk_test.h"
+#include "esk_test_producer.h"
+
+/* Commands produced straight to the commands topic, as any client would. */
+typedef struct gen_s {
+  rd_kafka_t *rk;
+  esk_bank_avro_t *avro;
+  esk_buf_t buf;
+  char topic[256];
+} gen_t;
+
+static void gen_init(gen_t *g, const char *prefix) {
+  esk_error_t err = {0};
+  memset(g, 0, sizeof(*g));
+  g->rk = esk_tp_client();
+  cr_assert_eq(esk_bank_avro_new(&g->avro, &err), ESK_OK);
+  esk_kafka_topic_name(g->topic, sizeof(g->topic), prefix, "bank", "commands", &err);
+}
+
+static void gen_send(gen_t *g, esk_bank_command_type_t type, const char *cid, const char *acc,
+                     int64_t units) {
+  esk_error_t err = {0};
+  esk_bank_command_t c = {.type = type, .command_id = cid, .account_id = acc, .actor = "e2e",
+                          .correlation_id = cid};
+  if (type == ESK_BANK_CMD_OPEN_ACCOUNT) {
+    c.u.open.owner_id = "owner";
+    c.u.open.initial_deposit = (esk_bank_money_in_t){units, "EUR"};
+  } else {
+    c.u.deposit.amount = (esk_bank_money_in_t){units, "EUR"};
+  }
+  esk_buf_reset(&g->buf);
+  cr_assert_eq(esk_bank_avro_encode_command(g->avro, &g->buf, &c, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_resp_err_t e;
+  while ((e = rd_kafka_producev(g->rk, RD_KAFKA_V_TOPIC(g->topic),
+                                RD_KAFKA_V_KEY(acc, strlen(acc)),
+                                RD_KAFKA_V_VALUE(g->buf.data, g->buf.len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+         RD_KAFKA_RESP_ERR__QUEUE_FULL)
+    rd_kafka_poll(g->rk, 10);
+  cr_assert_eq(e, 0, "%s", rd_kafka_err2str(e));
+  rd_kafka_poll(g->rk, 0);
+}
+
+static void gen_flush(gen_t *g) { cr_assert_eq(rd_kafka_flush(g->rk, 20000), 0); }
+
+static void gen_destroy(gen_t *g) {
+  gen_flush(g);
+  rd_kafka_destroy(g->rk);
+  esk_bank_avro_destroy(g->avro);
+  esk_buf_free(&g->buf);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+static void wait_log(const char *path, const char *needle, int timeout_ms) {
+  for (int w = 0; w < timeout_ms; w += 100) {
+    if (esk_tp_file_contains(path, needle)) return;
+    sleep_ms(100);
+  }
+  cr_assert_fail("'%s' did not appear in %s within %d ms", needle, path, timeout_ms);
+}
+
+/* The accepted= count of the last stats line of a producer log. */
+static long last_accepted(const char *path) {
+  FILE *f = fopen(path, "r");
+  char line[4096];
+  long v = -1;
+  while (f && fgets(line, sizeof(line), f)) {
+    const char *s = strstr(line, "msg=stats ");
+    if (s && (s = strstr(s, " accepted="))) v = atol(s + 10);
+  }
+  if (f) fclose(f);
+  return v;
+}
+
+/* Starts instance "a", and once it holds partitions, instance @p second. */
+static void start_two(const char *prefix, const char *la, pid_t *a, const char *second,
+                      const char *lb, pid_t *b, const char *const *extra_b) {
+  *a = esk_tp_start(prefix, "a", la, NULL);
+  wait_log(la, "partition restored", 30000);
+  *b = esk_tp_start(prefix, second, lb, extra_b);
+  wait_log(lb, "partition restored", 30000);
+}
+
+/* Every event's causation id is a distinct command id. */
+static void check_causation_unique(const esk_tp_event_t *evs, size_t n) {
+  esk_hmap_t *m = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_hmap_new(&m, 1, n, 0, &err), ESK_OK);
+  for (size_t i = 0; i < n; i++) {
+    int inserted = 0;
+    char one = 1;
+    cr_assert_eq(esk_hmap_put(m, evs[i].causation, strlen(evs[i].causation), &one, NULL,
+                              &inserted, &err),
+                 ESK_OK);
+    cr_assert(inserted, "command %s has more than one event (partition %d offset %lld)",
+              evs[i].causation, (int)evs[i].partition, (long long)evs[i].offset);
+  }
+  esk_hmap_destroy(m);
+}
+
+Test(producer_e2e, two_instances_split_the_partitions_and_write_versions_1_to_n,
+     .timeout = 240) {
+  esk_test_require_kafka();
+  enum { PARTS = 4, ACCOUNTS = 120, DEPOSITS = 2880 };
+  char prefix[128], la[256], lb[256];
+  esk_tp_topics(prefix, sizeof(prefix), "e2e_two", PARTS);
+  esk_tp_log_path(la, sizeof(la), prefix, "a");
+  esk_tp_log_path(lb, sizeof(lb), prefix, "b");
+  pid_t a, b;
+  start_two(prefix, la, &a, "b", lb, &b, NULL);
+  wait_log(la, "partition revoked", 30000);
+
+  gen_t g;
+  gen_init(&g, prefix);
+  char cid[32], acc[32];
+  for (int i = 0; i < ACCOUNTS; i++) {
+    snprintf(cid, sizeof(cid), "o%d", i);
+    snprintf(acc, sizeof(acc), "acct-%d", i);
+    gen_send(&g, ESK_BANK_CMD_OPEN_ACCOUNT, cid, acc, 0);
+  }
+  gen_flush(&g);
+  for (int i = 0; i < DEPOSITS; i++) {
+    snprintf(cid, sizeof(cid), "d%d", i);
+    snprintf(acc, sizeof(acc), "acct-%d", (i * 37) % ACCOUNTS);
+    gen_send(&g, ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc, 1 + i % 50);
+  }
+  gen_destroy(&g);
+  esk_tp_results_t r = esk_tp_wait_results(prefix, PARTS, ACCOUNTS + DEPOSITS, 90000);
+  cr_assert_eq(r.distinct, ACCOUNTS + DEPOSITS, "results for every command (%zu)", r.distinct);
+  cr_expect_eq(r.messages, r.distinct, "exactly one result per command");
+  cr_expect_eq(r.accepted, ACCOUNTS + DEPOSITS, "all accepted");
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, PARTS);
+  cr_expect_eq(ne, ACCOUNTS + DEPOSITS, "one event per command, got %zu", ne);
+  cr_expect_eq(esk_tp_check_versions(evs, ne), ACCOUNTS);
+  check_causation_unique(evs, ne);
+  free(evs);
+  cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
+  cr_expect_eq(esk_tp_stop(b, SIGTERM, 30000), 0);
+  long acc_a = last_accepted(la), acc_b = last_accepted(lb);
+  cr_expect(acc_a > 0 && acc_b > 0, "both instances handled commands (a=%ld b=%ld)", acc_a,
+            acc_b);
+  cr_expect_eq(acc_a + acc_b, ACCOUNTS + DEPOSITS, "and no command twice (a=%ld b=%ld)", acc_a,
+               acc_b);
+  esk_tp_delete_topics(prefix);
+}
+
+/* Transactions that stay open 200 ms while their records are already sent
+ * (linger.ms 5): a kill at a random moment most likely hits one. */
+static const char *const long_txns[] = {"batch.max.ms=200", NULL};
+
+static int count_in_file(const char *path, const char *needle) {
+  FILE *f = fopen(path, "r");
+  char line[4096];
+  int n = 0;
+  while (f && fgets(line, sizeof(line), f)) n += strstr(line, needle) != NULL;
+  if (f) fclose(f);
+  return n;
+}
+
+/* Streams deposits (about 2000/s) while @p victim is killed with SIGKILL at 1/3
+ * and 2/3 (with @p restart: restarted each time, and the stream goes on only
+ * once the new process holds its @p parts partitions again, so that the
+ * second kill also hits a working process), or once at 1/2 without restart. */
+static void stream_with_kills(const char *prefix, int parts, int accounts, int deposits,
+                              pid_t *victim, const char *victim_log, int restart) {
+  gen_t g;
+  gen_init(&g, prefix);
+  char cid[32], acc[32];
+  for (int i = 0; i < accounts; i++) {
+    snprintf(cid, sizeof(cid), "o%d", i);
+    snprintf(acc, sizeof(acc), "k-%d", i);
+    gen_send(&g, ESK_BANK_CMD_OPEN_ACCOUNT, cid, acc, 0);
+  }
+  int kills = restart ? 2 : 1;
+  for (int i = 0; i < deposits; i++) {
+    snprintf(cid, sizeof(cid), "d%d", i);
+    snprintf(acc, sizeof(acc), "k-%d", (i * 13) % accounts);
+    gen_send(&g, ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc, 1 + i % 9);
+    if (i % 20 == 19) sleep_ms(10); /* a steady stream, not one burst */
+    for (int k = 1; k <= kills; k++) {
+      if (i != deposits * k / (kills + 1)) continue;
+      cr_assert_eq(esk_tp_stop(*victim, SIGKILL, 10000), 128 + SIGKILL);
+      if (!restart) continue;
+      *victim = esk_tp_start(prefix, "victim", victim_log, long_txns);
+      for (int w = 0; count_in_file(victim_log, "partition restored") < parts * (k + 1); w++) {
+        cr_assert_lt(w, 600, "the restarted producer did not get its partitions in 60 s");
+        sleep_ms(100);
+      }
+    }
+  }
+  gen_destroy(&g);
+}
+
+static int count_msg(const rd_kafka_message_t *m, void *opaque) {
+  (void)m;
+  (*(size_t *)opaque)++;
+  return 0;
+}
+
+/* Event records in the log including those of aborted transactions. */
+static size_t count_uncommitted_events(const char *prefix, int parts) {
+  static const char *const ru[] = {"isolation.level", "read_uncommitted", NULL};
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  char topic[256];
+  size_t n = 0;
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, ru, &err), ESK_OK, "%s", err.msg);
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err);
+  for (int p = 0; p < parts; p++)
+    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
+                                          count_msg, &n, NULL, &err),
+                 ESK_OK, "%s", err.msg);
+  rd_kafka_destroy(rk);
+  return n;
+}
+
+static void check_exactly_once(const char *prefix, int parts, int accounts, int deposits) {
+  size_t n = (size_t)(accounts + deposits);
+  esk_tp_results_t r = esk_tp_wait_results(prefix, parts, n, 120000);
+  cr_assert_eq(r.distinct, n, "results for every command (%zu of %zu)", r.distinct, n);
+  cr_expect_eq(r.messages, n, "exactly one committed result per command (%zu)", r.messages);
+  cr_expect_eq(r.accepted, n, "all accepted");
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, parts);
+  cr_expect_eq(ne, n, "one event per accepted command: none missing, none doubled (%zu)", ne);
+  check_causation_unique(evs, ne);
+  cr_expect_eq(esk_tp_check_versions(evs, ne), (size_t)accounts);
+  free(evs);
+}
+
+Test(producer_e2e, kill_9_while_commands_stream_in_then_restart_loses_and_doubles_nothing,
+     .timeout = 300) {
+  esk_test_require_kafka();
+  enum { PARTS = 2, ACCOUNTS = 100, DEPOSITS = 6000 };
+  char prefix[128], lv[256];
+  esk_tp_topics(prefix, sizeof(prefix), "e2e_kill", PARTS);
+  esk_tp_log_path(lv, sizeof(lv), prefix, "victim");
+  pid_t v = esk_tp_start(prefix, "victim", lv, long_txns);
+  wait_log(lv, "partition restored", 30000);
+  stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 1);
+  check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
+  size_t all = count_uncommitted_events(prefix, PARTS);
+  cr_expect_gt(all, (size_t)(ACCOUNTS + DEPOSITS),
+               "a kill hit an open transaction: the log holds aborted events (%zu records)", all);
+  cr_expect_eq(esk_tp_stop(v, SIGTERM, 30000), 0);
+  esk_tp_delete_topics(prefix);
+}
+
+Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exactly_once,
+     .timeout = 300) {
+  esk_test_require_kafka();
+  enum { PARTS = 4, ACCOUNTS = 80, DEPOSITS = 4000 };
+  char prefix[128], la[256], lv[256];
+  esk_tp_topics(prefix, sizeof(prefix), "e2e_takeover", PARTS);
+  esk_tp_log_path(la, sizeof(la), prefix, "a");
+  esk_tp_log_path(lv, sizeof(lv), prefix, "victim");
+  pid_t a, v;
+  start_two(prefix, la, &a, "victim", lv, &v, long_txns);
+  stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 0);
+  check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
+  cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
+  esk_tp_delete_topics(prefix);
+}
+
+/* A second process with the same transactional.id (configured from a file)
+ * fences the first: the first exits non-zero with one fatal line, the second
+ * carries on, and every command still has exactly one result and event. */
+Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on,
+     .timeout = 240) {
+  esk_test_require_kafka();
+  enum { PARTS = 2, ACCOUNTS = 40, DEPOSITS = 2000 };
+  char prefix[128], la[256], lb[256], conf[256];
+  esk_tp_topics(prefix, sizeof(prefix), "e2e_fence", PARTS);
+  esk_tp_log_path(la, sizeof(la), prefix, "a");
+  esk_tp_log_path(lb, sizeof(lb), prefix, "b");
+  pid_t a = esk_tp_start(prefix, "same", la, NULL);
+  wait_log(la, "partition restored", 30000);
+  snprintf(conf, sizeof(conf), "/tmp/%sproducer.conf", prefix);
+  FILE *f = fopen(conf, "w");
+  cr_assert_not_null(f);
+  fprintf(f, "# the successor, configured from a file\ntopic.prefix=%s\ntransactional.id=%stx.same\n"
+             "kafka.session.timeout.ms = 6000\nbatch.max.ms=20\nstats.interval.ms=0\n",
+          prefix, prefix);
+  fclose(f);
+  gen_t g;
+  gen_init(&g, prefix);
+  char cid[32], acc[32];
+  for (int i = 0; i < ACCOUNTS + DEPOSITS; i++) {
+    snprintf(cid, sizeof(cid), "f%d", i);
+    snprintf(acc, sizeof(acc), "f-%d", i % ACCOUNTS);
+    gen_send(&g, i < ACCOUNTS ? ESK_BANK_CMD_OPEN_ACCOUNT : ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc,
+             1);
+    if (i % 20 == 19) sleep_ms(10);
+    if (i == (ACCOUNTS + DEPOSITS) / 3) {
+      const char *argv[] = {ESK_TEST_PRODUCER_BIN, "-c", conf, NULL};
+      pid_t b = esk_tp_spawn(argv, lb);
+      wait_log(lb, "initialising transactions", 30000);
+      /* a is fenced at its next transaction: it must stop by itself */
+      int st = esk_tp_stop(a, 0, 60000);
+      cr_expect(st > 0 && st < 128, "the fenced instance exits non-zero (got %d)", st);
+      cr_expect(esk_tp_file_contains(la, "stopping on a fatal error"), "see %s", la);
+      a = b;
+    }
+  }
+  gen_destroy(&g);
+  size_t n = ACCOUNTS + DEPOSITS;
+  esk_tp_results_t r = esk_tp_wait_results(prefix, PARTS, n, 120000);
+  cr_expect_eq(r.distinct, n, "results for every command (%zu)", r.distinct);
+  cr_expect_eq(r.messages, n, "exactly one committed result per command (%zu)", r.messages);
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, PARTS);
+  cr_expect_eq(ne, n, "one event per command (%zu)", ne);
+  check_causation_unique(evs, ne);
+  esk_tp_check_versions(evs, ne);
+  free(evs);
+  cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
+  unlink(conf);
+  esk_tp_delete_topics(prefix);
+}

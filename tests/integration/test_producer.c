@@ -1,0 +1,634 @@
+/* esk-producer against the real broker, run as a child process and driven
+ * through eskctl: every bank rule, events and their headers, idempotency
+ * across a restart, poison commands, and state restored from snapshots
+ * equal to the fold of every event. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bank/bank_avro.h"
+#include "esk/kafka.h"
+#include "esk_test.h"
+#include "esk_test_producer.h"
+#include "restore.h"
+
+#define Q "\""
+#define OPEN(id, acc, owner, units, cur)                                                        \
+  "{\"type\":\"OpenAccount\",\"command_id\":" Q id Q ",\"account_id\":" Q acc Q                  \
+  ",\"owner_id\":" Q owner Q ",\"initial_deposit\":{\"minor_units\":" #units                     \
+  ",\"currency\":" Q cur Q "}}\n"
+#define MOVE(type, id, acc, units, cur)                                                         \
+  "{\"type\":\"" type "\",\"command_id\":" Q id Q ",\"account_id\":" Q acc Q                     \
+  ",\"amount\":{\"minor_units\":" #units ",\"currency\":" Q cur Q "}}\n"
+#define MOVE_V(type, id, acc, units, cur, ver)                                                  \
+  "{\"type\":\"" type "\",\"command_id\":" Q id Q ",\"account_id\":" Q acc Q                     \
+  ",\"expected_version\":" #ver ",\"amount\":{\"minor_units\":" #units ",\"currency\":" Q cur Q  \
+  "}}\n"
+#define CLOSE(id, acc) \
+  "{\"type\":\"CloseAccount\",\"command_id\":" Q id Q ",\"account_id\":" Q acc Q ",\"reason\":\"done\"}\n"
+
+/* Splits eskctl's output into lines (in place). */
+static size_t lines(char *out, char **v, size_t max) {
+  size_t n = 0;
+  for (char *s = strtok(out, "\n"); s && n < max; s = strtok(NULL, "\n")) v[n++] = s;
+  return n;
+}
+
+static void expect(const char *line, const char *id, const char *status, const char *code) {
+  char want[256];
+  snprintf(want, sizeof(want), "\"command_id\":\"%s\",\"status\":\"%s\"", id, status);
+  cr_expect(strstr(line, want), "%s: expected %s in %s", id, want, line);
+  if (code) {
+    snprintf(want, sizeof(want), "\"code\":\"%s\"", code);
+    cr_expect(strstr(line, want), "%s: expected %s in %s", id, want, line);
+  }
+}
+
+Test(producer, every_rule_gives_its_result_and_only_accepted_commands_publish_events,
+     .timeout = 120) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], out[16384];
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_rules", 3, log, sizeof(log), NULL);
+  const char *in =
+      OPEN("r01", "R1", "alice", 100, "EUR")
+      OPEN("r02", "R1", "alice", 100, "EUR")
+      OPEN("r03", "R2", "bob", -1, "EUR")
+      OPEN("r04", "R3", "carol", 10, "eur")
+      OPEN("r05", "R4", "", 10, "EUR")
+      MOVE("DepositMoney", "r06", "R1", 0, "EUR")
+      MOVE("DepositMoney", "r07", "NOPE", 10, "EUR")
+      MOVE("DepositMoney", "r08", "R1", 10, "USD")
+      MOVE("WithdrawMoney", "r09", "R1", 1000, "EUR")
+      MOVE("WithdrawMoney", "r10", "R1", -5, "EUR")
+      MOVE("DepositMoney", "r11", "R1", 9223372036854775807, "EUR")
+      CLOSE("r12", "R1")
+      MOVE_V("DepositMoney", "r13", "R1", 50, "EUR", 5)
+      MOVE_V("DepositMoney", "r14", "R1", 50, "EUR", 1)
+      MOVE("WithdrawMoney", "r15", "R1", 150, "EUR")
+      CLOSE("r16", "R1")
+      MOVE("DepositMoney", "r17", "R1", 10, "EUR")
+      OPEN("r18", "R1", "alice", 0, "EUR");
+  int rc = esk_tp_submit(prefix, in, 60000, out, sizeof(out));
+  cr_expect_eq(rc, 1, "rejections make eskctl exit 1, got %d: %s", rc, out);
+  char *v[32];
+  size_t n = lines(out, v, 32);
+  cr_assert_eq(n, 18, "18 result lines, got %zu", n);
+  expect(v[0], "r01", "accepted", NULL);
+  cr_expect(strstr(v[0], "\"aggregate_version\":1"), "%s", v[0]);
+  expect(v[1], "r02", "rejected", "ACCOUNT_ALREADY_EXISTS");
+  expect(v[2], "r03", "rejected", "INVALID_AMOUNT");
+  expect(v[3], "r04", "rejected", "INVALID_CURRENCY");
+  expect(v[4], "r05", "rejected", "INVALID_COMMAND");
+  expect(v[5], "r06", "rejected", "INVALID_AMOUNT");
+  expect(v[6], "r07", "rejected", "ACCOUNT_NOT_FOUND");
+  expect(v[7], "r08", "rejected", "CURRENCY_MISMATCH");
+  expect(v[8], "r09", "rejected", "INSUFFICIENT_FUNDS");
+  expect(v[9], "r10", "rejected", "INVALID_AMOUNT");
+  expect(v[10], "r11", "rejected", "AMOUNT_OVERFLOW");
+  expect(v[11], "r12", "rejected", "BALANCE_NOT_ZERO");
+  expect(v[12], "r13", "rejected", "CONCURRENCY_CONFLICT");
+  cr_expect(strstr(v[12], "actual version is 1"), "the conflict states the version: %s", v[12]);
+  expect(v[13], "r14", "accepted", NULL);
+  cr_expect(strstr(v[13], "\"aggregate_version\":2"), "%s", v[13]);
+  expect(v[14], "r15", "accepted", NULL);
+  expect(v[15], "r16", "accepted", NULL);
+  cr_expect(strstr(v[15], "\"aggregate_version\":4"), "%s", v[15]);
+  expect(v[16], "r17", "rejected", "ACCOUNT_CLOSED");
+  expect(v[17], "r18", "rejected", "ACCOUNT_ALREADY_EXISTS");
+
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, 3);
+  cr_assert_eq(ne, 4, "4 events (r01, r14, r15, r16), got %zu", ne);
+  const char *cause[4] = {"r01", "r14", "r15", "r16"};
+  const int types[4] = {ESK_BANK_EV_ACCOUNT_OPENED, ESK_BANK_EV_MONEY_DEPOSITED,
+                        ESK_BANK_EV_MONEY_WITHDRAWN, ESK_BANK_EV_ACCOUNT_CLOSED};
+  for (size_t i = 0; i < 4; i++) {
+    cr_expect_str_eq(evs[i].causation, cause[i]);
+    cr_expect_eq(evs[i].type, types[i]);
+    cr_expect_eq(evs[i].version, (int64_t)i + 1);
+    cr_expect_str_eq(evs[i].account, "R1");
+  }
+  esk_tp_check_versions(evs, ne);
+  free(evs);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0, "SIGTERM ends the producer with 0");
+  esk_tp_delete_topics(prefix);
+}
+
+/* Headers of every event as ARCHITECTURE.md lists them, equal to the value's metadata. */
+typedef struct hdr_ctx_s {
+  esk_bank_avro_t *avro;
+  int seen;
+} hdr_ctx_t;
+
+static int check_headers(const rd_kafka_message_t *m, void *opaque) {
+  hdr_ctx_t *c = opaque;
+  char type[64], sver[16], eid[64], aver[32], corr[160], cause[160], ct[64];
+  cr_assert(esk_kafka_header(m, "esk.type", type, sizeof(type)), "esk.type");
+  cr_assert(esk_kafka_header(m, "esk.schema_version", sver, sizeof(sver)));
+  cr_assert(esk_kafka_header(m, "esk.event_id", eid, sizeof(eid)));
+  cr_assert(esk_kafka_header(m, "esk.aggregate_version", aver, sizeof(aver)));
+  cr_assert(esk_kafka_header(m, "esk.correlation_id", corr, sizeof(corr)));
+  cr_assert(esk_kafka_header(m, "esk.causation_id", cause, sizeof(cause)));
+  cr_assert(esk_kafka_header(m, "content-type", ct, sizeof(ct)));
+  cr_expect_str_eq(ct, "avro/binary");
+  cr_expect_eq(strlen(eid), 36, "a UUID: %s", eid);
+  cr_expect(eid[14] == '4' && strchr("89ab", eid[19]) && eid[8] == '-' && eid[23] == '-',
+            "a version 4 UUID: %s", eid);
+  const esk_schema_t *rs = NULL;
+  avro_value_t *v = NULL;
+  esk_error_t err = {0};
+  uint64_t fp = 0;
+  cr_assert_eq(esk_codec_peek(m->payload, m->len, &fp, &err), ESK_OK);
+  const esk_schema_t *ws = esk_schema_set_by_fingerprint(esk_bank_avro_schemas(c->avro), fp);
+  cr_assert_not_null(ws);
+  cr_expect_str_eq(type, esk_schema_type(ws));
+  cr_expect_eq(atoi(sver), esk_schema_version(ws));
+  cr_expect_eq(esk_schema_set_latest(esk_bank_avro_schemas(c->avro), type), ws,
+               "events are written at the newest version");
+  cr_assert_eq(esk_codec_decode(esk_bank_avro_codec(c->avro), m->payload, m->len, 0, &rs, &v,
+                                &err),
+               ESK_OK, "%s", err.msg);
+  char *json = NULL;
+  cr_assert_eq(esk_value_to_json(v, &json, &err), ESK_OK);
+  char want[512];
+  snprintf(want, sizeof(want), "\"event_id\":\"%s\"", eid);
+  cr_expect(strstr(json, want), "%s in %s", want, json);
+  snprintf(want, sizeof(want), "\"aggregate_version\":%s,", aver);
+  cr_expect(strstr(json, want), "%s in %s", want, json);
+  snprintf(want, sizeof(want), "\"correlation_id\":\"%s\",\"causation_id\":\"%s\"", corr, cause);
+  cr_expect(strstr(json, want), "%s in %s", want, json);
+  cr_expect(strstr(json, "\"aggregate_type\":\"account\""), "%s", json);
+  cr_expect(strstr(json, "\"actor\":\"tester\""), "%s", json);
+  free(json);
+  c->seen++;
+  return 0;
+}
+
+Test(producer, events_carry_the_architecture_headers_and_metadata, .timeout = 120) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], out[4096];
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_hdrs", 1, log, sizeof(log), NULL);
+  const char *in =
+      "{\"type\":\"OpenAccount\",\"command_id\":\"h1\",\"account_id\":\"H\",\"owner_id\":\"o\","
+      "\"initial_deposit\":{\"minor_units\":5,\"currency\":\"SEK\"},\"actor\":\"tester\","
+      "\"correlation_id\":\"corr-1\"}\n"
+      "{\"type\":\"DepositMoney\",\"command_id\":\"h2\",\"account_id\":\"H\",\"actor\":\"tester\","
+      "\"amount\":{\"minor_units\":7,\"currency\":\"SEK\"},\"description\":\"gift\"}\n"
+      "{\"type\":\"WithdrawMoney\",\"command_id\":\"h3\",\"account_id\":\"H\",\"actor\":\"tester\","
+      "\"amount\":{\"minor_units\":12,\"currency\":\"SEK\"}}\n"
+      "{\"type\":\"CloseAccount\",\"command_id\":\"h4\",\"account_id\":\"H\",\"actor\":\"tester\","
+      "\"reason\":\"bye\"}\n";
+  cr_assert_eq(esk_tp_submit(prefix, in, 60000, out, sizeof(out)), 0, "%s", out);
+  hdr_ctx_t c = {0};
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  char topic[256];
+  cr_assert_eq(esk_bank_avro_new(&c.avro, &err), ESK_OK);
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK);
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err);
+  cr_assert_eq(esk_kafka_read_partition(rk, topic, 0, RD_KAFKA_OFFSET_BEGINNING, 20000,
+                                        check_headers, &c, NULL, &err),
+               ESK_OK, "%s", err.msg);
+  cr_expect_eq(c.seen, 4);
+  rd_kafka_destroy(rk);
+  esk_bank_avro_destroy(c.avro);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  esk_tp_delete_topics(prefix);
+}
+
+Test(producer, a_command_id_seen_before_returns_its_first_result_even_after_a_restart,
+     .timeout = 150) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], out1[8192], out2[8192], out3[8192];
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_idem", 2, log, sizeof(log), NULL);
+  const char *first = OPEN("i1", "I1", "ann", 100, "EUR")
+      MOVE("DepositMoney", "i2", "I1", 5, "EUR")
+      MOVE("WithdrawMoney", "i3", "I1", 1000, "EUR");
+  cr_assert_eq(esk_tp_submit(prefix, first, 60000, out1, sizeof(out1)), 1, "%s", out1);
+  /* the same ids again in the same session: first results, nothing new */
+  cr_assert_eq(esk_tp_submit(prefix, first, 60000, out2, sizeof(out2)), 1, "%s", out2);
+  cr_expect_str_eq(out2, out1);
+  cr_assert_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  /* a new process restores the idempotency cache from the results topic; i2 is
+   * resent with another amount and must still answer version 2 */
+  pid = esk_tp_start(prefix, "a", log, NULL);
+  const char *again = OPEN("i1", "I1", "ann", 100, "EUR")
+      MOVE("DepositMoney", "i2", "I1", 999, "EUR")
+      MOVE("WithdrawMoney", "i3", "I1", 1000, "EUR");
+  cr_assert_eq(esk_tp_submit(prefix, again, 60000, out3, sizeof(out3)), 1, "%s", out3);
+  cr_expect_str_eq(out3, out1);
+  /* the same new id twice in one file: two lines, one event */
+  cr_assert_eq(esk_tp_submit(prefix,
+                             MOVE("DepositMoney", "i4", "I1", 1, "EUR")
+                                 MOVE("DepositMoney", "i4", "I1", 1, "EUR"),
+                             60000, out2, sizeof(out2)),
+               0, "%s", out2);
+  char *v[4];
+  cr_assert_eq(lines(out2, v, 4), 2, "one line per submitted command");
+  cr_expect(strstr(v[0], "\"aggregate_version\":3"), "the next version after a restart: %s", v[0]);
+  cr_expect_str_eq(v[1], v[0]);
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, 2);
+  cr_expect_eq(ne, 3, "i1, i2, i4: one event each, got %zu", ne);
+  esk_tp_check_versions(evs, ne);
+  free(evs);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  /* 3 first results and their 3 replays */
+  cr_expect(esk_tp_file_contains(log, "results=6"), "the restore read the 6 results (see %s)", log);
+  esk_tp_delete_topics(prefix);
+}
+
+Test(producer, an_undecodable_or_misrouted_command_is_skipped_and_the_next_one_is_handled,
+     .timeout = 120) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], out[4096], topic[256];
+  esk_tp_topics(prefix, sizeof(prefix), "prod_poison", 1);
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
+  esk_error_t err = {0};
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "commands", &err);
+  rd_kafka_t *rk = esk_tp_client();
+  const char *junk[] = {"", "\xc3\x01", "\xc3\x01\x00\x00\x00\x00\x00\x00\x00\x00garbage",
+                        "{\"type\":\"OpenAccount\"}"};
+  for (size_t i = 0; i < 4; i++)
+    cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("P", 1),
+                                   RD_KAFKA_V_VALUE((void *)junk[i], strlen(junk[i]) + (i == 2)),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                 0);
+  /* a valid command whose key is not its account id */
+  esk_bank_avro_t *avro = NULL;
+  esk_buf_t b = {0};
+  cr_assert_eq(esk_bank_avro_new(&avro, &err), ESK_OK);
+  esk_bank_command_t c = {.type = ESK_BANK_CMD_OPEN_ACCOUNT, .command_id = "k1",
+                          .account_id = "REAL", .actor = "t", .correlation_id = "t"};
+  c.u.open.owner_id = "o";
+  c.u.open.initial_deposit.currency = "EUR";
+  cr_assert_eq(esk_bank_avro_encode_command(avro, &b, &c, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("OTHER", 5),
+                                 RD_KAFKA_V_VALUE(b.data, b.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+  cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+  rd_kafka_destroy(rk);
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(avro);
+  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+  cr_assert_eq(esk_tp_submit(prefix, OPEN("p1", "P", "o", 1, "EUR"), 60000, out, sizeof(out)), 0,
+               "%s", out);
+  cr_expect(strstr(out, "\"aggregate_version\":1"), "%s", out);
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, 1);
+  cr_expect_eq(ne, 1, "only p1 published, got %zu", ne);
+  free(evs);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  cr_expect(esk_tp_file_contains(log, "undecodable command skipped"), "see %s", log);
+  esk_tp_delete_topics(prefix);
+}
+
+Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], cmd[512], out[4096];
+  esk_test_unique_name(prefix, sizeof(prefix) - 1, "prod_missing");
+  strcat(prefix, ".");
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
+  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+  int st = esk_tp_stop(pid, 0, 20000); /* signal 0: just wait */
+  cr_expect(st != 0 && st != -1, "exits non-zero by itself, got %d", st);
+  cr_expect(esk_tp_file_contains(log, "bank.commands does not exist"), "see %s", log);
+  /* bad values stop start-up naming the key */
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X batch.max.commands=0", 1, out, sizeof(out)),
+               2, "%s", out);
+  cr_expect(strstr(out, "batch.max.commands"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X batch.max.ms=6000", 1, out, sizeof(out)), 1,
+               "%s", out);
+  cr_expect(strstr(out, "at most half of kafka.transaction.timeout.ms"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X kafka.partition.assignment.strategy="
+                          "cooperative-sticky", 1, out, sizeof(out)),
+               1, "%s", out);
+  cr_expect(strstr(out, "needs an eager assignor"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " --help", 1, out, sizeof(out)), 0);
+  cr_expect(strstr(out, "checkpoint.events"), "--help lists the keys");
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " --version", 1, out, sizeof(out)), 0);
+  cr_expect(strstr(out, "esk-producer "), "%s", out);
+  /* commands with 2 partitions, events with 3 */
+  char t[256];
+  snprintf(t, sizeof(t), "%sbank.events", prefix);
+  esk_test_create_topic(t, 3);
+  snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions 2",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 1, "%s", out);
+  cr_expect(strstr(out, "exists with 3 partitions, not 2"), "%s", out);
+  esk_tp_delete_topics(prefix);
+}
+
+/* --------------------------------------------------- snapshots vs fold --- */
+
+typedef struct cmp_ctx_s {
+  const esk_bank_store_t *other;
+  size_t compared;
+} cmp_ctx_t;
+
+static int compare_state(const esk_bank_state_t *s, void *opaque) {
+  cmp_ctx_t *c = opaque;
+  const esk_bank_state_t *o = esk_bank_store_get(c->other, s->account_id);
+  cr_assert_not_null(o, "account %s missing from the fold", s->account_id);
+  cr_expect(esk_bank_state_equal(s, o), "account %s: snapshot restore v%lld balance %lld, fold "
+            "v%lld balance %lld", s->account_id, (long long)s->version, (long long)s->balance,
+            (long long)o->version, (long long)o->balance);
+  c->compared++;
+  return 0;
+}
+
+Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .timeout = 150) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], out[1 << 16];
+  const char *x[] = {"snapshot.every=3", "checkpoint.events=25", "batch.max.commands=20", NULL};
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_snap", 2, log, sizeof(log), x);
+  /* 12 accounts, then 240 deposits and withdrawals spread over them */
+  size_t cap = 1 << 16, len = 0;
+  char *in = malloc(cap);
+  int64_t balance[12] = {0};
+  for (int a = 0; a < 12; a++)
+    len += (size_t)snprintf(in + len, cap - len,
+                            "{\"type\":\"OpenAccount\",\"command_id\":\"o%d\",\"account_id\":"
+                            "\"S%d\",\"owner_id\":\"x\",\"initial_deposit\":{\"minor_units\":"
+                            "1000,\"currency\":\"EUR\"}}\n",
+                            a, a);
+  for (int a = 0; a < 12; a++) balance[a] = 1000;
+  for (int i = 0; i < 240; i++) {
+    int a = (i * 7) % 12, amt = 1 + i % 13;
+    int dep = i % 3 != 0;
+    balance[a] += dep ? amt : -amt;
+    len += (size_t)snprintf(in + len, cap - len,
+                            "{\"type\":\"%s\",\"command_id\":\"m%d\",\"account_id\":\"S%d\","
+                            "\"amount\":{\"minor_units\":%d,\"currency\":\"EUR\"}}\n",
+                            dep ? "DepositMoney" : "WithdrawMoney", i, a, amt);
+  }
+  cr_assert_eq(esk_tp_submit(prefix, in, 90000, out, sizeof(out)), 0, "%.2000s", out);
+  free(in);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+
+  esk_topics_t topics;
+  esk_error_t err = {0};
+  esk_bank_avro_t *avro = NULL;
+  rd_kafka_t *rk = NULL;
+  cr_assert_eq(esk_topics_init(&topics, prefix, "bank", &err), ESK_OK);
+  cr_assert_eq(esk_bank_avro_new(&avro, &err), ESK_OK);
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK);
+  size_t total = 0;
+  int64_t snaps = 0, ckpts = 0;
+  for (int32_t p = 0; p < 2; p++) {
+    esk_bank_store_t *with = NULL, *fold = NULL;
+    esk_bank_seen_t *seen = NULL;
+    cr_assert_eq(esk_bank_store_new(&with, 0, 0, &err), ESK_OK);
+    cr_assert_eq(esk_bank_store_new(&fold, 0, 0, &err), ESK_OK);
+    cr_assert_eq(esk_bank_seen_new(&seen, 1000, &err), ESK_OK);
+    esk_restore_target_t t1 = {with, seen, NULL, 1000}, t2 = {fold, NULL, NULL, 0};
+    esk_restore_stats_t s1, s2;
+    cr_assert_eq(esk_restore_partition(&s1, &t1, rk, avro, &topics, p, 1, 20000, &err), ESK_OK,
+                 "%s", err.msg);
+    cr_assert_eq(esk_restore_partition(&s2, &t2, rk, avro, &topics, p, 0, 20000, &err), ESK_OK,
+                 "%s", err.msg);
+    cmp_ctx_t c = {fold, 0};
+    esk_bank_store_foreach(with, compare_state, &c);
+    cr_expect_eq(c.compared, esk_bank_store_count(fold), "same accounts both ways");
+    cr_expect_eq(s2.events_applied, s2.events_read, "the fold applies every event");
+    cr_expect_lt(s1.events_read, s2.events_read,
+                 "with a checkpoint fewer events are read (%lld vs %lld)",
+                 (long long)s1.events_read, (long long)s2.events_read);
+    for (int a = 0; a < 12; a++) {
+      char id[8];
+      snprintf(id, sizeof(id), "S%d", a);
+      const esk_bank_state_t *s = esk_bank_store_get(fold, id);
+      if (s) cr_expect_eq(s->balance, balance[a], "%s balance", id);
+    }
+    total += c.compared;
+    snaps += s1.snapshots;
+    ckpts += s1.checkpoint > 0;
+    esk_bank_store_destroy(with);
+    esk_bank_store_destroy(fold);
+    esk_bank_seen_destroy(seen);
+  }
+  cr_expect_eq(total, 12, "all 12 accounts restored, got %zu", total);
+  cr_expect_gt(snaps, 0, "snapshots were written");
+  cr_expect_eq(ckpts, 2, "both partitions have a checkpoint");
+  rd_kafka_destroy(rk);
+  esk_bank_avro_destroy(avro);
+  esk_tp_delete_topics(prefix);
+}
+
+Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], topic[256], cmd[512], out[16384];
+  esk_tp_topics(prefix, sizeof(prefix), "prod_tail", 1);
+  esk_error_t err = {0};
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err);
+  esk_bank_avro_t *avro = NULL;
+  cr_assert_eq(esk_bank_avro_new(&avro, &err), ESK_OK);
+  /* a MoneyDeposited written at v1, as an old producer would have */
+  const esk_schema_t *v1 =
+      esk_schema_set_get(esk_bank_avro_schemas(avro), "MoneyDeposited", 1);
+  avro_value_t val;
+  esk_buf_t b = {0};
+  cr_assert_eq(esk_value_new(&val, v1, &err), ESK_OK);
+  cr_assert_eq(esk_value_from_json(&val,
+                                   "{\"meta\":{\"event_id\":\"00000000-0000-4000-8000-000000000001\","
+                                   "\"aggregate_type\":\"account\",\"aggregate_id\":\"T\","
+                                   "\"aggregate_version\":2,\"occurred_at\":1,\"correlation_id\":"
+                                   "\"x\",\"causation_id\":\"y\",\"actor\":\"z\"},\"amount\":42}",
+                                   &err),
+               ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_codec_encode(esk_bank_avro_codec(avro), v1, &val, &b, &err), ESK_OK);
+  avro_value_decref(&val);
+  rd_kafka_t *rk = esk_tp_client();
+  cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("T", 1),
+                                 RD_KAFKA_V_VALUE(b.data, b.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+  cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("T", 1),
+                                 RD_KAFKA_V_VALUE("\xc3\x01junk", 6),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+  cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+  rd_kafka_destroy(rk);
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(avro);
+  snprintf(cmd, sizeof(cmd), "%s events tail --topic-prefix '%s' --from-beginning --exit-at-end",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_expect_eq(esk_tp_run(cmd, 0, out, sizeof(out)), 1, "an undecodable event makes it exit 1");
+  char *v[4];
+  size_t n = lines(out, v, 4);
+  cr_assert_eq(n, 2, "two lines: %s", out);
+  cr_expect(strstr(v[0], "\"offset\":0,\"key\":\"T\",\"type\":\"MoneyDeposited\",\"writer_version\":1,"
+                         "\"reader_version\":3"),
+            "%s", v[0]);
+  cr_expect(strstr(v[0], "\"amount\":{\"minor_units\":42,\"currency\":\"USD\"}"),
+            "v1 upcast to v3 (USD): %s", v[0]);
+  cr_expect(strstr(v[0], "\"causation_id\":\"y\""), "metadata printed: %s", v[0]);
+  cr_expect(strstr(v[1], "\"offset\":1") && strstr(v[1], "\"error\":"), "%s", v[1]);
+  snprintf(cmd, sizeof(cmd), "%s events tail --topic-prefix '%s' --from-beginning --max 1",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_expect_eq(esk_tp_run(cmd, 0, out, sizeof(out)), 0);
+  cr_expect_eq(lines(out, v, 4), 1, "--max 1 prints one event");
+  esk_tp_delete_topics(prefix);
+}
+
+static void alter_topic(const char *topic, const char *key, const char *value) {
+  rd_kafka_t *rk = esk_tp_client();
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  cr_assert_eq(rd_kafka_ConfigResource_set_config(cr, key, value), 0);
+  rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  cr_assert_not_null(ev, "AlterConfigs: no answer");
+  cr_assert_eq(rd_kafka_event_error(ev), 0, "AlterConfigs: %s", rd_kafka_event_error_string(ev));
+  rd_kafka_event_destroy(ev);
+  rd_kafka_ConfigResource_destroy(cr);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+}
+
+/* The broker refuses a batch (an event over the topic's max.message.bytes):
+ * the producer aborts, forgets the batch's state, rewinds and retries until
+ * the limit is raised; then every command is handled exactly once. */
+Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeout = 120) {
+  esk_test_require_kafka();
+  char base[96], prefix[128], topic[256], log[256], cmd[1024], out[16384];
+  esk_test_unique_name(base, sizeof(base), "prod_abort");
+  snprintf(prefix, sizeof(prefix), "%s.", base);
+  snprintf(topic, sizeof(topic), "%sbank.events", prefix);
+  esk_error_t err = {0};
+  rd_kafka_t *adm = esk_tp_client();
+  static const char *const small[] = {"max.message.bytes", "600", "retention.ms", "-1", NULL};
+  cr_assert_eq(esk_kafka_create_topic(adm, topic, 1, small, 15000, NULL, &err), ESK_OK, "%s",
+               err.msg);
+  rd_kafka_destroy(adm);
+  snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions 1",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s", out);
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
+  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+
+  char big[1000];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = 0;
+  char *in = malloc(8192);
+  int len = snprintf(in, 8192, "%s%s%s",
+                     OPEN("a1", "AB", "o", 10, "EUR") MOVE("DepositMoney", "a2", "AB", 1, "EUR"),
+                     "{\"type\":\"DepositMoney\",\"command_id\":\"a3\",\"account_id\":\"AB\","
+                     "\"amount\":{\"minor_units\":2,\"currency\":\"EUR\"},\"description\":\"",
+                     big);
+  snprintf(in + len, (size_t)(8192 - len), "\"}\n%s",
+           MOVE("DepositMoney", "a4", "AB", 3, "EUR") MOVE("WithdrawMoney", "a5", "AB", 16, "EUR"));
+  /* eskctl waits in a child while this process lifts the limit */
+  char path[] = "/tmp/esk_abort_out_XXXXXX";
+  int fd = mkstemp(path);
+  close(fd);
+  pid_t sub = fork();
+  if (sub == 0) {
+    int rc = esk_tp_submit(prefix, in, 60000, out, sizeof(out));
+    FILE *f = fopen(path, "w");
+    fprintf(f, "%d\n%s", rc, out);
+    fclose(f);
+    _exit(0);
+  }
+  for (int w = 0; !esk_tp_file_contains(log, "aborting transaction"); w++) {
+    cr_assert_lt(w, 300, "no abort within 30 s (see %s)", log);
+    usleep(100000);
+  }
+  usleep(500000); /* a few more rounds of abort, rewind, retry */
+  alter_topic(topic, "max.message.bytes", "1048588");
+  int st = 0;
+  waitpid(sub, &st, 0);
+  FILE *f = fopen(path, "r");
+  size_t n = fread(out, 1, sizeof(out) - 1, f);
+  out[n] = 0;
+  fclose(f);
+  unlink(path);
+  free(in);
+  cr_expect_eq(atoi(out), 0, "all accepted once the limit is lifted: %s", out);
+  cr_expect(strstr(out, "\"command_id\":\"a5\",\"status\":\"accepted\",\"aggregate_version\":5"),
+            "%s", out);
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events(&evs, prefix, 1);
+  cr_expect_eq(ne, 5, "one event per command, got %zu", ne);
+  esk_tp_check_versions(evs, ne);
+  free(evs);
+  esk_tp_results_t r = esk_tp_count_results(prefix, 1);
+  cr_expect_eq(r.messages, 5, "one committed result per command, got %zu", r.messages);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  cr_expect(esk_tp_file_contains(log, "rewound to the committed offsets"), "see %s", log);
+  esk_tp_delete_topics(prefix);
+}
+
+/* The value of @p key in @p topic's configuration, via DescribeConfigs. */
+static void topic_config(const char *topic, const char *key, char *out, size_t size) {
+  rd_kafka_t *rk = esk_tp_client();
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  cr_assert_not_null(ev);
+  cr_assert_eq(rd_kafka_event_error(ev), 0, "%s", rd_kafka_event_error_string(ev));
+  size_t n = 0;
+  const rd_kafka_ConfigResource_t **res =
+      rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+  cr_assert_eq(n, 1);
+  size_t nc = 0;
+  const rd_kafka_ConfigEntry_t **entries = rd_kafka_ConfigResource_configs(res[0], &nc);
+  out[0] = 0;
+  for (size_t i = 0; i < nc; i++)
+    if (!strcmp(rd_kafka_ConfigEntry_name(entries[i]), key))
+      snprintf(out, size, "%s", rd_kafka_ConfigEntry_value(entries[i]) ? rd_kafka_ConfigEntry_value(entries[i]) : "");
+  rd_kafka_event_destroy(ev);
+  rd_kafka_ConfigResource_destroy(cr);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+}
+
+Test(producer, topics_create_keeps_events_forever_and_compacts_snapshots, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], topic[256], v[64];
+  esk_tp_topics(prefix, sizeof(prefix), "prod_topics", 3);
+  snprintf(topic, sizeof(topic), "%sbank.events", prefix);
+  topic_config(topic, "retention.ms", v, sizeof(v));
+  cr_expect_str_eq(v, "-1");
+  topic_config(topic, "retention.bytes", v, sizeof(v));
+  cr_expect_str_eq(v, "-1");
+  snprintf(topic, sizeof(topic), "%sbank.snapshots", prefix);
+  topic_config(topic, "cleanup.policy", v, sizeof(v));
+  cr_expect_str_eq(v, "compact");
+  snprintf(topic, sizeof(topic), "%sbank.commands", prefix);
+  topic_config(topic, "cleanup.policy", v, sizeof(v));
+  cr_expect_str_eq(v, "delete");
+  const char *kinds[] = {"commands", "events", "command-results", "snapshots"};
+  rd_kafka_t *rk = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK);
+  for (int i = 0; i < 4; i++) {
+    int n = 0;
+    snprintf(topic, sizeof(topic), "%sbank.%s", prefix, kinds[i]);
+    cr_assert_eq(esk_kafka_partition_count(rk, topic, 10000, &n, &err), ESK_OK, "%s", err.msg);
+    cr_expect_eq(n, 3, "%s has 3 partitions", topic);
+  }
+  rd_kafka_destroy(rk);
+  esk_tp_delete_topics(prefix);
+}
+
+Test(producer, submit_without_a_running_producer_reports_no_result_and_fails, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], out[4096];
+  esk_tp_topics(prefix, sizeof(prefix), "prod_noresult", 2);
+  int rc = esk_tp_submit(prefix, OPEN("n1", "N", "o", 1, "EUR") OPEN("n2", "M", "o", 1, "EUR"),
+                         1500, out, sizeof(out));
+  cr_expect_eq(rc, 1, "%s", out);
+  char *v[4];
+  cr_assert_eq(lines(out, v, 4), 2, "one line per command");
+  cr_expect(strstr(v[0], "\"command_id\":\"n1\",\"status\":\"no_result\""), "%s", v[0]);
+  cr_expect(strstr(v[1], "\"command_id\":\"n2\",\"status\":\"no_result\""), "%s", v[1]);
+  cr_expect(strstr(v[1], "\"code\":\"TIMEOUT\""), "%s", v[1]);
+  esk_tp_delete_topics(prefix);
+}

@@ -1,0 +1,275 @@
+#include "esk_test_producer.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bank/bank_avro.h"
+#include "bank/hmap.h"
+#include "esk/kafka.h"
+#include "esk_test.h"
+
+void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions) {
+  char base[96], cmd[512], out[2048];
+  esk_test_unique_name(base, sizeof(base), name);
+  snprintf(prefix, size, "%s.", base);
+  snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions %d",
+           ESK_TEST_ESKCTL_BIN, prefix, partitions);
+  cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s: %s", cmd, out);
+}
+
+rd_kafka_t *esk_tp_client(void) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *conf = NULL;
+  char errstr[256];
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  cr_assert_not_null(rk, "rd_kafka_new: %s", errstr);
+  return rk;
+}
+
+void esk_tp_delete_topics(const char *prefix) {
+  static const char *const kinds[] = {"commands", "events", "command-results", "snapshots"};
+  for (int i = 0; i < 4; i++) {
+    char t[256];
+    snprintf(t, sizeof(t), "%sbank.%s", prefix, kinds[i]);
+    esk_test_delete_topic(t);
+  }
+}
+
+pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_path,
+                   const char *const *extra) {
+  char a_prefix[256], a_tid[256];
+  snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", prefix);
+  snprintf(a_tid, sizeof(a_tid), "transactional.id=%stx.%s", prefix, instance);
+  const char *argv[64] = {ESK_TEST_PRODUCER_BIN, "-X", a_prefix, "-X", a_tid,
+                          "-X", "kafka.session.timeout.ms=6000", "-X", "batch.max.ms=20",
+                          "-X", "stats.interval.ms=0"};
+  size_t n = 11;
+  for (size_t i = 0; extra && extra[i] && n < 60; i++) {
+    argv[n++] = "-X";
+    argv[n++] = extra[i];
+  }
+  argv[n] = NULL;
+  return esk_tp_spawn(argv, log_path);
+}
+
+pid_t esk_tp_spawn(const char *const *argv, const char *log_path) {
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1, "fork");
+  if (pid == 0) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 2);
+      dup2(fd, 1);
+      close(fd);
+    }
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+void esk_tp_log_path(char *buf, size_t size, const char *prefix, const char *what) {
+  snprintf(buf, size, "/tmp/%s%s.log", prefix, what);
+  unlink(buf);
+}
+
+pid_t esk_tp_setup(char *prefix, size_t size, const char *name, int partitions, char *log,
+                   size_t log_size, const char *const *extra) {
+  esk_tp_topics(prefix, size, name, partitions);
+  esk_tp_log_path(log, log_size, prefix, "p");
+  return esk_tp_start(prefix, "a", log, extra);
+}
+
+int esk_tp_stop(pid_t pid, int sig, int timeout_ms) {
+  int st = 0;
+  kill(pid, sig);
+  for (int waited = 0; waited <= timeout_ms; waited += 20) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &st, 0);
+  return -1;
+}
+
+int esk_tp_run(const char *cmd, int with_stderr, char *out, size_t size) {
+  char full[8192];
+  snprintf(full, sizeof(full), "%s%s", cmd, with_stderr ? " 2>&1" : "");
+  FILE *p = popen(full, "r");
+  cr_assert(p, "popen %s", cmd);
+  size_t n = fread(out, 1, size - 1, p);
+  out[n] = 0;
+  int st = pclose(p);
+  cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
+  return WEXITSTATUS(st);
+}
+
+int esk_tp_submit(const char *prefix, const char *jsonl, int timeout_ms, char *out, size_t size) {
+  char path[] = "/tmp/esk_submit_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0, "mkstemp");
+  FILE *f = fdopen(fd, "w");
+  fputs(jsonl, f);
+  fclose(f);
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd), "%s submit --topic-prefix '%s' --file %s --timeout %d",
+           ESK_TEST_ESKCTL_BIN, prefix, path, timeout_ms);
+  int rc = esk_tp_run(cmd, 0, out, size);
+  unlink(path);
+  return rc;
+}
+
+typedef struct read_ctx_s {
+  esk_bank_avro_t *avro;
+  esk_tp_event_t *evs;
+  size_t n, cap;
+} read_ctx_t;
+
+static int on_event(const rd_kafka_message_t *m, void *opaque) {
+  read_ctx_t *c = opaque;
+  if (c->n == c->cap) {
+    c->cap = c->cap ? c->cap * 2 : 1024;
+    c->evs = realloc(c->evs, c->cap * sizeof(*c->evs));
+    cr_assert_not_null(c->evs);
+  }
+  esk_bank_event_t ev;
+  const char *causation = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_avro_decode_event(c->avro, &ev, &causation, m->payload, m->len, &err),
+               ESK_OK, "event at %d/%lld: %s", (int)m->partition, (long long)m->offset, err.msg);
+  esk_tp_event_t *e = &c->evs[c->n++];
+  memset(e, 0, sizeof(*e));
+  e->partition = m->partition;
+  e->offset = m->offset;
+  e->type = ev.type;
+  e->version = ev.aggregate_version;
+  snprintf(e->account, sizeof(e->account), "%s", ev.account_id);
+  snprintf(e->causation, sizeof(e->causation), "%s", causation ? causation : "");
+  cr_assert(m->key_len == strlen(ev.account_id) && !memcmp(m->key, ev.account_id, m->key_len),
+            "event key is not the account id %s", ev.account_id);
+  return 0;
+}
+
+size_t esk_tp_read_events(esk_tp_event_t **out, const char *prefix, int partitions) {
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  read_ctx_t c = {0};
+  char topic[256];
+  cr_assert_eq(esk_bank_avro_new(&c.avro, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err), ESK_OK);
+  for (int p = 0; p < partitions; p++)
+    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
+                                          on_event, &c, NULL, &err),
+                 ESK_OK, "%s", err.msg);
+  rd_kafka_destroy(rk);
+  esk_bank_avro_destroy(c.avro);
+  *out = c.evs;
+  return c.n;
+}
+
+typedef struct ver_s {
+  int64_t version;
+  int32_t partition;
+} ver_t;
+
+size_t esk_tp_check_versions(const esk_tp_event_t *evs, size_t n) {
+  esk_hmap_t *m = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_hmap_new(&m, sizeof(ver_t), n, 0, &err), ESK_OK);
+  for (size_t i = 0; i < n; i++) {
+    const esk_tp_event_t *e = &evs[i];
+    ver_t *v = esk_hmap_get(m, e->account, strlen(e->account));
+    if (!v) {
+      ver_t z = {0, e->partition};
+      cr_assert_eq(esk_hmap_put(m, e->account, strlen(e->account), &z, (void **)&v, NULL, &err),
+                   ESK_OK);
+    }
+    cr_assert_eq(v->partition, e->partition, "account %s has events in partitions %d and %d",
+                 e->account, v->partition, e->partition);
+    cr_assert_eq(e->version, v->version + 1,
+                 "account %s: version %lld follows %lld (partition %d offset %lld)", e->account,
+                 (long long)e->version, (long long)v->version, (int)e->partition,
+                 (long long)e->offset);
+    v->version = e->version;
+  }
+  size_t accounts = esk_hmap_count(m);
+  esk_hmap_destroy(m);
+  return accounts;
+}
+
+int esk_tp_file_contains(const char *path, const char *needle) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[4096];
+  int found = 0;
+  while (!found && fgets(line, sizeof(line), f)) found = strstr(line, needle) != NULL;
+  fclose(f);
+  return found;
+}
+
+typedef struct res_ctx_s {
+  esk_hmap_t *ids;
+  esk_tp_results_t r;
+} res_ctx_t;
+
+static int on_result(const rd_kafka_message_t *m, void *opaque) {
+  res_ctx_t *c = opaque;
+  json_error_t je;
+  json_t *o = json_loadb(m->payload, m->len, 0, &je);
+  cr_assert_not_null(o, "result at %d/%lld is not JSON", (int)m->partition, (long long)m->offset);
+  const char *id = json_string_value(json_object_get(o, "command_id"));
+  const char *st = json_string_value(json_object_get(o, "status"));
+  cr_assert(id && st, "result without command_id or status");
+  c->r.messages++;
+  int inserted = 0;
+  char one = 1;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_hmap_put(c->ids, id, strlen(id), &one, NULL, &inserted, &err), ESK_OK);
+  if (inserted) {
+    c->r.distinct++;
+    if (!strcmp(st, "accepted")) c->r.accepted++;
+  }
+  json_decref(o);
+  return 0;
+}
+
+esk_tp_results_t esk_tp_count_results(const char *prefix, int partitions) {
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  res_ctx_t c;
+  memset(&c, 0, sizeof(c));
+  char topic[256];
+  cr_assert_eq(esk_hmap_new(&c.ids, 1, 0, 0, &err), ESK_OK);
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK, "%s", err.msg);
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "command-results", &err);
+  for (int p = 0; p < partitions; p++)
+    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
+                                          on_result, &c, NULL, &err),
+                 ESK_OK, "%s", err.msg);
+  rd_kafka_destroy(rk);
+  esk_hmap_destroy(c.ids);
+  return c.r;
+}
+
+esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t distinct,
+                                     int timeout_ms) {
+  esk_tp_results_t r;
+  for (int waited = 0;; waited += 500) {
+    r = esk_tp_count_results(prefix, partitions);
+    if (r.distinct >= distinct || waited >= timeout_ms) return r;
+    struct timespec ts = {0, 500 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+}

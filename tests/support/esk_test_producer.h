@@ -1,0 +1,95 @@
+/* Helpers for the suites that run esk-producer and eskctl against the real
+ * broker: unique topic sets, the producer as a child process, submitting
+ * JSON lines through eskctl, and reading the events topic back. */
+#ifndef ESK_TEST_PRODUCER_H
+#define ESK_TEST_PRODUCER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <librdkafka/rdkafka.h>
+
+#define ESK_TEST_PRODUCER_BIN ESK_BINARY_DIR "/bin/esk-producer"
+#define ESK_TEST_ESKCTL_BIN ESK_BINARY_DIR "/bin/eskctl"
+
+/** A plain producer handle on the test broker (also for admin requests). */
+rd_kafka_t *esk_tp_client(void);
+
+/** Deletes the four bank topics under @p prefix (errors ignored: cleanup). */
+void esk_tp_delete_topics(const char *prefix);
+
+/** Makes a unique topic prefix "<name>_<pid>_<rand>." and creates the bank
+ *  topics under it with eskctl topics create (fails the test on error). */
+void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions);
+
+/**
+ * Starts build/bin/esk-producer with -X topic.prefix=@p prefix,
+ * transactional.id=<prefix>tx.<instance>, kafka.session.timeout.ms=6000,
+ * batch.max.ms=20, stats off, then the NULL-terminated @p extra -X values.
+ * Its stderr goes to @p log_path. @returns the child's pid.
+ */
+pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_path,
+                   const char *const *extra);
+
+/** Runs @p argv (NULL-terminated, argv[0] a path) as a child, stdout and stderr
+ *  appended to @p log_path. @returns its pid. */
+pid_t esk_tp_spawn(const char *const *argv, const char *log_path);
+
+/** "/tmp/<prefix><what>.log" into @p buf, the file removed. */
+void esk_tp_log_path(char *buf, size_t size, const char *prefix, const char *what);
+
+/** esk_tp_topics(), then esk_tp_start() of instance "a" logging to @p log
+ *  (esk_tp_log_path(.., "p")). @returns its pid. */
+pid_t esk_tp_setup(char *prefix, size_t size, const char *name, int partitions, char *log,
+                   size_t log_size, const char *const *extra);
+
+/** Sends @p sig and waits up to @p timeout_ms. @returns the exit status, 128+signal
+ *  when killed by a signal, or -1 when it did not end in time (it is then killed). */
+int esk_tp_stop(pid_t pid, int sig, int timeout_ms);
+
+/** Runs a shell command; stdout (and stderr when @p with_stderr) into @p out.
+ *  @returns the exit status (fails the test if it did not exit normally). */
+int esk_tp_run(const char *cmd, int with_stderr, char *out, size_t size);
+
+/** Writes @p jsonl to a temporary file and runs eskctl submit on it.
+ *  @returns eskctl's exit status; its stdout is in @p out. */
+int esk_tp_submit(const char *prefix, const char *jsonl, int timeout_ms, char *out, size_t size);
+
+/** One event read back from the events topic. */
+typedef struct esk_tp_event_s {
+  int32_t partition;
+  int64_t offset;
+  int type; /* esk_bank_event_type_t */
+  char account[129];
+  int64_t version;
+  char causation[129];
+} esk_tp_event_t;
+
+/** Reads every committed event of <prefix>bank.events (read_committed). The caller
+ *  frees *out. @returns the count. */
+size_t esk_tp_read_events(esk_tp_event_t **out, const char *prefix, int partitions);
+
+/** Checks (with Criterion asserts) that for every account the versions of its events
+ *  are exactly 1..n in order within its one partition. @returns the number of accounts. */
+size_t esk_tp_check_versions(const esk_tp_event_t *evs, size_t n);
+
+/** What the results topic holds. */
+typedef struct esk_tp_results_s {
+  size_t messages; /* result messages */
+  size_t distinct; /* distinct command ids */
+  size_t accepted; /* distinct ids whose first result is accepted */
+} esk_tp_results_t;
+
+/** Reads every committed result of <prefix>bank.command-results. */
+esk_tp_results_t esk_tp_count_results(const char *prefix, int partitions);
+
+/** Polls esk_tp_count_results() until @p distinct ids have a result or @p timeout_ms
+ *  passes. @returns the last count. */
+esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t distinct,
+                                     int timeout_ms);
+
+/** Returns 1 when @p path contains @p needle. */
+int esk_tp_file_contains(const char *path, const char *needle);
+
+#endif

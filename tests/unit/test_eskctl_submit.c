@@ -1,0 +1,175 @@
+/* eskctl submit's input checks: every bad line is reported with its number and
+ * the problem, and nothing is sent (these run without a broker: the checks come
+ * before any Kafka connection, and a broker-less run proves it). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "esk_test_producer.h"
+
+#define DEP "{\"type\":\"DepositMoney\",\"command_id\":\"c1\",\"account_id\":\"A\",\"amount\":{\"minor_units\":5,\"currency\":\"EUR\"}}"
+
+/* Writes @p len bytes to a temp file and runs eskctl submit on it with @p opts,
+ * pointing Kafka at a closed port so that nothing can be sent by accident. */
+static int submit_bytes(const void *data, size_t len, const char *opts, char *out, size_t size) {
+  char path[] = "/tmp/esk_submit_unit_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, data, len), (ssize_t)len);
+  close(fd);
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd),
+           "ESK_KAFKA_BOOTSTRAP=127.0.0.1:1 %s submit --file %s --timeout 2000 %s",
+           ESK_TEST_ESKCTL_BIN, path, opts ? opts : "");
+  int rc = esk_tp_run(cmd, 1, out, size);
+  unlink(path);
+  return rc;
+}
+
+static void expect_bad(const char *input, const char *message) {
+  char out[8192];
+  int rc = submit_bytes(input, strlen(input), NULL, out, sizeof(out));
+  cr_expect_eq(rc, 2, "exit 2 for bad input, got %d: %s", rc, out);
+  cr_expect(strstr(out, message), "expected '%s' in: %s", message, out);
+  cr_expect(strstr(out, "nothing was sent"), "%s", out);
+}
+
+Test(eskctl_submit, malformed_json_names_the_line_and_column) {
+  expect_bad(DEP "\n{\"type\":\"DepositMoney\",,}\n", "line 2: not valid JSON");
+}
+
+Test(eskctl_submit, a_truncated_last_line_is_reported) {
+  expect_bad(DEP "\n" "{\"type\":\"DepositMoney\",\"command_id\":\"c2\",\"acc", "line 2: not valid JSON");
+}
+
+Test(eskctl_submit, an_oversized_line_is_refused_without_reading_it_whole) {
+  size_t n = 200000;
+  char *big = malloc(n + 2);
+  memset(big, 'x', n);
+  big[n] = '\n';
+  big[n + 1] = 0;
+  char out[8192];
+  cr_expect_eq(submit_bytes(big, n + 1, NULL, out, sizeof(out)), 2, "%s", out);
+  cr_expect(strstr(out, "line 1: 200000 bytes, longer than the limit of 65536"), "%s", out);
+  cr_expect_eq(submit_bytes(DEP "\n", strlen(DEP) + 1, "--max-line-bytes 20", out, sizeof(out)),
+               2, "%s", out);
+  cr_expect(strstr(out, "longer than the limit of 20"), "%s", out);
+  free(big);
+}
+
+Test(eskctl_submit, a_nul_byte_is_refused) {
+  const char in[] = "{\"type\":\"Deposit\0Money\"}\n";
+  char out[4096];
+  cr_expect_eq(submit_bytes(in, sizeof(in) - 1, NULL, out, sizeof(out)), 2, "%s", out);
+  cr_expect(strstr(out, "line 1: holds a NUL byte"), "%s", out);
+}
+
+Test(eskctl_submit, the_line_must_be_an_object_with_a_known_type) {
+  expect_bad("[1,2,3]\n", "line 1: expected a JSON object");
+  expect_bad("{\"command_id\":\"c\"}\n", "line 1: \"type\" is missing or not a string");
+  expect_bad("{\"type\":7}\n", "\"type\" is missing or not a string");
+  expect_bad("{\"type\":\"MoneyDeposited\",\"command_id\":\"c\"}\n",
+             "unknown command type 'MoneyDeposited'");
+  expect_bad("{\"type\":\"EventMeta\"}\n", "unknown command type 'EventMeta'");
+}
+
+Test(eskctl_submit, fields_are_checked_against_the_command_schema) {
+  expect_bad("{\"type\":\"DepositMoney\",\"command_id\":\"c\",\"account_id\":\"A\",\"amount\":"
+             "{\"minor_units\":5,\"currency\":\"EUR\"},\"evil\":1}\n",
+             "line 1: DepositMoney has no field 'evil'");
+  expect_bad("{\"type\":\"DepositMoney\",\"command_id\":\"c\",\"account_id\":\"A\",\"amount\":"
+             "\"5 EUR\"}\n",
+             "line 1: DepositMoney:");
+  expect_bad("{\"type\":\"OpenAccount\",\"command_id\":\"c\",\"account_id\":\"A\","
+             "\"initial_deposit\":{\"minor_units\":5,\"currency\":\"EUR\"}}\n",
+             "owner_id");
+  expect_bad("{\"type\":\"DepositMoney\",\"command_id\":\"c\",\"account_id\":\"A\",\"amount\":"
+             "{\"minor_units\":99999999999999999999999,\"currency\":\"EUR\"}}\n",
+             "line 1:");
+  expect_bad("{\"type\":\"DepositMoney\",\"command_id\":\"\",\"account_id\":\"A\"}\n",
+             "line 1: command_id must be a non-empty string");
+  expect_bad("{\"type\":\"CloseAccount\",\"command_id\":\"c\",\"reason\":\"r\"}\n",
+             "line 1: account_id must be a non-empty string");
+}
+
+Test(eskctl_submit, hostile_json_is_refused) {
+  expect_bad("{\"type\":\"DepositMoney\",\"type\":\"OpenAccount\"}\n", "line 1: not valid JSON");
+  expect_bad("{\"type\":\"Deposit\xff\xfeMoney\"}\n", "line 1: not valid JSON");
+  size_t depth = 100000;
+  char *deep = malloc(depth + 2);
+  memset(deep, '[', depth);
+  deep[depth] = '\n';
+  deep[depth + 1] = 0;
+  char out[8192];
+  cr_expect_eq(submit_bytes(deep, depth + 1, "--max-line-bytes 200000", out, sizeof(out)), 2,
+               "%s", out);
+  cr_expect(strstr(out, "line 1: not valid JSON"), "%s", out);
+  free(deep);
+}
+
+Test(eskctl_submit, every_bad_line_is_listed_with_its_number) {
+  char out[8192];
+  const char *in = DEP "\n\n[]\n" DEP "\n{\n";
+  cr_expect_eq(submit_bytes(in, strlen(in), NULL, out, sizeof(out)), 2, "%s", out);
+  cr_expect(strstr(out, "line 3: expected a JSON object"), "%s", out);
+  cr_expect(strstr(out, "line 5: not valid JSON"), "%s", out);
+  cr_expect(strstr(out, "2 bad line(s)"), "%s", out);
+}
+
+Test(eskctl_submit, too_many_commands_are_refused) {
+  char out[8192];
+  const char *in = DEP "\n" DEP "\n" DEP "\n";
+  cr_expect_eq(submit_bytes(in, strlen(in), "--max-commands 2", out, sizeof(out)), 2, "%s", out);
+  cr_expect(strstr(out, "line 3: more than --max-commands 2 commands"), "%s", out);
+}
+
+Test(eskctl_submit, empty_input_sends_nothing_and_succeeds) {
+  char out[4096];
+  cr_expect_eq(submit_bytes("\n  \n", 4, NULL, out, sizeof(out)), 0, "%s", out);
+  cr_expect_str_eq(out, "");
+}
+
+Test(eskctl_submit, bad_options_are_refused) {
+  char out[4096];
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit", 1, out, sizeof(out)), 2);
+  cr_expect(strstr(out, "--file F is required"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --file - --timeout 0", 1, out,
+                          sizeof(out)),
+               2);
+  cr_expect(strstr(out, "--timeout '0'"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --file - --domain shop </dev/null", 1, out,
+                          sizeof(out)),
+               2);
+  cr_expect(strstr(out, "unknown domain 'shop'"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --file /nonexistent/x", 1, out,
+                          sizeof(out)),
+               2);
+  cr_expect(strstr(out, "/nonexistent/x"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --help", 1, out, sizeof(out)), 0);
+  cr_expect(strstr(out, "usage: eskctl submit"), "%s", out);
+}
+
+Test(eskctl_submit, a_good_file_gets_past_the_checks_and_fails_on_the_absent_broker) {
+  char out[8192];
+  const char *in = DEP "\n";
+  int rc = submit_bytes(in, strlen(in), NULL, out, sizeof(out));
+  cr_expect_eq(rc, 3, "exit 3 (Kafka) once the input is fine, got %d: %s", rc, out);
+}
+
+Test(eskctl_topics, bad_options_are_refused) {
+  char out[4096];
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics create", 1, out, sizeof(out)), 2);
+  cr_expect(strstr(out, "--partitions N is required"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics create --partitions 0", 1, out,
+                          sizeof(out)),
+               2);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics create --partitions 2 --topic-prefix 'a b'",
+                          1, out, sizeof(out)),
+               1);
+  cr_expect(strstr(out, "Kafka allows only"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics delete", 1, out, sizeof(out)), 2);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " events tail --max x", 1, out, sizeof(out)), 2);
+  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " events follow", 1, out, sizeof(out)), 2);
+}

@@ -1,0 +1,239 @@
+/* The producer's own record formats: results (JSON on the results topic) and
+ * checkpoints (snapshots topic), with truncated, malformed, oversized and
+ * hostile input; and the topic names derived from the configuration. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "esk/kafka.h"
+#include "restore.h"
+
+Test(producer_formats, results_round_trip) {
+  char json[1024], id[ESK_BANK_ID_MAX + 1];
+  esk_bank_result_t r = {.rule = ESK_BANK_ACCEPTED, .version = 7}, back;
+  esk_error_t err = {0};
+  int n = esk_result_to_json(json, sizeof(json), "c-1", &r);
+  cr_assert_gt(n, 0);
+  cr_expect_str_eq(json, "{\"command_id\":\"c-1\",\"status\":\"accepted\",\"aggregate_version\":7}");
+  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(id, "c-1");
+  cr_expect_eq(back.rule, ESK_BANK_ACCEPTED);
+  cr_expect_eq(back.version, 7);
+
+  esk_bank_result_t rej = {.rule = ESK_BANK_INSUFFICIENT_FUNDS, .version = 3};
+  snprintf(rej.message, sizeof(rej.message),
+           "INSUFFICIENT_FUNDS: \"quoted\"\n\\ and more\x01\x1f \xc3\xa9t\xc3\xa9 \xe2\x82\xac");
+  n = esk_result_to_json(json, sizeof(json), "c\"2", &rej);
+  cr_assert_gt(n, 0);
+  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(id, "c\"2");
+  cr_expect_eq(back.rule, ESK_BANK_INSUFFICIENT_FUNDS);
+  cr_expect_eq(back.version, 3);
+  cr_expect_str_eq(back.message, rej.message);
+}
+
+Test(producer_formats, a_result_that_does_not_fit_is_refused) {
+  char small[20];
+  esk_bank_result_t r = {.rule = ESK_BANK_ACCEPTED, .version = 1};
+  cr_expect_eq(esk_result_to_json(small, sizeof(small), "a-long-command-id", &r), -1);
+}
+
+static void expect_bad_result(const char *text, size_t len) {
+  char id[ESK_BANK_ID_MAX + 1];
+  esk_bank_result_t r;
+  esk_error_t err = {0};
+  cr_expect_eq(esk_result_from_json(id, &r, text, len, &err), ESK_EPOISON, "accepted: %.*s",
+               (int)len, text);
+  cr_expect(strstr(err.msg, "result"), "the message names the record: %s", err.msg);
+}
+
+Test(producer_formats, malformed_truncated_and_hostile_results_are_poison) {
+  const char *bad[] = {
+      "",
+      "{",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":",
+      "[]",
+      "{\"command_id\":\"c\"}",
+      "{\"command_id\":\"\",\"status\":\"accepted\",\"aggregate_version\":1}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\"}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":-1}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":\"1\"}",
+      "{\"command_id\":\"c\",\"status\":\"maybe\",\"aggregate_version\":1}",
+      "{\"command_id\":\"c\",\"status\":\"rejected\",\"error\":{\"code\":\"NO_SUCH_RULE\","
+      "\"message\":\"m\",\"actual_version\":1}}",
+      "{\"command_id\":\"c\",\"status\":\"rejected\",\"error\":{\"code\":\"ACCEPTED\","
+      "\"message\":\"m\",\"actual_version\":1}}",
+      "{\"command_id\":\"c\",\"status\":\"rejected\",\"error\":{\"code\":\"INVALID_AMOUNT\"}}",
+      "{\"command_id\":\"c\",\"command_id\":\"d\",\"status\":\"accepted\",\"aggregate_version\":1}",
+      "{\"command_id\":7,\"status\":\"accepted\",\"aggregate_version\":1}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) expect_bad_result(bad[i], strlen(bad[i]));
+  const char nul[] = "{\"command_id\":\"c\\u0000x\",\"status\":\"accepted\",\"aggregate_version\":1}";
+  expect_bad_result(nul, sizeof(nul) - 1);
+  char big[600];
+  int n = snprintf(big, sizeof(big), "{\"command_id\":\"%0200d\",\"status\":\"accepted\","
+                                      "\"aggregate_version\":1}", 0);
+  expect_bad_result(big, (size_t)n);
+}
+
+Test(producer_formats, checkpoints_round_trip_and_refuse_bad_bytes) {
+  uint8_t v[ESK_RESTORE_CHECKPOINT_SIZE];
+  int64_t off = 0;
+  esk_error_t err = {0};
+  esk_restore_checkpoint_encode(v, 1234567890123LL);
+  cr_assert_eq(esk_restore_checkpoint_decode(&off, v, sizeof(v), &err), ESK_OK);
+  cr_expect_eq(off, 1234567890123LL);
+  cr_expect_eq(esk_restore_checkpoint_decode(&off, v, sizeof(v) - 1, &err), ESK_EPOISON);
+  cr_expect_eq(esk_restore_checkpoint_decode(&off, v, 0, &err), ESK_EPOISON);
+  cr_expect_eq(esk_restore_checkpoint_decode(&off, NULL, 16, &err), ESK_EPOISON);
+  uint8_t longer[32] = {0};
+  memcpy(longer, v, sizeof(v));
+  cr_expect_eq(esk_restore_checkpoint_decode(&off, longer, sizeof(longer), &err), ESK_EPOISON);
+  v[0] = 'X';
+  cr_expect_eq(esk_restore_checkpoint_decode(&off, v, sizeof(v), &err), ESK_EPOISON);
+  esk_restore_checkpoint_encode(v, -5);
+  cr_expect_eq(esk_restore_checkpoint_decode(&off, v, sizeof(v), &err), ESK_EPOISON);
+  cr_expect(strstr(err.msg, "negative"), "%s", err.msg);
+}
+
+Test(producer_formats, topic_names_come_from_prefix_and_domain) {
+  esk_topics_t t;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_topics_init(&t, "", "bank", &err), ESK_OK);
+  cr_expect_str_eq(t.commands, "bank.commands");
+  cr_expect_str_eq(t.events, "bank.events");
+  cr_expect_str_eq(t.results, "bank.command-results");
+  cr_expect_str_eq(t.snapshots, "bank.snapshots");
+  cr_assert_eq(esk_topics_init(&t, "t1.", "bank", &err), ESK_OK);
+  cr_expect_str_eq(t.events, "t1.bank.events");
+  cr_expect_eq(esk_topics_init(&t, "bad/", "bank", &err), ESK_EINVAL);
+  cr_expect(strstr(err.msg, "'/'"), "%s", err.msg);
+  cr_expect_eq(esk_topics_init(&t, "", "", &err), ESK_EINVAL);
+  char longp[300];
+  memset(longp, 'a', sizeof(longp) - 1);
+  longp[sizeof(longp) - 1] = 0;
+  cr_expect_eq(esk_topics_init(&t, longp, "bank", &err), ESK_EINVAL);
+  cr_expect(strstr(err.msg, "longer than"), "%s", err.msg);
+}
+
+/* ------------------------------------------------- the bank Avro mapping --- */
+
+#include "bank/bank_avro.h"
+
+Test(producer_formats, commands_round_trip_through_avro_for_every_type) {
+  esk_bank_avro_t *a = NULL;
+  esk_error_t err = {0};
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
+  esk_bank_command_t in[4] = {
+      {.type = ESK_BANK_CMD_OPEN_ACCOUNT, .command_id = "c1", .account_id = "A",
+       .actor = "me", .correlation_id = "k", .u.open = {"owner", {7, "EUR"}}},
+      {.type = ESK_BANK_CMD_DEPOSIT_MONEY, .command_id = "c2", .account_id = "A",
+       .has_expected_version = true, .expected_version = 1, .actor = "me",
+       .correlation_id = "k", .u.deposit = {{5, "EUR"}, "salary"}},
+      {.type = ESK_BANK_CMD_WITHDRAW_MONEY, .command_id = "c3", .account_id = "A",
+       .actor = "", .correlation_id = "", .u.withdraw = {{3, "SEK"}, NULL}},
+      {.type = ESK_BANK_CMD_CLOSE_ACCOUNT, .command_id = "c4", .account_id = "A",
+       .has_expected_version = true, .expected_version = 0, .actor = "me",
+       .correlation_id = "k", .u.close = {"bye"}},
+  };
+  for (int round = 0; round < 2; round++) /* twice: the field cache is warm the second time */
+    for (int i = 0; i < 4; i++) {
+      esk_bank_command_t out;
+      esk_buf_reset(&b);
+      cr_assert_eq(esk_bank_avro_encode_command(a, &b, &in[i], &err), ESK_OK, "%s", err.msg);
+      cr_assert_eq(esk_bank_avro_decode_command(a, &out, b.data, b.len, &err), ESK_OK, "%s",
+                   err.msg);
+      cr_expect_eq(out.type, in[i].type);
+      cr_expect_str_eq(out.command_id, in[i].command_id);
+      cr_expect_str_eq(out.account_id, in[i].account_id);
+      cr_expect_str_eq(out.actor, in[i].actor);
+      cr_expect_eq(out.has_expected_version, in[i].has_expected_version);
+      cr_expect_eq(out.expected_version, in[i].expected_version);
+      if (in[i].type == ESK_BANK_CMD_OPEN_ACCOUNT) {
+        cr_expect_str_eq(out.u.open.owner_id, "owner");
+        cr_expect_eq(out.u.open.initial_deposit.minor_units, 7);
+        cr_expect_str_eq(out.u.open.initial_deposit.currency, "EUR");
+      } else if (in[i].type == ESK_BANK_CMD_DEPOSIT_MONEY) {
+        cr_expect_str_eq(out.u.deposit.description, "salary");
+        cr_expect_eq(out.u.deposit.amount.minor_units, 5);
+      } else if (in[i].type == ESK_BANK_CMD_WITHDRAW_MONEY) {
+        cr_expect_str_eq(out.u.withdraw.amount.currency, "SEK");
+      } else {
+        cr_expect_str_eq(out.u.close.reason, "bye");
+      }
+    }
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(a);
+}
+
+Test(producer_formats, events_round_trip_through_avro_for_every_type) {
+  esk_bank_avro_t *a = NULL;
+  esk_error_t err = {0};
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
+  esk_bank_event_t in[4];
+  memset(in, 0, sizeof(in));
+  for (int i = 0; i < 4; i++) {
+    in[i].type = (esk_bank_event_type_t)(i + 1);
+    snprintf(in[i].account_id, sizeof(in[i].account_id), "acc-%d", i);
+    in[i].aggregate_version = i + 1;
+  }
+  snprintf(in[0].u.opened.owner_id, sizeof(in[0].u.opened.owner_id), "owner");
+  in[0].u.opened.initial_deposit = (esk_bank_money_t){10, "EUR"};
+  in[1].u.deposited.amount = (esk_bank_money_t){20, "USD"};
+  snprintf(in[1].u.deposited.description, sizeof(in[1].u.deposited.description), "d");
+  in[2].u.withdrawn.amount = (esk_bank_money_t){30, "SEK"};
+  snprintf(in[3].u.closed.reason, sizeof(in[3].u.closed.reason), "r");
+  esk_bank_event_meta_t meta = {"00000000-0000-4000-8000-000000000000", 1, "corr", "cause", "me"};
+  for (int i = 0; i < 4; i++) {
+    esk_bank_event_t out;
+    const esk_schema_t *ws = NULL;
+    const char *cause = NULL;
+    esk_buf_reset(&b);
+    cr_assert_eq(esk_bank_avro_encode_event(a, &b, &ws, &in[i], &meta, &err), ESK_OK, "%s",
+                 err.msg);
+    cr_expect_eq(ws, esk_schema_set_latest(esk_bank_avro_schemas(a), esk_schema_type(ws)));
+    cr_assert_eq(esk_bank_avro_decode_event(a, &out, &cause, b.data, b.len, &err), ESK_OK,
+                 "%s", err.msg);
+    cr_expect(memcmp(&out, &in[i], sizeof(out)) == 0, "event %d differs after a round trip", i);
+    cr_expect_str_eq(cause, "cause");
+    /* truncated, and a command where an event is expected */
+    cr_expect_eq(esk_bank_avro_decode_event(a, &out, NULL, b.data, b.len - 1, &err), ESK_EPOISON);
+    esk_bank_command_t c;
+    cr_expect_eq(esk_bank_avro_decode_command(a, &c, b.data, b.len, &err), ESK_EPOISON);
+    cr_expect(strstr(err.msg, "is not a bank command"), "%s", err.msg);
+  }
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(a);
+}
+
+Test(producer_formats, an_event_with_fields_longer_than_the_aggregate_allows_is_poison) {
+  esk_bank_avro_t *a = NULL;
+  esk_error_t err = {0};
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK);
+  const esk_schema_t *s = esk_schema_set_latest(esk_bank_avro_schemas(a), "AccountOpened");
+  avro_value_t v;
+  char json[1024], owner[201];
+  memset(owner, 'o', 200);
+  owner[200] = 0;
+  snprintf(json, sizeof(json),
+           "{\"meta\":{\"event_id\":\"x\",\"aggregate_type\":\"account\",\"aggregate_id\":\"A\","
+           "\"aggregate_version\":1,\"occurred_at\":1,\"correlation_id\":\"\",\"causation_id\":"
+           "\"\",\"actor\":\"\"},\"owner_id\":\"%s\",\"initial_deposit\":{\"minor_units\":1,"
+           "\"currency\":\"EURO\"}}",
+           owner);
+  cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK);
+  cr_assert_eq(esk_value_from_json(&v, json, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_codec_encode(esk_bank_avro_codec(a), s, &v, &b, &err), ESK_OK);
+  esk_bank_event_t ev;
+  cr_expect_eq(esk_bank_avro_decode_event(a, &ev, NULL, b.data, b.len, &err), ESK_EPOISON);
+  cr_expect(strstr(err.msg, "longer than the aggregate allows"), "%s", err.msg);
+  avro_value_decref(&v);
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(a);
+}

@@ -1,0 +1,177 @@
+/* eskctl events tail: the events topic decoded to JSON lines. */
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "esk/codec.h"
+#include "esk/conf.h"
+#include "esk/kafka.h"
+#include "eskctl.h"
+
+#define CMD "events tail"
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) {
+  (void)sig;
+  stop_flag = 1;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: eskctl events tail [--domain D] [--topic-prefix P] [--from-beginning]\n"
+          "                          [--exit-at-end] [--max N] [--partition N]\n"
+          "\n"
+          "Prints the events of <P><D>.events (read_committed) as JSON lines:\n"
+          "  {\"partition\":0,\"offset\":7,\"key\":\"A1\",\"type\":\"MoneyDeposited\",\n"
+          "   \"writer_version\":2,\"event\":{\"meta\":{...},...}}\n"
+          "\"event\" is the value decoded to the newest version of its type (resolution and\n"
+          "upcasters); its \"meta\" holds event id, aggregate type/id/version, occurred_at,\n"
+          "correlation, causation and actor. Without --from-beginning it starts at the end\n"
+          "and prints new events until SIGINT/SIGTERM; --exit-at-end stops once every\n"
+          "partition is read to its end; --max stops after N events. An event that cannot\n"
+          "be decoded is printed as {\"partition\",\"offset\",\"error\"} and makes the exit\n"
+          "status 1.\n");
+}
+
+int eskctl_events_main(int argc, char **argv) {
+  int st = eskctl_verb(argc, argv, "tail", usage);
+  if (st >= 0) return st;
+  eskctl_common_t c;
+  eskctl_common_init(&c);
+  int from_beginning = 0, exit_at_end = 0;
+  long max = -1, only = -1;
+  static const struct option opts[] = {{"domain", required_argument, NULL, 'd'},
+                                       {"topic-prefix", required_argument, NULL, 'P'},
+                                       {"from-beginning", no_argument, NULL, 'b'},
+                                       {"exit-at-end", no_argument, NULL, 'e'},
+                                       {"max", required_argument, NULL, 'm'},
+                                       {"partition", required_argument, NULL, 'p'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  int o;
+  optind = 1;
+  while ((o = getopt_long(argc - 1, argv + 1, "d:P:bem:p:h", opts, NULL)) != -1) {
+    switch (o) {
+    case 'd': c.domain_name = optarg; break;
+    case 'P': c.prefix = optarg; break;
+    case 'b': from_beginning = 1; break;
+    case 'e': exit_at_end = 1; break;
+    case 'm':
+    case 'p': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (!*optarg || *end || v < 0 || v > 1000000000) {
+        fprintf(stderr, "eskctl events tail: --%s '%s': expected a number >= 0\n",
+                o == 'm' ? "max" : "partition", optarg);
+        return 2;
+      }
+      if (o == 'm') max = v;
+      else only = v;
+      break;
+    }
+    case 'h': usage(stdout); return 0;
+    default: return 2;
+    }
+  }
+  if (optind < argc - 1) {
+    fprintf(stderr, "eskctl events tail: unexpected argument '%s'\n", argv[optind + 1]);
+    return 2;
+  }
+  if (!(c.domain = eskctl_domain_find(c.domain_name, CMD))) return 2;
+  esk_schema_set_t *set = NULL;
+  esk_codec_t *codec = NULL;
+  if (eskctl_domain_open(&set, &codec, c.domain, CMD)) return 2;
+
+  int status = 3, nparts = 0, at_end = 0;
+  long printed = 0;
+  char topic[256];
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  rd_kafka_topic_partition_list_t *parts = NULL;
+  if (eskctl_topic(topic, sizeof(topic), &c, "events")) goto cleanup;
+  if (esk_kafka_reader_new(&rk, NULL, NULL, &err) ||
+      esk_kafka_partition_count(rk, topic, 10000, &nparts, &err)) {
+    fprintf(stderr, "eskctl events tail: %s\n", err.msg);
+    goto cleanup;
+  }
+  if (only >= nparts) {
+    fprintf(stderr, "eskctl events tail: %s has %d partitions, no partition %ld\n", topic,
+            nparts, only);
+    goto cleanup;
+  }
+  parts = rd_kafka_topic_partition_list_new(nparts);
+  for (int32_t p = 0; p < nparts; p++)
+    if (only < 0 || p == only)
+      rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
+          from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+  rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+  if (e) {
+    fprintf(stderr, "eskctl events tail: assigning %s: %s\n", topic, rd_kafka_err2str(e));
+    goto cleanup;
+  }
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  status = 0;
+  char *seen_end = calloc((size_t)nparts, 1);
+  while (!stop_flag && (max < 0 || printed < max) && !(exit_at_end && at_end == parts->cnt)) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+    if (!m) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (seen_end && m->partition >= 0 && m->partition < nparts && !seen_end[m->partition]) {
+        seen_end[m->partition] = 1;
+        at_end++;
+      }
+    } else if (m->err) {
+      fprintf(stderr, "eskctl events tail: %s\n", rd_kafka_message_errstr(m));
+      if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || m->err == RD_KAFKA_RESP_ERR__FATAL) {
+        status = 3;
+        rd_kafka_message_destroy(m);
+        break;
+      }
+    } else {
+      const esk_schema_t *rs = NULL;
+      avro_value_t *v = NULL;
+      uint64_t fp = 0;
+      char *text = NULL;
+      json_t *out = json_pack("{s:i, s:I, s:s%}", "partition", (int)m->partition, "offset",
+                              (json_int_t)m->offset, "key", m->key ? (const char *)m->key : "",
+                              m->key ? m->key_len : 0);
+      if (!out) /* a key that is not UTF-8 */
+        out = json_pack("{s:i, s:I, s:n}", "partition", (int)m->partition, "offset",
+                        (json_int_t)m->offset, "key");
+      esk_error_t de = {0};
+      if (esk_codec_peek(m->payload, m->len, &fp, &de) ||
+          esk_codec_decode(codec, m->payload, m->len, 0, &rs, &v, &de) ||
+          esk_value_to_json(v, &text, &de)) {
+        json_object_set_new(out, "error", json_string(de.msg));
+        status = 1;
+      } else {
+        const esk_schema_t *ws = esk_schema_set_by_fingerprint(set, fp);
+        json_object_set_new(out, "type", json_string(esk_schema_type(rs)));
+        json_object_set_new(out, "writer_version", json_integer(ws ? esk_schema_version(ws) : 0));
+        json_object_set_new(out, "reader_version", json_integer(esk_schema_version(rs)));
+        json_error_t je;
+        json_t *ev = json_loads(text, 0, &je);
+        json_object_set_new(out, "event", ev ? ev : json_string(text));
+      }
+      free(text);
+      char *line = out ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+      if (line) printf("%s\n", line);
+      fflush(stdout);
+      free(line);
+      json_decref(out);
+      printed++;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  free(seen_end);
+cleanup:
+  if (parts) rd_kafka_topic_partition_list_destroy(parts);
+  if (rk) rd_kafka_destroy(rk);
+  esk_codec_destroy(codec);
+  esk_schema_set_destroy(set);
+  return status;
+}

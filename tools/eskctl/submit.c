@@ -1,0 +1,474 @@
+/* eskctl submit: JSON lines of commands -> the commands topic; waits for the
+ * results and prints one JSON line per command. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "esk/buf.h"
+#include "esk/codec.h"
+#include "esk/conf.h"
+#include "esk/kafka.h"
+#include "eskctl.h"
+
+#define CMD "submit"
+#define MAX_COMMANDS_LIMIT 1000000
+
+typedef struct item_s {
+  char *command_id;
+  char *key;
+  const esk_schema_t *schema;
+  esk_buf_t value;
+  int32_t partition; /* from the delivery report; -1 before */
+  char *result;      /* the result's JSON; NULL while missing */
+  int rejected;
+} item_t;
+
+typedef struct submit_s {
+  eskctl_common_t c;
+  const char *file;
+  int timeout_ms;
+  size_t max_line, max_commands;
+  const char *actor;
+  esk_schema_set_t *set;
+  esk_codec_t *codec;
+  item_t *items;
+  size_t n, cap;
+  int delivery_failed;
+} submit_t;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: eskctl submit --file F [--domain D] [--topic-prefix P] [--timeout MS]\n"
+          "                     [--actor NAME] [--max-line-bytes N] [--max-commands N]\n"
+          "\n"
+          "Reads commands as JSON lines from F (- for stdin), one per line, shaped like the\n"
+          "command's Avro schema plus \"type\", e.g.\n"
+          "  {\"type\":\"DepositMoney\",\"command_id\":\"c7\",\"account_id\":\"A1\",\n"
+          "   \"amount\":{\"minor_units\":500,\"currency\":\"EUR\"}}\n"
+          "actor defaults to --actor ($USER or eskctl), correlation_id to the command id.\n"
+          "Every line is checked first; any bad line is reported (line number and problem)\n"
+          "and nothing is sent (exit 2). Then the commands go to <P><D>.commands (key = the\n"
+          "aggregate id) and eskctl waits up to --timeout (default 30000 ms) for their\n"
+          "results on <P><D>.command-results (read_committed). It prints one JSON line per\n"
+          "command, in input order: command_id, status (accepted, rejected, or no_result),\n"
+          "aggregate_version when accepted, error {code, message} otherwise.\n"
+          "Exit status: 0 all accepted; 1 any rejected or without a result; 2 bad input;\n"
+          "3 Kafka failure. Blank lines are skipped. Limits: --max-line-bytes (65536),\n"
+          "--max-commands (100000).\n");
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void free_items(submit_t *s) {
+  for (size_t i = 0; i < s->n; i++) {
+    free(s->items[i].command_id);
+    free(s->items[i].key);
+    free(s->items[i].result);
+    esk_buf_free(&s->items[i].value);
+  }
+  free(s->items);
+}
+
+/* Reads one line of at most @p max bytes into @p buf (size max + 1). Returns 0
+ * at the end of input, else 1 with *len the full length (which may exceed max:
+ * the rest of the line was skipped). */
+static int read_line(FILE *f, char *buf, size_t max, size_t *len) {
+  size_t n = 0;
+  int ch;
+  while ((ch = getc(f)) != EOF && ch != '\n') {
+    if (n < max) buf[n] = (char)ch;
+    n++;
+  }
+  if (ch == EOF && n == 0) return 0;
+  buf[n < max ? n : max] = '\0';
+  *len = n;
+  return 1;
+}
+
+static int is_blank(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
+  return 1;
+}
+
+static const char *command_list(const eskctl_domain_t *d, char *buf, size_t size) {
+  size_t off = 0;
+  buf[0] = 0;
+  for (size_t i = 0; d->commands[i]; i++)
+    off += (size_t)snprintf(buf + off, off < size ? size - off : 0, "%s%s", i ? ", " : "",
+                            d->commands[i]);
+  return buf;
+}
+
+/* Checks and encodes one line; on a problem prints it and returns 1. */
+static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, item_t *it) {
+  json_error_t je;
+  char list[256];
+  json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+  int bad = 1;
+  char *text = NULL;
+  esk_error_t err = {0};
+  avro_value_t v = {0};
+  if (!o) {
+    fprintf(stderr, "eskctl submit: line %zu: not valid JSON: %s (column %d)\n", lineno, je.text,
+            je.column);
+    return 1;
+  }
+  if (!json_is_object(o)) {
+    fprintf(stderr, "eskctl submit: line %zu: expected a JSON object, one command per line\n",
+            lineno);
+    goto cleanup;
+  }
+  const char *type = json_string_value(json_object_get(o, "type"));
+  if (!type) {
+    fprintf(stderr, "eskctl submit: line %zu: \"type\" is missing or not a string (one of %s)\n",
+            lineno, command_list(s->c.domain, list, sizeof(list)));
+    goto cleanup;
+  }
+  int known = 0;
+  for (size_t i = 0; s->c.domain->commands[i]; i++)
+    known |= !strcmp(type, s->c.domain->commands[i]);
+  const esk_schema_t *schema = known ? esk_schema_set_latest(s->set, type) : NULL;
+  if (!schema) {
+    fprintf(stderr, "eskctl submit: line %zu: unknown command type '%.64s' (one of %s)\n", lineno,
+            type, command_list(s->c.domain, list, sizeof(list)));
+    goto cleanup;
+  }
+  it->schema = schema;
+  const char *key;
+  json_t *val;
+  avro_schema_t as = esk_schema_avro(schema);
+  json_object_foreach(o, key, val) {
+    if (!strcmp(key, "type")) continue;
+    if (avro_schema_record_field_get_index(as, key) < 0) {
+      fprintf(stderr, "eskctl submit: line %zu: %s has no field '%.64s'\n", lineno, type, key);
+      goto cleanup;
+    }
+  }
+  const char *id = json_string_value(json_object_get(o, "command_id"));
+  const char *agg = json_string_value(json_object_get(o, s->c.domain->key_field));
+  if (!id || !*id) {
+    fprintf(stderr, "eskctl submit: line %zu: command_id must be a non-empty string\n", lineno);
+    goto cleanup;
+  }
+  if (!agg || !*agg) {
+    fprintf(stderr, "eskctl submit: line %zu: %s must be a non-empty string\n", lineno,
+            s->c.domain->key_field);
+    goto cleanup;
+  }
+  it->command_id = strdup(id);
+  it->key = strdup(agg);
+  if (!json_object_get(o, "actor")) json_object_set_new(o, "actor", json_string(s->actor));
+  if (!json_object_get(o, "correlation_id"))
+    json_object_set_new(o, "correlation_id", json_string(id));
+  json_object_del(o, "type");
+  text = json_dumps(o, JSON_COMPACT);
+  if (!text || !it->command_id || !it->key) {
+    fprintf(stderr, "eskctl submit: line %zu: out of memory\n", lineno);
+    goto cleanup;
+  }
+  if (esk_value_new(&v, schema, &err) || esk_value_from_json(&v, text, &err) ||
+      esk_codec_encode(s->codec, schema, &v, &it->value, &err)) {
+    fprintf(stderr, "eskctl submit: line %zu: %s: %s\n", lineno, esk_schema_type(schema), err.msg);
+    goto cleanup;
+  }
+  bad = 0;
+cleanup:
+  if (v.iface) avro_value_decref(&v);
+  free(text);
+  json_decref(o);
+  return bad;
+}
+
+static int read_input(submit_t *s) {
+  FILE *f = strcmp(s->file, "-") ? fopen(s->file, "rb") : stdin;
+  if (!f) {
+    perror(s->file);
+    return 2;
+  }
+  char *line = malloc(s->max_line + 1);
+  size_t len = 0, lineno = 0;
+  int errors = 0;
+  while (line && read_line(f, line, s->max_line, &len)) {
+    lineno++;
+    if (len > s->max_line) {
+      fprintf(stderr, "eskctl submit: line %zu: %zu bytes, longer than the limit of %zu\n",
+              lineno, len, s->max_line);
+      errors++;
+      continue;
+    }
+    if (memchr(line, '\0', len)) {
+      fprintf(stderr, "eskctl submit: line %zu: holds a NUL byte\n", lineno);
+      errors++;
+      continue;
+    }
+    if (is_blank(line, len)) continue;
+    if (s->n == s->max_commands) {
+      fprintf(stderr, "eskctl submit: line %zu: more than --max-commands %zu commands\n",
+              lineno, s->max_commands);
+      errors++;
+      break;
+    }
+    if (s->n == s->cap) {
+      size_t cap = s->cap ? s->cap * 2 : 64;
+      item_t *p = realloc(s->items, cap * sizeof(*p));
+      if (!p) break;
+      s->items = p;
+      s->cap = cap;
+    }
+    item_t *it = &s->items[s->n];
+    memset(it, 0, sizeof(*it));
+    esk_buf_init(&it->value, 1 << 20);
+    it->partition = -1;
+    s->n++;
+    if (parse_line(s, lineno, line, len, it)) errors++;
+    if (errors >= 20) {
+      fprintf(stderr, "eskctl submit: too many errors, stopping at line %zu\n", lineno);
+      break;
+    }
+  }
+  if (ferror(f)) {
+    fprintf(stderr, "eskctl submit: reading %s failed\n", s->file);
+    errors++;
+  }
+  if (f != stdin) fclose(f);
+  free(line);
+  if (!line) {
+    fprintf(stderr, "eskctl submit: out of memory\n");
+    return 2;
+  }
+  if (errors) {
+    fprintf(stderr, "eskctl submit: %d bad line(s); nothing was sent\n", errors);
+    return 2;
+  }
+  return 0;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  submit_t *s = opaque;
+  item_t *it = &s->items[(size_t)(uintptr_t)m->_private];
+  if (m->err) {
+    fprintf(stderr, "eskctl submit: sending command %s failed: %s\n", it->command_id,
+            rd_kafka_err2str(m->err));
+    s->delivery_failed = 1;
+    return;
+  }
+  it->partition = m->partition;
+}
+
+static int send_all(submit_t *s, const char *topic) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *conf = NULL;
+  char errstr[256];
+  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err) ||
+      esk_kafka_conf_set(conf, "enable.idempotence", "true", &err)) {
+    fprintf(stderr, "eskctl submit: %s\n", err.msg);
+    if (conf) rd_kafka_conf_destroy(conf);
+    return 3;
+  }
+  rd_kafka_conf_set_opaque(conf, s);
+  rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (!rk) {
+    fprintf(stderr, "eskctl submit: %s\n", errstr);
+    rd_kafka_conf_destroy(conf);
+    return 3;
+  }
+  int rc = 0;
+  for (size_t i = 0; i < s->n && !rc; i++) {
+    item_t *it = &s->items[i];
+    char ver[16];
+    snprintf(ver, sizeof(ver), "%d", esk_schema_version(it->schema));
+    rd_kafka_resp_err_t e;
+    while ((e = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(it->key, strlen(it->key)),
+                RD_KAFKA_V_VALUE(it->value.data, it->value.len),
+                RD_KAFKA_V_HEADER("esk.type", esk_schema_type(it->schema), -1),
+                RD_KAFKA_V_HEADER("esk.schema_version", ver, -1),
+                RD_KAFKA_V_HEADER("esk.command_id", it->command_id, -1),
+                RD_KAFKA_V_HEADER("content-type", "avro/binary", -1),
+                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)i), RD_KAFKA_V_END)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      rd_kafka_poll(rk, 10);
+    if (e) {
+      fprintf(stderr, "eskctl submit: producing to %s: %s\n", topic, rd_kafka_err2str(e));
+      rc = 3;
+    }
+  }
+  if (rd_kafka_flush(rk, s->timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR && !rc) {
+    fprintf(stderr, "eskctl submit: commands not acknowledged within %d ms\n", s->timeout_ms);
+    rc = 3;
+  }
+  if (s->delivery_failed && !rc) rc = 3;
+  rd_kafka_destroy(rk);
+  return rc;
+}
+
+/* Waits for the results; fills items[].result. */
+static int wait_results(submit_t *s, rd_kafka_t *reader, rd_kafka_topic_partition_list_t *starts) {
+  json_t *pending = json_object(); /* command id -> array of item indexes */
+  size_t missing = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    json_t *a = json_object_get(pending, s->items[i].command_id);
+    if (!a) json_object_set_new(pending, s->items[i].command_id, a = json_array());
+    json_array_append_new(a, json_integer((json_int_t)i));
+    missing++;
+  }
+  rd_kafka_resp_err_t e = rd_kafka_assign(reader, starts);
+  if (e) {
+    fprintf(stderr, "eskctl submit: reading results: %s\n", rd_kafka_err2str(e));
+    json_decref(pending);
+    return 3;
+  }
+  int64_t deadline = mono_ms() + s->timeout_ms;
+  while (missing && mono_ms() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 100);
+    if (!m) continue;
+    if (!m->err && m->payload) {
+      json_error_t je;
+      json_t *r = json_loadb(m->payload, m->len, 0, &je);
+      const char *id = r ? json_string_value(json_object_get(r, "command_id")) : NULL;
+      json_t *a = id ? json_object_get(pending, id) : NULL;
+      if (a && json_array_size(a)) {
+        item_t *it = &s->items[json_integer_value(json_array_get(a, 0))];
+        json_array_remove(a, 0);
+        it->result = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        const char *st = json_string_value(json_object_get(r, "status"));
+        it->rejected = !st || strcmp(st, "accepted");
+        missing--;
+      }
+      json_decref(r);
+    } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      fprintf(stderr, "eskctl submit: reading results: %s\n", rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  json_decref(pending);
+  rd_kafka_assign(reader, NULL);
+  return 0;
+}
+
+int eskctl_submit_main(int argc, char **argv) {
+  submit_t s;
+  memset(&s, 0, sizeof(s));
+  eskctl_common_init(&s.c);
+  s.timeout_ms = 30000;
+  s.max_line = 65536;
+  s.max_commands = 100000;
+  const char *user = getenv("USER");
+  s.actor = user && *user ? user : "eskctl";
+  static const struct option opts[] = {{"file", required_argument, NULL, 'f'},
+                                       {"domain", required_argument, NULL, 'd'},
+                                       {"topic-prefix", required_argument, NULL, 'P'},
+                                       {"timeout", required_argument, NULL, 't'},
+                                       {"actor", required_argument, NULL, 'a'},
+                                       {"max-line-bytes", required_argument, NULL, 'L'},
+                                       {"max-commands", required_argument, NULL, 'N'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  int o;
+  optind = 1;
+  while ((o = getopt_long(argc, argv, "f:d:P:t:a:h", opts, NULL)) != -1) {
+    switch (o) {
+    case 'f': s.file = optarg; break;
+    case 'd': s.c.domain_name = optarg; break;
+    case 'P': s.c.prefix = optarg; break;
+    case 'a': s.actor = optarg; break;
+    case 't':
+      if (eskctl_parse_ms(CMD, "--timeout", optarg, &s.timeout_ms)) return 2;
+      break;
+    case 'L':
+    case 'N': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      long max = o == 'L' ? 16L << 20 : MAX_COMMANDS_LIMIT;
+      if (!*optarg || *end || v < 1 || v > max) {
+        fprintf(stderr, "eskctl submit: %s '%s': expected 1..%ld\n",
+                o == 'L' ? "--max-line-bytes" : "--max-commands", optarg, max);
+        return 2;
+      }
+      if (o == 'L') s.max_line = (size_t)v;
+      else s.max_commands = (size_t)v;
+      break;
+    }
+    case 'h': usage(stdout); return 0;
+    default: return 2;
+    }
+  }
+  if (!s.file) {
+    fprintf(stderr, "eskctl submit: --file F is required (- for stdin)\n");
+    return 2;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "eskctl submit: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (!(s.c.domain = eskctl_domain_find(s.c.domain_name, CMD))) return 2;
+  if (eskctl_domain_open(&s.set, &s.codec, s.c.domain, CMD)) return 2;
+
+  int status = read_input(&s);
+  char cmd_topic[256], res_topic[256];
+  rd_kafka_t *reader = NULL;
+  rd_kafka_topic_partition_list_t *starts = NULL;
+  esk_error_t err = {0};
+  if (status || s.n == 0) goto cleanup;
+  status = 3;
+  if (eskctl_topic(cmd_topic, sizeof(cmd_topic), &s.c, "commands") ||
+      eskctl_topic(res_topic, sizeof(res_topic), &s.c, "command-results"))
+    goto cleanup;
+  /* where the results topic ends now: results of these commands come after */
+  int nparts = 0;
+  if (esk_kafka_reader_new(&reader, NULL, NULL, &err) ||
+      esk_kafka_partition_count(reader, res_topic, s.timeout_ms, &nparts, &err)) {
+    fprintf(stderr, "eskctl submit: %s\n", err.msg);
+    goto cleanup;
+  }
+  starts = rd_kafka_topic_partition_list_new(nparts);
+  for (int32_t p = 0; p < nparts; p++) {
+    int64_t lo, hi;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(reader, res_topic, p, &lo, &hi, s.timeout_ms);
+    if (e) {
+      fprintf(stderr, "eskctl submit: watermarks of %s [%d]: %s\n", res_topic, (int)p,
+              rd_kafka_err2str(e));
+      goto cleanup;
+    }
+    rd_kafka_topic_partition_list_add(starts, res_topic, p)->offset = hi;
+  }
+  if ((status = send_all(&s, cmd_topic))) goto cleanup;
+  if ((status = wait_results(&s, reader, starts))) goto cleanup;
+  status = 0;
+  for (size_t i = 0; i < s.n; i++) {
+    item_t *it = &s.items[i];
+    if (it->result) {
+      printf("%s\n", it->result);
+      if (it->rejected) status = 1;
+    } else {
+      json_t *r = json_pack("{s:s, s:s, s:{s:s, s:s}}", "command_id", it->command_id, "status",
+                            "no_result", "error", "code", "TIMEOUT", "message",
+                            "no result within the timeout");
+      char *t = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+      printf("%s\n", t ? t : "");
+      free(t);
+      json_decref(r);
+      status = 1;
+    }
+  }
+  fflush(stdout);
+cleanup:
+  if (starts) rd_kafka_topic_partition_list_destroy(starts);
+  if (reader) rd_kafka_destroy(reader);
+  free_items(&s);
+  esk_codec_destroy(s.codec);
+  esk_schema_set_destroy(s.set);
+  return status;
+}
