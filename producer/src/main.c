@@ -21,7 +21,7 @@ static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_produ
 static void usage(FILE *f) {
   fprintf(f,
           "usage: esk-producer [-c FILE] [-X key=value]... [--help] [--version]\n"
-          "       esk-producer --config-doc    (the keys as a Markdown table)\n"
+          "       esk-producer --help-markdown (the keys as a Markdown table)\n"
           "\n"
           "Handles the commands of <domain>.commands in the consumer group of the command\n"
           "handlers: for each partition it holds, it restores the aggregates (snapshots, then\n"
@@ -42,7 +42,8 @@ int main(int argc, char **argv) {
   static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
                                        {"version", no_argument, NULL, 'V'},
-                                       {"config-doc", no_argument, NULL, 'D'},
+                                       {"help-markdown", no_argument, NULL, 'D'},
+                                       {"config-doc", no_argument, NULL, 'D'}, /* old name */
                                        {NULL, 0, NULL, 0}};
   int c, status = 1;
   esk_conf_t *conf = NULL;
