@@ -34,7 +34,7 @@ const esk_conf_prop_t esk_projector_props[] = {
     {"pg.check.interval.ms", ESK_CONF_INT, "2000", 100, 600000, NULL, NULL,
      "When no batch reached PostgreSQL for this long, a `select 1` checks it is still "
      "reachable (for /readyz while idle)."},
-    {"ready.max.lag.events", ESK_CONF_INT, "100000", 0, INT64_MAX, NULL, NULL,
+    {"ready.max.lag.events", ESK_CONF_INT, "100000", 0, 1000000000000, NULL, NULL,
      "/readyz answers not ready while the lag summed over the assigned partitions is "
      "above this many events."},
     {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
