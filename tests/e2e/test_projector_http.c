@@ -1,7 +1,8 @@
 /* esk-projector's HTTP endpoints (the real binary as a child process, the
  * real broker and PostgreSQL): /metrics scraped and parsed while events are
  * applied (counts equal to what was published, lag 0 once caught up although
- * every transaction leaves a commit marker), /readyz ready after catch-up,
+ * every transaction leaves a commit marker), /readyz not ready while the lag
+ * is above ready.max.lag.events and ready after catch-up,
  * not ready naming PostgreSQL while it is stopped (with the lag of the
  * events published meanwhile visible), ready again once it is back.
  * Own topic, group and PostgreSQL schema. Stops the shared PostgreSQL for a
@@ -72,7 +73,8 @@ static pid_t spawn(void) {
   char *argv[] = {PROJECTOR, "--projection", PROJ, "-X", a_topic, "-X", a_schema, "-X", a_group,
                   "-X", "http.listen=127.0.0.1:0", "-X", "batch.max.ms=50",
                   "-X", "pg.check.interval.ms=300", "-X", "pg.retry.backoff.max.ms=300",
-                  "-X", "progress.interval.ms=1000", NULL};
+                  "-X", "progress.interval.ms=1000", "-X", "batch.max.events=20",
+                  "-X", "ready.max.lag.events=100", NULL};
   fflush(NULL);
   pid_t pid = fork();
   cr_assert(pid >= 0);
@@ -198,16 +200,22 @@ Test(projector_http, metrics_and_readiness_through_catch_up_and_a_postgresql_out
   cr_assert_gt(port, 0);
   cr_expect_eq(http_get(port, "/healthz", body, sizeof(body)), 200);
 
-  /* Catch-up: every published event applied, then lag 0 on every partition
-   * (each ends with a commit marker: hw - next offset would read 1). */
+  /* Catch-up in batches of 20: not ready while the lag is above 100 (the
+   * reason says so); then every published event applied and lag 0 on every
+   * partition (each ends with a commit marker: hw - next offset would read 1). */
   double applied = -1, lag = -1;
-  int found = 0;
-  for (int i = 0; i < 300; i++) {
+  int found = 0, lag_not_ready = 0;
+  for (int i = 0; i < 1500; i++) {
+    if (http_get(port, "/readyz", body, sizeof(body)) == 503 &&
+        strstr(body, "above ready.max.lag.events=100"))
+      lag_not_ready++;
     lag = lag_sum(port, &found);
     applied = sample(scrape, "esk_projector_events_applied_total", L);
     if (applied == (double)n1 && found == 3 && lag == 0) break;
-    sleep_ms(100);
+    sleep_ms(20);
   }
+  cr_expect_gt(lag_not_ready, 0, "/readyz never said the lag was above ready.max.lag.events "
+                                 "during catch-up (log: %s)", logpath);
   cr_assert_eq(applied, (double)n1, "events_applied_total %.0f, published %zu (log: %s)", applied,
                n1, logpath);
   cr_assert_eq(found, 3, "lag_events series for %d of 3 partitions", found);
