@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,12 @@ const esk_conf_prop_t esk_projector_props[] = {
      "Interval of the progress log line (events/s, lag per partition)."},
     {"pg.retry.backoff.max.ms", ESK_CONF_INT, "5000", 10, 600000, NULL, NULL,
      "Longest wait between retries while PostgreSQL is unreachable."},
+    {"pg.check.interval.ms", ESK_CONF_INT, "2000", 100, 600000, NULL, NULL,
+     "When no batch reached PostgreSQL for this long, a `select 1` checks it is still "
+     "reachable (for /readyz while idle)."},
+    {"ready.max.lag.events", ESK_CONF_INT, "100000", 0, 1000000000000, NULL, NULL,
+     "/readyz answers not ready while the lag summed over the assigned partitions is "
+     "above this many events."},
     {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
      "PostgreSQL schema of the read models and esk's bookkeeping tables (created if "
      "missing); a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters."},
@@ -42,7 +49,19 @@ typedef struct part_s {
   int assigned;
   int64_t stored;   /* next offset stored in PostgreSQL, -1 none */
   int64_t batch_next; /* next offset after this batch's last message, -1 none */
+  int64_t batch_ts_ms;   /* timestamp of this batch's newest message, -1 none */
+  int64_t applied_ts_ms; /* timestamp of the newest applied message, -1 none */
+  int64_t lag;           /* events, as of the last update_lag(); -1 unknown */
+  int64_t eof_at;        /* next offset when the consumer last reached the end of the
+                            partition (past transaction markers), -1 unknown */
+  esk_series_t *m_lag, *m_lag_s; /* looked up once, on the first assignment */
 } part_t;
+
+/* The metric families (all NULL without a registry: updates then do nothing). */
+typedef struct pmetrics_s {
+  esk_metric_t *lag, *lag_s, *dead;
+  esk_series_t *applied, *batches, *duration, *retries, *skipped, *assigned;
+} pmetrics_t;
 
 struct esk_projector_s {
   const esk_conf_t *conf;
@@ -64,6 +83,12 @@ struct esk_projector_s {
   rd_kafka_message_t **batch;
   unsigned *batch_gen; /* generation each batched message was received in */
   size_t n_batch;
+  pmetrics_t m;
+  int64_t pg_check_ms, ready_max_lag, last_pg_ms;
+  /* Readiness, published by the main loop, read by esk_projector_ready(). */
+  atomic_int r_assigned;  /* -1 before the first assignment, else partitions */
+  atomic_int r_pg_ok;     /* PostgreSQL answered at the last attempt */
+  atomic_llong r_lag;     /* events, summed over the assigned partitions */
 };
 
 /* A log value quoted for key=value lines (one per log statement). */
@@ -110,9 +135,33 @@ static int pg_ensure(esk_projector_t *p, esk_error_t *err) {
     char msg[256];
     snprintf(msg, sizeof(msg), "%s", PQerrorMessage(p->pg));
     msg[strcspn(msg, "\n")] = '\0';
+    atomic_store(&p->r_pg_ok, 0);
     return esk_error_set(err, ESK_ERETRY, "PostgreSQL unreachable: %s", msg);
   }
   return pg_session_setup(p, err);
+}
+
+/* Notes a PostgreSQL retry: counted, and not ready until an attempt works. */
+static void pg_retry_noted(esk_projector_t *p) {
+  p->stats.pg_retries++;
+  esk_metrics_inc(p->m.retries);
+  atomic_store(&p->r_pg_ok, 0);
+}
+
+/* While idle, checks every pg.check.interval.ms that PostgreSQL still
+ * answers, so that readiness notices an outage without traffic. */
+static void pg_check(esk_projector_t *p, int64_t now) {
+  if (now - p->last_pg_ms < p->pg_check_ms) return;
+  esk_error_t err = {0};
+  int rc = pg_ensure(p, &err);
+  if (!rc) rc = esk_pg_exec(NULL, p->pg, "check", "select 1", 0, NULL, &err);
+  p->last_pg_ms = now;
+  if (rc && atomic_load(&p->r_pg_ok))
+    ESK_WARN("projector", "msg=\"PostgreSQL check failed\" projection=%s reason=%s", p->name,
+             LQ(err.msg));
+  else if (!rc && !atomic_load(&p->r_pg_ok))
+    ESK_INFO("projector", "msg=\"PostgreSQL answers again\" projection=%s", p->name);
+  atomic_store(&p->r_pg_ok, rc == ESK_OK);
 }
 
 int esk_projector_schema_valid(const char *s) {
@@ -154,13 +203,35 @@ static int grow_parts(esk_projector_t *p, int32_t partition) {
   int n = partition + 1;
   part_t *np = realloc(p->parts, (size_t)n * sizeof(*np));
   if (!np) return -1;
-  for (int i = p->n_parts; i < n; i++) np[i] = (part_t){0, POS_UNKNOWN, -1};
+  for (int i = p->n_parts; i < n; i++) np[i] = (part_t){0, POS_UNKNOWN, -1, -1, -1, -1, -1, NULL, NULL};
   p->parts = np;
   p->n_parts = n;
   return 0;
 }
 
 /* ------------------------------------------------------------ rebalance --- */
+
+/* Looks up the partition's labelled series (once: series live as long as
+ * the registry). */
+static void part_metrics(esk_projector_t *p, part_t *pt, int32_t partition) {
+  if (!p->m.lag || pt->m_lag) return;
+  char part[16];
+  snprintf(part, sizeof(part), "%d", (int)partition);
+  const char *values[] = {p->name, part};
+  esk_error_t err = {0};
+  if (esk_metrics_series(&pt->m_lag, p->m.lag, values, &err) ||
+      esk_metrics_series(&pt->m_lag_s, p->m.lag_s, values, &err))
+    ESK_WARN("projector", "msg=\"no lag series for a partition\" partition=%d reason=%s",
+             (int)partition, LQ(err.msg));
+}
+
+/* Publishes the number of assigned partitions (gauge and readiness). */
+static void publish_assigned(esk_projector_t *p) {
+  int n = 0;
+  for (int i = 0; i < p->n_parts; i++) n += p->parts[i].assigned;
+  atomic_store(&p->r_assigned, n);
+  esk_metrics_set(p->m.assigned, n);
+}
 
 /* Reads stored positions of @p list from PostgreSQL, retrying with backoff
  * until it works or a stop is requested. Blocking here is safe: librdkafka
@@ -180,12 +251,18 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
         pt->assigned = 1;
         pt->stored = pos;
         pt->batch_next = -1;
+        pt->lag = -1;
+        pt->eof_at = -1;
+        part_metrics(p, pt, list->elems[i].partition);
       }
     }
-    if (!rc) return ESK_OK;
+    if (!rc) {
+      atomic_store(&p->r_pg_ok, 1);
+      return ESK_OK;
+    }
     if (rc != ESK_ERETRY) return set_fatal(p, &err);
     if (*p->stop) return ESK_ERETRY;
-    p->stats.pg_retries++;
+    pg_retry_noted(p);
     ESK_WARN("projector", "msg=\"cannot read positions, retrying\" projection=%s backoff_ms=%d "
                           "reason=%s", p->name, backoff, LQ(err.msg));
     sleep_ms(backoff);
@@ -208,6 +285,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                             "offset=%" PRId64, p->name, list->elems[i].topic,
                (int)list->elems[i].partition, list->elems[i].offset);
     rd_kafka_assign(rk, list);
+    publish_assigned(p);
   } else {
     for (int i = 0; i < list->cnt; i++) {
       if (list->elems[i].partition < p->n_parts) p->parts[list->elems[i].partition].assigned = 0;
@@ -215,6 +293,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                p->name, list->elems[i].topic, (int)list->elems[i].partition);
     }
     rd_kafka_assign(rk, NULL);
+    publish_assigned(p);
   }
 }
 
@@ -249,6 +328,12 @@ static int dead_letter(esk_projector_t *p, const rd_kafka_message_t *m, const es
     return esk_error_set(err, ESK_ERETRY, "dead-letter to %s: %s", p->dlq_topic,
                          rd_kafka_err2str(e));
   }
+  esk_series_t *dl = NULL;
+  esk_error_t ignored = {0};
+  if (p->m.dead &&
+      esk_metrics_series(&dl, p->m.dead, (const char *[]){p->name, esk_error_name(why->code)},
+                         &ignored) == ESK_OK)
+    esk_metrics_inc(dl);
   ESK_WARN("projector", "msg=\"event dead-lettered\" projection=%s topic=%s partition=%d "
                         "offset=%" PRId64 " dlq=%s error=%s",
            p->name, rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, p->dlq_topic,
@@ -444,8 +529,10 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   t4 = now_us();
   for (size_t i = 0; i < n; i++) {
     part_t *pt = msgs[i]->partition < p->n_parts ? &p->parts[msgs[i]->partition] : NULL;
-    if (pt && pt->assigned && msgs[i]->offset + 1 > pt->stored)
+    if (pt && pt->assigned && msgs[i]->offset + 1 > pt->stored) {
       pt->batch_next = msgs[i]->offset + 1;
+      pt->batch_ts_ms = rd_kafka_message_timestamp(msgs[i], NULL);
+    }
   }
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
@@ -467,10 +554,17 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   p->stats.skipped += skipped;
   p->stats.dead += dead;
   p->stats.batches++;
+  esk_metrics_add(p->m.applied, (uint64_t)applied);
+  esk_metrics_add(p->m.skipped, (uint64_t)skipped);
+  esk_metrics_inc(p->m.batches);
+  esk_metrics_observe(p->m.duration, (double)(now_us() - t0) / 1e6);
+  atomic_store(&p->r_pg_ok, 1);
+  p->last_pg_ms = now_ms();
   for (int i = 0; i < p->n_parts; i++) {
     if (p->parts[i].batch_next < 0) continue;
     p->parts[i].stored = p->parts[i].batch_next;
     p->parts[i].batch_next = -1;
+    if (p->parts[i].batch_ts_ms >= 0) p->parts[i].applied_ts_ms = p->parts[i].batch_ts_ms;
   }
   vmap_free(&v);
   return ESK_OK;
@@ -511,6 +605,7 @@ static void set_paused(esk_projector_t *p, int pause) {
  * were discarded while PostgreSQL was away, or after a lost CAS). */
 static void seek_to_stored(esk_projector_t *p) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->n_parts);
+  for (int i = 0; i < p->n_parts; i++) p->parts[i].eof_at = -1;
   for (int i = 0; i < p->n_parts; i++)
     if (p->parts[i].assigned)
       rd_kafka_topic_partition_list_add(l, p->topic, i)->offset =
@@ -524,6 +619,8 @@ static void seek_to_stored(esk_projector_t *p) {
   }
   rd_kafka_topic_partition_list_destroy(l);
 }
+
+static void update_lag(esk_projector_t *p);
 
 static void drop_batch(esk_projector_t *p) {
   for (size_t i = 0; i < p->n_batch; i++) rd_kafka_message_destroy(p->batch[i]);
@@ -564,7 +661,7 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
       rc = apply_bisecting(p, p->batch, p->n_batch, err);
     }
     if (rc != ESK_ERETRY) break;
-    p->stats.pg_retries++;
+    pg_retry_noted(p);
     ESK_WARN("projector", "msg=\"batch not applied, retrying\" projection=%s backoff_ms=%d "
                           "reason=%s", p->name, backoff, LQ(err->msg));
     if (!paused) {
@@ -572,6 +669,7 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
       paused = 1;
     }
     wait_serving(p, backoff);
+    update_lag(p); /* the high watermark is the last one fetched (partitions paused) */
     backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
     if (*p->stop || p->rebalanced) {
       rc = ESK_OK; /* nothing committed; the next owner starts from the stored position */
@@ -600,6 +698,42 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
   return rc;
 }
 
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Lag per assigned partition: the cached high watermark (the last stable
+ * offset under read_committed) minus the next offset to apply. A
+ * transactional producer's commit marker takes the offset after its last
+ * event, so the next offset to apply is the larger of the stored position
+ * and where the consumer last reached the end of the partition (which is
+ * past the markers): a caught-up partition reads 0. */
+static void update_lag(esk_projector_t *p) {
+  int64_t total = 0, wall = wall_ms();
+  for (int i = 0; i < p->n_parts; i++) {
+    part_t *pt = &p->parts[i];
+    if (!pt->assigned) continue;
+    int64_t lo = 0, hi = 0;
+    if (rd_kafka_get_watermark_offsets(p->consumer, p->topic, i, &lo, &hi) || hi < 0) {
+      pt->lag = -1;
+      continue;
+    }
+    /* With a batch in flight (a PostgreSQL retry), the end reached may be
+     * past events not applied yet: count from the stored position only. */
+    int64_t pos = !p->n_batch && pt->eof_at > pt->stored ? pt->eof_at : pt->stored;
+    if (pos < 0) pos = lo;
+    pt->lag = hi > pos ? hi - pos : 0;
+    total += pt->lag;
+    esk_metrics_set(pt->m_lag, (double)pt->lag);
+    esk_metrics_set(pt->m_lag_s, pt->lag > 0 && pt->applied_ts_ms > 0 && wall > pt->applied_ts_ms
+                                     ? (double)(wall - pt->applied_ts_ms) / 1000.0
+                                     : 0.0);
+  }
+  atomic_store(&p->r_lag, total);
+}
+
 static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_applied) {
   int64_t t = now_ms();
   double secs = (double)(t - *last_ms) / 1000.0;
@@ -607,12 +741,9 @@ static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_app
   char lag[512] = "";
   size_t o = 0;
   for (int i = 0; i < p->n_parts && o < sizeof(lag) - 40; i++) {
-    if (!p->parts[i].assigned) continue;
-    int64_t lo = 0, hi = 0;
-    if (rd_kafka_get_watermark_offsets(p->consumer, p->topic, i, &lo, &hi)) continue;
-    int64_t pos = p->parts[i].stored >= 0 ? p->parts[i].stored : lo;
+    if (!p->parts[i].assigned || p->parts[i].lag < 0) continue;
     o += (size_t)snprintf(lag + o, sizeof(lag) - o, "%s%d:%" PRId64, o ? "," : "", i,
-                          hi > pos ? hi - pos : 0);
+                          p->parts[i].lag);
   }
   ESK_INFO("projector", "msg=progress projection=%s events_per_s=%.0f applied=%" PRId64
                         " skipped=%" PRId64 " dead=%" PRId64 " lag=%s",
@@ -635,7 +766,10 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
       rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, (int)left);
       if (!m) continue;
       if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          if (m->partition >= 0 && m->partition < p->n_parts && p->parts[m->partition].assigned)
+            p->parts[m->partition].eof_at = m->offset;
+        } else
           ESK_WARN("projector", "msg=\"consumer error\" projection=%s error=%s", p->name,
                    LQ(rd_kafka_message_errstr(m)));
         rd_kafka_message_destroy(m);
@@ -656,6 +790,8 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
       p->n_batch = k;
     }
     if (p->n_batch && (rc = process_batch(p, err)) != ESK_OK) break;
+    update_lag(p);
+    pg_check(p, now_ms());
     if (now_ms() - last_progress >= p->progress_ms) log_progress(p, &last_progress, &last_applied);
   }
   drop_batch(p);
@@ -663,6 +799,7 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
     *err = p->fatal_err;
     rc = ESK_EFATAL;
   }
+  update_lag(p);
   log_progress(p, &last_progress, &last_applied);
   rd_kafka_consumer_close(p->consumer);
   return rc;
@@ -724,6 +861,12 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   p->progress_ms = (int)esk_conf_get_int(conf, "progress.interval.ms");
   p->backoff_max_ms = (int)esk_conf_get_int(conf, "pg.retry.backoff.max.ms");
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
+  p->pg_check_ms = esk_conf_get_int(conf, "pg.check.interval.ms");
+  p->ready_max_lag = esk_conf_get_int(conf, "ready.max.lag.events");
+  p->last_pg_ms = now_ms();
+  atomic_init(&p->r_assigned, -1);
+  atomic_init(&p->r_pg_ok, 1);
+  atomic_init(&p->r_lag, 0);
   if (!esk_projector_schema_valid(esk_conf_get(conf, "pg.schema"))) {
     rc = esk_error_set(err, ESK_EINVAL,
                        "pg.schema '%s': expected a lower-case identifier [a-z_][a-z0-9_]*, "
@@ -751,7 +894,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                                   "auto.offset.reset", "earliest",
                                   "isolation.level", "read_committed",
                                   "partition.assignment.strategy", "range",
-                                  "enable.partition.eof", "false",
+                                  "enable.partition.eof", "true", /* lag past markers */
                                   NULL};
   const char *producer_props[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
   if ((rc = make_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p, err)) ||
@@ -805,4 +948,73 @@ void esk_projector_destroy(esk_projector_t *p) {
 
 void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out) {
   *out = p->stats;
+}
+
+int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_t *err) {
+  pmetrics_t m = {0};
+  esk_metric_t *applied, *batches, *duration, *retries, *skipped, *assigned;
+  const char *v[] = {p->name};
+  int rc;
+  if ((rc = esk_metrics_counter(&applied, reg, "esk_projector_events_applied_total",
+                                "Events applied to PostgreSQL (committed).", "projection", 8,
+                                err)) ||
+      (rc = esk_metrics_counter(&batches, reg, "esk_projector_batches_total",
+                                "Batches committed.", "projection", 8, err)) ||
+      (rc = esk_metrics_histogram(&duration, reg, "esk_projector_batch_duration_seconds",
+                                  "Decode + apply + commit time of one batch.", "projection", 8,
+                                  esk_metrics_latency_buckets, esk_metrics_latency_buckets_n,
+                                  err)) ||
+      (rc = esk_metrics_gauge(&m.lag, reg, "esk_projector_lag_events",
+                              "High watermark (last stable offset) minus the next offset to "
+                              "apply; 0 when caught up, transaction markers included.",
+                              "projection,partition", 1024, err)) ||
+      (rc = esk_metrics_gauge(&m.lag_s, reg, "esk_projector_lag_seconds",
+                              "Age of the newest applied event when the partition is behind, "
+                              "else 0.", "projection,partition", 1024, err)) ||
+      (rc = esk_metrics_counter(&m.dead, reg, "esk_projector_dead_letters_total",
+                                "Events sent to the dead-letter topic, by error.",
+                                "projection,reason", 32, err)) ||
+      (rc = esk_metrics_counter(&retries, reg, "esk_projector_pg_retries_total",
+                                "PostgreSQL retries (outage or restart).", "projection", 8, err)) ||
+      (rc = esk_metrics_counter(&skipped, reg, "esk_projector_duplicates_skipped_total",
+                                "Events skipped by the version guard (applied before).",
+                                "projection", 8, err)) ||
+      (rc = esk_metrics_gauge(&assigned, reg, "esk_projector_assigned_partitions",
+                              "Partitions assigned to this instance.", "projection", 8, err)) ||
+      (rc = esk_metrics_series(&m.applied, applied, v, err)) ||
+      (rc = esk_metrics_series(&m.batches, batches, v, err)) ||
+      (rc = esk_metrics_series(&m.duration, duration, v, err)) ||
+      (rc = esk_metrics_series(&m.retries, retries, v, err)) ||
+      (rc = esk_metrics_series(&m.skipped, skipped, v, err)) ||
+      (rc = esk_metrics_series(&m.assigned, assigned, v, err)))
+    return rc;
+  /* Counts from before (none in practice: called before esk_projector_run()). */
+  esk_metrics_add(m.applied, (uint64_t)p->stats.applied);
+  esk_metrics_add(m.batches, (uint64_t)p->stats.batches);
+  esk_metrics_add(m.retries, (uint64_t)p->stats.pg_retries);
+  esk_metrics_add(m.skipped, (uint64_t)p->stats.skipped);
+  p->m = m;
+  for (int i = 0; i < p->n_parts; i++)
+    if (p->parts[i].assigned) part_metrics(p, &p->parts[i], i);
+  if (atomic_load(&p->r_assigned) >= 0) publish_assigned(p);
+  return ESK_OK;
+}
+
+int esk_projector_ready(esk_projector_t *p, char *reason, size_t size) {
+  int assigned = atomic_load(&p->r_assigned);
+  long long lag = atomic_load(&p->r_lag);
+  if (!atomic_load(&p->r_pg_ok)) {
+    snprintf(reason, size, "PostgreSQL unreachable at the last attempt (retrying)");
+    return 0;
+  }
+  if (assigned < 0) {
+    snprintf(reason, size, "no partition assignment from consumer group %s yet", p->group);
+    return 0;
+  }
+  if (lag > p->ready_max_lag) {
+    snprintf(reason, size, "lag %lld events is above ready.max.lag.events=%lld", lag,
+             (long long)p->ready_max_lag);
+    return 0;
+  }
+  return 1;
 }

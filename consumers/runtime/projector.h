@@ -30,6 +30,7 @@
 
 #include "esk/conf.h"
 #include "esk/error.h"
+#include "esk/metrics.h"
 
 /** A decoded event; valid only during the call it is passed to. */
 typedef struct esk_event_s {
@@ -107,6 +108,33 @@ int esk_projector_schema_valid(const char *schema);
 
 /** @brief Frees the projector. NULL does nothing. */
 void esk_projector_destroy(esk_projector_t *p);
+
+/**
+ * @brief Registers the projector's metric families in @p reg (once per
+ *        registry) and updates them from then on, each series labelled
+ *        `projection`: esk_projector_events_applied_total, _batches_total,
+ *        _batch_duration_seconds, _lag_events{partition},
+ *        _lag_seconds{partition}, _dead_letters_total{reason},
+ *        _pg_retries_total, _duplicates_skipped_total, _assigned_partitions.
+ *        Optional: without it nothing is recorded. Call before
+ *        esk_projector_run(); @p reg must outlive the projector.
+ * @returns ESK_OK, or the registry's error (e.g. ESK_EINVAL: already registered).
+ */
+int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_t *err);
+
+/**
+ * @brief Readiness, thread-safe (reads only what the running loop publishes
+ *        in atomics; touches no Kafka or PostgreSQL handle), for an
+ *        esk_http_ready_fn. Ready iff PostgreSQL answered at the last attempt
+ *        (a batch, a position read, or the idle check every
+ *        pg.check.interval.ms), the group gave this member an assignment
+ *        (an empty one counts: a member beyond the partition count is an
+ *        idle standby), and the lag summed over the assigned partitions is at
+ *        most ready.max.lag.events.
+ * @param reason when not ready, the failing condition (first one found).
+ * @returns 1 ready, 0 not.
+ */
+int esk_projector_ready(esk_projector_t *p, char *reason, size_t size);
 
 /** Counters, for tests and progress lines. */
 typedef struct esk_projector_stats_s {

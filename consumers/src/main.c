@@ -5,6 +5,7 @@
  * See docs/projector.md. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@
 
 #include "bank_event.h"
 #include "esk/conf.h"
+#include "esk/http.h"
 #include "esk/log.h"
+#include "esk/metrics.h"
 #include "projections.h"
 #include "projector.h"
 
@@ -23,13 +26,26 @@ static const esk_conf_prop_t decoder_props[] = {
 };
 
 static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props,
-                                                decoder_props};
+                                                decoder_props, esk_http_props};
 #define N_TABLES (sizeof(tables) / sizeof(*tables))
 
 /* A log value quoted for key=value lines. */
 #define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
 
 static volatile sig_atomic_t stop_requested;
+
+/* The running projector for /readyz; NULL while it is being created. */
+static _Atomic(esk_projector_t *) running;
+
+static int ready(void *opaque, char *reason, size_t size) {
+  (void)opaque;
+  esk_projector_t *p = atomic_load(&running);
+  if (!p) {
+    snprintf(reason, size, "starting: connecting to PostgreSQL and Kafka (see the log)");
+    return 0;
+  }
+  return esk_projector_ready(p, reason, size);
+}
 
 static void on_signal(int sig) {
   (void)sig;
@@ -39,7 +55,7 @@ static void on_signal(int sig) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: esk-projector --projection NAME [-c FILE] [-X key=value ...]\n"
-          "       esk-projector --help | --version | --config-markdown\n"
+          "       esk-projector --help | --version | --help-markdown\n"
           "\n"
           "Folds the events of <domain>.events into one PostgreSQL read model, as\n"
           "consumer group esk.projection.<NAME>; run more instances to share partitions.\n"
@@ -49,7 +65,7 @@ static void usage(FILE *f) {
           "  -p, --projection NAME  the read model to build (also the key projection)\n"
           "  -c, --config FILE      key=value configuration file\n"
           "  -X key=value           set a configuration key (after file and environment)\n"
-          "      --config-markdown  print the configuration keys as a Markdown table\n"
+          "      --help-markdown    print the configuration keys as a Markdown table\n"
           "\n"
           "projections:\n");
   for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
@@ -63,7 +79,8 @@ int main(int argc, char **argv) {
                                        {"config", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
                                        {"version", no_argument, NULL, 'V'},
-                                       {"config-markdown", no_argument, NULL, 'M'},
+                                       {"help-markdown", no_argument, NULL, 'M'},
+                                       {"config-markdown", no_argument, NULL, 'M'}, /* old name */
                                        {NULL, 0, NULL, 0}};
   const char *file = NULL, *projection = NULL;
   char **overrides = calloc((size_t)argc + 1, sizeof(*overrides));
@@ -74,6 +91,8 @@ int main(int argc, char **argv) {
   esk_bank_decoder_t *dec = NULL;
   esk_projection_t proj = {0};
   esk_projector_t *p = NULL;
+  esk_metrics_t *metrics = NULL;
+  esk_http_t *http = NULL;
   if (!overrides) return 1;
   while ((c = getopt_long(argc, argv, "p:c:X:h", opts, NULL)) != -1) {
     switch (c) {
@@ -111,6 +130,11 @@ int main(int argc, char **argv) {
     status = 2;
     goto cleanup;
   }
+  if (esk_http_check_conf(conf, &err)) {
+    fprintf(stderr, "esk-projector: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
   esk_log_set_level(esk_conf_get(conf, "log.level"));
   projection = esk_conf_get(conf, "projection");
   const esk_bank_projection_def_t *def = esk_bank_projection_find(projection);
@@ -133,6 +157,12 @@ int main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  if (esk_metrics_new(&metrics, &err) ||
+      esk_http_start(&http, conf, metrics, ready, NULL, &err)) {
+    ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
+    if (err.code == ESK_EINVAL) status = 2;
+    goto cleanup;
+  }
   esk_decoder_t d = esk_bank_decoder(dec);
   int rc;
   while ((rc = esk_projector_new(&p, conf, &proj, &d, &err)) == ESK_ERETRY && !stop_requested) {
@@ -146,6 +176,11 @@ int main(int argc, char **argv) {
     if (rc == ESK_EINVAL) status = 2; /* a configuration value, as for the ones above */
     goto cleanup;
   }
+  if (esk_projector_set_metrics(p, metrics, &err)) {
+    ESK_ERROR("projector", "msg=\"cannot register metrics\" reason=%s", LQ(err.msg));
+    goto cleanup;
+  }
+  atomic_store(&running, p);
   rc = esk_projector_run(p, &stop_requested, &err);
   if (rc != ESK_OK) {
     ESK_ERROR("projector", "msg=stopped error=%s reason=%s", esk_error_name(rc), LQ(err.msg));
@@ -154,7 +189,10 @@ int main(int argc, char **argv) {
   ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", def->name);
   status = 0;
 cleanup:
+  esk_http_stop(http); /* before what /readyz and /metrics read */
+  atomic_store(&running, NULL);
   esk_projector_destroy(p);
+  esk_metrics_destroy(metrics);
   esk_bank_projection_destroy(&proj);
   esk_bank_decoder_destroy(dec);
   esk_conf_destroy(conf);
