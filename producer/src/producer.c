@@ -245,6 +245,7 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   /* the whole restore, retries included: what a rebalance waits for */
   esk_metrics_set(part_series(p->m.restore_s, p->m.restore_f, id), mono_s() - t0);
   esk_metrics_add(p->m.restore_events, (uint64_t)st.events_applied);
+  p->lag_next_ms = 0; /* the lag of the new partition at the next tick */
   ESK_INFO(FAC,
            "msg=\"partition restored\" partition=%d accounts=%zu snapshots=%lld "
            "checkpoint=%lld events_read=%lld events_applied=%lld results=%lld ms=%.1f",
