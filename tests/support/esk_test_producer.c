@@ -113,6 +113,10 @@ int esk_tp_run(const char *cmd, int with_stderr, char *out, size_t size) {
   cr_assert(p, "popen %s", cmd);
   size_t n = fread(out, 1, size - 1, p);
   out[n] = 0;
+  /* drain the rest: closing early would kill a long output's writer (SIGPIPE) */
+  char sink[4096];
+  while (fread(sink, 1, sizeof(sink), p) > 0) {
+  }
   int st = pclose(p);
   cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
   return WEXITSTATUS(st);
