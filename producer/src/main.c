@@ -29,7 +29,7 @@ static int ready(void *opaque, char *reason, size_t size) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: esk-producer [-c FILE] [-X key=value]... [--help] [--version]\n"
+          "usage: esk-producer [-c, --config FILE] [-X key=value]... [--help] [--version]\n"
           "       esk-producer --help-markdown (the keys as a Markdown table)\n"
           "\n"
           "Handles the commands of <domain>.commands in the consumer group of the command\n"
