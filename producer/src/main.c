@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "esk/conf.h"
+#include "esk/http.h"
 #include "esk/log.h"
+#include "esk/metrics.h"
 #include "producer.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -16,11 +18,18 @@ static void on_signal(int sig) {
   stop_flag = 1;
 }
 
-static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_producer_props};
+static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_producer_props,
+                                                esk_http_props};
+#define N_TABLES (sizeof(tables) / sizeof(tables[0]))
+
+/* /readyz, from the HTTP thread: reads only the published atomics. */
+static int ready(void *opaque, char *reason, size_t size) {
+  return esk_producer_ready(opaque, reason, size);
+}
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: esk-producer [-c FILE] [-X key=value]... [--help] [--version]\n"
+          "usage: esk-producer [-c, --config FILE] [-X key=value]... [--help] [--version]\n"
           "       esk-producer --help-markdown (the keys as a Markdown table)\n"
           "\n"
           "Handles the commands of <domain>.commands in the consumer group of the command\n"
@@ -32,7 +41,7 @@ static void usage(FILE *f) {
           "Configuration, later sources winning: defaults, -c FILE (key=value lines), the\n"
           "environment (ESK_<KEY>), -X key=value. Any kafka.* key goes to librdkafka.\n"
           "\n");
-  esk_conf_print_help(f, tables, 2);
+  esk_conf_print_help(f, tables, N_TABLES);
 }
 
 int main(int argc, char **argv) {
@@ -48,6 +57,9 @@ int main(int argc, char **argv) {
   int c, status = 1;
   esk_conf_t *conf = NULL;
   esk_producer_t *p = NULL;
+  esk_metrics_t *metrics = NULL;
+  esk_http_t *http = NULL;
+  static esk_producer_health_t health; /* zero: not running */
   esk_error_t err = {0};
   if (!overrides) return 1;
   while ((c = getopt_long(argc, argv, "c:X:hV", opts, NULL)) != -1) {
@@ -59,7 +71,7 @@ int main(int argc, char **argv) {
       printf("esk-producer %s (librdkafka %s)\n", ESK_VERSION, rd_kafka_version_str());
       status = 0;
       goto cleanup;
-    case 'D': esk_conf_print_markdown(stdout, tables, 2); status = 0; goto cleanup;
+    case 'D': esk_conf_print_markdown(stdout, tables, N_TABLES); status = 0; goto cleanup;
     default: usage(stderr); status = 2; goto cleanup;
     }
   }
@@ -68,8 +80,8 @@ int main(int argc, char **argv) {
     status = 2;
     goto cleanup;
   }
-  if (esk_conf_new(&conf, tables, 2, &err) ||
-      esk_conf_load(conf, file, overrides, n_over, &err)) {
+  if (esk_conf_new(&conf, tables, N_TABLES, &err) ||
+      esk_conf_load(conf, file, overrides, n_over, &err) || esk_http_check_conf(conf, &err)) {
     fprintf(stderr, "esk-producer: %s\n", err.msg);
     status = 2;
     goto cleanup;
@@ -80,7 +92,14 @@ int main(int argc, char **argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  if (esk_producer_new(&p, conf, &err)) {
+  if (esk_metrics_new(&metrics, &err) ||
+      esk_http_start(&http, conf, metrics, ready, &health, &err)) {
+    fprintf(stderr, "esk-producer: %s\n", err.msg);
+    status = err.code == ESK_EINVAL ? 2 : 1;
+    goto cleanup;
+  }
+  /* /healthz answers from here on; /readyz once partitions are restored */
+  if (esk_producer_new(&p, conf, metrics, &health, &err)) {
     char q[600];
     ESK_ERROR("producer", "msg=\"cannot start\" error=%s reason=%s", esk_error_name(err.code),
               esk_log_quote(q, sizeof(q), err.msg));
@@ -94,7 +113,9 @@ int main(int argc, char **argv) {
   }
   status = 0;
 cleanup:
+  esk_http_stop(http); /* first: it reads the registry and the health */
   esk_producer_destroy(p);
+  esk_metrics_destroy(metrics);
   esk_conf_destroy(conf);
   free(overrides);
   return status;

@@ -54,6 +54,7 @@ const esk_conf_prop_t esk_producer_props[] = {
 
 typedef struct part_s {
   int active;
+  int64_t next_offset;       /* offset after the last command handled, -1: none yet */
   esk_bank_store_t *store;
   esk_bank_seen_t *seen;
   esk_hmap_t *dirty;         /* accounts changed since the last checkpoint */
@@ -61,6 +62,20 @@ typedef struct part_s {
   int64_t batch_next;        /* offset after the last command of the open batch, -1: none */
   int ckpt_pending;          /* this batch writes a checkpoint */
 } part_t;
+
+/* Metric series, looked up once (esk_metrics_* ignores NULL: no registry). */
+typedef struct metrics_s {
+  esk_metric_t *restore_f, *lag_f;
+  esk_series_t *accepted, *rejected[ESK_BANK_RULE_COUNT_], *duplicates, *skipped, *batches,
+      *batch_s, *aborts, *restore_events, *assigned;
+  esk_series_t **restore_s, **lag_s; /* per partition, created at its first restore */
+} metrics_t;
+
+/* Counts of the open batch, published when it commits (an aborted batch is
+ * redone, so counting at handling time would count its commands twice). */
+typedef struct batch_counts_s {
+  int64_t accepted, duplicates, skipped, rejected[ESK_BANK_RULE_COUNT_];
+} batch_counts_t;
 
 typedef struct stats_s {
   int64_t commands, accepted, rejected, duplicates, poison, txns, aborts;
@@ -88,12 +103,23 @@ struct esk_producer_s {
   volatile int fatal;
   esk_error_t ferr;
   stats_t st;
+  metrics_t m;
+  batch_counts_t bc;
+  double batch_t0;             /* seconds (monotonic) at begin_batch */
+  int64_t lag_next_ms;         /* next lag gauge update */
+  esk_producer_health_t *health, own_health;
 };
 
 static int64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int64_t wall_us(void) {
@@ -113,6 +139,11 @@ static void set_fatal(esk_producer_t *p, const esk_error_t *e) {
   if (p->fatal) return;
   p->fatal = 1;
   p->ferr = *e;
+  /* the message first, then the flag: readers see it whole once fatal is 1 */
+  size_t n = strnlen(e->msg, sizeof(p->health->fatal_msg) - 1); /* truncated on purpose */
+  memcpy(p->health->fatal_msg, e->msg, n);
+  p->health->fatal_msg[n] = '\0';
+  atomic_store_explicit(&p->health->fatal, 1, memory_order_release);
 }
 
 /* ------------------------------------------------------------ callbacks --- */
@@ -154,6 +185,21 @@ static void drop_part(esk_producer_t *p, int32_t id) {
   esk_hmap_destroy(pt->dirty);
   memset(pt, 0, sizeof(*pt));
   pt->batch_next = -1;
+  pt->next_offset = -1;
+}
+
+/* The per-partition series of family @p f for partition @p id (created on
+ * first use: at a restore, never per command). NULL without a registry. */
+static esk_series_t *part_series(esk_series_t **arr, esk_metric_t *f, int32_t id) {
+  if (!arr || !f) return NULL;
+  if (!arr[id]) {
+    char v[16];
+    esk_error_t e = {0};
+    snprintf(v, sizeof(v), "%d", (int)id);
+    if (esk_metrics_series(&arr[id], f, (const char *[]){v}, &e))
+      ESK_WARN(FAC, "msg=\"metric series dropped\" partition=%d reason=\"%s\"", (int)id, e.msg);
+  }
+  return arr[id];
 }
 
 /* Empty state for partition @p id. */
@@ -180,6 +226,7 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   /* transient broker errors (a leader moving, a topic just created) are retried
    * from scratch until restore.timeout.ms has passed */
   int64_t give_up = mono_ms() + p->restore_ms;
+  double t0 = mono_s();
   int rc;
   for (;;) {
     if ((rc = reset_part(p, id, err))) return rc;
@@ -195,6 +242,10 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   if (rc) goto cleanup;
   pt->events_since_ckpt = st.events_applied;
   pt->active = 1;
+  /* the whole restore, retries included: what a rebalance waits for */
+  esk_metrics_set(part_series(p->m.restore_s, p->m.restore_f, id), mono_s() - t0);
+  esk_metrics_add(p->m.restore_events, (uint64_t)st.events_applied);
+  p->lag_next_ms = 0; /* the lag of the new partition at the next tick */
   ESK_INFO(FAC,
            "msg=\"partition restored\" partition=%d accounts=%zu snapshots=%lld "
            "checkpoint=%lld events_read=%lld events_applied=%lld results=%lld ms=%.1f",
@@ -342,6 +393,8 @@ static int begin_batch(esk_producer_t *p, esk_error_t *err) {
   p->batch_reason[0] = '\0';
   p->batch_n = 0;
   p->batch_deadline = mono_ms() + p->batch_ms;
+  p->batch_t0 = mono_s();
+  memset(&p->bc, 0, sizeof(p->bc));
   return ESK_OK;
 }
 
@@ -369,6 +422,7 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
     return;
   }
   pt->batch_next = m->offset + 1;
+  pt->next_offset = m->offset + 1;
   p->batch_n++;
   p->st.commands++;
 
@@ -377,12 +431,14 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
     /* no command id to answer under: the offset moves on, the line says why */
     char q[512];
     p->st.poison++;
+    p->bc.skipped++;
     ESK_WARN(FAC, "msg=\"undecodable command skipped\" partition=%d offset=%lld reason=%s",
              (int)part, (long long)m->offset, esk_log_quote(q, sizeof(q), e.msg));
     return;
   }
   if (!cmd.command_id || !*cmd.command_id || strlen(cmd.command_id) > ESK_BANK_ID_MAX) {
     p->st.poison++;
+    p->bc.skipped++;
     ESK_WARN(FAC, "msg=\"command without a usable command_id skipped\" partition=%d offset=%lld",
              (int)part, (long long)m->offset);
     return;
@@ -391,6 +447,7 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
   if (seen) {
     esk_bank_result_t first = *seen;
     p->st.duplicates++;
+    p->bc.duplicates++;
     produce_result(p, part, cmd.command_id, &first);
     return;
   }
@@ -440,8 +497,10 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
     if (p->snapshot_every && next.version % p->snapshot_every == 0)
       produce_snapshot(p, part, &next);
     p->st.accepted++;
+    p->bc.accepted++;
   } else {
     p->st.rejected++;
+    if ((unsigned)res.rule < ESK_BANK_RULE_COUNT_) p->bc.rejected[res.rule]++;
   }
   produce_result(p, part, cmd.command_id, &res);
   if (esk_bank_seen_put(pt->seen, cmd.command_id, &res, NULL, &e)) set_fatal(p, &e);
@@ -503,6 +562,18 @@ static int write_checkpoints(esk_producer_t *p) {
 
 static int rewind_all(esk_producer_t *p, esk_error_t *err);
 
+/* The committed batch's counts and duration into the metrics. */
+static void publish_batch(esk_producer_t *p) {
+  const batch_counts_t *c = &p->bc;
+  if (c->accepted) esk_metrics_add(p->m.accepted, (uint64_t)c->accepted);
+  if (c->duplicates) esk_metrics_add(p->m.duplicates, (uint64_t)c->duplicates);
+  if (c->skipped) esk_metrics_add(p->m.skipped, (uint64_t)c->skipped);
+  for (int r = 0; r < ESK_BANK_RULE_COUNT_; r++)
+    if (c->rejected[r]) esk_metrics_add(p->m.rejected[r], (uint64_t)c->rejected[r]);
+  esk_metrics_inc(p->m.batches);
+  esk_metrics_observe(p->m.batch_s, mono_s() - p->batch_t0);
+}
+
 /* Commits the open batch. On an abortable error: abort, and when @p rewind,
  * restore the held partitions and go back to the committed offsets. */
 static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
@@ -542,6 +613,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (rc == ESK_OK) {
     p->st.txns++;
     p->abort_backoff_ms = 0;
+    publish_batch(p);
     for (int32_t i = 0; i < p->nparts; i++) {
       part_t *pt = &p->parts[i];
       if (!pt->ckpt_pending) continue;
@@ -563,6 +635,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
            "reason=%s", (long long)p->batch_n, (long long)p->batch_undelivered,
            (long long)p->abort_backoff_ms, esk_log_quote(q, sizeof(q), err->msg));
   p->st.aborts++;
+  esk_metrics_inc(p->m.aborts);
   /* a cause that persists (a message over the topic's size limit) must not spin */
   if (p->abort_backoff_ms) usleep((useconds_t)p->abort_backoff_ms * 1000);
   p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
@@ -584,9 +657,11 @@ static int rewind_all(esk_producer_t *p, esk_error_t *err) {
   if (e) return esk_error_set(err, ESK_EFATAL, "assignment: %s", rd_kafka_err2str(e));
   rd_kafka_assign(p->consumer, NULL);
   int rc = ESK_OK;
+  atomic_store(&p->health->restoring, cur->cnt);
   for (int i = 0; i < cur->cnt && rc == ESK_OK; i++) {
     cur->elems[i].offset = RD_KAFKA_OFFSET_INVALID; /* back to the committed offset */
     rc = restore_part(p, cur->elems[i].partition, err);
+    if (rc == ESK_OK) atomic_fetch_sub(&p->health->restoring, 1);
   }
   if (rc == ESK_OK && (e = rd_kafka_assign(p->consumer, cur)))
     rc = esk_error_set(err, ESK_EFATAL, "re-assigning after an abort: %s", rd_kafka_err2str(e));
@@ -601,12 +676,21 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   esk_producer_t *p = opaque;
   esk_error_t err = {0};
   if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    atomic_store(&p->health->assigned, parts->cnt);
+    atomic_store(&p->health->restoring, parts->cnt);
+    atomic_store(&p->health->joined, 1);
+    esk_metrics_set(p->m.assigned, parts->cnt);
+    if (parts->cnt == 0)
+      ESK_WARN(FAC, "msg=\"no partition assigned: idle standby (more instances than "
+               "partitions?)\" partitions=%d", p->nparts);
     for (int i = 0; i < parts->cnt && !p->fatal; i++) {
       if (restore_part(p, parts->elems[i].partition, &err)) {
         esk_error_t e2 = {0};
         esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
                       (int)parts->elems[i].partition, err.msg);
         set_fatal(p, &e2);
+      } else {
+        atomic_fetch_sub(&p->health->restoring, 1);
       }
     }
     rd_kafka_assign(rk, parts);
@@ -617,9 +701,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   p->in_txn = 0;
   for (int i = 0; i < parts->cnt; i++) {
     int32_t id = parts->elems[i].partition;
-    if (id >= 0 && id < p->nparts) drop_part(p, id);
+    if (id >= 0 && id < p->nparts) {
+      drop_part(p, id);
+      /* another member reports it from now on */
+      esk_metrics_set(p->m.lag_s ? p->m.lag_s[id] : NULL, 0);
+    }
     ESK_INFO(FAC, "msg=\"partition revoked\" partition=%d", (int)id);
   }
+  atomic_store(&p->health->assigned, 0);
+  atomic_store(&p->health->restoring, 0);
+  esk_metrics_set(p->m.assigned, 0);
   rd_kafka_assign(rk, NULL);
 }
 
@@ -706,9 +797,108 @@ static int check_topics(esk_producer_t *p, esk_error_t *err) {
   return ESK_OK;
 }
 
-int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_error_t *err) {
+/* Registers the esk_producer_* families (docs/deployment.md lists them) and
+ * looks up every series the hot path updates. */
+static int register_metrics(esk_producer_t *p, esk_metrics_t *reg, esk_error_t *err) {
+  metrics_t *m = &p->m;
+  esk_metric_t *f;
+  int rc;
+#define ESK_ONLY_(kind, out, name, help)                                                        \
+  if ((rc = esk_metrics_##kind(&f, reg, name, help, NULL, 0, err))) return rc;                  \
+  (out) = esk_metrics_only(f)
+  ESK_ONLY_(counter, m->accepted, "esk_producer_commands_accepted_total",
+            "Commands that produced events (counted when their transaction commits).");
+  ESK_ONLY_(counter, m->duplicates, "esk_producer_commands_duplicate_total",
+            "Command ids seen before: the first result was returned again.");
+  ESK_ONLY_(counter, m->skipped, "esk_producer_commands_skipped_total",
+            "Commands skipped without a result: undecodable, or without a usable command_id.");
+  ESK_ONLY_(counter, m->batches, "esk_producer_batches_total", "Transactions committed.");
+  ESK_ONLY_(counter, m->aborts, "esk_producer_transaction_aborts_total",
+            "Transactions aborted on an abortable error (the batch is redone).");
+  ESK_ONLY_(counter, m->restore_events, "esk_producer_state_restore_events_total",
+            "Events replayed while restoring partitions.");
+  ESK_ONLY_(gauge, m->assigned, "esk_producer_assigned_partitions",
+            "Partitions of the commands topic this member holds.");
+#undef ESK_ONLY_
+  if ((rc = esk_metrics_counter(&f, reg, "esk_producer_commands_rejected_total",
+                                "Commands rejected, by rule code.", "code", 64, err)))
+    return rc;
+  for (int r = 1; r < ESK_BANK_RULE_COUNT_; r++) {
+    const char *code = esk_bank_rule_name((esk_bank_rule_t)r);
+    if ((rc = esk_metrics_series(&m->rejected[r], f, &code, err))) return rc;
+  }
+  if ((rc = esk_metrics_histogram(&f, reg, "esk_producer_batch_duration_seconds",
+                                  "One batch: from its first command to its committed "
+                                  "transaction.",
+                                  NULL, 0, esk_metrics_latency_buckets,
+                                  esk_metrics_latency_buckets_n, err)))
+    return rc;
+  m->batch_s = esk_metrics_only(f);
+  size_t maxp = p->nparts > 0 ? (size_t)p->nparts : 1;
+  if ((rc = esk_metrics_gauge(&m->restore_f, reg, "esk_producer_state_restore_seconds",
+                              "Time the last restore of a partition took (snapshots, events, "
+                              "results; retries included).",
+                              "partition", maxp, err)) ||
+      (rc = esk_metrics_gauge(&m->lag_f, reg, "esk_producer_lag_commands",
+                              "Commands waiting in a held partition of the commands topic "
+                              "(cached high watermark minus the next offset to handle).",
+                              "partition", maxp, err)))
+    return rc;
+  m->restore_s = calloc(maxp, sizeof(*m->restore_s));
+  m->lag_s = calloc(maxp, sizeof(*m->lag_s));
+  if (!m->restore_s || !m->lag_s) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+  return ESK_OK;
+}
+
+int esk_producer_ready(const esk_producer_health_t *h, char *reason, size_t size) {
+  int restoring = atomic_load(&h->restoring), assigned = atomic_load(&h->assigned);
+  if (atomic_load_explicit(&h->fatal, memory_order_acquire)) {
+    snprintf(reason, size, "fatal error: %s", h->fatal_msg);
+    return 0;
+  }
+  if (!atomic_load(&h->running)) {
+    snprintf(reason, size, "not running (starting up or stopping)");
+    return 0;
+  }
+  if (!atomic_load(&h->joined)) {
+    snprintf(reason, size, "no partition assignment from the consumer group yet");
+    return 0;
+  }
+  if (restoring > 0) {
+    snprintf(reason, size, "restoring %d of %d assigned partitions", restoring, assigned);
+    return 0;
+  }
+  return 1;
+}
+
+/* Lag gauges of the held partitions from the consumer's cached watermarks (no
+ * broker request), at most once a second. */
+static void update_lag(esk_producer_t *p, int64_t now) {
+  if (!p->m.lag_s || now < p->lag_next_ms) return;
+  p->lag_next_ms = now + 1000;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    part_t *pt = &p->parts[i];
+    if (!pt->active) continue;
+    int64_t lo = -1, hi = -1, pos = pt->next_offset;
+    if (rd_kafka_get_watermark_offsets(p->consumer, p->topics.commands, i, &lo, &hi) || hi < 0)
+      continue;
+    if (pos < 0) { /* nothing handled yet: the fetch position (local) */
+      rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_add(l, p->topics.commands, i);
+      if (!rd_kafka_position(p->consumer, l)) pos = l->elems[0].offset;
+      rd_kafka_topic_partition_list_destroy(l);
+      if (pos < 0) pos = lo; /* no position yet either */
+    }
+    if (pos < 0) continue;
+    esk_metrics_set(part_series(p->m.lag_s, p->m.lag_f, i), hi > pos ? (double)(hi - pos) : 0);
+  }
+}
+
+int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                     esk_producer_health_t *health, esk_error_t *err) {
   esk_producer_t *p = calloc(1, sizeof(*p));
   if (!p) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+  p->health = health ? health : &p->own_health;
   int rc;
   const char *prefix = esk_conf_get(conf, "topic.prefix");
   const char *domain = esk_conf_get(conf, "domain");
@@ -775,7 +965,8 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_error_t *
     rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
     goto cleanup;
   }
-  for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = -1;
+  for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = p->parts[i].next_offset = -1;
+  if (metrics && (rc = register_metrics(p, metrics, err))) goto cleanup;
   if ((rc = esk_kafka_reader_new(&p->reader, esk_conf_get(conf, "kafka.bootstrap.servers"), NULL,
                                  err)))
     goto cleanup;
@@ -800,6 +991,8 @@ void esk_producer_destroy(esk_producer_t *p) {
   if (!p) return;
   for (int i = 0; i < p->nparts && p->parts; i++) drop_part(p, i);
   free(p->parts);
+  free(p->m.restore_s);
+  free(p->m.lag_s);
   if (p->consumer) rd_kafka_destroy(p->consumer);
   if (p->reader) rd_kafka_destroy(p->reader);
   if (p->rkt_ev) rd_kafka_topic_destroy(p->rkt_ev);
@@ -834,6 +1027,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
                               rd_kafka_err2str(e));
   ESK_INFO(FAC, "msg=started commands=%s events=%s group=%s partitions=%d", p->topics.commands,
            p->topics.events, p->group_id, p->nparts);
+  atomic_store(&p->health->running, 1);
   stats_t prev = p->st;
   int64_t last_stats = mono_ms();
   uint64_t iter = 0;
@@ -866,6 +1060,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       if (finish_batch(p, 1, &fe)) set_fatal(p, &fe);
       now = mono_ms();
     }
+    update_lag(p, now);
     if (p->stats_ms && now - last_stats >= p->stats_ms) {
       log_stats(p, &prev, now - last_stats);
       prev = p->st;
@@ -877,6 +1072,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
     if (finish_batch(p, 0, &fe)) set_fatal(p, &fe);
   }
   if (p->fatal) p->in_txn = 0; /* nothing more goes into a broken transaction */
+  atomic_store(&p->health->running, 0);
   rd_kafka_consumer_close(p->consumer);
   log_stats(p, &prev, mono_ms() - last_stats);
   if (p->fatal) {

@@ -9,9 +9,12 @@
 #define ESK_PRODUCER_H
 
 #include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
 
 #include "esk/conf.h"
 #include "esk/error.h"
+#include "esk/metrics.h"
 
 /** The esk-producer keys (besides esk_conf_common_props). */
 extern const esk_conf_prop_t esk_producer_props[];
@@ -19,15 +22,46 @@ extern const esk_conf_prop_t esk_producer_props[];
 typedef struct esk_producer_s esk_producer_t;
 
 /**
+ * What the runtime publishes for readiness checks from another thread (the
+ * HTTP server's): only atomics, and a message written once before
+ * `fatal` is set. Owned by the caller, zeroed before use; it must outlive the
+ * producer and every reader (esk_producer_ready()).
+ */
+typedef struct esk_producer_health_s {
+  atomic_int running;   /**< 1 from subscribing until esk_producer_run() returns */
+  atomic_int joined;    /**< 1 once the group gave this member an assignment */
+  atomic_int assigned;  /**< partitions held */
+  atomic_int restoring; /**< of those, partitions whose restore has not finished */
+  atomic_int fatal;     /**< 1 after a fatal error (fenced, transaction failed, ...) */
+  char fatal_msg[256];  /**< why; written before `fatal` is set, never after */
+} esk_producer_health_t;
+
+/**
+ * @brief Readiness of a producer from its published health (thread-safe,
+ *        touches no Kafka handle). Ready iff running, the group has assigned
+ *        this member (possibly zero partitions: an idle standby when there are
+ *        more instances than partitions is ready, see docs/producer.md), every
+ *        held partition has finished restoring, and no fatal error occurred.
+ * @param reason when not ready, one line naming the failing condition.
+ * @returns 1 ready, 0 not ready.
+ */
+int esk_producer_ready(const esk_producer_health_t *h, char *reason, size_t size);
+
+/**
  * @brief Validates the configuration, checks the topics (present,
  *        co-partitioned) and creates the Kafka clients; initialises the
  *        transactions (which fences an older instance with the same
  *        transactional.id and aborts its open transaction).
  * @param conf borrowed for the call.
+ * @param metrics registry for the esk_producer_* families (registered here,
+ *        updated by esk_producer_run()); may be NULL. Must outlive @p out.
+ * @param health  published state for esk_producer_ready(); may be NULL. Must
+ *        outlive @p out.
  * @returns ESK_OK, ESK_EINVAL (configuration, topics), ESK_ERETRY (broker),
  *          ESK_EFATAL.
  */
-int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_error_t *err);
+int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                     esk_producer_health_t *health, esk_error_t *err);
 
 /**
  * @brief Runs until @p stop becomes non-zero (then completes the open batch,

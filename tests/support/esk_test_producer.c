@@ -1,7 +1,10 @@
 #include "esk_test_producer.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -110,6 +113,10 @@ int esk_tp_run(const char *cmd, int with_stderr, char *out, size_t size) {
   cr_assert(p, "popen %s", cmd);
   size_t n = fread(out, 1, size - 1, p);
   out[n] = 0;
+  /* drain the rest: closing early would kill a long output's writer (SIGPIPE) */
+  char sink[4096];
+  while (fread(sink, 1, sizeof(sink), p) > 0) {
+  }
   int st = pclose(p);
   cr_assert(WIFEXITED(st), "%s did not exit normally", cmd);
   return WEXITSTATUS(st);
@@ -272,4 +279,70 @@ esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t 
     struct timespec ts = {0, 500 * 1000000};
     nanosleep(&ts, NULL);
   }
+}
+
+int esk_tp_http_port(const char *path, int timeout_ms) {
+  for (int waited = 0; waited <= timeout_ms; waited += 50) {
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    while (f && fgets(line, sizeof(line), f)) {
+      const char *a = strstr(line, "msg=\"http endpoints listening\" addr=");
+      const char *colon = a ? strchr(a + 37, ' ') : NULL;
+      if (!colon) continue;
+      while (colon > a && colon[-1] != ':') colon--; /* the last ':' of the address */
+      fclose(f);
+      return atoi(colon);
+    }
+    if (f) fclose(f);
+    struct timespec ts = {0, 50 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  cr_assert_fail("no 'http endpoints listening' line in %s within %d ms", path, timeout_ms);
+  return -1;
+}
+
+int esk_tp_http_get(int port, const char *path, char *body, size_t size) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  char req[512], *resp = NULL;
+  size_t len = 0, cap = 0;
+  int status = -1;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) goto cleanup;
+  int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+  if (write(fd, req, (size_t)n) != n) goto cleanup;
+  for (;;) {
+    if (cap - len < 4097) {
+      cap = cap ? cap * 2 : 65536;
+      resp = realloc(resp, cap);
+      cr_assert_not_null(resp);
+    }
+    ssize_t r = read(fd, resp + len, cap - len - 1);
+    if (r < 0) goto cleanup;
+    if (r == 0) break;
+    len += (size_t)r;
+  }
+  resp[len] = '\0';
+  const char *b = strstr(resp, "\r\n\r\n");
+  if (strncmp(resp, "HTTP/1.", 7) || !b) goto cleanup;
+  status = atoi(resp + 9);
+  snprintf(body, size, "%s", b + 4);
+cleanup:
+  free(resp);
+  close(fd);
+  return status;
+}
+
+int esk_tp_metric(const char *body, const char *series, double *out) {
+  size_t n = strlen(series);
+  for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+    if (!strncmp(l, series, n) && l[n] == ' ') {
+      *out = strtod(l + n + 1, NULL);
+      return 1;
+    }
+  }
+  return 0;
 }
