@@ -39,7 +39,7 @@ PGconn *esk_test_pg_connect(void) {
   return c;
 }
 
-static rd_kafka_t *admin_client(void) {
+rd_kafka_t *esk_test_kafka_client(void) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   char errstr[256];
@@ -52,7 +52,7 @@ static rd_kafka_t *admin_client(void) {
 void esk_test_create_topic(const char *topic, int partitions) {
   esk_error_t err = {0};
   int created = 0;
-  rd_kafka_t *rk = admin_client();
+  rd_kafka_t *rk = esk_test_kafka_client();
   cr_assert_eq(esk_kafka_create_topic(rk, topic, partitions, NULL, 15000, &created, &err), ESK_OK,
                "%s", err.msg);
   cr_assert(created, "topic %s existed already", topic);
@@ -61,7 +61,7 @@ void esk_test_create_topic(const char *topic, int partitions) {
 
 void esk_test_delete_topic(const char *topic) {
   char errstr[256];
-  rd_kafka_t *rk = admin_client();
+  rd_kafka_t *rk = esk_test_kafka_client();
   rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
   rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
   rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, errstr, sizeof(errstr));

@@ -44,6 +44,9 @@ const char *esk_test_header(const rd_kafka_message_t *m, const char *name, char 
                             size_t size);
 
 /** Creates a topic on the test broker (fails the test on error). */
+/** @brief A plain producer handle on the test broker (also an admin client); the caller destroys it. */
+rd_kafka_t *esk_test_kafka_client(void);
+
 void esk_test_create_topic(const char *topic, int partitions);
 
 /** Deletes a topic; errors are ignored (cleanup). */

@@ -28,15 +28,7 @@ void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions) 
   cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s: %s", cmd, out);
 }
 
-rd_kafka_t *esk_tp_client(void) {
-  esk_error_t err = {0};
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK, "%s", err.msg);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  cr_assert_not_null(rk, "rd_kafka_new: %s", errstr);
-  return rk;
-}
+rd_kafka_t *esk_tp_client(void) { return esk_test_kafka_client(); }
 
 void esk_tp_delete_topics(const char *prefix) {
   static const char *const kinds[] = {"commands", "events", "command-results", "snapshots"};
