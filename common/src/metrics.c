@@ -161,6 +161,16 @@ static void series_link(esk_metric_t *m, esk_series_t *s) {
   m->n_series++;
 }
 
+/* Same type, label names and buckets: registering it again returns the first. */
+static int same_family(const esk_metric_t *a, const esk_metric_t *b) {
+  if (a->type != b->type || a->n_labels != b->n_labels || a->n_bounds != b->n_bounds) return 0;
+  for (size_t i = 0; i < a->n_labels; i++)
+    if (strcmp(a->labels[i], b->labels[i])) return 0;
+  for (size_t i = 0; i < a->n_bounds; i++)
+    if (a->bounds[i] != b->bounds[i]) return 0;
+  return 1;
+}
+
 static int family_add(esk_metric_t **out, esk_metrics_t *reg, esk_metric_type_t type,
                       const char *name, const char *help, const char *labels,
                       size_t max_series, const double *bounds, size_t n_bounds,
@@ -210,7 +220,14 @@ static int family_add(esk_metric_t **out, esk_metrics_t *reg, esk_metric_type_t 
   for (esk_metric_t *f = atomic_load(&reg->head); f; f = atomic_load(&f->next)) {
     if (strcmp(f->name, name) == 0) {
       pthread_mutex_unlock(&reg->lock);
-      rc = esk_error_set(err, ESK_EINVAL, "metric %s is registered twice", name);
+      if (same_family(f, m)) { /* registered again alike: the same family */
+        family_free(m);
+        *out = f;
+        return ESK_OK;
+      }
+      rc = esk_error_set(err, ESK_EINVAL,
+                         "metric %s is registered twice, with another type, labels or buckets",
+                         name);
       goto cleanup;
     }
   }

@@ -4,6 +4,7 @@
  *
  * See docs/projector.md. */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,12 +17,18 @@
 #include "esk/http.h"
 #include "esk/log.h"
 #include "esk/metrics.h"
+#include "esk/pg.h"
+#include "generation.h"
 #include "projections.h"
 #include "projector.h"
 
 static const esk_conf_prop_t decoder_props[] = {
     {"decode.max.bytes", ESK_CONF_INT, "1048576", 64, 64 << 20, NULL, NULL,
      "Largest event value decoded; a larger one is a poison event."},
+    {"generation", ESK_CONF_INT, "0", 0, 1000000, NULL, NULL,
+     "Generation of the projection to fill (its tables live in schema "
+     "<pg.schema>_<projection>_g<N>, its group is <group.id>.g<N>); 0 serves the live one "
+     "and follows it when a rebuild switches (eskctl projection rebuild)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -33,6 +40,9 @@ static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_proje
 #define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
 
 static volatile sig_atomic_t stop_requested;
+/* Stops esk_projector_run(): set on a signal, or when the generation served is
+ * no longer the live one (then generation_moved is set too). */
+static volatile sig_atomic_t run_stop, generation_moved;
 
 /* The running projector for /readyz; NULL while it is being created. */
 static _Atomic(esk_projector_t *) running;
@@ -50,6 +60,74 @@ static int ready(void *opaque, char *reason, size_t size) {
 static void on_signal(int sig) {
   (void)sig;
   stop_requested = 1;
+  run_stop = 1;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* The generation to serve: the live one (want 0) or number want. */
+static int choose_generation(esk_generation_t *out, const esk_conf_t *conf, const char *base,
+                             const char *projection, const char *base_group, int want,
+                             esk_error_t *err) {
+  PGconn *pg = NULL;
+  int rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err);
+  if (rc) return rc;
+  rc = want ? esk_generation_get(out, pg, base, projection, want, err)
+            : esk_generation_live(out, pg, base, projection, base_group, err);
+  PQfinish(pg);
+  return rc;
+}
+
+static int publish_generation(const esk_conf_t *conf, const char *base, const char *projection,
+                              int gen, esk_error_t *err) {
+  PGconn *pg = NULL;
+  int rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err);
+  if (rc) return rc;
+  rc = esk_generation_publish(pg, base, projection, gen, err);
+  PQfinish(pg);
+  return rc;
+}
+
+/* Watches the registry while the live generation is served: when a rebuild
+ * switches to another one, stops the run so main() moves to it. */
+typedef struct watch_s {
+  const esk_conf_t *conf;
+  const char *base, *projection, *base_group;
+  int gen;
+  atomic_int quit;
+} watch_t;
+
+static void *watch_generation(void *arg) {
+  watch_t *w = arg;
+  PGconn *pg = NULL;
+  while (!atomic_load(&w->quit)) {
+    for (int i = 0; i < 20 && !atomic_load(&w->quit); i++) sleep_ms(100);
+    if (atomic_load(&w->quit)) break;
+    esk_error_t err = {0};
+    if (!pg && esk_pg_connect(&pg, esk_conf_get(w->conf, "pg.conninfo"), &err)) {
+      pg = NULL;
+      continue; /* PostgreSQL is down: the projector itself retries and says so */
+    }
+    esk_generation_t live;
+    int rc = esk_generation_live(&live, pg, w->base, w->projection, w->base_group, &err);
+    if (rc == ESK_ERETRY || PQstatus(pg) != CONNECTION_OK) {
+      PQfinish(pg);
+      pg = NULL;
+    } else if (rc == ESK_OK && live.gen != w->gen) {
+      ESK_INFO("projector",
+               "msg=\"a rebuild switched generations; moving to the live one\" projection=%s "
+               "from=%d to=%d",
+               w->projection, w->gen, live.gen);
+      generation_moved = 1;
+      run_stop = 1;
+      break;
+    }
+  }
+  PQfinish(pg);
+  return NULL;
 }
 
 static void usage(FILE *f) {
@@ -164,27 +242,72 @@ int main(int argc, char **argv) {
     goto cleanup;
   }
   esk_decoder_t d = esk_bank_decoder(dec);
+  char base[64], base_group[256];
+  snprintf(base, sizeof(base), "%s", esk_conf_get(conf, "pg.schema"));
+  const char *cg = esk_conf_get(conf, "group.id");
+  if (cg && *cg) snprintf(base_group, sizeof(base_group), "%s", cg);
+  else snprintf(base_group, sizeof(base_group), "esk.projection.%s", def->name);
+  int want = (int)esk_conf_get_int(conf, "generation");
   int rc;
-  while ((rc = esk_projector_new(&p, conf, &proj, &d, &err)) == ESK_ERETRY && !stop_requested) {
-    ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
-    struct timespec ts = {2, 0};
-    nanosleep(&ts, NULL);
-  }
-  if (rc != ESK_OK) {
-    if (stop_requested) status = 0;
-    else ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
-    if (rc == ESK_EINVAL) status = 2; /* a configuration value, as for the ones above */
-    goto cleanup;
-  }
-  if (esk_projector_set_metrics(p, metrics, &err)) {
-    ESK_ERROR("projector", "msg=\"cannot register metrics\" reason=%s", LQ(err.msg));
-    goto cleanup;
-  }
-  atomic_store(&running, p);
-  rc = esk_projector_run(p, &stop_requested, &err);
-  if (rc != ESK_OK) {
-    ESK_ERROR("projector", "msg=stopped error=%s reason=%s", esk_error_name(rc), LQ(err.msg));
-    goto cleanup;
+  for (;;) {
+    esk_generation_t gen;
+    while ((rc = choose_generation(&gen, conf, base, def->name, base_group, want, &err)) ==
+               ESK_ERETRY && !stop_requested) {
+      ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
+      sleep_ms(2000);
+    }
+    if (rc == ESK_OK &&
+        (esk_conf_set(conf, "pg.schema", gen.schema, "generation", &err) ||
+         esk_conf_set(conf, "group.id", gen.group, "generation", &err)))
+      rc = err.code;
+    if (rc == ESK_OK) {
+      ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "
+               "schema=%s group=%s", def->name, gen.gen, gen.state, gen.schema, gen.group);
+      while ((rc = esk_projector_new(&p, conf, &proj, &d, &err)) == ESK_ERETRY &&
+             !stop_requested) {
+        ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s",
+                 LQ(err.msg));
+        sleep_ms(2000);
+      }
+    }
+    /* the live generation's views, created or refreshed once its tables exist */
+    if (rc == ESK_OK && !strcmp(gen.state, "live"))
+      rc = publish_generation(conf, base, def->name, gen.gen, &err);
+    if (rc != ESK_OK) {
+      if (stop_requested) status = 0;
+      else ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
+      if (rc == ESK_EINVAL) status = 2; /* a configuration value, as for the ones above */
+      goto cleanup;
+    }
+    if (esk_projector_set_metrics(p, metrics, &err)) {
+      ESK_ERROR("projector", "msg=\"cannot register metrics\" reason=%s", LQ(err.msg));
+      goto cleanup;
+    }
+    atomic_store(&running, p);
+    watch_t w = {conf, base, def->name, base_group, gen.gen, 0};
+    pthread_t watcher;
+    int watching = !want && pthread_create(&watcher, NULL, watch_generation, &w) == 0;
+    rc = esk_projector_run(p, &run_stop, &err);
+    if (watching) {
+      atomic_store(&w.quit, 1);
+      pthread_join(watcher, NULL);
+    }
+    if (rc != ESK_OK) {
+      ESK_ERROR("projector", "msg=stopped error=%s reason=%s", esk_error_name(rc), LQ(err.msg));
+      goto cleanup;
+    }
+    if (stop_requested || !generation_moved) break;
+    /* a new generation: a new runtime and a fresh projection (no cached state) */
+    atomic_store(&running, NULL);
+    esk_projector_destroy(p);
+    p = NULL;
+    esk_bank_projection_destroy(&proj);
+    if (def->create(&proj, &err)) {
+      ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
+      goto cleanup;
+    }
+    generation_moved = 0;
+    run_stop = stop_requested;
   }
   ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", def->name);
   status = 0;

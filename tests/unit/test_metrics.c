@@ -337,6 +337,10 @@ Test(metrics, bad_names_labels_buckets_and_values_are_refused) {
   esk_metric_t *m2 = NULL;
   cr_assert_eq(esk_metrics_gauge(&m2, reg, "ok_total", "", NULL, 0, &err), ESK_EINVAL);
   cr_assert(strstr(err.msg, "twice"), "%s", err.msg);
+  cr_assert_eq(esk_metrics_counter(&m2, reg, "ok_total", "", "b", 0, &err), ESK_EINVAL,
+               "other labels are another family");
+  cr_assert_eq(esk_metrics_counter(&m2, reg, "ok_total", "other help", "a", 0, &err), ESK_OK);
+  cr_assert_eq(m2, m, "registering a family again alike returns the first (a restarted runtime)");
   cr_assert_null(esk_metrics_only(m), "a labelled family has no single series");
 
   esk_series_t *s = NULL;

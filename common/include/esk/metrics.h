@@ -91,7 +91,10 @@ void esk_metrics_destroy(esk_metrics_t *reg);
  *               (esk_metrics_only()).
  * @param max_series bound on the number of series of a labelled family;
  *               0 means ESK_METRICS_DEFAULT_MAX_SERIES. Ignored when unlabelled.
- * @returns ESK_OK, ESK_EINVAL (bad or duplicate name, bad labels) or ESK_ENOMEM.
+ * @returns ESK_OK (also when a family of that name, type, labels and buckets
+ *          exists: that family is returned, so a runtime restarted in the same
+ *          process registers again), ESK_EINVAL (bad name, the name taken by
+ *          another type, labels or buckets; bad labels) or ESK_ENOMEM.
  */
 int esk_metrics_counter(esk_metric_t **out, esk_metrics_t *reg, const char *name,
                         const char *help, const char *labels, size_t max_series,

@@ -1,0 +1,252 @@
+/* Generations of a projection: the registry, the per-generation schemas and the
+ * views that name the live one (see generation.h). */
+#include "generation.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "esk/pg.h"
+#include "projector.h"
+
+#define REGISTRY "esk_projection_generations"
+
+/* Identifiers here are checked by esk_projector_schema_valid() ([a-z_][a-z0-9_]*),
+ * so quoting them with "" needs no escaping. */
+
+static int registry_init(PGconn *pg, const char *base, esk_error_t *err) {
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "create schema if not exists \"%s\";"
+           "create table if not exists \"%s\"." REGISTRY " ("
+           "  projection text not null, generation int not null check (generation > 0),"
+           "  schema_name text not null, group_id text not null,"
+           "  state text not null check (state in ('live', 'rebuilding', 'retired')),"
+           "  created_at timestamptz not null default now(), switched_at timestamptz,"
+           "  primary key (projection, generation))",
+           base, base);
+  return esk_pg_exec(NULL, pg, "generation registry", sql, 0, NULL, err);
+}
+
+int esk_generation_schema(char *out, size_t size, const char *base, const char *projection,
+                          int gen, esk_error_t *err) {
+  int n = snprintf(out, size, "%s_%s_g%d", base ? base : "", projection ? projection : "", gen);
+  if (n < 0 || (size_t)n >= size || !esk_projector_schema_valid(out))
+    return esk_error_set(err, ESK_EINVAL,
+                         "pg.schema '%s' with projection '%s': the schema of generation %d, "
+                         "'%s_%s_g%d', is not a lower-case identifier of at most 63 characters",
+                         base ? base : "", projection ? projection : "", gen, base ? base : "",
+                         projection ? projection : "", gen);
+  return ESK_OK;
+}
+
+static int fill(esk_generation_t *out, const char *base, const char *projection, int gen,
+                const char *base_group, const char *state, esk_error_t *err) {
+  esk_generation_t g = {.gen = gen};
+  int rc = esk_generation_schema(g.schema, sizeof(g.schema), base, projection, gen, err);
+  if (rc) return rc;
+  int n = gen == 1 ? snprintf(g.group, sizeof(g.group), "%s", base_group)
+                   : snprintf(g.group, sizeof(g.group), "%s.g%d", base_group, gen);
+  if (n < 0 || (size_t)n >= sizeof(g.group))
+    return esk_error_set(err, ESK_EINVAL, "group.id '%s' is too long", base_group);
+  snprintf(g.state, sizeof(g.state), "%s", state);
+  *out = g;
+  return ESK_OK;
+}
+
+static int row(esk_generation_t *out, PGresult *res, int i) {
+  esk_generation_t g = {0};
+  g.gen = atoi(PQgetvalue(res, i, 0));
+  snprintf(g.schema, sizeof(g.schema), "%s", PQgetvalue(res, i, 1));
+  snprintf(g.group, sizeof(g.group), "%s", PQgetvalue(res, i, 2));
+  snprintf(g.state, sizeof(g.state), "%s", PQgetvalue(res, i, 3));
+  *out = g;
+  return ESK_OK;
+}
+
+/* The projection's generation in @p state (or number @p gen when state is NULL). */
+static int find(esk_generation_t *out, PGconn *pg, const char *base, const char *projection,
+                const char *state, int gen, esk_error_t *err) {
+  char sql[512], num[16];
+  snprintf(num, sizeof(num), "%d", gen);
+  snprintf(sql, sizeof(sql),
+           "select generation, schema_name, group_id, state from \"%s\"." REGISTRY
+           " where projection = $1 and %s order by generation desc limit 1",
+           base, state ? "state = $2" : "generation = $2::int");
+  const char *params[2] = {projection, state ? state : num};
+  PGresult *res = NULL;
+  int rc = esk_pg_exec(&res, pg, "generation lookup", sql, 2, params, err);
+  if (rc) return rc;
+  if (PQntuples(res) == 0) {
+    PQclear(res);
+    if (state)
+      return esk_error_set(err, ESK_ENOTFOUND, "projection %s has no %s generation in schema %s",
+                           projection, state, base);
+    return esk_error_set(err, ESK_ENOTFOUND, "projection %s has no generation %d in schema %s",
+                         projection, gen, base);
+  }
+  row(out, res, 0);
+  PQclear(res);
+  return ESK_OK;
+}
+
+static int insert(PGconn *pg, const char *base, const char *projection,
+                  const esk_generation_t *g, esk_error_t *err) {
+  char sql[512], num[16];
+  snprintf(num, sizeof(num), "%d", g->gen);
+  snprintf(sql, sizeof(sql),
+           "insert into \"%s\"." REGISTRY " (projection, generation, schema_name, group_id, state)"
+           " values ($1, $2::int, $3, $4, $5) on conflict do nothing",
+           base);
+  const char *params[5] = {projection, num, g->schema, g->group, g->state};
+  return esk_pg_exec(NULL, pg, "generation insert", sql, 5, params, err);
+}
+
+int esk_generation_get(esk_generation_t *out, PGconn *pg, const char *base,
+                       const char *projection, int gen, esk_error_t *err) {
+  int rc = registry_init(pg, base, err);
+  return rc ? rc : find(out, pg, base, projection, NULL, gen, err);
+}
+
+int esk_generation_live(esk_generation_t *out, PGconn *pg, const char *base,
+                        const char *projection, const char *base_group, esk_error_t *err) {
+  int rc = registry_init(pg, base, err);
+  if (rc) return rc;
+  rc = find(out, pg, base, projection, "live", 0, err);
+  if (rc != ESK_ENOTFOUND) return rc;
+  esk_generation_t g;
+  if ((rc = fill(&g, base, projection, 1, base_group, "live", err))) return rc;
+  /* Two instances starting at once both insert; "on conflict do nothing" and
+   * the lookup after it make them agree. */
+  if ((rc = insert(pg, base, projection, &g, err))) return rc;
+  return find(out, pg, base, projection, "live", 0, err);
+}
+
+int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *base,
+                              const char *projection, const char *base_group, esk_error_t *err) {
+  int rc = registry_init(pg, base, err);
+  if (rc) return rc;
+  rc = find(out, pg, base, projection, "rebuilding", 0, err);
+  if (rc != ESK_ENOTFOUND) return rc;
+  esk_generation_t live, g;
+  if ((rc = find(&live, pg, base, projection, "live", 0, err))) return rc;
+  char sql[256];
+  PGresult *res = NULL;
+  snprintf(sql, sizeof(sql),
+           "select coalesce(max(generation), 0) + 1 from \"%s\"." REGISTRY " where projection = $1",
+           base);
+  if ((rc = esk_pg_exec(&res, pg, "generation next", sql, 1, &projection, err))) return rc;
+  int next = atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  if ((rc = fill(&g, base, projection, next, base_group, "rebuilding", err))) return rc;
+  if ((rc = insert(pg, base, projection, &g, err))) return rc;
+  return find(out, pg, base, projection, "rebuilding", 0, err);
+}
+
+/* Drops the views in @p base that name tables of schema @p old which @p keep
+ * (NULL: none) has no table of the same name for. */
+static int drop_stale_views(PGconn *pg, const char *base, const char *old, const char *keep,
+                            esk_error_t *err) {
+  const char *params[2] = {old, keep ? keep : ""};
+  PGresult *res = NULL;
+  int rc = esk_pg_exec(&res, pg, "generation tables",
+                       "select table_name from information_schema.tables t"
+                       " where table_schema = $1 and table_type = 'BASE TABLE'"
+                       "   and table_name not like 'esk\\_%'"
+                       "   and not exists (select 1 from information_schema.tables k"
+                       "                    where k.table_schema = $2"
+                       "                      and k.table_name = t.table_name)",
+                       2, params, err);
+  if (rc) return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    char sql[256];
+    snprintf(sql, sizeof(sql), "drop view if exists \"%s\".\"%s\"", base, PQgetvalue(res, i, 0));
+    rc = esk_pg_exec(NULL, pg, "drop view", sql, 0, NULL, err);
+  }
+  PQclear(res);
+  return rc;
+}
+
+int esk_generation_publish(PGconn *pg, const char *base, const char *projection, int gen,
+                           esk_error_t *err) {
+  esk_generation_t g, live = {0};
+  int rc = registry_init(pg, base, err), have_live = 0;
+  if (rc) return rc;
+  if ((rc = esk_pg_exec(NULL, pg, "begin", "begin", 0, NULL, err))) return rc;
+  char sql[512], num[16];
+  /* One switch at a time, and none while another publishes the same views. */
+  snprintf(sql, sizeof(sql), "lock table \"%s\"." REGISTRY " in share row exclusive mode", base);
+  if ((rc = esk_pg_exec(NULL, pg, "lock registry", sql, 0, NULL, err))) goto cleanup;
+  if ((rc = find(&g, pg, base, projection, NULL, gen, err))) goto cleanup;
+  if (!strcmp(g.state, "retired")) {
+    rc = esk_error_set(err, ESK_ECONFLICT,
+                       "generation %d of projection %s is retired; rebuild instead", gen,
+                       projection);
+    goto cleanup;
+  }
+  rc = find(&live, pg, base, projection, "live", 0, err);
+  if (rc && rc != ESK_ENOTFOUND) goto cleanup;
+  have_live = rc == ESK_OK && live.gen != gen;
+  if (have_live && (rc = drop_stale_views(pg, base, live.schema, g.schema, err))) goto cleanup;
+  PGresult *res = NULL;
+  const char *sp = g.schema;
+  rc = esk_pg_exec(&res, pg, "generation tables",
+                   "select table_name from information_schema.tables"
+                   " where table_schema = $1 and table_type = 'BASE TABLE'"
+                   "   and table_name not like 'esk\\_%' order by table_name",
+                   1, &sp, err);
+  if (rc) goto cleanup;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    const char *t = PQgetvalue(res, i, 0);
+    /* drop + create, not "create or replace": a new generation may change columns */
+    snprintf(sql, sizeof(sql),
+             "drop view if exists \"%s\".\"%s\"; create view \"%s\".\"%s\" as select * from "
+             "\"%s\".\"%s\"",
+             base, t, base, t, g.schema, t);
+    rc = esk_pg_exec(NULL, pg, "create view", sql, 0, NULL, err);
+  }
+  PQclear(res);
+  if (rc) goto cleanup;
+  snprintf(num, sizeof(num), "%d", gen);
+  snprintf(sql, sizeof(sql),
+           "update \"%s\"." REGISTRY " set state = case when generation = $2::int then 'live'"
+           " else 'retired' end, switched_at = case when generation = $2::int and state <> 'live'"
+           " then now() else switched_at end"
+           " where projection = $1 and (generation = $2::int or state = 'live')",
+           base);
+  const char *params[2] = {projection, num};
+  if ((rc = esk_pg_exec(NULL, pg, "switch generation", sql, 2, params, err))) goto cleanup;
+  rc = esk_pg_exec(NULL, pg, "commit", "commit", 0, NULL, err);
+  if (!rc) return ESK_OK;
+cleanup:
+  esk_pg_exec(NULL, pg, "rollback", "rollback", 0, NULL, &(esk_error_t){0});
+  return rc;
+}
+
+int esk_generation_drop(PGconn *pg, const char *base, const char *projection, int gen,
+                        esk_error_t *err) {
+  esk_generation_t g;
+  int rc = esk_generation_get(&g, pg, base, projection, gen, err);
+  if (rc) return rc;
+  if (!strcmp(g.state, "live"))
+    return esk_error_set(err, ESK_ECONFLICT,
+                         "generation %d is the live generation of projection %s; rebuild and "
+                         "switch to another one first",
+                         gen, projection);
+  if (!esk_projector_schema_valid(g.schema))
+    return esk_error_set(err, ESK_EINVAL, "registry names an invalid schema '%s'", g.schema);
+  char sql[256], num[16];
+  snprintf(num, sizeof(num), "%d", gen);
+  const char *params[2] = {projection, num};
+  if ((rc = esk_pg_exec(NULL, pg, "begin", "begin", 0, NULL, err))) return rc;
+  snprintf(sql, sizeof(sql), "drop schema if exists \"%s\" cascade", g.schema);
+  if (!(rc = esk_pg_exec(NULL, pg, "drop generation schema", sql, 0, NULL, err))) {
+    snprintf(sql, sizeof(sql),
+             "delete from \"%s\"." REGISTRY " where projection = $1 and generation = $2::int",
+             base);
+    rc = esk_pg_exec(NULL, pg, "drop generation", sql, 2, params, err);
+  }
+  if (!rc) rc = esk_pg_exec(NULL, pg, "commit", "commit", 0, NULL, err);
+  if (rc) esk_pg_exec(NULL, pg, "rollback", "rollback", 0, NULL, &(esk_error_t){0});
+  return rc;
+}

@@ -1,0 +1,85 @@
+/**
+ * @file generation.h
+ * @brief Generations of a projection, for blue-green rebuilds.
+ *
+ * Every generation of a projection keeps its tables, and its own positions and
+ * versions, in a schema of its own, `<base>_<projection>_g<N>`; the stable query
+ * names (`account_balances`, ...) are views in the base schema (`pg.schema`)
+ * over the live generation's tables. A registry table in the base schema,
+ * `esk_projection_generations`, says which generation is live, which is being
+ * rebuilt and which are retired:
+ *
+ * - a projector started without a generation serves the live one (generation 1
+ *   is created, live, the first time);
+ * - `eskctl projection rebuild` creates generation N+1 (state `rebuilding`,
+ *   consumer group `<group>.g<N+1>`), fills it from offset 0 with an
+ *   esk-projector of that generation, and once it has caught up switches the
+ *   views to it and marks it live in one transaction (esk_generation_publish),
+ *   so a reader sees the old or the new generation, never a half-built one;
+ * - a projector serving a generation that is no longer live notices within
+ *   seconds and moves to the live one;
+ * - `eskctl projection drop-generation` drops a retired generation's schema.
+ */
+#ifndef ESK_GENERATION_H
+#define ESK_GENERATION_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "esk/error.h"
+
+/** One generation of a projection. */
+typedef struct esk_generation_s {
+  int gen;          /**< 1, 2, ... */
+  char schema[64];  /**< its tables, positions and versions */
+  char group[256];  /**< its consumer group */
+  char state[16];   /**< "live", "rebuilding" or "retired" */
+} esk_generation_t;
+
+/**
+ * @brief The schema of generation @p gen: `<base>_<projection>_g<gen>`.
+ * @returns ESK_OK, or ESK_EINVAL when it would not be a valid identifier of at
+ *          most 63 characters (the message names the base schema and projection).
+ */
+int esk_generation_schema(char *out, size_t size, const char *base, const char *projection,
+                          int gen, esk_error_t *err);
+
+/**
+ * @brief The live generation of @p projection in @p base, created (generation 1,
+ *        live) with the registry if there is none.
+ * @param base_group the projection's consumer group; generation N > 1 uses
+ *        `<base_group>.g<N>`.
+ */
+int esk_generation_live(esk_generation_t *out, PGconn *pg, const char *base,
+                        const char *projection, const char *base_group, esk_error_t *err);
+
+/** @brief Generation @p gen of @p projection; ESK_ENOTFOUND if there is none. */
+int esk_generation_get(esk_generation_t *out, PGconn *pg, const char *base,
+                       const char *projection, int gen, esk_error_t *err);
+
+/**
+ * @brief The generation being rebuilt, or a new one (live + 1, state
+ *        `rebuilding`) when none is. ESK_ENOTFOUND when the projection has no
+ *        live generation yet (nothing to rebuild: start it first).
+ */
+int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *base,
+                              const char *projection, const char *base_group, esk_error_t *err);
+
+/**
+ * @brief Makes @p gen the live generation in one transaction: the views in
+ *        @p base name its tables (views of tables it no longer has are
+ *        dropped), the generation that was live becomes `retired`. Publishing
+ *        the live generation again only refreshes its views.
+ */
+int esk_generation_publish(PGconn *pg, const char *base, const char *projection, int gen,
+                           esk_error_t *err);
+
+/**
+ * @brief Drops a generation that is not live: its schema (tables, positions,
+ *        versions) and its registry row. ESK_ECONFLICT for the live one,
+ *        ESK_ENOTFOUND for an unknown one.
+ */
+int esk_generation_drop(PGconn *pg, const char *base, const char *projection, int gen,
+                        esk_error_t *err);
+
+#endif
