@@ -246,6 +246,27 @@ int esk_generation_drop(PGconn *pg, const char *base, const char *projection, in
              base);
     rc = esk_pg_exec(NULL, pg, "drop generation", sql, 2, params, err);
   }
+  /* its rows in the bookkeeping tables of the base schema (see esk_projector_props) */
+  char key[256];
+  if (gen == 1) snprintf(key, sizeof(key), "%s", projection);
+  else snprintf(key, sizeof(key), "%s.g%d", projection, gen);
+  const char *kp[1] = {key};
+  static const char *const books[] = {"esk_projection_positions", "esk_projection_versions",
+                                      "esk_projection_migrations"};
+  for (size_t i = 0; i < sizeof(books) / sizeof(*books) && !rc; i++) {
+    char rel[160];
+    snprintf(rel, sizeof(rel), "\"%s\".%s", base, books[i]);
+    const char *rp[1] = {rel};
+    PGresult *res = NULL;
+    if ((rc = esk_pg_exec(&res, pg, "bookkeeping table", "select to_regclass($1) is not null", 1,
+                          rp, err)))
+      break;
+    int exists = !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    if (!exists) continue;
+    snprintf(sql, sizeof(sql), "delete from %s where projection = $1", rel);
+    rc = esk_pg_exec(NULL, pg, "drop generation bookkeeping", sql, 1, kp, err);
+  }
   if (!rc) rc = esk_pg_exec(NULL, pg, "commit", "commit", 0, NULL, err);
   if (rc) esk_pg_exec(NULL, pg, "rollback", "rollback", 0, NULL, &(esk_error_t){0});
   return rc;

@@ -11,6 +11,7 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "generation.h"
 
 const esk_conf_prop_t esk_projector_props[] = {
     {"projection", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
@@ -37,6 +38,12 @@ const esk_conf_prop_t esk_projector_props[] = {
     {"ready.max.lag.events", ESK_CONF_INT, "100000", 0, 1000000000000, NULL, NULL,
      "/readyz answers not ready while the lag summed over the assigned partitions is "
      "above this many events."},
+    {"generation", ESK_CONF_INT, "0", 0, 1000000, NULL, NULL,
+     "Generation of the read model (blue-green rebuilds, eskctl projection rebuild). "
+     "esk-projector: 0 serves the live generation and follows a switch; N fills "
+     "generation N. Generation N keeps its tables in schema <pg.schema>_<projection>_g<N> "
+     "(views in pg.schema name the live one) and, for N > 1, reads as group "
+     "<group.id>.g<N>."},
     {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
      "PostgreSQL schema of the read models and esk's bookkeeping tables (created if "
      "missing); a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters."},
@@ -67,7 +74,10 @@ struct esk_projector_s {
   const esk_conf_t *conf;
   esk_projection_t proj;
   esk_decoder_t dec;
-  char *name, *topic, *group, *dlq_topic, *schema;
+  char *name, *topic, *group, *dlq_topic;
+  char *schema;      /* pg.schema: bookkeeping (positions, versions), views */
+  char *data_schema; /* the generation's tables: pg.schema itself without generations */
+  char *store_key;   /* the projection's key in the bookkeeping tables */
   PGconn *pg;
   rd_kafka_t *consumer;
   rd_kafka_t *dlq;
@@ -122,8 +132,12 @@ static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
 /* Every session works in the configured schema (a reset connection is a new
  * session, so this runs again after each reset). */
 static int pg_session_setup(esk_projector_t *p, esk_error_t *err) {
-  char sql[128];
-  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", p->schema);
+  char sql[192];
+  /* the generation's tables first; the bookkeeping tables are found in pg.schema */
+  if (strcmp(p->data_schema, p->schema))
+    snprintf(sql, sizeof(sql), "set search_path to \"%s\", \"%s\"", p->data_schema, p->schema);
+  else
+    snprintf(sql, sizeof(sql), "set search_path to \"%s\"", p->schema);
   return esk_pg_exec(NULL, p->pg, "set search_path", sql, 0, NULL, err);
 }
 
@@ -176,9 +190,9 @@ int esk_projector_schema_valid(const char *s) {
 /* Creates the schema if it is missing (serialised with esk's other DDL) and
  * enters it. An existing schema is not "created if not exists": that needs
  * CREATE on the database, which a deployment's role may rightly lack. */
-static int pg_schema_init(esk_projector_t *p, esk_error_t *err) {
+static int schema_create(esk_projector_t *p, const char *schema, esk_error_t *err) {
   char sql[200];
-  const char *params[] = {p->schema};
+  const char *params[] = {schema};
   PGresult *r = NULL;
   int rc = esk_pg_exec(&r, p->pg, "look up schema",
                        "select 1 from pg_namespace where nspname = $1", 1, params, err);
@@ -189,12 +203,27 @@ static int pg_schema_init(esk_projector_t *p, esk_error_t *err) {
     snprintf(sql, sizeof(sql),
              "begin; select pg_advisory_xact_lock(7218300413); "
              "create schema if not exists \"%s\"; commit",
-             p->schema);
+             schema);
     if ((rc = esk_pg_exec(NULL, p->pg, "create schema", sql, 0, NULL, err))) {
       PQclear(PQexec(p->pg, "rollback"));
       return rc;
     }
   }
+  return ESK_OK;
+}
+
+/* Creates the schemas if they are missing and the bookkeeping tables in
+ * pg.schema, then enters the generation's schema. */
+static int pg_schema_init(esk_projector_t *p, esk_error_t *err) {
+  char sql[128];
+  int rc = schema_create(p, p->schema, err);
+  if (!rc && strcmp(p->data_schema, p->schema)) rc = schema_create(p, p->data_schema, err);
+  if (rc) return rc;
+  /* "create table if not exists" creates in the first schema of the path */
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", p->schema);
+  if ((rc = esk_pg_exec(NULL, p->pg, "set search_path", sql, 0, NULL, err)) ||
+      (rc = esk_store_init(p->pg, err)))
+    return rc;
   return pg_session_setup(p, err);
 }
 
@@ -243,7 +272,7 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
     int rc = pg_ensure(p, &err);
     for (int i = 0; !rc && i < list->cnt; i++) {
       int64_t pos = -1;
-      rc = esk_store_position_get(p->pg, p->name, list->elems[i].topic,
+      rc = esk_store_position_get(p->pg, p->store_key, list->elems[i].topic,
                                   list->elems[i].partition, &pos, &err);
       list->elems[i].offset = pos >= 0 ? pos : RD_KAFKA_OFFSET_BEGINNING;
       if (!rc && grow_parts(p, list->elems[i].partition) == 0) {
@@ -403,7 +432,7 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
   }
   rc = p->proj.versions_get
            ? p->proj.versions_get(p->proj.self, p->pg, list, k, vers, err)
-           : esk_store_versions_get(p->pg, p->name, list, k, vers, err);
+           : esk_store_versions_get(p->pg, p->store_key, list, k, vers, err);
   if (rc) goto cleanup;
   for (size_t i = 0; i < k; i++) v->stored[slots[i]] = v->current[slots[i]] = vers[i];
 cleanup:
@@ -428,7 +457,7 @@ static int vmap_store(esk_projector_t *p, const vmap_t *v, esk_error_t *err) {
       ids[k] = v->ids[i];
       vers[k++] = v->current[i];
     }
-  rc = esk_store_versions_put(p->pg, p->name, ids, vers, k, err);
+  rc = esk_store_versions_put(p->pg, p->store_key, ids, vers, k, err);
 cleanup:
   free(ids);
   free(vers);
@@ -537,7 +566,7 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
     if (pt->batch_next < 0) continue;
-    if ((rc = esk_store_position_cas(p->pg, p->name, p->topic, i, pt->stored, pt->batch_next,
+    if ((rc = esk_store_position_cas(p->pg, p->store_key, p->topic, i, pt->stored, pt->batch_next,
                                      err)))
       goto fail;
   }
@@ -875,16 +904,28 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
     goto fail;
   }
   p->schema = strdup(esk_conf_get(conf, "pg.schema"));
+  int gen = (int)esk_conf_get_int(conf, "generation");
+  if (gen > 0) {
+    char ds[64], key[256];
+    if ((rc = esk_generation_schema(ds, sizeof(ds), p->schema ? p->schema : "", name, gen, err)))
+      goto fail;
+    if (gen == 1) snprintf(key, sizeof(key), "%s", name);
+    else snprintf(key, sizeof(key), "%s.g%d", name, gen);
+    p->data_schema = strdup(ds);
+    p->store_key = strdup(key);
+  } else {
+    p->data_schema = p->schema ? strdup(p->schema) : NULL;
+    p->store_key = strdup(name);
+  }
   p->batch = calloc((size_t)p->batch_max, sizeof(*p->batch));
   p->batch_gen = calloc((size_t)p->batch_max, sizeof(*p->batch_gen));
-  if (!p->schema || !p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
+  if (!p->schema || !p->data_schema || !p->store_key || !p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
     goto fail;
   }
   if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
       (rc = pg_schema_init(p, err)) ||
-      (rc = esk_store_init(p->pg, err)) ||
-      (rc = esk_store_migrate(p->pg, p->name, projection->migrations, projection->n_migrations,
+      (rc = esk_store_migrate(p->pg, p->store_key, projection->migrations, projection->n_migrations,
                               err)))
     goto fail;
 
@@ -943,6 +984,8 @@ void esk_projector_destroy(esk_projector_t *p) {
   free(p->group);
   free(p->dlq_topic);
   free(p->schema);
+  free(p->data_schema);
+  free(p->store_key);
   free(p);
 }
 

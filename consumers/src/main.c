@@ -25,10 +25,6 @@
 static const esk_conf_prop_t decoder_props[] = {
     {"decode.max.bytes", ESK_CONF_INT, "1048576", 64, 64 << 20, NULL, NULL,
      "Largest event value decoded; a larger one is a poison event."},
-    {"generation", ESK_CONF_INT, "0", 0, 1000000, NULL, NULL,
-     "Generation of the projection to fill (its tables live in schema "
-     "<pg.schema>_<projection>_g<N>, its group is <group.id>.g<N>); 0 serves the live one "
-     "and follows it when a rebuild switches (eskctl projection rebuild)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -256,9 +252,10 @@ int main(int argc, char **argv) {
       ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
       sleep_ms(2000);
     }
-    if (rc == ESK_OK &&
-        (esk_conf_set(conf, "pg.schema", gen.schema, "generation", &err) ||
-         esk_conf_set(conf, "group.id", gen.group, "generation", &err)))
+    char num[16];
+    snprintf(num, sizeof(num), "%d", rc == ESK_OK ? gen.gen : 0);
+    if (rc == ESK_OK && (esk_conf_set(conf, "generation", num, "generation", &err) ||
+                         esk_conf_set(conf, "group.id", gen.group, "generation", &err)))
       rc = err.code;
     if (rc == ESK_OK) {
       ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "

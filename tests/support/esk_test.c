@@ -88,6 +88,17 @@ void esk_test_drop_schema(const char *schema) {
   char sql[160];
   snprintf(sql, sizeof(sql), "drop schema if exists \"%s\" cascade", schema);
   PQclear(PQexec(pg, sql));
+  /* and the schemas of its projections' generations, <schema>_<projection>_g<N> */
+  const char *params[] = {schema};
+  PGresult *r = PQexecParams(pg,
+                             "select nspname from pg_namespace where nspname like"
+                             " replace($1, '_', '\\_') || '\\_%\\_g%'",
+                             1, NULL, params, NULL, NULL, 0);
+  for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+    snprintf(sql, sizeof(sql), "drop schema if exists \"%s\" cascade", PQgetvalue(r, i, 0));
+    PQclear(PQexec(pg, sql));
+  }
+  PQclear(r);
   PQfinish(pg);
 }
 
