@@ -21,6 +21,12 @@ int eskctl_submit_main(int argc, char **argv);
 /** @brief `eskctl events tail ...`; argv[0] is "events". */
 int eskctl_events_main(int argc, char **argv);
 
+/** @brief `eskctl projection rebuild ...`; argv[0] is "rebuild". */
+int eskctl_rebuild_main(int argc, char **argv);
+
+/** @brief `eskctl projection drop-generation ...`; argv[0] is "drop-generation". */
+int eskctl_drop_generation_main(int argc, char **argv);
+
 /** A domain eskctl can handle: its contract and how its commands are keyed. */
 typedef struct eskctl_domain_s {
   const char *name;

@@ -30,6 +30,8 @@ static void usage(FILE *f) {
           "  topics create ...     create a domain's topics (commands, events, results, snapshots)\n"
           "  submit --file F ...   send commands (JSON lines) and print their results\n"
           "  events tail ...       print a domain's events decoded to JSON lines\n"
+          "  projection rebuild NAME  blue-green rebuild of a read model from offset 0\n"
+          "  projection drop-generation NAME GEN  drop a retired generation\n"
           "\n"
           "environment:\n"
           "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
@@ -126,6 +128,10 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "topics")) return eskctl_topics_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "submit")) return eskctl_submit_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "events")) return eskctl_events_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "projection") && argc > 2 && !strcmp(argv[2], "rebuild"))
+    return eskctl_rebuild_main(argc - 2, argv + 2);
+  if (!strcmp(cmd, "projection") && argc > 2 && !strcmp(argv[2], "drop-generation"))
+    return eskctl_drop_generation_main(argc - 2, argv + 2);
   fprintf(stderr, "eskctl: unknown command '%s' (try eskctl --help)\n", cmd);
   return 2;
 }
