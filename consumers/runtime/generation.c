@@ -167,6 +167,46 @@ static int drop_stale_views(PGconn *pg, const char *base, const char *old, const
   return rc;
 }
 
+static void store_key(char *out, size_t size, const char *projection, int gen) {
+  if (gen == 1) snprintf(out, size, "%s", projection);
+  else snprintf(out, size, "%s.g%d", projection, gen);
+}
+
+/* In the open transaction: locks the live generation's positions (its batches
+ * wait until the switch commits) and checks that the new generation has
+ * reached every one of them, so the views never go back in the stream. */
+static int not_behind(PGconn *pg, const char *base, const char *projection, int old_gen,
+                      int new_gen, esk_error_t *err) {
+  char sql[768], old_key[256], new_key[256];
+  store_key(old_key, sizeof(old_key), projection, old_gen);
+  store_key(new_key, sizeof(new_key), projection, new_gen);
+  const char *params[2] = {old_key, new_key};
+  PGresult *res = NULL;
+  snprintf(sql, sizeof(sql),
+           "select 1 from \"%s\".esk_projection_positions where projection = $1 for update",
+           base);
+  int rc = esk_pg_exec(&res, pg, "lock positions", sql, 1, params, err);
+  PQclear(res);
+  if (rc) return rc;
+  snprintf(sql, sizeof(sql),
+           "select o.topic, o.partition, o.next_offset, coalesce(n.next_offset, -1)"
+           "  from \"%s\".esk_projection_positions o"
+           "  left join \"%s\".esk_projection_positions n"
+           "    on n.projection = $2 and n.topic = o.topic and n.partition = o.partition"
+           " where o.projection = $1 and coalesce(n.next_offset, -1) < o.next_offset"
+           " limit 1",
+           base, base);
+  if ((rc = esk_pg_exec(&res, pg, "compare positions", sql, 2, params, err))) return rc;
+  if (PQntuples(res) > 0)
+    rc = esk_error_set(err, ESK_ERETRY,
+                       "generation %d is behind generation %d on %s [%s]: at %s, the live one "
+                       "at %s",
+                       new_gen, old_gen, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                       PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 2));
+  PQclear(res);
+  return rc;
+}
+
 int esk_generation_publish(PGconn *pg, const char *base, const char *projection, int gen,
                            esk_error_t *err) {
   esk_generation_t g, live = {0};
@@ -187,6 +227,8 @@ int esk_generation_publish(PGconn *pg, const char *base, const char *projection,
   rc = find(&live, pg, base, projection, "live", 0, err);
   if (rc && rc != ESK_ENOTFOUND) goto cleanup;
   have_live = rc == ESK_OK && live.gen != gen;
+  rc = ESK_OK;
+  if (have_live && (rc = not_behind(pg, base, projection, live.gen, gen, err))) goto cleanup;
   if (have_live && (rc = drop_stale_views(pg, base, live.schema, g.schema, err))) goto cleanup;
   PGresult *res = NULL;
   const char *sp = g.schema;
@@ -248,8 +290,7 @@ int esk_generation_drop(PGconn *pg, const char *base, const char *projection, in
   }
   /* its rows in the bookkeeping tables of the base schema (see esk_projector_props) */
   char key[256];
-  if (gen == 1) snprintf(key, sizeof(key), "%s", projection);
-  else snprintf(key, sizeof(key), "%s.g%d", projection, gen);
+  store_key(key, sizeof(key), projection, gen);
   const char *kp[1] = {key};
   static const char *const books[] = {"esk_projection_positions", "esk_projection_versions",
                                       "esk_projection_migrations"};

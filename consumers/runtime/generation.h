@@ -70,6 +70,9 @@ int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *bas
  *        @p base name its tables (views of tables it no longer has are
  *        dropped), the generation that was live becomes `retired`. Publishing
  *        the live generation again only refreshes its views.
+ * @returns ESK_ERETRY when @p gen has not yet reached the live generation's
+ *          position on every partition (the views must never go back in the
+ *          stream): call again a little later.
  */
 int esk_generation_publish(PGconn *pg, const char *base, const char *projection, int gen,
                            esk_error_t *err);

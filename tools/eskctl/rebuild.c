@@ -329,7 +329,22 @@ int eskctl_rebuild_main(int argc, char **argv) {
   }
   if (tty) fputc('\n', stderr);
   tty = 0;
-  if (esk_generation_publish(pg, schema, name, g.gen, &err)) goto fail;
+  /* the new generation must have reached the live one everywhere; the live one
+   * keeps moving while events arrive, so try until it has */
+  for (;;) {
+    int rc = esk_generation_publish(pg, schema, name, g.gen, &err);
+    if (rc == ESK_OK) break;
+    if (rc != ESK_ERETRY || interrupted ||
+        (timeout_s && mono_ms() - t0 > timeout_s * 1000))
+      goto fail;
+    if (waitpid(child, NULL, WNOHANG) == child) {
+      child = -1;
+      esk_error_set(&err, ESK_EFATAL, "esk-projector for generation %d exited; see %s", g.gen,
+                    log);
+      goto fail;
+    }
+    nanosleep(&(struct timespec){0, 200000000L}, NULL);
+  }
   printf("switched: the views in schema %s now read generation %d of %s (%" PRId64
          " events, lag %" PRId64 ")\n", schema, g.gen, name, done, lag);
   if (g.gen > 1)

@@ -1,0 +1,238 @@
+/* Blue-green rebuild (eskctl projection rebuild) against the real broker and
+ * PostgreSQL, with esk-projector and eskctl as separate processes: while events
+ * keep arriving, a new generation fills from offset 0, the views switch to it
+ * in one transaction (a concurrent reader never sees them go back), the live
+ * projector follows the switch, and retired generations can be dropped.
+ * Own topic, groups and schema. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "esk/kafka.h"
+#include "esk_test.h"
+#include "esk_test_bank.h"
+
+#define PROJECTOR ESK_BINARY_DIR "/bin/esk-projector"
+#define ESKCTL ESK_BINARY_DIR "/bin/eskctl"
+#define PROJ "account_balances"
+
+static char prefix[96], topic[160], schema[64], group[128], logpath[160], rblog[160];
+static pid_t live = -1;
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static void setup(void) {
+  esk_test_require_kafka();
+  esk_test_require_pg();
+  cr_assert_eq(access(PROJECTOR, X_OK), 0, "%s is not built", PROJECTOR);
+  esk_test_unique_name(prefix, sizeof(prefix), "esk.test.rebuild");
+  snprintf(topic, sizeof(topic), "%s.bank.events", prefix);
+  esk_test_unique_name(schema, sizeof(schema), "esk_test_rb");
+  esk_test_unique_name(group, sizeof(group), "esk.test.rebuild.group");
+  snprintf(logpath, sizeof(logpath), "/tmp/%s.log", schema);
+  snprintf(rblog, sizeof(rblog), "/tmp/%s.rebuild.log", schema);
+  esk_test_create_topic(topic, 3);
+}
+
+static void teardown(void) {
+  if (live > 0) {
+    kill(live, SIGKILL);
+    waitpid(live, NULL, 0);
+  }
+  esk_test_drop_schema(schema);
+  esk_test_bank_delete_topics(topic);
+}
+
+static pid_t run(char *const argv[], const char *log) {
+  fflush(NULL);
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+static int wait_status(pid_t pid) {
+  int st = 0;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int log_has(const char *path, const char *needle) {
+  FILE *f = fopen(path, "r");
+  char line[2048];
+  int found = 0;
+  while (f && !found && fgets(line, sizeof(line), f)) found = strstr(line, needle) != NULL;
+  if (f) fclose(f);
+  return found;
+}
+
+/* Waits until the view equals the fold of events [0, upto). */
+static void wait_fold(esk_test_bank_t *b, size_t upto, int timeout_s) {
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  esk_error_t err = {0};
+  int rc = -1;
+  for (int i = 0; i < timeout_s * 5 && rc; i++) {
+    rc = esk_test_bank_check(b, pg, PROJ, upto, &err);
+    if (rc) sleep_ms(200);
+  }
+  PQfinish(pg);
+  cr_assert_eq(rc, ESK_OK, "%s after %d s: %s (log %s)", PROJ, timeout_s, err.msg, logpath);
+}
+
+/* A reader that keeps querying the view: the sum of versions (events applied)
+ * must never go down, which a half-built or older generation would show. */
+typedef struct reader_s {
+  atomic_int stop;
+  long reads, violations;
+  long long first_bad_before, first_bad_after;
+} reader_t;
+
+static void *read_loop(void *arg) {
+  reader_t *r = arg;
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  long long last = -1;
+  while (!atomic_load(&r->stop)) {
+    PGresult *res = PQexec(pg, "select coalesce(sum(version), 0) from account_balances");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+      long long v = atoll(PQgetvalue(res, 0, 0));
+      if (v < last && !r->violations++) {
+        r->first_bad_before = last;
+        r->first_bad_after = v;
+      }
+      if (v > last) last = v;
+      r->reads++;
+    }
+    PQclear(res);
+  }
+  PQfinish(pg);
+  return NULL;
+}
+
+static int generation_state(int gen, char *state, size_t size) {
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  char sql[256];
+  snprintf(sql, sizeof(sql),
+           "select state from esk_projection_generations where projection = '%s' and "
+           "generation = %d",
+           PROJ, gen);
+  PGresult *res = PQexec(pg, sql);
+  int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+  if (ok) snprintf(state, size, "%s", PQgetvalue(res, 0, 0));
+  PQclear(res);
+  PQfinish(pg);
+  return ok;
+}
+
+Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_projector_follows,
+     .init = setup, .fini = teardown, .timeout = 240) {
+  enum { ACCOUNTS = 300, BEFORE = 6000, DURING = 3000, AFTER = 1000 };
+  esk_error_t err = {0};
+  esk_test_bank_t *b = NULL;
+  rd_kafka_t *prod = NULL;
+  cr_assert_eq(esk_test_bank_new(&b, 7, ACCOUNTS, BEFORE + DURING + AFTER, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(b, prod, topic, 0, BEFORE, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_flush(prod, 30000);
+
+  char a_topic[200], a_schema[96], a_group[160];
+  snprintf(a_topic, sizeof(a_topic), "topic=%s", topic);
+  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
+  snprintf(a_group, sizeof(a_group), "group.id=%s", group);
+  char *pargv[] = {PROJECTOR, "--projection", PROJ, "-X", a_topic, "-X", a_schema, "-X", a_group,
+                   "-X", "batch.max.ms=50", "-X", "batch.max.events=500",
+                   "-X", "kafka.consumer.session.timeout.ms=6000", NULL};
+  live = run(pargv, logpath);
+  wait_fold(b, BEFORE, 60);
+  char state[16];
+  cr_assert(generation_state(1, state, sizeof(state)) && !strcmp(state, "live"),
+            "generation 1 is live after the first start");
+
+  reader_t r = {0};
+  pthread_t reader;
+  cr_assert_eq(pthread_create(&reader, NULL, read_loop, &r), 0);
+
+  /* the rebuild runs while more events arrive */
+  char a_prefix[128];
+  snprintf(a_prefix, sizeof(a_prefix), "%s.", prefix);
+  char *rargv[] = {ESKCTL, "projection", "rebuild", PROJ, "--schema", schema, "--topic-prefix",
+                   a_prefix, "--group", group, "--log", rblog, "--timeout", "120",
+                   "-X", "batch.max.events=2000", NULL};
+  pid_t rb = run(rargv, rblog);
+  for (size_t i = BEFORE; i < BEFORE + DURING; i += 500) {
+    cr_assert_eq(esk_test_bank_publish(b, prod, topic, i, i + 500, &err), ESK_OK, "%s", err.msg);
+    rd_kafka_flush(prod, 30000);
+    sleep_ms(100);
+  }
+  cr_assert_eq(wait_status(rb), 0, "eskctl projection rebuild failed: see %s", rblog);
+  cr_assert(log_has(rblog, "switched: the views"), "no switch line in %s", rblog);
+  cr_assert(generation_state(2, state, sizeof(state)) && !strcmp(state, "live"), "gen 2 live");
+  cr_assert(generation_state(1, state, sizeof(state)) && !strcmp(state, "retired"),
+            "gen 1 retired");
+
+  /* the live projector moves to generation 2 by itself and keeps it current */
+  for (int i = 0; i < 100 && !log_has(logpath, "moving to the live one"); i++) sleep_ms(100);
+  cr_assert(log_has(logpath, "moving to the live one"), "the live projector did not follow (%s)",
+            logpath);
+  cr_assert_eq(esk_test_bank_publish(b, prod, topic, BEFORE + DURING, BEFORE + DURING + AFTER,
+                                     &err),
+               ESK_OK, "%s", err.msg);
+  rd_kafka_flush(prod, 30000);
+  wait_fold(b, BEFORE + DURING + AFTER, 60);
+
+  atomic_store(&r.stop, 1);
+  pthread_join(reader, NULL);
+  cr_expect_gt(r.reads, 10, "the reader ran (%ld reads)", r.reads);
+  cr_expect_eq(r.violations, 0, "the view went back %ld times (first: %lld events, then %lld)",
+               r.violations, r.first_bad_before, r.first_bad_after);
+
+  /* generation 1 can go, generation 2 (live) cannot */
+  char g1[] = "1", g2[] = "2";
+  char *d1[] = {ESKCTL, "projection", "drop-generation", PROJ, g1, "--schema", schema, NULL};
+  char *d2[] = {ESKCTL, "projection", "drop-generation", PROJ, g2, "--schema", schema, NULL};
+  cr_expect_eq(wait_status(run(d1, rblog)), 0, "dropping retired generation 1 (%s)", rblog);
+  cr_expect_eq(wait_status(run(d2, rblog)), 1, "the live generation is refused (%s)", rblog);
+  cr_expect(log_has(rblog, "is the live generation"), "the refusal says why");
+  cr_expect_not(generation_state(1, state, sizeof(state)), "generation 1 is gone");
+
+  kill(live, SIGTERM);
+  cr_expect_eq(wait_status(live), 0, "esk-projector exits 0 on SIGTERM");
+  live = -1;
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(b);
+}
+
+Test(rebuild, refuses_a_projection_without_a_live_generation_and_bad_arguments, .init = setup,
+     .fini = teardown, .timeout = 60) {
+  char a_prefix[128];
+  snprintf(a_prefix, sizeof(a_prefix), "%s.", prefix);
+  char *none[] = {ESKCTL, "projection", "rebuild", PROJ, "--schema", schema, "--topic-prefix",
+                  a_prefix, "--log", rblog, NULL};
+  cr_expect_eq(wait_status(run(none, rblog)), 1);
+  cr_expect(log_has(rblog, "has no live generation"), "says why (%s)", rblog);
+  char *bad[] = {ESKCTL, "projection", "rebuild", "Bad-Name", NULL};
+  cr_expect_eq(wait_status(run(bad, rblog)), 2);
+  char *lag[] = {ESKCTL, "projection", "rebuild", PROJ, "--max-lag", "-3", NULL};
+  cr_expect_eq(wait_status(run(lag, rblog)), 2);
+  char *gen[] = {ESKCTL, "projection", "drop-generation", PROJ, "0", NULL};
+  cr_expect_eq(wait_status(run(gen, rblog)), 2);
+}
