@@ -13,6 +13,7 @@
 #include "bank_event.h"
 #include "esk/conf.h"
 #include "esk/log.h"
+#include "loaded.h"
 #include "projections.h"
 #include "projector.h"
 
@@ -47,6 +48,8 @@ static void usage(FILE *f) {
           "\n"
           "options:\n"
           "  -p, --projection NAME  the read model to build (also the key projection)\n"
+          "      --projection-file F  run the declarative projection in F (docs/projections.md)\n"
+          "      --plugin P.so      run the projection plugin P.so (esk/projection_plugin.h)\n"
           "  -c, --config FILE      key=value configuration file\n"
           "  -X key=value           set a configuration key (after file and environment)\n"
           "      --config-markdown  print the configuration keys as a Markdown table\n"
@@ -64,8 +67,11 @@ int main(int argc, char **argv) {
                                        {"help", no_argument, NULL, 'h'},
                                        {"version", no_argument, NULL, 'V'},
                                        {"config-markdown", no_argument, NULL, 'M'},
+                                       {"projection-file", required_argument, NULL, 'F'},
+                                       {"plugin", required_argument, NULL, 'L'},
                                        {NULL, 0, NULL, 0}};
-  const char *file = NULL, *projection = NULL;
+  const char *file = NULL, *projection = NULL, *proj_file = NULL, *plugin = NULL;
+  esk_loaded_t *loaded = NULL;
   char **overrides = calloc((size_t)argc + 1, sizeof(*overrides));
   size_t n_over = 0;
   int c, status = 1;
@@ -79,6 +85,8 @@ int main(int argc, char **argv) {
     switch (c) {
     case 'p': projection = optarg; break;
     case 'c': file = optarg; break;
+    case 'F': proj_file = optarg; break;
+    case 'L': plugin = optarg; break;
     case 'X': overrides[n_over++] = optarg; break;
     case 'h':
       usage(stdout);
@@ -112,9 +120,14 @@ int main(int argc, char **argv) {
     goto cleanup;
   }
   esk_log_set_level(esk_conf_get(conf, "log.level"));
+  if ((proj_file || plugin) && esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, &err)) {
+    fprintf(stderr, "esk-projector: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
   projection = esk_conf_get(conf, "projection");
-  const esk_bank_projection_def_t *def = esk_bank_projection_find(projection);
-  if (!def) {
+  const esk_bank_projection_def_t *def = loaded ? NULL : esk_bank_projection_find(projection);
+  if (!def && !loaded) {
     fprintf(stderr, "esk-projector: %s '%s': expected one of:",
             projection ? "unknown projection" : "no projection given", projection ? projection : "");
     for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
@@ -124,7 +137,7 @@ int main(int argc, char **argv) {
     goto cleanup;
   }
   esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
-  if (esk_bank_decoder_new(&dec, &limits, &err) || def->create(&proj, &err)) {
+  if (esk_bank_decoder_new(&dec, &limits, &err) || (def && def->create(&proj, &err))) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
     goto cleanup;
   }
@@ -135,7 +148,8 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   esk_decoder_t d = esk_bank_decoder(dec);
   int rc;
-  while ((rc = esk_projector_new(&p, conf, &proj, &d, &err)) == ESK_ERETRY && !stop_requested) {
+  while ((rc = esk_loaded_projector_new(&p, loaded, conf, &proj, &d, &err)) == ESK_ERETRY &&
+         !stop_requested) {
     ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
     struct timespec ts = {2, 0};
     nanosleep(&ts, NULL);
@@ -151,11 +165,12 @@ int main(int argc, char **argv) {
     ESK_ERROR("projector", "msg=stopped error=%s reason=%s", esk_error_name(rc), LQ(err.msg));
     goto cleanup;
   }
-  ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", def->name);
+  ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", projection);
   status = 0;
 cleanup:
   esk_projector_destroy(p);
-  esk_bank_projection_destroy(&proj);
+  if (!loaded) esk_bank_projection_destroy(&proj);
+  esk_loaded_close(loaded);
   esk_bank_decoder_destroy(dec);
   esk_conf_destroy(conf);
   free(overrides);
