@@ -103,7 +103,7 @@ static int resolve_path(esk_declarative_t *d, const stmt_t *st, const esk_schema
     if (is_avro_union(cur) && union_value_branch(cur)) cur = union_value_branch(cur);
     if (!is_avro_record(cur)) {
       rc = esk_error_set(err, ESK_EINVAL,
-                         "%s:%d: $%d = %s: %s of %s v%d is a %s, not a record: no field '%s'",
+                         "%s:%d: $%d = %.100s: %s of %s v%d is a %s, not a record: no field '%.100s'",
                          d->label, p->line, (int)(p - st->params) + 1, p->path, at, st->type,
                          esk_schema_version(schema), avro_schema_type_name(cur), seg);
       goto cleanup;
@@ -116,13 +116,13 @@ static int resolve_path(esk_declarative_t *d, const stmt_t *st, const esk_schema
         off += (size_t)snprintf(fields + off, sizeof(fields) - off, "%s%s", i ? ", " : "",
                                 avro_schema_record_field_name(cur, (int)i));
       rc = esk_error_set(err, ESK_EINVAL,
-                         "%s:%d: $%d = %s: %s of %s v%d has no field '%s' (fields: %s)",
+                         "%s:%d: $%d = %.100s: %s of %s v%d has no field '%.100s' (fields: %s)",
                          d->label, p->line, (int)(p - st->params) + 1, p->path, at, st->type,
                          esk_schema_version(schema), seg, fields);
       goto cleanup;
     }
     if (p->n_steps == MAX_DEPTH) {
-      rc = esk_error_set(err, ESK_EINVAL, "%s:%d: $%d = %s: deeper than %d fields", d->label,
+      rc = esk_error_set(err, ESK_EINVAL, "%s:%d: $%d = %.100s: deeper than %d fields", d->label,
                          p->line, (int)(p - st->params) + 1, p->path, MAX_DEPTH);
       goto cleanup;
     }
@@ -189,7 +189,7 @@ static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
       char *end = strchr(t, ']');
       if (!end || *trim(end + 1))
         return esk_error_set(err, ESK_EINVAL,
-                             "%s:%d: expected [migration] or [on <EventType>], got '%s'",
+                             "%s:%d: expected [migration] or [on <EventType>], got '%.100s'",
                              d->label, line_no, t);
       *end = '\0';
       char *inner = trim(t + 1);
@@ -230,7 +230,7 @@ static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
       if (!*t) continue;
       char *eq = strchr(t, '=');
       if (!eq)
-        return esk_error_set(err, ESK_EINVAL, "%s:%d: expected key = value or a [section], got '%s'",
+        return esk_error_set(err, ESK_EINVAL, "%s:%d: expected key = value or a [section], got '%.100s'",
                              d->label, line_no, t);
       *eq = '\0';
       char *key = trim(t), *hash = strchr(eq + 1, '#');
@@ -260,7 +260,7 @@ static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
         long n = strtol(t + 1, &end, 10);
         eq = end ? strchr(end, '=') : NULL;
         if (errno || end == t + 1 || !eq || *trim(end) != '=')
-          return esk_error_set(err, ESK_EINVAL, "%s:%d: expected $%d = <path>, got '%s'",
+          return esk_error_set(err, ESK_EINVAL, "%s:%d: expected $%d = <path>, got '%.100s'",
                                d->label, line_no, st->n_params + 1, t);
         if (n != st->n_params + 1)
           return esk_error_set(err, ESK_EINVAL,
@@ -274,7 +274,7 @@ static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
         if (!*path || strstr(path, "..") || path[0] == '.' || path[strlen(path) - 1] == '.' ||
             strpbrk(path, " \t"))
           return esk_error_set(err, ESK_EINVAL,
-                               "%s:%d: $%ld = '%s': expected a path of field names "
+                               "%s:%d: $%ld = '%.100s': expected a path of field names "
                                "separated by dots (e.g. meta.aggregate_id)",
                                d->label, line_no, n, path);
         param_t *p = &st->params[st->n_params++];
