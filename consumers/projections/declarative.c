@@ -433,6 +433,7 @@ int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *sche
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
       snprintf(what, sizeof(what), "[migration] %zu fails", i + 1);
       rc = sql_error(d, pg, r, &d->migs[i], what, err);
+      r = NULL;
       goto cleanup;
     }
     PQclear(r);
