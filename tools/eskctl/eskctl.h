@@ -5,4 +5,7 @@
 /** @brief `eskctl schemas ...`; argv[0] is "schemas". @returns the exit status. */
 int eskctl_schemas_main(int argc, char **argv);
 
+/** @brief `eskctl projection status ...`; argv[0] is "projection". @returns the exit status. */
+int eskctl_projection_main(int argc, char **argv);
+
 #endif

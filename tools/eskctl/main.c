@@ -27,6 +27,7 @@ static void usage(FILE *f) {
           "commands:\n"
           "  ping [--timeout MS]   check that the Kafka broker and PostgreSQL answer\n"
           "  schemas ...           list, show, fingerprint and check the Avro schemas\n"
+          "  projection status     positions, lag, state and dead letters of the projections\n"
           "\n"
           "environment:\n"
           "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
@@ -118,6 +119,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "ping")) return cmd_ping(argc - 1, argv + 1);
   if (!strcmp(cmd, "schemas")) return eskctl_schemas_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "projection")) return eskctl_projection_main(argc - 1, argv + 1);
   fprintf(stderr, "eskctl: unknown command '%s' (try eskctl --help)\n", cmd);
   return 2;
 }
