@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bank_contract.h"
@@ -331,6 +332,125 @@ Test(replay, the_example_plugin_builds_its_table_from_the_topic, .init = setup, 
   cr_expect_eq(query_i64(pg, sql), 0);
   PQfinish(pg);
   esk_plugin_close(pl);
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(bank);
+}
+
+/* ------------------------------------------------- eskctl projection status --- */
+
+#include <jansson.h>
+
+#define ESKCTL ESK_BINARY_DIR "/bin/eskctl"
+
+/* Runs eskctl with @p args; its stdout into @p out; returns its exit status. */
+static int eskctl(char *out, size_t size, const char *args) {
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd), "%s %s 2>&1", ESKCTL, args);
+  FILE *p = popen(cmd, "r");
+  cr_assert(p, "popen %s", cmd);
+  size_t n = fread(out, 1, size - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static json_t *status_json(const char *group) {
+  static char out[1 << 16];
+  char args[512];
+  snprintf(args, sizeof(args), "projection status account_balances --json --schema %s --group %s",
+           schema, group);
+  cr_assert_eq(eskctl(out, sizeof(out), args), 0, "eskctl %s:\n%s", args, out);
+  json_error_t je;
+  json_t *j = json_loads(out, 0, &je);
+  cr_assert(j && json_is_array(j) && json_array_size(j) == 1, "not one projection: %s", out);
+  return j;
+}
+
+static int64_t jint(json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  cr_assert(json_is_integer(v), "%s is not an integer", key);
+  return json_integer_value(v);
+}
+
+Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_letters,
+     .init = setup, .fini = teardown, .timeout = 300) {
+  const size_t n = 3000, more = 500;
+  esk_test_bank_t *bank = NULL;
+  rd_kafka_t *prod = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_test_bank_new(&bank, 5, 50, n + more, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, n, &err), ESK_OK, "%s", err.msg);
+  char k[32];
+  for (int a = 0; a < 2; a++) /* two poison events: wrong magic */
+    esk_test_bank_publish_raw(prod, topic, esk_test_bank_account_id(a, k, sizeof(k)),
+                              "not an avro message", 19, &err);
+  cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  esk_test_projector_t *t = NULL;
+  char group[128];
+  esk_test_unique_name(group, sizeof(group), "esk.test.replay.group");
+  cr_assert_eq(esk_test_projector_start(&t, "account_balances", topic, schema, group, 0, kv, &err),
+               ESK_OK, "%s", err.msg);
+  esk_projector_stats_t s = {0};
+  for (int i = 0; i < 600 && (s.applied < (int64_t)n || s.dead < 2); i++) {
+    cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "%s", err.msg);
+    usleep(100000);
+  }
+  cr_assert_eq(s.applied, (int64_t)n);
+  usleep(500000);
+
+  /* running and caught up */
+  json_t *j = status_json(group);
+  json_t *p = json_array_get(j, 0);
+  cr_expect_str_eq(json_string_value(json_object_get(p, "projection")), "account_balances");
+  cr_expect_str_eq(json_string_value(json_object_get(p, "group")), group);
+  cr_expect_str_eq(json_string_value(json_object_get(p, "topic")), topic);
+  cr_expect_str_eq(json_string_value(json_object_get(p, "state")), "live");
+  cr_expect_eq(jint(p, "generation"), 1);
+  cr_expect_eq(jint(p, "members"), 1);
+  cr_expect_eq(jint(p, "lag_events"), 0);
+  cr_expect_eq(jint(p, "dlq_count"), 2);
+  json_t *parts = json_object_get(p, "partitions");
+  cr_assert_eq(json_array_size(parts), N_PARTS);
+  int64_t total = 0;
+  for (size_t i = 0; i < N_PARTS; i++) {
+    json_t *pt = json_array_get(parts, i);
+    cr_expect_eq(jint(pt, "partition"), (int64_t)i);
+    cr_expect_eq(jint(pt, "position"), jint(pt, "high_watermark"));
+    total += jint(pt, "position");
+  }
+  cr_expect_eq(total, (int64_t)n + 2, "positions sum to %" PRId64, total);
+  json_decref(j);
+
+  /* stopped, with events it has not applied */
+  cr_assert_eq(esk_test_projector_stop(t, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, n, n + more, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  sleep(1);
+  j = status_json(group);
+  p = json_array_get(j, 0);
+  cr_expect_str_eq(json_string_value(json_object_get(p, "state")), "stopped");
+  cr_expect_eq(jint(p, "members"), 0);
+  cr_expect_eq(jint(p, "lag_events"), (int64_t)more);
+  json_t *lag_s = json_object_get(p, "lag_seconds");
+  cr_expect(json_is_real(lag_s) && json_real_value(lag_s) >= 0 && json_real_value(lag_s) < 120,
+            "lag_seconds %f", json_real_value(lag_s));
+  json_decref(j);
+
+  /* the text form, and failures */
+  static char out[1 << 16];
+  char args[512];
+  snprintf(args, sizeof(args), "projection status --schema %s", schema);
+  cr_expect_eq(eskctl(out, sizeof(out), args), 0, "%s", out);
+  cr_expect(strstr(out, "account_balances") && strstr(out, "stopped") && strstr(out, topic), "%s",
+            out);
+  snprintf(args, sizeof(args), "projection status no_such_projection --schema %s", schema);
+  cr_expect_eq(eskctl(out, sizeof(out), args), 1, "%s", out);
+  cr_expect(strstr(out, "no stored position for projection 'no_such_projection'"), "%s", out);
+  cr_expect_eq(eskctl(out, sizeof(out), "projection status --schema 'Bad;drop'"), 2, "%s", out);
+  cr_expect_eq(eskctl(out, sizeof(out), "projection status --group g"), 2, "%s", out);
+  cr_expect_eq(eskctl(out, sizeof(out), "projection frobnicate"), 2, "%s", out);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
 }
