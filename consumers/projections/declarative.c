@@ -65,15 +65,6 @@ static int append(char **sql, const char *line) {
   return 0;
 }
 
-static int name_valid(const char *s) {
-  size_t n = strlen(s);
-  if (!n || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
-  for (size_t i = 1; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-      return 0;
-  return 1;
-}
-
 static avro_schema_t unlink_schema(avro_schema_t s) {
   while (s && is_avro_link(s)) s = avro_schema_link_target(s);
   return s;
@@ -244,7 +235,7 @@ static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
         return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' given twice", d->label, line_no, key);
       if (!*val)
         return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' has no value", d->label, line_no, key);
-      if (slot == &d->name && !name_valid(val))
+      if (slot == &d->name && !esk_projector_schema_valid(val))
         return esk_error_set(err, ESK_EINVAL,
                              "%s:%d: name '%s': expected a lower-case identifier "
                              "[a-z_][a-z0-9_]*, at most 63 characters",
