@@ -34,6 +34,12 @@ typedef struct stmt_s {
   char prep[32];
 } stmt_t;
 
+typedef struct pending_s {
+  const stmt_t *st;
+  int32_t partition;
+  int64_t offset;
+} pending_t;
+
 struct esk_declarative_s {
   char *label, *name, *topic;
   sql_t *migs;
@@ -43,6 +49,9 @@ struct esk_declarative_s {
   size_t n_stmts;
   PGconn *prepared_on;
   int prepared_pid;
+  PGconn *pipe; /* in pipeline mode during a batch, else NULL */
+  pending_t *pending; /* statements sent since the last sync point */
+  size_t n_pending, cap_pending;
 };
 
 /* ------------------------------------------------------------- parsing --- */
@@ -142,6 +151,7 @@ void esk_declarative_destroy(esk_declarative_t *d) {
   for (size_t i = 0; i < d->n_migs; i++) free(d->migs[i].sql);
   free(d->migs);
   free(d->mig_sql);
+  free(d->pending);
   for (size_t i = 0; i < d->n_stmts; i++) stmt_free(d->stmts[i]);
   free(d->stmts);
   free(d->label);
@@ -551,6 +561,66 @@ static int prepare_all(esk_declarative_t *d, PGconn *pg, esk_error_t *err) {
   return ESK_OK;
 }
 
+/* Statements are sent in pipeline mode and their results read at a sync
+ * point every SYNC_EVERY statements and at batch_end(): one round trip per
+ * SYNC_EVERY events instead of one per event. The bound keeps the results
+ * the server writes back small enough never to fill the socket buffers
+ * while libpq is still writing (the deadlock libpq's documentation warns of). */
+#define SYNC_EVERY 256
+
+/* Reads the results of the statements sent since the last sync point; the
+ * first failure is the batch's error (the transaction is then aborted). With
+ * @p leave, ends pipeline mode. */
+static int pipeline_drain(esk_declarative_t *d, int leave, esk_error_t *err) {
+  PGconn *pg = d->pipe;
+  int rc = ESK_OK, nulls = 0;
+  size_t i = 0;
+  if (!pg) return ESK_OK;
+  if (d->n_pending && PQpipelineSync(pg) != 1) {
+    rc = esk_error_set(err, ESK_ERETRY, "%s: pipeline sync: %s", d->label, PQerrorMessage(pg));
+    goto done;
+  }
+  while (d->n_pending) {
+    PGresult *r = PQgetResult(pg);
+    if (!r) {
+      if (PQstatus(pg) != CONNECTION_OK || ++nulls > 1) {
+        if (rc == ESK_OK)
+          rc = esk_error_set(err, ESK_ERETRY, "%s: pipeline: connection lost: %s", d->label,
+                             PQerrorMessage(pg));
+        break;
+      }
+      continue;
+    }
+    nulls = 0;
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (s == PGRES_FATAL_ERROR && rc == ESK_OK && i < d->n_pending) {
+      const pending_t *pd = &d->pending[i];
+      const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+      const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      rc = esk_error_set(err, esk_pg_error_code(pg, r),
+                         "%s:%d: [on %s] at partition %" PRId32 " offset %" PRId64
+                         ": %s (SQLSTATE %s)",
+                         d->label, pd->st->s.sql_line, pd->st->type, pd->partition, pd->offset,
+                         msg ? msg : PQerrorMessage(pg), state ? state : "none");
+    }
+    i++;
+    PQclear(r);
+  }
+done:
+  d->n_pending = 0;
+  if (leave) {
+    if (PQexitPipelineMode(pg) != 1 && rc == ESK_OK)
+      rc = esk_error_set(err, ESK_ERETRY, "%s: leave pipeline mode: %s", d->label,
+                         PQerrorMessage(pg));
+    d->pipe = NULL;
+  }
+  return rc;
+}
+
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   esk_declarative_t *d = self;
   const esk_bank_event_t *be = ev->payload;
@@ -559,32 +629,59 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   for (size_t i = 0; i < d->n_stmts && !st; i++)
     if (!strcmp(d->stmts[i]->type, ev->type)) st = d->stmts[i];
   if (!st) return ESK_OK; /* a type this projection does not handle */
-  if ((d->prepared_on != pg || d->prepared_pid != PQbackendPID(pg)) &&
-      (rc = prepare_all(d, pg, err)))
-    return rc;
+  if (!d->pipe) {
+    if ((d->prepared_on != pg || d->prepared_pid != PQbackendPID(pg)) &&
+        (rc = prepare_all(d, pg, err)))
+      return rc;
+    if (PQenterPipelineMode(pg) != 1)
+      return esk_error_set(err, ESK_ERETRY, "%s: enter pipeline mode: %s", d->label,
+                           PQerrorMessage(pg));
+    d->pipe = pg;
+  }
+  if (d->n_pending == d->cap_pending) {
+    size_t cap = d->cap_pending ? d->cap_pending * 2 : 64;
+    pending_t *np = realloc(d->pending, cap * sizeof(*np));
+    if (!np) {
+      pipeline_drain(d, 1, NULL);
+      return esk_error_set(err, ESK_ENOMEM, "out of memory");
+    }
+    d->pending = np;
+    d->cap_pending = cap;
+  }
   const char *values[MAX_PARAMS];
   char bufs[MAX_PARAMS][40];
   char *json[MAX_PARAMS] = {0};
   for (int i = 0; i < st->n_params && !rc; i++)
     rc = param_text(be->value, &st->params[i], bufs[i], sizeof(bufs[i]), &json[i], &values[i], err);
   if (rc == ESK_OK) {
-    PGresult *r = PQexecPrepared(pg, st->prep, st->n_params, values, NULL, NULL, 0);
-    ExecStatusType s = PQresultStatus(r);
-    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-      int code = esk_pg_error_code(pg, r);
-      const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-      rc = esk_error_set(err, code, "%s:%d: [on %s] at %s/%" PRId32 "/%" PRId64 ": %s (SQLSTATE %s)",
-                         d->label, st->s.sql_line, st->type, ev->topic ? ev->topic : "",
-                         ev->partition, ev->offset,
-                         PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-                             ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-                             : PQerrorMessage(pg),
-                         state ? state : "none");
-    }
-    PQclear(r);
+    if (PQsendQueryPrepared(pg, st->prep, st->n_params, values, NULL, NULL, 0) != 1)
+      rc = esk_error_set(err, ESK_ERETRY, "%s: send [on %s]: %s", d->label, st->type,
+                         PQerrorMessage(pg));
+    else
+      d->pending[d->n_pending++] = (pending_t){st, ev->partition, ev->offset};
   }
   for (int i = 0; i < st->n_params; i++) free(json[i]);
+  if (rc != ESK_OK) {
+    pipeline_drain(d, 1, NULL); /* back to normal mode for the runtime's rollback */
+    return rc;
+  }
+  if (d->n_pending >= SYNC_EVERY && (rc = pipeline_drain(d, 0, err))) pipeline_drain(d, 1, NULL);
   return rc;
+}
+
+static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
+  (void)pg;
+  return pipeline_drain(self, 1, err);
+}
+
+/* The runtime rolled back (its rollback fails while the connection is in
+ * pipeline mode): end pipeline mode, then roll back here. */
+static void batch_abort_cb(void *self) {
+  esk_declarative_t *d = self;
+  PGconn *pg = d->pipe;
+  if (!pg) return;
+  pipeline_drain(d, 1, NULL);
+  if (PQstatus(pg) == CONNECTION_OK) PQclear(PQexec(pg, "rollback"));
 }
 
 esk_projection_t esk_declarative_projection(esk_declarative_t *d) {
@@ -592,5 +689,7 @@ esk_projection_t esk_declarative_projection(esk_declarative_t *d) {
                             .migrations = d->mig_sql,
                             .n_migrations = d->n_migs,
                             .apply = apply_cb,
+                            .batch_end = batch_end_cb,
+                            .batch_abort = batch_abort_cb,
                             .self = d};
 }
