@@ -531,3 +531,73 @@ Test(replay, a_declarative_statement_failing_on_data_dead_letters_only_that_even
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
 }
+
+/* ------------------------------------ esk-projector refuses bad files at start --- */
+
+#define PROJECTOR ESK_BINARY_DIR "/bin/esk-projector"
+
+/* Runs esk-projector --projection-file on @p text; its exit status, its output in @p out. */
+static int projector_on(const char *text, char *out, size_t size, char **path_out) {
+  char *path = write_file(text);
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "%s --projection-file %s -X pg.schema=%s -X topic=%s 2>&1",
+           PROJECTOR, path, schema, topic);
+  FILE *p = popen(cmd, "r");
+  cr_assert(p, "popen %s", cmd);
+  size_t n = fread(out, 1, size - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  *path_out = path;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void projector_refuses(const char *text, int line, const char *needle) {
+  char out[4096], where[96], *path = NULL;
+  int st = projector_on(text, out, sizeof(out), &path);
+  snprintf(where, sizeof(where), "%s:%d: ", path, line);
+  cr_expect_eq(st, 2, "exit %d:\n%s", st, out);
+  cr_expect(strstr(out, where), "output lacks '%s':\n%s", where, out);
+  cr_expect(strstr(out, needle), "output lacks '%s':\n%s", needle, out);
+  cr_expect(!strstr(out, "msg=started"), "it started:\n%s", out);
+  unlink(path);
+}
+
+Test(replay, esk_projector_refuses_a_file_with_a_bad_path_at_start, .init = setup,
+     .fini = teardown) {
+  projector_refuses(MIG "[on MoneyWithdrawn]\n$1 = meta.aggregate_id\n$2 = amount.minor_units\n"
+                        "update decl_t set n = n - $2 where a = $1\n",
+                    6, "field 'amount' of MoneyWithdrawn v2 is a long, not a record");
+}
+
+Test(replay, esk_projector_refuses_a_file_with_bad_sql_at_start, .init = setup, .fini = teardown) {
+  projector_refuses(MIG "[on MoneyWithdrawn]\n$1 = meta.aggregate_id\n$2 = amount\n"
+                        "update decl_t\n   set n = n - $2\n where aa = $1\n",
+                    9, "aa\\\" does not exist (SQLSTATE 42703)");
+}
+
+Test(replay, esk_projector_refuses_a_file_with_a_syntax_error_at_start, .init = setup,
+     .fini = teardown) {
+  projector_refuses(MIG "[on MoneyWithdrawn\n$1 = meta.aggregate_id\nselect $1\n", 4,
+                    "expected [migration] or [on <EventType>]");
+}
+
+Test(replay, esk_projector_refuses_a_bad_plugin_at_start, .init = setup, .fini = teardown) {
+  char cmd[512], out[4096];
+  const char *cases[][2] = {
+      {"--plugin /nonexistent/p.so", "plugin /nonexistent/p.so: cannot load"},
+      {"--plugin " ESK_BINARY_DIR "/plugins/esk_test_plugin_wrong_abi.so", "built for plugin ABI 2"},
+      {"--plugin " ESK_BINARY_DIR "/plugins/esk_test_plugin_no_symbol.so", "no symbol"},
+      {"--plugin /x.so --projection-file /y.conf", "give one of --projection-file and --plugin"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+    snprintf(cmd, sizeof(cmd), "%s %s -X pg.schema=%s -X topic=%s 2>&1", PROJECTOR, cases[i][0],
+             schema, topic);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: exit %d\n%s", cases[i][0], st, out);
+    cr_expect(strstr(out, cases[i][1]), "%s: output lacks '%s':\n%s", cases[i][0], cases[i][1], out);
+  }
+}
