@@ -6,6 +6,7 @@
 #include "bank_contract.h"
 #include "declarative.h"
 #include "esk/pg.h"
+#include "from_time.h"
 #include "plugin.h"
 
 struct esk_loaded_s {
@@ -54,7 +55,7 @@ fail:
 
 int esk_loaded_projector_new(esk_projector_t **out, esk_loaded_t *l, const esk_conf_t *conf,
                              const esk_projection_t *proj, const esk_decoder_t *dec,
-                             esk_error_t *err) {
+                             const int64_t *from_ms, esk_error_t *err) {
   if (l && l->decl) {
     PGconn *pg = NULL;
     int rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err);
@@ -62,5 +63,7 @@ int esk_loaded_projector_new(esk_projector_t **out, esk_loaded_t *l, const esk_c
     PQfinish(pg);
     if (rc) return rc;
   }
+  int rc;
+  if (from_ms && (rc = esk_from_time_seed(conf, proj, dec, *from_ms, err))) return rc;
   return esk_projector_new(out, conf, proj, dec, err);
 }

@@ -13,6 +13,7 @@
 #include "bank_event.h"
 #include "esk/conf.h"
 #include "esk/log.h"
+#include "from_time.h"
 #include "loaded.h"
 #include "projections.h"
 #include "projector.h"
@@ -50,6 +51,7 @@ static void usage(FILE *f) {
           "  -p, --projection NAME  the read model to build (also the key projection)\n"
           "      --projection-file F  run the declarative projection in F (docs/projections.md)\n"
           "      --plugin P.so      run the projection plugin P.so (esk/projection_plugin.h)\n"
+          "      --from-time T      a new projection starts at RFC 3339 time T (docs/projections.md)\n"
           "  -c, --config FILE      key=value configuration file\n"
           "  -X key=value           set a configuration key (after file and environment)\n"
           "      --config-markdown  print the configuration keys as a Markdown table\n"
@@ -69,9 +71,12 @@ int main(int argc, char **argv) {
                                        {"config-markdown", no_argument, NULL, 'M'},
                                        {"projection-file", required_argument, NULL, 'F'},
                                        {"plugin", required_argument, NULL, 'L'},
+                                       {"from-time", required_argument, NULL, 'T'},
                                        {NULL, 0, NULL, 0}};
   const char *file = NULL, *projection = NULL, *proj_file = NULL, *plugin = NULL;
   esk_loaded_t *loaded = NULL;
+  int64_t from_ms = 0;
+  const char *from_time = NULL;
   char **overrides = calloc((size_t)argc + 1, sizeof(*overrides));
   size_t n_over = 0;
   int c, status = 1;
@@ -87,6 +92,7 @@ int main(int argc, char **argv) {
     case 'c': file = optarg; break;
     case 'F': proj_file = optarg; break;
     case 'L': plugin = optarg; break;
+    case 'T': from_time = optarg; break;
     case 'X': overrides[n_over++] = optarg; break;
     case 'h':
       usage(stdout);
@@ -120,6 +126,11 @@ int main(int argc, char **argv) {
     goto cleanup;
   }
   esk_log_set_level(esk_conf_get(conf, "log.level"));
+  if (from_time && esk_time_parse_rfc3339(&from_ms, from_time, &err)) {
+    fprintf(stderr, "esk-projector: --from-time: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
   if ((proj_file || plugin) && esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, &err)) {
     fprintf(stderr, "esk-projector: %s\n", err.msg);
     status = 2;
@@ -148,7 +159,8 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   esk_decoder_t d = esk_bank_decoder(dec);
   int rc;
-  while ((rc = esk_loaded_projector_new(&p, loaded, conf, &proj, &d, &err)) == ESK_ERETRY &&
+  while ((rc = esk_loaded_projector_new(&p, loaded, conf, &proj, &d,
+                                         from_time ? &from_ms : NULL, &err)) == ESK_ERETRY &&
          !stop_requested) {
     ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
     struct timespec ts = {2, 0};

@@ -20,6 +20,7 @@
 #include "esk_test.h"
 #include "esk_test_bank.h"
 #include "plugin.h"
+#include "projections.h"
 #include "projector.h"
 
 #define N_PARTS 3
@@ -600,4 +601,112 @@ Test(replay, esk_projector_refuses_a_bad_plugin_at_start, .init = setup, .fini =
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: exit %d\n%s", cases[i][0], st, out);
     cr_expect(strstr(out, cases[i][1]), "%s: output lacks '%s':\n%s", cases[i][0], cases[i][1], out);
   }
+}
+
+/* ------------------------------------------------------------ --from-time --- */
+
+#include "esk/conf.h"
+#include "from_time.h"
+
+static const char *const since_file =
+    "name = events_since\n[migration]\n"
+    "create table events_since (event_id text primary key, kind text not null,\n"
+    "  account_id text not null, version bigint not null);\n"
+    "[on AccountOpened]\n$1 = meta.event_id\n$2 = meta.aggregate_id\n$3 = meta.aggregate_version\n"
+    "insert into events_since values ($1, 'opened', $2, $3)\n"
+    "[on MoneyDeposited]\n$1 = meta.event_id\n$2 = meta.aggregate_id\n$3 = meta.aggregate_version\n"
+    "insert into events_since values ($1, 'deposited', $2, $3)\n"
+    "[on MoneyWithdrawn]\n$1 = meta.event_id\n$2 = meta.aggregate_id\n$3 = meta.aggregate_version\n"
+    "insert into events_since values ($1, 'withdrawn', $2, $3)\n"
+    "[on AccountClosed]\n$1 = meta.event_id\n$2 = meta.aggregate_id\n$3 = meta.aggregate_version\n"
+    "insert into events_since values ($1, 'closed', $2, $3)\n";
+
+Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_without_gaps,
+     .init = setup, .fini = teardown, .timeout = 300) {
+  const size_t n_before = 3000, n = 5000;
+  esk_test_bank_t *bank = NULL;
+  rd_kafka_t *prod = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_test_bank_new(&bank, 53, 60, n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, n_before, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  usleep(1200000);
+  int64_t t_ms = (int64_t)(now_s() * 1000);
+  usleep(300000);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, n_before, n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  char *path = write_file(since_file);
+  loaded_decl_t l = {0};
+  decl_load(&l, path);
+  unlink(path);
+  esk_projection_t proj = esk_declarative_projection(l.d);
+
+  /* the configuration esk-projector would have */
+  static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props};
+  esk_conf_t *conf = NULL;
+  cr_assert_eq(esk_conf_new(&conf, tables, 2, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_conf_load_env(conf, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_conf_set(conf, "topic", topic, "test", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_conf_set(conf, "pg.schema", schema, "test", &err), ESK_OK, "%s", err.msg);
+  esk_bank_decoder_t *dec = NULL;
+  cr_assert_eq(esk_bank_decoder_new(&dec, NULL, &err), ESK_OK, "%s", err.msg);
+  esk_decoder_t d = esk_bank_decoder(dec);
+  cr_assert_eq(esk_from_time_seed(conf, &proj, &d, t_ms, &err), ESK_OK, "%s", err.msg);
+
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  char seeded[256], again[256];
+  positions(pg, "events_since", seeded, sizeof(seeded));
+  cr_assert(seeded[0], "no position stored");
+  int64_t start_total = query_i64(pg, "select sum(next_offset) from esk_projection_positions "
+                                      "where projection = 'events_since'");
+  cr_expect_eq(start_total, (int64_t)n_before, "starts after %" PRId64 " events", start_total);
+  cr_expect(query_i64(pg, "select count(*) from esk_projection_versions "
+                          "where projection = 'events_since'") > 0);
+
+  /* a second seeding (a restart with the same arguments) changes nothing */
+  cr_assert_eq(esk_from_time_seed(conf, &proj, &d, t_ms - 3600000, &err), ESK_OK, "%s", err.msg);
+  positions(pg, "events_since", again, sizeof(again));
+  cr_expect_str_eq(again, seeded);
+
+  esk_test_projector_t *t = start_with(&proj);
+  wait_for(t, "events_since", (int64_t)(n - n_before));
+  usleep(300000);
+  esk_projector_stats_t s;
+  finish(t, "events_since", &s);
+  cr_expect_eq(s.applied, (int64_t)(n - n_before));
+  cr_expect_eq(s.dead, 0, "%" PRId64 " events dead-lettered (version gaps?)", s.dead);
+  cr_expect_eq(query_i64(pg, "select count(*) from events_since"), (int64_t)(n - n_before));
+  /* accounts opened before the time still get their later events */
+  cr_expect(query_i64(pg, "select count(*) from events_since where version > 1") > 0);
+
+  /* a projection that keeps its own versions cannot start at a time */
+  const esk_bank_projection_def_t *def = esk_bank_projection_find("account_balances");
+  esk_projection_t bal = {0};
+  cr_assert_eq(def->create(&bal, &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(esk_from_time_seed(conf, &bal, &d, t_ms, &err), ESK_EINVAL);
+  cr_expect(strstr(err.msg, "keeps its aggregate versions in its own tables"), "%s", err.msg);
+  esk_bank_projection_destroy(&bal);
+
+  /* the binary refuses a malformed time */
+  char cmd[512], out[2048];
+  snprintf(cmd, sizeof(cmd), "%s --projection account_balances --from-time 2026-01-15 2>&1",
+           PROJECTOR);
+  FILE *p = popen(cmd, "r");
+  size_t got = fread(out, 1, sizeof(out) - 1, p);
+  out[got] = '\0';
+  int st = pclose(p);
+  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "exit %d: %s", st, out);
+  cr_expect(strstr(out, "--from-time: time '2026-01-15'"), "%s", out);
+
+  char dlq[160];
+  snprintf(dlq, sizeof(dlq), "%s.dlq.events_since", topic);
+  esk_test_delete_topic(dlq);
+  PQfinish(pg);
+  esk_bank_decoder_destroy(dec);
+  esk_conf_destroy(conf);
+  decl_free(&l);
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(bank);
 }
