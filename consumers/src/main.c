@@ -41,6 +41,8 @@ static void on_signal(int sig) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: esk-projector --projection NAME [-c FILE] [-X key=value ...]\n"
+          "       esk-projector --projection-file F | --plugin P.so [--projection NAME]\n"
+          "                     [--from-time T] [-c FILE] [-X key=value ...]\n"
           "       esk-projector --help | --version | --config-markdown\n"
           "\n"
           "Folds the events of <domain>.events into one PostgreSQL read model, as\n"
@@ -49,9 +51,10 @@ static void usage(FILE *f) {
           "\n"
           "options:\n"
           "  -p, --projection NAME  the read model to build (also the key projection)\n"
-          "      --projection-file F  run the declarative projection in F (docs/projections.md)\n"
+          "      --projection-file F\n"
+          "                         run the declarative projection in F (docs/projections.md)\n"
           "      --plugin P.so      run the projection plugin P.so (esk/projection_plugin.h)\n"
-          "      --from-time T      a new projection starts at RFC 3339 time T (docs/projections.md)\n"
+          "      --from-time T      start a new projection at RFC 3339 time T (docs/projections.md)\n"
           "  -c, --config FILE      key=value configuration file\n"
           "  -X key=value           set a configuration key (after file and environment)\n"
           "      --config-markdown  print the configuration keys as a Markdown table\n"
