@@ -54,7 +54,7 @@ Test(declarative, the_shipped_example_loads) {
   esk_projection_t p = esk_declarative_projection(d);
   cr_expect_str_eq(p.name, "accounts_by_owner");
   cr_expect_eq(p.n_migrations, 1);
-  cr_expect(strstr(p.migrations[0], "create table accounts_by_owner ("));
+  cr_expect(strstr(p.migrations[0], "create view accounts_by_owner as"));
   cr_expect_not_null(p.apply);
   cr_expect_null(p.versions_get, "the runtime keeps the versions");
   esk_declarative_destroy(d);
