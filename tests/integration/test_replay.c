@@ -16,6 +16,7 @@
 #include "bank_contract.h"
 #include "bank_event.h"
 #include "declarative.h"
+#include "esk/kafka.h"
 #include "esk/pg.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
@@ -355,11 +356,12 @@ static int eskctl(char *out, size_t size, const char *args) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static json_t *status_json(const char *group) {
+static json_t *status_json(const char *group, const char *extra) {
   static char out[1 << 16];
   char args[512];
-  snprintf(args, sizeof(args), "projection status account_balances --json --schema %s --group %s",
-           schema, group);
+  snprintf(args, sizeof(args),
+           "projection status account_balances --json --schema %s --group %s %s", schema, group,
+           extra);
   cr_assert_eq(eskctl(out, sizeof(out), args), 0, "eskctl %s:\n%s", args, out);
   json_error_t je;
   json_t *j = json_loads(out, 0, &je);
@@ -402,7 +404,7 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
   usleep(500000);
 
   /* running and caught up */
-  json_t *j = status_json(group);
+  json_t *j = status_json(group, "");
   json_t *p = json_array_get(j, 0);
   cr_expect_str_eq(json_string_value(json_object_get(p, "projection")), "account_balances");
   cr_expect_str_eq(json_string_value(json_object_get(p, "group")), group);
@@ -429,7 +431,7 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, n, n + more, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
   sleep(1);
-  j = status_json(group);
+  j = status_json(group, "");
   p = json_array_get(j, 0);
   cr_expect_str_eq(json_string_value(json_object_get(p, "state")), "stopped");
   cr_expect_eq(jint(p, "members"), 0);
@@ -438,6 +440,41 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
   cr_expect(json_is_real(lag_s) && json_real_value(lag_s) >= 0 && json_real_value(lag_s) < 120,
             "lag_seconds %f", json_real_value(lag_s));
   json_decref(j);
+
+  /* a member in the group that applies nothing: catching-up over the lag threshold */
+  rd_kafka_conf_t *kc = NULL;
+  char errstr[256];
+  cr_assert_eq(esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_set(kc, "group.id", group, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_set(kc, "enable.auto.commit", "false", &err), ESK_OK, "%s", err.msg);
+  rd_kafka_t *member = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
+  cr_assert(member, "%s", errstr);
+  rd_kafka_poll_set_consumer(member);
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+  cr_assert_eq(rd_kafka_subscribe(member, sub), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_topic_partition_list_destroy(sub);
+  rd_kafka_topic_partition_list_t *asg = NULL;
+  for (int i = 0; i < 300; i++) { /* until it joined and got its partitions */
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(member, 100);
+    if (m) rd_kafka_message_destroy(m);
+    rd_kafka_assignment(member, &asg);
+    int got = asg && asg->cnt > 0;
+    if (asg) rd_kafka_topic_partition_list_destroy(asg);
+    asg = NULL;
+    if (got) break;
+  }
+  j = status_json(group, "--live-lag 100");
+  p = json_array_get(j, 0);
+  cr_expect_str_eq(json_string_value(json_object_get(p, "state")), "catching-up");
+  cr_expect_eq(jint(p, "members"), 1);
+  json_decref(j);
+  j = status_json(group, "--live-lag 1000");
+  p = json_array_get(j, 0);
+  cr_expect_str_eq(json_string_value(json_object_get(p, "state")), "live");
+  json_decref(j);
+  rd_kafka_consumer_close(member);
+  rd_kafka_destroy(member);
 
   /* the text form, and failures */
   static char out[1 << 16];
