@@ -18,7 +18,9 @@
 #include "esk/log.h"
 #include "esk/metrics.h"
 #include "esk/pg.h"
+#include "from_time.h"
 #include "generation.h"
+#include "loaded.h"
 #include "projections.h"
 #include "projector.h"
 
@@ -129,6 +131,8 @@ static void *watch_generation(void *arg) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: esk-projector --projection NAME [-c FILE] [-X key=value ...]\n"
+          "       esk-projector --projection-file F | --plugin P.so [--projection NAME]\n"
+          "                     [--from-time T] [-c FILE] [-X key=value ...]\n"
           "       esk-projector --help | --version | --help-markdown\n"
           "\n"
           "Folds the events of <domain>.events into one PostgreSQL read model, as\n"
@@ -137,6 +141,10 @@ static void usage(FILE *f) {
           "\n"
           "options:\n"
           "  -p, --projection NAME  the read model to build (also the key projection)\n"
+          "      --projection-file F\n"
+          "                         run the declarative projection in F (docs/projections.md)\n"
+          "      --plugin P.so      run the projection plugin P.so (esk/projection_plugin.h)\n"
+          "      --from-time T      start a new projection at RFC 3339 time T (docs/projections.md)\n"
           "  -c, --config FILE      key=value configuration file\n"
           "  -X key=value           set a configuration key (after file and environment)\n"
           "      --help-markdown    print the configuration keys as a Markdown table\n"
@@ -155,8 +163,14 @@ int main(int argc, char **argv) {
                                        {"version", no_argument, NULL, 'V'},
                                        {"help-markdown", no_argument, NULL, 'M'},
                                        {"config-markdown", no_argument, NULL, 'M'}, /* old name */
+                                       {"projection-file", required_argument, NULL, 'F'},
+                                       {"plugin", required_argument, NULL, 'L'},
+                                       {"from-time", required_argument, NULL, 'T'},
                                        {NULL, 0, NULL, 0}};
-  const char *file = NULL, *projection = NULL;
+  const char *file = NULL, *projection = NULL, *proj_file = NULL, *plugin = NULL;
+  esk_loaded_t *loaded = NULL;
+  int64_t from_ms = 0;
+  const char *from_time = NULL;
   char **overrides = calloc((size_t)argc + 1, sizeof(*overrides));
   size_t n_over = 0;
   int c, status = 1;
@@ -172,6 +186,9 @@ int main(int argc, char **argv) {
     switch (c) {
     case 'p': projection = optarg; break;
     case 'c': file = optarg; break;
+    case 'F': proj_file = optarg; break;
+    case 'L': plugin = optarg; break;
+    case 'T': from_time = optarg; break;
     case 'X': overrides[n_over++] = optarg; break;
     case 'h':
       usage(stdout);
@@ -210,9 +227,19 @@ int main(int argc, char **argv) {
     goto cleanup;
   }
   esk_log_set_level(esk_conf_get(conf, "log.level"));
+  if (from_time && esk_time_parse_rfc3339(&from_ms, from_time, &err)) {
+    fprintf(stderr, "esk-projector: --from-time: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
+  if ((proj_file || plugin) && esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, &err)) {
+    fprintf(stderr, "esk-projector: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
   projection = esk_conf_get(conf, "projection");
-  const esk_bank_projection_def_t *def = esk_bank_projection_find(projection);
-  if (!def) {
+  const esk_bank_projection_def_t *def = loaded ? NULL : esk_bank_projection_find(projection);
+  if (!def && !loaded) {
     fprintf(stderr, "esk-projector: %s '%s': expected one of:",
             projection ? "unknown projection" : "no projection given", projection ? projection : "");
     for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
@@ -222,7 +249,7 @@ int main(int argc, char **argv) {
     goto cleanup;
   }
   esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
-  if (esk_bank_decoder_new(&dec, &limits, &err) || def->create(&proj, &err)) {
+  if (esk_bank_decoder_new(&dec, &limits, &err) || (def && def->create(&proj, &err))) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
     goto cleanup;
   }
@@ -242,25 +269,38 @@ int main(int argc, char **argv) {
   snprintf(base, sizeof(base), "%s", esk_conf_get(conf, "pg.schema"));
   const char *cg = esk_conf_get(conf, "group.id");
   if (cg && *cg) snprintf(base_group, sizeof(base_group), "%s", cg);
-  else snprintf(base_group, sizeof(base_group), "esk.projection.%s", def->name);
+  else snprintf(base_group, sizeof(base_group), "esk.projection.%s", projection);
   int want = (int)esk_conf_get_int(conf, "generation");
+  if (loaded && want) {
+    fprintf(stderr, "esk-projector: generation=%d: generations (rebuilds) are for the "
+                    "compiled-in projections; a declarative file or a plugin has none\n", want);
+    status = 2;
+    goto cleanup;
+  }
   int rc;
   for (;;) {
-    esk_generation_t gen;
-    while ((rc = choose_generation(&gen, conf, base, def->name, base_group, want, &err)) ==
+    /* compiled-in projections have generations (blue-green rebuilds); a declarative
+     * file or a plugin keeps its tables in pg.schema itself */
+    esk_generation_t gen = {.gen = 0, .state = "live"};
+    rc = ESK_OK;
+    while (!loaded &&
+           (rc = choose_generation(&gen, conf, base, projection, base_group, want, &err)) ==
                ESK_ERETRY && !stop_requested) {
       ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
       sleep_ms(2000);
     }
     char num[16];
     snprintf(num, sizeof(num), "%d", rc == ESK_OK ? gen.gen : 0);
-    if (rc == ESK_OK && (esk_conf_set(conf, "generation", num, "generation", &err) ||
-                         esk_conf_set(conf, "group.id", gen.group, "generation", &err)))
+    if (rc == ESK_OK && !loaded &&
+        (esk_conf_set(conf, "generation", num, "generation", &err) ||
+         esk_conf_set(conf, "group.id", gen.group, "generation", &err)))
       rc = err.code;
     if (rc == ESK_OK) {
-      ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "
-               "schema=%s group=%s", def->name, gen.gen, gen.state, gen.schema, gen.group);
-      while ((rc = esk_projector_new(&p, conf, &proj, &d, &err)) == ESK_ERETRY &&
+      if (!loaded)
+        ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "
+                 "schema=%s group=%s", projection, gen.gen, gen.state, gen.schema, gen.group);
+      while ((rc = esk_loaded_projector_new(&p, loaded, conf, &proj, &d,
+                                            from_time ? &from_ms : NULL, &err)) == ESK_ERETRY &&
              !stop_requested) {
         ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s",
                  LQ(err.msg));
@@ -268,8 +308,8 @@ int main(int argc, char **argv) {
       }
     }
     /* the live generation's views, created or refreshed once its tables exist */
-    if (rc == ESK_OK && !strcmp(gen.state, "live"))
-      rc = publish_generation(conf, base, def->name, gen.gen, &err);
+    if (rc == ESK_OK && !loaded && !strcmp(gen.state, "live"))
+      rc = publish_generation(conf, base, projection, gen.gen, &err);
     if (rc != ESK_OK) {
       if (stop_requested) status = 0;
       else ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
@@ -281,9 +321,9 @@ int main(int argc, char **argv) {
       goto cleanup;
     }
     atomic_store(&running, p);
-    watch_t w = {conf, base, def->name, base_group, gen.gen, 0};
+    watch_t w = {conf, base, projection, base_group, gen.gen, 0};
     pthread_t watcher;
-    int watching = !want && pthread_create(&watcher, NULL, watch_generation, &w) == 0;
+    int watching = !loaded && !want && pthread_create(&watcher, NULL, watch_generation, &w) == 0;
     rc = esk_projector_run(p, &run_stop, &err);
     if (watching) {
       atomic_store(&w.quit, 1);
@@ -306,14 +346,15 @@ int main(int argc, char **argv) {
     generation_moved = 0;
     run_stop = stop_requested;
   }
-  ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", def->name);
+  ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", projection);
   status = 0;
 cleanup:
   esk_http_stop(http); /* before what /readyz and /metrics read */
   atomic_store(&running, NULL);
   esk_projector_destroy(p);
   esk_metrics_destroy(metrics);
-  esk_bank_projection_destroy(&proj);
+  if (!loaded) esk_bank_projection_destroy(&proj);
+  esk_loaded_close(loaded);
   esk_bank_decoder_destroy(dec);
   esk_conf_destroy(conf);
   free(overrides);

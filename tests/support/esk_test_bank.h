@@ -87,6 +87,15 @@ int esk_test_projector_start(esk_test_projector_t **out, const char *name, const
                              const char *schema, const char *group, size_t max_bytes,
                              const char *const *kv, esk_error_t *err);
 
+/**
+ * @brief As esk_test_projector_start(), for a projection built by the caller
+ *        (declarative file, plugin), which stays the caller's to free after
+ *        esk_test_projector_stop(). Its name is the projection's name.
+ */
+int esk_test_projector_start_with(esk_test_projector_t **out, const esk_projection_t *proj,
+                                  const char *topic, const char *schema, const char *group,
+                                  const char *const *kv, esk_error_t *err);
+
 /** @brief The running projector's counters; returns its run's error code if it ended. */
 int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);
 

@@ -61,5 +61,7 @@ int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out);
 /** @brief For `eskctl <noun> <verb>`: -1 when argv[1] is @p verb (go on), else the
  *         exit status after printing @p usage (0 for --help, 2 otherwise). */
 int eskctl_verb(int argc, char **argv, const char *verb, void (*usage)(FILE *f));
+/** @brief `eskctl projection status ...`; argv[0] is "projection". @returns the exit status. */
+int eskctl_projection_main(int argc, char **argv);
 
 #endif

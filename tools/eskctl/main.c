@@ -32,6 +32,7 @@ static void usage(FILE *f) {
           "  events tail ...       print a domain's events decoded to JSON lines\n"
           "  projection rebuild NAME  blue-green rebuild of a read model from offset 0\n"
           "  projection drop-generation NAME GEN  drop a retired generation\n"
+          "  projection status     positions, lag, state and dead letters of the projections\n"
           "\n"
           "environment:\n"
           "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
@@ -132,6 +133,7 @@ int main(int argc, char **argv) {
     return eskctl_rebuild_main(argc - 2, argv + 2);
   if (!strcmp(cmd, "projection") && argc > 2 && !strcmp(argv[2], "drop-generation"))
     return eskctl_drop_generation_main(argc - 2, argv + 2);
+  if (!strcmp(cmd, "projection")) return eskctl_projection_main(argc - 1, argv + 1);
   fprintf(stderr, "eskctl: unknown command '%s' (try eskctl --help)\n", cmd);
   return 2;
 }

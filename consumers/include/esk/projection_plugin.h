@@ -1,0 +1,78 @@
+/**
+ * @file projection_plugin.h
+ * @brief A projection written in C and loaded at run time:
+ *        `esk-projector --plugin path.so [--projection NAME]`.
+ *
+ * A plugin is a shared object that exports one function,
+ * ESK_PROJECTION_PLUGIN_SYMBOL, returning a description of itself. The
+ * projector checks the description's ABI version and size, then calls
+ * create() once to get an esk_projection_t (projector.h): its migrations
+ * (the DDL, applied once per version and recorded), the callbacks that apply
+ * a batch inside the runtime's open transaction (batch_begin, apply per
+ * event, batch_end, batch_abort; see projector.h) and its self pointer;
+ * destroy() frees self when the projector exits.
+ *
+ * What a plugin gets, with the bank decoder: esk_event_t.payload is a
+ * `const esk_bank_event_t *` (consumers/projections/bank_event.h): the event
+ * decoded and upcast to the latest version of its type, valid only during
+ * the apply() call. The runtime keeps the version guard (duplicates never
+ * reach apply()), the positions and the DLQ: an apply() returning
+ * ESK_EPOISON dead-letters that event, ESK_ERETRY retries the batch, any
+ * other error stops the projector.
+ *
+ * A plugin must not call esk functions (the projector does not export them):
+ * libpq, avro-c (through esk_bank_event_t.value) and libc are what it links.
+ * It writes errors with esk_plugin_error() below.
+ *
+ * Compatibility: ESK_PROJECTION_PLUGIN_ABI changes whenever this header,
+ * esk_projection_t, esk_event_t or esk_bank_event_t change in a way that
+ * breaks compiled plugins; a plugin built for another ABI is refused.
+ */
+#ifndef ESK_PROJECTION_PLUGIN_H
+#define ESK_PROJECTION_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "esk/error.h"
+#include "projector.h"
+
+/** The ABI version this header describes. */
+#define ESK_PROJECTION_PLUGIN_ABI 1
+
+/** The name of the function a plugin exports. */
+#define ESK_PROJECTION_PLUGIN_SYMBOL "esk_projection_plugin_v1"
+
+/** What a plugin describes itself with (static storage in the plugin). */
+typedef struct esk_projection_plugin_s {
+  int abi;            /**< ESK_PROJECTION_PLUGIN_ABI of the header it was built with */
+  size_t struct_size; /**< sizeof(esk_projection_plugin_t) it was built with */
+  const char *name;   /**< default projection name (group esk.projection.<name>) */
+  const char *summary;
+  /**
+   * @brief Fills @p out: name (may be left NULL: the plugin's name),
+   *        migrations, callbacks, self. Runs once, before any connection.
+   */
+  int (*create)(esk_projection_t *out, esk_error_t *err);
+  /** @brief Frees what create() put in out->self. */
+  void (*destroy)(void *self);
+} esk_projection_plugin_t;
+
+/** The exported function's type. */
+typedef const esk_projection_plugin_t *(*esk_projection_plugin_fn)(void);
+
+/** @brief For plugins: records an error in @p err and returns @p code. */
+static inline int esk_plugin_error(esk_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline int esk_plugin_error(esk_error_t *err, int code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+#endif

@@ -1,0 +1,357 @@
+#define _GNU_SOURCE /* timegm */
+#include "from_time.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "esk/kafka.h"
+#include "esk/log.h"
+#include "esk/pg.h"
+#include "store.h"
+
+#define TIMEOUT_MS 15000
+#define STALL_S 60
+#define VERSIONS_CHUNK 50000
+
+int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
+  struct tm tm = {0};
+  int y, mo, d, h, mi, sec, n = 0;
+  if (!s || sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 ||
+      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      sscanf(s + 11, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+    return esk_error_set(err, ESK_EINVAL,
+                         "time '%.64s': expected RFC 3339, e.g. 2026-01-15T10:00:00Z", s ? s : "");
+  const char *p = s + 19;
+  int64_t ms = 0;
+  if (*p == '.') {
+    int digits = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+      if (digits < 3) ms = ms * 10 + (*p - '0');
+    if (!digits) return esk_error_set(err, ESK_EINVAL, "time '%.64s': no digits after '.'", s);
+    for (; digits < 3; digits++) ms *= 10;
+  }
+  int64_t offset_s = 0;
+  if (*p == 'Z' || *p == 'z') {
+    p++;
+  } else if (*p == '+' || *p == '-') {
+    int oh, om;
+    n = 0;
+    if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
+      return esk_error_set(err, ESK_EINVAL, "time '%.64s': bad UTC offset (expected +hh:mm)", s);
+    offset_s = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+    p += 6;
+  } else {
+    return esk_error_set(err, ESK_EINVAL, "time '%.64s': no time zone (expected Z or +hh:mm)", s);
+  }
+  if (*p) return esk_error_set(err, ESK_EINVAL, "time '%.64s': unexpected '%.32s' at the end", s, p);
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+    return esk_error_set(err, ESK_EINVAL, "time '%.64s': a field is out of range", s);
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  time_t t = timegm(&tm);
+  struct tm back;
+  gmtime_r(&t, &back);
+  if (back.tm_mday != d && sec != 60)
+    return esk_error_set(err, ESK_EINVAL, "time '%.64s': no such day", s);
+  *out_ms = ((int64_t)t - offset_s) * 1000 + ms;
+  return ESK_OK;
+}
+
+typedef struct seen_s {
+  char *id;
+  int64_t version;
+} seen_t;
+
+typedef struct scan_s {
+  seen_t *v;
+  size_t n, cap;
+} scan_t;
+
+static int seen_add(scan_t *s, const char *id, int64_t version) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 4096;
+    seen_t *nv = realloc(s->v, cap * sizeof(*nv));
+    if (!nv) return -1;
+    s->v = nv;
+    s->cap = cap;
+  }
+  if (!(s->v[s->n].id = strdup(id))) return -1;
+  s->v[s->n++].version = version;
+  return 0;
+}
+
+static int seen_cmp(const void *a, const void *b) {
+  const seen_t *x = a, *y = b;
+  int c = strcmp(x->id, y->id);
+  return c ? c : (x->version > y->version) - (x->version < y->version);
+}
+
+static void scan_free(scan_t *s) {
+  for (size_t i = 0; i < s->n; i++) free(s->v[i].id);
+  free(s->v);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Reads every partition from its start up to target[p], collecting versions. */
+static int scan(rd_kafka_t *rk, const char *topic, const char *name, int parts,
+                const int64_t *low, const int64_t *target, const esk_decoder_t *dec, scan_t *out,
+                esk_error_t *err) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+  int open = 0, rc = ESK_OK;
+  int64_t read = 0, total = 0;
+  char *done = calloc((size_t)parts, 1);
+  if (!done) {
+    rd_kafka_topic_partition_list_destroy(l);
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  }
+  for (int p = 0; p < parts; p++) {
+    if (target[p] <= low[p]) {
+      done[p] = 1;
+      continue;
+    }
+    rd_kafka_topic_partition_list_add(l, topic, p)->offset = low[p];
+    total += target[p] - low[p];
+    open++;
+  }
+  if (open && rd_kafka_assign(rk, l)) {
+    rc = esk_error_set(err, ESK_ERETRY, "assign %s", topic);
+    open = 0;
+  }
+  double last_progress = now_s(), last_log = now_s();
+  while (open > 0) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+    if (m && !m->err && m->partition < parts && !done[m->partition]) {
+      last_progress = now_s();
+      if (m->offset < target[m->partition]) {
+        esk_event_t ev = {0};
+        esk_error_t why = {0};
+        read++;
+        if (dec->decode(dec->self, m, &ev, &why) == ESK_OK && ev.aggregate_id &&
+            seen_add(out, ev.aggregate_id, ev.aggregate_version)) {
+          rd_kafka_message_destroy(m);
+          rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+          break;
+        }
+      }
+      if (m->offset + 1 >= target[m->partition]) {
+        done[m->partition] = 1;
+        open--;
+      }
+    }
+    if (m) rd_kafka_message_destroy(m);
+    if (!m) { /* idle: transaction markers may end a partition without a message */
+      rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(l);
+      if (!rd_kafka_position(rk, pos))
+        for (int i = 0; i < pos->cnt; i++) {
+          int p = pos->elems[i].partition;
+          if (!done[p] && pos->elems[i].offset >= target[p]) {
+            done[p] = 1;
+            open--;
+          }
+        }
+      rd_kafka_topic_partition_list_destroy(pos);
+    }
+    if (open > 0 && now_s() - last_progress > STALL_S) {
+      rc = esk_error_set(err, ESK_ERETRY, "reading %s before the start time: no message for %d s",
+                         topic, STALL_S);
+      break;
+    }
+    if (now_s() - last_log > 10) {
+      last_log = now_s();
+      ESK_INFO("projector", "msg=\"reading versions before the start time\" projection=%s "
+                            "read=%" PRId64 " of=%" PRId64, name, read, total);
+    }
+  }
+  rd_kafka_assign(rk, NULL);
+  rd_kafka_topic_partition_list_destroy(l);
+  free(done);
+  return rc;
+}
+
+static int pg_prepare(PGconn *pg, const char *schema, const esk_projection_t *proj,
+                      const char *name, esk_error_t *err) {
+  char sql[200];
+  PGresult *r = NULL;
+  const char *params[] = {schema};
+  int rc = esk_pg_exec(&r, pg, "look up schema", "select 1 from pg_namespace where nspname = $1",
+                       1, params, err);
+  if (rc) return rc;
+  int exists = PQntuples(r) > 0;
+  PQclear(r);
+  if (!exists) {
+    snprintf(sql, sizeof(sql), "create schema if not exists \"%s\"", schema);
+    if ((rc = esk_pg_exec(NULL, pg, "create schema", sql, 0, NULL, err))) return rc;
+  }
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", schema);
+  if ((rc = esk_pg_exec(NULL, pg, "set search_path", sql, 0, NULL, err)) ||
+      (rc = esk_store_init(pg, err)) ||
+      (rc = esk_store_migrate(pg, name, proj->migrations, proj->n_migrations, err)))
+    return rc;
+  return ESK_OK;
+}
+
+static char *conf_name(const esk_conf_t *conf, const char *key, const char *fmt, const char *arg) {
+  const char *v = esk_conf_get(conf, key);
+  if (v) return strdup(v);
+  size_t n = strlen(fmt) + strlen(arg) + 1;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, fmt, arg);
+  return s;
+}
+
+int esk_from_time_seed(const esk_conf_t *conf, const esk_projection_t *proj,
+                       const esk_decoder_t *dec, int64_t t_ms, esk_error_t *err) {
+  const char *name = esk_conf_get(conf, "projection") ? esk_conf_get(conf, "projection")
+                                                     : proj->name;
+  const char *schema = esk_conf_get(conf, "pg.schema");
+  char *topic = conf_name(conf, "topic", "%s.events", esk_conf_get(conf, "domain"));
+  PGconn *pg = NULL;
+  rd_kafka_t *rk = NULL;
+  rd_kafka_conf_t *kc = NULL;
+  int64_t *low = NULL, *target = NULL;
+  scan_t seen = {0};
+  int rc, parts = 0, in_tx = 0;
+  char errstr[256], group[200];
+  if (!topic) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  if (proj->versions_get) {
+    rc = esk_error_set(err, ESK_EINVAL,
+                       "--from-time: projection %s keeps its aggregate versions in its own "
+                       "tables; only projections whose versions the runtime keeps (declarative "
+                       "files, plugins without versions_get) can start at a time",
+                       name);
+    goto cleanup;
+  }
+  if (!esk_projector_schema_valid(schema)) {
+    rc = esk_error_set(err, ESK_EINVAL, "pg.schema '%s': not a lower-case identifier", schema);
+    goto cleanup;
+  }
+  if ((rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
+      (rc = pg_prepare(pg, schema, proj, name, err)))
+    goto cleanup;
+
+  /* Kafka: the starting offset of every partition, and its first offset. */
+  snprintf(group, sizeof(group), "esk.from-time.%s", name);
+  if ((rc = esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, esk_conf_get(conf, "kafka.bootstrap.servers"),
+                               err)) ||
+      (rc = esk_kafka_conf_set(kc, "group.id", group, err)) ||
+      (rc = esk_kafka_conf_set(kc, "enable.auto.commit", "false", err)) ||
+      (rc = esk_kafka_conf_set(kc, "isolation.level", "read_committed", err)) ||
+      (rc = esk_kafka_conf_set(kc, "enable.partition.eof", "false", err)))
+    goto cleanup;
+  if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr)))) {
+    rc = esk_error_set(err, ESK_EINVAL, "kafka consumer: %s", errstr);
+    goto cleanup;
+  }
+  kc = NULL;
+  rd_kafka_poll_set_consumer(rk);
+  if ((rc = esk_kafka_partition_count(rk, topic, TIMEOUT_MS, &parts, err))) goto cleanup;
+  low = calloc((size_t)parts, sizeof(*low));
+  target = calloc((size_t)parts, sizeof(*target));
+  if (!low || !target) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto cleanup;
+  }
+
+  /* Nothing to do when a position is stored: the projection resumes there. */
+  for (int p = 0; p < parts; p++) {
+    int64_t next = -1;
+    if ((rc = esk_store_position_get(pg, name, topic, p, &next, err))) goto cleanup;
+    if (next >= 0) {
+      ESK_INFO("projector", "msg=\"--from-time ignored: the projection has stored positions and "
+                            "resumes from them\" projection=%s topic=%s",
+               name, topic);
+      goto cleanup;
+    }
+  }
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+  for (int p = 0; p < parts; p++) rd_kafka_topic_partition_list_add(l, topic, p)->offset = t_ms;
+  rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, TIMEOUT_MS);
+  for (int p = 0; !e && p < parts; p++) {
+    int64_t lo = 0, hi = 0;
+    e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, TIMEOUT_MS);
+    if (!e) e = l->elems[p].err;
+    low[p] = lo;
+    target[p] = l->elems[p].offset < 0 ? hi : l->elems[p].offset; /* none at or after: the end */
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e) {
+    rc = esk_error_set(err, ESK_ERETRY, "offsets of %s for the start time: %s", topic,
+                       rd_kafka_err2str(e));
+    goto cleanup;
+  }
+  double t0 = now_s();
+  if ((rc = scan(rk, topic, name, parts, low, target, dec, &seen, err))) goto cleanup;
+
+  /* The last version of each aggregate before the time. */
+  qsort(seen.v, seen.n, sizeof(*seen.v), seen_cmp);
+  size_t k = 0;
+  for (size_t i = 0; i < seen.n; i++) {
+    if (i + 1 < seen.n && !strcmp(seen.v[i].id, seen.v[i + 1].id)) continue;
+    seen.v[k].version = seen.v[i].version;
+    if (k != i) {
+      char *tmp = seen.v[k].id;
+      seen.v[k].id = seen.v[i].id;
+      seen.v[i].id = tmp;
+    }
+    k++;
+  }
+  const char **ids = calloc(k ? k : 1, sizeof(*ids));
+  int64_t *vers = calloc(k ? k : 1, sizeof(*vers));
+  if (!ids || !vers) {
+    free(ids);
+    free(vers);
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto cleanup;
+  }
+  for (size_t i = 0; i < k; i++) {
+    ids[i] = seen.v[i].id;
+    vers[i] = seen.v[i].version;
+  }
+  if ((rc = esk_pg_exec(NULL, pg, "begin", "begin", 0, NULL, err))) goto free_arrays;
+  in_tx = 1;
+  for (size_t i = 0; i < k && !rc; i += VERSIONS_CHUNK)
+    rc = esk_store_versions_put(pg, name, ids + i, vers + i,
+                                k - i < VERSIONS_CHUNK ? k - i : VERSIONS_CHUNK, err);
+  for (int p = 0; p < parts && !rc; p++)
+    rc = esk_store_position_cas(pg, name, topic, p, -1, target[p], err);
+  if (rc == ESK_ECONFLICT) {
+    ESK_INFO("projector", "msg=\"--from-time: another instance stored the positions first\" "
+                          "projection=%s", name);
+    rc = ESK_OK;
+    goto free_arrays;
+  }
+  if (!rc && !(rc = esk_pg_exec(NULL, pg, "commit", "commit", 0, NULL, err))) {
+    in_tx = 0;
+    ESK_INFO("projector", "msg=\"starting at a time\" projection=%s topic=%s from_ms=%" PRId64
+                          " aggregates=%zu events_read=%zu seconds=%.1f",
+             name, topic, t_ms, k, seen.n, now_s() - t0);
+  }
+free_arrays:
+  free(ids);
+  free(vers);
+cleanup:
+  if (in_tx && pg) PQclear(PQexec(pg, "rollback"));
+  scan_free(&seen);
+  free(low);
+  free(target);
+  if (rk) {
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+  }
+  if (kc) rd_kafka_conf_destroy(kc);
+  if (pg) PQfinish(pg);
+  free(topic);
+  return rc;
+}

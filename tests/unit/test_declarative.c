@@ -1,0 +1,219 @@
+/* Declarative projection files (consumers/projections/declarative.c) and the
+ * plugin loader (plugin.c), without servers: what is accepted, and that every
+ * malformed, truncated, oversized or hostile file is refused naming the file,
+ * the line and the problem. The SQL checks need PostgreSQL: see
+ * tests/integration/test_replay.c. */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bank_contract.h"
+#include "declarative.h"
+#include "esk/codec.h"
+#include "plugin.h"
+
+static esk_schema_set_t *set;
+
+static void setup(void) {
+  esk_error_t err = {0};
+  cr_assert_eq(esk_schema_set_new(&set, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_bank_schemas_load(set, &err), ESK_OK, "%s", err.msg);
+}
+
+static void teardown(void) { esk_schema_set_destroy(set); }
+
+TestSuite(declarative, .init = setup, .fini = teardown);
+
+#define HEAD "name = t\n[migration]\ncreate table t (a text);\n"
+
+/* Parsing @p text must fail with a message holding each of the NULL-terminated @p needles. */
+static void refused(const char *text, ...) {
+  esk_declarative_t *d = NULL;
+  esk_error_t err = {0};
+  int rc = esk_declarative_parse(&d, "f.conf", text, set, &err);
+  cr_assert_neq(rc, ESK_OK, "accepted:\n%s", text);
+  cr_assert_null(d);
+  va_list ap;
+  va_start(ap, text);
+  for (const char *n; (n = va_arg(ap, const char *));)
+    cr_expect(strstr(err.msg, n), "message '%s' lacks '%s'", err.msg, n);
+  va_end(ap);
+}
+
+Test(declarative, the_shipped_example_loads) {
+  esk_declarative_t *d = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_declarative_load(&d, ESK_SOURCE_DIR "/deploy/projections/accounts_by_owner.conf",
+                                    set, &err),
+               ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(esk_declarative_name(d), "accounts_by_owner");
+  cr_expect_null(esk_declarative_topic(d));
+  esk_projection_t p = esk_declarative_projection(d);
+  cr_expect_str_eq(p.name, "accounts_by_owner");
+  cr_expect_eq(p.n_migrations, 1);
+  cr_expect(strstr(p.migrations[0], "create view accounts_by_owner as"));
+  cr_expect_not_null(p.apply);
+  cr_expect_null(p.versions_get, "the runtime keeps the versions");
+  esk_declarative_destroy(d);
+}
+
+Test(declarative, header_topic_comments_and_nullable_leaves) {
+  esk_declarative_t *d = NULL;
+  esk_error_t err = {0};
+  const char *text = "# a comment\n  name = x_1   # trailing\ntopic = bank.events\n\n"
+                     "[migration]\ncreate table a (b text);\n# not SQL\n[migration]\nalter table a add c text;\n"
+                     "[on MoneyDeposited]\n$1 = meta.aggregate_id\n$2= amount\n$3 =description\n"
+                     "insert into a values ($1, $2, $3)\n";
+  cr_assert_eq(esk_declarative_parse(&d, "f.conf", text, set, &err), ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(esk_declarative_name(d), "x_1");
+  cr_expect_str_eq(esk_declarative_topic(d), "bank.events");
+  esk_projection_t p = esk_declarative_projection(d);
+  cr_expect_eq(p.n_migrations, 2);
+  cr_expect_str_eq(p.migrations[0], "create table a (b text);\n\n");
+  esk_declarative_destroy(d);
+}
+
+Test(declarative, a_bad_path_names_the_file_the_line_and_the_fields) {
+  refused(HEAD "[on MoneyDeposited]\n$1 = meta.aggregate_id\n$2 = amount.minor_unit\nselect $1, $2\n",
+          "f.conf:6:", "$2 = amount.minor_unit", "no field 'minor_unit'", "minor_units, currency",
+          "MoneyDeposited v3", NULL);
+  refused(HEAD "[on AccountOpened]\n$1 = ownerid\nselect $1\n", "f.conf:5:", "no field 'ownerid'",
+          "owner_id", NULL);
+  refused(HEAD "[on AccountOpened]\n$1 = owner_id.x\nselect $1\n", "f.conf:5:", "not a record",
+          NULL);
+  refused(HEAD "[on AccountOpened]\n$1 = meta..x\nselect $1\n", "f.conf:5:", "separated by dots",
+          NULL);
+  refused(HEAD "[on AccountOpened]\n$1 = .meta\nselect $1\n", "f.conf:5:", NULL);
+  refused(HEAD "[on AccountOpened]\n$1 =\nselect $1\n", "f.conf:5:", NULL);
+  refused(HEAD "[on MoneyMoved]\n$1 = meta.aggregate_id\nselect $1\n", "f.conf:4:",
+          "no event type 'MoneyMoved'", NULL);
+}
+
+Test(declarative, syntax_errors_name_the_file_and_the_line) {
+  refused("name = t\n[on AccountOpened\nselect 1\n", "f.conf:2:", "expected [migration] or [on", NULL);
+  refused("name = t\n[upon AccountOpened]\nselect 1\n", "f.conf:2:", NULL);
+  refused("name = t\n[on AccountOpened] x\nselect 1\n", "f.conf:2:", NULL);
+  refused("name = t\nsize = 3\n[on AccountOpened]\nselect 1\n", "f.conf:2:", "unknown key 'size'", NULL);
+  refused("name = t\njust words\n", "f.conf:2:", "expected key = value", NULL);
+  refused("name = t\nname = u\n[on AccountOpened]\nselect 1\n", "f.conf:2:", "given twice", NULL);
+  refused("name = Bad-Name\n[on AccountOpened]\nselect 1\n", "f.conf:1:", "lower-case", NULL);
+  refused("name =\n", "f.conf:1:", "has no value", NULL);
+  refused("topic = x\n[on AccountOpened]\nselect 1\n", "f.conf:1:", "no 'name", NULL);
+  refused("name = t\n[migration]\ncreate table a (b int);\n", "f.conf:", "no [on", NULL);
+  refused("name = t\n[on AccountOpened]\n$2 = owner_id\nselect $1\n", "f.conf:3:", "expected $1", NULL);
+  refused("name = t\n[on AccountOpened]\n$1 owner_id\nselect $1\n", "f.conf:3:", "expected $1 = <path>", NULL);
+  refused("name = t\n[on AccountOpened]\n$1 = owner_id\n[on AccountClosed]\nselect 1\n", "f.conf:2:",
+          "no SQL", NULL);
+  refused("name = t\n[on AccountOpened]\nselect 1\n[on AccountOpened]\nselect 2\n", "f.conf:4:",
+          "second [on AccountOpened]", "line 2", NULL);
+  refused("name = t\n[migration]\n\n  \n[on AccountOpened]\nselect 1\n", "f.conf:2:", "no SQL", NULL);
+}
+
+Test(declarative, truncated_files_are_refused) {
+  refused("", "no 'name", NULL);
+  refused("name = t\n[on AccountOpened]\n$1 = owner_id\n", "f.conf:2:", "no SQL", NULL);
+  refused("name = t\n[on AccountOpened]\n$1 = owner_id\n$2 = meta.", "f.conf:4:", NULL);
+  refused("name = t\n[on", "f.conf:2:", NULL);
+}
+
+Test(declarative, hostile_and_oversized_input_is_refused) {
+  /* 101 parameters */
+  size_t cap = 8192;
+  char *t = calloc(1, cap);
+  size_t off = (size_t)snprintf(t, cap, "name = t\n[on AccountOpened]\n");
+  for (int i = 1; i <= 101; i++) off += (size_t)snprintf(t + off, cap - off, "$%d = owner_id\n", i);
+  snprintf(t + off, cap - off, "select 1\n");
+  refused(t, "f.conf:103:", "more than 100 parameters", NULL);
+  free(t);
+  /* a path deeper than any schema, and a very long one */
+  refused("name = t\n[on AccountOpened]\n$1 = meta.a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q\nselect $1\n",
+          "f.conf:3:", NULL);
+  char *longpath = malloc(200000);
+  memset(longpath, 'a', 199999);
+  longpath[199999] = '\0';
+  char *text = malloc(200100);
+  snprintf(text, 200100, "name = t\n[on AccountOpened]\n$1 = %s\nselect $1\n", longpath);
+  refused(text, "f.conf:3:", "no field", NULL);
+  free(text);
+  free(longpath);
+  /* over 1 MiB */
+  char *big = malloc((1 << 20) + 100);
+  memset(big, ' ', (1 << 20) + 99);
+  memcpy(big, "name = t\n", 9);
+  big[(1 << 20) + 99] = '\0';
+  refused(big, "larger than", NULL);
+  free(big);
+  /* parameter numbers that overflow */
+  refused("name = t\n[on AccountOpened]\n$99999999999999999999 = owner_id\nselect 1\n", "f.conf:3:", NULL);
+}
+
+Test(declarative, files_that_cannot_be_read) {
+  esk_declarative_t *d = NULL;
+  esk_error_t err = {0};
+  cr_assert_neq(esk_declarative_load(&d, "/nonexistent/x.conf", set, &err), ESK_OK);
+  cr_expect(strstr(err.msg, "/nonexistent/x.conf: cannot open"), "%s", err.msg);
+  char path[] = "/tmp/esk_decl_XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, "name = t\n\0[on", 13), 13);
+  close(fd);
+  cr_assert_neq(esk_declarative_load(&d, path, set, &err), ESK_OK);
+  cr_expect(strstr(err.msg, "NUL byte"), "%s", err.msg);
+  unlink(path);
+}
+
+/* ------------------------------------------------------------- plugins --- */
+
+#define PLUGIN(n) ESK_BINARY_DIR "/plugins/" n ".so"
+
+static void plugin_refused(const char *path, const char *needle) {
+  esk_plugin_t *pl = NULL;
+  esk_projection_t p = {0};
+  esk_error_t err = {0};
+  cr_assert_eq(esk_plugin_open(&pl, &p, path, &err), ESK_EINVAL, "%s: %s", path, err.msg);
+  cr_expect_null(pl);
+  cr_expect(strstr(err.msg, path), "message '%s' does not name the file", err.msg);
+  cr_expect(strstr(err.msg, needle), "message '%s' lacks '%s'", err.msg, needle);
+}
+
+Test(plugin, a_missing_file_is_refused_naming_it) {
+  plugin_refused("/nonexistent/dir/plugin.so", "cannot load");
+}
+
+Test(plugin, a_file_that_is_no_shared_object_is_refused) {
+  plugin_refused(ESK_SOURCE_DIR "/deploy/projections/accounts_by_owner.conf", "cannot load");
+}
+
+Test(plugin, a_shared_object_without_the_symbol_is_refused) {
+  plugin_refused(PLUGIN("esk_test_plugin_no_symbol"), "no symbol esk_projection_plugin_v1");
+}
+
+Test(plugin, a_plugin_for_another_abi_is_refused) {
+  plugin_refused(PLUGIN("esk_test_plugin_wrong_abi"), "built for plugin ABI 2");
+}
+
+Test(plugin, a_failing_create_passes_its_reason_on) {
+  plugin_refused(PLUGIN("esk_test_plugin_failing_create"), "threshold 'abc' is not a number");
+}
+
+Test(plugin, the_example_loads_with_its_migration_and_callbacks) {
+  esk_plugin_t *pl = NULL;
+  esk_projection_t p = {0};
+  esk_error_t err = {0};
+  cr_assert_eq(esk_plugin_open(&pl, &p, PLUGIN("example_large_deposits"), &err), ESK_OK, "%s",
+               err.msg);
+  cr_expect_str_eq(p.name, "large_deposits");
+  cr_expect_eq(p.n_migrations, 1);
+  cr_expect(strstr(p.migrations[0], "create table large_deposits"));
+  cr_expect_not_null(p.apply);
+  cr_expect_eq(esk_plugin_info(pl)->abi, ESK_PROJECTION_PLUGIN_ABI);
+  esk_plugin_close(pl);
+}
+
+Test(plugin, the_example_refuses_a_bad_threshold) {
+  setenv("ESK_LARGE_DEPOSITS_MIN", "12x", 1);
+  plugin_refused(PLUGIN("example_large_deposits"), "ESK_LARGE_DEPOSITS_MIN '12x'");
+}

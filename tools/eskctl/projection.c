@@ -1,0 +1,352 @@
+/* eskctl projection status: what each projection in PostgreSQL's position
+ * store has applied, against what Kafka holds. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "esk/conf.h"
+#include "esk/error.h"
+#include "esk/kafka.h"
+#include "esk/pg.h"
+#include "eskctl.h"
+
+#define TIMEOUT_MS 5000
+
+typedef struct part_s {
+  int32_t partition;
+  int64_t position, high, lag;
+  double lag_s; /* -1: unknown */
+  char updated_at[40];
+} part_t;
+
+typedef struct proj_s {
+  char name[128], topic[256], group[300], state[16];
+  part_t *parts;
+  size_t n_parts;
+  int64_t lag, dlq;
+  double lag_s;
+  int members; /* -1: unknown */
+} proj_t;
+
+static double now_s(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static int schema_valid(const char *s) {
+  size_t n = strlen(s);
+  if (!n || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) return 0;
+  return 1;
+}
+
+/* Reads the positions; one proj_t per (projection, topic). */
+static int read_positions(PGconn *pg, const char *schema, const char *name, const char *topic,
+                          const char *group, proj_t **out, size_t *n_out, esk_error_t *err) {
+  char sql[512];
+  PGresult *r = NULL;
+  int rc;
+  const char *params[] = {name, topic};
+  snprintf(sql, sizeof(sql), "select to_regclass('\"%s\".esk_projection_positions') is not null",
+           schema);
+  if ((rc = esk_pg_exec(&r, pg, "look up the position store", sql, 0, NULL, err))) return rc;
+  int exists = !strcmp(PQgetvalue(r, 0, 0), "t");
+  PQclear(r);
+  *out = NULL;
+  *n_out = 0;
+  if (!exists) return ESK_OK;
+  snprintf(sql, sizeof(sql),
+           "select projection, topic, partition, next_offset, "
+           "to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+           "from \"%s\".esk_projection_positions "
+           "where ($1::text is null or projection = $1) and ($2::text is null or topic = $2) "
+           "order by 1, 2, 3",
+           schema);
+  if ((rc = esk_pg_exec(&r, pg, "read positions", sql, 2, params, err))) return rc;
+  proj_t *ps = calloc((size_t)PQntuples(r) + 1, sizeof(*ps));
+  size_t n = 0;
+  if (!ps) {
+    PQclear(r);
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < PQntuples(r); i++) {
+    proj_t *p = n ? &ps[n - 1] : NULL;
+    if (!p || strcmp(p->name, PQgetvalue(r, i, 0)) || strcmp(p->topic, PQgetvalue(r, i, 1))) {
+      p = &ps[n++];
+      snprintf(p->name, sizeof(p->name), "%s", PQgetvalue(r, i, 0));
+      snprintf(p->topic, sizeof(p->topic), "%s", PQgetvalue(r, i, 1));
+      if (group) snprintf(p->group, sizeof(p->group), "%s", group);
+      else snprintf(p->group, sizeof(p->group), "esk.projection.%s", p->name);
+      p->members = -1;
+    }
+    part_t *np = realloc(p->parts, (p->n_parts + 1) * sizeof(*np));
+    if (!np) {
+      PQclear(r);
+      for (size_t k = 0; k < n; k++) free(ps[k].parts);
+      free(ps);
+      return esk_error_set(err, ESK_ENOMEM, "out of memory");
+    }
+    p->parts = np;
+    part_t *pt = &p->parts[p->n_parts++];
+    memset(pt, 0, sizeof(*pt));
+    pt->partition = (int32_t)atoi(PQgetvalue(r, i, 2));
+    pt->position = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    pt->lag_s = -1;
+    snprintf(pt->updated_at, sizeof(pt->updated_at), "%s", PQgetvalue(r, i, 4));
+  }
+  PQclear(r);
+  *out = ps;
+  *n_out = n;
+  return ESK_OK;
+}
+
+/* The age of the first message not applied, per lagging partition. */
+static void lag_seconds(rd_kafka_t *c, proj_t *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)p->n_parts);
+  size_t want = 0;
+  for (size_t i = 0; i < p->n_parts; i++) {
+    part_t *pt = &p->parts[i];
+    if (pt->lag <= 0) {
+      pt->lag_s = 0;
+      continue;
+    }
+    rd_kafka_topic_partition_list_add(l, p->topic, pt->partition)->offset = pt->position;
+    want++;
+  }
+  if (want && !rd_kafka_assign(c, l)) {
+    double end = now_s() + TIMEOUT_MS / 1000.0;
+    while (want && now_s() < end) {
+      rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+      if (!m) continue;
+      if (!m->err) {
+        rd_kafka_timestamp_type_t tt;
+        int64_t ts = rd_kafka_message_timestamp(m, &tt);
+        for (size_t i = 0; i < p->n_parts; i++) {
+          part_t *pt = &p->parts[i];
+          if (pt->partition == m->partition && pt->lag_s < 0 && ts >= 0) {
+            pt->lag_s = now_s() - (double)ts / 1000.0;
+            if (pt->lag_s < 0) pt->lag_s = 0;
+            want--;
+          }
+        }
+      }
+      rd_kafka_message_destroy(m);
+    }
+    rd_kafka_assign(c, NULL);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void fill_from_kafka(rd_kafka_t *c, proj_t *p, int64_t live_lag) {
+  p->lag = 0;
+  for (size_t i = 0; i < p->n_parts; i++) {
+    part_t *pt = &p->parts[i];
+    int64_t lo = 0, hi = -1;
+    if (rd_kafka_query_watermark_offsets(c, p->topic, pt->partition, &lo, &hi, TIMEOUT_MS))
+      hi = -1;
+    pt->high = hi;
+    pt->lag = hi >= 0 && hi > pt->position ? hi - pt->position : 0;
+    p->lag += pt->lag;
+  }
+  lag_seconds(c, p);
+  p->lag_s = 0;
+  for (size_t i = 0; i < p->n_parts; i++)
+    if (p->parts[i].lag_s > p->lag_s) p->lag_s = p->parts[i].lag_s;
+
+  /* DLQ: the total of its partitions' high watermarks. */
+  char dlq[400];
+  snprintf(dlq, sizeof(dlq), "%s.dlq.%s", p->topic, p->name);
+  int parts = 0;
+  esk_error_t e = {0};
+  p->dlq = 0;
+  if (esk_kafka_partition_count(c, dlq, TIMEOUT_MS, &parts, &e) == ESK_OK)
+    for (int i = 0; i < parts; i++) {
+      int64_t lo = 0, hi = 0;
+      if (!rd_kafka_query_watermark_offsets(c, dlq, i, &lo, &hi, TIMEOUT_MS)) p->dlq += hi;
+    }
+
+  const struct rd_kafka_group_list *gl = NULL;
+  if (!rd_kafka_list_groups(c, p->group, &gl, TIMEOUT_MS) && gl) {
+    p->members = gl->group_cnt > 0 ? gl->groups[0].member_cnt : 0;
+    rd_kafka_group_list_destroy(gl);
+  }
+  snprintf(p->state, sizeof(p->state), "%s",
+           p->members == 0 ? "stopped" : p->members < 0 ? "unknown"
+                                       : p->lag > live_lag ? "catching-up" : "live");
+}
+
+static void print_text(const proj_t *ps, size_t n) {
+  printf("%-24s %-34s %-4s %-12s %8s %12s %9s %8s\n", "PROJECTION", "GROUP", "GEN", "STATE",
+         "MEMBERS", "LAG_EVENTS", "LAG_S", "DLQ");
+  for (size_t i = 0; i < n; i++) {
+    const proj_t *p = &ps[i];
+    char members[16];
+    snprintf(members, sizeof(members), p->members < 0 ? "?" : "%d", p->members);
+    printf("%-24s %-34s %-4s %-12s %8s %12" PRId64 " %9.1f %8" PRId64 "\n", p->name, p->group, "1",
+           p->state, members, p->lag, p->lag_s, p->dlq);
+    for (size_t k = 0; k < p->n_parts; k++) {
+      const part_t *pt = &p->parts[k];
+      printf("  %s/%d: position %" PRId64 ", high watermark %" PRId64 ", lag %" PRId64
+             " events, %.1f s, updated %s\n",
+             p->topic, pt->partition, pt->position, pt->high, pt->lag, pt->lag_s < 0 ? 0 : pt->lag_s,
+             pt->updated_at);
+    }
+  }
+}
+
+static int print_json(const proj_t *ps, size_t n) {
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < n; i++) {
+    const proj_t *p = &ps[i];
+    json_t *parts = json_array();
+    for (size_t k = 0; parts && k < p->n_parts; k++) {
+      const part_t *pt = &p->parts[k];
+      json_array_append_new(
+          parts, json_pack("{s:i, s:I, s:I, s:I, s:o, s:s}", "partition", (int)pt->partition,
+                           "position", (json_int_t)pt->position, "high_watermark",
+                           (json_int_t)pt->high, "lag_events", (json_int_t)pt->lag, "lag_seconds",
+                           pt->lag_s < 0 ? json_null() : json_real(pt->lag_s), "updated_at",
+                           pt->updated_at));
+    }
+    json_array_append_new(
+        arr, json_pack("{s:s, s:s, s:s, s:i, s:s, s:o, s:I, s:f, s:I, s:o}", "projection", p->name,
+                       "topic", p->topic, "group", p->group, "generation", 1, "state", p->state,
+                       "members", p->members < 0 ? json_null() : json_integer(p->members),
+                       "lag_events", (json_int_t)p->lag, "lag_seconds", p->lag_s, "dlq_count",
+                       (json_int_t)p->dlq, "partitions", parts ? parts : json_null()));
+  }
+  char *s = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
+  json_decref(arr);
+  if (!s) {
+    fprintf(stderr, "eskctl projection status: out of memory\n");
+    return 1;
+  }
+  printf("%s\n", s);
+  free(s);
+  return 0;
+}
+
+static void status_usage(FILE *f) {
+  fprintf(f,
+          "usage: eskctl projection status [NAME [--group G]] [--json] [--schema S] [--topic T]\n"
+          "                                [--live-lag N]\n"
+          "\n"
+          "Per projection found in the position store (PostgreSQL schema S, default public):\n"
+          "its group (esk.projection.<NAME>, or G), generation, state (live, catching-up when the\n"
+          "lag is over N events (default 1000), stopped when the group has no member),\n"
+          "per-partition position, lag in events (to the high watermark) and in seconds (age\n"
+          "of the first message not applied), and the dead-letter count (<topic>.dlq.<NAME>).\n"
+          "Exits 0, 1 when a server does not answer or NAME has no stored position, 2 on usage.\n");
+}
+
+static int cmd_status(int argc, char **argv) {
+  static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                       {"schema", required_argument, NULL, 's'},
+                                       {"topic", required_argument, NULL, 't'},
+                                       {"live-lag", required_argument, NULL, 'l'},
+                                       {"group", required_argument, NULL, 'g'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *schema = "public", *topic = NULL, *name = NULL, *group = NULL;
+  int json = 0, c, status = 1;
+  int64_t live_lag = 1000;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "js:t:l:g:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'j': json = 1; break;
+    case 's': schema = optarg; break;
+    case 't': topic = optarg; break;
+    case 'g': group = optarg; break;
+    case 'l': {
+      char *end;
+      live_lag = strtoll(optarg, &end, 10);
+      if (*end || live_lag < 0) {
+        fprintf(stderr, "eskctl projection status: --live-lag '%s': expected events >= 0\n", optarg);
+        return 2;
+      }
+      break;
+    }
+    case 'h': status_usage(stdout); return 0;
+    default: status_usage(stderr); return 2;
+    }
+  }
+  if (optind < argc) name = argv[optind++];
+  if (optind < argc) {
+    fprintf(stderr, "eskctl projection status: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (group && !name) {
+    fprintf(stderr, "eskctl projection status: --group needs a projection NAME\n");
+    return 2;
+  }
+  if (!schema_valid(schema)) {
+    fprintf(stderr, "eskctl projection status: --schema '%s': expected [a-z_][a-z0-9_]*\n", schema);
+    return 2;
+  }
+  esk_error_t err = {0};
+  PGconn *pg = NULL;
+  proj_t *ps = NULL;
+  size_t n = 0;
+  rd_kafka_t *k = NULL;
+  rd_kafka_conf_t *kc = NULL;
+  char errstr[512];
+  if (esk_pg_connect(&pg, NULL, &err) || read_positions(pg, schema, name, topic, group, &ps, &n, &err)) {
+    fprintf(stderr, "eskctl projection status: %s\n", err.msg);
+    goto cleanup;
+  }
+  if (!n) {
+    if (name) fprintf(stderr, "eskctl projection status: no stored position for projection '%s' in schema %s\n", name, schema);
+    else if (json) status = print_json(ps, 0);
+    else printf("no projection has stored a position in schema %s\n", schema), status = 0;
+    goto cleanup;
+  }
+  if (esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, NULL, &err) ||
+      esk_kafka_conf_set(kc, "group.id", "esk.eskctl.status", &err) ||
+      esk_kafka_conf_set(kc, "enable.auto.commit", "false", &err) ||
+      esk_kafka_conf_set(kc, "enable.partition.eof", "false", &err)) {
+    fprintf(stderr, "eskctl projection status: %s\n", err.msg);
+    goto cleanup;
+  }
+  if (!(k = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr)))) {
+    fprintf(stderr, "eskctl projection status: kafka: %s\n", errstr);
+    goto cleanup;
+  }
+  kc = NULL;
+  rd_kafka_poll_set_consumer(k);
+  if (esk_kafka_check_broker(esk_conf_env_kafka_bootstrap(), TIMEOUT_MS, &err)) {
+    fprintf(stderr, "eskctl projection status: %s\n", err.msg);
+    goto cleanup;
+  }
+  for (size_t i = 0; i < n; i++) fill_from_kafka(k, &ps[i], live_lag);
+  if (json) status = print_json(ps, n);
+  else {
+    print_text(ps, n);
+    status = 0;
+  }
+cleanup:
+  if (k) {
+    rd_kafka_consumer_close(k);
+    rd_kafka_destroy(k);
+  }
+  if (kc) rd_kafka_conf_destroy(kc);
+  for (size_t i = 0; i < n; i++) free(ps[i].parts);
+  free(ps);
+  if (pg) PQfinish(pg);
+  return status;
+}
+
+int eskctl_projection_main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    status_usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "status")) return cmd_status(argc - 1, argv + 1);
+  fprintf(stderr, "eskctl projection: unknown subcommand '%s' (expected status)\n", argv[1]);
+  return 2;
+}
