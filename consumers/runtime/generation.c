@@ -15,17 +15,31 @@
  * so quoting them with "" needs no escaping. */
 
 static int registry_init(PGconn *pg, const char *base, esk_error_t *err) {
-  char sql[512];
+  char sql[1024], rel[128];
+  snprintf(rel, sizeof(rel), "\"%s\"." REGISTRY, base);
+  const char *rp[1] = {rel};
+  PGresult *res = NULL;
+  int rc = esk_pg_exec(&res, pg, "generation registry", "select to_regclass($1) is not null", 1,
+                       rp, err);
+  if (rc) return rc;
+  int exists = !strcmp(PQgetvalue(res, 0, 0), "t");
+  PQclear(res);
+  if (exists) return ESK_OK;
+  /* "if not exists" races when projectors start together: serialise with the
+   * lock the projector runtime takes for its own DDL */
   snprintf(sql, sizeof(sql),
+           "begin; select pg_advisory_xact_lock(7218300413);"
            "create schema if not exists \"%s\";"
            "create table if not exists \"%s\"." REGISTRY " ("
            "  projection text not null, generation int not null check (generation > 0),"
            "  schema_name text not null, group_id text not null,"
            "  state text not null check (state in ('live', 'rebuilding', 'retired')),"
            "  created_at timestamptz not null default now(), switched_at timestamptz,"
-           "  primary key (projection, generation))",
+           "  primary key (projection, generation)); commit",
            base, base);
-  return esk_pg_exec(NULL, pg, "generation registry", sql, 0, NULL, err);
+  rc = esk_pg_exec(NULL, pg, "generation registry", sql, 0, NULL, err);
+  if (rc) esk_pg_exec(NULL, pg, "rollback", "rollback", 0, NULL, &(esk_error_t){0});
+  return rc;
 }
 
 int esk_generation_schema(char *out, size_t size, const char *base, const char *projection,
