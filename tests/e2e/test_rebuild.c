@@ -205,6 +205,16 @@ Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_proj
   cr_expect_eq(r.violations, 0, "the view went back %ld times (first: %lld events, then %lld)",
                r.violations, r.first_bad_before, r.first_bad_after);
 
+  /* eskctl projection status shows the new generation and its own group */
+  char stlog[200], gg[200];
+  snprintf(stlog, sizeof(stlog), "%s.status", rblog);
+  snprintf(gg, sizeof(gg), "\"group\": \"%s.g2\"", group);
+  char *st[] = {ESKCTL, "projection", "status", PROJ, "--schema", schema, "--topic", topic,
+                "--group", group, "--json", NULL};
+  cr_expect_eq(wait_status(run(st, stlog)), 0, "eskctl projection status (%s)", stlog);
+  cr_expect(log_has(stlog, "\"generation\": 2"), "status names generation 2 (%s)", stlog);
+  cr_expect(log_has(stlog, gg), "and its group %s.g2 (%s)", group, stlog);
+
   /* generation 1 can go, generation 2 (live) cannot */
   char g1[] = "1", g2[] = "2";
   char *d1[] = {ESKCTL, "projection", "drop-generation", PROJ, g1, "--schema", schema, NULL};

@@ -13,6 +13,7 @@
 #include "esk/kafka.h"
 #include "esk/pg.h"
 #include "eskctl.h"
+#include "projector.h"
 
 #define TIMEOUT_MS 5000
 
@@ -25,6 +26,8 @@ typedef struct part_s {
 
 typedef struct proj_s {
   char name[128], topic[256], group[300], state[16];
+  int gen; /* generation: 1, or N for positions stored as <name>.g<N> */
+  char key[128]; /* the positions' projection key */
   part_t *parts;
   size_t n_parts;
   int64_t lag, dlq;
@@ -36,14 +39,6 @@ static double now_s(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   return (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
-
-static int schema_valid(const char *s) {
-  size_t n = strlen(s);
-  if (!n || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
-  for (size_t i = 1; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) return 0;
-  return 1;
 }
 
 /* Reads the positions; one proj_t per (projection, topic). */
@@ -65,7 +60,8 @@ static int read_positions(PGconn *pg, const char *schema, const char *name, cons
            "select projection, topic, partition, next_offset, "
            "to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
            "from \"%s\".esk_projection_positions "
-           "where ($1::text is null or projection = $1) and ($2::text is null or topic = $2) "
+           "where ($1::text is null or projection = $1 or projection like $1 || '.g%%')"
+           " and ($2::text is null or topic = $2) "
            "order by 1, 2, 3",
            schema);
   if ((rc = esk_pg_exec(&r, pg, "read positions", sql, 2, params, err))) return rc;
@@ -77,12 +73,22 @@ static int read_positions(PGconn *pg, const char *schema, const char *name, cons
   }
   for (int i = 0; i < PQntuples(r); i++) {
     proj_t *p = n ? &ps[n - 1] : NULL;
-    if (!p || strcmp(p->name, PQgetvalue(r, i, 0)) || strcmp(p->topic, PQgetvalue(r, i, 1))) {
+    if (!p || strcmp(p->key, PQgetvalue(r, i, 0)) || strcmp(p->topic, PQgetvalue(r, i, 1))) {
       p = &ps[n++];
+      snprintf(p->key, sizeof(p->key), "%s", PQgetvalue(r, i, 0));
       snprintf(p->name, sizeof(p->name), "%s", PQgetvalue(r, i, 0));
       snprintf(p->topic, sizeof(p->topic), "%s", PQgetvalue(r, i, 1));
-      if (group) snprintf(p->group, sizeof(p->group), "%s", group);
-      else snprintf(p->group, sizeof(p->group), "esk.projection.%s", p->name);
+      /* generation N > 1 keeps its positions as <name>.g<N>, its group is <group>.g<N> */
+      p->gen = 1;
+      char *dot = strrchr(p->name, '.');
+      if (dot && dot[1] == 'g' && dot[2] && strspn(dot + 2, "0123456789") == strlen(dot + 2)) {
+        p->gen = atoi(dot + 2);
+        *dot = '\0';
+      }
+      char gs[24] = "";
+      if (p->gen > 1) snprintf(gs, sizeof(gs), ".g%d", p->gen);
+      if (group) snprintf(p->group, sizeof(p->group), "%s%s", group, gs);
+      else snprintf(p->group, sizeof(p->group), "esk.projection.%s%s", p->name, gs);
       p->members = -1;
     }
     part_t *np = realloc(p->parts, (p->n_parts + 1) * sizeof(*np));
@@ -181,6 +187,30 @@ static void fill_from_kafka(rd_kafka_t *c, proj_t *p, int64_t live_lag) {
                                        : p->lag > live_lag ? "catching-up" : "live");
 }
 
+/* A generation being rebuilt or retired says so (generation.h); the live one
+ * keeps the state its lag and members give it. */
+static void registry_state(PGconn *pg, const char *schema, proj_t *p) {
+  char sql[256], gen[16];
+  snprintf(sql, sizeof(sql),
+           "select state from \"%s\".esk_projection_generations"
+           " where projection = $1 and generation = $2::int",
+           schema);
+  snprintf(gen, sizeof(gen), "%d", p->gen);
+  const char *params[2] = {p->name, gen};
+  char rel[128];
+  snprintf(rel, sizeof(rel), "\"%s\".esk_projection_generations", schema);
+  const char *rp[1] = {rel};
+  PGresult *r = NULL;
+  esk_error_t err = {0};
+  if (esk_pg_exec(&r, pg, "registry", "select to_regclass($1) is not null", 1, rp, &err)) return;
+  int exists = !strcmp(PQgetvalue(r, 0, 0), "t");
+  PQclear(r);
+  if (!exists || esk_pg_exec(&r, pg, "registry", sql, 2, params, &err)) return;
+  if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "live"))
+    snprintf(p->state, sizeof(p->state), "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+}
+
 static void print_text(const proj_t *ps, size_t n) {
   printf("%-24s %-34s %-4s %-12s %8s %12s %9s %8s\n", "PROJECTION", "GROUP", "GEN", "STATE",
          "MEMBERS", "LAG_EVENTS", "LAG_S", "DLQ");
@@ -188,8 +218,8 @@ static void print_text(const proj_t *ps, size_t n) {
     const proj_t *p = &ps[i];
     char members[16];
     snprintf(members, sizeof(members), p->members < 0 ? "?" : "%d", p->members);
-    printf("%-24s %-34s %-4s %-12s %8s %12" PRId64 " %9.1f %8" PRId64 "\n", p->name, p->group, "1",
-           p->state, members, p->lag, p->lag_s, p->dlq);
+    printf("%-24s %-34s %-4d %-12s %8s %12" PRId64 " %9.1f %8" PRId64 "\n", p->name, p->group,
+           p->gen, p->state, members, p->lag, p->lag_s, p->dlq);
     for (size_t k = 0; k < p->n_parts; k++) {
       const part_t *pt = &p->parts[k];
       printf("  %s/%d: position %" PRId64 ", high watermark %" PRId64 ", lag %" PRId64
@@ -216,7 +246,7 @@ static int print_json(const proj_t *ps, size_t n) {
     }
     json_array_append_new(
         arr, json_pack("{s:s, s:s, s:s, s:i, s:s, s:o, s:I, s:f, s:I, s:o}", "projection", p->name,
-                       "topic", p->topic, "group", p->group, "generation", 1, "state", p->state,
+                       "topic", p->topic, "group", p->group, "generation", p->gen, "state", p->state,
                        "members", p->members < 0 ? json_null() : json_integer(p->members),
                        "lag_events", (json_int_t)p->lag, "lag_seconds", p->lag_s, "dlq_count",
                        (json_int_t)p->dlq, "partitions", parts ? parts : json_null()));
@@ -285,7 +315,7 @@ static int cmd_status(int argc, char **argv) {
     fprintf(stderr, "eskctl projection status: --group needs a projection NAME\n");
     return 2;
   }
-  if (!schema_valid(schema)) {
+  if (!esk_projector_schema_valid(schema)) {
     fprintf(stderr, "eskctl projection status: --schema '%s': expected [a-z_][a-z0-9_]*\n", schema);
     return 2;
   }
@@ -323,7 +353,10 @@ static int cmd_status(int argc, char **argv) {
     fprintf(stderr, "eskctl projection status: %s\n", err.msg);
     goto cleanup;
   }
-  for (size_t i = 0; i < n; i++) fill_from_kafka(k, &ps[i], live_lag);
+  for (size_t i = 0; i < n; i++) {
+    fill_from_kafka(k, &ps[i], live_lag);
+    registry_state(pg, schema, &ps[i]);
+  }
   if (json) status = print_json(ps, n);
   else {
     print_text(ps, n);
