@@ -181,8 +181,8 @@ static int drop_stale_views(PGconn *pg, const char *base, const char *old, const
   return rc;
 }
 
-static void store_key(char *out, size_t size, const char *projection, int gen) {
-  if (gen == 1) snprintf(out, size, "%s", projection);
+void esk_generation_store_key(char *out, size_t size, const char *projection, int gen) {
+  if (gen <= 1) snprintf(out, size, "%s", projection);
   else snprintf(out, size, "%s.g%d", projection, gen);
 }
 
@@ -192,8 +192,8 @@ static void store_key(char *out, size_t size, const char *projection, int gen) {
 static int not_behind(PGconn *pg, const char *base, const char *projection, int old_gen,
                       int new_gen, esk_error_t *err) {
   char sql[768], old_key[256], new_key[256];
-  store_key(old_key, sizeof(old_key), projection, old_gen);
-  store_key(new_key, sizeof(new_key), projection, new_gen);
+  esk_generation_store_key(old_key, sizeof(old_key), projection, old_gen);
+  esk_generation_store_key(new_key, sizeof(new_key), projection, new_gen);
   const char *params[2] = {old_key, new_key};
   PGresult *res = NULL;
   snprintf(sql, sizeof(sql),
@@ -244,13 +244,23 @@ int esk_generation_publish(PGconn *pg, const char *base, const char *projection,
   rc = ESK_OK;
   if (have_live && (rc = not_behind(pg, base, projection, live.gen, gen, err))) goto cleanup;
   if (have_live && (rc = drop_stale_views(pg, base, live.schema, g.schema, err))) goto cleanup;
+  /* On a switch every view is made anew; when the live generation starts again
+   * only a view that is missing or whose columns differ from its table's (a
+   * migration added one) is, so a restart takes no lock on the views. */
   PGresult *res = NULL;
-  const char *sp = g.schema;
+  const char *tp[3] = {g.schema, base, have_live ? "t" : "f"};
   rc = esk_pg_exec(&res, pg, "generation tables",
-                   "select table_name from information_schema.tables"
-                   " where table_schema = $1 and table_type = 'BASE TABLE'"
-                   "   and table_name not like 'esk\\_%' order by table_name",
-                   1, &sp, err);
+                   "select t.table_name from information_schema.tables t"
+                   " where t.table_schema = $1 and t.table_type = 'BASE TABLE'"
+                   "   and t.table_name not like 'esk\\_%'"
+                   "   and ($3::bool or (select count(*) from information_schema.columns c"
+                   "                      where c.table_schema = $2"
+                   "                        and c.table_name = t.table_name)"
+                   "                 <> (select count(*) from information_schema.columns c"
+                   "                      where c.table_schema = $1"
+                   "                        and c.table_name = t.table_name))"
+                   " order by 1",
+                   3, tp, err);
   if (rc) goto cleanup;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     const char *t = PQgetvalue(res, i, 0);
@@ -304,7 +314,7 @@ int esk_generation_drop(PGconn *pg, const char *base, const char *projection, in
   }
   /* its rows in the bookkeeping tables of the base schema (see esk_projector_props) */
   char key[256];
-  store_key(key, sizeof(key), projection, gen);
+  esk_generation_store_key(key, sizeof(key), projection, gen);
   const char *kp[1] = {key};
   static const char *const books[] = {"esk_projection_positions", "esk_projection_versions",
                                       "esk_projection_migrations"};

@@ -45,6 +45,13 @@ int esk_generation_schema(char *out, size_t size, const char *base, const char *
                           int gen, esk_error_t *err);
 
 /**
+ * @brief The key of generation @p gen in the bookkeeping tables of the base
+ *        schema (positions, versions, migrations): `<projection>` for
+ *        generation 1 (and without generations, gen 0), `<projection>.g<N>` else.
+ */
+void esk_generation_store_key(char *out, size_t size, const char *projection, int gen);
+
+/**
  * @brief The live generation of @p projection in @p base, created (generation 1,
  *        live) with the registry if there is none.
  * @param base_group the projection's consumer group; generation N > 1 uses

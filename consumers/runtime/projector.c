@@ -905,18 +905,13 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   }
   p->schema = strdup(esk_conf_get(conf, "pg.schema"));
   int gen = (int)esk_conf_get_int(conf, "generation");
-  if (gen > 0) {
-    char ds[64], key[256];
-    if ((rc = esk_generation_schema(ds, sizeof(ds), p->schema ? p->schema : "", name, gen, err)))
-      goto fail;
-    if (gen == 1) snprintf(key, sizeof(key), "%s", name);
-    else snprintf(key, sizeof(key), "%s.g%d", name, gen);
-    p->data_schema = strdup(ds);
-    p->store_key = strdup(key);
-  } else {
-    p->data_schema = p->schema ? strdup(p->schema) : NULL;
-    p->store_key = strdup(name);
-  }
+  char ds[64], key[256];
+  esk_generation_store_key(key, sizeof(key), name, gen);
+  if (gen > 0 &&
+      (rc = esk_generation_schema(ds, sizeof(ds), p->schema ? p->schema : "", name, gen, err)))
+    goto fail;
+  p->data_schema = gen > 0 ? strdup(ds) : p->schema ? strdup(p->schema) : NULL;
+  p->store_key = strdup(key);
   p->batch = calloc((size_t)p->batch_max, sizeof(*p->batch));
   p->batch_gen = calloc((size_t)p->batch_max, sizeof(*p->batch_gen));
   if (!p->schema || !p->data_schema || !p->store_key || !p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {

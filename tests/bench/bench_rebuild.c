@@ -10,7 +10,6 @@
  *
  * Both are the real binaries as child processes (their logs in /tmp). Each run
  * uses its own topic, groups and PostgreSQL schema, dropped at the end. */
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,18 +37,8 @@ static void fail(const char *what, const char *why) {
 }
 
 static pid_t spawn(char *const argv[], const char *log) {
-  fflush(NULL);
-  pid_t pid = fork();
+  pid_t pid = esk_test_spawn(argv, log);
   if (pid < 0) fail("fork", "failed");
-  if (pid == 0) {
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execv(argv[0], argv);
-    _exit(127);
-  }
   return pid;
 }
 

@@ -55,18 +55,8 @@ static void teardown(void) {
 }
 
 static pid_t run(char *const argv[], const char *log) {
-  fflush(NULL);
-  pid_t pid = fork();
-  cr_assert(pid >= 0);
-  if (pid == 0) {
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execv(argv[0], argv);
-    _exit(127);
-  }
+  pid_t pid = esk_test_spawn(argv, log);
+  cr_assert(pid > 0, "fork failed");
   return pid;
 }
 

@@ -675,3 +675,23 @@ void esk_test_bank_delete_topics(const char *topic) {
   rd_kafka_queue_destroy(q);
   rd_kafka_destroy(rk);
 }
+
+/* ------------------------------------------------------ child processes --- */
+
+#include <fcntl.h>
+#include <unistd.h>
+
+pid_t esk_test_spawn(char *const argv[], const char *log) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+  }
+  int in = open("/dev/null", O_RDONLY);
+  if (in >= 0) dup2(in, 0);
+  execv(argv[0], argv);
+  _exit(127);
+}

@@ -69,8 +69,6 @@ int esk_test_bank_check(esk_test_bank_t *b, PGconn *pg, const char *projection, 
 /** @brief Marks event @p i as one the read models must not contain (it was not published). */
 void esk_test_bank_skip(esk_test_bank_t *b, size_t i);
 
-#endif
-
 /* ------------------------------------------- a projector in a thread --- */
 
 #include "projector.h"
@@ -106,3 +104,14 @@ int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, e
 /** @brief Deletes @p topic and its dead-letter topics (one per bank projection);
  *         errors are ignored (cleanup). */
 void esk_test_bank_delete_topics(const char *topic);
+
+#include <sys/types.h>
+
+/**
+ * @brief Starts the binary argv[0] with @p argv as a child process, its
+ *        stdout and stderr appended to @p log, stdin closed. The caller waits
+ *        for it (waitpid). @returns its pid, or -1 when fork failed.
+ */
+pid_t esk_test_spawn(char *const argv[], const char *log);
+
+#endif

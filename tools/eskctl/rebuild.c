@@ -246,7 +246,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
   if (esk_pg_connect(&pg, NULL, &err) ||
       esk_generation_rebuilding(&g, pg, schema, name, group, &err))
     goto fail;
-  snprintf(key, sizeof(key), g.gen == 1 ? "%s" : "%s.g%d", name, g.gen);
+  esk_generation_store_key(key, sizeof(key), name, g.gen);
   if (esk_kafka_conf_new(&kc, RD_KAFKA_PRODUCER, NULL, &err)) goto fail;
   if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr)))) {
     esk_error_set(&err, ESK_EFATAL, "Kafka client: %s", errstr);
