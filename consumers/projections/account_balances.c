@@ -66,4 +66,5 @@ const esk_bank_proj_spec_t esk_bank_account_balances_spec = {
     .versions_sql = "select x.ord - 1, b.version from unnest($1::text[]) with ordinality"
                     " as x(id, ord) join account_balances b on b.account_id = x.id",
     .rows = rows,
+    .needs_full_history = 1, /* a balance folds every event of its account */
 };

@@ -23,6 +23,7 @@ typedef struct esk_bank_proj_spec_s {
    * instance's to use (kept between calls). */
   int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
               esk_error_t *err);
+  int needs_full_history; /* esk_projection_t.needs_full_history */
 } esk_bank_proj_spec_t;
 
 /* Runs a versions_sql query (see above) for @p ids into @p versions (0 when

@@ -6,7 +6,6 @@
 #include "bank_contract.h"
 #include "declarative.h"
 #include "esk/pg.h"
-#include "from_time.h"
 #include "plugin.h"
 
 struct esk_loaded_s {
@@ -63,7 +62,10 @@ int esk_loaded_projector_new(esk_projector_t **out, esk_loaded_t *l, const esk_c
     PQfinish(pg);
     if (rc) return rc;
   }
-  int rc;
-  if (from_ms && (rc = esk_from_time_seed(conf, proj, dec, *from_ms, err))) return rc;
-  return esk_projector_new(out, conf, proj, dec, err);
+  int rc = esk_projector_new(out, conf, proj, dec, err);
+  if (rc == ESK_OK && from_ms && (rc = esk_projector_start_at(*out, *from_ms, err))) {
+    esk_projector_destroy(*out);
+    *out = NULL;
+  }
+  return rc;
 }

@@ -85,7 +85,8 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
                             .batch_end = batch_end_cb,
                             .batch_abort = batch_abort_cb,
                             .versions_get = spec->versions_sql ? versions_get_cb : NULL,
-                            .self = in};
+                            .self = in,
+                            .needs_full_history = spec->needs_full_history};
   return ESK_OK;
 }
 

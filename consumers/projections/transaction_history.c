@@ -290,6 +290,7 @@ int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err)
                             .batch_end = batch_end_cb,
                             .batch_abort = batch_abort_cb,
                             .versions_get = versions_get_cb,
-                            .self = h};
+                            .self = h,
+                            .needs_full_history = 1}; /* a running balance per row */
   return ESK_OK;
 }

@@ -180,66 +180,16 @@ static int scan(rd_kafka_t *rk, const char *topic, const char *name, int parts,
   return rc;
 }
 
-static int pg_prepare(PGconn *pg, const char *schema, const esk_projection_t *proj,
-                      const char *name, esk_error_t *err) {
-  char sql[200];
-  PGresult *r = NULL;
-  const char *params[] = {schema};
-  int rc = esk_pg_exec(&r, pg, "look up schema", "select 1 from pg_namespace where nspname = $1",
-                       1, params, err);
-  if (rc) return rc;
-  int exists = PQntuples(r) > 0;
-  PQclear(r);
-  if (!exists) {
-    snprintf(sql, sizeof(sql), "create schema if not exists \"%s\"", schema);
-    if ((rc = esk_pg_exec(NULL, pg, "create schema", sql, 0, NULL, err))) return rc;
-  }
-  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", schema);
-  if ((rc = esk_pg_exec(NULL, pg, "set search_path", sql, 0, NULL, err)) ||
-      (rc = esk_store_init(pg, err)) ||
-      (rc = esk_store_migrate(pg, name, proj->migrations, proj->n_migrations, err)))
-    return rc;
-  return ESK_OK;
-}
-
-static char *conf_name(const esk_conf_t *conf, const char *key, const char *fmt, const char *arg) {
-  const char *v = esk_conf_get(conf, key);
-  if (v) return strdup(v);
-  size_t n = strlen(fmt) + strlen(arg) + 1;
-  char *s = malloc(n);
-  if (s) snprintf(s, n, fmt, arg);
-  return s;
-}
-
-int esk_from_time_seed(const esk_conf_t *conf, const esk_projection_t *proj,
-                       const esk_decoder_t *dec, int64_t t_ms, esk_error_t *err) {
-  const char *name = esk_conf_get(conf, "projection") ? esk_conf_get(conf, "projection")
-                                                     : proj->name;
-  const char *schema = esk_conf_get(conf, "pg.schema");
-  char *topic = conf_name(conf, "topic", "%s.events", esk_conf_get(conf, "domain"));
-  PGconn *pg = NULL;
+int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, const char *topic,
+                       const esk_decoder_t *dec, int64_t t_ms, int *seeded, esk_error_t *err) {
+  const char *name = key;
   rd_kafka_t *rk = NULL;
   rd_kafka_conf_t *kc = NULL;
   int64_t *low = NULL, *target = NULL;
   scan_t seen = {0};
   int rc, parts = 0, in_tx = 0;
-  char errstr[256], group[200];
-  if (!topic) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  if (proj->versions_get) {
-    rc = esk_error_set(err, ESK_EINVAL,
-                       "--from-time: projection %s keeps its aggregate versions in its own "
-                       "tables; only projections whose versions the runtime keeps (declarative "
-                       "files, plugins without versions_get) can start at a time",
-                       name);
-    goto cleanup;
-  }
-  if (!esk_projector_schema_valid(schema)) {
-    rc = esk_error_set(err, ESK_EINVAL, "pg.schema '%s': not a lower-case identifier", schema);
-    goto cleanup;
-  }
-  if ((rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
-      (rc = pg_prepare(pg, schema, proj, name, err)))
-    goto cleanup;
+  char errstr[256], group[300];
+  *seeded = 0;
 
   /* Kafka: the starting offset of every partition, and its first offset. */
   snprintf(group, sizeof(group), "esk.from-time.%s", name);
@@ -334,6 +284,7 @@ int esk_from_time_seed(const esk_conf_t *conf, const esk_projection_t *proj,
   }
   if (!rc && !(rc = esk_pg_exec(NULL, pg, "commit", "commit", 0, NULL, err))) {
     in_tx = 0;
+    *seeded = 1;
     ESK_INFO("projector", "msg=\"starting at a time\" projection=%s topic=%s from_ms=%" PRId64
                           " aggregates=%zu events_read=%zu seconds=%.1f",
              name, topic, t_ms, k, seen.n, now_s() - t0);
@@ -351,7 +302,5 @@ cleanup:
     rd_kafka_destroy(rk);
   }
   if (kc) rd_kafka_conf_destroy(kc);
-  if (pg) PQfinish(pg);
-  free(topic);
   return rc;
 }

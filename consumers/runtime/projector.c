@@ -1,4 +1,5 @@
 #include "projector.h"
+#include "from_time.h"
 #include "store.h"
 
 #include <inttypes.h>
@@ -78,6 +79,8 @@ struct esk_projector_s {
   char *schema;      /* pg.schema: bookkeeping (positions, versions), views */
   char *data_schema; /* the generation's tables: pg.schema itself without generations */
   char *store_key;   /* the projection's key in the bookkeeping tables */
+  int version_floor; /* a projection keeping its own versions started at a time: the
+                        versions recorded before the time back up its unknown ones */
   PGconn *pg;
   rd_kafka_t *consumer;
   rd_kafka_t *dlq;
@@ -176,6 +179,19 @@ static void pg_check(esk_projector_t *p, int64_t now) {
   else if (!rc && !atomic_load(&p->r_pg_ok))
     ESK_INFO("projector", "msg=\"PostgreSQL answers again\" projection=%s", p->name);
   atomic_store(&p->r_pg_ok, rc == ESK_OK);
+}
+
+int esk_projector_start_at(esk_projector_t *p, int64_t t_ms, esk_error_t *err) {
+  if (p->proj.needs_full_history)
+    return esk_error_set(err, ESK_EINVAL,
+                         "--from-time: projection %s folds every event of an account into its "
+                         "rows, which would be wrong without the events before the time; start "
+                         "it from the beginning (without --from-time)",
+                         p->name);
+  int seeded = 0;
+  int rc = esk_from_time_seed(p->pg, p->conf, p->store_key, p->topic, &p->dec, t_ms, &seeded, err);
+  if (rc == ESK_OK && seeded && p->proj.versions_get) p->version_floor = 1;
+  return rc;
 }
 
 int esk_projector_schema_valid(const char *s) {
@@ -434,6 +450,19 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
            ? p->proj.versions_get(p->proj.self, p->pg, list, k, vers, err)
            : esk_store_versions_get(p->pg, p->store_key, list, k, vers, err);
   if (rc) goto cleanup;
+  if (p->version_floor) { /* aggregates not seen since the start time: their last version before */
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++)
+      if (vers[i] == 0) {
+        list[m] = list[i];
+        slots[m++] = slots[i];
+      } else {
+        v->stored[slots[i]] = v->current[slots[i]] = vers[i];
+      }
+    k = m;
+    if (k && (rc = esk_store_versions_get(p->pg, p->store_key, list, k, vers, err)))
+      goto cleanup;
+  }
   for (size_t i = 0; i < k; i++) v->stored[slots[i]] = v->current[slots[i]] = vers[i];
 cleanup:
   free(list);
@@ -921,7 +950,9 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
       (rc = pg_schema_init(p, err)) ||
       (rc = esk_store_migrate(p->pg, p->store_key, projection->migrations, projection->n_migrations,
-                              err)))
+                              err)) ||
+      (projection->versions_get &&
+       (rc = esk_store_versions_any(p->pg, p->store_key, &p->version_floor, err))))
     goto fail;
 
   const char *consumer_props[] = {"group.id", p->group,

@@ -75,6 +75,13 @@ typedef struct esk_projection_s {
   int (*versions_get)(void *self, PGconn *pg, const char *const *ids, size_t n,
                       int64_t *versions, esk_error_t *err);
   void *self;
+  /**
+   * 1 when a row of the read model folds every event of its aggregate (a
+   * balance, a running balance): such a projection cannot start at a time
+   * (esk_projector_start_at() refuses it), since its rows would lack what
+   * came before.
+   */
+  int needs_full_history;
 } esk_projection_t;
 
 /** The projector's own configuration keys (with esk_conf_common_props). */
@@ -91,6 +98,18 @@ typedef struct esk_projector_s esk_projector_t;
 int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                       const esk_projection_t *projection, const esk_decoder_t *decoder,
                       esk_error_t *err);
+
+/**
+ * @brief Makes a projector with no stored position start, on every partition,
+ *        at the first event whose Kafka timestamp is at or after @p t_ms
+ *        (esk-projector --from-time; from_time.h). Call after
+ *        esk_projector_new() and before esk_projector_run(). Does nothing when
+ *        positions are stored (a restart resumes from them).
+ * @returns ESK_OK; ESK_EINVAL for a projection that needs its aggregates' whole
+ *          history (the message says why); ESK_ERETRY when Kafka or
+ *          PostgreSQL does not answer.
+ */
+int esk_projector_start_at(esk_projector_t *p, int64_t t_ms, esk_error_t *err);
 
 /**
  * @brief Runs until @p *stop becomes non-zero (e.g. set by a SIGTERM handler),

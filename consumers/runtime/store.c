@@ -201,6 +201,18 @@ int esk_store_versions_get(PGconn *pg, const char *projection, const char *const
   return ESK_OK;
 }
 
+int esk_store_versions_any(PGconn *pg, const char *projection, int *any, esk_error_t *err) {
+  const char *params[] = {projection};
+  PGresult *r = NULL;
+  int rc = esk_pg_exec(&r, pg, "look for recorded versions",
+                       "select 1 from esk_projection_versions where projection = $1 limit 1", 1,
+                       params, err);
+  if (rc) return rc;
+  *any = PQntuples(r) > 0;
+  PQclear(r);
+  return ESK_OK;
+}
+
 int esk_store_versions_put(PGconn *pg, const char *projection, const char *const *ids,
                            const int64_t *versions, size_t n, esk_error_t *err) {
   if (n == 0) return ESK_OK;

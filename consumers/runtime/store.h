@@ -56,6 +56,9 @@ int esk_store_position_cas(PGconn *pg, const char *projection, const char *topic
 int esk_store_versions_get(PGconn *pg, const char *projection, const char *const *ids,
                            size_t n, int64_t *versions, esk_error_t *err);
 
+/** @brief @p *any = 1 when versions are recorded for @p projection, else 0. */
+int esk_store_versions_any(PGconn *pg, const char *projection, int *any, esk_error_t *err);
+
 /**
  * @brief Builds a PostgreSQL array literal (`{"a","b\"c"}`) for a `$n::text[]`
  *        or `$n::bigint[]` parameter: each element quoted and escaped, so any

@@ -117,19 +117,23 @@ static void *read_loop(void *arg) {
   return NULL;
 }
 
-static int generation_state(int gen, char *state, size_t size) {
+static int generation_state_of(const char *proj, int gen, char *state, size_t size) {
   PGconn *pg = esk_test_pg_connect_schema(schema);
   char sql[256];
   snprintf(sql, sizeof(sql),
            "select state from esk_projection_generations where projection = '%s' and "
            "generation = %d",
-           PROJ, gen);
+           proj, gen);
   PGresult *res = PQexec(pg, sql);
   int ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
   if (ok) snprintf(state, size, "%s", PQgetvalue(res, 0, 0));
   PQclear(res);
   PQfinish(pg);
   return ok;
+}
+
+static int generation_state(int gen, char *state, size_t size) {
+  return generation_state_of(PROJ, gen, state, size);
 }
 
 Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_projector_follows,
@@ -235,4 +239,100 @@ Test(rebuild, refuses_a_projection_without_a_live_generation_and_bad_arguments, 
   cr_expect_eq(wait_status(run(lag, rblog)), 2);
   char *gen[] = {ESKCTL, "projection", "drop-generation", PROJ, "0", NULL};
   cr_expect_eq(wait_status(run(gen, rblog)), 2);
+}
+
+static int64_t count_rows(const char *sql) {
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  PGresult *res = PQexec(pg, sql);
+  int64_t n = PQresultStatus(res) == PGRES_TUPLES_OK ? atoll(PQgetvalue(res, 0, 0)) : -1;
+  PQclear(res);
+  PQfinish(pg);
+  return n;
+}
+
+static double wall_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* event_log keeps its versions in its own table: a rebuild started at a time
+ * finds there nothing for the accounts opened before it, and must fall back to
+ * the versions recorded before the time instead of dead-lettering a "gap". */
+Test(rebuild, a_rebuild_from_a_time_holds_only_later_events_without_gaps, .init = setup,
+     .fini = teardown, .timeout = 180) {
+  enum { ACCOUNTS = 100, BEFORE = 3000, AFTER = 2000 };
+  esk_error_t err = {0};
+  esk_test_bank_t *b = NULL;
+  rd_kafka_t *prod = NULL;
+  cr_assert_eq(esk_test_bank_new(&b, 11, ACCOUNTS, BEFORE + AFTER, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(b, prod, topic, 0, BEFORE, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_flush(prod, 30000);
+  sleep_ms(1200);
+  time_t t = (time_t)wall_s();
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char from[40];
+  strftime(from, sizeof(from), "%Y-%m-%dT%H:%M:%SZ", &tm); /* whole seconds: at or before now */
+  sleep_ms(1200);
+  cr_assert_eq(esk_test_bank_publish(b, prod, topic, BEFORE, BEFORE + AFTER, &err), ESK_OK, "%s",
+               err.msg);
+  rd_kafka_flush(prod, 30000);
+
+  char a_topic[200], a_schema[96], a_group[160];
+  snprintf(a_topic, sizeof(a_topic), "topic=%s", topic);
+  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
+  snprintf(a_group, sizeof(a_group), "group.id=%s", group);
+  char *pargv[] = {PROJECTOR, "--projection", "event_log", "-X", a_topic, "-X", a_schema,
+                   "-X", a_group, "-X", "batch.max.ms=50", NULL};
+  live = run(pargv, logpath);
+  for (int i = 0; i < 600 && count_rows("select count(*) from event_log") != BEFORE + AFTER; i++)
+    sleep_ms(100);
+  cr_assert_eq(count_rows("select count(*) from event_log"), BEFORE + AFTER,
+               "generation 1 holds every event (%s)", logpath);
+
+  char a_prefix[128];
+  snprintf(a_prefix, sizeof(a_prefix), "%s.", prefix);
+  char *rargv[] = {ESKCTL, "projection", "rebuild", "event_log", "--schema", schema,
+                   "--topic-prefix", a_prefix, "--group", group, "--log", rblog,
+                   "--from-time", from, "--timeout", "120", NULL};
+  cr_assert_eq(wait_status(run(rargv, rblog)), 0, "rebuild --from-time %s failed: see %s", from,
+               rblog);
+  char state[16];
+  cr_assert(generation_state_of("event_log", 2, state, sizeof(state)) && !strcmp(state, "live"),
+            "gen 2 live");
+  /* the view now names generation 2: only the events at or after the time */
+  cr_expect_eq(count_rows("select count(*) from event_log"), AFTER, "events after %s", from);
+  cr_expect_gt(count_rows("select count(*) from event_log where aggregate_version > 1 and "
+                          "event_type <> 'AccountOpened'"),
+               0, "accounts opened before the time got their later events");
+  char dlq[200];
+  snprintf(dlq, sizeof(dlq), "%s.dlq.event_log", topic);
+  cr_expect_eq(esk_test_consume(dlq, 1, 3, NULL, NULL), 0, "no event was dead-lettered (%s)",
+               rblog);
+
+  /* a projection folding whole histories refuses a start time, saying why */
+  char *bal[] = {ESKCTL, "projection", "rebuild", "account_balances", "--schema", schema,
+                 "--topic-prefix", a_prefix, "--group", group, "--log", rblog,
+                 "--from-time", from, "--timeout", "60", NULL};
+  char *bal_live[] = {PROJECTOR, "--projection", "account_balances", "-X", a_topic, "-X",
+                      a_schema, "-X", "group.id=esk.test.rebuild.balances", NULL};
+  char ablog[200];
+  snprintf(ablog, sizeof(ablog), "%s.balances", logpath);
+  pid_t ab = run(bal_live, ablog);
+  for (int i = 0; i < 300 && count_rows("select count(*) from account_balances") <= 0; i++)
+    sleep_ms(100);
+  char rlog[200];
+  snprintf(rlog, sizeof(rlog), "%s.out", rblog);
+  cr_expect_eq(wait_status(run(bal, rlog)), 1, "account_balances from a time (%s)", rlog);
+  cr_expect(log_has(rlog, "folds every event of an account"), "the refusal says why (%s)", rlog);
+  char *badtime[] = {ESKCTL, "projection", "rebuild", "event_log", "--from-time", "yesterday",
+                     NULL};
+  cr_expect_eq(wait_status(run(badtime, rlog)), 2);
+  cr_expect(log_has(rlog, "--from-time: time 'yesterday'"), "names the bad time (%s)", rlog);
+  kill(ab, SIGTERM);
+  cr_expect_eq(wait_status(ab), 0);
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(b);
 }

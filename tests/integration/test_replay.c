@@ -690,7 +690,13 @@ Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_withou
   esk_bank_decoder_t *dec = NULL;
   cr_assert_eq(esk_bank_decoder_new(&dec, NULL, &err), ESK_OK, "%s", err.msg);
   esk_decoder_t d = esk_bank_decoder(dec);
-  cr_assert_eq(esk_from_time_seed(conf, &proj, &d, t_ms, &err), ESK_OK, "%s", err.msg);
+  char group[128];
+  esk_test_unique_name(group, sizeof(group), "esk.test.replay.group");
+  cr_assert_eq(esk_conf_set(conf, "group.id", group, "test", &err), ESK_OK, "%s", err.msg);
+  esk_projector_t *seeder = NULL;
+  cr_assert_eq(esk_projector_new(&seeder, conf, &proj, &d, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_projector_start_at(seeder, t_ms, &err), ESK_OK, "%s", err.msg);
+  esk_projector_destroy(seeder);
 
   PGconn *pg = esk_test_pg_connect_schema(schema);
   char seeded[256], again[256];
@@ -702,8 +708,10 @@ Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_withou
   cr_expect(query_i64(pg, "select count(*) from esk_projection_versions "
                           "where projection = 'events_since'") > 0);
 
-  /* a second seeding (a restart with the same arguments) changes nothing */
-  cr_assert_eq(esk_from_time_seed(conf, &proj, &d, t_ms - 3600000, &err), ESK_OK, "%s", err.msg);
+  /* a second start at another time (a restart with the same arguments) changes nothing */
+  cr_assert_eq(esk_projector_new(&seeder, conf, &proj, &d, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_projector_start_at(seeder, t_ms - 3600000, &err), ESK_OK, "%s", err.msg);
+  esk_projector_destroy(seeder);
   positions(pg, "events_since", again, sizeof(again));
   cr_expect_str_eq(again, seeded);
 
@@ -718,12 +726,16 @@ Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_withou
   /* accounts opened before the time still get their later events */
   cr_expect(query_i64(pg, "select count(*) from events_since where version > 1") > 0);
 
-  /* a projection that keeps its own versions cannot start at a time */
+  /* a projection whose rows fold an account's whole history cannot start at a time */
   const esk_bank_projection_def_t *def = esk_bank_projection_find("account_balances");
   esk_projection_t bal = {0};
   cr_assert_eq(def->create(&bal, &err), ESK_OK, "%s", err.msg);
-  cr_expect_eq(esk_from_time_seed(conf, &bal, &d, t_ms, &err), ESK_EINVAL);
-  cr_expect(strstr(err.msg, "keeps its aggregate versions in its own tables"), "%s", err.msg);
+  cr_assert_eq(esk_conf_set(conf, "projection", "account_balances", "test", &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(esk_projector_new(&seeder, conf, &bal, &d, &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(esk_projector_start_at(seeder, t_ms, &err), ESK_EINVAL);
+  cr_expect(strstr(err.msg, "folds every event of an account"), "%s", err.msg);
+  esk_projector_destroy(seeder);
   esk_bank_projection_destroy(&bal);
 
   /* the binary refuses a malformed time */

@@ -123,7 +123,7 @@ int esk_test_consume(const char *topic, int n, int timeout_s,
     rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
     if (!m) continue;
     if (!m->err) {
-      fn(m, arg);
+      if (fn) fn(m, arg);
       got++;
     }
     rd_kafka_message_destroy(m);

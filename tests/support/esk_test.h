@@ -33,7 +33,7 @@ void esk_test_drop_schema(const char *schema);
 
 /**
  * Reads @p topic from its beginning with a fresh consumer group until @p n
- * messages arrived or @p timeout_s passed, calling @p fn for each (the
+ * messages arrived or @p timeout_s passed, calling @p fn (may be NULL) for each (the
  * message lives during the call). Returns how many.
  */
 int esk_test_consume(const char *topic, int n, int timeout_s,

@@ -16,6 +16,7 @@
 #include "esk/kafka.h"
 #include "esk/pg.h"
 #include "eskctl.h"
+#include "from_time.h"
 #include "generation.h"
 #include "projector.h"
 
@@ -31,7 +32,8 @@ static void on_signal(int sig) {
 static void rebuild_usage(FILE *f) {
   fprintf(f,
           "usage: eskctl projection rebuild NAME [--schema S] [--group G] [--max-lag N]\n"
-          "                                 [--projector PATH] [--log FILE] [--timeout S]\n"
+          "                                 [--from-time T] [--projector PATH] [--log FILE]\n"
+          "                                 [--timeout S]\n"
           "                                 [--domain D] [--topic-prefix P] [-X key=value]...\n"
           "\n"
           "Blue-green rebuild of projection NAME in PostgreSQL schema S (default public):\n"
@@ -46,6 +48,9 @@ static void rebuild_usage(FILE *f) {
           "esk-projector of NAME moves to the new generation by itself. The old tables stay\n"
           "until `eskctl projection drop-generation NAME N`. A rebuild that was interrupted\n"
           "resumes where it stopped when run again.\n"
+          "--from-time T (RFC 3339) fills the new generation from the first event at or\n"
+          "after T instead of offset 0 (esk-projector --from-time; docs/projections.md);\n"
+          "projections whose rows fold an account's whole history refuse it.\n"
           "Exit status: 0 switched; 1 failure or interrupted (the new generation is left\n"
           "in state rebuilding); 2 bad arguments.\n");
 }
@@ -141,6 +146,23 @@ static int measure(PGconn *pg, rd_kafka_t *rk, const char *schema, const char *k
   return ESK_OK;
 }
 
+/* The last non-empty line of file @p path ("" when unreadable). */
+static void last_line(char *out, size_t size, const char *path) {
+  char line[512];
+  out[0] = '\0';
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  while (fgets(line, sizeof(line), f)) {
+    line[strcspn(line, "\n")] = '\0';
+    size_t n = strnlen(line, size - 1);
+    if (n) {
+      memcpy(out, line, n); /* a long line is cut: it is only a hint */
+      out[n] = '\0';
+    }
+  }
+  fclose(f);
+}
+
 static void show(int tty, int64_t done, int64_t total, int64_t lag, double rate, int force) {
   static int64_t last;
   int64_t now = mono_ms();
@@ -169,11 +191,12 @@ int eskctl_rebuild_main(int argc, char **argv) {
                                        {"timeout", required_argument, NULL, 't'},
                                        {"domain", required_argument, NULL, 'd'},
                                        {"topic-prefix", required_argument, NULL, 'P'},
+                                       {"from-time", required_argument, NULL, 'T'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   eskctl_common_t c;
   eskctl_common_init(&c);
-  const char *schema = "public", *group = NULL, *log = NULL, *xs[MAX_X];
+  const char *schema = "public", *group = NULL, *log = NULL, *from_time = NULL, *xs[MAX_X];
   char projector[PATH_MAX], defgroup[256], deflog[PATH_MAX], topic[256], key[300];
   long max_lag = -1, timeout_s = 0;
   int nx = 0, ch, status = 1;
@@ -202,6 +225,16 @@ int eskctl_rebuild_main(int argc, char **argv) {
         return 2;
       }
       break;
+    case 'T': {
+      int64_t ms;
+      esk_error_t terr = {0};
+      if (esk_time_parse_rfc3339(&ms, optarg, &terr)) {
+        fprintf(stderr, "eskctl projection rebuild: --from-time: %s\n", terr.msg);
+        return 2;
+      }
+      from_time = optarg;
+      break;
+    }
     case 'd': c.domain_name = optarg; break;
     case 'P': c.prefix = optarg; break;
     case 'X':
@@ -265,11 +298,15 @@ int eskctl_rebuild_main(int argc, char **argv) {
   snprintf(a_gen, sizeof(a_gen), "generation=%d", g.gen);
   snprintf(a_topic, sizeof(a_topic), "topic=%s", topic);
   snprintf(a_group, sizeof(a_group), "group.id=%s", group);
-  char *args[8 + 2 * MAX_X + 1];
+  char *args[10 + 2 * MAX_X + 1];
   int na = 0;
   args[na++] = projector;
   args[na++] = "--projection";
   args[na++] = (char *)name;
+  if (from_time) {
+    args[na++] = "--from-time";
+    args[na++] = (char *)from_time;
+  }
   for (int i = 0; i < nx; i++) {
     args[na++] = "-X";
     args[na++] = (char *)xs[i];
@@ -299,8 +336,11 @@ int eskctl_rebuild_main(int argc, char **argv) {
     int wst;
     if (waitpid(child, &wst, WNOHANG) == child) {
       child = -1;
-      esk_error_set(&err, ESK_EFATAL, "esk-projector for generation %d exited (status %d); see %s",
-                    g.gen, WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst), log);
+      char why[400];
+      last_line(why, sizeof(why), log);
+      esk_error_set(&err, ESK_EFATAL,
+                    "esk-projector for generation %d exited (status %d); see %s; its last line: %s",
+                    g.gen, WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst), log, why);
       goto fail;
     }
     if (interrupted) {
