@@ -399,17 +399,21 @@ static int exec_ok(PGconn *pg, const char *sql) {
 }
 
 int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *schema,
-                              esk_error_t *err) {
-  char sql[200], what[128];
+                              const char *data_schema, const char *key, esk_error_t *err) {
+  char sql[400], what[128];
   int rc = ESK_OK;
   int64_t applied = 0;
   PGresult *r = NULL;
-  const char *params[] = {d->name};
-  if (!esk_projector_schema_valid(schema))
-    return esk_error_set(err, ESK_EINVAL, "pg.schema '%s': not a lower-case identifier", schema);
+  const char *params[] = {key ? key : d->name};
+  if (!data_schema) data_schema = schema;
+  if (!esk_projector_schema_valid(schema) || !esk_projector_schema_valid(data_schema))
+    return esk_error_set(err, ESK_EINVAL, "schema '%s': not a lower-case identifier",
+                         esk_projector_schema_valid(schema) ? data_schema : schema);
   if ((rc = esk_pg_exec(NULL, pg, "begin", "begin", 0, NULL, err))) return rc;
-  snprintf(sql, sizeof(sql), "create schema if not exists \"%s\"; set local search_path to \"%s\"",
-           schema, schema);
+  snprintf(sql, sizeof(sql),
+           "create schema if not exists \"%s\"; create schema if not exists \"%s\"; "
+           "set local search_path to \"%s\", \"%s\"",
+           schema, data_schema, data_schema, schema);
   if ((rc = esk_pg_exec(NULL, pg, "enter schema", sql, 0, NULL, err))) goto cleanup;
   if ((rc = esk_pg_exec(&r, pg, "read applied migrations",
                         "select case when to_regclass('esk_projection_migrations') is null "

@@ -6,6 +6,7 @@
 #include "bank_contract.h"
 #include "declarative.h"
 #include "esk/pg.h"
+#include "generation.h"
 #include "plugin.h"
 
 struct esk_loaded_s {
@@ -58,7 +59,14 @@ int esk_loaded_projector_new(esk_projector_t **out, esk_loaded_t *l, const esk_c
   if (l && l->decl) {
     PGconn *pg = NULL;
     int rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err);
-    if (rc == ESK_OK) rc = esk_declarative_check_sql(l->decl, pg, esk_conf_get(conf, "pg.schema"), err);
+    const char *base = esk_conf_get(conf, "pg.schema"), *name = esk_conf_get(conf, "projection");
+    int gen = (int)esk_conf_get_int(conf, "generation");
+    char ds[64], key[256];
+    esk_generation_store_key(key, sizeof(key), name ? name : proj->name, gen);
+    if (rc == ESK_OK && gen > 0)
+      rc = esk_generation_schema(ds, sizeof(ds), base, name ? name : proj->name, gen, err);
+    if (rc == ESK_OK)
+      rc = esk_declarative_check_sql(l->decl, pg, base, gen > 0 ? ds : NULL, key, err);
     PQfinish(pg);
     if (rc) return rc;
   }

@@ -26,7 +26,7 @@ int esk_loaded_open(esk_loaded_t **out, esk_projection_t *proj, esk_conf_t *conf
 
 /**
  * @brief esk_projector_new(), preceded for a declarative file by the check of
- *        its SQL against PostgreSQL (esk_declarative_check_sql in pg.schema),
+ *        its SQL against PostgreSQL (esk_declarative_check_sql, in the generation),
  *        and with @p from_ms by esk_projector_start_at().
  * @param l NULL: a compiled-in projection.
  * @param from_ms NULL, or the time to start a new projection at (ms since the epoch).

@@ -165,7 +165,7 @@ static int drop_stale_views(PGconn *pg, const char *base, const char *old, const
   PGresult *res = NULL;
   int rc = esk_pg_exec(&res, pg, "generation tables",
                        "select table_name from information_schema.tables t"
-                       " where table_schema = $1 and table_type = 'BASE TABLE'"
+                       " where table_schema = $1 and table_type in ('BASE TABLE', 'VIEW')"
                        "   and table_name not like 'esk\\_%'"
                        "   and not exists (select 1 from information_schema.tables k"
                        "                    where k.table_schema = $2"
@@ -251,7 +251,7 @@ int esk_generation_publish(PGconn *pg, const char *base, const char *projection,
   const char *tp[3] = {g.schema, base, have_live ? "t" : "f"};
   rc = esk_pg_exec(&res, pg, "generation tables",
                    "select t.table_name from information_schema.tables t"
-                   " where t.table_schema = $1 and t.table_type = 'BASE TABLE'"
+                   " where t.table_schema = $1 and t.table_type in ('BASE TABLE', 'VIEW')"
                    "   and t.table_name not like 'esk\\_%'"
                    "   and ($3::bool or (select count(*) from information_schema.columns c"
                    "                      where c.table_schema = $2"

@@ -74,7 +74,7 @@ int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *bas
 
 /**
  * @brief Makes @p gen the live generation in one transaction: the views in
- *        @p base name its tables (views of tables it no longer has are
+ *        @p base name its tables and views (views of ones it no longer has are
  *        dropped), the generation that was live becomes `retired`. Publishing
  *        the live generation again only refreshes its views.
  * @returns ESK_ERETRY when @p gen has not yet reached the live generation's

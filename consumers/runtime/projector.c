@@ -79,6 +79,7 @@ struct esk_projector_s {
   char *schema;      /* pg.schema: bookkeeping (positions, versions), views */
   char *data_schema; /* the generation's tables: pg.schema itself without generations */
   char *store_key;   /* the projection's key in the bookkeeping tables */
+  int gen;           /* the generation served, 0 without generations */
   int version_floor; /* a projection keeping its own versions started at a time: the
                         versions recorded before the time back up its unknown ones */
   PGconn *pg;
@@ -364,6 +365,11 @@ static int dead_letter(esk_projector_t *p, const rd_kafka_message_t *m, const es
   rd_kafka_header_add(h, "esk.dlq.topic", -1, rd_kafka_topic_name(m->rkt), -1);
   rd_kafka_header_add(h, "esk.dlq.partition", -1, part, -1);
   rd_kafka_header_add(h, "esk.dlq.offset", -1, off, -1);
+  if (p->gen > 0) { /* a rebuild dead-letters the same poison events again: tells them apart */
+    char gen[16];
+    snprintf(gen, sizeof(gen), "%d", p->gen);
+    rd_kafka_header_add(h, "esk.dlq.generation", -1, gen, -1);
+  }
   rd_kafka_resp_err_t e = rd_kafka_producev(
       p->dlq, RD_KAFKA_V_TOPIC(p->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
       RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -933,7 +939,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
     goto fail;
   }
   p->schema = strdup(esk_conf_get(conf, "pg.schema"));
-  int gen = (int)esk_conf_get_int(conf, "generation");
+  int gen = p->gen = (int)esk_conf_get_int(conf, "generation");
   char ds[64], key[256];
   esk_generation_store_key(key, sizeof(key), name, gen);
   if (gen > 0 &&

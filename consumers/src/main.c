@@ -271,34 +271,26 @@ int main(int argc, char **argv) {
   if (cg && *cg) snprintf(base_group, sizeof(base_group), "%s", cg);
   else snprintf(base_group, sizeof(base_group), "esk.projection.%s", projection);
   int want = (int)esk_conf_get_int(conf, "generation");
-  if (loaded && want) {
-    fprintf(stderr, "esk-projector: generation=%d: generations (rebuilds) are for the "
-                    "compiled-in projections; a declarative file or a plugin has none\n", want);
-    status = 2;
-    goto cleanup;
-  }
   int rc;
   for (;;) {
-    /* compiled-in projections have generations (blue-green rebuilds); a declarative
-     * file or a plugin keeps its tables in pg.schema itself */
+    /* every projection has generations (blue-green rebuilds): its tables live in
+     * the generation's schema, the views in pg.schema name the live one's */
     esk_generation_t gen = {.gen = 0, .state = "live"};
     rc = ESK_OK;
-    while (!loaded &&
-           (rc = choose_generation(&gen, conf, base, projection, base_group, want, &err)) ==
+    while ((rc = choose_generation(&gen, conf, base, projection, base_group, want, &err)) ==
                ESK_ERETRY && !stop_requested) {
       ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
       sleep_ms(2000);
     }
     char num[16];
     snprintf(num, sizeof(num), "%d", rc == ESK_OK ? gen.gen : 0);
-    if (rc == ESK_OK && !loaded &&
+    if (rc == ESK_OK &&
         (esk_conf_set(conf, "generation", num, "generation", &err) ||
          esk_conf_set(conf, "group.id", gen.group, "generation", &err)))
       rc = err.code;
     if (rc == ESK_OK) {
-      if (!loaded)
-        ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "
-                 "schema=%s group=%s", projection, gen.gen, gen.state, gen.schema, gen.group);
+      ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "
+               "schema=%s group=%s", projection, gen.gen, gen.state, gen.schema, gen.group);
       while ((rc = esk_loaded_projector_new(&p, loaded, conf, &proj, &d,
                                             from_time ? &from_ms : NULL, &err)) == ESK_ERETRY &&
              !stop_requested) {
@@ -308,7 +300,7 @@ int main(int argc, char **argv) {
       }
     }
     /* the live generation's views, created or refreshed once its tables exist */
-    if (rc == ESK_OK && !loaded && !strcmp(gen.state, "live"))
+    if (rc == ESK_OK && !strcmp(gen.state, "live"))
       rc = publish_generation(conf, base, projection, gen.gen, &err);
     if (rc != ESK_OK) {
       if (stop_requested) status = 0;
@@ -323,7 +315,7 @@ int main(int argc, char **argv) {
     atomic_store(&running, p);
     watch_t w = {conf, base, projection, base_group, gen.gen, 0};
     pthread_t watcher;
-    int watching = !loaded && !want && pthread_create(&watcher, NULL, watch_generation, &w) == 0;
+    int watching = !want && pthread_create(&watcher, NULL, watch_generation, &w) == 0;
     rc = esk_projector_run(p, &run_stop, &err);
     if (watching) {
       atomic_store(&w.quit, 1);
@@ -334,12 +326,20 @@ int main(int argc, char **argv) {
       goto cleanup;
     }
     if (stop_requested || !generation_moved) break;
-    /* a new generation: a new runtime and a fresh projection (no cached state) */
+    /* a new generation: a new runtime and a fresh projection (no cached state;
+     * a file or plugin is read again, as the rebuild that made it live did) */
     atomic_store(&running, NULL);
     esk_projector_destroy(p);
     p = NULL;
-    esk_bank_projection_destroy(&proj);
-    if (def->create(&proj, &err)) {
+    if (loaded) {
+      esk_loaded_close(loaded);
+      loaded = NULL;
+      proj = (esk_projection_t){0};
+    } else {
+      esk_bank_projection_destroy(&proj);
+    }
+    if (def ? def->create(&proj, &err)
+            : esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, &err)) {
       ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
       goto cleanup;
     }

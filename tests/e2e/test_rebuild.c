@@ -336,3 +336,119 @@ Test(rebuild, a_rebuild_from_a_time_holds_only_later_events_without_gaps, .init 
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(b);
 }
+
+/* A declarative projection with a bug, fixed in its file and rebuilt
+ * blue-green: events_per_account must count every event of an account, but
+ * the first version of the file forgets withdrawals. */
+static const char *const counts_file =
+    "name = events_per_account\n[migration]\n"
+    "create table events_per_account_rows (account_id text primary key, n bigint not null,\n"
+    "  last_version bigint not null);\n"
+    "create view events_per_account as select account_id, n, last_version\n"
+    "  from events_per_account_rows;\n"
+    "[on AccountOpened]\n$1 = meta.aggregate_id\n$2 = meta.aggregate_version\n"
+    "insert into events_per_account_rows values ($1, 1, $2)\n"
+    "[on MoneyDeposited]\n$1 = meta.aggregate_id\n$2 = meta.aggregate_version\n"
+    "update events_per_account_rows set n = n + 1, last_version = $2 where account_id = $1\n"
+    "%s"
+    "[on AccountClosed]\n$1 = meta.aggregate_id\n$2 = meta.aggregate_version\n"
+    "update events_per_account_rows set n = n + 1, last_version = $2 where account_id = $1\n";
+
+static const char *const withdrawals =
+    "[on MoneyWithdrawn]\n$1 = meta.aggregate_id\n$2 = meta.aggregate_version\n"
+    "update events_per_account_rows set n = n + 1, last_version = $2 where account_id = $1\n";
+
+/* Appends the message's esk.dlq.generation header to the string @p arg. */
+static void dlq_generation(const rd_kafka_message_t *m, void *arg) {
+  char v[16];
+  char *gens = arg;
+  esk_test_header(m, "esk.dlq.generation", v, sizeof(v));
+  size_t n = strlen(gens);
+  if (n + 1 < 8 && v[0]) {
+    gens[n] = v[0];
+    gens[n + 1] = '\0';
+  }
+}
+
+static void write_counts(const char *path, int fixed) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fprintf(f, counts_file, fixed ? withdrawals : "");
+  fclose(f);
+}
+
+Test(rebuild, a_declarative_projection_fixed_in_its_file_is_rebuilt_and_followed, .init = setup,
+     .fini = teardown, .timeout = 180) {
+  enum { ACCOUNTS = 80, BEFORE = 4000, AFTER = 1000 };
+  esk_error_t err = {0};
+  esk_test_bank_t *b = NULL;
+  rd_kafka_t *prod = NULL;
+  cr_assert_eq(esk_test_bank_new(&b, 13, ACCOUNTS, BEFORE + AFTER, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(b, prod, topic, 0, BEFORE, &err), ESK_OK, "%s", err.msg);
+  /* one poison message: each generation dead-letters it, saying which it is */
+  cr_assert_eq(esk_test_bank_publish_raw(prod, topic, "poison", "not avro", 8, &err), ESK_OK, "%s",
+               err.msg);
+  rd_kafka_flush(prod, 30000);
+
+  char file[200];
+  snprintf(file, sizeof(file), "/tmp/%s.events_per_account.conf", schema);
+  write_counts(file, 0);
+  char a_topic[200], a_schema[96], a_group[160];
+  snprintf(a_topic, sizeof(a_topic), "topic=%s", topic);
+  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
+  snprintf(a_group, sizeof(a_group), "group.id=%s", group);
+  char *pargv[] = {PROJECTOR, "--projection-file", file, "-X", a_topic, "-X", a_schema,
+                   "-X", a_group, "-X", "batch.max.ms=50", NULL};
+  live = run(pargv, logpath);
+  /* caught up: its stored positions add up to the events published */
+  const char *pos = "select coalesce(sum(next_offset), 0) from esk_projection_positions"
+                    " where projection = 'events_per_account'";
+  for (int i = 0; i < 600 && count_rows(pos) != BEFORE + 1; i++) sleep_ms(100);
+  cr_assert_eq(count_rows(pos), BEFORE + 1, "generation 1 followed every event (%s)", logpath);
+  int64_t wrong = count_rows("select count(*) from events_per_account where n <> last_version");
+  cr_assert_gt(wrong, 0, "the buggy file miscounts some accounts");
+
+  /* fix the file, rebuild from it */
+  write_counts(file, 1);
+  char a_prefix[128];
+  snprintf(a_prefix, sizeof(a_prefix), "%s.", prefix);
+  char *rargv[] = {ESKCTL, "projection", "rebuild", "events_per_account", "--schema", schema,
+                   "--topic-prefix", a_prefix, "--group", group, "--log", rblog,
+                   "--projection-file", file, "--timeout", "120", NULL};
+  cr_assert_eq(wait_status(run(rargv, rblog)), 0, "rebuild failed: see %s", rblog);
+  char state[16];
+  cr_assert(generation_state_of("events_per_account", 2, state, sizeof(state)) &&
+                !strcmp(state, "live"),
+            "gen 2 live");
+  cr_expect_eq(count_rows("select count(*) from events_per_account where n <> last_version"), 0,
+               "the rebuilt view counts every event");
+  cr_expect_eq(count_rows("select coalesce(sum(n), 0) from events_per_account"), BEFORE);
+
+  /* the live projector moves to generation 2, reads the fixed file and follows */
+  for (int i = 0; i < 100 && !log_has(logpath, "moving to the live one"); i++) sleep_ms(100);
+  cr_assert(log_has(logpath, "moving to the live one"), "the live projector did not follow (%s)",
+            logpath);
+  cr_assert_eq(esk_test_bank_publish(b, prod, topic, BEFORE, BEFORE + AFTER, &err), ESK_OK, "%s",
+               err.msg);
+  rd_kafka_flush(prod, 30000);
+  const char *last = "select coalesce(sum(last_version), 0) from events_per_account";
+  for (int i = 0; i < 600 && count_rows(last) != BEFORE + AFTER; i++) sleep_ms(100);
+  cr_expect_eq(count_rows(last), BEFORE + AFTER, "the view follows live events (%s)", logpath);
+  cr_expect_eq(count_rows("select count(*) from events_per_account where n <> last_version"), 0,
+               "with the fixed statements");
+  cr_expect_eq(count_rows("select coalesce(sum(n), 0) from events_per_account"), BEFORE + AFTER);
+  kill(live, SIGTERM);
+  cr_expect_eq(wait_status(live), 0, "esk-projector exits 0 on SIGTERM");
+  live = -1;
+  unlink(file);
+  char dlq[200];
+  snprintf(dlq, sizeof(dlq), "%s.dlq.events_per_account", topic);
+  char gens[8] = "";
+  cr_expect_eq(esk_test_consume(dlq, 2, 20, dlq_generation, gens), 2,
+               "the poison message, once per generation");
+  cr_expect(strchr(gens, '1') && strchr(gens, '2'), "esk.dlq.generation 1 and 2, got '%s'", gens);
+  esk_test_delete_topic(dlq);
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(b);
+}

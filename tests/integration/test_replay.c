@@ -174,7 +174,7 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
   loaded_decl_t l = {0};
   decl_load(&l, EXAMPLE);
   PGconn *check = esk_test_pg_connect();
-  cr_assert_eq(esk_declarative_check_sql(l.d, check, schema, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_declarative_check_sql(l.d, check, schema, NULL, NULL, &err), ESK_OK, "%s", err.msg);
   PQfinish(check);
   esk_projection_t proj = esk_declarative_projection(l.d);
   double t0 = now_s();
@@ -247,7 +247,7 @@ static void sql_refused(const char *text, int line, const char *needle) {
   char *path = write_file(text);
   decl_load(&l, path);
   PGconn *pg = esk_test_pg_connect();
-  int rc = esk_declarative_check_sql(l.d, pg, schema, &err);
+  int rc = esk_declarative_check_sql(l.d, pg, schema, NULL, NULL, &err);
   cr_assert_eq(rc, ESK_EINVAL, "%s: %s", esk_error_name(rc), err.msg);
   char where[96];
   snprintf(where, sizeof(where), "%s:%d: ", path, line);

@@ -32,8 +32,8 @@ static void on_signal(int sig) {
 static void rebuild_usage(FILE *f) {
   fprintf(f,
           "usage: eskctl projection rebuild NAME [--schema S] [--group G] [--max-lag N]\n"
-          "                                 [--from-time T] [--projector PATH] [--log FILE]\n"
-          "                                 [--timeout S]\n"
+          "                                 [--from-time T] [--projection-file F | --plugin P]\n"
+          "                                 [--projector PATH] [--log FILE] [--timeout S]\n"
           "                                 [--domain D] [--topic-prefix P] [-X key=value]...\n"
           "\n"
           "Blue-green rebuild of projection NAME in PostgreSQL schema S (default public):\n"
@@ -51,6 +51,10 @@ static void rebuild_usage(FILE *f) {
           "--from-time T (RFC 3339) fills the new generation from the first event at or\n"
           "after T instead of offset 0 (esk-projector --from-time; docs/projections.md);\n"
           "projections whose rows fold an account's whole history refuse it.\n"
+          "--projection-file F / --plugin P: NAME is a declarative file's or a plugin's\n"
+          "projection (as esk-projector runs it); the new generation is built from F or P\n"
+          "as they are now, e.g. after fixing a statement, and a live esk-projector of NAME\n"
+          "reads its file or plugin again when it moves to the new generation.\n"
           "Exit status: 0 switched; 1 failure or interrupted (the new generation is left\n"
           "in state rebuilding); 2 bad arguments.\n");
 }
@@ -192,11 +196,14 @@ int eskctl_rebuild_main(int argc, char **argv) {
                                        {"domain", required_argument, NULL, 'd'},
                                        {"topic-prefix", required_argument, NULL, 'P'},
                                        {"from-time", required_argument, NULL, 'T'},
+                                       {"projection-file", required_argument, NULL, 'F'},
+                                       {"plugin", required_argument, NULL, 'G'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   eskctl_common_t c;
   eskctl_common_init(&c);
   const char *schema = "public", *group = NULL, *log = NULL, *from_time = NULL, *xs[MAX_X];
+  const char *source_opt = NULL, *source = NULL; /* --projection-file F or --plugin P */
   char projector[PATH_MAX], defgroup[256], deflog[PATH_MAX], topic[256], key[300];
   long max_lag = -1, timeout_s = 0;
   int nx = 0, ch, status = 1;
@@ -235,6 +242,20 @@ int eskctl_rebuild_main(int argc, char **argv) {
       from_time = optarg;
       break;
     }
+    case 'F':
+    case 'G':
+      if (source_opt) {
+        fprintf(stderr, "eskctl projection rebuild: give one of --projection-file and --plugin\n");
+        return 2;
+      }
+      source_opt = ch == 'F' ? "--projection-file" : "--plugin";
+      source = optarg;
+      if (access(source, R_OK)) {
+        fprintf(stderr, "eskctl projection rebuild: %s '%s': %s\n", source_opt, source,
+                strerror(errno));
+        return 2;
+      }
+      break;
     case 'd': c.domain_name = optarg; break;
     case 'P': c.prefix = optarg; break;
     case 'X':
@@ -298,11 +319,15 @@ int eskctl_rebuild_main(int argc, char **argv) {
   snprintf(a_gen, sizeof(a_gen), "generation=%d", g.gen);
   snprintf(a_topic, sizeof(a_topic), "topic=%s", topic);
   snprintf(a_group, sizeof(a_group), "group.id=%s", group);
-  char *args[10 + 2 * MAX_X + 1];
+  char *args[12 + 2 * MAX_X + 1];
   int na = 0;
   args[na++] = projector;
   args[na++] = "--projection";
   args[na++] = (char *)name;
+  if (source) {
+    args[na++] = (char *)source_opt;
+    args[na++] = (char *)source;
+  }
   if (from_time) {
     args[na++] = "--from-time";
     args[na++] = (char *)from_time;
