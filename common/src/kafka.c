@@ -75,7 +75,7 @@ cleanup:
   return rc;
 }
 
-int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
+int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, int replication,
                            const char *const *configs, int timeout_ms, int *created,
                            esk_error_t *err) {
   char errstr[256];
@@ -83,7 +83,7 @@ int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
   rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
   rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_event_t *ev = NULL;
-  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, errstr, sizeof(errstr));
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, replication, errstr, sizeof(errstr));
   if (created) *created = 0;
   if (!nt) {
     rc = esk_error_set(err, ESK_EINVAL, "topic %s: %s", topic, errstr);

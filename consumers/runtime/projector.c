@@ -977,7 +977,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
 
   int parts = 0;
   if ((rc = esk_kafka_partition_count(p->dlq, p->topic, 10000, &parts, err))) goto fail;
-  if ((rc = esk_kafka_create_topic(p->dlq, p->dlq_topic, parts, NULL, 15000, NULL, err)))
+  if ((rc = esk_kafka_create_topic(p->dlq, p->dlq_topic, parts, -1, NULL, 15000, NULL, err)))
     goto fail;
 
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);

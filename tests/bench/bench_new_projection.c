@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
   if (esk_test_bank_new(&bank, 61, accounts, (size_t)(n + live), &err) ||
       esk_test_bank_producer(&prod, &err))
     fail("workload", &err);
-  if (esk_kafka_create_topic(prod, topic, N_PARTS, NULL, 15000, NULL, &err)) fail("topic", &err);
+  if (esk_kafka_create_topic(prod, topic, N_PARTS, -1, NULL, 15000, NULL, &err)) fail("topic", &err);
   if (esk_test_bank_publish(bank, prod, topic, 0, (size_t)n, &err)) fail("publish", &err);
   if (rd_kafka_flush(prod, 300000)) fail("flush", NULL);
   printf("%-38s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", mono() - t0,

@@ -72,7 +72,7 @@ static void create_topics(const char *prefix, int partitions) {
   if (esk_topics_init(&t, prefix, "bank", &err)) die("topics", err.msg);
   const char *names[4] = {t.commands, t.events, t.results, t.snapshots};
   for (int i = 0; i < 4; i++)
-    if (esk_kafka_create_topic(rk, names[i], partitions, i == 3 ? compact : NULL, 15000, NULL,
+    if (esk_kafka_create_topic(rk, names[i], partitions, -1, i == 3 ? compact : NULL, 15000, NULL,
                                &err))
       die("create topic", err.msg);
   for (int i = 0; i < 4; i++) { /* until the metadata shows them */
@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
   printf("(figures are noisy when other work shares the CPU)\n");
 
   rd_kafka_t *adm = plain_producer();
-  if (esk_kafka_create_topic(adm, raw, 2, NULL, 15000, NULL, &err)) die("raw topic", err.msg);
+  if (esk_kafka_create_topic(adm, raw, 2, -1, NULL, 15000, NULL, &err)) die("raw topic", err.msg);
   rd_kafka_destroy(adm);
   double r_raw = raw_rate(raw, n, size);
   printf("%-52s %10.0f msg/s\n", "raw produce (idempotent, acks=all, 2 partitions)", r_raw);

@@ -270,7 +270,7 @@ int main(int argc, char **argv) {
       esk_test_bank_producer(&prod, &err))
     die("workload", &err);
   admin = prod;
-  if (esk_kafka_create_topic(admin, topic, N_PARTS, NULL, 15000, NULL, &err)) die("topic", &err);
+  if (esk_kafka_create_topic(admin, topic, N_PARTS, -1, NULL, 15000, NULL, &err)) die("topic", &err);
   if (esk_test_bank_publish(bank, prod, topic, 0, (size_t)n, &err)) die("publish", &err);
   if (rd_kafka_flush(prod, 120000)) die("flush", NULL);
   printf("%-34s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", now() - t0,

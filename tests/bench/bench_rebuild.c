@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
   int accounts = (int)(n / 100 > 0 ? n / 100 : 1);
   if (esk_test_bank_new(&bank, 71, accounts, (size_t)n, &err) ||
       esk_test_bank_producer(&prod, &err) ||
-      esk_kafka_create_topic(prod, topic, N_PARTS, NULL, 15000, NULL, &err) ||
+      esk_kafka_create_topic(prod, topic, N_PARTS, -1, NULL, 15000, NULL, &err) ||
       esk_pg_connect(&pg, NULL, &err))
     fail("setup", err.msg);
   printf("bench_rebuild: %ld events over %d accounts, %d partitions, projection %s; CPU shared "

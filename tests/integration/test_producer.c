@@ -321,6 +321,17 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
            ESK_TEST_ESKCTL_BIN, prefix);
   cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 1, "%s", out);
   cr_expect(strstr(out, "exists with 3 partitions, not 2"), "%s", out);
+  /* a replication factor the single local broker cannot meet: the broker's reason */
+  char other[128];
+  snprintf(other, sizeof(other), "%srf.", prefix);
+  snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions 1 "
+           "--replication-factor 3", ESK_TEST_ESKCTL_BIN, other);
+  cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 1, "%s", out);
+  cr_expect(strstr(out, "replication factor of 3"), "%s", out);
+  snprintf(cmd, sizeof(cmd), "%s topics create --partitions 1 --replication-factor 0",
+           ESK_TEST_ESKCTL_BIN);
+  cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 2, "%s", out);
+  cr_expect(strstr(out, "--replication-factor '0'"), "%s", out);
   esk_tp_delete_topics(prefix);
 }
 
@@ -503,7 +514,7 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
   esk_error_t err = {0};
   rd_kafka_t *adm = esk_tp_client();
   static const char *const small[] = {"max.message.bytes", "600", "retention.ms", "-1", NULL};
-  cr_assert_eq(esk_kafka_create_topic(adm, topic, 1, small, 15000, NULL, &err), ESK_OK, "%s",
+  cr_assert_eq(esk_kafka_create_topic(adm, topic, 1, -1, small, 15000, NULL, &err), ESK_OK, "%s",
                err.msg);
   rd_kafka_destroy(adm);
   snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions 1",

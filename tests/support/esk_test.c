@@ -53,7 +53,7 @@ void esk_test_create_topic(const char *topic, int partitions) {
   esk_error_t err = {0};
   int created = 0;
   rd_kafka_t *rk = esk_test_kafka_client();
-  cr_assert_eq(esk_kafka_create_topic(rk, topic, partitions, NULL, 15000, &created, &err), ESK_OK,
+  cr_assert_eq(esk_kafka_create_topic(rk, topic, partitions, -1, NULL, 15000, &created, &err), ESK_OK,
                "%s", err.msg);
   cr_assert(created, "topic %s existed already", topic);
   rd_kafka_destroy(rk);

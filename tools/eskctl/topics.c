@@ -11,7 +11,8 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: eskctl topics create --partitions N [--domain D] [--topic-prefix P]\n"
+          "usage: eskctl topics create --partitions N [--replication-factor R] [--domain D]\n"
+          "                            [--topic-prefix P] [--timeout MS]\n"
           "\n"
           "Creates <P><D>.commands, <P><D>.events, <P><D>.command-results and\n"
           "<P><D>.snapshots, all with N partitions (commands and events co-partitioned;\n"
@@ -19,6 +20,9 @@ static void usage(FILE *f) {
           "  events     retention.ms=-1, retention.bytes=-1 (kept forever)\n"
           "  snapshots  cleanup.policy=compact (the latest snapshot per aggregate)\n"
           "  commands, command-results  the broker's default retention\n"
+          "R replicas per partition (default: the broker's default.replication.factor;\n"
+          "in production 3, with the brokers' min.insync.replicas=2, so that a committed\n"
+          "event survives the loss of a broker).\n"
           "A topic that exists already is left as it is if it has N partitions; any\n"
           "other count is an error (exit 1). D defaults to $ESK_DOMAIN or bank, P to\n"
           "$ESK_TOPIC_PREFIX or nothing; the broker is $ESK_KAFKA_BOOTSTRAP.\n");
@@ -29,9 +33,10 @@ int eskctl_topics_main(int argc, char **argv) {
   if (st >= 0) return st;
   eskctl_common_t c;
   eskctl_common_init(&c);
-  long partitions = 0;
+  long partitions = 0, replication = -1;
   int timeout_ms = 15000;
   static const struct option opts[] = {{"partitions", required_argument, NULL, 'p'},
+                                       {"replication-factor", required_argument, NULL, 'r'},
                                        {"domain", required_argument, NULL, 'd'},
                                        {"topic-prefix", required_argument, NULL, 'P'},
                                        {"timeout", required_argument, NULL, 't'},
@@ -39,13 +44,23 @@ int eskctl_topics_main(int argc, char **argv) {
                                        {NULL, 0, NULL, 0}};
   int o;
   optind = 1;
-  while ((o = getopt_long(argc - 1, argv + 1, "p:d:P:t:h", opts, NULL)) != -1) {
+  while ((o = getopt_long(argc - 1, argv + 1, "p:r:d:P:t:h", opts, NULL)) != -1) {
     switch (o) {
     case 'p': {
       char *end;
       partitions = strtol(optarg, &end, 10);
       if (!*optarg || *end || partitions < 1 || partitions > 10000) {
         fprintf(stderr, "eskctl topics create: --partitions '%s': expected 1..10000\n", optarg);
+        return 2;
+      }
+      break;
+    }
+    case 'r': {
+      char *end;
+      replication = strtol(optarg, &end, 10);
+      if (!*optarg || *end || replication < 1 || replication > 32767) {
+        fprintf(stderr, "eskctl topics create: --replication-factor '%s': expected 1..32767\n",
+                optarg);
         return 2;
       }
       break;
@@ -98,7 +113,7 @@ int eskctl_topics_main(int argc, char **argv) {
     char name[256];
     int created = 0, count = 0;
     if (eskctl_topic(name, sizeof(name), &c, topics[i].kind)) goto cleanup;
-    if (esk_kafka_create_topic(rk, name, (int)partitions, topics[i].configs, timeout_ms,
+    if (esk_kafka_create_topic(rk, name, (int)partitions, (int)replication, topics[i].configs, timeout_ms,
                                &created, &err)) {
       fprintf(stderr, "eskctl topics create: %s\n", err.msg);
       goto cleanup;

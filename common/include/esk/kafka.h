@@ -44,12 +44,14 @@ int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *e
 /**
  * @brief Creates a topic, or leaves an existing one as it is.
  * @param rk any client handle (used for the admin request).
+ * @param replication replicas per partition; -1: the broker's
+ *        default.replication.factor.
  * @param configs NULL-terminated list of name, value pairs (e.g.
  *        {"retention.ms", "-1", NULL}); may be NULL.
  * @param created set to 1 when this call created it (may be NULL).
  * @returns ESK_OK, or ESK_ERETRY / ESK_EINVAL with the broker's reason.
  */
-int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
+int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, int replication,
                            const char *const *configs, int timeout_ms, int *created,
                            esk_error_t *err);
 
