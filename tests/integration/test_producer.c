@@ -322,7 +322,7 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
   cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 1, "%s", out);
   cr_expect(strstr(out, "exists with 3 partitions, not 2"), "%s", out);
   /* a replication factor the single local broker cannot meet: the broker's reason */
-  char other[128];
+  char other[sizeof(prefix) + 4];
   snprintf(other, sizeof(other), "%srf.", prefix);
   snprintf(cmd, sizeof(cmd), "%s topics create --topic-prefix '%s' --partitions 1 "
            "--replication-factor 3", ESK_TEST_ESKCTL_BIN, other);
