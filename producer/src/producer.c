@@ -731,8 +731,9 @@ static int make_client(rd_kafka_t **out, esk_producer_t *p, const esk_conf_t *co
   char errstr[512];
   int rc = esk_kafka_conf_new(&c, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
   if (rc) return rc;
-  if ((rc = set_all(c, defaults, err)) || (rc = esk_conf_apply_kafka(conf, c, err)) ||
-      (rc = set_all(c, forced, err)))
+  /* kafka.<property> to both clients, kafka.consumer.* / kafka.producer.* to one */
+  if ((rc = set_all(c, defaults, err)) ||
+      (rc = esk_conf_apply_kafka_client(conf, c, type, err)) || (rc = set_all(c, forced, err)))
     goto cleanup;
   rd_kafka_conf_set_opaque(c, p);
   rd_kafka_conf_set_error_cb(c, error_cb);

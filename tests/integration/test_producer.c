@@ -324,6 +324,56 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
   esk_tp_delete_topics(prefix);
 }
 
+/* Waits until the log at @p log shows the run loop started (fails the test after 30 s). */
+static void wait_started(const char *log) {
+  for (int w = 0; !esk_tp_file_contains(log, "msg=started"); w++) {
+    cr_assert_lt(w, 300, "not started within 30 s (see %s)", log);
+    usleep(100000);
+  }
+}
+
+/* kafka.consumer.* reaches only the command consumer, kafka.producer.* only the
+ * transactional producer: no CONFWARN for a key the other client does not know,
+ * and a value refused for the consumer names the key and stops start-up. */
+Test(producer, kafka_consumer_and_producer_keys_reach_only_their_client, .timeout = 90) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], log2[256];
+  static const char *const split[] = {"kafka.consumer.fetch.wait.max.ms=25",
+                                      "kafka.producer.linger.ms=7", NULL};
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_kconf", 1, log, sizeof(log), split);
+  wait_started(log);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  cr_expect(!esk_tp_file_contains(log, "CONFWARN"), "a split key reached the wrong client (see %s)",
+            log);
+  /* the control: the same property unprefixed reaches the producer too, which warns */
+  static const char *const both[] = {"kafka.fetch.wait.max.ms=25", NULL};
+  esk_tp_log_path(log2, sizeof(log2), prefix, "p2");
+  pid = esk_tp_start(prefix, "b", log2, both);
+  wait_started(log2);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  cr_expect(esk_tp_file_contains(log2, "CONFWARN") &&
+                esk_tp_file_contains(log2, "fetch.wait.max.ms"),
+            "an unprefixed consumer property warns in the producer (see %s)", log2);
+  /* a value the consumer refuses: start-up fails naming the consumer key (the
+   * producer client, created first, did not get it) */
+  static const char *const bad[] = {"kafka.consumer.fetch.wait.max.ms=-5", NULL};
+  esk_tp_log_path(log2, sizeof(log2), prefix, "p3");
+  pid = esk_tp_start(prefix, "c", log2, bad);
+  int st = esk_tp_stop(pid, 0, 20000);
+  cr_expect(st != 0 && st != -1, "exits non-zero, got %d", st);
+  cr_expect(esk_tp_file_contains(log2, "kafka.consumer.fetch.wait.max.ms=-5 refused"), "see %s",
+            log2);
+  /* and the same value for the producer only is not the consumer's business: the
+   * producer refuses it, naming its own key */
+  static const char *const badp[] = {"kafka.producer.linger.ms=-5", NULL};
+  esk_tp_log_path(log2, sizeof(log2), prefix, "p4");
+  pid = esk_tp_start(prefix, "d", log2, badp);
+  st = esk_tp_stop(pid, 0, 20000);
+  cr_expect(st != 0 && st != -1, "exits non-zero, got %d", st);
+  cr_expect(esk_tp_file_contains(log2, "kafka.producer.linger.ms=-5 refused"), "see %s", log2);
+  esk_tp_delete_topics(prefix);
+}
+
 /* --------------------------------------------------- snapshots vs fold --- */
 
 typedef struct cmp_ctx_s {
