@@ -20,6 +20,7 @@ static const char *const rule_names[ESK_BANK_RULE_COUNT_] = {
     [ESK_BANK_INSUFFICIENT_FUNDS] = "INSUFFICIENT_FUNDS",
     [ESK_BANK_AMOUNT_OVERFLOW] = "AMOUNT_OVERFLOW",
     [ESK_BANK_BALANCE_NOT_ZERO] = "BALANCE_NOT_ZERO",
+    [ESK_BANK_UNPUBLISHABLE] = "UNPUBLISHABLE",
 };
 
 const char *esk_bank_rule_name(esk_bank_rule_t rule) {
