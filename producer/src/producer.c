@@ -43,9 +43,10 @@ const esk_conf_prop_t esk_producer_props[] = {
      "reads this many of the newest results."},
     {"event.max.bytes", ESK_CONF_INT, "1000000", 512, 1000000000, NULL, NULL,
      "Largest event record (value, key and headers) published; a command whose event is larger "
-     "is rejected as UNPUBLISHABLE instead of failing its transaction. Keep it at most the "
-     "events topic's max.message.bytes and kafka.message.max.bytes; a lower broker limit is "
-     "found from the delivery reports (see docs/producer.md)."},
+     "is rejected as UNPUBLISHABLE instead of failing its transaction. At most "
+     "kafka.message.max.bytes (checked at start); keep it at most the events topic's "
+     "max.message.bytes too: a lower broker limit is found from the delivery reports, at the "
+     "cost of an aborted transaction (see docs/producer.md)."},
     {"store.max.accounts", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
      "Most accounts held per partition (0: 16M)."},
     {"restore.timeout.ms", ESK_CONF_INT, "30000", 1000, 3600000, NULL, NULL,
@@ -1016,9 +1017,18 @@ static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t 
   rd_kafka_conf_set_opaque(c, p);
   rd_kafka_conf_set_error_cb(c, error_cb);
   if (type == RD_KAFKA_PRODUCER) {
-    char tt[32];
-    size_t sz = sizeof(tt);
+    char tt[32], mb[32];
+    size_t sz = sizeof(tt), msz = sizeof(mb);
     rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+    /* an event between the two limits would fail its transaction in producev
+     * instead of being rejected before it (docs/producer.md) */
+    if (rd_kafka_conf_get(c, "message.max.bytes", mb, &msz) == RD_KAFKA_CONF_OK &&
+        p->event_max > atoll(mb)) {
+      rc = esk_error_set(err, ESK_EINVAL,
+                         "event.max.bytes=%lld: must be at most kafka.message.max.bytes (%s)",
+                         (long long)p->event_max, mb);
+      goto cleanup;
+    }
     /* a batch must commit well within the transaction timeout */
     if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK &&
         p->batch_ms * 2 > atoll(tt)) {

@@ -305,6 +305,11 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
   cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X batch.max.ms=6000", 1, out, sizeof(out)), 1,
                "%s", out);
   cr_expect(strstr(out, "at most half of kafka.transaction.timeout.ms"), "%s", out);
+  cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X kafka.producer.message.max.bytes=100000", 1,
+                          out, sizeof(out)),
+               1, "%s", out);
+  cr_expect(strstr(out, "event.max.bytes=1000000: must be at most kafka.message.max.bytes"), "%s",
+            out);
   cr_expect_eq(esk_tp_run(ESK_TEST_PRODUCER_BIN " -X kafka.partition.assignment.strategy="
                           "cooperative-sticky", 1, out, sizeof(out)),
                1, "%s", out);
