@@ -1104,7 +1104,8 @@ static int register_metrics(esk_producer_t *p, esk_metrics_t *reg, esk_error_t *
   ESK_ONLY_(counter, m->duplicates, "esk_producer_commands_duplicate_total",
             "Command ids seen before: the first result was returned again.");
   ESK_ONLY_(counter, m->skipped, "esk_producer_commands_skipped_total",
-            "Commands skipped without a result: undecodable, or without a usable command_id.");
+            "Commands skipped without a result: undecodable, without a usable command_id, or Kafka "
+            "refused even their UNPUBLISHABLE result.");
   ESK_ONLY_(counter, m->batches, "esk_producer_batches_total", "Transactions committed.");
   ESK_ONLY_(counter, m->aborts, "esk_producer_transaction_aborts_total",
             "Transactions aborted on an abortable error (the batch is redone).");
