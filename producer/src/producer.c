@@ -1312,9 +1312,17 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   }
   for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = p->parts[i].next_offset = -1;
   if (metrics && (rc = register_metrics(p, metrics, err))) goto cleanup;
-  if ((rc = esk_kafka_reader_new(&p->reader, esk_conf_get(conf, "kafka.bootstrap.servers"), NULL,
-                                 err)))
+  /* the restore reader is a consumer too: the same kafka.* and kafka.consumer.*
+   * settings (security, bootstrap), its own read settings on top */
+  rd_kafka_conf_t *rconf = NULL;
+  if ((rc = esk_kafka_conf_new(&rconf, RD_KAFKA_CONSUMER,
+                               esk_conf_get(conf, "kafka.bootstrap.servers"), err)))
     goto cleanup;
+  if ((rc = esk_conf_apply_kafka_client(conf, rconf, RD_KAFKA_CONSUMER, err))) {
+    rd_kafka_conf_destroy(rconf);
+    goto cleanup;
+  }
+  if ((rc = esk_kafka_reader_new_conf(&p->reader, rconf, NULL, err))) goto cleanup;
   if ((rc = init_transactions(p, err))) goto cleanup;
   *out = p;
   return ESK_OK;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bank/bank_avro.h"
+#include "esk/conf.h"
 #include "esk/kafka.h"
 #include "esk_test.h"
 #include "esk_test_producer.h"
@@ -376,6 +377,22 @@ Test(producer, kafka_consumer_and_producer_keys_reach_only_their_client, .timeou
   st = esk_tp_stop(pid, 0, 20000);
   cr_expect(st != 0 && st != -1, "exits non-zero, got %d", st);
   cr_expect(esk_tp_file_contains(log2, "kafka.producer.linger.ms=-5 refused"), "see %s", log2);
+  /* the restore reader is a consumer too: with kafka.bootstrap.servers unreachable
+   * and the real broker given per kind of client, the partition restores (the
+   * reader got kafka.consumer.bootstrap.servers) and a command is answered */
+  char cons[300], prod[300], out[4096];
+  snprintf(cons, sizeof(cons), "kafka.consumer.bootstrap.servers=%s",
+           esk_conf_env_kafka_bootstrap());
+  snprintf(prod, sizeof(prod), "kafka.producer.bootstrap.servers=%s",
+           esk_conf_env_kafka_bootstrap());
+  const char *const per_kind[] = {"kafka.bootstrap.servers=127.0.0.1:1", cons, prod,
+                                  "restore.timeout.ms=3000", NULL};
+  esk_tp_log_path(log2, sizeof(log2), prefix, "p5");
+  pid = esk_tp_start(prefix, "e", log2, per_kind);
+  cr_expect_eq(esk_tp_submit(prefix, OPEN("k1", "K1", "o", 5, "EUR"), 30000, out, sizeof(out)), 0,
+               "%s (see %s)", out, log2);
+  cr_expect(esk_tp_file_contains(log2, "partition restored"), "see %s", log2);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0, "see %s", log2);
   esk_tp_delete_topics(prefix);
 }
 
