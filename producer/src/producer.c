@@ -756,11 +756,12 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
     return;
   }
   const verdict_t *v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
-  if (!v || (v->state & (V_REJECT | V_SKIP)) || !(v->state & V_ALONE)) {
+  if (!v || (v->state & V_SKIP) || !(v->state & V_ALONE)) {
     handle_one(p, m, part);
     return;
   }
-  /* a suspect: commit the commands before it, then it alone in its own
+  /* a suspect (possibly an already rejected one whose result was refused with
+   * others'): commit the commands before it, then it alone in its own
    * transaction, so a refusal now names it for certain */
   esk_error_t e = {0};
   int64_t aborts = p->st.aborts;
