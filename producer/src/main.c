@@ -39,9 +39,9 @@ static void usage(FILE *f) {
           "the open batch, leaves the group and exits 0; a fenced or fatal error exits 1.\n"
           "\n"
           "Configuration, later sources winning: defaults, -c FILE (key=value lines), the\n"
-          "environment (ESK_<KEY>), -X key=value. A kafka.<property> key goes to both Kafka\n"
-          "clients (the command consumer and the transactional producer), kafka.consumer.*\n"
-          "only to the consumer, kafka.producer.* only to the producer.\n"
+          "environment (ESK_<KEY>), -X key=value. A kafka.<property> key goes to every Kafka\n"
+          "client; kafka.consumer.* only to the consumers (of the commands, and the reader\n"
+          "that restores partitions), kafka.producer.* only to the transactional producer.\n"
           "\n");
   esk_conf_print_help(f, tables, N_TABLES);
 }
