@@ -300,11 +300,12 @@ int esk_conf_get_bool(const esk_conf_t *c, const char *key) {
 
 /* type -1: a client of either kind (consumer./producer. keys are skipped). */
 static int apply_kafka(const esk_conf_t *c, rd_kafka_conf_t *kconf, int type, esk_error_t *err) {
-  int rc;
+  char reason[256];
   for (size_t i = 0; i < c->n_props; i++) {
     const char *name = c->props[i]->name;
     if (strncmp(name, "kafka.", 6) || !c->values[i]) continue;
-    if ((rc = esk_kafka_conf_set(kconf, name + 6, c->values[i], err))) return rc;
+    int rc = esk_kafka_conf_set(kconf, name + 6, c->values[i], err);
+    if (rc) return rc;
   }
   for (const pass_t *p = c->pass; p; p = p->next) {
     const char *key = p->key;
@@ -315,7 +316,11 @@ static int apply_kafka(const esk_conf_t *c, rd_kafka_conf_t *kconf, int type, es
       if (type != RD_KAFKA_PRODUCER) continue;
       key += 9;
     }
-    if ((rc = esk_kafka_conf_set(kconf, key, p->value, err))) return rc;
+    /* the error names the key as the user wrote it (kafka.consumer.x), so a
+     * value refused for one kind of client says which */
+    if (rd_kafka_conf_set(kconf, key, p->value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
+      return esk_error_set(err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", p->key,
+                           p->value, reason);
   }
   return ESK_OK;
 }

@@ -188,9 +188,14 @@ int esk_kafka_txn_error(rd_kafka_error_t *e, const char *op, esk_error_t *err) {
 int esk_kafka_reader_new(rd_kafka_t **out, const char *bootstrap, const char *const *extra,
                          esk_error_t *err) {
   rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
   int rc = esk_kafka_conf_new(&conf, RD_KAFKA_CONSUMER, bootstrap, err);
-  if (rc) return rc;
+  return rc ? rc : esk_kafka_reader_new_conf(out, conf, extra, err);
+}
+
+int esk_kafka_reader_new_conf(rd_kafka_t **out, rd_kafka_conf_t *conf, const char *const *extra,
+                              esk_error_t *err) {
+  char errstr[256];
+  int rc;
   /* assign() and consumer_poll() need a group handle; nothing joins or commits. */
   static const char *const base[] = {"group.id", "esk.reader",
                                      "isolation.level", "read_committed",

@@ -39,7 +39,9 @@ static void usage(FILE *f) {
           "the open batch, leaves the group and exits 0; a fenced or fatal error exits 1.\n"
           "\n"
           "Configuration, later sources winning: defaults, -c FILE (key=value lines), the\n"
-          "environment (ESK_<KEY>), -X key=value. Any kafka.* key goes to librdkafka.\n"
+          "environment (ESK_<KEY>), -X key=value. A kafka.<property> key goes to every Kafka\n"
+          "client; kafka.consumer.* only to the consumers (of the commands, and the reader\n"
+          "that restores partitions), kafka.producer.* only to the transactional producer.\n"
           "\n");
   esk_conf_print_help(f, tables, N_TABLES);
 }

@@ -41,6 +41,12 @@ const esk_conf_prop_t esk_producer_props[] = {
     {"seen.max", ESK_CONF_INT, "100000", 1, 100000000, NULL, NULL,
      "Command ids remembered per partition for idempotency (about 450 bytes each); a restore "
      "reads this many of the newest results."},
+    {"event.max.bytes", ESK_CONF_INT, "1000000", 512, 1000000000, NULL, NULL,
+     "Largest event record (value, key and headers) published; a command whose event is larger "
+     "is rejected as UNPUBLISHABLE instead of failing its transaction. At most "
+     "kafka.message.max.bytes (checked at start); keep it at most the events topic's "
+     "max.message.bytes too: a lower broker limit is found from the delivery reports, at the "
+     "cost of an aborted transaction (see docs/producer.md)."},
     {"store.max.accounts", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
      "Most accounts held per partition (0: 16M)."},
     {"restore.timeout.ms", ESK_CONF_INT, "30000", 1000, 3600000, NULL, NULL,
@@ -71,6 +77,34 @@ typedef struct metrics_s {
   esk_series_t **restore_s, **lag_s; /* per partition, created at its first restore */
 } metrics_t;
 
+/* The open batch's commands in handling order; a message's delivery opaque is
+ * its command's index + 1 (0: no command, e.g. a checkpoint). */
+typedef struct cmd_ref_s {
+  int32_t part;
+  int64_t offset;
+} cmd_ref_t;
+
+/* A command whose messages Kafka refused for good (too large, invalid), kept
+ * across the abort and rewind that follow until its offset commits. */
+enum {
+  V_ALONE = 1,  /* one of several commands in a refused record batch: redo it alone */
+  V_REJECT = 2, /* known culprit: answer UNPUBLISHABLE instead of publishing events */
+  V_SKIP = 4,   /* even its rejection was refused: consume it without a result */
+};
+typedef struct verdict_s {
+  int32_t part;
+  int64_t offset;
+  int state, logged;
+  int64_t round; /* judge_refusals() round that last judged it */
+  char reason[ESK_BANK_RESULT_MSG_MAX - 32];
+} verdict_t;
+
+/* A refused message of the open batch: its command and why. */
+typedef struct refusal_s {
+  size_t idx; /* command index + 1 */
+  char reason[ESK_BANK_RESULT_MSG_MAX - 32];
+} refusal_t;
+
 /* Counts of the open batch, published when it commits (an aborted batch is
  * redone, so counting at handling time would count its commands twice). */
 typedef struct batch_counts_s {
@@ -93,7 +127,19 @@ struct esk_producer_s {
   part_t *parts;
   int nparts;
   int in_txn, batch_failed;
+  int batch_isolated;         /* the open batch holds one suspect command alone */
+  int64_t event_max;          /* event.max.bytes */
+  cmd_ref_t *cmds;            /* the open batch's commands (batch_n of them) */
+  size_t cmds_cap;
+  refusal_t *refused;         /* permanent refusals of the open batch */
+  size_t n_refused, refused_cap;
+  verdict_t *verdicts;        /* refused commands not yet committed */
+  size_t n_verdicts, verdicts_cap;
+  int64_t judge_round;
+  esk_buf_t evbuf[ESK_BANK_MAX_EVENTS]; /* a command's encoded events before publishing */
   int64_t batch_undelivered;  /* delivery failures in the open batch */
+  int batch_broken;           /* a message failed other than by an abort's purge */
+  rd_kafka_conf_t *prod_conf; /* a copy of the producer's, for renew_producer() */
   char batch_reason[256];     /* the first of them */
   int64_t abort_backoff_ms;   /* grows while aborts follow each other */
   int64_t batch_n, batch_deadline;
@@ -146,15 +192,134 @@ static void set_fatal(esk_producer_t *p, const esk_error_t *e) {
   atomic_store_explicit(&p->health->fatal, 1, memory_order_release);
 }
 
+/* ------------------------------------------------- refused for good --- */
+
+/* Errors that no retry of the same message cures: the broker (or the client)
+ * refuses the record itself, so redoing the batch as it was would loop. */
+static int permanent_error(rd_kafka_resp_err_t e) {
+  return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+         e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+         e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE || e == RD_KAFKA_RESP_ERR_INVALID_RECORD;
+}
+
+static const char *human_bytes(char *buf, size_t size, size_t n) {
+  if (n < 10000)
+    snprintf(buf, size, "%zu bytes", n);
+  else if (n < 10000000)
+    snprintf(buf, size, "%.1f kB", (double)n / 1e3);
+  else
+    snprintf(buf, size, "%.1f MB", (double)n / 1e6);
+  return buf;
+}
+
+/* Grows *@p arr (of @p elem bytes each) to hold @p need. @returns 0, -1 out of memory. */
+static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return 0;
+  size_t n = *cap ? *cap * 2 : 64;
+  while (n < need) n *= 2;
+  void *a = realloc(*arr, n * elem);
+  if (!a) return -1;
+  *arr = a;
+  *cap = n;
+  return 0;
+}
+
+/* Notes that Kafka refused for good a message of the command whose delivery
+ * opaque is @p idx; finish_batch() turns the batch's refusals into verdicts.
+ * @p local: refused by producev (kafka.message.max.bytes), not by the broker. */
+static void note_refusal(esk_producer_t *p, uintptr_t idx, rd_kafka_topic_t *rkt, size_t len,
+                         rd_kafka_resp_err_t e, int local) {
+  if (idx == 0 || idx > (uintptr_t)p->batch_n) return; /* no command's (a checkpoint) */
+  if (p->n_refused && p->refused[p->n_refused - 1].idx == idx) return;
+  if (grow((void **)&p->refused, &p->refused_cap, p->n_refused + 1, sizeof(*p->refused)))
+    return; /* unattributed: the batch is redone as before, with backoff */
+  refusal_t *r = &p->refused[p->n_refused++];
+  r->idx = idx;
+  const char *what = rkt == p->rkt_ev ? "event" : rkt == p->rkt_res ? "result" : "snapshot";
+  char sz[32];
+  human_bytes(sz, sizeof(sz), len);
+  if (local)
+    snprintf(r->reason, sizeof(r->reason), "its %s of %s exceeds kafka.message.max.bytes (%s)",
+             what, sz, rd_kafka_err2name(e));
+  else if (e == RD_KAFKA_RESP_ERR_INVALID_RECORD)
+    snprintf(r->reason, sizeof(r->reason), "the broker refused its %s of %s on topic %s as an "
+             "invalid record (%s)", what, sz, rd_kafka_topic_name(rkt), rd_kafka_err2name(e));
+  else
+    snprintf(r->reason, sizeof(r->reason), "its %s of %s exceeds the max.message.bytes of topic "
+             "%s (the broker refused it: %s)", what, sz, rd_kafka_topic_name(rkt),
+             rd_kafka_err2name(e));
+}
+
+static verdict_t *find_verdict(esk_producer_t *p, int32_t part, int64_t offset) {
+  for (size_t i = 0; i < p->n_verdicts; i++)
+    if (p->verdicts[i].part == part && p->verdicts[i].offset == offset) return &p->verdicts[i];
+  return NULL;
+}
+
+static verdict_t *add_verdict(esk_producer_t *p, int32_t part, int64_t offset) {
+  verdict_t *v = find_verdict(p, part, offset);
+  if (v) return v;
+  if (grow((void **)&p->verdicts, &p->verdicts_cap, p->n_verdicts + 1, sizeof(*p->verdicts)))
+    return NULL;
+  v = &p->verdicts[p->n_verdicts++];
+  memset(v, 0, sizeof(*v));
+  v->part = part;
+  v->offset = offset;
+  return v;
+}
+
+/* Forgets the verdicts of @p part below @p below: committed, or the partition is gone. */
+static void prune_verdicts(esk_producer_t *p, int32_t part, int64_t below) {
+  size_t k = 0;
+  for (size_t i = 0; i < p->n_verdicts; i++)
+    if (p->verdicts[i].part != part || p->verdicts[i].offset >= below)
+      p->verdicts[k++] = p->verdicts[i];
+  p->n_verdicts = k;
+}
+
+/* After an abort: the batch's refusals become verdicts. The culprit is certain
+ * when one command's messages were refused, or the batch held one command
+ * alone; several commands refused together shared a record batch, which may
+ * hold innocent ones, so each is redone alone to find out. A command moves
+ * only forward (alone, reject, skip): at most three aborts each. */
+static void judge_refusals(esk_producer_t *p) {
+  int certain = 1;
+  if (!p->batch_isolated)
+    for (size_t i = 1; i < p->n_refused; i++)
+      if (p->refused[i].idx != p->refused[0].idx) certain = 0;
+  p->judge_round++;
+  for (size_t i = 0; i < p->n_refused; i++) {
+    const cmd_ref_t *c = &p->cmds[p->refused[i].idx - 1];
+    verdict_t *v = add_verdict(p, c->part, c->offset);
+    if (!v || v->round == p->judge_round) continue; /* out of memory, or judged already */
+    v->round = p->judge_round;
+    if (!certain) {
+      v->state |= V_ALONE;
+    } else if (v->state & V_REJECT) {
+      v->state = V_SKIP;
+      v->logged = 0;
+    } else if (!(v->state & V_SKIP)) {
+      v->state = V_REJECT;
+      v->logged = 0;
+      snprintf(v->reason, sizeof(v->reason), "%s", p->refused[i].reason);
+    }
+  }
+  p->n_refused = 0;
+}
+
 /* ------------------------------------------------------------ callbacks --- */
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   esk_producer_t *p = opaque;
   if (m->err) {
+    if (permanent_error(m->err))
+      note_refusal(p, (uintptr_t)m->_private, m->rkt, m->len, m->err, 0);
     /* the transaction cannot commit now; finish_batch() aborts and rewinds
      * (one log line per batch there, not one per message) */
     p->batch_failed = 1;
+    if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+      p->batch_broken = 1;
     if (p->batch_undelivered++ == 0)
       snprintf(p->batch_reason, sizeof(p->batch_reason), "delivery to %s [%d] failed: %s",
                rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
@@ -275,7 +440,8 @@ static int produce(esk_producer_t *p, rd_kafka_topic_t *rkt, int32_t part, const
       continue;
     }
     if (hdrs) rd_kafka_headers_destroy(hdrs);
-    p->batch_failed = 1;
+    p->batch_failed = p->batch_broken = 1;
+    if (permanent_error(e)) note_refusal(p, (uintptr_t)opaque, rkt, vlen, e, 1);
     ESK_WARN(FAC, "msg=\"produce failed\" topic=%s partition=%d reason=%s",
              rd_kafka_topic_name(rkt), (int)part, rd_kafka_err2name(e));
     return ESK_ERETRY;
@@ -321,6 +487,10 @@ static void event_id(esk_producer_t *p, char out[37]) {
   *o = '\0';
 }
 
+/* The delivery opaque of the messages of the command being handled (its index
+ * in the open batch + 1). */
+static void *cmd_opaque(const esk_producer_t *p) { return (void *)(uintptr_t)p->batch_n; }
+
 static void hdr(rd_kafka_headers_t *h, const char *name, const char *v) {
   rd_kafka_header_add(h, name, -1, v ? v : "", -1);
 }
@@ -337,10 +507,11 @@ static int produce_result(esk_producer_t *p, int32_t part, const char *command_i
   /* no headers: the value is self-describing JSON, and librdkafka's headers
    * cost ~10 allocations per message (measured: a third of the CPU of events) */
   return produce(p, p->rkt_res, part, command_id, strlen(command_id), json, (size_t)n, NULL,
-                 NULL);
+                 cmd_opaque(p));
 }
 
-static int produce_snapshot(esk_producer_t *p, int32_t part, const esk_bank_state_t *s) {
+static int produce_snapshot(esk_producer_t *p, int32_t part, const esk_bank_state_t *s,
+                            void *opaque) {
   esk_error_t e = {0};
   esk_buf_reset(&p->buf);
   if (esk_bank_state_serialize(&p->buf, s, &e)) {
@@ -353,23 +524,39 @@ static int produce_snapshot(esk_producer_t *p, int32_t part, const esk_bank_stat
   hdr(h, "esk.type", "AccountSnapshot");
   hdr(h, "esk.aggregate_version", i64_str(ver, s->version));
   return produce(p, p->rkt_snap, part, s->account_id, strlen(s->account_id), p->buf.data,
-                 p->buf.len, h, NULL);
+                 p->buf.len, h, opaque);
 }
 
-static int produce_event(esk_producer_t *p, int32_t part, const esk_bank_event_t *ev,
-                         const esk_bank_command_t *cmd) {
-  char eid[37], ver[24], sver[24];
+/* Encodes @p ev into p->evbuf[@p i] (published later by produce_event(), once
+ * every event of the command is known to fit). */
+static int encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, char eid[37],
+                        const esk_bank_event_t *ev, const esk_bank_command_t *cmd) {
   event_id(p, eid);
   esk_bank_event_meta_t meta = {eid, wall_us(), cmd->correlation_id, cmd->command_id,
                                 cmd->actor};
-  const esk_schema_t *ws = NULL;
   esk_error_t e = {0};
-  esk_buf_reset(&p->buf);
-  if (esk_bank_avro_encode_event(p->avro, &p->buf, &ws, ev, &meta, &e)) {
+  esk_buf_reset(&p->evbuf[i]);
+  if (esk_bank_avro_encode_event(p->avro, &p->evbuf[i], ws, ev, &meta, &e)) {
     p->batch_failed = 1;
     ESK_ERROR(FAC, "msg=\"event encoding failed\" reason=\"%s\"", e.msg);
     return ESK_EFATAL;
   }
+  return ESK_OK;
+}
+
+/* An upper bound of the record batch an encoded event makes alone: batch header
+ * (61 bytes), record framing and header names (< 160), key, value, header values. */
+static size_t event_record_size(const esk_producer_t *p, size_t i, const esk_schema_t *ws,
+                                const esk_bank_event_t *ev, const esk_bank_command_t *cmd) {
+  return 61 + 160 + 36 + 2 * 20 + strlen(ev->account_id) + p->evbuf[i].len +
+         strlen(esk_schema_type(ws)) + (cmd->correlation_id ? strlen(cmd->correlation_id) : 0) +
+         strlen(cmd->command_id) + strlen("avro/binary");
+}
+
+static int produce_event(esk_producer_t *p, int32_t part, size_t i, const esk_schema_t *ws,
+                         const char *eid, const esk_bank_event_t *ev,
+                         const esk_bank_command_t *cmd) {
+  char ver[24], sver[24];
   rd_kafka_headers_t *h = rd_kafka_headers_new(8);
   hdr(h, "esk.type", esk_schema_type(ws));
   hdr(h, "esk.schema_version", i64_str(sver, esk_schema_version(ws)));
@@ -378,8 +565,8 @@ static int produce_event(esk_producer_t *p, int32_t part, const esk_bank_event_t
   hdr(h, "esk.correlation_id", cmd->correlation_id);
   hdr(h, "esk.causation_id", cmd->command_id);
   hdr(h, "content-type", "avro/binary");
-  return produce(p, p->rkt_ev, part, ev->account_id, strlen(ev->account_id), p->buf.data,
-                 p->buf.len, h, NULL);
+  return produce(p, p->rkt_ev, part, ev->account_id, strlen(ev->account_id), p->evbuf[i].data,
+                 p->evbuf[i].len, h, cmd_opaque(p));
 }
 
 /* ------------------------------------------------------------- commands --- */
@@ -390,8 +577,11 @@ static int begin_batch(esk_producer_t *p, esk_error_t *err) {
   p->in_txn = 1;
   p->batch_failed = 0;
   p->batch_undelivered = 0;
+  p->batch_broken = 0;
   p->batch_reason[0] = '\0';
   p->batch_n = 0;
+  p->batch_isolated = 0;
+  p->n_refused = 0;
   p->batch_deadline = mono_ms() + p->batch_ms;
   p->batch_t0 = mono_s();
   memset(&p->bc, 0, sizeof(p->bc));
@@ -408,22 +598,35 @@ static void runtime_reject(esk_bank_result_t *r, const esk_bank_state_t *cur, co
   snprintf(r->message + n, sizeof(r->message) - (size_t)n, fmt, a, b);
 }
 
-static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
-  int32_t part = m->partition;
-  if (part < 0 || part >= p->nparts || !p->parts[part].active) {
-    ESK_WARN(FAC, "msg=\"command from a partition not held, ignored\" partition=%d offset=%lld",
-             (int)part, (long long)m->offset);
-    return;
-  }
+/* A rejection decided by the runtime because Kafka cannot take the command's
+ * messages (verdict_t). */
+static void unpublishable(esk_bank_result_t *r, const esk_bank_state_t *cur, const char *reason) {
+  memset(r, 0, sizeof(*r));
+  r->rule = ESK_BANK_UNPUBLISHABLE;
+  r->version = cur ? cur->version : 0;
+  snprintf(r->message, sizeof(r->message), "UNPUBLISHABLE: %s", reason);
+}
+
+static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err);
+
+/* Decides one command of partition @p part (held) in the open batch. */
+static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part) {
   part_t *pt = &p->parts[part];
   esk_error_t e = {0};
   if (!p->in_txn && begin_batch(p, &e)) {
     set_fatal(p, &e);
     return;
   }
+  if (grow((void **)&p->cmds, &p->cmds_cap, (size_t)p->batch_n + 1, sizeof(*p->cmds))) {
+    esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
+    set_fatal(p, &e);
+    return;
+  }
+  p->cmds[p->batch_n].part = part;
+  p->cmds[p->batch_n].offset = m->offset;
   pt->batch_next = m->offset + 1;
   pt->next_offset = m->offset + 1;
-  p->batch_n++;
+  p->batch_n++; /* from here on cmd_opaque() names this command */
   p->st.commands++;
 
   esk_bank_command_t cmd;
@@ -451,16 +654,31 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
     produce_result(p, part, cmd.command_id, &first);
     return;
   }
+  verdict_t *v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
+  if (v && (v->state & V_SKIP)) {
+    char q[512];
+    p->st.poison++;
+    p->bc.skipped++;
+    if (!v->logged++)
+      ESK_WARN(FAC, "msg=\"command skipped: Kafka refused even its UNPUBLISHABLE result\" "
+               "command_id=%s partition=%d offset=%lld reason=%s", cmd.command_id, (int)part,
+               (long long)m->offset, esk_log_quote(q, sizeof(q), v->reason));
+    return;
+  }
   const char *acc = cmd.account_id ? cmd.account_id : "";
   const esk_bank_state_t *cur = *acc ? esk_bank_store_get(pt->store, acc) : NULL;
   esk_bank_result_t res;
   esk_bank_event_t evs[ESK_BANK_MAX_EVENTS];
+  const esk_schema_t *ws[ESK_BANK_MAX_EVENTS];
+  char eids[ESK_BANK_MAX_EVENTS][37];
   size_t n = 0;
   size_t alen = strlen(acc);
   int32_t want = alen ? rd_kafka_msg_partitioner_murmur2_random(p->rkt_ev, acc, alen, p->nparts,
                                                                 NULL, NULL)
                       : part;
-  if (!strcmp(acc, ESK_RESTORE_CHECKPOINT_KEY)) {
+  if (v && (v->state & V_REJECT)) {
+    unpublishable(&res, cur, v->reason);
+  } else if (!strcmp(acc, ESK_RESTORE_CHECKPOINT_KEY)) {
     runtime_reject(&res, NULL, "account id %s%s is reserved", "\\001esk.checkpoint", "");
   } else if (alen && (m->key_len != alen || memcmp(m->key, acc, alen))) {
     runtime_reject(&res, cur, "the message key is not the account id %.128s%s", acc, "");
@@ -470,6 +688,23 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
     runtime_reject(&res, cur, "account %.128s belongs on partition %s (murmur2)", acc, buf);
   } else if (esk_bank_decide(evs, &n, &res, ESK_BANK_MAX_EVENTS, cur, &cmd, &e)) {
     runtime_reject(&res, cur, "%.300s%s", e.msg, "");
+  }
+  /* every event encoded before any is published: one over event.max.bytes
+   * rejects the command and publishes nothing */
+  for (size_t i = 0; res.rule == ESK_BANK_ACCEPTED && i < n; i++) {
+    if (encode_event(p, i, &ws[i], eids[i], &evs[i], &cmd)) return;
+    size_t sz = event_record_size(p, i, ws[i], &evs[i], &cmd);
+    if (sz <= (size_t)p->event_max) continue;
+    char hb[32];
+    if (!(v = add_verdict(p, part, m->offset))) {
+      esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
+      set_fatal(p, &e);
+      return;
+    }
+    v->state = V_REJECT;
+    snprintf(v->reason, sizeof(v->reason), "its %s event of about %s exceeds event.max.bytes=%lld",
+             esk_schema_type(ws[i]), human_bytes(hb, sizeof(hb), sz), (long long)p->event_max);
+    unpublishable(&res, cur, v->reason);
   }
   if (res.rule == ESK_BANK_ACCEPTED) {
     esk_bank_state_t next;
@@ -482,7 +717,8 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
         set_fatal(p, &e);
         return;
       }
-      produce_event(p, part, &evs[i], &cmd); /* a failure marks the batch for abort */
+      /* a failure marks the batch for abort */
+      produce_event(p, part, i, ws[i], eids[i], &evs[i], &cmd);
     }
     if (esk_bank_store_put(pt->store, &next, &e)) {
       set_fatal(p, &e);
@@ -495,15 +731,49 @@ static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
     }
     pt->events_since_ckpt += (int64_t)n;
     if (p->snapshot_every && next.version % p->snapshot_every == 0)
-      produce_snapshot(p, part, &next);
+      produce_snapshot(p, part, &next, cmd_opaque(p));
     p->st.accepted++;
     p->bc.accepted++;
   } else {
     p->st.rejected++;
     if ((unsigned)res.rule < ESK_BANK_RULE_COUNT_) p->bc.rejected[res.rule]++;
+    if (v && (v->state & V_REJECT) && !v->logged++) {
+      char q[512];
+      ESK_WARN(FAC, "msg=\"command answered UNPUBLISHABLE: Kafka cannot take its messages\" "
+               "command_id=%s partition=%d offset=%lld reason=%s", cmd.command_id, (int)part,
+               (long long)m->offset, esk_log_quote(q, sizeof(q), v->reason));
+    }
   }
   produce_result(p, part, cmd.command_id, &res);
   if (esk_bank_seen_put(pt->seen, cmd.command_id, &res, NULL, &e)) set_fatal(p, &e);
+}
+
+static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
+  int32_t part = m->partition;
+  if (part < 0 || part >= p->nparts || !p->parts[part].active) {
+    ESK_WARN(FAC, "msg=\"command from a partition not held, ignored\" partition=%d offset=%lld",
+             (int)part, (long long)m->offset);
+    return;
+  }
+  const verdict_t *v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
+  if (!v || (v->state & V_SKIP) || !(v->state & V_ALONE)) {
+    handle_one(p, m, part);
+    return;
+  }
+  /* a suspect (possibly an already rejected one whose result was refused with
+   * others'): commit the commands before it, then it alone in its own
+   * transaction, so a refusal now names it for certain */
+  esk_error_t e = {0};
+  int64_t aborts = p->st.aborts;
+  if (p->in_txn && finish_batch(p, 1, &e)) {
+    set_fatal(p, &e);
+    return;
+  }
+  if (p->st.aborts != aborts) return; /* rewound: this command comes again */
+  handle_one(p, m, part);
+  if (!p->in_txn || p->fatal) return;
+  p->batch_isolated = 1;
+  if (finish_batch(p, 1, &e)) set_fatal(p, &e);
 }
 
 /* -------------------------------------------------------- transactions --- */
@@ -518,7 +788,7 @@ static int snapshot_dirty(const void *key, size_t klen, void *value, void *opaqu
   (void)value;
   ckpt_ctx_t *c = opaque;
   const esk_bank_state_t *s = esk_bank_store_get(c->p->parts[c->part].store, key);
-  return s ? produce_snapshot(c->p, c->part, s) : ESK_OK;
+  return s ? produce_snapshot(c->p, c->part, s, NULL) : ESK_OK;
 }
 
 static int write_checkpoints(esk_producer_t *p) {
@@ -561,6 +831,7 @@ static int write_checkpoints(esk_producer_t *p) {
 }
 
 static int rewind_all(esk_producer_t *p, esk_error_t *err);
+static int renew_producer(esk_producer_t *p, esk_error_t *err);
 
 /* The committed batch's counts and duration into the metrics. */
 static void publish_batch(esk_producer_t *p) {
@@ -609,7 +880,11 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   }
   p->in_txn = 0;
   p->st.commit_ms += mono_ms() - t_commit;
-  for (int32_t i = 0; i < p->nparts; i++) p->parts[i].batch_next = -1;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    if (rc == ESK_OK && p->n_verdicts && p->parts[i].batch_next >= 0)
+      prune_verdicts(p, i, p->parts[i].batch_next); /* answered and committed */
+    p->parts[i].batch_next = -1;
+  }
   if (rc == ESK_OK) {
     p->st.txns++;
     p->abort_backoff_ms = 0;
@@ -636,7 +911,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
            (long long)p->abort_backoff_ms, esk_log_quote(q, sizeof(q), err->msg));
   p->st.aborts++;
   esk_metrics_inc(p->m.aborts);
-  /* a cause that persists (a message over the topic's size limit) must not spin */
+  /* a cause that persists (a broker down, a topic's min.insync.replicas out of
+   * reach) must not spin; refused messages are judged below instead */
   if (p->abort_backoff_ms) usleep((useconds_t)p->abort_backoff_ms * 1000);
   p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
   if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
@@ -647,7 +923,9 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     if (rc == ESK_OK) break;
     if (rc != ESK_ERETRY || tries == 5) return escalate(err);
   }
-  p->batch_failed = 0;
+  judge_refusals(p); /* before the redo: it must treat the refused commands differently */
+  if (p->batch_broken && (rc = renew_producer(p, err))) return escalate(err);
+  p->batch_failed = 0; /* after the purged messages' reports */
   return rewind ? rewind_all(p, err) : ESK_OK;
 }
 
@@ -703,6 +981,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     int32_t id = parts->elems[i].partition;
     if (id >= 0 && id < p->nparts) {
       drop_part(p, id);
+      prune_verdicts(p, id, INT64_MAX); /* the next owner finds its own */
       /* another member reports it from now on */
       esk_metrics_set(p->m.lag_s ? p->m.lag_s[id] : NULL, 0);
     }
@@ -724,22 +1003,33 @@ static int set_all(rd_kafka_conf_t *c, const char *const *kv, esk_error_t *err) 
   return ESK_OK;
 }
 
-static int make_client(rd_kafka_t **out, esk_producer_t *p, const esk_conf_t *conf,
-                       rd_kafka_type_t type, const char *const *defaults,
+/* @p keep: if not NULL, set to a copy of the client's configuration. */
+static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
+                       const esk_conf_t *conf, rd_kafka_type_t type, const char *const *defaults,
                        const char *const *forced, esk_error_t *err) {
   rd_kafka_conf_t *c = NULL;
   char errstr[512];
   int rc = esk_kafka_conf_new(&c, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
   if (rc) return rc;
-  if ((rc = set_all(c, defaults, err)) || (rc = esk_conf_apply_kafka(conf, c, err)) ||
-      (rc = set_all(c, forced, err)))
+  /* kafka.<property> to both clients, kafka.consumer.* / kafka.producer.* to one */
+  if ((rc = set_all(c, defaults, err)) ||
+      (rc = esk_conf_apply_kafka_client(conf, c, type, err)) || (rc = set_all(c, forced, err)))
     goto cleanup;
   rd_kafka_conf_set_opaque(c, p);
   rd_kafka_conf_set_error_cb(c, error_cb);
   if (type == RD_KAFKA_PRODUCER) {
-    char tt[32];
-    size_t sz = sizeof(tt);
+    char tt[32], mb[32];
+    size_t sz = sizeof(tt), msz = sizeof(mb);
     rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+    /* an event between the two limits would fail its transaction in producev
+     * instead of being rejected before it (docs/producer.md) */
+    if (rd_kafka_conf_get(c, "message.max.bytes", mb, &msz) == RD_KAFKA_CONF_OK &&
+        p->event_max > atoll(mb)) {
+      rc = esk_error_set(err, ESK_EINVAL,
+                         "event.max.bytes=%lld: must be at most kafka.message.max.bytes (%s)",
+                         (long long)p->event_max, mb);
+      goto cleanup;
+    }
     /* a batch must commit well within the transaction timeout */
     if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK &&
         p->batch_ms * 2 > atoll(tt)) {
@@ -762,6 +1052,10 @@ static int make_client(rd_kafka_t **out, esk_producer_t *p, const esk_conf_t *co
                          strat);
       goto cleanup;
     }
+  }
+  if (keep && !(*keep = rd_kafka_conf_dup(c))) {
+    rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+    goto cleanup;
   }
   *out = rd_kafka_new(type, c, errstr, sizeof(errstr));
   if (!*out) {
@@ -811,7 +1105,8 @@ static int register_metrics(esk_producer_t *p, esk_metrics_t *reg, esk_error_t *
   ESK_ONLY_(counter, m->duplicates, "esk_producer_commands_duplicate_total",
             "Command ids seen before: the first result was returned again.");
   ESK_ONLY_(counter, m->skipped, "esk_producer_commands_skipped_total",
-            "Commands skipped without a result: undecodable, or without a usable command_id.");
+            "Commands skipped without a result: undecodable, without a usable command_id, or Kafka "
+            "refused even their UNPUBLISHABLE result.");
   ESK_ONLY_(counter, m->batches, "esk_producer_batches_total", "Transactions committed.");
   ESK_ONLY_(counter, m->aborts, "esk_producer_transaction_aborts_total",
             "Transactions aborted on an abortable error (the batch is redone).");
@@ -894,6 +1189,55 @@ static void update_lag(esk_producer_t *p, int64_t now) {
   }
 }
 
+/* The producer's topic handles, then its transactions (which fences an older
+ * instance with the same transactional.id, or bumps our own epoch). */
+static int init_transactions(esk_producer_t *p, esk_error_t *err) {
+  int rc;
+  p->rkt_ev = rd_kafka_topic_new(p->producer, p->topics.events, NULL);
+  p->rkt_res = rd_kafka_topic_new(p->producer, p->topics.results, NULL);
+  p->rkt_snap = rd_kafka_topic_new(p->producer, p->topics.snapshots, NULL);
+  if (!p->rkt_ev || !p->rkt_res || !p->rkt_snap)
+    return esk_error_set(err, ESK_EFATAL, "topic handles: %s",
+                         rd_kafka_err2str(rd_kafka_last_error()));
+  ESK_INFO(FAC, "msg=\"initialising transactions\" transactional_id=%s", p->txn_id);
+  for (int tries = 0;; tries++) {
+    rc = esk_kafka_txn_error(rd_kafka_init_transactions(p->producer, 60000),
+                             "init_transactions", err);
+    if (rc != ESK_ERETRY || tries == 3) break;
+  }
+  return rc;
+}
+
+static void drop_producer(esk_producer_t *p) {
+  if (p->rkt_ev) rd_kafka_topic_destroy(p->rkt_ev);
+  if (p->rkt_res) rd_kafka_topic_destroy(p->rkt_res);
+  if (p->rkt_snap) rd_kafka_topic_destroy(p->rkt_snap);
+  p->rkt_ev = p->rkt_res = p->rkt_snap = NULL;
+  if (p->producer) {
+    rd_kafka_flush(p->producer, 5000);
+    rd_kafka_destroy(p->producer);
+    p->producer = NULL;
+  }
+}
+
+/* A new producer after an abort in which messages failed. librdkafka 2.0.2
+ * does not always bump the epoch when aborting then: the next transaction
+ * fails on "skipped sequence numbers", or its messages time out and the abort
+ * after them hangs on CONCURRENT_TRANSACTIONS. init_transactions() of a new
+ * handle with the same transactional.id starts clean (about 10 ms here). */
+static int renew_producer(esk_producer_t *p, esk_error_t *err) {
+  char errstr[512];
+  rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  drop_producer(p);
+  rd_kafka_conf_t *c = rd_kafka_conf_dup(p->prod_conf);
+  if (!c) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+  if (!(p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr)))) {
+    rd_kafka_conf_destroy(c);
+    return esk_error_set(err, ESK_EFATAL, "re-creating the Kafka producer: %s", errstr);
+  }
+  return init_transactions(p, err);
+}
+
 int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
                      esk_producer_health_t *health, esk_error_t *err) {
   esk_producer_t *p = calloc(1, sizeof(*p));
@@ -932,6 +1276,8 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   p->store_max = esk_conf_get_int(conf, "store.max.accounts");
   p->restore_ms = esk_conf_get_int(conf, "restore.timeout.ms");
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
+  p->event_max = esk_conf_get_int(conf, "event.max.bytes");
+  for (size_t i = 0; i < ESK_BANK_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
 
   if ((rc = esk_bank_avro_new(&p->avro, err))) goto cleanup;
   /* only failed deliveries call back: the reports of successful ones cost
@@ -953,11 +1299,11 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
                                "enable.auto.offset.store", "false",
                                "auto.offset.reset", "earliest",
                                NULL};
-  if ((rc = make_client(&p->producer, p, conf, RD_KAFKA_PRODUCER, prod_defaults, prod_forced,
-                        err)))
+  if ((rc = make_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER, prod_defaults,
+                        prod_forced, err)))
     goto cleanup;
-  if ((rc = make_client(&p->consumer, p, conf, RD_KAFKA_CONSUMER, cons_defaults, cons_forced,
-                        err)))
+  if ((rc = make_client(&p->consumer, NULL, p, conf, RD_KAFKA_CONSUMER, cons_defaults,
+                        cons_forced, err)))
     goto cleanup;
   if ((rc = check_topics(p, err))) goto cleanup;
   p->parts = calloc((size_t)p->nparts, sizeof(*p->parts));
@@ -967,19 +1313,18 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   }
   for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = p->parts[i].next_offset = -1;
   if (metrics && (rc = register_metrics(p, metrics, err))) goto cleanup;
-  if ((rc = esk_kafka_reader_new(&p->reader, esk_conf_get(conf, "kafka.bootstrap.servers"), NULL,
-                                 err)))
+  /* the restore reader is a consumer too: the same kafka.* and kafka.consumer.*
+   * settings (security, bootstrap), its own read settings on top */
+  rd_kafka_conf_t *rconf = NULL;
+  if ((rc = esk_kafka_conf_new(&rconf, RD_KAFKA_CONSUMER,
+                               esk_conf_get(conf, "kafka.bootstrap.servers"), err)))
     goto cleanup;
-  p->rkt_ev = rd_kafka_topic_new(p->producer, p->topics.events, NULL);
-  p->rkt_res = rd_kafka_topic_new(p->producer, p->topics.results, NULL);
-  p->rkt_snap = rd_kafka_topic_new(p->producer, p->topics.snapshots, NULL);
-  ESK_INFO(FAC, "msg=\"initialising transactions\" transactional_id=%s", p->txn_id);
-  for (int tries = 0;; tries++) {
-    rc = esk_kafka_txn_error(rd_kafka_init_transactions(p->producer, 60000),
-                             "init_transactions", err);
-    if (rc != ESK_ERETRY || tries == 3) break;
+  if ((rc = esk_conf_apply_kafka_client(conf, rconf, RD_KAFKA_CONSUMER, err))) {
+    rd_kafka_conf_destroy(rconf);
+    goto cleanup;
   }
-  if (rc) goto cleanup;
+  if ((rc = esk_kafka_reader_new_conf(&p->reader, rconf, NULL, err))) goto cleanup;
+  if ((rc = init_transactions(p, err))) goto cleanup;
   *out = p;
   return ESK_OK;
 cleanup:
@@ -995,15 +1340,14 @@ void esk_producer_destroy(esk_producer_t *p) {
   free(p->m.lag_s);
   if (p->consumer) rd_kafka_destroy(p->consumer);
   if (p->reader) rd_kafka_destroy(p->reader);
-  if (p->rkt_ev) rd_kafka_topic_destroy(p->rkt_ev);
-  if (p->rkt_res) rd_kafka_topic_destroy(p->rkt_res);
-  if (p->rkt_snap) rd_kafka_topic_destroy(p->rkt_snap);
-  if (p->producer) {
-    rd_kafka_flush(p->producer, 5000);
-    rd_kafka_destroy(p->producer);
-  }
+  drop_producer(p);
+  if (p->prod_conf) rd_kafka_conf_destroy(p->prod_conf);
   esk_bank_avro_destroy(p->avro);
   esk_buf_free(&p->buf);
+  for (size_t i = 0; i < ESK_BANK_MAX_EVENTS; i++) esk_buf_free(&p->evbuf[i]);
+  free(p->cmds);
+  free(p->refused);
+  free(p->verdicts);
   free(p);
 }
 

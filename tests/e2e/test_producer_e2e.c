@@ -319,7 +319,7 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
   FILE *f = fopen(conf, "w");
   cr_assert_not_null(f);
   fprintf(f, "# the successor, configured from a file\ntopic.prefix=%s\ntransactional.id=%stx.same\n"
-             "kafka.session.timeout.ms = 6000\nbatch.max.ms=20\nstats.interval.ms=0\n",
+             "kafka.consumer.session.timeout.ms = 6000\nbatch.max.ms=20\nstats.interval.ms=0\n",
           prefix, prefix);
   fclose(f);
   gen_t g;

@@ -44,8 +44,11 @@ pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_pat
   char a_prefix[256], a_tid[256];
   snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", prefix);
   snprintf(a_tid, sizeof(a_tid), "transactional.id=%stx.%s", prefix, instance);
-  const char *argv[64] = {ESK_TEST_PRODUCER_BIN, "-X", a_prefix, "-X", a_tid,
-                          "-X", "kafka.session.timeout.ms=6000", "-X", "batch.max.ms=20",
+  const char *argv[64] = {ESK_TEST_PRODUCER_BIN,
+                          "-X", a_prefix,
+                          "-X", a_tid,
+                          "-X", "kafka.consumer.session.timeout.ms=6000",
+                          "-X", "batch.max.ms=20",
                           "-X", "stats.interval.ms=0"};
   size_t n = 11;
   for (size_t i = 0; extra && extra[i] && n < 60; i++) {

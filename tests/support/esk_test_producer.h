@@ -25,7 +25,7 @@ void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions);
 
 /**
  * Starts build/bin/esk-producer with -X topic.prefix=@p prefix,
- * transactional.id=<prefix>tx.<instance>, kafka.session.timeout.ms=6000,
+ * transactional.id=<prefix>tx.<instance>, kafka.consumer.session.timeout.ms=6000,
  * batch.max.ms=20, stats off, then the NULL-terminated @p extra -X values.
  * Its stderr goes to @p log_path. @returns the child's pid.
  */

@@ -457,7 +457,8 @@ Test(bank, rule_names_are_the_stable_strings_and_read_back) {
   const char *want[] = {"ACCEPTED",          "INVALID_COMMAND",       "INVALID_CURRENCY",
                         "INVALID_AMOUNT",    "CONCURRENCY_CONFLICT",  "ACCOUNT_ALREADY_EXISTS",
                         "ACCOUNT_NOT_FOUND", "ACCOUNT_CLOSED",        "CURRENCY_MISMATCH",
-                        "INSUFFICIENT_FUNDS", "AMOUNT_OVERFLOW",      "BALANCE_NOT_ZERO"};
+                        "INSUFFICIENT_FUNDS", "AMOUNT_OVERFLOW",      "BALANCE_NOT_ZERO",
+                        "UNPUBLISHABLE"};
   cr_assert_eq(sizeof(want) / sizeof(want[0]), ESK_BANK_RULE_COUNT_);
   for (int i = 0; i < ESK_BANK_RULE_COUNT_; i++) {
     cr_assert_str_eq(esk_bank_rule_name((esk_bank_rule_t)i), want[i]);

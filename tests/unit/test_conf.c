@@ -174,6 +174,18 @@ Test(conf, kafka_consumer_and_producer_keys_go_only_to_their_kind_of_client, .in
   cr_assert_str_eq(kconf_value(kp, "linger.ms"), "9");
   cr_assert_str_neq(kconf_value(kc, "linger.ms"), "9", "a producer key reached the consumer");
   cr_assert_str_eq(kconf_value(kp, "client.id"), "both");
+  /* A value only one kind gets fails only that kind, and the error names the key. */
+  cr_assert_eq(esk_conf_set(c, "kafka.consumer.fetch.wait.max.ms", "-5", "-X", &err), ESK_OK);
+  rd_kafka_conf_t *kc2 = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&kc2, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK);
+  cr_assert_eq(esk_conf_apply_kafka_client(c, kc2, RD_KAFKA_CONSUMER, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "kafka.consumer.fetch.wait.max.ms=-5"), "%s", err.msg);
+  rd_kafka_conf_destroy(kc2);
+  rd_kafka_conf_t *kp2 = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&kp2, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  cr_assert_eq(esk_conf_apply_kafka_client(c, kp2, RD_KAFKA_PRODUCER, &err), ESK_OK, "%s",
+               err.msg);
+  rd_kafka_conf_destroy(kp2);
   /* The untyped call skips both kinds instead of passing "consumer.x" on. */
   rd_kafka_conf_t *k = NULL;
   cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);

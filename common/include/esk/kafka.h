@@ -94,6 +94,16 @@ int esk_kafka_txn_error(rd_kafka_error_t *e, const char *op, esk_error_t *err);
 int esk_kafka_reader_new(rd_kafka_t **out, const char *bootstrap, const char *const *extra,
                          esk_error_t *err);
 
+/**
+ * @brief As esk_kafka_reader_new(), on a configuration the caller prepared
+ *        (from esk_kafka_conf_new(), with the process's consumer settings:
+ *        security, client id, ...); the reader's own settings go on top, so a
+ *        daemon's restore reader reaches the brokers as its consumer does.
+ * @param conf taken over: used or freed, also on failure.
+ */
+int esk_kafka_reader_new_conf(rd_kafka_t **out, rd_kafka_conf_t *conf, const char *const *extra,
+                              esk_error_t *err);
+
 /** Called for each message esk_kafka_read_partition() reads; non-zero stops the read
  *  and is returned (the message is borrowed for the call). */
 typedef int (*esk_kafka_msg_fn)(const rd_kafka_message_t *m, void *ctx);

@@ -20,6 +20,7 @@ static const char *const rule_names[ESK_BANK_RULE_COUNT_] = {
     [ESK_BANK_INSUFFICIENT_FUNDS] = "INSUFFICIENT_FUNDS",
     [ESK_BANK_AMOUNT_OVERFLOW] = "AMOUNT_OVERFLOW",
     [ESK_BANK_BALANCE_NOT_ZERO] = "BALANCE_NOT_ZERO",
+    [ESK_BANK_UNPUBLISHABLE] = "UNPUBLISHABLE",
 };
 
 const char *esk_bank_rule_name(esk_bank_rule_t rule) {
@@ -98,6 +99,38 @@ static void set_result(esk_bank_result_t *r, esk_bank_rule_t rule, int64_t versi
   va_start(ap, fmt);
   vsnprintf(r->message + n, sizeof(r->message) - (size_t)n, fmt, ap);
   va_end(ap);
+}
+
+/* Appends @p s to r->message at *@p off, truncating at the end. */
+static void msg_cat(esk_bank_result_t *r, size_t *off, const char *s) {
+  size_t n = strlen(s), room = sizeof(r->message) - 1 - *off;
+  if (n > room) n = room;
+  memcpy(r->message + *off, s, n);
+  *off += n;
+}
+
+/* set_result() for the accepted case, which every accepted command pays: the
+ * same text without printf ("ACCEPTED: MoneyDeposited, account a-1 now at
+ * version 7"; vsnprintf was ~6% of the producer's CPU). */
+static void accepted_result(esk_bank_result_t *r, const char *event, const char *account,
+                            int64_t version) {
+  char num[24], *o = num + sizeof(num) - 1;
+  uint64_t u = version < 0 ? 0 : (uint64_t)version;
+  *o = '\0';
+  do {
+    *--o = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  size_t off = 0;
+  r->rule = ESK_BANK_ACCEPTED;
+  r->version = version;
+  msg_cat(r, &off, "ACCEPTED: ");
+  msg_cat(r, &off, event);
+  msg_cat(r, &off, ", account ");
+  msg_cat(r, &off, account);
+  msg_cat(r, &off, " now at version ");
+  msg_cat(r, &off, o);
+  r->message[off] = '\0';
 }
 
 /* Checks one string field of a command; on failure fills r and returns false. */
@@ -254,8 +287,7 @@ static void judge(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_sta
     copy_str(ev->u.closed.reason, sizeof(ev->u.closed.reason), text);
     break;
   }
-  set_result(r, ESK_BANK_ACCEPTED, v + 1, "%s, account %s now at version %" PRId64,
-             esk_bank_event_type_name(ev->type), c->account_id, v + 1);
+  accepted_result(r, esk_bank_event_type_name(ev->type), c->account_id, v + 1);
 }
 
 int esk_bank_decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,

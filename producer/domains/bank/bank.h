@@ -88,6 +88,10 @@ typedef enum esk_bank_rule_e {
   ESK_BANK_INSUFFICIENT_FUNDS,    /**< "INSUFFICIENT_FUNDS" */
   ESK_BANK_AMOUNT_OVERFLOW,       /**< "AMOUNT_OVERFLOW": the balance would exceed INT64_MAX */
   ESK_BANK_BALANCE_NOT_ZERO,      /**< "BALANCE_NOT_ZERO": close with money left */
+  /** "UNPUBLISHABLE": decided by the runtime, not the aggregate: the command's
+   *  event (or result) can never be written to Kafka (larger than event.max.bytes
+   *  or the topic's max.message.bytes, or refused by the broker as invalid) */
+  ESK_BANK_UNPUBLISHABLE,
   ESK_BANK_RULE_COUNT_            /**< not a rule */
 } esk_bank_rule_t;
 
