@@ -102,6 +102,10 @@ struct esk_projector_s {
   /* Readiness, published by the main loop, read by esk_projector_ready(). */
   atomic_int r_assigned;  /* -1 before the first assignment, else partitions */
   atomic_int r_pg_ok;     /* PostgreSQL answered at the last attempt */
+  atomic_int r_dlq_ok;    /* the last dead letters were acknowledged by Kafka */
+  int dlq_stalled;        /* the failed attempt failed on the dead letters, not PostgreSQL */
+  int dlq_refused;        /* dead letters Kafka refused since the batch began (delivery reports) */
+  char dlq_refusal[256];  /* the first refusal's reason */
   atomic_llong r_lag;     /* events, summed over the assigned partitions */
 };
 
@@ -514,6 +518,7 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   vmap_t v = {0};
   int rc;
   int64_t applied = 0, skipped = 0, dead = 0;
+  p->dlq_refused = 0;
   if ((rc = pg_ensure(p, err))) return rc;
   int64_t t0 = now_us(), t1, t2, t3, t4;
   if ((rc = esk_pg_exec(NULL, p->pg, "begin", "begin", 0, NULL, err))) return rc;
@@ -607,7 +612,17 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   }
   /* Dead letters must be durable before the position moves past them. */
   if (dead && rd_kafka_flush(p->dlq, 30000)) {
-    rc = esk_error_set(err, ESK_ERETRY, "dead letters to %s not acknowledged", p->dlq_topic);
+    p->dlq_stalled = 1;
+    rc = esk_error_set(err, ESK_ERETRY, "dead letters to %s not acknowledged by Kafka within 30 s",
+                       p->dlq_topic);
+    goto fail;
+  }
+  if (p->dlq_refused) { /* lost dead letters would lose their events: retry the batch */
+    p->dlq_stalled = 1;
+    rc = esk_error_set(err, ESK_ERETRY, "%d dead letter%s refused by Kafka on %s: %s",
+                       p->dlq_refused, p->dlq_refused == 1 ? "" : "s", p->dlq_topic,
+                       p->dlq_refusal);
+    p->dlq_refused = 0;
     goto fail;
   }
   if ((rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err))) goto fail;
@@ -623,6 +638,7 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   esk_metrics_inc(p->m.batches);
   esk_metrics_observe(p->m.duration, (double)(now_us() - t0) / 1e6);
   atomic_store(&p->r_pg_ok, 1);
+  atomic_store(&p->r_dlq_ok, 1);
   p->last_pg_ms = now_ms();
   for (int i = 0; i < p->n_parts; i++) {
     if (p->parts[i].batch_next < 0) continue;
@@ -725,7 +741,11 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
       rc = apply_bisecting(p, p->batch, p->n_batch, err);
     }
     if (rc != ESK_ERETRY) break;
-    pg_retry_noted(p);
+    if (p->dlq_stalled) /* Kafka's fault, not PostgreSQL's: readiness says so */
+      atomic_store(&p->r_dlq_ok, 0);
+    else
+      pg_retry_noted(p);
+    p->dlq_stalled = 0;
     ESK_WARN("projector", "msg=\"batch not applied, retrying\" projection=%s backoff_ms=%d "
                           "reason=%s", p->name, backoff, LQ(err->msg));
     if (!paused) {
@@ -878,6 +898,16 @@ static char *dupf(const char *fmt, const char *a, const char *b) {
   return s;
 }
 
+/* Delivery report of a dead letter (served by rd_kafka_flush() on the main
+ * thread): a refused one must stop the position from moving past its event. */
+static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  esk_projector_t *p = opaque;
+  if (!m->err) return;
+  if (!p->dlq_refused++)
+    snprintf(p->dlq_refusal, sizeof(p->dlq_refusal), "%s", rd_kafka_err2str(m->err));
+}
+
 static int make_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
                        const char *const *props, void *opaque, esk_error_t *err) {
   rd_kafka_conf_t *kc = NULL;
@@ -888,10 +918,9 @@ static int make_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t 
   for (size_t i = 0; props[i]; i += 2)
     if ((rc = esk_kafka_conf_set(kc, props[i], props[i + 1], err))) goto fail;
   if ((rc = esk_conf_apply_kafka_client(conf, kc, type, err))) goto fail;
-  if (type == RD_KAFKA_CONSUMER) {
-    rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
-    rd_kafka_conf_set_opaque(kc, opaque);
-  }
+  if (type == RD_KAFKA_CONSUMER) rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+  else rd_kafka_conf_set_dr_msg_cb(kc, dlq_delivered);
+  rd_kafka_conf_set_opaque(kc, opaque);
   if (!(*out = rd_kafka_new(type, kc, errstr, sizeof(errstr)))) {
     rc = esk_error_set(err, ESK_EINVAL, "cannot create Kafka client: %s", errstr);
     goto fail;
@@ -930,6 +959,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   p->last_pg_ms = now_ms();
   atomic_init(&p->r_assigned, -1);
   atomic_init(&p->r_pg_ok, 1);
+  atomic_init(&p->r_dlq_ok, 1);
   atomic_init(&p->r_lag, 0);
   if (!esk_projector_schema_valid(esk_conf_get(conf, "pg.schema"))) {
     rc = esk_error_set(err, ESK_EINVAL,
@@ -971,7 +1001,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                                   NULL};
   const char *producer_props[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
   if ((rc = make_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p, err)) ||
-      (rc = make_client(&p->dlq, RD_KAFKA_PRODUCER, conf, producer_props, NULL, err)))
+      (rc = make_client(&p->dlq, RD_KAFKA_PRODUCER, conf, producer_props, p, err)))
     goto fail;
   rd_kafka_poll_set_consumer(p->consumer);
 
@@ -1080,6 +1110,11 @@ int esk_projector_ready(esk_projector_t *p, char *reason, size_t size) {
   long long lag = atomic_load(&p->r_lag);
   if (!atomic_load(&p->r_pg_ok)) {
     snprintf(reason, size, "PostgreSQL unreachable at the last attempt (retrying)");
+    return 0;
+  }
+  if (!atomic_load(&p->r_dlq_ok)) {
+    snprintf(reason, size, "dead letters to %s not acknowledged by Kafka (retrying)",
+             p->dlq_topic);
     return 0;
   }
   if (assigned < 0) {

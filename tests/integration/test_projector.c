@@ -312,3 +312,73 @@ Test(projector, on_error_stop_stops_at_the_poison_event_without_moving_past_it, 
   esk_conf_destroy(conf);
   rd_kafka_destroy(prod);
 }
+
+static void alter_topic(const char *topic, const char *key, const char *value) {
+  rd_kafka_t *rk = producer();
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  cr_assert_eq(rd_kafka_ConfigResource_set_config(res, key, value), 0);
+  rd_kafka_AlterConfigs(rk, &res, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  cr_assert_not_null(ev, "AlterConfigs: no answer");
+  cr_assert_eq(rd_kafka_event_error(ev), 0, "AlterConfigs: %s", rd_kafka_event_error_string(ev));
+  rd_kafka_event_destroy(ev);
+  rd_kafka_ConfigResource_destroy(res);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+}
+
+/* A dead letter Kafka refuses (here: the DLQ topic's max.message.bytes is too
+ * small) must not let the position move past its event: the batch is retried,
+ * /readyz says why, and once the topic takes it everything is applied. */
+Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .init = setup,
+     .timeout = 120) {
+  char dlq[192];
+  snprintf(dlq, sizeof(dlq), "%s.dlq.%s", fx.topic, fx.name);
+  rd_kafka_t *prod = producer();
+  static const char *const tiny[] = {"max.message.bytes", "64", NULL};
+  esk_error_t err = {0};
+  cr_assert_eq(esk_kafka_create_topic(prod, dlq, N_PARTS, -1, tiny, 15000, NULL, &err), ESK_OK,
+               "%s", err.msg);
+  send_event(prod, "q", 1, 1);
+  send_raw(prod, "q", "garbage that cannot be decoded");
+  send_event(prod, "q", 2, 1);
+  cr_assert_eq(rd_kafka_flush(prod, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  esk_conf_t *conf = make_conf("dlq");
+  run_t r;
+  pthread_t t;
+  start(&r, conf);
+  pthread_create(&t, NULL, runner, &r);
+  char reason[512] = "";
+  int refused = 0;
+  for (int i = 0; i < 300 && !refused; i++) {
+    refused = !esk_projector_ready(r.proj, reason, sizeof(reason)) &&
+              strstr(reason, "dead letters to") != NULL;
+    if (!refused) usleep(100000);
+  }
+  cr_assert(refused, "readiness never named the dead letters (last: %s)", reason);
+  PGconn *pg = esk_test_pg_connect();
+  char sql[256];
+  snprintf(sql, sizeof(sql), "select coalesce(sum(next_offset), 0) from esk_projection_positions "
+                             "where projection = '%s'", fx.name);
+  usleep(500000);
+  cr_expect_leq(query_ll(pg, sql), 1, "a position moved past the event whose dead letter was lost");
+  esk_projector_stats_t s;
+  esk_projector_stats(r.proj, &s);
+  cr_expect_eq(s.dead, 0, "a refused dead letter was counted as written");
+
+  alter_topic(dlq, "max.message.bytes", "1048576");
+  wait_applied(&r, 2, 1);
+  for (int i = 0; i < 50 && !esk_projector_ready(r.proj, reason, sizeof(reason)); i++)
+    usleep(100000);
+  cr_expect(esk_projector_ready(r.proj, reason, sizeof(reason)), "ready again: %s", reason);
+  stop_run(&r, t);
+  esk_projector_destroy(r.proj);
+  cr_expect_eq(query_ll(pg, sql), 3, "every message behind the position");
+  cr_expect_eq(esk_test_consume(dlq, 2, 10, NULL, NULL) >= 1, 1, "the dead letter is in %s", dlq);
+  esk_test_delete_topic(dlq);
+  PQfinish(pg);
+  esk_conf_destroy(conf);
+  rd_kafka_destroy(prod);
+}
