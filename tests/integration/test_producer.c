@@ -559,21 +559,6 @@ Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .t
   esk_tp_delete_topics(prefix);
 }
 
-static void alter_topic(const char *topic, const char *key, const char *value) {
-  rd_kafka_t *rk = esk_tp_client();
-  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-  rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
-  cr_assert_eq(rd_kafka_ConfigResource_set_config(cr, key, value), 0);
-  rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
-  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
-  cr_assert_not_null(ev, "AlterConfigs: no answer");
-  cr_assert_eq(rd_kafka_event_error(ev), 0, "AlterConfigs: %s", rd_kafka_event_error_string(ev));
-  rd_kafka_event_destroy(ev);
-  rd_kafka_ConfigResource_destroy(cr);
-  rd_kafka_queue_destroy(q);
-  rd_kafka_destroy(rk);
-}
-
 /* Lines of the file at @p path that contain @p needle. */
 static int count_lines(const char *path, const char *needle) {
   FILE *f = fopen(path, "r");
@@ -650,7 +635,7 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
     cr_assert_lt(w, 600, "not two aborts within 60 s (see %s)", log);
     usleep(100000);
   }
-  alter_topic(topic, "max.message.bytes", "1048588");
+  esk_test_alter_topic(topic, "max.message.bytes", "1048588");
   int st = 0;
   waitpid(sub, &st, 0);
   FILE *f = fopen(path, "r");

@@ -313,21 +313,6 @@ Test(projector, on_error_stop_stops_at_the_poison_event_without_moving_past_it, 
   rd_kafka_destroy(prod);
 }
 
-static void alter_topic(const char *topic, const char *key, const char *value) {
-  rd_kafka_t *rk = producer();
-  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-  rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
-  cr_assert_eq(rd_kafka_ConfigResource_set_config(res, key, value), 0);
-  rd_kafka_AlterConfigs(rk, &res, 1, NULL, q);
-  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
-  cr_assert_not_null(ev, "AlterConfigs: no answer");
-  cr_assert_eq(rd_kafka_event_error(ev), 0, "AlterConfigs: %s", rd_kafka_event_error_string(ev));
-  rd_kafka_event_destroy(ev);
-  rd_kafka_ConfigResource_destroy(res);
-  rd_kafka_queue_destroy(q);
-  rd_kafka_destroy(rk);
-}
-
 /* A dead letter Kafka refuses (here: the DLQ topic's max.message.bytes is too
  * small) must not let the position move past its event: the batch is retried,
  * /readyz says why, and once the topic takes it everything is applied. */
@@ -368,7 +353,7 @@ Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .
   esk_projector_stats(r.proj, &s);
   cr_expect_eq(s.dead, 0, "a refused dead letter was counted as written");
 
-  alter_topic(dlq, "max.message.bytes", "1048576");
+  esk_test_alter_topic(dlq, "max.message.bytes", "1048576");
   wait_applied(&r, 2, 1);
   for (int i = 0; i < 50 && !esk_projector_ready(r.proj, reason, sizeof(reason)); i++)
     usleep(100000);

@@ -59,6 +59,22 @@ void esk_test_create_topic(const char *topic, int partitions) {
   rd_kafka_destroy(rk);
 }
 
+void esk_test_alter_topic(const char *topic, const char *key, const char *value) {
+  rd_kafka_t *rk = esk_test_kafka_client();
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  cr_assert_eq(rd_kafka_ConfigResource_set_config(res, key, value), 0);
+  rd_kafka_AlterConfigs(rk, &res, 1, NULL, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+  cr_assert_not_null(ev, "AlterConfigs %s: no answer", topic);
+  cr_assert_eq(rd_kafka_event_error(ev), 0, "AlterConfigs %s: %s", topic,
+               rd_kafka_event_error_string(ev));
+  rd_kafka_event_destroy(ev);
+  rd_kafka_ConfigResource_destroy(res);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+}
+
 void esk_test_delete_topic(const char *topic) {
   char errstr[256];
   rd_kafka_t *rk = esk_test_kafka_client();

@@ -52,4 +52,7 @@ void esk_test_create_topic(const char *topic, int partitions);
 /** Deletes a topic; errors are ignored (cleanup). */
 void esk_test_delete_topic(const char *topic);
 
+/** Sets one config of @p topic on the test broker (AlterConfigs; fails the test on error). */
+void esk_test_alter_topic(const char *topic, const char *key, const char *value);
+
 #endif
