@@ -30,6 +30,19 @@ int esk_buf_reserve(esk_buf_t *b, size_t n, esk_error_t *err) {
   return ESK_OK;
 }
 
+void *esk_array_grow(void *arr, size_t *cap, size_t need, size_t elem, size_t first) {
+  if (need <= *cap) return arr;
+  size_t n = *cap ? *cap : first ? first : 1;
+  while (n < need) {
+    if (n > SIZE_MAX / 2) return NULL;
+    n *= 2;
+  }
+  if (elem && n > SIZE_MAX / elem) return NULL;
+  void *a = realloc(arr, n * elem);
+  if (a) *cap = n;
+  return a;
+}
+
 int esk_buf_append(esk_buf_t *b, const void *p, size_t n, esk_error_t *err) {
   int rc = esk_buf_reserve(b, n, err);
   if (rc) return rc;

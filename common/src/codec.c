@@ -325,13 +325,9 @@ static int build(pb_t *b, const esk_node_t *w, const esk_node_t *r, plan_t **out
   case EN_RECORD: {
     p = plan_new(b, P_RECORD, w, r);
     if (!p) return pb_fail(b, "out of memory");
-    if (b->nmemo == b->capmemo) {
-      size_t cap = b->capmemo ? b->capmemo * 2 : 16;
-      struct memo *m = realloc(b->memo, cap * sizeof(*m));
-      if (!m) return pb_fail(b, "out of memory");
-      b->memo = m;
-      b->capmemo = cap;
-    }
+    struct memo *m = esk_array_grow(b->memo, &b->capmemo, b->nmemo + 1, sizeof(*m), 16);
+    if (!m) return pb_fail(b, "out of memory");
+    b->memo = m;
     b->memo[b->nmemo].w = w;
     b->memo[b->nmemo].r = r;
     b->memo[b->nmemo].p = p;
@@ -411,13 +407,9 @@ static int get_plan(esk_codec_t *c, const esk_schema_t *w, const esk_schema_t *r
                          esk_schema_type(w), esk_schema_version(w), esk_schema_version(r),
                          b.why);
   {
-    if (c->ncache == c->capcache) {
-      size_t cap = c->capcache ? c->capcache * 2 : 16;
-      plan_cache_t *pc = realloc(c->cache, cap * sizeof(*pc));
-      if (!pc) return esk_error_set(err, ESK_ENOMEM, "out of memory caching a plan");
-      c->cache = pc;
-      c->capcache = cap;
-    }
+    plan_cache_t *pc = esk_array_grow(c->cache, &c->capcache, c->ncache + 1, sizeof(*pc), 16);
+    if (!pc) return esk_error_set(err, ESK_ENOMEM, "out of memory caching a plan");
+    c->cache = pc;
     memmove(c->cache + 1, c->cache, c->ncache * sizeof(*c->cache));
     c->cache[0].w = w;
     c->cache[0].r = r;

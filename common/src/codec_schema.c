@@ -47,16 +47,12 @@ static size_t reg_n, reg_cap;
 static int reg_add(avro_schema_t a, const esk_node_t *n) {
   int rc = ESK_OK;
   pthread_mutex_lock(&reg_lock);
-  if (reg_n == reg_cap) {
-    size_t cap = reg_cap ? reg_cap * 2 : 32;
-    struct reg_entry *p = realloc(reg, cap * sizeof(*p));
-    if (!p) {
-      rc = ESK_ENOMEM;
-      goto cleanup;
-    }
-    reg = p;
-    reg_cap = cap;
+  struct reg_entry *p = esk_array_grow(reg, &reg_cap, reg_n + 1, sizeof(*p), 32);
+  if (!p) {
+    rc = ESK_ENOMEM;
+    goto cleanup;
   }
+  reg = p;
   reg[reg_n].avro = a;
   reg[reg_n].node = n;
   reg_n++;
@@ -542,16 +538,12 @@ static void pcf_node(pcf_t *p, const esk_node_t *n) {
         return;
       }
     }
-    if (p->nseen == p->capseen) {
-      size_t cap = p->capseen ? p->capseen * 2 : 16;
-      const esk_node_t **s = realloc(p->seen, cap * sizeof(*s));
-      if (!s) {
-        p->oom = 1;
-        return;
-      }
-      p->seen = s;
-      p->capseen = cap;
+    const esk_node_t **s = esk_array_grow(p->seen, &p->capseen, p->nseen + 1, sizeof(*s), 16);
+    if (!s) {
+      p->oom = 1;
+      return;
     }
+    p->seen = s;
     p->seen[p->nseen++] = n;
   }
   switch (n->kind) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bank_event.h"
+#include "esk/buf.h"
 #include "esk/pg.h"
 
 #define MAX_DEPTH 16
@@ -398,23 +399,14 @@ static int exec_ok(PGconn *pg, const char *sql) {
   return ok;
 }
 
-int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *schema,
-                              const char *data_schema, const char *key, esk_error_t *err) {
-  char sql[400], what[128];
+int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *key,
+                              esk_error_t *err) {
+  char what[128];
   int rc = ESK_OK;
   int64_t applied = 0;
   PGresult *r = NULL;
   const char *params[] = {key ? key : d->name};
-  if (!data_schema) data_schema = schema;
-  if (!esk_projector_schema_valid(schema) || !esk_projector_schema_valid(data_schema))
-    return esk_error_set(err, ESK_EINVAL, "schema '%s': not a lower-case identifier",
-                         esk_projector_schema_valid(schema) ? data_schema : schema);
   if ((rc = esk_pg_exec(NULL, pg, "begin", "begin", 0, NULL, err))) return rc;
-  snprintf(sql, sizeof(sql),
-           "create schema if not exists \"%s\"; create schema if not exists \"%s\"; "
-           "set local search_path to \"%s\", \"%s\"",
-           schema, data_schema, data_schema, schema);
-  if ((rc = esk_pg_exec(NULL, pg, "enter schema", sql, 0, NULL, err))) goto cleanup;
   if ((rc = esk_pg_exec(&r, pg, "read applied migrations",
                         "select case when to_regclass('esk_projection_migrations') is null "
                         "then 0 else 1 end",
@@ -642,16 +634,12 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
                            PQerrorMessage(pg));
     d->pipe = pg;
   }
-  if (d->n_pending == d->cap_pending) {
-    size_t cap = d->cap_pending ? d->cap_pending * 2 : 64;
-    pending_t *np = realloc(d->pending, cap * sizeof(*np));
-    if (!np) {
-      pipeline_drain(d, 1, NULL);
-      return esk_error_set(err, ESK_ENOMEM, "out of memory");
-    }
-    d->pending = np;
-    d->cap_pending = cap;
+  pending_t *np = esk_array_grow(d->pending, &d->cap_pending, d->n_pending + 1, sizeof(*np), 64);
+  if (!np) {
+    pipeline_drain(d, 1, NULL);
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
   }
+  d->pending = np;
   const char *values[MAX_PARAMS];
   char bufs[MAX_PARAMS][40];
   char *json[MAX_PARAMS] = {0};
@@ -688,6 +676,10 @@ static void batch_abort_cb(void *self) {
   if (PQstatus(pg) == CONNECTION_OK) PQclear(PQexec(pg, "rollback"));
 }
 
+static int check_cb(void *self, PGconn *pg, const char *key, esk_error_t *err) {
+  return esk_declarative_check_sql(self, pg, key, err);
+}
+
 esk_projection_t esk_declarative_projection(esk_declarative_t *d) {
   return (esk_projection_t){.name = d->name,
                             .migrations = d->mig_sql,
@@ -695,5 +687,6 @@ esk_projection_t esk_declarative_projection(esk_declarative_t *d) {
                             .apply = apply_cb,
                             .batch_end = batch_end_cb,
                             .batch_abort = batch_abort_cb,
-                            .self = d};
+                            .self = d,
+                            .check = check_cb};
 }

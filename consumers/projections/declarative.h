@@ -48,18 +48,17 @@ int esk_declarative_parse(esk_declarative_t **out, const char *label, const char
 
 /**
  * @brief Checks the SQL against PostgreSQL without changing anything: in one
- *        transaction that is rolled back, enters @p data_schema (then
- *        @p schema), runs the migrations not yet applied under @p key and
- *        prepares every statement, comparing its parameter count with the
- *        parameters declared.
- * @param schema pg.schema: the bookkeeping tables.
- * @param data_schema the tables' schema (a generation's); NULL: @p schema.
- * @param key the projection's key in the bookkeeping tables; NULL: its name.
+ *        transaction that is rolled back, runs the migrations not yet applied
+ *        under @p key (NULL: the projection's name) and prepares every
+ *        statement, comparing its parameter count with the parameters
+ *        declared. Runs where @p pg's search_path points: its first schema
+ *        must exist (the projector's session: the generation's schema, then
+ *        pg.schema). esk_declarative_projection()'s check() calls it.
  * @returns ESK_OK; ESK_EINVAL with `FILE:LINE: problem` (LINE of the SQL
  *          text PostgreSQL points at); ESK_ERETRY when PostgreSQL is unreachable.
  */
-int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *schema,
-                              const char *data_schema, const char *key, esk_error_t *err);
+int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *key,
+                              esk_error_t *err);
 
 /** @brief The projection's name (the file's `name =`). */
 const char *esk_declarative_name(const esk_declarative_t *d);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bank_projection.h"
+#include "esk/buf.h"
 #include "esk/log.h"
 #include "esk/pg.h"
 #include "store.h"
@@ -74,13 +75,9 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   (void)pg;
   /* Every event is kept (its version goes to the guard); those that move no
    * money (a close, an opening without deposit) write no history row. */
-  if (h->n == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 4096;
-    row_t *r = realloc(h->rows, cap * sizeof(*r));
-    if (!r) return esk_error_set(err, ESK_ENOMEM, "out of memory for history rows");
-    h->rows = r;
-    h->cap = cap;
-  }
+  row_t *rows = esk_array_grow(h->rows, &h->cap, h->n + 1, sizeof(*rows), 4096);
+  if (!rows) return esk_error_set(err, ESK_ENOMEM, "out of memory for history rows");
+  h->rows = rows;
   row_t *r = &h->rows[h->n];
   if (put_str(h, ev->event_id, &r->event_id) || put_str(h, ev->aggregate_id, &r->account) ||
       put_str(h, b->currency, &r->currency) || put_str(h, b->description, &r->description))

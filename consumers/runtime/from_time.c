@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "esk/buf.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
@@ -75,13 +76,9 @@ typedef struct scan_s {
 } scan_t;
 
 static int seen_add(scan_t *s, const char *id, int64_t version) {
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? s->cap * 2 : 4096;
-    seen_t *nv = realloc(s->v, cap * sizeof(*nv));
-    if (!nv) return -1;
-    s->v = nv;
-    s->cap = cap;
-  }
+  seen_t *nv = esk_array_grow(s->v, &s->cap, s->n + 1, sizeof(*nv), 4096);
+  if (!nv) return -1;
+  s->v = nv;
   if (!(s->v[s->n].id = strdup(id))) return -1;
   s->v[s->n++].version = version;
   return 0;
@@ -182,7 +179,6 @@ static int scan(rd_kafka_t *rk, const char *topic, const char *name, int parts,
 
 int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, const char *topic,
                        const esk_decoder_t *dec, int64_t t_ms, int *seeded, esk_error_t *err) {
-  const char *name = key;
   rd_kafka_t *rk = NULL;
   rd_kafka_conf_t *kc = NULL;
   int64_t *low = NULL, *target = NULL;
@@ -192,7 +188,7 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
   *seeded = 0;
 
   /* Kafka: the starting offset of every partition, and its first offset. */
-  snprintf(group, sizeof(group), "esk.from-time.%s", name);
+  snprintf(group, sizeof(group), "esk.from-time.%s", key);
   if ((rc = esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, esk_conf_get(conf, "kafka.bootstrap.servers"),
                                err)) ||
       (rc = esk_kafka_conf_set(kc, "group.id", group, err)) ||
@@ -217,11 +213,11 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
   /* Nothing to do when a position is stored: the projection resumes there. */
   for (int p = 0; p < parts; p++) {
     int64_t next = -1;
-    if ((rc = esk_store_position_get(pg, name, topic, p, &next, err))) goto cleanup;
+    if ((rc = esk_store_position_get(pg, key, topic, p, &next, err))) goto cleanup;
     if (next >= 0) {
       ESK_INFO("projector", "msg=\"--from-time ignored: the projection has stored positions and "
                             "resumes from them\" projection=%s topic=%s",
-               name, topic);
+               key, topic);
       goto cleanup;
     }
   }
@@ -242,7 +238,7 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
     goto cleanup;
   }
   double t0 = now_s();
-  if ((rc = scan(rk, topic, name, parts, low, target, dec, &seen, err))) goto cleanup;
+  if ((rc = scan(rk, topic, key, parts, low, target, dec, &seen, err))) goto cleanup;
 
   /* The last version of each aggregate before the time. */
   qsort(seen.v, seen.n, sizeof(*seen.v), seen_cmp);
@@ -272,13 +268,13 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
   if ((rc = esk_pg_exec(NULL, pg, "begin", "begin", 0, NULL, err))) goto free_arrays;
   in_tx = 1;
   for (size_t i = 0; i < k && !rc; i += VERSIONS_CHUNK)
-    rc = esk_store_versions_put(pg, name, ids + i, vers + i,
+    rc = esk_store_versions_put(pg, key, ids + i, vers + i,
                                 k - i < VERSIONS_CHUNK ? k - i : VERSIONS_CHUNK, err);
   for (int p = 0; p < parts && !rc; p++)
-    rc = esk_store_position_cas(pg, name, topic, p, -1, target[p], err);
+    rc = esk_store_position_cas(pg, key, topic, p, -1, target[p], err);
   if (rc == ESK_ECONFLICT) {
     ESK_INFO("projector", "msg=\"--from-time: another instance stored the positions first\" "
-                          "projection=%s", name);
+                          "projection=%s", key);
     rc = ESK_OK;
     goto free_arrays;
   }
@@ -287,7 +283,7 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
     *seeded = 1;
     ESK_INFO("projector", "msg=\"starting at a time\" projection=%s topic=%s from_ms=%" PRId64
                           " aggregates=%zu events_read=%zu seconds=%.1f",
-             name, topic, t_ms, k, seen.n, now_s() - t0);
+             key, topic, t_ms, k, seen.n, now_s() - t0);
   }
 free_arrays:
   free(ids);

@@ -985,6 +985,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   }
   if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
       (rc = pg_schema_init(p, err)) ||
+      (projection->check && (rc = projection->check(projection->self, p->pg, p->store_key, err))) ||
       (rc = esk_store_migrate(p->pg, p->store_key, projection->migrations, projection->n_migrations,
                               err)) ||
       (projection->versions_get &&

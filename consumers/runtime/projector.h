@@ -82,6 +82,15 @@ typedef struct esk_projection_s {
    * came before.
    */
   int needs_full_history;
+  /**
+   * May be NULL. Runs at start, before the projection's pending migrations,
+   * on the projector's session (search_path: the generation's schema, then
+   * pg.schema): checks what the migrations and statements would do, e.g. in
+   * a transaction it rolls back, so that a bad definition stops start-up with
+   * a precise message (ESK_EINVAL). @p key is the projection's key in
+   * esk_projection_migrations.
+   */
+  int (*check)(void *self, PGconn *pg, const char *key, esk_error_t *err);
 } esk_projection_t;
 
 /** The projector's own configuration keys (with esk_conf_common_props). */

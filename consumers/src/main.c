@@ -66,26 +66,40 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-/* The generation to serve: the live one (want 0) or number want. */
-static int choose_generation(esk_generation_t *out, const esk_conf_t *conf, const char *base,
-                             const char *projection, const char *base_group, int want,
-                             esk_error_t *err) {
-  PGconn *pg = NULL;
-  int rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err);
-  if (rc) return rc;
-  rc = want ? esk_generation_get(out, pg, base, projection, want, err)
-            : esk_generation_live(out, pg, base, projection, base_group, err);
-  PQfinish(pg);
-  return rc;
+/* main()'s own PostgreSQL session for the registry (choosing and publishing
+ * generations), opened on first use and again after it broke. */
+static int registry_pg(PGconn **pg, const esk_conf_t *conf, esk_error_t *err) {
+  if (*pg && PQstatus(*pg) == CONNECTION_OK) return ESK_OK;
+  PQfinish(*pg);
+  *pg = NULL;
+  return esk_pg_connect(pg, esk_conf_get(conf, "pg.conninfo"), err);
 }
 
-static int publish_generation(const esk_conf_t *conf, const char *base, const char *projection,
-                              int gen, esk_error_t *err) {
-  PGconn *pg = NULL;
-  int rc = esk_pg_connect(&pg, esk_conf_get(conf, "pg.conninfo"), err);
+/* The generation to serve: the live one (want 0) or number want. */
+static int choose_generation(esk_generation_t *out, PGconn **pg, const esk_conf_t *conf,
+                             const char *base, const char *projection, const char *base_group,
+                             int want, esk_error_t *err) {
+  int rc = registry_pg(pg, conf, err);
   if (rc) return rc;
-  rc = esk_generation_publish(pg, base, projection, gen, err);
-  PQfinish(pg);
+  return want ? esk_generation_get(out, *pg, base, projection, want, err)
+              : esk_generation_live(out, *pg, base, projection, base_group, err);
+}
+
+static int publish_generation(PGconn **pg, const esk_conf_t *conf, const char *base,
+                              const char *projection, int gen, esk_error_t *err) {
+  int rc = registry_pg(pg, conf, err);
+  return rc ? rc : esk_generation_publish(*pg, base, projection, gen, err);
+}
+
+/* esk_projector_new(), started at @p from_ms (--from-time) when it is given. */
+static int new_projector(esk_projector_t **out, const esk_conf_t *conf,
+                         const esk_projection_t *proj, const esk_decoder_t *dec,
+                         const int64_t *from_ms, esk_error_t *err) {
+  int rc = esk_projector_new(out, conf, proj, dec, err);
+  if (rc == ESK_OK && from_ms && (rc = esk_projector_start_at(*out, *from_ms, err))) {
+    esk_projector_destroy(*out);
+    *out = NULL;
+  }
   return rc;
 }
 
@@ -181,6 +195,7 @@ int main(int argc, char **argv) {
   esk_projector_t *p = NULL;
   esk_metrics_t *metrics = NULL;
   esk_http_t *http = NULL;
+  PGconn *registry = NULL;
   if (!overrides) return 1;
   while ((c = getopt_long(argc, argv, "p:c:X:h", opts, NULL)) != -1) {
     switch (c) {
@@ -277,7 +292,8 @@ int main(int argc, char **argv) {
      * the generation's schema, the views in pg.schema name the live one's */
     esk_generation_t gen = {.gen = 0, .state = "live"};
     rc = ESK_OK;
-    while ((rc = choose_generation(&gen, conf, base, projection, base_group, want, &err)) ==
+    while ((rc = choose_generation(&gen, &registry, conf, base, projection, base_group, want,
+                                   &err)) ==
                ESK_ERETRY && !stop_requested) {
       ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
       sleep_ms(2000);
@@ -291,8 +307,8 @@ int main(int argc, char **argv) {
     if (rc == ESK_OK) {
       ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "
                "schema=%s group=%s", projection, gen.gen, gen.state, gen.schema, gen.group);
-      while ((rc = esk_loaded_projector_new(&p, loaded, conf, &proj, &d,
-                                            from_time ? &from_ms : NULL, &err)) == ESK_ERETRY &&
+      while ((rc = new_projector(&p, conf, &proj, &d, from_time ? &from_ms : NULL, &err)) ==
+                 ESK_ERETRY &&
              !stop_requested) {
         ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s",
                  LQ(err.msg));
@@ -301,7 +317,7 @@ int main(int argc, char **argv) {
     }
     /* the live generation's views, created or refreshed once its tables exist */
     if (rc == ESK_OK && !strcmp(gen.state, "live"))
-      rc = publish_generation(conf, base, projection, gen.gen, &err);
+      rc = publish_generation(&registry, conf, base, projection, gen.gen, &err);
     if (rc != ESK_OK) {
       if (stop_requested) status = 0;
       else ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
@@ -356,6 +372,7 @@ cleanup:
   if (!loaded) esk_bank_projection_destroy(&proj);
   esk_loaded_close(loaded);
   esk_bank_decoder_destroy(dec);
+  PQfinish(registry);
   esk_conf_destroy(conf);
   free(overrides);
   return status;

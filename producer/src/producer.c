@@ -212,18 +212,6 @@ static const char *human_bytes(char *buf, size_t size, size_t n) {
   return buf;
 }
 
-/* Grows *@p arr (of @p elem bytes each) to hold @p need. @returns 0, -1 out of memory. */
-static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap) return 0;
-  size_t n = *cap ? *cap * 2 : 64;
-  while (n < need) n *= 2;
-  void *a = realloc(*arr, n * elem);
-  if (!a) return -1;
-  *arr = a;
-  *cap = n;
-  return 0;
-}
-
 /* Notes that Kafka refused for good a message of the command whose delivery
  * opaque is @p idx; finish_batch() turns the batch's refusals into verdicts.
  * @p local: refused by producev (kafka.message.max.bytes), not by the broker. */
@@ -231,8 +219,10 @@ static void note_refusal(esk_producer_t *p, uintptr_t idx, rd_kafka_topic_t *rkt
                          rd_kafka_resp_err_t e, int local) {
   if (idx == 0 || idx > (uintptr_t)p->batch_n) return; /* no command's (a checkpoint) */
   if (p->n_refused && p->refused[p->n_refused - 1].idx == idx) return;
-  if (grow((void **)&p->refused, &p->refused_cap, p->n_refused + 1, sizeof(*p->refused)))
-    return; /* unattributed: the batch is redone as before, with backoff */
+  refusal_t *grown = esk_array_grow(p->refused, &p->refused_cap, p->n_refused + 1,
+                                    sizeof(*p->refused), 64);
+  if (!grown) return; /* unattributed: the batch is redone as before, with backoff */
+  p->refused = grown;
   refusal_t *r = &p->refused[p->n_refused++];
   r->idx = idx;
   const char *what = rkt == p->rkt_ev ? "event" : rkt == p->rkt_res ? "result" : "snapshot";
@@ -259,8 +249,10 @@ static verdict_t *find_verdict(esk_producer_t *p, int32_t part, int64_t offset) 
 static verdict_t *add_verdict(esk_producer_t *p, int32_t part, int64_t offset) {
   verdict_t *v = find_verdict(p, part, offset);
   if (v) return v;
-  if (grow((void **)&p->verdicts, &p->verdicts_cap, p->n_verdicts + 1, sizeof(*p->verdicts)))
-    return NULL;
+  verdict_t *grown = esk_array_grow(p->verdicts, &p->verdicts_cap, p->n_verdicts + 1,
+                                    sizeof(*p->verdicts), 64);
+  if (!grown) return NULL;
+  p->verdicts = grown;
   v = &p->verdicts[p->n_verdicts++];
   memset(v, 0, sizeof(*v));
   v->part = part;
@@ -617,7 +609,10 @@ static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
     set_fatal(p, &e);
     return;
   }
-  if (grow((void **)&p->cmds, &p->cmds_cap, (size_t)p->batch_n + 1, sizeof(*p->cmds))) {
+  cmd_ref_t *cmds = esk_array_grow(p->cmds, &p->cmds_cap, (size_t)p->batch_n + 1,
+                                   sizeof(*p->cmds), 64);
+  if (cmds) p->cmds = cmds;
+  else {
     esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
     set_fatal(p, &e);
     return;

@@ -126,6 +126,18 @@ typedef struct loaded_decl_s {
   esk_declarative_t *d;
 } loaded_decl_t;
 
+/* A session in the test's schema, as the projector's (the check runs there). */
+static PGconn *check_conn(void) {
+  PGconn *pg = esk_test_pg_connect();
+  char sql[160];
+  snprintf(sql, sizeof(sql), "create schema if not exists \"%s\"", schema);
+  PGresult *r = PQexec(pg, sql);
+  cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(pg));
+  PQclear(r);
+  PQfinish(pg);
+  return esk_test_pg_connect_schema(schema);
+}
+
 static void decl_load(loaded_decl_t *l, const char *path) {
   esk_error_t err = {0};
   cr_assert_eq(esk_schema_set_new(&l->set, &err), ESK_OK, "%s", err.msg);
@@ -173,8 +185,8 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
   /* The new projection, from its file, on a topic holding n_old + 1000 messages. */
   loaded_decl_t l = {0};
   decl_load(&l, EXAMPLE);
-  PGconn *check = esk_test_pg_connect();
-  cr_assert_eq(esk_declarative_check_sql(l.d, check, schema, NULL, NULL, &err), ESK_OK, "%s", err.msg);
+  PGconn *check = check_conn();
+  cr_assert_eq(esk_declarative_check_sql(l.d, check, NULL, &err), ESK_OK, "%s", err.msg);
   PQfinish(check);
   esk_projection_t proj = esk_declarative_projection(l.d);
   double t0 = now_s();
@@ -246,8 +258,8 @@ static void sql_refused(const char *text, int line, const char *needle) {
   esk_error_t err = {0};
   char *path = write_file(text);
   decl_load(&l, path);
-  PGconn *pg = esk_test_pg_connect();
-  int rc = esk_declarative_check_sql(l.d, pg, schema, NULL, NULL, &err);
+  PGconn *pg = check_conn();
+  int rc = esk_declarative_check_sql(l.d, pg, NULL, &err);
   cr_assert_eq(rc, ESK_EINVAL, "%s: %s", esk_error_name(rc), err.msg);
   char where[96];
   snprintf(where, sizeof(where), "%s:%d: ", path, line);

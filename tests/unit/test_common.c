@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "esk/buf.h"
 #include "esk/conf.h"
 #include "esk/error.h"
 #include "esk/kafka.h"
@@ -33,6 +34,25 @@ Test(error, an_overlong_message_is_truncated_not_overflowed) {
   big[sizeof(big) - 1] = '\0';
   esk_error_set(&err, ESK_EINVAL, "%s", big);
   cr_assert_eq(strlen(err.msg), ESK_ERROR_MSG_MAX - 1);
+}
+
+Test(array, grows_by_doubling_keeps_the_elements_and_refuses_an_overflowing_size) {
+  size_t cap = 0;
+  int *a = esk_array_grow(NULL, &cap, 1, sizeof(int), 4);
+  cr_assert_not_null(a);
+  cr_assert_eq(cap, 4);
+  for (int i = 0; i < 4; i++) a[i] = i * 7;
+  cr_assert_eq(esk_array_grow(a, &cap, 3, sizeof(int), 4), a, "enough room: unchanged");
+  cr_assert_eq(cap, 4);
+  a = esk_array_grow(a, &cap, 9, sizeof(int), 4);
+  cr_assert_not_null(a);
+  cr_assert_eq(cap, 16, "4 doubled until it holds 9");
+  for (int i = 0; i < 4; i++) cr_assert_eq(a[i], i * 7, "element %d kept", i);
+  /* a size whose byte count would overflow: NULL, and the array left as it was */
+  cr_assert_null(esk_array_grow(a, &cap, SIZE_MAX / 2, sizeof(int), 4));
+  cr_assert_eq(cap, 16);
+  cr_assert_eq(a[3], 21);
+  free(a);
 }
 
 Test(log, quote_leaves_plain_words_bare_and_escapes_the_rest) {

@@ -216,13 +216,9 @@ static int read_input(submit_t *s) {
       errors++;
       break;
     }
-    if (s->n == s->cap) {
-      size_t cap = s->cap ? s->cap * 2 : 64;
-      item_t *p = realloc(s->items, cap * sizeof(*p));
-      if (!p) break;
-      s->items = p;
-      s->cap = cap;
-    }
+    item_t *items = esk_array_grow(s->items, &s->cap, s->n + 1, sizeof(*items), 64);
+    if (!items) break;
+    s->items = items;
     item_t *it = &s->items[s->n];
     memset(it, 0, sizeof(*it));
     esk_buf_init(&it->value, 1 << 20);

@@ -36,4 +36,12 @@ int esk_buf_append(esk_buf_t *b, const void *p, size_t n, esk_error_t *err);
 /** @brief Sets the length to 0 and keeps the storage. */
 static inline void esk_buf_reset(esk_buf_t *b) { b->len = 0; }
 
+/**
+ * @brief Grows the array @p arr (of @p elem -byte elements, @p *cap of them
+ *        allocated) to hold at least @p need, doubling from @p first.
+ * @returns the array, moved or not (then @p *cap is updated); NULL when out
+ *          of memory, with @p arr and @p *cap unchanged.
+ */
+void *esk_array_grow(void *arr, size_t *cap, size_t need, size_t elem, size_t first);
+
 #endif
