@@ -304,6 +304,32 @@ Test(replay, a_bad_migration_names_the_file_and_the_line, .init = setup, .fini =
               7, "type \"nosuchtype\" does not exist");
 }
 
+/* The amounts of the deposits among the first @p n events, in order (at least 100). */
+static size_t deposit_amounts(esk_test_bank_t *bank, size_t n, int64_t *out) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (esk_test_bank_event(bank, i)->kind == ESK_BANK_MONEY_DEPOSITED)
+      out[k++] = esk_test_bank_event(bank, i)->amount;
+  cr_assert(k > 100, "%zu deposits", k);
+  return k;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* The @p pct th percentile of @p a (left as it is). */
+static int64_t percentile(const int64_t *a, size_t n, int pct) {
+  int64_t *sorted = malloc(n * sizeof(*sorted));
+  cr_assert_not_null(sorted);
+  memcpy(sorted, a, n * sizeof(*sorted));
+  qsort(sorted, n, sizeof(*sorted), cmp_i64);
+  int64_t v = sorted[n * (size_t)pct / 100];
+  free(sorted);
+  return v;
+}
+
 /* ------------------------------------------------------------- plugin --- */
 
 Test(replay, the_example_plugin_builds_its_table_from_the_topic, .init = setup, .fini = teardown,
@@ -315,12 +341,8 @@ Test(replay, the_example_plugin_builds_its_table_from_the_topic, .init = setup, 
   cr_assert_eq(esk_test_bank_new(&bank, 31, 60, n, &err), ESK_OK, "%s", err.msg);
   /* The threshold: the median deposit, so both sides are populated. */
   int64_t amounts[4000];
-  size_t n_dep = 0;
-  for (size_t i = 0; i < n; i++)
-    if (esk_test_bank_event(bank, i)->kind == ESK_BANK_MONEY_DEPOSITED)
-      amounts[n_dep++] = esk_test_bank_event(bank, i)->amount;
-  cr_assert(n_dep > 100, "%zu deposits", n_dep);
-  int64_t min = amounts[n_dep / 2];
+  size_t n_dep = deposit_amounts(bank, n, amounts);
+  int64_t min = percentile(amounts, n_dep, 50);
   int64_t want_n = 0, want_sum = 0;
   for (size_t i = 0; i < n_dep; i++)
     if (amounts[i] >= min) {
@@ -527,20 +549,8 @@ Test(replay, a_declarative_statement_failing_on_data_dead_letters_only_that_even
   cr_assert_eq(esk_test_bank_new(&bank, 41, 40, n, &err), ESK_OK, "%s", err.msg);
   /* Deposits at or over the 95th percentile violate the table's check constraint. */
   int64_t amounts[3000];
-  size_t n_dep = 0;
-  for (size_t i = 0; i < n; i++)
-    if (esk_test_bank_event(bank, i)->kind == ESK_BANK_MONEY_DEPOSITED)
-      amounts[n_dep++] = esk_test_bank_event(bank, i)->amount;
-  cr_assert(n_dep > 100);
-  int64_t sorted[3000];
-  memcpy(sorted, amounts, n_dep * sizeof(*sorted));
-  for (size_t i = 1; i < n_dep; i++) /* insertion sort: small */
-    for (size_t k = i; k > 0 && sorted[k - 1] > sorted[k]; k--) {
-      int64_t x = sorted[k];
-      sorted[k] = sorted[k - 1];
-      sorted[k - 1] = x;
-    }
-  int64_t limit = sorted[n_dep * 95 / 100];
+  size_t n_dep = deposit_amounts(bank, n, amounts);
+  int64_t limit = percentile(amounts, n_dep, 95);
   /* A dead-lettered event's version is not recorded, so every later event of
    * its account is a version gap and is dead-lettered too (the runtime's guard). */
   int64_t want_dead = 0, want_rows = 0;
