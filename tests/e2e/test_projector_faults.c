@@ -5,7 +5,6 @@
  * (tests/support/esk_test_bank.c): nothing applied twice, nothing skipped.
  * Each test has its own topic, groups and PostgreSQL schema. */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -81,15 +80,8 @@ static pid_t spawn(const char *projection, const char *group, const char *instan
     argv[k++] = a_inst;
   }
   argv[k] = NULL;
-  fflush(NULL);
-  pid_t pid = fork();
-  cr_assert(pid >= 0);
-  if (pid == 0) {
-    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) dup2(fd, 2);
-    execv(PROJECTOR, argv);
-    _exit(127);
-  }
+  pid_t pid = esk_test_spawn(argv, logpath);
+  cr_assert(pid > 0, "fork failed");
   return pid;
 }
 

@@ -9,7 +9,6 @@
  * few seconds (deploy/local/stack stop-pg / start-pg). */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,15 +74,9 @@ static pid_t spawn(void) {
                   "-X", "pg.check.interval.ms=300", "-X", "pg.retry.backoff.max.ms=300",
                   "-X", "progress.interval.ms=1000", "-X", "batch.max.events=20",
                   "-X", "ready.max.lag.events=100", NULL};
-  fflush(NULL);
-  pid_t pid = fork();
-  cr_assert(pid >= 0);
-  if (pid == 0) {
-    int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) dup2(fd, 2);
-    execv(PROJECTOR, argv);
-    _exit(127);
-  }
+  unlink(logpath); /* find_port() reads this run's line */
+  pid_t pid = esk_test_spawn(argv, logpath);
+  cr_assert(pid > 0, "fork failed");
   return pid;
 }
 
