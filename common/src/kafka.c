@@ -33,8 +33,13 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
   if ((rc = esk_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err)) ||
       (rc = esk_kafka_conf_set(conf, "client.id", "esk", err)))
     goto cleanup;
+  /* Idempotence keeps each partition's order when a send is retried (say, on
+   * a leader not yet elected for a new topic): without it librdkafka 2.0.2
+   * may land a retried batch after later ones, and per-aggregate versions
+   * would arrive out of order. */
   if (type == RD_KAFKA_PRODUCER &&
-      (rc = esk_kafka_conf_set(conf, "partitioner", "murmur2_random", err)))
+      ((rc = esk_kafka_conf_set(conf, "partitioner", "murmur2_random", err)) ||
+       (rc = esk_kafka_conf_set(conf, "enable.idempotence", "true", err))))
     goto cleanup;
   rd_kafka_conf_set_log_cb(conf, log_cb);
   *out = conf;

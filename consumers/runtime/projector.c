@@ -390,9 +390,9 @@ static int dead_letter(esk_projector_t *p, const rd_kafka_message_t *m, const es
                          &ignored) == ESK_OK)
     esk_metrics_inc(dl);
   ESK_WARN("projector", "msg=\"event dead-lettered\" projection=%s topic=%s partition=%d "
-                        "offset=%" PRId64 " dlq=%s error=%s",
+                        "offset=%" PRId64 " dlq=%s error=%s reason=%s",
            p->name, rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset, p->dlq_topic,
-           esk_error_name(why->code));
+           esk_error_name(why->code), LQ(why->msg));
   return ESK_OK;
 }
 

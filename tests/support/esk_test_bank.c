@@ -252,8 +252,7 @@ int esk_test_bank_producer(rd_kafka_t **out, esk_error_t *err) {
   char errstr[256];
   int rc;
   if ((rc = esk_kafka_conf_new(&c, RD_KAFKA_PRODUCER, NULL, err))) return rc;
-  if ((rc = esk_kafka_conf_set(c, "enable.idempotence", "true", err)) ||
-      (rc = esk_kafka_conf_set(c, "linger.ms", "20", err)) ||
+  if ((rc = esk_kafka_conf_set(c, "linger.ms", "20", err)) ||
       (rc = esk_kafka_conf_set(c, "batch.size", "1000000", err)) ||
       (rc = esk_kafka_conf_set(c, "queue.buffering.max.messages", "1000000", err))) {
     rd_kafka_conf_destroy(c);

@@ -109,6 +109,27 @@ Test(kafka, conf_refuses_an_unknown_property_naming_it) {
   rd_kafka_conf_destroy(conf);
 }
 
+/* Producers keep each partition's order across retries (a retried batch
+ * without idempotence may land after later ones: versions out of order). */
+Test(kafka, producers_are_java_partitioned_and_idempotent_consumers_are_not_touched) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *p = NULL, *c = NULL;
+  char v[64];
+  size_t n = sizeof(v);
+  cr_assert_eq(esk_kafka_conf_new(&p, RD_KAFKA_PRODUCER, "127.0.0.1:1", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_conf_get(p, "enable.idempotence", v, &n), RD_KAFKA_CONF_OK);
+  cr_assert_str_eq(v, "true");
+  n = sizeof(v);
+  cr_assert_eq(rd_kafka_conf_get(p, "partitioner", v, &n), RD_KAFKA_CONF_OK);
+  cr_assert_str_eq(v, "murmur2_random");
+  cr_assert_eq(esk_kafka_conf_new(&c, RD_KAFKA_CONSUMER, "127.0.0.1:1", &err), ESK_OK, "%s", err.msg);
+  n = sizeof(v);
+  cr_assert_eq(rd_kafka_conf_get(c, "enable.idempotence", v, &n), RD_KAFKA_CONF_OK);
+  cr_assert_str_eq(v, "false");
+  rd_kafka_conf_destroy(p);
+  rd_kafka_conf_destroy(c);
+}
+
 Test(kafka, unreachable_broker_fails_fast_and_says_how_to_start_it) {
   esk_error_t err = {0};
   time_t t0 = time(NULL);

