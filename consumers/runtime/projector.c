@@ -1007,7 +1007,13 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   rd_kafka_poll_set_consumer(p->consumer);
 
   int parts = 0;
-  if ((rc = esk_kafka_partition_count(p->dlq, p->topic, 10000, &parts, err))) goto fail;
+  if ((rc = esk_kafka_partition_count(p->dlq, p->topic, 10000, &parts, err))) {
+    if (rc == ESK_ENOTFOUND) /* a deploy ordering mistake: say what to do */
+      rc = esk_error_set(err, ESK_EINVAL,
+                         "events topic %s does not exist: create the domain's topics first "
+                         "(eskctl topics create --domain DOMAIN --partitions N)", p->topic);
+    goto fail;
+  }
   if ((rc = esk_kafka_create_topic(p->dlq, p->dlq_topic, parts, -1, NULL, 15000, NULL, err)))
     goto fail;
 

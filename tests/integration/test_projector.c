@@ -367,3 +367,32 @@ Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .
   esk_conf_destroy(conf);
   rd_kafka_destroy(prod);
 }
+
+/* Started before the domain's topics exist: a clear error naming the topic
+ * and the command that creates it, and no DLQ topic made on the way. */
+Test(projector, a_missing_events_topic_is_refused_naming_it_and_the_fix, .init = setup,
+     .timeout = 60) {
+  char missing[128];
+  esk_test_unique_name(missing, sizeof(missing), "esk.test.no_such_events");
+  esk_conf_t *conf = make_conf("dlq");
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_set(conf, "topic", missing, "test", &err), ESK_OK);
+  run_t r;
+  esk_projection_t proj = {.name = fx.name, .migrations = migrations, .n_migrations = 1,
+                           .apply = test_apply, .self = &fx};
+  esk_decoder_t dec = {.decode = test_decode};
+  memset(&r, 0, sizeof(r));
+  cr_assert_eq(esk_projector_new(&r.proj, conf, &proj, &dec, &r.err), ESK_EINVAL, "%s",
+               r.err.msg);
+  cr_assert_null(r.proj);
+  cr_assert_not_null(strstr(r.err.msg, missing), "%s", r.err.msg);
+  cr_assert_not_null(strstr(r.err.msg, "eskctl topics create"), "%s", r.err.msg);
+  rd_kafka_t *prod = producer();
+  char dlq[256];
+  int n = 0;
+  snprintf(dlq, sizeof(dlq), "%s.dlq.%s", missing, fx.name);
+  cr_assert_eq(esk_kafka_partition_count(prod, dlq, 5000, &n, &err), ESK_ENOTFOUND,
+               "a DLQ topic was created for a missing events topic");
+  rd_kafka_destroy(prod);
+  esk_conf_destroy(conf);
+}
