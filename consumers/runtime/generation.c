@@ -2,6 +2,8 @@
  * views that name the live one (see generation.h). */
 #include "generation.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "projector.h"
 
 #define REGISTRY "esk_projection_generations"
+#define CHANNEL "esk_generation_switch" /* NOTIFY channel; the payload names the projection */
 
 /* Identifiers here are checked by esk_projector_schema_valid() ([a-z_][a-z0-9_]*),
  * so quoting them with "" needs no escaping. */
@@ -282,11 +285,33 @@ int esk_generation_publish(PGconn *pg, const char *base, const char *projection,
            base);
   const char *params[2] = {projection, num};
   if ((rc = esk_pg_exec(NULL, pg, "switch generation", sql, 2, params, err))) goto cleanup;
+  /* delivered at commit: live projectors move now rather than at their next look */
+  if (have_live && (rc = esk_pg_exec(NULL, pg, "announce switch",
+                                     "select pg_notify('" CHANNEL "', $1)", 1, params, err)))
+    goto cleanup;
   rc = esk_pg_exec(NULL, pg, "commit", "commit", 0, NULL, err);
   if (!rc) return ESK_OK;
 cleanup:
   esk_pg_exec(NULL, pg, "rollback", "rollback", 0, NULL, &(esk_error_t){0});
   return rc;
+}
+
+int esk_generation_listen(PGconn *pg, esk_error_t *err) {
+  return esk_pg_exec(NULL, pg, "listen for switches", "listen " CHANNEL, 0, NULL, err);
+}
+
+int esk_generation_wait_switch(PGconn *pg, int timeout_ms, esk_error_t *err) {
+  struct pollfd fd = {.fd = PQsocket(pg), .events = POLLIN};
+  if (fd.fd < 0 || PQstatus(pg) != CONNECTION_OK)
+    return esk_error_set(err, ESK_ERETRY, "the registry session is closed");
+  int n = poll(&fd, 1, timeout_ms);
+  if (n < 0 && errno != EINTR)
+    return esk_error_set(err, ESK_ERETRY, "waiting on the registry session: %s", strerror(errno));
+  if (n > 0 && !PQconsumeInput(pg))
+    return esk_error_set(err, ESK_ERETRY, "registry session: %s", PQerrorMessage(pg));
+  int notified = 0;
+  for (PGnotify *nt; (nt = PQnotifies(pg)) != NULL; PQfreemem(nt)) notified = 1;
+  return notified;
 }
 
 int esk_generation_drop(PGconn *pg, const char *base, const char *projection, int gen,

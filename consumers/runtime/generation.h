@@ -79,10 +79,27 @@ int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *bas
  *        the live generation again only refreshes its views.
  * @returns ESK_ERETRY when @p gen has not yet reached the live generation's
  *          position on every partition (the views must never go back in the
- *          stream): call again a little later.
+ *          stream): call again a little later. A switch also notifies the
+ *          waiters of esk_generation_wait_switch() when it commits.
  */
 int esk_generation_publish(PGconn *pg, const char *base, const char *projection, int gen,
                            esk_error_t *err);
+
+/** @brief Subscribes session @p pg to the switches esk_generation_publish()
+ *         announces (a PostgreSQL LISTEN; once per session). */
+int esk_generation_listen(PGconn *pg, esk_error_t *err);
+
+/**
+ * @brief Waits up to @p timeout_ms for a switch of generations announced by
+ *        esk_generation_publish() (a NOTIFY delivered on commit) on a session
+ *        that called esk_generation_listen(). A notice is a hint to look
+ *        again (any projection's switch wakes every listener), not the
+ *        answer: read the registry with esk_generation_live() after it, and
+ *        after a timeout too.
+ * @returns 1 when a switch was announced, 0 on timeout, or ESK_ERETRY when
+ *          the session broke (reconnect, listen and call again).
+ */
+int esk_generation_wait_switch(PGconn *pg, int timeout_ms, esk_error_t *err);
 
 /**
  * @brief Drops a generation that is not live: its schema (tables, positions,

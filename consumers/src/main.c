@@ -104,7 +104,9 @@ static int new_projector(esk_projector_t **out, const esk_conf_t *conf,
 }
 
 /* Watches the registry while the live generation is served: when a rebuild
- * switches to another one, stops the run so main() moves to it. */
+ * switches to another one, stops the run so main() moves to it. The switch's
+ * NOTIFY wakes it at once; it also looks every 2 s, in case a notice was
+ * missed while its session was being re-opened. */
 typedef struct watch_s {
   const esk_conf_t *conf;
   const char *base, *projection, *base_group;
@@ -116,13 +118,26 @@ static void *watch_generation(void *arg) {
   watch_t *w = arg;
   PGconn *pg = NULL;
   while (!atomic_load(&w->quit)) {
-    for (int i = 0; i < 20 && !atomic_load(&w->quit); i++) sleep_ms(100);
-    if (atomic_load(&w->quit)) break;
     esk_error_t err = {0};
-    if (!pg && esk_pg_connect(&pg, esk_conf_get(w->conf, "pg.conninfo"), &err)) {
-      pg = NULL;
-      continue; /* PostgreSQL is down: the projector itself retries and says so */
+    if (!pg && (esk_pg_connect(&pg, esk_conf_get(w->conf, "pg.conninfo"), &err) ||
+                esk_generation_listen(pg, &err))) {
+      PQfinish(pg);
+      pg = NULL; /* PostgreSQL is down: the projector itself retries and says so */
     }
+    for (int i = 0; i < 20 && !atomic_load(&w->quit); i++) {
+      if (!pg) {
+        sleep_ms(100);
+        continue;
+      }
+      int n = esk_generation_wait_switch(pg, 100, &err);
+      if (n == 1) break;
+      if (n < 0) {
+        PQfinish(pg);
+        pg = NULL;
+      }
+    }
+    if (atomic_load(&w->quit)) break;
+    if (!pg) continue;
     esk_generation_t live;
     int rc = esk_generation_live(&live, pg, w->base, w->projection, w->base_group, &err);
     if (rc == ESK_ERETRY || PQstatus(pg) != CONNECTION_OK) {

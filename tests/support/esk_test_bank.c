@@ -678,12 +678,18 @@ void esk_test_bank_delete_topics(const char *topic) {
 /* ------------------------------------------------------ child processes --- */
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 pid_t esk_test_spawn(char *const argv[], const char *log) {
   fflush(NULL);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
+  /* dies with the test: a failed assertion ends the test before its cleanup,
+   * and an orphaned daemon would keep consuming (and loading the machine) */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
   int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (fd >= 0) {
     dup2(fd, 1);

@@ -110,7 +110,8 @@ void esk_test_bank_delete_topics(const char *topic);
 /**
  * @brief Starts the binary argv[0] with @p argv as a child process, its
  *        stdout and stderr appended to @p log, stdin closed. The caller waits
- *        for it (waitpid). @returns its pid, or -1 when fork failed.
+ *        for it (waitpid); it is killed if the calling thread's process ends
+ *        first (a failed assertion). @returns its pid, or -1 when fork failed.
  */
 pid_t esk_test_spawn(char *const argv[], const char *log);
 

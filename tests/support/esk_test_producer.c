@@ -1,4 +1,5 @@
 #include "esk_test_producer.h"
+#include "esk_test_bank.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -60,18 +61,8 @@ pid_t esk_tp_start(const char *prefix, const char *instance, const char *log_pat
 }
 
 pid_t esk_tp_spawn(const char *const *argv, const char *log_path) {
-  pid_t pid = fork();
+  pid_t pid = esk_test_spawn((char *const *)argv, log_path);
   cr_assert_neq(pid, -1, "fork");
-  if (pid == 0) {
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 2);
-      dup2(fd, 1);
-      close(fd);
-    }
-    execv(argv[0], (char *const *)argv);
-    _exit(127);
-  }
   return pid;
 }
 

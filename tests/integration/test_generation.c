@@ -1,0 +1,80 @@
+/* consumers/runtime/generation: the switch of generations is announced to
+ * listening sessions (LISTEN/NOTIFY), so live projectors move at once; a
+ * refresh of the live generation announces nothing. Against the real
+ * PostgreSQL. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "esk/pg.h"
+#include "esk_test.h"
+#include "generation.h"
+#include "store.h"
+
+static char base[64];
+
+static void setup(void) {
+  esk_test_require_pg();
+  esk_test_unique_name(base, sizeof(base), "esk_test_gen");
+}
+
+static void teardown(void) { esk_test_drop_schema(base); }
+
+/* A session on the base schema with the runtime's bookkeeping tables (the
+ * switch locks and compares positions there). */
+static PGconn *open_base(void) {
+  PGconn *pg = esk_test_pg_connect();
+  char sql[160];
+  esk_error_t err = {0};
+  snprintf(sql, sizeof(sql), "create schema if not exists \"%s\"", base);
+  cr_assert_eq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", base);
+  cr_assert_eq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_store_init(pg, &err), ESK_OK, "%s", err.msg);
+  return pg;
+}
+
+Test(generation, a_switch_wakes_listeners_and_a_refresh_does_not, .init = setup,
+     .fini = teardown, .timeout = 60) {
+  esk_error_t err = {0};
+  PGconn *pg = open_base(), *listener = esk_test_pg_connect();
+  esk_generation_t g1, g2, live;
+  cr_assert_eq(esk_generation_live(&g1, pg, base, "proj", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(g1.gen, 1);
+  cr_assert_eq(esk_generation_listen(listener, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0, "woken with no switch");
+
+  /* publishing the live generation again only refreshes its views */
+  cr_assert_eq(esk_generation_publish(pg, base, "proj", 1, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_wait_switch(listener, 300, &err), 0, "a refresh was announced");
+
+  cr_assert_eq(esk_generation_rebuilding(&g2, pg, base, "proj", "grp", &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(g2.gen, 2);
+  cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0,
+               "a rebuild that has not switched was announced");
+  cr_assert_eq(esk_generation_publish(pg, base, "proj", 2, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_wait_switch(listener, 10000, &err), 1, "the switch was not announced");
+  cr_assert_eq(esk_generation_live(&live, listener, base, "proj", "grp", &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(live.gen, 2);
+  cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0, "one switch, two notices");
+  PQfinish(listener);
+  PQfinish(pg);
+}
+
+Test(generation, a_broken_listening_session_is_reported_for_a_reconnect, .init = setup,
+     .fini = teardown, .timeout = 60) {
+  esk_error_t err = {0};
+  PGconn *pg = esk_test_pg_connect(), *listener = esk_test_pg_connect();
+  cr_assert_eq(esk_generation_listen(listener, &err), ESK_OK, "%s", err.msg);
+  char sql[96];
+  snprintf(sql, sizeof(sql), "select pg_terminate_backend(%d)", PQbackendPID(listener));
+  cr_assert_eq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
+  int rc = 0;
+  for (int i = 0; i < 50 && rc == 0; i++) rc = esk_generation_wait_switch(listener, 100, &err);
+  cr_assert_eq(rc, ESK_ERETRY, "got %d", rc);
+  cr_assert(err.msg[0], "no reason given");
+  PQfinish(listener);
+  PQfinish(pg);
+}
