@@ -3,10 +3,12 @@
 #include "generation.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "esk/pg.h"
 #include "projector.h"
@@ -20,16 +22,20 @@
 static int registry_init(PGconn *pg, const char *base, esk_error_t *err) {
   char sql[1024], rel[128];
   snprintf(rel, sizeof(rel), "\"%s\"." REGISTRY, base);
-  const char *rp[1] = {rel};
+  const char *rp[2] = {rel, base};
   PGresult *res = NULL;
-  int rc = esk_pg_exec(&res, pg, "generation registry", "select to_regclass($1) is not null", 1,
-                       rp, err);
+  int rc = esk_pg_exec(&res, pg, "generation registry",
+                       "select to_regclass($1) is not null, exists (select 1 from"
+                       " information_schema.columns where table_schema = $2"
+                       " and table_name = '" REGISTRY "' and column_name = 'from_ms')",
+                       2, rp, err);
   if (rc) return rc;
-  int exists = !strcmp(PQgetvalue(res, 0, 0), "t");
+  int exists = !strcmp(PQgetvalue(res, 0, 0), "t"), current = !strcmp(PQgetvalue(res, 0, 1), "t");
   PQclear(res);
-  if (exists) return ESK_OK;
+  if (exists && current) return ESK_OK;
   /* "if not exists" races when projectors start together: serialise with the
-   * lock the projector runtime takes for its own DDL */
+   * lock the projector runtime takes for its own DDL. from_ms: where a
+   * rebuild started (null: offset 0), so that resuming it cannot change it. */
   snprintf(sql, sizeof(sql),
            "begin; select pg_advisory_xact_lock(7218300413);"
            "create schema if not exists \"%s\";"
@@ -38,8 +44,9 @@ static int registry_init(PGconn *pg, const char *base, esk_error_t *err) {
            "  schema_name text not null, group_id text not null,"
            "  state text not null check (state in ('live', 'rebuilding', 'retired')),"
            "  created_at timestamptz not null default now(), switched_at timestamptz,"
-           "  primary key (projection, generation)); commit",
-           base, base);
+           "  primary key (projection, generation));"
+           "alter table \"%s\"." REGISTRY " add column if not exists from_ms bigint; commit",
+           base, base, base);
   rc = esk_pg_exec(NULL, pg, "generation registry", sql, 0, NULL, err);
   if (rc) esk_pg_exec(NULL, pg, "rollback", "rollback", 0, NULL, &(esk_error_t){0});
   return rc;
@@ -59,7 +66,7 @@ int esk_generation_schema(char *out, size_t size, const char *base, const char *
 
 static int fill(esk_generation_t *out, const char *base, const char *projection, int gen,
                 const char *base_group, const char *state, esk_error_t *err) {
-  esk_generation_t g = {.gen = gen};
+  esk_generation_t g = {.gen = gen, .from_ms = -1};
   int rc = esk_generation_schema(g.schema, sizeof(g.schema), base, projection, gen, err);
   if (rc) return rc;
   int n = gen == 1 ? snprintf(g.group, sizeof(g.group), "%s", base_group)
@@ -77,6 +84,7 @@ static int row(esk_generation_t *out, PGresult *res, int i) {
   snprintf(g.schema, sizeof(g.schema), "%s", PQgetvalue(res, i, 1));
   snprintf(g.group, sizeof(g.group), "%s", PQgetvalue(res, i, 2));
   snprintf(g.state, sizeof(g.state), "%s", PQgetvalue(res, i, 3));
+  g.from_ms = PQgetisnull(res, i, 4) ? -1 : strtoll(PQgetvalue(res, i, 4), NULL, 10);
   *out = g;
   return ESK_OK;
 }
@@ -87,7 +95,7 @@ static int find(esk_generation_t *out, PGconn *pg, const char *base, const char 
   char sql[512], num[16];
   snprintf(num, sizeof(num), "%d", gen);
   snprintf(sql, sizeof(sql),
-           "select generation, schema_name, group_id, state from \"%s\"." REGISTRY
+           "select generation, schema_name, group_id, state, from_ms from \"%s\"." REGISTRY
            " where projection = $1 and %s order by generation desc limit 1",
            base, state ? "state = $2" : "generation = $2::int");
   const char *params[2] = {projection, state ? state : num};
@@ -109,14 +117,17 @@ static int find(esk_generation_t *out, PGconn *pg, const char *base, const char 
 
 static int insert(PGconn *pg, const char *base, const char *projection,
                   const esk_generation_t *g, esk_error_t *err) {
-  char sql[512], num[16];
+  char sql[512], num[16], from[32];
   snprintf(num, sizeof(num), "%d", g->gen);
+  snprintf(from, sizeof(from), "%" PRId64, g->from_ms);
   snprintf(sql, sizeof(sql),
-           "insert into \"%s\"." REGISTRY " (projection, generation, schema_name, group_id, state)"
-           " values ($1, $2::int, $3, $4, $5) on conflict do nothing",
+           "insert into \"%s\"." REGISTRY
+           " (projection, generation, schema_name, group_id, state, from_ms)"
+           " values ($1, $2::int, $3, $4, $5, $6::bigint) on conflict do nothing",
            base);
-  const char *params[5] = {projection, num, g->schema, g->group, g->state};
-  return esk_pg_exec(NULL, pg, "generation insert", sql, 5, params, err);
+  const char *params[6] = {projection, num, g->schema, g->group, g->state,
+                           g->from_ms >= 0 ? from : NULL};
+  return esk_pg_exec(NULL, pg, "generation insert", sql, 6, params, err);
 }
 
 int esk_generation_get(esk_generation_t *out, PGconn *pg, const char *base,
@@ -139,11 +150,35 @@ int esk_generation_live(esk_generation_t *out, PGconn *pg, const char *base,
   return find(out, pg, base, projection, "live", 0, err);
 }
 
+/* "from offset 0" or "from 2026-11-23T10:00:00.000Z (ms ...)" */
+static void describe_start(char *out, size_t size, int64_t from_ms) {
+  if (from_ms < 0) {
+    snprintf(out, size, "from offset 0");
+    return;
+  }
+  time_t s = (time_t)(from_ms / 1000);
+  struct tm tm;
+  char t[32] = "?";
+  if (gmtime_r(&s, &tm)) strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, size, "from %s.%03dZ", t, (int)(from_ms % 1000));
+}
+
 int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *base,
-                              const char *projection, const char *base_group, esk_error_t *err) {
+                              const char *projection, const char *base_group, int64_t from_ms,
+                              esk_error_t *err) {
   int rc = registry_init(pg, base, err);
   if (rc) return rc;
   rc = find(out, pg, base, projection, "rebuilding", 0, err);
+  if (rc == ESK_OK && out->from_ms != (from_ms < 0 ? -1 : from_ms)) {
+    /* resuming would keep the stored positions, and so the other start */
+    char was[64], asked[64];
+    describe_start(was, sizeof(was), out->from_ms);
+    describe_start(asked, sizeof(asked), from_ms);
+    return esk_error_set(err, ESK_ECONFLICT,
+                         "generation %d of projection %s is being rebuilt %s, not %s: resume it "
+                         "as it began, or drop it first (eskctl projection drop-generation %s %d)",
+                         out->gen, projection, was, asked, projection, out->gen);
+  }
   if (rc != ESK_ENOTFOUND) return rc;
   esk_generation_t live, g;
   if ((rc = find(&live, pg, base, projection, "live", 0, err))) return rc;
@@ -156,6 +191,7 @@ int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *bas
   int next = atoi(PQgetvalue(res, 0, 0));
   PQclear(res);
   if ((rc = fill(&g, base, projection, next, base_group, "rebuilding", err))) return rc;
+  g.from_ms = from_ms < 0 ? -1 : from_ms;
   if ((rc = insert(pg, base, projection, &g, err))) return rc;
   return find(out, pg, base, projection, "rebuilding", 0, err);
 }

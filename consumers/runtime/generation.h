@@ -25,6 +25,7 @@
 
 #include <libpq-fe.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "esk/error.h"
 
@@ -34,6 +35,7 @@ typedef struct esk_generation_s {
   char schema[64];  /**< its tables, positions and versions */
   char group[256];  /**< its consumer group */
   char state[16];   /**< "live", "rebuilding" or "retired" */
+  int64_t from_ms;  /**< where its rebuild started: a time (ms since the epoch), or -1 for offset 0 */
 } esk_generation_t;
 
 /**
@@ -68,9 +70,14 @@ int esk_generation_get(esk_generation_t *out, PGconn *pg, const char *base,
  * @brief The generation being rebuilt, or a new one (live + 1, state
  *        `rebuilding`) when none is. ESK_ENOTFOUND when the projection has no
  *        live generation yet (nothing to rebuild: start it first).
+ * @param from_ms where the rebuild starts: a time (ms since the epoch,
+ *        `--from-time`) or -1 for offset 0. Resuming a generation whose
+ *        rebuild began elsewhere is ESK_ECONFLICT, naming both starts: its
+ *        stored positions would silently keep the other start.
  */
 int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *base,
-                              const char *projection, const char *base_group, esk_error_t *err);
+                              const char *projection, const char *base_group, int64_t from_ms,
+                              esk_error_t *err);
 
 /**
  * @brief Makes @p gen the live generation in one transaction: the views in

@@ -48,7 +48,7 @@ Test(generation, a_switch_wakes_listeners_and_a_refresh_does_not, .init = setup,
   cr_assert_eq(esk_generation_publish(pg, base, "proj", 1, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_generation_wait_switch(listener, 300, &err), 0, "a refresh was announced");
 
-  cr_assert_eq(esk_generation_rebuilding(&g2, pg, base, "proj", "grp", &err), ESK_OK, "%s",
+  cr_assert_eq(esk_generation_rebuilding(&g2, pg, base, "proj", "grp", -1, &err), ESK_OK, "%s",
                err.msg);
   cr_assert_eq(g2.gen, 2);
   cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0,
@@ -76,5 +76,73 @@ Test(generation, a_broken_listening_session_is_reported_for_a_reconnect, .init =
   cr_assert_eq(rc, ESK_ERETRY, "got %d", rc);
   cr_assert(err.msg[0], "no reason given");
   PQfinish(listener);
+  PQfinish(pg);
+}
+
+/* An interrupted rebuild resumes from its stored positions: resuming it with
+ * another start (a full rebuild after a --from-time one, or another time)
+ * would silently keep the first, so it is refused naming both. */
+Test(generation, a_rebuild_resumes_only_from_where_it_began, .init = setup, .fini = teardown,
+     .timeout = 60) {
+  esk_error_t err = {0};
+  PGconn *pg = open_base();
+  esk_generation_t g, again;
+  const int64_t t = 1795348800123; /* 2026-11-22T12:00:00.123Z */
+  cr_assert_eq(esk_generation_live(&g, pg, base, "proj", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(g.from_ms, -1);
+  cr_assert_eq(esk_generation_rebuilding(&g, pg, base, "proj", "grp", t, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(g.gen, 2);
+  cr_assert_eq(g.from_ms, t);
+  cr_assert_eq(esk_generation_rebuilding(&again, pg, base, "proj", "grp", -1, &err),
+               ESK_ECONFLICT);
+  cr_assert_not_null(strstr(err.msg, "from 2026-11-22T12:00:00.123Z, not from offset 0"), "%s",
+                     err.msg);
+  cr_assert_not_null(strstr(err.msg, "drop-generation proj 2"), "%s", err.msg);
+  cr_assert_eq(esk_generation_rebuilding(&again, pg, base, "proj", "grp", t + 1, &err),
+               ESK_ECONFLICT);
+  err = (esk_error_t){0};
+  cr_assert_eq(esk_generation_rebuilding(&again, pg, base, "proj", "grp", t, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(again.gen, 2, "resumed generation %d", again.gen);
+
+  /* dropped, a full rebuild starts a new generation from offset 0 */
+  cr_assert_eq(esk_generation_drop(pg, base, "proj", 2, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_rebuilding(&g, pg, base, "proj", "grp", -1, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(g.from_ms, -1);
+  cr_assert_eq(esk_generation_rebuilding(&again, pg, base, "proj", "grp", -1, &err), ESK_OK,
+               "%s", err.msg);
+  cr_assert_eq(again.gen, g.gen);
+  PQfinish(pg);
+}
+
+/* A registry written before from_ms existed gains the column on first use,
+ * its generations read as started from offset 0. */
+Test(generation, an_older_registry_gains_the_start_column, .init = setup, .fini = teardown,
+     .timeout = 60) {
+  esk_error_t err = {0};
+  PGconn *pg = open_base();
+  char sql[1024];
+  snprintf(sql, sizeof(sql),
+           "create table \"%s\".esk_projection_generations ("
+           "  projection text not null, generation int not null check (generation > 0),"
+           "  schema_name text not null, group_id text not null,"
+           "  state text not null check (state in ('live', 'rebuilding', 'retired')),"
+           "  created_at timestamptz not null default now(), switched_at timestamptz,"
+           "  primary key (projection, generation));"
+           "insert into \"%s\".esk_projection_generations values"
+           " ('proj', 1, '%s_proj_g1', 'grp', 'retired', now(), now()),"
+           " ('proj', 2, '%s_proj_g2', 'grp.g2', 'live', now(), now()),"
+           " ('proj', 3, '%s_proj_g3', 'grp.g3', 'rebuilding', now(), null)",
+           base, base, base, base, base);
+  cr_assert_eq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
+  esk_generation_t g;
+  cr_assert_eq(esk_generation_live(&g, pg, base, "proj", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(g.gen, 2);
+  cr_assert_eq(esk_generation_rebuilding(&g, pg, base, "proj", "grp", -1, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(g.gen, 3);
+  cr_assert_eq(g.from_ms, -1);
   PQfinish(pg);
 }

@@ -47,7 +47,7 @@ static void rebuild_usage(FILE *f) {
           "generation in one transaction and the old one is retired: a running\n"
           "esk-projector of NAME moves to the new generation by itself. The old tables stay\n"
           "until `eskctl projection drop-generation NAME N`. A rebuild that was interrupted\n"
-          "resumes where it stopped when run again.\n"
+          "resumes where it stopped when run again with the same --from-time (or none).\n"
           "--from-time T (RFC 3339) fills the new generation from the first event at or\n"
           "after T instead of offset 0 (esk-projector --from-time; docs/projections.md);\n"
           "projections whose rows fold an account's whole history refuse it.\n"
@@ -203,6 +203,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
   eskctl_common_t c;
   eskctl_common_init(&c);
   const char *schema = "public", *group = NULL, *log = NULL, *from_time = NULL, *xs[MAX_X];
+  int64_t from_ms = -1; /* --from-time, or offset 0 */
   const char *source_opt = NULL, *source = NULL; /* --projection-file F or --plugin P */
   char projector[PATH_MAX], defgroup[256], deflog[PATH_MAX], topic[256], key[300];
   long max_lag = -1, timeout_s = 0;
@@ -233,9 +234,8 @@ int eskctl_rebuild_main(int argc, char **argv) {
       }
       break;
     case 'T': {
-      int64_t ms;
       esk_error_t terr = {0};
-      if (esk_time_parse_rfc3339(&ms, optarg, &terr)) {
+      if (esk_time_parse_rfc3339(&from_ms, optarg, &terr)) {
         fprintf(stderr, "eskctl projection rebuild: --from-time: %s\n", terr.msg);
         return 2;
       }
@@ -298,7 +298,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
   int parts = 0;
   char errstr[256];
   if (esk_pg_connect(&pg, NULL, &err) ||
-      esk_generation_rebuilding(&g, pg, schema, name, group, &err))
+      esk_generation_rebuilding(&g, pg, schema, name, group, from_ms, &err))
     goto fail;
   esk_generation_store_key(key, sizeof(key), name, g.gen);
   if (esk_kafka_conf_new(&kc, RD_KAFKA_PRODUCER, NULL, &err)) goto fail;
