@@ -65,6 +65,14 @@ int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
   return ESK_OK;
 }
 
+void esk_time_format_rfc3339(char *out, size_t size, int64_t ms) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  char s[32] = "?";
+  if (ms >= 0 && gmtime_r(&t, &tm)) strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, size, "%s.%03dZ", s, (int)(ms >= 0 ? ms % 1000 : 0));
+}
+
 typedef struct seen_s {
   char *id;
   int64_t version;

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "esk/pg.h"
+#include "from_time.h"
 #include "projector.h"
 
 #define REGISTRY "esk_projection_generations"
@@ -150,17 +150,11 @@ int esk_generation_live(esk_generation_t *out, PGconn *pg, const char *base,
   return find(out, pg, base, projection, "live", 0, err);
 }
 
-/* "from offset 0" or "from 2026-11-23T10:00:00.000Z (ms ...)" */
+/* "from offset 0" or "from 2026-11-23T10:00:00.000Z" */
 static void describe_start(char *out, size_t size, int64_t from_ms) {
-  if (from_ms < 0) {
-    snprintf(out, size, "from offset 0");
-    return;
-  }
-  time_t s = (time_t)(from_ms / 1000);
-  struct tm tm;
-  char t[32] = "?";
-  if (gmtime_r(&s, &tm)) strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out, size, "from %s.%03dZ", t, (int)(from_ms % 1000));
+  char t[32];
+  if (from_ms >= 0) esk_time_format_rfc3339(t, sizeof(t), from_ms);
+  snprintf(out, size, "from %s", from_ms < 0 ? "offset 0" : t);
 }
 
 int esk_generation_rebuilding(esk_generation_t *out, PGconn *pg, const char *base,

@@ -34,6 +34,17 @@ Test(from_time, rfc3339_forms) {
   cr_expect_eq(ok("2024-02-29T00:00:00Z"), INT64_C(1709164800000));
 }
 
+Test(from_time, formatted_times_read_back) {
+  static const int64_t times[] = {0, 1768471200250, 1709164800000, 1795348800123, 999};
+  char s[32];
+  for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+    esk_time_format_rfc3339(s, sizeof(s), times[i]);
+    cr_expect_eq(ok(s), times[i], "%s", s);
+  }
+  esk_time_format_rfc3339(s, sizeof(s), 1768471200250);
+  cr_expect_str_eq(s, "2026-01-15T10:00:00.250Z");
+}
+
 Test(from_time, malformed_truncated_and_hostile_times_are_refused) {
   bad(NULL, "expected RFC 3339");
   bad("", "expected RFC 3339");
