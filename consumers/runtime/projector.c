@@ -844,6 +844,7 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
   while (!*stop && !p->fatal) {
     int64_t deadline = now_ms() + p->batch_ms;
     p->rebalanced = 0;
+    rd_kafka_poll(p->dlq, 0); /* its errors and reports when they happen, not at exit */
     while (p->n_batch < (size_t)p->batch_max && !*stop) {
       int64_t left = deadline - now_ms();
       if (left <= 0) break;
