@@ -18,55 +18,6 @@
 #include "esk_test.h"
 #include "esk_test_producer.h"
 
-/* Commands produced straight to the commands topic, as any client would. */
-typedef struct gen_s {
-  rd_kafka_t *rk;
-  esk_bank_avro_t *avro;
-  esk_buf_t buf;
-  char topic[256];
-} gen_t;
-
-static void gen_init(gen_t *g, const char *prefix) {
-  esk_error_t err = {0};
-  memset(g, 0, sizeof(*g));
-  g->rk = esk_tp_client();
-  cr_assert_eq(esk_bank_avro_new(&g->avro, &err), ESK_OK);
-  esk_kafka_topic_name(g->topic, sizeof(g->topic), prefix, "bank", "commands", &err);
-}
-
-static void gen_send(gen_t *g, esk_bank_command_type_t type, const char *cid, const char *acc,
-                     int64_t units) {
-  esk_error_t err = {0};
-  esk_bank_command_t c = {.type = type, .command_id = cid, .account_id = acc, .actor = "e2e",
-                          .correlation_id = cid};
-  if (type == ESK_BANK_CMD_OPEN_ACCOUNT) {
-    c.u.open.owner_id = "owner";
-    c.u.open.initial_deposit = (esk_bank_money_in_t){units, "EUR"};
-  } else {
-    c.u.deposit.amount = (esk_bank_money_in_t){units, "EUR"};
-  }
-  esk_buf_reset(&g->buf);
-  cr_assert_eq(esk_bank_avro_encode_command(g->avro, &g->buf, &c, &err), ESK_OK, "%s", err.msg);
-  rd_kafka_resp_err_t e;
-  while ((e = rd_kafka_producev(g->rk, RD_KAFKA_V_TOPIC(g->topic),
-                                RD_KAFKA_V_KEY(acc, strlen(acc)),
-                                RD_KAFKA_V_VALUE(g->buf.data, g->buf.len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-         RD_KAFKA_RESP_ERR__QUEUE_FULL)
-    rd_kafka_poll(g->rk, 10);
-  cr_assert_eq(e, 0, "%s", rd_kafka_err2str(e));
-  rd_kafka_poll(g->rk, 0);
-}
-
-static void gen_flush(gen_t *g) { cr_assert_eq(rd_kafka_flush(g->rk, 20000), 0); }
-
-static void gen_destroy(gen_t *g) {
-  gen_flush(g);
-  rd_kafka_destroy(g->rk);
-  esk_bank_avro_destroy(g->avro);
-  esk_buf_free(&g->buf);
-}
-
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
   nanosleep(&ts, NULL);
@@ -102,41 +53,6 @@ static void start_two(const char *prefix, const char *la, pid_t *a, const char *
   wait_log(lb, "partition restored", 30000);
 }
 
-/* Every event's causation id is a distinct command id. */
-static void check_causation_unique(const esk_tp_event_t *evs, size_t n) {
-  esk_hmap_t *m = NULL;
-  esk_error_t err = {0};
-  cr_assert_eq(esk_hmap_new(&m, 1, n, 0, &err), ESK_OK);
-  for (size_t i = 0; i < n; i++) {
-    int inserted = 0;
-    char one = 1;
-    cr_assert_eq(esk_hmap_put(m, evs[i].causation, strlen(evs[i].causation), &one, NULL,
-                              &inserted, &err),
-                 ESK_OK);
-    cr_assert(inserted, "command %s has more than one event (partition %d offset %lld)",
-              evs[i].causation, (int)evs[i].partition, (long long)evs[i].offset);
-  }
-  esk_hmap_destroy(m);
-}
-
-/* The committed events, read again until @p want are visible or 30 s pass: a
- * commit's markers reach the results and events partitions one after the other,
- * so right after the last result is readable its events may still be behind the
- * last stable offset for a moment. More than @p want is returned at once. */
-static size_t read_events_settled(esk_tp_event_t **evs, const char *prefix, int parts,
-                                  size_t want) {
-  size_t ne = 0;
-  for (int i = 0; i < 60; i++) {
-    ne = esk_tp_read_events(evs, prefix, parts);
-    if (ne >= want) break;
-    free(*evs);
-    *evs = NULL;
-    sleep_ms(500);
-  }
-  if (!*evs) ne = esk_tp_read_events(evs, prefix, parts);
-  return ne;
-}
-
 Test(producer_e2e, two_instances_split_the_partitions_and_write_versions_1_to_n,
      .timeout = 240) {
   esk_test_require_kafka();
@@ -149,30 +65,22 @@ Test(producer_e2e, two_instances_split_the_partitions_and_write_versions_1_to_n,
   start_two(prefix, la, &a, "b", lb, &b, NULL);
   wait_log(la, "partition revoked", 30000);
 
-  gen_t g;
-  gen_init(&g, prefix);
-  char cid[32], acc[32];
-  for (int i = 0; i < ACCOUNTS; i++) {
-    snprintf(cid, sizeof(cid), "o%d", i);
-    snprintf(acc, sizeof(acc), "acct-%d", i);
-    gen_send(&g, ESK_BANK_CMD_OPEN_ACCOUNT, cid, acc, 0);
-  }
-  gen_flush(&g);
-  for (int i = 0; i < DEPOSITS; i++) {
-    snprintf(cid, sizeof(cid), "d%d", i);
-    snprintf(acc, sizeof(acc), "acct-%d", (i * 37) % ACCOUNTS);
-    gen_send(&g, ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc, 1 + i % 50);
-  }
-  gen_destroy(&g);
+  esk_tp_gen_t g;
+  esk_tp_gen_init(&g, prefix);
+  esk_tp_gen_open_accounts(&g, "acct-", ACCOUNTS);
+  esk_tp_gen_flush(&g);
+  for (int i = 0; i < DEPOSITS; i++)
+    esk_tp_gen_deposit(&g, "acct-", i, (i * 37) % ACCOUNTS, 1 + i % 50);
+  esk_tp_gen_destroy(&g);
   esk_tp_results_t r = esk_tp_wait_results(prefix, PARTS, ACCOUNTS + DEPOSITS, 90000);
   cr_assert_eq(r.distinct, ACCOUNTS + DEPOSITS, "results for every command (%zu)", r.distinct);
   cr_expect_eq(r.messages, r.distinct, "exactly one result per command");
   cr_expect_eq(r.accepted, ACCOUNTS + DEPOSITS, "all accepted");
   esk_tp_event_t *evs = NULL;
-  size_t ne = read_events_settled(&evs, prefix, PARTS, ACCOUNTS + DEPOSITS);
+  size_t ne = esk_tp_read_events_settled(&evs, prefix, PARTS, ACCOUNTS + DEPOSITS);
   cr_expect_eq(ne, ACCOUNTS + DEPOSITS, "one event per command, got %zu", ne);
   cr_expect_eq(esk_tp_check_versions(evs, ne), ACCOUNTS);
-  check_causation_unique(evs, ne);
+  esk_tp_check_causation_unique(evs, ne);
   free(evs);
   cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
   cr_expect_eq(esk_tp_stop(b, SIGTERM, 30000), 0);
@@ -203,19 +111,12 @@ static int count_in_file(const char *path, const char *needle) {
  * second kill also hits a working process), or once at 1/2 without restart. */
 static void stream_with_kills(const char *prefix, int parts, int accounts, int deposits,
                               pid_t *victim, const char *victim_log, int restart) {
-  gen_t g;
-  gen_init(&g, prefix);
-  char cid[32], acc[32];
-  for (int i = 0; i < accounts; i++) {
-    snprintf(cid, sizeof(cid), "o%d", i);
-    snprintf(acc, sizeof(acc), "k-%d", i);
-    gen_send(&g, ESK_BANK_CMD_OPEN_ACCOUNT, cid, acc, 0);
-  }
+  esk_tp_gen_t g;
+  esk_tp_gen_init(&g, prefix);
+  esk_tp_gen_open_accounts(&g, "k-", accounts);
   int kills = restart ? 2 : 1;
   for (int i = 0; i < deposits; i++) {
-    snprintf(cid, sizeof(cid), "d%d", i);
-    snprintf(acc, sizeof(acc), "k-%d", (i * 13) % accounts);
-    gen_send(&g, ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc, 1 + i % 9);
+    esk_tp_gen_deposit(&g, "k-", i, (i * 13) % accounts, 1 + i % 9);
     if (i % 20 == 19) sleep_ms(10); /* a steady stream, not one burst */
     for (int k = 1; k <= kills; k++) {
       if (i != deposits * k / (kills + 1)) continue;
@@ -228,7 +129,7 @@ static void stream_with_kills(const char *prefix, int parts, int accounts, int d
       }
     }
   }
-  gen_destroy(&g);
+  esk_tp_gen_destroy(&g);
 }
 
 static int count_msg(const rd_kafka_message_t *m, void *opaque) {
@@ -254,19 +155,6 @@ static size_t count_uncommitted_events(const char *prefix, int parts) {
   return n;
 }
 
-static void check_exactly_once(const char *prefix, int parts, int accounts, int deposits) {
-  size_t n = (size_t)(accounts + deposits);
-  esk_tp_results_t r = esk_tp_wait_results(prefix, parts, n, 120000);
-  cr_assert_eq(r.distinct, n, "results for every command (%zu of %zu)", r.distinct, n);
-  cr_expect_eq(r.messages, n, "exactly one committed result per command (%zu)", r.messages);
-  cr_expect_eq(r.accepted, n, "all accepted");
-  esk_tp_event_t *evs = NULL;
-  size_t ne = read_events_settled(&evs, prefix, parts, n);
-  cr_expect_eq(ne, n, "one event per accepted command: none missing, none doubled (%zu)", ne);
-  check_causation_unique(evs, ne);
-  cr_expect_eq(esk_tp_check_versions(evs, ne), (size_t)accounts);
-  free(evs);
-}
 
 Test(producer_e2e, kill_9_while_commands_stream_in_then_restart_loses_and_doubles_nothing,
      .timeout = 300) {
@@ -278,7 +166,7 @@ Test(producer_e2e, kill_9_while_commands_stream_in_then_restart_loses_and_double
   pid_t v = esk_tp_start(prefix, "victim", lv, long_txns);
   wait_log(lv, "partition restored", 30000);
   stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 1);
-  check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
+  esk_tp_check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
   size_t all = count_uncommitted_events(prefix, PARTS);
   cr_expect_gt(all, (size_t)(ACCOUNTS + DEPOSITS),
                "a kill hit an open transaction: the log holds aborted events (%zu records)", all);
@@ -297,7 +185,7 @@ Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exact
   pid_t a, v;
   start_two(prefix, la, &a, "victim", lv, &v, long_txns);
   stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 0);
-  check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
+  esk_tp_check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
   cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
   esk_tp_delete_topics(prefix);
 }
@@ -322,15 +210,15 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
              "kafka.consumer.session.timeout.ms = 6000\nbatch.max.ms=20\nstats.interval.ms=0\n",
           prefix, prefix);
   fclose(f);
-  gen_t g;
-  gen_init(&g, prefix);
+  esk_tp_gen_t g;
+  esk_tp_gen_init(&g, prefix);
   char cid[32], acc[32];
   pid_t fenced = -1;
   int fenced_st = -1;
   for (int i = 0; i < ACCOUNTS + DEPOSITS; i++) {
     snprintf(cid, sizeof(cid), "f%d", i);
     snprintf(acc, sizeof(acc), "f-%d", i % ACCOUNTS);
-    gen_send(&g, i < ACCOUNTS ? ESK_BANK_CMD_OPEN_ACCOUNT : ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc,
+    esk_tp_gen_send(&g, i < ACCOUNTS ? ESK_BANK_CMD_OPEN_ACCOUNT : ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc,
              1);
     if (i % 20 == 19) {
       sleep_ms(10);
@@ -348,7 +236,7 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
       a = b;
     }
   }
-  gen_destroy(&g);
+  esk_tp_gen_destroy(&g);
   if (fenced_st < 0) fenced_st = esk_tp_stop(fenced, 0, 60000);
   cr_expect(fenced_st > 0 && fenced_st < 128, "the fenced instance exits non-zero (got %d)",
             fenced_st);
@@ -358,9 +246,9 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
   cr_expect_eq(r.distinct, n, "results for every command (%zu)", r.distinct);
   cr_expect_eq(r.messages, n, "exactly one committed result per command (%zu)", r.messages);
   esk_tp_event_t *evs = NULL;
-  size_t ne = read_events_settled(&evs, prefix, PARTS, ACCOUNTS + DEPOSITS);
+  size_t ne = esk_tp_read_events_settled(&evs, prefix, PARTS, ACCOUNTS + DEPOSITS);
   cr_expect_eq(ne, n, "one event per command (%zu)", ne);
-  check_causation_unique(evs, ne);
+  esk_tp_check_causation_unique(evs, ne);
   esk_tp_check_versions(evs, ne);
   free(evs);
   cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);

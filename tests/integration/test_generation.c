@@ -54,7 +54,8 @@ Test(generation, a_switch_wakes_listeners_and_a_refresh_does_not, .init = setup,
   cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0,
                "a rebuild that has not switched was announced");
   cr_assert_eq(esk_generation_publish(pg, base, "proj", 2, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_generation_wait_switch(listener, 10000, &err), 1, "the switch was not announced");
+  cr_assert_eq(esk_generation_wait_switch(listener, 10000, &err), 1,
+               "the switch was not announced");
   cr_assert_eq(esk_generation_live(&live, listener, base, "proj", "grp", &err), ESK_OK, "%s",
                err.msg);
   cr_assert_eq(live.gen, 2);

@@ -332,3 +332,112 @@ int esk_tp_metric(const char *body, const char *series, double *out) {
   }
   return 0;
 }
+
+/* ------------------------------------------------- commands and checks --- */
+
+void esk_tp_gen_init(esk_tp_gen_t *g, const char *prefix) {
+  esk_error_t err = {0};
+  memset(g, 0, sizeof(*g));
+  g->rk = esk_tp_client();
+  cr_assert_eq(esk_bank_avro_new(&g->avro, &err), ESK_OK);
+  esk_kafka_topic_name(g->topic, sizeof(g->topic), prefix, "bank", "commands", &err);
+}
+
+void esk_tp_gen_send(esk_tp_gen_t *g, esk_bank_command_type_t type, const char *cid,
+                     const char *acc, int64_t units) {
+  esk_error_t err = {0};
+  esk_bank_command_t c = {.type = type, .command_id = cid, .account_id = acc, .actor = "e2e",
+                          .correlation_id = cid};
+  if (type == ESK_BANK_CMD_OPEN_ACCOUNT) {
+    c.u.open.owner_id = "owner";
+    c.u.open.initial_deposit = (esk_bank_money_in_t){units, "EUR"};
+  } else {
+    c.u.deposit.amount = (esk_bank_money_in_t){units, "EUR"};
+  }
+  esk_buf_reset(&g->buf);
+  cr_assert_eq(esk_bank_avro_encode_command(g->avro, &g->buf, &c, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_resp_err_t e;
+  while ((e = rd_kafka_producev(g->rk, RD_KAFKA_V_TOPIC(g->topic),
+                                RD_KAFKA_V_KEY(acc, strlen(acc)),
+                                RD_KAFKA_V_VALUE(g->buf.data, g->buf.len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+         RD_KAFKA_RESP_ERR__QUEUE_FULL)
+    rd_kafka_poll(g->rk, 10);
+  cr_assert_eq(e, 0, "%s", rd_kafka_err2str(e));
+  rd_kafka_poll(g->rk, 0);
+}
+
+void esk_tp_gen_open_accounts(esk_tp_gen_t *g, const char *acc_prefix, int n) {
+  char cid[32], acc[96];
+  for (int i = 0; i < n; i++) {
+    snprintf(cid, sizeof(cid), "o%d", i);
+    snprintf(acc, sizeof(acc), "%s%d", acc_prefix, i);
+    esk_tp_gen_send(g, ESK_BANK_CMD_OPEN_ACCOUNT, cid, acc, 0);
+  }
+}
+
+void esk_tp_gen_deposit(esk_tp_gen_t *g, const char *acc_prefix, int i, int account,
+                        int64_t units) {
+  char cid[32], acc[96];
+  snprintf(cid, sizeof(cid), "d%d", i);
+  snprintf(acc, sizeof(acc), "%s%d", acc_prefix, account);
+  esk_tp_gen_send(g, ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc, units);
+}
+
+void esk_tp_gen_flush(esk_tp_gen_t *g) { cr_assert_eq(rd_kafka_flush(g->rk, 20000), 0); }
+
+void esk_tp_gen_destroy(esk_tp_gen_t *g) {
+  esk_tp_gen_flush(g);
+  rd_kafka_destroy(g->rk);
+  esk_bank_avro_destroy(g->avro);
+  esk_buf_free(&g->buf);
+}
+
+/* Every event's causation id is a distinct command id. */
+void esk_tp_check_causation_unique(const esk_tp_event_t *evs, size_t n) {
+  esk_hmap_t *m = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_hmap_new(&m, 1, n, 0, &err), ESK_OK);
+  for (size_t i = 0; i < n; i++) {
+    int inserted = 0;
+    char one = 1;
+    cr_assert_eq(esk_hmap_put(m, evs[i].causation, strlen(evs[i].causation), &one, NULL,
+                              &inserted, &err),
+                 ESK_OK);
+    cr_assert(inserted, "command %s has more than one event (partition %d offset %lld)",
+              evs[i].causation, (int)evs[i].partition, (long long)evs[i].offset);
+  }
+  esk_hmap_destroy(m);
+}
+
+/* The committed events, read again until @p want are visible or 30 s pass: a
+ * commit's markers reach the results and events partitions one after the other,
+ * so right after the last result is readable its events may still be behind the
+ * last stable offset for a moment. More than @p want is returned at once. */
+size_t esk_tp_read_events_settled(esk_tp_event_t **evs, const char *prefix, int parts,
+                                  size_t want) {
+  size_t ne = 0;
+  for (int i = 0; i < 60; i++) {
+    ne = esk_tp_read_events(evs, prefix, parts);
+    if (ne >= want) break;
+    free(*evs);
+    *evs = NULL;
+    nanosleep(&(struct timespec){0, 500000000L}, NULL);
+  }
+  if (!*evs) ne = esk_tp_read_events(evs, prefix, parts);
+  return ne;
+}
+
+void esk_tp_check_exactly_once(const char *prefix, int parts, int accounts, int deposits) {
+  size_t n = (size_t)(accounts + deposits);
+  esk_tp_results_t r = esk_tp_wait_results(prefix, parts, n, 120000);
+  cr_assert_eq(r.distinct, n, "results for every command (%zu of %zu)", r.distinct, n);
+  cr_expect_eq(r.messages, n, "exactly one committed result per command (%zu)", r.messages);
+  cr_expect_eq(r.accepted, n, "all accepted");
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events_settled(&evs, prefix, parts, n);
+  cr_expect_eq(ne, n, "one event per accepted command: none missing, none doubled (%zu)", ne);
+  esk_tp_check_causation_unique(evs, ne);
+  cr_expect_eq(esk_tp_check_versions(evs, ne), (size_t)accounts);
+  free(evs);
+}

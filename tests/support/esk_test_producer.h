@@ -10,6 +10,9 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "bank/bank_avro.h"
+#include "esk/buf.h"
+
 #define ESK_TEST_PRODUCER_BIN ESK_BINARY_DIR "/bin/esk-producer"
 #define ESK_TEST_ESKCTL_BIN ESK_BINARY_DIR "/bin/eskctl"
 
@@ -104,5 +107,50 @@ int esk_tp_http_get(int port, const char *path, char *body, size_t size);
  *  e.g. `x_total{code="A"}`) in a Prometheus text body. @returns 1 and sets
  *  @p out when the series is present, 0 when not. */
 int esk_tp_metric(const char *body, const char *series, double *out);
+
+/** Commands produced straight to a prefix's commands topic, as any client
+ *  would (key = account id), from one idempotent producer. */
+typedef struct esk_tp_gen_s {
+  rd_kafka_t *rk;
+  esk_bank_avro_t *avro;
+  esk_buf_t buf;
+  char topic[256];
+} esk_tp_gen_t;
+
+void esk_tp_gen_init(esk_tp_gen_t *g, const char *prefix);
+
+/** Sends an OpenAccount (@p units its initial deposit) or a DepositMoney of
+ *  @p units EUR with command id @p cid for account @p acc. */
+void esk_tp_gen_send(esk_tp_gen_t *g, esk_bank_command_type_t type, const char *cid,
+                     const char *acc, int64_t units);
+
+/** Opens accounts `<acc_prefix>0` .. `<acc_prefix><n-1>` (command ids o0 ..),
+ *  no initial deposit. */
+void esk_tp_gen_open_accounts(esk_tp_gen_t *g, const char *acc_prefix, int n);
+
+/** Deposit number @p i (command id d<i>) of @p units EUR into account
+ *  `<acc_prefix><account>`. */
+void esk_tp_gen_deposit(esk_tp_gen_t *g, const char *acc_prefix, int i, int account,
+                        int64_t units);
+
+/** Waits (20 s at most, else the test fails) until every command was acknowledged. */
+void esk_tp_gen_flush(esk_tp_gen_t *g);
+
+/** Flushes, then frees the generator. */
+void esk_tp_gen_destroy(esk_tp_gen_t *g);
+
+/** Fails the test unless every event's causation id is a distinct command id. */
+void esk_tp_check_causation_unique(const esk_tp_event_t *evs, size_t n);
+
+/** The committed events, read again until @p want are visible or 30 s pass (a
+ *  commit's markers reach the results and the events partitions one after
+ *  the other). More than @p want is returned at once. */
+size_t esk_tp_read_events_settled(esk_tp_event_t **evs, const char *prefix, int parts,
+                                  size_t want);
+
+/** After @p accounts openings and @p deposits deposits: every command has
+ *  exactly one committed result, all accepted, one event each (none missing,
+ *  none doubled) and every account's versions are 1..n. */
+void esk_tp_check_exactly_once(const char *prefix, int parts, int accounts, int deposits);
 
 #endif
