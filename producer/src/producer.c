@@ -235,9 +235,9 @@ static void note_refusal(esk_producer_t *p, uintptr_t idx, rd_kafka_topic_t *rkt
     snprintf(r->reason, sizeof(r->reason), "the broker refused its %s of %s on topic %s as an "
              "invalid record (%s)", what, sz, rd_kafka_topic_name(rkt), rd_kafka_err2name(e));
   else
-    snprintf(r->reason, sizeof(r->reason), "its %s of %s exceeds the max.message.bytes of topic "
-             "%s (the broker refused it: %s)", what, sz, rd_kafka_topic_name(rkt),
-             rd_kafka_err2name(e));
+    snprintf(r->reason, sizeof(r->reason), "its %s (a value of %s, plus key, headers and "
+             "batch framing) exceeds the max.message.bytes of topic %s (the broker refused it: "
+             "%s)", what, sz, rd_kafka_topic_name(rkt), rd_kafka_err2name(e));
 }
 
 static verdict_t *find_verdict(esk_producer_t *p, int32_t part, int64_t offset) {

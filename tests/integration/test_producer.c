@@ -828,3 +828,57 @@ Test(producer, submit_without_a_running_producer_reports_no_result_and_fails, .t
   cr_expect(strstr(v[1], "\"code\":\"TIMEOUT\""), "%s", v[1]);
   esk_tp_delete_topics(prefix);
 }
+
+/* Kafka refuses even the result (here: the results topic takes no record of a
+ * result's size): the command cannot be answered, so it is consumed without a
+ * result and publishes nothing (answering UNPUBLISHABLE is tried first, and
+ * refused too), the producer neither loops nor exits, and the skip is logged
+ * and counted. Once the topic takes results again, the same command id is
+ * handled as new: it was never answered. */
+Test(producer, a_command_whose_result_kafka_refuses_is_skipped_and_publishes_nothing,
+     .timeout = 150) {
+  esk_test_require_kafka();
+  char base[96], prefix[128], results[256], log[256], out[16384];
+  esk_test_unique_name(base, sizeof(base), "prod_noresult");
+  snprintf(prefix, sizeof(prefix), "%s.", base);
+  snprintf(results, sizeof(results), "%sbank.command-results", prefix);
+  static const char *const tiny[] = {"max.message.bytes", "100", NULL}; /* a marker fits */
+  topics_with_config(prefix, "command-results", tiny);
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
+  static const char *const http[] = {"http.listen=127.0.0.1:0", NULL};
+  pid_t pid = esk_tp_start(prefix, "a", log, http);
+  int port = esk_tp_http_port(log, 30000);
+
+  const char *in = OPEN("s1", "AS", "o", 10, "EUR") MOVE("DepositMoney", "s2", "AS", 5, "EUR");
+  int rc = esk_tp_submit(prefix, in, 5000, out, sizeof(out));
+  cr_expect_neq(rc, 0, "no result, so eskctl fails: %s", out);
+  for (int w = 0; count_lines(log, "refused even its UNPUBLISHABLE result") < 2; w++) {
+    cr_assert_lt(w, 900, "the two commands were not skipped within 90 s (see %s)", log);
+    usleep(100000);
+  }
+  char body[65536];
+  double val = -1;
+  cr_assert_eq(esk_tp_http_get(port, "/metrics", body, sizeof(body)), 200);
+  cr_expect(esk_tp_metric(body, "esk_producer_commands_skipped_total", &val) && val == 2,
+            "skipped counted: %g", val);
+  esk_tp_event_t *evs = NULL;
+  cr_expect_eq(esk_tp_read_events(&evs, prefix, 1), 0, "a skipped command published events");
+  free(evs);
+  cr_expect_eq(esk_tp_count_results(prefix, 1).messages, 0);
+
+  /* results are taken again: the producer goes on, and s1 is new to it */
+  esk_test_alter_topic(results, "max.message.bytes", "1048588");
+  rc = esk_tp_submit(prefix, OPEN("s1", "AS", "o", 10, "EUR") OPEN("s3", "AT", "o", 1, "EUR"),
+                     60000, out, sizeof(out));
+  cr_expect_eq(rc, 0, "%s", out);
+  cr_expect(strstr(out, "\"command_id\":\"s1\",\"status\":\"accepted\",\"aggregate_version\":1"),
+            "%s", out);
+  cr_expect(strstr(out, "\"command_id\":\"s3\",\"status\":\"accepted\",\"aggregate_version\":1"),
+            "%s", out);
+  size_t ne = esk_tp_read_events(&evs, prefix, 1);
+  cr_expect_eq(ne, 2, "one event each for s1 and s3, got %zu", ne);
+  cr_expect_eq(esk_tp_check_versions(evs, ne), 2);
+  free(evs);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  esk_tp_delete_topics(prefix);
+}
