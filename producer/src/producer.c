@@ -1199,6 +1199,13 @@ static int init_transactions(esk_producer_t *p, esk_error_t *err) {
     rc = esk_kafka_txn_error(rd_kafka_init_transactions(p->producer, 60000),
                              "init_transactions", err);
     if (rc != ESK_ERETRY || tries == 3) break;
+    /* most often the coordinator still finishing this id's previous
+     * transaction (CONCURRENT_TRANSACTIONS in librdkafka's log): say so */
+    char q[512];
+    ESK_WARN(FAC, "msg=\"transactions not initialised yet, trying again\" attempt=%d of=4 "
+                  "transactional_id=%s reason=%s hint=\"the coordinator may be unable to "
+                  "finish this id's previous transaction: see the broker's log\"",
+             tries + 1, p->txn_id, esk_log_quote(q, sizeof(q), err->msg));
   }
   return rc;
 }
