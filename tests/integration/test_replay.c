@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -422,11 +423,11 @@ static int64_t jint(json_t *o, const char *key) {
 
 Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_letters,
      .init = setup, .fini = teardown, .timeout = 300) {
-  const size_t n = 3000, more = 500;
+  const size_t n = 3000, more = 500, in_txn = 100;
   esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
-  cr_assert_eq(esk_test_bank_new(&bank, 5, 50, n + more, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_new(&bank, 5, 50, n + more + in_txn, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, n, &err), ESK_OK, "%s", err.msg);
   char k[32];
@@ -520,6 +521,50 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
   json_decref(j);
   rd_kafka_consumer_close(member);
   rd_kafka_destroy(member);
+
+  /* caught up on a transaction: the high watermark is one past the position
+   * (the commit marker), yet nothing is left to apply: lag 0, at once */
+  rd_kafka_conf_t *tc = NULL;
+  char txid[160];
+  snprintf(txid, sizeof(txid), "%s.tx", group);
+  cr_assert_eq(esk_kafka_conf_new(&tc, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_set(tc, "transactional.id", txid, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_t *tp = rd_kafka_new(RD_KAFKA_PRODUCER, tc, errstr, sizeof(errstr));
+  cr_assert(tp, "%s", errstr);
+  cr_assert_null(rd_kafka_init_transactions(tp, 30000));
+  cr_assert_null(rd_kafka_begin_transaction(tp));
+  cr_assert_eq(esk_test_bank_publish(bank, tp, topic, n + more, n + more + in_txn, &err), ESK_OK,
+               "%s", err.msg);
+  cr_assert_null(rd_kafka_commit_transaction(tp, 30000));
+  rd_kafka_destroy(tp);
+  cr_assert_eq(esk_test_projector_start(&t, "account_balances", topic, schema, group, 0, kv, &err),
+               ESK_OK, "%s", err.msg);
+  s = (esk_projector_stats_t){0};
+  for (int i = 0; i < 600 && s.applied < (int64_t)(more + in_txn); i++) {
+    cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "%s", err.msg);
+    usleep(100000);
+  }
+  cr_assert_eq(s.applied, (int64_t)(more + in_txn));
+  cr_assert_eq(esk_test_projector_stop(t, NULL, &err), ESK_OK, "%s", err.msg);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  j = status_json(group, "");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  p = json_array_get(j, 0);
+  cr_expect_eq(jint(p, "lag_events"), 0, "a commit marker counted as lag");
+  parts = json_object_get(p, "partitions");
+  int64_t past = 0;
+  for (size_t i = 0; i < json_array_size(parts); i++) {
+    json_t *pt = json_array_get(parts, i);
+    past += jint(pt, "high_watermark") - jint(pt, "position");
+    cr_expect_eq(jint(pt, "lag_events"), 0);
+  }
+  cr_expect_gt(past, 0, "no marker behind the positions: the check checked nothing");
+  /* logged, not asserted (speed is measured, not tested): it used to wait out
+   * a 5 s fetch timeout per partition stopped on a marker */
+  cr_log_info("status of a projection caught up on a transaction: %.2f s",
+              (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+  json_decref(j);
 
   /* the text form, and failures */
   static char out[1 << 16];

@@ -112,7 +112,10 @@ static int read_positions(PGconn *pg, const char *schema, const char *name, cons
   return ESK_OK;
 }
 
-/* The age of the first message not applied, per lagging partition. */
+/* The age of the first message not applied, per lagging partition. A
+ * partition whose next committed message does not exist (the end reached at
+ * once: what lies between the position and the high watermark is commit
+ * markers or aborted records) has no lag at all. */
 static void lag_seconds(rd_kafka_t *c, proj_t *p) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)p->n_parts);
   size_t want = 0;
@@ -130,7 +133,16 @@ static void lag_seconds(rd_kafka_t *c, proj_t *p) {
     while (want && now_s() < end) {
       rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
       if (!m) continue;
-      if (!m->err) {
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        for (size_t i = 0; i < p->n_parts; i++) {
+          part_t *pt = &p->parts[i];
+          if (pt->partition == m->partition && pt->lag_s < 0) {
+            pt->lag = 0;
+            pt->lag_s = 0;
+            want--;
+          }
+        }
+      } else if (!m->err) {
         rd_kafka_timestamp_type_t tt;
         int64_t ts = rd_kafka_message_timestamp(m, &tt);
         for (size_t i = 0; i < p->n_parts; i++) {
@@ -158,12 +170,13 @@ static void fill_from_kafka(rd_kafka_t *c, proj_t *p, int64_t live_lag) {
       hi = -1;
     pt->high = hi;
     pt->lag = hi >= 0 && hi > pt->position ? hi - pt->position : 0;
-    p->lag += pt->lag;
   }
   lag_seconds(c, p);
   p->lag_s = 0;
-  for (size_t i = 0; i < p->n_parts; i++)
+  for (size_t i = 0; i < p->n_parts; i++) {
+    p->lag += p->parts[i].lag;
     if (p->parts[i].lag_s > p->lag_s) p->lag_s = p->parts[i].lag_s;
+  }
 
   /* DLQ: the total of its partitions' high watermarks. */
   char dlq[400];
@@ -339,7 +352,8 @@ static int cmd_status(int argc, char **argv) {
   if (esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, NULL, &err) ||
       esk_kafka_conf_set(kc, "group.id", "esk.eskctl.status", &err) ||
       esk_kafka_conf_set(kc, "enable.auto.commit", "false", &err) ||
-      esk_kafka_conf_set(kc, "enable.partition.eof", "false", &err)) {
+      esk_kafka_conf_set(kc, "isolation.level", "read_committed", &err) ||
+      esk_kafka_conf_set(kc, "enable.partition.eof", "true", &err)) {
     fprintf(stderr, "eskctl projection status: %s\n", err.msg);
     goto cleanup;
   }
