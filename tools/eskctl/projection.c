@@ -353,6 +353,7 @@ static int cmd_status(int argc, char **argv) {
       esk_kafka_conf_set(kc, "group.id", "esk.eskctl.status", &err) ||
       esk_kafka_conf_set(kc, "enable.auto.commit", "false", &err) ||
       esk_kafka_conf_set(kc, "isolation.level", "read_committed", &err) ||
+      esk_kafka_conf_set(kc, "fetch.wait.max.ms", "10", &err) || /* the end answers at once */
       esk_kafka_conf_set(kc, "enable.partition.eof", "true", &err)) {
     fprintf(stderr, "eskctl projection status: %s\n", err.msg);
     goto cleanup;
