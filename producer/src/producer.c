@@ -152,6 +152,8 @@ struct esk_producer_s {
   metrics_t m;
   batch_counts_t bc;
   double batch_t0;             /* seconds (monotonic) at begin_batch */
+  double txn_t0;               /* when the transaction not yet ended began; 0: none */
+  int64_t txn_timeout_ms;      /* the producer's transaction.timeout.ms */
   int64_t lag_next_ms;         /* next lag gauge update */
   esk_producer_health_t *health, own_health;
 };
@@ -318,12 +320,32 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   }
 }
 
+/* A transaction left open longer than transaction.timeout.ms (a broker
+ * outage or restart outlived it) is aborted by the coordinator itself, which
+ * bumps the producer epoch; librdkafka 2.0.2 then reports this instance as
+ * fenced although no other instance is. Not a zombie: a new producer with the
+ * same transactional.id and a rewind carry on. A fence within the timeout is
+ * another instance's, and stays fatal. */
+static int expired_not_fenced(esk_producer_t *p) {
+  char es[256];
+  rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->producer, es, sizeof(es));
+  return (e == RD_KAFKA_RESP_ERR__FENCED || e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+          e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) &&
+         p->txn_t0 > 0 && p->txn_timeout_ms > 0 &&
+         (mono_s() - p->txn_t0) * 1000.0 >= (double)p->txn_timeout_ms;
+}
+
 static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
   esk_producer_t *p = opaque;
   char q[512];
   if (code == RD_KAFKA_RESP_ERR__FATAL) {
     char buf[512];
     rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+    if (rk == p->producer && expired_not_fenced(p)) { /* finish_batch() recovers */
+      ESK_WARN("kafka", "msg=\"transaction expired at the coordinator\" code=%s reason=%s",
+               rd_kafka_err2name(orig), esk_log_quote(q, sizeof(q), buf));
+      return;
+    }
     esk_error_t e = {0};
     esk_error_set(&e, ESK_EFATAL, "kafka fatal error (%s): %s", rd_kafka_err2name(orig), buf);
     set_fatal(p, &e);
@@ -575,7 +597,7 @@ static int begin_batch(esk_producer_t *p, esk_error_t *err) {
   p->batch_isolated = 0;
   p->n_refused = 0;
   p->batch_deadline = mono_ms() + p->batch_ms;
-  p->batch_t0 = mono_s();
+  p->batch_t0 = p->txn_t0 = mono_s();
   memset(&p->bc, 0, sizeof(p->bc));
   return ESK_OK;
 }
@@ -881,6 +903,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     p->parts[i].batch_next = -1;
   }
   if (rc == ESK_OK) {
+    p->txn_t0 = 0;
     p->st.txns++;
     p->abort_backoff_ms = 0;
     publish_batch(p);
@@ -896,7 +919,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     return ESK_OK;
   }
   for (int32_t i = 0; i < p->nparts; i++) p->parts[i].ckpt_pending = 0;
-  if (rc == ESK_EFATAL) return rc;
+  int expired = rc == ESK_EFATAL && expired_not_fenced(p);
+  if (rc == ESK_EFATAL && !expired) return rc;
   /* abortable (or retries exhausted): abort, forget the batch's state, redo it */
   char q[512];
   if (!err->msg[0])
@@ -912,14 +936,22 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
   if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
   esk_error_clear(err);
-  for (int tries = 0;; tries++) {
+  for (int tries = 0; !expired; tries++) {
     rc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, 60000), "abort_transaction",
                              err);
     if (rc == ESK_OK) break;
+    if (rc == ESK_EFATAL && (expired = expired_not_fenced(p))) break;
     if (rc != ESK_ERETRY || tries == 5) return escalate(err);
   }
+  if (expired) {
+    ESK_WARN(FAC, "msg=\"the coordinator aborted the transaction on its timeout; carrying on "
+             "with a new producer\" open_ms=%.0f transaction_timeout_ms=%lld",
+             (mono_s() - p->txn_t0) * 1000.0, (long long)p->txn_timeout_ms);
+    esk_error_clear(err);
+  }
   judge_refusals(p); /* before the redo: it must treat the refused commands differently */
-  if (p->batch_broken && (rc = renew_producer(p, err))) return escalate(err);
+  if ((p->batch_broken || expired) && (rc = renew_producer(p, err))) return escalate(err);
+  p->txn_t0 = 0; /* ended: aborted, or its producer replaced */
   p->batch_failed = 0; /* after the purged messages' reports */
   return rewind ? rewind_all(p, err) : ESK_OK;
 }
@@ -1026,8 +1058,9 @@ static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t 
       goto cleanup;
     }
     /* a batch must commit well within the transaction timeout */
-    if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK &&
-        p->batch_ms * 2 > atoll(tt)) {
+    if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK)
+      p->txn_timeout_ms = atoll(tt);
+    if (p->txn_timeout_ms && p->batch_ms * 2 > p->txn_timeout_ms) {
       rc = esk_error_set(err, ESK_EINVAL,
                          "batch.max.ms=%lld: must be at most half of "
                          "kafka.transaction.timeout.ms (%s)",
