@@ -323,14 +323,16 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 /* A transaction left open longer than transaction.timeout.ms (a broker
  * outage or restart outlived it) is aborted by the coordinator itself, which
  * bumps the producer epoch; librdkafka 2.0.2 then reports this instance as
- * fenced although no other instance is. Not a zombie: a new producer with the
+ * fenced although no other instance is (or, ending the transaction the
+ * coordinator already aborted, INVALID_TXN_STATE: seen after a restart). Not a zombie: a new producer with the
  * same transactional.id and a rewind carry on. A fence within the timeout is
  * another instance's, and stays fatal. */
 static int expired_not_fenced(esk_producer_t *p) {
   char es[256];
   rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->producer, es, sizeof(es));
   return (e == RD_KAFKA_RESP_ERR__FENCED || e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-          e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) &&
+          e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
+          e == RD_KAFKA_RESP_ERR_INVALID_TXN_STATE /* its abort, already done */) &&
          p->txn_t0 > 0 && p->txn_timeout_ms > 0 &&
          (mono_s() - p->txn_t0) * 1000.0 >= (double)p->txn_timeout_ms;
 }

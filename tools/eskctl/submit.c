@@ -420,18 +420,29 @@ int eskctl_submit_main(int argc, char **argv) {
   if (eskctl_topic(cmd_topic, sizeof(cmd_topic), &s.c, "commands") ||
       eskctl_topic(res_topic, sizeof(res_topic), &s.c, "command-results"))
     goto cleanup;
-  /* where the results topic ends now: results of these commands come after */
-  int nparts = 0;
-  if (esk_kafka_reader_new(&reader, NULL, NULL, &err) ||
-      esk_kafka_partition_count(reader, res_topic, s.timeout_ms, &nparts, &err)) {
+  /* where the results topic ends now: results of these commands come after.
+   * A broker restarting or a leader moving answers for a while with errors
+   * that pass: asked again until --timeout. */
+  int nparts = 0, rc;
+  int64_t deadline = mono_ms() + s.timeout_ms;
+  if (esk_kafka_reader_new(&reader, NULL, NULL, &err)) {
+    fprintf(stderr, "eskctl submit: %s\n", err.msg);
+    goto cleanup;
+  }
+  while ((rc = esk_kafka_partition_count(reader, res_topic, 5000, &nparts, &err)) == ESK_ERETRY &&
+         mono_ms() < deadline)
+    nanosleep(&(struct timespec){0, 200000000L}, NULL);
+  if (rc) {
     fprintf(stderr, "eskctl submit: %s\n", err.msg);
     goto cleanup;
   }
   starts = rd_kafka_topic_partition_list_new(nparts);
   for (int32_t p = 0; p < nparts; p++) {
     int64_t lo, hi;
-    rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(reader, res_topic, p, &lo, &hi, s.timeout_ms);
+    rd_kafka_resp_err_t e;
+    while ((e = rd_kafka_query_watermark_offsets(reader, res_topic, p, &lo, &hi, 5000)) &&
+           mono_ms() < deadline)
+      nanosleep(&(struct timespec){0, 200000000L}, NULL);
     if (e) {
       fprintf(stderr, "eskctl submit: watermarks of %s [%d]: %s\n", res_topic, (int)p,
               rd_kafka_err2str(e));
