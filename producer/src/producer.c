@@ -152,7 +152,7 @@ struct esk_producer_s {
   metrics_t m;
   batch_counts_t bc;
   double batch_t0;             /* seconds (monotonic) at begin_batch */
-  double txn_t0;               /* when the transaction not yet ended began; 0: none */
+  int txn_unended;             /* the transaction begun at batch_t0 is not committed or aborted */
   int64_t txn_timeout_ms;      /* the producer's transaction.timeout.ms */
   int64_t lag_next_ms;         /* next lag gauge update */
   esk_producer_health_t *health, own_health;
@@ -323,18 +323,18 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 /* A transaction left open longer than transaction.timeout.ms (a broker
  * outage or restart outlived it) is aborted by the coordinator itself, which
  * bumps the producer epoch; librdkafka 2.0.2 then reports this instance as
- * fenced although no other instance is (or, ending the transaction the
- * coordinator already aborted, INVALID_TXN_STATE: seen after a restart). Not a zombie: a new producer with the
- * same transactional.id and a rewind carry on. A fence within the timeout is
- * another instance's, and stays fatal. */
+ * fenced although no other instance is (or INVALID_TXN_STATE, when ending the
+ * transaction the coordinator already aborted). Not a zombie: a new producer
+ * with the same transactional.id and a rewind carry on. A fence within the
+ * timeout is another instance's, and stays fatal. */
 static int expired_not_fenced(esk_producer_t *p) {
   char es[256];
   rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->producer, es, sizeof(es));
   return (e == RD_KAFKA_RESP_ERR__FENCED || e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
           e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
           e == RD_KAFKA_RESP_ERR_INVALID_TXN_STATE /* its abort, already done */) &&
-         p->txn_t0 > 0 && p->txn_timeout_ms > 0 &&
-         (mono_s() - p->txn_t0) * 1000.0 >= (double)p->txn_timeout_ms;
+         p->txn_unended && p->txn_timeout_ms > 0 &&
+         (mono_s() - p->batch_t0) * 1000.0 >= (double)p->txn_timeout_ms;
 }
 
 static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
@@ -599,7 +599,8 @@ static int begin_batch(esk_producer_t *p, esk_error_t *err) {
   p->batch_isolated = 0;
   p->n_refused = 0;
   p->batch_deadline = mono_ms() + p->batch_ms;
-  p->batch_t0 = p->txn_t0 = mono_s();
+  p->batch_t0 = mono_s();
+  p->txn_unended = 1;
   memset(&p->bc, 0, sizeof(p->bc));
   return ESK_OK;
 }
@@ -905,7 +906,7 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     p->parts[i].batch_next = -1;
   }
   if (rc == ESK_OK) {
-    p->txn_t0 = 0;
+    p->txn_unended = 0;
     p->st.txns++;
     p->abort_backoff_ms = 0;
     publish_batch(p);
@@ -948,12 +949,12 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (expired) {
     ESK_WARN(FAC, "msg=\"the coordinator aborted the transaction on its timeout; carrying on "
              "with a new producer\" open_ms=%.0f transaction_timeout_ms=%lld",
-             (mono_s() - p->txn_t0) * 1000.0, (long long)p->txn_timeout_ms);
+             (mono_s() - p->batch_t0) * 1000.0, (long long)p->txn_timeout_ms);
     esk_error_clear(err);
   }
   judge_refusals(p); /* before the redo: it must treat the refused commands differently */
   if ((p->batch_broken || expired) && (rc = renew_producer(p, err))) return escalate(err);
-  p->txn_t0 = 0; /* ended: aborted, or its producer replaced */
+  p->txn_unended = 0; /* aborted, or its producer replaced */
   p->batch_failed = 0; /* after the purged messages' reports */
   return rewind ? rewind_all(p, err) : ESK_OK;
 }

@@ -136,16 +136,23 @@ static int generation_state(int gen, char *state, size_t size) {
   return generation_state_of(PROJ, gen, state, size);
 }
 
+/* A bank workload of @p n events over @p accounts, its producer, and its
+ * first @p first events published to the topic. */
+static void bank_start(esk_test_bank_t **b, rd_kafka_t **prod, unsigned seed, int accounts,
+                       size_t n, size_t first) {
+  esk_error_t err = {0};
+  cr_assert_eq(esk_test_bank_new(b, seed, accounts, n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_producer(prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(*b, *prod, topic, 0, first, &err), ESK_OK, "%s", err.msg);
+}
+
 Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_projector_follows,
      .init = setup, .fini = teardown, .timeout = 240) {
   enum { ACCOUNTS = 300, BEFORE = 6000, DURING = 3000, AFTER = 1000 };
   esk_error_t err = {0};
   esk_test_bank_t *b = NULL;
   rd_kafka_t *prod = NULL;
-  cr_assert_eq(esk_test_bank_new(&b, 7, ACCOUNTS, BEFORE + DURING + AFTER, &err), ESK_OK, "%s",
-               err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish(b, prod, topic, 0, BEFORE, &err), ESK_OK, "%s", err.msg);
+  bank_start(&b, &prod, 7, ACCOUNTS, BEFORE + DURING + AFTER, BEFORE);
   rd_kafka_flush(prod, 30000);
 
   char a_topic[200], a_schema[96], a_group[160];
@@ -265,9 +272,7 @@ Test(rebuild, a_rebuild_from_a_time_holds_only_later_events_without_gaps, .init 
   esk_error_t err = {0};
   esk_test_bank_t *b = NULL;
   rd_kafka_t *prod = NULL;
-  cr_assert_eq(esk_test_bank_new(&b, 11, ACCOUNTS, BEFORE + AFTER, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish(b, prod, topic, 0, BEFORE, &err), ESK_OK, "%s", err.msg);
+  bank_start(&b, &prod, 11, ACCOUNTS, BEFORE + AFTER, BEFORE);
   rd_kafka_flush(prod, 30000);
   sleep_ms(1200);
   time_t t = (time_t)wall_s();
@@ -383,9 +388,7 @@ Test(rebuild, a_declarative_projection_fixed_in_its_file_is_rebuilt_and_followed
   esk_error_t err = {0};
   esk_test_bank_t *b = NULL;
   rd_kafka_t *prod = NULL;
-  cr_assert_eq(esk_test_bank_new(&b, 13, ACCOUNTS, BEFORE + AFTER, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish(b, prod, topic, 0, BEFORE, &err), ESK_OK, "%s", err.msg);
+  bank_start(&b, &prod, 13, ACCOUNTS, BEFORE + AFTER, BEFORE);
   /* one poison message: each generation dead-letters it, saying which it is */
   cr_assert_eq(esk_test_bank_publish_raw(prod, topic, "poison", "not avro", 8, &err), ESK_OK, "%s",
                err.msg);

@@ -128,13 +128,17 @@ static esk_conf_t *make_conf(const char *on_error) {
   return conf;
 }
 
-static void start(run_t *r, esk_conf_t *conf) {
+/* esk_projector_new() with the test projection and decoder; its result. */
+static int try_start(run_t *r, esk_conf_t *conf) {
   esk_projection_t proj = {.name = fx.name, .migrations = migrations, .n_migrations = 1,
                            .apply = test_apply, .self = &fx};
   esk_decoder_t dec = {.decode = test_decode};
   memset(r, 0, sizeof(*r));
-  cr_assert_eq(esk_projector_new(&r->proj, conf, &proj, &dec, &r->err), ESK_OK, "%s",
-               r->err.msg);
+  return esk_projector_new(&r->proj, conf, &proj, &dec, &r->err);
+}
+
+static void start(run_t *r, esk_conf_t *conf) {
+  cr_assert_eq(try_start(r, conf), ESK_OK, "%s", r->err.msg);
 }
 
 static long long query_ll(PGconn *pg, const char *sql) {
@@ -378,12 +382,7 @@ Test(projector, a_missing_events_topic_is_refused_naming_it_and_the_fix, .init =
   esk_error_t err = {0};
   cr_assert_eq(esk_conf_set(conf, "topic", missing, "test", &err), ESK_OK);
   run_t r;
-  esk_projection_t proj = {.name = fx.name, .migrations = migrations, .n_migrations = 1,
-                           .apply = test_apply, .self = &fx};
-  esk_decoder_t dec = {.decode = test_decode};
-  memset(&r, 0, sizeof(r));
-  cr_assert_eq(esk_projector_new(&r.proj, conf, &proj, &dec, &r.err), ESK_EINVAL, "%s",
-               r.err.msg);
+  cr_assert_eq(try_start(&r, conf), ESK_EINVAL, "%s", r.err.msg);
   cr_assert_null(r.proj);
   cr_assert_not_null(strstr(r.err.msg, missing), "%s", r.err.msg);
   cr_assert_not_null(strstr(r.err.msg, "eskctl topics create"), "%s", r.err.msg);
