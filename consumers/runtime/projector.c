@@ -26,6 +26,11 @@ const esk_conf_prop_t esk_projector_props[] = {
      "per-aggregate version writes; batch.max.ms bounds the wait when there is no lag)."},
     {"batch.max.ms", ESK_CONF_INT, "200", 1, 60000, NULL, NULL,
      "Longest time a batch waits to fill before it is applied."},
+    {"batch.linger.ms", ESK_CONF_INT, "0", 0, 60000, NULL, NULL,
+     "How long a batch that holds events waits for another one once none is ready, in "
+     "milliseconds (0: it is applied as soon as the consumer has nothing more ready; under "
+     "load the events that arrive during a PostgreSQL commit make the next batch). More "
+     "trades latency for fewer, larger transactions at moderate rates."},
     {"on_error", ESK_CONF_ENUM, "dlq", 0, 0, "dlq,stop", NULL,
      "A poison event (undecodable, version gap, permanent SQL failure): send it to "
      "<topic>.dlq.<projection> and go on, or stop the projector."},
@@ -87,7 +92,7 @@ struct esk_projector_s {
   rd_kafka_t *dlq;
   part_t *parts;
   int n_parts;
-  int batch_max, batch_ms, on_error_stop, progress_ms, backoff_max_ms;
+  int batch_max, batch_ms, linger_ms, on_error_stop, progress_ms, backoff_max_ms;
   volatile sig_atomic_t *stop;
   volatile int rebalanced;
   unsigned generation; /* bumped by every assignment change */
@@ -846,9 +851,13 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
     p->rebalanced = 0;
     rd_kafka_poll(p->dlq, 0); /* its errors and reports when they happen, not at exit */
     while (p->n_batch < (size_t)p->batch_max && !*stop) {
+      /* adaptive: a batch that holds events waits only batch.linger.ms for
+       * more, and is applied once nothing more is ready */
       int64_t left = deadline - now_ms();
       if (left <= 0) break;
+      if (p->n_batch && left > p->linger_ms) left = p->linger_ms;
       rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, (int)left);
+      if (!m && p->n_batch) break;
       if (!m) continue;
       if (m->err) {
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -952,6 +961,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   p->dlq_topic = p->topic ? dupf("%s.dlq.%s", p->topic, name) : NULL;
   p->batch_max = (int)esk_conf_get_int(conf, "batch.max.events");
   p->batch_ms = (int)esk_conf_get_int(conf, "batch.max.ms");
+  p->linger_ms = (int)esk_conf_get_int(conf, "batch.linger.ms");
   p->progress_ms = (int)esk_conf_get_int(conf, "progress.interval.ms");
   p->backoff_max_ms = (int)esk_conf_get_int(conf, "pg.retry.backoff.max.ms");
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");

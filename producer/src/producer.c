@@ -32,6 +32,12 @@ const esk_conf_prop_t esk_producer_props[] = {
      "Most commands handled in one Kafka transaction."},
     {"batch.max.ms", ESK_CONF_INT, "100", 1, 60000, NULL, NULL,
      "Longest time a transaction stays open collecting commands, in milliseconds."},
+    {"batch.linger.ms", ESK_CONF_INT, "0", 0, 60000, NULL, NULL,
+     "How long an open transaction waits for another command once none is ready, in "
+     "milliseconds (0: it commits as soon as the consumer has nothing more ready, so a "
+     "command waits for one commit, not for batch.max.ms; under load the commands that "
+     "arrive during a commit make the next batch). More trades latency for fewer, larger "
+     "transactions at moderate rates."},
     {"snapshot.every", ESK_CONF_INT, "100", 0, 1000000000, NULL, NULL,
      "Snapshot an aggregate every this many of its events (0: never)."},
     {"checkpoint.events", ESK_CONF_INT, "100000", 0, 1000000000, NULL, NULL,
@@ -119,7 +125,7 @@ typedef struct stats_s {
 struct esk_producer_s {
   esk_topics_t topics;
   char group_id[256], txn_id[512], domain[64];
-  int64_t batch_max, batch_ms, snapshot_every, ckpt_events, seen_max, store_max, restore_ms,
+  int64_t batch_max, batch_ms, linger_ms, snapshot_every, ckpt_events, seen_max, store_max, restore_ms,
       stats_ms;
   rd_kafka_t *consumer, *producer, *reader;
   rd_kafka_topic_t *rkt_ev, *rkt_res, *rkt_snap;
@@ -1308,6 +1314,7 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   }
   p->batch_max = esk_conf_get_int(conf, "batch.max.commands");
   p->batch_ms = esk_conf_get_int(conf, "batch.max.ms");
+  p->linger_ms = esk_conf_get_int(conf, "batch.linger.ms");
   p->snapshot_every = esk_conf_get_int(conf, "snapshot.every");
   p->ckpt_events = esk_conf_get_int(conf, "checkpoint.events");
   p->seen_max = esk_conf_get_int(conf, "seen.max");
@@ -1400,6 +1407,16 @@ static void log_stats(esk_producer_t *p, const stats_t *prev, int64_t ms) {
            (double)(p->st.commands - prev->commands) / secs);
 }
 
+/* The main loop's poll: idle, it waits for the next command (100 ms, to look
+ * at the stop flag and the stats); with a batch open, only batch.linger.ms and
+ * never past the batch's deadline (docs/producer.md, "Batches"). */
+static int poll_timeout(const esk_producer_t *p, int64_t now) {
+  if (!p->in_txn) return 100;
+  int64_t left = p->batch_deadline - now;
+  if (left > p->linger_ms) left = p->linger_ms;
+  return left > 0 ? (int)left : 0;
+}
+
 int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(sub, p->topics.commands, RD_KAFKA_PARTITION_UA);
@@ -1415,9 +1432,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   uint64_t iter = 0;
   int64_t now = mono_ms();
   while (!*stop && !p->fatal) {
-    int timeout = 100;
-    if (p->in_txn) timeout = p->batch_deadline > now ? (int)(p->batch_deadline - now) : 0;
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, timeout);
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, poll_timeout(p, now));
     if (m) {
       if (!m->err) {
         handle_command(p, m);
@@ -1432,12 +1447,16 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       }
       rd_kafka_message_destroy(m);
     }
-    /* delivery reports and the clock every 64 commands, or when idle: both
-     * showed in profiles when done per command */
-    if (m && (++iter & 63) && p->batch_n < p->batch_max) continue;
+    /* while commands keep coming without a wait, delivery reports and the
+     * clock every 64 commands (both showed in profiles when done per command);
+     * a poll that may have waited (linger) is followed by a look at the clock */
+    if (m && !p->linger_ms && (++iter & 63) && p->batch_n < p->batch_max) continue;
     rd_kafka_poll(p->producer, 0);
     now = mono_ms();
-    if (p->in_txn && !p->fatal && (p->batch_n >= p->batch_max || now >= p->batch_deadline)) {
+    /* adaptive batching: the batch closes when no command is ready (the poll
+     * above came back empty), when it is full, or at its deadline */
+    if (p->in_txn && !p->fatal &&
+        (!m || p->batch_n >= p->batch_max || now >= p->batch_deadline)) {
       esk_error_t fe = {0};
       if (finish_batch(p, 1, &fe)) set_fatal(p, &fe);
       now = mono_ms();

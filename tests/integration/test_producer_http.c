@@ -163,6 +163,48 @@ Test(producer_http, a_restart_restores_and_counts_the_replayed_events, .timeout 
   esk_tp_delete_topics(prefix);
 }
 
+/* Issue 19: the loop looked at the clock only every 64 commands while commands
+ * kept arriving, so at 20 commands/s a transaction stayed open 3.2 s against
+ * batch.max.ms=100. Sent open-loop at a steady 20/s (the pacing is the load,
+ * not a wait for a condition); no transaction may stay open longer than
+ * batch.max.ms plus a commit, and transactions hold a few commands, not 60. */
+Test(producer_http, at_20_commands_a_second_no_transaction_stays_open_past_batch_max_ms,
+     .timeout = 90) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], body[4096];
+  static const char *const extra[] = {"http.listen=127.0.0.1:0", "batch.max.ms=100", NULL};
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_steady", 1, log, sizeof(log), extra);
+  int port = esk_tp_http_port(log, 20000);
+  int st = 0;
+  for (int w = 0; w < 30000 && (st = esk_tp_http_get(port, "/readyz", body, sizeof(body))) != 200;
+       w += 100)
+    sleep_ms(100);
+  cr_assert_eq(st, 200, "%s", body);
+  esk_tp_gen_t g;
+  esk_tp_gen_init(&g, prefix);
+  esk_tp_gen_open_accounts(&g, "S", 1);
+  esk_tp_gen_flush(&g);
+  const int n = 80; /* 4 s at 20/s: longer than the 64 commands the old loop let pass */
+  for (int i = 0; i < n; i++) {
+    esk_tp_gen_deposit(&g, "S", i, 0, 1);
+    rd_kafka_poll(g.rk, 50);
+  }
+  esk_tp_gen_destroy(&g);
+  esk_tp_results_t r = esk_tp_wait_results(prefix, 1, (size_t)n + 1, 30000);
+  cr_assert_eq(r.distinct, (size_t)n + 1);
+  double accepted = scrape_until(port, "esk_producer_commands_accepted_total", n + 1, 5000);
+  cr_assert_eq(accepted, n + 1);
+  double batches = scrape(port, "esk_producer_batches_total");
+  double count = scrape(port, "esk_producer_batch_duration_seconds_count");
+  double within = scrape(port, "esk_producer_batch_duration_seconds_bucket{le=\"0.25\"}");
+  cr_expect_eq(within, count, "%.0f of %.0f transactions stayed open over 250 ms "
+               "(batch.max.ms=100 plus a commit)", count - within, count);
+  /* at 20/s a batch open at most 250 ms holds about 5 commands */
+  cr_expect_leq(accepted / batches, 6, "%.1f commands per transaction", accepted / batches);
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  esk_tp_delete_topics(prefix);
+}
+
 /* esk-producer with @p listen; its exit status, output into @p out. */
 static int run_with_listen(const char *listen, char *out, size_t size) {
   char cmd[512];
