@@ -287,52 +287,6 @@ int esk_tp_http_port(const char *path, int timeout_ms) {
   return -1;
 }
 
-int esk_tp_http_get(int port, const char *path, char *body, size_t size) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  struct timeval tv = {5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  char req[512], *resp = NULL;
-  size_t len = 0, cap = 0;
-  int status = -1;
-  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) goto cleanup;
-  int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-  if (write(fd, req, (size_t)n) != n) goto cleanup;
-  for (;;) {
-    if (cap - len < 4097) {
-      cap = cap ? cap * 2 : 65536;
-      resp = realloc(resp, cap);
-      cr_assert_not_null(resp);
-    }
-    ssize_t r = read(fd, resp + len, cap - len - 1);
-    if (r < 0) goto cleanup;
-    if (r == 0) break;
-    len += (size_t)r;
-  }
-  resp[len] = '\0';
-  const char *b = strstr(resp, "\r\n\r\n");
-  if (strncmp(resp, "HTTP/1.", 7) || !b) goto cleanup;
-  status = atoi(resp + 9);
-  snprintf(body, size, "%s", b + 4);
-cleanup:
-  free(resp);
-  close(fd);
-  return status;
-}
-
-int esk_tp_metric(const char *body, const char *series, double *out) {
-  size_t n = strlen(series);
-  for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-    if (!strncmp(l, series, n) && l[n] == ' ') {
-      *out = strtod(l + n + 1, NULL);
-      return 1;
-    }
-  }
-  return 0;
-}
-
 /* ------------------------------------------------- commands and checks --- */
 
 void esk_tp_gen_init(esk_tp_gen_t *g, const char *prefix) {

@@ -12,6 +12,7 @@
 
 #include "bank/bank_avro.h"
 #include "esk/buf.h"
+#include "esk_test_http.h"
 
 #define ESK_TEST_PRODUCER_BIN ESK_BINARY_DIR "/bin/esk-producer"
 #define ESK_TEST_ESKCTL_BIN ESK_BINARY_DIR "/bin/eskctl"
@@ -98,15 +99,6 @@ int esk_tp_file_contains(const char *path, const char *needle);
 /** Waits up to @p timeout_ms for the `http endpoints listening` line in the log
  *  at @p path and returns its port (fails the test if it does not appear). */
 int esk_tp_http_port(const char *path, int timeout_ms);
-
-/** `GET @p path` on 127.0.0.1:@p port (HTTP/1.0, read to the end); the body,
- *  NUL-terminated, into @p body. @returns the status code, -1 on a socket error. */
-int esk_tp_http_get(int port, const char *path, char *body, size_t size);
-
-/** The value of the series @p series (name plus labels exactly as rendered,
- *  e.g. `x_total{code="A"}`) in a Prometheus text body. @returns 1 and sets
- *  @p out when the series is present, 0 when not. */
-int esk_tp_metric(const char *body, const char *series, double *out);
 
 /** Commands produced straight to a prefix's commands topic, as any client
  *  would (key = account id), from one idempotent producer. */
