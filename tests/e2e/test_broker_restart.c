@@ -41,7 +41,7 @@ Test(broker_restart, the_producer_rides_out_a_broker_restart_exactly_once, .time
   /* transactions open 200 ms, and a transaction timeout the restart outlasts:
    * the coordinator aborts the open one itself, which librdkafka 2.0.2
    * reports as this instance being fenced */
-  static const char *const long_txns[] = {"batch.max.ms=200",
+  static const char *const long_txns[] = {"batch.max.ms=200", "batch.linger.ms=200",
                                           "kafka.producer.transaction.timeout.ms=3000", NULL};
   char prefix[128], log[256], restart_log[256];
   esk_tp_topics(prefix, sizeof(prefix), "e2e_broker", PARTS);

@@ -92,9 +92,10 @@ Test(producer_e2e, two_instances_split_the_partitions_and_write_versions_1_to_n,
   esk_tp_delete_topics(prefix);
 }
 
-/* Transactions that stay open 200 ms while their records are already sent
- * (linger.ms 5): a kill at a random moment most likely hits one. */
-static const char *const long_txns[] = {"batch.max.ms=200", NULL};
+/* Transactions that stay open 200 ms (batch.linger.ms: waiting for more
+ * commands) while their records are already sent (linger.ms 5): a kill at a
+ * random moment most likely hits one. */
+static const char *const long_txns[] = {"batch.max.ms=200", "batch.linger.ms=200", NULL};
 
 static int count_in_file(const char *path, const char *needle) {
   FILE *f = fopen(path, "r");
