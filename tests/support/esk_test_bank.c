@@ -582,6 +582,7 @@ static int projector_start(esk_test_projector_t **out, const char *name,
   if (!t) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   if (!def && !proj) {
     free(t);
+    if (!name) return esk_error_set(err, ESK_EINVAL, "no projection given");
     return esk_error_set(err, ESK_EINVAL, "no projection '%s'", name);
   }
   t->foreign = proj != NULL;
