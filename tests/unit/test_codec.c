@@ -658,8 +658,8 @@ Test(codec, decoded_strings_are_nul_terminated_where_avro_c_says_they_end) {
   for (size_t i = 0; i < 3; i++) {
     const char *s;
     size_t size;
-    avro_value_get_by_name(&meta, names[i], &f, NULL);
-    avro_value_get_string(&f, &s, &size);
+    cr_assert_eq(avro_value_get_by_name(&meta, names[i], &f, NULL), 0, "%s", names[i]);
+    cr_assert_eq(avro_value_get_string(&f, &s, &size), 0, "%s is not a string", names[i]);
     cr_assert_gt(size, 1);
     cr_assert_eq(s[size - 1], '\0', "%s", names[i]);
     cr_assert_eq(strlen(s), size - 1, "%s", names[i]);
