@@ -839,8 +839,9 @@ int esk_codec_encode(esk_codec_t *c, const esk_schema_t *writer, const avro_valu
 /* ------------------------------------------------------------- decoding */
 
 /* The header check and the fingerprint are apart so that esk_codec_decode() computes the
- * fingerprint where it declares it, instead of through an out-parameter that is set only when
- * esk_error_set()'s return, opaque to the compiler, is 0: gcc -O3 warned of that (issue 14). */
+ * fingerprint where it declares it. Through esk_codec_peek()'s out-parameter, set only on
+ * success, the fingerprint looked unset to gcc -O3 on the failure paths, which return
+ * esk_error_set()'s value: in another file, the compiler cannot see it is non-zero (issue 14). */
 static int check_header(const uint8_t *p, size_t len, esk_error_t *err) {
   if (len < 10)
     return esk_error_set(err, ESK_EPOISON, "message of %zu bytes is shorter than the 10-byte header",
