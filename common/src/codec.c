@@ -458,9 +458,13 @@ static inline int rd_int(rd_t *rd, int32_t *out) {
   return ESK_OK;
 }
 
+/* Takes the next @p n bytes. *out is set on every path, to the position they start at, so
+ * that the caller's pointer never depends on the return code: gcc -O3 splits the cold
+ * POISON path into a function of its own and then no longer sees that it returns non-zero,
+ * and warned of the caller's read after `if (rc) return rc` (issue 14). */
 static inline int rd_fixed(rd_t *rd, size_t n, const uint8_t **out) {
-  if ((size_t)(rd->end - rd->p) < n) return POISON(rd, "truncated datum");
   *out = rd->p;
+  if ((size_t)(rd->end - rd->p) < n) return POISON(rd, "truncated datum");
   rd->p += n;
   return ESK_OK;
 }
@@ -834,8 +838,11 @@ int esk_codec_encode(esk_codec_t *c, const esk_schema_t *writer, const avro_valu
 
 /* ------------------------------------------------------------- decoding */
 
-int esk_codec_peek(const void *data, size_t len, uint64_t *fp, esk_error_t *err) {
-  const uint8_t *p = data;
+/* The header check and the fingerprint are apart so that esk_codec_decode() computes the
+ * fingerprint where it declares it. Through esk_codec_peek()'s out-parameter, set only on
+ * success, the fingerprint looked unset to gcc -O3 on the failure paths, which return
+ * esk_error_set()'s value: in another file, the compiler cannot see it is non-zero (issue 14). */
+static int check_header(const uint8_t *p, size_t len, esk_error_t *err) {
   if (len < 10)
     return esk_error_set(err, ESK_EPOISON, "message of %zu bytes is shorter than the 10-byte header",
                          len);
@@ -843,10 +850,20 @@ int esk_codec_peek(const void *data, size_t len, uint64_t *fp, esk_error_t *err)
     return esk_error_set(err, ESK_EPOISON,
                          "wrong magic %02x %02x: not Avro single-object encoding (C3 01)", p[0],
                          p[1]);
+  return ESK_OK;
+}
+
+/* The little-endian fingerprint of a header check_header() accepted. */
+static uint64_t header_fingerprint(const uint8_t *p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; i--) v = (v << 8) | p[2 + i];
-  *fp = v;
-  return ESK_OK;
+  return v;
+}
+
+int esk_codec_peek(const void *data, size_t len, uint64_t *fp, esk_error_t *err) {
+  int rc = check_header(data, len, err);
+  if (!rc) *fp = header_fingerprint(data);
+  return rc;
 }
 
 /* One reusable value per reader schema; entries never move (values in use
@@ -896,12 +913,12 @@ static int decode_datum(esk_codec_t *c, const uint8_t *p, size_t len, const esk_
 int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_version,
                      const esk_schema_t **reader_out, avro_value_t **value_out,
                      esk_error_t *err) {
-  uint64_t fp;
-  int rc = esk_codec_peek(data, len, &fp, err);
+  int rc = check_header(data, len, err);
   if (rc) return rc;
   if (len > c->lim.max_message_bytes)
     return esk_error_set(err, ESK_EPOISON, "message of %zu bytes is over the limit of %zu", len,
                          c->lim.max_message_bytes);
+  uint64_t fp = header_fingerprint(data);
   const esk_schema_t *w = esk_schema_set_by_fingerprint(c->set, fp);
   if (!w)
     return esk_error_set(err, ESK_EPOISON, "unknown writer schema fingerprint %016llx",

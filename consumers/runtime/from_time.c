@@ -249,7 +249,7 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
   if ((rc = scan(rk, topic, key, parts, low, target, dec, &seen, err))) goto cleanup;
 
   /* The last version of each aggregate before the time. */
-  qsort(seen.v, seen.n, sizeof(*seen.v), seen_cmp);
+  if (seen.n) qsort(seen.v, seen.n, sizeof(*seen.v), seen_cmp); /* seen.v is NULL when 0 */
   size_t k = 0;
   for (size_t i = 0; i < seen.n; i++) {
     if (i + 1 < seen.n && !strcmp(seen.v[i].id, seen.v[i + 1].id)) continue;

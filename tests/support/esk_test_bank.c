@@ -473,7 +473,7 @@ static int expected(esk_test_bank_t *b, const char *proj, size_t upto, lines_t *
     return -2;
   }
   if (bad) return -1;
-  qsort(out->v, out->n, sizeof(*out->v), cmp_str);
+  if (out->n) qsort(out->v, out->n, sizeof(*out->v), cmp_str); /* v is NULL when 0 */
   return 0;
 }
 
@@ -516,7 +516,7 @@ int esk_test_bank_check(esk_test_bank_t *b, PGconn *pg, const char *projection, 
       rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
       goto cleanup;
     }
-  qsort(got.v, got.n, sizeof(*got.v), cmp_str);
+  if (got.n) qsort(got.v, got.n, sizeof(*got.v), cmp_str); /* v is NULL when 0 */
   for (size_t i = 0; i < want.n || i < got.n; i++) {
     const char *w = i < want.n ? want.v[i] : "(none)", *g = i < got.n ? got.v[i] : "(none)";
     if (strcmp(w, g)) {
@@ -582,6 +582,7 @@ static int projector_start(esk_test_projector_t **out, const char *name,
   if (!t) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   if (!def && !proj) {
     free(t);
+    if (!name) return esk_error_set(err, ESK_EINVAL, "no projection given");
     return esk_error_set(err, ESK_EINVAL, "no projection '%s'", name);
   }
   t->foreign = proj != NULL;

@@ -74,6 +74,11 @@ static int cmd_show(const char *dir, int argc, char **argv) {
   esk_schema_set_t *set;
   if (load(&set, dir)) return 1;
   char *type = strdup(argv[1]);
+  if (!type) {
+    fprintf(stderr, "eskctl schemas show: out of memory\n");
+    esk_schema_set_destroy(set);
+    return 1;
+  }
   int version = 0;
   char *v = strstr(type, ".v");
   if (v) {
@@ -121,6 +126,11 @@ static int cmd_fingerprint(const char *dir, int argc, char **argv) {
   char *text = NULL;
   size_t len = 0;
   FILE *mem = open_memstream(&text, &len);
+  if (!mem) {
+    perror("eskctl schemas fingerprint: open_memstream");
+    fclose(f);
+    return 1;
+  }
   char chunk[8192];
   size_t got;
   while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) fwrite(chunk, 1, got, mem);
