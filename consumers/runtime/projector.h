@@ -4,7 +4,7 @@
  *        of events applied to PostgreSQL in one transaction together with the
  *        projection's position per partition, Kafka offsets committed after.
  *
- * Guarantees (ARCHITECTURE.md, "Read side guarantees"):
+ * Guarantees (docs/architecture.md, "Read side"):
  * - a batch commits only if each partition's stored position still equals the
  *   one the batch started from (compare-and-set): an instance that lost a
  *   partition cannot commit;

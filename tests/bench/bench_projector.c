@@ -5,9 +5,9 @@
  *   batched   account_balances + transaction_history projectors (two
  *             consumer groups, run at once) from offset 0 until both applied
  *             every event: events/s end to end;
- *   naive     the designs in shared/seeds: one PostgreSQL transaction per event
- *             (balance upsert + history insert), on the first min(EVENTS, 20000)
- *             events;
+ *   naive     one PostgreSQL transaction per event (balance upsert + history
+ *             insert), as the seed designs esk started from do, on the first
+ *             min(EVENTS, 20000) events (docs/architecture.md, "Read side");
  *   raw COPY  the same rows (the history rows and the balance rows the batched
  *             run produced) COPYed into empty copies of the same tables in the
  *             same PostgreSQL: the limit;

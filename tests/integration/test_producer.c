@@ -119,7 +119,8 @@ Test(producer, every_rule_gives_its_result_and_only_accepted_commands_publish_ev
   esk_tp_delete_topics(prefix);
 }
 
-/* Headers of every event as ARCHITECTURE.md lists them, equal to the value's metadata. */
+/* Headers of every event as docs/architecture.md ("Kafka contract") lists them, equal to the
+ * value's metadata. */
 typedef struct hdr_ctx_s {
   esk_bank_avro_t *avro;
   int seen;

@@ -1,8 +1,9 @@
 /* Test and bench support: a reproducible bank workload, published to Kafka as
  * the producer will (Avro single-object values written in several schema
- * versions, key = account id, ARCHITECTURE.md headers), and the read models
- * each projection must produce, folded here independently of the projector
- * and compared with what is in PostgreSQL. No Criterion: the bench links it. */
+ * versions, key = account id, the headers of docs/architecture.md, "Kafka
+ * contract"), and the read models each projection must produce, folded here
+ * independently of the projector and compared with what is in PostgreSQL.
+ * No Criterion: the bench links it. */
 #ifndef ESK_TEST_BANK_H
 #define ESK_TEST_BANK_H
 

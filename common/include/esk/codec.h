@@ -9,7 +9,7 @@
  * come from the file name. Named types defined in other files of the same set
  * (e.g. `EventMeta`, `Money`) may be referenced by name.
  *
- * Wire format (ARCHITECTURE.md, "Kafka contract"): `C3 01`, the 8-byte
+ * Wire format (docs/architecture.md, "Kafka contract"): `C3 01`, the 8-byte
  * little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing
  * Canonical Form, then the Avro binary datum.
  *
