@@ -546,10 +546,9 @@ static int skip(rd_t *rd, const esk_node_t *w) {
   return rc;
 }
 
-/* The offset of the first byte of s[0..n) that is U+0000 or does not start a
- * well-formed UTF-8 sequence (RFC 3629; Unicode's table 3-7: no overlong
- * forms, surrogates or code points over U+10FFFF), or n when there is none. */
-static size_t utf8_bad(const uint8_t *s, size_t n) {
+/* Unicode's table 3-7 of well-formed UTF-8 byte sequences. */
+size_t esk_utf8_check(const void *data, size_t n) {
+  const uint8_t *s = data;
   size_t i = 0;
   while (i < n) {
     if (n - i >= 8) { /* eight ASCII bytes, none of them NUL, at a time */
@@ -587,7 +586,7 @@ static size_t utf8_bad(const uint8_t *s, size_t n) {
  * UTF-8 Avro requires: avro-c, and every caller after it, would see a string
  * cut at its first NUL. The path is filled in as the error goes up. */
 static int check_string(rd_t *rd, const uint8_t *p, size_t n) {
-  size_t at = utf8_bad(p, n);
+  size_t at = esk_utf8_check(p, n);
   if (at == n) return ESK_OK;
   esk_codec_refusal_t *f = rd->ref;
   f->path[0] = 0;
