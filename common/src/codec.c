@@ -70,8 +70,9 @@ struct esk_codec_s {
   size_t nscratch;
   esk_buf_t tmp; /* re-encoding between upcasters */
   esk_buf_t str; /* see read_prim */
-  int refused;   /* the last decode refused a string: see refusal */
+  int refused; /* a decode refused a string: the last such refusal, and its error message */
   esk_codec_refusal_t refusal;
+  char refusal_msg[ESK_ERROR_MSG_MAX];
 };
 
 int esk_codec_new(esk_codec_t **out, const esk_schema_set_t *set,
@@ -974,13 +975,16 @@ static int decode_datum(esk_codec_t *c, const uint8_t *p, size_t len, const esk_
   rc = read_plan(&rd, plan, v);
   if (rc && rd.refused) {
     const esk_codec_refusal_t *f = &c->refusal;
+    esk_error_t mine = {0};
+    esk_error_set(&mine, ESK_EPOISON,
+                  "string field '%s' %s at byte %zu of its %zu (byte %zu of the message): "
+                  "refused, never cut short",
+                  f->path[0] ? f->path : "(top level)",
+                  f->nul ? "holds U+0000" : "is not valid UTF-8", f->at, f->length, f->offset);
     c->refused = 1;
-    return esk_error_set(err, ESK_EPOISON,
-                         "string field '%s' %s at byte %zu of its %zu (byte %zu of the message): "
-                         "refused, never cut short",
-                         f->path[0] ? f->path : "(top level)",
-                         f->nul ? "holds U+0000" : "is not valid UTF-8", f->at, f->length,
-                         f->offset);
+    memcpy(c->refusal_msg, mine.msg, sizeof(mine.msg));
+    if (err) *err = mine;
+    return ESK_EPOISON;
   }
   if (rc) return rc;
   if (rd.p != rd.end)
@@ -993,7 +997,6 @@ static int decode_datum(esk_codec_t *c, const uint8_t *p, size_t len, const esk_
 int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_version,
                      const esk_schema_t **reader_out, avro_value_t **value_out,
                      esk_error_t *err) {
-  c->refused = 0;
   uint64_t fp;
   int rc = esk_codec_peek(data, len, &fp, err);
   if (rc) return rc;
@@ -1055,8 +1058,12 @@ int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_ve
   return ESK_OK;
 }
 
-const esk_codec_refusal_t *esk_codec_refusal(const esk_codec_t *c) {
-  return c->refused ? &c->refusal : NULL;
+/* Matched by the error rather than reset by each decode: a refusal is the
+ * reason of the error it wrote, and of no later one. */
+const esk_codec_refusal_t *esk_codec_refusal(const esk_codec_t *c, const esk_error_t *err) {
+  if (!c->refused || !err || err->code != ESK_EPOISON || strcmp(err->msg, c->refusal_msg))
+    return NULL;
+  return &c->refusal;
 }
 
 int esk_codec_raw_string(esk_codec_t *c, const void *data, size_t len, const char *field,

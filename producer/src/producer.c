@@ -658,8 +658,8 @@ static int refused_command(esk_producer_t *p, const rd_kafka_message_t *m, int32
   const char *id, *acc;
   size_t n, alen;
   esk_error_t e = {0};
-  if (esk_bank_avro_refused_string(p->avro, m->payload, m->len, "command_id", &id, &n) || !n ||
-      n > ESK_BANK_ID_MAX)
+  if (esk_bank_avro_refused_string(p->avro, why, m->payload, m->len, "command_id", &id, &n) ||
+      !n || n > ESK_BANK_ID_MAX)
     return 0;
   char idz[ESK_BANK_ID_MAX + 1], accz[ESK_BANK_ID_MAX + 1], q[512], qid[4 * ESK_BANK_ID_MAX + 8];
   memcpy(idz, id, n);
@@ -687,7 +687,8 @@ static int refused_command(esk_producer_t *p, const rd_kafka_message_t *m, int32
     return 1;
   }
   const esk_bank_state_t *cur = NULL; /* for actual_version, when the account id is whole */
-  if (!esk_bank_avro_refused_string(p->avro, m->payload, m->len, "account_id", &acc, &alen) &&
+  if (!esk_bank_avro_refused_string(p->avro, why, m->payload, m->len, "account_id", &acc,
+                                    &alen) &&
       alen && alen <= ESK_BANK_ID_MAX && esk_utf8_check(acc, alen) == alen) {
     memcpy(accz, acc, alen);
     accz[alen] = '\0';

@@ -698,7 +698,7 @@ static void assert_refused(esk_codec_t *c, const uint8_t *msg, size_t len, int v
   esk_error_t err = {0};
   cr_assert_eq(esk_codec_decode(c, msg, len, version, &reader, &v, &err), ESK_EPOISON,
                "%s: decoded instead of refused", what);
-  const esk_codec_refusal_t *r = esk_codec_refusal(c);
+  const esk_codec_refusal_t *r = esk_codec_refusal(c, &err);
   cr_assert(r, "%s: refused, but not as a string: %s", what, err.msg);
   cr_expect_str_eq(r->path, field, "%s", what);
   cr_expect_eq(r->nul, nul, "%s", what);
@@ -758,7 +758,7 @@ Test(codec, every_string_field_of_every_type_with_u0000_or_bad_utf8_is_refused_b
   /* 4 commands (6, 6, 5, 5 strings), 6 event versions, EventMeta, Money: 80 fields */
   cr_assert_eq(ctx.fields_with_nul, 80, "%zu fields", ctx.fields_with_nul);
   cr_assert_eq(ctx.cases, 2 * ctx.fields_with_nul);
-  /* after a refusal, a good message decodes and clears it */
+  /* after a refusal, a good message decodes; a failure of another kind is no refusal */
   uint8_t buf[4096];
   FILE *f = fopen(FIXTURES "/DepositMoney.v1.bin", "rb");
   cr_assert(f);
@@ -768,7 +768,10 @@ Test(codec, every_string_field_of_every_type_with_u0000_or_bad_utf8_is_refused_b
   avro_value_t *v;
   esk_error_t err = {0};
   cr_assert_eq(esk_codec_decode(ctx.codec, buf, n, 0, &reader, &v, &err), ESK_OK, "%s", err.msg);
-  cr_assert_null(esk_codec_refusal(ctx.codec));
+  cr_assert_eq(esk_codec_decode(ctx.codec, buf, n - 1, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert_null(esk_codec_refusal(ctx.codec, &err), "%s", err.msg);
+  cr_assert_eq(esk_codec_decode(ctx.codec, buf, 3, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert_null(esk_codec_refusal(ctx.codec, &err), "%s", err.msg);
   esk_codec_destroy(ctx.codec);
   esk_schema_set_destroy(ctx.set);
 }
@@ -847,33 +850,32 @@ Test(codec, refused_strings_in_arrays_maps_and_map_keys_are_named_by_their_path)
   avro_value_t *v;
   esk_error_t err = {0};
   cr_assert_eq(esk_codec_decode(c, msg, cases[0].len, 0, &reader, &v, &err), ESK_EPOISON);
-  cr_assert(esk_codec_refusal(c));
-  cr_expect_str_eq(esk_codec_refusal(c)->path, "a[2]");
-  cr_expect_eq(esk_codec_refusal(c)->nul, 0);
-  cr_expect_eq(esk_codec_refusal(c)->at, 1);
+  cr_assert(esk_codec_refusal(c, &err));
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "a[2]");
+  cr_expect_eq(esk_codec_refusal(c, &err)->nul, 0);
+  cr_expect_eq(esk_codec_refusal(c, &err)->at, 1);
 
   size_t len = s_message(s, msg, "fine", 4, items, 2, "k\xc3\xa9y", 4, "v\0w", 3);
   cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_EPOISON);
-  cr_assert(esk_codec_refusal(c), "%s", err.msg);
-  cr_expect_str_eq(esk_codec_refusal(c)->path, "m[\"k\xc3\xa9y\"]");
-  cr_expect_eq(esk_codec_refusal(c)->nul, 1);
+  cr_assert(esk_codec_refusal(c, &err), "%s", err.msg);
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "m[\"k\xc3\xa9y\"]");
+  cr_expect_eq(esk_codec_refusal(c, &err)->nul, 1);
   cr_expect(strstr(err.msg, "'m[\"k\xc3\xa9y\"]' holds U+0000 at byte 1 of its 3"), "%s", err.msg);
 
   len = s_message(s, msg, "fine", 4, items, 2, "k\0y", 3, "v", 1);
   cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_EPOISON);
-  cr_assert(esk_codec_refusal(c), "%s", err.msg);
-  cr_expect_str_eq(esk_codec_refusal(c)->path, "m[key of entry 0]");
+  cr_assert(esk_codec_refusal(c, &err), "%s", err.msg);
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "m[key of entry 0]");
 
   len = s_message(s, msg, "\0", 1, items, 2, "k", 1, "v", 1);
   cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_EPOISON);
-  cr_assert(esk_codec_refusal(c), "%s", err.msg);
-  cr_expect_str_eq(esk_codec_refusal(c)->path, "s");
-  cr_expect_eq(esk_codec_refusal(c)->offset, 11, "the byte after the header and the length");
+  cr_assert(esk_codec_refusal(c, &err), "%s", err.msg);
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "s");
+  cr_expect_eq(esk_codec_refusal(c, &err)->offset, 11, "the byte after the header and the length");
 
   /* bytes with a NUL, and valid strings, decode whole */
   len = s_message(s, msg, "fine", 4, items, 2, "k", 1, "v", 1);
   cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_OK, "%s", err.msg);
-  cr_assert_null(esk_codec_refusal(c));
   avro_value_t b;
   const void *bp;
   size_t bn;
@@ -883,7 +885,7 @@ Test(codec, refused_strings_in_arrays_maps_and_map_keys_are_named_by_their_path)
 
   /* not a truncation or a structural error: no refusal */
   cr_assert_eq(esk_codec_decode(c, msg, len - 1, 0, &reader, &v, &err), ESK_EPOISON);
-  cr_assert_null(esk_codec_refusal(c));
+  cr_assert_null(esk_codec_refusal(c, &err));
   esk_codec_destroy(c);
   esk_schema_set_destroy(set);
 }
@@ -938,7 +940,7 @@ Test(codec, well_formed_utf8_up_to_u10ffff_is_kept_and_every_ill_formed_sequence
       cr_expect(size == t[i].len + 1 && !memcmp(str, t[i].bytes, t[i].len), "case %zu", i);
     } else {
       cr_expect_eq(rc, ESK_EPOISON, "case %zu decoded", i);
-      const esk_codec_refusal_t *r = esk_codec_refusal(c);
+      const esk_codec_refusal_t *r = esk_codec_refusal(c, &err);
       cr_expect(r && r->at == (size_t)t[i].bad_at && r->nul == (t[i].bytes[t[i].bad_at] == 0),
                 "case %zu: %s", i, err.msg);
     }

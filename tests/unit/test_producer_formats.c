@@ -309,7 +309,8 @@ Test(producer_formats, a_command_or_event_with_a_refused_string_is_poison_naming
         cr_assert_eq(esk_bank_avro_decode_command(a, &c, msg, len, &err), ESK_EPOISON,
                      "%s %s decoded", files[f], field);
         cr_expect(strstr(err.msg, quoted), "%s: %s", files[f], err.msg);
-        cr_assert_eq(esk_bank_avro_refused_string(a, msg, len, "command_id", &id, &idlen), ESK_OK,
+        cr_assert_eq(esk_bank_avro_refused_string(a, &err, msg, len, "command_id", &id, &idlen),
+                     ESK_OK,
                      "%s %s: no command id", files[f], field);
         if (!strcmp(field, "command_id"))
           cr_expect(idlen == slen && !memcmp(id, str, slen), "%s: the id is not as written",
@@ -323,7 +324,7 @@ Test(producer_formats, a_command_or_event_with_a_refused_string_is_poison_naming
         cr_assert_eq(esk_bank_avro_decode_event(a, &ev, NULL, msg, len, &err), ESK_EPOISON,
                      "%s %s decoded", files[f], field);
         cr_expect(strstr(err.msg, quoted), "%s: %s", files[f], err.msg);
-        cr_expect_eq(esk_bank_avro_refused_string(a, msg, len, "command_id", &id, &idlen),
+        cr_expect_eq(esk_bank_avro_refused_string(a, &err, msg, len, "command_id", &id, &idlen),
                      ESK_ENOTFOUND);
       }
       cases++;
@@ -337,7 +338,7 @@ Test(producer_formats, a_command_or_event_with_a_refused_string_is_poison_naming
   const char *id;
   size_t idlen;
   cr_assert_eq(esk_bank_avro_decode_command(a, &c, junk, sizeof(junk), &err), ESK_EPOISON);
-  cr_expect_eq(esk_bank_avro_refused_string(a, junk, sizeof(junk), "command_id", &id, &idlen),
+  cr_expect_eq(esk_bank_avro_refused_string(a, &err, junk, sizeof(junk), "command_id", &id, &idlen),
                ESK_ENOTFOUND);
   esk_bank_avro_destroy(a);
 }

@@ -214,7 +214,8 @@ typedef struct esk_codec_refusal_s {
 } esk_codec_refusal_t;
 
 /**
- * @brief Why the last esk_codec_decode() on @p c refused a string, if it did.
+ * @brief Whether the error @p err of an esk_codec_decode() on @p c is the
+ *        refusal of a string, and where.
  *
  * A string (or map key) read as an Avro string must be UTF-8 (RFC 3629: no
  * overlong forms, surrogates or code points over U+10FFFF) without U+0000:
@@ -222,10 +223,11 @@ typedef struct esk_codec_refusal_s {
  * a value could only be cut short. The decode then fails with ESK_EPOISON and
  * a message naming the field path and the offsets; it never truncates.
  *
+ * @param err the error the failed decode wrote (passed up unchanged).
  * @returns the refusal (owned by @p c, valid until its next decode), or NULL
- *          when the last decode succeeded or failed for another reason.
+ *          when @p err is no such refusal.
  */
-const esk_codec_refusal_t *esk_codec_refusal(const esk_codec_t *c);
+const esk_codec_refusal_t *esk_codec_refusal(const esk_codec_t *c, const esk_error_t *err);
 
 /**
  * @brief The bytes of a top-level string field of a single-object encoded

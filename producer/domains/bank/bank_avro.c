@@ -191,9 +191,10 @@ int esk_bank_avro_decode_command(esk_bank_avro_t *a, esk_bank_command_t *cmd, co
   return ESK_OK;
 }
 
-int esk_bank_avro_refused_string(esk_bank_avro_t *a, const void *data, size_t len,
-                                 const char *field, const char **out, size_t *out_len) {
-  if (!esk_codec_refusal(a->codec)) return ESK_ENOTFOUND;
+int esk_bank_avro_refused_string(esk_bank_avro_t *a, const esk_error_t *why, const void *data,
+                                 size_t len, const char *field, const char **out,
+                                 size_t *out_len) {
+  if (!esk_codec_refusal(a->codec, why)) return ESK_ENOTFOUND;
   return esk_codec_raw_string(a->codec, data, len, field, out, out_len, NULL);
 }
 
