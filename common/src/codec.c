@@ -551,20 +551,15 @@ static int skip(rd_t *rd, const esk_node_t *w) {
 size_t esk_utf8_check(const void *data, size_t n) {
   const uint8_t *s = data;
   size_t i = 0;
-  while (i < n) {
-    if (n - i >= 8) { /* eight ASCII bytes, none of them NUL, at a time */
-      uint64_t w;
+  for (;;) {
+    /* ASCII without NUL: eight bytes at a time, then byte by byte */
+    for (uint64_t w; n - i >= 8; i += 8) {
       memcpy(&w, s + i, 8);
-      if (!((w | ((w - 0x0101010101010101u) & ~w)) & 0x8080808080808080u)) {
-        i += 8;
-        continue;
-      }
+      if ((w | ((w - 0x0101010101010101u) & ~w)) & 0x8080808080808080u) break;
     }
+    while (i < n && (uint8_t)(s[i] - 1) < 0x7F) i++;
+    if (i == n) return n;
     uint8_t c = s[i];
-    if (c >= 0x01 && c < 0x80) {
-      i++;
-      continue;
-    }
     size_t k;
     uint8_t lo = 0x80, hi = 0xBF; /* the range of the second byte */
     if (c >= 0xC2 && c <= 0xDF) k = 1;
@@ -580,7 +575,6 @@ size_t esk_utf8_check(const void *data, size_t n) {
       if ((s[i + j] & 0xC0) != 0x80) return i;
     i += k + 1;
   }
-  return n;
 }
 
 /* Refuses a string that C could not keep whole (U+0000) or that is not the
