@@ -964,3 +964,50 @@ Test(codec, raw_string_gives_a_top_level_field_exactly_as_written) {
   esk_codec_destroy(c);
   esk_schema_set_destroy(set);
 }
+
+/* An independent reading of RFC 3629: decode the code point, then refuse
+ * overlong forms, surrogates and what is over U+10FFFF. */
+static size_t utf8_reference(const uint8_t *s, size_t n) {
+  static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c == 0) return i;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || n - i < len) return i;
+    uint32_t cp = c & (0x7F >> len);
+    for (size_t j = 1; j < len; j++) {
+      if ((s[i + j] & 0xC0) != 0x80) return i;
+      cp = cp << 6 | (s[i + j] & 0x3F);
+    }
+    if (cp < min[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return i;
+    i += len;
+  }
+  return n;
+}
+
+Test(codec, utf8_check_agrees_with_a_reference_on_every_sequence_of_up_to_three_bytes) {
+  uint8_t b[16];
+  size_t differ = 0;
+  for (uint32_t x = 0; x < (1u << 24); x++) { /* every 3-byte string */
+    b[0] = (uint8_t)(x >> 16), b[1] = (uint8_t)(x >> 8), b[2] = (uint8_t)x;
+    differ += esk_utf8_check(b, 3) != utf8_reference(b, 3);
+  }
+  memcpy(b, "abcdefg", 7); /* every 2-byte string across the first word's end */
+  for (uint32_t x = 0; x < (1u << 16); x++) {
+    b[7] = (uint8_t)(x >> 8), b[8] = (uint8_t)x, b[9] = 'z';
+    for (size_t n = 8; n <= 10; n++) differ += esk_utf8_check(b, n) != utf8_reference(b, n);
+  }
+  for (uint32_t x = 0; x < 5u << 16; x++) { /* 4-byte leads F0..F4, any two bytes after */
+    b[0] = (uint8_t)(0xF0 + (x >> 16)), b[1] = (uint8_t)(x >> 8), b[2] = (uint8_t)x;
+    b[3] = 0x80;
+    differ += esk_utf8_check(b, 4) != utf8_reference(b, 4);
+    b[3] = 0x7F;
+    differ += esk_utf8_check(b, 4) != utf8_reference(b, 4);
+  }
+  cr_assert_eq(differ, 0, "%zu strings where the two disagree", differ);
+}
