@@ -70,6 +70,9 @@ struct esk_codec_s {
   size_t nscratch;
   esk_buf_t tmp; /* re-encoding between upcasters */
   esk_buf_t str; /* see read_prim */
+  int refused; /* a decode refused a string: the last such refusal, and its error message */
+  esk_codec_refusal_t refusal;
+  char refusal_msg[ESK_ERROR_MSG_MAX];
 };
 
 int esk_codec_new(esk_codec_t **out, const esk_schema_set_t *set,
@@ -429,6 +432,9 @@ typedef struct {
   int depth;
   size_t items; /* items of all arrays and maps read so far */
   esk_buf_t *str; /* NUL-terminated copy of a string for avro-c */
+  const uint8_t *start;     /* the datum's first byte, for offsets */
+  esk_codec_refusal_t *ref; /* filled when a string is refused */
+  int refused;              /* the error is a refused string: callers prefix the path */
 } rd_t;
 
 #define POISON(rd, ...) (esk_error_set((rd)->err, ESK_EPOISON, __VA_ARGS__), ESK_EPOISON)
@@ -545,6 +551,71 @@ static int skip(rd_t *rd, const esk_node_t *w) {
   return rc;
 }
 
+/* Unicode's table 3-7 of well-formed UTF-8 byte sequences. */
+size_t esk_utf8_check(const void *data, size_t n) {
+  const uint8_t *s = data;
+  size_t i = 0;
+  for (;;) {
+    /* ASCII without NUL: eight bytes at a time, then byte by byte */
+    for (uint64_t w; n - i >= 8; i += 8) {
+      memcpy(&w, s + i, 8);
+      if ((w | ((w - 0x0101010101010101u) & ~w)) & 0x8080808080808080u) break;
+    }
+    while (i < n && (uint8_t)(s[i] - 1) < 0x7F) i++;
+    if (i == n) return n;
+    uint8_t c = s[i];
+    size_t k;
+    uint8_t lo = 0x80, hi = 0xBF; /* the range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) k = 1;
+    else if (c == 0xE0) k = 2, lo = 0xA0;
+    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) k = 2;
+    else if (c == 0xED) k = 2, hi = 0x9F;
+    else if (c == 0xF0) k = 3, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3) k = 3;
+    else if (c == 0xF4) k = 3, hi = 0x8F;
+    else return i; /* NUL, a continuation byte, C0, C1, F5..FF */
+    if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi) return i;
+    for (size_t j = 2; j <= k; j++)
+      if ((s[i + j] & 0xC0) != 0x80) return i;
+    i += k + 1;
+  }
+}
+
+/* Refuses a string that C could not keep whole (U+0000) or that is not the
+ * UTF-8 Avro requires: avro-c, and every caller after it, would see a string
+ * cut at its first NUL. The path is filled in as the error goes up. */
+static int check_string(rd_t *rd, const uint8_t *p, size_t n) {
+  size_t at = esk_utf8_check(p, n);
+  if (at == n) return ESK_OK;
+  esk_codec_refusal_t *f = rd->ref;
+  f->path[0] = 0;
+  f->nul = p[at] == 0;
+  f->at = at;
+  f->length = n;
+  f->offset = 10 + (size_t)(p - rd->start) + at;
+  rd->refused = 1;
+  return POISON(rd, "a string is refused"); /* decode_datum writes the full message */
+}
+
+/* Prepends a path segment to a refused string's path: ".name" (the dot only
+ * before another name), "[3]" or "[\"key\"]". */
+static void path_prepend(rd_t *rd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void path_prepend(rd_t *rd, const char *fmt, ...) {
+  char seg[sizeof(rd->ref->path)];
+  char *path = rd->ref->path;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(seg, sizeof(seg), fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  int dot = seg[0] != '[' && path[0] && path[0] != '[';
+  size_t add = strlen(seg) + (size_t)dot, have = strlen(path);
+  if (add + have >= sizeof(rd->ref->path)) return; /* too deep to name: keep the inner part */
+  memmove(path + add, path, have + 1);
+  memcpy(path, seg, add - (size_t)dot);
+  if (dot) path[add - 1] = '.';
+}
+
 #define AVRO_CHECK(rd, call) \
   do { \
     if (call) return esk_error_set((rd)->err, ESK_ENOMEM, "avro-c: %s", avro_strerror()); \
@@ -599,6 +670,7 @@ static int read_prim(rd_t *rd, const plan_t *pl, avro_value_t *dst) {
   }
   default: /* string, bytes */
     if ((rc = rd_bytes(rd, &p, &n))) return rc;
+    if (rk == EN_STRING && (rc = check_string(rd, p, n))) return rc;
     if (rk == EN_STRING) {
       /* avro-c copies size bytes, the NUL included, from the source: give it a
        * NUL-terminated copy rather than one byte past the string */
@@ -666,6 +738,7 @@ static int read_plan(rd_t *rd, const plan_t *pl, avro_value_t *dst) {
         avro_value_t f;
         avro_value_get_by_index(dst, (size_t)st->reader_index, &f, NULL);
         rc = read_plan(rd, st->plan, &f);
+        if (rc && rd->refused) path_prepend(rd, "%s", pl->r->fields[st->reader_index].name);
       }
     }
     for (size_t i = 0; i < pl->ndefaults && !rc; i++) {
@@ -677,16 +750,20 @@ static int read_plan(rd_t *rd, const plan_t *pl, avro_value_t *dst) {
       if (rc) rc = POISON(rd, "default: %s", derr.msg);
     }
   } else {
-    size_t n;
+    size_t n, index = 0;
     avro_value_reset(dst);
     while (!rc && !(rc = rd_block(rd, &n)) && n) {
-      for (size_t k = 0; k < n && !rc; k++) {
+      for (size_t k = 0; k < n && !rc; k++, index++) {
         avro_value_t item;
+        const uint8_t *key = NULL;
+        size_t klen = 0;
         if (pl->op == P_MAP) {
-          const uint8_t *key;
-          size_t klen;
           char small[128], *kz = small;
           if ((rc = rd_bytes(rd, &key, &klen))) break;
+          if ((rc = check_string(rd, key, klen))) {
+            path_prepend(rd, "[key of entry %zu]", index);
+            break;
+          }
           if (klen >= sizeof(small) && !(kz = malloc(klen + 1)))
             return esk_error_set(rd->err, ESK_ENOMEM, "out of memory");
           memcpy(kz, key, klen);
@@ -698,6 +775,11 @@ static int read_plan(rd_t *rd, const plan_t *pl, avro_value_t *dst) {
           AVRO_CHECK(rd, avro_value_append(dst, &item, NULL));
         }
         rc = read_plan(rd, pl->items, &item);
+        if (rc && rd->refused && key)
+          path_prepend(rd, "[\"%.*s%s\"]", klen > 40 ? 40 : (int)klen, (const char *)key,
+                       klen > 40 ? "..." : "");
+        else if (rc && rd->refused)
+          path_prepend(rd, "[%zu]", index);
       }
     }
   }
@@ -899,9 +981,22 @@ static int decode_datum(esk_codec_t *c, const uint8_t *p, size_t len, const esk_
   int rc = get_plan(c, w, r, &plan, err);
   if (!rc) rc = scratch_of(c, r, &v, err);
   if (rc) return rc;
-  rd_t rd = {p, p + len, &c->lim, err, 0, 0, &c->str};
+  rd_t rd = {p, p + len, &c->lim, err, 0, 0, &c->str, p, &c->refusal, 0};
   avro_value_reset(v);
   rc = read_plan(&rd, plan, v);
+  if (rc && rd.refused) {
+    const esk_codec_refusal_t *f = &c->refusal;
+    esk_error_t mine = {0};
+    esk_error_set(&mine, ESK_EPOISON,
+                  "string field '%s' %s at byte %zu of its %zu (byte %zu of the message): "
+                  "refused, never cut short",
+                  f->path[0] ? f->path : "(top level)",
+                  f->nul ? "holds U+0000" : "is not valid UTF-8", f->at, f->length, f->offset);
+    c->refused = 1;
+    memcpy(c->refusal_msg, mine.msg, sizeof(mine.msg));
+    if (err) *err = mine;
+    return ESK_EPOISON;
+  }
   if (rc) return rc;
   if (rd.p != rd.end)
     return esk_error_set(err, ESK_EPOISON, "%zu trailing bytes after the %s v%d datum",
@@ -972,6 +1067,42 @@ int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_ve
   *reader_out = target;
   *value_out = val;
   return ESK_OK;
+}
+
+/* Matched by the error rather than reset by each decode: a refusal is the
+ * reason of the error it wrote, and of no later one. */
+const esk_codec_refusal_t *esk_codec_refusal(const esk_codec_t *c, const esk_error_t *err) {
+  if (!c->refused || !err || err->code != ESK_EPOISON || strcmp(err->msg, c->refusal_msg))
+    return NULL;
+  return &c->refusal;
+}
+
+int esk_codec_raw_string(esk_codec_t *c, const void *data, size_t len, const char *field,
+                         const char **out, size_t *out_len, esk_error_t *err) {
+  uint64_t fp = 0;
+  int rc = esk_codec_peek(data, len, &fp, err);
+  if (rc) return rc;
+  const esk_schema_t *w = esk_schema_set_by_fingerprint(c->set, fp);
+  if (!w)
+    return esk_error_set(err, ESK_EPOISON, "unknown writer schema fingerprint %016llx",
+                         (unsigned long long)fp);
+  const esk_node_t *n = esk_schema_node(w);
+  const uint8_t *p = (const uint8_t *)data + 10;
+  rd_t rd = {p, (const uint8_t *)data + len, &c->lim, err, 0, 0, &c->str, p, &c->refusal, 0};
+  for (size_t i = 0; n->kind == EN_RECORD && i < n->nfields; i++) {
+    if (strcmp(n->fields[i].name, field) || n->fields[i].type->kind != EN_STRING) {
+      if ((rc = skip(&rd, n->fields[i].type))) return rc;
+      continue;
+    }
+    const uint8_t *s;
+    size_t slen;
+    if ((rc = rd_bytes(&rd, &s, &slen))) return rc;
+    *out = (const char *)s;
+    *out_len = slen;
+    return ESK_OK;
+  }
+  return esk_error_set(err, ESK_ENOTFOUND, "%s v%d has no string field '%s'", esk_schema_type(w),
+                       esk_schema_version(w), field);
 }
 
 int esk_codec_check_readable(esk_codec_t *c, const esk_schema_t *writer,

@@ -218,9 +218,20 @@ int esk_conf_load_file(esk_conf_t *c, const char *path, esk_error_t *err) {
                                strerror(errno));
   char line[CONF_LINE_MAX], origin[512];
   int lineno = 0, rc = ESK_OK;
-  while (fgets(line, sizeof(line), f)) {
+  for (;;) {
+    /* fgets() says nothing of a NUL inside the line, which would end a C string
+     * there: the buffer is filled first, so the last NUL in it is the one
+     * fgets() put after the bytes it read */
+    memset(line, 'x', sizeof(line));
+    if (!fgets(line, sizeof(line), f)) break;
+    size_t got = sizeof(line) - 1;
+    while (got && line[got]) got--;
     lineno++;
     snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+    if (strlen(line) != got) {
+      rc = esk_error_set(err, ESK_EINVAL, "%s: holds a NUL byte", origin);
+      break;
+    }
     if (!strchr(line, '\n') && !feof(f)) {
       rc = esk_error_set(err, ESK_EINVAL, "%s: line longer than %d bytes", origin,
                          CONF_LINE_MAX - 2);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "esk/codec.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
@@ -452,6 +453,11 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
   }
   for (size_t i = 0; i < n; i++) {
     const char *key = msgs[i]->key ? msgs[i]->key : "";
+    /* A key holding U+0000 or bytes that are not UTF-8 is no aggregate id (the
+     * codec refuses such an id: its event is poison by the key check), and
+     * PostgreSQL text cannot take it: as a C string it would be cut at the
+     * NUL, and invalid UTF-8 fails the whole query (SQLSTATE 22021). */
+    if (esk_utf8_check(key, msgs[i]->key_len) != msgs[i]->key_len) continue;
     size_t s = vmap_slot(v, key, msgs[i]->key_len);
     if (v->ids[s]) continue;
     if (!(v->ids[s] = strndup(key, msgs[i]->key_len))) {

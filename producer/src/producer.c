@@ -517,10 +517,11 @@ static void hdr(rd_kafka_headers_t *h, const char *name, const char *v) {
   rd_kafka_header_add(h, name, -1, v ? v : "", -1);
 }
 
-static int produce_result(esk_producer_t *p, int32_t part, const char *command_id,
-                          const esk_bank_result_t *res) {
+/* The result of a command, keyed by its id: @p id_len bytes exactly as received. */
+static int produce_result_n(esk_producer_t *p, int32_t part, const char *command_id,
+                            size_t id_len, const esk_bank_result_t *res) {
   char json[1024];
-  int n = esk_result_to_json(json, sizeof(json), command_id, res);
+  int n = esk_result_to_json_n(json, sizeof(json), command_id, id_len, res);
   if (n < 0) {
     p->batch_failed = 1;
     ESK_ERROR(FAC, "msg=\"result does not fit\" partition=%d", (int)part);
@@ -528,8 +529,12 @@ static int produce_result(esk_producer_t *p, int32_t part, const char *command_i
   }
   /* no headers: the value is self-describing JSON, and librdkafka's headers
    * cost ~10 allocations per message (measured: a third of the CPU of events) */
-  return produce(p, p->rkt_res, part, command_id, strlen(command_id), json, (size_t)n, NULL,
-                 cmd_opaque(p));
+  return produce(p, p->rkt_res, part, command_id, id_len, json, (size_t)n, NULL, cmd_opaque(p));
+}
+
+static int produce_result(esk_producer_t *p, int32_t part, const char *command_id,
+                          const esk_bank_result_t *res) {
+  return produce_result_n(p, part, command_id, strlen(command_id), res);
 }
 
 static int produce_snapshot(esk_producer_t *p, int32_t part, const esk_bank_state_t *s,
@@ -632,6 +637,85 @@ static void unpublishable(esk_bank_result_t *r, const esk_bank_state_t *cur, con
 
 static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err);
 
+/* @p n bytes for a log line: printable ASCII as it is, others as \xHH. */
+static const char *escape_bytes(char *buf, size_t size, const char *s, size_t n) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 5 < size; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x21 && c < 0x7f && c != '"' && c != '\\')
+      buf[o++] = (char)c;
+    else
+      o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+/* A command whose decode refused a string (U+0000 or invalid UTF-8: the codec
+ * never cuts one short) is answered INVALID_COMMAND naming the field, under its
+ * command id exactly as received; nothing is published. An id that is itself
+ * refused is not remembered: the cache, and the results JSON a restore reads
+ * back, hold C strings, where "edge-c32\0first" would become "edge-c32" and
+ * answer that genuine id; a resubmission is refused again, the same way.
+ * @returns 1 when answered, 0 when there is no usable id (skipped as undecodable). */
+static int refused_command(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part,
+                           const esk_error_t *why) {
+  part_t *pt = &p->parts[part];
+  const char *id, *acc;
+  size_t n, alen;
+  esk_error_t e = {0};
+  if (esk_bank_avro_refused_string(p->avro, why, m->payload, m->len, "command_id", &id, &n) ||
+      !n || n > ESK_BANK_ID_MAX)
+    return 0;
+  char idz[ESK_BANK_ID_MAX + 1], accz[ESK_BANK_ID_MAX + 1], q[512], qid[4 * ESK_BANK_ID_MAX + 8];
+  memcpy(idz, id, n);
+  idz[n] = '\0';
+  int usable = esk_utf8_check(id, n) == n; /* remembered like any other id */
+  if (usable) {
+    const esk_bank_result_t *seen = esk_bank_seen_get(pt->seen, idz);
+    if (seen) {
+      esk_bank_result_t first = *seen;
+      p->st.duplicates++;
+      p->bc.duplicates++;
+      produce_result(p, part, idz, &first);
+      return 1;
+    }
+  }
+  verdict_t *v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
+  if (v && (v->state & V_SKIP)) {
+    p->st.poison++;
+    p->bc.skipped++;
+    if (!v->logged++)
+      ESK_WARN(FAC, "msg=\"command skipped: Kafka refused even its UNPUBLISHABLE result\" "
+               "command_id=\"%s\" partition=%d offset=%lld reason=%s",
+               escape_bytes(qid, sizeof(qid), id, n), (int)part, (long long)m->offset,
+               esk_log_quote(q, sizeof(q), v->reason));
+    return 1;
+  }
+  const esk_bank_state_t *cur = NULL; /* for actual_version, when the account id is whole */
+  if (!esk_bank_avro_refused_string(p->avro, why, m->payload, m->len, "account_id", &acc,
+                                    &alen) &&
+      alen && alen <= ESK_BANK_ID_MAX && esk_utf8_check(acc, alen) == alen) {
+    memcpy(accz, acc, alen);
+    accz[alen] = '\0';
+    cur = esk_bank_store_get(pt->store, accz);
+  }
+  esk_bank_result_t res;
+  if (v && (v->state & V_REJECT))
+    unpublishable(&res, cur, v->reason);
+  else
+    runtime_reject(&res, cur, "%.340s%s", why->msg, "");
+  p->st.rejected++;
+  p->bc.rejected[res.rule]++;
+  ESK_WARN(FAC, "msg=\"command refused: a string it holds cannot be kept whole\" "
+           "command_id=\"%s\" partition=%d offset=%lld reason=%s",
+           escape_bytes(qid, sizeof(qid), id, n), (int)part, (long long)m->offset,
+           esk_log_quote(q, sizeof(q), why->msg));
+  produce_result_n(p, part, id, n, &res);
+  if (usable && esk_bank_seen_put(pt->seen, idz, &res, NULL, &e)) set_fatal(p, &e);
+  return 1;
+}
+
 /* Decides one command of partition @p part (held) in the open batch. */
 static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part) {
   part_t *pt = &p->parts[part];
@@ -657,6 +741,7 @@ static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
 
   esk_bank_command_t cmd;
   if (esk_bank_avro_decode_command(p->avro, &cmd, m->payload, m->len, &e)) {
+    if (refused_command(p, m, part, &e)) return;
     /* no command id to answer under: the offset moves on, the line says why */
     char q[512];
     p->st.poison++;

@@ -40,16 +40,31 @@ int esk_restore_checkpoint_decode(int64_t *out, const void *data, size_t len, es
   return ESK_OK;
 }
 
-/* Appends @p s as a JSON string (quotes, backslashes and control characters
- * escaped; other bytes as they are: ids and messages are UTF-8 from Avro). */
-static size_t json_str(char *buf, size_t size, size_t off, const char *s) {
+/* Appends the @p len bytes at @p s as a JSON string: quotes, backslashes and
+ * control characters (U+0000 too) escaped, UTF-8 as it is. JSON cannot hold a
+ * byte that is not UTF-8 (an id refused by the codec, answered as received):
+ * each is written \udcXX, a lone surrogate, as Python's surrogateescape does,
+ * so that it names no valid id (jansson, and so restore, refuses to read it). */
+static size_t json_strn(char *buf, size_t size, size_t off, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
+  const unsigned char *c = (const unsigned char *)s, *end = c + len;
+  const unsigned char *bad = c + esk_utf8_check(c, len);
   if (off < size) buf[off] = '"';
   off++;
-  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+  for (; c < end; c++) {
     char esc[7] = {0};
     size_t n = 0;
-    if (*c == '"' || *c == '\\') {
+    int not_utf8 = 0;
+    if (c == bad) { /* U+0000 (escaped below) or a byte that is not UTF-8 */
+      not_utf8 = *c != 0;
+      bad = c + 1 + esk_utf8_check(c + 1, (size_t)(end - c - 1));
+    }
+    if (not_utf8) {
+      memcpy(esc, "\\udc", 4);
+      esc[4] = hex[*c >> 4];
+      esc[5] = hex[*c & 15];
+      n = 6;
+    } else if (*c == '"' || *c == '\\') {
       esc[0] = '\\';
       esc[1] = (char)*c;
       n = 2;
@@ -96,9 +111,14 @@ static size_t cat_i64(char *buf, size_t size, size_t off, int64_t v) {
  * producer's CPU). */
 int esk_result_to_json(char *buf, size_t size, const char *command_id,
                        const esk_bank_result_t *res) {
+  return esk_result_to_json_n(buf, size, command_id, strlen(command_id), res);
+}
+
+int esk_result_to_json_n(char *buf, size_t size, const char *command_id, size_t id_len,
+                         const esk_bank_result_t *res) {
   size_t off = 0;
   CAT("{\"command_id\":");
-  off = json_str(buf, size, off, command_id);
+  off = json_strn(buf, size, off, command_id, id_len);
   if (res->rule == ESK_BANK_ACCEPTED) {
     CAT(",\"status\":\"accepted\",\"aggregate_version\":");
     off = cat_i64(buf, size, off, res->version);
@@ -108,7 +128,7 @@ int esk_result_to_json(char *buf, size_t size, const char *command_id,
     CAT(",\"status\":\"rejected\",\"error\":{\"code\":\"");
     off = cat(buf, size, off, code, strlen(code));
     CAT("\",\"message\":");
-    off = json_str(buf, size, off, res->message);
+    off = json_strn(buf, size, off, res->message, strlen(res->message));
     CAT(",\"actual_version\":");
     off = cat_i64(buf, size, off, res->version);
     CAT("}}");
@@ -123,6 +143,10 @@ int esk_result_to_json(char *buf, size_t size, const char *command_id,
 int esk_result_from_json(char *command_id_out, esk_bank_result_t *res, const void *data,
                          size_t len, esk_error_t *err) {
   json_error_t je;
+  /* without JSON_ALLOW_NUL: "edge-c32\u0000first", the answer to a refused
+   * command, is refused here instead of becoming the C string "edge-c32" and
+   * answering that genuine id (so is the lone surrogate \udcXX of a byte that
+   * is not UTF-8) */
   json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
   int rc = ESK_OK;
   if (!o) return esk_error_set(err, ESK_EPOISON, "result: not JSON: %s", je.text);
@@ -140,6 +164,7 @@ int esk_result_from_json(char *command_id_out, esk_bank_result_t *res, const voi
     rc = esk_error_set(err, ESK_EPOISON, "result: command_id empty or too long");
     goto cleanup;
   }
+
   if (!strcmp(status, "accepted") && ver >= 0) {
     r.rule = ESK_BANK_ACCEPTED;
     r.version = ver;

@@ -87,7 +87,17 @@ int esk_result_to_json(char *buf, size_t size, const char *command_id,
                        const esk_bank_result_t *res);
 
 /**
- * @brief Parses a value written by esk_result_to_json().
+ * @brief As esk_result_to_json(), for a command id of @p id_len bytes as
+ *        received (it may hold U+0000, written \u0000, or bytes that are not
+ *        UTF-8, each written as the lone surrogate \udcXX).
+ */
+int esk_result_to_json_n(char *buf, size_t size, const char *command_id, size_t id_len,
+                         const esk_bank_result_t *res);
+
+/**
+ * @brief Parses a value written by esk_result_to_json(); one whose command id
+ *        holds U+0000 or a lone surrogate (a refused command's answer, whose id
+ *        is not remembered) is ESK_EPOISON.
  * @param command_id_out receives the command id (ESK_BANK_ID_MAX + 1 bytes).
  * @returns ESK_OK or ESK_EPOISON naming the problem.
  */

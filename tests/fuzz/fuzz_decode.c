@@ -2,7 +2,8 @@
  * Input: a whole single-object message for the bank schemas, or 'F' followed
  * by a bare datum of the harness's own schema below (arrays, maps, unions,
  * enums, fixed, recursion), which the fuzzer could not reach by guessing a
- * 64-bit fingerprint. A decoded value is written as JSON and re-encoded. */
+ * 64-bit fingerprint. A decoded value is written as JSON and re-encoded, and
+ * every string in it must be as long as on the wire (check_strings). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,46 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
+/* Every string of a decoded value is whole (issue 17): the length C sees
+ * (strlen) is the length avro-c holds, which is the length on the wire, so no
+ * U+0000 is inside; and it is UTF-8. A map key is a C string in avro-c: it must
+ * be UTF-8 too (one with a NUL would have been cut before this). The codec
+ * refuses such strings; it must never hand one out cut short. */
+static void check_strings(const avro_value_t *v) {
+  switch (avro_value_get_type(v)) {
+  case AVRO_STRING: {
+    const char *s = NULL;
+    size_t n = 0;
+    if (avro_value_get_string(v, &s, &n) || !s || n == 0 || s[n - 1] != '\0') abort();
+    if (strlen(s) != n - 1) abort(); /* shorter than on the wire: cut at a NUL */
+    if (esk_utf8_check(s, n - 1) != n - 1) abort();
+    return;
+  }
+  case AVRO_RECORD:
+  case AVRO_ARRAY:
+  case AVRO_MAP: {
+    size_t n = 0;
+    avro_value_get_size(v, &n);
+    for (size_t i = 0; i < n; i++) {
+      avro_value_t item;
+      const char *key = NULL;
+      avro_value_get_by_index(v, i, &item, &key);
+      if (avro_value_get_type(v) == AVRO_MAP &&
+          (!key || esk_utf8_check(key, strlen(key)) != strlen(key)))
+        abort();
+      check_strings(&item);
+    }
+    return;
+  }
+  case AVRO_UNION: {
+    avro_value_t br;
+    if (!avro_value_get_current_branch(v, &br)) check_strings(&br);
+    return;
+  }
+  default: return;
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   esk_error_t err = {0};
   const esk_schema_t *reader;
@@ -81,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (esk_codec_decode(codec, data, size, version, &reader, &v, &err) == ESK_OK) {
     char *json = NULL;
+    check_strings(v);
     esk_buf_t out;
     esk_buf_init(&out, 1 << 20);
     if (esk_value_to_json(v, &json, &err) == ESK_OK) free(json);

@@ -883,3 +883,194 @@ Test(producer, a_command_whose_result_kafka_refuses_is_skipped_and_publishes_not
   cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
   esk_tp_delete_topics(prefix);
 }
+
+/* ------------------------------------------- U+0000 in strings (issue 17) */
+
+/* Every committed message of one partition: key and value bytes as received. */
+typedef struct {
+  size_t n;
+  char key[64][160];
+  size_t klen[64];
+  char val[64][2048];
+  size_t vlen[64];
+} nul_msgs_t;
+
+static int nul_collect(const rd_kafka_message_t *m, void *ctx) {
+  nul_msgs_t *r = ctx;
+  if (r->n == 64 || m->key_len >= sizeof(r->key[0]) || m->len >= sizeof(r->val[0])) return 0;
+  memcpy(r->key[r->n], m->key, m->key_len);
+  r->klen[r->n] = m->key_len;
+  memcpy(r->val[r->n], m->payload, m->len);
+  r->val[r->n][m->len] = '\0';
+  r->vlen[r->n] = m->len;
+  r->n++;
+  return 0;
+}
+
+static void nul_read(nul_msgs_t *r, const char *prefix, const char *what) {
+  char topic[256];
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  memset(r, 0, sizeof(*r));
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", what, &err);
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_read_partition(rk, topic, 0, RD_KAFKA_OFFSET_BEGINNING, 20000,
+                                        nul_collect, r, NULL, &err),
+               ESK_OK, "%s", err.msg);
+  rd_kafka_destroy(rk);
+}
+
+/* The results keyed by exactly @p key (@p klen bytes): how many, the last one's value. */
+static size_t nul_results(const nul_msgs_t *r, const char *key, size_t klen, const char **val) {
+  size_t n = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    if (r->klen[i] != klen || memcmp(r->key[i], key, klen)) continue;
+    n++;
+    *val = r->val[i];
+  }
+  return n;
+}
+
+/* Polls the results until one is keyed @p key, 60 s at most. */
+static void nul_wait_result(nul_msgs_t *r, const char *prefix, const char *key) {
+  const char *v;
+  for (int w = 0;; w++) {
+    nul_read(r, prefix, "command-results");
+    if (nul_results(r, key, strlen(key), &v)) return;
+    cr_assert_lt(w, 600, "no result for %s within 60 s", key);
+    usleep(100000);
+  }
+}
+
+/* Sends a command given as JSON, key @p key. The @p n bytes @p from in the
+ * encoded value, if any, are then replaced by @p to: U+0000 or bytes that are
+ * not UTF-8, which esk_value_from_json() does not take. The string's length
+ * prefix stays right, so the value is byte for byte what a Java or Python
+ * client writes for such a string (U+0000 is one 00 byte in UTF-8). */
+static void nul_send(rd_kafka_t *rk, esk_bank_avro_t *avro, const char *topic, const char *type,
+                     const char *json, const char *key, const char *from, const char *to,
+                     size_t n) {
+  esk_error_t err = {0};
+  const esk_schema_t *s = esk_schema_set_latest(esk_bank_avro_schemas(avro), type);
+  avro_value_t v;
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK);
+  cr_assert_eq(esk_value_from_json(&v, json, &err), ESK_OK, "%s: %s", json, err.msg);
+  cr_assert_eq(esk_codec_encode(esk_bank_avro_codec(avro), s, &v, &b, &err), ESK_OK, "%s",
+               err.msg);
+  if (from) {
+    uint8_t *at = NULL;
+    for (size_t i = 0; !at && i + n <= b.len; i++)
+      if (!memcmp(b.data + i, from, n)) at = b.data + i;
+    cr_assert(at, "%s not in the encoding", from);
+    memcpy(at, to, n);
+  }
+  cr_assert_eq(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                                 RD_KAFKA_V_VALUE(b.data, b.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+  avro_value_decref(&v);
+  esk_buf_free(&b);
+}
+
+#define NUL_DEPOSIT(id, acc, units, desc)                                                    \
+  "{\"command_id\":\"" id "\",\"account_id\":\"" acc "\",\"amount\":{\"minor_units\":" #units \
+  ",\"currency\":\"EUR\"},\"description\":\"" desc "\",\"expected_version\":null,"           \
+  "\"actor\":\"java\",\"correlation_id\":\"k\"}"
+
+/* The case found by an independent Java client: an id "edge-c32\u0000first" was
+ * answered as "edge-c32", and the genuine "edge-c32" after it was taken for a
+ * resubmission and never applied. */
+Test(producer, a_command_with_u0000_is_answered_invalid_under_its_exact_id_and_loses_no_other,
+     .timeout = 180) {
+  esk_test_require_kafka();
+  char prefix[128], log[256], topic[256];
+  esk_error_t err = {0};
+  esk_tp_topics(prefix, sizeof(prefix), "prod_nul", 1);
+  esk_tp_log_path(log, sizeof(log), prefix, "p");
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "commands", &err);
+  esk_bank_avro_t *avro = NULL;
+  cr_assert_eq(esk_bank_avro_new(&avro, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_t *rk = esk_tp_client();
+  nul_send(rk, avro, topic, "OpenAccount",
+           "{\"command_id\":\"open-1\",\"account_id\":\"E\",\"owner_id\":\"o\",\"initial_deposit\":"
+           "{\"minor_units\":0,\"currency\":\"EUR\"},\"expected_version\":null,\"actor\":\"java\","
+           "\"correlation_id\":\"k\"}", "E", NULL, NULL, 0);
+  nul_send(rk, avro, topic, "DepositMoney", NUL_DEPOSIT("edge-c32~first", "E", 100, "d"), "E",
+           "edge-c32~first", "edge-c32\0first", 14);
+  nul_send(rk, avro, topic, "DepositMoney", NUL_DEPOSIT("edge-c32", "E", 200, "d"), "E", NULL,
+           NULL, 0);
+  nul_send(rk, avro, topic, "OpenAccount",
+           "{\"command_id\":\"own-1\",\"account_id\":\"F\",\"owner_id\":\"own~er\","
+           "\"initial_deposit\":{\"minor_units\":0,\"currency\":\"EUR\"},\"expected_version\":null,"
+           "\"actor\":\"java\",\"correlation_id\":\"k\"}", "F", "own~er", "own\0er", 6);
+  nul_send(rk, avro, topic, "DepositMoney", NUL_DEPOSIT("desc-1", "E", 5, "before~after"), "E",
+           "before~after", "before\0after", 12);
+  /* invalid UTF-8 in the id, made by hand: C0 80 is Java's modified-UTF-8 NUL */
+  nul_send(rk, avro, topic, "DepositMoney", NUL_DEPOSIT("utf8-xy", "E", 7, "d"), "E", "utf8-xy",
+           "utf8-\xc0\x80", 7);
+  nul_send(rk, avro, topic, "DepositMoney", NUL_DEPOSIT("r~x", "E", 3, "d"), "E", "r~x", "r\0x",
+           3);
+  nul_send(rk, avro, topic, "DepositMoney", NUL_DEPOSIT("last", "E", 1, "d"), "E", NULL, NULL, 0);
+  cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+
+  pid_t pid = esk_tp_start(prefix, "a", log, NULL);
+  nul_msgs_t *r = malloc(sizeof(*r));
+  nul_wait_result(r, prefix, "last");
+  const char *v = NULL;
+  cr_expect_eq(nul_results(r, "edge-c32\0first", 14, &v), 1,
+               "one result under the exact id edge-c32\\0first");
+  if (v) {
+    cr_expect(strstr(v, "\"command_id\":\"edge-c32\\u0000first\",\"status\":\"rejected\""), "%s", v);
+    cr_expect(strstr(v, "\"code\":\"INVALID_COMMAND\"") && strstr(v, "'command_id'") &&
+                  strstr(v, "U+0000"), "the answer names the field: %s", v);
+  }
+  v = NULL;
+  cr_expect_eq(nul_results(r, "edge-c32", 8, &v), 1, "one result for the genuine edge-c32");
+  cr_expect(v && strstr(v, "\"status\":\"accepted\",\"aggregate_version\":2"),
+            "the genuine edge-c32 is new, not a resubmission: %s", v ? v : "(none)");
+  v = NULL;
+  cr_expect_eq(nul_results(r, "own-1", 5, &v), 1);
+  cr_expect(v && strstr(v, "INVALID_COMMAND") && strstr(v, "'owner_id'"), "%s", v ? v : "");
+  v = NULL;
+  cr_expect_eq(nul_results(r, "desc-1", 6, &v), 1);
+  cr_expect(v && strstr(v, "INVALID_COMMAND") && strstr(v, "'description'"), "%s", v ? v : "");
+  v = NULL;
+  cr_expect_eq(nul_results(r, "utf8-\xc0\x80", 7, &v), 1, "one result under the exact bytes");
+  cr_expect(v && strstr(v, "INVALID_COMMAND") && strstr(v, "'command_id' is not valid UTF-8"),
+            "%s", v ? v : "");
+  cr_expect_eq(nul_results(r, "r\0x", 3, &v), 1);
+  cr_expect_eq(r->n, 8, "one result per command, got %zu", r->n);
+
+  /* only open-1, edge-c32 (its own 200) and last published; nothing of the refused */
+  nul_msgs_t *e = malloc(sizeof(*e));
+  nul_read(e, prefix, "events");
+  cr_expect_eq(e->n, 3, "events: %zu", e->n);
+  const char *want[] = {"open-1", "edge-c32", "last"};
+  for (size_t i = 0; i < e->n && i < 3; i++) {
+    esk_bank_event_t ev;
+    const char *cause = NULL;
+    cr_assert_eq(esk_bank_avro_decode_event(avro, &ev, &cause, e->val[i], e->vlen[i], &err),
+                 ESK_OK, "%s", err.msg);
+    cr_expect_str_eq(cause, want[i]);
+    cr_expect_eq(ev.aggregate_version, (int64_t)i + 1);
+    if (i == 1) cr_expect_eq(ev.u.deposited.amount.minor_units, 200);
+  }
+
+  /* restart: the restore reads the results again; "r" is still new, not r\0x's */
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  pid = esk_tp_start(prefix, "a", log, NULL);
+  nul_send(rk, avro, topic, "DepositMoney", NUL_DEPOSIT("r", "E", 11, "d"), "E", NULL, NULL, 0);
+  cr_assert_eq(rd_kafka_flush(rk, 10000), 0);
+  nul_wait_result(r, prefix, "r");
+  v = NULL;
+  cr_expect_eq(nul_results(r, "r", 1, &v), 1);
+  cr_expect(v && strstr(v, "\"status\":\"accepted\",\"aggregate_version\":4"), "%s", v ? v : "");
+  cr_expect_eq(esk_tp_stop(pid, SIGTERM, 20000), 0);
+  free(r);
+  free(e);
+  rd_kafka_destroy(rk);
+  esk_bank_avro_destroy(avro);
+  esk_tp_delete_topics(prefix);
+}

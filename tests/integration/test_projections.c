@@ -295,3 +295,130 @@ Test(projections, a_bad_pg_schema_is_refused_naming_the_key, .init = setup, .fin
   esk_bank_projection_destroy(&proj);
   esk_conf_destroy(conf);
 }
+
+/* An event from a producer other than esk whose description holds U+0000
+ * (issue 17): decoded, it would have been stored as the text before the NUL.
+ * It is dead-lettered with a reason naming the field, and every event after
+ * it is applied. */
+Test(projections, an_event_with_u0000_in_a_string_is_dead_lettered_naming_the_field,
+     .init = setup, .fini = teardown, .timeout = 240) {
+  esk_test_bank_t *bank = NULL;
+  rd_kafka_t *prod = NULL;
+  esk_error_t err = {0};
+  const size_t n = 1000;
+  cr_assert_eq(esk_test_bank_new(&bank, 29, 20, n, &err), ESK_OK, "%s", err.msg);
+  /* the last event of its account, a deposit: nothing after it depends on it */
+  long bad = -1;
+  for (long i = (long)n / 2; i < (long)n && bad < 0; i++) {
+    const esk_test_bank_event_t *e = esk_test_bank_event(bank, (size_t)i);
+    int last = 1;
+    for (size_t j = (size_t)i + 1; j < n && last; j++)
+      if (esk_test_bank_event(bank, j)->account == e->account) last = 0;
+    if (last && e->kind == 2 && e->writer_version >= 2) bad = i; /* v1 has no description */
+  }
+  cr_assert(bad >= 0, "no suitable event in the workload");
+  void *v = NULL;
+  size_t len = 0;
+  cr_assert_eq(esk_test_bank_encode(bank, (size_t)bad, "before~after", &v, &len, &err), ESK_OK,
+               "%s", err.msg);
+  unsigned char *b = v, *hit = NULL;
+  for (size_t k = 0; k + 12 <= len && !hit; k++)
+    if (!memcmp(b + k, "before~after", 12)) hit = b + k;
+  cr_assert_not_null(hit);
+  hit[6] = '\0'; /* the bytes a Java client writes for "before\u0000after" */
+  char key[32];
+  esk_test_bank_account_id(esk_test_bank_event(bank, (size_t)bad)->account, key, sizeof(key));
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, (size_t)bad, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(esk_test_bank_publish_raw(prod, topic, key, v, len, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, (size_t)bad + 1, n, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  esk_test_bank_skip(bank, (size_t)bad);
+
+  static const char *const names[] = {"transaction_history", "event_log"};
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  for (int i = 0; i < 2; i++) {
+    esk_projector_stats_t s;
+    esk_test_projector_t *t = start(names[i], "100", 0);
+    wait_for(t, names[i], (int64_t)n - 1, 1);
+    finish(t, names[i], &s);
+    cr_expect_eq(s.applied, (int64_t)n - 1, "%s applied %" PRId64, names[i], s.applied);
+    cr_expect_eq(s.dead, 1, "%s dead-lettered %" PRId64, names[i], s.dead);
+    cr_expect_eq(esk_test_bank_check(bank, pg, names[i], n, &err), ESK_OK, "%s", err.msg);
+    char dlq[192], reason[600] = "";
+    snprintf(dlq, sizeof(dlq), "%s.dlq.%s", topic, names[i]);
+    cr_expect_eq(esk_test_consume(dlq, 1, 30, first_reason, reason), 1);
+    cr_expect(strstr(reason, "string field 'description' holds U+0000 at byte 6 of its 12"),
+              "reason: %s", reason);
+  }
+  PQfinish(pg);
+  free(v);
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(bank);
+}
+
+static void publish_keyed(rd_kafka_t *prod, const char *key, size_t klen, const void *v,
+                          size_t len) {
+  cr_assert_eq(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
+                                 RD_KAFKA_V_VALUE((void *)v, len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+}
+
+/* Kafka keys are bytes: one holding U+0000 or bytes that are not UTF-8 is no
+ * aggregate id, and PostgreSQL text cannot take it (a C string stops at the
+ * NUL; invalid UTF-8 failed the batch's version query with SQLSTATE 22021,
+ * and the projector stopped). Such an event is dead-lettered like any key
+ * that is not its aggregate id, and everything after it is applied (issue 17). */
+Test(projections, an_event_whose_key_is_not_text_is_dead_lettered_not_fatal, .init = setup,
+     .fini = teardown, .timeout = 240) {
+  esk_test_bank_t *bank = NULL;
+  rd_kafka_t *prod = NULL;
+  esk_error_t err = {0};
+  const size_t n = 600;
+  cr_assert_eq(esk_test_bank_new(&bank, 31, 10, n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, n / 2, &err), ESK_OK, "%s", err.msg);
+  void *v = NULL;
+  size_t len = 0;
+  cr_assert_eq(esk_test_bank_encode(bank, 0, NULL, &v, &len, &err), ESK_OK, "%s", err.msg);
+  char acc[32], key[48];
+  esk_test_bank_account_id(esk_test_bank_event(bank, 0)->account, acc, sizeof(acc));
+  size_t alen = strlen(acc);
+  memcpy(key, acc, alen);
+  memcpy(key + alen, "\0x", 2); /* the account id, a NUL, more */
+  for (int p = 0; p < N_PARTS; p++) { /* reach every partition, whatever the hash */
+    key[alen + 1] = (char)('x' + p);
+    publish_keyed(prod, key, alen + 2, v, len);
+  }
+  memcpy(key + alen, "\xff", 1); /* the account id and a byte never in UTF-8 */
+  for (int p = 0; p < N_PARTS; p++) {
+    key[alen + 1] = (char)('a' + p);
+    publish_keyed(prod, key, alen + 2, v, len);
+  }
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, n / 2, n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  static const char *const names[] = {"account_balances", "daily_summaries"};
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  for (int i = 0; i < 2; i++) {
+    esk_projector_stats_t s;
+    esk_test_projector_t *t = start(names[i], "100", 0);
+    wait_for(t, names[i], (int64_t)n, 2 * N_PARTS);
+    finish(t, names[i], &s);
+    cr_expect_eq(s.applied, (int64_t)n, "%s applied %" PRId64, names[i], s.applied);
+    cr_expect_eq(s.dead, 2 * N_PARTS, "%s dead-lettered %" PRId64, names[i], s.dead);
+    cr_expect_eq(esk_test_bank_check(bank, pg, names[i], n, &err), ESK_OK, "%s", err.msg);
+    char dlq[192], reason[600] = "";
+    snprintf(dlq, sizeof(dlq), "%s.dlq.%s", topic, names[i]);
+    cr_expect_eq(esk_test_consume(dlq, 1, 30, first_reason, reason), 1);
+    cr_expect(strstr(reason, "message key does not equal the event's aggregate id"),
+              "reason: %s", reason);
+  }
+  PQfinish(pg);
+  free(v);
+  rd_kafka_destroy(prod);
+  esk_test_bank_destroy(bank);
+}

@@ -32,6 +32,13 @@ static esk_codec_t *bank_codec(const esk_schema_set_t *set, const esk_codec_limi
   return c;
 }
 
+static esk_codec_t *bank_codec_plain(const esk_schema_set_t *set) {
+  esk_codec_t *c = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_codec_new(&c, set, NULL, &err), ESK_OK, "%s", err.msg);
+  return c;
+}
+
 static size_t unhex(const char *hex, uint8_t **out) {
   size_t n = strlen(hex) / 2;
   uint8_t *b = malloc(n + 1);
@@ -710,4 +717,342 @@ Test(codec, decoded_strings_are_nul_terminated_where_avro_c_says_they_end) {
     cr_assert_eq(strlen(s), size - 1, "%s", names[i]);
   }
   bad_teardown(&b);
+}
+
+/* ------------------------------------- strings C cannot keep (issue 17) */
+
+#define REFUSED ESK_SOURCE_DIR "/tests/fixtures/avro/refused"
+
+typedef struct {
+  esk_schema_set_t *set;
+  esk_codec_t *codec;
+  size_t cases, files;
+  size_t fields_with_nul; /* distinct (file, field) pairs refused for U+0000 */
+} refused_ctx_t;
+
+/* Decodes one refused case at @p version and checks the refusal names it. */
+static void assert_refused(esk_codec_t *c, const uint8_t *msg, size_t len, int version,
+                           json_t *cs, const char *what) {
+  const char *field = json_string_value(json_object_get(cs, "field"));
+  int nul = !strcmp(json_string_value(json_object_get(cs, "kind")), "nul");
+  size_t at = (size_t)json_integer_value(json_object_get(cs, "at"));
+  uint8_t *str;
+  size_t slen = unhex(json_string_value(json_object_get(cs, "string_hex")), &str);
+  const esk_schema_t *reader = NULL;
+  avro_value_t *v = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_codec_decode(c, msg, len, version, &reader, &v, &err), ESK_EPOISON,
+               "%s: decoded instead of refused", what);
+  const esk_codec_refusal_t *r = esk_codec_refusal(c, &err);
+  cr_assert(r, "%s: refused, but not as a string: %s", what, err.msg);
+  cr_expect_str_eq(r->path, field, "%s", what);
+  cr_expect_eq(r->nul, nul, "%s", what);
+  cr_expect_eq(r->at, at, "%s", what);
+  cr_expect_eq(r->length, slen, "%s", what);
+  cr_assert_lt(r->offset, len, "%s", what);
+  cr_expect_eq(msg[r->offset], str[at], "%s: the offset is not the offending byte", what);
+  char quoted[256];
+  snprintf(quoted, sizeof(quoted), "'%s'", field);
+  cr_expect(strstr(err.msg, quoted) && strstr(err.msg, nul ? "U+0000" : "not valid UTF-8"),
+            "%s: the message does not name the field and the problem: %s", what, err.msg);
+  free(str);
+}
+
+static void check_refused_file(refused_ctx_t *ctx, const char *path) {
+  json_error_t jerr;
+  json_t *f = json_load_file(path, 0, &jerr);
+  cr_assert(f, "%s: %s", path, jerr.text);
+  const char *type = json_string_value(json_object_get(f, "type"));
+  int version = (int)json_integer_value(json_object_get(f, "version"));
+  cr_assert(esk_schema_set_get(ctx->set, type, version), "no schema %s v%d", type, version);
+  size_t i;
+  json_t *cs;
+  json_array_foreach(json_object_get(f, "cases"), i, cs) {
+    char what[256];
+    uint8_t *msg;
+    size_t len = unhex(json_string_value(json_object_get(cs, "single_object_hex")), &msg);
+    const char *field = json_string_value(json_object_get(cs, "field"));
+    const char *kind = json_string_value(json_object_get(cs, "kind"));
+    snprintf(what, sizeof(what), "%s v%d %s (%s) as v%d", type, version, field, kind, version);
+    assert_refused(ctx->codec, msg, len, version, cs, what);
+    snprintf(what, sizeof(what), "%s v%d %s (%s) as the latest", type, version, field, kind);
+    assert_refused(ctx->codec, msg, len, 0, cs, what);
+    if (!strcmp(kind, "nul")) ctx->fields_with_nul++;
+    ctx->cases++;
+    free(msg);
+  }
+  json_decref(f);
+  ctx->files++;
+}
+
+Test(codec, every_string_field_of_every_type_with_u0000_or_bad_utf8_is_refused_by_name) {
+  refused_ctx_t ctx = {bank_set(), NULL, 0, 0, 0};
+  ctx.codec = bank_codec(ctx.set, NULL);
+  DIR *d = opendir(REFUSED);
+  cr_assert(d, "cannot open %s", REFUSED);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (len < 6 || strcmp(e->d_name + len - 5, ".json")) continue;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", REFUSED, e->d_name);
+    check_refused_file(&ctx, path);
+  }
+  closedir(d);
+  cr_assert_eq(ctx.files, esk_schema_set_count(ctx.set), "a refused fixture for every schema");
+  /* 4 commands (6, 6, 5, 5 strings), 6 event versions, EventMeta, Money: 80 fields */
+  cr_assert_eq(ctx.fields_with_nul, 80, "%zu fields", ctx.fields_with_nul);
+  cr_assert_eq(ctx.cases, 2 * ctx.fields_with_nul);
+  /* after a refusal, a good message decodes; a failure of another kind is no refusal */
+  uint8_t buf[4096];
+  FILE *f = fopen(FIXTURES "/DepositMoney.v1.bin", "rb");
+  cr_assert(f);
+  size_t n = fread(buf, 1, sizeof(buf), f);
+  fclose(f);
+  const esk_schema_t *reader;
+  avro_value_t *v;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_codec_decode(ctx.codec, buf, n, 0, &reader, &v, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_codec_decode(ctx.codec, buf, n - 1, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert_null(esk_codec_refusal(ctx.codec, &err), "%s", err.msg);
+  cr_assert_eq(esk_codec_decode(ctx.codec, buf, 3, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert_null(esk_codec_refusal(ctx.codec, &err), "%s", err.msg);
+  esk_codec_destroy(ctx.codec);
+  esk_schema_set_destroy(ctx.set);
+}
+
+/* A set with one type S: a string s, an array of strings a, a map of strings m. */
+static esk_schema_set_t *strings_set(void) {
+  const char *names[] = {"S.v1.avsc"};
+  const char *texts[] = {
+      "{\"type\":\"record\",\"name\":\"S\",\"namespace\":\"t\",\"fields\":["
+      "{\"name\":\"s\",\"type\":\"string\"},"
+      "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"string\"}},"
+      "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":[\"null\",\"string\"]}},"
+      "{\"name\":\"b\",\"type\":\"bytes\"}]}"};
+  esk_schema_set_t *set = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_schema_set_new(&set, &err), ESK_OK);
+  cr_assert_eq(esk_schema_set_add_many(set, 1, names, texts, &err), ESK_OK, "%s", err.msg);
+  return set;
+}
+
+/* Writes an S message by hand: s, then the array's items, the map's (key,
+ * value) pairs and b, each as a length and its bytes. */
+static size_t s_message(const esk_schema_t *s, uint8_t *out, const char *str, size_t slen,
+                        const char *const *items, size_t nitems, const char *key, size_t klen,
+                        const char *val, size_t vlen) {
+  uint64_t fp = esk_schema_fingerprint(s);
+  size_t o = 0;
+  out[o++] = 0xC3;
+  out[o++] = 0x01;
+  for (int i = 0; i < 8; i++) out[o++] = (uint8_t)(fp >> (8 * i));
+#define PUTLEN(n) (out[o++] = (uint8_t)(2 * (n))) /* zig-zag, lengths below 64 */
+  PUTLEN(slen);
+  memcpy(out + o, str, slen);
+  o += slen;
+  if (nitems) {
+    PUTLEN(nitems);
+    for (size_t i = 0; i < nitems; i++) {
+      size_t n = strlen(items[i]);
+      PUTLEN(n);
+      memcpy(out + o, items[i], n);
+      o += n;
+    }
+  }
+  out[o++] = 0;
+  if (key) {
+    PUTLEN(1);
+    PUTLEN(klen);
+    memcpy(out + o, key, klen);
+    o += klen;
+    out[o++] = 2; /* union branch 1: string */
+    PUTLEN(vlen);
+    memcpy(out + o, val, vlen);
+    o += vlen;
+  }
+  out[o++] = 0;
+  PUTLEN(3);
+  memcpy(out + o, "b\0b", 3); /* bytes may hold anything */
+  o += 3;
+#undef PUTLEN
+  return o;
+}
+
+Test(codec, refused_strings_in_arrays_maps_and_map_keys_are_named_by_their_path) {
+  esk_schema_set_t *set = strings_set();
+  esk_codec_t *c = bank_codec_plain(set);
+  const esk_schema_t *s = esk_schema_set_get(set, "S", 1);
+  const char *items[] = {"ok", "caf\xc3\xa9", "x\xc3"};
+  uint8_t msg[512];
+  size_t len = s_message(s, msg, "fine", 4, items, 3, NULL, 0, NULL, 0);
+  const esk_schema_t *reader;
+  avro_value_t *v;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert(esk_codec_refusal(c, &err));
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "a[2]");
+  cr_expect_eq(esk_codec_refusal(c, &err)->nul, 0);
+  cr_expect_eq(esk_codec_refusal(c, &err)->at, 1);
+
+  len = s_message(s, msg, "fine", 4, items, 2, "k\xc3\xa9y", 4, "v\0w", 3);
+  cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert(esk_codec_refusal(c, &err), "%s", err.msg);
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "m[\"k\xc3\xa9y\"]");
+  cr_expect_eq(esk_codec_refusal(c, &err)->nul, 1);
+  cr_expect(strstr(err.msg, "'m[\"k\xc3\xa9y\"]' holds U+0000 at byte 1 of its 3"), "%s", err.msg);
+
+  len = s_message(s, msg, "fine", 4, items, 2, "k\0y", 3, "v", 1);
+  cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert(esk_codec_refusal(c, &err), "%s", err.msg);
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "m[key of entry 0]");
+
+  len = s_message(s, msg, "\0", 1, items, 2, "k", 1, "v", 1);
+  cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert(esk_codec_refusal(c, &err), "%s", err.msg);
+  cr_expect_str_eq(esk_codec_refusal(c, &err)->path, "s");
+  cr_expect_eq(esk_codec_refusal(c, &err)->offset, 11, "the byte after the header and the length");
+
+  /* bytes with a NUL, and valid strings, decode whole */
+  len = s_message(s, msg, "fine", 4, items, 2, "k", 1, "v", 1);
+  cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_OK, "%s", err.msg);
+  avro_value_t b;
+  const void *bp;
+  size_t bn;
+  avro_value_get_by_name(v, "b", &b, NULL);
+  avro_value_get_bytes(&b, &bp, &bn);
+  cr_expect(bn == 3 && !memcmp(bp, "b\0b", 3));
+
+  /* not a truncation or a structural error: no refusal */
+  cr_assert_eq(esk_codec_decode(c, msg, len - 1, 0, &reader, &v, &err), ESK_EPOISON);
+  cr_assert_null(esk_codec_refusal(c, &err));
+  esk_codec_destroy(c);
+  esk_schema_set_destroy(set);
+}
+
+Test(codec, well_formed_utf8_up_to_u10ffff_is_kept_and_every_ill_formed_sequence_refused) {
+  esk_schema_set_t *set = strings_set();
+  esk_codec_t *c = bank_codec_plain(set);
+  const esk_schema_t *s = esk_schema_set_get(set, "S", 1);
+  const char *items[] = {"x"};
+  static const struct {
+    const char *bytes;
+    size_t len;
+    long bad_at; /* -1: valid */
+  } t[] = {
+      {"", 0, -1},
+      {"plain ascii, longer than a word", 31, -1},
+      {"\xc2\x80\xdf\xbf", 4, -1},                 /* U+0080, U+07FF */
+      {"\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80", 9, -1}, /* U+0800, U+D7FF, U+E000 */
+      {"\xef\xbf\xbf\xf0\x90\x80\x80", 7, -1},     /* U+FFFF, U+10000 */
+      {"abcdefgh\xf4\x8f\xbf\xbf", 12, -1},        /* after a word of ASCII: U+10FFFF */
+      {"abcdefg\0", 8, 7},                         /* NUL in the last byte of a word */
+      {"abcdefghijklmno\0p", 17, 15},
+      {"\xc0\x80", 2, 0},                          /* overlong NUL (modified UTF-8) */
+      {"\xc1\xbf", 2, 0},
+      {"a\xe0\x9f\xbf", 4, 1},                     /* overlong 3-byte */
+      {"ab\xed\xa0\x80", 5, 2},                    /* surrogate U+D800 */
+      {"\xed\xbf\xbf", 3, 0},                      /* surrogate U+DFFF */
+      {"\xf0\x8f\xbf\xbf", 4, 0},                  /* overlong 4-byte */
+      {"\xf4\x90\x80\x80", 4, 0},                  /* U+110000 */
+      {"\xf5\x80\x80\x80", 4, 0},
+      {"\xff", 1, 0},
+      {"abcdefgh\x80", 9, 8},                      /* stray continuation after a word */
+      {"\xe2\x82", 2, 0},                          /* truncated at the end */
+      {"\xe2\x82z", 3, 0},                         /* a continuation missing */
+      {"\xf0\x9f\x98", 3, 0},
+  };
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+    uint8_t msg[512];
+    size_t len = s_message(s, msg, t[i].bytes, t[i].len, items, 1, NULL, 0, NULL, 0);
+    const esk_schema_t *reader;
+    avro_value_t *v;
+    esk_error_t err = {0};
+    int rc = esk_codec_decode(c, msg, len, 0, &reader, &v, &err);
+    if (t[i].bad_at < 0) {
+      cr_expect_eq(rc, ESK_OK, "case %zu: %s", i, err.msg);
+      if (rc) continue;
+      avro_value_t f;
+      const char *str;
+      size_t size;
+      avro_value_get_by_name(v, "s", &f, NULL);
+      avro_value_get_string(&f, &str, &size);
+      cr_expect(size == t[i].len + 1 && !memcmp(str, t[i].bytes, t[i].len), "case %zu", i);
+    } else {
+      cr_expect_eq(rc, ESK_EPOISON, "case %zu decoded", i);
+      const esk_codec_refusal_t *r = esk_codec_refusal(c, &err);
+      cr_expect(r && r->at == (size_t)t[i].bad_at && r->nul == (t[i].bytes[t[i].bad_at] == 0),
+                "case %zu: %s", i, err.msg);
+    }
+  }
+  esk_codec_destroy(c);
+  esk_schema_set_destroy(set);
+}
+
+Test(codec, raw_string_gives_a_top_level_field_exactly_as_written) {
+  esk_schema_set_t *set = strings_set();
+  esk_codec_t *c = bank_codec_plain(set);
+  const esk_schema_t *s = esk_schema_set_get(set, "S", 1);
+  const char *items[] = {"x"};
+  uint8_t msg[512];
+  size_t len = s_message(s, msg, "id\0tail", 7, items, 1, NULL, 0, NULL, 0);
+  const char *raw = NULL;
+  size_t n = 0;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_codec_raw_string(c, msg, len, "s", &raw, &n, &err), ESK_OK, "%s", err.msg);
+  cr_assert(n == 7 && !memcmp(raw, "id\0tail", 7));
+  cr_assert_eq(esk_codec_raw_string(c, msg, len, "a", &raw, &n, &err), ESK_ENOTFOUND);
+  cr_assert_eq(esk_codec_raw_string(c, msg, len, "nope", &raw, &n, &err), ESK_ENOTFOUND);
+  cr_assert_eq(esk_codec_raw_string(c, msg, 12, "s", &raw, &n, &err), ESK_EPOISON);
+  msg[0] = 0;
+  cr_assert_eq(esk_codec_raw_string(c, msg, len, "s", &raw, &n, &err), ESK_EPOISON);
+  esk_codec_destroy(c);
+  esk_schema_set_destroy(set);
+}
+
+/* An independent reading of RFC 3629: decode the code point, then refuse
+ * overlong forms, surrogates and what is over U+10FFFF. */
+static size_t utf8_reference(const uint8_t *s, size_t n) {
+  static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c == 0) return i;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || n - i < len) return i;
+    uint32_t cp = c & (0x7F >> len);
+    for (size_t j = 1; j < len; j++) {
+      if ((s[i + j] & 0xC0) != 0x80) return i;
+      cp = cp << 6 | (s[i + j] & 0x3F);
+    }
+    if (cp < min[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return i;
+    i += len;
+  }
+  return n;
+}
+
+Test(codec, utf8_check_agrees_with_a_reference_on_every_sequence_of_up_to_three_bytes) {
+  uint8_t b[16];
+  size_t differ = 0;
+  for (uint32_t x = 0; x < (1u << 24); x++) { /* every 3-byte string */
+    b[0] = (uint8_t)(x >> 16), b[1] = (uint8_t)(x >> 8), b[2] = (uint8_t)x;
+    differ += esk_utf8_check(b, 3) != utf8_reference(b, 3);
+  }
+  memcpy(b, "abcdefg", 7); /* every 2-byte string across the first word's end */
+  for (uint32_t x = 0; x < (1u << 16); x++) {
+    b[7] = (uint8_t)(x >> 8), b[8] = (uint8_t)x, b[9] = 'z';
+    for (size_t n = 8; n <= 10; n++) differ += esk_utf8_check(b, n) != utf8_reference(b, n);
+  }
+  for (uint32_t x = 0; x < 5u << 16; x++) { /* 4-byte leads F0..F4, any two bytes after */
+    b[0] = (uint8_t)(0xF0 + (x >> 16)), b[1] = (uint8_t)(x >> 8), b[2] = (uint8_t)x;
+    b[3] = 0x80;
+    differ += esk_utf8_check(b, 4) != utf8_reference(b, 4);
+    b[3] = 0x7F;
+    differ += esk_utf8_check(b, 4) != utf8_reference(b, 4);
+  }
+  cr_assert_eq(differ, 0, "%zu strings where the two disagree", differ);
 }

@@ -120,6 +120,25 @@ Test(conf, an_overlong_line_is_refused_not_split, .init = clear_env) {
   esk_conf_destroy(c);
 }
 
+/* A value would end at the NUL as a C string (issue 17's class): refused, not cut. */
+Test(conf, a_nul_byte_in_a_line_is_refused_naming_the_line, .init = clear_env) {
+  static const char *const texts[] = {"projection=ok\nprojection=cut\0here\n",
+                                      "projection=ok\nprojection=cut\0here"};
+  for (int i = 0; i < 2; i++) { /* the last line with and without its newline */
+    esk_conf_t *c = new_conf();
+    esk_error_t err = {0};
+    char *path = write_file("");
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fwrite(texts[i], 1, strlen(texts[i]) + 1 + strlen(texts[i] + strlen(texts[i]) + 1), f);
+    fclose(f);
+    cr_assert_eq(esk_conf_load_file(c, path, &err), ESK_EINVAL, "case %d", i);
+    cr_expect(strstr(err.msg, ":2: holds a NUL byte"), "%s", err.msg);
+    unlink(path);
+    esk_conf_destroy(c);
+  }
+}
+
 Test(conf, environment_errors_name_the_variable, .init = clear_env) {
   esk_conf_t *c = new_conf();
   esk_error_t err = {0};

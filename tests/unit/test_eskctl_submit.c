@@ -173,3 +173,20 @@ Test(eskctl_topics, bad_options_are_refused) {
   cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " events tail --max x", 1, out, sizeof(out)), 2);
   cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " events follow", 1, out, sizeof(out)), 2);
 }
+
+/* JSON may hold \u0000, and jansson keeps it; a C string would stop there
+ * (issue 17: "edge-c32\u0000first" would be sent, and waited for, as "edge-c32"). */
+Test(eskctl_submit, a_u0000_escape_in_any_string_or_key_is_refused_naming_the_field) {
+  expect_bad("{\"type\":\"DepositMoney\",\"command_id\":\"edge-c32\\u0000first\",\"account_id\":"
+             "\"A\",\"amount\":{\"minor_units\":5,\"currency\":\"EUR\"}}\n",
+             "line 1: command_id holds U+0000");
+  expect_bad(DEP "\n{\"type\":\"DepositMoney\",\"command_id\":\"c2\",\"account_id\":\"A\","
+             "\"amount\":{\"minor_units\":5,\"currency\":\"E\\u0000R\"}}\n",
+             "line 2: amount.currency holds U+0000");
+  expect_bad("{\"type\":\"DepositMoney\",\"command_id\":\"c\",\"account_id\":\"A\",\"amount\":"
+             "{\"minor_units\":5,\"currency\":\"EUR\"},\"description\":\"before\\u0000after\"}\n",
+             "line 1: description holds U+0000");
+  expect_bad("{\"type\":\"DepositMoney\",\"command_id\\u0000x\":\"c\"}\n",
+             "line 1: not valid JSON"); /* jansson refuses U+0000 in a key */
+  expect_bad("{\"type\":\"Deposit\\u0000Money\"}\n", "line 1: type holds U+0000");
+}

@@ -32,6 +32,25 @@ Test(producer_formats, results_round_trip) {
   cr_expect_str_eq(back.message, rej.message);
 }
 
+Test(producer_formats, a_refused_id_is_written_whole_and_never_read_back_as_its_prefix) {
+  char json[1024], id[ESK_BANK_ID_MAX + 1];
+  esk_bank_result_t r = {.rule = ESK_BANK_INVALID_COMMAND}, back;
+  esk_error_t err = {0};
+  snprintf(r.message, sizeof(r.message), "INVALID_COMMAND: string field 'command_id' ...");
+  int n = esk_result_to_json_n(json, sizeof(json), "edge-c32\0first", 14, &r);
+  cr_assert_gt(n, 0);
+  const char *nul = "{\"command_id\":\"edge-c32\\u0000first\",\"status\":\"rejected\"";
+  cr_expect(!strncmp(json, nul, strlen(nul)), "%s", json);
+  /* read back, it would be the C string "edge-c32": the restore must not remember it */
+  cr_expect_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_EPOISON, "read as %s", id);
+  /* bytes that are not UTF-8 (C0 80, then a valid é) as lone surrogates, never as a valid id */
+  n = esk_result_to_json_n(json, sizeof(json), "u-\xc0\x80\xc3\xa9\xff", 7, &r);
+  cr_assert_gt(n, 0);
+  const char *want = "{\"command_id\":\"u-\\udcc0\\udc80\xc3\xa9\\udcff\",";
+  cr_expect(!strncmp(json, want, strlen(want)), "%s", json);
+  cr_expect_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_EPOISON, "read as %s", id);
+}
+
 Test(producer_formats, a_result_that_does_not_fit_is_refused) {
   char small[20];
   esk_bank_result_t r = {.rule = ESK_BANK_ACCEPTED, .version = 1};
@@ -235,5 +254,91 @@ Test(producer_formats, an_event_with_fields_longer_than_the_aggregate_allows_is_
   cr_expect(strstr(err.msg, "longer than the aggregate allows"), "%s", err.msg);
   avro_value_decref(&v);
   esk_buf_free(&b);
+  esk_bank_avro_destroy(a);
+}
+
+/* The refused fixtures of every command and event type (tests/fixtures/avro/
+ * generate_refused.py): a command is refused naming the field, and its id is
+ * found exactly as written, to answer it under; an event is refused naming the field. */
+#include <jansson.h>
+
+static size_t refused_unhex(const char *hex, uint8_t *out, size_t max) {
+  size_t n = strlen(hex) / 2;
+  cr_assert_leq(n, max);
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    cr_assert_eq(sscanf(hex + 2 * i, "%2x", &v), 1);
+    out[i] = (uint8_t)v;
+  }
+  return n;
+}
+
+Test(producer_formats, a_command_or_event_with_a_refused_string_is_poison_naming_the_field) {
+  static const char *const files[] = {"OpenAccount.v1", "DepositMoney.v1", "WithdrawMoney.v1",
+                                      "CloseAccount.v1", "AccountOpened.v1", "MoneyDeposited.v1",
+                                      "MoneyDeposited.v2", "MoneyDeposited.v3",
+                                      "MoneyWithdrawn.v1", "MoneyWithdrawn.v2",
+                                      "AccountClosed.v1"};
+  esk_bank_avro_t *a = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
+  size_t cases = 0;
+  for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tests/fixtures/avro/refused/%s.json", ESK_SOURCE_DIR,
+             files[f]);
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    cr_assert(doc, "%s: %s", path, je.text);
+    int is_command = f < 4;
+    size_t i;
+    json_t *cs;
+    json_array_foreach(json_object_get(doc, "cases"), i, cs) {
+      uint8_t msg[2048], str[256];
+      size_t len = refused_unhex(json_string_value(json_object_get(cs, "single_object_hex")), msg,
+                                 sizeof(msg));
+      size_t slen = refused_unhex(json_string_value(json_object_get(cs, "string_hex")), str,
+                                  sizeof(str));
+      const char *field = json_string_value(json_object_get(cs, "field"));
+      char quoted[128];
+      snprintf(quoted, sizeof(quoted), "'%s'", field);
+      const char *id = NULL;
+      size_t idlen = 0;
+      if (is_command) {
+        esk_bank_command_t c;
+        cr_assert_eq(esk_bank_avro_decode_command(a, &c, msg, len, &err), ESK_EPOISON,
+                     "%s %s decoded", files[f], field);
+        cr_expect(strstr(err.msg, quoted), "%s: %s", files[f], err.msg);
+        cr_assert_eq(esk_bank_avro_refused_string(a, &err, msg, len, "command_id", &id, &idlen),
+                     ESK_OK,
+                     "%s %s: no command id", files[f], field);
+        if (!strcmp(field, "command_id"))
+          cr_expect(idlen == slen && !memcmp(id, str, slen), "%s: the id is not as written",
+                    files[f]);
+        else
+          cr_expect(idlen == strlen("command_id — ünïcødé ✓") &&
+                        !memcmp(id, "command_id — ünïcødé ✓", idlen),
+                    "%s %s: id %.*s", files[f], field, (int)idlen, id);
+      } else {
+        esk_bank_event_t ev;
+        cr_assert_eq(esk_bank_avro_decode_event(a, &ev, NULL, msg, len, &err), ESK_EPOISON,
+                     "%s %s decoded", files[f], field);
+        cr_expect(strstr(err.msg, quoted), "%s: %s", files[f], err.msg);
+        cr_expect_eq(esk_bank_avro_refused_string(a, &err, msg, len, "command_id", &id, &idlen),
+                     ESK_ENOTFOUND);
+      }
+      cases++;
+    }
+    json_decref(doc);
+  }
+  cr_expect_eq(cases, 2 * (6 + 6 + 5 + 5 + 8 + 6 + 8 + 8 + 7 + 7 + 7), "%zu cases", cases);
+  /* a command refused for another reason has no refused string to answer under */
+  uint8_t junk[] = {0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8};
+  esk_bank_command_t c;
+  const char *id;
+  size_t idlen;
+  cr_assert_eq(esk_bank_avro_decode_command(a, &c, junk, sizeof(junk), &err), ESK_EPOISON);
+  cr_expect_eq(esk_bank_avro_refused_string(a, &err, junk, sizeof(junk), "command_id", &id, &idlen),
+               ESK_ENOTFOUND);
   esk_bank_avro_destroy(a);
 }

@@ -107,11 +107,35 @@ static const char *command_list(const eskctl_domain_t *d, char *buf, size_t size
   return buf;
 }
 
+/* The path of the first string in @p j that holds U+0000 (JSON allows the
+ * escape \u0000, and jansson keeps it with JSON_ALLOW_NUL; it refuses one in
+ * an object key), written into @p path; @returns 1 when there is one. esk
+ * strings are C strings past this point (the ids, the key, avro-c's values):
+ * such a string would end at the NUL. */
+static int nul_in(json_t *j, char *path, size_t size, size_t off) {
+  const char *key;
+  size_t i;
+  json_t *v;
+  if (json_is_string(j)) return strlen(json_string_value(j)) != json_string_length(j);
+  if (json_is_object(j)) {
+    json_object_foreach(j, key, v) {
+      int n = snprintf(path + off, off < size ? size - off : 0, "%s%s", off ? "." : "", key);
+      if (nul_in(v, path, size, off + (size_t)(n > 0 ? n : 0))) return 1;
+    }
+  } else if (json_is_array(j)) {
+    json_array_foreach(j, i, v) {
+      int n = snprintf(path + off, off < size ? size - off : 0, "[%zu]", i);
+      if (nul_in(v, path, size, off + (size_t)(n > 0 ? n : 0))) return 1;
+    }
+  }
+  return 0;
+}
+
 /* Checks and encodes one line; on a problem prints it and returns 1. */
 static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, item_t *it) {
   json_error_t je;
-  char list[256];
-  json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+  char list[256], path[256] = "";
+  json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
   int bad = 1;
   char *text = NULL;
   esk_error_t err = {0};
@@ -124,6 +148,11 @@ static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, 
   if (!json_is_object(o)) {
     fprintf(stderr, "eskctl submit: line %zu: expected a JSON object, one command per line\n",
             lineno);
+    goto cleanup;
+  }
+  if (nul_in(o, path, sizeof(path), 0)) {
+    fprintf(stderr, "eskctl submit: line %zu: %s holds U+0000 (\\u0000), which esk refuses: "
+            "its strings are UTF-8 without NUL\n", lineno, path);
     goto cleanup;
   }
   const char *type = json_string_value(json_object_get(o, "type"));
@@ -330,6 +359,8 @@ static int wait_results(submit_t *s, rd_kafka_t *reader, rd_kafka_topic_partitio
     if (!m) continue;
     if (!m->err && m->payload) {
       json_error_t je;
+      /* without JSON_ALLOW_NUL: the answer to someone's "c1\u0000x" is skipped,
+       * not taken for our "c1" */
       json_t *r = json_loadb(m->payload, m->len, 0, &je);
       const char *id = r ? json_string_value(json_object_get(r, "command_id")) : NULL;
       json_t *a = id ? json_object_get(pending, id) : NULL;

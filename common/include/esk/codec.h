@@ -34,6 +34,14 @@
 
 /* ----------------------------------------------------------- primitives --- */
 
+/**
+ * @brief The offset of the first byte of @p s[0..n) that is U+0000 or does not
+ *        start a well-formed UTF-8 sequence (RFC 3629: no overlong forms,
+ *        surrogates or code points over U+10FFFF); @p n when there is none.
+ *        What a string must pass to be decoded (see esk_codec_refusal()).
+ */
+size_t esk_utf8_check(const void *s, size_t n);
+
 /** @brief CRC-64-AVRO (the Rabin fingerprint of the Avro specification). */
 uint64_t esk_avro_crc64(const void *data, size_t len);
 
@@ -188,12 +196,50 @@ int esk_codec_peek(const void *data, size_t len, uint64_t *fp, esk_error_t *err)
  *        valid until the next decode call on this codec.
  * @returns ESK_OK; ESK_EPOISON for a message that can never be decoded
  *          (wrong magic, unknown fingerprint, truncated, trailing bytes, a
- *          length over the limits, no resolution or upcaster path), with a
+ *          length over the limits, no resolution or upcaster path, a string
+ *          holding U+0000 or invalid UTF-8: see esk_codec_refusal()), with a
  *          message naming the reason.
  */
 int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_version,
                      const esk_schema_t **reader_out, avro_value_t **value_out,
                      esk_error_t *err);
+
+/** Why a decode refused a string (see esk_codec_refusal()). */
+typedef struct esk_codec_refusal_s {
+  char path[200];  /**< the field, e.g. `meta.correlation_id`, `items[2]`, `m["k"]` */
+  int nul;         /**< 1: the string holds U+0000; 0: it is not valid UTF-8 */
+  size_t at;       /**< offset of the offending byte in the string */
+  size_t length;   /**< the string's length in bytes, as written */
+  size_t offset;   /**< offset of the offending byte in the message (header included) */
+} esk_codec_refusal_t;
+
+/**
+ * @brief Whether the error @p err of an esk_codec_decode() on @p c is the
+ *        refusal of a string, and where.
+ *
+ * A string (or map key) read as an Avro string must be UTF-8 (RFC 3629: no
+ * overlong forms, surrogates or code points over U+10FFFF) without U+0000:
+ * avro-c and every C caller keep a string only up to its first NUL, so such
+ * a value could only be cut short. The decode then fails with ESK_EPOISON and
+ * a message naming the field path and the offsets; it never truncates.
+ *
+ * @param err the error the failed decode wrote (passed up unchanged).
+ * @returns the refusal (owned by @p c, valid until its next decode), or NULL
+ *          when @p err is no such refusal.
+ */
+const esk_codec_refusal_t *esk_codec_refusal(const esk_codec_t *c, const esk_error_t *err);
+
+/**
+ * @brief The bytes of a top-level string field of a single-object encoded
+ *        record exactly as written, without decoding the rest or checking the
+ *        string (it may hold U+0000 or be invalid UTF-8). For answering a
+ *        message whose decode was refused under the id it carries.
+ * @param out set to point into @p data; @param out_len its length.
+ * @returns ESK_OK; ESK_ENOTFOUND when the writer's record has no such string
+ *          field; ESK_EPOISON when the message is unreadable up to it.
+ */
+int esk_codec_raw_string(esk_codec_t *c, const void *data, size_t len, const char *field,
+                         const char **out, size_t *out_len, esk_error_t *err);
 
 /**
  * @brief Checks that the reader version of a type can read the writer version:

@@ -103,8 +103,8 @@ static const char *get_str(esk_bank_avro_t *a, const avro_value_t *rec, const ch
   const char *s = NULL;
   size_t n = 0;
   if (field(a, rec, name, &f) || avro_value_get_string(&f, &s, &n)) return NULL;
-  /* avro-c strings are NUL-terminated; one with an inner NUL is cut there, which
-   * the rules then see as a different (usually rejected) value. */
+  /* whole: the codec refuses a string holding U+0000 (or invalid UTF-8) rather
+   * than let avro-c and this C string cut it at the NUL */
   return s;
 }
 
@@ -189,6 +189,13 @@ int esk_bank_avro_decode_command(esk_bank_avro_t *a, esk_bank_command_t *cmd, co
   if (bad) return esk_error_set(err, ESK_EPOISON, "%s: the amount is not a Money record", type);
   *cmd = c;
   return ESK_OK;
+}
+
+int esk_bank_avro_refused_string(esk_bank_avro_t *a, const esk_error_t *why, const void *data,
+                                 size_t len, const char *field, const char **out,
+                                 size_t *out_len) {
+  if (!esk_codec_refusal(a->codec, why)) return ESK_ENOTFOUND;
+  return esk_codec_raw_string(a->codec, data, len, field, out, out_len, NULL);
 }
 
 int esk_bank_avro_encode_command(esk_bank_avro_t *a, esk_buf_t *out,

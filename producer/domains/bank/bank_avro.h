@@ -52,10 +52,26 @@ esk_codec_t *esk_bank_avro_codec(esk_bank_avro_t *a);
  * @param cmd set on success; its strings point into the mapping's decoded
  *        value and stay valid until the next decode call on @p a.
  * @returns ESK_OK, or ESK_EPOISON naming the problem (undecodable, not a
- *          command type).
+ *          command type, a string holding U+0000 or invalid UTF-8: then
+ *          esk_bank_avro_refused_string() gives its fields as written).
  */
 int esk_bank_avro_decode_command(esk_bank_avro_t *a, esk_bank_command_t *cmd, const void *data,
                                  size_t len, esk_error_t *err);
+
+/**
+ * @brief When esk_bank_avro_decode_command() failed with @p why because it
+ *        refused a string of the command (U+0000 or invalid UTF-8, see
+ *        esk_codec_refusal(); it never cuts one short): the bytes of its field
+ *        @p field (e.g. "command_id") exactly as written, so that the command
+ *        can be answered under its exact id.
+ * @param out set to point into @p data; @param out_len its length.
+ * @returns ESK_OK; ESK_ENOTFOUND when @p why is no such refusal, or the
+ *          command has no such string field; ESK_EPOISON when the message
+ *          cannot be read as far as the field.
+ */
+int esk_bank_avro_refused_string(esk_bank_avro_t *a, const esk_error_t *why, const void *data,
+                                 size_t len, const char *field, const char **out,
+                                 size_t *out_len);
 
 /**
  * @brief Appends the single-object encoding of @p cmd (at the newest version
