@@ -53,6 +53,12 @@ const esk_conf_prop_t esk_producer_props[] = {
      "A restore fails, and the process stops, when the broker sends nothing for this long."},
     {"stats.interval.ms", ESK_CONF_INT, "10000", 0, 3600000, NULL, NULL,
      "Interval of the progress log line, in milliseconds (0: none)."},
+    {"fence.check.interval.ms", ESK_CONF_INT, "2000", 0, 3600000, NULL, NULL,
+     "While no transaction has run for this long, ask the transaction coordinator whether "
+     "another instance with this transactional.id fenced this one (a transaction that only "
+     "commits the committed offsets again); a fenced instance stops (exit 1) instead of "
+     "holding its partitions while idle (0: never; it then learns of a fence at its next "
+     "command)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -155,6 +161,8 @@ struct esk_producer_s {
   int txn_unended;             /* the transaction begun at batch_t0 is not committed or aborted */
   int64_t txn_timeout_ms;      /* the producer's transaction.timeout.ms */
   int64_t lag_next_ms;         /* next lag gauge update */
+  int64_t fence_ms;            /* fence.check.interval.ms */
+  int64_t fence_next_ms;       /* next fence check */
   esk_producer_health_t *health, own_health;
 };
 
@@ -1315,6 +1323,7 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   p->restore_ms = esk_conf_get_int(conf, "restore.timeout.ms");
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
   p->event_max = esk_conf_get_int(conf, "event.max.bytes");
+  p->fence_ms = esk_conf_get_int(conf, "fence.check.interval.ms");
   for (size_t i = 0; i < ESK_BANK_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
 
   if ((rc = esk_bank_avro_new(&p->avro, err))) goto cleanup;
@@ -1389,6 +1398,78 @@ void esk_producer_destroy(esk_producer_t *p) {
   free(p);
 }
 
+/* ---------------------------------------------------------- fence check --- */
+
+#define FENCE_CALL_MS 10000 /* each call of a fence check */
+
+/* The committed offsets of the held partitions, or NULL when none is known
+ * (nothing committed yet, or the group coordinator did not answer). */
+static rd_kafka_topic_partition_list_t *held_committed(esk_producer_t *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->nparts);
+  for (int32_t i = 0; i < p->nparts; i++)
+    if (p->parts[i].active) rd_kafka_topic_partition_list_add(l, p->topics.commands, i);
+  int known = 0;
+  if (l->cnt && !rd_kafka_committed(p->consumer, l, FENCE_CALL_MS))
+    for (int i = 0; i < l->cnt; i++) known += !l->elems[i].err && l->elems[i].offset >= 0;
+  if (known) return l;
+  rd_kafka_topic_partition_list_destroy(l);
+  return NULL;
+}
+
+/* One transaction holding only @p offs (already committed): the coordinator
+ * checks the producer epoch when the offsets are added. */
+static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *offs,
+                     esk_error_t *err) {
+  int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
+  if (rc) return rc;
+  rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+  rc = esk_kafka_txn_error(rd_kafka_send_offsets_to_transaction(p->producer, offs, md,
+                                                                FENCE_CALL_MS),
+                           "send_offsets_to_transaction", err);
+  rd_kafka_consumer_group_metadata_destroy(md);
+  for (int tries = 0; rc == ESK_OK || (rc == ESK_ERETRY && tries < 3); tries++) {
+    rc = esk_kafka_txn_error(rd_kafka_commit_transaction(p->producer, FENCE_CALL_MS),
+                             "commit_transaction", err);
+    if (rc != ESK_ERETRY) break;
+  }
+  if (rc == ESK_OK || rc == ESK_EFATAL) return rc;
+  esk_error_t ae = {0};
+  for (int tries = 0; tries < 3; tries++) {
+    int arc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, FENCE_CALL_MS),
+                                  "abort_transaction", &ae);
+    if (arc == ESK_OK) return rc;
+    if (arc != ESK_ERETRY) break;
+  }
+  return esk_error_set(err, ESK_EFATAL, "%s; then %s", err->msg, ae.msg);
+}
+
+/* librdkafka learns that another instance with this transactional.id fenced
+ * this one only from the coordinator's answer to a transactional request, and
+ * sends none while no transaction is open: an idle zombie stayed in the
+ * group, holding its partitions and ready, until a command came (issue 21).
+ * So while no transaction has run for fence.check.interval.ms, one that
+ * commits the committed offsets again asks; a fenced instance stops. */
+static void check_fence(esk_producer_t *p, int64_t now) {
+  if (!p->fence_ms || p->in_txn || p->fatal || now < p->fence_next_ms) return;
+  p->fence_next_ms = now + p->fence_ms;
+  if ((double)now - p->batch_t0 * 1000.0 < (double)p->fence_ms) return; /* a batch asked */
+  rd_kafka_topic_partition_list_t *offs = held_committed(p);
+  if (!offs) return; /* nothing to commit again: the next command asks */
+  esk_error_t e = {0};
+  int rc = fence_txn(p, offs, &e);
+  rd_kafka_topic_partition_list_destroy(offs);
+  if (rc == ESK_OK) return;
+  char q[600];
+  esk_error_t fe = {0};
+  esk_error_set(&fe, ESK_EFATAL, "fence check: %s", e.msg);
+  if (rc == ESK_EFATAL) {
+    set_fatal(p, &fe);
+    return;
+  }
+  ESK_WARN(FAC, "msg=\"fence check failed; trying again later\" reason=%s",
+           esk_log_quote(q, sizeof(q), e.msg));
+}
+
 static void log_stats(esk_producer_t *p, const stats_t *prev, int64_t ms) {
   double secs = ms > 0 ? (double)ms / 1000.0 : 1.0;
   ESK_INFO(FAC,
@@ -1443,6 +1524,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       now = mono_ms();
     }
     update_lag(p, now);
+    check_fence(p, now);
     if (p->stats_ms && now - last_stats >= p->stats_ms) {
       log_stats(p, &prev, now - last_stats);
       prev = p->st;
