@@ -12,6 +12,7 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/watchdog.h"
 #include "generation.h"
 
 const esk_conf_prop_t esk_projector_props[] = {
@@ -133,6 +134,7 @@ static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
   if (!p->fatal) {
     p->fatal = 1;
     p->fatal_err = *e;
+    esk_watchdog_shutdown(); /* the process has shutdown.timeout.ms to end from now on */
   }
   return ESK_EFATAL;
 }
@@ -326,7 +328,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   p->rebalanced = 1;
   p->generation++;
   if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    if (read_positions(p, list) != ESK_OK) {
+    if (ESK_WAITING("PostgreSQL: reading the positions of assigned partitions",
+                    read_positions(p, list)) != ESK_OK) {
       rd_kafka_assign(rk, NULL);
       return;
     }
@@ -734,7 +737,7 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
   int backoff = 100, paused = 0, rc;
   for (;;) {
     p->rebalanced = 0;
-    rc = apply_batch(p, p->batch, p->n_batch, 0, err);
+    rc = ESK_WAITING("PostgreSQL: applying a batch", apply_batch(p, p->batch, p->n_batch, 0, err));
     if (rc == ESK_EPOISON) {
       ESK_WARN("projector", "msg=\"batch failed on a poison event, isolating\" projection=%s "
                             "events=%zu reason=%s", p->name, p->n_batch, LQ(err->msg));
@@ -796,6 +799,7 @@ static int64_t wall_ms(void) {
  * past the markers): a caught-up partition reads 0. */
 static void update_lag(esk_projector_t *p) {
   int64_t total = 0, wall = wall_ms();
+  esk_watchdog_beat(); /* called once per turn of the run loop, and per retry */
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->assigned) continue;
@@ -886,7 +890,9 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
   }
   update_lag(p);
   log_progress(p, &last_progress, &last_applied);
-  rd_kafka_consumer_close(p->consumer);
+  /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
+  ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
+              rd_kafka_consumer_close(p->consumer));
   return rc;
 }
 
@@ -1040,11 +1046,13 @@ fail:
 void esk_projector_destroy(esk_projector_t *p) {
   if (!p) return;
   drop_batch(p);
+  const char *was = esk_watchdog_doing("rd_kafka_destroy, rd_kafka_flush (the Kafka clients)");
   if (p->consumer) rd_kafka_destroy(p->consumer);
   if (p->dlq) {
     rd_kafka_flush(p->dlq, 10000);
     rd_kafka_destroy(p->dlq);
   }
+  esk_watchdog_doing(was);
   if (p->pg) PQfinish(p->pg);
   free(p->batch);
   free(p->batch_gen);

@@ -14,6 +14,7 @@
 #include "esk/buf.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
+#include "esk/watchdog.h"
 #include "restore.h"
 
 const esk_conf_prop_t esk_producer_props[] = {
@@ -200,6 +201,7 @@ static void set_fatal(esk_producer_t *p, const esk_error_t *e) {
   memcpy(p->health->fatal_msg, e->msg, n);
   p->health->fatal_msg[n] = '\0';
   atomic_store_explicit(&p->health->fatal, 1, memory_order_release);
+  esk_watchdog_shutdown(); /* from now on the process has shutdown.timeout.ms to end */
 }
 
 /* ------------------------------------------------- refused for good --- */
@@ -420,9 +422,10 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   for (;;) {
     if ((rc = reset_part(p, id, err))) return rc;
     esk_restore_target_t tgt = {pt->store, pt->seen, pt->dirty, (size_t)p->seen_max};
-    rc = esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
-                               (int)p->restore_ms, err);
-    if (rc != ESK_ERETRY || mono_ms() >= give_up) break;
+    rc = ESK_WAITING("restoring a partition (snapshots, events, results)",
+                     esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
+                                           (int)p->restore_ms, err));
+    if (rc != ESK_ERETRY || mono_ms() >= give_up || esk_watchdog_stopping()) break;
     char q[512];
     ESK_WARN(FAC, "msg=\"restore failed, retrying\" partition=%d reason=%s", (int)id,
              esk_log_quote(q, sizeof(q), err->msg));
@@ -829,7 +832,8 @@ static int write_checkpoints(esk_producer_t *p) {
    * is in our state, or belongs to an aborted transaction, or to the open
    * transaction of a dead instance, which cannot commit (its offsets carry an
    * old group generation): the high watermark is a safe checkpoint. */
-  if (rd_kafka_flush(p->producer, 60000)) return ESK_ERETRY;
+  if (ESK_WAITING("rd_kafka_flush (before a checkpoint)", rd_kafka_flush(p->producer, 60000)))
+    return ESK_ERETRY;
   for (int32_t i = 0; i < p->nparts; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->active || !p->ckpt_events || pt->events_since_ckpt < p->ckpt_events) continue;
@@ -889,7 +893,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
       rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
       for (int tries = 0; tries < 5; tries++) {
         rc = esk_kafka_txn_error(
-            rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000),
+            ESK_WAITING("send_offsets_to_transaction",
+                          rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000)),
             "send_offsets_to_transaction", err);
         if (rc != ESK_ERETRY) break;
       }
@@ -900,7 +905,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   int64_t t_commit = mono_ms();
   if (rc == ESK_OK) {
     for (int tries = 0; tries < 5; tries++) {
-      rc = esk_kafka_txn_error(rd_kafka_commit_transaction(p->producer, 60000),
+      rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction",
+                                           rd_kafka_commit_transaction(p->producer, 60000)),
                                "commit_transaction", err);
       if (rc != ESK_ERETRY) break;
     }
@@ -948,7 +954,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
   esk_error_clear(err);
   for (int tries = 0; !expired; tries++) {
-    rc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, 60000), "abort_transaction",
+    rc = esk_kafka_txn_error(ESK_WAITING("abort_transaction",
+                                         rd_kafka_abort_transaction(p->producer, 60000)), "abort_transaction",
                              err);
     if (rc == ESK_OK) break;
     if (rc == ESK_EFATAL && (expired = expired_not_fenced(p))) break;
@@ -1001,6 +1008,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                "partitions?)\" partitions=%d", p->nparts);
     for (int i = 0; i < parts->cnt && !p->fatal; i++) {
       if (restore_part(p, parts->elems[i].partition, &err)) {
+        if (esk_watchdog_stopping()) break; /* interrupted by a stop: not an error */
         esk_error_t e2 = {0};
         esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
                       (int)parts->elems[i].partition, err.msg);
@@ -1240,7 +1248,8 @@ static int init_transactions(esk_producer_t *p, esk_error_t *err) {
                          rd_kafka_err2str(rd_kafka_last_error()));
   ESK_INFO(FAC, "msg=\"initialising transactions\" transactional_id=%s", p->txn_id);
   for (int tries = 0;; tries++) {
-    rc = esk_kafka_txn_error(rd_kafka_init_transactions(p->producer, 60000),
+    rc = esk_kafka_txn_error(ESK_WAITING("init_transactions",
+                                         rd_kafka_init_transactions(p->producer, 60000)),
                              "init_transactions", err);
     if (rc != ESK_ERETRY || tries == 3) break;
     /* most often the coordinator still finishing this id's previous
@@ -1260,9 +1269,11 @@ static void drop_producer(esk_producer_t *p) {
   if (p->rkt_snap) rd_kafka_topic_destroy(p->rkt_snap);
   p->rkt_ev = p->rkt_res = p->rkt_snap = NULL;
   if (p->producer) {
+    const char *was = esk_watchdog_doing("rd_kafka_flush, rd_kafka_destroy (the producer)");
     rd_kafka_flush(p->producer, 5000);
-    rd_kafka_destroy(p->producer);
+    rd_kafka_destroy(p->producer); /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
     p->producer = NULL;
+    esk_watchdog_doing(was);
   }
 }
 
@@ -1385,9 +1396,11 @@ void esk_producer_destroy(esk_producer_t *p) {
   free(p->parts);
   free(p->m.restore_s);
   free(p->m.lag_s);
+  esk_watchdog_doing("rd_kafka_destroy (the consumers)");
   if (p->consumer) rd_kafka_destroy(p->consumer);
   if (p->reader) rd_kafka_destroy(p->reader);
   drop_producer(p);
+  esk_watchdog_doing(NULL);
   if (p->prod_conf) rd_kafka_conf_destroy(p->prod_conf);
   esk_bank_avro_destroy(p->avro);
   esk_buf_free(&p->buf);
@@ -1409,7 +1422,8 @@ static rd_kafka_topic_partition_list_t *held_committed(esk_producer_t *p) {
   for (int32_t i = 0; i < p->nparts; i++)
     if (p->parts[i].active) rd_kafka_topic_partition_list_add(l, p->topics.commands, i);
   int known = 0;
-  if (l->cnt && !rd_kafka_committed(p->consumer, l, FENCE_CALL_MS))
+  if (l->cnt && !ESK_WAITING("rd_kafka_committed (fence check)",
+                             rd_kafka_committed(p->consumer, l, FENCE_CALL_MS)))
     for (int i = 0; i < l->cnt; i++) known += !l->elems[i].err && l->elems[i].offset >= 0;
   if (known) return l;
   rd_kafka_topic_partition_list_destroy(l);
@@ -1423,19 +1437,23 @@ static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *o
   int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
   if (rc) return rc;
   rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
-  rc = esk_kafka_txn_error(rd_kafka_send_offsets_to_transaction(p->producer, offs, md,
-                                                                FENCE_CALL_MS),
+  rc = esk_kafka_txn_error(ESK_WAITING("send_offsets_to_transaction (fence check)",
+                                       rd_kafka_send_offsets_to_transaction(
+                                           p->producer, offs, md, FENCE_CALL_MS)),
                            "send_offsets_to_transaction", err);
   rd_kafka_consumer_group_metadata_destroy(md);
   for (int tries = 0; rc == ESK_OK || (rc == ESK_ERETRY && tries < 3); tries++) {
-    rc = esk_kafka_txn_error(rd_kafka_commit_transaction(p->producer, FENCE_CALL_MS),
+    rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction (fence check)",
+                                         rd_kafka_commit_transaction(p->producer, FENCE_CALL_MS)),
                              "commit_transaction", err);
     if (rc != ESK_ERETRY) break;
   }
   if (rc == ESK_OK || rc == ESK_EFATAL) return rc;
   esk_error_t ae = {0};
   for (int tries = 0; tries < 3; tries++) {
-    int arc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, FENCE_CALL_MS),
+    int arc = esk_kafka_txn_error(ESK_WAITING("abort_transaction (fence check)",
+                                              rd_kafka_abort_transaction(p->producer,
+                                                                         FENCE_CALL_MS)),
                                   "abort_transaction", &ae);
     if (arc == ESK_OK) return rc;
     if (arc != ESK_ERETRY) break;
@@ -1468,6 +1486,13 @@ static void check_fence(esk_producer_t *p, int64_t now) {
   }
   ESK_WARN(FAC, "msg=\"fence check failed; trying again later\" reason=%s",
            esk_log_quote(q, sizeof(q), e.msg));
+}
+
+/* Once per turn of the run loop that reads the clock (every 64 commands, or
+ * when idle): the heartbeat /healthz reads, and the fence check. */
+static void keep_alive(esk_producer_t *p, int64_t now) {
+  esk_watchdog_beat();
+  check_fence(p, now);
 }
 
 static void log_stats(esk_producer_t *p, const stats_t *prev, int64_t ms) {
@@ -1524,7 +1549,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       now = mono_ms();
     }
     update_lag(p, now);
-    check_fence(p, now);
+    keep_alive(p, now);
     if (p->stats_ms && now - last_stats >= p->stats_ms) {
       log_stats(p, &prev, now - last_stats);
       prev = p->st;
@@ -1533,11 +1558,16 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   }
   if (!p->fatal && p->in_txn) {
     esk_error_t fe = {0};
+    const char *was = esk_watchdog_doing("finishing the open batch");
     if (finish_batch(p, 0, &fe)) set_fatal(p, &fe);
+    esk_watchdog_doing(was);
   }
   if (p->fatal) p->in_txn = 0; /* nothing more goes into a broken transaction */
   atomic_store(&p->health->running, 0);
-  rd_kafka_consumer_close(p->consumer);
+  /* no timeout in librdkafka 2.0.2 (it runs the revocation, then leaves the
+   * group): the watchdog bounds it */
+  ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
+              rd_kafka_consumer_close(p->consumer));
   log_stats(p, &prev, mono_ms() - last_stats);
   if (p->fatal) {
     *err = p->ferr;
