@@ -31,7 +31,10 @@ static struct {
   int64_t shutdown_ms, liveness_ms;
   volatile sig_atomic_t *stop;
   pthread_t thread;
-} wd;
+  pthread_mutex_t wake_lock; /* held while the wake callback is set or runs */
+  void (*wake)(void *);
+  void *wake_opaque;
+} wd = {.wake_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int64_t mono_ms(void) {
   struct timespec ts;
@@ -55,12 +58,21 @@ static void expire(int64_t since) {
   _exit(ESK_WATCHDOG_EXIT);
 }
 
+static void wake_main(void) {
+  pthread_mutex_lock(&wd.wake_lock);
+  if (wd.wake) wd.wake(wd.wake_opaque);
+  pthread_mutex_unlock(&wd.wake_lock);
+}
+
 static void *watch(void *arg) {
   (void)arg;
   int64_t since = -1;
   struct timespec tick = {0, TICK_MS * 1000000L};
   while (!atomic_load(&wd.quit)) {
-    if (since < 0 && esk_watchdog_stopping()) since = mono_ms();
+    if (since < 0 && esk_watchdog_stopping()) {
+      since = mono_ms();
+      wake_main();
+    }
     if (since >= 0 && mono_ms() - since >= wd.shutdown_ms) expire(since);
     nanosleep(&tick, NULL);
   }
@@ -89,6 +101,13 @@ void esk_watchdog_stop(void) {
   pthread_join(wd.thread, NULL);
   atomic_store(&wd.started, 0);
   wd.stop = NULL;
+}
+
+void esk_watchdog_set_wake(void (*fn)(void *opaque), void *opaque) {
+  pthread_mutex_lock(&wd.wake_lock);
+  wd.wake = fn;
+  wd.wake_opaque = opaque;
+  pthread_mutex_unlock(&wd.wake_lock);
 }
 
 void esk_watchdog_shutdown(void) { atomic_store(&wd.shutdown, 1); }

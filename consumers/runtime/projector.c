@@ -841,8 +841,14 @@ static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_app
   *last_applied = p->stats.applied;
 }
 
+/* The watchdog's wake callback (its thread): the run loop's poll returns. */
+static void wake_poll(void *queue) { rd_kafka_queue_yield(queue); }
+
 int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {
   p->stop = stop;
+  /* a stop wakes the poll, which may wait up to batch.max.ms for a batch to fill */
+  rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(p->consumer);
+  esk_watchdog_set_wake(wake_poll, cq);
   int64_t last_progress = now_ms(), last_applied = 0;
   int rc = ESK_OK;
   while (!*stop && !p->fatal) {
@@ -888,6 +894,8 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
     *err = p->fatal_err;
     rc = ESK_EFATAL;
   }
+  esk_watchdog_set_wake(NULL, NULL);
+  rd_kafka_queue_destroy(cq);
   update_lag(p);
   log_progress(p, &last_progress, &last_applied);
   /* no timeout in librdkafka 2.0.2: the watchdog bounds it */

@@ -1495,6 +1495,9 @@ static void keep_alive(esk_producer_t *p, int64_t now) {
   check_fence(p, now);
 }
 
+/* The watchdog's wake callback (its thread): the run loop's poll returns. */
+static void wake_poll(void *queue) { rd_kafka_queue_yield(queue); }
+
 static void log_stats(esk_producer_t *p, const stats_t *prev, int64_t ms) {
   double secs = ms > 0 ? (double)ms / 1000.0 : 1.0;
   ESK_INFO(FAC,
@@ -1513,6 +1516,9 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   rd_kafka_topic_partition_list_destroy(sub);
   if (e) return esk_error_set(err, ESK_EFATAL, "subscribe %s: %s", p->topics.commands,
                               rd_kafka_err2str(e));
+  /* a stop wakes the poll, which may wait up to batch.max.ms with a batch open */
+  rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(p->consumer);
+  esk_watchdog_set_wake(wake_poll, cq);
   ESK_INFO(FAC, "msg=started commands=%s events=%s group=%s partitions=%d", p->topics.commands,
            p->topics.events, p->group_id, p->nparts);
   atomic_store(&p->health->running, 1);
@@ -1563,6 +1569,8 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
     esk_watchdog_doing(was);
   }
   if (p->fatal) p->in_txn = 0; /* nothing more goes into a broken transaction */
+  esk_watchdog_set_wake(NULL, NULL);
+  rd_kafka_queue_destroy(cq);
   atomic_store(&p->health->running, 0);
   /* no timeout in librdkafka 2.0.2 (it runs the revocation, then leaves the
    * group): the watchdog bounds it */

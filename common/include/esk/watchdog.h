@@ -63,6 +63,16 @@ void esk_watchdog_stop(void);
  */
 void esk_watchdog_shutdown(void);
 
+/**
+ * @brief Registers @p fn, which the watchdog thread calls (once, with
+ *        @p opaque) when it first sees a stop or a shutdown: it wakes the main
+ *        thread from a long wait, e.g. rd_kafka_queue_yield() on the queue of
+ *        a rd_kafka_consumer_poll() that would wait up to batch.max.ms.
+ *        NULL unregisters; after that returns, @p fn is not running and will
+ *        not be called. One at a time (the last registered).
+ */
+void esk_watchdog_set_wake(void (*fn)(void *opaque), void *opaque);
+
 /** @returns 1 once a stop was requested or esk_watchdog_shutdown() was called. */
 int esk_watchdog_stopping(void);
 
