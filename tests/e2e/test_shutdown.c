@@ -202,6 +202,21 @@ Test(shutdown, producer_sigterm_during_a_rebalance_exits_0_within_the_bound, .ti
   esk_tp_delete_topics(prefix);
 }
 
+Test(shutdown, eskctl_events_tail_ends_on_sigterm_within_its_bound, .timeout = 60) {
+  esk_test_require_kafka();
+  char prefix[128], log[256];
+  esk_tp_topics(prefix, sizeof(prefix), "sd_tail", 1);
+  esk_tp_log_path(log, sizeof(log), prefix, "tail");
+  fill_events(prefix, 3);
+  const char *argv[] = {ESK_TEST_ESKCTL_BIN, "events", "tail", "--topic-prefix", prefix,
+                        "--from-beginning", NULL};
+  setenv("ESK_SHUTDOWN_TIMEOUT_MS", "4000", 1);
+  pid_t p = esk_tp_spawn(argv, log);
+  wait_log(log, "\"aggregate_id\":\"r-2\"", 30000); /* following, past the third event */
+  expect_clean_exit(p, log);
+  esk_tp_delete_topics(prefix);
+}
+
 /* ----------------------------------------------------------- projector --- */
 
 /* One projector test's names; static so that .fini cleans up after a failed
