@@ -127,7 +127,8 @@ int esk_watchdog_live(char *reason, size_t size) {
   if (!atomic_load(&wd.started)) return 1;
   int64_t stalled = mono_ms() - atomic_load(&wd.beat_ms);
   if (stalled <= wd.liveness_ms) return 1;
-  snprintf(reason, size, "main loop stalled for %lld ms (liveness.timeout.ms=%lld), waiting for: %s",
+  snprintf(reason, size,
+           "main loop stalled for %lld ms (liveness.timeout.ms=%lld), waiting for: %s",
            (long long)stalled, (long long)wd.liveness_ms, doing_now());
   return 0;
 }

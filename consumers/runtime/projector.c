@@ -899,8 +899,8 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
   update_lag(p);
   log_progress(p, &last_progress, &last_applied);
   /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
-  ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
-              rd_kafka_consumer_close(p->consumer));
+  (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
+                    rd_kafka_consumer_close(p->consumer));
   return rc;
 }
 

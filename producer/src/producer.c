@@ -955,8 +955,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   esk_error_clear(err);
   for (int tries = 0; !expired; tries++) {
     rc = esk_kafka_txn_error(ESK_WAITING("abort_transaction",
-                                         rd_kafka_abort_transaction(p->producer, 60000)), "abort_transaction",
-                             err);
+                                         rd_kafka_abort_transaction(p->producer, 60000)),
+                             "abort_transaction", err);
     if (rc == ESK_OK) break;
     if (rc == ESK_EFATAL && (expired = expired_not_fenced(p))) break;
     if (rc != ESK_ERETRY || tries == 5) return escalate(err);
@@ -1430,19 +1430,11 @@ static rd_kafka_topic_partition_list_t *held_committed(esk_producer_t *p) {
   return NULL;
 }
 
-/* One transaction holding only @p offs (already committed): the coordinator
- * checks the producer epoch when the offsets are added. */
-static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *offs,
-                     esk_error_t *err) {
-  int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
-  if (rc) return rc;
-  rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
-  rc = esk_kafka_txn_error(ESK_WAITING("send_offsets_to_transaction (fence check)",
-                                       rd_kafka_send_offsets_to_transaction(
-                                           p->producer, offs, md, FENCE_CALL_MS)),
-                           "send_offsets_to_transaction", err);
-  rd_kafka_consumer_group_metadata_destroy(md);
-  for (int tries = 0; rc == ESK_OK || (rc == ESK_ERETRY && tries < 3); tries++) {
+/* Ends the fence check's transaction, whose offsets call returned @p rc:
+ * commits it (a retriable offsets call leaves it empty, which commits too),
+ * or aborts it after an abortable error; one that cannot end is fatal. */
+static int fence_txn_end(esk_producer_t *p, int rc, esk_error_t *err) {
+  for (int tries = 0; (rc == ESK_OK || rc == ESK_ERETRY) && tries < 3; tries++) {
     rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction (fence check)",
                                          rd_kafka_commit_transaction(p->producer, FENCE_CALL_MS)),
                              "commit_transaction", err);
@@ -1459,6 +1451,21 @@ static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *o
     if (arc != ESK_ERETRY) break;
   }
   return esk_error_set(err, ESK_EFATAL, "%s; then %s", err->msg, ae.msg);
+}
+
+/* One transaction holding only @p offs (already committed): the coordinator
+ * checks the producer epoch when the offsets are added. */
+static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *offs,
+                     esk_error_t *err) {
+  int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
+  if (rc) return rc;
+  rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+  rc = esk_kafka_txn_error(ESK_WAITING("send_offsets_to_transaction (fence check)",
+                                       rd_kafka_send_offsets_to_transaction(
+                                           p->producer, offs, md, FENCE_CALL_MS)),
+                           "send_offsets_to_transaction", err);
+  rd_kafka_consumer_group_metadata_destroy(md);
+  return rc == ESK_EFATAL ? rc : fence_txn_end(p, rc, err);
 }
 
 /* librdkafka learns that another instance with this transactional.id fenced
@@ -1574,8 +1581,8 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   atomic_store(&p->health->running, 0);
   /* no timeout in librdkafka 2.0.2 (it runs the revocation, then leaves the
    * group): the watchdog bounds it */
-  ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
-              rd_kafka_consumer_close(p->consumer));
+  (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
+                    rd_kafka_consumer_close(p->consumer));
   log_stats(p, &prev, mono_ms() - last_stats);
   if (p->fatal) {
     *err = p->ferr;
