@@ -658,6 +658,27 @@ fail:
   return rc;
 }
 
+#define COMMIT_WAIT_MS 10000 /* for the group coordinator's answer to an offset commit */
+
+/* Commits @p l and waits at most COMMIT_WAIT_MS for the answer (a synchronous
+ * rd_kafka_commit() waits as long as the coordinator takes). @returns the
+ * first error, RD_KAFKA_RESP_ERR__TIMED_OUT when no answer came in time. */
+static rd_kafka_resp_err_t commit_within(esk_projector_t *p,
+                                         const rd_kafka_topic_partition_list_t *l) {
+  rd_kafka_queue_t *q = rd_kafka_queue_new(p->consumer);
+  rd_kafka_resp_err_t e = rd_kafka_commit_queue(p->consumer, l, q, NULL, NULL);
+  rd_kafka_event_t *ev =
+      e ? NULL : ESK_WAITING("rd_kafka_commit (offsets)", rd_kafka_queue_poll(q, COMMIT_WAIT_MS));
+  if (!e && !ev) e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  if (ev && !(e = rd_kafka_event_error(ev))) {
+    const rd_kafka_topic_partition_list_t *r = rd_kafka_event_topic_partition_list(ev);
+    for (int i = 0; r && !e && i < r->cnt; i++) e = r->elems[i].err;
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  return e;
+}
+
 /* After PostgreSQL committed: tell Kafka (best effort: PostgreSQL is the
  * truth, and a new owner seeks to the stored position anyway). */
 static void commit_offsets(esk_projector_t *p) {
@@ -665,13 +686,11 @@ static void commit_offsets(esk_projector_t *p) {
   for (int i = 0; i < p->n_parts; i++)
     if (p->parts[i].assigned && p->parts[i].stored >= 0)
       rd_kafka_topic_partition_list_add(l, p->topic, i)->offset = p->parts[i].stored;
-  if (l->cnt) {
-    rd_kafka_resp_err_t e = rd_kafka_commit(p->consumer, l, 0);
-    for (int i = 0; !e && i < l->cnt; i++) e = l->elems[i].err;
-    if (e)
-      ESK_WARN("projector", "msg=\"offset commit failed (positions are safe in PostgreSQL)\" "
-                            "projection=%s error=%s", p->name, LQ(rd_kafka_err2str(e)));
-  }
+  rd_kafka_resp_err_t e = l->cnt ? commit_within(p, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (e)
+    ESK_WARN("projector", "msg=\"offset commit failed (positions are safe in PostgreSQL)\" "
+                          "projection=%s error=%s wait_ms=%d", p->name, LQ(rd_kafka_err2str(e)),
+             COMMIT_WAIT_MS);
   rd_kafka_topic_partition_list_destroy(l);
 }
 

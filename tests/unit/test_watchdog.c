@@ -3,6 +3,7 @@
  * shutdown that outlives shutdown.timeout.ms ends the process with status 3,
  * naming what it waited for (in a forked child, timed by the parent). */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -161,5 +162,26 @@ Test(watchdog, a_stop_is_seen_and_a_process_that_ends_in_time_is_left_alone, .ti
   esk_watchdog_stop();
   nap_ms(1200);
   cr_expect_eq(esk_watchdog_stopping(), 0, "a stopped watchdog reads no flag");
+  esk_conf_destroy(c);
+}
+
+static atomic_int woken;
+
+static void count_wake(void *opaque) {
+  cr_assert_eq(opaque, &woken);
+  atomic_fetch_add(&woken, 1);
+}
+
+Test(watchdog, a_stop_calls_the_wake_callback_once_from_the_watchdog_thread, .timeout = 30) {
+  static const char *const kv[] = {"shutdown.timeout.ms", "10000", NULL};
+  esk_conf_t *c = conf_with(kv);
+  esk_error_t err = {0};
+  cr_assert_eq(esk_watchdog_start(c, &stop_flag, &err), ESK_OK, "%s", err.msg);
+  esk_watchdog_set_wake(count_wake, &woken);
+  stop_flag = 1;
+  for (int64_t end = now_ms() + 2000; atomic_load(&woken) == 0 && now_ms() < end;) nap_ms(10);
+  cr_expect_eq(atomic_load(&woken), 1, "woken %d times", atomic_load(&woken));
+  esk_watchdog_set_wake(NULL, NULL);
+  esk_watchdog_stop();
   esk_conf_destroy(c);
 }

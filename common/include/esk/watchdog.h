@@ -14,10 +14,10 @@
  *   `msg="shutdown timed out"` with what the main thread was waiting for
  *   (esk_watchdog_doing()) and ends the process with exit status
  *   ESK_WATCHDOG_EXIT;
- * - keeps the time of the main loop's last progress (esk_watchdog_beat()),
- *   which `/healthz` reads (esk_watchdog_live()): not live once the loop has
- *   not gone round for `liveness.timeout.ms`, so a liveness probe restarts a
- *   stuck process.
+ * - keeps the time of the main loop's last progress (esk_watchdog_beat():
+ *   a turn of the loop, a blocking call that returned), which `/healthz` reads
+ *   (esk_watchdog_live()): not live once there was none for
+ *   `liveness.timeout.ms`, so a liveness probe restarts a stuck process.
  *
  * The state is per process, like the logger's: a daemon has one main loop,
  * and the beats and labels come from code (restores, reads, Kafka and
@@ -99,12 +99,15 @@ int esk_watchdog_live(char *reason, size_t size);
 /**
  * Evaluates the blocking call @p call (an expression with a value) with
  * @p what as the label of esk_watchdog_doing(), restoring the previous one.
+ * A call that returned is progress (each has a finite timeout; retries of
+ * one beat each time): it beats the heartbeat.
  */
 #define ESK_WAITING(what, call)                                                                \
   __extension__({                                                                              \
     const char *esk_was_ = esk_watchdog_doing(what);                                           \
     __typeof__(call) esk_r_ = (call);                                                          \
     esk_watchdog_doing(esk_was_);                                                              \
+    esk_watchdog_beat();                                                                       \
     esk_r_;                                                                                    \
   })
 
