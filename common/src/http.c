@@ -1,5 +1,6 @@
 #include "esk/http.h"
 #include "esk/log.h"
+#include "esk/watchdog.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -189,6 +190,14 @@ static enum MHD_Result serve_readyz(esk_http_t *h, struct MHD_Connection *c) {
   return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, body);
 }
 
+/* Liveness: the main loop's heartbeat (esk/watchdog.h), 200 without a watchdog. */
+static enum MHD_Result serve_healthz(struct MHD_Connection *c) {
+  char reason[256] = "", body[300];
+  if (esk_watchdog_live(reason, sizeof(reason))) return reply_text(c, MHD_HTTP_OK, "ok\n");
+  snprintf(body, sizeof(body), "not live: %s\n", reason);
+  return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, body);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls) {
@@ -199,7 +208,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   esk_http_t *h = cls;
   if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
     return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
-  if (!strcmp(url, "/healthz")) return reply_text(c, MHD_HTTP_OK, "ok\n");
+  if (!strcmp(url, "/healthz")) return serve_healthz(c);
   if (!strcmp(url, "/readyz")) return serve_readyz(h, c);
   if (!strcmp(url, "/metrics")) return serve_metrics(h, c);
   return reply_text(c, MHD_HTTP_NOT_FOUND, "not found; try /healthz, /readyz or /metrics\n");

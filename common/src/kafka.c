@@ -1,4 +1,5 @@
 #include "esk/kafka.h"
+#include "esk/watchdog.h"
 #include "esk/conf.h"
 #include "esk/log.h"
 
@@ -255,9 +256,17 @@ int esk_kafka_read_partition(rd_kafka_t *rk, const char *topic, int32_t partitio
   int rc = ESK_OK;
   int64_t pos = from;
   int idle = 0;
-  for (;;) {
+  for (int64_t n = 0;; n++) {
+    /* a long read is progress for the watchdog, and a stop ends it */
+    if ((n & 1023) == 0) esk_watchdog_beat();
+    if (esk_watchdog_stopping()) {
+      rc = esk_error_set(err, ESK_ERETRY, "reading %s [%d]: stopped at offset %lld (end %lld)",
+                         topic, (int)partition, (long long)pos, (long long)hi);
+      break;
+    }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
     if (!m) {
+      n |= 1023; /* idle: beat at the next turn */
       if ((idle += 100) >= idle_timeout_ms) {
         rc = esk_error_set(err, ESK_ERETRY,
                            "reading %s [%d]: no message for %d ms at offset %lld (end %lld)",

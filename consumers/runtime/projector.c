@@ -13,6 +13,7 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/watchdog.h"
 #include "generation.h"
 
 const esk_conf_prop_t esk_projector_props[] = {
@@ -139,6 +140,7 @@ static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
   if (!p->fatal) {
     p->fatal = 1;
     p->fatal_err = *e;
+    esk_watchdog_shutdown(); /* the process has shutdown.timeout.ms to end from now on */
   }
   return ESK_EFATAL;
 }
@@ -332,7 +334,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   p->rebalanced = 1;
   p->generation++;
   if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    if (read_positions(p, list) != ESK_OK) {
+    if (ESK_WAITING("PostgreSQL: reading the positions of assigned partitions",
+                    read_positions(p, list)) != ESK_OK) {
       rd_kafka_assign(rk, NULL);
       return;
     }
@@ -666,6 +669,27 @@ fail:
   return rc;
 }
 
+#define COMMIT_WAIT_MS 10000 /* for the group coordinator's answer to an offset commit */
+
+/* Commits @p l and waits at most COMMIT_WAIT_MS for the answer (a synchronous
+ * rd_kafka_commit() waits as long as the coordinator takes). @returns the
+ * first error, RD_KAFKA_RESP_ERR__TIMED_OUT when no answer came in time. */
+static rd_kafka_resp_err_t commit_within(esk_projector_t *p,
+                                         const rd_kafka_topic_partition_list_t *l) {
+  rd_kafka_queue_t *q = rd_kafka_queue_new(p->consumer);
+  rd_kafka_resp_err_t e = rd_kafka_commit_queue(p->consumer, l, q, NULL, NULL);
+  rd_kafka_event_t *ev =
+      e ? NULL : ESK_WAITING("rd_kafka_commit (offsets)", rd_kafka_queue_poll(q, COMMIT_WAIT_MS));
+  if (!e && !ev) e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  if (ev && !(e = rd_kafka_event_error(ev))) {
+    const rd_kafka_topic_partition_list_t *r = rd_kafka_event_topic_partition_list(ev);
+    for (int i = 0; r && !e && i < r->cnt; i++) e = r->elems[i].err;
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  return e;
+}
+
 /* After PostgreSQL committed: tell Kafka (best effort: PostgreSQL is the
  * truth, and a new owner seeks to the stored position anyway). */
 static void commit_offsets(esk_projector_t *p) {
@@ -673,13 +697,11 @@ static void commit_offsets(esk_projector_t *p) {
   for (int i = 0; i < p->n_parts; i++)
     if (p->parts[i].assigned && p->parts[i].stored >= 0)
       rd_kafka_topic_partition_list_add(l, p->topic, i)->offset = p->parts[i].stored;
-  if (l->cnt) {
-    rd_kafka_resp_err_t e = rd_kafka_commit(p->consumer, l, 0);
-    for (int i = 0; !e && i < l->cnt; i++) e = l->elems[i].err;
-    if (e)
-      ESK_WARN("projector", "msg=\"offset commit failed (positions are safe in PostgreSQL)\" "
-                            "projection=%s error=%s", p->name, LQ(rd_kafka_err2str(e)));
-  }
+  rd_kafka_resp_err_t e = l->cnt ? commit_within(p, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (e)
+    ESK_WARN("projector", "msg=\"offset commit failed (positions are safe in PostgreSQL)\" "
+                          "projection=%s error=%s wait_ms=%d", p->name, LQ(rd_kafka_err2str(e)),
+             COMMIT_WAIT_MS);
   rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -745,7 +767,7 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
   int backoff = 100, paused = 0, rc;
   for (;;) {
     p->rebalanced = 0;
-    rc = apply_batch(p, p->batch, p->n_batch, 0, err);
+    rc = ESK_WAITING("PostgreSQL: applying a batch", apply_batch(p, p->batch, p->n_batch, 0, err));
     if (rc == ESK_EPOISON) {
       ESK_WARN("projector", "msg=\"batch failed on a poison event, isolating\" projection=%s "
                             "events=%zu reason=%s", p->name, p->n_batch, LQ(err->msg));
@@ -807,6 +829,7 @@ static int64_t wall_ms(void) {
  * past the markers): a caught-up partition reads 0. */
 static void update_lag(esk_projector_t *p) {
   int64_t total = 0, wall = wall_ms();
+  esk_watchdog_beat(); /* called once per turn of the run loop, and per retry */
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->assigned) continue;
@@ -848,8 +871,14 @@ static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_app
   *last_applied = p->stats.applied;
 }
 
+/* The watchdog's wake callback (its thread): the run loop's poll returns. */
+static void wake_poll(void *queue) { rd_kafka_queue_yield(queue); }
+
 int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {
   p->stop = stop;
+  /* a stop wakes the poll, which may wait up to batch.max.ms for a batch to fill */
+  rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(p->consumer);
+  esk_watchdog_set_wake(wake_poll, cq);
   int64_t last_progress = now_ms(), last_applied = 0;
   int rc = ESK_OK;
   while (!*stop && !p->fatal) {
@@ -899,9 +928,13 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
     *err = p->fatal_err;
     rc = ESK_EFATAL;
   }
+  esk_watchdog_set_wake(NULL, NULL);
+  rd_kafka_queue_destroy(cq);
   update_lag(p);
   log_progress(p, &last_progress, &last_applied);
-  rd_kafka_consumer_close(p->consumer);
+  /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
+  (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
+                    rd_kafka_consumer_close(p->consumer));
   return rc;
 }
 
@@ -1056,11 +1089,13 @@ fail:
 void esk_projector_destroy(esk_projector_t *p) {
   if (!p) return;
   drop_batch(p);
+  const char *was = esk_watchdog_doing("rd_kafka_destroy, rd_kafka_flush (the Kafka clients)");
   if (p->consumer) rd_kafka_destroy(p->consumer);
   if (p->dlq) {
     rd_kafka_flush(p->dlq, 10000);
     rd_kafka_destroy(p->dlq);
   }
+  esk_watchdog_doing(was);
   if (p->pg) PQfinish(p->pg);
   free(p->batch);
   free(p->batch_gen);

@@ -18,6 +18,7 @@
 #include "esk/log.h"
 #include "esk/metrics.h"
 #include "esk/pg.h"
+#include "esk/watchdog.h"
 #include "from_time.h"
 #include "generation.h"
 #include "loaded.h"
@@ -31,7 +32,8 @@ static const esk_conf_prop_t decoder_props[] = {
 };
 
 static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props,
-                                                decoder_props, esk_http_props};
+                                                decoder_props, esk_watchdog_props,
+                                                esk_http_props};
 #define N_TABLES (sizeof(tables) / sizeof(*tables))
 
 /* A log value quoted for key=value lines. */
@@ -288,7 +290,8 @@ int main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  if (esk_metrics_new(&metrics, &err) ||
+  /* before the HTTP server: /healthz reads its heartbeat */
+  if (esk_watchdog_start(conf, &stop_requested, &err) || esk_metrics_new(&metrics, &err) ||
       esk_http_start(&http, conf, metrics, ready, NULL, &err)) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
     if (err.code == ESK_EINVAL) status = 2;
@@ -312,6 +315,7 @@ int main(int argc, char **argv) {
                ESK_ERETRY && !stop_requested) {
       ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
       sleep_ms(2000);
+      esk_watchdog_beat(); /* retrying is progress; a stop ends it (the loop's condition) */
     }
     char num[16];
     snprintf(num, sizeof(num), "%d", rc == ESK_OK ? gen.gen : 0);
@@ -328,6 +332,7 @@ int main(int argc, char **argv) {
         ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s",
                  LQ(err.msg));
         sleep_ms(2000);
+        esk_watchdog_beat();
       }
     }
     /* the live generation's views, created or refreshed once its tables exist */
@@ -380,9 +385,11 @@ int main(int argc, char **argv) {
   ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", projection);
   status = 0;
 cleanup:
+  esk_watchdog_shutdown(); /* what follows is bounded by shutdown.timeout.ms too */
   esk_http_stop(http); /* before what /readyz and /metrics read */
   atomic_store(&running, NULL);
   esk_projector_destroy(p);
+  esk_watchdog_stop();
   esk_metrics_destroy(metrics);
   if (!loaded) esk_bank_projection_destroy(&proj);
   esk_loaded_close(loaded);

@@ -9,6 +9,7 @@
 #include "esk/http.h"
 #include "esk/log.h"
 #include "esk/metrics.h"
+#include "esk/watchdog.h"
 #include "producer.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -19,7 +20,7 @@ static void on_signal(int sig) {
 }
 
 static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_producer_props,
-                                                esk_http_props};
+                                                esk_watchdog_props, esk_http_props};
 #define N_TABLES (sizeof(tables) / sizeof(tables[0]))
 
 /* /readyz, from the HTTP thread: reads only the published atomics. */
@@ -36,7 +37,8 @@ static void usage(FILE *f) {
           "handlers: for each partition it holds, it restores the aggregates (snapshots, then\n"
           "events), then decides commands in batches, one Kafka transaction per batch with\n"
           "the events, results, snapshots and consumed offsets. SIGTERM or SIGINT completes\n"
-          "the open batch, leaves the group and exits 0; a fenced or fatal error exits 1.\n"
+          "the open batch, leaves the group and exits 0; a fenced or fatal error exits 1; a\n"
+          "shutdown longer than shutdown.timeout.ms exits 3, naming what it waited for.\n"
           "\n"
           "Configuration, later sources winning: defaults, -c FILE (key=value lines), the\n"
           "environment (ESK_<KEY>), -X key=value. A kafka.<property> key goes to every Kafka\n"
@@ -94,7 +96,8 @@ int main(int argc, char **argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  if (esk_metrics_new(&metrics, &err) ||
+  /* before the HTTP server: /healthz reads its heartbeat */
+  if (esk_watchdog_start(conf, &stop_flag, &err) || esk_metrics_new(&metrics, &err) ||
       esk_http_start(&http, conf, metrics, ready, &health, &err)) {
     fprintf(stderr, "esk-producer: %s\n", err.msg);
     status = err.code == ESK_EINVAL ? 2 : 1;
@@ -115,8 +118,10 @@ int main(int argc, char **argv) {
   }
   status = 0;
 cleanup:
+  esk_watchdog_shutdown(); /* what follows is bounded by shutdown.timeout.ms too */
   esk_http_stop(http); /* first: it reads the registry and the health */
   esk_producer_destroy(p);
+  esk_watchdog_stop();
   esk_metrics_destroy(metrics);
   esk_conf_destroy(conf);
   free(overrides);

@@ -14,6 +14,7 @@
 #include "esk/buf.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
+#include "esk/watchdog.h"
 #include "restore.h"
 
 const esk_conf_prop_t esk_producer_props[] = {
@@ -59,6 +60,12 @@ const esk_conf_prop_t esk_producer_props[] = {
      "A restore fails, and the process stops, when the broker sends nothing for this long."},
     {"stats.interval.ms", ESK_CONF_INT, "10000", 0, 3600000, NULL, NULL,
      "Interval of the progress log line, in milliseconds (0: none)."},
+    {"fence.check.interval.ms", ESK_CONF_INT, "2000", 0, 3600000, NULL, NULL,
+     "While no transaction has run for this long, ask the transaction coordinator whether "
+     "another instance with this transactional.id fenced this one (a transaction that only "
+     "commits the committed offsets again); a fenced instance stops (exit 1) instead of "
+     "holding its partitions while idle (0: never; it then learns of a fence at its next "
+     "command)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -161,6 +168,8 @@ struct esk_producer_s {
   int txn_unended;             /* the transaction begun at batch_t0 is not committed or aborted */
   int64_t txn_timeout_ms;      /* the producer's transaction.timeout.ms */
   int64_t lag_next_ms;         /* next lag gauge update */
+  int64_t fence_ms;            /* fence.check.interval.ms */
+  int64_t fence_next_ms;       /* next fence check */
   esk_producer_health_t *health, own_health;
 };
 
@@ -198,6 +207,7 @@ static void set_fatal(esk_producer_t *p, const esk_error_t *e) {
   memcpy(p->health->fatal_msg, e->msg, n);
   p->health->fatal_msg[n] = '\0';
   atomic_store_explicit(&p->health->fatal, 1, memory_order_release);
+  esk_watchdog_shutdown(); /* from now on the process has shutdown.timeout.ms to end */
 }
 
 /* ------------------------------------------------- refused for good --- */
@@ -418,9 +428,10 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   for (;;) {
     if ((rc = reset_part(p, id, err))) return rc;
     esk_restore_target_t tgt = {pt->store, pt->seen, pt->dirty, (size_t)p->seen_max};
-    rc = esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
-                               (int)p->restore_ms, err);
-    if (rc != ESK_ERETRY || mono_ms() >= give_up) break;
+    rc = ESK_WAITING("restoring a partition (snapshots, events, results)",
+                     esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
+                                           (int)p->restore_ms, err));
+    if (rc != ESK_ERETRY || mono_ms() >= give_up || esk_watchdog_stopping()) break;
     char q[512];
     ESK_WARN(FAC, "msg=\"restore failed, retrying\" partition=%d reason=%s", (int)id,
              esk_log_quote(q, sizeof(q), err->msg));
@@ -912,7 +923,8 @@ static int write_checkpoints(esk_producer_t *p) {
    * is in our state, or belongs to an aborted transaction, or to the open
    * transaction of a dead instance, which cannot commit (its offsets carry an
    * old group generation): the high watermark is a safe checkpoint. */
-  if (rd_kafka_flush(p->producer, 60000)) return ESK_ERETRY;
+  if (ESK_WAITING("rd_kafka_flush (before a checkpoint)", rd_kafka_flush(p->producer, 60000)))
+    return ESK_ERETRY;
   for (int32_t i = 0; i < p->nparts; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->active || !p->ckpt_events || pt->events_since_ckpt < p->ckpt_events) continue;
@@ -983,7 +995,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
       rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
       for (int tries = 0; tries < 5; tries++) {
         rc = esk_kafka_txn_error(
-            rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000),
+            ESK_WAITING("send_offsets_to_transaction",
+                          rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000)),
             "send_offsets_to_transaction", err);
         if (rc != ESK_ERETRY) break;
       }
@@ -995,7 +1008,8 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (rc == ESK_OK) {
     await_acks(p, 60000);
     for (int tries = 0; tries < 5; tries++) {
-      rc = esk_kafka_txn_error(rd_kafka_commit_transaction(p->producer, 60000),
+      rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction",
+                                           rd_kafka_commit_transaction(p->producer, 60000)),
                                "commit_transaction", err);
       if (rc != ESK_ERETRY) break;
     }
@@ -1043,8 +1057,9 @@ static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
   esk_error_clear(err);
   for (int tries = 0; !expired; tries++) {
-    rc = esk_kafka_txn_error(rd_kafka_abort_transaction(p->producer, 60000), "abort_transaction",
-                             err);
+    rc = esk_kafka_txn_error(ESK_WAITING("abort_transaction",
+                                         rd_kafka_abort_transaction(p->producer, 60000)),
+                             "abort_transaction", err);
     if (rc == ESK_OK) break;
     if (rc == ESK_EFATAL && (expired = expired_not_fenced(p))) break;
     if (rc != ESK_ERETRY || tries == 5) return escalate(err);
@@ -1096,6 +1111,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                "partitions?)\" partitions=%d", p->nparts);
     for (int i = 0; i < parts->cnt && !p->fatal; i++) {
       if (restore_part(p, parts->elems[i].partition, &err)) {
+        if (esk_watchdog_stopping()) break; /* interrupted by a stop: not an error */
         esk_error_t e2 = {0};
         esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
                       (int)parts->elems[i].partition, err.msg);
@@ -1335,7 +1351,8 @@ static int init_transactions(esk_producer_t *p, esk_error_t *err) {
                          rd_kafka_err2str(rd_kafka_last_error()));
   ESK_INFO(FAC, "msg=\"initialising transactions\" transactional_id=%s", p->txn_id);
   for (int tries = 0;; tries++) {
-    rc = esk_kafka_txn_error(rd_kafka_init_transactions(p->producer, 60000),
+    rc = esk_kafka_txn_error(ESK_WAITING("init_transactions",
+                                         rd_kafka_init_transactions(p->producer, 60000)),
                              "init_transactions", err);
     if (rc != ESK_ERETRY || tries == 3) break;
     /* most often the coordinator still finishing this id's previous
@@ -1355,9 +1372,11 @@ static void drop_producer(esk_producer_t *p) {
   if (p->rkt_snap) rd_kafka_topic_destroy(p->rkt_snap);
   p->rkt_ev = p->rkt_res = p->rkt_snap = NULL;
   if (p->producer) {
+    const char *was = esk_watchdog_doing("rd_kafka_flush, rd_kafka_destroy (the producer)");
     rd_kafka_flush(p->producer, 5000);
-    rd_kafka_destroy(p->producer);
+    rd_kafka_destroy(p->producer); /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
     p->producer = NULL;
+    esk_watchdog_doing(was);
   }
 }
 
@@ -1419,6 +1438,7 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   p->restore_ms = esk_conf_get_int(conf, "restore.timeout.ms");
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
   p->event_max = esk_conf_get_int(conf, "event.max.bytes");
+  p->fence_ms = esk_conf_get_int(conf, "fence.check.interval.ms");
   for (size_t i = 0; i < ESK_BANK_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
 
   if ((rc = esk_bank_avro_new(&p->avro, err))) goto cleanup;
@@ -1485,9 +1505,11 @@ void esk_producer_destroy(esk_producer_t *p) {
   free(p->parts);
   free(p->m.restore_s);
   free(p->m.lag_s);
+  esk_watchdog_doing("rd_kafka_destroy (the consumers)");
   if (p->consumer) rd_kafka_destroy(p->consumer);
   if (p->reader) rd_kafka_destroy(p->reader);
   drop_producer(p);
+  esk_watchdog_doing(NULL);
   if (p->prod_conf) rd_kafka_conf_destroy(p->prod_conf);
   esk_bank_avro_destroy(p->avro);
   esk_buf_free(&p->buf);
@@ -1497,6 +1519,100 @@ void esk_producer_destroy(esk_producer_t *p) {
   free(p->verdicts);
   free(p);
 }
+
+/* ---------------------------------------------------------- fence check --- */
+
+#define FENCE_CALL_MS 10000 /* each call of a fence check */
+
+/* The committed offsets of the held partitions, or NULL when none is known
+ * (nothing committed yet, or the group coordinator did not answer). */
+static rd_kafka_topic_partition_list_t *held_committed(esk_producer_t *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->nparts);
+  for (int32_t i = 0; i < p->nparts; i++)
+    if (p->parts[i].active) rd_kafka_topic_partition_list_add(l, p->topics.commands, i);
+  int known = 0;
+  if (l->cnt && !ESK_WAITING("rd_kafka_committed (fence check)",
+                             rd_kafka_committed(p->consumer, l, FENCE_CALL_MS)))
+    for (int i = 0; i < l->cnt; i++) known += !l->elems[i].err && l->elems[i].offset >= 0;
+  if (known) return l;
+  rd_kafka_topic_partition_list_destroy(l);
+  return NULL;
+}
+
+/* Ends the fence check's transaction, whose offsets call returned @p rc:
+ * commits it (a retriable offsets call leaves it empty, which commits too),
+ * or aborts it after an abortable error; one that cannot end is fatal. */
+static int fence_txn_end(esk_producer_t *p, int rc, esk_error_t *err) {
+  for (int tries = 0; (rc == ESK_OK || rc == ESK_ERETRY) && tries < 3; tries++) {
+    rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction (fence check)",
+                                         rd_kafka_commit_transaction(p->producer, FENCE_CALL_MS)),
+                             "commit_transaction", err);
+    if (rc != ESK_ERETRY) break;
+  }
+  if (rc == ESK_OK || rc == ESK_EFATAL) return rc;
+  esk_error_t ae = {0};
+  for (int tries = 0; tries < 3; tries++) {
+    int arc = esk_kafka_txn_error(ESK_WAITING("abort_transaction (fence check)",
+                                              rd_kafka_abort_transaction(p->producer,
+                                                                         FENCE_CALL_MS)),
+                                  "abort_transaction", &ae);
+    if (arc == ESK_OK) return rc;
+    if (arc != ESK_ERETRY) break;
+  }
+  return esk_error_set(err, ESK_EFATAL, "%s; then %s", err->msg, ae.msg);
+}
+
+/* One transaction holding only @p offs (already committed): the coordinator
+ * checks the producer epoch when the offsets are added. */
+static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *offs,
+                     esk_error_t *err) {
+  int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
+  if (rc) return rc;
+  rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+  rc = esk_kafka_txn_error(ESK_WAITING("send_offsets_to_transaction (fence check)",
+                                       rd_kafka_send_offsets_to_transaction(
+                                           p->producer, offs, md, FENCE_CALL_MS)),
+                           "send_offsets_to_transaction", err);
+  rd_kafka_consumer_group_metadata_destroy(md);
+  return rc == ESK_EFATAL ? rc : fence_txn_end(p, rc, err);
+}
+
+/* librdkafka learns that another instance with this transactional.id fenced
+ * this one only from the coordinator's answer to a transactional request, and
+ * sends none while no transaction is open: an idle zombie stayed in the
+ * group, holding its partitions and ready, until a command came (issue 21).
+ * So while no transaction has run for fence.check.interval.ms, one that
+ * commits the committed offsets again asks; a fenced instance stops. */
+static void check_fence(esk_producer_t *p, int64_t now) {
+  if (!p->fence_ms || p->in_txn || p->fatal || now < p->fence_next_ms) return;
+  p->fence_next_ms = now + p->fence_ms;
+  if ((double)now - p->batch_t0 * 1000.0 < (double)p->fence_ms) return; /* a batch asked */
+  rd_kafka_topic_partition_list_t *offs = held_committed(p);
+  if (!offs) return; /* nothing to commit again: the next command asks */
+  esk_error_t e = {0};
+  int rc = fence_txn(p, offs, &e);
+  rd_kafka_topic_partition_list_destroy(offs);
+  if (rc == ESK_OK) return;
+  char q[600];
+  esk_error_t fe = {0};
+  esk_error_set(&fe, ESK_EFATAL, "fence check: %s", e.msg);
+  if (rc == ESK_EFATAL) {
+    set_fatal(p, &fe);
+    return;
+  }
+  ESK_WARN(FAC, "msg=\"fence check failed; trying again later\" reason=%s",
+           esk_log_quote(q, sizeof(q), e.msg));
+}
+
+/* Once per turn of the run loop that reads the clock (every 64 commands, or
+ * when idle): the heartbeat /healthz reads, and the fence check. */
+static void keep_alive(esk_producer_t *p, int64_t now) {
+  esk_watchdog_beat();
+  check_fence(p, now);
+}
+
+/* The watchdog's wake callback (its thread): the run loop's poll returns. */
+static void wake_poll(void *queue) { rd_kafka_queue_yield(queue); }
 
 static void log_stats(esk_producer_t *p, const stats_t *prev, int64_t ms) {
   double secs = ms > 0 ? (double)ms / 1000.0 : 1.0;
@@ -1526,6 +1642,9 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   rd_kafka_topic_partition_list_destroy(sub);
   if (e) return esk_error_set(err, ESK_EFATAL, "subscribe %s: %s", p->topics.commands,
                               rd_kafka_err2str(e));
+  /* a stop wakes the poll, which may wait up to batch.max.ms with a batch open */
+  rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(p->consumer);
+  esk_watchdog_set_wake(wake_poll, cq);
   ESK_INFO(FAC, "msg=started commands=%s events=%s group=%s partitions=%d", p->topics.commands,
            p->topics.events, p->group_id, p->nparts);
   atomic_store(&p->health->running, 1);
@@ -1564,6 +1683,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       now = mono_ms();
     }
     update_lag(p, now);
+    keep_alive(p, now);
     if (p->stats_ms && now - last_stats >= p->stats_ms) {
       log_stats(p, &prev, now - last_stats);
       prev = p->st;
@@ -1572,11 +1692,18 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   }
   if (!p->fatal && p->in_txn) {
     esk_error_t fe = {0};
+    const char *was = esk_watchdog_doing("finishing the open batch");
     if (finish_batch(p, 0, &fe)) set_fatal(p, &fe);
+    esk_watchdog_doing(was);
   }
   if (p->fatal) p->in_txn = 0; /* nothing more goes into a broken transaction */
+  esk_watchdog_set_wake(NULL, NULL);
+  rd_kafka_queue_destroy(cq);
   atomic_store(&p->health->running, 0);
-  rd_kafka_consumer_close(p->consumer);
+  /* no timeout in librdkafka 2.0.2 (it runs the revocation, then leaves the
+   * group): the watchdog bounds it */
+  (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
+                    rd_kafka_consumer_close(p->consumer));
   log_stats(p, &prev, mono_ms() - last_stats);
   if (p->fatal) {
     *err = p->ferr;

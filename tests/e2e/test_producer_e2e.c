@@ -191,9 +191,39 @@ Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exact
   esk_tp_delete_topics(prefix);
 }
 
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The exit status of @p pid if it has exited (128+signal when killed), else -1. */
+static int exited(pid_t pid) {
+  int st = 0;
+  if (waitpid(pid, &st, WNOHANG) != pid) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Waits until @p pid exits or @p deadline (now_ms()) passes; @returns its status, or -1
+ * (then it is killed). */
+static int exit_by(pid_t pid, int64_t deadline) {
+  int st;
+  while ((st = exited(pid)) < 0 && now_ms() < deadline) sleep_ms(20);
+  if (st < 0) esk_tp_stop(pid, SIGKILL, 5000);
+  return st;
+}
+
+/* How long a fenced instance may take to exit, from its successor's
+ * init_transactions: the successor's retries while the fenced one ends its
+ * open transaction (CONCURRENT_TRANSACTIONS, 500 ms each), then one
+ * fence.check.interval.ms (2 s) if it is idle, then its shutdown. */
+#define FENCED_EXIT_MS 8000
+
 /* A second process with the same transactional.id (configured from a file)
- * fences the first: the first exits non-zero with one fatal line, the second
- * carries on, and every command still has exactly one result and event. */
+ * fences the first: the first exits non-zero with one fatal line within a
+ * few seconds, whether commands still come to it or not (it may have handled
+ * all of them before the fence: issue 21), the second carries on, and every
+ * command still has exactly one result and event. */
 Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on,
      .timeout = 240) {
   esk_test_require_kafka();
@@ -216,6 +246,7 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
   char cid[32], acc[32];
   pid_t fenced = -1;
   int fenced_st = -1;
+  int64_t t_fence = 0, t_exit = 0;
   for (int i = 0; i < ACCOUNTS + DEPOSITS; i++) {
     snprintf(cid, sizeof(cid), "f%d", i);
     snprintf(acc, sizeof(acc), "f-%d", i % ACCOUNTS);
@@ -223,24 +254,29 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
              1);
     if (i % 20 == 19) {
       sleep_ms(10);
-      int st = 0;
-      if (fenced > 0 && fenced_st < 0 && waitpid(fenced, &st, WNOHANG) == fenced)
-        fenced_st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      if (fenced > 0 && fenced_st < 0 && (fenced_st = exited(fenced)) >= 0) t_exit = now_ms();
     }
     if (i == (ACCOUNTS + DEPOSITS) / 3) {
       const char *argv[] = {ESK_TEST_PRODUCER_BIN, "-c", conf, NULL};
       pid_t b = esk_tp_spawn(argv, lb);
       wait_log(lb, "initialising transactions", 30000);
-      /* a is fenced at its next transaction, which the commands still to come
-       * give it (an idle zombie learns of it only then): it must stop by itself */
+      t_fence = now_ms();
+      /* a is fenced at its next transaction if the commands still to come
+       * give it one, else by its fence check while idle: it must stop by itself */
       fenced = a;
       a = b;
     }
   }
   esk_tp_gen_destroy(&g);
-  if (fenced_st < 0) fenced_st = esk_tp_stop(fenced, 0, 60000);
+  if (fenced_st < 0) {
+    fenced_st = exit_by(fenced, t_fence + FENCED_EXIT_MS);
+    t_exit = now_ms();
+  }
   cr_expect(fenced_st > 0 && fenced_st < 128, "the fenced instance exits non-zero (got %d)",
             fenced_st);
+  cr_expect_leq(t_exit - t_fence, FENCED_EXIT_MS,
+                "within %d ms of its successor's init_transactions (took %lld ms)",
+                FENCED_EXIT_MS, (long long)(t_exit - t_fence));
   cr_expect(esk_tp_file_contains(la, "stopping on a fatal error"), "see %s", la);
   size_t n = ACCOUNTS + DEPOSITS;
   esk_tp_results_t r = esk_tp_wait_results(prefix, PARTS, n, 120000);
@@ -254,5 +290,35 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
   free(evs);
   cr_expect_eq(esk_tp_stop(a, SIGTERM, 30000), 0);
   unlink(conf);
+  esk_tp_delete_topics(prefix);
+}
+
+/* Issue 21: an instance fenced while it has nothing to do (its successor
+ * started after its last command) exits by its fence check, within two
+ * fence.check.interval.ms (2 s by default) and its shutdown, instead of
+ * holding its partitions in the group, ready, until a command comes. */
+Test(producer_e2e, an_idle_fenced_instance_exits_within_its_fence_check_interval,
+     .timeout = 120) {
+  esk_test_require_kafka();
+  char prefix[128], la[256], lb[256];
+  esk_tp_topics(prefix, sizeof(prefix), "e2e_idle_fence", 2);
+  esk_tp_log_path(la, sizeof(la), prefix, "a");
+  esk_tp_log_path(lb, sizeof(lb), prefix, "b");
+  pid_t a = esk_tp_start(prefix, "same", la, NULL);
+  wait_log(la, "partition restored", 30000);
+  esk_tp_gen_t g;
+  esk_tp_gen_init(&g, prefix);
+  esk_tp_gen_open_accounts(&g, "i-", 8); /* committed offsets for the check to send */
+  esk_tp_gen_destroy(&g);
+  cr_assert_eq(esk_tp_wait_results(prefix, 2, 8, 30000).distinct, 8);
+  pid_t b = esk_tp_start(prefix, "same", lb, NULL);
+  wait_log(lb, "msg=started", 30000); /* its init_transactions has fenced a */
+  int64_t t0 = now_ms();
+  int st = exit_by(a, t0 + 6000);
+  cr_expect_eq(st, 1, "the idle fenced instance exits 1 within 6 s (got %d after %lld ms)", st,
+               (long long)(now_ms() - t0));
+  cr_expect(esk_tp_file_contains(la, "fence check: "), "its fatal line names the check: see %s",
+            la);
+  cr_expect_eq(esk_tp_stop(b, SIGTERM, 30000), 0);
   esk_tp_delete_topics(prefix);
 }

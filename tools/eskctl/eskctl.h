@@ -3,6 +3,7 @@
 #ifndef ESKCTL_H
 #define ESKCTL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -54,6 +55,15 @@ int eskctl_domain_open(esk_schema_set_t **set, esk_codec_t **codec, const eskctl
 
 /** @brief `<prefix><domain>.<kind>` into @p buf. @returns 0, or 1 after a message. */
 int eskctl_topic(char *buf, size_t size, const eskctl_common_t *c, const char *kind);
+
+/**
+ * @brief Bounds the end of a long command: once @p flag (set by its signal
+ *        handler) is set, the process has $ESK_SHUTDOWN_TIMEOUT_MS (default
+ *        40000) to end, else the watchdog names the wait and exits 3
+ *        (esk/watchdog.h). Stop it with esk_watchdog_stop().
+ * @returns 0, or 1 after a message naming @p cmd (a bad value, no thread).
+ */
+int eskctl_watchdog(volatile sig_atomic_t *flag, const char *cmd);
 
 /** @brief Parses milliseconds in 1..3600000. @returns 0, or 1 after a message. */
 int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out);

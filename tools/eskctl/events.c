@@ -9,6 +9,7 @@
 #include "esk/codec.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
+#include "esk/watchdog.h"
 #include "eskctl.h"
 
 #define CMD "events tail"
@@ -114,6 +115,7 @@ int eskctl_events_main(int argc, char **argv) {
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
+  if (eskctl_watchdog(&stop_flag, "eskctl events tail")) goto cleanup;
   status = 0;
   char *seen_end = calloc((size_t)nparts, 1);
   while (!stop_flag && (max < 0 || printed < max) && !(exit_at_end && at_end == parts->cnt)) {
@@ -170,7 +172,9 @@ int eskctl_events_main(int argc, char **argv) {
   free(seen_end);
 cleanup:
   if (parts) rd_kafka_topic_partition_list_destroy(parts);
-  if (rk) rd_kafka_destroy(rk);
+  esk_watchdog_doing("rd_kafka_destroy (the consumer)");
+  if (rk) rd_kafka_destroy(rk); /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
+  esk_watchdog_stop();
   esk_codec_destroy(codec);
   esk_schema_set_destroy(set);
   return status;

@@ -8,17 +8,37 @@
 #include "esk/error.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "esk/watchdog.h"
 #include "eskctl.h"
 
 /* What eskctl reads, for docs/configuration.md: eskctl has no config file and
- * no -X; it reads these two keys from their environment variables only. */
+ * no -X; it reads these keys from their environment variables only. */
 static const esk_conf_prop_t eskctl_props[] = {
     {"kafka.bootstrap.servers", ESK_CONF_STRING, ESK_DEFAULT_KAFKA_BOOTSTRAP, 0, 0, NULL,
      "ESK_KAFKA_BOOTSTRAP", "Kafka brokers (host:port, comma-separated); environment only."},
     {"pg.conninfo", ESK_CONF_STRING, ESK_DEFAULT_PG_CONNINFO, 0, 0, NULL, "ESK_PG_CONNINFO",
      "libpq connection string; environment only."},
+    {"shutdown.timeout.ms", ESK_CONF_INT, "40000", 1000, 3600000, NULL, "ESK_SHUTDOWN_TIMEOUT_MS",
+     "Longest time from SIGINT/SIGTERM to the end of events tail or projection rebuild (which "
+     "stops its esk-projector first); past it eskctl names what it waited for and exits 3; "
+     "environment only."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
+
+int eskctl_watchdog(volatile sig_atomic_t *flag, const char *cmd) {
+  static const esk_conf_prop_t *const tables[] = {esk_watchdog_props};
+  const char *env = getenv("ESK_SHUTDOWN_TIMEOUT_MS");
+  esk_conf_t *c = NULL;
+  esk_error_t err = {0};
+  int rc = esk_conf_new(&c, tables, 1, &err);
+  if (!rc)
+    rc = esk_conf_set(c, "shutdown.timeout.ms", env && *env ? env : "40000",
+                      env && *env ? "ESK_SHUTDOWN_TIMEOUT_MS" : "eskctl's default", &err);
+  if (!rc) rc = esk_watchdog_start(c, flag, &err);
+  if (rc) fprintf(stderr, "%s: %s\n", cmd, err.msg);
+  esk_conf_destroy(c);
+  return rc ? 1 : 0;
+}
 
 static void usage(FILE *f) {
   fprintf(f,

@@ -15,6 +15,7 @@
 
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "esk/watchdog.h"
 #include "eskctl.h"
 #include "from_time.h"
 #include "generation.h"
@@ -98,6 +99,7 @@ static pid_t spawn(char *const argv[], const char *log) {
 }
 
 static void stop_child(pid_t pid) {
+  esk_watchdog_doing("the generation's esk-projector to stop");
   kill(pid, SIGTERM);
   for (int i = 0; i < 300; i++) {
     if (waitpid(pid, NULL, WNOHANG) == pid) return;
@@ -347,6 +349,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  if (eskctl_watchdog(&interrupted, "eskctl projection rebuild")) goto cleanup;
   if ((child = spawn(args, log)) < 0) {
     esk_error_set(&err, ESK_EFATAL, "cannot start %s: %s", projector, strerror(errno));
     goto fail;
@@ -425,8 +428,10 @@ fail:
 cleanup:
   if (child > 0) stop_child(child);
   if (kc) rd_kafka_conf_destroy(kc);
+  esk_watchdog_doing("rd_kafka_destroy");
   if (rk) rd_kafka_destroy(rk);
   PQfinish(pg);
+  esk_watchdog_stop();
   return status;
 }
 

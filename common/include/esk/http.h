@@ -3,7 +3,9 @@
  * @brief The HTTP endpoints of an esk process: `/healthz`, `/readyz` and
  *        `/metrics`, served by libmicrohttpd from its own thread.
  *
- * - `GET /healthz`: 200 `ok` while the process runs (liveness).
+ * - `GET /healthz`: 200 `ok` while the process runs and, once the watchdog
+ *   runs (esk/watchdog.h), its main loop has made progress within
+ *   `liveness.timeout.ms`; else 503 `not live: <reason>` (liveness).
  * - `GET /readyz`: 200 `ready` when the binary's readiness callback says so,
  *   else 503 with `not ready: <reason>` (readiness).
  * - `GET /metrics`: 200, the metrics registry in the Prometheus text format.

@@ -119,7 +119,9 @@ typedef int (*esk_kafka_msg_fn)(const rd_kafka_message_t *m, void *ctx);
  * @param end_out if not NULL, set to the offset after the last one read (the
  *        position at the end).
  * @returns ESK_OK; @p fn's non-zero return; ESK_ERETRY naming topic and
- *          partition on a broker error or a timeout.
+ *          partition on a broker error, a timeout, or a stop requested from
+ *          the watchdog (esk_watchdog_stopping(); the read also beats its
+ *          heartbeat).
  */
 int esk_kafka_read_partition(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t from,
                              int idle_timeout_ms, esk_kafka_msg_fn fn, void *ctx,
