@@ -975,8 +975,8 @@ Test(codec, well_formed_utf8_up_to_u10ffff_is_kept_and_every_ill_formed_sequence
       avro_value_t f;
       const char *str;
       size_t size;
-      avro_value_get_by_name(v, "s", &f, NULL);
-      avro_value_get_string(&f, &str, &size);
+      cr_assert_eq(avro_value_get_by_name(v, "s", &f, NULL), 0, "case %zu: no field s", i);
+      cr_assert_eq(avro_value_get_string(&f, &str, &size), 0, "case %zu: s is not a string", i);
       cr_expect(size == t[i].len + 1 && !memcmp(str, t[i].bytes, t[i].len), "case %zu", i);
     } else {
       cr_expect_eq(rc, ESK_EPOISON, "case %zu decoded", i);
