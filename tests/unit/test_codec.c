@@ -919,8 +919,8 @@ Test(codec, refused_strings_in_arrays_maps_and_map_keys_are_named_by_their_path)
   avro_value_t b;
   const void *bp;
   size_t bn;
-  avro_value_get_by_name(v, "b", &b, NULL);
-  avro_value_get_bytes(&b, &bp, &bn);
+  cr_assert_eq(avro_value_get_by_name(v, "b", &b, NULL), 0, "no field b");
+  cr_assert_eq(avro_value_get_bytes(&b, &bp, &bn), 0, "b is not bytes");
   cr_expect(bn == 3 && !memcmp(bp, "b\0b", 3));
 
   /* not a truncation or a structural error: no refusal */
