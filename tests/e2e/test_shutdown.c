@@ -168,8 +168,9 @@ Test(shutdown, producer_sigterm_with_a_transaction_open_commits_it_and_exits_0_w
   char prefix[128], log[256];
   esk_tp_topics(prefix, sizeof(prefix), "sd_txn", 1);
   esk_tp_log_path(log, sizeof(log), prefix, "p");
-  /* a batch stays open 8 s: the SIGTERM comes while it is */
+  /* a batch stays open 8 s (waiting for more commands): the SIGTERM comes while it is */
   static const char *const extra[] = {"shutdown.timeout.ms=4000", "batch.max.ms=8000",
+                                      "batch.linger.ms=8000",
                                       "kafka.producer.transaction.timeout.ms=30000", NULL};
   pid_t p = esk_tp_start(prefix, "a", log, extra);
   wait_log(log, "partition restored", 30000);
