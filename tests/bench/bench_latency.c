@@ -504,7 +504,8 @@ int main(int argc, char **argv) {
   rd_kafka_destroy(tail);
   rd_kafka_destroy(rk);
   esk_bank_avro_destroy(avro);
-  snprintf(cmd, sizeof(cmd), "drop schema if exists \"%s\" cascade", S.schema);
+  snprintf(cmd, sizeof(cmd), "set client_min_messages = warning; drop schema if exists \"%s\" "
+           "cascade", S.schema);
   PQclear(PQexec(pg, cmd));
   PQfinish(pg);
   if (pst || jst) {
