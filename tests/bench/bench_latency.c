@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "bank/bank_avro.h"
+#include "bench_kafka.h"
 #include "esk/kafka.h"
 #include "esk_test_http.h"
 
@@ -118,24 +119,8 @@ static void record(phase_t *ph, long i, int64_t now, int visible) {
 
 /* ------------------------------------------------------------ clients --- */
 
-static rd_kafka_t *producer(void) {
-  esk_error_t err = {0};
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err)) die("producer config", err.msg);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (!rk) die("producer", errstr);
-  return rk;
-}
-
 static void send_msg(rd_kafka_t *rk, const char *topic, const char *key, const void *v, size_t n) {
-  rd_kafka_resp_err_t e;
-  while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                                RD_KAFKA_V_VALUE((void *)v, n),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-         RD_KAFKA_RESP_ERR__QUEUE_FULL)
-    rd_kafka_poll(rk, 1);
-  if (e) die("produce", rd_kafka_err2str(e));
+  esk_bench_send("bench_latency", rk, topic, key, v, n);
 }
 
 /* A read_committed consumer on the results and baseline topics, from their
@@ -417,7 +402,7 @@ int main(int argc, char **argv) {
   snprintf(cmd, sizeof(cmd), "%s/eskctl topics create --topic-prefix '%s' --partitions 2 "
            ">/dev/null", bin, S.prefix);
   run_cmd(cmd);
-  rd_kafka_t *rk = producer();
+  rd_kafka_t *rk = esk_bench_producer("bench_latency", NULL);
   if (esk_kafka_create_topic(rk, S.baseline, 2, -1, NULL, 15000, NULL, &err))
     die("baseline topic", err.msg);
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bank/bank_avro.h"
+#include "bench_kafka.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
 #include "restore.h"
@@ -40,28 +41,15 @@ static void die(const char *what, const char *msg) {
   exit(1);
 }
 
+/* The baseline's settings: batches as large as the broker takes them. */
 static rd_kafka_t *plain_producer(void) {
-  esk_error_t err = {0};
-  rd_kafka_conf_t *conf = NULL;
-  char errstr[256];
-  if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err) || /* idempotent */
-      esk_kafka_conf_set(conf, "linger.ms", "5", &err) ||
-      esk_kafka_conf_set(conf, "batch.num.messages", "10000", &err) ||
-      esk_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", &err))
-    die("producer config", err.msg);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (!rk) die("producer", errstr);
-  return rk;
+  static const char *const kv[] = {"linger.ms", "5", "batch.num.messages", "10000",
+                                   "queue.buffering.max.messages", "1000000", NULL};
+  return esk_bench_producer("bench_producer", kv);
 }
 
 static void send_msg(rd_kafka_t *rk, const char *topic, const char *key, const void *v, size_t n) {
-  rd_kafka_resp_err_t e;
-  while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                                RD_KAFKA_V_VALUE((void *)v, n),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-         RD_KAFKA_RESP_ERR__QUEUE_FULL)
-    rd_kafka_poll(rk, 5);
-  if (e) die("produce", rd_kafka_err2str(e));
+  esk_bench_send("bench_producer", rk, topic, key, v, n);
 }
 
 static void create_topics(const char *prefix, int partitions) {

@@ -133,28 +133,6 @@ static void stream_with_kills(const char *prefix, int parts, int accounts, int d
   esk_tp_gen_destroy(&g);
 }
 
-static int count_msg(const rd_kafka_message_t *m, void *opaque) {
-  (void)m;
-  (*(size_t *)opaque)++;
-  return 0;
-}
-
-/* Event records in the log including those of aborted transactions. */
-static size_t count_uncommitted_events(const char *prefix, int parts) {
-  static const char *const ru[] = {"isolation.level", "read_uncommitted", NULL};
-  esk_error_t err = {0};
-  rd_kafka_t *rk = NULL;
-  char topic[256];
-  size_t n = 0;
-  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, ru, &err), ESK_OK, "%s", err.msg);
-  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err);
-  for (int p = 0; p < parts; p++)
-    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
-                                          count_msg, &n, NULL, &err),
-                 ESK_OK, "%s", err.msg);
-  rd_kafka_destroy(rk);
-  return n;
-}
 
 
 Test(producer_e2e, kill_9_while_commands_stream_in_then_restart_loses_and_doubles_nothing,
@@ -168,7 +146,7 @@ Test(producer_e2e, kill_9_while_commands_stream_in_then_restart_loses_and_double
   wait_log(lv, "partition restored", 30000);
   stream_with_kills(prefix, PARTS, ACCOUNTS, DEPOSITS, &v, lv, 1);
   esk_tp_check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);
-  size_t all = count_uncommitted_events(prefix, PARTS);
+  size_t all = esk_tp_count_uncommitted_events(prefix, PARTS);
   cr_expect_gt(all, (size_t)(ACCOUNTS + DEPOSITS),
                "a kill hit an open transaction: the log holds aborted events (%zu records)", all);
   cr_expect_eq(esk_tp_stop(v, SIGTERM, 30000), 0);

@@ -139,27 +139,6 @@ Test(shutdown, producer_sigterm_during_a_restore_exits_0_within_the_bound, .time
   esk_tp_delete_topics(prefix);
 }
 
-/* Event records written, committed or not (read_uncommitted). */
-static int count_msg(const rd_kafka_message_t *m, void *opaque) {
-  (void)m;
-  (*(size_t *)opaque)++;
-  return 0;
-}
-
-static size_t uncommitted_events(const char *prefix) {
-  static const char *const ru[] = {"isolation.level", "read_uncommitted", NULL};
-  esk_error_t err = {0};
-  rd_kafka_t *rk = NULL;
-  char topic[256];
-  size_t n = 0;
-  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, ru, &err), ESK_OK, "%s", err.msg);
-  snprintf(topic, sizeof(topic), "%sbank.events", prefix);
-  cr_assert_eq(esk_kafka_read_partition(rk, topic, 0, RD_KAFKA_OFFSET_BEGINNING, 10000,
-                                        count_msg, &n, NULL, &err),
-               ESK_OK, "%s", err.msg);
-  rd_kafka_destroy(rk);
-  return n;
-}
 
 Test(shutdown, producer_sigterm_with_a_transaction_open_commits_it_and_exits_0_within_the_bound,
      .timeout = 120) {
@@ -178,7 +157,7 @@ Test(shutdown, producer_sigterm_with_a_transaction_open_commits_it_and_exits_0_w
   esk_tp_gen_init(&g, prefix);
   esk_tp_gen_open_accounts(&g, "t-", ACCOUNTS);
   esk_tp_gen_destroy(&g);
-  for (int64_t end = now_ms() + 5000; uncommitted_events(prefix) < ACCOUNTS;)
+  for (int64_t end = now_ms() + 5000; esk_tp_count_uncommitted_events(prefix, 1) < ACCOUNTS;)
     cr_assert_lt(now_ms(), end, "the open transaction's events were not written (log: %s)", log);
   cr_assert_eq(esk_tp_count_results(prefix, 1).distinct, 0, "the transaction is still open");
   expect_clean_exit(p, log);

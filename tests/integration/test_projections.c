@@ -213,6 +213,46 @@ Test(projections, poison_events_go_to_the_dlq_and_everything_after_them_is_appli
   esk_test_bank_destroy(bank);
 }
 
+static int moves_money(const esk_test_bank_event_t *e) { return e->kind == 2 || e->kind == 3; }
+
+/* A deposit written at v2 or later (v1 has no description). */
+static int described_deposit(const esk_test_bank_event_t *e) {
+  return e->kind == 2 && e->writer_version >= 2;
+}
+
+/* The index of an event in the second half of the workload that is the last
+ * of its account (nothing after it depends on it) and satisfies @p want. */
+static long last_event_of_its_account(esk_test_bank_t *bank, size_t n,
+                                      int (*want)(const esk_test_bank_event_t *)) {
+  for (long i = (long)n / 2; i < (long)n; i++) {
+    const esk_test_bank_event_t *e = esk_test_bank_event(bank, (size_t)i);
+    int last = 1;
+    for (size_t j = (size_t)i + 1; j < n && last; j++)
+      if (esk_test_bank_event(bank, j)->account == e->account) last = 0;
+    if (last && want(e)) return i;
+  }
+  cr_assert_fail("no suitable event in the workload");
+  return -1;
+}
+
+/* Publishes the workload's @p n events with event @p bad replaced by the
+ * bytes @p v (keyed by its account), and takes it out of the expected state.
+ * @returns the producer, for the caller to destroy. */
+static rd_kafka_t *publish_with_poison(esk_test_bank_t *bank, size_t n, size_t bad,
+                                       const void *v, size_t len) {
+  esk_error_t err = {0};
+  rd_kafka_t *prod = NULL;
+  char key[32];
+  esk_test_bank_account_id(esk_test_bank_event(bank, bad)->account, key, sizeof(key));
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, bad, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish_raw(prod, topic, key, v, len, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, bad + 1, n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  esk_test_bank_skip(bank, bad);
+  return prod;
+}
+
 /* A row the database refuses (an event id that is no UUID) in the middle of
  * big batches: the batch is bisected down to that event, which goes to the
  * DLQ naming SQLSTATE 22P02; every other event is applied. */
@@ -224,15 +264,7 @@ Test(projections, a_row_the_database_refuses_is_isolated_and_dead_lettered, .ini
   const size_t n = 4000;
   cr_assert_eq(esk_test_bank_new(&bank, 23, 50, n, &err), ESK_OK, "%s", err.msg);
   /* The last event of its account, one that moves money (so it writes a row). */
-  long bad = -1;
-  for (long i = (long)n / 2; i < (long)n && bad < 0; i++) {
-    const esk_test_bank_event_t *e = esk_test_bank_event(bank, (size_t)i);
-    int last = 1;
-    for (size_t j = (size_t)i + 1; j < n && last; j++)
-      if (esk_test_bank_event(bank, j)->account == e->account) last = 0;
-    if (last && (e->kind == 2 || e->kind == 3)) bad = i;
-  }
-  cr_assert(bad >= 0, "no suitable event in the workload");
+  long bad = last_event_of_its_account(bank, n, moves_money);
   void *v = NULL;
   size_t len = 0;
   cr_assert_eq(esk_test_bank_encode(bank, (size_t)bad, NULL, &v, &len, &err), ESK_OK, "%s", err.msg);
@@ -242,15 +274,7 @@ Test(projections, a_row_the_database_refuses_is_isolated_and_dead_lettered, .ini
     if (b[k + 8] == '-' && b[k + 13] == '-' && b[k + 18] == '-' && b[k + 23] == '-') hit = b + k;
   cr_assert_not_null(hit);
   memset(hit, 'z', 8);
-  char key[32];
-  esk_test_bank_account_id(esk_test_bank_event(bank, (size_t)bad)->account, key, sizeof(key));
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, (size_t)bad, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish_raw(prod, topic, key, v, len, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, (size_t)bad + 1, n, &err), ESK_OK, "%s",
-               err.msg);
-  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  esk_test_bank_skip(bank, (size_t)bad);
+  prod = publish_with_poison(bank, n, (size_t)bad, v, len);
 
   static const char *const refusing[] = {"transaction_history", "event_log"};
   PGconn *pg = esk_test_pg_connect_schema(schema);
@@ -308,15 +332,7 @@ Test(projections, an_event_with_u0000_in_a_string_is_dead_lettered_naming_the_fi
   const size_t n = 1000;
   cr_assert_eq(esk_test_bank_new(&bank, 29, 20, n, &err), ESK_OK, "%s", err.msg);
   /* the last event of its account, a deposit: nothing after it depends on it */
-  long bad = -1;
-  for (long i = (long)n / 2; i < (long)n && bad < 0; i++) {
-    const esk_test_bank_event_t *e = esk_test_bank_event(bank, (size_t)i);
-    int last = 1;
-    for (size_t j = (size_t)i + 1; j < n && last; j++)
-      if (esk_test_bank_event(bank, j)->account == e->account) last = 0;
-    if (last && e->kind == 2 && e->writer_version >= 2) bad = i; /* v1 has no description */
-  }
-  cr_assert(bad >= 0, "no suitable event in the workload");
+  long bad = last_event_of_its_account(bank, n, described_deposit);
   void *v = NULL;
   size_t len = 0;
   cr_assert_eq(esk_test_bank_encode(bank, (size_t)bad, "before~after", &v, &len, &err), ESK_OK,
@@ -326,16 +342,7 @@ Test(projections, an_event_with_u0000_in_a_string_is_dead_lettered_naming_the_fi
     if (!memcmp(b + k, "before~after", 12)) hit = b + k;
   cr_assert_not_null(hit);
   hit[6] = '\0'; /* the bytes a Java client writes for "before\u0000after" */
-  char key[32];
-  esk_test_bank_account_id(esk_test_bank_event(bank, (size_t)bad)->account, key, sizeof(key));
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, (size_t)bad, &err), ESK_OK, "%s",
-               err.msg);
-  cr_assert_eq(esk_test_bank_publish_raw(prod, topic, key, v, len, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, (size_t)bad + 1, n, &err), ESK_OK, "%s",
-               err.msg);
-  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  esk_test_bank_skip(bank, (size_t)bad);
+  prod = publish_with_poison(bank, n, (size_t)bad, v, len);
 
   static const char *const names[] = {"transaction_history", "event_log"};
   PGconn *pg = esk_test_pg_connect_schema(schema);

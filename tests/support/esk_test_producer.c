@@ -395,3 +395,26 @@ void esk_tp_check_exactly_once(const char *prefix, int parts, int accounts, int 
   cr_expect_eq(esk_tp_check_versions(evs, ne), (size_t)accounts);
   free(evs);
 }
+
+static int count_msg(const rd_kafka_message_t *m, void *opaque) {
+  (void)m;
+  (*(size_t *)opaque)++;
+  return 0;
+}
+
+/* Event records in the log including those of aborted transactions. */
+size_t esk_tp_count_uncommitted_events(const char *prefix, int parts) {
+  static const char *const ru[] = {"isolation.level", "read_uncommitted", NULL};
+  esk_error_t err = {0};
+  rd_kafka_t *rk = NULL;
+  char topic[256];
+  size_t n = 0;
+  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, ru, &err), ESK_OK, "%s", err.msg);
+  esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err);
+  for (int p = 0; p < parts; p++)
+    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
+                                          count_msg, &n, NULL, &err),
+                 ESK_OK, "%s", err.msg);
+  rd_kafka_destroy(rk);
+  return n;
+}

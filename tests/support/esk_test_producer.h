@@ -145,4 +145,8 @@ size_t esk_tp_read_events_settled(esk_tp_event_t **evs, const char *prefix, int 
  *  none doubled) and every account's versions are 1..n. */
 void esk_tp_check_exactly_once(const char *prefix, int parts, int accounts, int deposits);
 
+/** Event records in <prefix>bank.events of @p parts partitions, committed or
+ *  not (read_uncommitted: those of aborted and open transactions too). */
+size_t esk_tp_count_uncommitted_events(const char *prefix, int parts);
+
 #endif
