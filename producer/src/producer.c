@@ -8,14 +8,18 @@
 #include <unistd.h>
 #include <sys/random.h>
 
-#include "bank/bank.h"
-#include "bank/bank_avro.h"
-#include "bank/hmap.h"
+#include "aggstore.h"
+#include "decider.h"
+#include "domains.h"
 #include "esk/buf.h"
+#include "esk/codec.h"
+#include "esk/domain.h"
+#include "esk/hmap.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/watchdog.h"
 #include "restore.h"
+#include "results.h"
 
 const esk_conf_prop_t esk_producer_props[] = {
     {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
@@ -54,8 +58,10 @@ const esk_conf_prop_t esk_producer_props[] = {
      "kafka.message.max.bytes (checked at start); keep it at most the events topic's "
      "max.message.bytes too: a lower broker limit is found from the delivery reports, at the "
      "cost of an aborted transaction (see docs/producer.md)."},
+    {"store.max.aggregates", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
+     "Most aggregates held in memory per partition (0: 16M)."},
     {"store.max.accounts", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
-     "Most accounts held per partition (0: 16M)."},
+     "Old name of store.max.aggregates, used when that is 0."},
     {"restore.timeout.ms", ESK_CONF_INT, "30000", 1000, 3600000, NULL, NULL,
      "A restore fails, and the process stops, when the broker sends nothing for this long."},
     {"stats.interval.ms", ESK_CONF_INT, "10000", 0, 3600000, NULL, NULL,
@@ -74,9 +80,9 @@ const esk_conf_prop_t esk_producer_props[] = {
 typedef struct part_s {
   int active;
   int64_t next_offset;       /* offset after the last command handled, -1: none yet */
-  esk_bank_store_t *store;
-  esk_bank_seen_t *seen;
-  esk_hmap_t *dirty;         /* accounts changed since the last checkpoint */
+  esk_aggstore_t *store;
+  esk_seen_t *seen;
+  esk_hmap_t *dirty;         /* aggregates changed since the last checkpoint */
   int64_t events_since_ckpt; /* events since the last checkpoint */
   int64_t batch_next;        /* offset after the last command of the open batch, -1: none */
   int ckpt_pending;          /* this batch writes a checkpoint */
@@ -85,7 +91,7 @@ typedef struct part_s {
 /* Metric series, looked up once (esk_metrics_* ignores NULL: no registry). */
 typedef struct metrics_s {
   esk_metric_t *restore_f, *lag_f;
-  esk_series_t *accepted, *rejected[ESK_BANK_RULE_COUNT_], *duplicates, *skipped, *batches,
+  esk_series_t *accepted, *rejected[ESK_RULE_DOMAIN + ESK_DOMAIN_MAX_RULES], *duplicates, *skipped, *batches,
       *batch_s, *aborts, *restore_events, *assigned;
   esk_series_t **restore_s, **lag_s; /* per partition, created at its first restore */
 } metrics_t;
@@ -109,19 +115,19 @@ typedef struct verdict_s {
   int64_t offset;
   int state, logged;
   int64_t round; /* judge_refusals() round that last judged it */
-  char reason[ESK_BANK_RESULT_MSG_MAX - 32];
+  char reason[ESK_RESULT_MSG_MAX - 32];
 } verdict_t;
 
 /* A refused message of the open batch: its command and why. */
 typedef struct refusal_s {
   size_t idx; /* command index + 1 */
-  char reason[ESK_BANK_RESULT_MSG_MAX - 32];
+  char reason[ESK_RESULT_MSG_MAX - 32];
 } refusal_t;
 
 /* Counts of the open batch, published when it commits (an aborted batch is
  * redone, so counting at handling time would count its commands twice). */
 typedef struct batch_counts_s {
-  int64_t accepted, duplicates, skipped, rejected[ESK_BANK_RULE_COUNT_];
+  int64_t accepted, duplicates, skipped, rejected[ESK_RULE_DOMAIN + ESK_DOMAIN_MAX_RULES];
 } batch_counts_t;
 
 typedef struct stats_s {
@@ -136,7 +142,12 @@ struct esk_producer_s {
       stats_ms;
   rd_kafka_t *consumer, *producer, *reader;
   rd_kafka_topic_t *rkt_ev, *rkt_res, *rkt_snap;
-  esk_bank_avro_t *avro;
+  const esk_domain_t *dom;    /* the domain (docs/architecture.md, "Write side") */
+  esk_domain_inst_t di;       /* its contract and instance */
+  void *dom_self;             /* di.self */
+  esk_codec_t *codec;         /* di.codec */
+  esk_decider_t *dc;          /* scratch of its decisions */
+  void *cmd;                  /* the command being handled (command_size bytes) */
   part_t *parts;
   int nparts;
   int in_txn, batch_failed;
@@ -149,7 +160,7 @@ struct esk_producer_s {
   verdict_t *verdicts;        /* refused commands not yet committed */
   size_t n_verdicts, verdicts_cap;
   int64_t judge_round;
-  esk_buf_t evbuf[ESK_BANK_MAX_EVENTS]; /* a command's encoded events before publishing */
+  esk_buf_t evbuf[ESK_DOMAIN_MAX_EVENTS]; /* a command's encoded events before publishing */
   int64_t batch_undelivered;  /* delivery failures in the open batch */
   int batch_broken;           /* a message failed other than by an abort's purge */
   rd_kafka_conf_t *prod_conf; /* a copy of the producer's, for renew_producer() */
@@ -377,8 +388,8 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 
 static void drop_part(esk_producer_t *p, int32_t id) {
   part_t *pt = &p->parts[id];
-  esk_bank_store_destroy(pt->store);
-  esk_bank_seen_destroy(pt->seen);
+  esk_aggstore_destroy(pt->store);
+  esk_seen_destroy(pt->seen);
   esk_hmap_destroy(pt->dirty);
   memset(pt, 0, sizeof(*pt));
   pt->batch_next = -1;
@@ -404,8 +415,8 @@ static int reset_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   drop_part(p, id);
   part_t *pt = &p->parts[id];
   int rc;
-  if ((rc = esk_bank_store_new(&pt->store, 0, (size_t)p->store_max, err)) ||
-      (rc = esk_bank_seen_new(&pt->seen, (size_t)p->seen_max, err)) ||
+  if ((rc = esk_aggstore_new(&pt->store, p->dom->state_size, 0, (size_t)p->store_max, err)) ||
+      (rc = esk_seen_new(&pt->seen, (size_t)p->seen_max, err)) ||
       (rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err)))
     drop_part(p, id);
   return rc;
@@ -427,9 +438,10 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   int rc;
   for (;;) {
     if ((rc = reset_part(p, id, err))) return rc;
-    esk_restore_target_t tgt = {pt->store, pt->seen, pt->dirty, (size_t)p->seen_max};
+    esk_restore_target_t tgt = {p->dom, p->dom_self, pt->store, pt->seen, pt->dirty,
+                                (size_t)p->seen_max};
     rc = ESK_WAITING("restoring a partition (snapshots, events, results)",
-                     esk_restore_partition(&st, &tgt, p->reader, p->avro, &p->topics, id, 1,
+                     esk_restore_partition(&st, &tgt, p->reader, &p->topics, id, 1,
                                            (int)p->restore_ms, err));
     if (rc != ESK_ERETRY || mono_ms() >= give_up || esk_watchdog_stopping()) break;
     char q[512];
@@ -445,9 +457,9 @@ static int restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   esk_metrics_add(p->m.restore_events, (uint64_t)st.events_applied);
   p->lag_next_ms = 0; /* the lag of the new partition at the next tick */
   ESK_INFO(FAC,
-           "msg=\"partition restored\" partition=%d accounts=%zu snapshots=%lld "
+           "msg=\"partition restored\" partition=%d aggregates=%zu snapshots=%lld "
            "checkpoint=%lld events_read=%lld events_applied=%lld results=%lld ms=%.1f",
-           (int)id, esk_bank_store_count(pt->store), (long long)st.snapshots,
+           (int)id, esk_aggstore_count(pt->store), (long long)st.snapshots,
            (long long)st.checkpoint, (long long)st.events_read, (long long)st.events_applied,
            (long long)st.results, st.ms_total);
   return ESK_OK;
@@ -530,9 +542,9 @@ static void hdr(rd_kafka_headers_t *h, const char *name, const char *v) {
 
 /* The result of a command, keyed by its id: @p id_len bytes exactly as received. */
 static int produce_result_n(esk_producer_t *p, int32_t part, const char *command_id,
-                            size_t id_len, const esk_bank_result_t *res) {
+                            size_t id_len, const esk_result_t *res) {
   char json[1024];
-  int n = esk_result_to_json_n(json, sizeof(json), command_id, id_len, res);
+  int n = esk_result_to_json_n(json, sizeof(json), command_id, id_len, res, p->dom);
   if (n < 0) {
     p->batch_failed = 1;
     ESK_ERROR(FAC, "msg=\"result does not fit\" partition=%d", (int)part);
@@ -544,37 +556,37 @@ static int produce_result_n(esk_producer_t *p, int32_t part, const char *command
 }
 
 static int produce_result(esk_producer_t *p, int32_t part, const char *command_id,
-                          const esk_bank_result_t *res) {
+                          const esk_result_t *res) {
   return produce_result_n(p, part, command_id, strlen(command_id), res);
 }
 
-static int produce_snapshot(esk_producer_t *p, int32_t part, const esk_bank_state_t *s,
+static int produce_snapshot(esk_producer_t *p, int32_t part, const char *id, const void *s,
                             void *opaque) {
   esk_error_t e = {0};
   esk_buf_reset(&p->buf);
-  if (esk_bank_state_serialize(&p->buf, s, &e)) {
+  if (p->dom->snapshot_write(&p->buf, s, &e)) {
     p->batch_failed = 1;
-    ESK_ERROR(FAC, "msg=\"snapshot failed\" account=%s reason=\"%s\"", s->account_id, e.msg);
+    ESK_ERROR(FAC, "msg=\"snapshot failed\" aggregate=%s reason=\"%s\"", id, e.msg);
     return ESK_EFATAL;
   }
   char ver[24];
   rd_kafka_headers_t *h = rd_kafka_headers_new(2);
-  hdr(h, "esk.type", "AccountSnapshot");
-  hdr(h, "esk.aggregate_version", i64_str(ver, s->version));
-  return produce(p, p->rkt_snap, part, s->account_id, strlen(s->account_id), p->buf.data,
-                 p->buf.len, h, opaque);
+  hdr(h, "esk.type", p->dom->snapshot_type);
+  hdr(h, "esk.aggregate_version", i64_str(ver, p->dom->version(s)));
+  return produce(p, p->rkt_snap, part, id, strlen(id), p->buf.data, p->buf.len, h, opaque);
 }
 
 /* Encodes @p ev into p->evbuf[@p i] (published later by produce_event(), once
  * every event of the command is known to fit). */
 static int encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, char eid[37],
-                        const esk_bank_event_t *ev, const esk_bank_command_t *cmd) {
+                        int64_t version, const esk_envelope_t *env) {
   event_id(p, eid);
-  esk_bank_event_meta_t meta = {eid, wall_us(), cmd->correlation_id, cmd->command_id,
-                                cmd->actor};
+  esk_event_meta_t meta = {eid,     wall_us(),           env->aggregate_id, version,
+                           env->correlation_id, env->command_id, env->actor};
   esk_error_t e = {0};
   esk_buf_reset(&p->evbuf[i]);
-  if (esk_bank_avro_encode_event(p->avro, &p->evbuf[i], ws, ev, &meta, &e)) {
+  if (p->dom->encode_event(p->dom_self, &p->evbuf[i], ws, esk_decider_event(p->dc, i), &meta,
+                           &e)) {
     p->batch_failed = 1;
     ESK_ERROR(FAC, "msg=\"event encoding failed\" reason=\"%s\"", e.msg);
     return ESK_EFATAL;
@@ -585,26 +597,25 @@ static int encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, ch
 /* An upper bound of the record batch an encoded event makes alone: batch header
  * (61 bytes), record framing and header names (< 160), key, value, header values. */
 static size_t event_record_size(const esk_producer_t *p, size_t i, const esk_schema_t *ws,
-                                const esk_bank_event_t *ev, const esk_bank_command_t *cmd) {
-  return 61 + 160 + 36 + 2 * 20 + strlen(ev->account_id) + p->evbuf[i].len +
-         strlen(esk_schema_type(ws)) + (cmd->correlation_id ? strlen(cmd->correlation_id) : 0) +
-         strlen(cmd->command_id) + strlen("avro/binary");
+                                const esk_envelope_t *env) {
+  return 61 + 160 + 36 + 2 * 20 + strlen(env->aggregate_id) + p->evbuf[i].len +
+         strlen(esk_schema_type(ws)) + (env->correlation_id ? strlen(env->correlation_id) : 0) +
+         strlen(env->command_id) + strlen("avro/binary");
 }
 
 static int produce_event(esk_producer_t *p, int32_t part, size_t i, const esk_schema_t *ws,
-                         const char *eid, const esk_bank_event_t *ev,
-                         const esk_bank_command_t *cmd) {
+                         const char *eid, int64_t version, const esk_envelope_t *env) {
   char ver[24], sver[24];
   rd_kafka_headers_t *h = rd_kafka_headers_new(8);
   hdr(h, "esk.type", esk_schema_type(ws));
   hdr(h, "esk.schema_version", i64_str(sver, esk_schema_version(ws)));
   hdr(h, "esk.event_id", eid);
-  hdr(h, "esk.aggregate_version", i64_str(ver, ev->aggregate_version));
-  hdr(h, "esk.correlation_id", cmd->correlation_id);
-  hdr(h, "esk.causation_id", cmd->command_id);
+  hdr(h, "esk.aggregate_version", i64_str(ver, version));
+  hdr(h, "esk.correlation_id", env->correlation_id);
+  hdr(h, "esk.causation_id", env->command_id);
   hdr(h, "content-type", "avro/binary");
-  return produce(p, p->rkt_ev, part, ev->account_id, strlen(ev->account_id), p->evbuf[i].data,
-                 p->evbuf[i].len, h, cmd_opaque(p));
+  return produce(p, p->rkt_ev, part, env->aggregate_id, strlen(env->aggregate_id),
+                 p->evbuf[i].data, p->evbuf[i].len, h, cmd_opaque(p));
 }
 
 /* ------------------------------------------------------------- commands --- */
@@ -627,23 +638,16 @@ static int begin_batch(esk_producer_t *p, esk_error_t *err) {
   return ESK_OK;
 }
 
-/* A rejection decided by the runtime rather than the aggregate. */
-static void runtime_reject(esk_bank_result_t *r, const esk_bank_state_t *cur, const char *fmt,
-                           const char *a, const char *b) {
-  memset(r, 0, sizeof(*r));
-  r->rule = ESK_BANK_INVALID_COMMAND;
-  r->version = cur ? cur->version : 0;
-  int n = snprintf(r->message, sizeof(r->message), "INVALID_COMMAND: ");
-  snprintf(r->message + n, sizeof(r->message) - (size_t)n, fmt, a, b);
+/* The version of the aggregate's state @p cur (NULL: none yet). */
+static int64_t version_of(const esk_producer_t *p, const void *cur) {
+  return cur ? p->dom->version(cur) : 0;
 }
 
 /* A rejection decided by the runtime because Kafka cannot take the command's
  * messages (verdict_t). */
-static void unpublishable(esk_bank_result_t *r, const esk_bank_state_t *cur, const char *reason) {
-  memset(r, 0, sizeof(*r));
-  r->rule = ESK_BANK_UNPUBLISHABLE;
-  r->version = cur ? cur->version : 0;
-  snprintf(r->message, sizeof(r->message), "UNPUBLISHABLE: %s", reason);
+static void unpublishable(const esk_producer_t *p, esk_result_t *r, const void *cur,
+                          const char *reason) {
+  esk_result_reject(r, p->dom, ESK_RULE_UNPUBLISHABLE, version_of(p, cur), "%s", reason);
 }
 
 static int finish_batch(esk_producer_t *p, int rewind, esk_error_t *err);
@@ -662,6 +666,42 @@ static const char *escape_bytes(char *buf, size_t size, const char *s, size_t n)
   return buf;
 }
 
+/* When the decode failed with @p why because it refused a string: field
+ * @p field of the command as written (see esk_codec_raw_string()). */
+static int refused_string(esk_producer_t *p, const esk_error_t *why,
+                          const rd_kafka_message_t *m, const char *field, const char **out,
+                          size_t *n) {
+  if (!esk_codec_refusal(p->codec, why)) return ESK_ENOTFOUND;
+  return esk_codec_raw_string(p->codec, m->payload, m->len, field, out, n, NULL);
+}
+
+/* Answers a command id seen before with its first result. 1 when it was seen. */
+static int answer_seen(esk_producer_t *p, int32_t part, const char *id) {
+  const esk_result_t *seen = esk_seen_get(p->parts[part].seen, id);
+  if (!seen) return 0;
+  esk_result_t first = *seen;
+  p->st.duplicates++;
+  p->bc.duplicates++;
+  produce_result(p, part, id, &first);
+  return 1;
+}
+
+/* A command whose result Kafka refused even as UNPUBLISHABLE: consumed
+ * without a result. 1 when @p v says so. */
+static int skip_refused(esk_producer_t *p, const verdict_t *vc, const char *qid, int32_t part,
+                        int64_t offset) {
+  verdict_t *v = (verdict_t *)vc;
+  if (!v || !(v->state & V_SKIP)) return 0;
+  char q[512];
+  p->st.poison++;
+  p->bc.skipped++;
+  if (!v->logged++)
+    ESK_WARN(FAC, "msg=\"command skipped: Kafka refused even its UNPUBLISHABLE result\" "
+             "command_id=%s partition=%d offset=%lld reason=%s", qid, (int)part,
+             (long long)offset, esk_log_quote(q, sizeof(q), v->reason));
+  return 1;
+}
+
 /* A command whose decode refused a string (U+0000 or invalid UTF-8: the codec
  * never cuts one short) is answered INVALID_COMMAND naming the field, under its
  * command id exactly as received; nothing is published. An id that is itself
@@ -675,83 +715,201 @@ static int refused_command(esk_producer_t *p, const rd_kafka_message_t *m, int32
   const char *id, *acc;
   size_t n, alen;
   esk_error_t e = {0};
-  if (esk_bank_avro_refused_string(p->avro, why, m->payload, m->len, "command_id", &id, &n) ||
-      !n || n > ESK_BANK_ID_MAX)
-    return 0;
-  char idz[ESK_BANK_ID_MAX + 1], accz[ESK_BANK_ID_MAX + 1], q[512], qid[4 * ESK_BANK_ID_MAX + 8];
+  if (refused_string(p, why, m, "command_id", &id, &n) || !n || n > ESK_ID_MAX) return 0;
+  char idz[ESK_ID_MAX + 1], accz[ESK_ID_MAX + 1], q[512], qid[4 * ESK_ID_MAX + 8];
   memcpy(idz, id, n);
   idz[n] = '\0';
   int usable = esk_utf8_check(id, n) == n; /* remembered like any other id */
-  if (usable) {
-    const esk_bank_result_t *seen = esk_bank_seen_get(pt->seen, idz);
-    if (seen) {
-      esk_bank_result_t first = *seen;
-      p->st.duplicates++;
-      p->bc.duplicates++;
-      produce_result(p, part, idz, &first);
-      return 1;
-    }
-  }
+  if (usable && answer_seen(p, part, idz)) return 1;
   verdict_t *v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
-  if (v && (v->state & V_SKIP)) {
-    p->st.poison++;
-    p->bc.skipped++;
-    if (!v->logged++)
-      ESK_WARN(FAC, "msg=\"command skipped: Kafka refused even its UNPUBLISHABLE result\" "
-               "command_id=\"%s\" partition=%d offset=%lld reason=%s",
-               escape_bytes(qid, sizeof(qid), id, n), (int)part, (long long)m->offset,
-               esk_log_quote(q, sizeof(q), v->reason));
-    return 1;
-  }
-  const esk_bank_state_t *cur = NULL; /* for actual_version, when the account id is whole */
-  if (!esk_bank_avro_refused_string(p->avro, why, m->payload, m->len, "account_id", &acc,
-                                    &alen) &&
-      alen && alen <= ESK_BANK_ID_MAX && esk_utf8_check(acc, alen) == alen) {
+  char qq[4 * ESK_ID_MAX + 16];
+  snprintf(qq, sizeof(qq), "\"%s\"", escape_bytes(qid, sizeof(qid), id, n));
+  if (skip_refused(p, v, qq, part, m->offset)) return 1;
+  const void *cur = NULL; /* for actual_version, when the aggregate id is whole */
+  if (!refused_string(p, why, m, p->dom->aggregate_id_field, &acc, &alen) && alen &&
+      alen <= ESK_ID_MAX && esk_utf8_check(acc, alen) == alen) {
     memcpy(accz, acc, alen);
     accz[alen] = '\0';
-    cur = esk_bank_store_get(pt->store, accz);
+    cur = esk_aggstore_get(pt->store, accz);
   }
-  esk_bank_result_t res;
+  esk_result_t res;
   if (v && (v->state & V_REJECT))
-    unpublishable(&res, cur, v->reason);
+    unpublishable(p, &res, cur, v->reason);
   else
-    runtime_reject(&res, cur, "%.340s%s", why->msg, "");
+    esk_result_reject(&res, p->dom, ESK_RULE_INVALID_COMMAND, version_of(p, cur), "%.340s",
+                      why->msg);
   p->st.rejected++;
   p->bc.rejected[res.rule]++;
   ESK_WARN(FAC, "msg=\"command refused: a string it holds cannot be kept whole\" "
-           "command_id=\"%s\" partition=%d offset=%lld reason=%s",
-           escape_bytes(qid, sizeof(qid), id, n), (int)part, (long long)m->offset,
-           esk_log_quote(q, sizeof(q), why->msg));
+           "command_id=%s partition=%d offset=%lld reason=%s", qq, (int)part,
+           (long long)m->offset, esk_log_quote(q, sizeof(q), why->msg));
   produce_result_n(p, part, id, n, &res);
-  if (usable && esk_bank_seen_put(pt->seen, idz, &res, NULL, &e)) set_fatal(p, &e);
+  if (usable && esk_seen_put(pt->seen, idz, &res, NULL, &e)) set_fatal(p, &e);
   return 1;
 }
 
-/* Decides one command of partition @p part (held) in the open batch. */
-static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part) {
+/* The runtime's checks of where a command arrived, before the domain sees it:
+ * 1 with @p res set when it is rejected. Its events would land where no
+ * restore looks. */
+static int misplaced(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part,
+                     const esk_envelope_t *env, const void *cur, esk_result_t *res) {
+  const char *acc = env->aggregate_id ? env->aggregate_id : "";
+  size_t alen = strlen(acc);
+  int64_t v = version_of(p, cur);
+  if (!strcmp(acc, ESK_RESTORE_CHECKPOINT_KEY)) {
+    esk_result_reject(res, p->dom, ESK_RULE_INVALID_COMMAND, 0, "%s id %s is reserved",
+                      p->dom->aggregate_type, "\\001esk.checkpoint");
+    return 1;
+  }
+  if (alen && (m->key_len != alen || memcmp(m->key, acc, alen))) {
+    esk_result_reject(res, p->dom, ESK_RULE_INVALID_COMMAND, v,
+                      "the message key is not the %s id %.128s", p->dom->aggregate_type, acc);
+    return 1;
+  }
+  int32_t want = alen ? rd_kafka_msg_partitioner_murmur2_random(p->rkt_ev, acc, alen, p->nparts,
+                                                                NULL, NULL)
+                      : part;
+  if (want != part) {
+    esk_result_reject(res, p->dom, ESK_RULE_INVALID_COMMAND, v,
+                      "%s %.128s belongs on partition %d, not %d (murmur2)",
+                      p->dom->aggregate_type, acc, (int)want, (int)part);
+    return 1;
+  }
+  return 0;
+}
+
+/* Encodes every event of the accepted command before any is published: one
+ * over event.max.bytes turns @p res into UNPUBLISHABLE (publishing nothing).
+ * @returns ESK_OK, or an error after which the command is dropped. */
+static int encode_events(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part,
+                         const esk_envelope_t *env, const void *cur, esk_result_t *res,
+                         const esk_schema_t **ws, char (*eids)[37], size_t n) {
+  int64_t v0 = version_of(p, cur);
+  for (size_t i = 0; res->rule == ESK_RULE_ACCEPTED && i < n; i++) {
+    if (encode_event(p, i, &ws[i], eids[i], v0 + 1 + (int64_t)i, env)) return ESK_EFATAL;
+    size_t sz = event_record_size(p, i, ws[i], env);
+    if (sz <= (size_t)p->event_max) continue;
+    char hb[32];
+    verdict_t *v = add_verdict(p, part, m->offset);
+    if (!v) {
+      esk_error_t e = {0};
+      esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
+      set_fatal(p, &e);
+      return ESK_ENOMEM;
+    }
+    v->state = V_REJECT;
+    snprintf(v->reason, sizeof(v->reason), "its %s event of about %s exceeds event.max.bytes=%lld",
+             esk_schema_type(ws[i]), human_bytes(hb, sizeof(hb), sz), (long long)p->event_max);
+    unpublishable(p, res, cur, v->reason);
+  }
+  return ESK_OK;
+}
+
+/* Publishes the accepted command's events and takes its next state. */
+static int publish_accepted(esk_producer_t *p, int32_t part, const esk_envelope_t *env,
+                            const void *cur, const esk_schema_t **ws, char (*eids)[37],
+                            size_t n) {
+  part_t *pt = &p->parts[part];
+  esk_error_t e = {0};
+  int64_t v0 = version_of(p, cur);
+  const void *next = esk_decider_next(p->dc);
+  for (size_t i = 0; i < n; i++) /* a failure marks the batch for abort */
+    produce_event(p, part, i, ws[i], eids[i], v0 + 1 + (int64_t)i, env);
+  char one = 1;
+  if (esk_aggstore_put(pt->store, env->aggregate_id, next, &e) ||
+      /* a checkpoint that missed this aggregate would lose its events */
+      esk_hmap_put(pt->dirty, env->aggregate_id, strlen(env->aggregate_id), &one, NULL, NULL,
+                   &e)) {
+    set_fatal(p, &e);
+    return ESK_EFATAL;
+  }
+  pt->events_since_ckpt += (int64_t)n;
+  int64_t ver = p->dom->version(next);
+  if (p->snapshot_every && n && ver % p->snapshot_every == 0)
+    produce_snapshot(p, part, env->aggregate_id, next, cmd_opaque(p));
+  p->st.accepted++;
+  p->bc.accepted++;
+  return ESK_OK;
+}
+
+/* Decides a decoded command with a usable id, publishes what it yields and
+ * answers it. */
+static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part,
+                       const esk_envelope_t *env) {
+  part_t *pt = &p->parts[part];
+  esk_error_t e = {0};
+  verdict_t *v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
+  if (skip_refused(p, v, env->command_id, part, m->offset)) return;
+  const char *acc = env->aggregate_id ? env->aggregate_id : "";
+  const void *cur = *acc ? esk_aggstore_get(pt->store, acc) : NULL;
+  esk_result_t res;
+  const esk_schema_t *ws[ESK_DOMAIN_MAX_EVENTS];
+  char eids[ESK_DOMAIN_MAX_EVENTS][37];
+  size_t n = 0;
+  if (v && (v->state & V_REJECT)) {
+    unpublishable(p, &res, cur, v->reason);
+  } else if (!misplaced(p, m, part, env, cur, &res)) {
+    if (esk_decider_run(p->dc, cur, env, p->cmd, &res, &e)) { /* the domain contradicts itself */
+      set_fatal(p, &e);
+      return;
+    }
+    if (res.rule == ESK_RULE_ACCEPTED) esk_decider_events(p->dc, &n);
+  }
+  if (encode_events(p, m, part, env, cur, &res, ws, eids, n)) return;
+  if (res.rule == ESK_RULE_ACCEPTED) {
+    if (publish_accepted(p, part, env, cur, ws, eids, n)) return;
+  } else {
+    p->st.rejected++;
+    if (res.rule >= 0 && res.rule < esk_domain_rule_count(p->dom)) p->bc.rejected[res.rule]++;
+    v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
+    if (v && (v->state & V_REJECT) && !v->logged++) {
+      char q[512];
+      ESK_WARN(FAC, "msg=\"command answered UNPUBLISHABLE: Kafka cannot take its messages\" "
+               "command_id=%s partition=%d offset=%lld reason=%s", env->command_id, (int)part,
+               (long long)m->offset, esk_log_quote(q, sizeof(q), v->reason));
+    }
+  }
+  produce_result(p, part, env->command_id, &res);
+  if (esk_seen_put(pt->seen, env->command_id, &res, NULL, &e)) set_fatal(p, &e);
+}
+
+/* Adds the command at @p m to the open batch (opening one). 0 on success. */
+static int enqueue(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part) {
   part_t *pt = &p->parts[part];
   esk_error_t e = {0};
   if (!p->in_txn && begin_batch(p, &e)) {
     set_fatal(p, &e);
-    return;
+    return -1;
   }
   cmd_ref_t *cmds = esk_array_grow(p->cmds, &p->cmds_cap, (size_t)p->batch_n + 1,
                                    sizeof(*p->cmds), 64);
-  if (cmds) p->cmds = cmds;
-  else {
+  if (!cmds) {
     esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
     set_fatal(p, &e);
-    return;
+    return -1;
   }
+  p->cmds = cmds;
   p->cmds[p->batch_n].part = part;
   p->cmds[p->batch_n].offset = m->offset;
   pt->batch_next = m->offset + 1;
   pt->next_offset = m->offset + 1;
   p->batch_n++; /* from here on cmd_opaque() names this command */
   p->st.commands++;
+  return 0;
+}
 
-  esk_bank_command_t cmd;
-  if (esk_bank_avro_decode_command(p->avro, &cmd, m->payload, m->len, &e)) {
+/* Decodes one command of partition @p part (held) in the open batch, and
+ * hands it on unless it is answered or skipped here. */
+static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part) {
+  esk_error_t e = {0};
+  if (enqueue(p, m, part)) return;
+  esk_envelope_t env;
+  const esk_schema_t *rs = NULL;
+  avro_value_t *val = NULL;
+  memset(&env, 0, sizeof(env));
+  int rc = esk_codec_decode(p->codec, m->payload, m->len, 0, &rs, &val, &e);
+  if (rc == ESK_OK) rc = p->dom->decode_command(p->dom_self, rs, val, &env, p->cmd, &e);
+  if (rc) {
     if (refused_command(p, m, part, &e)) return;
     /* no command id to answer under: the offset moves on, the line says why */
     char q[512];
@@ -761,113 +919,15 @@ static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
              (int)part, (long long)m->offset, esk_log_quote(q, sizeof(q), e.msg));
     return;
   }
-  if (!cmd.command_id || !*cmd.command_id || strlen(cmd.command_id) > ESK_BANK_ID_MAX) {
+  if (!env.command_id || !*env.command_id || strlen(env.command_id) > ESK_ID_MAX) {
     p->st.poison++;
     p->bc.skipped++;
     ESK_WARN(FAC, "msg=\"command without a usable command_id skipped\" partition=%d offset=%lld",
              (int)part, (long long)m->offset);
     return;
   }
-  const esk_bank_result_t *seen = esk_bank_seen_get(pt->seen, cmd.command_id);
-  if (seen) {
-    esk_bank_result_t first = *seen;
-    p->st.duplicates++;
-    p->bc.duplicates++;
-    produce_result(p, part, cmd.command_id, &first);
-    return;
-  }
-  verdict_t *v = p->n_verdicts ? find_verdict(p, part, m->offset) : NULL;
-  if (v && (v->state & V_SKIP)) {
-    char q[512];
-    p->st.poison++;
-    p->bc.skipped++;
-    if (!v->logged++)
-      ESK_WARN(FAC, "msg=\"command skipped: Kafka refused even its UNPUBLISHABLE result\" "
-               "command_id=%s partition=%d offset=%lld reason=%s", cmd.command_id, (int)part,
-               (long long)m->offset, esk_log_quote(q, sizeof(q), v->reason));
-    return;
-  }
-  const char *acc = cmd.account_id ? cmd.account_id : "";
-  const esk_bank_state_t *cur = *acc ? esk_bank_store_get(pt->store, acc) : NULL;
-  esk_bank_result_t res;
-  esk_bank_event_t evs[ESK_BANK_MAX_EVENTS];
-  const esk_schema_t *ws[ESK_BANK_MAX_EVENTS];
-  char eids[ESK_BANK_MAX_EVENTS][37];
-  size_t n = 0;
-  size_t alen = strlen(acc);
-  int32_t want = alen ? rd_kafka_msg_partitioner_murmur2_random(p->rkt_ev, acc, alen, p->nparts,
-                                                                NULL, NULL)
-                      : part;
-  if (v && (v->state & V_REJECT)) {
-    unpublishable(&res, cur, v->reason);
-  } else if (!strcmp(acc, ESK_RESTORE_CHECKPOINT_KEY)) {
-    runtime_reject(&res, NULL, "account id %s%s is reserved", "\\001esk.checkpoint", "");
-  } else if (alen && (m->key_len != alen || memcmp(m->key, acc, alen))) {
-    runtime_reject(&res, cur, "the message key is not the account id %.128s%s", acc, "");
-  } else if (alen && want != part) {
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%d, not %d", (int)want, (int)part);
-    runtime_reject(&res, cur, "account %.128s belongs on partition %s (murmur2)", acc, buf);
-  } else if (esk_bank_decide(evs, &n, &res, ESK_BANK_MAX_EVENTS, cur, &cmd, &e)) {
-    runtime_reject(&res, cur, "%.300s%s", e.msg, "");
-  }
-  /* every event encoded before any is published: one over event.max.bytes
-   * rejects the command and publishes nothing */
-  for (size_t i = 0; res.rule == ESK_BANK_ACCEPTED && i < n; i++) {
-    if (encode_event(p, i, &ws[i], eids[i], &evs[i], &cmd)) return;
-    size_t sz = event_record_size(p, i, ws[i], &evs[i], &cmd);
-    if (sz <= (size_t)p->event_max) continue;
-    char hb[32];
-    if (!(v = add_verdict(p, part, m->offset))) {
-      esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
-      set_fatal(p, &e);
-      return;
-    }
-    v->state = V_REJECT;
-    snprintf(v->reason, sizeof(v->reason), "its %s event of about %s exceeds event.max.bytes=%lld",
-             esk_schema_type(ws[i]), human_bytes(hb, sizeof(hb), sz), (long long)p->event_max);
-    unpublishable(&res, cur, v->reason);
-  }
-  if (res.rule == ESK_BANK_ACCEPTED) {
-    esk_bank_state_t next;
-    if (cur)
-      next = *cur;
-    else
-      memset(&next, 0, sizeof(next));
-    for (size_t i = 0; i < n; i++) {
-      if (esk_bank_apply(&next, &evs[i], &e)) { /* decide and apply disagree: a bug */
-        set_fatal(p, &e);
-        return;
-      }
-      /* a failure marks the batch for abort */
-      produce_event(p, part, i, ws[i], eids[i], &evs[i], &cmd);
-    }
-    if (esk_bank_store_put(pt->store, &next, &e)) {
-      set_fatal(p, &e);
-      return;
-    }
-    char one = 1;
-    if (esk_hmap_put(pt->dirty, next.account_id, strlen(next.account_id), &one, NULL, NULL, &e)) {
-      set_fatal(p, &e); /* a checkpoint that missed this account would lose its events */
-      return;
-    }
-    pt->events_since_ckpt += (int64_t)n;
-    if (p->snapshot_every && next.version % p->snapshot_every == 0)
-      produce_snapshot(p, part, &next, cmd_opaque(p));
-    p->st.accepted++;
-    p->bc.accepted++;
-  } else {
-    p->st.rejected++;
-    if ((unsigned)res.rule < ESK_BANK_RULE_COUNT_) p->bc.rejected[res.rule]++;
-    if (v && (v->state & V_REJECT) && !v->logged++) {
-      char q[512];
-      ESK_WARN(FAC, "msg=\"command answered UNPUBLISHABLE: Kafka cannot take its messages\" "
-               "command_id=%s partition=%d offset=%lld reason=%s", cmd.command_id, (int)part,
-               (long long)m->offset, esk_log_quote(q, sizeof(q), v->reason));
-    }
-  }
-  produce_result(p, part, cmd.command_id, &res);
-  if (esk_bank_seen_put(pt->seen, cmd.command_id, &res, NULL, &e)) set_fatal(p, &e);
+  if (answer_seen(p, part, env.command_id)) return;
+  decide_one(p, m, part, &env);
 }
 
 static void handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
@@ -909,8 +969,8 @@ static int snapshot_dirty(const void *key, size_t klen, void *value, void *opaqu
   (void)klen;
   (void)value;
   ckpt_ctx_t *c = opaque;
-  const esk_bank_state_t *s = esk_bank_store_get(c->p->parts[c->part].store, key);
-  return s ? produce_snapshot(c->p, c->part, s, NULL) : ESK_OK;
+  const void *s = esk_aggstore_get(c->p->parts[c->part].store, key);
+  return s ? produce_snapshot(c->p, c->part, key, s, NULL) : ESK_OK;
 }
 
 static int write_checkpoints(esk_producer_t *p) {
@@ -962,7 +1022,7 @@ static void publish_batch(esk_producer_t *p) {
   if (c->accepted) esk_metrics_add(p->m.accepted, (uint64_t)c->accepted);
   if (c->duplicates) esk_metrics_add(p->m.duplicates, (uint64_t)c->duplicates);
   if (c->skipped) esk_metrics_add(p->m.skipped, (uint64_t)c->skipped);
-  for (int r = 0; r < ESK_BANK_RULE_COUNT_; r++)
+  for (int r = 0; r < esk_domain_rule_count(p->dom); r++)
     if (c->rejected[r]) esk_metrics_add(p->m.rejected[r], (uint64_t)c->rejected[r]);
   esk_metrics_inc(p->m.batches);
   esk_metrics_observe(p->m.batch_s, mono_s() - p->batch_t0);
@@ -1268,8 +1328,8 @@ static int register_metrics(esk_producer_t *p, esk_metrics_t *reg, esk_error_t *
   if ((rc = esk_metrics_counter(&f, reg, "esk_producer_commands_rejected_total",
                                 "Commands rejected, by rule code.", "code", 64, err)))
     return rc;
-  for (int r = 1; r < ESK_BANK_RULE_COUNT_; r++) {
-    const char *code = esk_bank_rule_name((esk_bank_rule_t)r);
+  for (int r = 1; r < esk_domain_rule_count(p->dom); r++) {
+    const char *code = esk_domain_rule_name(p->dom, r);
     if ((rc = esk_metrics_series(&m->rejected[r], f, &code, err))) return rc;
   }
   if ((rc = esk_metrics_histogram(&f, reg, "esk_producer_batch_duration_seconds",
@@ -1398,6 +1458,26 @@ static int renew_producer(esk_producer_t *p, esk_error_t *err) {
   return init_transactions(p, err);
 }
 
+/* The domain's contract (schemas, upcasters) in a codec of the runtime's, its
+ * instance, and the scratch of its decisions. */
+static int open_domain(esk_producer_t *p, esk_error_t *err) {
+  int rc;
+  if ((rc = esk_domain_inst_open(&p->di, p->dom, err)) ||
+      (rc = esk_decider_new(&p->dc, p->dom, err)))
+    return rc;
+  p->codec = p->di.codec;
+  p->dom_self = p->di.self;
+  if (!(p->cmd = calloc(1, p->dom->command_size)))
+    return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+  return ESK_OK;
+}
+
+static void close_domain(esk_producer_t *p) {
+  free(p->cmd);
+  esk_decider_destroy(p->dc);
+  esk_domain_inst_close(&p->di);
+}
+
 int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
                      esk_producer_health_t *health, esk_error_t *err) {
   esk_producer_t *p = calloc(1, sizeof(*p));
@@ -1407,11 +1487,7 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   const char *prefix = esk_conf_get(conf, "topic.prefix");
   const char *domain = esk_conf_get(conf, "domain");
   esk_buf_init(&p->buf, 1 << 20);
-  if (strcmp(domain, "bank")) {
-    rc = esk_error_set(err, ESK_EINVAL, "domain=%s: esk-producer knows only the bank domain",
-                       domain);
-    goto cleanup;
-  }
+  if ((rc = esk_producer_domain_find(&p->dom, domain, err))) goto cleanup;
   snprintf(p->domain, sizeof(p->domain), "%s", domain);
   if ((rc = esk_topics_init(&p->topics, prefix, domain, err))) goto cleanup;
   const char *gid = esk_conf_get(conf, "group.id");
@@ -1434,14 +1510,15 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   p->snapshot_every = esk_conf_get_int(conf, "snapshot.every");
   p->ckpt_events = esk_conf_get_int(conf, "checkpoint.events");
   p->seen_max = esk_conf_get_int(conf, "seen.max");
-  p->store_max = esk_conf_get_int(conf, "store.max.accounts");
+  p->store_max = esk_conf_get_int(conf, "store.max.aggregates");
+  if (!p->store_max) p->store_max = esk_conf_get_int(conf, "store.max.accounts"); /* old name */
   p->restore_ms = esk_conf_get_int(conf, "restore.timeout.ms");
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
   p->event_max = esk_conf_get_int(conf, "event.max.bytes");
   p->fence_ms = esk_conf_get_int(conf, "fence.check.interval.ms");
-  for (size_t i = 0; i < ESK_BANK_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
+  for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
 
-  if ((rc = esk_bank_avro_new(&p->avro, err))) goto cleanup;
+  if ((rc = open_domain(p, err))) goto cleanup;
   /* only failed deliveries call back: the reports of successful ones cost
    * ~15% of the main thread and nothing needs them */
   /* retry.backoff.ms: a transaction begun while the coordinator still writes
@@ -1511,9 +1588,9 @@ void esk_producer_destroy(esk_producer_t *p) {
   drop_producer(p);
   esk_watchdog_doing(NULL);
   if (p->prod_conf) rd_kafka_conf_destroy(p->prod_conf);
-  esk_bank_avro_destroy(p->avro);
+  close_domain(p);
   esk_buf_free(&p->buf);
-  for (size_t i = 0; i < ESK_BANK_MAX_EVENTS; i++) esk_buf_free(&p->evbuf[i]);
+  for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_free(&p->evbuf[i]);
   free(p->cmds);
   free(p->refused);
   free(p->verdicts);
