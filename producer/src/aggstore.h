@@ -93,7 +93,8 @@ void esk_seen_destroy(esk_seen_t *s);
 int esk_seen_put(esk_seen_t *s, const char *command_id, const esk_result_t *result,
                  int *inserted_out, esk_error_t *err);
 
-/** @brief The first result of @p command_id (owned by the cache; valid until the next put), or NULL. */
+/** @brief The first result of @p command_id (owned by the cache; valid until the next
+ *         put), or NULL. */
 const esk_result_t *esk_seen_get(const esk_seen_t *s, const char *command_id);
 
 /** @brief Number of ids held (<= max_entries). */

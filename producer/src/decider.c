@@ -141,8 +141,9 @@ int esk_decider_run(esk_decider_t *dc, const void *state, const esk_envelope_t *
   memcpy(res->message, dn.message, sizeof(res->message));
   res->message[sizeof(res->message) - 1] = '\0';
   if (n > d->max_events)
-    return esk_error_set(err, ESK_EFATAL, "domain %s: decide made %zu events, over its max_events %zu",
-                         d->name, n, d->max_events);
+    return esk_error_set(err, ESK_EFATAL,
+                         "domain %s: decide made %zu events, over its max_events %zu", d->name, n,
+                         d->max_events);
   if (dn.rule != ESK_RULE_ACCEPTED || n == 0) {
     res->version = v;
     if (dn.rule == ESK_RULE_ACCEPTED) /* accepted without events: nothing changes */
