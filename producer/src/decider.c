@@ -53,6 +53,13 @@ void esk_result_reject(esk_result_t *res, const esk_domain_t *d, int rule, int64
   va_end(ap);
 }
 
+/* The decision's message into the result: only its bytes (every command pays it). */
+static void copy_message(esk_result_t *res, const esk_decision_t *dn) {
+  size_t n = strnlen(dn->message, sizeof(res->message) - 1);
+  memcpy(res->message, dn->message, n);
+  res->message[n] = '\0';
+}
+
 /* One id of the envelope; on failure sets @p res and returns 0. */
 static int check_id(esk_result_t *res, const esk_domain_t *d, int64_t v, const char *name,
                     const char *id, int required) {
@@ -91,8 +98,7 @@ static int admissible(const esk_decider_t *dc, int64_t v, const esk_envelope_t *
   if (dn.rule != ESK_RULE_ACCEPTED) {
     res->rule = dn.rule;
     res->version = v;
-    memcpy(res->message, dn.message, sizeof(res->message));
-    res->message[sizeof(res->message) - 1] = '\0';
+    copy_message(res, &dn);
     return 0;
   }
   if (env->has_expected_version && env->expected_version != v) {
@@ -138,8 +144,7 @@ int esk_decider_run(esk_decider_t *dc, const void *state, const esk_envelope_t *
     return ESK_OK;
   }
   res->rule = dn.rule;
-  memcpy(res->message, dn.message, sizeof(res->message));
-  res->message[sizeof(res->message) - 1] = '\0';
+  copy_message(res, &dn);
   if (n > d->max_events)
     return esk_error_set(err, ESK_EFATAL,
                          "domain %s: decide made %zu events, over its max_events %zu", d->name, n,

@@ -216,7 +216,9 @@ static void judge_state(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_ba
 void esk_bank_validate(esk_bank_result_t *r, const esk_bank_command_t *c, int64_t version) {
   const esk_bank_money_in_t *amt;
   const char *text, *what;
-  memset(r, 0, sizeof(*r));
+  r->rule = ESK_BANK_ACCEPTED; /* no memset: this runs for every command */
+  r->version = version;
+  r->message[0] = '\0';
   if (!payload_of(c, &amt, &text, &what)) {
     set_result(r, ESK_BANK_INVALID_COMMAND, version, "unknown command type %d", (int)c->type);
     return;

@@ -33,9 +33,12 @@ static int code_of(esk_bank_rule_t rule) {
   return ESK_RULE_INVALID_COMMAND;
 }
 
+/* Copies only the message's bytes: this runs for every command. */
 static void to_decision(esk_decision_t *out, const esk_bank_result_t *r) {
   out->rule = code_of(r->rule);
-  memcpy(out->message, r->message, sizeof(out->message));
+  size_t n = strnlen(r->message, sizeof(out->message) - 1);
+  memcpy(out->message, r->message, n);
+  out->message[n] = '\0';
 }
 
 static int create(void **self, const esk_schema_set_t *set, esk_codec_t *codec,
@@ -82,11 +85,10 @@ static int decide(const void *state, const void *cmd, const esk_envelope_t *env,
   return rc;
 }
 
+/* next is the output only (it never aliases state): fold into it directly. */
 static int evolve(void *next, const void *state, const void *event, esk_error_t *err) {
-  esk_bank_state_t s = *(const esk_bank_state_t *)state;
-  int rc = esk_bank_apply(&s, event, err);
-  if (rc == ESK_OK) *(esk_bank_state_t *)next = s;
-  return rc;
+  *(esk_bank_state_t *)next = *(const esk_bank_state_t *)state;
+  return esk_bank_apply(next, event, err);
 }
 
 static int snapshot_write(esk_buf_t *out, const void *state, esk_error_t *err) {
