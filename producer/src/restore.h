@@ -1,13 +1,13 @@
 /**
  * @file restore.h
- * @brief Rebuilding the state of one partition of the bank aggregates from
+ * @brief Rebuilding the state of one partition of a domain's aggregates from
  *        Kafka: latest snapshots, then the events after the last checkpoint,
  *        then the recent results (the idempotency cache).
  *
  * Layout of `<domain>.snapshots` (compacted; partition p holds the aggregates
  * of commands/events partition p):
- *  - key = account id, value = esk_bank_state_serialize() bytes,
- *    header `esk.type: AccountSnapshot`;
+ *  - key = aggregate id, value = the domain's snapshot_write() bytes,
+ *    header `esk.type: <domain snapshot_type>` (the bank's: AccountSnapshot);
  *  - key = ESK_RESTORE_CHECKPOINT_KEY, value = "ESKCKPT1" + int64 LE offset,
  *    header `esk.type: Checkpoint`: every event of the partition below that
  *    offset is reflected in the snapshots written with it or before it.
@@ -18,12 +18,12 @@
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
 
-#include "bank/bank.h"
-#include "bank/bank_avro.h"
-#include "bank/hmap.h"
+#include "aggstore.h"
+#include "esk/domain.h"
 #include "esk/error.h"
+#include "esk/hmap.h"
 
-/** Snapshot-topic key of a partition's checkpoint record; refused as an account id. */
+/** Snapshot-topic key of a partition's checkpoint record; refused as an aggregate id. */
 #define ESK_RESTORE_CHECKPOINT_KEY "\001esk.checkpoint"
 #define ESK_RESTORE_CHECKPOINT_MAGIC "ESKCKPT1"
 #define ESK_RESTORE_CHECKPOINT_SIZE 16
@@ -51,10 +51,12 @@ typedef struct esk_restore_stats_s {
 
 /** Where a restore puts what it reads (all owned by the caller). */
 typedef struct esk_restore_target_s {
-  esk_bank_store_t *store;
-  esk_bank_seen_t *seen; /**< NULL: results are not read */
-  esk_hmap_t *dirty;     /**< NULL, or a set that gets every account events changed */
-  size_t seen_max;       /**< how many of the newest results to read */
+  const esk_domain_t *domain;
+  void *self;             /**< the domain's instance (decode_event) */
+  esk_aggstore_t *store;
+  esk_seen_t *seen;       /**< NULL: results are not read */
+  esk_hmap_t *dirty;      /**< NULL, or a set that gets every aggregate events changed */
+  size_t seen_max;        /**< how many of the newest results to read */
 } esk_restore_target_t;
 
 /**
@@ -66,42 +68,13 @@ typedef struct esk_restore_target_s {
  *          cannot be read or does not fold (the log is corrupt: stop).
  */
 int esk_restore_partition(esk_restore_stats_t *stats, const esk_restore_target_t *tgt,
-                          rd_kafka_t *reader, esk_bank_avro_t *avro, const esk_topics_t *topics,
-                          int32_t partition, int use_snapshots, int idle_timeout_ms,
-                          esk_error_t *err);
+                          rd_kafka_t *reader, const esk_topics_t *topics, int32_t partition,
+                          int use_snapshots, int idle_timeout_ms, esk_error_t *err);
 
 /** @brief Encodes a checkpoint value into @p out (ESK_RESTORE_CHECKPOINT_SIZE bytes). */
 void esk_restore_checkpoint_encode(uint8_t *out, int64_t events_offset);
 
 /** @brief Decodes a checkpoint value. @returns ESK_OK or ESK_EPOISON. */
 int esk_restore_checkpoint_decode(int64_t *out, const void *data, size_t len, esk_error_t *err);
-
-/**
- * @brief Writes a result as the JSON value of the results topic:
- *        `{"command_id":..,"status":"accepted","aggregate_version":N}` or
- *        `{"command_id":..,"status":"rejected","error":{"code":..,"message":..,
- *        "actual_version":N}}`.
- * @returns the length written (< size), or -1 when it does not fit.
- */
-int esk_result_to_json(char *buf, size_t size, const char *command_id,
-                       const esk_bank_result_t *res);
-
-/**
- * @brief As esk_result_to_json(), for a command id of @p id_len bytes as
- *        received (it may hold U+0000, written \u0000, or bytes that are not
- *        UTF-8, each written as the lone surrogate \udcXX).
- */
-int esk_result_to_json_n(char *buf, size_t size, const char *command_id, size_t id_len,
-                         const esk_bank_result_t *res);
-
-/**
- * @brief Parses a value written by esk_result_to_json(); one whose command id
- *        holds U+0000 or a lone surrogate (a refused command's answer, whose id
- *        is not remembered) is ESK_EPOISON.
- * @param command_id_out receives the command id (ESK_BANK_ID_MAX + 1 bytes).
- * @returns ESK_OK or ESK_EPOISON naming the problem.
- */
-int esk_result_from_json(char *command_id_out, esk_bank_result_t *res, const void *data,
-                         size_t len, esk_error_t *err);
 
 #endif

@@ -24,8 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aggstore.h"
 #include "bank/bank_avro.h"
 #include "bench_kafka.h"
+#include "bank/bank_domain.h"
+#include "domains.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
 #include "restore.h"
@@ -287,22 +290,25 @@ int main(int argc, char **argv) {
   /* restore of the 1-instance partition: n events */
   esk_topics_t t;
   rd_kafka_t *reader = NULL;
-  if (esk_topics_init(&t, p1, "bank", &err) || esk_kafka_reader_new(&reader, NULL, NULL, &err))
+  esk_domain_inst_t bank;
+  if (esk_topics_init(&t, p1, "bank", &err) || esk_kafka_reader_new(&reader, NULL, NULL, &err) ||
+      esk_domain_inst_open(&bank, esk_bank_domain(), &err))
     die("reader", err.msg);
   double ms[3] = {0, 0, 0};
   esk_restore_stats_t st[3];
   /* with snapshots twice: the first read of a topic can pay for the broker
    * loading it (the figure printed is the second); then folding every event */
   for (int snap = 2; snap >= 0; snap--) {
-    esk_bank_store_t *store = NULL;
-    if (esk_bank_store_new(&store, (size_t)accounts, 0, &err)) die("store", err.msg);
-    esk_restore_target_t tgt = {store, NULL, NULL, 0};
+    esk_aggstore_t *store = NULL;
+    if (esk_aggstore_new(&store, sizeof(esk_bank_state_t), (size_t)accounts, 0, &err))
+      die("store", err.msg);
+    esk_restore_target_t tgt = {bank.d, bank.self, store, NULL, NULL, 0};
     double t0 = now();
-    if (esk_restore_partition(&st[snap], &tgt, reader, avro, &t, 0, snap > 0, 30000, &err))
+    if (esk_restore_partition(&st[snap], &tgt, reader, &t, 0, snap > 0, 30000, &err))
       die("restore", err.msg);
     ms[snap] = (now() - t0) * 1000;
-    if (esk_bank_store_count(store) != (size_t)accounts) die("restore", "accounts missing");
-    esk_bank_store_destroy(store);
+    if (esk_aggstore_count(store) != (size_t)accounts) die("restore", "accounts missing");
+    esk_aggstore_destroy(store);
   }
   printf("%-52s %10.0f ms  (first read)\n", "restore with snapshots + checkpoint", ms[2]);
   printf("%-52s %10.0f ms  (%lld snapshots read in %.0f ms, %lld events read from offset "
@@ -316,6 +322,7 @@ int main(int argc, char **argv) {
          r1 >= 50000 && r1 / r_raw >= 0.25 ? "met" : "NOT met",
          r2 >= 50000 && r2 / r_raw >= 0.25 ? "met" : "NOT met");
   rd_kafka_destroy(reader);
+  esk_domain_inst_close(&bank);
   esk_bank_avro_destroy(avro);
 
   if (getenv("ESK_BENCH_KEEP_TOPICS")) { /* for inspection after the run */

@@ -10,7 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "aggstore.h"
 #include "bank/bank_avro.h"
+#include "bank/bank_domain.h"
+#include "domains.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
 #include "esk_test.h"
@@ -411,13 +414,15 @@ Test(producer, kafka_consumer_and_producer_keys_reach_only_their_client, .timeou
 /* --------------------------------------------------- snapshots vs fold --- */
 
 typedef struct cmp_ctx_s {
-  const esk_bank_store_t *other;
+  const esk_aggstore_t *other;
   size_t compared;
 } cmp_ctx_t;
 
-static int compare_state(const esk_bank_state_t *s, void *opaque) {
+static int compare_state(const char *id, const void *state, void *opaque) {
   cmp_ctx_t *c = opaque;
-  const esk_bank_state_t *o = esk_bank_store_get(c->other, s->account_id);
+  const esk_bank_state_t *s = state;
+  cr_expect_str_eq(id, s->account_id, "stored under its account id");
+  const esk_bank_state_t *o = esk_aggstore_get(c->other, s->account_id);
   cr_assert_not_null(o, "account %s missing from the fold", s->account_id);
   cr_expect(esk_bank_state_equal(s, o), "account %s: snapshot restore v%lld balance %lld, fold "
             "v%lld balance %lld", s->account_id, (long long)s->version, (long long)s->balance,
@@ -457,28 +462,29 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
 
   esk_topics_t topics;
   esk_error_t err = {0};
-  esk_bank_avro_t *avro = NULL;
+  esk_domain_inst_t bank;
   rd_kafka_t *rk = NULL;
   cr_assert_eq(esk_topics_init(&topics, prefix, "bank", &err), ESK_OK);
-  cr_assert_eq(esk_bank_avro_new(&avro, &err), ESK_OK);
+  cr_assert_eq(esk_domain_inst_open(&bank, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK);
   size_t total = 0;
   int64_t snaps = 0, ckpts = 0;
   for (int32_t p = 0; p < 2; p++) {
-    esk_bank_store_t *with = NULL, *fold = NULL;
-    esk_bank_seen_t *seen = NULL;
-    cr_assert_eq(esk_bank_store_new(&with, 0, 0, &err), ESK_OK);
-    cr_assert_eq(esk_bank_store_new(&fold, 0, 0, &err), ESK_OK);
-    cr_assert_eq(esk_bank_seen_new(&seen, 1000, &err), ESK_OK);
-    esk_restore_target_t t1 = {with, seen, NULL, 1000}, t2 = {fold, NULL, NULL, 0};
+    esk_aggstore_t *with = NULL, *fold = NULL;
+    esk_seen_t *seen = NULL;
+    cr_assert_eq(esk_aggstore_new(&with, sizeof(esk_bank_state_t), 0, 0, &err), ESK_OK);
+    cr_assert_eq(esk_aggstore_new(&fold, sizeof(esk_bank_state_t), 0, 0, &err), ESK_OK);
+    cr_assert_eq(esk_seen_new(&seen, 1000, &err), ESK_OK);
+    esk_restore_target_t t1 = {bank.d, bank.self, with, seen, NULL, 1000},
+                         t2 = {bank.d, bank.self, fold, NULL, NULL, 0};
     esk_restore_stats_t s1, s2;
-    cr_assert_eq(esk_restore_partition(&s1, &t1, rk, avro, &topics, p, 1, 20000, &err), ESK_OK,
-                 "%s", err.msg);
-    cr_assert_eq(esk_restore_partition(&s2, &t2, rk, avro, &topics, p, 0, 20000, &err), ESK_OK,
-                 "%s", err.msg);
+    cr_assert_eq(esk_restore_partition(&s1, &t1, rk, &topics, p, 1, 20000, &err), ESK_OK, "%s",
+                 err.msg);
+    cr_assert_eq(esk_restore_partition(&s2, &t2, rk, &topics, p, 0, 20000, &err), ESK_OK, "%s",
+                 err.msg);
     cmp_ctx_t c = {fold, 0};
-    esk_bank_store_foreach(with, compare_state, &c);
-    cr_expect_eq(c.compared, esk_bank_store_count(fold), "same accounts both ways");
+    esk_aggstore_foreach(with, compare_state, &c);
+    cr_expect_eq(c.compared, esk_aggstore_count(fold), "same accounts both ways");
     cr_expect_eq(s2.events_applied, s2.events_read, "the fold applies every event");
     cr_expect_lt(s1.events_read, s2.events_read,
                  "with a checkpoint fewer events are read (%lld vs %lld)",
@@ -486,21 +492,21 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
     for (int a = 0; a < 12; a++) {
       char id[8];
       snprintf(id, sizeof(id), "S%d", a);
-      const esk_bank_state_t *s = esk_bank_store_get(fold, id);
+      const esk_bank_state_t *s = esk_aggstore_get(fold, id);
       if (s) cr_expect_eq(s->balance, balance[a], "%s balance", id);
     }
     total += c.compared;
     snaps += s1.snapshots;
     ckpts += s1.checkpoint > 0;
-    esk_bank_store_destroy(with);
-    esk_bank_store_destroy(fold);
-    esk_bank_seen_destroy(seen);
+    esk_aggstore_destroy(with);
+    esk_aggstore_destroy(fold);
+    esk_seen_destroy(seen);
   }
   cr_expect_eq(total, 12, "all 12 accounts restored, got %zu", total);
   cr_expect_gt(snaps, 0, "snapshots were written");
   cr_expect_eq(ckpts, 2, "both partitions have a checkpoint");
   rd_kafka_destroy(rk);
-  esk_bank_avro_destroy(avro);
+  esk_domain_inst_close(&bank);
   esk_tp_delete_topics(prefix);
 }
 

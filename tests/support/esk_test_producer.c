@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "bank/bank_avro.h"
-#include "bank/hmap.h"
+#include "esk/hmap.h"
 #include "esk/kafka.h"
 #include "esk_test.h"
 

@@ -1,5 +1,6 @@
 /* producer/domains/bank: the bank account aggregate (rules, events, fold),
- * snapshots, the aggregate store, the seen-command cache and the generic map.
+ * snapshots; and, over bank states, the runtime's aggregate store and
+ * seen-command cache (producer/src/aggstore.c) and the map of esk/hmap.h.
  * No servers. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -8,8 +9,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "aggstore.h"
 #include "bank/bank.h"
-#include "bank/hmap.h"
+#include "bank/bank_domain.h"
+#include "esk/hmap.h"
 #include "esk/buf.h"
 #include "esk/error.h"
 
@@ -639,62 +642,64 @@ Test(bank_snapshot, serializing_an_invalid_state_fails_and_leaves_the_buffer_alo
 
 /* -------------------------------------------------------------- store --- */
 
-Test(bank_store, put_get_replace_remove_and_count) {
-  esk_bank_store_t *s = NULL;
+Test(aggregate_store, put_get_replace_remove_and_count) {
+  esk_aggstore_t *s = NULL;
   esk_error_t err = {0};
-  cr_assert_eq(esk_bank_store_new(&s, 0, 0, &err), ESK_OK, "%s", err.msg);
-  cr_assert_null(esk_bank_store_get(s, "acc-1"));
+  cr_assert_eq(esk_aggstore_new(&s, sizeof(esk_bank_state_t), 0, 0, &err), ESK_OK, "%s", err.msg);
+  cr_assert_null(esk_aggstore_get(s, "acc-1"));
   esk_bank_state_t st = open_account("acc-1", 10);
-  cr_assert_eq(esk_bank_store_put(s, &st, &err), ESK_OK, "%s", err.msg);
-  const esk_bank_state_t *got = esk_bank_store_get(s, "acc-1");
+  cr_assert_eq(esk_aggstore_put(s, st.account_id, &st, &err), ESK_OK, "%s", err.msg);
+  const esk_bank_state_t *got = esk_aggstore_get(s, "acc-1");
   cr_assert_not_null(got);
   cr_assert(esk_bank_state_equal(got, &st));
   esk_bank_command_t c = cmd_deposit("c2", "acc-1", 5, "USD");
   esk_bank_state_t next = *got;
   assert_rule(run(&next, &c, NULL), ESK_BANK_ACCEPTED);
-  cr_assert_eq(esk_bank_store_put(s, &next, &err), ESK_OK);
-  cr_assert_eq(esk_bank_store_count(s), 1);
-  cr_assert_eq(esk_bank_store_get(s, "acc-1")->balance, 15);
+  cr_assert_eq(esk_aggstore_put(s, next.account_id, &next, &err), ESK_OK);
+  cr_assert_eq(esk_aggstore_count(s), 1);
+  cr_assert_eq(((const esk_bank_state_t *)esk_aggstore_get(s, "acc-1"))->balance, 15);
   esk_bank_state_t anon = {0};
-  cr_assert_eq(esk_bank_store_put(s, &anon, &err), ESK_EINVAL);
-  cr_assert_eq(esk_bank_store_remove(s, "acc-1"), ESK_OK);
-  cr_assert_eq(esk_bank_store_remove(s, "acc-1"), ESK_ENOTFOUND);
-  cr_assert_null(esk_bank_store_get(s, "acc-1"));
-  cr_assert_eq(esk_bank_store_count(s), 0);
-  esk_bank_store_destroy(s);
-  esk_bank_store_destroy(NULL);
+  cr_assert_eq(esk_aggstore_put(s, anon.account_id, &anon, &err), ESK_EINVAL);
+  cr_assert_eq(esk_aggstore_remove(s, "acc-1"), ESK_OK);
+  cr_assert_eq(esk_aggstore_remove(s, "acc-1"), ESK_ENOTFOUND);
+  cr_assert_null(esk_aggstore_get(s, "acc-1"));
+  cr_assert_eq(esk_aggstore_count(s), 0);
+  esk_aggstore_destroy(s);
+  esk_aggstore_destroy(NULL);
 }
 
-static int count_balances(const esk_bank_state_t *st, void *ctx) {
+static int count_balances(const char *id, const void *state, void *ctx) {
+  const esk_bank_state_t *st = state;
+  cr_assert_str_eq(id, st->account_id);
   *(int64_t *)ctx += st->balance;
   return 0;
 }
 
-Test(bank_store, holds_many_accounts_and_refuses_new_ones_past_its_maximum) {
+Test(aggregate_store, holds_many_accounts_and_refuses_new_ones_past_its_maximum) {
   enum { N = 200000 };
-  esk_bank_store_t *s = NULL;
+  esk_aggstore_t *s = NULL;
   esk_error_t err = {0};
-  cr_assert_eq(esk_bank_store_new(&s, 1000, N, &err), ESK_OK, "%s", err.msg); /* must grow */
+  cr_assert_eq(esk_aggstore_new(&s, sizeof(esk_bank_state_t), 1000, N, &err), ESK_OK, "%s", err.msg); /* must grow */
   esk_bank_state_t st = open_account("x", 0);
   for (int i = 0; i < N; i++) {
     snprintf(st.account_id, sizeof(st.account_id), "acc-%d", i);
     st.balance = i;
-    cr_assert_eq(esk_bank_store_put(s, &st, &err), ESK_OK, "%s", err.msg);
+    cr_assert_eq(esk_aggstore_put(s, st.account_id, &st, &err), ESK_OK, "%s", err.msg);
   }
-  cr_assert_eq(esk_bank_store_count(s), N);
+  cr_assert_eq(esk_aggstore_count(s), N);
   snprintf(st.account_id, sizeof(st.account_id), "acc-extra");
-  cr_assert_eq(esk_bank_store_put(s, &st, &err), ESK_ENOMEM);
+  cr_assert_eq(esk_aggstore_put(s, st.account_id, &st, &err), ESK_ENOMEM);
   for (int i = 0; i < N; i++) {
     char id[32];
     snprintf(id, sizeof(id), "acc-%d", i);
-    const esk_bank_state_t *g = esk_bank_store_get(s, id);
+    const esk_bank_state_t *g = esk_aggstore_get(s, id);
     cr_assert_not_null(g, "%s lost", id);
     cr_assert_eq(g->balance, i);
   }
   int64_t sum = 0;
-  cr_assert_eq(esk_bank_store_foreach(s, count_balances, &sum), 0);
+  cr_assert_eq(esk_aggstore_foreach(s, count_balances, &sum), 0);
   cr_assert_eq(sum, (int64_t)N * (N - 1) / 2);
-  esk_bank_store_destroy(s);
+  esk_aggstore_destroy(s);
 }
 
 /* ----------------------------------------------------------------- map --- */
@@ -751,54 +756,56 @@ Test(hmap, random_inserts_and_removes_agree_with_a_plain_array) {
 
 /* --------------------------------------------------------------- seen --- */
 
-static esk_bank_result_t result_of(esk_bank_rule_t rule, int64_t version) {
-  esk_bank_result_t r = {0};
-  r.rule = rule;
+/* A result of the bank's @p rule, numbered as the runtime numbers it. */
+static esk_result_t result_of(esk_bank_rule_t rule, int64_t version) {
+  esk_result_t r = {0};
+  cr_assert_eq(esk_domain_rule_from_name(esk_bank_domain(), esk_bank_rule_name(rule), &r.rule),
+               ESK_OK);
   r.version = version;
   snprintf(r.message, sizeof(r.message), "%s: v%" PRId64, esk_bank_rule_name(rule), version);
   return r;
 }
 
-Test(bank_seen, the_first_result_of_a_command_id_wins) {
-  esk_bank_seen_t *s = NULL;
-  cr_assert_eq(esk_bank_seen_new(&s, 8, NULL), ESK_OK);
-  esk_bank_result_t a = result_of(ESK_BANK_ACCEPTED, 3), b = result_of(ESK_BANK_INSUFFICIENT_FUNDS, 3);
+Test(seen_cache, the_first_result_of_a_command_id_wins) {
+  esk_seen_t *s = NULL;
+  cr_assert_eq(esk_seen_new(&s, 8, NULL), ESK_OK);
+  esk_result_t a = result_of(ESK_BANK_ACCEPTED, 3), b = result_of(ESK_BANK_INSUFFICIENT_FUNDS, 3);
   int ins = -1;
-  cr_assert_null(esk_bank_seen_get(s, "cmd-1"));
-  cr_assert_eq(esk_bank_seen_put(s, "cmd-1", &a, &ins, NULL), ESK_OK);
+  cr_assert_null(esk_seen_get(s, "cmd-1"));
+  cr_assert_eq(esk_seen_put(s, "cmd-1", &a, &ins, NULL), ESK_OK);
   cr_assert_eq(ins, 1);
-  cr_assert_eq(esk_bank_seen_put(s, "cmd-1", &b, &ins, NULL), ESK_OK);
+  cr_assert_eq(esk_seen_put(s, "cmd-1", &b, &ins, NULL), ESK_OK);
   cr_assert_eq(ins, 0);
-  const esk_bank_result_t *g = esk_bank_seen_get(s, "cmd-1");
+  const esk_result_t *g = esk_seen_get(s, "cmd-1");
   cr_assert_not_null(g);
-  cr_assert_eq(g->rule, ESK_BANK_ACCEPTED);
+  cr_assert_eq(g->rule, ESK_RULE_ACCEPTED);
   cr_assert_str_eq(g->message, a.message);
-  cr_assert_eq(esk_bank_seen_count(s), 1);
-  char *longid = repeat('c', ESK_BANK_ID_MAX + 1);
+  cr_assert_eq(esk_seen_count(s), 1);
+  char *longid = repeat('c', ESK_ID_MAX + 1);
   esk_error_t err = {0};
-  cr_assert_eq(esk_bank_seen_put(s, longid, &a, NULL, &err), ESK_EINVAL);
-  cr_assert_eq(esk_bank_seen_put(s, "", &a, NULL, &err), ESK_EINVAL);
-  cr_assert_null(esk_bank_seen_get(s, longid));
+  cr_assert_eq(esk_seen_put(s, longid, &a, NULL, &err), ESK_EINVAL);
+  cr_assert_eq(esk_seen_put(s, "", &a, NULL, &err), ESK_EINVAL);
+  cr_assert_null(esk_seen_get(s, longid));
   free(longid);
-  esk_bank_seen_destroy(s);
-  esk_bank_seen_destroy(NULL);
+  esk_seen_destroy(s);
+  esk_seen_destroy(NULL);
 }
 
-Test(bank_seen, a_full_cache_evicts_the_oldest_inserted_id_first) {
+Test(seen_cache, a_full_cache_evicts_the_oldest_inserted_id_first) {
   enum { MAX = 5 };
-  esk_bank_seen_t *s = NULL;
-  cr_assert_eq(esk_bank_seen_new(&s, MAX, NULL), ESK_OK);
+  esk_seen_t *s = NULL;
+  cr_assert_eq(esk_seen_new(&s, MAX, NULL), ESK_OK);
   char id[32];
   for (int i = 0; i < 3 * MAX + 2; i++) {
     snprintf(id, sizeof(id), "cmd-%d", i);
-    esk_bank_result_t r = result_of(ESK_BANK_ACCEPTED, i);
-    cr_assert_eq(esk_bank_seen_put(s, id, &r, NULL, NULL), ESK_OK);
+    esk_result_t r = result_of(ESK_BANK_ACCEPTED, i);
+    cr_assert_eq(esk_seen_put(s, id, &r, NULL, NULL), ESK_OK);
     /* a lookup does not refresh: cmd-0's re-put and get must not keep it alive */
-    (void)esk_bank_seen_get(s, "cmd-0");
-    cr_assert_leq(esk_bank_seen_count(s), MAX);
+    (void)esk_seen_get(s, "cmd-0");
+    cr_assert_leq(esk_seen_count(s), MAX);
     for (int j = 0; j <= i; j++) {
       snprintf(id, sizeof(id), "cmd-%d", j);
-      const esk_bank_result_t *g = esk_bank_seen_get(s, id);
+      const esk_result_t *g = esk_seen_get(s, id);
       if (j > i - MAX) {
         cr_assert_not_null(g, "cmd-%d evicted too early (after cmd-%d)", j, i);
         cr_assert_eq(g->version, j);
@@ -807,29 +814,29 @@ Test(bank_seen, a_full_cache_evicts_the_oldest_inserted_id_first) {
       }
     }
   }
-  cr_assert_eq(esk_bank_seen_count(s), MAX);
-  esk_bank_seen_destroy(s);
+  cr_assert_eq(esk_seen_count(s), MAX);
+  esk_seen_destroy(s);
 }
 
-Test(bank_seen, results_read_back_from_outside_can_be_inserted_and_looked_up) {
+Test(seen_cache, results_read_back_from_outside_can_be_inserted_and_looked_up) {
   /* what the producer does when it rebuilds the cache from the results topic */
   const struct { const char *id, *rule; int64_t v; } topic[] = {
       {"a", "ACCEPTED", 1}, {"b", "INSUFFICIENT_FUNDS", 1}, {"c", "CONCURRENCY_CONFLICT", 4}};
-  esk_bank_seen_t *s = NULL;
-  cr_assert_eq(esk_bank_seen_new(&s, 100, NULL), ESK_OK);
+  esk_seen_t *s = NULL;
+  cr_assert_eq(esk_seen_new(&s, 100, NULL), ESK_OK);
   for (size_t i = 0; i < 3; i++) {
     esk_bank_rule_t rule;
     cr_assert_eq(esk_bank_rule_from_name(&rule, topic[i].rule), ESK_OK);
-    esk_bank_result_t r = result_of(rule, topic[i].v);
-    cr_assert_eq(esk_bank_seen_put(s, topic[i].id, &r, NULL, NULL), ESK_OK);
+    esk_result_t r = result_of(rule, topic[i].v);
+    cr_assert_eq(esk_seen_put(s, topic[i].id, &r, NULL, NULL), ESK_OK);
   }
   for (size_t i = 0; i < 3; i++) {
-    const esk_bank_result_t *g = esk_bank_seen_get(s, topic[i].id);
+    const esk_result_t *g = esk_seen_get(s, topic[i].id);
     cr_assert_not_null(g);
-    cr_assert_str_eq(esk_bank_rule_name(g->rule), topic[i].rule);
+    cr_assert_str_eq(esk_domain_rule_name(esk_bank_domain(), g->rule), topic[i].rule);
     cr_assert_eq(g->version, topic[i].v);
   }
-  esk_bank_seen_destroy(s);
+  esk_seen_destroy(s);
 }
 
 /* ----------------------------------------------------------- property --- */
@@ -862,10 +869,10 @@ Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consis
   rng_state = seed ? seed : 1;
   cr_log_info("bank_property seed=%" PRIu64 " (rerun with ESK_TEST_SEED)", seed);
 
-  esk_bank_store_t *store = NULL;
-  esk_bank_seen_t *seen = NULL;
-  cr_assert_eq(esk_bank_store_new(&store, ACCOUNTS, 0, NULL), ESK_OK);
-  cr_assert_eq(esk_bank_seen_new(&seen, 2 * COMMANDS, NULL), ESK_OK);
+  esk_aggstore_t *store = NULL;
+  esk_seen_t *seen = NULL;
+  cr_assert_eq(esk_aggstore_new(&store, sizeof(esk_bank_state_t), ACCOUNTS, 0, NULL), ESK_OK);
+  cr_assert_eq(esk_seen_new(&seen, 2 * COMMANDS, NULL), ESK_OK);
   esk_bank_event_t *log = calloc(COMMANDS, sizeof(*log));
   size_t nlog = 0;
   cr_assert_not_null(log);
@@ -886,7 +893,7 @@ Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consis
       snprintf(rcid, sizeof(rcid), "cmd-%d", (int)rnd_range(0, i - 1));
       id = rcid;
     }
-    const esk_bank_result_t *prior = esk_bank_seen_get(seen, id);
+    const esk_result_t *prior = esk_seen_get(seen, id);
     if (prior) { /* answered from the cache; nothing decided, nothing published */
       cr_assert_str_not_empty(prior->message);
       replays++;
@@ -904,7 +911,7 @@ Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consis
     else if (t < 95) c = cmd_withdraw(id, acc, amount, cur);
     else c = cmd_close(id, acc);
 
-    const esk_bank_state_t *cur_st = esk_bank_store_get(store, acc);
+    const esk_bank_state_t *cur_st = esk_aggstore_get(store, acc);
     esk_bank_state_t next = cur_st ? *cur_st : (esk_bank_state_t){0};
     if (rnd() % 5 == 0) {
       c.has_expected_version = true;
@@ -951,10 +958,11 @@ Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consis
       if (c.type == ESK_BANK_CMD_OPEN_ACCOUNT) total[ci] += c.u.open.initial_deposit.minor_units;
       if (c.type == ESK_BANK_CMD_DEPOSIT_MONEY) total[ci] += c.u.deposit.amount.minor_units;
       if (c.type == ESK_BANK_CMD_WITHDRAW_MONEY) total[ci] -= c.u.withdraw.amount.minor_units;
-      cr_assert_eq(esk_bank_store_put(store, &next, NULL), ESK_OK);
+      cr_assert_eq(esk_aggstore_put(store, next.account_id, &next, NULL), ESK_OK);
     }
     cr_assert_geq(next.balance, 0, "seed=%" PRIu64 " negative balance on %s", seed, acc);
-    cr_assert_eq(esk_bank_seen_put(seen, id, &r, NULL, NULL), ESK_OK);
+    esk_result_t seen_r = result_of(r.rule, r.version);
+    cr_assert_eq(esk_seen_put(seen, id, &seen_r, NULL, NULL), ESK_OK);
   }
 
   /* every outcome the generator aims at actually happened */
@@ -977,7 +985,7 @@ Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consis
       cr_assert_eq(esk_bank_apply(&folded, &log[k], &err), ESK_OK, "seed=%" PRIu64 " %s", seed,
                    err.msg);
     }
-    const esk_bank_state_t *held = esk_bank_store_get(store, acc);
+    const esk_bank_state_t *held = esk_aggstore_get(store, acc);
     if (!held) {
       cr_assert_eq(folded.version, 0);
       continue;
@@ -991,6 +999,6 @@ Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consis
     cr_assert(sum[k] == total[k], "seed=%" PRIu64 " %s: balances %" PRId64 " != tally %" PRId64,
               seed, cur_of[k], (int64_t)sum[k], (int64_t)total[k]);
   free(log);
-  esk_bank_store_destroy(store);
-  esk_bank_seen_destroy(seen);
+  esk_aggstore_destroy(store);
+  esk_seen_destroy(seen);
 }

@@ -6,62 +6,71 @@
 #include <string.h>
 
 #include "esk/kafka.h"
+#include "bank/bank_domain.h"
 #include "restore.h"
+#include "results.h"
+
+/* The bank's code INSUFFICIENT_FUNDS, as the runtime numbers it. */
+static int insufficient_funds(void) {
+  int rule = -1;
+  cr_assert_eq(esk_domain_rule_from_name(esk_bank_domain(), "INSUFFICIENT_FUNDS", &rule), ESK_OK);
+  return rule;
+}
 
 Test(producer_formats, results_round_trip) {
-  char json[1024], id[ESK_BANK_ID_MAX + 1];
-  esk_bank_result_t r = {.rule = ESK_BANK_ACCEPTED, .version = 7}, back;
+  char json[1024], id[ESK_ID_MAX + 1];
+  esk_result_t r = {.rule = ESK_RULE_ACCEPTED, .version = 7}, back;
   esk_error_t err = {0};
-  int n = esk_result_to_json(json, sizeof(json), "c-1", &r);
+  int n = esk_result_to_json(json, sizeof(json), "c-1", &r, esk_bank_domain());
   cr_assert_gt(n, 0);
   cr_expect_str_eq(json, "{\"command_id\":\"c-1\",\"status\":\"accepted\",\"aggregate_version\":7}");
-  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
   cr_expect_str_eq(id, "c-1");
-  cr_expect_eq(back.rule, ESK_BANK_ACCEPTED);
+  cr_expect_eq(back.rule, ESK_RULE_ACCEPTED);
   cr_expect_eq(back.version, 7);
 
-  esk_bank_result_t rej = {.rule = ESK_BANK_INSUFFICIENT_FUNDS, .version = 3};
+  esk_result_t rej = {.rule = insufficient_funds(), .version = 3};
   snprintf(rej.message, sizeof(rej.message),
            "INSUFFICIENT_FUNDS: \"quoted\"\n\\ and more\x01\x1f \xc3\xa9t\xc3\xa9 \xe2\x82\xac");
-  n = esk_result_to_json(json, sizeof(json), "c\"2", &rej);
+  n = esk_result_to_json(json, sizeof(json), "c\"2", &rej, esk_bank_domain());
   cr_assert_gt(n, 0);
-  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
   cr_expect_str_eq(id, "c\"2");
-  cr_expect_eq(back.rule, ESK_BANK_INSUFFICIENT_FUNDS);
+  cr_expect_eq(back.rule, insufficient_funds());
   cr_expect_eq(back.version, 3);
   cr_expect_str_eq(back.message, rej.message);
 }
 
 Test(producer_formats, a_refused_id_is_written_whole_and_never_read_back_as_its_prefix) {
-  char json[1024], id[ESK_BANK_ID_MAX + 1];
-  esk_bank_result_t r = {.rule = ESK_BANK_INVALID_COMMAND}, back;
+  char json[1024], id[ESK_ID_MAX + 1];
+  esk_result_t r = {.rule = ESK_RULE_INVALID_COMMAND}, back;
   esk_error_t err = {0};
   snprintf(r.message, sizeof(r.message), "INVALID_COMMAND: string field 'command_id' ...");
-  int n = esk_result_to_json_n(json, sizeof(json), "edge-c32\0first", 14, &r);
+  int n = esk_result_to_json_n(json, sizeof(json), "edge-c32\0first", 14, &r, esk_bank_domain());
   cr_assert_gt(n, 0);
   const char *nul = "{\"command_id\":\"edge-c32\\u0000first\",\"status\":\"rejected\"";
   cr_expect(!strncmp(json, nul, strlen(nul)), "%s", json);
   /* read back, it would be the C string "edge-c32": the restore must not remember it */
-  cr_expect_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_EPOISON, "read as %s", id);
+  cr_expect_eq(esk_result_from_json(id, &back, json, (size_t)n, esk_bank_domain(), &err), ESK_EPOISON, "read as %s", id);
   /* bytes that are not UTF-8 (C0 80, then a valid é) as lone surrogates, never as a valid id */
-  n = esk_result_to_json_n(json, sizeof(json), "u-\xc0\x80\xc3\xa9\xff", 7, &r);
+  n = esk_result_to_json_n(json, sizeof(json), "u-\xc0\x80\xc3\xa9\xff", 7, &r, esk_bank_domain());
   cr_assert_gt(n, 0);
   const char *want = "{\"command_id\":\"u-\\udcc0\\udc80\xc3\xa9\\udcff\",";
   cr_expect(!strncmp(json, want, strlen(want)), "%s", json);
-  cr_expect_eq(esk_result_from_json(id, &back, json, (size_t)n, &err), ESK_EPOISON, "read as %s", id);
+  cr_expect_eq(esk_result_from_json(id, &back, json, (size_t)n, esk_bank_domain(), &err), ESK_EPOISON, "read as %s", id);
 }
 
 Test(producer_formats, a_result_that_does_not_fit_is_refused) {
   char small[20];
-  esk_bank_result_t r = {.rule = ESK_BANK_ACCEPTED, .version = 1};
-  cr_expect_eq(esk_result_to_json(small, sizeof(small), "a-long-command-id", &r), -1);
+  esk_result_t r = {.rule = ESK_RULE_ACCEPTED, .version = 1};
+  cr_expect_eq(esk_result_to_json(small, sizeof(small), "a-long-command-id", &r, esk_bank_domain()), -1);
 }
 
 static void expect_bad_result(const char *text, size_t len) {
-  char id[ESK_BANK_ID_MAX + 1];
-  esk_bank_result_t r;
+  char id[ESK_ID_MAX + 1];
+  esk_result_t r;
   esk_error_t err = {0};
-  cr_expect_eq(esk_result_from_json(id, &r, text, len, &err), ESK_EPOISON, "accepted: %.*s",
+  cr_expect_eq(esk_result_from_json(id, &r, text, len, esk_bank_domain(), &err), ESK_EPOISON, "accepted: %.*s",
                (int)len, text);
   cr_expect(strstr(err.msg, "result"), "the message names the record: %s", err.msg);
 }

@@ -162,51 +162,87 @@ static bool check_currency(esk_bank_result_t *r, int64_t version, const char *fi
   return false;
 }
 
+/* The amount, the free text and the amount's field name of a command;
+ * false for an unknown type. */
+static bool payload_of(const esk_bank_command_t *c, const esk_bank_money_in_t **amt,
+                       const char **text, const char **what) {
+  *amt = NULL;
+  *text = NULL;
+  *what = NULL;
+  switch (c->type) {
+  case ESK_BANK_CMD_OPEN_ACCOUNT: *amt = &c->u.open.initial_deposit; *what = "initial_deposit"; return true;
+  case ESK_BANK_CMD_DEPOSIT_MONEY: *amt = &c->u.deposit.amount; *text = c->u.deposit.description; *what = "amount"; return true;
+  case ESK_BANK_CMD_WITHDRAW_MONEY: *amt = &c->u.withdraw.amount; *text = c->u.withdraw.description; *what = "amount"; return true;
+  case ESK_BANK_CMD_CLOSE_ACCOUNT: *text = c->u.close.reason; return true;
+  }
+  return false;
+}
+
+/* The envelope's ids (the producer runtime checks them itself, before
+ * esk_bank_validate(): see esk/domain.h). */
+static bool check_ids(esk_bank_result_t *r, const esk_bank_command_t *c, int64_t v) {
+  return check_field(r, v, "command_id", c->command_id, true, ESK_BANK_ID_MAX) &&
+         check_field(r, v, "account_id", c->account_id, true, ESK_BANK_ID_MAX) &&
+         check_field(r, v, "actor", c->actor, false, ESK_BANK_ID_MAX) &&
+         check_field(r, v, "correlation_id", c->correlation_id, false, ESK_BANK_ID_MAX);
+}
+
+/* owner_id and the free text. */
+static bool check_texts(esk_bank_result_t *r, const esk_bank_command_t *c, int64_t v,
+                        const char *text) {
+  if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT &&
+      !check_field(r, v, "owner_id", c->u.open.owner_id, true, ESK_BANK_ID_MAX))
+    return false;
+  return check_field(r, v, c->type == ESK_BANK_CMD_CLOSE_ACCOUNT ? "reason" : "description",
+                     text, false, ESK_BANK_TEXT_MAX);
+}
+
+static bool check_money(esk_bank_result_t *r, const esk_bank_command_t *c, int64_t v,
+                        const esk_bank_money_in_t *amt, const char *what) {
+  if (!amt) return true;
+  if (!check_currency(r, v, what, amt->currency)) return false;
+  if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT ? amt->minor_units < 0 : amt->minor_units <= 0) {
+    set_result(r, ESK_BANK_INVALID_AMOUNT, v, "%s of %" PRId64 " %s (minor units) must be %s",
+               what, amt->minor_units, amt->currency,
+               c->type == ESK_BANK_CMD_OPEN_ACCOUNT ? "zero or more" : "more than zero");
+    return false;
+  }
+  return true;
+}
+
+static void judge_state(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_state_t *st,
+                        const esk_bank_command_t *c);
+
+void esk_bank_validate(esk_bank_result_t *r, const esk_bank_command_t *c, int64_t version) {
+  const esk_bank_money_in_t *amt;
+  const char *text, *what;
+  r->rule = ESK_BANK_ACCEPTED; /* no memset: this runs for every command */
+  r->version = version;
+  r->message[0] = '\0';
+  if (!payload_of(c, &amt, &text, &what)) {
+    set_result(r, ESK_BANK_INVALID_COMMAND, version, "unknown command type %d", (int)c->type);
+    return;
+  }
+  if (check_texts(r, c, version, text)) check_money(r, c, version, amt, what);
+}
+
 /* Fills r, and ev when accepted (r->rule == ESK_BANK_ACCEPTED). */
 static void judge(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_state_t *st,
                   const esk_bank_command_t *c) {
   const int64_t v = st->version;
-  const esk_bank_money_in_t *amt = NULL;
-  const char *text = NULL;
-  const char *what = NULL;
-
-  /* shape */
-  switch (c->type) {
-  case ESK_BANK_CMD_OPEN_ACCOUNT: amt = &c->u.open.initial_deposit; what = "initial_deposit"; break;
-  case ESK_BANK_CMD_DEPOSIT_MONEY: amt = &c->u.deposit.amount; text = c->u.deposit.description; what = "amount"; break;
-  case ESK_BANK_CMD_WITHDRAW_MONEY: amt = &c->u.withdraw.amount; text = c->u.withdraw.description; what = "amount"; break;
-  case ESK_BANK_CMD_CLOSE_ACCOUNT: text = c->u.close.reason; break;
-  default:
+  const esk_bank_money_in_t *amt;
+  const char *text, *what;
+  if (!payload_of(c, &amt, &text, &what)) {
     set_result(r, ESK_BANK_INVALID_COMMAND, v, "unknown command type %d", (int)c->type);
     return;
   }
-  if (!check_field(r, v, "command_id", c->command_id, true, ESK_BANK_ID_MAX) ||
-      !check_field(r, v, "account_id", c->account_id, true, ESK_BANK_ID_MAX) ||
-      !check_field(r, v, "actor", c->actor, false, ESK_BANK_ID_MAX) ||
-      !check_field(r, v, "correlation_id", c->correlation_id, false, ESK_BANK_ID_MAX))
-    return;
-  if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT &&
-      !check_field(r, v, "owner_id", c->u.open.owner_id, true, ESK_BANK_ID_MAX))
-    return;
-  if (!check_field(r, v, c->type == ESK_BANK_CMD_CLOSE_ACCOUNT ? "reason" : "description", text,
-                   false, ESK_BANK_TEXT_MAX))
-    return;
+  if (!check_ids(r, c, v) || !check_texts(r, c, v, text)) return;
   if (c->has_expected_version && c->expected_version < 0) {
     set_result(r, ESK_BANK_INVALID_COMMAND, v, "expected_version %" PRId64 " is negative",
                c->expected_version);
     return;
   }
-
-  /* money shape */
-  if (amt) {
-    if (!check_currency(r, v, what, amt->currency)) return;
-    if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT ? amt->minor_units < 0 : amt->minor_units <= 0) {
-      set_result(r, ESK_BANK_INVALID_AMOUNT, v, "%s of %" PRId64 " %s (minor units) must be %s",
-                 what, amt->minor_units, amt->currency,
-                 c->type == ESK_BANK_CMD_OPEN_ACCOUNT ? "zero or more" : "more than zero");
-      return;
-    }
-  }
+  if (!check_money(r, c, v, amt, what)) return;
 
   /* optimistic concurrency */
   if (c->has_expected_version && c->expected_version != v) {
@@ -215,7 +251,19 @@ static void judge(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_sta
                c->account_id, c->expected_version, v);
     return;
   }
+  judge_state(r, ev, st, c);
+}
 
+/* The rules that need the state, then the event. */
+static void judge_state(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_state_t *st,
+                        const esk_bank_command_t *c) {
+  const int64_t v = st->version;
+  const esk_bank_money_in_t *amt;
+  const char *text, *what;
+  if (!payload_of(c, &amt, &text, &what)) {
+    set_result(r, ESK_BANK_INVALID_COMMAND, v, "unknown command type %d", (int)c->type);
+    return;
+  }
   /* state rules */
   if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT) {
     if (st->status != ESK_BANK_STATUS_NONE) {
@@ -290,34 +338,63 @@ static void judge(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_sta
   accepted_result(r, esk_bank_event_type_name(ev->type), c->account_id, v + 1);
 }
 
-int esk_bank_decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,
-                    size_t events_cap, const esk_bank_state_t *state,
-                    const esk_bank_command_t *cmd, esk_error_t *err) {
+/* The argument checks of esk_bank_decide() and esk_bank_decide_state(). */
+static int decide_args(esk_bank_event_t *events_out, size_t *n_out,
+                       esk_bank_result_t *result_out, size_t events_cap,
+                       const esk_bank_state_t **state, const esk_bank_command_t *cmd,
+                       esk_error_t *err) {
   static const esk_bank_state_t none = {0};
   if (!events_out || !n_out || !result_out || !cmd)
     return esk_error_set(err, ESK_EINVAL, "bank decide: NULL argument");
   if (events_cap < ESK_BANK_MAX_EVENTS)
     return esk_error_set(err, ESK_EINVAL, "bank decide: room for %zu events, need %d", events_cap,
                          ESK_BANK_MAX_EVENTS);
-  if (!state) state = &none;
-  if (!fixed_str_ok(state->account_id, sizeof(state->account_id)))
+  if (!*state) *state = &none;
+  if (!fixed_str_ok((*state)->account_id, sizeof((*state)->account_id)))
     return esk_error_set(err, ESK_EINVAL, "bank decide: state account_id is not terminated");
-  if (state->status != ESK_BANK_STATUS_NONE && cmd->account_id &&
-      strcmp(state->account_id, cmd->account_id) != 0)
+  if ((*state)->status != ESK_BANK_STATUS_NONE && cmd->account_id &&
+      strcmp((*state)->account_id, cmd->account_id) != 0)
     return esk_error_set(err, ESK_EINVAL,
                          "bank decide: command for account %.128s given the state of %s",
-                         cmd->account_id, state->account_id);
-  esk_bank_result_t r;
-  esk_bank_event_t ev;
-  memset(&r, 0, sizeof(r));
-  judge(&r, &ev, state, cmd);
-  if (r.rule == ESK_BANK_ACCEPTED) {
-    events_out[0] = ev;
+                         cmd->account_id, (*state)->account_id);
+  return ESK_OK;
+}
+
+static void decided(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,
+                    const esk_bank_result_t *r, const esk_bank_event_t *ev) {
+  if (r->rule == ESK_BANK_ACCEPTED) {
+    events_out[0] = *ev;
     *n_out = 1;
   } else {
     *n_out = 0;
   }
-  *result_out = r;
+  *result_out = *r;
+}
+
+int esk_bank_decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,
+                    size_t events_cap, const esk_bank_state_t *state,
+                    const esk_bank_command_t *cmd, esk_error_t *err) {
+  int rc = decide_args(events_out, n_out, result_out, events_cap, &state, cmd, err);
+  if (rc) return rc;
+  esk_bank_result_t r;
+  esk_bank_event_t ev;
+  memset(&r, 0, sizeof(r));
+  judge(&r, &ev, state, cmd);
+  decided(events_out, n_out, result_out, &r, &ev);
+  return ESK_OK;
+}
+
+int esk_bank_decide_state(esk_bank_event_t *events_out, size_t *n_out,
+                          esk_bank_result_t *result_out, size_t events_cap,
+                          const esk_bank_state_t *state, const esk_bank_command_t *cmd,
+                          esk_error_t *err) {
+  int rc = decide_args(events_out, n_out, result_out, events_cap, &state, cmd, err);
+  if (rc) return rc;
+  esk_bank_result_t r;
+  esk_bank_event_t ev;
+  memset(&r, 0, sizeof(r));
+  judge_state(&r, &ev, state, cmd);
+  decided(events_out, n_out, result_out, &r, &ev);
   return ESK_OK;
 }
 

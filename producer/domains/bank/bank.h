@@ -1,29 +1,16 @@
 /**
  * @file bank.h
- * @brief The bank account aggregate: commands, rules, events, state, the
- *        in-memory aggregate store, the idempotency cache and snapshots.
+ * @brief The bank account aggregate: commands, rules, events, state and
+ *        snapshots. The producer runtime sees it only through the Decider
+ *        interface (bank_domain.h, esk/domain.h); the aggregate store and the
+ *        idempotency cache are the runtime's (producer/src/aggstore.h).
  *
- * Pure C: no Kafka, no Avro, no floating point, no clock. The producer runtime
- * maps Avro commands to esk_bank_command_t, calls esk_bank_decide(), publishes
- * the events it returns (mapping them to Avro, adding event metadata such as
- * event id and occurred-at), and folds them into the state with
- * esk_bank_apply().
- *
- * The flow for one command:
- * @code
- *   const esk_bank_result_t *seen = esk_bank_seen_get(seen_cache, cmd.command_id);
- *   if (seen) { reply(seen); return; }            // publish nothing new
- *   const esk_bank_state_t *cur = esk_bank_store_get(store, cmd.account_id); // NULL: new
- *   esk_bank_event_t evs[ESK_BANK_MAX_EVENTS];
- *   size_t n = 0;
- *   esk_bank_result_t res;
- *   esk_bank_decide(evs, &n, &res, ESK_BANK_MAX_EVENTS, cur, &cmd, &err);
- *   esk_bank_state_t next = cur ? *cur : (esk_bank_state_t){0};
- *   for (size_t i = 0; i < n; i++) esk_bank_apply(&next, &evs[i], &err);
- *   // publish evs + res in one transaction, then:
- *   if (n) esk_bank_store_put(store, &next, &err);
- *   esk_bank_seen_put(seen_cache, cmd.command_id, &res, &err);
- * @endcode
+ * Pure C: no Kafka, no Avro, no floating point, no clock. Through bank_domain.h
+ * the producer runtime checks the envelope, then calls esk_bank_validate(),
+ * checks the expected version, calls esk_bank_decide_state(), publishes the
+ * events (mapped to Avro by bank_avro.h, with the metadata it adds) and folds
+ * them with esk_bank_apply(). esk_bank_decide() runs all of these checks in
+ * one call (for tests and tools).
  *
  * Strings: commands borrow NUL-terminated strings from the caller (e.g. the
  * decoded Avro value) for the duration of esk_bank_decide(); esk_bank_decide()
@@ -238,6 +225,26 @@ int esk_bank_decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result
                     const esk_bank_command_t *cmd, esk_error_t *err);
 
 /**
+ * @brief The checks of a command that need no state, as the runtime runs them
+ *        through the Decider interface (after its own envelope checks): the
+ *        command type, owner_id, description or reason, currency and amount.
+ * @param version written into @p r as the version judged against.
+ * @returns nothing; @p r->rule is ESK_BANK_ACCEPTED when every check passed.
+ */
+void esk_bank_validate(esk_bank_result_t *r, const esk_bank_command_t *cmd, int64_t version);
+
+/**
+ * @brief The state rules of esk_bank_decide() alone (ACCOUNT_ALREADY_EXISTS
+ *        onwards), for a command that passed the envelope checks,
+ *        esk_bank_validate() and the expected-version check. Arguments and
+ *        returns as esk_bank_decide().
+ */
+int esk_bank_decide_state(esk_bank_event_t *events_out, size_t *n_out,
+                          esk_bank_result_t *result_out, size_t events_cap,
+                          const esk_bank_state_t *state, const esk_bank_command_t *cmd,
+                          esk_error_t *err);
+
+/**
  * @brief Folds one event into @p state: the only way state changes.
  *
  * The event must be the next one: aggregate_version == state->version + 1,
@@ -283,86 +290,5 @@ int esk_bank_state_serialize(esk_buf_t *out, const esk_bank_state_t *state, esk_
  */
 int esk_bank_state_deserialize(esk_bank_state_t *out, const void *data, size_t len,
                                esk_error_t *err);
-
-/* ---------------------------------------------------------------- store --- */
-
-/**
- * The aggregate store: account id -> state, in memory, O(1) expected.
- * States are copied in and out; a pointer from esk_bank_store_get() stays
- * valid until that account is removed or the store destroyed.
- * Memory: about 390 bytes per account (288-byte state, entry header, key,
- * malloc overhead, 16-byte slots at load factor <= 1/2); measured 386 MB for
- * 1M accounts with UUID ids (1M puts ~0.9 s, 1M gets ~0.4 s, -O2).
- */
-typedef struct esk_bank_store_s esk_bank_store_t;
-
-/**
- * @brief Creates an empty store.
- * @param expected_accounts pre-sizes the table (e.g. 1000000); 0 for small.
- * @param max_accounts hard limit (0: 16M); a put of a new account beyond it fails.
- */
-int esk_bank_store_new(esk_bank_store_t **out, size_t expected_accounts, size_t max_accounts,
-                       esk_error_t *err);
-
-/** @brief Frees the store. NULL does nothing. */
-void esk_bank_store_destroy(esk_bank_store_t *st);
-
-/** @brief The state of @p account_id, or NULL if the store has none. */
-const esk_bank_state_t *esk_bank_store_get(const esk_bank_store_t *st, const char *account_id);
-
-/**
- * @brief Stores a copy of @p state under state->account_id (inserting or replacing).
- * @returns ESK_OK; ESK_EINVAL for an empty or over-long id; ESK_ENOMEM when full.
- */
-int esk_bank_store_put(esk_bank_store_t *st, const esk_bank_state_t *state, esk_error_t *err);
-
-/** @brief Drops an account (e.g. its partition was revoked). @returns ESK_OK or ESK_ENOTFOUND. */
-int esk_bank_store_remove(esk_bank_store_t *st, const char *account_id);
-
-/** @brief Number of accounts held. */
-size_t esk_bank_store_count(const esk_bank_store_t *st);
-
-/**
- * @brief Calls @p fn for every state (no order). Do not change the store
- *        during the walk; a non-zero return from @p fn stops it and is returned.
- */
-int esk_bank_store_foreach(const esk_bank_store_t *st,
-                           int (*fn)(const esk_bank_state_t *state, void *ctx), void *ctx);
-
-/* --------------------------------------------------- idempotency cache --- */
-
-/**
- * The seen-command cache: command id -> the first result of that command.
- *
- * Bounded: it holds at most max_entries ids; inserting a new id when full
- * evicts the oldest inserted one (FIFO by first insertion, not LRU: a
- * lookup does not refresh an entry). A retry that arrives after more than
- * max_entries newer commands is therefore decided again: size the cache to
- * cover the retry window. Entries can come from esk_bank_decide() results or
- * from outside (the producer rebuilding the cache from the results topic).
- * Memory: about 450 bytes per entry (the result holds a 384-byte message).
- */
-typedef struct esk_bank_seen_s esk_bank_seen_t;
-
-/** @brief Creates an empty cache holding at most @p max_entries (> 0) ids. */
-int esk_bank_seen_new(esk_bank_seen_t **out, size_t max_entries, esk_error_t *err);
-
-/** @brief Frees the cache. NULL does nothing. */
-void esk_bank_seen_destroy(esk_bank_seen_t *s);
-
-/**
- * @brief Records the result of @p command_id, unless the id is already known:
- *        the first result wins and the entry keeps its age.
- * @param inserted_out if not NULL, set on success to 1 if recorded, 0 if already known.
- * @returns ESK_OK; ESK_EINVAL for an empty or over-long id (ESK_BANK_ID_MAX); ESK_ENOMEM.
- */
-int esk_bank_seen_put(esk_bank_seen_t *s, const char *command_id, const esk_bank_result_t *result,
-                      int *inserted_out, esk_error_t *err);
-
-/** @brief The first result of @p command_id (owned by the cache; valid until the next put), or NULL. */
-const esk_bank_result_t *esk_bank_seen_get(const esk_bank_seen_t *s, const char *command_id);
-
-/** @brief Number of ids held (<= max_entries). */
-size_t esk_bank_seen_count(const esk_bank_seen_t *s);
 
 #endif

@@ -22,6 +22,7 @@ struct esk_bank_avro_s {
   fcache_t fc[FIELD_CACHE];
   esk_schema_set_t *set;
   esk_codec_t *codec;
+  int borrowed; /* set and codec belong to the caller (esk_bank_avro_new_over) */
   const esk_schema_t *event_schema[N_EVENT_TYPES + 1];   /* by esk_bank_event_type_t */
   avro_value_t event_value[N_EVENT_TYPES + 1];
   const esk_schema_t *command_schema[N_EVENT_TYPES + 1]; /* by esk_bank_command_type_t */
@@ -31,31 +32,51 @@ struct esk_bank_avro_s {
 static const char *const command_names[N_EVENT_TYPES + 1] = {NULL, "OpenAccount", "DepositMoney",
                                                               "WithdrawMoney", "CloseAccount"};
 
+/* The schemas and scratch values of every command and event type. */
+static int load_types(esk_bank_avro_t *a, esk_error_t *err) {
+  int rc;
+  for (int t = 1; t <= N_EVENT_TYPES; t++) {
+    const char *ev = esk_bank_event_type_name((esk_bank_event_type_t)t);
+    a->event_schema[t] = esk_schema_set_latest(a->set, ev);
+    a->command_schema[t] = esk_schema_set_latest(a->set, command_names[t]);
+    if (!a->event_schema[t] || !a->command_schema[t])
+      return esk_error_set(err, ESK_EINVAL, "bank avro: the contract lacks %s or %s", ev,
+                           command_names[t]);
+    if ((rc = esk_value_new(&a->event_value[t], a->event_schema[t], err))) return rc;
+    if ((rc = esk_value_new(&a->command_value[t], a->command_schema[t], err))) return rc;
+  }
+  return ESK_OK;
+}
+
 int esk_bank_avro_new(esk_bank_avro_t **out, esk_error_t *err) {
   esk_bank_avro_t *a = calloc(1, sizeof(*a));
   if (!a) return esk_error_set(err, ESK_ENOMEM, "bank avro: out of memory");
   int rc;
   if ((rc = esk_schema_set_new(&a->set, err)) || (rc = esk_bank_schemas_load(a->set, err)) ||
       (rc = esk_codec_new(&a->codec, a->set, NULL, err)) ||
-      (rc = esk_bank_register_upcasters(a->codec, err)))
+      (rc = esk_bank_register_upcasters(a->codec, err)) || (rc = load_types(a, err)))
     goto cleanup;
-  for (int t = 1; t <= N_EVENT_TYPES; t++) {
-    const char *ev = esk_bank_event_type_name((esk_bank_event_type_t)t);
-    a->event_schema[t] = esk_schema_set_latest(a->set, ev);
-    a->command_schema[t] = esk_schema_set_latest(a->set, command_names[t]);
-    if (!a->event_schema[t] || !a->command_schema[t]) {
-      rc = esk_error_set(err, ESK_EINVAL, "bank avro: the contract lacks %s or %s", ev,
-                         command_names[t]);
-      goto cleanup;
-    }
-    if ((rc = esk_value_new(&a->event_value[t], a->event_schema[t], err))) goto cleanup;
-    if ((rc = esk_value_new(&a->command_value[t], a->command_schema[t], err))) goto cleanup;
-  }
   *out = a;
   return ESK_OK;
 cleanup:
   esk_bank_avro_destroy(a);
   return rc;
+}
+
+int esk_bank_avro_new_over(esk_bank_avro_t **out, const esk_schema_set_t *set,
+                           esk_codec_t *codec, esk_error_t *err) {
+  esk_bank_avro_t *a = calloc(1, sizeof(*a));
+  if (!a) return esk_error_set(err, ESK_ENOMEM, "bank avro: out of memory");
+  a->borrowed = 1;
+  a->set = (esk_schema_set_t *)set; /* never changed nor freed here */
+  a->codec = codec;
+  int rc = load_types(a, err);
+  if (rc) {
+    esk_bank_avro_destroy(a);
+    return rc;
+  }
+  *out = a;
+  return ESK_OK;
 }
 
 void esk_bank_avro_destroy(esk_bank_avro_t *a) {
@@ -64,8 +85,10 @@ void esk_bank_avro_destroy(esk_bank_avro_t *a) {
     if (a->event_value[t].iface) avro_value_decref(&a->event_value[t]);
     if (a->command_value[t].iface) avro_value_decref(&a->command_value[t]);
   }
-  esk_codec_destroy(a->codec);
-  esk_schema_set_destroy(a->set);
+  if (!a->borrowed) {
+    esk_codec_destroy(a->codec);
+    esk_schema_set_destroy(a->set);
+  }
   free(a);
 }
 
@@ -147,6 +170,12 @@ int esk_bank_avro_decode_command(esk_bank_avro_t *a, esk_bank_command_t *cmd, co
   avro_value_t *v = NULL;
   int rc = esk_codec_decode(a->codec, data, len, 0, &rs, &v, err);
   if (rc) return rc;
+  return esk_bank_avro_command_from_value(a, cmd, rs, v, err);
+}
+
+int esk_bank_avro_command_from_value(esk_bank_avro_t *a, esk_bank_command_t *cmd,
+                                     const esk_schema_t *rs, const avro_value_t *v,
+                                     esk_error_t *err) {
   const char *type = esk_schema_type(rs);
   esk_bank_command_t c;
   memset(&c, 0, sizeof(c));

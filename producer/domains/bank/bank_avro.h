@@ -37,6 +37,14 @@ typedef struct esk_bank_event_meta_s {
 /** @brief Loads the bank schemas and upcasters into a new mapping. */
 int esk_bank_avro_new(esk_bank_avro_t **out, esk_error_t *err);
 
+/**
+ * @brief A mapping over a schema set and codec that the caller made and owns
+ *        (they must hold the bank contract and outlive the mapping): how the
+ *        Decider instance of the bank (bank_domain.h) shares the runtime's codec.
+ */
+int esk_bank_avro_new_over(esk_bank_avro_t **out, const esk_schema_set_t *set,
+                           esk_codec_t *codec, esk_error_t *err);
+
 /** @brief Frees the mapping. NULL does nothing. */
 void esk_bank_avro_destroy(esk_bank_avro_t *a);
 
@@ -57,6 +65,14 @@ esk_codec_t *esk_bank_avro_codec(esk_bank_avro_t *a);
  */
 int esk_bank_avro_decode_command(esk_bank_avro_t *a, esk_bank_command_t *cmd, const void *data,
                                  size_t len, esk_error_t *err);
+
+/**
+ * @brief As esk_bank_avro_decode_command(), for a value the caller decoded
+ *        with the mapping's codec (@p type its reader schema).
+ */
+int esk_bank_avro_command_from_value(esk_bank_avro_t *a, esk_bank_command_t *cmd,
+                                     const esk_schema_t *type, const avro_value_t *value,
+                                     esk_error_t *err);
 
 /**
  * @brief When esk_bank_avro_decode_command() failed with @p why because it

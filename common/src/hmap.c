@@ -1,4 +1,4 @@
-#include "hmap.h"
+#include "esk/hmap.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,8 +12,8 @@
  * removed or the map is destroyed: growing the table moves only slot
  * pointers, never entries.
  *
- * This lives in the bank domain library for now; it has no bank knowledge and
- * is meant to move to common/ (as esk/hmap.h) once a second user appears.
+ * The one hash table of esk for tables keyed by ids that users choose
+ * (aggregate ids, command ids): docs/architecture.md, "Source layout".
  *
  * Thread-safety: none; a map belongs to one thread.
  */

@@ -1,0 +1,230 @@
+/**
+ * @file domain.h
+ * @brief The Decider: what a domain gives esk, and nothing that the runtime
+ *        owns (docs/architecture.md, "Write side").
+ *
+ * A domain describes itself with an esk_domain_t: its name, its aggregate
+ * type, its contract (the Avro schemas and upcasters, as esk/codec.h models
+ * them), and the functions of a Decider over its own plain structs:
+ *
+ *  - an initial state (init_state) for an aggregate that has no event yet;
+ *  - validate(command): the checks that need no state (shape, amounts);
+ *  - decide(state, command): zero or more events, or a rejection with a
+ *    stable rule code and a message that names the values;
+ *  - evolve(state, event) -> next state: fails only on a corrupt log;
+ *  - snapshot write and read.
+ *
+ * decide, validate and evolve are pure: they never change their inputs (the
+ * unit tests check it byte for byte), read no clock and do no I/O.
+ *
+ * The runtime (esk-producer) owns everything else: the command envelope
+ * (esk_envelope_t) and its checks, the expected-version check, the
+ * idempotency cache, the aggregate store, its own result codes
+ * (ESK_RULE_INVALID_COMMAND, ESK_RULE_CONCURRENCY_CONFLICT,
+ * ESK_RULE_UNPUBLISHABLE), transactions, event ids and times, when snapshots
+ * and checkpoints are taken, and the results topic. For one command it runs:
+ * @code
+ *   envelope checks (ids present, at most ESK_ID_MAX bytes, expected_version >= 0)
+ *   validate(command)                              -> a rejection, or go on
+ *   expected_version == version(state)?            -> CONCURRENCY_CONFLICT
+ *   decide(state, command)                         -> events, or a rejection
+ *   next = evolve(...evolve(state, e1)..., en)     (a failure here is a bug)
+ * @endcode
+ *
+ * The descriptor carries an ABI version and its struct size, as the
+ * projection plug-in ABI does, so that a later esk can load a domain from a
+ * shared object exporting ESK_DOMAIN_SYMBOL; today the bank is compiled in and
+ * registered through exactly this interface.
+ *
+ * Sizes: commands, events and states are fixed-size structs of the domain
+ * (command_size, event_size, state_size bytes), copied by value; the runtime
+ * owns the memory. A command's strings may point into the decoded Avro value
+ * (valid until the next decode on the same domain instance).
+ */
+#ifndef ESK_DOMAIN_H
+#define ESK_DOMAIN_H
+
+#include <avro.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esk/buf.h"
+#include "esk/codec.h"
+#include "esk/error.h"
+
+/** The ABI version this header describes. */
+#define ESK_DOMAIN_ABI 1
+
+/** The name of the function a domain shared object will export (a later step). */
+#define ESK_DOMAIN_SYMBOL "esk_domain_v1"
+
+/** Longest id of the envelope (command, aggregate, actor, correlation), in bytes. */
+#define ESK_ID_MAX 128
+
+/** Size of a decision's or result's message, NUL included. */
+#define ESK_RESULT_MSG_MAX 384
+
+/** Most events one command may yield (a domain's max_events is at most this). */
+#define ESK_DOMAIN_MAX_EVENTS 16
+
+/** Most rule codes a domain may declare. */
+#define ESK_DOMAIN_MAX_RULES 60
+
+/**
+ * Result codes. 0 to ESK_RULE_DOMAIN - 1 are the runtime's, the same for
+ * every domain; ESK_RULE_DOMAIN + i is the domain's rules[i]. A domain may
+ * also reject with ESK_RULE_INVALID_COMMAND (a malformed payload).
+ */
+enum {
+  ESK_RULE_ACCEPTED = 0,             /**< "ACCEPTED" */
+  ESK_RULE_INVALID_COMMAND = 1,      /**< "INVALID_COMMAND": envelope or payload malformed */
+  ESK_RULE_CONCURRENCY_CONFLICT = 2, /**< "CONCURRENCY_CONFLICT": expected version != actual */
+  ESK_RULE_UNPUBLISHABLE = 3,        /**< "UNPUBLISHABLE": Kafka can never take its messages */
+  ESK_RULE_DOMAIN = 4                /**< the first of the domain's codes */
+};
+
+/**
+ * The command envelope: what every command carries whatever its domain.
+ * Filled by the domain's decode_command() (it knows its field names);
+ * checked by the runtime. Strings are borrowed, NUL-terminated; actor and
+ * correlation_id may be NULL or empty.
+ */
+typedef struct esk_envelope_s {
+  const char *command_id;   /**< the idempotency key */
+  const char *aggregate_id; /**< the Kafka key of the command and its events */
+  int has_expected_version; /**< when 1, the command applies only at expected_version */
+  int64_t expected_version; /**< 0: the aggregate has no event yet */
+  const char *actor;
+  const char *correlation_id;
+} esk_envelope_t;
+
+/** The outcome of validate() or decide(). */
+typedef struct esk_decision_s {
+  int rule; /**< ESK_RULE_ACCEPTED, ESK_RULE_INVALID_COMMAND or ESK_RULE_DOMAIN + i */
+  /** One line naming the rule and the values, e.g. "INSUFFICIENT_FUNDS: withdrawal
+   *  of 700 USD (minor units) from account a-1 exceeds its balance of 500". */
+  char message[ESK_RESULT_MSG_MAX];
+} esk_decision_t;
+
+/** What the runtime adds to every event it publishes (strings borrowed). */
+typedef struct esk_event_meta_s {
+  const char *event_id;       /**< a UUID in its 36-character text form */
+  int64_t occurred_at_us;     /**< microseconds since the Unix epoch, UTC */
+  const char *aggregate_id;   /**< the envelope's */
+  int64_t aggregate_version;  /**< the event's: version(state) + 1 + its index */
+  const char *correlation_id; /**< NULL is written as "" */
+  const char *causation_id;   /**< the command id */
+  const char *actor;          /**< NULL is written as "" */
+} esk_event_meta_t;
+
+/** An event's place in its aggregate, as decode_event() reads it. */
+typedef struct esk_event_ref_s {
+  const char *aggregate_id; /**< borrowed from the event struct */
+  int64_t aggregate_version;
+} esk_event_ref_t;
+
+/**
+ * A domain. Static storage in the domain; every function pointer is required.
+ * `self` is the instance create() made (one per runtime thread: it may hold
+ * scratch Avro values); decide, validate, evolve and the snapshot functions
+ * do not get it, so they cannot depend on anything but their arguments.
+ */
+typedef struct esk_domain_s {
+  int abi;            /**< ESK_DOMAIN_ABI it was built with */
+  size_t struct_size; /**< sizeof(esk_domain_t) it was built with */
+  const char *name;           /**< e.g. "bank": the topics are <name>.commands, ... */
+  const char *aggregate_type; /**< e.g. "account": EventMeta.aggregate_type */
+  const char *snapshot_type;  /**< the snapshot records' esk.type header, e.g. "AccountSnapshot" */
+  const char *aggregate_id_field; /**< the commands' field holding the aggregate id */
+  const char *const *rules;   /**< stable names of its codes ESK_RULE_DOMAIN + i */
+  size_t n_rules;             /**< at most ESK_DOMAIN_MAX_RULES */
+  size_t command_size, event_size, state_size;
+  size_t max_events; /**< most events of one command (1..ESK_DOMAIN_MAX_EVENTS) */
+  size_t snapshot_max; /**< largest snapshot in bytes */
+
+  /** @brief The contract: adds the domain's schemas to @p set. */
+  int (*load_schemas)(esk_schema_set_t *set, esk_error_t *err);
+  /** @brief The contract: registers the domain's upcasters in @p codec. */
+  int (*register_upcasters)(esk_codec_t *codec, esk_error_t *err);
+
+  /** @brief An instance over @p set and @p codec (borrowed; they outlive it). */
+  int (*create)(void **self, const esk_schema_set_t *set, esk_codec_t *codec, esk_error_t *err);
+  /** @brief Frees an instance. NULL does nothing. */
+  void (*destroy)(void *self);
+
+  /**
+   * @brief Maps a decoded command value (of schema @p type) to the envelope and
+   *        the domain's command struct (@p cmd, command_size bytes).
+   * @returns ESK_OK; ESK_EPOISON for a value that is not one of its commands.
+   */
+  int (*decode_command)(void *self, const esk_schema_t *type, const avro_value_t *value,
+                        esk_envelope_t *env, void *cmd, esk_error_t *err);
+
+  /** @brief Writes the state of an aggregate with no event yet into @p state. */
+  void (*init_state)(void *state);
+  /** @brief The version of @p state: its last event's aggregate version, 0 for none. */
+  int64_t (*version)(const void *state);
+
+  /** @brief The checks that need no state; sets @p out (rule 0: passed). Pure. */
+  void (*validate)(const void *cmd, const esk_envelope_t *env, esk_decision_t *out);
+  /**
+   * @brief Decides @p cmd against @p state (the runtime has checked the
+   *        envelope, validate() and the expected version). Pure.
+   * @param events filled with *n_out events (max_events structs of event_size).
+   * @returns ESK_OK whenever it decided (accepted or rejected, in @p out);
+   *          ESK_EINVAL for misuse.
+   */
+  int (*decide)(const void *state, const void *cmd, const esk_envelope_t *env, void *events,
+                size_t *n_out, esk_decision_t *out, esk_error_t *err);
+  /**
+   * @brief The state after @p event: writes @p next (which must not alias
+   *        @p state), leaves @p state as it was. Pure.
+   * @returns ESK_OK; ESK_EPOISON when the event does not follow (a corrupt log).
+   */
+  int (*evolve)(void *next, const void *state, const void *event, esk_error_t *err);
+
+  /** @brief Appends the snapshot of @p state to @p out. */
+  int (*snapshot_write)(esk_buf_t *out, const void *state, esk_error_t *err);
+  /** @brief Reads a snapshot into @p state. @returns ESK_OK or ESK_EPOISON. */
+  int (*snapshot_read)(void *state, const void *data, size_t len, esk_error_t *err);
+
+  /**
+   * @brief Appends the single-object encoding of @p event with @p meta to @p out.
+   * @param schema_out set to the writer schema (the runtime writes its headers).
+   */
+  int (*encode_event)(void *self, esk_buf_t *out, const esk_schema_t **schema_out,
+                      const void *event, const esk_event_meta_t *meta, esk_error_t *err);
+  /**
+   * @brief Decodes an event of any version (resolution and upcasters apply)
+   *        into @p event (event_size bytes) and where it belongs.
+   * @returns ESK_OK or ESK_EPOISON naming the problem.
+   */
+  int (*decode_event)(void *self, void *event, esk_event_ref_t *ref, const void *data,
+                      size_t len, esk_error_t *err);
+} esk_domain_t;
+
+/** The exported function's type (a later step loads it from a shared object). */
+typedef const esk_domain_t *(*esk_domain_fn)(void);
+
+/**
+ * @brief Checks a descriptor: ABI version, struct size, every function
+ *        present, sizes and counts in range.
+ * @param origin names it in the message (e.g. "compiled-in" or a file path).
+ * @returns ESK_OK or ESK_EINVAL naming the domain, the origin and the reason.
+ */
+int esk_domain_check(const esk_domain_t *d, const char *origin, esk_error_t *err);
+
+/**
+ * @brief The stable name of result code @p rule for domain @p d
+ *        ("ACCEPTED", "INVALID_COMMAND", ..., then d->rules); "UNKNOWN" when
+ *        out of range.
+ */
+const char *esk_domain_rule_name(const esk_domain_t *d, int rule);
+
+/** @brief The code named @p name. @returns ESK_OK with @p out set, or ESK_ENOTFOUND. */
+int esk_domain_rule_from_name(const esk_domain_t *d, const char *name, int *out);
+
+/** @brief Number of result codes of @p d: ESK_RULE_DOMAIN + d->n_rules. */
+int esk_domain_rule_count(const esk_domain_t *d);
+
+#endif

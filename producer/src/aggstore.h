@@ -1,0 +1,103 @@
+/**
+ * @file aggstore.h
+ * @brief The runtime's in-memory tables of one partition, whatever the
+ *        domain: the aggregate store (aggregate id -> state) and the
+ *        idempotency cache (command id -> first result). Both are over the
+ *        SipHash map of esk/hmap.h, since users choose the ids.
+ */
+#ifndef ESK_PRODUCER_AGGSTORE_H
+#define ESK_PRODUCER_AGGSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esk/domain.h"
+#include "esk/error.h"
+
+/** The result of one command: what the results topic carries. */
+typedef struct esk_result_s {
+  int rule; /**< ESK_RULE_ACCEPTED, a runtime code, or ESK_RULE_DOMAIN + i (esk/domain.h) */
+  /** Accepted: the aggregate version after the command's events.
+   *  Rejected: the aggregate version the command was judged against. */
+  int64_t version;
+  char message[ESK_RESULT_MSG_MAX]; /**< names the rule and the values */
+} esk_result_t;
+
+/* ---------------------------------------------------------------- store --- */
+
+/**
+ * The aggregate store: aggregate id -> a domain state of state_size bytes,
+ * copied in and out. A pointer from esk_aggstore_get() stays valid until that
+ * aggregate is removed or the store destroyed. Ids are 1..ESK_ID_MAX bytes.
+ */
+typedef struct esk_aggstore_s esk_aggstore_t;
+
+/**
+ * @brief Creates an empty store.
+ * @param expected pre-sizes the table (0: small).
+ * @param max hard limit of aggregates (0: 16M); a put of a new one beyond it fails.
+ */
+int esk_aggstore_new(esk_aggstore_t **out, size_t state_size, size_t expected, size_t max,
+                     esk_error_t *err);
+
+/** @brief Frees the store. NULL does nothing. */
+void esk_aggstore_destroy(esk_aggstore_t *st);
+
+/** @brief The state of @p id, or NULL if the store has none. */
+const void *esk_aggstore_get(const esk_aggstore_t *st, const char *id);
+
+/**
+ * @brief Stores a copy of @p state under @p id (inserting or replacing).
+ * @returns ESK_OK; ESK_EINVAL for an empty or over-long id; ESK_ENOMEM when full.
+ */
+int esk_aggstore_put(esk_aggstore_t *st, const char *id, const void *state, esk_error_t *err);
+
+/** @brief Drops an aggregate. @returns ESK_OK or ESK_ENOTFOUND. */
+int esk_aggstore_remove(esk_aggstore_t *st, const char *id);
+
+/** @brief Number of aggregates held. */
+size_t esk_aggstore_count(const esk_aggstore_t *st);
+
+/**
+ * @brief Calls @p fn for every aggregate (no order). Do not change the store
+ *        during the walk; a non-zero return from @p fn stops it and is returned.
+ */
+int esk_aggstore_foreach(const esk_aggstore_t *st,
+                         int (*fn)(const char *id, const void *state, void *ctx), void *ctx);
+
+/* --------------------------------------------------- idempotency cache --- */
+
+/**
+ * The seen-command cache: command id -> the first result of that command.
+ *
+ * Bounded: it holds at most max_entries ids; inserting a new id when full
+ * evicts the oldest inserted one (FIFO by first insertion, not LRU: a lookup
+ * does not refresh an entry). A retry that arrives after more than
+ * max_entries newer commands is therefore decided again: size the cache to
+ * cover the retry window. Memory: about 450 bytes per entry.
+ */
+typedef struct esk_seen_s esk_seen_t;
+
+/** @brief Creates an empty cache holding at most @p max_entries (> 0) ids. */
+int esk_seen_new(esk_seen_t **out, size_t max_entries, esk_error_t *err);
+
+/** @brief Frees the cache. NULL does nothing. */
+void esk_seen_destroy(esk_seen_t *s);
+
+/**
+ * @brief Records the result of @p command_id, unless the id is already known:
+ *        the first result wins and the entry keeps its age.
+ * @param inserted_out if not NULL, set on success to 1 if recorded, 0 if already known.
+ * @returns ESK_OK; ESK_EINVAL for an empty or over-long id (ESK_ID_MAX); ESK_ENOMEM.
+ */
+int esk_seen_put(esk_seen_t *s, const char *command_id, const esk_result_t *result,
+                 int *inserted_out, esk_error_t *err);
+
+/** @brief The first result of @p command_id (owned by the cache; valid until the next
+ *         put), or NULL. */
+const esk_result_t *esk_seen_get(const esk_seen_t *s, const char *command_id);
+
+/** @brief Number of ids held (<= max_entries). */
+size_t esk_seen_count(const esk_seen_t *s);
+
+#endif

@@ -1,0 +1,34 @@
+/**
+ * @file domains.h
+ * @brief The domains esk-producer knows (`domain=<name>`). Today they are
+ *        compiled in; a later step loads them from shared objects
+ *        (esk/domain.h, ESK_DOMAIN_SYMBOL).
+ */
+#ifndef ESK_PRODUCER_DOMAINS_H
+#define ESK_PRODUCER_DOMAINS_H
+
+#include "esk/domain.h"
+#include "esk/error.h"
+
+/**
+ * @brief The registered domain named @p name, checked (esk_domain_check()).
+ * @returns ESK_OK with @p out set; ESK_EINVAL naming @p name and the known
+ *          domains, or why a registered one is refused.
+ */
+int esk_producer_domain_find(const esk_domain_t **out, const char *name, esk_error_t *err);
+
+/** A domain opened for use: its contract in a codec, and its instance. */
+typedef struct esk_domain_inst_s {
+  const esk_domain_t *d;
+  esk_schema_set_t *schemas; /**< the contract's schemas */
+  esk_codec_t *codec;        /**< with the contract's upcasters */
+  void *self;                /**< d->create() over them */
+} esk_domain_inst_t;
+
+/** @brief Opens @p d into @p out (zeroed first); on error @p out holds nothing. */
+int esk_domain_inst_open(esk_domain_inst_t *out, const esk_domain_t *d, esk_error_t *err);
+
+/** @brief Frees what esk_domain_inst_open() made. A zeroed @p in does nothing. */
+void esk_domain_inst_close(esk_domain_inst_t *in);
+
+#endif

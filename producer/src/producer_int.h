@@ -1,0 +1,211 @@
+/**
+ * @file producer_int.h
+ * @brief What the files of the esk-producer runtime share: the producer's
+ *        struct, its parts, and the functions one file calls in another
+ *        (esk_prod_*; internal, not for tests or other binaries).
+ */
+#ifndef ESK_PRODUCER_INT_H
+#define ESK_PRODUCER_INT_H
+
+#include "producer.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include "aggstore.h"
+#include "decider.h"
+#include "domains.h"
+#include "esk/buf.h"
+#include "esk/codec.h"
+#include "esk/domain.h"
+#include "esk/hmap.h"
+#include "esk/kafka.h"
+#include "esk/log.h"
+#include "esk/watchdog.h"
+#include "restore.h"
+#include "results.h"
+#include <librdkafka/rdkafka.h>
+
+#define FAC "producer"
+
+typedef struct part_s {
+  int active;
+  int64_t next_offset;       /* offset after the last command handled, -1: none yet */
+  esk_aggstore_t *store;
+  esk_seen_t *seen;
+  esk_hmap_t *dirty;         /* aggregates changed since the last checkpoint */
+  int64_t events_since_ckpt; /* events since the last checkpoint */
+  int64_t batch_next;        /* offset after the last command of the open batch, -1: none */
+  int ckpt_pending;          /* this batch writes a checkpoint */
+} part_t;
+
+/* Metric series, looked up once (esk_metrics_* ignores NULL: no registry). */
+typedef struct metrics_s {
+  esk_metric_t *restore_f, *lag_f;
+  esk_series_t *accepted, *rejected[ESK_RULE_DOMAIN + ESK_DOMAIN_MAX_RULES], *duplicates,
+      *skipped, *batches, *batch_s, *aborts, *restore_events, *assigned;
+  esk_series_t **restore_s, **lag_s; /* per partition, created at its first restore */
+} metrics_t;
+
+/* The open batch's commands in handling order; a message's delivery opaque is
+ * its command's index + 1 (0: no command, e.g. a checkpoint). */
+typedef struct cmd_ref_s {
+  int32_t part;
+  int64_t offset;
+} cmd_ref_t;
+
+/* A command whose messages Kafka refused for good (too large, invalid), kept
+ * across the abort and rewind that follow until its offset commits. */
+enum {
+  V_ALONE = 1,  /* one of several commands in a refused record batch: redo it alone */
+  V_REJECT = 2, /* known culprit: answer UNPUBLISHABLE instead of publishing events */
+  V_SKIP = 4,   /* even its rejection was refused: consume it without a result */
+};
+typedef struct verdict_s {
+  int32_t part;
+  int64_t offset;
+  int state, logged;
+  int64_t round; /* esk_prod_judge_refusals() round that last judged it */
+  char reason[ESK_RESULT_MSG_MAX - 32];
+} verdict_t;
+
+/* A refused message of the open batch: its command and why. */
+typedef struct refusal_s {
+  size_t idx; /* command index + 1 */
+  char reason[ESK_RESULT_MSG_MAX - 32];
+} refusal_t;
+
+/* Counts of the open batch, published when it commits (an aborted batch is
+ * redone, so counting at handling time would count its commands twice). */
+typedef struct batch_counts_s {
+  int64_t accepted, duplicates, skipped, rejected[ESK_RULE_DOMAIN + ESK_DOMAIN_MAX_RULES];
+} batch_counts_t;
+
+typedef struct stats_s {
+  int64_t commands, accepted, rejected, duplicates, poison, txns, aborts;
+  int64_t commit_ms; /* time spent committing (the main thread waits) */
+} stats_t;
+
+struct esk_producer_s {
+  esk_topics_t topics;
+  char group_id[256], txn_id[512], domain[64];
+  int64_t batch_max, batch_ms, linger_ms, snapshot_every, ckpt_events, seen_max, store_max, restore_ms,
+      stats_ms;
+  rd_kafka_t *consumer, *producer, *reader;
+  rd_kafka_topic_t *rkt_ev, *rkt_res, *rkt_snap;
+  const esk_domain_t *dom;    /* the domain (docs/architecture.md, "Write side") */
+  esk_domain_inst_t di;       /* its contract and instance */
+  void *dom_self;             /* di.self */
+  esk_codec_t *codec;         /* di.codec */
+  esk_decider_t *dc;          /* scratch of its decisions */
+  void *cmd;                  /* the command being handled (command_size bytes) */
+  part_t *parts;
+  int nparts;
+  int in_txn, batch_failed;
+  int batch_isolated;         /* the open batch holds one suspect command alone */
+  int64_t event_max;          /* event.max.bytes */
+  cmd_ref_t *cmds;            /* the open batch's commands (batch_n of them) */
+  size_t cmds_cap;
+  refusal_t *refused;         /* permanent refusals of the open batch */
+  size_t n_refused, refused_cap;
+  verdict_t *verdicts;        /* refused commands not yet committed */
+  size_t n_verdicts, verdicts_cap;
+  int64_t judge_round;
+  esk_buf_t evbuf[ESK_DOMAIN_MAX_EVENTS]; /* a command's encoded events before publishing */
+  int64_t batch_undelivered;  /* delivery failures in the open batch */
+  int batch_broken;           /* a message failed other than by an abort's purge */
+  rd_kafka_conf_t *prod_conf; /* a copy of the producer's, for esk_prod_renew_producer() */
+  char batch_reason[256];     /* the first of them */
+  int64_t abort_backoff_ms;   /* grows while aborts follow each other */
+  int64_t batch_n, batch_deadline;
+  esk_buf_t buf;
+  uint8_t rnd[4096]; /* random bytes for event ids, refilled with getrandom() */
+  size_t rnd_pos;
+  volatile int fatal;
+  esk_error_t ferr;
+  stats_t st;
+  metrics_t m;
+  batch_counts_t bc;
+  double batch_t0;             /* seconds (monotonic) at esk_prod_begin_batch */
+  int txn_unended;             /* the transaction begun at batch_t0 is not committed or aborted */
+  int64_t txn_timeout_ms;      /* the producer's transaction.timeout.ms */
+  int64_t lag_next_ms;         /* next lag gauge update */
+  int64_t fence_ms;            /* fence.check.interval.ms */
+  int64_t fence_next_ms;       /* next fence check */
+  esk_producer_health_t *health, own_health;
+};
+
+static inline int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* refusals.c */
+verdict_t *esk_prod_add_verdict(esk_producer_t *p, int32_t part, int64_t offset);
+verdict_t *esk_prod_find_verdict(esk_producer_t *p, int32_t part, int64_t offset);
+const char *esk_prod_human_bytes(char *buf, size_t size, size_t n);
+void esk_prod_judge_refusals(esk_producer_t *p);
+void esk_prod_note_refusal(esk_producer_t *p, uintptr_t idx, rd_kafka_topic_t *rkt, size_t len,
+                           rd_kafka_resp_err_t e, int local);
+int esk_prod_permanent_error(rd_kafka_resp_err_t e);
+void esk_prod_prune_verdicts(esk_producer_t *p, int32_t part, int64_t below);
+
+/* records.c */
+void *esk_prod_cmd_opaque(const esk_producer_t *p);
+int esk_prod_encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, char eid[37],
+                          int64_t version, const esk_envelope_t *env);
+size_t esk_prod_event_record_size(const esk_producer_t *p, size_t i, const esk_schema_t *ws,
+                                  const esk_envelope_t *env);
+void esk_prod_hdr(rd_kafka_headers_t *h, const char *name, const char *v);
+int esk_prod_produce(esk_producer_t *p, rd_kafka_topic_t *rkt, int32_t part, const void *key,
+                     size_t klen, const void *val, size_t vlen, rd_kafka_headers_t *hdrs,
+                     void *opaque);
+int esk_prod_produce_event(esk_producer_t *p, int32_t part, size_t i, const esk_schema_t *ws,
+                           const char *eid, int64_t version, const esk_envelope_t *env);
+int esk_prod_produce_result(esk_producer_t *p, int32_t part, const char *command_id,
+                            const esk_result_t *res);
+int esk_prod_produce_result_n(esk_producer_t *p, int32_t part, const char *command_id,
+                              size_t id_len, const esk_result_t *res);
+int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, const void *s,
+                              void *opaque);
+
+/* intake.c */
+void esk_prod_handle_command(esk_producer_t *p, const rd_kafka_message_t *m);
+
+/* txn.c */
+int esk_prod_begin_batch(esk_producer_t *p, esk_error_t *err);
+void esk_prod_check_fence(esk_producer_t *p, int64_t now);
+void esk_prod_drop_producer(esk_producer_t *p);
+int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err);
+int esk_prod_init_transactions(esk_producer_t *p, esk_error_t *err);
+int esk_prod_renew_producer(esk_producer_t *p, esk_error_t *err);
+
+/* partitions.c */
+void esk_prod_drop_part(esk_producer_t *p, int32_t id);
+void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                           rd_kafka_topic_partition_list_t *parts, void *opaque);
+int esk_prod_restore_part(esk_producer_t *p, int32_t id, esk_error_t *err);
+void esk_prod_update_lag(esk_producer_t *p, int64_t now);
+
+/* producer.c */
+int esk_prod_escalate(esk_error_t *err);
+int esk_prod_expired_not_fenced(esk_producer_t *p);
+void esk_prod_set_fatal(esk_producer_t *p, const esk_error_t *e);
+
+#endif

@@ -1,0 +1,360 @@
+/* Transactions: one per batch (begin, checkpoints, offsets, commit, abort
+ * and rewind), the transactional producer, and the fence check. */
+#include "producer_int.h"
+
+int esk_prod_begin_batch(esk_producer_t *p, esk_error_t *err) {
+  int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
+  if (rc) return esk_prod_escalate(err);
+  p->in_txn = 1;
+  p->batch_failed = 0;
+  p->batch_undelivered = 0;
+  p->batch_broken = 0;
+  p->batch_reason[0] = '\0';
+  p->batch_n = 0;
+  p->batch_isolated = 0;
+  p->n_refused = 0;
+  p->batch_deadline = mono_ms() + p->batch_ms;
+  p->batch_t0 = mono_s();
+  p->txn_unended = 1;
+  memset(&p->bc, 0, sizeof(p->bc));
+  return ESK_OK;
+}
+
+typedef struct ckpt_ctx_s {
+  esk_producer_t *p;
+  int32_t part;
+} ckpt_ctx_t;
+
+static int snapshot_dirty(const void *key, size_t klen, void *value, void *opaque) {
+  (void)klen;
+  (void)value;
+  ckpt_ctx_t *c = opaque;
+  const void *s = esk_aggstore_get(c->p->parts[c->part].store, key);
+  return s ? esk_prod_produce_snapshot(c->p, c->part, key, s, NULL) : ESK_OK;
+}
+
+static int write_checkpoints(esk_producer_t *p) {
+  int due = 0;
+  for (int32_t i = 0; i < p->nparts; i++)
+    due |= p->parts[i].active && p->ckpt_events && p->parts[i].events_since_ckpt >= p->ckpt_events;
+  if (!due) return ESK_OK;
+  /* Wait until this batch's events are written (the commit would wait for
+   * them anyway); then every event of the partition below its high watermark
+   * is in our state, or belongs to an aborted transaction, or to the open
+   * transaction of a dead instance, which cannot commit (its offsets carry an
+   * old group generation): the high watermark is a safe checkpoint. */
+  if (ESK_WAITING("rd_kafka_flush (before a checkpoint)", rd_kafka_flush(p->producer, 60000)))
+    return ESK_ERETRY;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    part_t *pt = &p->parts[i];
+    if (!pt->active || !p->ckpt_events || pt->events_since_ckpt < p->ckpt_events) continue;
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(p->producer, p->topics.events, i,
+                                                             &lo, &hi, 10000);
+    if (e) { /* no checkpoint this time: the next batch tries again */
+      ESK_WARN(FAC, "msg=\"checkpoint skipped\" partition=%d reason=\"%s\"", (int)i,
+               rd_kafka_err2str(e));
+      continue;
+    }
+    ckpt_ctx_t c = {p, i};
+    int rc = esk_hmap_foreach(pt->dirty, snapshot_dirty, &c);
+    if (rc) return rc;
+    uint8_t v[ESK_RESTORE_CHECKPOINT_SIZE];
+    esk_restore_checkpoint_encode(v, hi);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    esk_prod_hdr(h, "esk.type", "Checkpoint");
+    if ((rc = esk_prod_produce(p, p->rkt_snap, i, ESK_RESTORE_CHECKPOINT_KEY,
+                      sizeof(ESK_RESTORE_CHECKPOINT_KEY) - 1, v, sizeof(v), h, NULL)))
+      return rc;
+    pt->ckpt_pending = 1;
+    ESK_DEBUG(FAC, "msg=\"checkpoint\" partition=%d events_offset=%lld accounts=%zu", (int)i,
+              (long long)hi, esk_hmap_count(pt->dirty));
+  }
+  return ESK_OK;
+}
+
+/* The committed batch's counts and duration into the metrics. */
+static void publish_batch(esk_producer_t *p) {
+  const batch_counts_t *c = &p->bc;
+  if (c->accepted) esk_metrics_add(p->m.accepted, (uint64_t)c->accepted);
+  if (c->duplicates) esk_metrics_add(p->m.duplicates, (uint64_t)c->duplicates);
+  if (c->skipped) esk_metrics_add(p->m.skipped, (uint64_t)c->skipped);
+  for (int r = 0; r < esk_domain_rule_count(p->dom); r++)
+    if (c->rejected[r]) esk_metrics_add(p->m.rejected[r], (uint64_t)c->rejected[r]);
+  esk_metrics_inc(p->m.batches);
+  esk_metrics_observe(p->m.batch_s, mono_s() - p->batch_t0);
+}
+
+/* Commits the open batch. On an abortable error: abort, and when @p rewind,
+ * restore the held partitions and go back to the committed offsets. */
+/* Waits (at most @p timeout_ms) until Kafka acknowledged every message sent.
+ * commit_transaction() flushes too, but librdkafka 2.0.2's flush sleeps in
+ * 10 ms slices on the delivery report queue, and with
+ * delivery.report.only.error nothing wakes it at the last acknowledgement:
+ * every commit took 10 ms longer than its messages did. Polled here in 1 ms
+ * slices, the commit's own flush finds nothing left (docs/producer.md). */
+static void await_acks(esk_producer_t *p, int64_t timeout_ms) {
+  int64_t until = mono_ms() + timeout_ms;
+  while (rd_kafka_outq_len(p->producer) > 0 && mono_ms() < until) rd_kafka_poll(p->producer, 1);
+}
+
+static int rewind_all(esk_producer_t *p, esk_error_t *err);
+
+int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
+  if (!p->in_txn) return ESK_OK;
+  int rc = p->batch_failed ? ESK_ECONFLICT : write_checkpoints(p);
+  if (rc == ESK_ERETRY || (rc == ESK_OK && p->batch_failed)) rc = ESK_ECONFLICT;
+  if (rc == ESK_OK) {
+    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(p->nparts);
+    for (int32_t i = 0; i < p->nparts; i++)
+      if (p->parts[i].batch_next >= 0)
+        rd_kafka_topic_partition_list_add(offs, p->topics.commands, i)->offset =
+            p->parts[i].batch_next;
+    if (offs->cnt) {
+      rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+      for (int tries = 0; tries < 5; tries++) {
+        rc = esk_kafka_txn_error(
+            ESK_WAITING("send_offsets_to_transaction",
+                          rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000)),
+            "send_offsets_to_transaction", err);
+        if (rc != ESK_ERETRY) break;
+      }
+      rd_kafka_consumer_group_metadata_destroy(md);
+    }
+    rd_kafka_topic_partition_list_destroy(offs);
+  }
+  int64_t t_commit = mono_ms();
+  if (rc == ESK_OK) {
+    await_acks(p, 60000);
+    for (int tries = 0; tries < 5; tries++) {
+      rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction",
+                                           rd_kafka_commit_transaction(p->producer, 60000)),
+                               "commit_transaction", err);
+      if (rc != ESK_ERETRY) break;
+    }
+    if (rc == ESK_OK && p->batch_failed) rc = ESK_ECONFLICT; /* cannot happen: belt and braces */
+  }
+  p->in_txn = 0;
+  p->st.commit_ms += mono_ms() - t_commit;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    if (rc == ESK_OK && p->n_verdicts && p->parts[i].batch_next >= 0)
+      esk_prod_prune_verdicts(p, i, p->parts[i].batch_next); /* answered and committed */
+    p->parts[i].batch_next = -1;
+  }
+  if (rc == ESK_OK) {
+    p->txn_unended = 0;
+    p->st.txns++;
+    p->abort_backoff_ms = 0;
+    publish_batch(p);
+    for (int32_t i = 0; i < p->nparts; i++) {
+      part_t *pt = &p->parts[i];
+      if (!pt->ckpt_pending) continue;
+      pt->ckpt_pending = 0;
+      pt->events_since_ckpt = 0;
+      esk_hmap_destroy(pt->dirty);
+      pt->dirty = NULL;
+      if ((rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err))) return rc;
+    }
+    return ESK_OK;
+  }
+  for (int32_t i = 0; i < p->nparts; i++) p->parts[i].ckpt_pending = 0;
+  int expired = rc == ESK_EFATAL && esk_prod_expired_not_fenced(p);
+  if (rc == ESK_EFATAL && !expired) return rc;
+  /* abortable (or retries exhausted): abort, forget the batch's state, redo it */
+  char q[512];
+  if (!err->msg[0])
+    esk_error_set(err, ESK_ECONFLICT, "%s",
+                  p->batch_reason[0] ? p->batch_reason : "produce failed");
+  ESK_WARN(FAC, "msg=\"aborting transaction\" commands=%lld undelivered=%lld retry_in_ms=%lld "
+           "reason=%s", (long long)p->batch_n, (long long)p->batch_undelivered,
+           (long long)p->abort_backoff_ms, esk_log_quote(q, sizeof(q), err->msg));
+  p->st.aborts++;
+  esk_metrics_inc(p->m.aborts);
+  /* a cause that persists (a broker down, a topic's min.insync.replicas out of
+   * reach) must not spin; refused messages are judged below instead */
+  if (p->abort_backoff_ms) usleep((useconds_t)p->abort_backoff_ms * 1000);
+  p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
+  if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
+  esk_error_clear(err);
+  for (int tries = 0; !expired; tries++) {
+    rc = esk_kafka_txn_error(ESK_WAITING("abort_transaction",
+                                         rd_kafka_abort_transaction(p->producer, 60000)),
+                             "abort_transaction", err);
+    if (rc == ESK_OK) break;
+    if (rc == ESK_EFATAL && (expired = esk_prod_expired_not_fenced(p))) break;
+    if (rc != ESK_ERETRY || tries == 5) return esk_prod_escalate(err);
+  }
+  if (expired) {
+    ESK_WARN(FAC, "msg=\"the coordinator aborted the transaction on its timeout; carrying on "
+             "with a new producer\" open_ms=%.0f transaction_timeout_ms=%lld",
+             (mono_s() - p->batch_t0) * 1000.0, (long long)p->txn_timeout_ms);
+    esk_error_clear(err);
+  }
+  esk_prod_judge_refusals(p); /* before the redo: it must treat the refused commands differently */
+  if ((p->batch_broken || expired) && (rc = esk_prod_renew_producer(p, err)))
+    return esk_prod_escalate(err);
+  p->txn_unended = 0; /* aborted, or its producer replaced */
+  p->batch_failed = 0; /* after the purged messages' reports */
+  return rewind ? rewind_all(p, err) : ESK_OK;
+}
+
+static int rewind_all(esk_producer_t *p, esk_error_t *err) {
+  rd_kafka_topic_partition_list_t *cur = NULL;
+  rd_kafka_resp_err_t e = rd_kafka_assignment(p->consumer, &cur);
+  if (e) return esk_error_set(err, ESK_EFATAL, "assignment: %s", rd_kafka_err2str(e));
+  rd_kafka_assign(p->consumer, NULL);
+  int rc = ESK_OK;
+  atomic_store(&p->health->restoring, cur->cnt);
+  for (int i = 0; i < cur->cnt && rc == ESK_OK; i++) {
+    cur->elems[i].offset = RD_KAFKA_OFFSET_INVALID; /* back to the committed offset */
+    rc = esk_prod_restore_part(p, cur->elems[i].partition, err);
+    if (rc == ESK_OK) atomic_fetch_sub(&p->health->restoring, 1);
+  }
+  if (rc == ESK_OK && (e = rd_kafka_assign(p->consumer, cur)))
+    rc = esk_error_set(err, ESK_EFATAL, "re-assigning after an abort: %s", rd_kafka_err2str(e));
+  rd_kafka_topic_partition_list_destroy(cur);
+  if (rc) return esk_prod_escalate(err);
+  ESK_INFO(FAC, "msg=\"rewound to the committed offsets after an abort\"");
+  return ESK_OK;
+}
+
+/* The producer's topic handles, then its transactions (which fences an older
+ * instance with the same transactional.id, or bumps our own epoch). */
+int esk_prod_init_transactions(esk_producer_t *p, esk_error_t *err) {
+  int rc;
+  p->rkt_ev = rd_kafka_topic_new(p->producer, p->topics.events, NULL);
+  p->rkt_res = rd_kafka_topic_new(p->producer, p->topics.results, NULL);
+  p->rkt_snap = rd_kafka_topic_new(p->producer, p->topics.snapshots, NULL);
+  if (!p->rkt_ev || !p->rkt_res || !p->rkt_snap)
+    return esk_error_set(err, ESK_EFATAL, "topic handles: %s",
+                         rd_kafka_err2str(rd_kafka_last_error()));
+  ESK_INFO(FAC, "msg=\"initialising transactions\" transactional_id=%s", p->txn_id);
+  for (int tries = 0;; tries++) {
+    rc = esk_kafka_txn_error(ESK_WAITING("init_transactions",
+                                         rd_kafka_init_transactions(p->producer, 60000)),
+                             "init_transactions", err);
+    if (rc != ESK_ERETRY || tries == 3) break;
+    /* most often the coordinator still finishing this id's previous
+     * transaction (CONCURRENT_TRANSACTIONS in librdkafka's log): say so */
+    char q[512];
+    ESK_WARN(FAC, "msg=\"transactions not initialised yet, trying again\" attempt=%d of=4 "
+                  "transactional_id=%s reason=%s hint=\"the coordinator may be unable to "
+                  "finish this id's previous transaction: see the broker's log\"",
+             tries + 1, p->txn_id, esk_log_quote(q, sizeof(q), err->msg));
+  }
+  return rc;
+}
+
+void esk_prod_drop_producer(esk_producer_t *p) {
+  if (p->rkt_ev) rd_kafka_topic_destroy(p->rkt_ev);
+  if (p->rkt_res) rd_kafka_topic_destroy(p->rkt_res);
+  if (p->rkt_snap) rd_kafka_topic_destroy(p->rkt_snap);
+  p->rkt_ev = p->rkt_res = p->rkt_snap = NULL;
+  if (p->producer) {
+    const char *was = esk_watchdog_doing("rd_kafka_flush, rd_kafka_destroy (the producer)");
+    rd_kafka_flush(p->producer, 5000);
+    rd_kafka_destroy(p->producer); /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
+    p->producer = NULL;
+    esk_watchdog_doing(was);
+  }
+}
+
+/* A new producer after an abort in which messages failed. librdkafka 2.0.2
+ * does not always bump the epoch when aborting then: the next transaction
+ * fails on "skipped sequence numbers", or its messages time out and the abort
+ * after them hangs on CONCURRENT_TRANSACTIONS. esk_prod_init_transactions() of a new
+ * handle with the same transactional.id starts clean (about 10 ms here). */
+int esk_prod_renew_producer(esk_producer_t *p, esk_error_t *err) {
+  char errstr[512];
+  rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  esk_prod_drop_producer(p);
+  rd_kafka_conf_t *c = rd_kafka_conf_dup(p->prod_conf);
+  if (!c) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+  if (!(p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr)))) {
+    rd_kafka_conf_destroy(c);
+    return esk_error_set(err, ESK_EFATAL, "re-creating the Kafka producer: %s", errstr);
+  }
+  return esk_prod_init_transactions(p, err);
+}
+
+#define FENCE_CALL_MS 10000 /* each call of a fence check */
+
+/* The committed offsets of the held partitions, or NULL when none is known
+ * (nothing committed yet, or the group coordinator did not answer). */
+static rd_kafka_topic_partition_list_t *held_committed(esk_producer_t *p) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->nparts);
+  for (int32_t i = 0; i < p->nparts; i++)
+    if (p->parts[i].active) rd_kafka_topic_partition_list_add(l, p->topics.commands, i);
+  int known = 0;
+  if (l->cnt && !ESK_WAITING("rd_kafka_committed (fence check)",
+                             rd_kafka_committed(p->consumer, l, FENCE_CALL_MS)))
+    for (int i = 0; i < l->cnt; i++) known += !l->elems[i].err && l->elems[i].offset >= 0;
+  if (known) return l;
+  rd_kafka_topic_partition_list_destroy(l);
+  return NULL;
+}
+
+/* Ends the fence check's transaction, whose offsets call returned @p rc:
+ * commits it (a retriable offsets call leaves it empty, which commits too),
+ * or aborts it after an abortable error; one that cannot end is fatal. */
+static int fence_txn_end(esk_producer_t *p, int rc, esk_error_t *err) {
+  for (int tries = 0; (rc == ESK_OK || rc == ESK_ERETRY) && tries < 3; tries++) {
+    rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction (fence check)",
+                                         rd_kafka_commit_transaction(p->producer, FENCE_CALL_MS)),
+                             "commit_transaction", err);
+    if (rc != ESK_ERETRY) break;
+  }
+  if (rc == ESK_OK || rc == ESK_EFATAL) return rc;
+  esk_error_t ae = {0};
+  for (int tries = 0; tries < 3; tries++) {
+    int arc = esk_kafka_txn_error(ESK_WAITING("abort_transaction (fence check)",
+                                              rd_kafka_abort_transaction(p->producer,
+                                                                         FENCE_CALL_MS)),
+                                  "abort_transaction", &ae);
+    if (arc == ESK_OK) return rc;
+    if (arc != ESK_ERETRY) break;
+  }
+  return esk_error_set(err, ESK_EFATAL, "%s; then %s", err->msg, ae.msg);
+}
+
+/* One transaction holding only @p offs (already committed): the coordinator
+ * checks the producer epoch when the offsets are added. */
+static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *offs,
+                     esk_error_t *err) {
+  int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
+  if (rc) return rc;
+  rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+  rc = esk_kafka_txn_error(ESK_WAITING("send_offsets_to_transaction (fence check)",
+                                       rd_kafka_send_offsets_to_transaction(
+                                           p->producer, offs, md, FENCE_CALL_MS)),
+                           "send_offsets_to_transaction", err);
+  rd_kafka_consumer_group_metadata_destroy(md);
+  return rc == ESK_EFATAL ? rc : fence_txn_end(p, rc, err);
+}
+
+/* librdkafka learns that another instance with this transactional.id fenced
+ * this one only from the coordinator's answer to a transactional request, and
+ * sends none while no transaction is open: an idle zombie stayed in the
+ * group, holding its partitions and ready, until a command came (issue 21).
+ * So while no transaction has run for fence.check.interval.ms, one that
+ * commits the committed offsets again asks; a fenced instance stops. */
+void esk_prod_check_fence(esk_producer_t *p, int64_t now) {
+  if (!p->fence_ms || p->in_txn || p->fatal || now < p->fence_next_ms) return;
+  p->fence_next_ms = now + p->fence_ms;
+  if ((double)now - p->batch_t0 * 1000.0 < (double)p->fence_ms) return; /* a batch asked */
+  rd_kafka_topic_partition_list_t *offs = held_committed(p);
+  if (!offs) return; /* nothing to commit again: the next command asks */
+  esk_error_t e = {0};
+  int rc = fence_txn(p, offs, &e);
+  rd_kafka_topic_partition_list_destroy(offs);
+  if (rc == ESK_OK) return;
+  char q[600];
+  esk_error_t fe = {0};
+  esk_error_set(&fe, ESK_EFATAL, "fence check: %s", e.msg);
+  if (rc == ESK_EFATAL) {
+    esk_prod_set_fatal(p, &fe);
+    return;
+  }
+  ESK_WARN(FAC, "msg=\"fence check failed; trying again later\" reason=%s",
+           esk_log_quote(q, sizeof(q), e.msg));
+}
