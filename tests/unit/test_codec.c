@@ -917,8 +917,8 @@ Test(codec, refused_strings_in_arrays_maps_and_map_keys_are_named_by_their_path)
   len = s_message(s, msg, "fine", 4, items, 2, "k", 1, "v", 1);
   cr_assert_eq(esk_codec_decode(c, msg, len, 0, &reader, &v, &err), ESK_OK, "%s", err.msg);
   avro_value_t b;
-  const void *bp;
-  size_t bn;
+  const void *bp = NULL;
+  size_t bn = 0;
   avro_value_get_by_name(v, "b", &b, NULL);
   avro_value_get_bytes(&b, &bp, &bn);
   cr_expect(bn == 3 && !memcmp(bp, "b\0b", 3));
@@ -973,8 +973,8 @@ Test(codec, well_formed_utf8_up_to_u10ffff_is_kept_and_every_ill_formed_sequence
       cr_expect_eq(rc, ESK_OK, "case %zu: %s", i, err.msg);
       if (rc) continue;
       avro_value_t f;
-      const char *str;
-      size_t size;
+      const char *str = NULL;
+      size_t size = 0;
       avro_value_get_by_name(v, "s", &f, NULL);
       avro_value_get_string(&f, &str, &size);
       cr_expect(size == t[i].len + 1 && !memcmp(str, t[i].bytes, t[i].len), "case %zu", i);
