@@ -30,7 +30,10 @@ const esk_conf_prop_t esk_http_props[] = {
      "port 0 lets the kernel pick a free port (logged at start), off serves nothing. "
      "Loopback by default; use 0.0.0.0:<port> in a container."},
     {"http.max.connections", ESK_CONF_INT, "32", 1, 4096, NULL, NULL,
-     "Most HTTP connections served at once; more wait in the listen backlog."},
+     "Most HTTP connections held at once: a new one beyond it closes the connection that has "
+     "waited longest for its request (so probes are answered while slow clients hold every "
+     "slot); when all are answering requests, 16 more are taken, then more wait in the listen "
+     "backlog."},
     {"http.request.max.bytes", ESK_CONF_INT, "8192", 2048, 1048576, NULL, NULL,
      "Largest HTTP request line plus headers; a larger request gets an error and is closed."},
     {"http.timeout.s", ESK_CONF_INT, "10", 1, 3600, NULL, NULL,

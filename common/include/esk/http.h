@@ -44,8 +44,9 @@
  *   listen on; port 0 lets the kernel pick a free port (logged at start, and
  *   returned by esk_http_port()), `off` serves nothing. Loopback by default:
  *   set `0.0.0.0:<port>` in a container so probes and scrapers can reach it.
- * - `http.max.connections` (default 32): further connections wait in the
- *   kernel's backlog or are refused.
+ * - `http.max.connections` (default 32): a further connection closes the one
+ *   that has waited longest for its request; while every connection is
+ *   answering one, a few more are accepted, then they wait in the backlog.
  * - `http.request.max.bytes` (default 8192): memory for one request's line
  *   and headers; a larger request is answered with an error and closed.
  * - `http.timeout.s` (default 10): an idle connection is closed after this.
