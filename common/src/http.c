@@ -12,11 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A scrape never produces more than this; a registry that does is a bug. */
 #define METRICS_MAX_BYTES ((size_t)16 << 20)
 #define LISTEN_BACKLOG 64
+/* Connections libmicrohttpd takes beyond http.max.connections: while every
+ * general slot is taken, a new connection is still accepted (and then closes the
+ * connection that has waited longest for its request), so a probe is served even
+ * when slow clients hold every slot. */
+#define PROBE_RESERVE 16
 
 const esk_conf_prop_t esk_http_props[] = {
     {"http.listen", ESK_CONF_STRING, "127.0.0.1:0", 0, 0, NULL, NULL,
@@ -24,13 +30,37 @@ const esk_conf_prop_t esk_http_props[] = {
      "port 0 lets the kernel pick a free port (logged at start), off serves nothing. "
      "Loopback by default; use 0.0.0.0:<port> in a container."},
     {"http.max.connections", ESK_CONF_INT, "32", 1, 4096, NULL, NULL,
-     "Most HTTP connections served at once; more wait in the listen backlog."},
+     "Most HTTP connections held at once: a new one beyond it closes the connection that has "
+     "waited longest for its request (so probes are answered while slow clients hold every "
+     "slot); when all are answering requests, 16 more are taken, then more wait in the listen "
+     "backlog."},
     {"http.request.max.bytes", ESK_CONF_INT, "8192", 2048, 1048576, NULL, NULL,
      "Largest HTTP request line plus headers; a larger request gets an error and is closed."},
     {"http.timeout.s", ESK_CONF_INT, "10", 1, 3600, NULL, NULL,
      "Seconds after which an idle HTTP connection is closed."},
+    {"http.header.timeout.s", ESK_CONF_INT, "5", 1, 3600, NULL, NULL,
+     "Seconds a new HTTP connection has to send its request line and headers, counted from "
+     "its accept; a connection that has not is closed (http.timeout.s applies after that). "
+     "A slow client cannot hold a slot for longer."},
+    {"http.max.connections.per.address", ESK_CONF_INT, "8", 1, 4096, NULL, NULL,
+     "Most HTTP connections from one client address: a further one closes that address's "
+     "connection that has waited longest for a request, or is refused when all of them are "
+     "being answered."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
+
+/* One open connection, known from libmicrohttpd's connection notices. Only the
+ * daemon's one thread (its callbacks) touches these. */
+typedef struct conn_s {
+  struct conn_s *prev, *next;
+  MHD_socket fd;
+  unsigned char addr[16]; /* the client's IPv4 or IPv6 address */
+  size_t addr_len;
+  int64_t since_ms; /* when it began waiting for a request (accept, or the last response) */
+  int waiting;      /* no complete request line and headers yet */
+  int first;        /* waiting for its first request: http.header.timeout.s applies */
+  int closing;      /* shut down here to free its slot; libmicrohttpd closes it next */
+} conn_t;
 
 struct esk_http_s {
   struct MHD_Daemon *daemon;
@@ -38,6 +68,8 @@ struct esk_http_s {
   esk_http_ready_fn ready;
   void *opaque;
   int port;
+  conn_t *conns; /* open connections, newest first */
+  unsigned max_conns, max_per_addr, idle_s, header_s;
 };
 
 /* ------------------------------------------------------------ address --- */
@@ -198,6 +230,128 @@ static enum MHD_Result serve_healthz(struct MHD_Connection *c) {
   return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, body);
 }
 
+/* ------------------------------------------------------ slow clients --- */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t addr_key(unsigned char out[16], const struct sockaddr *sa) {
+  if (sa && sa->sa_family == AF_INET) {
+    memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    return 4;
+  }
+  if (sa && sa->sa_family == AF_INET6) {
+    memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    return 16;
+  }
+  return 0;
+}
+
+static conn_t *conn_of(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return i ? i->socket_context : NULL;
+}
+
+/* Frees the slot of @p k: shutdown() wakes the daemon, which reads the end of
+ * the stream and closes the connection (and notifies its close) in its loop. */
+static void evict(conn_t *k, const char *why) {
+  k->closing = 1;
+  shutdown(k->fd, SHUT_RDWR);
+  ESK_DEBUG("http", "msg=\"closed a connection waiting for a request\" reason=\"%s\"", why);
+}
+
+/* The connection waiting longest for a request (from @p addr when given). */
+static conn_t *oldest_waiting(esk_http_t *h, const unsigned char *addr, size_t addr_len) {
+  conn_t *best = NULL;
+  for (conn_t *k = h->conns; k; k = k->next)
+    if (!k->closing && k->waiting &&
+        (!addr || (k->addr_len == addr_len && !memcmp(k->addr, addr, addr_len))) &&
+        (!best || k->since_ms <= best->since_ms))
+      best = k;
+  return best;
+}
+
+/* Called by the daemon's thread on each accept, before the connection is
+ * served: closes connections whose headers are overdue, and makes room for
+ * the new one (the per-address limit first, then the general one). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len) {
+  (void)len;
+  esk_http_t *h = cls;
+  int64_t now = now_ms();
+  unsigned char addr[16];
+  size_t addr_len = addr_key(addr, sa);
+  unsigned total = 0, same = 0;
+  for (conn_t *k = h->conns; k; k = k->next) {
+    if (!k->closing && k->waiting && k->first && now - k->since_ms >= (int64_t)h->header_s * 1000)
+      evict(k, "no request line and headers within http.header.timeout.s");
+    if (k->closing) continue;
+    total++;
+    same += addr_len && k->addr_len == addr_len && !memcmp(k->addr, addr, addr_len);
+  }
+  if (same >= h->max_per_addr) {
+    conn_t *k = oldest_waiting(h, addr, addr_len);
+    if (!k) return MHD_NO; /* all of this address's connections are being answered */
+    evict(k, "http.max.connections.per.address reached");
+    total--;
+  }
+  if (total >= h->max_conns) {
+    conn_t *k = oldest_waiting(h, NULL, 0);
+    if (k) evict(k, "http.max.connections reached");
+    /* else every slot is answering a request: the new one takes a reserved one */
+  }
+  return MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  esk_http_t *h = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+    conn_t *k = *socket_context;
+    if (!k) return;
+    if (k->prev) k->prev->next = k->next;
+    else h->conns = k->next;
+    if (k->next) k->next->prev = k->prev;
+    free(k);
+    *socket_context = NULL;
+    return;
+  }
+  conn_t *k = calloc(1, sizeof(*k));
+  const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  const union MHD_ConnectionInfo *ad =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (!k || !fd) { /* untracked: it still has the idle timeout */
+    free(k);
+    return;
+  }
+  k->fd = fd->connect_fd;
+  k->addr_len = addr_key(k->addr, ad ? ad->client_addr : NULL);
+  k->since_ms = now_ms();
+  k->waiting = k->first = 1;
+  k->next = h->conns;
+  if (h->conns) h->conns->prev = k;
+  h->conns = k;
+  *socket_context = k;
+  /* until its headers arrive, silence ends it at the shorter of the two timeouts */
+  if (h->header_s < h->idle_s)
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->header_s);
+}
+
+/* A request was answered (or abandoned): the connection waits for the next one. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)con_cls;
+  (void)toe;
+  conn_t *k = conn_of(c);
+  if (k) {
+    k->waiting = 1;
+    k->since_ms = now_ms();
+  }
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls) {
@@ -206,6 +360,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   (void)upload_data_size;
   (void)con_cls;
   esk_http_t *h = cls;
+  conn_t *k = conn_of(c);
+  if (k && k->waiting) { /* its request line and headers are complete */
+    k->waiting = 0;
+    if (k->first && h->header_s < h->idle_s)
+      MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->idle_s);
+    k->first = 0;
+  }
   if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
     return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
   if (!strcmp(url, "/healthz")) return serve_healthz(c);
@@ -240,16 +401,21 @@ int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metr
   h->metrics = metrics;
   h->ready = ready;
   h->opaque = opaque;
+  h->max_conns = (unsigned)esk_conf_get_int(conf, "http.max.connections");
+  h->max_per_addr = (unsigned)esk_conf_get_int(conf, "http.max.connections.per.address");
+  h->idle_s = (unsigned)esk_conf_get_int(conf, "http.timeout.s");
+  h->header_s = (unsigned)esk_conf_get_int(conf, "http.header.timeout.s");
   if ((rc = open_listener(&fd, &h->port, &v6, &a, value, err))) goto cleanup;
 
   unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                    (v6 ? MHD_USE_IPv6 : 0);
   h->daemon = MHD_start_daemon(
-      flags, 0, NULL, NULL, handle, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)esk_conf_get_int(conf, "http.max.connections"),
+      flags, 0, on_accept, h, handle, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+      MHD_OPTION_CONNECTION_LIMIT, h->max_conns + PROBE_RESERVE,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)esk_conf_get_int(conf, "http.request.max.bytes"),
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)esk_conf_get_int(conf, "http.timeout.s"),
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, h->idle_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_END);
   if (!h->daemon) {
     rc = esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not start", value);
     goto cleanup;
@@ -270,6 +436,11 @@ int esk_http_port(const esk_http_t *h) { return h ? h->port : 0; }
 
 void esk_http_stop(esk_http_t *h) {
   if (!h) return;
-  MHD_stop_daemon(h->daemon);
+  MHD_stop_daemon(h->daemon); /* notifies every close: the list is empty after it */
+  while (h->conns) {
+    conn_t *k = h->conns;
+    h->conns = k->next;
+    free(k);
+  }
   free(h);
 }

@@ -78,6 +78,23 @@ static int fill(esk_generation_t *out, const char *base, const char *projection,
   return ESK_OK;
 }
 
+int esk_generation_check_group(const esk_generation_t *g, const char *base,
+                               const char *projection, const char *group, esk_error_t *err) {
+  if (!group || !*group) return ESK_OK;
+  esk_generation_t want;
+  int rc = fill(&want, base, projection, g->gen, group, g->state, err);
+  if (rc || !strcmp(want.group, g->group)) return rc;
+  char as[300] = "";
+  if (g->gen > 1) snprintf(as, sizeof(as), " (group '%s' for generation %d)", want.group, g->gen);
+  return esk_error_set(err, ESK_EINVAL,
+                       "group.id '%s'%s conflicts with generation %d of projection %s in "
+                       "pg.schema %s, recorded with group '%s'; its positions are in PostgreSQL, "
+                       "so another group would not read the topic again: to rebuild from offset "
+                       "0 run 'eskctl projection rebuild %s --schema %s', for a separate copy use "
+                       "a new pg.schema, or leave group.id unset",
+                       group, as, g->gen, projection, base, g->group, projection, base);
+}
+
 static int row(esk_generation_t *out, PGresult *res, int i) {
   esk_generation_t g = {0};
   g.gen = atoi(PQgetvalue(res, i, 0));

@@ -62,6 +62,21 @@ void esk_generation_store_key(char *out, size_t size, const char *projection, in
 int esk_generation_live(esk_generation_t *out, PGconn *pg, const char *base,
                         const char *projection, const char *base_group, esk_error_t *err);
 
+/**
+ * @brief Checks an explicit `group.id` against the group generation @p g was
+ *        recorded with: generation 1 reads as `group.id`, generation N > 1 as
+ *        `<group.id>.g<N>`. A generation's positions are kept in PostgreSQL
+ *        (its schema and key), not in Kafka, so another group would neither
+ *        read the topic again nor keep its own positions: it would share the
+ *        generation's positions with the recorded group's members and fight
+ *        them over every partition.
+ * @param group the configured `group.id`; NULL or empty (the default) passes.
+ * @returns ESK_OK, or ESK_EINVAL with one line naming both groups and what to
+ *          do instead (`eskctl projection rebuild`, a new `pg.schema`).
+ */
+int esk_generation_check_group(const esk_generation_t *g, const char *base,
+                               const char *projection, const char *group, esk_error_t *err);
+
 /** @brief Generation @p gen of @p projection; ESK_ENOTFOUND if there is none. */
 int esk_generation_get(esk_generation_t *out, PGconn *pg, const char *base,
                        const char *projection, int gen, esk_error_t *err);

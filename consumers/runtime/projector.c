@@ -20,7 +20,9 @@ const esk_conf_prop_t esk_projector_props[] = {
     {"projection", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
      "Name of the projection this process runs (also --projection)."},
     {"group.id", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
-     "Consumer group; default esk.projection.<projection>."},
+     "Consumer group; default esk.projection.<projection>. Once the projection's generation "
+     "exists its recorded group is used, and a group.id set to another one stops start-up "
+     "(positions are kept in PostgreSQL: rebuild, or use a new pg.schema)."},
     {"topic", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
      "Events topic to read; default <domain>.events."},
     {"batch.max.events", ESK_CONF_INT, "100000", 1, 1000000, NULL, NULL,
@@ -54,7 +56,8 @@ const esk_conf_prop_t esk_projector_props[] = {
      "<group.id>.g<N>."},
     {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
      "PostgreSQL schema of the read models and esk's bookkeeping tables (created if "
-     "missing); a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters."},
+     "missing); a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters, checked "
+     "at start like the projection's name."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -214,6 +217,26 @@ int esk_projector_schema_valid(const char *s) {
     if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
       return 0;
   return 1;
+}
+
+#define IDENT_RULE "a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters"
+
+int esk_projector_check_names(const esk_conf_t *conf, esk_error_t *err) {
+  static const char *const keys[] = {"pg.schema", "projection"};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
+    const char *v = esk_conf_get(conf, keys[i]);
+    if (!v && i == 1) continue; /* no projection: the binary says which ones exist */
+    if (!esk_projector_schema_valid(v))
+      return esk_error_set(err, ESK_EINVAL, "invalid value '%s' for %s: expected " IDENT_RULE,
+                           v ? v : "", keys[i]);
+  }
+  const char *projection = esk_conf_get(conf, "projection");
+  int64_t gen = esk_conf_get_int(conf, "generation");
+  char schema[64];
+  if (projection)
+    return esk_generation_schema(schema, sizeof(schema), esk_conf_get(conf, "pg.schema"),
+                                 projection, gen > 0 ? (int)gen : 1, err);
+  return ESK_OK;
 }
 
 /* Creates the schema if it is missing (serialised with esk's other DDL) and
@@ -1013,8 +1036,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   atomic_init(&p->r_lag, 0);
   if (!esk_projector_schema_valid(esk_conf_get(conf, "pg.schema"))) {
     rc = esk_error_set(err, ESK_EINVAL,
-                       "pg.schema '%s': expected a lower-case identifier [a-z_][a-z0-9_]*, "
-                       "at most 63 characters",
+                       "invalid value '%s' for pg.schema: expected " IDENT_RULE,
                        esk_conf_get(conf, "pg.schema"));
     goto fail;
   }

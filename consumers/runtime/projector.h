@@ -134,6 +134,18 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
  */
 int esk_projector_schema_valid(const char *schema);
 
+/**
+ * @brief Checks the identifiers that come from configuration and reach SQL,
+ *        before anything is sent to PostgreSQL: `pg.schema` and `projection`
+ *        (also the name of a declarative file or plugin) must each be a
+ *        lower-case identifier (esk_projector_schema_valid()), and together
+ *        they must name a valid schema for the configured generation
+ *        (`<pg.schema>_<projection>_g<N>`, N at least 1).
+ * @returns ESK_OK, or ESK_EINVAL naming the key, the value and what is allowed
+ *          (a configuration error: the binaries exit 2).
+ */
+int esk_projector_check_names(const esk_conf_t *conf, esk_error_t *err);
+
 /** @brief Frees the projector. NULL does nothing. */
 void esk_projector_destroy(esk_projector_t *p);
 

@@ -280,6 +280,12 @@ int main(int argc, char **argv) {
     status = 2;
     goto cleanup;
   }
+  /* identifiers that reach SQL, before anything reaches PostgreSQL */
+  if (esk_projector_check_names(conf, &err)) {
+    fprintf(stderr, "esk-projector: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
   esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
   if (esk_bank_decoder_new(&dec, &limits, &err) || (def && def->create(&proj, &err))) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
@@ -303,6 +309,9 @@ int main(int argc, char **argv) {
   const char *cg = esk_conf_get(conf, "group.id");
   if (cg && *cg) snprintf(base_group, sizeof(base_group), "%s", cg);
   else snprintf(base_group, sizeof(base_group), "esk.projection.%s", projection);
+  /* set on purpose, it must be the group the generation was recorded with (checked
+   * once: a later switch moves to the group the rebuild recorded) */
+  int explicit_group = cg && *cg;
   int want = (int)esk_conf_get_int(conf, "generation");
   int rc;
   for (;;) {
@@ -317,6 +326,9 @@ int main(int argc, char **argv) {
       sleep_ms(2000);
       esk_watchdog_beat(); /* retrying is progress; a stop ends it (the loop's condition) */
     }
+    if (rc == ESK_OK && explicit_group)
+      rc = esk_generation_check_group(&gen, base, projection, base_group, &err);
+    explicit_group = 0;
     char num[16];
     snprintf(num, sizeof(num), "%d", rc == ESK_OK ? gen.gen : 0);
     if (rc == ESK_OK &&

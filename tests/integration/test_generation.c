@@ -147,3 +147,20 @@ Test(generation, an_older_registry_gains_the_start_column, .init = setup, .fini 
   cr_assert_eq(g.from_ms, -1);
   PQfinish(pg);
 }
+
+Test(generation, an_explicit_group_must_be_the_one_the_generation_was_recorded_with) {
+  esk_generation_t g = {.gen = 1, .schema = "b_p_g1", .group = "grp", .state = "live"};
+  esk_error_t err = {0};
+  cr_assert_eq(esk_generation_check_group(&g, "b", "p", NULL, &err), ESK_OK, "unset passes");
+  cr_assert_eq(esk_generation_check_group(&g, "b", "p", "", &err), ESK_OK, "empty passes");
+  cr_assert_eq(esk_generation_check_group(&g, "b", "p", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_check_group(&g, "b", "p", "other", &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "group.id 'other'") && strstr(err.msg, "recorded with group 'grp'") &&
+                strstr(err.msg, "eskctl projection rebuild p --schema b"),
+            "%s", err.msg);
+  /* generation N > 1 reads as <group.id>.g<N> */
+  g = (esk_generation_t){.gen = 3, .schema = "b_p_g3", .group = "grp.g3", .state = "live"};
+  cr_assert_eq(esk_generation_check_group(&g, "b", "p", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_check_group(&g, "b", "p", "grp.g3", &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "(group 'grp.g3.g3' for generation 3)"), "%s", err.msg);
+}

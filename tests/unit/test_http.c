@@ -317,26 +317,135 @@ Test(http, many_concurrent_clients_are_all_served_eventually, .timeout = 120) {
   esk_http_stop(h);
 }
 
-Test(http, connections_beyond_the_cap_are_closed_until_one_is_freed) {
-  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.max.connections", "4", NULL};
+/* 1 when the server has closed @p fd (EOF or reset) within @p ms, 0 when it is still open. */
+static int closed_within(int fd, int ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, ms) <= 0) return 0;
+  char b[256];
+  ssize_t r = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+  return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static double since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+Test(http, a_connection_beyond_the_cap_closes_the_one_that_waited_longest_for_its_request) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.max.connections", "4",
+                            "http.max.connections.per.address", "8", NULL};
   esk_http_t *h = start(kv, NULL, NULL);
   int port = esk_http_port(h), held[4];
   char resp[4096];
   for (int i = 0; i < 4; i++) {
     held[i] = connect_to(port);
-    send_all(held[i], "GET /", 5); /* idle, mid-request */
+    send_all(held[i], "GET /", 5); /* idle, mid-request; accepted in this order */
   }
-  usleep(200000); /* let the server accept all four */
-  cr_assert_eq(request(port, "GET", "/healthz", resp, sizeof(resp)), 0,
-               "a 5th connection beyond http.max.connections=4 was served: %s", resp);
-  close(held[0]);
-  int code = 0;
-  for (int attempt = 0; attempt < 100 && code != 200; attempt++) {
-    usleep(20000);
-    code = request(port, "GET", "/healthz", resp, sizeof(resp));
+  cr_assert_eq(request(port, "GET", "/healthz", resp, sizeof(resp)), 200,
+               "a 5th connection beyond http.max.connections=4 was not served: %s", resp);
+  cr_assert(closed_within(held[0], 2000), "the connection that waited longest is still open");
+  for (int i = 1; i < 4; i++)
+    cr_assert(!closed_within(held[i], 0), "connection %d was closed too", i);
+  for (int i = 0; i < 4; i++) close(held[i]);
+  esk_http_stop(h);
+}
+
+/* A non-blocking connection from @p src (a loopback address) to @p port that
+ * sends @p partial once connected: a slowloris client. -1 if it cannot connect. */
+static int slow_client(const char *src, int port, const char *partial) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  cr_assert_geq(fd, 0);
+  struct sockaddr_in from = {.sin_family = AF_INET}, to = {.sin_family = AF_INET,
+                                                           .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, src, &from.sin_addr);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(bind(fd, (struct sockaddr *)&from, sizeof(from)), 0, "bind %s: %s", src,
+               strerror(errno));
+  if (connect(fd, (struct sockaddr *)&to, sizeof(to)) && errno != EINPROGRESS) {
+    close(fd);
+    return -1;
   }
-  cr_assert_eq(code, 200, "freeing a connection did not make room");
-  for (int i = 1; i < 4; i++) close(held[i]);
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  if (poll(&p, 1, 200) == 1) send(fd, partial, strlen(partial), MSG_NOSIGNAL);
+  return fd;
+}
+
+/* Issue 22: 185 connections holding a partial request line kept every slot,
+ * and GET /healthz waited 10-20 s; a liveness probe gives up after 1 s. */
+static void probe_answers_within_a_second(int n_sources, int per_source) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.timeout.s", "60", NULL};
+  esk_http_t *h = start(kv, NULL, NULL);
+  int port = esk_http_port(h), n = 0;
+  int *fds = calloc((size_t)(n_sources * per_source), sizeof(int));
+  for (int s = 0; s < n_sources; s++)
+    for (int i = 0; i < per_source; i++) {
+      char src[32];
+      snprintf(src, sizeof(src), "127.0.0.%d", 2 + s);
+      int fd = slow_client(src, port, "GET /heal");
+      if (fd >= 0) fds[n++] = fd;
+    }
+  cr_assert_geq(n, 40, "only %d slow connections", n);
+  /* every general slot (http.max.connections=32) is held before the probe */
+  for (int round = 0; round < 3; round++) {
+    char resp[4096];
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int code = request(port, "GET", "/healthz", resp, sizeof(resp));
+    double took = since(&t0);
+    cr_assert_eq(code, 200, "probe %d while %d slow connections are open: %d %s", round, n, code,
+                 resp);
+    cr_assert_lt(took, 1.0, "probe %d took %.2f s while %d slow connections are open", round,
+                 took, n);
+  }
+  for (int i = 0; i < n; i++) close(fds[i]);
+  free(fds);
+  esk_http_stop(h);
+}
+
+Test(http, slow_clients_from_one_address_do_not_delay_a_probe, .timeout = 60) {
+  probe_answers_within_a_second(1, 185);
+}
+
+Test(http, slow_clients_from_many_addresses_holding_every_slot_do_not_delay_a_probe,
+     .timeout = 60) {
+  probe_answers_within_a_second(23, 8);
+}
+
+Test(http, a_request_without_headers_is_closed_at_the_header_timeout_not_the_idle_one) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.timeout.s", "60",
+                            "http.header.timeout.s", "1", NULL};
+  esk_http_t *h = start(kv, NULL, NULL);
+  int port = esk_http_port(h);
+  int fd = connect_to(port);
+  send_all(fd, "GET /healthz HTTP/1.1\r\nHo", 25);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  cr_assert(closed_within(fd, 4000), "a stalled request was not closed by http.header.timeout.s=1");
+  cr_assert_gt(since(&t0), 0.5, "closed before the header timeout");
+  close(fd);
+  esk_http_stop(h);
+}
+
+Test(http, a_header_dribbled_past_the_header_timeout_loses_its_slot_to_a_new_connection) {
+  const char *const kv[] = {"http.listen", "127.0.0.1:0", "http.timeout.s", "60",
+                            "http.header.timeout.s", "1", "http.max.connections", "1", NULL};
+  esk_http_t *h = start(kv, NULL, NULL);
+  int port = esk_http_port(h);
+  int fd = connect_to(port);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  /* one byte every 100 ms: never idle long enough for an inactivity timeout */
+  const char *slow = "GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  for (size_t i = 0; since(&t0) < 1.5 && slow[i]; i++) {
+    send_all(fd, slow + i, 1);
+    poll(NULL, 0, 100);
+  }
+  cr_assert(!closed_within(fd, 0), "closed with no other client waiting");
+  char resp[4096];
+  cr_assert_eq(request(port, "GET", "/healthz", resp, sizeof(resp)), 200, "%s", resp);
+  cr_assert(closed_within(fd, 2000), "the dribbling connection kept its slot past the deadline");
+  close(fd);
   esk_http_stop(h);
 }
 

@@ -11,8 +11,9 @@
  * - `GET /metrics`: 200, the metrics registry in the Prometheus text format.
  *
  * Only GET and HEAD are served (405 with `Allow: GET, HEAD` otherwise); any
- * other path is 404. Connections, the request size (request line plus headers)
- * and idle time are capped by configuration (esk_http_props).
+ * other path is 404. Connections (in all and per client address), the request
+ * size (request line plus headers), the time to send the headers and idle
+ * time are capped by configuration (esk_http_props).
  *
  * Wiring into a binary:
  *
@@ -43,11 +44,24 @@
  *   listen on; port 0 lets the kernel pick a free port (logged at start, and
  *   returned by esk_http_port()), `off` serves nothing. Loopback by default:
  *   set `0.0.0.0:<port>` in a container so probes and scrapers can reach it.
- * - `http.max.connections` (default 32): further connections wait in the
- *   kernel's backlog or are refused.
+ * - `http.max.connections` (default 32): a further connection closes the one
+ *   that has waited longest for its request; while every connection is
+ *   answering one, a few more are accepted, then they wait in the backlog.
  * - `http.request.max.bytes` (default 8192): memory for one request's line
  *   and headers; a larger request is answered with an error and closed.
  * - `http.timeout.s` (default 10): an idle connection is closed after this.
+ * - `http.header.timeout.s` (default 5): a new connection that has not sent
+ *   its request line and headers this long after its accept is closed
+ *   (silence closes it then; a client that dribbles bytes loses its slot to
+ *   the next connection accepted after the deadline).
+ * - `http.max.connections.per.address` (default 8): a further connection
+ *   from an address at the limit closes that address's connection that has
+ *   waited longest for its request, or is refused when none is waiting.
+ *
+ * Probes are answered even when slow clients hold every general slot: a new
+ * connection beyond `http.max.connections` closes the connection that has
+ * waited longest for its request, and libmicrohttpd accepts a few more
+ * connections than the general limit for when every slot is answering one.
  */
 extern const esk_conf_prop_t esk_http_props[];
 
