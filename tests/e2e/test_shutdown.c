@@ -31,24 +31,14 @@
 #define STACK ESK_SOURCE_DIR "/deploy/local/stack"
 #define BOUND_MS 4000
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 /* Waits up to @p timeout_ms for @p needle in the file at @p path. */
 static void wait_log(const char *path, const char *needle, int timeout_ms) {
-  int64_t end = now_ms() + timeout_ms;
+  int64_t end = esk_test_now_ms() + timeout_ms;
   while (!esk_tp_file_contains(path, needle)) {
-    cr_assert_lt(now_ms(), end, "'%s' did not appear in %s within %d ms", needle, path,
+    cr_assert_lt(esk_test_now_ms(), end, "'%s' did not appear in %s within %d ms", needle, path,
                  timeout_ms);
-    nap_ms(50);
+    esk_test_nap_ms(50);
   }
 }
 
@@ -56,9 +46,9 @@ static void wait_log(const char *path, const char *needle, int timeout_ms) {
  * (killed then). @returns its exit status (128+signal when killed by one, -1
  * when it did not end in time) and the time it took in @p ms. */
 static int sigterm(pid_t pid, int64_t *ms) {
-  int64_t t0 = now_ms();
+  int64_t t0 = esk_test_now_ms();
   int st = esk_tp_stop(pid, SIGTERM, BOUND_MS + 1000);
-  *ms = now_ms() - t0;
+  *ms = esk_test_now_ms() - t0;
   return st;
 }
 
@@ -157,8 +147,8 @@ Test(shutdown, producer_sigterm_with_a_transaction_open_commits_it_and_exits_0_w
   esk_tp_gen_init(&g, prefix);
   esk_tp_gen_open_accounts(&g, "t-", ACCOUNTS);
   esk_tp_gen_destroy(&g);
-  for (int64_t end = now_ms() + 5000; esk_tp_count_uncommitted_events(prefix, 1) < ACCOUNTS;)
-    cr_assert_lt(now_ms(), end, "the open transaction's events were not written (log: %s)", log);
+  for (int64_t end = esk_test_now_ms() + 5000; esk_tp_count_uncommitted_events(prefix, 1) < ACCOUNTS;)
+    cr_assert_lt(esk_test_now_ms(), end, "the open transaction's events were not written (log: %s)", log);
   cr_assert_eq(esk_tp_count_results(prefix, 1).distinct, 0, "the transaction is still open");
   expect_clean_exit(p, log);
   cr_expect_eq(esk_tp_wait_results(prefix, 1, ACCOUNTS, 10000).distinct, ACCOUNTS,
@@ -294,12 +284,12 @@ Test(shutdown, projector_sigterm_during_a_rebalance_exits_0_within_the_bound, .i
 
 /* Waits until a batch has committed a position (the table exists and has a row). */
 static void wait_position(PGconn *pg) {
-  for (int64_t end = now_ms() + 30000;; nap_ms(50)) {
+  for (int64_t end = esk_test_now_ms() + 30000;; esk_test_nap_ms(50)) {
     PGresult *r = PQexec(pg, "select count(*) from esk_projection_positions");
     int n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : 0;
     PQclear(r);
     if (n > 0) return;
-    cr_assert_lt(now_ms(), end, "no position committed in 30 s (log: %s)", T.log);
+    cr_assert_lt(esk_test_now_ms(), end, "no position committed in 30 s (log: %s)", T.log);
   }
 }
 
@@ -320,10 +310,10 @@ Test(shutdown, projector_blocked_on_a_postgresql_lock_fails_healthz_then_exits_3
   publish(9, 50);
   char body[512] = "";
   int code = 200;
-  int64_t t0 = now_ms();
+  int64_t t0 = esk_test_now_ms();
   while ((code = esk_tp_http_get(port, "/healthz", body, sizeof(body))) == 200 &&
-         now_ms() - t0 < 10000)
-    nap_ms(100);
+         esk_test_now_ms() - t0 < 10000)
+    esk_test_nap_ms(100);
   cr_expect_eq(code, 503, "/healthz still %d 10 s after the lock (log: %s)", code, T.log);
   cr_expect(strstr(body, "waiting for: PostgreSQL: applying a batch") != NULL, "%s", body);
   int64_t ms = 0;

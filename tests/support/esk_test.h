@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /**
  * Writes "<prefix>.<pid>.<random>" into buf: names of topics, groups, tables
@@ -54,5 +55,11 @@ void esk_test_delete_topic(const char *topic);
 
 /** Sets one config of @p topic on the test broker (AlterConfigs; fails the test on error). */
 void esk_test_alter_topic(const char *topic, const char *key, const char *value);
+
+/** Milliseconds of CLOCK_MONOTONIC, for deadlines in tests. */
+int64_t esk_test_now_ms(void);
+
+/** Sleeps @p ms milliseconds: only between polls of a condition. */
+void esk_test_nap_ms(int ms);
 
 #endif

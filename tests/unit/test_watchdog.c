@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "esk_test.h"
+
 #include "esk/http.h"
 #include "esk/watchdog.h"
 #include "esk_test_producer.h"
@@ -29,16 +31,6 @@ static esk_conf_t *conf_with(const char *const *kv) {
   return c;
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 static volatile sig_atomic_t stop_flag;
 
@@ -65,11 +57,11 @@ Test(watchdog, healthz_fails_within_the_liveness_timeout_of_a_blocked_main_loop,
   cr_assert_eq(esk_tp_http_get(esk_http_port(h), "/healthz", body, sizeof(body)), 200, "%s", body);
   /* the main loop blocks from here: no beat, a label naming the wait */
   esk_watchdog_doing("a call blocked on purpose");
-  int64_t t0 = now_ms(), t = t0;
+  int64_t t0 = esk_test_now_ms(), t = t0;
   int code = 200;
-  while (code == 200 && (t = now_ms()) - t0 < 5000) {
+  while (code == 200 && (t = esk_test_now_ms()) - t0 < 5000) {
     code = esk_tp_http_get(esk_http_port(h), "/healthz", body, sizeof(body));
-    if (code == 200) nap_ms(20);
+    if (code == 200) esk_test_nap_ms(20);
   }
   cr_assert_eq(code, 503, "/healthz still %d after %lld ms", code, (long long)(t - t0));
   cr_expect_geq(t - t0, 1000, "not before liveness.timeout.ms (%lld ms)", (long long)(t - t0));
@@ -106,7 +98,7 @@ static void hang_after_stop(int fd, int by_flag) {
 static int run_hang(int by_flag, int64_t *ms, char *out, size_t size) {
   int fds[2];
   cr_assert_eq(pipe(fds), 0);
-  int64_t t0 = now_ms();
+  int64_t t0 = esk_test_now_ms();
   pid_t pid = fork();
   cr_assert_neq(pid, -1);
   if (pid == 0) {
@@ -121,7 +113,7 @@ static int run_hang(int by_flag, int64_t *ms, char *out, size_t size) {
   close(fds[0]);
   int st = 0;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
-  *ms = now_ms() - t0;
+  *ms = esk_test_now_ms() - t0;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -158,9 +150,9 @@ Test(watchdog, a_stop_is_seen_and_a_process_that_ends_in_time_is_left_alone, .ti
   cr_expect_eq(esk_watchdog_stopping(), 1);
   /* a negative check takes its time: the watchdog sees the stop (a 50 ms
    * tick), the work ends in time, and nothing happens past the bound */
-  nap_ms(200);
+  esk_test_nap_ms(200);
   esk_watchdog_stop();
-  nap_ms(1200);
+  esk_test_nap_ms(1200);
   cr_expect_eq(esk_watchdog_stopping(), 0, "a stopped watchdog reads no flag");
   esk_conf_destroy(c);
 }
@@ -179,7 +171,7 @@ Test(watchdog, a_stop_calls_the_wake_callback_once_from_the_watchdog_thread, .ti
   cr_assert_eq(esk_watchdog_start(c, &stop_flag, &err), ESK_OK, "%s", err.msg);
   esk_watchdog_set_wake(count_wake, &woken);
   stop_flag = 1;
-  for (int64_t end = now_ms() + 2000; atomic_load(&woken) == 0 && now_ms() < end;) nap_ms(10);
+  for (int64_t end = esk_test_now_ms() + 2000; atomic_load(&woken) == 0 && esk_test_now_ms() < end;) esk_test_nap_ms(10);
   cr_expect_eq(atomic_load(&woken), 1, "woken %d times", atomic_load(&woken));
   esk_watchdog_set_wake(NULL, NULL);
   esk_watchdog_stop();
