@@ -107,7 +107,7 @@ int esk_prod_expired_not_fenced(esk_producer_t *p) {
           e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
           e == RD_KAFKA_RESP_ERR_INVALID_TXN_STATE /* its abort, already done */) &&
          p->txn_unended && p->txn_timeout_ms > 0 &&
-         (mono_s() - p->batch_t0) * 1000.0 >= (double)p->txn_timeout_ms;
+         (esk_time_mono_s() - p->batch_t0) * 1000.0 >= (double)p->txn_timeout_ms;
 }
 
 static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
@@ -486,9 +486,9 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
            p->topics.events, p->group_id, p->nparts);
   atomic_store(&p->health->running, 1);
   stats_t prev = p->st;
-  int64_t last_stats = mono_ms();
+  int64_t last_stats = esk_time_mono_ms();
   uint64_t iter = 0;
-  int64_t now = mono_ms();
+  int64_t now = esk_time_mono_ms();
   while (!*stop && !p->fatal) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, poll_timeout(p, now));
     if (m) {
@@ -510,14 +510,14 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
      * a poll that may have waited (linger) is followed by a look at the clock */
     if (m && !p->linger_ms && (++iter & 63) && p->batch_n < p->batch_max) continue;
     rd_kafka_poll(p->producer, 0);
-    now = mono_ms();
+    now = esk_time_mono_ms();
     /* adaptive batching: the batch closes when no command is ready (the poll
      * above came back empty), when it is full, or at its deadline */
     if (p->in_txn && !p->fatal &&
         (!m || p->batch_n >= p->batch_max || now >= p->batch_deadline)) {
       esk_error_t fe = {0};
       if (esk_prod_finish_batch(p, 1, &fe)) esk_prod_set_fatal(p, &fe);
-      now = mono_ms();
+      now = esk_time_mono_ms();
     }
     esk_prod_update_lag(p, now);
     keep_alive(p, now);
@@ -541,7 +541,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
    * group): the watchdog bounds it */
   (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
                     rd_kafka_consumer_close(p->consumer));
-  log_stats(p, &prev, mono_ms() - last_stats);
+  log_stats(p, &prev, esk_time_mono_ms() - last_stats);
   if (p->fatal) {
     *err = p->ferr;
     return ESK_EFATAL;

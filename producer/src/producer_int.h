@@ -25,6 +25,7 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/watchdog.h"
+#include "esk/time.h"
 #include "restore.h"
 #include "results.h"
 #include <librdkafka/rdkafka.h>
@@ -137,24 +138,6 @@ struct esk_producer_s {
   int64_t fence_next_ms;       /* next fence check */
   esk_producer_health_t *health, own_health;
 };
-
-static inline int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static inline int64_t wall_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* refusals.c */
 verdict_t *esk_prod_add_verdict(esk_producer_t *p, int32_t part, int64_t offset);

@@ -114,7 +114,7 @@ int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, c
 int esk_prod_encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, char eid[37],
                           int64_t version, const esk_envelope_t *env) {
   event_id(p, eid);
-  esk_event_meta_t meta = {eid,     wall_us(),           env->aggregate_id, version,
+  esk_event_meta_t meta = {eid, esk_time_real_us(), env->aggregate_id, version,
                            env->correlation_id, env->command_id, env->actor};
   esk_error_t e = {0};
   esk_buf_reset(&p->evbuf[i]);
