@@ -106,6 +106,15 @@ void esk_watchdog_set_wake(void (*fn)(void *opaque), void *opaque) {
 
 void esk_watchdog_shutdown(void) { atomic_store(&wd.shutdown, 1); }
 
+int esk_watchdog_fatal(esk_fatal_t *f, const esk_error_t *e) {
+  if (!atomic_load_explicit(&f->set, memory_order_relaxed)) {
+    f->err = *e;
+    atomic_store_explicit(&f->set, 1, memory_order_release);
+  }
+  esk_watchdog_shutdown();
+  return ESK_EFATAL;
+}
+
 int esk_watchdog_stopping(void) {
   return atomic_load(&wd.shutdown) || (wd.stop && *wd.stop);
 }

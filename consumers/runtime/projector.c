@@ -102,8 +102,7 @@ struct esk_projector_s {
   volatile sig_atomic_t *stop;
   volatile int rebalanced;
   unsigned generation; /* bumped by every assignment change */
-  int fatal;
-  esk_error_t fatal_err;
+  esk_fatal_t fatal; /* the first fatal error; the loop ends on it */
   esk_projector_stats_t stats;
   rd_kafka_message_t **batch;
   unsigned *batch_gen; /* generation each batched message was received in */
@@ -122,15 +121,6 @@ struct esk_projector_s {
 
 /* A log value quoted for key=value lines (one per log statement). */
 #define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
-
-static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
-  if (!p->fatal) {
-    p->fatal = 1;
-    p->fatal_err = *e;
-    esk_watchdog_shutdown(); /* the process has shutdown.timeout.ms to end from now on */
-  }
-  return ESK_EFATAL;
-}
 
 /* Every session works in the configured schema (a reset connection is a new
  * session, so this runs again after each reset). */
@@ -325,7 +315,7 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
       atomic_store(&p->r_pg_ok, 1);
       return ESK_OK;
     }
-    if (rc != ESK_ERETRY) return set_fatal(p, &err);
+    if (rc != ESK_ERETRY) return esk_watchdog_fatal(&p->fatal, &err);
     if (*p->stop) return ESK_ERETRY;
     pg_retry_noted(p);
     ESK_WARN("projector", "msg=\"cannot read positions, retrying\" projection=%s backoff_ms=%d "
@@ -882,7 +872,7 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
   esk_watchdog_set_wake(wake_poll, cq);
   int64_t last_progress = esk_time_mono_ms(), last_applied = 0;
   int rc = ESK_OK;
-  while (!*stop && !p->fatal) {
+  while (!*stop && !esk_watchdog_is_fatal(&p->fatal)) {
     int64_t deadline = esk_time_mono_ms() + p->batch_ms;
     p->rebalanced = 0;
     rd_kafka_poll(p->dlq, 0); /* its errors and reports when they happen, not at exit */
@@ -925,8 +915,8 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
     if (esk_time_mono_ms() - last_progress >= p->progress_ms) log_progress(p, &last_progress, &last_applied);
   }
   drop_batch(p);
-  if (p->fatal) {
-    *err = p->fatal_err;
+  if (esk_watchdog_is_fatal(&p->fatal)) {
+    *err = p->fatal.err;
     rc = ESK_EFATAL;
   }
   esk_watchdog_set_wake(NULL, NULL);

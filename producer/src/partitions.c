@@ -97,13 +97,13 @@ void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (parts->cnt == 0)
       ESK_WARN(FAC, "msg=\"no partition assigned: idle standby (more instances than "
                "partitions?)\" partitions=%d", p->nparts);
-    for (int i = 0; i < parts->cnt && !p->fatal; i++) {
+    for (int i = 0; i < parts->cnt && !esk_prod_fatal(p); i++) {
       if (esk_prod_restore_part(p, parts->elems[i].partition, &err)) {
         if (esk_watchdog_stopping()) break; /* interrupted by a stop: not an error */
         esk_error_t e2 = {0};
         esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
                       (int)parts->elems[i].partition, err.msg);
-        esk_prod_set_fatal(p, &e2);
+        esk_watchdog_fatal(&p->health->fatal, &e2);
       } else {
         atomic_fetch_sub(&p->health->restoring, 1);
       }
@@ -112,8 +112,8 @@ void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     return;
   }
   /* revoked: commit what was done for them while the generation is still ours */
-  if (p->in_txn && !p->fatal && esk_prod_finish_batch(p, 0, &err) == ESK_EFATAL)
-    esk_prod_set_fatal(p, &err);
+  if (p->in_txn && !esk_prod_fatal(p) && esk_prod_finish_batch(p, 0, &err) == ESK_EFATAL)
+    esk_watchdog_fatal(&p->health->fatal, &err);
   p->in_txn = 0;
   for (int i = 0; i < parts->cnt; i++) {
     int32_t id = parts->elems[i].partition;

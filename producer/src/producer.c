@@ -64,18 +64,6 @@ int esk_prod_escalate(esk_error_t *err) {
   return ESK_EFATAL;
 }
 
-void esk_prod_set_fatal(esk_producer_t *p, const esk_error_t *e) {
-  if (p->fatal) return;
-  p->fatal = 1;
-  p->ferr = *e;
-  /* the message first, then the flag: readers see it whole once fatal is 1 */
-  size_t n = strnlen(e->msg, sizeof(p->health->fatal_msg) - 1); /* truncated on purpose */
-  memcpy(p->health->fatal_msg, e->msg, n);
-  p->health->fatal_msg[n] = '\0';
-  atomic_store_explicit(&p->health->fatal, 1, memory_order_release);
-  esk_watchdog_shutdown(); /* from now on the process has shutdown.timeout.ms to end */
-}
-
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   esk_producer_t *p = opaque;
@@ -123,7 +111,7 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     }
     esk_error_t e = {0};
     esk_error_set(&e, ESK_EFATAL, "kafka fatal error (%s): %s", rd_kafka_err2name(orig), buf);
-    esk_prod_set_fatal(p, &e);
+    esk_watchdog_fatal(&p->health->fatal, &e);
     return;
   }
   ESK_WARN("kafka", "msg=\"client error\" code=%s reason=%s",
@@ -283,8 +271,8 @@ static int register_metrics(esk_producer_t *p, esk_metrics_t *reg, esk_error_t *
 
 int esk_producer_ready(const esk_producer_health_t *h, char *reason, size_t size) {
   int restoring = atomic_load(&h->restoring), assigned = atomic_load(&h->assigned);
-  if (atomic_load_explicit(&h->fatal, memory_order_acquire)) {
-    snprintf(reason, size, "fatal error: %s", h->fatal_msg);
+  if (esk_watchdog_is_fatal(&h->fatal)) {
+    snprintf(reason, size, "fatal error: %s", h->fatal.err.msg);
     return 0;
   }
   if (!atomic_load(&h->running)) {
@@ -489,7 +477,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   int64_t last_stats = esk_time_mono_ms();
   uint64_t iter = 0;
   int64_t now = esk_time_mono_ms();
-  while (!*stop && !p->fatal) {
+  while (!*stop && !esk_prod_fatal(p)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, poll_timeout(p, now));
     if (m) {
       if (!m->err) {
@@ -497,7 +485,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
         esk_error_t fe = {0};
         esk_error_set(&fe, ESK_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
-        esk_prod_set_fatal(p, &fe);
+        esk_watchdog_fatal(&p->health->fatal, &fe);
       } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         char q[256];
         ESK_WARN(FAC, "msg=\"consumer error\" reason=%s",
@@ -513,10 +501,10 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
     now = esk_time_mono_ms();
     /* adaptive batching: the batch closes when no command is ready (the poll
      * above came back empty), when it is full, or at its deadline */
-    if (p->in_txn && !p->fatal &&
+    if (p->in_txn && !esk_prod_fatal(p) &&
         (!m || p->batch_n >= p->batch_max || now >= p->batch_deadline)) {
       esk_error_t fe = {0};
-      if (esk_prod_finish_batch(p, 1, &fe)) esk_prod_set_fatal(p, &fe);
+      if (esk_prod_finish_batch(p, 1, &fe)) esk_watchdog_fatal(&p->health->fatal, &fe);
       now = esk_time_mono_ms();
     }
     esk_prod_update_lag(p, now);
@@ -527,13 +515,13 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       last_stats = now;
     }
   }
-  if (!p->fatal && p->in_txn) {
+  if (!esk_prod_fatal(p) && p->in_txn) {
     esk_error_t fe = {0};
     const char *was = esk_watchdog_doing("finishing the open batch");
-    if (esk_prod_finish_batch(p, 0, &fe)) esk_prod_set_fatal(p, &fe);
+    if (esk_prod_finish_batch(p, 0, &fe)) esk_watchdog_fatal(&p->health->fatal, &fe);
     esk_watchdog_doing(was);
   }
-  if (p->fatal) p->in_txn = 0; /* nothing more goes into a broken transaction */
+  if (esk_prod_fatal(p)) p->in_txn = 0; /* nothing more goes into a broken transaction */
   esk_watchdog_set_wake(NULL, NULL);
   rd_kafka_queue_destroy(cq);
   atomic_store(&p->health->running, 0);
@@ -542,8 +530,8 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
   (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
                     rd_kafka_consumer_close(p->consumer));
   log_stats(p, &prev, esk_time_mono_ms() - last_stats);
-  if (p->fatal) {
-    *err = p->ferr;
+  if (esk_prod_fatal(p)) {
+    *err = p->health->fatal.err;
     return ESK_EFATAL;
   }
   ESK_INFO(FAC, "msg=stopped");

@@ -125,8 +125,6 @@ struct esk_producer_s {
   esk_buf_t buf;
   uint8_t rnd[4096]; /* random bytes for event ids, refilled with getrandom() */
   size_t rnd_pos;
-  volatile int fatal;
-  esk_error_t ferr;
   stats_t st;
   metrics_t m;
   batch_counts_t bc;
@@ -189,6 +187,10 @@ void esk_prod_update_lag(esk_producer_t *p, int64_t now);
 /* producer.c */
 int esk_prod_escalate(esk_error_t *err);
 int esk_prod_expired_not_fenced(esk_producer_t *p);
-void esk_prod_set_fatal(esk_producer_t *p, const esk_error_t *e);
+/* 1 once a fatal error was recorded (esk_watchdog_fatal(&p->health->fatal, ...)):
+ * the main loop ends and nothing more goes into a transaction. */
+static inline int esk_prod_fatal(const esk_producer_t *p) {
+  return esk_watchdog_is_fatal(&p->health->fatal);
+}
 
 #endif

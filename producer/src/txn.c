@@ -340,7 +340,7 @@ static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *o
  * So while no transaction has run for fence.check.interval.ms, one that
  * commits the committed offsets again asks; a fenced instance stops. */
 void esk_prod_check_fence(esk_producer_t *p, int64_t now) {
-  if (!p->fence_ms || p->in_txn || p->fatal || now < p->fence_next_ms) return;
+  if (!p->fence_ms || p->in_txn || esk_prod_fatal(p) || now < p->fence_next_ms) return;
   p->fence_next_ms = now + p->fence_ms;
   if ((double)now - p->batch_t0 * 1000.0 < (double)p->fence_ms) return; /* a batch asked */
   rd_kafka_topic_partition_list_t *offs = held_committed(p);
@@ -353,7 +353,7 @@ void esk_prod_check_fence(esk_producer_t *p, int64_t now) {
   esk_error_t fe = {0};
   esk_error_set(&fe, ESK_EFATAL, "fence check: %s", e.msg);
   if (rc == ESK_EFATAL) {
-    esk_prod_set_fatal(p, &fe);
+    esk_watchdog_fatal(&p->health->fatal, &fe);
     return;
   }
   ESK_WARN(FAC, "msg=\"fence check failed; trying again later\" reason=%s",
