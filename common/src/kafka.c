@@ -50,6 +50,44 @@ cleanup:
   return rc;
 }
 
+static int set_all(rd_kafka_conf_t *kc, const char *const *kv, esk_error_t *err) {
+  for (size_t i = 0; kv && kv[i]; i += 2) {
+    int rc = esk_kafka_conf_set(kc, kv[i], kv[i + 1], err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+int esk_kafka_client_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
+                          const char *const *defaults, const char *const *forced, void *opaque,
+                          esk_error_t *err) {
+  rd_kafka_conf_t *kc = NULL;
+  int rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
+  if (rc) return rc;
+  /* kafka.<property> to both kinds, kafka.consumer.* / kafka.producer.* to one */
+  if ((rc = set_all(kc, defaults, err)) || (rc = esk_conf_apply_kafka_client(conf, kc, type, err)) ||
+      (rc = set_all(kc, forced, err))) {
+    rd_kafka_conf_destroy(kc);
+    return rc;
+  }
+  rd_kafka_conf_set_opaque(kc, opaque);
+  *out = kc;
+  return ESK_OK;
+}
+
+int esk_kafka_client_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t *kc,
+                         esk_error_t *err) {
+  char errstr[512];
+  rd_kafka_t *rk = rd_kafka_new(type, kc, errstr, sizeof(errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(kc);
+    return esk_error_set(err, ESK_EINVAL, "cannot create the Kafka %s: %s",
+                         type == RD_KAFKA_PRODUCER ? "producer" : "consumer", errstr);
+  }
+  *out = rk;
+  return ESK_OK;
+}
+
 int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *err) {
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;

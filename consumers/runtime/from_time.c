@@ -130,23 +130,20 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
   int64_t *low = NULL, *target = NULL;
   scan_t seen = {0};
   int rc, parts = 0, in_tx = 0;
-  char errstr[256], group[300];
+  char group[300];
   *seeded = 0;
 
   /* Kafka: the starting offset of every partition, and its first offset. */
   snprintf(group, sizeof(group), "esk.from-time.%s", key);
-  if ((rc = esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, esk_conf_get(conf, "kafka.bootstrap.servers"),
-                               err)) ||
-      (rc = esk_kafka_conf_set(kc, "group.id", group, err)) ||
-      (rc = esk_kafka_conf_set(kc, "enable.auto.commit", "false", err)) ||
-      (rc = esk_kafka_conf_set(kc, "isolation.level", "read_committed", err)) ||
-      (rc = esk_kafka_conf_set(kc, "enable.partition.eof", "false", err)))
+  /* the process's kafka.* settings (security, bootstrap) with its own read settings on top */
+  const char *const forced[] = {"group.id", group, "enable.auto.commit", "false",
+                                "isolation.level", "read_committed", "enable.partition.eof",
+                                "false", NULL};
+  if ((rc = esk_kafka_client_conf(&kc, RD_KAFKA_CONSUMER, conf, NULL, forced, NULL, err)))
     goto cleanup;
-  if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr)))) {
-    rc = esk_error_set(err, ESK_EINVAL, "kafka consumer: %s", errstr);
-    goto cleanup;
-  }
+  rc = esk_kafka_client_new(&rk, RD_KAFKA_CONSUMER, kc, err);
   kc = NULL;
+  if (rc) goto cleanup;
   rd_kafka_poll_set_consumer(rk);
   if ((rc = esk_kafka_partition_count(rk, topic, TIMEOUT_MS, &parts, err))) goto cleanup;
   low = calloc((size_t)parts, sizeof(*low));

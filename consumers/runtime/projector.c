@@ -951,24 +951,11 @@ static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
 static int make_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
                        const char *const *props, void *opaque, esk_error_t *err) {
   rd_kafka_conf_t *kc = NULL;
-  char errstr[256];
-  int rc;
-  if ((rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err)))
-    return rc;
-  for (size_t i = 0; props[i]; i += 2)
-    if ((rc = esk_kafka_conf_set(kc, props[i], props[i + 1], err))) goto fail;
-  if ((rc = esk_conf_apply_kafka_client(conf, kc, type, err))) goto fail;
+  int rc = esk_kafka_client_conf(&kc, type, conf, props, NULL, opaque, err);
+  if (rc) return rc;
   if (type == RD_KAFKA_CONSUMER) rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
   else rd_kafka_conf_set_dr_msg_cb(kc, dlq_delivered);
-  rd_kafka_conf_set_opaque(kc, opaque);
-  if (!(*out = rd_kafka_new(type, kc, errstr, sizeof(errstr)))) {
-    rc = esk_error_set(err, ESK_EINVAL, "cannot create Kafka client: %s", errstr);
-    goto fail;
-  }
-  return ESK_OK;
-fail:
-  rd_kafka_conf_destroy(kc);
-  return rc;
+  return esk_kafka_client_new(out, type, kc, err);
 }
 
 int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,

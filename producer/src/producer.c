@@ -118,27 +118,13 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
            rd_kafka_err2name((rd_kafka_resp_err_t)code), esk_log_quote(q, sizeof(q), reason));
 }
 
-static int set_all(rd_kafka_conf_t *c, const char *const *kv, esk_error_t *err) {
-  for (size_t i = 0; kv[i]; i += 2) {
-    int rc = esk_kafka_conf_set(c, kv[i], kv[i + 1], err);
-    if (rc) return rc;
-  }
-  return ESK_OK;
-}
-
 /* @p keep: if not NULL, set to a copy of the client's configuration. */
 static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
                        const esk_conf_t *conf, rd_kafka_type_t type, const char *const *defaults,
                        const char *const *forced, esk_error_t *err) {
   rd_kafka_conf_t *c = NULL;
-  char errstr[512];
-  int rc = esk_kafka_conf_new(&c, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
+  int rc = esk_kafka_client_conf(&c, type, conf, defaults, forced, p, err);
   if (rc) return rc;
-  /* kafka.<property> to both clients, kafka.consumer.* / kafka.producer.* to one */
-  if ((rc = set_all(c, defaults, err)) ||
-      (rc = esk_conf_apply_kafka_client(conf, c, type, err)) || (rc = set_all(c, forced, err)))
-    goto cleanup;
-  rd_kafka_conf_set_opaque(c, p);
   rd_kafka_conf_set_error_cb(c, error_cb);
   if (type == RD_KAFKA_PRODUCER) {
     char tt[32], mb[32];
@@ -181,13 +167,7 @@ static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t 
     rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
     goto cleanup;
   }
-  *out = rd_kafka_new(type, c, errstr, sizeof(errstr));
-  if (!*out) {
-    rc = esk_error_set(err, ESK_EINVAL, "cannot create the Kafka %s: %s",
-                       type == RD_KAFKA_PRODUCER ? "producer" : "consumer", errstr);
-    goto cleanup;
-  }
-  return ESK_OK;
+  return esk_kafka_client_new(out, type, c, err);
 cleanup:
   rd_kafka_conf_destroy(c);
   return rc;
@@ -392,13 +372,8 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   /* the restore reader is a consumer too: the same kafka.* and kafka.consumer.*
    * settings (security, bootstrap), its own read settings on top */
   rd_kafka_conf_t *rconf = NULL;
-  if ((rc = esk_kafka_conf_new(&rconf, RD_KAFKA_CONSUMER,
-                               esk_conf_get(conf, "kafka.bootstrap.servers"), err)))
+  if ((rc = esk_kafka_client_conf(&rconf, RD_KAFKA_CONSUMER, conf, NULL, NULL, NULL, err)))
     goto cleanup;
-  if ((rc = esk_conf_apply_kafka_client(conf, rconf, RD_KAFKA_CONSUMER, err))) {
-    rd_kafka_conf_destroy(rconf);
-    goto cleanup;
-  }
   if ((rc = esk_kafka_reader_new_conf(&p->reader, rconf, NULL, err))) goto cleanup;
   if ((rc = esk_prod_init_transactions(p, err))) goto cleanup;
   *out = p;

@@ -7,6 +7,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "esk/conf.h"
 #include "esk/error.h"
 
 /** The hint every "broker not reachable" message ends with. */
@@ -33,6 +34,28 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
  */
 int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                        esk_error_t *err);
+
+/**
+ * @brief The configuration of one client of a process: esk_kafka_conf_new()
+ *        with the process's kafka.bootstrap.servers, then @p defaults, then
+ *        every `kafka.*` key of @p conf for a client of @p type
+ *        (esk_conf_apply_kafka_client()), then @p forced, and @p opaque as
+ *        the callbacks' opaque. Callbacks are the caller's to set.
+ * @param defaults, forced NULL-terminated key, value lists; either may be NULL.
+ * @param out set on success; the caller owns it (see esk_kafka_client_new()).
+ * @returns ESK_OK, or ESK_EINVAL naming the property that was refused.
+ */
+int esk_kafka_client_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
+                          const char *const *defaults, const char *const *forced, void *opaque,
+                          esk_error_t *err);
+
+/**
+ * @brief rd_kafka_new() with an esk error: takes ownership of @p kc whether
+ *        it succeeds or not.
+ * @returns ESK_OK, or ESK_EINVAL with librdkafka's reason.
+ */
+int esk_kafka_client_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t *kc,
+                         esk_error_t *err);
 
 /**
  * @brief Asks the brokers at @p bootstrap for cluster metadata.
