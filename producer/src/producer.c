@@ -119,7 +119,7 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 }
 
 /* @p keep: if not NULL, set to a copy of the client's configuration. */
-static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
+static int checked_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
                        const esk_conf_t *conf, rd_kafka_type_t type, const char *const *defaults,
                        const char *const *forced, esk_error_t *err) {
   rd_kafka_conf_t *c = NULL;
@@ -355,10 +355,10 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
                                "enable.auto.offset.store", "false",
                                "auto.offset.reset", "earliest",
                                NULL};
-  if ((rc = make_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER, prod_defaults,
+  if ((rc = checked_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER, prod_defaults,
                         prod_forced, err)))
     goto cleanup;
-  if ((rc = make_client(&p->consumer, NULL, p, conf, RD_KAFKA_CONSUMER, cons_defaults,
+  if ((rc = checked_client(&p->consumer, NULL, p, conf, RD_KAFKA_CONSUMER, cons_defaults,
                         cons_forced, err)))
     goto cleanup;
   if ((rc = check_topics(p, err))) goto cleanup;
