@@ -949,7 +949,7 @@ static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
 }
 
 static int projector_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
-                       const char *const *props, void *opaque, esk_error_t *err) {
+                            const char *const *props, void *opaque, esk_error_t *err) {
   rd_kafka_conf_t *kc = NULL;
   int rc = esk_kafka_client_conf(&kc, type, conf, props, NULL, opaque, err);
   if (rc) return rc;
@@ -1028,7 +1028,8 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                                   "enable.partition.eof", "true", /* lag past markers */
                                   NULL};
   const char *producer_props[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
-  if ((rc = projector_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p, err)) ||
+  if ((rc = projector_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p,
+                             err)) ||
       (rc = projector_client(&p->dlq, RD_KAFKA_PRODUCER, conf, producer_props, p, err)))
     goto fail;
   rd_kafka_poll_set_consumer(p->consumer);

@@ -120,8 +120,9 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 
 /* @p keep: if not NULL, set to a copy of the client's configuration. */
 static int checked_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
-                       const esk_conf_t *conf, rd_kafka_type_t type, const char *const *defaults,
-                       const char *const *forced, esk_error_t *err) {
+                          const esk_conf_t *conf, rd_kafka_type_t type,
+                          const char *const *defaults, const char *const *forced,
+                          esk_error_t *err) {
   rd_kafka_conf_t *c = NULL;
   int rc = esk_kafka_client_conf(&c, type, conf, defaults, forced, p, err);
   if (rc) return rc;
@@ -355,11 +356,11 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
                                "enable.auto.offset.store", "false",
                                "auto.offset.reset", "earliest",
                                NULL};
-  if ((rc = checked_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER, prod_defaults,
-                        prod_forced, err)))
+  if ((rc = checked_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER,
+                           prod_defaults, prod_forced, err)))
     goto cleanup;
   if ((rc = checked_client(&p->consumer, NULL, p, conf, RD_KAFKA_CONSUMER, cons_defaults,
-                        cons_forced, err)))
+                           cons_forced, err)))
     goto cleanup;
   if ((rc = check_topics(p, err))) goto cleanup;
   p->parts = calloc((size_t)p->nparts, sizeof(*p->parts));
