@@ -98,12 +98,12 @@ static int is_blank(const char *s, size_t n) {
   return 1;
 }
 
-static const char *command_list(const eskctl_domain_t *d, char *buf, size_t size) {
+static const char *command_list(const esk_domain_t *d, char *buf, size_t size) {
   size_t off = 0;
   buf[0] = 0;
-  for (size_t i = 0; d->commands[i]; i++)
+  for (size_t i = 0; d->command_types[i]; i++)
     off += (size_t)snprintf(buf + off, off < size ? size - off : 0, "%s%s", i ? ", " : "",
-                            d->commands[i]);
+                            d->command_types[i]);
   return buf;
 }
 
@@ -162,8 +162,8 @@ static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, 
     goto cleanup;
   }
   int known = 0;
-  for (size_t i = 0; s->c.domain->commands[i]; i++)
-    known |= !strcmp(type, s->c.domain->commands[i]);
+  for (size_t i = 0; s->c.domain->command_types[i]; i++)
+    known |= !strcmp(type, s->c.domain->command_types[i]);
   const esk_schema_t *schema = known ? esk_schema_set_latest(s->set, type) : NULL;
   if (!schema) {
     fprintf(stderr, "eskctl submit: line %zu: unknown command type '%.64s' (one of %s)\n", lineno,
@@ -182,14 +182,14 @@ static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, 
     }
   }
   const char *id = json_string_value(json_object_get(o, "command_id"));
-  const char *agg = json_string_value(json_object_get(o, s->c.domain->key_field));
+  const char *agg = json_string_value(json_object_get(o, s->c.domain->aggregate_id_field));
   if (!id || !*id) {
     fprintf(stderr, "eskctl submit: line %zu: command_id must be a non-empty string\n", lineno);
     goto cleanup;
   }
   if (!agg || !*agg) {
     fprintf(stderr, "eskctl submit: line %zu: %s must be a non-empty string\n", lineno,
-            s->c.domain->key_field);
+            s->c.domain->aggregate_id_field);
     goto cleanup;
   }
   it->command_id = strdup(id);
