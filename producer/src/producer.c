@@ -7,9 +7,7 @@ const esk_conf_prop_t esk_producer_props[] = {
     {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
      "Prepended to every topic name (<prefix><domain>.commands, ...) and to the default group "
      "and transactional ids; tests and benchmarks use a unique one."},
-    {"domain.dir", ESK_CONF_STRING, ESK_DOMAIN_DIR_DEFAULT, 0, 0, NULL, NULL,
-     "Directory of the domain shared objects: domain=NAME loads NAME.so from it. A leading "
-     "$ORIGIN is the directory of the esk-producer binary (docs/domains.md)."},
+    ESK_DOMAIN_DIR_PROP,
     {"group.id", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
      "Consumer group of the command handlers; empty: <topic.prefix>esk.<domain>.command-handlers."},
     {"instance", ESK_CONF_STRING, "0", 0, 0, NULL, NULL,
