@@ -471,7 +471,7 @@ int eskctl_submit_main(int argc, char **argv) {
   for (int32_t p = 0; p < nparts; p++) {
     int64_t lo, hi;
     rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_query_watermark_offsets(reader, res_topic, p, &lo, &hi, 5000)) &&
+    while ((e = esk_kafka_watermarks(reader, res_topic, p, &lo, &hi, 5000)) &&
            mono_ms() < deadline)
       nanosleep(&(struct timespec){0, 200000000L}, NULL);
     if (e) {
