@@ -62,8 +62,21 @@ typedef struct conn_s {
   int closing;      /* shut down here to free its slot; libmicrohttpd closes it next */
 } conn_t;
 
+struct esk_http_req_s {
+  struct MHD_Connection *conn;
+  const char *method, *url; /* libmicrohttpd's, valid for the request */
+  char *body;
+  size_t len, max;
+  int too_large, dispatched;
+  /* the answer, set by esk_http_respond() (any thread) before it resumes the connection */
+  struct MHD_Response *resp;
+  unsigned status;
+};
+
 struct esk_http_s {
   struct MHD_Daemon *daemon;
+  esk_http_app_t app;
+  int has_app;
   esk_metrics_t *metrics;
   esk_http_ready_fn ready;
   void *opaque;
@@ -343,8 +356,14 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   (void)cls;
-  (void)con_cls;
   (void)toe;
+  esk_http_req_t *r = *con_cls;
+  if (r) {
+    if (r->resp) MHD_destroy_response(r->resp);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+  }
   conn_t *k = conn_of(c);
   if (k) {
     k->waiting = 1;
@@ -352,13 +371,89 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   }
 }
 
+/* An application request: its body is read (up to body_max), then the
+ * connection is suspended while the app answers (esk_http_respond resumes it,
+ * and the next call queues the answer). */
+static enum MHD_Result handle_app(esk_http_t *h, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+  esk_http_req_t *r = *con_cls;
+  if (!r) {
+    if (!(r = calloc(1, sizeof(*r)))) return MHD_NO;
+    r->conn = c;
+    r->method = method;
+    r->url = url;
+    r->max = h->app.body_max;
+    *con_cls = r;
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > r->max) r->too_large = 1;
+    if (!r->too_large) return MHD_YES;
+    /* answered before the body is read: libmicrohttpd closes the connection after;
+     * a chunked body that grows past the limit is read, dropped and answered at its end */
+  }
+  if (r->too_large && !r->dispatched && *upload_data_size == 0) {
+    char body[160];
+    r->dispatched = 1;
+    snprintf(body, sizeof(body), "{\"error\":{\"code\":\"BODY_TOO_LARGE\",\"message\":"
+             "\"the body is larger than %zu bytes\"}}", r->max);
+    return reply(c, MHD_HTTP_CONTENT_TOO_LARGE, "application/json", body, strlen(body),
+                 MHD_RESPMEM_MUST_COPY);
+  }
+  if (r->resp) return MHD_queue_response(c, r->status, r->resp);
+  if (*upload_data_size) {
+    if (r->len + *upload_data_size <= r->max) {
+      char *b = realloc(r->body, r->len + *upload_data_size + 1);
+      if (!b) return MHD_NO;
+      memcpy(b + r->len, upload_data, *upload_data_size);
+      r->body = b;
+      r->len += *upload_data_size;
+      r->body[r->len] = '\0';
+    } else {
+      r->too_large = 1;
+    }
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  if (r->dispatched) return MHD_YES; /* a spurious call while suspended */
+  r->dispatched = 1;
+  if (!r->body && !(r->body = calloc(1, 1))) return MHD_NO;
+  MHD_suspend_connection(c);
+  h->app.handle(h->app.opaque, r);
+  return MHD_YES;
+}
+
+const char *esk_http_req_method(const esk_http_req_t *r) { return r->method; }
+const char *esk_http_req_path(const esk_http_req_t *r) { return r->url; }
+const char *esk_http_req_header(const esk_http_req_t *r, const char *name) {
+  return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+const char *esk_http_req_query(const esk_http_req_t *r, const char *name) {
+  return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+const char *esk_http_req_body(const esk_http_req_t *r, size_t *len) {
+  *len = r->len;
+  return r->body;
+}
+
+void esk_http_respond(esk_http_req_t *r, unsigned status, const char *content_type,
+                      const char *body, size_t len, const char *const *headers) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+  if (resp) {
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+      MHD_add_response_header(resp, headers[i], headers[i + 1]);
+  }
+  r->status = status;
+  r->resp = resp; /* NULL (no memory): the next call fails and closes the connection */
+  MHD_resume_connection(r->conn);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls) {
   (void)version;
-  (void)upload_data;
-  (void)upload_data_size;
-  (void)con_cls;
   esk_http_t *h = cls;
   conn_t *k = conn_of(c);
   if (k && k->waiting) { /* its request line and headers are complete */
@@ -366,6 +461,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (k->first && h->header_s < h->idle_s)
       MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->idle_s);
     k->first = 0;
+  }
+  if (h->has_app && !strncmp(url, h->app.prefix, strlen(h->app.prefix)))
+    return handle_app(h, c, url, method, upload_data, upload_data_size, con_cls);
+  if (*upload_data_size) { /* a body to a probe path: read and ignored */
+    *upload_data_size = 0;
+    return MHD_YES;
   }
   if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
     return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
@@ -387,6 +488,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
                    esk_http_ready_fn ready, void *opaque, esk_error_t *err) {
+  return esk_http_start_app(out, conf, metrics, ready, opaque, NULL, err);
+}
+
+int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                       esk_http_ready_fn ready, void *opaque, const esk_http_app_t *app,
+                       esk_error_t *err) {
   const char *value = esk_conf_get(conf, "http.listen");
   listen_addr_t a;
   int rc = parse_listen(&a, value, err), fd = -1, v6 = 0;
@@ -399,6 +506,10 @@ int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metr
   esk_http_t *h = calloc(1, sizeof(*h));
   if (!h) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   h->metrics = metrics;
+  if (app) {
+    h->app = *app;
+    h->has_app = 1;
+  }
   h->ready = ready;
   h->opaque = opaque;
   h->max_conns = (unsigned)esk_conf_get_int(conf, "http.max.connections");
@@ -408,7 +519,7 @@ int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metr
   if ((rc = open_listener(&fd, &h->port, &v6, &a, value, err))) goto cleanup;
 
   unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                   (v6 ? MHD_USE_IPv6 : 0);
+                   (v6 ? MHD_USE_IPv6 : 0) | (app ? MHD_ALLOW_SUSPEND_RESUME : 0);
   h->daemon = MHD_start_daemon(
       flags, 0, on_accept, h, handle, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
       MHD_OPTION_CONNECTION_LIMIT, h->max_conns + PROBE_RESERVE,
@@ -421,8 +532,8 @@ int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metr
     goto cleanup;
   }
   fd = -1; /* the daemon owns it now and closes it on stop */
-  ESK_INFO("http", "msg=\"http endpoints listening\" addr=%s%s%s:%d paths=/healthz,/readyz,/metrics",
-           v6 ? "[" : "", a.host, v6 ? "]" : "", h->port);
+  ESK_INFO("http", "msg=\"http endpoints listening\" addr=%s%s%s:%d paths=/healthz,/readyz,/metrics%s%s",
+           v6 ? "[" : "", a.host, v6 ? "]" : "", h->port, app ? "," : "", app ? app->prefix : "");
   *out = h;
   return ESK_OK;
 

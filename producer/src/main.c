@@ -1,5 +1,4 @@
 /* esk-producer: the command side of esk (see docs/producer.md). */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,48 +48,15 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  const char *file = NULL;
-  char **overrides = calloc((size_t)argc + 1, sizeof(char *));
-  size_t n_over = 0;
-  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {"version", no_argument, NULL, 'V'},
-                                       {"help-markdown", no_argument, NULL, 'D'},
-                                       {"config-doc", no_argument, NULL, 'D'}, /* old name */
-                                       {NULL, 0, NULL, 0}};
-  int c, status = 1;
+  int status = 1;
   esk_conf_t *conf = NULL;
   esk_producer_t *p = NULL;
   esk_metrics_t *metrics = NULL;
   esk_http_t *http = NULL;
   static esk_producer_health_t health; /* zero: not running */
   esk_error_t err = {0};
-  if (!overrides) return 1;
-  while ((c = getopt_long(argc, argv, "c:X:hV", opts, NULL)) != -1) {
-    switch (c) {
-    case 'c': file = optarg; break;
-    case 'X': overrides[n_over++] = optarg; break;
-    case 'h': usage(stdout); status = 0; goto cleanup;
-    case 'V':
-      printf("esk-producer %s (librdkafka %s)\n", ESK_VERSION, rd_kafka_version_str());
-      status = 0;
-      goto cleanup;
-    case 'D': esk_conf_print_markdown(stdout, tables, N_TABLES); status = 0; goto cleanup;
-    default: usage(stderr); status = 2; goto cleanup;
-    }
-  }
-  if (optind < argc) {
-    fprintf(stderr, "esk-producer: unexpected argument '%s' (try --help)\n", argv[optind]);
-    status = 2;
-    goto cleanup;
-  }
-  if (esk_conf_new(&conf, tables, N_TABLES, &err) ||
-      esk_conf_load(conf, file, overrides, n_over, &err) || esk_http_check_conf(conf, &err)) {
-    fprintf(stderr, "esk-producer: %s\n", err.msg);
-    status = 2;
-    goto cleanup;
-  }
-  esk_log_set_level(esk_conf_get(conf, "log.level"));
+  int go = esk_conf_main(&conf, argc, argv, "esk-producer", tables, N_TABLES, usage);
+  if (go >= 0) return go;
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
@@ -124,6 +90,5 @@ cleanup:
   esk_watchdog_stop();
   esk_metrics_destroy(metrics);
   esk_conf_destroy(conf);
-  free(overrides);
   return status;
 }

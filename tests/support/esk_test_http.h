@@ -4,6 +4,14 @@
 
 #include <stddef.h>
 
+/** Sends one HTTP/1.0 request to 127.0.0.1:@p port: @p headers are whole
+ *  "Name: value\r\n" lines (may be NULL), @p body (may be NULL) gets a
+ *  Content-Length. The response's status line and headers go to @p head, its
+ *  body to @p out (both may be NULL). @returns the status, -1 on failure. */
+int esk_tp_http_request(int port, const char *method, const char *path, const char *headers,
+                        const char *body, size_t body_len, char *head, size_t head_size,
+                        char *out, size_t size);
+
 /** `GET @p path` on 127.0.0.1:@p port (HTTP/1.0, read to the end); the body,
  *  NUL-terminated, into @p body. @returns the status code, -1 on a socket error or out of memory. */
 int esk_tp_http_get(int port, const char *path, char *body, size_t size);

@@ -9,6 +9,7 @@
 
 #include "esk/buf.h"
 #include "esk/codec.h"
+#include "esk/command_json.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
 #include "eskctl.h"
@@ -17,10 +18,7 @@
 #define MAX_COMMANDS_LIMIT 1000000
 
 typedef struct item_s {
-  char *command_id;
-  char *key;
-  const esk_schema_t *schema;
-  esk_buf_t value;
+  esk_command_json_t cmd; /* id, key, schema, encoded value */
   int32_t partition; /* from the delivery report; -1 before */
   char *result;      /* the result's JSON; NULL while missing */
   int rejected;
@@ -68,10 +66,8 @@ static int64_t mono_ms(void) {
 
 static void free_items(submit_t *s) {
   for (size_t i = 0; i < s->n; i++) {
-    free(s->items[i].command_id);
-    free(s->items[i].key);
+    esk_command_json_free(&s->items[i].cmd);
     free(s->items[i].result);
-    esk_buf_free(&s->items[i].value);
   }
   free(s->items);
 }
@@ -98,122 +94,19 @@ static int is_blank(const char *s, size_t n) {
   return 1;
 }
 
-static const char *command_list(const eskctl_domain_t *d, char *buf, size_t size) {
-  size_t off = 0;
-  buf[0] = 0;
-  for (size_t i = 0; d->commands[i]; i++)
-    off += (size_t)snprintf(buf + off, off < size ? size - off : 0, "%s%s", i ? ", " : "",
-                            d->commands[i]);
-  return buf;
-}
-
-/* The path of the first string in @p j that holds U+0000 (JSON allows the
- * escape \u0000, and jansson keeps it with JSON_ALLOW_NUL; it refuses one in
- * an object key), written into @p path; @returns 1 when there is one. esk
- * strings are C strings past this point (the ids, the key, avro-c's values):
- * such a string would end at the NUL. */
-static int nul_in(json_t *j, char *path, size_t size, size_t off) {
-  const char *key;
-  size_t i;
-  json_t *v;
-  if (json_is_string(j)) return strlen(json_string_value(j)) != json_string_length(j);
-  if (json_is_object(j)) {
-    json_object_foreach(j, key, v) {
-      int n = snprintf(path + off, off < size ? size - off : 0, "%s%s", off ? "." : "", key);
-      if (nul_in(v, path, size, off + (size_t)(n > 0 ? n : 0))) return 1;
-    }
-  } else if (json_is_array(j)) {
-    json_array_foreach(j, i, v) {
-      int n = snprintf(path + off, off < size ? size - off : 0, "[%zu]", i);
-      if (nul_in(v, path, size, off + (size_t)(n > 0 ? n : 0))) return 1;
-    }
-  }
-  return 0;
-}
-
 /* Checks and encodes one line; on a problem prints it and returns 1. */
 static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, item_t *it) {
-  json_error_t je;
-  char list[256], path[256] = "";
-  json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-  int bad = 1;
-  char *text = NULL;
   esk_error_t err = {0};
-  avro_value_t v = {0};
-  if (!o) {
-    fprintf(stderr, "eskctl submit: line %zu: not valid JSON: %s (column %d)\n", lineno, je.text,
-            je.column);
+  esk_command_json_t c;
+  memset(&c, 0, sizeof(c));
+  esk_command_json_opts_t o = {s->c.domain->commands, s->c.domain->key_field, s->actor, NULL, 0};
+  if (esk_command_json_parse(&c, line, len, s->set, s->codec, &o, &err)) {
+    fprintf(stderr, "eskctl submit: line %zu: %s\n", lineno, err.msg);
+    esk_command_json_free(&c);
     return 1;
   }
-  if (!json_is_object(o)) {
-    fprintf(stderr, "eskctl submit: line %zu: expected a JSON object, one command per line\n",
-            lineno);
-    goto cleanup;
-  }
-  if (nul_in(o, path, sizeof(path), 0)) {
-    fprintf(stderr, "eskctl submit: line %zu: %s holds U+0000 (\\u0000), which esk refuses: "
-            "its strings are UTF-8 without NUL\n", lineno, path);
-    goto cleanup;
-  }
-  const char *type = json_string_value(json_object_get(o, "type"));
-  if (!type) {
-    fprintf(stderr, "eskctl submit: line %zu: \"type\" is missing or not a string (one of %s)\n",
-            lineno, command_list(s->c.domain, list, sizeof(list)));
-    goto cleanup;
-  }
-  int known = 0;
-  for (size_t i = 0; s->c.domain->commands[i]; i++)
-    known |= !strcmp(type, s->c.domain->commands[i]);
-  const esk_schema_t *schema = known ? esk_schema_set_latest(s->set, type) : NULL;
-  if (!schema) {
-    fprintf(stderr, "eskctl submit: line %zu: unknown command type '%.64s' (one of %s)\n", lineno,
-            type, command_list(s->c.domain, list, sizeof(list)));
-    goto cleanup;
-  }
-  it->schema = schema;
-  const char *key;
-  json_t *val;
-  avro_schema_t as = esk_schema_avro(schema);
-  json_object_foreach(o, key, val) {
-    if (!strcmp(key, "type")) continue;
-    if (avro_schema_record_field_get_index(as, key) < 0) {
-      fprintf(stderr, "eskctl submit: line %zu: %s has no field '%.64s'\n", lineno, type, key);
-      goto cleanup;
-    }
-  }
-  const char *id = json_string_value(json_object_get(o, "command_id"));
-  const char *agg = json_string_value(json_object_get(o, s->c.domain->key_field));
-  if (!id || !*id) {
-    fprintf(stderr, "eskctl submit: line %zu: command_id must be a non-empty string\n", lineno);
-    goto cleanup;
-  }
-  if (!agg || !*agg) {
-    fprintf(stderr, "eskctl submit: line %zu: %s must be a non-empty string\n", lineno,
-            s->c.domain->key_field);
-    goto cleanup;
-  }
-  it->command_id = strdup(id);
-  it->key = strdup(agg);
-  if (!json_object_get(o, "actor")) json_object_set_new(o, "actor", json_string(s->actor));
-  if (!json_object_get(o, "correlation_id"))
-    json_object_set_new(o, "correlation_id", json_string(id));
-  json_object_del(o, "type");
-  text = json_dumps(o, JSON_COMPACT);
-  if (!text || !it->command_id || !it->key) {
-    fprintf(stderr, "eskctl submit: line %zu: out of memory\n", lineno);
-    goto cleanup;
-  }
-  if (esk_value_new(&v, schema, &err) || esk_value_from_json(&v, text, &err) ||
-      esk_codec_encode(s->codec, schema, &v, &it->value, &err)) {
-    fprintf(stderr, "eskctl submit: line %zu: %s: %s\n", lineno, esk_schema_type(schema), err.msg);
-    goto cleanup;
-  }
-  bad = 0;
-cleanup:
-  if (v.iface) avro_value_decref(&v);
-  free(text);
-  json_decref(o);
-  return bad;
+  it->cmd = c;
+  return 0;
 }
 
 static int read_input(submit_t *s) {
@@ -250,7 +143,6 @@ static int read_input(submit_t *s) {
     s->items = items;
     item_t *it = &s->items[s->n];
     memset(it, 0, sizeof(*it));
-    esk_buf_init(&it->value, 1 << 20);
     it->partition = -1;
     s->n++;
     if (parse_line(s, lineno, line, len, it)) errors++;
@@ -281,7 +173,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   submit_t *s = opaque;
   item_t *it = &s->items[(size_t)(uintptr_t)m->_private];
   if (m->err) {
-    fprintf(stderr, "eskctl submit: sending command %s failed: %s\n", it->command_id,
+    fprintf(stderr, "eskctl submit: sending command %s failed: %s\n", it->cmd.command_id,
             rd_kafka_err2str(m->err));
     s->delivery_failed = 1;
     return;
@@ -309,18 +201,8 @@ static int send_all(submit_t *s, const char *topic) {
   int rc = 0;
   for (size_t i = 0; i < s->n && !rc; i++) {
     item_t *it = &s->items[i];
-    char ver[16];
-    snprintf(ver, sizeof(ver), "%d", esk_schema_version(it->schema));
     rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(it->key, strlen(it->key)),
-                RD_KAFKA_V_VALUE(it->value.data, it->value.len),
-                RD_KAFKA_V_HEADER("esk.type", esk_schema_type(it->schema), -1),
-                RD_KAFKA_V_HEADER("esk.schema_version", ver, -1),
-                RD_KAFKA_V_HEADER("esk.command_id", it->command_id, -1),
-                RD_KAFKA_V_HEADER("content-type", "avro/binary", -1),
-                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)i), RD_KAFKA_V_END)) ==
+    while ((e = esk_command_json_produce(rk, topic, &it->cmd, (void *)(uintptr_t)i)) ==
            RD_KAFKA_RESP_ERR__QUEUE_FULL)
       rd_kafka_poll(rk, 10);
     if (e) {
@@ -342,8 +224,8 @@ static int wait_results(submit_t *s, rd_kafka_t *reader, rd_kafka_topic_partitio
   json_t *pending = json_object(); /* command id -> array of item indexes */
   size_t missing = 0;
   for (size_t i = 0; i < s->n; i++) {
-    json_t *a = json_object_get(pending, s->items[i].command_id);
-    if (!a) json_object_set_new(pending, s->items[i].command_id, a = json_array());
+    json_t *a = json_object_get(pending, s->items[i].cmd.command_id);
+    if (!a) json_object_set_new(pending, s->items[i].cmd.command_id, a = json_array());
     json_array_append_new(a, json_integer((json_int_t)i));
     missing++;
   }
@@ -490,7 +372,7 @@ int eskctl_submit_main(int argc, char **argv) {
       printf("%s\n", it->result);
       if (it->rejected) status = 1;
     } else {
-      json_t *r = json_pack("{s:s, s:s, s:{s:s, s:s}}", "command_id", it->command_id, "status",
+      json_t *r = json_pack("{s:s, s:s, s:{s:s, s:s}}", "command_id", it->cmd.command_id, "status",
                             "no_result", "error", "code", "TIMEOUT", "message",
                             "no result within the timeout");
       char *t = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -117,6 +117,18 @@ int esk_conf_apply_kafka(const esk_conf_t *conf, rd_kafka_conf_t *kconf, esk_err
 int esk_conf_apply_kafka_client(const esk_conf_t *conf, rd_kafka_conf_t *kconf,
                                 rd_kafka_type_t type, esk_error_t *err);
 
+/**
+ * @brief The command line of an esk daemon: `-c FILE`, `-X key=value`...,
+ *        `--help` (@p usage to stdout), `--version`, `--help-markdown`; then
+ *        the configuration loaded from @p tables (defaults, file, environment,
+ *        overrides), http.* checked and the log level set.
+ * @param out the configuration when the daemon should go on (destroy it).
+ * @returns -1 to go on; else the exit status (0 after --help or --version, 2
+ *          for a bad argument or value, named on stderr after @p prog).
+ */
+int esk_conf_main(esk_conf_t **out, int argc, char **argv, const char *prog,
+                  const esk_conf_prop_t *const *tables, size_t n, void (*usage)(FILE *f));
+
 /** @brief Prints the keys of @p tables as `--help` text. */
 void esk_conf_print_help(FILE *f, const esk_conf_prop_t *const *tables, size_t n);
 

@@ -102,6 +102,55 @@ int esk_http_check_conf(const esk_conf_t *conf, esk_error_t *err);
 int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
                    esk_http_ready_fn ready, void *opaque, esk_error_t *err);
 
+/**
+ * An API request (esk-gateway's and esk-query's routes): complete, its body
+ * read. Valid from the route callback until it is answered with
+ * esk_http_respond(), which any thread may call once; the connection waits
+ * (suspended, without a thread) until then.
+ */
+typedef struct esk_http_req_s esk_http_req_t;
+
+/**
+ * An application's routes, served beside /healthz, /readyz and /metrics.
+ * Called on the HTTP thread: it must not block (answer later from another
+ * thread instead). Every request it gets must be answered exactly once.
+ */
+typedef struct esk_http_app_s {
+  const char *prefix;  /**< paths that start with it go to handle (e.g. "/v1/") */
+  void (*handle)(void *opaque, esk_http_req_t *req);
+  void *opaque;
+  size_t body_max;     /**< larger bodies get 413 before handle is called */
+  const char *methods; /**< the Allow header for a method not served, e.g. "GET, POST" */
+} esk_http_app_t;
+
+/**
+ * @brief As esk_http_start(), with @p app's routes (copied; its opaque must
+ *        outlive the server). Requests the app has not answered when
+ *        esk_http_stop() is called must be answered first (the app's job).
+ */
+int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                       esk_http_ready_fn ready, void *opaque, const esk_http_app_t *app,
+                       esk_error_t *err);
+
+/** @brief The request's method ("GET", "POST", ...). */
+const char *esk_http_req_method(const esk_http_req_t *r);
+/** @brief The request's path, percent-decoded by libmicrohttpd, without the query. */
+const char *esk_http_req_path(const esk_http_req_t *r);
+/** @brief A request header (case-insensitive name), or NULL. */
+const char *esk_http_req_header(const esk_http_req_t *r, const char *name);
+/** @brief A query argument, or NULL. */
+const char *esk_http_req_query(const esk_http_req_t *r, const char *name);
+/** @brief The body (NUL-terminated, may hold NULs) and its length in @p len. */
+const char *esk_http_req_body(const esk_http_req_t *r, size_t *len);
+
+/**
+ * @brief Answers @p r (from any thread, once); @p body is copied. @p headers
+ *        are extra name, value pairs ending with NULL (may be NULL).
+ *        After it returns @p r must not be used.
+ */
+void esk_http_respond(esk_http_req_t *r, unsigned status, const char *content_type,
+                      const char *body, size_t len, const char *const *headers);
+
 /** @brief The port the server listens on (the kernel's pick for port 0); 0 for NULL. */
 int esk_http_port(const esk_http_t *http);
 

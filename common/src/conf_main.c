@@ -1,0 +1,56 @@
+/* The command line every esk daemon takes (see esk_conf_main() in esk/conf.h). */
+#include <getopt.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "esk/conf.h"
+#include "esk/http.h"
+#include "esk/log.h"
+
+int esk_conf_main(esk_conf_t **out, int argc, char **argv, const char *prog,
+                  const esk_conf_prop_t *const *tables, size_t n, void (*usage)(FILE *f)) {
+  const char *file = NULL;
+  char **overrides = calloc((size_t)argc + 1, sizeof(char *));
+  size_t n_over = 0;
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {"help-markdown", no_argument, NULL, 'D'},
+                                       {"config-doc", no_argument, NULL, 'D'}, /* old name */
+                                       {NULL, 0, NULL, 0}};
+  int c, status = -1;
+  esk_error_t err = {0};
+  *out = NULL;
+  if (!overrides) return 1;
+  while (status < 0 && (c = getopt_long(argc, argv, "c:X:hV", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c': file = optarg; break;
+    case 'X': overrides[n_over++] = optarg; break;
+    case 'h': usage(stdout); status = 0; break;
+    case 'V':
+      printf("%s %s (librdkafka %s)\n", prog, ESK_VERSION, rd_kafka_version_str());
+      status = 0;
+      break;
+    case 'D': esk_conf_print_markdown(stdout, tables, n); status = 0; break;
+    default: usage(stderr); status = 2; break;
+    }
+  }
+  if (status < 0 && optind < argc) {
+    fprintf(stderr, "%s: unexpected argument '%s' (try --help)\n", prog, argv[optind]);
+    status = 2;
+  }
+  if (status < 0 && (esk_conf_new(out, tables, n, &err) ||
+                     esk_conf_load(*out, file, overrides, n_over, &err) ||
+                     esk_http_check_conf(*out, &err))) {
+    fprintf(stderr, "%s: %s\n", prog, err.msg);
+    status = 2;
+  }
+  if (status < 0) esk_log_set_level(esk_conf_get(*out, "log.level"));
+  if (status >= 0) {
+    esk_conf_destroy(*out);
+    *out = NULL;
+  }
+  free(overrides);
+  return status;
+}

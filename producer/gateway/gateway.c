@@ -1,0 +1,842 @@
+/* esk-gateway: commands over HTTP (see gateway.h; docs/api.md;
+ * docs/architecture.md, "HTTP API").
+ *
+ * Threads: libmicrohttpd's thread runs the routes (parse, encode, send) and
+ * never blocks: a request waiting for its result is a suspended connection.
+ * The run loop (the caller's thread) reads <domain>.command-results and
+ * <domain>.events with one read_committed reader, polls the producer's
+ * delivery reports, and answers the waiting requests. Both meet in the
+ * waiter list under one mutex; answers are sent outside it. */
+#include "gateway.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "domains.h"
+#include "esk/api.h"
+#include "esk/command_json.h"
+#include "esk/http.h"
+#include "esk/kafka.h"
+#include "esk/log.h"
+#include "esk/watchdog.h"
+
+#define FAC "gateway"
+#define JSON_TYPE "application/json"
+/* Events read back at start per partition, to know the last event offset
+ * before the first command (a resubmitted old command's token). */
+#define EVENTS_TAIL 64
+/* How long a waiter whose request was answered 202 is kept for its result. */
+#define LATE_RESULT_MS 60000
+
+const esk_conf_prop_t esk_gateway_props[] = {
+    {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "Prefix of the domain's topic names (as esk-producer's topic.prefix)."},
+    {"gateway.wait.ms", ESK_CONF_INT, "5000", 0, 600000, NULL, NULL,
+     "How long a POST waits for its command's result when it gives no wait_ms; past it the "
+     "answer is 202 with a Location to ask again."},
+    {"gateway.wait.max.ms", ESK_CONF_INT, "30000", 0, 600000, NULL, NULL,
+     "Largest wait_ms a request may ask for (a larger one is answered 400)."},
+    {"gateway.body.max.bytes", ESK_CONF_INT, "65536", 256, 16777216, NULL, NULL,
+     "Largest request body; a larger one is answered 413."},
+    {"gateway.json.max.depth", ESK_CONF_INT, "16", 2, 1000, NULL, NULL,
+     "Deepest nesting of objects and arrays in a command; deeper is answered 400."},
+    {"gateway.max.pending", ESK_CONF_INT, "4096", 1, 1000000, NULL, NULL,
+     "Most commands waiting for their result at once; more are answered 503 with "
+     "Retry-After."},
+    {"gateway.results.cache", ESK_CONF_INT, "4096", 16, 1000000, NULL, NULL,
+     "Answers kept for GET /v1/<domain>/commands/<id> and resubmissions (the newest ones)."},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+
+enum { W_RESULT, W_LSO, W_TAIL, W_DONE };
+
+typedef struct waiter_s {
+  struct waiter_s *next;
+  esk_http_req_t *req; /* NULL once answered */
+  char *id;
+  int64_t deadline_ms, started_ms;
+  int state;
+  int dr_done;
+  int32_t partition;
+  int64_t lso;
+  unsigned status; /* the result's */
+  char *body;      /* the result's JSON */
+} waiter_t;
+
+typedef struct cached_s {
+  char *id;
+  unsigned status;
+  char *body; /* with the token */
+  char *token;
+} cached_t;
+
+/* An answer, sent once the lock is released. */
+typedef struct answer_s {
+  esk_http_req_t *req;
+  unsigned status;
+  char *body;
+  char *token, *location;
+} answer_t;
+
+struct esk_gateway_s {
+  esk_domain_inst_t dom;
+  void *cmd_scratch;
+  rd_kafka_t *producer, *reader;
+  char t_commands[256], t_results[256], t_events[256];
+  int nparts;
+  unsigned char key[ESK_TOKEN_KEY_BYTES];
+  int64_t wait_ms, wait_max_ms, max_pending;
+  size_t max_depth;
+  esk_http_t *http;
+  atomic_int ready, stopping;
+  pthread_mutex_t mu;
+  waiter_t *waiters;
+  size_t n_waiters;
+  cached_t *cache;
+  size_t cache_size, cache_next;
+  /* run loop only */
+  int64_t *last_data_next, *tail_pos;
+  char *eof_results, *eof_events;
+  int n_eof;
+  esk_series_t *m_pending, *m_latency;
+  esk_metric_t *m_requests;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------ answers --- */
+
+static void count_request(esk_gateway_t *g, unsigned status) {
+  char code[8];
+  const char *v[1] = {code};
+  esk_series_t *s = NULL;
+  esk_error_t e = {0};
+  snprintf(code, sizeof(code), "%u", status);
+  if (!esk_metrics_series(&s, g->m_requests, v, &e)) esk_metrics_inc(s);
+}
+
+static void send_json(esk_gateway_t *g, esk_http_req_t *req, unsigned status, const char *body,
+                      const char *const *headers) {
+  count_request(g, status);
+  esk_http_respond(req, status, JSON_TYPE, body, strlen(body), headers);
+}
+
+static void send_error(esk_gateway_t *g, esk_http_req_t *req, unsigned status, const char *code,
+                       const char *message) {
+  char body[1024];
+  esk_api_error_json(body, sizeof(body), code, message);
+  const char *retry[] = {"Retry-After", "1", NULL};
+  send_json(g, req, status, body, status == 503 ? retry : NULL);
+}
+
+static void send_answer(esk_gateway_t *g, answer_t *a) {
+  const char *h[5] = {NULL};
+  size_t n = 0;
+  if (a->token) {
+    h[n++] = "Esk-Consistency";
+    h[n++] = a->token;
+  }
+  if (a->location) {
+    h[n++] = "Location";
+    h[n++] = a->location;
+  }
+  send_json(g, a->req, a->status, a->body ? a->body : "{}", h);
+  free(a->body);
+  free(a->token);
+  free(a->location);
+}
+
+/* The HTTP status of a result: accepted 200, a stale expected version 409, a
+ * malformed command 400, any other refusal 422. */
+static unsigned result_status(json_t *r) {
+  const char *st = json_string_value(json_object_get(r, "status"));
+  if (st && !strcmp(st, "accepted")) return 200;
+  const char *code = json_string_value(json_object_get(json_object_get(r, "error"), "code"));
+  if (code && !strcmp(code, "CONCURRENCY_CONFLICT")) return 409;
+  if (code && !strcmp(code, "INVALID_COMMAND")) return 400;
+  return 422;
+}
+
+/* The Location of a command's result: the id percent-encoded. */
+static char *location_of(const esk_gateway_t *g, const char *id) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = strlen(id), o = 0;
+  char *enc = malloc(3 * n + 1);
+  if (!enc) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)id[i];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+        c == '-' || c == '_' || c == '.' || c == '~') {
+      enc[o++] = (char)c;
+    } else {
+      enc[o++] = '%';
+      enc[o++] = hex[c >> 4];
+      enc[o++] = hex[c & 15];
+    }
+  }
+  enc[o] = '\0';
+  size_t size = o + strlen(g->dom.d->name) + 32;
+  char *loc = malloc(size);
+  if (loc) snprintf(loc, size, "/v1/%s/commands/%s", g->dom.d->name, enc);
+  free(enc);
+  return loc;
+}
+
+/* mu held: remembers an answer for GET and resubmissions (the oldest goes). */
+static void cache_put(esk_gateway_t *g, const char *id, unsigned status, const char *body,
+                      const char *token) {
+  cached_t *c = &g->cache[g->cache_next];
+  free(c->id);
+  free(c->body);
+  free(c->token);
+  c->id = strdup(id);
+  c->body = strdup(body);
+  c->token = token ? strdup(token) : NULL;
+  c->status = status;
+  if (!c->id || !c->body) {
+    free(c->id);
+    free(c->body);
+    c->id = c->body = NULL;
+  }
+  g->cache_next = (g->cache_next + 1) % g->cache_size;
+}
+
+/* mu held. */
+static const cached_t *cache_get(const esk_gateway_t *g, const char *id) {
+  for (size_t k = 0; k < g->cache_size; k++) {
+    /* newest first */
+    const cached_t *c = &g->cache[(g->cache_next + g->cache_size - 1 - k) % g->cache_size];
+    if (!c->id) return NULL;
+    if (!strcmp(c->id, id)) return c;
+  }
+  return NULL;
+}
+
+static answer_t cached_answer(esk_http_req_t *req, const cached_t *c) {
+  answer_t a = {req, c->status, strdup(c->body), c->token ? strdup(c->token) : NULL, NULL};
+  return a;
+}
+
+/* mu held: @p w's result (and token, for an accepted one) is complete. */
+static void complete(esk_gateway_t *g, waiter_t *w, int64_t token_offset, answer_t *out,
+                     size_t *n_out) {
+  char token[ESK_TOKEN_MAX_CHARS + 1] = "";
+  char *body = w->body;
+  w->body = NULL;
+  w->state = W_DONE;
+  if (w->status == 200) {
+    esk_token_t t;
+    esk_error_t e = {0};
+    memset(&t, 0, sizeof(t));
+    snprintf(t.domain, sizeof(t.domain), "%s", g->dom.d->name);
+    json_t *r = json_loads(body, 0, NULL);
+    if (r && !esk_token_merge(&t, w->partition, token_offset < 0 ? 0 : token_offset, &e) &&
+        !esk_token_encode(token, sizeof(token), &t, g->key, &e)) {
+      json_object_set_new(r, "consistency_token", json_string(token));
+      char *b = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+      if (b) {
+        free(body);
+        body = b;
+      }
+    } else {
+      char q[600];
+      ESK_WARN(FAC, "msg=\"no consistency token\" reason=%s", esk_log_quote(q, sizeof(q), e.msg));
+      token[0] = '\0';
+    }
+    json_decref(r);
+  }
+  if (body) cache_put(g, w->id, w->status, body, token[0] ? token : NULL);
+  if (w->req && body) {
+    esk_metrics_observe(g->m_latency, (double)(now_ms() - w->started_ms) / 1000.0);
+    out[(*n_out)++] = (answer_t){w->req, w->status, body, token[0] ? strdup(token) : NULL, NULL};
+    w->req = NULL;
+    body = NULL;
+  }
+  free(body);
+}
+
+/* mu held: unlinks and frees the waiters that are done (answered, result
+ * complete or given up, delivery reported). */
+static void reap(esk_gateway_t *g, int64_t now) {
+  waiter_t **pp = &g->waiters;
+  while (*pp) {
+    waiter_t *w = *pp;
+    int gone = w->dr_done && !w->req &&
+               (w->state == W_DONE || now > w->deadline_ms + LATE_RESULT_MS);
+    if (!gone) {
+      pp = &w->next;
+      continue;
+    }
+    *pp = w->next;
+    free(w->id);
+    free(w->body);
+    free(w);
+    g->n_waiters--;
+  }
+  esk_metrics_set(g->m_pending, (double)g->n_waiters);
+}
+
+/* ------------------------------------------------------------- routes --- */
+
+/* A request's wait: wait_ms or the default. @returns 0, or -1 (answered 400). */
+static int wait_of(esk_gateway_t *g, esk_http_req_t *req, int64_t *out) {
+  const char *v = esk_http_req_query(req, "wait_ms");
+  *out = g->wait_ms;
+  if (!v) return 0;
+  char *end, msg[200];
+  long long x = strtoll(v, &end, 10);
+  if (!*v || *end || x < 0 || x > g->wait_max_ms) {
+    snprintf(msg, sizeof(msg), "wait_ms '%.32s' is not a number of milliseconds in 0..%" PRId64,
+             v, g->wait_max_ms);
+    send_error(g, req, 400, "INVALID_PARAMETER", msg);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+static void post_command(esk_gateway_t *g, esk_http_req_t *req) {
+  size_t len;
+  const char *body = esk_http_req_body(req, &len);
+  const char *ctype = esk_http_req_header(req, "Content-Type");
+  const char *idem = esk_http_req_header(req, "Idempotency-Key");
+  char msg[ESK_ERROR_MSG_MAX + 64];
+  int64_t wait;
+  esk_error_t err = {0};
+  esk_command_json_t c;
+  memset(&c, 0, sizeof(c));
+  if (!ctype || strncmp(ctype, JSON_TYPE, strlen(JSON_TYPE)) ||
+      (ctype[strlen(JSON_TYPE)] && ctype[strlen(JSON_TYPE)] != ';')) {
+    send_error(g, req, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json");
+    return;
+  }
+  if (wait_of(g, req, &wait)) return;
+  if (idem && (!*idem || strlen(idem) > ESK_ID_MAX || esk_utf8_check(idem, strlen(idem)) !=
+                                                          strlen(idem))) {
+    snprintf(msg, sizeof(msg), "Idempotency-Key must be 1..%d bytes of UTF-8", ESK_ID_MAX);
+    send_error(g, req, 400, "INVALID_COMMAND", msg);
+    return;
+  }
+  if (!atomic_load(&g->ready)) {
+    send_error(g, req, 503, "NOT_READY", "the gateway is not ready (reading results)");
+    return;
+  }
+  esk_command_json_opts_t o = {NULL, g->dom.d->aggregate_id_field, "esk-gateway", idem,
+                             g->max_depth};
+  if (esk_command_json_parse(&c, body, len, g->dom.schemas, g->dom.codec, &o, &err)) {
+    send_error(g, req, 400, "INVALID_COMMAND", err.msg);
+    goto cleanup;
+  }
+  if (strlen(c.command_id) > ESK_ID_MAX || strlen(c.key) > ESK_ID_MAX) {
+    snprintf(msg, sizeof(msg), "command_id and %s must be at most %d bytes",
+             g->dom.d->aggregate_id_field, ESK_ID_MAX);
+    send_error(g, req, 400, "INVALID_COMMAND", msg);
+    goto cleanup;
+  }
+  /* a type of the contract that is not one of the domain's commands (an
+   * event, a record) is refused here, by the domain itself */
+  const esk_schema_t *rs = NULL;
+  avro_value_t *v = NULL;
+  esk_envelope_t env;
+  memset(&env, 0, sizeof(env));
+  if (esk_codec_decode(g->dom.codec, c.value.data, c.value.len, 0, &rs, &v, &err) ||
+      g->dom.d->decode_command(g->dom.self, rs, v, &env, g->cmd_scratch, &err)) {
+    snprintf(msg, sizeof(msg), "%s is not a command of domain %s: %s", esk_schema_type(c.schema),
+             g->dom.d->name, err.msg);
+    send_error(g, req, 400, "INVALID_COMMAND", msg);
+    goto cleanup;
+  }
+  pthread_mutex_lock(&g->mu);
+  const cached_t *seen = cache_get(g, c.command_id);
+  if (seen) { /* a resubmission: its first answer */
+    answer_t a = cached_answer(req, seen);
+    pthread_mutex_unlock(&g->mu);
+    send_answer(g, &a);
+    goto cleanup;
+  }
+  if ((int64_t)g->n_waiters >= g->max_pending) {
+    pthread_mutex_unlock(&g->mu);
+    send_error(g, req, 503, "TOO_MANY_PENDING", "too many commands are waiting for results");
+    goto cleanup;
+  }
+  waiter_t *w = calloc(1, sizeof(*w));
+  if (!w || !(w->id = strdup(c.command_id))) {
+    pthread_mutex_unlock(&g->mu);
+    free(w);
+    send_error(g, req, 503, "OUT_OF_MEMORY", "out of memory");
+    goto cleanup;
+  }
+  w->started_ms = now_ms();
+  w->deadline_ms = w->started_ms + wait;
+  w->req = req;
+  w->partition = -1;
+  w->next = g->waiters;
+  g->waiters = w;
+  g->n_waiters++;
+  /* produced under the lock: its delivery report (run loop) finds it linked */
+  rd_kafka_resp_err_t e = esk_command_json_produce(g->producer, g->t_commands, &c, w);
+  if (e) {
+    g->waiters = w->next;
+    g->n_waiters--;
+    pthread_mutex_unlock(&g->mu);
+    free(w->id);
+    free(w);
+    snprintf(msg, sizeof(msg), "Kafka does not take the command now: %s", rd_kafka_err2str(e));
+    send_error(g, req, 503, "KAFKA_UNAVAILABLE", msg);
+    goto cleanup;
+  }
+  answer_t a = {NULL, 0, NULL, NULL, NULL};
+  if (wait == 0) { /* do not wait: where to ask */
+    a = (answer_t){req, 202, NULL, NULL, location_of(g, c.command_id)};
+    json_t *j = json_pack("{s:s, s:s}", "command_id", c.command_id, "status", "pending");
+    a.body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    w->req = NULL;
+  }
+  pthread_mutex_unlock(&g->mu);
+  if (a.req) send_answer(g, &a);
+cleanup:
+  esk_command_json_free(&c);
+}
+
+static void get_command(esk_gateway_t *g, esk_http_req_t *req, const char *id) {
+  answer_t a = {req, 404, NULL, NULL, NULL};
+  pthread_mutex_lock(&g->mu);
+  const cached_t *c = cache_get(g, id);
+  int pending = 0;
+  for (waiter_t *w = g->waiters; w && !c && !pending; w = w->next)
+    pending = w->state != W_DONE && !strcmp(w->id, id);
+  if (c) a = cached_answer(req, c);
+  pthread_mutex_unlock(&g->mu);
+  if (c) {
+    send_answer(g, &a);
+  } else if (pending) {
+    json_t *j = json_pack("{s:s, s:s}", "command_id", id, "status", "pending");
+    char *b = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    const char *retry[] = {"Retry-After", "1", NULL};
+    send_json(g, req, 202, b ? b : "{}", retry);
+    free(b);
+    json_decref(j);
+  } else {
+    send_error(g, req, 404, "NOT_FOUND",
+               "no result known for this command id (unknown, or older than this gateway's "
+               "cache)");
+  }
+}
+
+/* The routes, on the HTTP thread (esk/http.h): never blocks. */
+static void route(void *opaque, esk_http_req_t *req) {
+  esk_gateway_t *g = opaque;
+  const char *path = esk_http_req_path(req), *method = esk_http_req_method(req);
+  char base[128];
+  int n = snprintf(base, sizeof(base), "/v1/%s/commands", g->dom.d->name);
+  if (atomic_load(&g->stopping)) {
+    send_error(g, req, 503, "SHUTTING_DOWN", "the gateway is stopping");
+    return;
+  }
+  if (n > 0 && (size_t)n < sizeof(base) && !strcmp(path, base)) {
+    if (!strcmp(method, "POST")) return post_command(g, req);
+    const char *allow[] = {"Allow", "POST", NULL};
+    count_request(g, 405);
+    char body[256];
+    esk_api_error_json(body, sizeof(body), "METHOD_NOT_ALLOWED", "only POST is served here");
+    esk_http_respond(req, 405, JSON_TYPE, body, strlen(body), allow);
+    return;
+  }
+  if (n > 0 && !strncmp(path, base, (size_t)n) && path[n] == '/' && path[n + 1]) {
+    const char *id = path + n + 1;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+      const char *allow[] = {"Allow", "GET, HEAD", NULL};
+      char body[256];
+      count_request(g, 405);
+      esk_api_error_json(body, sizeof(body), "METHOD_NOT_ALLOWED", "only GET is served here");
+      esk_http_respond(req, 405, JSON_TYPE, body, strlen(body), allow);
+      return;
+    }
+    if (strlen(id) > ESK_ID_MAX) {
+      send_error(g, req, 400, "INVALID_PARAMETER", "command id longer than 128 bytes");
+      return;
+    }
+    return get_command(g, req, id);
+  }
+  send_error(g, req, 404, "NOT_FOUND", "no such route; see docs/api.md");
+}
+
+/* --------------------------------------------------------- run loop --- */
+
+/* A delivery report (run loop, from rd_kafka_poll). */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  esk_gateway_t *g = opaque;
+  waiter_t *w = m->_private;
+  answer_t a = {NULL, 0, NULL, NULL, NULL};
+  pthread_mutex_lock(&g->mu);
+  w->dr_done = 1;
+  if (m->err) {
+    w->state = W_DONE;
+    if (w->req) {
+      char msg[300];
+      snprintf(msg, sizeof(msg), "Kafka did not take the command: %s", rd_kafka_err2str(m->err));
+      char body[512];
+      esk_api_error_json(body, sizeof(body), "KAFKA_UNAVAILABLE", msg);
+      a = (answer_t){w->req, 503, strdup(body), NULL, NULL};
+      w->req = NULL;
+    }
+  }
+  pthread_mutex_unlock(&g->mu);
+  if (a.req) send_answer(g, &a);
+}
+
+/* A result (run loop): the waiters for its command id. */
+static void on_result(esk_gateway_t *g, const rd_kafka_message_t *m, answer_t **ans, size_t *n,
+                      size_t *cap) {
+  json_error_t je;
+  /* without JSON_ALLOW_NUL, as eskctl: "c1\u0000x" answers no "c1" */
+  json_t *r = json_loadb(m->payload, m->len, 0, &je);
+  const char *id = r ? json_string_value(json_object_get(r, "command_id")) : NULL;
+  if (!id) {
+    json_decref(r);
+    return;
+  }
+  unsigned status = result_status(r);
+  char *body = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  pthread_mutex_lock(&g->mu);
+  for (waiter_t *w = g->waiters; w && body; w = w->next) {
+    if (w->state != W_RESULT || strcmp(w->id, id)) continue;
+    answer_t *grown = esk_array_grow(*ans, cap, *n + 1, sizeof(**ans), 16);
+    if (!grown) break;
+    *ans = grown;
+    w->status = status;
+    w->partition = m->partition;
+    free(w->body);
+    w->body = strdup(body);
+    if (status == 200) w->state = W_LSO; /* the token: the events partition's end next */
+    else complete(g, w, -1, *ans, n);
+  }
+  pthread_mutex_unlock(&g->mu);
+  free(body);
+  json_decref(r);
+}
+
+/* The reader has reached @p pos on events partition @p p (run loop, mu held). */
+static void tail_reached(esk_gateway_t *g, int32_t p, answer_t **ans, size_t *n, size_t *cap) {
+  for (waiter_t *w = g->waiters; w; w = w->next) {
+    if (w->state != W_TAIL || w->partition != p || g->tail_pos[p] < w->lso) continue;
+    answer_t *grown = esk_array_grow(*ans, cap, *n + 1, sizeof(**ans), 16);
+    if (!grown) return;
+    *ans = grown;
+    complete(g, w, g->last_data_next[p], *ans, n);
+  }
+}
+
+/* Accepted results wait for the events partition's end as it is now (its
+ * last stable offset for this read_committed reader): the command's events
+ * were committed with its result, so they lie below it. Once the reader has
+ * read that far, the last event it read there is at or after them. */
+static void fetch_ends(esk_gateway_t *g, answer_t **ans, size_t *n, size_t *cap) {
+  for (int32_t p = 0; p < g->nparts; p++) {
+    int need = 0;
+    pthread_mutex_lock(&g->mu);
+    for (waiter_t *w = g->waiters; w && !need; w = w->next)
+      need = w->state == W_LSO && w->partition == p;
+    pthread_mutex_unlock(&g->mu);
+    if (!need) continue;
+    int64_t lo = 0, hi = -1;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(g->reader, g->t_events, p, &lo, &hi, 5000);
+    if (e) {
+      char q[300];
+      ESK_WARN(FAC, "msg=\"cannot read the end of the events partition\" topic=%s partition=%d "
+               "error=%s", g->t_events, (int)p, esk_log_quote(q, sizeof(q), rd_kafka_err2str(e)));
+      continue; /* asked again next turn; the request's wait bounds it */
+    }
+    pthread_mutex_lock(&g->mu);
+    for (waiter_t *w = g->waiters; w; w = w->next)
+      if (w->state == W_LSO && w->partition == p) {
+        w->state = W_TAIL;
+        w->lso = hi;
+      }
+    tail_reached(g, p, ans, n, cap);
+    pthread_mutex_unlock(&g->mu);
+  }
+}
+
+/* Requests whose wait ran out: 202 with where to ask (mu held). */
+static void expire(esk_gateway_t *g, int64_t now, answer_t **ans, size_t *n, size_t *cap) {
+  for (waiter_t *w = g->waiters; w; w = w->next) {
+    if (!w->req || now < w->deadline_ms) continue;
+    answer_t *grown = esk_array_grow(*ans, cap, *n + 1, sizeof(**ans), 16);
+    if (!grown) return;
+    *ans = grown;
+    json_t *j = json_pack("{s:s, s:s}", "command_id", w->id, "status", "pending");
+    (*ans)[(*n)++] = (answer_t){w->req, 202, j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                                               : NULL, NULL, location_of(g, w->id)};
+    json_decref(j);
+    w->req = NULL;
+  }
+}
+
+static void on_message(esk_gateway_t *g, rd_kafka_message_t *m, answer_t **ans, size_t *n,
+                       size_t *cap) {
+  const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+  int events = !strcmp(topic, g->t_events);
+  int32_t p = m->partition;
+  if (p < 0 || p >= g->nparts) return;
+  if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    char *seen = events ? g->eof_events : g->eof_results;
+    if (!seen[p]) {
+      seen[p] = 1;
+      if (++g->n_eof == 2 * g->nparts) {
+        atomic_store(&g->ready, 1);
+        ESK_INFO(FAC, "msg=ready topics=%s,%s partitions=%d", g->t_results, g->t_events,
+                 g->nparts);
+      }
+    }
+    if (events && m->offset > g->tail_pos[p]) {
+      g->tail_pos[p] = m->offset;
+      pthread_mutex_lock(&g->mu);
+      tail_reached(g, p, ans, n, cap);
+      pthread_mutex_unlock(&g->mu);
+    }
+    return;
+  }
+  if (m->err) {
+    char q[600];
+    ESK_WARN(FAC, "msg=\"reader error\" error=%s",
+             esk_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
+    return;
+  }
+  if (!events) return on_result(g, m, ans, n, cap);
+  /* everything up to this event has been read, and it is the last event read */
+  g->last_data_next[p] = m->offset + 1;
+  g->tail_pos[p] = m->offset + 1;
+  pthread_mutex_lock(&g->mu);
+  tail_reached(g, p, ans, n, cap);
+  pthread_mutex_unlock(&g->mu);
+}
+
+int esk_gateway_run(esk_gateway_t *g, volatile sig_atomic_t *stop, esk_error_t *err) {
+  (void)err;
+  answer_t *ans = NULL;
+  size_t n = 0, cap = 0;
+  while (!*stop) {
+    esk_watchdog_beat();
+    rd_kafka_poll(g->producer, 0);
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(g->reader, 20);
+    int batch = 0;
+    while (m) {
+      on_message(g, m, &ans, &n, &cap);
+      rd_kafka_message_destroy(m);
+      m = ++batch < 500 ? rd_kafka_consumer_poll(g->reader, 0) : NULL;
+    }
+    fetch_ends(g, &ans, &n, &cap);
+    int64_t now = now_ms();
+    pthread_mutex_lock(&g->mu);
+    expire(g, now, &ans, &n, &cap);
+    reap(g, now);
+    pthread_mutex_unlock(&g->mu);
+    for (size_t i = 0; i < n; i++) send_answer(g, &ans[i]);
+    n = 0;
+  }
+  /* stopping: new requests get 503 (route), waiting ones too */
+  atomic_store(&g->stopping, 1);
+  pthread_mutex_lock(&g->mu);
+  for (waiter_t *w = g->waiters; w; w = w->next) {
+    if (!w->req) continue;
+    answer_t *grown = esk_array_grow(ans, &cap, n + 1, sizeof(*ans), 16);
+    if (!grown) break;
+    ans = grown;
+    char body[256];
+    esk_api_error_json(body, sizeof(body), "SHUTTING_DOWN",
+                       "the gateway is stopping; ask GET on the Location later");
+    ans[n++] = (answer_t){w->req, 503, strdup(body), NULL, location_of(g, w->id)};
+    w->req = NULL;
+  }
+  pthread_mutex_unlock(&g->mu);
+  for (size_t i = 0; i < n; i++) send_answer(g, &ans[i]);
+  free(ans);
+  return ESK_OK;
+}
+
+/* ----------------------------------------------------------- set-up --- */
+
+static int ready_cb(void *opaque, char *reason, size_t size) {
+  esk_gateway_t *g = opaque;
+  if (atomic_load(&g->stopping)) {
+    snprintf(reason, size, "stopping");
+    return 0;
+  }
+  if (!atomic_load(&g->ready)) {
+    snprintf(reason, size, "reading to the end of %s and %s", g->t_results, g->t_events);
+    return 0;
+  }
+  return 1;
+}
+
+static int kafka_client(rd_kafka_t **out, const esk_conf_t *conf, rd_kafka_type_t type,
+                        esk_gateway_t *g, esk_error_t *err) {
+  rd_kafka_conf_t *kc = NULL;
+  char errstr[256];
+  int rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
+  if (!rc) rc = esk_conf_apply_kafka(conf, kc, err);
+  if (!rc) rc = esk_conf_apply_kafka_client(conf, kc, type, err);
+  if (rc) {
+    if (kc) rd_kafka_conf_destroy(kc);
+    return rc;
+  }
+  if (type == RD_KAFKA_CONSUMER) return esk_kafka_reader_new_conf(out, kc, NULL, err);
+  rd_kafka_conf_set_opaque(kc, g);
+  rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
+  if (!(*out = rd_kafka_new(type, kc, errstr, sizeof(errstr)))) {
+    rd_kafka_conf_destroy(kc);
+    return esk_error_set(err, ESK_EINVAL, "Kafka producer: %s", errstr);
+  }
+  return ESK_OK;
+}
+
+int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                    esk_error_t *err) {
+  int rc;
+  const esk_domain_t *d = NULL;
+  esk_gateway_t *g = calloc(1, sizeof(*g));
+  if (!g) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  pthread_mutex_init(&g->mu, NULL);
+  g->wait_ms = esk_conf_get_int(conf, "gateway.wait.ms");
+  g->wait_max_ms = esk_conf_get_int(conf, "gateway.wait.max.ms");
+  g->max_pending = esk_conf_get_int(conf, "gateway.max.pending");
+  g->max_depth = (size_t)esk_conf_get_int(conf, "gateway.json.max.depth");
+  g->cache_size = (size_t)esk_conf_get_int(conf, "gateway.results.cache");
+  const char *prefix = esk_conf_get(conf, "topic.prefix");
+  if (g->wait_ms > g->wait_max_ms) {
+    rc = esk_error_set(err, ESK_EINVAL, "gateway.wait.ms=%" PRId64 " is above "
+                       "gateway.wait.max.ms=%" PRId64, g->wait_ms, g->wait_max_ms);
+    goto fail;
+  }
+  if ((rc = esk_token_key_load(g->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
+      (rc = esk_producer_domain_find(&d, esk_conf_get(conf, "domain"), err)) ||
+      (rc = esk_domain_inst_open(&g->dom, d, err)) ||
+      (rc = esk_kafka_topic_name(g->t_commands, sizeof(g->t_commands), prefix, d->name,
+                                 "commands", err)) ||
+      (rc = esk_kafka_topic_name(g->t_results, sizeof(g->t_results), prefix, d->name,
+                                 "command-results", err)) ||
+      (rc = esk_kafka_topic_name(g->t_events, sizeof(g->t_events), prefix, d->name, "events",
+                                 err)))
+    goto fail;
+  if (!(g->cmd_scratch = calloc(1, d->command_size)) ||
+      !(g->cache = calloc(g->cache_size, sizeof(*g->cache)))) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if ((rc = esk_metrics_counter(&g->m_requests, metrics, "esk_gateway_requests_total",
+                                "API requests answered, by HTTP status.", "code", 64, err)))
+    goto fail;
+  esk_metric_t *mp = NULL, *ml = NULL;
+  if ((rc = esk_metrics_gauge(&mp, metrics, "esk_gateway_pending_commands",
+                              "Commands sent and not yet complete (result and token).", NULL, 1,
+                              err)) ||
+      (rc = esk_metrics_histogram(&ml, metrics, "esk_gateway_command_seconds",
+                                  "From a POST to its answer with the result, in seconds.", NULL,
+                                  1, esk_metrics_latency_buckets, esk_metrics_latency_buckets_n,
+                                  err)))
+    goto fail;
+  g->m_pending = esk_metrics_only(mp);
+  g->m_latency = esk_metrics_only(ml);
+  if ((rc = kafka_client(&g->producer, conf, RD_KAFKA_PRODUCER, g, err)) ||
+      (rc = kafka_client(&g->reader, conf, RD_KAFKA_CONSUMER, g, err)))
+    goto fail;
+  /* the three topics exist with one partition count (eskctl topics create) */
+  const char *topics[3] = {g->t_commands, g->t_results, g->t_events};
+  for (int i = 0; i < 3; i++) {
+    int count = 0;
+    if ((rc = esk_kafka_partition_count(g->reader, topics[i], 10000, &count, err))) goto fail;
+    if (i && count != g->nparts) {
+      rc = esk_error_set(err, ESK_EINVAL, "%s has %d partitions and %s %d: create the topics "
+                         "with eskctl topics create", topics[i], count, topics[0], g->nparts);
+      goto fail;
+    }
+    g->nparts = count;
+  }
+  size_t np = (size_t)g->nparts;
+  g->last_data_next = malloc(np * sizeof(int64_t));
+  g->tail_pos = malloc(np * sizeof(int64_t));
+  g->eof_results = calloc(np, 1);
+  g->eof_events = calloc(np, 1);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2 * g->nparts);
+  if (!g->last_data_next || !g->tail_pos || !g->eof_results || !g->eof_events || !l) {
+    if (l) rd_kafka_topic_partition_list_destroy(l);
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int32_t p = 0; p < g->nparts; p++) {
+    g->last_data_next[p] = -1;
+    g->tail_pos[p] = -1;
+    /* results from the end: every command is sent after the reader is there */
+    rd_kafka_topic_partition_list_add(l, g->t_results, p)->offset = RD_KAFKA_OFFSET_END;
+    rd_kafka_topic_partition_list_add(l, g->t_events, p)->offset =
+        RD_KAFKA_OFFSET_TAIL(EVENTS_TAIL);
+  }
+  rd_kafka_resp_err_t e = rd_kafka_assign(g->reader, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e) {
+    rc = esk_error_set(err, ESK_ERETRY, "assigning %s and %s: %s", g->t_results, g->t_events,
+                       rd_kafka_err2str(e));
+    goto fail;
+  }
+  esk_http_app_t app = {"/v1/", route, g, (size_t)esk_conf_get_int(conf, "gateway.body.max.bytes"),
+                        "GET, HEAD, POST"};
+  if ((rc = esk_http_start_app(&g->http, conf, metrics, ready_cb, g, &app, err))) goto fail;
+  ESK_INFO(FAC, "msg=started domain=%s commands=%s results=%s events=%s partitions=%d port=%d",
+           d->name, g->t_commands, g->t_results, g->t_events, g->nparts,
+           esk_http_port(g->http));
+  *out = g;
+  return ESK_OK;
+fail:
+  esk_gateway_destroy(g);
+  return rc;
+}
+
+int esk_gateway_port(const esk_gateway_t *g) { return esk_http_port(g->http); }
+
+void esk_gateway_destroy(esk_gateway_t *g) {
+  if (!g) return;
+  atomic_store(&g->stopping, 1);
+  esk_http_stop(g->http); /* run() answered every waiting request; new ones got 503 */
+  if (g->producer) {
+    rd_kafka_flush(g->producer, 5000);
+    rd_kafka_destroy(g->producer);
+  }
+  if (g->reader) rd_kafka_destroy(g->reader);
+  while (g->waiters) {
+    waiter_t *w = g->waiters;
+    g->waiters = w->next;
+    free(w->id);
+    free(w->body);
+    free(w);
+  }
+  for (size_t i = 0; g->cache && i < g->cache_size; i++) {
+    free(g->cache[i].id);
+    free(g->cache[i].body);
+    free(g->cache[i].token);
+  }
+  free(g->cache);
+  free(g->cmd_scratch);
+  free(g->last_data_next);
+  free(g->tail_pos);
+  free(g->eof_results);
+  free(g->eof_events);
+  esk_domain_inst_close(&g->dom);
+  pthread_mutex_destroy(&g->mu);
+  sodium_memzero(g->key, sizeof(g->key));
+  free(g);
+}
