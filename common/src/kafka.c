@@ -2,10 +2,10 @@
 #include "esk/watchdog.h"
 #include "esk/conf.h"
 #include "esk/log.h"
+#include "esk/time.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
   (void)rk;
@@ -49,6 +49,81 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
 cleanup:
   rd_kafka_conf_destroy(conf);
   return rc;
+}
+
+typedef struct apply_s {
+  rd_kafka_conf_t *kc;
+  int type; /* -1: a client of either kind (consumer./producer. keys are skipped) */
+  esk_error_t *err;
+} apply_t;
+
+static int apply_one(void *opaque, const char *key, const char *value, int table) {
+  apply_t *a = opaque;
+  char reason[256];
+  if (table) return esk_kafka_conf_set(a->kc, key, value, a->err);
+  const char *name = key;
+  if (!strncmp(name, "consumer.", 9)) {
+    if (a->type != RD_KAFKA_CONSUMER) return ESK_OK;
+    name += 9;
+  } else if (!strncmp(name, "producer.", 9)) {
+    if (a->type != RD_KAFKA_PRODUCER) return ESK_OK;
+    name += 9;
+  }
+  /* the error names the key as the user wrote it (kafka.consumer.x), so a
+   * value refused for one kind of client says which */
+  if (rd_kafka_conf_set(a->kc, name, value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
+    return esk_error_set(a->err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", key, value,
+                         reason);
+  return ESK_OK;
+}
+
+int esk_kafka_conf_apply(rd_kafka_conf_t *kc, const esk_conf_t *conf, esk_error_t *err) {
+  apply_t a = {kc, -1, err};
+  return esk_conf_each_kafka(conf, apply_one, &a);
+}
+
+int esk_kafka_conf_apply_client(rd_kafka_conf_t *kc, const esk_conf_t *conf,
+                                rd_kafka_type_t type, esk_error_t *err) {
+  apply_t a = {kc, (int)type, err};
+  return esk_conf_each_kafka(conf, apply_one, &a);
+}
+
+static int set_all(rd_kafka_conf_t *kc, const char *const *kv, esk_error_t *err) {
+  for (size_t i = 0; kv && kv[i]; i += 2) {
+    int rc = esk_kafka_conf_set(kc, kv[i], kv[i + 1], err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+int esk_kafka_client_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
+                          const char *const *defaults, const char *const *forced, void *opaque,
+                          esk_error_t *err) {
+  rd_kafka_conf_t *kc = NULL;
+  int rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
+  if (rc) return rc;
+  /* kafka.<property> to both kinds, kafka.consumer.* / kafka.producer.* to one */
+  if ((rc = set_all(kc, defaults, err)) || (rc = esk_kafka_conf_apply_client(kc, conf, type, err)) ||
+      (rc = set_all(kc, forced, err))) {
+    rd_kafka_conf_destroy(kc);
+    return rc;
+  }
+  rd_kafka_conf_set_opaque(kc, opaque);
+  *out = kc;
+  return ESK_OK;
+}
+
+int esk_kafka_client_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t *kc,
+                         esk_error_t *err) {
+  char errstr[512];
+  rd_kafka_t *rk = rd_kafka_new(type, kc, errstr, sizeof(errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(kc);
+    return esk_error_set(err, ESK_EINVAL, "cannot create the Kafka %s: %s",
+                         type == RD_KAFKA_PRODUCER ? "producer" : "consumer", errstr);
+  }
+  *out = rk;
+  return ESK_OK;
 }
 
 int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *err) {
@@ -162,7 +237,7 @@ rd_kafka_resp_err_t esk_kafka_watermarks(rd_kafka_t *rk, const char *topic, int3
         rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi, timeout_ms);
     if (!leader_moved(e) || waited >= timeout_ms) return e;
     refresh_topic(rk, topic, timeout_ms);
-    nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
+    esk_time_sleep_ms(100);
   }
 }
 
@@ -196,7 +271,7 @@ int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
   for (int waited = 0;; waited += 100) {
     int rc = partition_count_once(rk, topic, timeout_ms, count, err);
     if (rc != ESK_ENOTFOUND || waited >= TOPIC_GRACE_MS) return rc;
-    nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL); /* not a poll: rk may be a consumer */
+    esk_time_sleep_ms(100); /* not a poll: rk may be a consumer */
   }
 }
 

@@ -39,9 +39,9 @@ Test(cluster_leader_kill, the_events_leader_killed_mid_stream_loses_and_doubles_
   esk_tp_log_path(log, sizeof(log), prefix, "producer");
   esk_tp_log_path(stack_log, sizeof(stack_log), prefix, "stack");
   pid_t p = esk_tp_start(prefix, "a", log, NULL);
-  for (int64_t t0 = esk_test_now_ms(); !esk_tp_file_contains(log, "partition restored");
-       esk_test_nap_ms(100))
-    cr_assert_lt(esk_test_now_ms() - t0, 30000, "esk-producer got no partition in 30 s (log %s)",
+  for (int64_t t0 = esk_time_mono_ms(); !esk_tp_file_contains(log, "partition restored");
+       esk_time_sleep_ms(100))
+    cr_assert_lt(esk_time_mono_ms() - t0, 30000, "esk-producer got no partition in 30 s (log %s)",
                  log);
 
   esk_tp_gen_t g;
@@ -51,7 +51,7 @@ Test(cluster_leader_kill, the_events_leader_killed_mid_stream_loses_and_doubles_
   char args[64];
   for (int i = 0; i < DEPOSITS; i++) {
     esk_tp_gen_deposit(&g, "k-", i, (i * 7) % ACCOUNTS, 1 + i % 9);
-    if (i % 20 == 19) esk_test_nap_ms(10); /* a steady stream, not one burst */
+    if (i % 20 == 19) esk_time_sleep_ms(10); /* a steady stream, not one burst */
     if (i == DEPOSITS / 4) {
       victim = esk_tp_leader_of(events, 0);
       cr_log_info("killing node %d, leader of %s [0]", (int)victim, events);

@@ -53,16 +53,16 @@ static pid_t start_gateway(env_t *e, const char *const *extra) {
 /* Waits for /readyz 200 (the reader is at the end of every partition). */
 static void wait_ready(int port) {
   char body[512];
-  int64_t until = esk_test_now_ms() + 30000;
+  int64_t until = esk_time_mono_ms() + 30000;
   int st = -1;
   while ((st = esk_tp_http_get(port, "/readyz", body, sizeof(body))) != 200 &&
-         esk_test_now_ms() < until)
-    esk_test_nap_ms(50);
+         esk_time_mono_ms() < until)
+    esk_time_sleep_ms(50);
   cr_assert_eq(st, 200, "gateway not ready: %d %s", st, body);
 }
 
 static void setup(env_t *e, const char *name, const char *const *extra) {
-  srand((unsigned)getpid() ^ (unsigned)esk_test_now_ms());
+  srand((unsigned)getpid() ^ (unsigned)esk_time_mono_ms());
   e->producer = esk_tp_setup(e->prefix, sizeof(e->prefix), name, PARTS, e->plog, sizeof(e->plog),
                              NULL);
   esk_tp_log_path(e->glog, sizeof(e->glog), e->prefix, "g");
@@ -258,10 +258,10 @@ Test(gateway, a_wait_that_runs_out_answers_202_with_where_to_ask, .timeout = 180
   /* a producer again: the command gets its result, found at the Location */
   e.producer = esk_tp_start(e.prefix, "a", e.plog, NULL);
   int st = 0;
-  int64_t until = esk_test_now_ms() + 60000;
+  int64_t until = esk_time_mono_ms() + 60000;
   while ((st = esk_tp_http_get(e.port, "/v1/bank/commands/o1", body, sizeof(body))) != 200 &&
-         esk_test_now_ms() < until)
-    esk_test_nap_ms(100);
+         esk_time_mono_ms() < until)
+    esk_time_sleep_ms(100);
   cr_assert_eq(st, 200, "%s", body);
   cr_assert(strstr(body, "consistency_token"), "%s", body);
   /* wait_ms=0 answers at once */

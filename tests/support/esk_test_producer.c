@@ -18,6 +18,7 @@
 #include "bank/bank_avro.h"
 #include "esk/hmap.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "esk_test.h"
 
 void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions) {
@@ -84,8 +85,7 @@ int esk_tp_stop(pid_t pid, int sig, int timeout_ms) {
   for (int waited = 0; waited <= timeout_ms; waited += 20) {
     pid_t r = waitpid(pid, &st, WNOHANG);
     if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    struct timespec ts = {0, 20 * 1000000};
-    nanosleep(&ts, NULL);
+    esk_time_sleep_ms(20);
   }
   kill(pid, SIGKILL);
   waitpid(pid, &st, 0);
@@ -129,7 +129,7 @@ int esk_tp_submit(const char *prefix, const char *jsonl, int timeout_ms, char *o
  * @p reset empties the context, for up to 30 s before the test fails. */
 static void read_all(const char *topic, int parts, const char *const *conf, esk_kafka_msg_fn fn,
                      void *ctx, void (*reset)(void *)) {
-  int64_t deadline = esk_test_now_ms() + 30000;
+  int64_t deadline = esk_time_mono_ms() + 30000;
   for (;;) {
     esk_error_t err = {0};
     rd_kafka_t *rk = NULL;
@@ -139,9 +139,9 @@ static void read_all(const char *topic, int parts, const char *const *conf, esk_
                                     &err);
     if (rk) rd_kafka_destroy(rk);
     if (rc == ESK_OK) return;
-    cr_assert(rc == ESK_ERETRY && esk_test_now_ms() < deadline, "reading %s: %s", topic, err.msg);
+    cr_assert(rc == ESK_ERETRY && esk_time_mono_ms() < deadline, "reading %s: %s", topic, err.msg);
     reset(ctx);
-    esk_test_nap_ms(500);
+    esk_time_sleep_ms(500);
   }
 }
 
@@ -282,8 +282,7 @@ esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t 
   for (int waited = 0;; waited += 500) {
     r = esk_tp_count_results(prefix, partitions);
     if (r.distinct >= distinct || waited >= timeout_ms) return r;
-    struct timespec ts = {0, 500 * 1000000};
-    nanosleep(&ts, NULL);
+    esk_time_sleep_ms(500);
   }
 }
 
@@ -300,8 +299,7 @@ int esk_tp_http_port(const char *path, int timeout_ms) {
       return atoi(colon);
     }
     if (f) fclose(f);
-    struct timespec ts = {0, 50 * 1000000};
-    nanosleep(&ts, NULL);
+    esk_time_sleep_ms(50);
   }
   cr_assert_fail("no 'http endpoints listening' line in %s within %d ms", path, timeout_ms);
   return -1;
@@ -396,7 +394,7 @@ size_t esk_tp_read_events_settled(esk_tp_event_t **evs, const char *prefix, int 
     if (ne >= want) break;
     free(*evs);
     *evs = NULL;
-    nanosleep(&(struct timespec){0, 500000000L}, NULL);
+    esk_time_sleep_ms(500);
   }
   if (!*evs) ne = esk_tp_read_events(evs, prefix, parts);
   return ne;
@@ -451,9 +449,9 @@ static int32_t leader_once(rd_kafka_t *rk, const char *topic, int32_t partition)
 int32_t esk_tp_leader_of(const char *topic, int32_t partition) {
   rd_kafka_t *rk = esk_test_kafka_client();
   int32_t leader = -1;
-  for (int64_t deadline = esk_test_now_ms() + 30000; leader < 0; esk_test_nap_ms(200)) {
+  for (int64_t deadline = esk_time_mono_ms() + 30000; leader < 0; esk_time_sleep_ms(200)) {
     leader = leader_once(rk, topic, partition);
-    cr_assert(leader >= 0 || esk_test_now_ms() < deadline, "%s [%d] has no leader after 30 s",
+    cr_assert(leader >= 0 || esk_time_mono_ms() < deadline, "%s [%d] has no leader after 30 s",
               topic, (int)partition);
   }
   rd_kafka_destroy(rk);
