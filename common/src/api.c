@@ -6,7 +6,6 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define TOKEN_VERSION 1
 #define MAC_BYTES crypto_auth_hmacsha256_BYTES
@@ -190,10 +189,4 @@ void esk_api_send_error(esk_metric_t *requests, esk_http_req_t *req, unsigned st
   esk_api_error_json(body, sizeof(body), code, message);
   const char *retry[] = {"Retry-After", "1", NULL};
   esk_api_send(requests, req, status, body, status == 503 ? retry : NULL);
-}
-
-int64_t esk_api_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -551,36 +551,6 @@ static int skip(rd_t *rd, const esk_node_t *w) {
   return rc;
 }
 
-/* Unicode's table 3-7 of well-formed UTF-8 byte sequences. */
-size_t esk_utf8_check(const void *data, size_t n) {
-  const uint8_t *s = data;
-  size_t i = 0;
-  for (;;) {
-    /* ASCII without NUL: eight bytes at a time, then byte by byte */
-    for (uint64_t w; n - i >= 8; i += 8) {
-      memcpy(&w, s + i, 8);
-      if ((w | ((w - 0x0101010101010101u) & ~w)) & 0x8080808080808080u) break;
-    }
-    while (i < n && (uint8_t)(s[i] - 1) < 0x7F) i++;
-    if (i == n) return n;
-    uint8_t c = s[i];
-    size_t k;
-    uint8_t lo = 0x80, hi = 0xBF; /* the range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) k = 1;
-    else if (c == 0xE0) k = 2, lo = 0xA0;
-    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) k = 2;
-    else if (c == 0xED) k = 2, hi = 0x9F;
-    else if (c == 0xF0) k = 3, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) k = 3;
-    else if (c == 0xF4) k = 3, hi = 0x8F;
-    else return i; /* NUL, a continuation byte, C0, C1, F5..FF */
-    if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi) return i;
-    for (size_t j = 2; j <= k; j++)
-      if ((s[i + j] & 0xC0) != 0x80) return i;
-    i += k + 1;
-  }
-}
-
 /* Refuses a string that C could not keep whole (U+0000) or that is not the
  * UTF-8 Avro requires: avro-c, and every caller after it, would see a string
  * cut at its first NUL. The path is filled in as the error goes up. */

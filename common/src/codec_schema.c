@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "esk/text.h"
 
 /* ------------------------------------------------------------ CRC-64-AVRO */
 
@@ -513,21 +514,7 @@ static void pcf_put(pcf_t *p, const char *s) {
 }
 
 static void pcf_str(pcf_t *p, const char *s) {
-  pcf_put(p, "\"");
-  for (; *s; s++) {
-    char esc[8];
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      snprintf(esc, sizeof(esc), "\\%c", ch);
-    } else if (ch < 0x20) {
-      snprintf(esc, sizeof(esc), "\\u%04x", ch);
-    } else {
-      esc[0] = (char)ch;
-      esc[1] = 0;
-    }
-    pcf_put(p, esc);
-  }
-  pcf_put(p, "\"");
+  if (esk_text_json_buf(&p->b, s, strlen(s), NULL)) p->oom = 1;
 }
 
 static void pcf_node(pcf_t *p, const esk_node_t *n) {

@@ -1,5 +1,4 @@
 #include "esk/conf.h"
-#include "esk/kafka.h"
 #include "esk/log.h"
 
 #include <ctype.h>
@@ -309,40 +308,18 @@ int esk_conf_get_bool(const esk_conf_t *c, const char *key) {
   return b;
 }
 
-/* type -1: a client of either kind (consumer./producer. keys are skipped). */
-static int apply_kafka(const esk_conf_t *c, rd_kafka_conf_t *kconf, int type, esk_error_t *err) {
-  char reason[256];
+int esk_conf_each_kafka(const esk_conf_t *c,
+                        int (*fn)(void *opaque, const char *key, const char *value, int table),
+                        void *opaque) {
+  int rc;
   for (size_t i = 0; i < c->n_props; i++) {
     const char *name = c->props[i]->name;
     if (strncmp(name, "kafka.", 6) || !c->values[i]) continue;
-    int rc = esk_kafka_conf_set(kconf, name + 6, c->values[i], err);
-    if (rc) return rc;
+    if ((rc = fn(opaque, name + 6, c->values[i], 1))) return rc;
   }
-  for (const pass_t *p = c->pass; p; p = p->next) {
-    const char *key = p->key;
-    if (!strncmp(key, "consumer.", 9)) {
-      if (type != RD_KAFKA_CONSUMER) continue;
-      key += 9;
-    } else if (!strncmp(key, "producer.", 9)) {
-      if (type != RD_KAFKA_PRODUCER) continue;
-      key += 9;
-    }
-    /* the error names the key as the user wrote it (kafka.consumer.x), so a
-     * value refused for one kind of client says which */
-    if (rd_kafka_conf_set(kconf, key, p->value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
-      return esk_error_set(err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", p->key,
-                           p->value, reason);
-  }
+  for (const pass_t *p = c->pass; p; p = p->next)
+    if ((rc = fn(opaque, p->key, p->value, 0))) return rc;
   return ESK_OK;
-}
-
-int esk_conf_apply_kafka(const esk_conf_t *c, rd_kafka_conf_t *kconf, esk_error_t *err) {
-  return apply_kafka(c, kconf, -1, err);
-}
-
-int esk_conf_apply_kafka_client(const esk_conf_t *c, rd_kafka_conf_t *kconf,
-                                rd_kafka_type_t type, esk_error_t *err) {
-  return apply_kafka(c, kconf, (int)type, err);
 }
 
 static const char *type_name(const esk_conf_prop_t *p) {

@@ -1,6 +1,7 @@
 #include "esk/http.h"
 #include "esk/log.h"
 #include "esk/watchdog.h"
+#include "esk/time.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -245,12 +246,6 @@ static enum MHD_Result serve_healthz(struct MHD_Connection *c) {
 
 /* ------------------------------------------------------ slow clients --- */
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static size_t addr_key(unsigned char out[16], const struct sockaddr *sa) {
   if (sa && sa->sa_family == AF_INET) {
     memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
@@ -293,7 +288,7 @@ static conn_t *oldest_waiting(esk_http_t *h, const unsigned char *addr, size_t a
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len) {
   (void)len;
   esk_http_t *h = cls;
-  int64_t now = now_ms();
+  int64_t now = esk_time_mono_ms();
   unsigned char addr[16];
   size_t addr_len = addr_key(addr, sa);
   unsigned total = 0, same = 0;
@@ -341,7 +336,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
   }
   k->fd = fd->connect_fd;
   k->addr_len = addr_key(k->addr, ad ? ad->client_addr : NULL);
-  k->since_ms = now_ms();
+  k->since_ms = esk_time_mono_ms();
   k->waiting = k->first = 1;
   k->next = h->conns;
   if (h->conns) h->conns->prev = k;
@@ -367,7 +362,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   conn_t *k = conn_of(c);
   if (k) {
     k->waiting = 1;
-    k->since_ms = now_ms();
+    k->since_ms = esk_time_mono_ms();
   }
 }
 

@@ -50,6 +50,81 @@ cleanup:
   return rc;
 }
 
+typedef struct apply_s {
+  rd_kafka_conf_t *kc;
+  int type; /* -1: a client of either kind (consumer./producer. keys are skipped) */
+  esk_error_t *err;
+} apply_t;
+
+static int apply_one(void *opaque, const char *key, const char *value, int table) {
+  apply_t *a = opaque;
+  char reason[256];
+  if (table) return esk_kafka_conf_set(a->kc, key, value, a->err);
+  const char *name = key;
+  if (!strncmp(name, "consumer.", 9)) {
+    if (a->type != RD_KAFKA_CONSUMER) return ESK_OK;
+    name += 9;
+  } else if (!strncmp(name, "producer.", 9)) {
+    if (a->type != RD_KAFKA_PRODUCER) return ESK_OK;
+    name += 9;
+  }
+  /* the error names the key as the user wrote it (kafka.consumer.x), so a
+   * value refused for one kind of client says which */
+  if (rd_kafka_conf_set(a->kc, name, value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
+    return esk_error_set(a->err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", key, value,
+                         reason);
+  return ESK_OK;
+}
+
+int esk_kafka_conf_apply(rd_kafka_conf_t *kc, const esk_conf_t *conf, esk_error_t *err) {
+  apply_t a = {kc, -1, err};
+  return esk_conf_each_kafka(conf, apply_one, &a);
+}
+
+int esk_kafka_conf_apply_client(rd_kafka_conf_t *kc, const esk_conf_t *conf,
+                                rd_kafka_type_t type, esk_error_t *err) {
+  apply_t a = {kc, (int)type, err};
+  return esk_conf_each_kafka(conf, apply_one, &a);
+}
+
+static int set_all(rd_kafka_conf_t *kc, const char *const *kv, esk_error_t *err) {
+  for (size_t i = 0; kv && kv[i]; i += 2) {
+    int rc = esk_kafka_conf_set(kc, kv[i], kv[i + 1], err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+int esk_kafka_client_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
+                          const char *const *defaults, const char *const *forced, void *opaque,
+                          esk_error_t *err) {
+  rd_kafka_conf_t *kc = NULL;
+  int rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
+  if (rc) return rc;
+  /* kafka.<property> to both kinds, kafka.consumer.* / kafka.producer.* to one */
+  if ((rc = set_all(kc, defaults, err)) || (rc = esk_kafka_conf_apply_client(kc, conf, type, err)) ||
+      (rc = set_all(kc, forced, err))) {
+    rd_kafka_conf_destroy(kc);
+    return rc;
+  }
+  rd_kafka_conf_set_opaque(kc, opaque);
+  *out = kc;
+  return ESK_OK;
+}
+
+int esk_kafka_client_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t *kc,
+                         esk_error_t *err) {
+  char errstr[512];
+  rd_kafka_t *rk = rd_kafka_new(type, kc, errstr, sizeof(errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(kc);
+    return esk_error_set(err, ESK_EINVAL, "cannot create the Kafka %s: %s",
+                         type == RD_KAFKA_PRODUCER ? "producer" : "consumer", errstr);
+  }
+  *out = rk;
+  return ESK_OK;
+}
+
 int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *err) {
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;

@@ -1,11 +1,10 @@
 #include "esk/log.h"
 #include "esk/error.h"
+#include "esk/time.h"
 
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 
 esk_log_level_t esk_log_threshold = ESK_LOG_INFO;
 
@@ -28,14 +27,9 @@ void esk_log_set_output(FILE *f) { log_out = f; }
 
 void esk_log_write(esk_log_level_t level, const char *fac, const char *fmt, ...) {
   char line[2048];
-  struct timeval tv;
-  struct tm tm;
-  gettimeofday(&tv, NULL);
-  gmtime_r(&tv.tv_sec, &tm);
-  int n = snprintf(line, sizeof(line),
-                   "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s fac=%s ",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                   tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
+  char ts[32];
+  esk_time_format_rfc3339(ts, sizeof(ts), esk_time_real_ms());
+  int n = snprintf(line, sizeof(line), "ts=%s level=%s fac=%s ", ts,
                    level_names[level <= ESK_LOG_ERROR ? level : ESK_LOG_ERROR], fac);
   va_list ap;
   va_start(ap, fmt);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "esk/log.h"
+#include "esk/time.h"
 
 const esk_conf_prop_t esk_watchdog_props[] = {
     {"shutdown.timeout.ms", ESK_CONF_INT, "25000", 1000, 3600000, NULL, NULL,
@@ -36,12 +37,6 @@ static struct {
   void *wake_opaque;
 } wd = {.wake_lock = PTHREAD_MUTEX_INITIALIZER};
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *doing_now(void) {
   const char *d = atomic_load(&wd.doing);
   return d ? d : "the main loop (no blocking call)";
@@ -53,7 +48,7 @@ static void expire(int64_t since) {
   char q[300];
   ESK_ERROR("watchdog", "msg=\"shutdown timed out: exiting\" waited_ms=%lld "
             "shutdown.timeout.ms=%lld waiting_for=%s exit_status=%d",
-            (long long)(mono_ms() - since), (long long)wd.shutdown_ms,
+            (long long)(esk_time_mono_ms() - since), (long long)wd.shutdown_ms,
             esk_log_quote(q, sizeof(q), doing_now()), ESK_WATCHDOG_EXIT);
   _exit(ESK_WATCHDOG_EXIT);
 }
@@ -67,14 +62,13 @@ static void wake_main(void) {
 static void *watch(void *arg) {
   (void)arg;
   int64_t since = -1;
-  struct timespec tick = {0, TICK_MS * 1000000L};
   while (!atomic_load(&wd.quit)) {
     if (since < 0 && esk_watchdog_stopping()) {
-      since = mono_ms();
+      since = esk_time_mono_ms();
       wake_main();
     }
-    if (since >= 0 && mono_ms() - since >= wd.shutdown_ms) expire(since);
-    nanosleep(&tick, NULL);
+    if (since >= 0 && esk_time_mono_ms() - since >= wd.shutdown_ms) expire(since);
+    esk_time_sleep_ms(TICK_MS);
   }
   return NULL;
 }
@@ -88,7 +82,7 @@ int esk_watchdog_start(const esk_conf_t *conf, volatile sig_atomic_t *stop, esk_
   atomic_store(&wd.quit, 0);
   atomic_store(&wd.shutdown, 0);
   atomic_store(&wd.doing, NULL);
-  atomic_store(&wd.beat_ms, mono_ms());
+  atomic_store(&wd.beat_ms, esk_time_mono_ms());
   if (pthread_create(&wd.thread, NULL, watch, NULL))
     return esk_error_set(err, ESK_EFATAL, "watchdog: cannot create its thread");
   atomic_store(&wd.started, 1);
@@ -112,20 +106,29 @@ void esk_watchdog_set_wake(void (*fn)(void *opaque), void *opaque) {
 
 void esk_watchdog_shutdown(void) { atomic_store(&wd.shutdown, 1); }
 
+int esk_watchdog_fatal(esk_fatal_t *f, const esk_error_t *e) {
+  if (!atomic_load_explicit(&f->set, memory_order_relaxed)) {
+    f->err = *e;
+    atomic_store_explicit(&f->set, 1, memory_order_release);
+  }
+  esk_watchdog_shutdown();
+  return ESK_EFATAL;
+}
+
 int esk_watchdog_stopping(void) {
   return atomic_load(&wd.shutdown) || (wd.stop && *wd.stop);
 }
 
 void esk_watchdog_beat(void) {
   if (atomic_load_explicit(&wd.started, memory_order_relaxed))
-    atomic_store_explicit(&wd.beat_ms, mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&wd.beat_ms, esk_time_mono_ms(), memory_order_relaxed);
 }
 
 const char *esk_watchdog_doing(const char *what) { return atomic_exchange(&wd.doing, what); }
 
 int esk_watchdog_live(char *reason, size_t size) {
   if (!atomic_load(&wd.started)) return 1;
-  int64_t stalled = mono_ms() - atomic_load(&wd.beat_ms);
+  int64_t stalled = esk_time_mono_ms() - atomic_load(&wd.beat_ms);
   if (stalled <= wd.liveness_ms) return 1;
   snprintf(reason, size,
            "main loop stalled for %lld ms (liveness.timeout.ms=%lld), waiting for: %s",

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bank_projection.h"
+#include "esk/text.h"
 
 static const char *const migrations[] = {
     "create table event_log ("
@@ -31,24 +32,6 @@ static const char *const migrations[] = {
 /* JSON for the payload, written straight into a buffer: a fast path for the
  * types events are made of (records, strings, longs, ints, booleans, null,
  * unions); any other type is written by the codec's esk_value_to_json(). */
-static int json_str(esk_buf_t *b, const char *s, size_t n) {
-  int rc = esk_buf_append(b, "\"", 1, NULL);
-  size_t run = 0;
-  for (size_t i = 0; i < n && !rc; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    rc = esk_buf_append(b, s + run, i - run, NULL);
-    char e[8];
-    int k = c == '"' ? snprintf(e, sizeof(e), "\\\"") : c == '\\' ? snprintf(e, sizeof(e), "\\\\")
-            : c == '\n' ? snprintf(e, sizeof(e), "\\n") : c == '\t' ? snprintf(e, sizeof(e), "\\t")
-            : snprintf(e, sizeof(e), "\\u%04x", c);
-    if (!rc) rc = esk_buf_append(b, e, (size_t)k, NULL);
-    run = i + 1;
-  }
-  if (!rc) rc = esk_buf_append(b, s + run, n - run, NULL);
-  return rc ? rc : esk_buf_append(b, "\"", 1, NULL);
-}
-
 static int json_value(esk_buf_t *b, const avro_value_t *v, const char *skip, esk_error_t *err) {
   char t[32];
   switch (avro_value_get_type(v)) {
@@ -72,7 +55,7 @@ static int json_value(esk_buf_t *b, const avro_value_t *v, const char *skip, esk
     const char *s = NULL;
     size_t n = 0;
     avro_value_get_string(v, &s, &n);
-    return json_str(b, s ? s : "", n ? n - 1 : 0);
+    return esk_text_json_buf(b, s ? s : "", n ? n - 1 : 0, NULL);
   }
   case AVRO_UNION: {
     avro_value_t branch;
@@ -91,7 +74,7 @@ static int json_value(esk_buf_t *b, const avro_value_t *v, const char *skip, esk
       if (skip && !strcmp(name, skip)) continue;
       if (!first) rc = esk_buf_append(b, ",", 1, err);
       first = 0;
-      if (!rc) rc = json_str(b, name, strlen(name));
+      if (!rc) rc = esk_text_json_buf(b, name, strlen(name), NULL);
       if (!rc) rc = esk_buf_append(b, ":", 1, err);
       if (!rc) rc = json_value(b, &f, NULL, err);
     }

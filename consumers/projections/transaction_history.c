@@ -13,6 +13,7 @@
 #include "esk/buf.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "store.h"
 #include <time.h>
 
@@ -92,12 +93,6 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   return ESK_OK;
 }
 
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static const char *str(const hist_t *h, size_t off) { return (const char *)h->arena.data + off; }
 
 static uint64_t hash(const char *s, size_t n) {
@@ -159,7 +154,7 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   int rc = ESK_OK;
   PGresult *res = NULL;
   if (!h->n) return ESK_OK;
-  int64_t t0 = now_us();
+  int64_t t0 = esk_time_mono_us();
   size_t cap = 16;
   while (cap < 2 * h->n) cap <<= 1;
   if (cap > h->map_cap) {
@@ -229,14 +224,14 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
     esk_copy_ts_us(&h->copy, r->occurred_at_us);
     esk_copy_row_end(&h->copy);
   }
-  int64_t t1 = now_us();
+  int64_t t1 = esk_time_mono_us();
   rc = esk_copy_send(&h->copy, pg, "transaction_history",
                      "copy transaction_history (event_id, account_id, version, kind, amount,"
                      " currency, description, balance_after, occurred_at) from stdin",
                      err);
   if (rc == ESK_OK) rc = store_balances(h, pg, err);
   ESK_DEBUG("projector", "msg=\"history flush\" rows=%zu lookup_us=%" PRId64 " copy_us=%" PRId64,
-            h->n, t1 - t0, now_us() - t1);
+            h->n, t1 - t0, esk_time_mono_us() - t1);
 done:
   PQclear(res);
   reset(h);

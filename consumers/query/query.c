@@ -24,6 +24,7 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk/watchdog.h"
 #include "query_decl.h"
 
@@ -82,8 +83,6 @@ struct esk_query_s {
   esk_metric_t *m_requests;
   esk_series_t *m_stale, *m_wait;
 };
-
-#define now_ms esk_api_now_ms
 
 static void send_body(esk_query_t *q, esk_http_req_t *req, unsigned status, const char *body,
                       const char *const *headers) {
@@ -179,7 +178,7 @@ static void route(void *opaque, esk_http_req_t *req) {
     }
     j->has_token = 1;
   }
-  j->deadline_ms = now_ms() + wait;
+  j->deadline_ms = esk_time_mono_ms() + wait;
   pthread_mutex_lock(&q->mu);
   if (q->queued >= q->max_queued || atomic_load(&q->stopping)) { /* stopping: no worker may take it */
     int stopping = atomic_load(&q->stopping);
@@ -282,15 +281,15 @@ static int reached(esk_query_t *q, PGconn *pg, const job_t *j, char *where, size
 static void answer_query(worker_t *w, job_t *j) {
   esk_query_t *q = w->q;
   char name[32], where[2048];
-  int64_t started = now_ms();
+  int64_t started = esk_time_mono_ms();
   if (j->has_token) {
     int r;
-    while ((r = reached(q, w->pg, j, where, sizeof(where))) == 0 && now_ms() < j->deadline_ms &&
+    while ((r = reached(q, w->pg, j, where, sizeof(where))) == 0 && esk_time_mono_ms() < j->deadline_ms &&
            !atomic_load(&q->stopping)) {
       struct timespec ts = {0, (long)q->poll_ms * 1000000L};
       nanosleep(&ts, NULL);
     }
-    esk_metrics_observe(q->m_wait, (double)(now_ms() - started) / 1000.0);
+    esk_metrics_observe(q->m_wait, (double)(esk_time_mono_ms() - started) / 1000.0);
     if (r < 0) goto pg_fault;
     if (r == 0) {
       char body[3072];

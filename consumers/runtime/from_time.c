@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* timegm */
 #include "from_time.h"
 
 #include <inttypes.h>
@@ -11,67 +10,12 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "store.h"
 
 #define TIMEOUT_MS 15000
 #define STALL_S 60
 #define VERSIONS_CHUNK 50000
-
-int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
-  struct tm tm = {0};
-  int y, mo, d, h, mi, sec, n = 0;
-  if (!s || sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 ||
-      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      sscanf(s + 11, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
-    return esk_error_set(err, ESK_EINVAL,
-                         "time '%.64s': expected RFC 3339, e.g. 2026-01-15T10:00:00Z", s ? s : "");
-  const char *p = s + 19;
-  int64_t ms = 0;
-  if (*p == '.') {
-    int digits = 0;
-    for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-      if (digits < 3) ms = ms * 10 + (*p - '0');
-    if (!digits) return esk_error_set(err, ESK_EINVAL, "time '%.64s': no digits after '.'", s);
-    for (; digits < 3; digits++) ms *= 10;
-  }
-  int64_t offset_s = 0;
-  if (*p == 'Z' || *p == 'z') {
-    p++;
-  } else if (*p == '+' || *p == '-') {
-    int oh, om;
-    n = 0;
-    if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
-      return esk_error_set(err, ESK_EINVAL, "time '%.64s': bad UTC offset (expected +hh:mm)", s);
-    offset_s = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
-    p += 6;
-  } else {
-    return esk_error_set(err, ESK_EINVAL, "time '%.64s': no time zone (expected Z or +hh:mm)", s);
-  }
-  if (*p) return esk_error_set(err, ESK_EINVAL, "time '%.64s': unexpected '%.32s' at the end", s, p);
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
-    return esk_error_set(err, ESK_EINVAL, "time '%.64s': a field is out of range", s);
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  time_t t = timegm(&tm);
-  struct tm back;
-  gmtime_r(&t, &back);
-  if (back.tm_mday != d && sec != 60)
-    return esk_error_set(err, ESK_EINVAL, "time '%.64s': no such day", s);
-  *out_ms = ((int64_t)t - offset_s) * 1000 + ms;
-  return ESK_OK;
-}
-
-void esk_time_format_rfc3339(char *out, size_t size, int64_t ms) {
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-  char s[32] = "?";
-  if (ms >= 0 && gmtime_r(&t, &tm)) strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out, size, "%s.%03dZ", s, (int)(ms >= 0 ? ms % 1000 : 0));
-}
 
 typedef struct seen_s {
   char *id;
@@ -103,12 +47,6 @@ static void scan_free(scan_t *s) {
   free(s->v);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Reads every partition from its start up to target[p], collecting versions. */
 static int scan(rd_kafka_t *rk, const char *topic, const char *name, int parts,
                 const int64_t *low, const int64_t *target, const esk_decoder_t *dec, scan_t *out,
@@ -134,11 +72,11 @@ static int scan(rd_kafka_t *rk, const char *topic, const char *name, int parts,
     rc = esk_error_set(err, ESK_ERETRY, "assign %s", topic);
     open = 0;
   }
-  double last_progress = now_s(), last_log = now_s();
+  double last_progress = esk_time_mono_s(), last_log = esk_time_mono_s();
   while (open > 0) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
     if (m && !m->err && m->partition < parts && !done[m->partition]) {
-      last_progress = now_s();
+      last_progress = esk_time_mono_s();
       if (m->offset < target[m->partition]) {
         esk_event_t ev = {0};
         esk_error_t why = {0};
@@ -168,13 +106,13 @@ static int scan(rd_kafka_t *rk, const char *topic, const char *name, int parts,
         }
       rd_kafka_topic_partition_list_destroy(pos);
     }
-    if (open > 0 && now_s() - last_progress > STALL_S) {
+    if (open > 0 && esk_time_mono_s() - last_progress > STALL_S) {
       rc = esk_error_set(err, ESK_ERETRY, "reading %s before the start time: no message for %d s",
                          topic, STALL_S);
       break;
     }
-    if (now_s() - last_log > 10) {
-      last_log = now_s();
+    if (esk_time_mono_s() - last_log > 10) {
+      last_log = esk_time_mono_s();
       ESK_INFO("projector", "msg=\"reading versions before the start time\" projection=%s "
                             "read=%" PRId64 " of=%" PRId64, name, read, total);
     }
@@ -192,23 +130,20 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
   int64_t *low = NULL, *target = NULL;
   scan_t seen = {0};
   int rc, parts = 0, in_tx = 0;
-  char errstr[256], group[300];
+  char group[300];
   *seeded = 0;
 
   /* Kafka: the starting offset of every partition, and its first offset. */
   snprintf(group, sizeof(group), "esk.from-time.%s", key);
-  if ((rc = esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, esk_conf_get(conf, "kafka.bootstrap.servers"),
-                               err)) ||
-      (rc = esk_kafka_conf_set(kc, "group.id", group, err)) ||
-      (rc = esk_kafka_conf_set(kc, "enable.auto.commit", "false", err)) ||
-      (rc = esk_kafka_conf_set(kc, "isolation.level", "read_committed", err)) ||
-      (rc = esk_kafka_conf_set(kc, "enable.partition.eof", "false", err)))
+  /* the process's kafka.* settings (security, bootstrap) with its own read settings on top */
+  const char *const forced[] = {"group.id", group, "enable.auto.commit", "false",
+                                "isolation.level", "read_committed", "enable.partition.eof",
+                                "false", NULL};
+  if ((rc = esk_kafka_client_conf(&kc, RD_KAFKA_CONSUMER, conf, NULL, forced, NULL, err)))
     goto cleanup;
-  if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr)))) {
-    rc = esk_error_set(err, ESK_EINVAL, "kafka consumer: %s", errstr);
-    goto cleanup;
-  }
+  rc = esk_kafka_client_new(&rk, RD_KAFKA_CONSUMER, kc, err);
   kc = NULL;
+  if (rc) goto cleanup;
   rd_kafka_poll_set_consumer(rk);
   if ((rc = esk_kafka_partition_count(rk, topic, TIMEOUT_MS, &parts, err))) goto cleanup;
   low = calloc((size_t)parts, sizeof(*low));
@@ -245,7 +180,7 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
                        rd_kafka_err2str(e));
     goto cleanup;
   }
-  double t0 = now_s();
+  double t0 = esk_time_mono_s();
   if ((rc = scan(rk, topic, key, parts, low, target, dec, &seen, err))) goto cleanup;
 
   /* The last version of each aggregate before the time. */
@@ -291,7 +226,7 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
     *seeded = 1;
     ESK_INFO("projector", "msg=\"starting at a time\" projection=%s topic=%s from_ms=%" PRId64
                           " aggregates=%zu events_read=%zu seconds=%.1f",
-             key, topic, t_ms, k, seen.n, now_s() - t0);
+             key, topic, t_ms, k, seen.n, esk_time_mono_s() - t0);
   }
 free_arrays:
   free(ids);

@@ -29,19 +29,6 @@
 #include "projector.h"
 
 /**
- * @brief Parses an RFC 3339 date-time (`2026-01-15T10:00:00Z`,
- *        `2026-01-15T10:00:00.250+01:00`; `t` or a space may separate date and
- *        time) into milliseconds since the epoch.
- * @returns ESK_OK or ESK_EINVAL naming the text and what is wrong.
- */
-int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err);
-
-/** @brief Writes @p ms (milliseconds since the epoch, >= 0) as RFC 3339 in
- *         UTC with milliseconds, `2026-01-15T10:00:00.250Z`, which
- *         esk_time_parse_rfc3339() reads back; @p size of 32 is enough. */
-void esk_time_format_rfc3339(char *out, size_t size, int64_t ms);
-
-/**
  * @brief Stores, for the projection known as @p key in the bookkeeping tables
  *        that @p pg's search_path finds, starting positions on @p topic at
  *        @p t_ms and the last version of each aggregate before them; does

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "esk/pg.h"
-#include "from_time.h"
+#include "esk/time.h"
 #include "projector.h"
 
 #define REGISTRY "esk_projection_generations"

@@ -14,6 +14,7 @@
 #include "esk/log.h"
 #include "esk/pg.h"
 #include "esk/watchdog.h"
+#include "esk/time.h"
 #include "generation.h"
 
 const esk_conf_prop_t esk_projector_props[] = {
@@ -101,8 +102,7 @@ struct esk_projector_s {
   volatile sig_atomic_t *stop;
   volatile int rebalanced;
   unsigned generation; /* bumped by every assignment change */
-  int fatal;
-  esk_error_t fatal_err;
+  esk_fatal_t fatal; /* the first fatal error; the loop ends on it */
   esk_projector_stats_t stats;
   rd_kafka_message_t **batch;
   unsigned *batch_gen; /* generation each batched message was received in */
@@ -121,32 +121,6 @@ struct esk_projector_s {
 
 /* A log value quoted for key=value lines (one per log statement). */
 #define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static int set_fatal(esk_projector_t *p, const esk_error_t *e) {
-  if (!p->fatal) {
-    p->fatal = 1;
-    p->fatal_err = *e;
-    esk_watchdog_shutdown(); /* the process has shutdown.timeout.ms to end from now on */
-  }
-  return ESK_EFATAL;
-}
 
 /* Every session works in the configured schema (a reset connection is a new
  * session, so this runs again after each reset). */
@@ -341,12 +315,12 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
       atomic_store(&p->r_pg_ok, 1);
       return ESK_OK;
     }
-    if (rc != ESK_ERETRY) return set_fatal(p, &err);
+    if (rc != ESK_ERETRY) return esk_watchdog_fatal(&p->fatal, &err);
     if (*p->stop) return ESK_ERETRY;
     pg_retry_noted(p);
     ESK_WARN("projector", "msg=\"cannot read positions, retrying\" projection=%s backoff_ms=%d "
                           "reason=%s", p->name, backoff, LQ(err.msg));
-    sleep_ms(backoff);
+    esk_time_sleep_ms(backoff);
     backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
   }
 }
@@ -557,10 +531,10 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   int64_t applied = 0, skipped = 0, dead = 0;
   p->dlq_refused = 0;
   if ((rc = pg_ensure(p, err))) return rc;
-  int64_t t0 = now_us(), t1, t2, t3, t4;
+  int64_t t0 = esk_time_mono_us(), t1, t2, t3, t4;
   if ((rc = esk_pg_exec(NULL, p->pg, "begin", "begin", 0, NULL, err))) return rc;
   if ((rc = vmap_load(p, &v, msgs, n, err))) goto fail;
-  t1 = now_us();
+  t1 = esk_time_mono_us();
   if (p->proj.batch_begin && (rc = p->proj.batch_begin(p->proj.self, p->pg, err))) goto fail;
   for (size_t i = 0; i < n; i++) {
     rd_kafka_message_t *m = msgs[i];
@@ -628,11 +602,11 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
       goto fail;
     }
   }
-  t2 = now_us();
+  t2 = esk_time_mono_us();
   if (p->proj.batch_end && (rc = p->proj.batch_end(p->proj.self, p->pg, err))) goto fail;
-  t3 = now_us();
+  t3 = esk_time_mono_us();
   if ((rc = vmap_store(p, &v, err))) goto fail;
-  t4 = now_us();
+  t4 = esk_time_mono_us();
   for (size_t i = 0; i < n; i++) {
     part_t *pt = msgs[i]->partition < p->n_parts ? &p->parts[msgs[i]->partition] : NULL;
     if (pt && pt->assigned && msgs[i]->offset + 1 > pt->stored) {
@@ -665,7 +639,7 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   if ((rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err))) goto fail;
   ESK_DEBUG("projector", "msg=\"batch committed\" projection=%s events=%zu versions_read_us=%"
             PRId64 " apply_us=%" PRId64 " flush_us=%" PRId64 " versions_write_us=%" PRId64
-            " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, now_us() - t4);
+            " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, esk_time_mono_us() - t4);
   p->stats.applied += applied;
   p->stats.skipped += skipped;
   p->stats.dead += dead;
@@ -673,10 +647,10 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   esk_metrics_add(p->m.applied, (uint64_t)applied);
   esk_metrics_add(p->m.skipped, (uint64_t)skipped);
   esk_metrics_inc(p->m.batches);
-  esk_metrics_observe(p->m.duration, (double)(now_us() - t0) / 1e6);
+  esk_metrics_observe(p->m.duration, (double)(esk_time_mono_us() - t0) / 1e6);
   atomic_store(&p->r_pg_ok, 1);
   atomic_store(&p->r_dlq_ok, 1);
-  p->last_pg_ms = now_ms();
+  p->last_pg_ms = esk_time_mono_ms();
   for (int i = 0; i < p->n_parts; i++) {
     if (p->parts[i].batch_next < 0) continue;
     p->parts[i].stored = p->parts[i].batch_next;
@@ -766,8 +740,8 @@ static void drop_batch(esk_projector_t *p) {
 /* Serves the group while waiting: messages that arrive are discarded (the
  * partitions are re-read from the stored positions afterwards). */
 static void wait_serving(esk_projector_t *p, int ms) {
-  int64_t until = now_ms() + ms;
-  while (!*p->stop && now_ms() < until) {
+  int64_t until = esk_time_mono_ms() + ms;
+  while (!*p->stop && esk_time_mono_ms() < until) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 100);
     if (m) rd_kafka_message_destroy(m);
   }
@@ -838,12 +812,6 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
   return rc;
 }
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Lag per assigned partition: the cached high watermark (the last stable
  * offset under read_committed) minus the next offset to apply. A
  * transactional producer's commit marker takes the offset after its last
@@ -851,7 +819,7 @@ static int64_t wall_ms(void) {
  * and where the consumer last reached the end of the partition (which is
  * past the markers): a caught-up partition reads 0. */
 static void update_lag(esk_projector_t *p) {
-  int64_t total = 0, wall = wall_ms();
+  int64_t total = 0, wall = esk_time_real_ms();
   esk_watchdog_beat(); /* called once per turn of the run loop, and per retry */
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
@@ -876,7 +844,7 @@ static void update_lag(esk_projector_t *p) {
 }
 
 static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_applied) {
-  int64_t t = now_ms();
+  int64_t t = esk_time_mono_ms();
   double secs = (double)(t - *last_ms) / 1000.0;
   double rate = secs > 0 ? (double)(p->stats.applied - *last_applied) / secs : 0;
   char lag[512] = "";
@@ -902,16 +870,16 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
   /* a stop wakes the poll, which may wait up to batch.max.ms for a batch to fill */
   rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(p->consumer);
   esk_watchdog_set_wake(wake_poll, cq);
-  int64_t last_progress = now_ms(), last_applied = 0;
+  int64_t last_progress = esk_time_mono_ms(), last_applied = 0;
   int rc = ESK_OK;
-  while (!*stop && !p->fatal) {
-    int64_t deadline = now_ms() + p->batch_ms;
+  while (!*stop && !esk_watchdog_is_fatal(&p->fatal)) {
+    int64_t deadline = esk_time_mono_ms() + p->batch_ms;
     p->rebalanced = 0;
     rd_kafka_poll(p->dlq, 0); /* its errors and reports when they happen, not at exit */
     while (p->n_batch < (size_t)p->batch_max && !*stop) {
       /* adaptive: a batch that holds events waits only batch.linger.ms for
        * more, and is applied once nothing more is ready */
-      int64_t left = deadline - now_ms();
+      int64_t left = deadline - esk_time_mono_ms();
       if (left <= 0) break;
       if (p->n_batch && left > p->linger_ms) left = p->linger_ms;
       rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, (int)left);
@@ -943,12 +911,12 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
     }
     if (p->n_batch && (rc = process_batch(p, err)) != ESK_OK) break;
     update_lag(p);
-    pg_check(p, now_ms());
-    if (now_ms() - last_progress >= p->progress_ms) log_progress(p, &last_progress, &last_applied);
+    pg_check(p, esk_time_mono_ms());
+    if (esk_time_mono_ms() - last_progress >= p->progress_ms) log_progress(p, &last_progress, &last_applied);
   }
   drop_batch(p);
-  if (p->fatal) {
-    *err = p->fatal_err;
+  if (esk_watchdog_is_fatal(&p->fatal)) {
+    *err = p->fatal.err;
     rc = ESK_EFATAL;
   }
   esk_watchdog_set_wake(NULL, NULL);
@@ -980,27 +948,14 @@ static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
     snprintf(p->dlq_refusal, sizeof(p->dlq_refusal), "%s", rd_kafka_err2str(m->err));
 }
 
-static int make_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
-                       const char *const *props, void *opaque, esk_error_t *err) {
+static int projector_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
+                            const char *const *props, void *opaque, esk_error_t *err) {
   rd_kafka_conf_t *kc = NULL;
-  char errstr[256];
-  int rc;
-  if ((rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err)))
-    return rc;
-  for (size_t i = 0; props[i]; i += 2)
-    if ((rc = esk_kafka_conf_set(kc, props[i], props[i + 1], err))) goto fail;
-  if ((rc = esk_conf_apply_kafka_client(conf, kc, type, err))) goto fail;
+  int rc = esk_kafka_client_conf(&kc, type, conf, props, NULL, opaque, err);
+  if (rc) return rc;
   if (type == RD_KAFKA_CONSUMER) rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
   else rd_kafka_conf_set_dr_msg_cb(kc, dlq_delivered);
-  rd_kafka_conf_set_opaque(kc, opaque);
-  if (!(*out = rd_kafka_new(type, kc, errstr, sizeof(errstr)))) {
-    rc = esk_error_set(err, ESK_EINVAL, "cannot create Kafka client: %s", errstr);
-    goto fail;
-  }
-  return ESK_OK;
-fail:
-  rd_kafka_conf_destroy(kc);
-  return rc;
+  return esk_kafka_client_new(out, type, kc, err);
 }
 
 int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
@@ -1029,7 +984,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
   p->pg_check_ms = esk_conf_get_int(conf, "pg.check.interval.ms");
   p->ready_max_lag = esk_conf_get_int(conf, "ready.max.lag.events");
-  p->last_pg_ms = now_ms();
+  p->last_pg_ms = esk_time_mono_ms();
   atomic_init(&p->r_assigned, -1);
   atomic_init(&p->r_pg_ok, 1);
   atomic_init(&p->r_dlq_ok, 1);
@@ -1073,8 +1028,9 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                                   "enable.partition.eof", "true", /* lag past markers */
                                   NULL};
   const char *producer_props[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
-  if ((rc = make_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p, err)) ||
-      (rc = make_client(&p->dlq, RD_KAFKA_PRODUCER, conf, producer_props, p, err)))
+  if ((rc = projector_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p,
+                             err)) ||
+      (rc = projector_client(&p->dlq, RD_KAFKA_PRODUCER, conf, producer_props, p, err)))
     goto fail;
   rd_kafka_poll_set_consumer(p->consumer);
 

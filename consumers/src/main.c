@@ -19,7 +19,7 @@
 #include "esk/metrics.h"
 #include "esk/pg.h"
 #include "esk/watchdog.h"
-#include "from_time.h"
+#include "esk/time.h"
 #include "generation.h"
 #include "loaded.h"
 #include "projections.h"
@@ -61,11 +61,6 @@ static void on_signal(int sig) {
   (void)sig;
   stop_requested = 1;
   run_stop = 1;
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
 }
 
 /* main()'s own PostgreSQL session for the registry (choosing and publishing
@@ -128,7 +123,7 @@ static void *watch_generation(void *arg) {
     }
     for (int i = 0; i < 20 && !atomic_load(&w->quit); i++) {
       if (!pg) {
-        sleep_ms(100);
+        esk_time_sleep_ms(100);
         continue;
       }
       int n = esk_generation_wait_switch(pg, 100, &err);
@@ -323,7 +318,7 @@ int main(int argc, char **argv) {
                                    &err)) ==
                ESK_ERETRY && !stop_requested) {
       ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
-      sleep_ms(2000);
+      esk_time_sleep_ms(2000);
       esk_watchdog_beat(); /* retrying is progress; a stop ends it (the loop's condition) */
     }
     if (rc == ESK_OK && explicit_group)
@@ -343,7 +338,7 @@ int main(int argc, char **argv) {
              !stop_requested) {
         ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s",
                  LQ(err.msg));
-        sleep_ms(2000);
+        esk_time_sleep_ms(2000);
         esk_watchdog_beat();
       }
     }

@@ -25,6 +25,7 @@
 #include "esk/http.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
+#include "esk/time.h"
 #include "esk/watchdog.h"
 
 #define FAC "gateway"
@@ -108,8 +109,6 @@ struct esk_gateway_s {
   esk_series_t *m_pending, *m_latency;
   esk_metric_t *m_requests;
 };
-
-#define now_ms esk_api_now_ms
 
 /* ------------------------------------------------------------ answers --- */
 
@@ -241,7 +240,7 @@ static void complete(esk_gateway_t *g, waiter_t *w, int64_t token_offset, answer
   }
   if (body) cache_put(g, w->id, w->status, body, token[0] ? token : NULL);
   if (w->req && body) {
-    esk_metrics_observe(g->m_latency, (double)(now_ms() - w->started_ms) / 1000.0);
+    esk_metrics_observe(g->m_latency, (double)(esk_time_mono_ms() - w->started_ms) / 1000.0);
     out[(*n_out)++] = (answer_t){w->req, w->status, body, token[0] ? strdup(token) : NULL, NULL};
     w->req = NULL;
     body = NULL;
@@ -360,7 +359,7 @@ static void post_command(esk_gateway_t *g, esk_http_req_t *req) {
     send_error(g, req, 503, "OUT_OF_MEMORY", "out of memory");
     goto cleanup;
   }
-  w->started_ms = now_ms();
+  w->started_ms = esk_time_mono_ms();
   w->deadline_ms = w->started_ms + wait;
   w->req = req;
   w->partition = -1;
@@ -620,7 +619,7 @@ int esk_gateway_run(esk_gateway_t *g, volatile sig_atomic_t *stop, esk_error_t *
       m = ++batch < 500 ? rd_kafka_consumer_poll(g->reader, 0) : NULL;
     }
     fetch_ends(g, &ans, &n, &cap);
-    int64_t now = now_ms();
+    int64_t now = esk_time_mono_ms();
     pthread_mutex_lock(&g->mu);
     expire(g, now, &ans, &n, &cap);
     reap(g, now);
@@ -666,22 +665,12 @@ static int ready_cb(void *opaque, char *reason, size_t size) {
 static int kafka_client(rd_kafka_t **out, const esk_conf_t *conf, rd_kafka_type_t type,
                         esk_gateway_t *g, esk_error_t *err) {
   rd_kafka_conf_t *kc = NULL;
-  char errstr[256];
-  int rc = esk_kafka_conf_new(&kc, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
-  if (!rc) rc = esk_conf_apply_kafka(conf, kc, err);
-  if (!rc) rc = esk_conf_apply_kafka_client(conf, kc, type, err);
-  if (rc) {
-    if (kc) rd_kafka_conf_destroy(kc);
-    return rc;
-  }
+  int rc = esk_kafka_client_conf(&kc, type, conf, NULL, NULL, type == RD_KAFKA_PRODUCER ? g : NULL,
+                                 err);
+  if (rc) return rc;
   if (type == RD_KAFKA_CONSUMER) return esk_kafka_reader_new_conf(out, kc, NULL, err);
-  rd_kafka_conf_set_opaque(kc, g);
   rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
-  if (!(*out = rd_kafka_new(type, kc, errstr, sizeof(errstr)))) {
-    rd_kafka_conf_destroy(kc);
-    return esk_error_set(err, ESK_EINVAL, "Kafka producer: %s", errstr);
-  }
-  return ESK_OK;
+  return esk_kafka_client_new(out, type, kc, err);
 }
 
 int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,

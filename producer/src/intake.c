@@ -106,7 +106,7 @@ static int refused_command(esk_producer_t *p, const rd_kafka_message_t *m, int32
            "command_id=%s partition=%d offset=%lld reason=%s", qq, (int)part,
            (long long)m->offset, esk_log_quote(q, sizeof(q), why->msg));
   esk_prod_produce_result_n(p, part, id, n, &res);
-  if (usable && esk_seen_put(pt->seen, idz, &res, NULL, &e)) esk_prod_set_fatal(p, &e);
+  if (usable && esk_seen_put(pt->seen, idz, &res, NULL, &e)) esk_watchdog_fatal(&p->health->fatal, &e);
   return 1;
 }
 
@@ -156,7 +156,7 @@ static int encode_events(esk_producer_t *p, const rd_kafka_message_t *m, int32_t
     if (!v) {
       esk_error_t e = {0};
       esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
-      esk_prod_set_fatal(p, &e);
+      esk_watchdog_fatal(&p->health->fatal, &e);
       return ESK_ENOMEM;
     }
     v->state = V_REJECT;
@@ -183,7 +183,7 @@ static int publish_accepted(esk_producer_t *p, int32_t part, const esk_envelope_
       /* a checkpoint that missed this aggregate would lose its events */
       esk_hmap_put(pt->dirty, env->aggregate_id, strlen(env->aggregate_id), &one, NULL, NULL,
                    &e)) {
-    esk_prod_set_fatal(p, &e);
+    esk_watchdog_fatal(&p->health->fatal, &e);
     return ESK_EFATAL;
   }
   pt->events_since_ckpt += (int64_t)n;
@@ -213,7 +213,7 @@ static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
     unpublishable(p, &res, cur, v->reason);
   } else if (!misplaced(p, m, part, env, cur, &res)) {
     if (esk_decider_run(p->dc, cur, env, p->cmd, &res, &e)) { /* the domain contradicts itself */
-      esk_prod_set_fatal(p, &e);
+      esk_watchdog_fatal(&p->health->fatal, &e);
       return;
     }
     if (res.rule == ESK_RULE_ACCEPTED) esk_decider_events(p->dc, &n);
@@ -233,7 +233,7 @@ static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
     }
   }
   esk_prod_produce_result(p, part, env->command_id, &res);
-  if (esk_seen_put(pt->seen, env->command_id, &res, NULL, &e)) esk_prod_set_fatal(p, &e);
+  if (esk_seen_put(pt->seen, env->command_id, &res, NULL, &e)) esk_watchdog_fatal(&p->health->fatal, &e);
 }
 
 /* Adds the command at @p m to the open batch (opening one). 0 on success. */
@@ -241,14 +241,14 @@ static int enqueue(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part)
   part_t *pt = &p->parts[part];
   esk_error_t e = {0};
   if (!p->in_txn && esk_prod_begin_batch(p, &e)) {
-    esk_prod_set_fatal(p, &e);
+    esk_watchdog_fatal(&p->health->fatal, &e);
     return -1;
   }
   cmd_ref_t *cmds = esk_array_grow(p->cmds, &p->cmds_cap, (size_t)p->batch_n + 1,
                                    sizeof(*p->cmds), 64);
   if (!cmds) {
     esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
-    esk_prod_set_fatal(p, &e);
+    esk_watchdog_fatal(&p->health->fatal, &e);
     return -1;
   }
   p->cmds = cmds;
@@ -311,12 +311,12 @@ void esk_prod_handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
   esk_error_t e = {0};
   int64_t aborts = p->st.aborts;
   if (p->in_txn && esk_prod_finish_batch(p, 1, &e)) {
-    esk_prod_set_fatal(p, &e);
+    esk_watchdog_fatal(&p->health->fatal, &e);
     return;
   }
   if (p->st.aborts != aborts) return; /* rewound: this command comes again */
   handle_one(p, m, part);
-  if (!p->in_txn || p->fatal) return;
+  if (!p->in_txn || esk_prod_fatal(p)) return;
   p->batch_isolated = 1;
-  if (esk_prod_finish_batch(p, 1, &e)) esk_prod_set_fatal(p, &e);
+  if (esk_prod_finish_batch(p, 1, &e)) esk_watchdog_fatal(&p->health->fatal, &e);
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <librdkafka/rdkafka.h>
 
 #include "esk/conf.h"
 #include "esk/http.h"

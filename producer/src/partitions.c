@@ -1,6 +1,7 @@
 /* Partitions: their state, restore on assignment, revocation, and the lag
  * gauges. */
 #include "producer_int.h"
+#include "esk/time.h"
 
 void esk_prod_drop_part(esk_producer_t *p, int32_t id) {
   part_t *pt = &p->parts[id];
@@ -49,8 +50,8 @@ int esk_prod_restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   ESK_INFO(FAC, "msg=\"restoring partition\" partition=%d", (int)id);
   /* transient broker errors (a leader moving, a topic just created) are retried
    * from scratch until restore.timeout.ms has passed */
-  int64_t give_up = mono_ms() + p->restore_ms;
-  double t0 = mono_s();
+  int64_t give_up = esk_time_mono_ms() + p->restore_ms;
+  double t0 = esk_time_mono_s();
   int rc;
   for (;;) {
     if ((rc = reset_part(p, id, err))) return rc;
@@ -59,17 +60,17 @@ int esk_prod_restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
     rc = ESK_WAITING("restoring a partition (snapshots, events, results)",
                      esk_restore_partition(&st, &tgt, p->reader, &p->topics, id, 1,
                                            (int)p->restore_ms, err));
-    if (rc != ESK_ERETRY || mono_ms() >= give_up || esk_watchdog_stopping()) break;
+    if (rc != ESK_ERETRY || esk_time_mono_ms() >= give_up || esk_watchdog_stopping()) break;
     char q[512];
     ESK_WARN(FAC, "msg=\"restore failed, retrying\" partition=%d reason=%s", (int)id,
              esk_log_quote(q, sizeof(q), err->msg));
-    usleep(500 * 1000);
+    esk_time_sleep_ms(500);
   }
   if (rc) goto cleanup;
   pt->events_since_ckpt = st.events_applied;
   pt->active = 1;
   /* the whole restore, retries included: what a rebalance waits for */
-  esk_metrics_set(part_series(p->m.restore_s, p->m.restore_f, id), mono_s() - t0);
+  esk_metrics_set(part_series(p->m.restore_s, p->m.restore_f, id), esk_time_mono_s() - t0);
   esk_metrics_add(p->m.restore_events, (uint64_t)st.events_applied);
   p->lag_next_ms = 0; /* the lag of the new partition at the next tick */
   ESK_INFO(FAC,
@@ -96,13 +97,13 @@ void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (parts->cnt == 0)
       ESK_WARN(FAC, "msg=\"no partition assigned: idle standby (more instances than "
                "partitions?)\" partitions=%d", p->nparts);
-    for (int i = 0; i < parts->cnt && !p->fatal; i++) {
+    for (int i = 0; i < parts->cnt && !esk_prod_fatal(p); i++) {
       if (esk_prod_restore_part(p, parts->elems[i].partition, &err)) {
         if (esk_watchdog_stopping()) break; /* interrupted by a stop: not an error */
         esk_error_t e2 = {0};
         esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
                       (int)parts->elems[i].partition, err.msg);
-        esk_prod_set_fatal(p, &e2);
+        esk_watchdog_fatal(&p->health->fatal, &e2);
       } else {
         atomic_fetch_sub(&p->health->restoring, 1);
       }
@@ -111,8 +112,8 @@ void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     return;
   }
   /* revoked: commit what was done for them while the generation is still ours */
-  if (p->in_txn && !p->fatal && esk_prod_finish_batch(p, 0, &err) == ESK_EFATAL)
-    esk_prod_set_fatal(p, &err);
+  if (p->in_txn && !esk_prod_fatal(p) && esk_prod_finish_batch(p, 0, &err) == ESK_EFATAL)
+    esk_watchdog_fatal(&p->health->fatal, &err);
   p->in_txn = 0;
   for (int i = 0; i < parts->cnt; i++) {
     int32_t id = parts->elems[i].partition;

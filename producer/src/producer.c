@@ -64,18 +64,6 @@ int esk_prod_escalate(esk_error_t *err) {
   return ESK_EFATAL;
 }
 
-void esk_prod_set_fatal(esk_producer_t *p, const esk_error_t *e) {
-  if (p->fatal) return;
-  p->fatal = 1;
-  p->ferr = *e;
-  /* the message first, then the flag: readers see it whole once fatal is 1 */
-  size_t n = strnlen(e->msg, sizeof(p->health->fatal_msg) - 1); /* truncated on purpose */
-  memcpy(p->health->fatal_msg, e->msg, n);
-  p->health->fatal_msg[n] = '\0';
-  atomic_store_explicit(&p->health->fatal, 1, memory_order_release);
-  esk_watchdog_shutdown(); /* from now on the process has shutdown.timeout.ms to end */
-}
-
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   esk_producer_t *p = opaque;
@@ -107,7 +95,7 @@ int esk_prod_expired_not_fenced(esk_producer_t *p) {
           e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
           e == RD_KAFKA_RESP_ERR_INVALID_TXN_STATE /* its abort, already done */) &&
          p->txn_unended && p->txn_timeout_ms > 0 &&
-         (mono_s() - p->batch_t0) * 1000.0 >= (double)p->txn_timeout_ms;
+         (esk_time_mono_s() - p->batch_t0) * 1000.0 >= (double)p->txn_timeout_ms;
 }
 
 static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
@@ -123,34 +111,21 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     }
     esk_error_t e = {0};
     esk_error_set(&e, ESK_EFATAL, "kafka fatal error (%s): %s", rd_kafka_err2name(orig), buf);
-    esk_prod_set_fatal(p, &e);
+    esk_watchdog_fatal(&p->health->fatal, &e);
     return;
   }
   ESK_WARN("kafka", "msg=\"client error\" code=%s reason=%s",
            rd_kafka_err2name((rd_kafka_resp_err_t)code), esk_log_quote(q, sizeof(q), reason));
 }
 
-static int set_all(rd_kafka_conf_t *c, const char *const *kv, esk_error_t *err) {
-  for (size_t i = 0; kv[i]; i += 2) {
-    int rc = esk_kafka_conf_set(c, kv[i], kv[i + 1], err);
-    if (rc) return rc;
-  }
-  return ESK_OK;
-}
-
 /* @p keep: if not NULL, set to a copy of the client's configuration. */
-static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
-                       const esk_conf_t *conf, rd_kafka_type_t type, const char *const *defaults,
-                       const char *const *forced, esk_error_t *err) {
+static int checked_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
+                          const esk_conf_t *conf, rd_kafka_type_t type,
+                          const char *const *defaults, const char *const *forced,
+                          esk_error_t *err) {
   rd_kafka_conf_t *c = NULL;
-  char errstr[512];
-  int rc = esk_kafka_conf_new(&c, type, esk_conf_get(conf, "kafka.bootstrap.servers"), err);
+  int rc = esk_kafka_client_conf(&c, type, conf, defaults, forced, p, err);
   if (rc) return rc;
-  /* kafka.<property> to both clients, kafka.consumer.* / kafka.producer.* to one */
-  if ((rc = set_all(c, defaults, err)) ||
-      (rc = esk_conf_apply_kafka_client(conf, c, type, err)) || (rc = set_all(c, forced, err)))
-    goto cleanup;
-  rd_kafka_conf_set_opaque(c, p);
   rd_kafka_conf_set_error_cb(c, error_cb);
   if (type == RD_KAFKA_PRODUCER) {
     char tt[32], mb[32];
@@ -193,13 +168,7 @@ static int make_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t 
     rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
     goto cleanup;
   }
-  *out = rd_kafka_new(type, c, errstr, sizeof(errstr));
-  if (!*out) {
-    rc = esk_error_set(err, ESK_EINVAL, "cannot create the Kafka %s: %s",
-                       type == RD_KAFKA_PRODUCER ? "producer" : "consumer", errstr);
-    goto cleanup;
-  }
-  return ESK_OK;
+  return esk_kafka_client_new(out, type, c, err);
 cleanup:
   rd_kafka_conf_destroy(c);
   return rc;
@@ -283,8 +252,8 @@ static int register_metrics(esk_producer_t *p, esk_metrics_t *reg, esk_error_t *
 
 int esk_producer_ready(const esk_producer_health_t *h, char *reason, size_t size) {
   int restoring = atomic_load(&h->restoring), assigned = atomic_load(&h->assigned);
-  if (atomic_load_explicit(&h->fatal, memory_order_acquire)) {
-    snprintf(reason, size, "fatal error: %s", h->fatal_msg);
+  if (esk_watchdog_is_fatal(&h->fatal)) {
+    snprintf(reason, size, "fatal error: %s", h->fatal.err.msg);
     return 0;
   }
   if (!atomic_load(&h->running)) {
@@ -387,11 +356,11 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
                                "enable.auto.offset.store", "false",
                                "auto.offset.reset", "earliest",
                                NULL};
-  if ((rc = make_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER, prod_defaults,
-                        prod_forced, err)))
+  if ((rc = checked_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER,
+                           prod_defaults, prod_forced, err)))
     goto cleanup;
-  if ((rc = make_client(&p->consumer, NULL, p, conf, RD_KAFKA_CONSUMER, cons_defaults,
-                        cons_forced, err)))
+  if ((rc = checked_client(&p->consumer, NULL, p, conf, RD_KAFKA_CONSUMER, cons_defaults,
+                           cons_forced, err)))
     goto cleanup;
   if ((rc = check_topics(p, err))) goto cleanup;
   p->parts = calloc((size_t)p->nparts, sizeof(*p->parts));
@@ -404,13 +373,8 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   /* the restore reader is a consumer too: the same kafka.* and kafka.consumer.*
    * settings (security, bootstrap), its own read settings on top */
   rd_kafka_conf_t *rconf = NULL;
-  if ((rc = esk_kafka_conf_new(&rconf, RD_KAFKA_CONSUMER,
-                               esk_conf_get(conf, "kafka.bootstrap.servers"), err)))
+  if ((rc = esk_kafka_client_conf(&rconf, RD_KAFKA_CONSUMER, conf, NULL, NULL, NULL, err)))
     goto cleanup;
-  if ((rc = esk_conf_apply_kafka_client(conf, rconf, RD_KAFKA_CONSUMER, err))) {
-    rd_kafka_conf_destroy(rconf);
-    goto cleanup;
-  }
   if ((rc = esk_kafka_reader_new_conf(&p->reader, rconf, NULL, err))) goto cleanup;
   if ((rc = esk_prod_init_transactions(p, err))) goto cleanup;
   *out = p;
@@ -486,10 +450,10 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
            p->topics.events, p->group_id, p->nparts);
   atomic_store(&p->health->running, 1);
   stats_t prev = p->st;
-  int64_t last_stats = mono_ms();
+  int64_t last_stats = esk_time_mono_ms();
   uint64_t iter = 0;
-  int64_t now = mono_ms();
-  while (!*stop && !p->fatal) {
+  int64_t now = esk_time_mono_ms();
+  while (!*stop && !esk_prod_fatal(p)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, poll_timeout(p, now));
     if (m) {
       if (!m->err) {
@@ -497,7 +461,7 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
         esk_error_t fe = {0};
         esk_error_set(&fe, ESK_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
-        esk_prod_set_fatal(p, &fe);
+        esk_watchdog_fatal(&p->health->fatal, &fe);
       } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         char q[256];
         ESK_WARN(FAC, "msg=\"consumer error\" reason=%s",
@@ -510,14 +474,14 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
      * a poll that may have waited (linger) is followed by a look at the clock */
     if (m && !p->linger_ms && (++iter & 63) && p->batch_n < p->batch_max) continue;
     rd_kafka_poll(p->producer, 0);
-    now = mono_ms();
+    now = esk_time_mono_ms();
     /* adaptive batching: the batch closes when no command is ready (the poll
      * above came back empty), when it is full, or at its deadline */
-    if (p->in_txn && !p->fatal &&
+    if (p->in_txn && !esk_prod_fatal(p) &&
         (!m || p->batch_n >= p->batch_max || now >= p->batch_deadline)) {
       esk_error_t fe = {0};
-      if (esk_prod_finish_batch(p, 1, &fe)) esk_prod_set_fatal(p, &fe);
-      now = mono_ms();
+      if (esk_prod_finish_batch(p, 1, &fe)) esk_watchdog_fatal(&p->health->fatal, &fe);
+      now = esk_time_mono_ms();
     }
     esk_prod_update_lag(p, now);
     keep_alive(p, now);
@@ -527,13 +491,13 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
       last_stats = now;
     }
   }
-  if (!p->fatal && p->in_txn) {
+  if (!esk_prod_fatal(p) && p->in_txn) {
     esk_error_t fe = {0};
     const char *was = esk_watchdog_doing("finishing the open batch");
-    if (esk_prod_finish_batch(p, 0, &fe)) esk_prod_set_fatal(p, &fe);
+    if (esk_prod_finish_batch(p, 0, &fe)) esk_watchdog_fatal(&p->health->fatal, &fe);
     esk_watchdog_doing(was);
   }
-  if (p->fatal) p->in_txn = 0; /* nothing more goes into a broken transaction */
+  if (esk_prod_fatal(p)) p->in_txn = 0; /* nothing more goes into a broken transaction */
   esk_watchdog_set_wake(NULL, NULL);
   rd_kafka_queue_destroy(cq);
   atomic_store(&p->health->running, 0);
@@ -541,9 +505,9 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
    * group): the watchdog bounds it */
   (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
                     rd_kafka_consumer_close(p->consumer));
-  log_stats(p, &prev, mono_ms() - last_stats);
-  if (p->fatal) {
-    *err = p->ferr;
+  log_stats(p, &prev, esk_time_mono_ms() - last_stats);
+  if (esk_prod_fatal(p)) {
+    *err = p->health->fatal.err;
     return ESK_EFATAL;
   }
   ESK_INFO(FAC, "msg=stopped");

@@ -15,6 +15,7 @@
 #include "esk/conf.h"
 #include "esk/error.h"
 #include "esk/metrics.h"
+#include "esk/watchdog.h"
 
 /** The esk-producer keys (besides esk_conf_common_props). */
 extern const esk_conf_prop_t esk_producer_props[];
@@ -23,8 +24,8 @@ typedef struct esk_producer_s esk_producer_t;
 
 /**
  * What the runtime publishes for readiness checks from another thread (the
- * HTTP server's): only atomics, and a message written once before
- * `fatal` is set. Owned by the caller, zeroed before use; it must outlive the
+ * HTTP server's): only atomics, and the fatal error written once before
+ * `fatal.set` is 1. Owned by the caller, zeroed before use; it must outlive the
  * producer and every reader (esk_producer_ready()).
  */
 typedef struct esk_producer_health_s {
@@ -32,8 +33,7 @@ typedef struct esk_producer_health_s {
   atomic_int joined;    /**< 1 once the group gave this member an assignment */
   atomic_int assigned;  /**< partitions held */
   atomic_int restoring; /**< of those, partitions whose restore has not finished */
-  atomic_int fatal;     /**< 1 after a fatal error (fenced, transaction failed, ...) */
-  char fatal_msg[256];  /**< why; written before `fatal` is set, never after */
+  esk_fatal_t fatal;    /**< set after a fatal error (fenced, transaction failed, ...) */
 } esk_producer_health_t;
 
 /**

@@ -25,6 +25,7 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/watchdog.h"
+#include "esk/time.h"
 #include "restore.h"
 #include "results.h"
 #include <librdkafka/rdkafka.h>
@@ -124,8 +125,6 @@ struct esk_producer_s {
   esk_buf_t buf;
   uint8_t rnd[4096]; /* random bytes for event ids, refilled with getrandom() */
   size_t rnd_pos;
-  volatile int fatal;
-  esk_error_t ferr;
   stats_t st;
   metrics_t m;
   batch_counts_t bc;
@@ -137,24 +136,6 @@ struct esk_producer_s {
   int64_t fence_next_ms;       /* next fence check */
   esk_producer_health_t *health, own_health;
 };
-
-static inline int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static inline int64_t wall_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* refusals.c */
 verdict_t *esk_prod_add_verdict(esk_producer_t *p, int32_t part, int64_t offset);
@@ -206,6 +187,10 @@ void esk_prod_update_lag(esk_producer_t *p, int64_t now);
 /* producer.c */
 int esk_prod_escalate(esk_error_t *err);
 int esk_prod_expired_not_fenced(esk_producer_t *p);
-void esk_prod_set_fatal(esk_producer_t *p, const esk_error_t *e);
+/* 1 once a fatal error was recorded (esk_watchdog_fatal(&p->health->fatal, ...)):
+ * the main loop ends and nothing more goes into a transaction. */
+static inline int esk_prod_fatal(const esk_producer_t *p) {
+  return esk_watchdog_is_fatal(&p->health->fatal);
+}
 
 #endif

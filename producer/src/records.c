@@ -2,6 +2,8 @@
  * event ids). */
 #include "producer_int.h"
 
+#include "esk/text.h"
+
 int esk_prod_produce(esk_producer_t *p, rd_kafka_topic_t *rkt, int32_t part, const void *key,
                      size_t klen, const void *val, size_t vlen, rd_kafka_headers_t *hdrs,
                      void *opaque) {
@@ -23,18 +25,6 @@ int esk_prod_produce(esk_producer_t *p, rd_kafka_topic_t *rkt, int32_t part, con
              rd_kafka_topic_name(rkt), (int)part, rd_kafka_err2name(e));
     return ESK_ERETRY;
   }
-}
-
-/* @p v in decimal (v >= 0) into @p buf of at least 21 bytes; snprintf showed in profiles. */
-static const char *i64_str(char *buf, int64_t v) {
-  char *e = buf + 20, *o = e;
-  uint64_t u = v < 0 ? 0 : (uint64_t)v;
-  *o = '\0';
-  do {
-    *--o = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  return o;
 }
 
 /* A random (version 4) UUID in its 36-character text form. libuuid's
@@ -102,10 +92,11 @@ int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, c
     ESK_ERROR(FAC, "msg=\"snapshot failed\" aggregate=%s reason=\"%s\"", id, e.msg);
     return ESK_EFATAL;
   }
-  char ver[24];
+  char ver[ESK_TEXT_I64_MAX];
+  esk_text_i64(ver, p->dom->version(s));
   rd_kafka_headers_t *h = rd_kafka_headers_new(2);
   esk_prod_hdr(h, "esk.type", p->dom->snapshot_type);
-  esk_prod_hdr(h, "esk.aggregate_version", i64_str(ver, p->dom->version(s)));
+  esk_prod_hdr(h, "esk.aggregate_version", ver);
   return esk_prod_produce(p, p->rkt_snap, part, id, strlen(id), p->buf.data, p->buf.len, h, opaque);
 }
 
@@ -114,7 +105,7 @@ int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, c
 int esk_prod_encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, char eid[37],
                           int64_t version, const esk_envelope_t *env) {
   event_id(p, eid);
-  esk_event_meta_t meta = {eid,     wall_us(),           env->aggregate_id, version,
+  esk_event_meta_t meta = {eid, esk_time_real_us(), env->aggregate_id, version,
                            env->correlation_id, env->command_id, env->actor};
   esk_error_t e = {0};
   esk_buf_reset(&p->evbuf[i]);
@@ -138,12 +129,14 @@ size_t esk_prod_event_record_size(const esk_producer_t *p, size_t i, const esk_s
 
 int esk_prod_produce_event(esk_producer_t *p, int32_t part, size_t i, const esk_schema_t *ws,
                            const char *eid, int64_t version, const esk_envelope_t *env) {
-  char ver[24], sver[24];
+  char ver[ESK_TEXT_I64_MAX], sver[ESK_TEXT_I64_MAX];
+  esk_text_i64(sver, esk_schema_version(ws));
+  esk_text_i64(ver, version);
   rd_kafka_headers_t *h = rd_kafka_headers_new(8);
   esk_prod_hdr(h, "esk.type", esk_schema_type(ws));
-  esk_prod_hdr(h, "esk.schema_version", i64_str(sver, esk_schema_version(ws)));
+  esk_prod_hdr(h, "esk.schema_version", sver);
   esk_prod_hdr(h, "esk.event_id", eid);
-  esk_prod_hdr(h, "esk.aggregate_version", i64_str(ver, version));
+  esk_prod_hdr(h, "esk.aggregate_version", ver);
   esk_prod_hdr(h, "esk.correlation_id", env->correlation_id);
   esk_prod_hdr(h, "esk.causation_id", env->command_id);
   esk_prod_hdr(h, "content-type", "avro/binary");

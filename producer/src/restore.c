@@ -7,6 +7,7 @@
 
 #include "esk/kafka.h"
 #include "esk/log.h"
+#include "esk/time.h"
 #include "results.h"
 
 int esk_topics_init(esk_topics_t *t, const char *prefix, const char *domain, esk_error_t *err) {
@@ -50,12 +51,6 @@ typedef struct ctx_s {
   esk_error_t *err;
   void *state, *next, *event; /* scratch of the domain's sizes */
 } ctx_t;
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int on_snapshot(const rd_kafka_message_t *m, void *opaque) {
   ctx_t *c = opaque;
@@ -132,20 +127,20 @@ static int read_all(ctx_t *c, rd_kafka_t *reader, const esk_topics_t *topics, in
   esk_restore_stats_t *st = c->st;
   int32_t partition = c->partition;
   esk_error_t *err = c->err;
-  int64_t t0 = now_ns();
+  int64_t t0 = esk_time_mono_ns();
   int rc;
   if (use_snapshots &&
       (rc = esk_kafka_read_partition(reader, topics->snapshots, partition,
                                      RD_KAFKA_OFFSET_BEGINNING, idle_timeout_ms, on_snapshot, c,
                                      NULL, err)))
     return rc;
-  int64_t t1 = now_ns();
+  int64_t t1 = esk_time_mono_ns();
   st->ms_snapshots = (double)(t1 - t0) / 1e6;
   if ((rc = esk_kafka_read_partition(reader, topics->events, partition,
                                      st->checkpoint > 0 ? st->checkpoint : RD_KAFKA_OFFSET_BEGINNING,
                                      idle_timeout_ms, on_event, c, &st->events_end, err)))
     return rc;
-  st->ms_events = (double)(now_ns() - t1) / 1e6;
+  st->ms_events = (double)(esk_time_mono_ns() - t1) / 1e6;
   if (c->tgt->seen) {
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(reader, topics->results, partition,
@@ -159,7 +154,7 @@ static int read_all(ctx_t *c, rd_kafka_t *reader, const esk_topics_t *topics, in
                                        idle_timeout_ms, on_result, c, NULL, err)))
       return rc;
   }
-  st->ms_total = (double)(now_ns() - t0) / 1e6;
+  st->ms_total = (double)(esk_time_mono_ns() - t0) / 1e6;
   return ESK_OK;
 }
 

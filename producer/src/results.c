@@ -5,55 +5,12 @@
 #include <string.h>
 
 #include "esk/codec.h"
-
-/* Appends the @p len bytes at @p s as a JSON string: quotes, backslashes and
- * control characters (U+0000 too) escaped, UTF-8 as it is. JSON cannot hold a
- * byte that is not UTF-8 (an id refused by the codec, answered as received):
- * each is written \udcXX, a lone surrogate, as Python's surrogateescape does,
- * so that it names no valid id (jansson, and so restore, refuses to read it). */
-static size_t json_strn(char *buf, size_t size, size_t off, const char *s, size_t len) {
-  static const char hex[] = "0123456789abcdef";
-  const unsigned char *c = (const unsigned char *)s, *end = c + len;
-  const unsigned char *bad = c + esk_utf8_check(c, len);
-  if (off < size) buf[off] = '"';
-  off++;
-  for (; c < end; c++) {
-    char esc[7] = {0};
-    size_t n = 0;
-    int not_utf8 = 0;
-    if (c == bad) { /* U+0000 (escaped below) or a byte that is not UTF-8 */
-      not_utf8 = *c != 0;
-      bad = c + 1 + esk_utf8_check(c + 1, (size_t)(end - c - 1));
-    }
-    if (not_utf8) {
-      memcpy(esc, "\\udc", 4);
-      esc[4] = hex[*c >> 4];
-      esc[5] = hex[*c & 15];
-      n = 6;
-    } else if (*c == '"' || *c == '\\') {
-      esc[0] = '\\';
-      esc[1] = (char)*c;
-      n = 2;
-    } else if (*c < 0x20) {
-      memcpy(esc, "\\u00", 4);
-      esc[4] = hex[*c >> 4];
-      esc[5] = hex[*c & 15];
-      n = 6;
-    } else {
-      esc[0] = (char)*c;
-      n = 1;
-    }
-    if (off + n < size) memcpy(buf + off, esc, n);
-    off += n;
-  }
-  if (off < size) buf[off] = '"';
-  return off + 1;
-}
+#include "esk/text.h"
 
 /* Written by hand rather than with jansson: this runs once per command and
  * jansson's object building cost ~10 allocations each. The reader below
  * (restore, rare) uses jansson, and the unit tests check the two agree. */
-/* Appends @p n bytes at @p off (counted even when they do not fit, as json_str). */
+/* Appends @p n bytes at @p off (counted even when they do not fit, as esk_text_json_str()). */
 static size_t cat(char *buf, size_t size, size_t off, const char *s, size_t n) {
   if (off + n < size) memcpy(buf + off, s, n);
   return off + n;
@@ -61,14 +18,8 @@ static size_t cat(char *buf, size_t size, size_t off, const char *s, size_t n) {
 
 /* Appends @p v in decimal. */
 static size_t cat_i64(char *buf, size_t size, size_t off, int64_t v) {
-  char num[24], *o = num + sizeof(num);
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do {
-    *--o = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0) *--o = '-';
-  return cat(buf, size, off, o, (size_t)(num + sizeof(num) - o));
+  char num[ESK_TEXT_I64_MAX];
+  return cat(buf, size, off, num, esk_text_i64(num, v));
 }
 
 #define CAT(lit) off = cat(buf, size, off, lit, sizeof(lit) - 1)
@@ -84,7 +35,7 @@ int esk_result_to_json_n(char *buf, size_t size, const char *command_id, size_t 
                          const esk_result_t *res, const esk_domain_t *d) {
   size_t off = 0;
   CAT("{\"command_id\":");
-  off = json_strn(buf, size, off, command_id, id_len);
+  off = esk_text_json_str(buf, size, off, command_id, id_len);
   if (res->rule == ESK_RULE_ACCEPTED) {
     CAT(",\"status\":\"accepted\",\"aggregate_version\":");
     off = cat_i64(buf, size, off, res->version);
@@ -94,7 +45,7 @@ int esk_result_to_json_n(char *buf, size_t size, const char *command_id, size_t 
     CAT(",\"status\":\"rejected\",\"error\":{\"code\":\"");
     off = cat(buf, size, off, code, strlen(code));
     CAT("\",\"message\":");
-    off = json_strn(buf, size, off, res->message, strlen(res->message));
+    off = esk_text_json_str(buf, size, off, res->message, strlen(res->message));
     CAT(",\"actual_version\":");
     off = cat_i64(buf, size, off, res->version);
     CAT("}}");

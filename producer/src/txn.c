@@ -1,6 +1,7 @@
 /* Transactions: one per batch (begin, checkpoints, offsets, commit, abort
  * and rewind), the transactional producer, and the fence check. */
 #include "producer_int.h"
+#include "esk/time.h"
 
 int esk_prod_begin_batch(esk_producer_t *p, esk_error_t *err) {
   int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
@@ -13,8 +14,8 @@ int esk_prod_begin_batch(esk_producer_t *p, esk_error_t *err) {
   p->batch_n = 0;
   p->batch_isolated = 0;
   p->n_refused = 0;
-  p->batch_deadline = mono_ms() + p->batch_ms;
-  p->batch_t0 = mono_s();
+  p->batch_deadline = esk_time_mono_ms() + p->batch_ms;
+  p->batch_t0 = esk_time_mono_s();
   p->txn_unended = 1;
   memset(&p->bc, 0, sizeof(p->bc));
   return ESK_OK;
@@ -82,7 +83,7 @@ static void publish_batch(esk_producer_t *p) {
   for (int r = 0; r < esk_domain_rule_count(p->dom); r++)
     if (c->rejected[r]) esk_metrics_add(p->m.rejected[r], (uint64_t)c->rejected[r]);
   esk_metrics_inc(p->m.batches);
-  esk_metrics_observe(p->m.batch_s, mono_s() - p->batch_t0);
+  esk_metrics_observe(p->m.batch_s, esk_time_mono_s() - p->batch_t0);
 }
 
 /* Commits the open batch. On an abortable error: abort, and when @p rewind,
@@ -94,8 +95,8 @@ static void publish_batch(esk_producer_t *p) {
  * every commit took 10 ms longer than its messages did. Polled here in 1 ms
  * slices, the commit's own flush finds nothing left (docs/producer.md). */
 static void await_acks(esk_producer_t *p, int64_t timeout_ms) {
-  int64_t until = mono_ms() + timeout_ms;
-  while (rd_kafka_outq_len(p->producer) > 0 && mono_ms() < until) rd_kafka_poll(p->producer, 1);
+  int64_t until = esk_time_mono_ms() + timeout_ms;
+  while (rd_kafka_outq_len(p->producer) > 0 && esk_time_mono_ms() < until) rd_kafka_poll(p->producer, 1);
 }
 
 static int rewind_all(esk_producer_t *p, esk_error_t *err);
@@ -123,7 +124,7 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     }
     rd_kafka_topic_partition_list_destroy(offs);
   }
-  int64_t t_commit = mono_ms();
+  int64_t t_commit = esk_time_mono_ms();
   if (rc == ESK_OK) {
     await_acks(p, 60000);
     for (int tries = 0; tries < 5; tries++) {
@@ -135,7 +136,7 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     if (rc == ESK_OK && p->batch_failed) rc = ESK_ECONFLICT; /* cannot happen: belt and braces */
   }
   p->in_txn = 0;
-  p->st.commit_ms += mono_ms() - t_commit;
+  p->st.commit_ms += esk_time_mono_ms() - t_commit;
   for (int32_t i = 0; i < p->nparts; i++) {
     if (rc == ESK_OK && p->n_verdicts && p->parts[i].batch_next >= 0)
       esk_prod_prune_verdicts(p, i, p->parts[i].batch_next); /* answered and committed */
@@ -172,7 +173,7 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   esk_metrics_inc(p->m.aborts);
   /* a cause that persists (a broker down, a topic's min.insync.replicas out of
    * reach) must not spin; refused messages are judged below instead */
-  if (p->abort_backoff_ms) usleep((useconds_t)p->abort_backoff_ms * 1000);
+  if (p->abort_backoff_ms) esk_time_sleep_ms(p->abort_backoff_ms);
   p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
   if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
   esk_error_clear(err);
@@ -187,7 +188,7 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (expired) {
     ESK_WARN(FAC, "msg=\"the coordinator aborted the transaction on its timeout; carrying on "
              "with a new producer\" open_ms=%.0f transaction_timeout_ms=%lld",
-             (mono_s() - p->batch_t0) * 1000.0, (long long)p->txn_timeout_ms);
+             (esk_time_mono_s() - p->batch_t0) * 1000.0, (long long)p->txn_timeout_ms);
     esk_error_clear(err);
   }
   esk_prod_judge_refusals(p); /* before the redo: it must treat the refused commands differently */
@@ -339,7 +340,7 @@ static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *o
  * So while no transaction has run for fence.check.interval.ms, one that
  * commits the committed offsets again asks; a fenced instance stops. */
 void esk_prod_check_fence(esk_producer_t *p, int64_t now) {
-  if (!p->fence_ms || p->in_txn || p->fatal || now < p->fence_next_ms) return;
+  if (!p->fence_ms || p->in_txn || esk_prod_fatal(p) || now < p->fence_next_ms) return;
   p->fence_next_ms = now + p->fence_ms;
   if ((double)now - p->batch_t0 * 1000.0 < (double)p->fence_ms) return; /* a batch asked */
   rd_kafka_topic_partition_list_t *offs = held_committed(p);
@@ -352,7 +353,7 @@ void esk_prod_check_fence(esk_producer_t *p, int64_t now) {
   esk_error_t fe = {0};
   esk_error_set(&fe, ESK_EFATAL, "fence check: %s", e.msg);
   if (rc == ESK_EFATAL) {
-    esk_prod_set_fatal(p, &fe);
+    esk_watchdog_fatal(&p->health->fatal, &fe);
     return;
   }
   ESK_WARN(FAC, "msg=\"fence check failed; trying again later\" reason=%s",

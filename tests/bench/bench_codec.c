@@ -10,12 +10,7 @@
 
 #include "bank_contract.h"
 #include "esk/codec.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "esk/time.h"
 
 static void die(const char *what, const esk_error_t *err) {
   fprintf(stderr, "bench_codec: %s: %s\n", what, err ? err->msg : avro_strerror());
@@ -65,43 +60,43 @@ int main(int argc, char **argv) {
   /* baseline encode: avro-c's writer into memory */
   char mem[4096];
   avro_writer_t w = avro_writer_memory(mem, sizeof(mem));
-  double t0 = now();
+  double t0 = esk_time_mono_s();
   for (long i = 0; i < n; i++) {
     avro_writer_reset(w);
     if (avro_value_write(w, &val)) die("avro_value_write", NULL);
   }
-  double base_enc = now() - t0;
+  double base_enc = esk_time_mono_s() - t0;
   size_t alen = (size_t)avro_writer_tell(w);
   if (alen != out.len - 10 || memcmp(mem, out.data + 10, alen)) {
     fprintf(stderr, "bench_codec: esk and avro-c encode differently\n");
     return 1;
   }
 
-  t0 = now();
+  t0 = esk_time_mono_s();
   for (long i = 0; i < n; i++) {
     esk_buf_reset(&out);
     if (esk_codec_encode(c, v3, &val, &out, &err)) die("encode", &err);
   }
-  double enc = now() - t0;
+  double enc = esk_time_mono_s() - t0;
 
   /* baseline decode: avro-c's reader, same schema, no resolution, no bounds */
   avro_value_t base_val;
   esk_value_new(&base_val, v3, &err);
   avro_reader_t r = avro_reader_memory((const char *)out.data + 10, (int64_t)out.len - 10);
-  t0 = now();
+  t0 = esk_time_mono_s();
   for (long i = 0; i < n; i++) {
     avro_reader_memory_set_source(r, (const char *)out.data + 10, (int64_t)out.len - 10);
     avro_value_reset(&base_val);
     if (avro_value_read(r, &base_val)) die("avro_value_read", NULL);
   }
-  double base_dec = now() - t0;
+  double base_dec = esk_time_mono_s() - t0;
 
   const esk_schema_t *reader;
   avro_value_t *dv;
-  t0 = now();
+  t0 = esk_time_mono_s();
   for (long i = 0; i < n; i++)
     if (esk_codec_decode(c, out.data, out.len, 3, &reader, &dv, &err)) die("decode", &err);
-  double dec = now() - t0;
+  double dec = esk_time_mono_s() - t0;
   char *got = NULL, *want = NULL;
   if (esk_value_to_json(dv, &got, &err) || esk_value_to_json(&val, &want, &err)) die("json", &err);
   if (strcmp(got, want)) {
@@ -111,10 +106,10 @@ int main(int argc, char **argv) {
   free(got);
   free(want);
 
-  t0 = now();
+  t0 = esk_time_mono_s();
   for (long i = 0; i < n; i++)
     if (esk_codec_decode(c, out1.data, out1.len, 3, &reader, &dv, &err)) die("decode v1", &err);
-  double up = now() - t0;
+  double up = esk_time_mono_s() - t0;
 
   report("encode v3 (esk_codec_encode)", n, enc, base_enc);
   report("  baseline avro_value_write", n, base_enc, 0);

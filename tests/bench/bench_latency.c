@@ -35,17 +35,12 @@
 #include "bank/bank_avro.h"
 #include "bench_kafka.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "esk_test_http.h"
 
 #define ACCOUNTS 200
 #define POLL_MS 2
 #define SETTLE_S 30
-
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void die(const char *what, const char *msg) {
   fprintf(stderr, "bench_latency: %s: %s\n", what, msg);
@@ -156,7 +151,7 @@ static void *tail_thread(void *arg) {
   while (!atomic_load(&S.stop)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
     if (!m) continue;
-    int64_t now = mono_ns();
+    int64_t now = esk_time_mono_ns();
     phase_t *ph = atomic_load(&S.cur);
     char key[64];
     int id = -1;
@@ -183,11 +178,11 @@ static void *visible_thread(void *arg) {
   while (!atomic_load(&S.stop)) {
     phase_t *ph = atomic_load(&S.cur);
     if (!ph || ph->baseline) {
-      usleep(POLL_MS * 1000);
+      esk_time_sleep_ms(POLL_MS);
       continue;
     }
     PGresult *r = PQexec(pg, sql);
-    int64_t now = mono_ns();
+    int64_t now = esk_time_mono_ns();
     long sent = atomic_load(&ph->sent);
     for (int row = 0; PQresultStatus(r) == PGRES_TUPLES_OK && row < PQntuples(r); row++) {
       int a = atoi(PQgetvalue(r, row, 0) + 1); /* "A<n>" */
@@ -200,7 +195,7 @@ static void *visible_thread(void *arg) {
       }
     }
     PQclear(r);
-    usleep(POLL_MS * 1000);
+    esk_time_sleep_ms(POLL_MS);
   }
   return NULL;
 }
@@ -213,9 +208,9 @@ static void send_phase(rd_kafka_t *rk, esk_bank_avro_t *avro, phase_t *ph, doubl
   esk_buf_t b;
   esk_buf_init(&b, 0);
   char cid[64], acc[32];
-  int64_t t0 = mono_ns() + 1000000;
+  int64_t t0 = esk_time_mono_ns() + 1000000;
   for (long i = 0; i < ph->n;) {
-    int64_t due = t0 + (int64_t)((double)i * 1e9 / rate), now = mono_ns();
+    int64_t due = t0 + (int64_t)((double)i * 1e9 / rate), now = esk_time_mono_ns();
     if (due > now) {
       struct timespec ts = {due / 1000000000, due % 1000000000};
       clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
@@ -240,11 +235,11 @@ static void send_phase(rd_kafka_t *rk, esk_bank_avro_t *avro, phase_t *ph, doubl
 
 /* Waits until every message of @p ph has its result (and, for esk, is visible). */
 static int settle(const phase_t *ph) {
-  int64_t until = mono_ns() + (int64_t)SETTLE_S * 1000000000;
-  while (mono_ns() < until) {
+  int64_t until = esk_time_mono_ns() + (int64_t)SETTLE_S * 1000000000;
+  while (esk_time_mono_ns() < until) {
     if (atomic_load(&ph->results) == ph->n && (ph->baseline || atomic_load(&ph->visibles) == ph->n))
       return 0;
-    usleep(10000);
+    esk_time_sleep_ms(10);
   }
   return -1;
 }
@@ -299,7 +294,7 @@ static int log_port(const char *log) {
       }
     }
     if (f) fclose(f);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   die("esk-producer", "no http endpoints line in its log");
   return -1;
@@ -343,16 +338,16 @@ static void open_accounts(rd_kafka_t *rk, esk_bank_avro_t *avro) {
     c.u.open.initial_deposit = (esk_bank_money_in_t){0, "EUR"};
     esk_buf_reset(&b);
     if (esk_bank_avro_encode_command(avro, &b, &c, &err)) die("encode", err.msg);
-    atomic_store(&ph.due_ns[a], mono_ns());
+    atomic_store(&ph.due_ns[a], esk_time_mono_ns());
     atomic_store(&ph.sent, a + 1);
     send_msg(rk, S.commands, acc, b.data, b.len);
   }
   rd_kafka_flush(rk, 10000);
   /* start-up (producer id, group join, restore) is left out of every figure */
-  int64_t until = mono_ns() + 120 * (int64_t)1000000000;
+  int64_t until = esk_time_mono_ns() + 120 * (int64_t)1000000000;
   while (atomic_load(&ph.visibles) < ACCOUNTS || atomic_load(&ph.results) < ACCOUNTS) {
-    if (mono_ns() > until) die("start-up", "accounts not opened and visible within 120 s");
-    usleep(20000);
+    if (esk_time_mono_ns() > until) die("start-up", "accounts not opened and visible within 120 s");
+    esk_time_sleep_ms(20);
   }
   atomic_store(&S.cur, NULL);
   for (int a = 0; a < ACCOUNTS; a++) S.base_version[a] = 1;

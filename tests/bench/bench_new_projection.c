@@ -26,15 +26,10 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test_bank.h"
 
 #define N_PARTS 3
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void fail(const char *what, const esk_error_t *err) {
   fprintf(stderr, "bench_new_projection: %s: %s\n", what, err ? err->msg : "failed");
@@ -62,8 +57,8 @@ static double wait_consumed(esk_test_projector_t *t, const char *name, int64_t n
   for (;;) {
     esk_projector_stats_t s;
     if (esk_test_projector_stats(t, &s, &err)) fail(name, &err);
-    if (s.applied + s.skipped + s.dead >= n) return mono() - t0;
-    usleep(20000);
+    if (s.applied + s.skipped + s.dead >= n) return esk_time_mono_s() - t0;
+    esk_time_sleep_ms(20);
   }
 }
 
@@ -99,18 +94,18 @@ int main(int argc, char **argv) {
 
   esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
-  double t0 = mono();
+  double t0 = esk_time_mono_s();
   if (esk_test_bank_new(&bank, 61, accounts, (size_t)(n + live), &err) ||
       esk_test_bank_producer(&prod, &err))
     fail("workload", &err);
   if (esk_kafka_create_topic(prod, topic, N_PARTS, -1, NULL, 15000, NULL, &err)) fail("topic", &err);
   if (esk_test_bank_publish(bank, prod, topic, 0, (size_t)n, &err)) fail("publish", &err);
   if (rd_kafka_flush(prod, 300000)) fail("flush", NULL);
-  printf("%-38s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", mono() - t0,
-         n / (mono() - t0));
+  printf("%-38s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", esk_time_mono_s() - t0,
+         n / (esk_time_mono_s() - t0));
 
   /* baseline: the compiled-in projection from offset 0 */
-  t0 = mono();
+  t0 = esk_time_mono_s();
   esk_test_projector_t *old = run("account_balances", NULL);
   double t_base = wait_consumed(old, "account_balances", n, t0);
   printf("%-38s %8.2f s  %10.0f events/s\n", "baseline: account_balances catch-up", t_base,
@@ -121,7 +116,7 @@ int main(int argc, char **argv) {
   if (esk_pg_connect(&pg, NULL, &err)) fail("connect", &err);
   snprintf(sql, sizeof(sql), "set search_path to \"%s\"", schema);
   if (esk_pg_exec(NULL, pg, "search_path", sql, 0, NULL, &err)) fail("search_path", &err);
-  usleep(500000); /* the last batch's positions */
+  esk_time_sleep_ms(500); /* the last batch's positions */
   positions(pg, before, sizeof(before));
 
   /* the new projection, from its file */
@@ -134,7 +129,7 @@ int main(int argc, char **argv) {
       esk_declarative_load(&d, file, set, &err))
     fail(file, &err);
   esk_projection_t proj = esk_declarative_projection(d);
-  t0 = mono();
+  t0 = esk_time_mono_s();
   esk_test_projector_t *neu = run(proj.name, &proj);
   double t_new = wait_consumed(neu, proj.name, n, t0);
   positions(pg, after, sizeof(after));
@@ -144,11 +139,11 @@ int main(int argc, char **argv) {
          strcmp(before, after) ? "MOVED (wrong)" : "unchanged");
 
   /* live events reach both */
-  t0 = mono();
+  t0 = esk_time_mono_s();
   if (esk_test_bank_publish(bank, prod, topic, (size_t)n, (size_t)(n + live), &err))
     fail("publish live", &err);
   if (rd_kafka_flush(prod, 300000)) fail("flush", NULL);
-  double t_pub = mono() - t0;
+  double t_pub = esk_time_mono_s() - t0;
   double t_old = wait_consumed(old, "account_balances", n + live, t0);
   double t_neu = wait_consumed(neu, proj.name, n + live, t0);
   printf("%-38s %8.2f s  (publish %.2f s; account_balances done at %.2f s)\n",

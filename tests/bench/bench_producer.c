@@ -31,13 +31,8 @@
 #include "domains.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "restore.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, const char *msg) {
   fprintf(stderr, "bench_producer: %s: %s\n", what, msg);
@@ -69,7 +64,7 @@ static void create_topics(const char *prefix, int partitions) {
   for (int i = 0; i < 4; i++) { /* until the metadata shows them */
     int n = 0;
     for (int w = 0; esk_kafka_partition_count(rk, names[i], 5000, &n, &err) && w < 100; w++)
-      usleep(100000);
+      esk_time_sleep_ms(100);
   }
   rd_kafka_destroy(rk);
 }
@@ -135,13 +130,13 @@ static double raw_rate(const char *topic, long n, size_t size) {
     send_msg(rk, topic, key, payload, size);
   }
   if (rd_kafka_flush(rk, 120000)) die("flush", "warm-up messages not acknowledged");
-  double t0 = now();
+  double t0 = esk_time_mono_s();
   for (long i = 0; i < n; i++) {
     snprintf(key, sizeof(key), "acc-%08ld", i % 10000);
     send_msg(rk, topic, key, payload, size);
   }
   if (rd_kafka_flush(rk, 120000)) die("flush", "raw messages not acknowledged");
-  double secs = now() - t0;
+  double secs = esk_time_mono_s() - t0;
   rd_kafka_destroy(rk);
   free(payload);
   return (double)n / secs;
@@ -189,7 +184,7 @@ static double wait_committed(const char *prefix, int partitions, long n, double 
     die("consumer config", err.msg);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
   if (!rk) die("consumer", errstr);
-  double first = 0, last_print = now();
+  double first = 0, last_print = esk_time_mono_s();
   long done = 0;
   for (;;) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
@@ -199,7 +194,7 @@ static double wait_committed(const char *prefix, int partitions, long n, double 
       for (int i = 0; i < l->cnt; i++)
         if (l->elems[i].offset > 0) done += l->elems[i].offset;
     rd_kafka_topic_partition_list_destroy(l);
-    double tn = now();
+    double tn = esk_time_mono_s();
     if (done > 0 && !first) first = tn;
     if (done >= n) break;
     if (tn - last_print > 5) {
@@ -207,10 +202,10 @@ static double wait_committed(const char *prefix, int partitions, long n, double 
       last_print = tn;
     }
     if (tn - t_start > 600) die("end to end", "not all commands committed within 600 s");
-    usleep(50000);
+    esk_time_sleep_ms(50);
   }
   rd_kafka_destroy(rk);
-  double end = now();
+  double end = esk_time_mono_s();
   *total_out = end - t_start;
   return end - first;
 }
@@ -228,7 +223,7 @@ static double end_to_end(esk_bank_avro_t *avro, const char *prefix, int instance
   create_topics(prefix, instances);
   load_commands(avro, prefix, n, accounts);
   pid_t pids[2];
-  double t0 = now(), total = 0;
+  double t0 = esk_time_mono_s(), total = 0;
   for (int i = 0; i < instances; i++) pids[i] = start_producer(prefix, i ? "b" : "a");
   double secs = wait_committed(prefix, instances, n, t0, &total);
   double cpu0 = children_cpu();
@@ -303,10 +298,10 @@ int main(int argc, char **argv) {
     if (esk_aggstore_new(&store, sizeof(esk_bank_state_t), (size_t)accounts, 0, &err))
       die("store", err.msg);
     esk_restore_target_t tgt = {bank.d, bank.self, store, NULL, NULL, 0};
-    double t0 = now();
+    double t0 = esk_time_mono_s();
     if (esk_restore_partition(&st[snap], &tgt, reader, &t, 0, snap > 0, 30000, &err))
       die("restore", err.msg);
-    ms[snap] = (now() - t0) * 1000;
+    ms[snap] = (esk_time_mono_s() - t0) * 1000;
     if (esk_aggstore_count(store) != (size_t)accounts) die("restore", "accounts missing");
     esk_aggstore_destroy(store);
   }

@@ -29,17 +29,12 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test_bank.h"
 #include "projections.h"
 #include "projector.h"
 
 #define N_PARTS 3
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, const esk_error_t *err) {
   fprintf(stderr, "bench_projector: %s: %s\n", what, err ? err->msg : "failed");
@@ -71,7 +66,7 @@ static esk_test_projector_t *start(const char *name, const char *schema) {
 static double build(const char *const *names, int k, const char *schema, int64_t n) {
   esk_test_projector_t *runs[4];
   esk_error_t err = {0};
-  double t0 = now(), each[4] = {0};
+  double t0 = esk_time_mono_s(), each[4] = {0};
   for (int i = 0; i < k; i++) runs[i] = start(names[i], schema);
   for (;;) {
     int done = 1;
@@ -79,12 +74,12 @@ static double build(const char *const *names, int k, const char *schema, int64_t
       esk_projector_stats_t s;
       if (esk_test_projector_stats(runs[i], &s, &err)) die(names[i], &err);
       if (s.applied + s.skipped + s.dead < n) done = 0;
-      else if (!each[i]) each[i] = now() - t0;
+      else if (!each[i]) each[i] = esk_time_mono_s() - t0;
     }
     if (done) break;
-    usleep(20000);
+    esk_time_sleep_ms(20);
   }
-  double secs = now() - t0;
+  double secs = esk_time_mono_s() - t0;
   printf("  (done after:");
   for (int i = 0; i < k; i++) printf(" %s %.1f s", names[i], each[i]);
   printf(")\n");
@@ -135,7 +130,7 @@ static double naive(const char *schema, int64_t n) {
   rd_kafka_assign(c, l);
   rd_kafka_topic_partition_list_destroy(l);
   int64_t done = 0;
-  double t0 = now();
+  double t0 = esk_time_mono_s();
   while (done < n) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 1000);
     if (!m) continue;
@@ -178,7 +173,7 @@ static double naive(const char *schema, int64_t n) {
     done++;
     rd_kafka_message_destroy(m);
   }
-  double secs = now() - t0;
+  double secs = esk_time_mono_s() - t0;
   rd_kafka_consumer_close(c);
   rd_kafka_destroy(c);
   esk_bank_decoder_destroy(dec);
@@ -211,7 +206,7 @@ static double copy_table(const char *from, const char *to, const char *table,
   }
   PQclear(PQgetResult(src));
   exec(dst, migration, 0, NULL);
-  double t0 = now();
+  double t0 = esk_time_mono_s();
   snprintf(sql, sizeof(sql), "copy %s from stdin", table);
   r = PQexec(dst, sql);
   if (PQresultStatus(r) != PGRES_COPY_IN) die(PQerrorMessage(dst), NULL);
@@ -224,7 +219,7 @@ static double copy_table(const char *from, const char *to, const char *table,
   r = PQgetResult(dst);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) die(PQresultErrorMessage(r), NULL);
   PQclear(r);
-  double secs = now() - t0;
+  double secs = esk_time_mono_s() - t0;
   esk_buf_free(&buf);
   PQfinish(src);
   PQfinish(dst);
@@ -265,7 +260,7 @@ int main(int argc, char **argv) {
          "whatever else runs on this machine\n", n, accounts, N_PARTS);
   esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL, *admin = NULL;
-  double t0 = now();
+  double t0 = esk_time_mono_s();
   if (esk_test_bank_new(&bank, 42, accounts, (size_t)n, &err) ||
       esk_test_bank_producer(&prod, &err))
     die("workload", &err);
@@ -273,8 +268,8 @@ int main(int argc, char **argv) {
   if (esk_kafka_create_topic(admin, topic, N_PARTS, -1, NULL, 15000, NULL, &err)) die("topic", &err);
   if (esk_test_bank_publish(bank, prod, topic, 0, (size_t)n, &err)) die("publish", &err);
   if (rd_kafka_flush(prod, 120000)) die("flush", NULL);
-  printf("%-34s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", now() - t0,
-         n / (now() - t0));
+  printf("%-34s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", esk_time_mono_s() - t0,
+         n / (esk_time_mono_s() - t0));
 
   const char *phases = getenv("ESK_BENCH_PHASES") ? getenv("ESK_BENCH_PHASES")
                                                   : "batched,naive,raw,all";

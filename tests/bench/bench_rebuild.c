@@ -21,15 +21,10 @@
 
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test_bank.h"
 
 #define N_PARTS 3
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void fail(const char *what, const char *why) {
   fprintf(stderr, "bench_rebuild: %s: %s\n", what, why);
@@ -87,23 +82,23 @@ int main(int argc, char **argv) {
     fail("setup", err.msg);
   printf("bench_rebuild: %ld events over %d accounts, %d partitions, projection %s; CPU shared "
          "with whatever else runs on this machine\n", n, accounts, N_PARTS, proj);
-  double t0 = mono();
+  double t0 = esk_time_mono_s();
   if (esk_test_bank_publish(bank, prod, topic, 0, (size_t)n, &err)) fail("publish", err.msg);
   rd_kafka_flush(prod, 60000);
-  printf("%-34s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", mono() - t0,
-         (double)n / (mono() - t0));
+  printf("%-34s %8.2f s  %10.0f events/s\n", "publish (encode + produce)", esk_time_mono_s() - t0,
+         (double)n / (esk_time_mono_s() - t0));
 
   /* live: generation 1 from offset 0 */
   char *live_argv[] = {ESK_BINARY_DIR "/bin/esk-projector", "--projection", (char *)proj,
                        "-X", a_topic, "-X", a_schema, "-X", a_group, NULL};
-  t0 = mono();
+  t0 = esk_time_mono_s();
   pid_t live = spawn(live_argv, log1);
   while (applied(pg, schema, proj) < n) {
     if (waitpid(live, NULL, WNOHANG) == live) fail("esk-projector exited", log1);
-    if (mono() - t0 > 600) fail("live catch-up", "not done in 600 s");
-    nanosleep(&(struct timespec){0, 50000000L}, NULL);
+    if (esk_time_mono_s() - t0 > 600) fail("live catch-up", "not done in 600 s");
+    esk_time_sleep_ms(50);
   }
-  double live_s = mono() - t0;
+  double live_s = esk_time_mono_s() - t0;
   kill(live, SIGTERM);
   waitpid(live, NULL, 0);
   printf("%-34s %8.2f s  %10.0f events/s\n", "live: generation 1 from offset 0", live_s,
@@ -113,11 +108,11 @@ int main(int argc, char **argv) {
   char *rb_argv[] = {ESK_BINARY_DIR "/bin/eskctl", "projection", "rebuild", (char *)proj,
                      "--schema", schema, "--topic-prefix", a_prefix, "--group", group,
                      "--log", log3, "--timeout", "600", NULL};
-  t0 = mono();
+  t0 = esk_time_mono_s();
   pid_t rb = spawn(rb_argv, log2);
   int st = 0;
   waitpid(rb, &st, 0);
-  double rb_s = mono() - t0;
+  double rb_s = esk_time_mono_s() - t0;
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail("eskctl projection rebuild failed", log2);
   printf("%-34s %8.2f s  %10.0f events/s  (x%.2f of the live path's rate)\n",
          "rebuild: generation 2 + switch", rb_s, (double)n / rb_s, live_s / rb_s);

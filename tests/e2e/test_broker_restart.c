@@ -15,11 +15,7 @@
 #include "esk_test.h"
 #include "esk_test_bank.h"
 #include "esk_test_producer.h"
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
+#include "esk/time.h"
 
 /* The value of the last "key=N" in the producer's stats lines, or -1. */
 static long last_stat(const char *path, const char *key) {
@@ -50,7 +46,7 @@ Test(broker_restart, the_producer_rides_out_a_broker_restart_exactly_once, .time
   pid_t p = esk_tp_start(prefix, "a", log, long_txns);
   for (int w = 0; !esk_tp_file_contains(log, "partition restored"); w++) {
     cr_assert_lt(w, 300, "esk-producer got no partition in 30 s (log %s)", log);
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
 
   esk_tp_gen_t g;
@@ -59,7 +55,7 @@ Test(broker_restart, the_producer_rides_out_a_broker_restart_exactly_once, .time
   pid_t restart = -1;
   for (int i = 0; i < DEPOSITS; i++) {
     esk_tp_gen_deposit(&g, "k-", i, (i * 7) % ACCOUNTS, 1 + i % 9);
-    if (i % 20 == 19) sleep_ms(10); /* a steady stream (about 2000/s), not one burst */
+    if (i % 20 == 19) esk_time_sleep_ms(10); /* a steady stream (about 2000/s), not one burst */
     if (i == DEPOSITS / 4) {        /* the rest streams in while the broker stops and starts */
       char *const argv[] = {"/bin/bash", ESK_SOURCE_DIR "/deploy/local/stack", "restart-kafka",
                             NULL};

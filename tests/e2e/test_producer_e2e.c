@@ -15,18 +15,14 @@
 #include "bank/bank_avro.h"
 #include "esk/hmap.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_producer.h"
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
 
 static void wait_log(const char *path, const char *needle, int timeout_ms) {
   for (int w = 0; w < timeout_ms; w += 100) {
     if (esk_tp_file_contains(path, needle)) return;
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   cr_assert_fail("'%s' did not appear in %s within %d ms", needle, path, timeout_ms);
 }
@@ -118,7 +114,7 @@ static void stream_with_kills(const char *prefix, int parts, int accounts, int d
   int kills = restart ? 2 : 1;
   for (int i = 0; i < deposits; i++) {
     esk_tp_gen_deposit(&g, "k-", i, (i * 13) % accounts, 1 + i % 9);
-    if (i % 20 == 19) sleep_ms(10); /* a steady stream, not one burst */
+    if (i % 20 == 19) esk_time_sleep_ms(10); /* a steady stream, not one burst */
     for (int k = 1; k <= kills; k++) {
       if (i != deposits * k / (kills + 1)) continue;
       cr_assert_eq(esk_tp_stop(*victim, SIGKILL, 10000), 128 + SIGKILL);
@@ -126,7 +122,7 @@ static void stream_with_kills(const char *prefix, int parts, int accounts, int d
       *victim = esk_tp_start(prefix, "victim", victim_log, long_txns);
       for (int w = 0; count_in_file(victim_log, "partition restored") < parts * (k + 1); w++) {
         cr_assert_lt(w, 600, "the restarted producer did not get its partitions in 60 s");
-        sleep_ms(100);
+        esk_time_sleep_ms(100);
       }
     }
   }
@@ -169,12 +165,6 @@ Test(producer_e2e, kill_9_of_one_of_two_instances_lets_the_other_take_over_exact
   esk_tp_delete_topics(prefix);
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The exit status of @p pid if it has exited (128+signal when killed), else -1. */
 static int exited(pid_t pid) {
   int st = 0;
@@ -182,11 +172,11 @@ static int exited(pid_t pid) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* Waits until @p pid exits or @p deadline (now_ms()) passes; @returns its status, or -1
+/* Waits until @p pid exits or @p deadline (esk_time_mono_ms()) passes; @returns its status, or -1
  * (then it is killed). */
 static int exit_by(pid_t pid, int64_t deadline) {
   int st;
-  while ((st = exited(pid)) < 0 && now_ms() < deadline) sleep_ms(20);
+  while ((st = exited(pid)) < 0 && esk_time_mono_ms() < deadline) esk_time_sleep_ms(20);
   if (st < 0) esk_tp_stop(pid, SIGKILL, 5000);
   return st;
 }
@@ -231,14 +221,14 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
     esk_tp_gen_send(&g, i < ACCOUNTS ? ESK_BANK_CMD_OPEN_ACCOUNT : ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc,
              1);
     if (i % 20 == 19) {
-      sleep_ms(10);
-      if (fenced > 0 && fenced_st < 0 && (fenced_st = exited(fenced)) >= 0) t_exit = now_ms();
+      esk_time_sleep_ms(10);
+      if (fenced > 0 && fenced_st < 0 && (fenced_st = exited(fenced)) >= 0) t_exit = esk_time_mono_ms();
     }
     if (i == (ACCOUNTS + DEPOSITS) / 3) {
       const char *argv[] = {ESK_TEST_PRODUCER_BIN, "-c", conf, NULL};
       pid_t b = esk_tp_spawn(argv, lb);
       wait_log(lb, "initialising transactions", 30000);
-      t_fence = now_ms();
+      t_fence = esk_time_mono_ms();
       /* a is fenced at its next transaction if the commands still to come
        * give it one, else by its fence check while idle: it must stop by itself */
       fenced = a;
@@ -248,7 +238,7 @@ Test(producer_e2e, a_fenced_instance_exits_non_zero_and_its_successor_carries_on
   esk_tp_gen_destroy(&g);
   if (fenced_st < 0) {
     fenced_st = exit_by(fenced, t_fence + FENCED_EXIT_MS);
-    t_exit = now_ms();
+    t_exit = esk_time_mono_ms();
   }
   cr_expect(fenced_st > 0 && fenced_st < 128, "the fenced instance exits non-zero (got %d)",
             fenced_st);
@@ -291,10 +281,10 @@ Test(producer_e2e, an_idle_fenced_instance_exits_within_its_fence_check_interval
   cr_assert_eq(esk_tp_wait_results(prefix, 2, 8, 30000).distinct, 8);
   pid_t b = esk_tp_start(prefix, "same", lb, NULL);
   wait_log(lb, "msg=started", 30000); /* its init_transactions has fenced a */
-  int64_t t0 = now_ms();
+  int64_t t0 = esk_time_mono_ms();
   int st = exit_by(a, t0 + 6000);
   cr_expect_eq(st, 1, "the idle fenced instance exits 1 within 6 s (got %d after %lld ms)", st,
-               (long long)(now_ms() - t0));
+               (long long)(esk_time_mono_ms() - t0));
   cr_expect(esk_tp_file_contains(la, "fence check: "), "its fatal line names the check: see %s",
             la);
   cr_expect_eq(esk_tp_stop(b, SIGTERM, 30000), 0);

@@ -17,6 +17,7 @@
 
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
 
@@ -47,11 +48,6 @@ static unsigned rnd(unsigned n) {
   unsigned r = 0;
   if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) r = (unsigned)rand();
   return n ? r % n : r;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
 }
 
 /* Starts esk-projector for @p projection; stderr appended to logpath. */
@@ -91,7 +87,7 @@ static int terminate(pid_t pid) {
   kill(pid, SIGTERM);
   for (int i = 0; i < 300; i++) {
     if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   kill(pid, SIGKILL);
   waitpid(pid, &st, 0);
@@ -129,7 +125,7 @@ static void wait_caught_up(const char *projection, long long total, int seconds)
   long long v = -1;
   for (int i = 0; i < seconds * 10; i++) {
     if ((v = positions(projection)) >= total) break;
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   cr_assert_eq(v, total, "%s positions cover %lld of %lld messages (log: %s)", projection, v,
                total, logpath);
@@ -143,7 +139,7 @@ static void publish_step(esk_test_bank_t *bank, rd_kafka_t *prod, size_t *sent, 
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, *sent, to, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
   *sent = to;
-  sleep_ms(ms);
+  esk_time_sleep_ms(ms);
 }
 
 static void check(esk_test_bank_t *bank, const char *projection, size_t n) {
@@ -180,14 +176,14 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
     pid_t b = spawn("account_balances", g_bal, i_bal, "20");
     pid_t h = spawn("transaction_history", g_hist, i_hist, "30");
     if (r % 2 == 0) {
-      sleep_ms(rnd(1500)); /* anywhere: start-up, assignment, mid-batch */
+      esk_time_sleep_ms(rnd(1500)); /* anywhere: start-up, assignment, mid-batch */
     } else {
       /* just after a commit of this run: wait for the position to move */
-      for (int i = 0; i < 250 && positions("account_balances") <= before; i++) sleep_ms(20);
-      sleep_ms(rnd(150));
+      for (int i = 0; i < 250 && positions("account_balances") <= before; i++) esk_time_sleep_ms(20);
+      esk_time_sleep_ms(rnd(150));
     }
     kill9(b);
-    sleep_ms(rnd(300));
+    esk_time_sleep_ms(rnd(300));
     kill9(h);
     long long pb = positions("account_balances"), ph = positions("transaction_history");
     long long published = (long long)(r + 1) * per_run;

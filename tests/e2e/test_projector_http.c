@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
 
@@ -30,11 +31,6 @@
 static char topic[96], schema[64], group[96], logpath[160];
 static pid_t child;
 static int pg_stopped;
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 static void setup(void) {
   esk_test_require_kafka();
@@ -93,7 +89,7 @@ static int find_port(void) {
       }
     }
     if (f) fclose(f);
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   cr_assert_fail("no 'http endpoints listening' line in %s", logpath);
   return 0;
@@ -205,7 +201,7 @@ Test(projector_http, metrics_and_readiness_through_catch_up_and_a_postgresql_out
     lag = lag_sum(port, &found);
     applied = sample(scrape, "esk_projector_events_applied_total", L);
     if (applied == (double)n1 && found == 3 && lag == 0) break;
-    sleep_ms(20);
+    esk_time_sleep_ms(20);
   }
   cr_expect_gt(lag_not_ready, 0, "/readyz never said the lag was above ready.max.lag.events "
                                  "during catch-up (log: %s)", logpath);
@@ -230,7 +226,7 @@ Test(projector_http, metrics_and_readiness_through_catch_up_and_a_postgresql_out
   cr_expect_not_null(strstr(scrape, "# TYPE esk_projector_batch_duration_seconds histogram"));
   int st = 0;
   for (int i = 0; i < 50 && (st = http_get(port, "/readyz", body, sizeof(body))) != 200; i++)
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   cr_assert_eq(st, 200, "/readyz after catch-up: %d %s", st, body);
   cr_expect_eq(strncmp(body, "ready", 5), 0, "%s", body);
 
@@ -238,11 +234,11 @@ Test(projector_http, metrics_and_readiness_through_catch_up_and_a_postgresql_out
   cr_assert_eq(system(STACK " stop-pg >/dev/null 2>&1"), 0, "%s stop-pg failed", STACK);
   pg_stopped = 1;
   for (int i = 0; i < 50 && (st = http_get(port, "/readyz", body, sizeof(body))) == 200; i++)
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   cr_expect_eq(st, 503, "/readyz with PostgreSQL stopped: %d %s", st, body);
   cr_expect_not_null(strstr(body, "PostgreSQL"), "reason does not name PostgreSQL: %s", body);
   publish_tx(bank, prod, n1, n1 + n2);
-  for (int i = 0; i < 50 && (lag = lag_sum(port, &found)) < (double)n2; i++) sleep_ms(100);
+  for (int i = 0; i < 50 && (lag = lag_sum(port, &found)) < (double)n2; i++) esk_time_sleep_ms(100);
   cr_expect_geq(lag, (double)n2, "lag_events %.0f during the outage, %zu published", lag, n2);
   cr_expect_eq(http_get(port, "/readyz", body, sizeof(body)), 503, "%s", body);
   start_pg();
@@ -253,7 +249,7 @@ Test(projector_http, metrics_and_readiness_through_catch_up_and_a_postgresql_out
     applied = sample(scrape, "esk_projector_events_applied_total", L);
     st = http_get(port, "/readyz", body, sizeof(body));
     if (st == 200 && applied == (double)(n1 + n2) && lag == 0) break;
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   cr_expect_eq(st, 200, "/readyz after PostgreSQL returned: %d %s (log: %s)", st, body, logpath);
   cr_expect_eq(applied, (double)(n1 + n2), "events_applied_total %.0f, published %zu", applied,
@@ -263,7 +259,7 @@ Test(projector_http, metrics_and_readiness_through_catch_up_and_a_postgresql_out
 
   kill(child, SIGTERM);
   int exited = 0;
-  for (int i = 0; i < 300 && !(exited = waitpid(child, &st, WNOHANG) == child); i++) sleep_ms(100);
+  for (int i = 0; i < 300 && !(exited = waitpid(child, &st, WNOHANG) == child); i++) esk_time_sleep_ms(100);
   cr_expect(exited && WIFEXITED(st) && WEXITSTATUS(st) == 0,
             "esk-projector did not exit 0 within 30 s of SIGTERM");
   if (exited) child = 0;

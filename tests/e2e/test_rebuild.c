@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
 
@@ -26,11 +27,6 @@
 
 static char prefix[96], topic[160], schema[64], group[128], logpath[160], rblog[160];
 static pid_t live = -1;
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 static void setup(void) {
   esk_test_require_kafka();
@@ -82,7 +78,7 @@ static void wait_fold(esk_test_bank_t *b, size_t upto, int timeout_s) {
   int rc = -1;
   for (int i = 0; i < timeout_s * 5 && rc; i++) {
     rc = esk_test_bank_check(b, pg, PROJ, upto, &err);
-    if (rc) sleep_ms(200);
+    if (rc) esk_time_sleep_ms(200);
   }
   PQfinish(pg);
   cr_assert_eq(rc, ESK_OK, "%s after %d s: %s (log %s)", PROJ, timeout_s, err.msg, logpath);
@@ -182,7 +178,7 @@ Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_proj
   for (size_t i = BEFORE; i < BEFORE + DURING; i += 500) {
     cr_assert_eq(esk_test_bank_publish(b, prod, topic, i, i + 500, &err), ESK_OK, "%s", err.msg);
     rd_kafka_flush(prod, 30000);
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   cr_assert_eq(wait_status(rb), 0, "eskctl projection rebuild failed: see %s", rblog);
   cr_assert(log_has(rblog, "switched: the views"), "no switch line in %s", rblog);
@@ -191,7 +187,7 @@ Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_proj
             "gen 1 retired");
 
   /* the live projector moves to generation 2 by itself and keeps it current */
-  for (int i = 0; i < 100 && !log_has(logpath, "moving to the live one"); i++) sleep_ms(100);
+  for (int i = 0; i < 100 && !log_has(logpath, "moving to the live one"); i++) esk_time_sleep_ms(100);
   cr_assert(log_has(logpath, "moving to the live one"), "the live projector did not follow (%s)",
             logpath);
   cr_assert_eq(esk_test_bank_publish(b, prod, topic, BEFORE + DURING, BEFORE + DURING + AFTER,
@@ -257,12 +253,6 @@ static int64_t count_rows(const char *sql) {
   return n;
 }
 
-static double wall_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* event_log keeps its versions in its own table: a rebuild started at a time
  * finds there nothing for the accounts opened before it, and must fall back to
  * the versions recorded before the time instead of dead-lettering a "gap". */
@@ -274,13 +264,13 @@ Test(rebuild, a_rebuild_from_a_time_holds_only_later_events_without_gaps, .init 
   rd_kafka_t *prod = NULL;
   bank_start(&b, &prod, 11, ACCOUNTS, BEFORE + AFTER, BEFORE);
   rd_kafka_flush(prod, 30000);
-  sleep_ms(1200);
-  time_t t = (time_t)wall_s();
+  esk_time_sleep_ms(1200);
+  time_t t = (time_t)(esk_time_real_ms() / 1e3);
   struct tm tm;
   gmtime_r(&t, &tm);
   char from[40];
   strftime(from, sizeof(from), "%Y-%m-%dT%H:%M:%SZ", &tm); /* whole seconds: at or before now */
-  sleep_ms(1200);
+  esk_time_sleep_ms(1200);
   cr_assert_eq(esk_test_bank_publish(b, prod, topic, BEFORE, BEFORE + AFTER, &err), ESK_OK, "%s",
                err.msg);
   rd_kafka_flush(prod, 30000);
@@ -293,7 +283,7 @@ Test(rebuild, a_rebuild_from_a_time_holds_only_later_events_without_gaps, .init 
                    "-X", a_group, "-X", "batch.max.ms=50", NULL};
   live = run(pargv, logpath);
   for (int i = 0; i < 600 && count_rows("select count(*) from event_log") != BEFORE + AFTER; i++)
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   cr_assert_eq(count_rows("select count(*) from event_log"), BEFORE + AFTER,
                "generation 1 holds every event (%s)", logpath);
 
@@ -327,7 +317,7 @@ Test(rebuild, a_rebuild_from_a_time_holds_only_later_events_without_gaps, .init 
   snprintf(ablog, sizeof(ablog), "%s.balances", logpath);
   pid_t ab = run(bal_live, ablog);
   for (int i = 0; i < 300 && count_rows("select count(*) from account_balances") <= 0; i++)
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   char rlog[200];
   snprintf(rlog, sizeof(rlog), "%s.out", rblog);
   cr_expect_eq(wait_status(run(bal, rlog)), 1, "account_balances from a time (%s)", rlog);
@@ -407,7 +397,7 @@ Test(rebuild, a_declarative_projection_fixed_in_its_file_is_rebuilt_and_followed
   /* caught up: its stored positions add up to the events published */
   const char *pos = "select coalesce(sum(next_offset), 0) from esk_projection_positions"
                     " where projection = 'events_per_account'";
-  for (int i = 0; i < 600 && count_rows(pos) != BEFORE + 1; i++) sleep_ms(100);
+  for (int i = 0; i < 600 && count_rows(pos) != BEFORE + 1; i++) esk_time_sleep_ms(100);
   cr_assert_eq(count_rows(pos), BEFORE + 1, "generation 1 followed every event (%s)", logpath);
   int64_t wrong = count_rows("select count(*) from events_per_account where n <> last_version");
   cr_assert_gt(wrong, 0, "the buggy file miscounts some accounts");
@@ -429,14 +419,14 @@ Test(rebuild, a_declarative_projection_fixed_in_its_file_is_rebuilt_and_followed
   cr_expect_eq(count_rows("select coalesce(sum(n), 0) from events_per_account"), BEFORE);
 
   /* the live projector moves to generation 2, reads the fixed file and follows */
-  for (int i = 0; i < 100 && !log_has(logpath, "moving to the live one"); i++) sleep_ms(100);
+  for (int i = 0; i < 100 && !log_has(logpath, "moving to the live one"); i++) esk_time_sleep_ms(100);
   cr_assert(log_has(logpath, "moving to the live one"), "the live projector did not follow (%s)",
             logpath);
   cr_assert_eq(esk_test_bank_publish(b, prod, topic, BEFORE, BEFORE + AFTER, &err), ESK_OK, "%s",
                err.msg);
   rd_kafka_flush(prod, 30000);
   const char *last = "select coalesce(sum(last_version), 0) from events_per_account";
-  for (int i = 0; i < 600 && count_rows(last) != BEFORE + AFTER; i++) sleep_ms(100);
+  for (int i = 0; i < 600 && count_rows(last) != BEFORE + AFTER; i++) esk_time_sleep_ms(100);
   cr_expect_eq(count_rows(last), BEFORE + AFTER, "the view follows live events (%s)", logpath);
   cr_expect_eq(count_rows("select count(*) from events_per_account where n <> last_version"), 0,
                "with the fixed statements");

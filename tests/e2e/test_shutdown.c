@@ -34,11 +34,11 @@
 
 /* Waits up to @p timeout_ms for @p needle in the file at @p path. */
 static void wait_log(const char *path, const char *needle, int timeout_ms) {
-  int64_t end = esk_test_now_ms() + timeout_ms;
+  int64_t end = esk_time_mono_ms() + timeout_ms;
   while (!esk_tp_file_contains(path, needle)) {
-    cr_assert_lt(esk_test_now_ms(), end, "'%s' did not appear in %s within %d ms", needle, path,
+    cr_assert_lt(esk_time_mono_ms(), end, "'%s' did not appear in %s within %d ms", needle, path,
                  timeout_ms);
-    esk_test_nap_ms(50);
+    esk_time_sleep_ms(50);
   }
 }
 
@@ -46,9 +46,9 @@ static void wait_log(const char *path, const char *needle, int timeout_ms) {
  * (killed then). @returns its exit status (128+signal when killed by one, -1
  * when it did not end in time) and the time it took in @p ms. */
 static int sigterm(pid_t pid, int64_t *ms) {
-  int64_t t0 = esk_test_now_ms();
+  int64_t t0 = esk_time_mono_ms();
   int st = esk_tp_stop(pid, SIGTERM, BOUND_MS + 1000);
-  *ms = esk_test_now_ms() - t0;
+  *ms = esk_time_mono_ms() - t0;
   return st;
 }
 
@@ -147,8 +147,8 @@ Test(shutdown, producer_sigterm_with_a_transaction_open_commits_it_and_exits_0_w
   esk_tp_gen_init(&g, prefix);
   esk_tp_gen_open_accounts(&g, "t-", ACCOUNTS);
   esk_tp_gen_destroy(&g);
-  for (int64_t end = esk_test_now_ms() + 5000; esk_tp_count_uncommitted_events(prefix, 1) < ACCOUNTS;)
-    cr_assert_lt(esk_test_now_ms(), end, "the open transaction's events were not written (log: %s)", log);
+  for (int64_t end = esk_time_mono_ms() + 5000; esk_tp_count_uncommitted_events(prefix, 1) < ACCOUNTS;)
+    cr_assert_lt(esk_time_mono_ms(), end, "the open transaction's events were not written (log: %s)", log);
   cr_assert_eq(esk_tp_count_results(prefix, 1).distinct, 0, "the transaction is still open");
   expect_clean_exit(p, log);
   cr_expect_eq(esk_tp_wait_results(prefix, 1, ACCOUNTS, 10000).distinct, ACCOUNTS,
@@ -284,12 +284,12 @@ Test(shutdown, projector_sigterm_during_a_rebalance_exits_0_within_the_bound, .i
 
 /* Waits until a batch has committed a position (the table exists and has a row). */
 static void wait_position(PGconn *pg) {
-  for (int64_t end = esk_test_now_ms() + 30000;; esk_test_nap_ms(50)) {
+  for (int64_t end = esk_time_mono_ms() + 30000;; esk_time_sleep_ms(50)) {
     PGresult *r = PQexec(pg, "select count(*) from esk_projection_positions");
     int n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : 0;
     PQclear(r);
     if (n > 0) return;
-    cr_assert_lt(esk_test_now_ms(), end, "no position committed in 30 s (log: %s)", T.log);
+    cr_assert_lt(esk_time_mono_ms(), end, "no position committed in 30 s (log: %s)", T.log);
   }
 }
 
@@ -310,10 +310,10 @@ Test(shutdown, projector_blocked_on_a_postgresql_lock_fails_healthz_then_exits_3
   publish(9, 50);
   char body[512] = "";
   int code = 200;
-  int64_t t0 = esk_test_now_ms();
+  int64_t t0 = esk_time_mono_ms();
   while ((code = esk_tp_http_get(port, "/healthz", body, sizeof(body))) == 200 &&
-         esk_test_now_ms() - t0 < 10000)
-    esk_test_nap_ms(100);
+         esk_time_mono_ms() - t0 < 10000)
+    esk_time_sleep_ms(100);
   cr_expect_eq(code, 503, "/healthz still %d 10 s after the lock (log: %s)", code, T.log);
   cr_expect(strstr(body, "waiting for: PostgreSQL: applying a batch") != NULL, "%s", body);
   int64_t ms = 0;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "esk/api.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_api.h"
 #include "esk_test_http.h"
@@ -210,10 +211,10 @@ Test(gateway, a_wait_that_runs_out_answers_202_with_where_to_ask, .timeout = 180
   /* a producer again: the command gets its result, found at the Location */
   e.producer = esk_tp_start(e.prefix, "a", e.plog, NULL);
   int st = 0;
-  int64_t until = esk_test_now_ms() + 60000;
+  int64_t until = esk_time_mono_ms() + 60000;
   while ((st = esk_tp_http_get(e.port, "/v1/bank/commands/o1", body, sizeof(body))) != 200 &&
-         esk_test_now_ms() < until)
-    esk_test_nap_ms(100);
+         esk_time_mono_ms() < until)
+    esk_time_sleep_ms(100);
   cr_assert_eq(st, 200, "%s", body);
   cr_assert(strstr(body, "consistency_token"), "%s", body);
   /* wait_ms=0 answers at once */

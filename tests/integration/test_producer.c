@@ -16,6 +16,7 @@
 #include "domains.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_producer.h"
 #include "restore.h"
@@ -349,7 +350,7 @@ Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .t
 static void wait_started(const char *log) {
   for (int w = 0; !esk_tp_file_contains(log, "msg=started"); w++) {
     cr_assert_lt(w, 300, "not started within 30 s (see %s)", log);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
 }
 
@@ -640,7 +641,7 @@ Test(producer, an_aborted_transaction_is_redone_from_the_committed_state, .timeo
   }
   for (int w = 0; count_lines(log, "aborting transaction") < 2; w++) {
     cr_assert_lt(w, 600, "not two aborts within 60 s (see %s)", log);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   esk_test_alter_topic(topic, "max.message.bytes", "1048588");
   int st = 0;
@@ -861,7 +862,7 @@ Test(producer, a_command_whose_result_kafka_refuses_is_skipped_and_publishes_not
   cr_expect_neq(rc, 0, "no result, so eskctl fails: %s", out);
   for (int w = 0; count_lines(log, "refused even its UNPUBLISHABLE result") < 2; w++) {
     cr_assert_lt(w, 900, "the two commands were not skipped within 90 s (see %s)", log);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   char body[65536];
   double val = -1;
@@ -944,7 +945,7 @@ static void nul_wait_result(nul_msgs_t *r, const char *prefix, const char *key) 
     nul_read(r, prefix, "command-results");
     if (nul_results(r, key, strlen(key), &v)) return;
     cr_assert_lt(w, 600, "no result for %s within 60 s", key);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
 }
 

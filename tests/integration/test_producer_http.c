@@ -16,6 +16,7 @@
 
 #include "esk_test.h"
 #include "esk_test_producer.h"
+#include "esk/time.h"
 
 #define Q "\""
 #define OPEN(id, acc, units, cur)                                                               \
@@ -27,11 +28,6 @@
   ",\"amount\":{\"minor_units\":" #units ",\"currency\":" Q cur Q "}}\n"
 
 #define BODY_MAX (256 * 1024)
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
 
 /* The value of @p series in a fresh scrape, -1 when absent. */
 static double scrape_opt(int port, const char *series) {
@@ -54,7 +50,7 @@ static double scrape_until(int port, const char *series, double want, int timeou
   double v = -1;
   for (int w = 0; w <= timeout_ms; w += 100) {
     if ((v = scrape(port, series)) >= want) break;
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   return v;
 }
@@ -75,7 +71,7 @@ Test(producer_http, metrics_count_what_was_sent_and_readyz_follows_the_restore, 
        w += 100) {
     cr_assert_eq(st, 503, "/readyz before ready: %d %s", st, body);
     cr_expect(strstr(body, "not ready: "), "a reason: %s", body);
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   }
   cr_assert_eq(st, 200, "/readyz never became ready: %s", body);
   cr_expect_str_eq(body, "ready\n");
@@ -126,7 +122,7 @@ Test(producer_http, metrics_count_what_was_sent_and_readyz_follows_the_restore, 
     lag0 = scrape_opt(port, "esk_producer_lag_commands{partition=\"0\"}");
     lag1 = scrape_opt(port, "esk_producer_lag_commands{partition=\"1\"}");
     if (lag0 == 0 && lag1 == 0) break;
-    sleep_ms(200);
+    esk_time_sleep_ms(200);
   }
   cr_expect_eq(lag0, 0, "partition 0 (-1: no series)");
   cr_expect_eq(lag1, 0, "partition 1 (-1: no series)");
@@ -153,7 +149,7 @@ Test(producer_http, a_restart_restores_and_counts_the_replayed_events, .timeout 
   int st = 0;
   for (int w = 0; w < 30000 && (st = esk_tp_http_get(port, "/readyz", body, sizeof(body))) != 200;
        w += 100)
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   cr_assert_eq(st, 200, "%s", body);
   /* snapshot.every=100: no snapshot yet, so the restore folds all 3 events */
   cr_expect_eq(scrape(port, "esk_producer_state_restore_events_total"), 3);
@@ -178,7 +174,7 @@ Test(producer_http, at_20_commands_a_second_no_transaction_stays_open_past_batch
   int st = 0;
   for (int w = 0; w < 30000 && (st = esk_tp_http_get(port, "/readyz", body, sizeof(body))) != 200;
        w += 100)
-    sleep_ms(100);
+    esk_time_sleep_ms(100);
   cr_assert_eq(st, 200, "%s", body);
   esk_tp_gen_t g;
   esk_tp_gen_init(&g, prefix);

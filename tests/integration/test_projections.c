@@ -15,6 +15,7 @@
 #include "esk/conf.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
 #include "projections.h"
@@ -54,7 +55,7 @@ static void wait_for(esk_test_projector_t *t, const char *name, int64_t applied,
   for (int i = 0; i < 900; i++) {
     cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "%s stopped: %s", name, err.msg);
     if (s.applied >= applied && s.dead >= dead) return;
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   cr_assert_fail("%s stuck: applied %" PRId64 "/%" PRId64 ", dead %" PRId64 "/%" PRId64, name,
                  s.applied, applied, s.dead, dead);
@@ -90,7 +91,7 @@ Test(projections, every_read_model_equals_the_fold_and_duplicates_change_nothing
   for (int i = 0; i < 4; i++) {
     esk_projector_stats_t s;
     wait_for(runs[i], models[i], (int64_t)n, 0);
-    usleep(300000);
+    esk_time_sleep_ms(300);
     finish(runs[i], models[i], &s);
     cr_expect_eq(s.applied, (int64_t)n, "%s applied %" PRId64, models[i], s.applied);
     cr_expect_eq(s.skipped, 700, "%s skipped %" PRId64 " duplicates", models[i], s.skipped);
@@ -190,7 +191,7 @@ Test(projections, poison_events_go_to_the_dlq_and_everything_after_them_is_appli
   esk_projector_stats_t s;
   esk_test_projector_t *t = start("account_balances", "100", 2048);
   wait_for(t, "account_balances", (int64_t)n, 15);
-  usleep(300000);
+  esk_time_sleep_ms(300);
   finish(t, "account_balances", &s);
   cr_expect_eq(s.applied, (int64_t)n);
   cr_expect_eq(s.dead, 15);
@@ -282,7 +283,7 @@ Test(projections, a_row_the_database_refuses_is_isolated_and_dead_lettered, .ini
     esk_projector_stats_t s;
     esk_test_projector_t *t = start(refusing[i], "100000", 0);
     wait_for(t, refusing[i], (int64_t)n - 1, 1);
-    usleep(300000);
+    esk_time_sleep_ms(300);
     finish(t, refusing[i], &s);
     cr_expect_eq(s.applied, (int64_t)n - 1, "%s applied %" PRId64, refusing[i], s.applied);
     cr_expect_eq(s.dead, 1, "%s dead-lettered %" PRId64, refusing[i], s.dead);

@@ -14,6 +14,7 @@
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "projector.h"
 #include "store.h"
@@ -156,7 +157,7 @@ static void wait_applied(run_t *r, int64_t applied, int64_t dead) {
     esk_projector_stats_t s;
     esk_projector_stats(r->proj, &s);
     if (s.applied >= applied && s.dead >= dead) return;
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   esk_projector_stats_t s;
   esk_projector_stats(r->proj, &s);
@@ -223,7 +224,7 @@ Test(projector, folds_events_skips_duplicates_and_dead_letters_poison, .init = s
   start(&r, conf);
   pthread_create(&t, NULL, runner, &r);
   wait_applied(&r, N_AGG * N_VER + N_AGG - 1, 3);
-  usleep(500000);
+  esk_time_sleep_ms(500);
   esk_projector_stats_t s;
   esk_projector_stats(r.proj, &s);
   stop_run(&r, t);
@@ -275,7 +276,7 @@ Test(projector, a_restarted_projector_resumes_from_the_stored_position, .init = 
   start(&r, conf);
   pthread_create(&t, NULL, runner, &r);
   wait_applied(&r, 3, 0);
-  usleep(500000);
+  esk_time_sleep_ms(500);
   esk_projector_stats_t s;
   esk_projector_stats(r.proj, &s);
   stop_run(&r, t);
@@ -344,14 +345,14 @@ Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .
   for (int i = 0; i < 300 && !refused; i++) {
     refused = !esk_projector_ready(r.proj, reason, sizeof(reason)) &&
               strstr(reason, "dead letters to") != NULL;
-    if (!refused) usleep(100000);
+    if (!refused) esk_time_sleep_ms(100);
   }
   cr_assert(refused, "readiness never named the dead letters (last: %s)", reason);
   PGconn *pg = esk_test_pg_connect();
   char sql[256];
   snprintf(sql, sizeof(sql), "select coalesce(sum(next_offset), 0) from esk_projection_positions "
                              "where projection = '%s'", fx.name);
-  usleep(500000);
+  esk_time_sleep_ms(500);
   cr_expect_leq(query_ll(pg, sql), 1, "a position moved past the event whose dead letter was lost");
   esk_projector_stats_t s;
   esk_projector_stats(r.proj, &s);
@@ -360,7 +361,7 @@ Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .
   esk_test_alter_topic(dlq, "max.message.bytes", "1048576");
   wait_applied(&r, 2, 1);
   for (int i = 0; i < 50 && !esk_projector_ready(r.proj, reason, sizeof(reason)); i++)
-    usleep(100000);
+    esk_time_sleep_ms(100);
   cr_expect(esk_projector_ready(r.proj, reason, sizeof(reason)), "ready again: %s", reason);
   stop_run(&r, t);
   esk_projector_destroy(r.proj);

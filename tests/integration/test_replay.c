@@ -6,19 +6,21 @@
  * Small scale (20k events); the issue's 1M-event run is a bench, not done here. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "bank_contract.h"
 #include "bank_event.h"
 #include "declarative.h"
+#include "esk/conf.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
 #include "plugin.h"
@@ -59,7 +61,7 @@ static void wait_for(esk_test_projector_t *t, const char *name, int64_t applied)
       last = s.applied + s.skipped;
       idle = 0;
     }
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   cr_assert_fail("%s stuck: applied %" PRId64 "/%" PRId64, name, s.applied, applied);
 }
@@ -116,12 +118,6 @@ static int64_t query_i64(PGconn *pg, const char *sql) {
   return v;
 }
 
-static double now_s(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
-
 typedef struct loaded_decl_s {
   esk_schema_set_t *set;
   esk_declarative_t *d;
@@ -176,7 +172,7 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
   /* An existing projection, caught up, keeps running throughout. */
   esk_test_projector_t *old = start_bank("account_balances");
   wait_for(old, "account_balances", (int64_t)n_old);
-  usleep(500000);
+  esk_time_sleep_ms(500);
   PGconn *pg = esk_test_pg_connect_schema(schema);
   esk_projector_stats_t old_s;
   cr_assert_eq(esk_test_projector_stats(old, &old_s, &err), ESK_OK, "%s", err.msg);
@@ -190,10 +186,10 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
   cr_assert_eq(esk_declarative_check_sql(l.d, check, NULL, &err), ESK_OK, "%s", err.msg);
   PQfinish(check);
   esk_projection_t proj = esk_declarative_projection(l.d);
-  double t0 = now_s();
+  double t0 = (esk_time_real_ms() / 1e3);
   esk_test_projector_t *neu = start_with(&proj);
   wait_for(neu, "accounts_by_owner", (int64_t)n_old);
-  double catch_up = now_s() - t0;
+  double catch_up = (esk_time_real_ms() / 1e3) - t0;
   cr_log_info("accounts_by_owner caught up on %zu events (+1000 duplicates) in %.1f s: %.0f "
               "events/s (shared machine: noisy)",
               n_old, catch_up, (double)n_old / catch_up);
@@ -210,7 +206,7 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
   cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
   wait_for(neu, "accounts_by_owner", (int64_t)n);
   wait_for(old, "account_balances", (int64_t)n);
-  usleep(300000);
+  esk_time_sleep_ms(300);
   finish(neu, "accounts_by_owner", &s);
   cr_expect_eq(s.applied, (int64_t)n);
   cr_expect_eq(s.skipped, 1000, "skipped %" PRId64 " duplicates", s.skipped);
@@ -366,7 +362,7 @@ Test(replay, the_example_plugin_builds_its_table_from_the_topic, .init = setup, 
                ESK_OK, "%s", err.msg);
   esk_test_projector_t *t = start_with(&proj);
   wait_for(t, "large_deposits", (int64_t)n);
-  usleep(300000);
+  esk_time_sleep_ms(300);
   esk_projector_stats_t s;
   finish(t, "large_deposits", &s);
   cr_expect_eq(s.applied, (int64_t)n);
@@ -385,8 +381,6 @@ Test(replay, the_example_plugin_builds_its_table_from_the_topic, .init = setup, 
 }
 
 /* ------------------------------------------------- eskctl projection status --- */
-
-#include <jansson.h>
 
 #define ESKCTL ESK_BINARY_DIR "/bin/eskctl"
 
@@ -444,10 +438,10 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
   esk_projector_stats_t s = {0};
   for (int i = 0; i < 600 && (s.applied < (int64_t)n || s.dead < 2); i++) {
     cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "%s", err.msg);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   cr_assert_eq(s.applied, (int64_t)n);
-  usleep(500000);
+  esk_time_sleep_ms(500);
 
   /* running and caught up */
   json_t *j = status_json(group, "");
@@ -542,14 +536,13 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
   s = (esk_projector_stats_t){0};
   for (int i = 0; i < 600 && s.applied < (int64_t)(more + in_txn); i++) {
     cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "%s", err.msg);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
   cr_assert_eq(s.applied, (int64_t)(more + in_txn));
   cr_assert_eq(esk_test_projector_stop(t, NULL, &err), ESK_OK, "%s", err.msg);
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = esk_time_mono_s();
   j = status_json(group, "");
-  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double took = esk_time_mono_s() - t0;
   p = json_array_get(j, 0);
   cr_expect_eq(jint(p, "lag_events"), 0, "a commit marker counted as lag");
   parts = json_object_get(p, "partitions");
@@ -562,8 +555,7 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
   cr_expect_gt(past, 0, "no marker behind the positions: the check checked nothing");
   /* logged, not asserted (speed is measured, not tested): it used to wait out
    * a 5 s fetch timeout per partition stopped on a marker */
-  cr_log_info("status of a projection caught up on a transaction: %.2f s",
-              (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+  cr_log_info("status of a projection caught up on a transaction: %.2f s", took);
   json_decref(j);
 
   /* the text form, and failures */
@@ -631,9 +623,9 @@ Test(replay, a_declarative_statement_failing_on_data_dead_letters_only_that_even
   esk_projector_stats_t s = {0};
   for (int i = 0; i < 1200 && s.applied + s.dead < (int64_t)n; i++) {
     cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "stopped: %s", err.msg);
-    usleep(100000);
+    esk_time_sleep_ms(100);
   }
-  usleep(300000);
+  esk_time_sleep_ms(300);
   finish(t, "small_deposits", &s);
   cr_expect_eq(s.dead, want_dead, "dead %" PRId64 ", want %" PRId64, s.dead, want_dead);
   cr_expect_eq(s.applied, (int64_t)n - want_dead);
@@ -720,9 +712,6 @@ Test(replay, esk_projector_refuses_a_bad_plugin_at_start, .init = setup, .fini =
 
 /* ------------------------------------------------------------ --from-time --- */
 
-#include "esk/conf.h"
-#include "from_time.h"
-
 static const char *const since_file =
     "name = events_since\n[migration]\n"
     "create table events_since (event_id text primary key, kind text not null,\n"
@@ -746,9 +735,9 @@ Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_withou
   cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, n_before, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  usleep(1200000);
-  int64_t t_ms = (int64_t)(now_s() * 1000);
-  usleep(300000);
+  esk_time_sleep_ms(1200);
+  int64_t t_ms = esk_time_real_ms();
+  esk_time_sleep_ms(300);
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, n_before, n, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
@@ -795,7 +784,7 @@ Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_withou
 
   esk_test_projector_t *t = start_with(&proj);
   wait_for(t, "events_since", (int64_t)(n - n_before));
-  usleep(300000);
+  esk_time_sleep_ms(300);
   esk_projector_stats_t s;
   finish(t, "events_since", &s);
   cr_expect_eq(s.applied, (int64_t)(n - n_before));

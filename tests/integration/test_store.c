@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "esk_test.h"
 #include "store.h"
 
@@ -98,7 +99,7 @@ static void *race(void *arg) {
   }
   PQclear(PQexec(pg, "begin"));
   r->rc = esk_store_position_cas(pg, r->proj, "bank.events", 0, 5, 50, &err);
-  usleep(200000); /* hold the row lock while the other instance tries */
+  esk_time_sleep_ms(200); /* hold the row lock while the other instance tries */
   PQclear(PQexec(pg, r->rc == ESK_OK ? "commit" : "rollback"));
   PQfinish(pg);
   return NULL;

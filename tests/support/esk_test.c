@@ -161,14 +161,3 @@ const char *esk_test_header(const rd_kafka_message_t *m, const char *name, char 
     snprintf(buf, size, "%.*s", (int)n, (const char *)v);
   return buf;
 }
-
-int64_t esk_test_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void esk_test_nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "esk/time.h"
+
 /**
  * Writes "<prefix>.<pid>.<random>" into buf: names of topics, groups, tables
  * and databases that no other test run (or parallel test) uses.
@@ -55,11 +57,5 @@ void esk_test_delete_topic(const char *topic);
 
 /** Sets one config of @p topic on the test broker (AlterConfigs; fails the test on error). */
 void esk_test_alter_topic(const char *topic, const char *key, const char *value);
-
-/** Milliseconds of CLOCK_MONOTONIC, for deadlines in tests. */
-int64_t esk_test_now_ms(void);
-
-/** Sleeps @p ms milliseconds: only between polls of a condition. */
-void esk_test_nap_ms(int ms);
 
 #endif

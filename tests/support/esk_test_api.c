@@ -1,4 +1,5 @@
 /* esk-gateway and esk-query as children of a test (see esk_test_api.h). */
+#include "esk/time.h"
 #include "esk_test_api.h"
 
 #include <criterion/criterion.h>
@@ -16,7 +17,7 @@ void esk_ta_write_key(char *path, size_t size, const char *prefix,
   snprintf(path, size, "/tmp/%skey", prefix);
   FILE *f = fopen(path, "w");
   cr_assert(f, "cannot write %s", path);
-  srand((unsigned)getpid() ^ (unsigned)esk_test_now_ms());
+  srand((unsigned)getpid() ^ (unsigned)esk_time_mono_ms());
   for (int i = 0; i < ESK_TOKEN_KEY_BYTES; i++) fprintf(f, "%02x", (unsigned)(rand() & 0xff));
   fputc('\n', f);
   fclose(f);
@@ -37,11 +38,11 @@ pid_t esk_ta_start(const char *bin, const char *keyfile, const char *log,
   argv[n] = NULL;
   pid_t pid = esk_tp_spawn(argv, log);
   *port = esk_tp_http_port(log, 30000);
-  int64_t until = esk_test_now_ms() + 30000;
+  int64_t until = esk_time_mono_ms() + 30000;
   int st;
   while ((st = esk_tp_http_get(*port, "/readyz", body, sizeof(body))) != 200 &&
-         esk_test_now_ms() < until)
-    esk_test_nap_ms(50);
+         esk_time_mono_ms() < until)
+    esk_time_sleep_ms(50);
   cr_assert_eq(st, 200, "%s not ready: %d %s", bin, st, body);
   return pid;
 }

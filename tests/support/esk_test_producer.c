@@ -18,6 +18,7 @@
 #include "bank/bank_avro.h"
 #include "esk/hmap.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "esk_test.h"
 
 void esk_tp_topics(char *prefix, size_t size, const char *name, int partitions) {
@@ -84,8 +85,7 @@ int esk_tp_stop(pid_t pid, int sig, int timeout_ms) {
   for (int waited = 0; waited <= timeout_ms; waited += 20) {
     pid_t r = waitpid(pid, &st, WNOHANG);
     if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    struct timespec ts = {0, 20 * 1000000};
-    nanosleep(&ts, NULL);
+    esk_time_sleep_ms(20);
   }
   kill(pid, SIGKILL);
   waitpid(pid, &st, 0);
@@ -262,8 +262,7 @@ esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t 
   for (int waited = 0;; waited += 500) {
     r = esk_tp_count_results(prefix, partitions);
     if (r.distinct >= distinct || waited >= timeout_ms) return r;
-    struct timespec ts = {0, 500 * 1000000};
-    nanosleep(&ts, NULL);
+    esk_time_sleep_ms(500);
   }
 }
 
@@ -280,8 +279,7 @@ int esk_tp_http_port(const char *path, int timeout_ms) {
       return atoi(colon);
     }
     if (f) fclose(f);
-    struct timespec ts = {0, 50 * 1000000};
-    nanosleep(&ts, NULL);
+    esk_time_sleep_ms(50);
   }
   cr_assert_fail("no 'http endpoints listening' line in %s within %d ms", path, timeout_ms);
   return -1;
@@ -376,7 +374,7 @@ size_t esk_tp_read_events_settled(esk_tp_event_t **evs, const char *prefix, int 
     if (ne >= want) break;
     free(*evs);
     *evs = NULL;
-    nanosleep(&(struct timespec){0, 500000000L}, NULL);
+    esk_time_sleep_ms(500);
   }
   if (!*evs) ne = esk_tp_read_events(evs, prefix, parts);
   return ne;

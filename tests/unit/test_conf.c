@@ -155,7 +155,7 @@ Test(conf, kafka_keys_pass_through_to_librdkafka, .init = clear_env) {
   cr_assert_eq(esk_conf_set(c, "kafka.bootstrap.servers", "127.0.0.1:1", "-X", &err), ESK_OK);
   rd_kafka_conf_t *k = NULL;
   cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  cr_assert_eq(esk_conf_apply_kafka(c, k, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_apply(k, c, &err), ESK_OK, "%s", err.msg);
   char v[64];
   size_t n = sizeof(v);
   cr_assert_eq(rd_kafka_conf_get(k, "linger.ms", v, &n), RD_KAFKA_CONF_OK);
@@ -165,7 +165,7 @@ Test(conf, kafka_keys_pass_through_to_librdkafka, .init = clear_env) {
   cr_assert_str_eq(v, "127.0.0.1:1");
   /* librdkafka judges pass-through keys, and the error names them. */
   cr_assert_eq(esk_conf_set(c, "kafka.linger.mss", "7", "-X", &err), ESK_OK);
-  cr_assert_eq(esk_conf_apply_kafka(c, k, &err), ESK_EINVAL);
+  cr_assert_eq(esk_kafka_conf_apply(k, c, &err), ESK_EINVAL);
   cr_assert_not_null(strstr(err.msg, "linger.mss"), "%s", err.msg);
   rd_kafka_conf_destroy(k);
   esk_conf_destroy(c);
@@ -187,8 +187,8 @@ Test(conf, kafka_consumer_and_producer_keys_go_only_to_their_kind_of_client, .in
   rd_kafka_conf_t *kc = NULL, *kp = NULL;
   cr_assert_eq(esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK);
   cr_assert_eq(esk_kafka_conf_new(&kp, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  cr_assert_eq(esk_conf_apply_kafka_client(c, kc, RD_KAFKA_CONSUMER, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_conf_apply_kafka_client(c, kp, RD_KAFKA_PRODUCER, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_apply_client(kc, c, RD_KAFKA_CONSUMER, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_apply_client(kp, c, RD_KAFKA_PRODUCER, &err), ESK_OK, "%s", err.msg);
   cr_assert_str_eq(kconf_value(kc, "session.timeout.ms"), "7000");
   cr_assert_str_eq(kconf_value(kp, "linger.ms"), "9");
   cr_assert_str_neq(kconf_value(kc, "linger.ms"), "9", "a producer key reached the consumer");
@@ -197,18 +197,18 @@ Test(conf, kafka_consumer_and_producer_keys_go_only_to_their_kind_of_client, .in
   cr_assert_eq(esk_conf_set(c, "kafka.consumer.fetch.wait.max.ms", "-5", "-X", &err), ESK_OK);
   rd_kafka_conf_t *kc2 = NULL;
   cr_assert_eq(esk_kafka_conf_new(&kc2, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK);
-  cr_assert_eq(esk_conf_apply_kafka_client(c, kc2, RD_KAFKA_CONSUMER, &err), ESK_EINVAL);
+  cr_assert_eq(esk_kafka_conf_apply_client(kc2, c, RD_KAFKA_CONSUMER, &err), ESK_EINVAL);
   cr_assert_not_null(strstr(err.msg, "kafka.consumer.fetch.wait.max.ms=-5"), "%s", err.msg);
   rd_kafka_conf_destroy(kc2);
   rd_kafka_conf_t *kp2 = NULL;
   cr_assert_eq(esk_kafka_conf_new(&kp2, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  cr_assert_eq(esk_conf_apply_kafka_client(c, kp2, RD_KAFKA_PRODUCER, &err), ESK_OK, "%s",
+  cr_assert_eq(esk_kafka_conf_apply_client(kp2, c, RD_KAFKA_PRODUCER, &err), ESK_OK, "%s",
                err.msg);
   rd_kafka_conf_destroy(kp2);
   /* The untyped call skips both kinds instead of passing "consumer.x" on. */
   rd_kafka_conf_t *k = NULL;
   cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
-  cr_assert_eq(esk_conf_apply_kafka(c, k, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_apply(k, c, &err), ESK_OK, "%s", err.msg);
   rd_kafka_conf_destroy(k);
   rd_kafka_conf_destroy(kc);
   rd_kafka_conf_destroy(kp);

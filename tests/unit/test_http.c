@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #include "esk/http.h"
+#include "esk/time.h"
+
+static double since(double t0) { return esk_time_mono_s() - t0; }
 
 static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_http_props};
 
@@ -209,11 +212,9 @@ Test(http, a_truncated_request_is_dropped_after_the_timeout_and_nothing_else_suf
   send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n", 33);
   assert_still_serving(port);
   char buf[256];
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = esk_time_mono_s();
   size_t n = read_all(fd, buf, sizeof(buf)); /* blocks until the server closes */
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double waited = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  double waited = since(t0);
   cr_assert_eq(n, 0, "a truncated request must get no response, got: %s", buf);
   cr_assert_lt(waited, 4.5, "the idle connection was not closed by http.timeout.s=1 (%.1f s)", waited);
   close(fd);
@@ -292,7 +293,7 @@ static void *client(void *arg) {
         c->ok++;
         break;
       }
-      usleep(2000);
+      esk_time_sleep_ms(2);
     }
   }
   return NULL;
@@ -324,12 +325,6 @@ static int closed_within(int fd, int ms) {
   char b[256];
   ssize_t r = recv(fd, b, sizeof(b), MSG_DONTWAIT);
   return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-}
-
-static double since(const struct timespec *t0) {
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  return (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
 Test(http, a_connection_beyond_the_cap_closes_the_one_that_waited_longest_for_its_request) {
@@ -389,10 +384,9 @@ static void probe_answers_within_a_second(int n_sources, int per_source) {
   /* every general slot (http.max.connections=32) is held before the probe */
   for (int round = 0; round < 3; round++) {
     char resp[4096];
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = esk_time_mono_s();
     int code = request(port, "GET", "/healthz", resp, sizeof(resp));
-    double took = since(&t0);
+    double took = since(t0);
     cr_assert_eq(code, 200, "probe %d while %d slow connections are open: %d %s", round, n, code,
                  resp);
     cr_assert_lt(took, 1.0, "probe %d took %.2f s while %d slow connections are open", round,
@@ -419,10 +413,9 @@ Test(http, a_request_without_headers_is_closed_at_the_header_timeout_not_the_idl
   int port = esk_http_port(h);
   int fd = connect_to(port);
   send_all(fd, "GET /healthz HTTP/1.1\r\nHo", 25);
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = esk_time_mono_s();
   cr_assert(closed_within(fd, 4000), "a stalled request was not closed by http.header.timeout.s=1");
-  cr_assert_gt(since(&t0), 0.5, "closed before the header timeout");
+  cr_assert_gt(since(t0), 0.5, "closed before the header timeout");
   close(fd);
   esk_http_stop(h);
 }
@@ -433,11 +426,10 @@ Test(http, a_header_dribbled_past_the_header_timeout_loses_its_slot_to_a_new_con
   esk_http_t *h = start(kv, NULL, NULL);
   int port = esk_http_port(h);
   int fd = connect_to(port);
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = esk_time_mono_s();
   /* one byte every 100 ms: never idle long enough for an inactivity timeout */
   const char *slow = "GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-  for (size_t i = 0; since(&t0) < 1.5 && slow[i]; i++) {
+  for (size_t i = 0; since(t0) < 1.5 && slow[i]; i++) {
     send_all(fd, slow + i, 1);
     poll(NULL, 0, 100);
   }
@@ -454,12 +446,10 @@ Test(http, stop_returns_promptly_while_clients_are_connected) {
   int port = esk_http_port(h);
   int idle = connect_to(port), partial = connect_to(port);
   send_all(partial, "GET /healthz HTTP/1.1\r\nHo", 25);
-  usleep(100000);
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  esk_time_sleep_ms(100);
+  double t0 = esk_time_mono_s();
   esk_http_stop(h);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  double took = since(t0);
   cr_assert_lt(took, 2.0, "esk_http_stop took %.2f s with clients connected", took);
   char buf[64];
   cr_assert_eq(read_all(idle, buf, sizeof(buf)), 0, "the idle client must see the close");

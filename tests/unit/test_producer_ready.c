@@ -35,8 +35,8 @@ Test(producer_ready, each_condition_is_required_and_named) {
   atomic_store(&h.assigned, 0);
   cr_expect_eq(ready(&h, r, sizeof(r)), 1);
 
-  strcpy(h.fatal_msg, "fenced by a newer instance");
-  atomic_store(&h.fatal, 1);
+  strcpy(h.fatal.err.msg, "fenced by a newer instance");
+  atomic_store(&h.fatal.set, 1);
   cr_expect_eq(ready(&h, r, sizeof(r)), 0);
   cr_expect_str_eq(r, "fatal error: fenced by a newer instance");
 
@@ -49,8 +49,8 @@ Test(producer_ready, each_condition_is_required_and_named) {
 Test(producer_ready, a_small_reason_buffer_is_truncated_and_terminated) {
   esk_producer_health_t h;
   memset(&h, 0, sizeof(h));
-  memset(h.fatal_msg, 'm', sizeof(h.fatal_msg) - 1);
-  atomic_store(&h.fatal, 1);
+  memset(h.fatal.err.msg, 'm', sizeof(h.fatal.err.msg) - 1);
+  atomic_store(&h.fatal.set, 1);
   char r[16 + 1];
   r[16] = '#';
   cr_expect_eq(ready(&h, r, 16), 0);

@@ -55,15 +55,15 @@ Test(watchdog, healthz_fails_within_the_liveness_timeout_of_a_blocked_main_loop,
   char body[512];
   /* t0 is read before the last beat, so the beat is never earlier than t0 and
    * a 503 seen before t0 + liveness.timeout.ms would be a real defect */
-  int64_t t0 = esk_test_now_ms(), t = t0;
+  int64_t t0 = esk_time_mono_ms(), t = t0;
   esk_watchdog_beat();
   cr_assert_eq(esk_tp_http_get(esk_http_port(h), "/healthz", body, sizeof(body)), 200, "%s", body);
   /* the main loop blocks from here: no beat, a label naming the wait */
   esk_watchdog_doing("a call blocked on purpose");
   int code = 200;
-  while (code == 200 && (t = esk_test_now_ms()) - t0 < 5000) {
+  while (code == 200 && (t = esk_time_mono_ms()) - t0 < 5000) {
     code = esk_tp_http_get(esk_http_port(h), "/healthz", body, sizeof(body));
-    if (code == 200) esk_test_nap_ms(20);
+    if (code == 200) esk_time_sleep_ms(20);
   }
   cr_assert_eq(code, 503, "/healthz still %d after %lld ms", code, (long long)(t - t0));
   cr_expect_geq(t - t0, 1000, "not before liveness.timeout.ms (%lld ms)", (long long)(t - t0));
@@ -100,7 +100,7 @@ static void hang_after_stop(int fd, int by_flag) {
 static int run_hang(int by_flag, int64_t *ms, char *out, size_t size) {
   int fds[2];
   cr_assert_eq(pipe(fds), 0);
-  int64_t t0 = esk_test_now_ms();
+  int64_t t0 = esk_time_mono_ms();
   pid_t pid = fork();
   cr_assert_neq(pid, -1);
   if (pid == 0) {
@@ -115,7 +115,7 @@ static int run_hang(int by_flag, int64_t *ms, char *out, size_t size) {
   close(fds[0]);
   int st = 0;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
-  *ms = esk_test_now_ms() - t0;
+  *ms = esk_time_mono_ms() - t0;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -152,9 +152,9 @@ Test(watchdog, a_stop_is_seen_and_a_process_that_ends_in_time_is_left_alone, .ti
   cr_expect_eq(esk_watchdog_stopping(), 1);
   /* a negative check takes its time: the watchdog sees the stop (a 50 ms
    * tick), the work ends in time, and nothing happens past the bound */
-  esk_test_nap_ms(200);
+  esk_time_sleep_ms(200);
   esk_watchdog_stop();
-  esk_test_nap_ms(1200);
+  esk_time_sleep_ms(1200);
   cr_expect_eq(esk_watchdog_stopping(), 0, "a stopped watchdog reads no flag");
   esk_conf_destroy(c);
 }
@@ -173,7 +173,7 @@ Test(watchdog, a_stop_calls_the_wake_callback_once_from_the_watchdog_thread, .ti
   cr_assert_eq(esk_watchdog_start(c, &stop_flag, &err), ESK_OK, "%s", err.msg);
   esk_watchdog_set_wake(count_wake, &woken);
   stop_flag = 1;
-  for (int64_t end = esk_test_now_ms() + 2000; atomic_load(&woken) == 0 && esk_test_now_ms() < end;) esk_test_nap_ms(10);
+  for (int64_t end = esk_time_mono_ms() + 2000; atomic_load(&woken) == 0 && esk_time_mono_ms() < end;) esk_time_sleep_ms(10);
   cr_expect_eq(atomic_load(&woken), 1, "woken %d times", atomic_load(&woken));
   esk_watchdog_set_wake(NULL, NULL);
   esk_watchdog_stop();

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "esk/conf.h"
 #include "esk/error.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "esk/time.h"
 #include "eskctl.h"
 #include "projector.h"
 
@@ -34,12 +34,6 @@ typedef struct proj_s {
   double lag_s;
   int members; /* -1: unknown */
 } proj_t;
-
-static double now_s(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
 
 /* Reads the positions; one proj_t per (projection, topic). */
 static int read_positions(PGconn *pg, const char *schema, const char *name, const char *topic,
@@ -129,8 +123,8 @@ static void lag_seconds(rd_kafka_t *c, proj_t *p) {
     want++;
   }
   if (want && !rd_kafka_assign(c, l)) {
-    double end = now_s() + TIMEOUT_MS / 1000.0;
-    while (want && now_s() < end) {
+    double end = esk_time_mono_s() + TIMEOUT_MS / 1000.0;
+    while (want && esk_time_mono_s() < end) {
       rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
       if (!m) continue;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -148,7 +142,7 @@ static void lag_seconds(rd_kafka_t *c, proj_t *p) {
         for (size_t i = 0; i < p->n_parts; i++) {
           part_t *pt = &p->parts[i];
           if (pt->partition == m->partition && pt->lag_s < 0 && ts >= 0) {
-            pt->lag_s = now_s() - (double)ts / 1000.0;
+            pt->lag_s = (esk_time_real_ms() / 1e3) - (double)ts / 1000.0;
             if (pt->lag_s < 0) pt->lag_s = 0;
             want--;
           }

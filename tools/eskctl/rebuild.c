@@ -16,8 +16,8 @@
 #include "esk/kafka.h"
 #include "esk/pg.h"
 #include "esk/watchdog.h"
+#include "esk/time.h"
 #include "eskctl.h"
-#include "from_time.h"
 #include "generation.h"
 #include "projector.h"
 
@@ -68,12 +68,6 @@ static void drop_usage(FILE *f) {
           "positions); the live generation cannot be dropped.\n");
 }
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The esk-projector beside this eskctl. */
 static void default_projector(char *buf, size_t size) {
   char self[PATH_MAX];
@@ -103,7 +97,7 @@ static void stop_child(pid_t pid) {
   kill(pid, SIGTERM);
   for (int i = 0; i < 300; i++) {
     if (waitpid(pid, NULL, WNOHANG) == pid) return;
-    nanosleep(&(struct timespec){0, 100000000L}, NULL);
+    esk_time_sleep_ms(100);
   }
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
@@ -171,7 +165,7 @@ static void last_line(char *out, size_t size, const char *path) {
 
 static void show(int tty, int64_t done, int64_t total, int64_t lag, double rate, int force) {
   static int64_t last;
-  int64_t now = mono_ms();
+  int64_t now = esk_time_mono_ms();
   double pct = total > 0 ? 100.0 * (double)done / (double)total : 100.0;
   double eta = rate > 0 ? (double)(total - done) / rate : 0;
   if (tty) {
@@ -359,7 +353,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
           "projector log %s\n",
           name, g.gen, g.schema, g.group, topic, parts, log);
   int tty = isatty(STDERR_FILENO);
-  int64_t t0 = mono_ms(), done0 = -1, total = 0, done = 0, lag = 0;
+  int64_t t0 = esk_time_mono_ms(), done0 = -1, total = 0, done = 0, lag = 0;
   for (;;) {
     int wst;
     if (waitpid(child, &wst, WNOHANG) == child) {
@@ -375,7 +369,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
       esk_error_set(&err, ESK_EFATAL, "interrupted");
       goto fail;
     }
-    if (timeout_s && mono_ms() - t0 > timeout_s * 1000) {
+    if (timeout_s && esk_time_mono_ms() - t0 > timeout_s * 1000) {
       esk_error_set(&err, ESK_EFATAL, "not caught up within --timeout %ld s", timeout_s);
       goto fail;
     }
@@ -387,13 +381,13 @@ int eskctl_rebuild_main(int argc, char **argv) {
       goto fail;
     } else {
       if (done0 < 0) done0 = done;
-      double secs = (double)(mono_ms() - t0) / 1000.0;
+      double secs = (double)(esk_time_mono_ms() - t0) / 1000.0;
       double rate = secs > 0 ? (double)(done - done0) / secs : 0;
       int caught_up = lag <= max_lag && done > 0;
       show(tty, done, total, lag, rate, caught_up);
       if (caught_up) break;
     }
-    nanosleep(&(struct timespec){0, 500000000L}, NULL);
+    esk_time_sleep_ms(500);
   }
   if (tty) fputc('\n', stderr);
   tty = 0;
@@ -403,7 +397,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
     int rc = esk_generation_publish(pg, schema, name, g.gen, &err);
     if (rc == ESK_OK) break;
     if (rc != ESK_ERETRY || interrupted ||
-        (timeout_s && mono_ms() - t0 > timeout_s * 1000))
+        (timeout_s && esk_time_mono_ms() - t0 > timeout_s * 1000))
       goto fail;
     if (waitpid(child, NULL, WNOHANG) == child) {
       child = -1;
@@ -411,7 +405,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
                     log);
       goto fail;
     }
-    nanosleep(&(struct timespec){0, 200000000L}, NULL);
+    esk_time_sleep_ms(200);
   }
   printf("switched: the views in schema %s now read generation %d of %s (%" PRId64
          " events, lag %" PRId64 ")\n", schema, g.gen, name, done, lag);

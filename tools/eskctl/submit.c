@@ -12,6 +12,7 @@
 #include "esk/command_json.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "eskctl.h"
 
 #define CMD "submit"
@@ -56,12 +57,6 @@ static void usage(FILE *f) {
           "Exit status: 0 all accepted; 1 any rejected or without a result; 2 bad input;\n"
           "3 Kafka failure. Blank lines are skipped. Limits: --max-line-bytes (65536),\n"
           "--max-commands (100000).\n");
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void free_items(submit_t *s) {
@@ -235,8 +230,8 @@ static int wait_results(submit_t *s, rd_kafka_t *reader, rd_kafka_topic_partitio
     json_decref(pending);
     return 3;
   }
-  int64_t deadline = mono_ms() + s->timeout_ms;
-  while (missing && mono_ms() < deadline) {
+  int64_t deadline = esk_time_mono_ms() + s->timeout_ms;
+  while (missing && esk_time_mono_ms() < deadline) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(reader, 100);
     if (!m) continue;
     if (!m->err && m->payload) {
@@ -337,14 +332,14 @@ int eskctl_submit_main(int argc, char **argv) {
    * A broker restarting or a leader moving answers for a while with errors
    * that pass: asked again until --timeout. */
   int nparts = 0, rc;
-  int64_t deadline = mono_ms() + s.timeout_ms;
+  int64_t deadline = esk_time_mono_ms() + s.timeout_ms;
   if (esk_kafka_reader_new(&reader, NULL, NULL, &err)) {
     fprintf(stderr, "eskctl submit: %s\n", err.msg);
     goto cleanup;
   }
   while ((rc = esk_kafka_partition_count(reader, res_topic, 5000, &nparts, &err)) == ESK_ERETRY &&
-         mono_ms() < deadline)
-    nanosleep(&(struct timespec){0, 200000000L}, NULL);
+         esk_time_mono_ms() < deadline)
+    esk_time_sleep_ms(200);
   if (rc) {
     fprintf(stderr, "eskctl submit: %s\n", err.msg);
     goto cleanup;
@@ -354,8 +349,8 @@ int eskctl_submit_main(int argc, char **argv) {
     int64_t lo, hi;
     rd_kafka_resp_err_t e;
     while ((e = rd_kafka_query_watermark_offsets(reader, res_topic, p, &lo, &hi, 5000)) &&
-           mono_ms() < deadline)
-      nanosleep(&(struct timespec){0, 200000000L}, NULL);
+           esk_time_mono_ms() < deadline)
+      esk_time_sleep_ms(200);
     if (e) {
       fprintf(stderr, "eskctl submit: watermarks of %s [%d]: %s\n", res_topic, (int)p,
               rd_kafka_err2str(e));

@@ -7,6 +7,7 @@
 
 #include "esk/conf.h"
 #include "esk/kafka.h"
+#include "esk/time.h"
 #include "eskctl.h"
 
 static void usage(FILE *f) {
@@ -124,7 +125,7 @@ int eskctl_topics_main(int argc, char **argv) {
          (rc = esk_kafka_partition_count(rk, name, timeout_ms, &count, &err)) == ESK_ENOTFOUND &&
          waited < timeout_ms;
          waited += 100)
-      usleep(100 * 1000);
+      esk_time_sleep_ms(100);
     if (rc) {
       fprintf(stderr, "eskctl topics create: %s\n", err.msg);
       goto cleanup;

@@ -106,7 +106,4 @@ void esk_api_send(esk_metric_t *requests, esk_http_req_t *req, unsigned status,
 void esk_api_send_error(esk_metric_t *requests, esk_http_req_t *req, unsigned status,
                         const char *code, const char *message);
 
-/** @brief Milliseconds of CLOCK_MONOTONIC (the API daemons' waits and deadlines). */
-int64_t esk_api_now_ms(void);
-
 #endif

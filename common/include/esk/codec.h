@@ -31,16 +31,11 @@
 
 #include "esk/buf.h"
 #include "esk/error.h"
+#include "esk/text.h"
 
 /* ----------------------------------------------------------- primitives --- */
 
-/**
- * @brief The offset of the first byte of @p s[0..n) that is U+0000 or does not
- *        start a well-formed UTF-8 sequence (RFC 3629: no overlong forms,
- *        surrogates or code points over U+10FFFF); @p n when there is none.
- *        What a string must pass to be decoded (see esk_codec_refusal()).
- */
-size_t esk_utf8_check(const void *s, size_t n);
+/* esk_utf8_check(), what a string must pass to be decoded, is in esk/text.h. */
 
 /** @brief CRC-64-AVRO (the Rabin fingerprint of the Avro specification). */
 uint64_t esk_avro_crc64(const void *data, size_t len);

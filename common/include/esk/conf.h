@@ -13,7 +13,7 @@
  * to librdkafka with the prefix removed (`kafka.linger.ms=5` → `linger.ms=5`);
  * librdkafka checks them when the client is created. `kafka.consumer.<property>`
  * and `kafka.producer.<property>` go only to clients of that kind (see
- * esk_conf_apply_kafka_client()).
+ * esk_kafka_conf_apply_client() in esk/kafka.h).
  *
  * A bad value stops start-up: the error names the key, the value, where it
  * came from (file and line, environment variable, or -X) and why.
@@ -23,8 +23,6 @@
 
 #include <stdint.h>
 #include <stdio.h>
-
-#include <librdkafka/rdkafka.h>
 
 #include "esk/error.h"
 
@@ -101,21 +99,16 @@ int64_t esk_conf_get_int(const esk_conf_t *conf, const char *key);
 int esk_conf_get_bool(const esk_conf_t *conf, const char *key);
 
 /**
- * @brief Copies every `kafka.*` key (table keys with a librdkafka name and
- *        pass-through keys) onto @p kconf.
- * @returns ESK_EINVAL naming the key and librdkafka's reason.
+ * @brief Calls @p fn for every `kafka.*` value of @p conf: first the table's
+ *        keys that are set, then the pass-through keys in the order they were
+ *        set; @p key without the `kafka.` prefix, @p table 1 for a table key.
+ *        The configuration knows no librdkafka: esk_kafka_conf_apply() (in
+ *        esk/kafka.h) hands these to a client.
+ * @returns ESK_OK, or the first non-zero return of @p fn (which stops it).
  */
-int esk_conf_apply_kafka(const esk_conf_t *conf, rd_kafka_conf_t *kconf, esk_error_t *err);
-
-/**
- * @brief As esk_conf_apply_kafka(), for a client of one @p type: pass-through
- *        keys `kafka.consumer.<property>` go only to consumers and
- *        `kafka.producer.<property>` only to producers (without that prefix),
- *        so a process with both kinds gives each only its own properties.
- *        esk_conf_apply_kafka() skips both kinds.
- */
-int esk_conf_apply_kafka_client(const esk_conf_t *conf, rd_kafka_conf_t *kconf,
-                                rd_kafka_type_t type, esk_error_t *err);
+int esk_conf_each_kafka(const esk_conf_t *conf,
+                        int (*fn)(void *opaque, const char *key, const char *value, int table),
+                        void *opaque);
 
 /**
  * @brief The command line of an esk daemon: `-c FILE`, `-X key=value`...,

@@ -7,6 +7,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "esk/conf.h"
 #include "esk/error.h"
 
 /** The hint every "broker not reachable" message ends with. */
@@ -33,6 +34,45 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
  */
 int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                        esk_error_t *err);
+
+/**
+ * @brief Copies every `kafka.*` key of @p conf (table keys with a librdkafka
+ *        name and pass-through keys) onto @p kc.
+ * @returns ESK_EINVAL naming the key and librdkafka's reason.
+ */
+int esk_kafka_conf_apply(rd_kafka_conf_t *kc, const esk_conf_t *conf, esk_error_t *err);
+
+/**
+ * @brief As esk_kafka_conf_apply(), for a client of one @p type: pass-through
+ *        keys `kafka.consumer.<property>` go only to consumers and
+ *        `kafka.producer.<property>` only to producers (without that prefix),
+ *        so a process with both kinds gives each only its own properties.
+ *        esk_kafka_conf_apply() skips both kinds.
+ */
+int esk_kafka_conf_apply_client(rd_kafka_conf_t *kc, const esk_conf_t *conf,
+                                rd_kafka_type_t type, esk_error_t *err);
+
+/**
+ * @brief The configuration of one client of a process: esk_kafka_conf_new()
+ *        with the process's kafka.bootstrap.servers, then @p defaults, then
+ *        every `kafka.*` key of @p conf for a client of @p type
+ *        (esk_kafka_conf_apply_client()), then @p forced, and @p opaque as
+ *        the callbacks' opaque. Callbacks are the caller's to set.
+ * @param defaults, forced NULL-terminated key, value lists; either may be NULL.
+ * @param out set on success; the caller owns it (see esk_kafka_client_new()).
+ * @returns ESK_OK, or ESK_EINVAL naming the property that was refused.
+ */
+int esk_kafka_client_conf(rd_kafka_conf_t **out, rd_kafka_type_t type, const esk_conf_t *conf,
+                          const char *const *defaults, const char *const *forced, void *opaque,
+                          esk_error_t *err);
+
+/**
+ * @brief rd_kafka_new() with an esk error: takes ownership of @p kc whether
+ *        it succeeds or not.
+ * @returns ESK_OK, or ESK_EINVAL with librdkafka's reason.
+ */
+int esk_kafka_client_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t *kc,
+                         esk_error_t *err);
 
 /**
  * @brief Asks the brokers at @p bootstrap for cluster metadata.

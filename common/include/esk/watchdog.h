@@ -29,6 +29,7 @@
 #define ESK_WATCHDOG_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "esk/conf.h"
@@ -62,6 +63,30 @@ void esk_watchdog_stop(void);
  *        whichever comes first) starts the clock.
  */
 void esk_watchdog_shutdown(void);
+
+/**
+ * The first fatal error of a daemon's main loop, which other threads (the
+ * readiness probe) may read: `err` is written once, before `set` becomes 1,
+ * and never after. Zero it before use.
+ */
+typedef struct esk_fatal_s {
+  atomic_int set;  /**< 1 once `err` holds the first fatal error */
+  esk_error_t err; /**< that error */
+} esk_fatal_t;
+
+/**
+ * @brief Records @p e in @p f unless @p f already holds an error (the first
+ *        one is kept), then starts the shutdown clock (esk_watchdog_shutdown()):
+ *        from now on the process has shutdown.timeout.ms to end. Call it from
+ *        the thread that owns @p f.
+ * @returns ESK_EFATAL, so that `return esk_watchdog_fatal(&f, &e);` reads naturally.
+ */
+int esk_watchdog_fatal(esk_fatal_t *f, const esk_error_t *e);
+
+/** @brief 1 once @p f holds an error, whose `err` is then whole. Thread-safe. */
+static inline int esk_watchdog_is_fatal(const esk_fatal_t *f) {
+  return atomic_load_explicit(&f->set, memory_order_acquire);
+}
 
 /**
  * @brief Registers @p fn, which the watchdog thread calls (once, with

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "esk/text.h"
+
 static const char *const rule_names[ESK_BANK_RULE_COUNT_] = {
     [ESK_BANK_ACCEPTED] = "ACCEPTED",
     [ESK_BANK_INVALID_COMMAND] = "INVALID_COMMAND",
@@ -114,13 +116,8 @@ static void msg_cat(esk_bank_result_t *r, size_t *off, const char *s) {
  * version 7"; vsnprintf was ~6% of the producer's CPU). */
 static void accepted_result(esk_bank_result_t *r, const char *event, const char *account,
                             int64_t version) {
-  char num[24], *o = num + sizeof(num) - 1;
-  uint64_t u = version < 0 ? 0 : (uint64_t)version;
-  *o = '\0';
-  do {
-    *--o = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
+  char num[ESK_TEXT_I64_MAX];
+  esk_text_i64(num, version < 0 ? 0 : version);
   size_t off = 0;
   r->rule = ESK_BANK_ACCEPTED;
   r->version = version;
@@ -129,7 +126,7 @@ static void accepted_result(esk_bank_result_t *r, const char *event, const char 
   msg_cat(r, &off, ", account ");
   msg_cat(r, &off, account);
   msg_cat(r, &off, " now at version ");
-  msg_cat(r, &off, o);
+  msg_cat(r, &off, num);
   r->message[off] = '\0';
 }
 

@@ -1,0 +1,95 @@
+#define _GNU_SOURCE /* timegm */
+#include "esk/time.h"
+
+#include <stdio.h>
+#include <time.h>
+
+static int64_t read_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t esk_time_mono_ns(void) { return read_ns(CLOCK_MONOTONIC); }
+int64_t esk_time_mono_us(void) { return read_ns(CLOCK_MONOTONIC) / 1000; }
+int64_t esk_time_mono_ms(void) { return read_ns(CLOCK_MONOTONIC) / 1000000; }
+double esk_time_mono_s(void) { return (double)read_ns(CLOCK_MONOTONIC) / 1e9; }
+int64_t esk_time_real_us(void) { return read_ns(CLOCK_REALTIME) / 1000; }
+int64_t esk_time_real_ms(void) { return read_ns(CLOCK_REALTIME) / 1000000; }
+
+void esk_time_sleep_ms(int64_t ms) {
+  if (ms <= 0) return;
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* The fraction after the seconds (".250"), in milliseconds; digits past the
+ * third are read and dropped. @returns the text after it, or NULL when a '.'
+ * has no digits. */
+static const char *parse_fraction(const char *p, int64_t *ms) {
+  *ms = 0;
+  if (*p != '.') return p;
+  int digits = 0;
+  for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+    if (digits < 3) *ms = *ms * 10 + (*p - '0');
+  if (!digits) return NULL;
+  for (; digits < 3; digits++) *ms *= 10;
+  return p;
+}
+
+/* The zone (Z or +hh:mm) at @p *pp into seconds east of UTC. */
+static int parse_zone(const char **pp, int64_t *offset_s, const char *s, esk_error_t *err) {
+  const char *p = *pp;
+  int oh, om, n = 0;
+  *offset_s = 0;
+  if (*p == 'Z' || *p == 'z') {
+    *pp = p + 1;
+    return ESK_OK;
+  }
+  if (*p != '+' && *p != '-')
+    return esk_error_set(err, ESK_EINVAL, "time '%.64s': no time zone (expected Z or +hh:mm)", s);
+  if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
+    return esk_error_set(err, ESK_EINVAL, "time '%.64s': bad UTC offset (expected +hh:mm)", s);
+  *offset_s = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+  *pp = p + 6;
+  return ESK_OK;
+}
+
+int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
+  struct tm tm = {0};
+  int y, mo, d, h, mi, sec, n = 0;
+  if (!s || sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 ||
+      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      sscanf(s + 11, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+    return esk_error_set(err, ESK_EINVAL,
+                         "time '%.64s': expected RFC 3339, e.g. 2026-01-15T10:00:00Z", s ? s : "");
+  int64_t ms, offset_s;
+  const char *p = parse_fraction(s + 19, &ms);
+  if (!p) return esk_error_set(err, ESK_EINVAL, "time '%.64s': no digits after '.'", s);
+  int rc = parse_zone(&p, &offset_s, s, err);
+  if (rc) return rc;
+  if (*p) return esk_error_set(err, ESK_EINVAL, "time '%.64s': unexpected '%.32s' at the end", s, p);
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+    return esk_error_set(err, ESK_EINVAL, "time '%.64s': a field is out of range", s);
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  time_t t = timegm(&tm);
+  struct tm back;
+  gmtime_r(&t, &back);
+  if (back.tm_mday != d && sec != 60)
+    return esk_error_set(err, ESK_EINVAL, "time '%.64s': no such day", s);
+  *out_ms = ((int64_t)t - offset_s) * 1000 + ms;
+  return ESK_OK;
+}
+
+void esk_time_format_rfc3339(char *out, size_t size, int64_t ms) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  char s[32] = "?";
+  if (ms >= 0 && gmtime_r(&t, &tm)) strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, size, "%s.%03dZ", s, (int)(ms >= 0 ? ms % 1000 : 0));
+}
