@@ -63,7 +63,6 @@ struct esk_schema_s {
 const esk_node_t *esk_schema_node(const esk_schema_t *s);
 
 /* The node of a value's top-level schema when it was created from a set. */
-const esk_node_t *esk_codec_node_of_avro(avro_schema_t schema);
 
 /* Sets @p v (of the schema @p n) from JSON; @p is_default applies Avro's rule
  * that a union's default belongs to its first branch. */

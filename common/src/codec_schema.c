@@ -34,63 +34,6 @@ uint64_t esk_avro_crc64(const void *data, size_t len) {
   return fp;
 }
 
-/* --------------------------------------- registry: avro-c schema -> node */
-
-/* esk_value_from_json() gets only an avro value, but avro-c drops defaults:
- * this maps the avro-c schemas we created back to their nodes. */
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct reg_entry {
-  avro_schema_t avro;
-  const esk_node_t *node;
-} *reg;
-static size_t reg_n, reg_cap;
-
-static int reg_add(avro_schema_t a, const esk_node_t *n) {
-  int rc = ESK_OK;
-  pthread_mutex_lock(&reg_lock);
-  struct reg_entry *p = esk_array_grow(reg, &reg_cap, reg_n + 1, sizeof(*p), 32);
-  if (!p) {
-    rc = ESK_ENOMEM;
-    goto cleanup;
-  }
-  reg = p;
-  reg[reg_n].avro = a;
-  reg[reg_n].node = n;
-  reg_n++;
-cleanup:
-  pthread_mutex_unlock(&reg_lock);
-  return rc;
-}
-
-static void reg_remove(avro_schema_t a) {
-  pthread_mutex_lock(&reg_lock);
-  for (size_t i = 0; i < reg_n; i++) {
-    if (reg[i].avro == a) {
-      reg[i] = reg[--reg_n];
-      break;
-    }
-  }
-  if (reg_n == 0) {
-    free(reg);
-    reg = NULL;
-    reg_cap = 0;
-  }
-  pthread_mutex_unlock(&reg_lock);
-}
-
-const esk_node_t *esk_codec_node_of_avro(avro_schema_t schema) {
-  const esk_node_t *n = NULL;
-  pthread_mutex_lock(&reg_lock);
-  for (size_t i = 0; i < reg_n; i++) {
-    if (reg[i].avro == schema) {
-      n = reg[i].node;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&reg_lock);
-  return n;
-}
-
 /* --------------------------------------------------------------- the set */
 
 struct esk_schema_set_s {
@@ -127,10 +70,7 @@ static void node_free(esk_node_t *n) {
 
 static void schema_free(esk_schema_t *s) {
   if (!s) return;
-  if (s->avro) {
-    reg_remove(s->avro);
-    avro_schema_decref(s->avro);
-  }
+  if (s->avro) avro_schema_decref(s->avro);
   if (s->iface) avro_value_iface_decref(s->iface);
   free(s->type);
   free(s->file);
@@ -611,7 +551,6 @@ static int compile_file(esk_schema_set_t *set, esk_schema_t *s, esk_error_t *err
   s->iface = avro_generic_class_from_schema(s->avro);
   if (!s->iface)
     return esk_error_set(err, ESK_EINVAL, "%s: avro-c: %s", s->file, avro_strerror());
-  if (reg_add(s->avro, s->root)) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   s->state = 2;
   return ESK_OK;
 }

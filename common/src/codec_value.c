@@ -217,11 +217,12 @@ int esk_value_set_json(const esk_node_t *n, avro_value_t *v, json_t *j, int is_d
   return BAD("a known type");
 }
 
-int esk_value_from_json(avro_value_t *value, const char *json, esk_error_t *err) {
-  const esk_node_t *n = esk_codec_node_of_avro(avro_value_get_schema(value));
-  if (!n)
+int esk_value_from_json(avro_value_t *value, const esk_schema_t *schema, const char *json,
+                        esk_error_t *err) {
+  if (!schema || avro_value_get_schema(value) != schema->avro)
     return esk_error_set(err, ESK_EINVAL,
-                         "the value's schema does not come from a schema set (esk_value_new)");
+                         "the value is not of the schema given (make it with esk_value_new)");
+  const esk_node_t *n = schema->root;
   json_error_t jerr;
   json_t *j = json_loads(json, JSON_DECODE_ANY, &jerr);
   if (!j)

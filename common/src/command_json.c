@@ -155,7 +155,7 @@ int esk_command_json_parse(esk_command_json_t *out, const char *json, size_t len
     goto cleanup;
   }
   esk_error_t e = {0};
-  if (esk_value_new(&v, schema, &e) || esk_value_from_json(&v, text, &e) ||
+  if (esk_value_new(&v, schema, &e) || esk_value_from_json(&v, schema, text, &e) ||
       esk_codec_encode(codec, schema, &v, &out->value, &e)) {
     esk_error_set(err, ESK_EINVAL, "%s: %s", esk_schema_type(schema), e.msg);
     goto cleanup;

@@ -69,3 +69,12 @@ int esk_pg_exec(PGresult **out, PGconn *c, const char *what, const char *sql, in
   return esk_error_set(err, code, "%s: %s%s%s", what, state, state[0] ? " " : "",
                        msg[0] ? msg : "connection lost");
 }
+
+int esk_pg_ident_valid(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+      return 0;
+  return 1;
+}

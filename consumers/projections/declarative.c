@@ -246,7 +246,7 @@ static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
         return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' given twice", d->label, line_no, key);
       if (!*val)
         return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' has no value", d->label, line_no, key);
-      if (slot == &d->name && !esk_projector_schema_valid(val))
+      if (slot == &d->name && !esk_pg_ident_valid(val))
         return esk_error_set(err, ESK_EINVAL,
                              "%s:%d: name '%s': expected a lower-case identifier "
                              "[a-z_][a-z0-9_]*, at most 63 characters",

@@ -26,7 +26,7 @@
 
 #include "esk/conf.h"
 #include "esk/error.h"
-#include "projector.h"
+#include "event.h"
 
 /**
  * @brief Stores, for the projection known as @p key in the bookkeeping tables

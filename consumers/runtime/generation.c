@@ -11,12 +11,11 @@
 
 #include "esk/pg.h"
 #include "esk/time.h"
-#include "projector.h"
 
 #define REGISTRY "esk_projection_generations"
 #define CHANNEL "esk_generation_switch" /* NOTIFY channel; the payload names the projection */
 
-/* Identifiers here are checked by esk_projector_schema_valid() ([a-z_][a-z0-9_]*),
+/* Identifiers here are checked by esk_pg_ident_valid() ([a-z_][a-z0-9_]*),
  * so quoting them with "" needs no escaping. */
 
 static int registry_init(PGconn *pg, const char *base, esk_error_t *err) {
@@ -55,7 +54,7 @@ static int registry_init(PGconn *pg, const char *base, esk_error_t *err) {
 int esk_generation_schema(char *out, size_t size, const char *base, const char *projection,
                           int gen, esk_error_t *err) {
   int n = snprintf(out, size, "%s_%s_g%d", base ? base : "", projection ? projection : "", gen);
-  if (n < 0 || (size_t)n >= size || !esk_projector_schema_valid(out))
+  if (n < 0 || (size_t)n >= size || !esk_pg_ident_valid(out))
     return esk_error_set(err, ESK_EINVAL,
                          "pg.schema '%s' with projection '%s': the schema of generation %d, "
                          "'%s_%s_g%d', is not a lower-case identifier of at most 63 characters",
@@ -371,7 +370,7 @@ int esk_generation_drop(PGconn *pg, const char *base, const char *projection, in
                          "generation %d is the live generation of projection %s; rebuild and "
                          "switch to another one first",
                          gen, projection);
-  if (!esk_projector_schema_valid(g.schema))
+  if (!esk_pg_ident_valid(g.schema))
     return esk_error_set(err, ESK_EINVAL, "registry names an invalid schema '%s'", g.schema);
   char sql[256], num[16];
   snprintf(num, sizeof(num), "%d", gen);

@@ -184,15 +184,6 @@ int esk_projector_start_at(esk_projector_t *p, int64_t t_ms, esk_error_t *err) {
   return rc;
 }
 
-int esk_projector_schema_valid(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
-  for (size_t i = 1; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-      return 0;
-  return 1;
-}
-
 #define IDENT_RULE "a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters"
 
 int esk_projector_check_names(const esk_conf_t *conf, esk_error_t *err) {
@@ -200,7 +191,7 @@ int esk_projector_check_names(const esk_conf_t *conf, esk_error_t *err) {
   for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
     const char *v = esk_conf_get(conf, keys[i]);
     if (!v && i == 1) continue; /* no projection: the binary says which ones exist */
-    if (!esk_projector_schema_valid(v))
+    if (!esk_pg_ident_valid(v))
       return esk_error_set(err, ESK_EINVAL, "invalid value '%s' for %s: expected " IDENT_RULE,
                            v ? v : "", keys[i]);
   }
@@ -989,7 +980,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   atomic_init(&p->r_pg_ok, 1);
   atomic_init(&p->r_dlq_ok, 1);
   atomic_init(&p->r_lag, 0);
-  if (!esk_projector_schema_valid(esk_conf_get(conf, "pg.schema"))) {
+  if (!esk_pg_ident_valid(esk_conf_get(conf, "pg.schema"))) {
     rc = esk_error_set(err, ESK_EINVAL,
                        "invalid value '%s' for pg.schema: expected " IDENT_RULE,
                        esk_conf_get(conf, "pg.schema"));

@@ -31,25 +31,7 @@
 #include "esk/conf.h"
 #include "esk/error.h"
 #include "esk/metrics.h"
-
-/** A decoded event; valid only during the call it is passed to. */
-typedef struct esk_event_s {
-  const char *type;         /**< e.g. "MoneyDeposited" */
-  const char *aggregate_id;
-  int64_t aggregate_version;
-  const char *event_id;
-  int64_t occurred_at_us;   /**< microseconds since the epoch, UTC */
-  const void *payload;      /**< decoder-specific (the codec's avro_value_t *) */
-  const char *topic;
-  int32_t partition;
-  int64_t offset;
-} esk_event_t;
-
-/** Turns a message into an event. ESK_EPOISON: it never will be. */
-typedef struct esk_decoder_s {
-  int (*decode)(void *self, const rd_kafka_message_t *m, esk_event_t *out, esk_error_t *err);
-  void *self;
-} esk_decoder_t;
+#include "event.h"
 
 /**
  * A projection. Every callback runs inside the batch's open transaction on
@@ -129,16 +111,10 @@ int esk_projector_start_at(esk_projector_t *p, int64_t t_ms, esk_error_t *err);
 int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error_t *err);
 
 /**
- * @brief 1 when @p schema is acceptable as pg.schema: [a-z_][a-z0-9_]*, at
- *        most 63 characters (it is then quoted in SQL as it is).
- */
-int esk_projector_schema_valid(const char *schema);
-
-/**
  * @brief Checks the identifiers that come from configuration and reach SQL,
  *        before anything is sent to PostgreSQL: `pg.schema` and `projection`
  *        (also the name of a declarative file or plugin) must each be a
- *        lower-case identifier (esk_projector_schema_valid()), and together
+ *        lower-case identifier (esk_pg_ident_valid()), and together
  *        they must name a valid schema for the configured generation
  *        (`<pg.schema>_<projection>_g<N>`, N at least 1).
  * @returns ESK_OK, or ESK_EINVAL naming the key, the value and what is allowed

@@ -44,10 +44,10 @@ int main(int argc, char **argv) {
   const esk_schema_t *v1 = esk_schema_set_get(set, "MoneyDeposited", 1);
   avro_value_t val, val1;
   if (esk_value_new(&val, v3, &err) ||
-      esk_value_from_json(&val, "{" META ",\"amount\":{\"minor_units\":125000,\"currency\":\"EUR\"},"
+      esk_value_from_json(&val, v3, "{" META ",\"amount\":{\"minor_units\":125000,\"currency\":\"EUR\"},"
                                 "\"description\":\"salary\"}", &err) ||
       esk_value_new(&val1, v1, &err) ||
-      esk_value_from_json(&val1, "{" META ",\"amount\":125000}", &err))
+      esk_value_from_json(&val1, v1, "{" META ",\"amount\":125000}", &err))
     die("values", &err);
 
   esk_buf_t out, out1;

@@ -525,7 +525,7 @@ Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .t
   avro_value_t val;
   esk_buf_t b = {0};
   cr_assert_eq(esk_value_new(&val, v1, &err), ESK_OK);
-  cr_assert_eq(esk_value_from_json(&val,
+  cr_assert_eq(esk_value_from_json(&val, v1,
                                    "{\"meta\":{\"event_id\":\"00000000-0000-4000-8000-000000000001\","
                                    "\"aggregate_type\":\"account\",\"aggregate_id\":\"T\","
                                    "\"aggregate_version\":2,\"occurred_at\":1,\"correlation_id\":"
@@ -963,7 +963,7 @@ static void nul_send(rd_kafka_t *rk, esk_bank_avro_t *avro, const char *topic, c
   esk_buf_t b;
   esk_buf_init(&b, 0);
   cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK);
-  cr_assert_eq(esk_value_from_json(&v, json, &err), ESK_OK, "%s: %s", json, err.msg);
+  cr_assert_eq(esk_value_from_json(&v, s, json, &err), ESK_OK, "%s: %s", json, err.msg);
   cr_assert_eq(esk_codec_encode(esk_bank_avro_codec(avro), s, &v, &b, &err), ESK_OK, "%s",
                err.msg);
   if (from) {

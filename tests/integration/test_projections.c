@@ -314,8 +314,8 @@ Test(projections, a_bad_pg_schema_is_refused_naming_the_key, .init = setup, .fin
   esk_projector_t *p = NULL;
   cr_assert_eq(esk_projector_new(&p, conf, &proj, &d, &err), ESK_EINVAL);
   cr_assert_not_null(strstr(err.msg, "pg.schema"), "%s", err.msg);
-  cr_assert(!esk_projector_schema_valid("Upper") && !esk_projector_schema_valid("") &&
-            esk_projector_schema_valid("esk_test_1"));
+  cr_assert(!esk_pg_ident_valid("Upper") && !esk_pg_ident_valid("") &&
+            esk_pg_ident_valid("esk_test_1"));
   esk_bank_decoder_destroy(dec);
   esk_bank_projection_destroy(&proj);
   esk_conf_destroy(conf);

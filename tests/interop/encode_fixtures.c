@@ -34,7 +34,7 @@ static int one(esk_codec_t *c, const esk_schema_set_t *set, const char *name, js
     const esk_schema_t *reader;
     avro_value_t *latest;
     if (!(rc = esk_value_new(&v, s, err))) {
-      if (!(rc = esk_value_from_json(&v, vj, err)) && !(rc = esk_codec_encode(c, s, &v, &out, err))) {
+      if (!(rc = esk_value_from_json(&v, s, vj, err)) && !(rc = esk_codec_encode(c, s, &v, &out, err))) {
         printf("%s\t%zu\town\t", name, i);
         hex(&out);
         if (!(rc = esk_codec_decode(c, out.data, out.len, 0, &reader, &latest, err)) &&

@@ -178,7 +178,7 @@ static void check_fixture(json_t *f, void *vctx) {
     esk_buf_init(&out, 0);
     char *vj = json_dumps(json_object_get(d, "value"), JSON_COMPACT);
     cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK);
-    cr_assert_eq(esk_value_from_json(&v, vj, &err), ESK_OK, "%s: %s", what, err.msg);
+    cr_assert_eq(esk_value_from_json(&v, s, vj, &err), ESK_OK, "%s: %s", what, err.msg);
     cr_assert_eq(esk_codec_encode(ctx->codec, s, &v, &out, &err), ESK_OK, "%s", err.msg);
     cr_expect(out.len == len && !memcmp(out.data, msg, len), "%s: encoding differs from Python's",
               what);
@@ -293,7 +293,7 @@ static void assert_resolves(esk_schema_set_t *set, const char *json, const char 
   cr_assert_eq(esk_codec_new(&c, set, NULL, &err), ESK_OK);
   const esk_schema_t *w = esk_schema_set_get(set, "T", 1);
   cr_assert_eq(esk_value_new(&v, w, &err), ESK_OK);
-  cr_assert_eq(esk_value_from_json(&v, json, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_value_from_json(&v, w, json, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_codec_encode(c, w, &v, &out, &err), ESK_OK, "%s", err.msg);
   json_t *wj = json_loads(want, 0, NULL);
   cr_assert(wj, "bad expected JSON %s", want);
@@ -394,7 +394,7 @@ Test(codec, every_truncation_of_booleans_floats_doubles_and_fixed_is_poison) {
   cr_assert_eq(esk_codec_new(&c, set, NULL, &err), ESK_OK, "%s", err.msg);
   const esk_schema_t *w = esk_schema_set_get(set, "T", 1);
   cr_assert_eq(esk_value_new(&v, w, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_value_from_json(&v,
+  cr_assert_eq(esk_value_from_json(&v, w,
                                    "{\"b\":true,\"f\":0.5,\"d\":-2.25,\"x\":\"abcd\","
                                    "\"gb\":false,\"gf\":1.5,\"gd\":3.0,\"gx\":\"wxyz\"}",
                                    &err),
@@ -680,7 +680,7 @@ Test(codec, value_from_json_takes_defaults_and_names_a_missing_field) {
   esk_error_t err = {0};
   char *js = NULL;
   cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK);
-  cr_assert_eq(esk_value_from_json(&v, "{\"command_id\":\"c\",\"account_id\":\"a\","
+  cr_assert_eq(esk_value_from_json(&v, s, "{\"command_id\":\"c\",\"account_id\":\"a\","
                                        "\"amount\":{\"minor_units\":5,\"currency\":\"EUR\"},"
                                        "\"actor\":\"me\",\"correlation_id\":\"k\"}", &err),
                ESK_OK, "%s", err.msg);
@@ -689,11 +689,17 @@ Test(codec, value_from_json_takes_defaults_and_names_a_missing_field) {
                        "\"currency\":\"EUR\"},\"description\":\"\",\"expected_version\":null,"
                        "\"actor\":\"me\",\"correlation_id\":\"k\"}");
   free(js);
-  cr_assert_eq(esk_value_from_json(&v, "{\"command_id\":\"c\",\"account_id\":\"a\","
+  cr_assert_eq(esk_value_from_json(&v, s, "{\"command_id\":\"c\",\"account_id\":\"a\","
                                        "\"amount\":{\"minor_units\":5},"
                                        "\"actor\":\"me\",\"correlation_id\":\"k\"}", &err),
                ESK_EINVAL);
   cr_assert_str_eq(err.msg, "amount.currency: missing, and the field has no default");
+  /* the schema given must be the value's: another one, or none, is refused */
+  const esk_schema_t *other = esk_schema_set_get(set, "WithdrawMoney", 1);
+  cr_assert_not_null(other);
+  cr_assert_eq(esk_value_from_json(&v, other, "{}", &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "not of the schema given"), "%s", err.msg);
+  cr_assert_eq(esk_value_from_json(&v, NULL, "{}", &err), ESK_EINVAL);
   avro_value_decref(&v);
   esk_schema_set_destroy(set);
 }

@@ -256,7 +256,7 @@ Test(producer_formats, an_event_with_fields_longer_than_the_aggregate_allows_is_
            "\"currency\":\"EURO\"}}",
            owner);
   cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK);
-  cr_assert_eq(esk_value_from_json(&v, json, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_value_from_json(&v, s, json, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_codec_encode(esk_bank_avro_codec(a), s, &v, &b, &err), ESK_OK);
   esk_bank_event_t ev;
   cr_expect_eq(esk_bank_avro_decode_event(a, &ev, NULL, b.data, b.len, &err), ESK_EPOISON);

@@ -165,7 +165,7 @@ Test(projection_decoder, a_command_is_not_an_event, .init = setup, .fini = teard
   cr_assert_eq(esk_codec_new(&c, set, NULL, &err), ESK_OK);
   const esk_schema_t *s = esk_schema_set_get(set, "OpenAccount", 1);
   cr_assert_eq(esk_value_new(&val, s, &err), ESK_OK);
-  cr_assert_eq(esk_value_from_json(&val,
+  cr_assert_eq(esk_value_from_json(&val, s,
                                    "{\"command_id\":\"c1\",\"account_id\":\"a1\",\"owner_id\":\"o\","
                                    "\"initial_deposit\":{\"minor_units\":1,\"currency\":\"EUR\"},"
                                    "\"actor\":\"x\",\"correlation_id\":\"k\"}",

@@ -322,7 +322,7 @@ static int cmd_status(int argc, char **argv) {
     fprintf(stderr, "eskctl projection status: --group needs a projection NAME\n");
     return 2;
   }
-  if (!esk_projector_schema_valid(schema)) {
+  if (!esk_pg_ident_valid(schema)) {
     fprintf(stderr, "eskctl projection status: --schema '%s': expected [a-z_][a-z0-9_]*\n", schema);
     return 2;
   }

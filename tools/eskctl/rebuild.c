@@ -271,10 +271,10 @@ int eskctl_rebuild_main(int argc, char **argv) {
     return 2;
   }
   const char *name = argv[optind];
-  if (!esk_projector_schema_valid(name) || !esk_projector_schema_valid(schema)) {
+  if (!esk_pg_ident_valid(name) || !esk_pg_ident_valid(schema)) {
     fprintf(stderr, "eskctl projection rebuild: '%s': projection and schema names are "
                     "lower-case identifiers [a-z_][a-z0-9_]*\n",
-            esk_projector_schema_valid(name) ? schema : name);
+            esk_pg_ident_valid(name) ? schema : name);
     return 2;
   }
   if (!group) {
@@ -455,10 +455,10 @@ int eskctl_drop_generation_main(int argc, char **argv) {
             argv[optind + 1]);
     return 2;
   }
-  if (!esk_projector_schema_valid(name) || !esk_projector_schema_valid(schema)) {
+  if (!esk_pg_ident_valid(name) || !esk_pg_ident_valid(schema)) {
     fprintf(stderr, "eskctl projection drop-generation: '%s': projection and schema names are "
                     "lower-case identifiers [a-z_][a-z0-9_]*\n",
-            esk_projector_schema_valid(name) ? schema : name);
+            esk_pg_ident_valid(name) ? schema : name);
     return 2;
   }
   esk_error_t err = {0};

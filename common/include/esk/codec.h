@@ -120,13 +120,16 @@ avro_schema_t esk_schema_avro(const esk_schema_t *s);   /**< borrowed avro-c sch
 int esk_value_new(avro_value_t *out, const esk_schema_t *s, esk_error_t *err);
 
 /**
- * @brief Sets @p value (of any schema) from JSON text shaped like the schema:
+ * @brief Sets @p value, made for @p schema by esk_value_new(), from JSON text
+ *        shaped like the schema (the schema, not the value, knows the
+ *        defaults, which avro-c drops):
  *        records as objects, longs as integers, a union as the bare value of
  *        the first branch that accepts it (null for a null branch).
  *        Fields missing from the JSON take the schema's default; a missing
  *        field without a default is an error naming it.
  */
-int esk_value_from_json(avro_value_t *value, const char *json, esk_error_t *err);
+int esk_value_from_json(avro_value_t *value, const esk_schema_t *schema, const char *json,
+                        esk_error_t *err);
 
 /**
  * @brief Writes @p value as one line of JSON in the shape esk_value_from_json()

@@ -40,4 +40,12 @@ int esk_pg_error_code(PGconn *c, const PGresult *r);
 int esk_pg_exec(PGresult **out, PGconn *c, const char *what, const char *sql, int nparams,
                 const char *const *params, esk_error_t *err);
 
+/**
+ * @brief 1 when @p s is an identifier esk accepts from configuration for SQL
+ *        (pg.schema, projection names, schemas built from them):
+ *        [a-z_][a-z0-9_]*, at most 63 characters, so that it is quoted in SQL
+ *        as it is and PostgreSQL keeps it whole.
+ */
+int esk_pg_ident_valid(const char *s);
+
 #endif
