@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "domains.h"
+#include "esk/domain_lib.h"
 #include "esk/api.h"
 #include "esk/command_json.h"
 #include "esk/http.h"
@@ -39,6 +40,7 @@
 const esk_conf_prop_t esk_gateway_props[] = {
     {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
      "Prefix of the domain's topic names (as esk-producer's topic.prefix)."},
+    ESK_DOMAIN_DIR_PROP,
     {"gateway.wait.ms", ESK_CONF_INT, "5000", 0, 600000, NULL, NULL,
      "How long a POST waits for its command's result when it gives no wait_ms; past it the "
      "answer is 202 with a Location to ask again."},
@@ -87,6 +89,7 @@ typedef struct answer_s {
 } answer_t;
 
 struct esk_gateway_s {
+  esk_domain_lib_t *dom_lib; /* the shared object the domain came from */
   esk_domain_inst_t dom;
   void *cmd_scratch;
   rd_kafka_t *producer, *reader;
@@ -692,7 +695,9 @@ int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *
     goto fail;
   }
   if ((rc = esk_token_key_load(g->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
-      (rc = esk_producer_domain_find(&d, esk_conf_get(conf, "domain"), err)) ||
+      (rc = esk_domain_lib_open(&g->dom_lib, esk_conf_get(conf, "domain.dir"),
+                                esk_conf_get(conf, "domain"), err)) ||
+      !(d = esk_domain_lib_domain(g->dom_lib)) ||
       (rc = esk_domain_inst_open(&g->dom, d, err)) ||
       (rc = esk_kafka_topic_name(g->t_commands, sizeof(g->t_commands), prefix, d->name,
                                  "commands", err)) ||
@@ -804,6 +809,7 @@ void esk_gateway_destroy(esk_gateway_t *g) {
   free(g->eof_results);
   free(g->eof_events);
   esk_domain_inst_close(&g->dom);
+  esk_domain_lib_close(g->dom_lib); /* after everything made from the domain */
   pthread_mutex_destroy(&g->mu);
   sodium_memzero(g->key, sizeof(g->key));
   free(g);

@@ -94,7 +94,8 @@ static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, 
   esk_error_t err = {0};
   esk_command_json_t c;
   memset(&c, 0, sizeof(c));
-  esk_command_json_opts_t o = {s->c.domain->commands, s->c.domain->key_field, s->actor, NULL, 0};
+  esk_command_json_opts_t o = {s->c.domain->command_types, s->c.domain->aggregate_id_field,
+                               s->actor, NULL, 0};
   if (esk_command_json_parse(&c, line, len, s->set, s->codec, &o, &err)) {
     fprintf(stderr, "eskctl submit: line %zu: %s\n", lineno, err.msg);
     esk_command_json_free(&c);
