@@ -535,7 +535,7 @@ static void fetch_ends(esk_gateway_t *g, answer_t **ans, size_t *n, size_t *cap)
     if (!need) continue;
     int64_t lo = 0, hi = -1;
     rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(g->reader, g->t_events, p, &lo, &hi, 5000);
+        esk_kafka_watermarks(g->reader, g->t_events, p, &lo, &hi, 5000);
     if (e) {
       char q[300];
       ESK_WARN(FAC, "msg=\"cannot read the end of the events partition\" topic=%s partition=%d "
