@@ -349,7 +349,7 @@ int eskctl_submit_main(int argc, char **argv) {
   for (int32_t p = 0; p < nparts; p++) {
     int64_t lo, hi;
     rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_query_watermark_offsets(reader, res_topic, p, &lo, &hi, 5000)) &&
+    while ((e = esk_kafka_watermarks(reader, res_topic, p, &lo, &hi, 5000)) &&
            esk_time_mono_ms() < deadline)
       esk_time_sleep_ms(200);
     if (e) {
