@@ -167,3 +167,26 @@ size_t esk_api_error_json(char *buf, size_t size, const char *code, const char *
   buf[n] = '\0';
   return n;
 }
+
+void esk_api_count(esk_metric_t *requests, unsigned status) {
+  char code[8];
+  const char *v[1] = {code};
+  esk_series_t *s = NULL;
+  esk_error_t e = {0};
+  snprintf(code, sizeof(code), "%u", status);
+  if (requests && !esk_metrics_series(&s, requests, v, &e)) esk_metrics_inc(s);
+}
+
+void esk_api_send(esk_metric_t *requests, esk_http_req_t *req, unsigned status,
+                  const char *body, const char *const *headers) {
+  esk_api_count(requests, status);
+  esk_http_respond(req, status, "application/json", body, strlen(body), headers);
+}
+
+void esk_api_send_error(esk_metric_t *requests, esk_http_req_t *req, unsigned status,
+                        const char *code, const char *message) {
+  char body[1024];
+  esk_api_error_json(body, sizeof(body), code, message);
+  const char *retry[] = {"Retry-After", "1", NULL};
+  esk_api_send(requests, req, status, body, status == 503 ? retry : NULL);
+}

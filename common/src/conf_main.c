@@ -1,12 +1,17 @@
-/* The command line every esk daemon takes (see esk_conf_main() in esk/conf.h). */
+/* The command line every esk daemon takes (esk_conf_main() in esk/conf.h) and the
+ * main() of the HTTP daemons (esk/daemon.h). */
 #include <getopt.h>
+#include <signal.h>
+#include <string.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "esk/conf.h"
+#include "esk/daemon.h"
 #include "esk/http.h"
 #include "esk/log.h"
+#include "esk/watchdog.h"
 
 int esk_conf_main(esk_conf_t **out, int argc, char **argv, const char *prog,
                   const esk_conf_prop_t *const *tables, size_t n, void (*usage)(FILE *f)) {
@@ -52,5 +57,49 @@ int esk_conf_main(esk_conf_t **out, int argc, char **argv, const char *prog,
     *out = NULL;
   }
   free(overrides);
+  return status;
+}
+
+/* ------------------------------------------------------------ daemons --- */
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_flag = 1;
+}
+
+int esk_daemon_main(const esk_daemon_t *d, int argc, char **argv) {
+  esk_conf_t *conf = NULL;
+  esk_metrics_t *metrics = NULL;
+  esk_error_t err = {0};
+  void *self = NULL;
+  int status = esk_conf_main(&conf, argc, argv, d->prog, d->tables, d->n_tables, d->usage);
+  if (status >= 0) return status;
+  status = 1;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  char q[600];
+  if (esk_watchdog_start(conf, &stop_flag, &err) || esk_metrics_new(&metrics, &err)) {
+    fprintf(stderr, "%s: %s\n", d->prog, err.msg);
+    status = err.code == ESK_EINVAL ? 2 : 1;
+  } else if (d->start(&self, conf, metrics, &err)) {
+    ESK_ERROR(d->fac, "msg=\"cannot start\" error=%s reason=%s", esk_error_name(err.code),
+              esk_log_quote(q, sizeof(q), err.msg));
+    status = err.code == ESK_EINVAL ? 2 : 1;
+  } else if (d->run(self, &stop_flag, &err)) {
+    ESK_ERROR(d->fac, "msg=\"stopping on a fatal error\" reason=%s",
+              esk_log_quote(q, sizeof(q), err.msg));
+  } else {
+    status = 0;
+  }
+  esk_watchdog_shutdown(); /* what follows is bounded by shutdown.timeout.ms too */
+  if (self) d->destroy(self); /* first: its HTTP server reads the registry */
+  esk_watchdog_stop();
+  esk_metrics_destroy(metrics);
+  esk_conf_destroy(conf);
   return status;
 }

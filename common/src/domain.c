@@ -18,10 +18,11 @@ int esk_domain_check(const esk_domain_t *d, const char *origin, esk_error_t *err
                          "domain %s (%s): descriptor of %zu bytes, this esk expects %zu", name,
                          origin, d->struct_size, sizeof(esk_domain_t));
   if (!d->name || !*d->name || !d->aggregate_type || !*d->aggregate_type || !d->snapshot_type ||
-      !*d->snapshot_type || !d->aggregate_id_field || !*d->aggregate_id_field)
+      !*d->snapshot_type || !d->aggregate_id_field || !*d->aggregate_id_field ||
+      !d->command_types || !d->command_types[0])
     return esk_error_set(err, ESK_EINVAL,
-                         "domain %s (%s): name, aggregate_type, snapshot_type and "
-                         "aggregate_id_field are required", name, origin);
+                         "domain %s (%s): name, aggregate_type, snapshot_type, "
+                         "aggregate_id_field and command_types are required", name, origin);
   if (!d->load_schemas || !d->register_upcasters || !d->create || !d->destroy ||
       !d->decode_command || !d->init_state || !d->version || !d->validate || !d->decide ||
       !d->evolve || !d->snapshot_write || !d->snapshot_read || !d->encode_event ||

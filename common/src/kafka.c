@@ -2,6 +2,7 @@
 #include "esk/watchdog.h"
 #include "esk/conf.h"
 #include "esk/log.h"
+#include "esk/time.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -210,8 +211,38 @@ cleanup:
   return rc;
 }
 
-int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
-                              esk_error_t *err) {
+/* A partition-level leader error: the client asked a broker that no longer leads. */
+static int leader_moved(rd_kafka_resp_err_t e) {
+  return e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+         e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+         e == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH || e == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH;
+}
+
+/* An explicit metadata request for one topic updates the client's cache. */
+static void refresh_topic(rd_kafka_t *rk, const char *topic, int timeout_ms) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+  if (!rd_kafka_metadata(rk, 0, t, &md, timeout_ms)) rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(t);
+}
+
+/* librdkafka 2.0.2 sends a watermark query to the leader in its metadata cache
+ * and does not refresh that cache on a partition's NOT_LEADER answer, so after a
+ * leader moved it asked the same broker again until the cache aged out (minutes;
+ * found killing a broker of the three-node stack, docs/local-stack.md). */
+rd_kafka_resp_err_t esk_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                         int64_t *lo, int64_t *hi, int timeout_ms) {
+  for (int waited = 0;; waited += 100) {
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi, timeout_ms);
+    if (!leader_moved(e) || waited >= timeout_ms) return e;
+    refresh_topic(rk, topic, timeout_ms);
+    esk_time_sleep_ms(100);
+  }
+}
+
+static int partition_count_once(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
+                                esk_error_t *err) {
   const struct rd_kafka_metadata *md = NULL;
   rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
   rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
@@ -228,6 +259,20 @@ int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
     *count = md->topics[0].partition_cnt;
   rd_kafka_metadata_destroy(md);
   return rc;
+}
+
+/* In a cluster, a topic created a moment ago reaches each broker's metadata
+ * cache on its own time, so a broker that has not heard of it yet is asked again
+ * for a short grace before "does not exist" is believed (docs/local-stack.md). */
+#define TOPIC_GRACE_MS 3000
+
+int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
+                              esk_error_t *err) {
+  for (int waited = 0;; waited += 100) {
+    int rc = partition_count_once(rk, topic, timeout_ms, count, err);
+    if (rc != ESK_ENOTFOUND || waited >= TOPIC_GRACE_MS) return rc;
+    esk_time_sleep_ms(100); /* not a poll: rk may be a consumer */
+  }
 }
 
 int esk_kafka_topic_name(char *buf, size_t size, const char *prefix, const char *domain,
@@ -312,7 +357,7 @@ int esk_kafka_read_partition(rd_kafka_t *rk, const char *topic, int32_t partitio
                              int64_t *end_out, esk_error_t *err) {
   int64_t lo = 0, hi = 0;
   rd_kafka_resp_err_t e =
-      rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, idle_timeout_ms);
+      esk_kafka_watermarks(rk, topic, partition, &lo, &hi, idle_timeout_ms);
   if (e)
     return esk_error_set(err, ESK_ERETRY, "watermarks of %s [%d]: %s", topic, (int)partition,
                          rd_kafka_err2str(e));

@@ -169,7 +169,7 @@ int esk_from_time_seed(PGconn *pg, const esk_conf_t *conf, const char *key, cons
   rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, TIMEOUT_MS);
   for (int p = 0; !e && p < parts; p++) {
     int64_t lo = 0, hi = 0;
-    e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, TIMEOUT_MS);
+    e = esk_kafka_watermarks(rk, topic, p, &lo, &hi, TIMEOUT_MS);
     if (!e) e = l->elems[p].err;
     low[p] = lo;
     target[p] = l->elems[p].offset < 0 ? hi : l->elems[p].offset; /* none at or after: the end */

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "domains.h"
+#include "esk/domain_lib.h"
 #include "esk/api.h"
 #include "esk/command_json.h"
 #include "esk/http.h"
@@ -39,6 +40,7 @@
 const esk_conf_prop_t esk_gateway_props[] = {
     {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
      "Prefix of the domain's topic names (as esk-producer's topic.prefix)."},
+    ESK_DOMAIN_DIR_PROP,
     {"gateway.wait.ms", ESK_CONF_INT, "5000", 0, 600000, NULL, NULL,
      "How long a POST waits for its command's result when it gives no wait_ms; past it the "
      "answer is 202 with a Location to ask again."},
@@ -87,6 +89,7 @@ typedef struct answer_s {
 } answer_t;
 
 struct esk_gateway_s {
+  esk_domain_lib_t *dom_lib; /* the shared object the domain came from */
   esk_domain_inst_t dom;
   void *cmd_scratch;
   rd_kafka_t *producer, *reader;
@@ -112,27 +115,14 @@ struct esk_gateway_s {
 
 /* ------------------------------------------------------------ answers --- */
 
-static void count_request(esk_gateway_t *g, unsigned status) {
-  char code[8];
-  const char *v[1] = {code};
-  esk_series_t *s = NULL;
-  esk_error_t e = {0};
-  snprintf(code, sizeof(code), "%u", status);
-  if (!esk_metrics_series(&s, g->m_requests, v, &e)) esk_metrics_inc(s);
-}
-
 static void send_json(esk_gateway_t *g, esk_http_req_t *req, unsigned status, const char *body,
                       const char *const *headers) {
-  count_request(g, status);
-  esk_http_respond(req, status, JSON_TYPE, body, strlen(body), headers);
+  esk_api_send(g->m_requests, req, status, body, headers);
 }
 
 static void send_error(esk_gateway_t *g, esk_http_req_t *req, unsigned status, const char *code,
                        const char *message) {
-  char body[1024];
-  esk_api_error_json(body, sizeof(body), code, message);
-  const char *retry[] = {"Retry-After", "1", NULL};
-  send_json(g, req, status, body, status == 503 ? retry : NULL);
+  esk_api_send_error(g->m_requests, req, status, code, message);
 }
 
 static void send_answer(esk_gateway_t *g, answer_t *a) {
@@ -443,21 +433,17 @@ static void route(void *opaque, esk_http_req_t *req) {
   if (n > 0 && (size_t)n < sizeof(base) && !strcmp(path, base)) {
     if (!strcmp(method, "POST")) return post_command(g, req);
     const char *allow[] = {"Allow", "POST", NULL};
-    count_request(g, 405);
     char body[256];
     esk_api_error_json(body, sizeof(body), "METHOD_NOT_ALLOWED", "only POST is served here");
-    esk_http_respond(req, 405, JSON_TYPE, body, strlen(body), allow);
-    return;
+    return send_json(g, req, 405, body, allow);
   }
   if (n > 0 && !strncmp(path, base, (size_t)n) && path[n] == '/' && path[n + 1]) {
     const char *id = path + n + 1;
     if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
       const char *allow[] = {"Allow", "GET, HEAD", NULL};
       char body[256];
-      count_request(g, 405);
       esk_api_error_json(body, sizeof(body), "METHOD_NOT_ALLOWED", "only GET is served here");
-      esk_http_respond(req, 405, JSON_TYPE, body, strlen(body), allow);
-      return;
+      return send_json(g, req, 405, body, allow);
     }
     if (strlen(id) > ESK_ID_MAX) {
       send_error(g, req, 400, "INVALID_PARAMETER", "command id longer than 128 bytes");
@@ -549,7 +535,7 @@ static void fetch_ends(esk_gateway_t *g, answer_t **ans, size_t *n, size_t *cap)
     if (!need) continue;
     int64_t lo = 0, hi = -1;
     rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(g->reader, g->t_events, p, &lo, &hi, 5000);
+        esk_kafka_watermarks(g->reader, g->t_events, p, &lo, &hi, 5000);
     if (e) {
       char q[300];
       ESK_WARN(FAC, "msg=\"cannot read the end of the events partition\" topic=%s partition=%d "
@@ -709,7 +695,9 @@ int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *
     goto fail;
   }
   if ((rc = esk_token_key_load(g->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
-      (rc = esk_producer_domain_find(&d, esk_conf_get(conf, "domain"), err)) ||
+      (rc = esk_domain_lib_open(&g->dom_lib, esk_conf_get(conf, "domain.dir"),
+                                esk_conf_get(conf, "domain"), err)) ||
+      !(d = esk_domain_lib_domain(g->dom_lib)) ||
       (rc = esk_domain_inst_open(&g->dom, d, err)) ||
       (rc = esk_kafka_topic_name(g->t_commands, sizeof(g->t_commands), prefix, d->name,
                                  "commands", err)) ||
@@ -821,6 +809,7 @@ void esk_gateway_destroy(esk_gateway_t *g) {
   free(g->eof_results);
   free(g->eof_events);
   esk_domain_inst_close(&g->dom);
+  esk_domain_lib_close(g->dom_lib); /* after everything made from the domain */
   pthread_mutex_destroy(&g->mu);
   sodium_memzero(g->key, sizeof(g->key));
   free(g);

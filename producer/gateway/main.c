@@ -1,23 +1,11 @@
 /* esk-gateway: commands over HTTP (see docs/api.md). */
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "esk/conf.h"
-#include "esk/http.h"
-#include "esk/log.h"
-#include "esk/metrics.h"
-#include "esk/watchdog.h"
 #include "esk/api.h"
+#include "esk/daemon.h"
+#include "esk/http.h"
+#include "esk/watchdog.h"
 #include "gateway.h"
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig) {
-  (void)sig;
-  stop_flag = 1;
-}
 
 static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_gateway_props,
                                                 esk_api_props, esk_watchdog_props,
@@ -45,38 +33,16 @@ static void usage(FILE *f) {
   esk_conf_print_help(f, tables, N_TABLES);
 }
 
+static int start(void **self, const esk_conf_t *conf, esk_metrics_t *metrics, esk_error_t *err) {
+  return esk_gateway_new((esk_gateway_t **)self, conf, metrics, err);
+}
+static int run(void *self, volatile sig_atomic_t *stop, esk_error_t *err) {
+  return esk_gateway_run(self, stop, err);
+}
+static void destroy(void *self) { esk_gateway_destroy(self); }
+
 int main(int argc, char **argv) {
-  esk_gateway_t *g = NULL;
-  esk_conf_t *conf = NULL;
-  esk_metrics_t *metrics = NULL;
-  esk_error_t err = {0};
-  int status = 1, go = esk_conf_main(&conf, argc, argv, "esk-gateway", tables, N_TABLES, usage);
-  if (go >= 0) return go;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  /* before the HTTP server: /healthz reads its heartbeat */
-  if (esk_watchdog_start(conf, &stop_flag, &err) || esk_metrics_new(&metrics, &err)) {
-    fprintf(stderr, "esk-gateway: %s\n", err.msg);
-    status = err.code == ESK_EINVAL ? 2 : 1;
-    goto cleanup;
-  }
-  if (esk_gateway_new(&g, conf, metrics, &err)) {
-    char q[600];
-    ESK_ERROR("gateway", "msg=\"cannot start\" error=%s reason=%s", esk_error_name(err.code),
-              esk_log_quote(q, sizeof(q), err.msg));
-    status = err.code == ESK_EINVAL ? 2 : 1;
-    goto cleanup;
-  }
-  if (esk_gateway_run(g, &stop_flag, &err)) goto cleanup;
-  status = 0;
-cleanup:
-  esk_watchdog_shutdown(); /* what follows is bounded by shutdown.timeout.ms too */
-  esk_gateway_destroy(g); /* first: its HTTP server reads the registry */
-  esk_watchdog_stop();
-  esk_metrics_destroy(metrics);
-  esk_conf_destroy(conf);
-  return status;
+  static const esk_daemon_t d = {"esk-gateway", "gateway", tables, N_TABLES, usage,
+                                 start, run, destroy};
+  return esk_daemon_main(&d, argc, argv);
 }

@@ -1,33 +1,8 @@
-/* The domains esk-producer knows (see domains.h). This is the one file of
- * producer/src that names a domain: each compiled-in domain registers here. */
+/* A domain opened for use (see domains.h). The domain itself comes from its
+ * shared object (esk/domain_lib.h): no file of producer/src names one. */
 #include "domains.h"
 
-#include <stdio.h>
 #include <string.h>
-
-#include "bank/bank_domain.h"
-
-static const esk_domain_t *(*const registered[])(void) = {esk_bank_domain};
-#define N_REGISTERED (sizeof(registered) / sizeof(registered[0]))
-
-int esk_producer_domain_find(const esk_domain_t **out, const char *name, esk_error_t *err) {
-  char known[256];
-  size_t off = 0;
-  known[0] = '\0';
-  for (size_t i = 0; i < N_REGISTERED; i++) {
-    const esk_domain_t *d = registered[i]();
-    int rc = esk_domain_check(d, "compiled in", err);
-    if (rc) return rc;
-    if (name && !strcmp(d->name, name)) {
-      *out = d;
-      return ESK_OK;
-    }
-    int n = snprintf(known + off, sizeof(known) - off, "%s%s", off ? ", " : "", d->name);
-    if (n > 0 && (size_t)n < sizeof(known) - off) off += (size_t)n;
-  }
-  return esk_error_set(err, ESK_EINVAL, "domain=%s: no such domain (known: %s)",
-                       name ? name : "", known);
-}
 
 int esk_domain_inst_open(esk_domain_inst_t *out, const esk_domain_t *d, esk_error_t *err) {
   int rc;

@@ -1,21 +1,13 @@
 /**
  * @file domains.h
- * @brief The domains esk-producer knows (`domain=<name>`). Today they are
- *        compiled in; a later step loads them from shared objects
- *        (esk/domain.h, ESK_DOMAIN_SYMBOL).
+ * @brief A domain opened for use: its contract in a codec, and an instance.
+ *        The domain comes from its shared object (esk/domain_lib.h).
  */
 #ifndef ESK_PRODUCER_DOMAINS_H
 #define ESK_PRODUCER_DOMAINS_H
 
 #include "esk/domain.h"
 #include "esk/error.h"
-
-/**
- * @brief The registered domain named @p name, checked (esk_domain_check()).
- * @returns ESK_OK with @p out set; ESK_EINVAL naming @p name and the known
- *          domains, or why a registered one is refused.
- */
-int esk_producer_domain_find(const esk_domain_t **out, const char *name, esk_error_t *err);
 
 /** A domain opened for use: its contract in a codec, and its instance. */
 typedef struct esk_domain_inst_s {

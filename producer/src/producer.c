@@ -7,6 +7,7 @@ const esk_conf_prop_t esk_producer_props[] = {
     {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
      "Prepended to every topic name (<prefix><domain>.commands, ...) and to the default group "
      "and transactional ids; tests and benchmarks use a unique one."},
+    ESK_DOMAIN_DIR_PROP,
     {"group.id", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
      "Consumer group of the command handlers; empty: <topic.prefix>esk.<domain>.command-handlers."},
     {"instance", ESK_CONF_STRING, "0", 0, 0, NULL, NULL,
@@ -300,7 +301,9 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   const char *prefix = esk_conf_get(conf, "topic.prefix");
   const char *domain = esk_conf_get(conf, "domain");
   esk_buf_init(&p->buf, 1 << 20);
-  if ((rc = esk_producer_domain_find(&p->dom, domain, err))) goto cleanup;
+  if ((rc = esk_domain_lib_open(&p->dom_lib, esk_conf_get(conf, "domain.dir"), domain, err)))
+    goto cleanup;
+  p->dom = esk_domain_lib_domain(p->dom_lib);
   snprintf(p->domain, sizeof(p->domain), "%s", domain);
   if ((rc = esk_topics_init(&p->topics, prefix, domain, err))) goto cleanup;
   const char *gid = esk_conf_get(conf, "group.id");
@@ -397,6 +400,7 @@ void esk_producer_destroy(esk_producer_t *p) {
   esk_watchdog_doing(NULL);
   if (p->prod_conf) rd_kafka_conf_destroy(p->prod_conf);
   close_domain(p);
+  esk_domain_lib_close(p->dom_lib); /* after everything made from the domain */
   esk_buf_free(&p->buf);
   for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_free(&p->evbuf[i]);
   free(p->cmds);

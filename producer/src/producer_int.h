@@ -21,6 +21,7 @@
 #include "esk/buf.h"
 #include "esk/codec.h"
 #include "esk/domain.h"
+#include "esk/domain_lib.h"
 #include "esk/hmap.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
@@ -97,6 +98,7 @@ struct esk_producer_s {
       stats_ms;
   rd_kafka_t *consumer, *producer, *reader;
   rd_kafka_topic_t *rkt_ev, *rkt_res, *rkt_snap;
+  esk_domain_lib_t *dom_lib;  /* the shared object the domain came from */
   const esk_domain_t *dom;    /* the domain (docs/architecture.md, "Write side") */
   esk_domain_inst_t di;       /* its contract and instance */
   void *dom_self;             /* di.self */

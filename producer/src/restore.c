@@ -143,7 +143,7 @@ static int read_all(ctx_t *c, rd_kafka_t *reader, const esk_topics_t *topics, in
   st->ms_events = (double)(esk_time_mono_ns() - t1) / 1e6;
   if (c->tgt->seen) {
     int64_t lo = 0, hi = 0;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(reader, topics->results, partition,
+    rd_kafka_resp_err_t e = esk_kafka_watermarks(reader, topics->results, partition,
                                                              &lo, &hi, idle_timeout_ms);
     if (e)
       return esk_error_set(err, ESK_ERETRY, "watermarks of %s [%d]: %s", topics->results,

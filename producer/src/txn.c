@@ -50,7 +50,7 @@ static int write_checkpoints(esk_producer_t *p) {
     part_t *pt = &p->parts[i];
     if (!pt->active || !p->ckpt_events || pt->events_since_ckpt < p->ckpt_events) continue;
     int64_t lo = 0, hi = 0;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(p->producer, p->topics.events, i,
+    rd_kafka_resp_err_t e = esk_kafka_watermarks(p->producer, p->topics.events, i,
                                                              &lo, &hi, 10000);
     if (e) { /* no checkpoint this time: the next batch tries again */
       ESK_WARN(FAC, "msg=\"checkpoint skipped\" partition=%d reason=\"%s\"", (int)i,

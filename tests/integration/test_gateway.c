@@ -11,12 +11,13 @@
 #include <unistd.h>
 
 #include "esk/api.h"
+#include "esk/time.h"
 #include "esk_test.h"
+#include "esk_test_api.h"
+#include "esk_test_http.h"
 #include "esk_test_producer.h"
 
-#define GATEWAY_BIN ESK_BINARY_DIR "/bin/esk-gateway"
 #define PARTS 3
-#define JSON_HDR "Content-Type: application/json\r\n"
 
 typedef struct {
   char prefix[128], plog[256], glog[256], keyfile[256];
@@ -25,51 +26,16 @@ typedef struct {
   unsigned char key[ESK_TOKEN_KEY_BYTES];
 } env_t;
 
-static void write_key(env_t *e) {
-  snprintf(e->keyfile, sizeof(e->keyfile), "/tmp/%skey", e->prefix);
-  FILE *f = fopen(e->keyfile, "w");
-  cr_assert(f);
-  for (int i = 0; i < ESK_TOKEN_KEY_BYTES; i++) fprintf(f, "%02x", (unsigned)(rand() & 0xff));
-  fputc('\n', f);
-  fclose(f);
-  esk_error_t err = {0};
-  cr_assert_eq(esk_token_key_load(e->key, e->keyfile, &err), ESK_OK, "%s", err.msg);
-}
-
-static pid_t start_gateway(env_t *e, const char *const *extra) {
-  char a_prefix[256], a_key[300];
-  snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", e->prefix);
-  snprintf(a_key, sizeof(a_key), "api.token.key.file=%s", e->keyfile);
-  const char *argv[40] = {GATEWAY_BIN, "-X", a_prefix, "-X", a_key, "-X", "http.listen=127.0.0.1:0"};
-  size_t n = 7;
-  for (size_t i = 0; extra && extra[i] && n < 36; i++) {
-    argv[n++] = "-X";
-    argv[n++] = extra[i];
-  }
-  argv[n] = NULL;
-  return esk_tp_spawn(argv, e->glog);
-}
-
-/* Waits for /readyz 200 (the reader is at the end of every partition). */
-static void wait_ready(int port) {
-  char body[512];
-  int64_t until = esk_time_mono_ms() + 30000;
-  int st = -1;
-  while ((st = esk_tp_http_get(port, "/readyz", body, sizeof(body))) != 200 &&
-         esk_time_mono_ms() < until)
-    esk_time_sleep_ms(50);
-  cr_assert_eq(st, 200, "gateway not ready: %d %s", st, body);
-}
-
 static void setup(env_t *e, const char *name, const char *const *extra) {
-  srand((unsigned)getpid() ^ (unsigned)esk_time_mono_ms());
   e->producer = esk_tp_setup(e->prefix, sizeof(e->prefix), name, PARTS, e->plog, sizeof(e->plog),
                              NULL);
   esk_tp_log_path(e->glog, sizeof(e->glog), e->prefix, "g");
-  write_key(e);
-  e->gateway = start_gateway(e, extra);
-  e->port = esk_tp_http_port(e->glog, 30000);
-  wait_ready(e->port);
+  esk_ta_write_key(e->keyfile, sizeof(e->keyfile), e->prefix, e->key);
+  char a_prefix[256];
+  const char *args[8] = {a_prefix};
+  snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", e->prefix);
+  for (size_t i = 0; extra && extra[i] && i < 6; i++) args[i + 1] = extra[i];
+  e->gateway = esk_ta_start(ESK_TEST_GATEWAY_BIN, e->keyfile, e->glog, args, &e->port);
 }
 
 static void teardown(env_t *e) {
@@ -81,25 +47,12 @@ static void teardown(env_t *e) {
 
 static int post(env_t *e, const char *query, const char *headers, const char *body, char *head,
                 char *out, size_t size) {
-  char path[256], hdrs[1024];
-  snprintf(path, sizeof(path), "/v1/bank/commands%s", query ? query : "");
-  snprintf(hdrs, sizeof(hdrs), "%s%s", headers ? headers : JSON_HDR,
-           headers && strstr(headers, "Content-Type") ? "" : (headers ? JSON_HDR : ""));
-  return esk_tp_http_request(e->port, "POST", path, hdrs, body, strlen(body), head, 4096, out,
-                             size);
+  return esk_ta_post(e->port, query, headers, body, head, 4096, out, size);
 }
 
-/* The token of an answer body, decoded. */
 static esk_token_t token_of(env_t *e, const char *body) {
-  const char *t = strstr(body, "\"consistency_token\":\"");
-  cr_assert(t, "no token in %s", body);
-  t += strlen("\"consistency_token\":\"");
-  const char *end = strchr(t, '"');
-  esk_token_t tok;
-  esk_error_t err = {0};
-  cr_assert_eq(esk_token_decode(&tok, t, (size_t)(end - t), e->key, &err), ESK_OK, "%s",
-               err.msg);
-  return tok;
+  char text[ESK_TOKEN_MAX_CHARS + 1];
+  return esk_ta_token_of(body, e->key, text, sizeof(text));
 }
 
 /* The offset + 1 of the event caused by command @p id, -1 when there is none. */
@@ -271,14 +224,14 @@ Test(gateway, a_wait_that_runs_out_answers_202_with_where_to_ask, .timeout = 180
 
 Test(gateway, bad_configuration_stops_start_up_with_exit_2_naming_the_key) {
   char out[4096];
-  int st = esk_tp_run(GATEWAY_BIN " -X api.token.key.file=/nonexistent 2>&1", 1, out,
+  int st = esk_tp_run(ESK_TEST_GATEWAY_BIN " -X api.token.key.file=/nonexistent 2>&1", 1, out,
                       sizeof(out));
   cr_assert_eq(st, 2, "%s", out);
   cr_assert(strstr(out, "api.token.key.file"), "%s", out);
-  st = esk_tp_run(GATEWAY_BIN " -X gateway.wait.ms=-5 2>&1", 1, out, sizeof(out));
+  st = esk_tp_run(ESK_TEST_GATEWAY_BIN " -X gateway.wait.ms=-5 2>&1", 1, out, sizeof(out));
   cr_assert_eq(st, 2, "%s", out);
   cr_assert(strstr(out, "gateway.wait.ms"), "%s", out);
-  st = esk_tp_run(GATEWAY_BIN " --help", 0, out, sizeof(out));
+  st = esk_tp_run(ESK_TEST_GATEWAY_BIN " --help", 0, out, sizeof(out));
   cr_assert_eq(st, 0);
   cr_assert(strstr(out, "POST /v1/<domain>/commands"), "%s", out);
 }

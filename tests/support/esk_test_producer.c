@@ -123,6 +123,28 @@ int esk_tp_submit(const char *prefix, const char *jsonl, int timeout_ms, char *o
   return rc;
 }
 
+/* Reads partitions 0..parts-1 of @p topic from the beginning with @p fn. Right
+ * after a broker restart or a leader's death the reads may fail for a while
+ * ("Not leader", watermarks unknown): the whole read is then made again, after
+ * @p reset empties the context, for up to 30 s before the test fails. */
+static void read_all(const char *topic, int parts, const char *const *conf, esk_kafka_msg_fn fn,
+                     void *ctx, void (*reset)(void *)) {
+  int64_t deadline = esk_time_mono_ms() + 30000;
+  for (;;) {
+    esk_error_t err = {0};
+    rd_kafka_t *rk = NULL;
+    int rc = esk_kafka_reader_new(&rk, NULL, conf, &err);
+    for (int p = 0; rc == ESK_OK && p < parts; p++)
+      rc = esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000, fn, ctx, NULL,
+                                    &err);
+    if (rk) rd_kafka_destroy(rk);
+    if (rc == ESK_OK) return;
+    cr_assert(rc == ESK_ERETRY && esk_time_mono_ms() < deadline, "reading %s: %s", topic, err.msg);
+    reset(ctx);
+    esk_time_sleep_ms(500);
+  }
+}
+
 typedef struct read_ctx_s {
   esk_bank_avro_t *avro;
   esk_tp_event_t *evs;
@@ -154,19 +176,15 @@ static int on_event(const rd_kafka_message_t *m, void *opaque) {
   return 0;
 }
 
+static void reset_events(void *opaque) { ((read_ctx_t *)opaque)->n = 0; }
+
 size_t esk_tp_read_events(esk_tp_event_t **out, const char *prefix, int partitions) {
   esk_error_t err = {0};
-  rd_kafka_t *rk = NULL;
   read_ctx_t c = {0};
   char topic[256];
   cr_assert_eq(esk_bank_avro_new(&c.avro, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err), ESK_OK);
-  for (int p = 0; p < partitions; p++)
-    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
-                                          on_event, &c, NULL, &err),
-                 ESK_OK, "%s", err.msg);
-  rd_kafka_destroy(rk);
+  read_all(topic, partitions, NULL, on_event, &c, reset_events);
   esk_bank_avro_destroy(c.avro);
   *out = c.evs;
   return c.n;
@@ -238,20 +256,22 @@ static int on_result(const rd_kafka_message_t *m, void *opaque) {
   return 0;
 }
 
+static void reset_results(void *opaque) {
+  res_ctx_t *c = opaque;
+  esk_error_t err = {0};
+  esk_hmap_destroy(c->ids);
+  cr_assert_eq(esk_hmap_new(&c->ids, 1, 0, 0, &err), ESK_OK);
+  memset(&c->r, 0, sizeof(c->r));
+}
+
 esk_tp_results_t esk_tp_count_results(const char *prefix, int partitions) {
   esk_error_t err = {0};
-  rd_kafka_t *rk = NULL;
   res_ctx_t c;
   memset(&c, 0, sizeof(c));
   char topic[256];
   cr_assert_eq(esk_hmap_new(&c.ids, 1, 0, 0, &err), ESK_OK);
-  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK, "%s", err.msg);
   esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "command-results", &err);
-  for (int p = 0; p < partitions; p++)
-    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
-                                          on_result, &c, NULL, &err),
-                 ESK_OK, "%s", err.msg);
-  rd_kafka_destroy(rk);
+  read_all(topic, partitions, NULL, on_result, &c, reset_results);
   esk_hmap_destroy(c.ids);
   return c.r;
 }
@@ -400,19 +420,48 @@ static int count_msg(const rd_kafka_message_t *m, void *opaque) {
   return 0;
 }
 
+static void reset_count(void *opaque) { *(size_t *)opaque = 0; }
+
 /* Event records in the log including those of aborted transactions. */
 size_t esk_tp_count_uncommitted_events(const char *prefix, int parts) {
   static const char *const ru[] = {"isolation.level", "read_uncommitted", NULL};
   esk_error_t err = {0};
-  rd_kafka_t *rk = NULL;
   char topic[256];
   size_t n = 0;
-  cr_assert_eq(esk_kafka_reader_new(&rk, NULL, ru, &err), ESK_OK, "%s", err.msg);
   esk_kafka_topic_name(topic, sizeof(topic), prefix, "bank", "events", &err);
-  for (int p = 0; p < parts; p++)
-    cr_assert_eq(esk_kafka_read_partition(rk, topic, p, RD_KAFKA_OFFSET_BEGINNING, 20000,
-                                          count_msg, &n, NULL, &err),
-                 ESK_OK, "%s", err.msg);
-  rd_kafka_destroy(rk);
+  read_all(topic, parts, ru, count_msg, &n, reset_count);
   return n;
+}
+
+static int32_t leader_once(rd_kafka_t *rk, const char *topic, int32_t partition) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+  int32_t leader = -1;
+  if (!rd_kafka_metadata(rk, 0, t, &md, 5000)) {
+    if (md->topic_cnt == 1 && !md->topics[0].err && partition < md->topics[0].partition_cnt)
+      leader = md->topics[0].partitions[partition].leader;
+    rd_kafka_metadata_destroy(md);
+  }
+  rd_kafka_topic_destroy(t);
+  return leader;
+}
+
+int32_t esk_tp_leader_of(const char *topic, int32_t partition) {
+  rd_kafka_t *rk = esk_test_kafka_client();
+  int32_t leader = -1;
+  for (int64_t deadline = esk_time_mono_ms() + 30000; leader < 0; esk_time_sleep_ms(200)) {
+    leader = leader_once(rk, topic, partition);
+    cr_assert(leader >= 0 || esk_time_mono_ms() < deadline, "%s [%d] has no leader after 30 s",
+              topic, (int)partition);
+  }
+  rd_kafka_destroy(rk);
+  return leader;
+}
+
+void esk_tp_stack(const char *args, const char *log_path) {
+  char cmd[1024], out[64];
+  snprintf(cmd, sizeof(cmd), "bash %s/deploy/local/stack %s >>%s 2>&1", ESK_SOURCE_DIR, args,
+           log_path);
+  int rc = esk_tp_run(cmd, 0, out, sizeof(out));
+  cr_assert_eq(rc, 0, "deploy/local/stack %s exited %d (log %s)", args, rc, log_path);
 }

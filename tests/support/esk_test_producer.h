@@ -149,4 +149,12 @@ void esk_tp_check_exactly_once(const char *prefix, int parts, int accounts, int 
  *  not (read_uncommitted: those of aborted and open transactions too). */
 size_t esk_tp_count_uncommitted_events(const char *prefix, int parts);
 
+/** The node id of the leader of @p topic [@p partition], asked again for up to
+ *  30 s while the partition has no leader (fails the test after that). */
+int32_t esk_tp_leader_of(const char *topic, int32_t partition);
+
+/** Runs `deploy/local/stack ARGS` (ESK_STACK_* from the environment), its output
+ *  appended to @p log_path; fails the test unless it exits 0. */
+void esk_tp_stack(const char *args, const char *log_path);
+
 #endif

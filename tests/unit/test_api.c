@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bank/bank_domain.h"
 #include "domains.h"
 #include "esk/api.h"
 #include "esk/command_json.h"
@@ -178,10 +179,8 @@ Test(api, an_error_body_is_json_even_for_a_message_that_is_not_utf8) {
 static esk_domain_inst_t dom;
 
 static void open_bank(void) {
-  const esk_domain_t *d = NULL;
   esk_error_t err = {0};
-  cr_assert_eq(esk_producer_domain_find(&d, "bank", &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_domain_inst_open(&dom, d, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_domain_inst_open(&dom, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
 }
 
 static void close_bank(void) { esk_domain_inst_close(&dom); }

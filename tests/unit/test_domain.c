@@ -112,17 +112,6 @@ Test(domain, a_descriptor_of_another_abi_size_or_without_a_function_is_refused_n
   cr_expect_eq(esk_domain_check(&d, "lib/x.so", &err), ESK_EINVAL);
 }
 
-Test(domain, the_registry_finds_the_bank_and_names_the_known_domains_otherwise) {
-  const esk_domain_t *d = NULL;
-  esk_error_t err = {0};
-  cr_assert_eq(esk_producer_domain_find(&d, "bank", &err), ESK_OK, "%s", err.msg);
-  cr_expect_eq(d, esk_bank_domain());
-  d = NULL;
-  cr_expect_eq(esk_producer_domain_find(&d, "orders", &err), ESK_EINVAL);
-  cr_expect_null(d);
-  cr_expect(strstr(err.msg, "domain=orders") && strstr(err.msg, "known: bank"), "%s", err.msg);
-}
-
 Test(domain, decide_validate_and_evolve_never_change_their_inputs) {
   const esk_domain_t *d = esk_bank_domain();
   esk_bank_state_t st = account("a-1"), st0 = st;

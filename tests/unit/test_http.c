@@ -381,7 +381,10 @@ static void probe_answers_within_a_second(int n_sources, int per_source) {
       if (fd >= 0) fds[n++] = fd;
     }
   cr_assert_geq(n, 40, "only %d slow connections", n);
-  /* every general slot (http.max.connections=32) is held before the probe */
+  /* every general slot (http.max.connections=32) is held before the probe; of
+   * three probes at most one may take over a second (a loaded CI machine once
+   * delayed one to 1.0x s), none over 3 s (the starved server took 10-20 s) */
+  int slow = 0;
   for (int round = 0; round < 3; round++) {
     char resp[4096];
     double t0 = esk_time_mono_s();
@@ -389,8 +392,9 @@ static void probe_answers_within_a_second(int n_sources, int per_source) {
     double took = since(t0);
     cr_assert_eq(code, 200, "probe %d while %d slow connections are open: %d %s", round, n, code,
                  resp);
-    cr_assert_lt(took, 1.0, "probe %d took %.2f s while %d slow connections are open", round,
+    cr_assert_lt(took, 3.0, "probe %d took %.2f s while %d slow connections are open", round,
                  took, n);
+    if (took >= 1.0) cr_assert_eq(slow++, 0, "a second probe took %.2f s (over 1 s)", took);
   }
   for (int i = 0; i < n; i++) close(fds[i]);
   free(fds);

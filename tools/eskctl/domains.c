@@ -1,34 +1,66 @@
 /* eskctl: the domains it knows, and what the Kafka subcommands share. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bank_contract.h"
+#include "esk/domain_lib.h"
 #include "esk/kafka.h"
 #include "eskctl.h"
 
-static const char *const bank_commands[] = {"OpenAccount", "DepositMoney", "WithdrawMoney",
-                                            "CloseAccount", NULL};
+/* The domain loaded (one per process; never unloaded: what is made from it
+ * may point into it until exit). */
+static esk_domain_lib_t *loaded;
 
-static const eskctl_domain_t domains[] = {
-    {"bank", esk_bank_schemas_load, esk_bank_register_upcasters, "account_id", bank_commands},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-const eskctl_domain_t *eskctl_domain_find(const char *name, const char *cmd) {
-  for (const eskctl_domain_t *d = domains; d->name; d++)
-    if (!strcmp(d->name, name)) return d;
-  fprintf(stderr, "eskctl %s: unknown domain '%s' (known: bank)\n", cmd, name);
-  return NULL;
+/* "bank, orders": the *.so files of @p dir, for a message. */
+static const char *known_domains(char *buf, size_t size, const char *dir) {
+  char path[4096];
+  size_t off = 0;
+  buf[0] = '\0';
+  if (esk_domain_dir_resolve(path, sizeof(path), dir, NULL)) return "none";
+  DIR *dh = opendir(path);
+  if (!dh) return "none";
+  struct dirent *e;
+  while ((e = readdir(dh))) {
+    size_t n = strlen(e->d_name);
+    if (n <= 3 || strcmp(e->d_name + n - 3, ".so") || e->d_name[0] == '.') continue;
+    int w = snprintf(buf + off, size - off, "%s%.*s", off ? ", " : "", (int)(n - 3), e->d_name);
+    if (w < 0 || (size_t)w >= size - off) break;
+    off += (size_t)w;
+  }
+  closedir(dh);
+  return off ? buf : "none";
 }
 
-int eskctl_domain_open(esk_schema_set_t **set, esk_codec_t **codec, const eskctl_domain_t *d,
+const esk_domain_t *eskctl_domain_find(const char *name, const char *cmd) {
+  esk_error_t err = {0};
+  const char *dir = getenv("ESK_DOMAIN_DIR");
+  if (loaded) {
+    if (!strcmp(esk_domain_lib_domain(loaded)->name, name)) return esk_domain_lib_domain(loaded);
+    fprintf(stderr, "eskctl %s: one domain per process\n", cmd);
+    return NULL;
+  }
+  int rc = esk_domain_lib_open(&loaded, dir, name, &err);
+  if (rc == ESK_ENOTFOUND) {
+    char known[1024];
+    fprintf(stderr, "eskctl %s: unknown domain '%s': %s (known: %s; $ESK_DOMAIN_DIR sets the "
+            "directory)\n", cmd, name, err.msg, known_domains(known, sizeof(known), dir));
+    return NULL;
+  }
+  if (rc) {
+    fprintf(stderr, "eskctl %s: %s\n", cmd, err.msg);
+    return NULL;
+  }
+  return esk_domain_lib_domain(loaded);
+}
+
+int eskctl_domain_open(esk_schema_set_t **set, esk_codec_t **codec, const esk_domain_t *d,
                        const char *cmd) {
   esk_error_t err = {0};
   *set = NULL;
   *codec = NULL;
-  if (esk_schema_set_new(set, &err) || d->load(*set, &err) ||
-      esk_codec_new(codec, *set, NULL, &err) || d->upcasters(*codec, &err)) {
+  if (esk_schema_set_new(set, &err) || d->load_schemas(*set, &err) ||
+      esk_codec_new(codec, *set, NULL, &err) || d->register_upcasters(*codec, &err)) {
     fprintf(stderr, "eskctl %s: loading the %s contract: %s\n", cmd, d->name, err.msg);
     esk_codec_destroy(*codec);
     esk_schema_set_destroy(*set);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "esk/codec.h"
+#include "esk/domain.h"
 #include "esk/error.h"
 
 /** @brief `eskctl schemas ...`; argv[0] is "schemas". @returns the exit status. */
@@ -28,29 +29,24 @@ int eskctl_rebuild_main(int argc, char **argv);
 /** @brief `eskctl projection drop-generation ...`; argv[0] is "drop-generation". */
 int eskctl_drop_generation_main(int argc, char **argv);
 
-/** A domain eskctl can handle: its contract and how its commands are keyed. */
-typedef struct eskctl_domain_s {
-  const char *name;
-  int (*load)(esk_schema_set_t *set, esk_error_t *err);
-  int (*upcasters)(esk_codec_t *codec, esk_error_t *err);
-  const char *key_field;        /**< command field that is the Kafka key (the aggregate id) */
-  const char *const *commands;  /**< command type names, NULL-terminated */
-} eskctl_domain_t;
-
 /** Options every Kafka subcommand takes: --domain, --topic-prefix. */
 typedef struct eskctl_common_s {
   const char *prefix;      /**< --topic-prefix, default $ESK_TOPIC_PREFIX or "" */
   const char *domain_name; /**< --domain, default $ESK_DOMAIN or "bank" */
-  const eskctl_domain_t *domain;
+  const esk_domain_t *domain; /**< loaded by eskctl_domain_find() */
 } eskctl_common_t;
 
 void eskctl_common_init(eskctl_common_t *c);
 
-/** @brief The domain called @p name, or NULL after a message naming @p cmd. */
-const eskctl_domain_t *eskctl_domain_find(const char *name, const char *cmd);
+/**
+ * @brief The domain called @p name, loaded from <dir>/<name>.so ($ESK_DOMAIN_DIR,
+ *        default ESK_DOMAIN_DIR_DEFAULT, esk/domain_lib.h), or NULL after a
+ *        message naming @p cmd. It stays loaded until the process ends.
+ */
+const esk_domain_t *eskctl_domain_find(const char *name, const char *cmd);
 
 /** @brief Loads the domain's schemas and codec. @returns 0, or 1 after a message. */
-int eskctl_domain_open(esk_schema_set_t **set, esk_codec_t **codec, const eskctl_domain_t *d,
+int eskctl_domain_open(esk_schema_set_t **set, esk_codec_t **codec, const esk_domain_t *d,
                        const char *cmd);
 
 /** @brief `<prefix><domain>.<kind>` into @p buf. @returns 0, or 1 after a message. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "esk/conf.h"
+#include "esk/domain_lib.h"
 #include "esk/error.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
@@ -18,6 +19,9 @@ static const esk_conf_prop_t eskctl_props[] = {
      "ESK_KAFKA_BOOTSTRAP", "Kafka brokers (host:port, comma-separated); environment only."},
     {"pg.conninfo", ESK_CONF_STRING, ESK_DEFAULT_PG_CONNINFO, 0, 0, NULL, "ESK_PG_CONNINFO",
      "libpq connection string; environment only."},
+    {"domain.dir", ESK_CONF_STRING, ESK_DOMAIN_DIR_DEFAULT, 0, 0, NULL, "ESK_DOMAIN_DIR",
+     "Directory of the domain shared objects: --domain D loads D.so from it; a leading $ORIGIN "
+     "is the directory of the eskctl binary; environment only."},
     {"shutdown.timeout.ms", ESK_CONF_INT, "40000", 1000, 3600000, NULL, "ESK_SHUTDOWN_TIMEOUT_MS",
      "Longest time from SIGINT/SIGTERM to the end of events tail or projection rebuild (which "
      "stops its esk-projector first); past it eskctl names what it waited for and exits 3; "
@@ -58,11 +62,12 @@ static void usage(FILE *f) {
           "  ESK_KAFKA_BOOTSTRAP   Kafka bootstrap servers (default %s)\n"
           "  ESK_PG_CONNINFO       libpq connection string (default '%s')\n"
           "  ESK_DOMAIN            default of --domain (bank)\n"
+          "  ESK_DOMAIN_DIR        where --domain D finds D.so (default %s)\n"
           "  ESK_TOPIC_PREFIX      default of --topic-prefix (none)\n"
           "\n"
           "`deploy/local/stack env` prints both for the local stack.\n"
           "--help-markdown prints them as the Markdown table of docs/configuration.md.\n",
-          ESK_DEFAULT_KAFKA_BOOTSTRAP, ESK_DEFAULT_PG_CONNINFO);
+          ESK_DEFAULT_KAFKA_BOOTSTRAP, ESK_DEFAULT_PG_CONNINFO, ESK_DOMAIN_DIR_DEFAULT);
 }
 
 static int cmd_ping(int argc, char **argv) {

@@ -160,7 +160,7 @@ static void fill_from_kafka(rd_kafka_t *c, proj_t *p, int64_t live_lag) {
   for (size_t i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
     int64_t lo = 0, hi = -1;
-    if (rd_kafka_query_watermark_offsets(c, p->topic, pt->partition, &lo, &hi, TIMEOUT_MS))
+    if (esk_kafka_watermarks(c, p->topic, pt->partition, &lo, &hi, TIMEOUT_MS))
       hi = -1;
     pt->high = hi;
     pt->lag = hi >= 0 && hi > pt->position ? hi - pt->position : 0;
@@ -181,7 +181,7 @@ static void fill_from_kafka(rd_kafka_t *c, proj_t *p, int64_t live_lag) {
   if (esk_kafka_partition_count(c, dlq, TIMEOUT_MS, &parts, &e) == ESK_OK)
     for (int i = 0; i < parts; i++) {
       int64_t lo = 0, hi = 0;
-      if (!rd_kafka_query_watermark_offsets(c, dlq, i, &lo, &hi, TIMEOUT_MS)) p->dlq += hi;
+      if (!esk_kafka_watermarks(c, dlq, i, &lo, &hi, TIMEOUT_MS)) p->dlq += hi;
     }
 
   const struct rd_kafka_group_list *gl = NULL;

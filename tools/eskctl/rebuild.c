@@ -129,7 +129,7 @@ static int measure(PGconn *pg, rd_kafka_t *rk, const char *schema, const char *k
   *total = *done = *lag = 0;
   for (int p = 0; p < parts; p++) {
     int64_t lo = 0, hi = 0, pos = -1;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000);
+    rd_kafka_resp_err_t e = esk_kafka_watermarks(rk, topic, p, &lo, &hi, 5000);
     if (e) {
       PQclear(res);
       return esk_error_set(err, ESK_ERETRY, "watermarks of %s [%d]: %s", topic, p,

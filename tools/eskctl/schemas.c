@@ -4,15 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bank_contract.h"
 #include "eskctl.h"
 #include "esk/codec.h"
 
-#define DEFAULT_DIR "schemas/bank"
+/* Without --dir: schemas/<domain> (relative to the current directory). */
+static char default_dir[128];
+/* --domain, default $ESK_DOMAIN or bank: whose upcasters check registers. */
+static const char *domain_name = "bank";
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: eskctl schemas [--dir DIR] COMMAND\n"
+          "usage: eskctl schemas [--dir DIR] [--domain D] COMMAND\n"
           "\n"
           "commands:\n"
           "  list                 every type and version: file, fingerprint\n"
@@ -21,12 +23,13 @@ static void usage(FILE *f) {
           "  fingerprint FILE     CRC-64-AVRO of FILE's canonical form, 16 hex digits,\n"
           "                       most significant first (Java's parsingFingerprint64)\n"
           "  check [DIR]          for every type, the newest version must read every older\n"
-          "                       one (resolution plus the bank upcasters); exits 1 naming\n"
+          "                       one (resolution plus the domain's upcasters); exits 1 naming\n"
           "                       the type, the versions and the field when one cannot\n"
           "\n"
-          "DIR defaults to %s (relative to the current directory).\n"
-          "Each command takes --help.\n",
-          DEFAULT_DIR);
+          "DIR defaults to schemas/D (relative to the current directory); D, the domain\n"
+          "whose upcasters check uses (loaded from D.so, see eskctl --help), defaults to\n"
+          "$ESK_DOMAIN or bank.\n"
+          "Each command takes --help.\n");
 }
 
 static int load(esk_schema_set_t **out, const char *dir) {
@@ -160,9 +163,9 @@ static int cmd_check(const char *dir, int argc, char **argv) {
     printf("usage: eskctl schemas check [DIR]\n"
            "Loads every DIR/<Type>.v<N>.avsc (default %s) and checks that, for every\n"
            "type, the newest version can read each older version: Avro resolution plus\n"
-           "the bank upcasters. Exits 0 when all can, 1 naming the type, the versions\n"
-           "and the field of each that cannot.\n",
-           DEFAULT_DIR);
+           "the upcasters of the domain (--domain). Exits 0 when all can, 1 naming the\n"
+           "type, the versions and the field of each that cannot.\n",
+           default_dir);
     return argc > 2 ? 2 : 0;
   }
   if (argc == 2) dir = argv[1];
@@ -176,9 +179,15 @@ static int cmd_check(const char *dir, int argc, char **argv) {
     esk_schema_set_destroy(set);
     return 1;
   }
-  int urc = esk_bank_register_upcasters(codec, &err);
+  const esk_domain_t *d = eskctl_domain_find(domain_name, "schemas check");
+  if (!d) {
+    esk_codec_destroy(codec);
+    esk_schema_set_destroy(set);
+    return 1;
+  }
+  int urc = d->register_upcasters(codec, &err);
   if (urc == ESK_ENOTFOUND)
-    printf("note: bank upcasters not registered: %s\n", err.msg);
+    printf("note: %s upcasters not registered: %s\n", d->name, err.msg);
   else if (urc)
     failed = 1, fprintf(stderr, "eskctl schemas check: %s\n", err.msg);
   for (size_t i = 0; i < esk_schema_set_count(set); i++) {
@@ -202,7 +211,8 @@ static int cmd_check(const char *dir, int argc, char **argv) {
 }
 
 int eskctl_schemas_main(int argc, char **argv) {
-  const char *dir = DEFAULT_DIR;
+  const char *dir = NULL, *env = getenv("ESK_DOMAIN");
+  if (env && *env) domain_name = env;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -212,12 +222,18 @@ int eskctl_schemas_main(int argc, char **argv) {
       dir = argv[++i];
     } else if (!strncmp(argv[i], "--dir=", 6)) {
       dir = argv[i] + 6;
+    } else if (!strcmp(argv[i], "--domain") && i + 1 < argc) {
+      domain_name = argv[++i];
+    } else if (!strncmp(argv[i], "--domain=", 9)) {
+      domain_name = argv[i] + 9;
     } else {
       fprintf(stderr, "eskctl schemas: unknown option '%s'\n", argv[i]);
       usage(stderr);
       return 2;
     }
   }
+  snprintf(default_dir, sizeof(default_dir), "schemas/%.100s", domain_name);
+  if (!dir) dir = default_dir;
   if (i >= argc) {
     usage(stderr);
     return 2;

@@ -94,7 +94,8 @@ static int parse_line(submit_t *s, size_t lineno, const char *line, size_t len, 
   esk_error_t err = {0};
   esk_command_json_t c;
   memset(&c, 0, sizeof(c));
-  esk_command_json_opts_t o = {s->c.domain->commands, s->c.domain->key_field, s->actor, NULL, 0};
+  esk_command_json_opts_t o = {s->c.domain->command_types, s->c.domain->aggregate_id_field,
+                               s->actor, NULL, 0};
   if (esk_command_json_parse(&c, line, len, s->set, s->codec, &o, &err)) {
     fprintf(stderr, "eskctl submit: line %zu: %s\n", lineno, err.msg);
     esk_command_json_free(&c);
@@ -348,7 +349,7 @@ int eskctl_submit_main(int argc, char **argv) {
   for (int32_t p = 0; p < nparts; p++) {
     int64_t lo, hi;
     rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_query_watermark_offsets(reader, res_topic, p, &lo, &hi, 5000)) &&
+    while ((e = esk_kafka_watermarks(reader, res_topic, p, &lo, &hi, 5000)) &&
            esk_time_mono_ms() < deadline)
       esk_time_sleep_ms(200);
     if (e) {

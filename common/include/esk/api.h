@@ -24,6 +24,8 @@
 
 #include "esk/conf.h"
 #include "esk/error.h"
+#include "esk/http.h"
+#include "esk/metrics.h"
 
 /** Bytes of a token key. */
 #define ESK_TOKEN_KEY_BYTES 32
@@ -86,5 +88,22 @@ int esk_token_decode(esk_token_t *out, const char *s, size_t len,
  * @returns the length written.
  */
 size_t esk_api_error_json(char *buf, size_t size, const char *code, const char *message);
+
+/** @brief Counts an answer of @p status in @p requests (labelled `code`; NULL: nothing). */
+void esk_api_count(esk_metric_t *requests, unsigned status);
+
+/**
+ * @brief Answers @p req with a JSON @p body, counted in @p requests (a
+ *        counter family labelled `code`, may be NULL).
+ */
+void esk_api_send(esk_metric_t *requests, esk_http_req_t *req, unsigned status,
+                  const char *body, const char *const *headers);
+
+/**
+ * @brief Answers @p req with esk_api_error_json(@p code, @p message); a 503
+ *        carries `Retry-After: 1`. Counted as esk_api_send().
+ */
+void esk_api_send_error(esk_metric_t *requests, esk_http_req_t *req, unsigned status,
+                        const char *code, const char *message);
 
 #endif

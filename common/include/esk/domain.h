@@ -32,9 +32,11 @@
  * @endcode
  *
  * The descriptor carries an ABI version and its struct size, as the
- * projection plug-in ABI does, so that a later esk can load a domain from a
- * shared object exporting ESK_DOMAIN_SYMBOL; today the bank is compiled in and
- * registered through exactly this interface.
+ * projection plug-in ABI does. A domain is a shared object <name>.so that
+ * exports ESK_DOMAIN_SYMBOL (write ESK_DOMAIN_EXPORT(fn) once in it);
+ * esk/domain_lib.h loads it and refuses one built for another ABI. The
+ * object links no esk library: esk-producer and eskctl export libesk's
+ * functions to it (docs/producer.md, "Domains").
  *
  * Sizes: commands, events and states are fixed-size structs of the domain
  * (command_size, event_size, state_size bytes), copied by value; the runtime
@@ -55,8 +57,13 @@
 /** The ABI version this header describes. */
 #define ESK_DOMAIN_ABI 1
 
-/** The name of the function a domain shared object will export (a later step). */
+/** The name of the function a domain shared object exports: "esk_domain_v" ABI. */
 #define ESK_DOMAIN_SYMBOL "esk_domain_v1"
+
+/** Defines the exported entry of a domain shared object, returning @p fn(). */
+#define ESK_DOMAIN_EXPORT(fn)            \
+  const esk_domain_t *esk_domain_v1(void); \
+  const esk_domain_t *esk_domain_v1(void) { return fn(); }
 
 /** Longest id of the envelope (command, aggregate, actor, correlation), in bytes. */
 #define ESK_ID_MAX 128
@@ -136,6 +143,8 @@ typedef struct esk_domain_s {
   const char *aggregate_type; /**< e.g. "account": EventMeta.aggregate_type */
   const char *snapshot_type;  /**< the snapshot records' esk.type header, e.g. "AccountSnapshot" */
   const char *aggregate_id_field; /**< the commands' field holding the aggregate id */
+  /** Its commands' schema names, NULL-terminated (eskctl submit accepts these). */
+  const char *const *command_types;
   const char *const *rules;   /**< stable names of its codes ESK_RULE_DOMAIN + i */
   size_t n_rules;             /**< at most ESK_DOMAIN_MAX_RULES */
   size_t command_size, event_size, state_size;
@@ -203,7 +212,7 @@ typedef struct esk_domain_s {
                       size_t len, esk_error_t *err);
 } esk_domain_t;
 
-/** The exported function's type (a later step loads it from a shared object). */
+/** The exported function's type (ESK_DOMAIN_SYMBOL). */
 typedef const esk_domain_t *(*esk_domain_fn)(void);
 
 /**

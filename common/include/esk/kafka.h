@@ -145,6 +145,14 @@ int esk_kafka_reader_new(rd_kafka_t **out, const char *bootstrap, const char *co
 int esk_kafka_reader_new_conf(rd_kafka_t **out, rd_kafka_conf_t *conf, const char *const *extra,
                               esk_error_t *err);
 
+/**
+ * @brief rd_kafka_query_watermark_offsets(), asked again after a metadata refresh
+ *        while the answer is that the partition's leader moved (librdkafka 2.0.2
+ *        keeps asking a stale leader otherwise), for up to @p timeout_ms.
+ */
+rd_kafka_resp_err_t esk_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                         int64_t *lo, int64_t *hi, int timeout_ms);
+
 /** Called for each message esk_kafka_read_partition() reads; non-zero stops the read
  *  and is returned (the message is borrowed for the call). */
 typedef int (*esk_kafka_msg_fn)(const rd_kafka_message_t *m, void *ctx);

@@ -116,6 +116,9 @@ static int decode_event(void *self, void *event, esk_event_ref_t *ref, const voi
   return ESK_OK;
 }
 
+static const char *const command_types[] = {"OpenAccount", "DepositMoney", "WithdrawMoney",
+                                            "CloseAccount", NULL};
+
 static const esk_domain_t bank = {
     .abi = ESK_DOMAIN_ABI,
     .struct_size = sizeof(esk_domain_t),
@@ -123,6 +126,7 @@ static const esk_domain_t bank = {
     .aggregate_type = ESK_BANK_AGGREGATE_TYPE,
     .snapshot_type = "AccountSnapshot",
     .aggregate_id_field = "account_id",
+    .command_types = command_types,
     .rules = rule_names,
     .n_rules = N_RULES,
     .command_size = sizeof(esk_bank_command_t),

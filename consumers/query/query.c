@@ -1,0 +1,542 @@
+/* esk-query: declared queries over HTTP with read-your-writes (see query.h;
+ * docs/api.md; docs/architecture.md, "HTTP API").
+ *
+ * libmicrohttpd's thread matches the route and checks the input, then queues
+ * the request; query.workers threads, each with its own PostgreSQL session and
+ * prepared statements, answer it. With a consistency token, a worker first
+ * waits (up to wait_ms) until the projection's stored positions (the
+ * projectors' esk_projection_positions rows of its live generation, written
+ * in the same transaction as the read model) have reached the token's; then
+ * the read model holds the command's events. esk-query never reads Kafka. */
+#include "query.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "esk/api.h"
+#include "esk/codec.h"
+#include "esk/http.h"
+#include "esk/kafka.h"
+#include "esk/log.h"
+#include "esk/pg.h"
+#include "esk/time.h"
+#include "esk/watchdog.h"
+#include "query_decl.h"
+
+#define FAC "query"
+#define JSON_TYPE "application/json"
+#define PARAM_MAX 256 /* bytes of one path parameter */
+
+const esk_conf_prop_t esk_query_props[] = {
+    {"query.file", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "File of declared queries (docs/api.md, \"Declared queries\"); several files separated "
+     "by commas. Required."},
+    {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
+     "PostgreSQL schema of the read models' views and esk's bookkeeping tables (the "
+     "projectors' pg.schema)."},
+    {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "Prefix of the events topic named in the projectors' positions: <prefix><domain>.events."},
+    {"query.workers", ESK_CONF_INT, "4", 1, 256, NULL, NULL,
+     "Threads answering queries, each with its own PostgreSQL session."},
+    {"query.wait.ms", ESK_CONF_INT, "5000", 0, 600000, NULL, NULL,
+     "How long a query with a consistency token waits for the read model when it gives no "
+     "wait_ms; past it the answer is 503 STALE with Retry-After."},
+    {"query.wait.max.ms", ESK_CONF_INT, "30000", 0, 600000, NULL, NULL,
+     "Largest wait_ms a request may ask for (a larger one is answered 400)."},
+    {"query.poll.ms", ESK_CONF_INT, "5", 1, 1000, NULL, NULL,
+     "How often a waiting query reads the projection's positions again."},
+    {"query.max.queued", ESK_CONF_INT, "1024", 1, 1000000, NULL, NULL,
+     "Most queries queued or waiting at once; more are answered 503 with Retry-After."},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+
+typedef struct job_s {
+  struct job_s *next;
+  esk_http_req_t *req;
+  const esk_query_decl_t *decl;
+  size_t decl_index;
+  char values[ESK_QUERY_MAX_PARAMS][PARAM_MAX + 1];
+  int has_token;
+  esk_token_t token;
+  int64_t deadline_ms;
+} job_t;
+
+struct esk_query_s {
+  esk_query_decl_t *decls;
+  size_t n_decls;
+  char schema[64], topic[256], domain[64], conninfo[1024];
+  unsigned char key[ESK_TOKEN_KEY_BYTES];
+  int64_t wait_ms, wait_max_ms, poll_ms, max_queued;
+  esk_http_t *http;
+  pthread_t *threads;
+  int n_threads;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  job_t *head, *tail;
+  int64_t queued;
+  atomic_int stopping, connected;
+  esk_metric_t *m_requests;
+  esk_series_t *m_stale, *m_wait;
+};
+
+static void send_body(esk_query_t *q, esk_http_req_t *req, unsigned status, const char *body,
+                      const char *const *headers) {
+  esk_api_send(q->m_requests, req, status, body, headers);
+}
+
+static void send_error(esk_query_t *q, esk_http_req_t *req, unsigned status, const char *code,
+                       const char *message) {
+  esk_api_send_error(q->m_requests, req, status, code, message);
+}
+
+/* ------------------------------------------------------------- routes --- */
+
+static int parse_i64(const char *v, int64_t min, int64_t max, int64_t *out) {
+  char *end;
+  long long x;
+  if (!v || !*v) return -1;
+  x = strtoll(v, &end, 10);
+  if (*end || x < min || x > max) return -1;
+  *out = x;
+  return 0;
+}
+
+/* The HTTP thread: match, check, queue. Never blocks on PostgreSQL. */
+static void route(void *opaque, esk_http_req_t *req) {
+  esk_query_t *q = opaque;
+  const char *path = esk_http_req_path(req), *method = esk_http_req_method(req);
+  char buf[1024], msg[ESK_ERROR_MSG_MAX + 64];
+  const char *values[ESK_QUERY_MAX_SEGMENTS];
+  if (atomic_load(&q->stopping)) return send_error(q, req, 503, "SHUTTING_DOWN", "stopping");
+  size_t i = 0;
+  while (i < q->n_decls && !esk_query_decl_match(&q->decls[i], path, buf, sizeof(buf), values))
+    i++;
+  if (i == q->n_decls)
+    return send_error(q, req, 404, "NOT_FOUND", "no declared query has this path; see docs/api.md");
+  if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+    const char *allow[] = {"Allow", "GET, HEAD", NULL};
+    esk_api_error_json(buf, sizeof(buf), "METHOD_NOT_ALLOWED", "queries are read with GET");
+    return send_body(q, req, 405, buf, allow);
+  }
+  const esk_query_decl_t *d = &q->decls[i];
+  job_t *j = calloc(1, sizeof(*j));
+  if (!j) return send_error(q, req, 503, "OUT_OF_MEMORY", "out of memory");
+  j->req = req;
+  j->decl = d;
+  j->decl_index = i;
+  for (size_t k = 0; k < d->n_params; k++) {
+    int src = d->param_src[k];
+    if (src >= 0) {
+      const char *v = values[src];
+      size_t n = strlen(v);
+      if (n > PARAM_MAX || esk_utf8_check(v, n) != n) {
+        snprintf(msg, sizeof(msg), "path parameter %s must be 1..%d bytes of UTF-8",
+                 d->segment[src], PARAM_MAX);
+        free(j);
+        return send_error(q, req, 400, "INVALID_PARAMETER", msg);
+      }
+      memcpy(j->values[k], v, n + 1);
+    } else {
+      const esk_query_arg_t *a = &d->args[-1 - src];
+      const char *v = esk_http_req_query(req, a->name);
+      int64_t x = a->def;
+      if (v && parse_i64(v, a->min, a->max, &x)) {
+        snprintf(msg, sizeof(msg), "%s '%.32s' is not an integer in %" PRId64 "..%" PRId64,
+                 a->name, v, a->min, a->max);
+        free(j);
+        return send_error(q, req, 400, "INVALID_PARAMETER", msg);
+      }
+      snprintf(j->values[k], sizeof(j->values[k]), "%" PRId64, x);
+    }
+  }
+  int64_t wait = q->wait_ms;
+  const char *w = esk_http_req_query(req, "wait_ms");
+  if (w && parse_i64(w, 0, q->wait_max_ms, &wait)) {
+    snprintf(msg, sizeof(msg), "wait_ms '%.32s' is not a number of milliseconds in 0..%" PRId64,
+             w, q->wait_max_ms);
+    free(j);
+    return send_error(q, req, 400, "INVALID_PARAMETER", msg);
+  }
+  const char *tok = esk_http_req_query(req, "consistency");
+  if (!tok) tok = esk_http_req_header(req, "Esk-Consistency");
+  if (tok) {
+    esk_error_t err = {0};
+    if (esk_token_decode(&j->token, tok, strlen(tok), q->key, &err)) {
+      free(j);
+      return send_error(q, req, 400, "INVALID_TOKEN", err.msg);
+    }
+    if (strcmp(j->token.domain, q->domain)) {
+      snprintf(msg, sizeof(msg), "the consistency token is for domain %s, this esk-query "
+               "serves %s", j->token.domain, q->domain);
+      free(j);
+      return send_error(q, req, 400, "INVALID_TOKEN", msg);
+    }
+    j->has_token = 1;
+  }
+  j->deadline_ms = esk_time_mono_ms() + wait;
+  pthread_mutex_lock(&q->mu);
+  if (q->queued >= q->max_queued || atomic_load(&q->stopping)) { /* stopping: no worker may take it */
+    int stopping = atomic_load(&q->stopping);
+    pthread_mutex_unlock(&q->mu);
+    free(j);
+    return send_error(q, req, 503, stopping ? "SHUTTING_DOWN" : "TOO_MANY_QUERIES",
+                      stopping ? "stopping" : "too many queries are waiting");
+  }
+  if (q->tail) q->tail->next = j;
+  else q->head = j;
+  q->tail = j;
+  q->queued++;
+  pthread_cond_signal(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+/* ------------------------------------------------------------ workers --- */
+
+typedef struct worker_s {
+  esk_query_t *q;
+  PGconn *pg;
+} worker_t;
+
+#define POS_STMT "esk_positions"
+
+/* Connects and prepares the positions statement and every declared query
+ * (statement "q<i>"). */
+static int prepare(esk_query_t *q, PGconn *pg, esk_error_t *err) {
+  char sql[ESK_QUERY_SQL_MAX + 256];
+  snprintf(sql, sizeof(sql),
+           "select p.partition, p.next_offset from \"%s\".esk_projection_positions p "
+           "join \"%s\".esk_projection_generations g on g.projection = $1 and g.state = 'live' "
+           "and p.projection = case when g.generation <= 1 then g.projection "
+           "else g.projection || '.g' || g.generation end where p.topic = $2",
+           q->schema, q->schema);
+  PGresult *r = PQprepare(pg, POS_STMT, sql, 2, NULL);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  /* no projector has created esk's tables in the schema yet: wait for one */
+  const char *state = ok ? NULL : PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  int later = state && (!strcmp(state, "42P01") || !strcmp(state, "3F000"));
+  if (!ok)
+    esk_error_set(err, later ? ESK_ERETRY : ESK_EINVAL,
+                  "preparing the positions query in schema %s: %s", q->schema,
+                  PQerrorMessage(pg));
+  PQclear(r);
+  if (!ok) return later ? ESK_ERETRY : ESK_EINVAL;
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", q->schema);
+  int rc = esk_pg_exec(NULL, pg, "search_path", sql, 0, NULL, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < q->n_decls; i++) {
+    const esk_query_decl_t *d = &q->decls[i];
+    char name[32];
+    snprintf(name, sizeof(name), "q%zu", i);
+    if (d->many)
+      snprintf(sql, sizeof(sql), "select coalesce(json_agg(q), '[]'::json)::text from (%s) q",
+               d->sql);
+    else
+      snprintf(sql, sizeof(sql), "select row_to_json(q)::text from (%s) q limit 1", d->sql);
+    r = PQprepare(pg, name, sql, (int)d->n_params, NULL);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    state = ok ? NULL : PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    later = state && !strcmp(state, "42P01"); /* its projector has not created its view yet */
+    if (!ok)
+      esk_error_set(err, later ? ESK_ERETRY : ESK_EINVAL, "query %s: PostgreSQL refuses its "
+                    "sql: %s", d->name, PQerrorMessage(pg));
+    PQclear(r);
+    if (!ok) return later ? ESK_ERETRY : ESK_EINVAL;
+  }
+  return ESK_OK;
+}
+
+/* Whether the projection's stored positions have reached the token; fills
+ * @p where (the positions, for a stale answer). @returns 1, 0, or -1 on a
+ * PostgreSQL fault. */
+static int reached(esk_query_t *q, PGconn *pg, const job_t *j, char *where, size_t size) {
+  const char *params[2] = {j->decl->projection, q->topic};
+  PGresult *r = PQexecPrepared(pg, POS_STMT, 2, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    PQclear(r);
+    return -1;
+  }
+  int all = 1;
+  size_t o = 0;
+  where[0] = '\0';
+  for (size_t i = 0; i < j->token.n; i++) {
+    int64_t have = -1;
+    for (int t = 0; t < PQntuples(r); t++)
+      if (atoi(PQgetvalue(r, t, 0)) == j->token.pos[i].partition)
+        have = strtoll(PQgetvalue(r, t, 1), NULL, 10);
+    if (have < j->token.pos[i].offset && j->token.pos[i].offset > 0) all = 0;
+    int n = snprintf(where + o, o < size ? size - o : 0, "%s{\"partition\":%d,\"position\":%"
+                     PRId64 ",\"wanted\":%" PRId64 "}", i ? "," : "",
+                     (int)j->token.pos[i].partition, have, j->token.pos[i].offset);
+    if (n > 0) o += (size_t)n;
+  }
+  PQclear(r);
+  return all;
+}
+
+static void answer_query(worker_t *w, job_t *j) {
+  esk_query_t *q = w->q;
+  char name[32], where[2048];
+  int64_t started = esk_time_mono_ms();
+  if (j->has_token) {
+    int r;
+    while ((r = reached(q, w->pg, j, where, sizeof(where))) == 0 && esk_time_mono_ms() < j->deadline_ms &&
+           !atomic_load(&q->stopping)) {
+      struct timespec ts = {0, (long)q->poll_ms * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    esk_metrics_observe(q->m_wait, (double)(esk_time_mono_ms() - started) / 1000.0);
+    if (r < 0) goto pg_fault;
+    if (r == 0) {
+      char body[3072];
+      esk_metrics_inc(q->m_stale);
+      snprintf(body, sizeof(body), "{\"error\":{\"code\":\"STALE\",\"message\":\"the read "
+               "model of projection %s has not reached the consistency token yet\","
+               "\"projection\":\"%s\",\"positions\":[%s]}}", j->decl->projection,
+               j->decl->projection, where);
+      const char *retry[] = {"Retry-After", "1", NULL};
+      return send_body(q, j->req, 503, body, retry);
+    }
+  }
+  const char *params[ESK_QUERY_MAX_PARAMS];
+  for (size_t k = 0; k < j->decl->n_params; k++) params[k] = j->values[k];
+  snprintf(name, sizeof(name), "q%zu", j->decl_index);
+  PGresult *r = PQexecPrepared(w->pg, name, (int)j->decl->n_params, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (state && !strncmp(state, "22", 2)) { /* a parameter PostgreSQL cannot take */
+      char msg[600];
+      snprintf(msg, sizeof(msg), "a parameter of query %s is refused: %s", j->decl->name,
+               PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+      PQclear(r);
+      return send_error(q, j->req, 400, "INVALID_PARAMETER", msg);
+    }
+    PQclear(r);
+    goto pg_fault;
+  }
+  if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
+    PQclear(r);
+    return send_error(q, j->req, 404, "NOT_FOUND", "no such row");
+  }
+  send_body(q, j->req, 200, PQgetvalue(r, 0, 0), NULL);
+  PQclear(r);
+  return;
+pg_fault : {
+  char msg[600], qm[700];
+  snprintf(msg, sizeof(msg), "PostgreSQL: %s", PQerrorMessage(w->pg));
+  ESK_WARN(FAC, "msg=\"query failed\" query=%s reason=%s", j->decl->name,
+           esk_log_quote(qm, sizeof(qm), msg));
+  send_error(q, j->req, 503, "UNAVAILABLE", "the read models cannot be read now");
+  if (PQstatus(w->pg) != CONNECTION_OK) { /* the next job connects again */
+    PQfinish(w->pg);
+    w->pg = NULL;
+    atomic_fetch_sub(&q->connected, 1);
+  }
+}
+}
+
+/* A session with every statement prepared, when @p w has none. */
+static void connect_worker(worker_t *w) {
+  esk_error_t err = {0};
+  if (w->pg) return;
+  if (esk_pg_connect(&w->pg, w->q->conninfo, &err) || prepare(w->q, w->pg, &err)) {
+    char qm[700];
+    ESK_WARN(FAC, "msg=\"not connected to PostgreSQL\" reason=%s",
+             esk_log_quote(qm, sizeof(qm), err.msg));
+    if (w->pg) PQfinish(w->pg);
+    w->pg = NULL;
+  } else {
+    atomic_fetch_add(&w->q->connected, 1);
+  }
+}
+
+static void *worker_main(void *arg) {
+  worker_t *w = arg;
+  esk_query_t *q = w->q;
+  for (;;) {
+    pthread_mutex_lock(&q->mu);
+    while (!q->head && !atomic_load(&q->stopping)) {
+      if (!w->pg) { /* idle and not connected: try again every second, so /readyz turns */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        if (q->head || atomic_load(&q->stopping)) break;
+        pthread_mutex_unlock(&q->mu);
+        connect_worker(w);
+        pthread_mutex_lock(&q->mu);
+      } else {
+        pthread_cond_wait(&q->cv, &q->mu);
+      }
+    }
+    job_t *j = q->head;
+    if (j) {
+      q->head = j->next;
+      if (!q->head) q->tail = NULL;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (!j) break; /* stopping and nothing queued */
+    connect_worker(w);
+    if (!w->pg) send_error(q, j->req, 503, "UNAVAILABLE", "PostgreSQL cannot be reached now");
+    else if (atomic_load(&q->stopping)) send_error(q, j->req, 503, "SHUTTING_DOWN", "stopping");
+    else answer_query(w, j);
+    pthread_mutex_lock(&q->mu);
+    q->queued--;
+    pthread_mutex_unlock(&q->mu);
+    free(j);
+  }
+  if (w->pg) PQfinish(w->pg);
+  free(w);
+  return NULL;
+}
+
+/* ----------------------------------------------------------- set-up --- */
+
+static int ready_cb(void *opaque, char *reason, size_t size) {
+  esk_query_t *q = opaque;
+  if (atomic_load(&q->stopping)) {
+    snprintf(reason, size, "stopping");
+    return 0;
+  }
+  if (atomic_load(&q->connected) <= 0) {
+    snprintf(reason, size, "no worker is connected to PostgreSQL");
+    return 0;
+  }
+  return 1;
+}
+
+static int load_files(esk_query_t *q, const char *files, esk_error_t *err) {
+  char list[4096];
+  if (!files || !*files)
+    return esk_error_set(err, ESK_EINVAL, "query.file is not set: name the file of declared "
+                         "queries (e.g. deploy/queries/bank.queries)");
+  snprintf(list, sizeof(list), "%s", files);
+  for (char *save = NULL, *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+    while (*f == ' ') f++;
+    int rc = esk_query_decl_load(&q->decls, &q->n_decls, f, err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                  esk_error_t *err) {
+  int rc;
+  esk_query_t *q = calloc(1, sizeof(*q));
+  if (!q) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->cv, NULL);
+  q->wait_ms = esk_conf_get_int(conf, "query.wait.ms");
+  q->wait_max_ms = esk_conf_get_int(conf, "query.wait.max.ms");
+  q->poll_ms = esk_conf_get_int(conf, "query.poll.ms");
+  q->max_queued = esk_conf_get_int(conf, "query.max.queued");
+  const char *schema = esk_conf_get(conf, "pg.schema");
+  snprintf(q->domain, sizeof(q->domain), "%s", esk_conf_get(conf, "domain"));
+  snprintf(q->conninfo, sizeof(q->conninfo), "%s", esk_conf_get(conf, "pg.conninfo"));
+  if (!esk_query_decl_is_name(schema)) {
+    rc = esk_error_set(err, ESK_EINVAL, "pg.schema=%s: not a lower-case identifier "
+                       "[a-z_][a-z0-9_]* of at most 63 characters", schema);
+    goto fail;
+  }
+  snprintf(q->schema, sizeof(q->schema), "%s", schema);
+  if (q->wait_ms > q->wait_max_ms) {
+    rc = esk_error_set(err, ESK_EINVAL, "query.wait.ms=%" PRId64 " is above "
+                       "query.wait.max.ms=%" PRId64, q->wait_ms, q->wait_max_ms);
+    goto fail;
+  }
+  if ((rc = esk_kafka_topic_name(q->topic, sizeof(q->topic), esk_conf_get(conf, "topic.prefix"),
+                                 q->domain, "events", err)) ||
+      (rc = esk_token_key_load(q->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
+      (rc = load_files(q, esk_conf_get(conf, "query.file"), err)))
+    goto fail;
+  esk_metric_t *ms = NULL, *mw = NULL;
+  if ((rc = esk_metrics_counter(&q->m_requests, metrics, "esk_query_requests_total",
+                                "API requests answered, by HTTP status.", "code", 64, err)) ||
+      (rc = esk_metrics_counter(&ms, metrics, "esk_query_stale_total",
+                                "Queries whose read model had not reached their token in time.",
+                                NULL, 1, err)) ||
+      (rc = esk_metrics_histogram(&mw, metrics, "esk_query_token_wait_seconds",
+                                  "Time queries with a token waited for their read model.", NULL,
+                                  1, esk_metrics_latency_buckets, esk_metrics_latency_buckets_n,
+                                  err)))
+    goto fail;
+  q->m_stale = esk_metrics_only(ms);
+  q->m_wait = esk_metrics_only(mw);
+  /* one session first: a declaration PostgreSQL refuses stops start-up here */
+  PGconn *pg = NULL;
+  if ((rc = esk_pg_connect(&pg, q->conninfo, err)) || (rc = prepare(q, pg, err))) {
+    if (pg) PQfinish(pg);
+    pg = NULL;
+    if (rc != ESK_ERETRY) goto fail;
+    char qm[700]; /* PostgreSQL down, or no projector has run yet: not ready until it has */
+    ESK_WARN(FAC, "msg=\"not ready yet\" reason=%s", esk_log_quote(qm, sizeof(qm), err->msg));
+  }
+  int n = (int)esk_conf_get_int(conf, "query.workers");
+  if (!(q->threads = calloc((size_t)n, sizeof(pthread_t)))) {
+    PQfinish(pg);
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int i = 0; i < n; i++) {
+    worker_t *w = calloc(1, sizeof(*w));
+    if (!w) {
+      if (pg) PQfinish(pg);
+      rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+      goto fail;
+    }
+    w->q = q;
+    w->pg = pg; /* the first worker keeps the checked session */
+    if (pg) atomic_fetch_add(&q->connected, 1);
+    pg = NULL;
+    if (pthread_create(&q->threads[i], NULL, worker_main, w)) {
+      if (w->pg) PQfinish(w->pg);
+      free(w);
+      rc = esk_error_set(err, ESK_EFATAL, "cannot start a worker thread");
+      goto fail;
+    }
+    q->n_threads++;
+  }
+  /* a body is read (and ignored) only to answer 405 to a method with one */
+  esk_http_app_t app = {"/v1/", route, q, 4096, "GET, HEAD"};
+  if ((rc = esk_http_start_app(&q->http, conf, metrics, ready_cb, q, &app, err))) goto fail;
+  ESK_INFO(FAC, "msg=started queries=%zu schema=%s topic=%s workers=%d port=%d", q->n_decls,
+           q->schema, q->topic, q->n_threads, esk_http_port(q->http));
+  *out = q;
+  return ESK_OK;
+fail:
+  esk_query_destroy(q);
+  return rc;
+}
+
+int esk_query_port(const esk_query_t *q) { return esk_http_port(q->http); }
+
+int esk_query_run(esk_query_t *q, volatile sig_atomic_t *stop, esk_error_t *err) {
+  (void)err;
+  (void)q;
+  while (!*stop) {
+    esk_watchdog_beat();
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return ESK_OK;
+}
+
+void esk_query_destroy(esk_query_t *q) {
+  if (!q) return;
+  /* the workers answer what is queued (503) and end; then no request is suspended */
+  pthread_mutex_lock(&q->mu);
+  atomic_store(&q->stopping, 1);
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  for (int i = 0; i < q->n_threads; i++) pthread_join(q->threads[i], NULL);
+  esk_http_stop(q->http); /* a request that came meanwhile was answered 503 by route() */
+  free(q->threads);
+  free(q->decls);
+  pthread_mutex_destroy(&q->mu);
+  pthread_cond_destroy(&q->cv);
+  free(q);
+}

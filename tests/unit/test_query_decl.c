@@ -1,0 +1,113 @@
+/* Declared queries (consumers/query/query_decl.c): the shipped file, and
+ * truncated, malformed, oversized and hostile declarations. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query_decl.h"
+
+static int parse(const char *text, esk_query_decl_t **d, size_t *n, esk_error_t *err) {
+  *d = NULL;
+  *n = 0;
+  return esk_query_decl_parse(d, n, text, strlen(text), "t.queries", err);
+}
+
+static void refused(const char *text, const char *needle) {
+  esk_query_decl_t *d;
+  size_t n;
+  esk_error_t err = {0};
+  cr_expect_eq(parse(text, &d, &n, &err), ESK_EINVAL, "accepted: %s", text);
+  cr_expect(strstr(err.msg, needle), "'%s' does not name '%s'", err.msg, needle);
+  cr_expect_eq(n, 0);
+  free(d);
+}
+
+Test(query_decl, the_shipped_bank_queries_load_and_match_their_paths) {
+  esk_query_decl_t *d = NULL;
+  size_t n = 0;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_query_decl_load(&d, &n, ESK_SOURCE_DIR "/deploy/queries/bank.queries", &err),
+               ESK_OK, "%s", err.msg);
+  cr_assert_geq(n, 2);
+  cr_assert_str_eq(d[0].name, "account");
+  cr_assert_str_eq(d[0].projection, "account_balances");
+  char buf[512];
+  const char *v[ESK_QUERY_MAX_SEGMENTS];
+  cr_assert(esk_query_decl_match(&d[0], "/v1/bank/accounts/A-1", buf, sizeof(buf), v));
+  cr_assert_str_eq(v[3], "A-1");
+  cr_assert_eq(d[0].param_src[0], 3);
+  cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accounts/A-1/x", buf, sizeof(buf), v));
+  cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accounts/", buf, sizeof(buf), v));
+  cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accounts", buf, sizeof(buf), v));
+  cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accountsX/A", buf, sizeof(buf), v));
+  cr_assert_not(esk_query_decl_match(&d[0], "", buf, sizeof(buf), v));
+  cr_assert(d[1].many);
+  cr_assert_eq(d[1].param_src[1], -1); /* limit: int_arg 0 */
+  cr_assert_eq(d[1].args[0].def, 100);
+  free(d);
+}
+
+#define OK_QUERY "[query a]\npath = /v1/x/{id}\nprojection = p\nparams = id\nsql = select 1 where $1 = ''\n"
+
+Test(query_decl, a_declaration_with_continued_sql_reads_whole) {
+  esk_query_decl_t *d;
+  size_t n;
+  esk_error_t err = {0};
+  cr_assert_eq(parse("# c\n[query a]\npath = /v1/x/{id}\nprojection = p\nparams = id\n"
+                     "sql = select 1\n   where $1 = ''\n\n# end\n", &d, &n, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_str_eq(d[0].sql, "select 1\nwhere $1 = ''");
+  free(d);
+  cr_assert_eq(parse(OK_QUERY, &d, &n, &err), ESK_OK, "%s", err.msg);
+  free(d);
+}
+
+Test(query_decl, malformed_declarations_are_refused_naming_file_line_and_reason) {
+  refused("", "declares no");
+  refused("path = /v1/x\n", "t.queries:1");
+  refused("[query A]\n", "[query <name>]");
+  refused("[query a\n", "[query <name>]");
+  refused("[query a]\npath = v1/x\nprojection = p\nsql = select 1\n", "path must start with /");
+  refused("[query a]\npath = /v1/{X}\n", "not a name");
+  refused("[query a]\npath = /v1/{id}/{id}\n", "appears twice");
+  refused("[query a]\npath = /v1/../x\n", "neither a literal");
+  refused("[query a]\npath = /v1/x/\n", "ends with /");
+  refused("[query a]\npath = /v1/x\nprojection = p; drop table t\n", "projection");
+  refused("[query a]\npath = /v1/x\nprojection = p\nresult = some\n", "one or many");
+  refused("[query a]\npath = /v1/x\nparams = nope\n", "param 'nope'");
+  refused("[query a]\npath = /v1/x\nint_arg = limit 10 1 5\n", "min <= default <= max");
+  refused("[query a]\npath = /v1/x\nint_arg = limit 1 10 5 extra\n", "int_arg");
+  refused("[query a]\nfoo = bar\n", "unknown key 'foo'");
+  refused("[query a]\npath = /v1/x\nprojection = p\n", "has no sql");
+  refused("[query a]\npath = /v1/x\nsql = select 1\n", "has no projection");
+  refused("[query a]\npath = /v1/x/{id}\nprojection = p\nparams = id\nsql = select $2\n",
+          "uses $1..$2 but params names 1");
+  refused(OK_QUERY OK_QUERY, "declared twice");
+  char withnul[] = "[query a]\npath = /v1/x\0\n";
+  esk_query_decl_t *d;
+  size_t n = 0;
+  esk_error_t err = {0};
+  d = NULL;
+  cr_assert_eq(esk_query_decl_parse(&d, &n, withnul, sizeof(withnul) - 1, "t", &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "NUL"), "%s", err.msg);
+  free(d);
+}
+
+Test(query_decl, oversized_declarations_are_refused) {
+  char *big = malloc(3 * ESK_QUERY_SQL_MAX);
+  int o = snprintf(big, 100, "[query a]\npath = /v1/x\nprojection = p\nsql = ");
+  memset(big + o, 'x', 2 * ESK_QUERY_SQL_MAX);
+  big[o + 2 * ESK_QUERY_SQL_MAX] = '\0';
+  refused(big, "sql longer than");
+  char path[2000] = "[query a]\npath = ";
+  for (int i = 0; i < 20; i++) strcat(path, "/s");
+  strcat(path, "\n");
+  refused(path, "more than 16 segments");
+  free(big);
+  esk_query_decl_t *d = NULL;
+  size_t n = 0;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_query_decl_load(&d, &n, "/nonexistent/q", &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "/nonexistent/q"), "%s", err.msg);
+}
