@@ -352,3 +352,32 @@ int esk_value_to_json(const avro_value_t *value, char **out, esk_error_t *err) {
   json_decref(j);
   return *out ? ESK_OK : esk_error_set(err, ESK_ENOMEM, "out of memory writing JSON");
 }
+
+int esk_value_field(const avro_value_t *rec, const char *name, avro_value_t *out,
+                    esk_error_t *err) {
+  if (avro_value_get_by_name(rec, name, out, NULL))
+    return esk_error_set(err, ESK_EPOISON, "no field '%s' in %s", name,
+                         avro_schema_type_name(avro_value_get_schema(rec)));
+  return ESK_OK;
+}
+
+int esk_value_field_str(const avro_value_t *rec, const char *name, const char **out,
+                        esk_error_t *err) {
+  avro_value_t f;
+  size_t n = 0;
+  int rc = esk_value_field(rec, name, &f, err);
+  if (rc) return rc;
+  if (avro_value_get_string(&f, out, &n))
+    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a string", name);
+  return ESK_OK;
+}
+
+int esk_value_field_long(const avro_value_t *rec, const char *name, int64_t *out,
+                         esk_error_t *err) {
+  avro_value_t f;
+  int rc = esk_value_field(rec, name, &f, err);
+  if (rc) return rc;
+  if (avro_value_get_long(&f, out))
+    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a long", name);
+  return ESK_OK;
+}
