@@ -155,6 +155,17 @@ int esk_value_from_json(avro_value_t *value, const esk_schema_t *schema, const c
  */
 int esk_value_to_json(const avro_value_t *value, char **out, esk_error_t *err);
 
+/**
+ * @brief Appends @p value to @p b as compact JSON, as esk_value_to_json()
+ *        writes it (no NUL), leaving out the field @p skip (may be NULL) of a
+ *        top-level record: the one Avro-to-JSON writer (event_log writes its
+ *        payloads with it, without "meta").
+ * @returns ESK_OK; ESK_EINVAL for a value JSON cannot hold (a union without a
+ *          branch, a float that is not finite); ESK_ENOMEM past @p b's maximum.
+ */
+int esk_value_json_append(esk_buf_t *b, const avro_value_t *value, const char *skip,
+                          esk_error_t *err);
+
 /* --------------------------------------------------------------- codec --- */
 
 typedef struct esk_codec_s esk_codec_t;
