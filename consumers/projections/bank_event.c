@@ -36,7 +36,6 @@ void esk_bank_decoder_destroy(esk_bank_decoder_t *d) {
   free(d);
 }
 
-esk_codec_t *esk_bank_decoder_codec(esk_bank_decoder_t *d) { return d->codec; }
 
 static int decode_cb(void *self, const rd_kafka_message_t *m, esk_event_t *out,
                      esk_error_t *err) {

@@ -34,6 +34,7 @@
 
 #include "bank/bank_avro.h"
 #include "bench_kafka.h"
+#include "bench_util.h"
 #include "esk/kafka.h"
 #include "esk/time.h"
 #include "esk_test_http.h"
@@ -49,34 +50,12 @@ static void die(const char *what, const char *msg) {
 
 /* ------------------------------------------------------------ samples --- */
 
-typedef struct samples_s {
-  double *ms;
-  size_t n, cap;
-} samples_t;
-
-static void add_sample(samples_t *s, double ms) {
-  if (s->n == s->cap) {
-    s->cap = s->cap ? s->cap * 2 : 1024;
-    s->ms = realloc(s->ms, s->cap * sizeof(*s->ms));
-    if (!s->ms) die("samples", "out of memory");
-  }
-  s->ms[s->n++] = ms;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted samples. */
-static double pct(const samples_t *s, double p) {
-  if (!s->n) return NAN;
-  size_t r = (size_t)ceil(p / 100.0 * (double)s->n);
-  return s->ms[r ? r - 1 : 0];
-}
+typedef esk_bench_samples_t samples_t;
+#define add_sample esk_bench_add
+#define pct esk_bench_pct
 
 static void summary(char *buf, size_t size, samples_t *s) {
-  qsort(s->ms, s->n, sizeof(*s->ms), cmp_double);
+  esk_bench_sort(s);
   snprintf(buf, size, "%6.1f %6.1f %6.1f %7.1f", pct(s, 50), pct(s, 90), pct(s, 99),
            s->n ? s->ms[s->n - 1] : NAN);
 }
@@ -248,24 +227,10 @@ static int settle(const phase_t *ph) {
 
 /* A child that dies with the bench (die() leaves no daemon behind). */
 static pid_t spawn(char *const argv[], const char *log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE *f = freopen(log, "a", stderr);
-    (void)f;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  if (pid < 0) die("fork", argv[0]);
-  return pid;
+  return esk_bench_spawn("bench_latency", argv, log);
 }
 
-static int stop_child(pid_t pid) {
-  int st = 0;
-  kill(pid, SIGTERM);
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+#define stop_child esk_bench_stop
 
 static void run_cmd(const char *cmd) {
   if (system(cmd) != 0) die("command failed", cmd);
@@ -282,23 +247,7 @@ static double producer_batches(int port) {
 }
 
 /* The port of the `http endpoints listening` line in @p log. */
-static int log_port(const char *log) {
-  for (int w = 0; w < 300; w++) {
-    FILE *f = fopen(log, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof(line), f)) {
-      const char *a = strstr(line, "msg=\"http endpoints listening\" addr=127.0.0.1:");
-      if (a) {
-        fclose(f);
-        return atoi(strrchr(a, ':') + 1);
-      }
-    }
-    if (f) fclose(f);
-    esk_time_sleep_ms(100);
-  }
-  die("esk-producer", "no http endpoints line in its log");
-  return -1;
-}
+static int log_port(const char *log) { return esk_bench_log_port("bench_latency", log); }
 
 /* ---------------------------------------------------------------- main --- */
 
