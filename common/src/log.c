@@ -8,7 +8,6 @@
 
 esk_log_level_t esk_log_threshold = ESK_LOG_INFO;
 
-static FILE *log_out;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
@@ -23,8 +22,6 @@ int esk_log_set_level(const char *name) {
   return ESK_EINVAL;
 }
 
-void esk_log_set_output(FILE *f) { log_out = f; }
-
 void esk_log_write(esk_log_level_t level, const char *fac, const char *fmt, ...) {
   char line[2048];
   char ts[32];
@@ -38,10 +35,9 @@ void esk_log_write(esk_log_level_t level, const char *fac, const char *fmt, ...)
   va_end(ap);
   /* One write per line, under a lock, so lines of threads never interleave. */
   pthread_mutex_lock(&log_lock);
-  FILE *f = log_out ? log_out : stderr;
-  fputs(line, f);
-  fputc('\n', f);
-  fflush(f);
+  fputs(line, stderr);
+  fputc('\n', stderr);
+  fflush(stderr);
   pthread_mutex_unlock(&log_lock);
 }
 

@@ -64,7 +64,5 @@ esk_decoder_t esk_bank_decoder(esk_bank_decoder_t *d);
 int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
                     esk_error_t *err);
 
-/** @brief The codec (for tests that encode with the same schema set). */
-esk_codec_t *esk_bank_decoder_codec(esk_bank_decoder_t *d);
 
 #endif

@@ -286,8 +286,7 @@ static void answer_query(worker_t *w, job_t *j) {
     int r;
     while ((r = reached(q, w->pg, j, where, sizeof(where))) == 0 && esk_time_mono_ms() < j->deadline_ms &&
            !atomic_load(&q->stopping)) {
-      struct timespec ts = {0, (long)q->poll_ms * 1000000L};
-      nanosleep(&ts, NULL);
+      esk_time_sleep_ms(q->poll_ms);
     }
     esk_metrics_observe(q->m_wait, (double)(esk_time_mono_ms() - started) / 1000.0);
     if (r < 0) goto pg_fault;
@@ -519,8 +518,7 @@ int esk_query_run(esk_query_t *q, volatile sig_atomic_t *stop, esk_error_t *err)
   (void)q;
   while (!*stop) {
     esk_watchdog_beat();
-    struct timespec ts = {0, 100 * 1000000L};
-    nanosleep(&ts, NULL);
+    esk_time_sleep_ms(100);
   }
   return ESK_OK;
 }

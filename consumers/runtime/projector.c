@@ -244,15 +244,19 @@ static int pg_schema_init(esk_projector_t *p, esk_error_t *err) {
   return pg_session_setup(p, err);
 }
 
-static int grow_parts(esk_projector_t *p, int32_t partition) {
-  if (partition < p->n_parts) return 0;
+/* Makes room for @p partition in p->parts. ESK_ENOMEM (not a skipped
+ * partition) when it cannot. */
+static int grow_parts(esk_projector_t *p, int32_t partition, esk_error_t *err) {
+  if (partition < p->n_parts) return ESK_OK;
   int n = partition + 1;
   part_t *np = realloc(p->parts, (size_t)n * sizeof(*np));
-  if (!np) return -1;
+  if (!np)
+    return esk_error_set(err, ESK_ENOMEM, "projector %s: out of memory growing its partition "
+                         "table to %d partitions", p->name, n);
   for (int i = p->n_parts; i < n; i++) np[i] = (part_t){0, POS_UNKNOWN, -1, -1, -1, -1, -1, NULL, NULL};
   p->parts = np;
   p->n_parts = n;
-  return 0;
+  return ESK_OK;
 }
 
 /* ------------------------------------------------------------ rebalance --- */
@@ -292,7 +296,8 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
       rc = esk_store_position_get(p->pg, p->store_key, list->elems[i].topic,
                                   list->elems[i].partition, &pos, &err);
       list->elems[i].offset = pos >= 0 ? pos : RD_KAFKA_OFFSET_BEGINNING;
-      if (!rc && grow_parts(p, list->elems[i].partition) == 0) {
+      if (!rc) rc = grow_parts(p, list->elems[i].partition, &err);
+      if (!rc) {
         part_t *pt = &p->parts[list->elems[i].partition];
         pt->assigned = 1;
         pt->stored = pos;

@@ -50,7 +50,7 @@ int esk_result_to_json_n(char *buf, size_t size, const char *command_id, size_t 
     off = cat_i64(buf, size, off, res->version);
     CAT("}}");
   }
-  if (off >= size) return -1;
+  if (off >= size) return ESK_ENOMEM;
   buf[off] = '\0';
   return (int)off;
 }

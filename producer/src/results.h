@@ -17,7 +17,7 @@
  *        `{"command_id":..,"status":"accepted","aggregate_version":N}` or
  *        `{"command_id":..,"status":"rejected","error":{"code":..,"message":..,
  *        "actual_version":N}}`; the code is esk_domain_rule_name(@p d, rule).
- * @returns the length written (< size), or -1 when it does not fit.
+ * @returns the length written (< size), or ESK_ENOMEM when it does not fit.
  */
 int esk_result_to_json(char *buf, size_t size, const char *command_id, const esk_result_t *res,
                        const esk_domain_t *d);

@@ -61,6 +61,14 @@ static void wait_for(esk_test_projector_t *t, const char *name, int64_t applied,
                  s.applied, applied, s.dead, dead);
 }
 
+/* Every message handled and committed, the counters settled: what the checks
+ * that nothing more was applied or skipped wait for. */
+static void quiet(esk_test_projector_t *t, const char *name) {
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  esk_test_projector_quiet(pg, name, topic, esk_test_projector_counters, t, 90);
+  PQfinish(pg);
+}
+
 static void finish(esk_test_projector_t *t, const char *name, esk_projector_stats_t *s) {
   esk_error_t err = {0};
   int rc = esk_test_projector_stop(t, s, &err);
@@ -91,7 +99,7 @@ Test(projections, every_read_model_equals_the_fold_and_duplicates_change_nothing
   for (int i = 0; i < 4; i++) {
     esk_projector_stats_t s;
     wait_for(runs[i], models[i], (int64_t)n, 0);
-    esk_time_sleep_ms(300);
+    quiet(runs[i], models[i]);
     finish(runs[i], models[i], &s);
     cr_expect_eq(s.applied, (int64_t)n, "%s applied %" PRId64, models[i], s.applied);
     cr_expect_eq(s.skipped, 700, "%s skipped %" PRId64 " duplicates", models[i], s.skipped);
@@ -191,7 +199,7 @@ Test(projections, poison_events_go_to_the_dlq_and_everything_after_them_is_appli
   esk_projector_stats_t s;
   esk_test_projector_t *t = start("account_balances", "100", 2048);
   wait_for(t, "account_balances", (int64_t)n, 15);
-  esk_time_sleep_ms(300);
+  quiet(t, "account_balances");
   finish(t, "account_balances", &s);
   cr_expect_eq(s.applied, (int64_t)n);
   cr_expect_eq(s.dead, 15);
@@ -283,7 +291,7 @@ Test(projections, a_row_the_database_refuses_is_isolated_and_dead_lettered, .ini
     esk_projector_stats_t s;
     esk_test_projector_t *t = start(refusing[i], "100000", 0);
     wait_for(t, refusing[i], (int64_t)n - 1, 1);
-    esk_time_sleep_ms(300);
+    quiet(t, refusing[i]);
     finish(t, refusing[i], &s);
     cr_expect_eq(s.applied, (int64_t)n - 1, "%s applied %" PRId64, refusing[i], s.applied);
     cr_expect_eq(s.dead, 1, "%s dead-lettered %" PRId64, refusing[i], s.dead);

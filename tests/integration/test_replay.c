@@ -66,6 +66,14 @@ static void wait_for(esk_test_projector_t *t, const char *name, int64_t applied)
   cr_assert_fail("%s stuck: applied %" PRId64 "/%" PRId64, name, s.applied, applied);
 }
 
+/* Every message handled and committed, the counters settled: what the checks
+ * that nothing more was applied, skipped or moved wait for. */
+static void quiet(esk_test_projector_t *t, const char *name) {
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  esk_test_projector_quiet(pg, name, topic, esk_test_projector_counters, t, 90);
+  PQfinish(pg);
+}
+
 static void finish(esk_test_projector_t *t, const char *name, esk_projector_stats_t *s) {
   esk_error_t err = {0};
   int rc = esk_test_projector_stop(t, s, &err);
@@ -172,7 +180,7 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
   /* An existing projection, caught up, keeps running throughout. */
   esk_test_projector_t *old = start_bank("account_balances");
   wait_for(old, "account_balances", (int64_t)n_old);
-  esk_time_sleep_ms(500);
+  quiet(old, "account_balances");
   PGconn *pg = esk_test_pg_connect_schema(schema);
   esk_projector_stats_t old_s;
   cr_assert_eq(esk_test_projector_stats(old, &old_s, &err), ESK_OK, "%s", err.msg);
@@ -206,7 +214,8 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
   cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
   wait_for(neu, "accounts_by_owner", (int64_t)n);
   wait_for(old, "account_balances", (int64_t)n);
-  esk_time_sleep_ms(300);
+  quiet(neu, "accounts_by_owner");
+  quiet(old, "account_balances");
   finish(neu, "accounts_by_owner", &s);
   cr_expect_eq(s.applied, (int64_t)n);
   cr_expect_eq(s.skipped, 1000, "skipped %" PRId64 " duplicates", s.skipped);
@@ -362,7 +371,7 @@ Test(replay, the_example_plugin_builds_its_table_from_the_topic, .init = setup, 
                ESK_OK, "%s", err.msg);
   esk_test_projector_t *t = start_with(&proj);
   wait_for(t, "large_deposits", (int64_t)n);
-  esk_time_sleep_ms(300);
+  quiet(t, "large_deposits");
   esk_projector_stats_t s;
   finish(t, "large_deposits", &s);
   cr_expect_eq(s.applied, (int64_t)n);
@@ -441,7 +450,7 @@ Test(replay, eskctl_projection_status_reports_positions_lag_state_and_dead_lette
     esk_time_sleep_ms(100);
   }
   cr_assert_eq(s.applied, (int64_t)n);
-  esk_time_sleep_ms(500);
+  quiet(t, "account_balances");
 
   /* running and caught up */
   json_t *j = status_json(group, "");
@@ -625,7 +634,7 @@ Test(replay, a_declarative_statement_failing_on_data_dead_letters_only_that_even
     cr_assert_eq(esk_test_projector_stats(t, &s, &err), ESK_OK, "stopped: %s", err.msg);
     esk_time_sleep_ms(100);
   }
-  esk_time_sleep_ms(300);
+  quiet(t, "small_deposits");
   finish(t, "small_deposits", &s);
   cr_expect_eq(s.dead, want_dead, "dead %" PRId64 ", want %" PRId64, s.dead, want_dead);
   cr_expect_eq(s.applied, (int64_t)n - want_dead);
@@ -735,9 +744,11 @@ Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_withou
   cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, n_before, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  esk_time_sleep_ms(1200);
-  int64_t t_ms = esk_time_real_ms();
-  esk_time_sleep_ms(300);
+  /* every event so far was stamped (CreateTime, the same wall clock) before
+   * flush returned, so at or before now; later ones are sent once the clock
+   * has passed t_ms */
+  int64_t t_ms = esk_time_real_ms() + 1;
+  while (esk_time_real_ms() <= t_ms) esk_time_sleep_ms(1);
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, n_before, n, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
@@ -784,7 +795,7 @@ Test(replay, a_new_projection_started_at_a_time_applies_only_later_events_withou
 
   esk_test_projector_t *t = start_with(&proj);
   wait_for(t, "events_since", (int64_t)(n - n_before));
-  esk_time_sleep_ms(300);
+  quiet(t, "events_since");
   esk_projector_stats_t s;
   finish(t, "events_since", &s);
   cr_expect_eq(s.applied, (int64_t)(n - n_before));

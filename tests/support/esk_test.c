@@ -161,3 +161,62 @@ const char *esk_test_header(const rd_kafka_message_t *m, const char *name, char 
     snprintf(buf, size, "%.*s", (int)n, (const char *)v);
   return buf;
 }
+
+int64_t esk_test_high_watermarks(const char *topic) {
+  esk_error_t err = {0};
+  rd_kafka_t *rk = esk_test_kafka_client();
+  int parts = 0;
+  cr_assert_eq(esk_kafka_partition_count(rk, topic, 10000, &parts, &err), ESK_OK, "%s", err.msg);
+  int64_t sum = 0;
+  for (int32_t p = 0; p < parts; p++) {
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+    cr_assert_eq(e, RD_KAFKA_RESP_ERR_NO_ERROR, "watermarks of %s [%d]: %s", topic, (int)p,
+                 rd_kafka_err2str(e));
+    sum += hi;
+  }
+  rd_kafka_destroy(rk);
+  return sum;
+}
+
+static int64_t stored_positions(PGconn *pg, const char *projection, const char *topic) {
+  PGresult *r = NULL;
+  esk_error_t err = {0};
+  const char *params[] = {projection, topic};
+  cr_assert_eq(esk_pg_exec(&r, pg, "positions",
+                           "select coalesce(sum(next_offset), 0) from esk_projection_positions "
+                           "where projection = $1 and topic = $2",
+                           2, params, &err),
+               ESK_OK, "%s", err.msg);
+  int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return v;
+}
+
+static int same_stats(const esk_projector_stats_t *a, const esk_projector_stats_t *b) {
+  return a->applied == b->applied && a->skipped == b->skipped && a->dead == b->dead &&
+         a->batches == b->batches && a->conflicts == b->conflicts;
+}
+
+esk_projector_stats_t esk_test_projector_quiet(PGconn *pg, const char *projection,
+                                               const char *topic, esk_test_stats_fn stats,
+                                               void *arg, int timeout_s) {
+  int64_t end = esk_time_mono_ms() + (int64_t)timeout_s * 1000;
+  int64_t want = esk_test_high_watermarks(topic), at = -1;
+  while ((at = stored_positions(pg, projection, topic)) < want && esk_time_mono_ms() < end)
+    esk_time_sleep_ms(100);
+  cr_assert_geq(at, want, "%s: positions at %lld of %s's %lld messages after %d s", projection,
+                (long long)at, topic, (long long)want, timeout_s);
+  esk_projector_stats_t last = {0}, now = {0};
+  if (!stats) return last;
+  stats(arg, &last);
+  for (int same = 0; same < 3;) {
+    cr_assert_lt(esk_time_mono_ms(), end, "%s: counters still changing after %d s", projection,
+                 timeout_s);
+    esk_time_sleep_ms(100);
+    stats(arg, &now);
+    same = same_stats(&now, &last) ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}

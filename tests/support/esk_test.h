@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "esk/time.h"
+#include "projector.h"
 
 /**
  * Writes "<prefix>.<pid>.<random>" into buf: names of topics, groups, tables
@@ -57,5 +58,25 @@ void esk_test_delete_topic(const char *topic);
 
 /** Sets one config of @p topic on the test broker (AlterConfigs; fails the test on error). */
 void esk_test_alter_topic(const char *topic, const char *key, const char *value);
+
+/** The sum of @p topic's high watermarks (the offset after its last message), over
+ *  all its partitions (fails the test when Kafka does not answer). */
+int64_t esk_test_high_watermarks(const char *topic);
+
+/** A projector's counters, for esk_test_projector_quiet(): @p arg is the caller's. */
+typedef void (*esk_test_stats_fn)(void *arg, esk_projector_stats_t *s);
+
+/**
+ * Waits until a projector has nothing left to do, what a check that something
+ * did *not* happen must wait for: the positions of @p projection on @p topic
+ * stored in the bookkeeping tables @p pg finds sum to the topic's high
+ * watermarks (every message handled and its batch committed; non-transactional
+ * publishers), and then its counters, read by @p stats, stayed the same over
+ * three polls 100 ms apart. Fails the test after @p timeout_s seconds.
+ * @returns the counters it saw last.
+ */
+esk_projector_stats_t esk_test_projector_quiet(PGconn *pg, const char *projection,
+                                               const char *topic, esk_test_stats_fn stats,
+                                               void *arg, int timeout_s);
 
 #endif

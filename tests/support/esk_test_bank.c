@@ -636,6 +636,10 @@ int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, 
   return ESK_OK;
 }
 
+void esk_test_projector_counters(void *t, esk_projector_stats_t *s) {
+  esk_test_projector_stats(t, s, NULL);
+}
+
 int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err) {
   t->stop = 1;
   pthread_join(t->thread, NULL);

@@ -98,6 +98,10 @@ int esk_test_projector_start_with(esk_test_projector_t **out, const esk_projecti
 /** @brief The running projector's counters; returns its run's error code if it ended. */
 int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);
 
+/** @brief esk_test_projector_stats() in the shape of esk_test_projector_quiet()'s
+ *         counters (@p t an esk_test_projector_t); a run that ended shows in the stop. */
+void esk_test_projector_counters(void *t, esk_projector_stats_t *s);
+
 /** @brief Stops (as SIGTERM would), joins and frees it; the final counters in @p s.
  *  @returns the run's code (ESK_OK on the requested stop). */
 int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);

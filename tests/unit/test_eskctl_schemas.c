@@ -42,6 +42,19 @@ Test(eskctl_schemas, check_passes_over_the_bank_contract) {
   cr_assert(strstr(out, "all readable"), "%s", out);
 }
 
+Test(eskctl_schemas, check_passes_over_the_orders_contract_only_with_its_upcaster) {
+  char out[16384];
+  cr_assert_eq(run(ESKCTL " schemas --domain orders check " ESK_SOURCE_DIR "/schemas/orders", out,
+                   sizeof(out)),
+               0, "%s", out);
+  cr_assert(strstr(out, "ok   OrderCreated v2 reads v1"), "%s", out);
+  /* without the orders upcaster (the bank's registered instead) v2 cannot read v1 */
+  cr_assert_eq(run(ESKCTL " schemas --domain bank check " ESK_SOURCE_DIR "/schemas/orders", out,
+                   sizeof(out)),
+               1, "%s", out);
+  cr_assert(strstr(out, "FAIL") && strstr(out, "OrderCreated"), "%s", out);
+}
+
 Test(eskctl_schemas, check_fails_naming_type_versions_and_field_added_without_default) {
   char dir[] = "/tmp/esk-schemas-XXXXXX", out[16384], cmd[2048];
   cr_assert(mkdtemp(dir));

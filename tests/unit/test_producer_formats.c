@@ -63,7 +63,8 @@ Test(producer_formats, a_refused_id_is_written_whole_and_never_read_back_as_its_
 Test(producer_formats, a_result_that_does_not_fit_is_refused) {
   char small[20];
   esk_result_t r = {.rule = ESK_RULE_ACCEPTED, .version = 1};
-  cr_expect_eq(esk_result_to_json(small, sizeof(small), "a-long-command-id", &r, esk_bank_domain()), -1);
+  cr_expect_eq(esk_result_to_json(small, sizeof(small), "a-long-command-id", &r, esk_bank_domain()),
+               ESK_ENOMEM);
 }
 
 static void expect_bad_result(const char *text, size_t len) {

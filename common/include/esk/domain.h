@@ -36,7 +36,7 @@
  * exports ESK_DOMAIN_SYMBOL (write ESK_DOMAIN_EXPORT(fn) once in it);
  * esk/domain_lib.h loads it and refuses one built for another ABI. The
  * object links no esk library: esk-producer and eskctl export libesk's
- * functions to it (docs/producer.md, "Domains").
+ * functions to it (docs/domains.md).
  *
  * Sizes: commands, events and states are fixed-size structs of the domain
  * (command_size, event_size, state_size bytes), copied by value; the runtime

@@ -1,7 +1,7 @@
 /**
  * @file domain_lib.h
  * @brief Loading a domain from a shared object (docs/architecture.md, "Write
- *        side"; docs/producer.md, "Domains").
+ *        side"; docs/domains.md).
  *
  * `domain=NAME` names the file NAME.so in the domain directory (`domain.dir`,
  * default ESK_DOMAIN_DIR_DEFAULT: `$ORIGIN` is the directory of the running
@@ -30,7 +30,7 @@
 #define ESK_DOMAIN_DIR_PROP                                                                 \
   {"domain.dir", ESK_CONF_STRING, ESK_DOMAIN_DIR_DEFAULT, 0, 0, NULL, NULL,                 \
    "Directory of the domain shared objects: domain=NAME loads NAME.so from it. A leading " \
-   "$ORIGIN is the directory of the binary (docs/producer.md, Domains)."}
+   "$ORIGIN is the directory of the binary (docs/domains.md)."}
 
 /** Longest domain name (the topics are <prefix><name>.commands, ...). */
 #define ESK_DOMAIN_NAME_MAX 64

@@ -25,9 +25,6 @@ extern esk_log_level_t esk_log_threshold;
  *  @returns 0, or ESK_EINVAL for an unknown name. */
 int esk_log_set_level(const char *name);
 
-/** @brief Sends log lines to @p f instead of stderr (NULL restores stderr). */
-void esk_log_set_output(FILE *f);
-
 /**
  * @brief Writes one line: ts, level and fac, then the caller's key=value text.
  * @param fac the facility (module), a bare word.
