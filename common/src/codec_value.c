@@ -1,11 +1,13 @@
 /* Generic values <-> JSON, in the shape of Avro's default values (a union is
  * the bare value of its branch; bytes and fixed are strings of code points
  * 0..255). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec_internal.h"
+#include "esk/text.h"
 
 /* Decodes a UTF-8 string of code points <= 255 into bytes, in place. Returns
  * the length, or -1 if a code point is above 255 or the UTF-8 is bad. */
@@ -234,9 +236,11 @@ int esk_value_from_json(avro_value_t *value, const esk_schema_t *schema, const c
   return rc;
 }
 
-static json_t *bytes_to_json(const void *p, size_t len) {
+/* Bytes and fixed as JSON strings: each byte the code point of the same value
+ * (U+0000..U+00FF), as the Avro specification writes them. */
+static int bytes_json(esk_buf_t *b, const void *p, size_t len, esk_error_t *err) {
   char *tmp = malloc(len * 2 + 1);
-  if (!tmp) return NULL;
+  if (!tmp) return esk_error_set(err, ESK_ENOMEM, "out of memory writing JSON");
   size_t o = 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = ((const unsigned char *)p)[i];
@@ -247,108 +251,159 @@ static json_t *bytes_to_json(const void *p, size_t len) {
       tmp[o++] = (char)(0x80 | (c & 0x3f));
     }
   }
-  json_t *j = json_stringn(tmp, o);
+  int rc = esk_text_json_buf(b, tmp, o, err);
   free(tmp);
-  return j;
+  return rc;
 }
 
-static json_t *to_json(const avro_value_t *v) {
+/* A double as jansson writes it: %.17g, ".0" after an integer, the exponent
+ * without '+' or leading zeros. */
+static int real_json(esk_buf_t *b, double x, esk_error_t *err) {
+  char t[64];
+  if (!isfinite(x)) return esk_error_set(err, ESK_EINVAL, "%g cannot be written as JSON", x);
+  int n = snprintf(t, sizeof(t) - 2, "%.17g", x);
+  if (strspn(t, "0123456789-") == (size_t)n) {
+    memcpy(t + n, ".0", 3);
+    n += 2;
+  }
+  char *e = strchr(t, 'e');
+  if (e) {
+    char *d = e + 1, *s = d;
+    if (*s == '-') d++, s++;
+    if (*s == '+') s++;
+    while (*s == '0' && s[1]) s++;
+    memmove(d, s, strlen(s) + 1);
+    n = (int)strlen(t);
+  }
+  return esk_buf_append(b, t, (size_t)n, err);
+}
+
+static int put(esk_buf_t *b, const char *s, esk_error_t *err) {
+  return esk_buf_append(b, s, strlen(s), err);
+}
+
+/* Records and maps as objects; @p skip: a field left out. */
+static int object_json(esk_buf_t *b, const avro_value_t *v, const char *skip, esk_error_t *err) {
+  size_t n = 0;
+  int rc = put(b, "{", err), first = 1;
+  avro_value_get_size(v, &n);
+  for (size_t i = 0; i < n && !rc; i++) {
+    avro_value_t c;
+    const char *name = NULL;
+    avro_value_get_by_index(v, i, &c, &name);
+    if (skip && !strcmp(name, skip)) continue;
+    if (!first) rc = put(b, ",", err);
+    first = 0;
+    if (!rc) rc = esk_text_json_buf(b, name, strlen(name), err);
+    if (!rc) rc = put(b, ":", err);
+    if (!rc) rc = esk_value_json_append(b, &c, NULL, err);
+  }
+  return rc ? rc : put(b, "}", err);
+}
+
+static int array_json(esk_buf_t *b, const avro_value_t *v, esk_error_t *err) {
+  size_t n = 0;
+  int rc = put(b, "[", err);
+  avro_value_get_size(v, &n);
+  for (size_t i = 0; i < n && !rc; i++) {
+    avro_value_t c;
+    avro_value_get_by_index(v, i, &c, NULL);
+    if (i) rc = put(b, ",", err);
+    if (!rc) rc = esk_value_json_append(b, &c, NULL, err);
+  }
+  return rc ? rc : put(b, "]", err);
+}
+
+/* Null, booleans and numbers. */
+static int scalar_json(esk_buf_t *b, const avro_value_t *v, esk_error_t *err) {
+  char t[ESK_TEXT_I64_MAX];
+  int x = 0;
+  int32_t i32 = 0;
+  int64_t i64 = 0;
+  float f = 0;
+  double d = 0;
   switch (avro_value_get_type(v)) {
-  case AVRO_NULL: return json_null();
-  case AVRO_BOOLEAN: {
-    int b = 0;
-    avro_value_get_boolean(v, &b);
-    return json_boolean(b);
+  case AVRO_NULL: return put(b, "null", err);
+  case AVRO_BOOLEAN: avro_value_get_boolean(v, &x); return put(b, x ? "true" : "false", err);
+  case AVRO_INT32:
+    avro_value_get_int(v, &i32);
+    return esk_buf_append(b, t, esk_text_i64(t, i32), err);
+  case AVRO_INT64:
+    avro_value_get_long(v, &i64);
+    return esk_buf_append(b, t, esk_text_i64(t, i64), err);
+  case AVRO_FLOAT: avro_value_get_float(v, &f); return real_json(b, f, err);
+  case AVRO_DOUBLE: avro_value_get_double(v, &d); return real_json(b, d, err);
+  default: return esk_error_set(err, ESK_EINVAL, "the value cannot be written as JSON");
   }
-  case AVRO_INT32: {
-    int32_t x = 0;
-    avro_value_get_int(v, &x);
-    return json_integer(x);
-  }
-  case AVRO_INT64: {
-    int64_t x = 0;
-    avro_value_get_long(v, &x);
-    return json_integer(x);
-  }
-  case AVRO_FLOAT: {
-    float x = 0;
-    avro_value_get_float(v, &x);
-    return json_real(x);
-  }
-  case AVRO_DOUBLE: {
-    double x = 0;
-    avro_value_get_double(v, &x);
-    return json_real(x);
-  }
-  case AVRO_STRING: {
-    const char *s = NULL;
-    size_t size = 0;
+}
+
+int esk_value_json_append(esk_buf_t *b, const avro_value_t *v, const char *skip,
+                          esk_error_t *err) {
+  const void *p = NULL;
+  const char *s = NULL;
+  size_t size = 0;
+  int i = 0;
+  avro_value_t branch;
+  switch (avro_value_get_type(v)) {
+  case AVRO_STRING:
     avro_value_get_string(v, &s, &size);
-    return json_stringn(s ? s : "", size ? size - 1 : 0);
-  }
-  case AVRO_BYTES: {
-    const void *p = NULL;
-    size_t size = 0;
-    avro_value_get_bytes(v, &p, &size);
-    return bytes_to_json(p, size);
-  }
-  case AVRO_FIXED: {
-    const void *p = NULL;
-    size_t size = 0;
-    avro_value_get_fixed(v, &p, &size);
-    return bytes_to_json(p, size);
-  }
-  case AVRO_ENUM: {
-    int i = 0;
+    return esk_text_json_buf(b, s ? s : "", size ? size - 1 : 0, err);
+  case AVRO_BYTES: avro_value_get_bytes(v, &p, &size); return bytes_json(b, p, size, err);
+  case AVRO_FIXED: avro_value_get_fixed(v, &p, &size); return bytes_json(b, p, size, err);
+  case AVRO_ENUM:
     avro_value_get_enum(v, &i);
-    const char *sym = avro_schema_enum_get(avro_value_get_schema(v), i);
-    return sym ? json_string(sym) : NULL;
-  }
+    s = avro_schema_enum_get(avro_value_get_schema(v), i);
+    if (!s) return esk_error_set(err, ESK_EINVAL, "enum value %d has no symbol", i);
+    return esk_text_json_buf(b, s, strlen(s), err);
   case AVRO_RECORD:
-  case AVRO_MAP: {
-    size_t n = 0;
-    json_t *o = json_object();
-    avro_value_get_size(v, &n);
-    for (size_t i = 0; o && i < n; i++) {
-      avro_value_t c;
-      const char *name = NULL;
-      avro_value_get_by_index(v, i, &c, &name);
-      json_t *jc = to_json(&c);
-      if (!jc || json_object_set_new(o, name, jc)) {
-        json_decref(o);
-        return NULL;
-      }
-    }
-    return o;
-  }
-  case AVRO_ARRAY: {
-    size_t n = 0;
-    json_t *a = json_array();
-    avro_value_get_size(v, &n);
-    for (size_t i = 0; a && i < n; i++) {
-      avro_value_t c;
-      avro_value_get_by_index(v, i, &c, NULL);
-      json_t *jc = to_json(&c);
-      if (!jc || json_array_append_new(a, jc)) {
-        json_decref(a);
-        return NULL;
-      }
-    }
-    return a;
-  }
-  case AVRO_UNION: {
-    avro_value_t b;
-    if (avro_value_get_current_branch(v, &b)) return NULL;
-    return to_json(&b);
-  }
-  default: return NULL;
+  case AVRO_MAP: return object_json(b, v, skip, err);
+  case AVRO_ARRAY: return array_json(b, v, err);
+  case AVRO_UNION:
+    if (avro_value_get_current_branch(v, &branch))
+      return esk_error_set(err, ESK_EINVAL, "the value cannot be written as JSON (unset union?)");
+    return esk_value_json_append(b, &branch, NULL, err);
+  default: return scalar_json(b, v, err);
   }
 }
 
 int esk_value_to_json(const avro_value_t *value, char **out, esk_error_t *err) {
-  json_t *j = to_json(value);
-  if (!j) return esk_error_set(err, ESK_EINVAL, "the value cannot be written as JSON (unset union?)");
-  *out = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-  json_decref(j);
-  return *out ? ESK_OK : esk_error_set(err, ESK_ENOMEM, "out of memory writing JSON");
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  int rc = esk_value_json_append(&b, value, NULL, err);
+  if (!rc) rc = esk_buf_append(&b, "", 1, err);
+  if (rc) {
+    esk_buf_free(&b);
+    return rc;
+  }
+  *out = (char *)b.data;
+  return ESK_OK;
+}
+
+int esk_value_field(const avro_value_t *rec, const char *name, avro_value_t *out,
+                    esk_error_t *err) {
+  if (avro_value_get_by_name(rec, name, out, NULL))
+    return esk_error_set(err, ESK_EPOISON, "no field '%s' in %s", name,
+                         avro_schema_type_name(avro_value_get_schema(rec)));
+  return ESK_OK;
+}
+
+int esk_value_field_str(const avro_value_t *rec, const char *name, const char **out,
+                        esk_error_t *err) {
+  avro_value_t f;
+  size_t n = 0;
+  int rc = esk_value_field(rec, name, &f, err);
+  if (rc) return rc;
+  if (avro_value_get_string(&f, out, &n))
+    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a string", name);
+  return ESK_OK;
+}
+
+int esk_value_field_long(const avro_value_t *rec, const char *name, int64_t *out,
+                         esk_error_t *err) {
+  avro_value_t f;
+  int rc = esk_value_field(rec, name, &f, err);
+  if (rc) return rc;
+  if (avro_value_get_long(&f, out))
+    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a long", name);
+  return ESK_OK;
 }

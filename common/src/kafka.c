@@ -229,14 +229,21 @@ static void refresh_topic(rd_kafka_t *rk, const char *topic, int timeout_ms) {
 /* librdkafka 2.0.2 sends a watermark query to the leader in its metadata cache
  * and does not refresh that cache on a partition's NOT_LEADER answer, so after a
  * leader moved it asked the same broker again until the cache aged out (minutes;
- * found killing a broker of the three-node stack, docs/local-stack.md). */
+ * found killing a broker of the three-node stack, docs/local-stack.md). A query
+ * sent to a dead leader waits out socket.timeout.ms, so the topic's metadata is
+ * refreshed before the first query too (one round trip; no caller is per message). */
 rd_kafka_resp_err_t esk_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
                                          int64_t *lo, int64_t *hi, int timeout_ms) {
-  for (int waited = 0;; waited += 100) {
+  int64_t deadline = esk_time_mono_ms() + timeout_ms;
+  /* first a fresh leader: one cached before a broker died would hold the query
+   * until socket.timeout.ms (60 s), whatever timeout_ms says */
+  refresh_topic(rk, topic, timeout_ms < 5000 ? timeout_ms : 5000);
+  for (;;) {
+    int left = (int)(deadline - esk_time_mono_ms());
     rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi, timeout_ms);
-    if (!leader_moved(e) || waited >= timeout_ms) return e;
-    refresh_topic(rk, topic, timeout_ms);
+        rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi, left > 0 ? left : 1);
+    if (!leader_moved(e) || left <= 100) return e;
+    refresh_topic(rk, topic, left);
     esk_time_sleep_ms(100);
   }
 }
@@ -268,9 +275,9 @@ static int partition_count_once(rd_kafka_t *rk, const char *topic, int timeout_m
 
 int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
                               esk_error_t *err) {
-  for (int waited = 0;; waited += 100) {
+  for (int64_t until = esk_time_mono_ms() + TOPIC_GRACE_MS;;) {
     int rc = partition_count_once(rk, topic, timeout_ms, count, err);
-    if (rc != ESK_ENOTFOUND || waited >= TOPIC_GRACE_MS) return rc;
+    if (rc != ESK_ENOTFOUND || esk_time_mono_ms() >= until) return rc;
     esk_time_sleep_ms(100); /* not a poll: rk may be a consumer */
   }
 }

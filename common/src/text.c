@@ -68,6 +68,9 @@ size_t esk_text_json_str(char *buf, size_t size, size_t off, const char *s, size
       k = 2;
     } else if (*c >= 0x20) {
       continue;
+    } else if (*c && strchr("\b\f\n\r\t", *c)) { /* the short forms, as jansson writes them */
+      esc[1] = "btnvfr"[*c - '\b'];
+      k = 2;
     }
     esc[4] = hex[*c >> 4];
     esc[5] = hex[*c & 15];

@@ -46,40 +46,13 @@ esk_decoder_t esk_bank_decoder(esk_bank_decoder_t *d) {
   return (esk_decoder_t){.decode = decode_cb, .self = d};
 }
 
-static int get_field(const avro_value_t *rec, const char *name, avro_value_t *out,
-                     esk_error_t *err) {
-  if (avro_value_get_by_name(rec, name, out, NULL))
-    return esk_error_set(err, ESK_EPOISON, "decoded event has no field '%s'", name);
-  return ESK_OK;
-}
-
-static int get_str(const avro_value_t *rec, const char *name, const char **out,
-                   esk_error_t *err) {
-  avro_value_t f;
-  size_t n = 0;
-  int rc = get_field(rec, name, &f, err);
-  if (rc) return rc;
-  if (avro_value_get_string(&f, out, &n))
-    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a string", name);
-  return ESK_OK;
-}
-
-static int get_long(const avro_value_t *rec, const char *name, int64_t *out, esk_error_t *err) {
-  avro_value_t f;
-  int rc = get_field(rec, name, &f, err);
-  if (rc) return rc;
-  if (avro_value_get_long(&f, out))
-    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a long", name);
-  return ESK_OK;
-}
-
 static int get_money(const avro_value_t *rec, const char *name, int64_t *amount,
                      const char **currency, esk_error_t *err) {
   avro_value_t money;
   int rc;
-  if ((rc = get_field(rec, name, &money, err)) ||
-      (rc = get_long(&money, "minor_units", amount, err)) ||
-      (rc = get_str(&money, "currency", currency, err)))
+  if ((rc = esk_value_field(rec, name, &money, err)) ||
+      (rc = esk_value_field_long(&money, "minor_units", amount, err)) ||
+      (rc = esk_value_field_str(&money, "currency", currency, err)))
     return rc;
   if (*amount < 0)
     return esk_error_set(err, ESK_EPOISON, "negative amount %" PRId64 " in '%s'", *amount, name);
@@ -108,15 +81,15 @@ int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_even
   else if (!strcmp(e->type, "MoneyWithdrawn")) e->kind = ESK_BANK_MONEY_WITHDRAWN;
   else if (!strcmp(e->type, "AccountClosed")) e->kind = ESK_BANK_ACCOUNT_CLOSED;
   else return esk_error_set(err, ESK_EPOISON, "'%s' is not a bank event type", e->type);
-  if ((rc = get_field(value, "meta", &meta, err)) ||
-      (rc = get_str(&meta, "event_id", &e->event_id, err)) ||
-      (rc = get_str(&meta, "aggregate_type", &e->aggregate_type, err)) ||
-      (rc = get_str(&meta, "aggregate_id", &e->aggregate_id, err)) ||
-      (rc = get_long(&meta, "aggregate_version", &e->aggregate_version, err)) ||
-      (rc = get_long(&meta, "occurred_at", &e->occurred_at_us, err)) ||
-      (rc = get_str(&meta, "correlation_id", &e->correlation_id, err)) ||
-      (rc = get_str(&meta, "causation_id", &e->causation_id, err)) ||
-      (rc = get_str(&meta, "actor", &e->actor, err)))
+  if ((rc = esk_value_field(value, "meta", &meta, err)) ||
+      (rc = esk_value_field_str(&meta, "event_id", &e->event_id, err)) ||
+      (rc = esk_value_field_str(&meta, "aggregate_type", &e->aggregate_type, err)) ||
+      (rc = esk_value_field_str(&meta, "aggregate_id", &e->aggregate_id, err)) ||
+      (rc = esk_value_field_long(&meta, "aggregate_version", &e->aggregate_version, err)) ||
+      (rc = esk_value_field_long(&meta, "occurred_at", &e->occurred_at_us, err)) ||
+      (rc = esk_value_field_str(&meta, "correlation_id", &e->correlation_id, err)) ||
+      (rc = esk_value_field_str(&meta, "causation_id", &e->causation_id, err)) ||
+      (rc = esk_value_field_str(&meta, "actor", &e->actor, err)))
     return rc;
   if (e->aggregate_version < 1)
     return esk_error_set(err, ESK_EPOISON, "%s of %s has aggregate version %" PRId64
@@ -124,25 +97,25 @@ int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_even
   e->owner_id = e->currency = e->description = e->reason = "";
   switch (e->kind) {
   case ESK_BANK_ACCOUNT_OPENED:
-    if ((rc = get_str(value, "owner_id", &e->owner_id, err)) ||
+    if ((rc = esk_value_field_str(value, "owner_id", &e->owner_id, err)) ||
         (rc = get_money(value, "initial_deposit", &e->amount, &e->currency, err)))
       return rc;
     break;
   case ESK_BANK_MONEY_DEPOSITED:
     if ((rc = get_money(value, "amount", &e->amount, &e->currency, err)) ||
-        (rc = get_str(value, "description", &e->description, err)))
+        (rc = esk_value_field_str(value, "description", &e->description, err)))
       return rc;
     break;
   case ESK_BANK_MONEY_WITHDRAWN:
-    if ((rc = get_long(value, "amount", &e->amount, err)) ||
-        (rc = get_str(value, "currency", &e->currency, err)))
+    if ((rc = esk_value_field_long(value, "amount", &e->amount, err)) ||
+        (rc = esk_value_field_str(value, "currency", &e->currency, err)))
       return rc;
     if (e->amount < 0)
       return esk_error_set(err, ESK_EPOISON, "negative amount %" PRId64 " in MoneyWithdrawn",
                            e->amount);
     break;
   case ESK_BANK_ACCOUNT_CLOSED:
-    if ((rc = get_str(value, "reason", &e->reason, err))) return rc;
+    if ((rc = esk_value_field_str(value, "reason", &e->reason, err))) return rc;
     break;
   }
   out->type = e->type;

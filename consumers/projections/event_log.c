@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "bank_projection.h"
-#include "esk/text.h"
 
 static const char *const migrations[] = {
     "create table event_log ("
@@ -29,72 +28,11 @@ static const char *const migrations[] = {
     "create index event_log_occurred_at on event_log (occurred_at);",
 };
 
-/* JSON for the payload, written straight into a buffer: a fast path for the
- * types events are made of (records, strings, longs, ints, booleans, null,
- * unions); any other type is written by the codec's esk_value_to_json(). */
-static int json_value(esk_buf_t *b, const avro_value_t *v, const char *skip, esk_error_t *err) {
-  char t[32];
-  switch (avro_value_get_type(v)) {
-  case AVRO_NULL: return esk_buf_append(b, "null", 4, err);
-  case AVRO_BOOLEAN: {
-    int x = 0;
-    avro_value_get_boolean(v, &x);
-    return esk_buf_append(b, x ? "true" : "false", x ? 4 : 5, err);
-  }
-  case AVRO_INT32: {
-    int32_t x = 0;
-    avro_value_get_int(v, &x);
-    return esk_buf_append(b, t, (size_t)snprintf(t, sizeof(t), "%" PRId32, x), err);
-  }
-  case AVRO_INT64: {
-    int64_t x = 0;
-    avro_value_get_long(v, &x);
-    return esk_buf_append(b, t, (size_t)snprintf(t, sizeof(t), "%" PRId64, x), err);
-  }
-  case AVRO_STRING: {
-    const char *s = NULL;
-    size_t n = 0;
-    avro_value_get_string(v, &s, &n);
-    return esk_text_json_buf(b, s ? s : "", n ? n - 1 : 0, NULL);
-  }
-  case AVRO_UNION: {
-    avro_value_t branch;
-    if (avro_value_get_current_branch(v, &branch))
-      return esk_error_set(err, ESK_EPOISON, "a union without a branch");
-    return json_value(b, &branch, NULL, err);
-  }
-  case AVRO_RECORD: {
-    size_t n = 0;
-    int rc = esk_buf_append(b, "{", 1, err), first = 1;
-    avro_value_get_size(v, &n);
-    for (size_t i = 0; i < n && !rc; i++) {
-      avro_value_t f;
-      const char *name = NULL;
-      avro_value_get_by_index(v, i, &f, &name);
-      if (skip && !strcmp(name, skip)) continue;
-      if (!first) rc = esk_buf_append(b, ",", 1, err);
-      first = 0;
-      if (!rc) rc = esk_text_json_buf(b, name, strlen(name), NULL);
-      if (!rc) rc = esk_buf_append(b, ":", 1, err);
-      if (!rc) rc = json_value(b, &f, NULL, err);
-    }
-    return rc ? rc : esk_buf_append(b, "}", 1, err);
-  }
-  default: {
-    char *json = NULL;
-    int rc = esk_value_to_json(v, &json, err);
-    if (!rc) rc = esk_buf_append(b, json, strlen(json), err);
-    free(json);
-    return rc;
-  }
-  }
-}
-
 static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
                 const esk_bank_event_t *b, esk_error_t *err) {
   esk_buf_reset(json);
   /* The payload is the event's own fields; its metadata are the columns. */
-  int rc = json_value(json, b->value, "meta", err);
+  int rc = esk_value_json_append(json, b->value, "meta", err);
   if (!rc) rc = esk_buf_append(json, "", 1, err);
   if (rc) {
     if (!err || !err->msg[0])

@@ -89,8 +89,12 @@ static int set_arg(esk_query_decl_t *d, const char *v, size_t n, const char *ori
                origin, line, buf);
   if (d->n_args == ESK_QUERY_MAX_ARGS)
     return BAD("%s:%d: more than %d int_arg lines", origin, line, ESK_QUERY_MAX_ARGS);
+  size_t len = strlen(name); /* a copy of known length: gcc -O0 with ASan saw a truncation */
+  if (len > ESK_QUERY_NAME_MAX)
+    return BAD("%s:%d: int_arg name '%s' is longer than %d characters", origin, line, name,
+               ESK_QUERY_NAME_MAX);
   esk_query_arg_t *a = &d->args[d->n_args++];
-  snprintf(a->name, sizeof(a->name), "%s", name);
+  memcpy(a->name, name, len + 1);
   a->min = mn;
   a->max = mx;
   a->def = df;

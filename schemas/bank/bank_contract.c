@@ -12,26 +12,19 @@ int esk_bank_schemas_load(esk_schema_set_t *set, esk_error_t *err) {
                                  esk_bank_schema_texts, err);
 }
 
-/* Looks up a field by name; a missing one is a contract bug, so poison. */
-static int field(const avro_value_t *rec, const char *name, avro_value_t *out, esk_error_t *err) {
-  if (avro_value_get_by_name(rec, name, out, NULL))
-    return esk_error_set(err, ESK_EPOISON, "no field '%s' in %s", name,
-                         avro_schema_type_name(avro_value_get_schema(rec)));
-  return ESK_OK;
-}
-
 int esk_bank_upcast_money_deposited_v2(const avro_value_t *from, avro_value_t *to,
                                        esk_error_t *err) {
   avro_value_t fmeta, tmeta, famount, fcurrency, fdesc, tamount, tminor, tcurrency, tdesc;
   int rc;
-  if ((rc = field(from, "meta", &fmeta, err)) || (rc = field(to, "meta", &tmeta, err)) ||
-      (rc = field(from, "amount", &famount, err)) ||
-      (rc = field(from, "currency", &fcurrency, err)) ||
-      (rc = field(from, "description", &fdesc, err)) ||
-      (rc = field(to, "amount", &tamount, err)) ||
-      (rc = field(&tamount, "minor_units", &tminor, err)) ||
-      (rc = field(&tamount, "currency", &tcurrency, err)) ||
-      (rc = field(to, "description", &tdesc, err)))
+  if ((rc = esk_value_field(from, "meta", &fmeta, err)) ||
+      (rc = esk_value_field(to, "meta", &tmeta, err)) ||
+      (rc = esk_value_field(from, "amount", &famount, err)) ||
+      (rc = esk_value_field(from, "currency", &fcurrency, err)) ||
+      (rc = esk_value_field(from, "description", &fdesc, err)) ||
+      (rc = esk_value_field(to, "amount", &tamount, err)) ||
+      (rc = esk_value_field(&tamount, "minor_units", &tminor, err)) ||
+      (rc = esk_value_field(&tamount, "currency", &tcurrency, err)) ||
+      (rc = esk_value_field(to, "description", &tdesc, err)))
     return rc;
   int64_t minor = 0;
   const char *s;

@@ -29,20 +29,15 @@ int esk_orders_minor_units(int64_t *out, double major, const char *what, esk_err
   return ESK_OK;
 }
 
-static int field(const avro_value_t *rec, const char *name, avro_value_t *out, esk_error_t *err) {
-  if (avro_value_get_by_name(rec, name, out, NULL))
-    return esk_error_set(err, ESK_EPOISON, "no field '%s' in %s", name,
-                         avro_schema_type_name(avro_value_get_schema(rec)));
-  return ESK_OK;
-}
-
 static int copy_string(const avro_value_t *from, const char *fname, avro_value_t *to,
                        const char *tname, esk_error_t *err) {
   avro_value_t f, t;
   const char *s;
   size_t n;
   int rc;
-  if ((rc = field(from, fname, &f, err)) || (rc = field(to, tname, &t, err))) return rc;
+  if ((rc = esk_value_field(from, fname, &f, err)) ||
+      (rc = esk_value_field(to, tname, &t, err)))
+    return rc;
   if (avro_value_get_string(&f, &s, &n) || avro_value_set_string_len(&t, s, n))
     return esk_error_set(err, ESK_EPOISON, "OrderCreated v1 -> v2: %s: %s", fname,
                          avro_strerror());
@@ -51,7 +46,7 @@ static int copy_string(const avro_value_t *from, const char *fname, avro_value_t
 
 static int set_string(avro_value_t *rec, const char *name, const char *v, esk_error_t *err) {
   avro_value_t f;
-  int rc = field(rec, name, &f, err);
+  int rc = esk_value_field(rec, name, &f, err);
   if (rc) return rc;
   if (avro_value_set_string(&f, v))
     return esk_error_set(err, ESK_EPOISON, "OrderCreated v1 -> v2: %s: %s", name,
@@ -65,10 +60,13 @@ int esk_orders_upcast_order_created_v1(const avro_value_t *from, avro_value_t *t
   int rc;
   double total = 0;
   int64_t minor;
-  if ((rc = field(from, "meta", &fmeta, err)) || (rc = field(to, "meta", &tmeta, err)) ||
-      (rc = field(from, "items", &fitems, err)) || (rc = field(to, "items", &titems, err)) ||
-      (rc = field(from, "totalAmount", &ftotal, err)) || (rc = field(to, "total", &ttotal, err)) ||
-      (rc = field(to, "shipping_address", &taddr, err)))
+  if ((rc = esk_value_field(from, "meta", &fmeta, err)) ||
+      (rc = esk_value_field(to, "meta", &tmeta, err)) ||
+      (rc = esk_value_field(from, "items", &fitems, err)) ||
+      (rc = esk_value_field(to, "items", &titems, err)) ||
+      (rc = esk_value_field(from, "totalAmount", &ftotal, err)) ||
+      (rc = esk_value_field(to, "total", &ttotal, err)) ||
+      (rc = esk_value_field(to, "shipping_address", &taddr, err)))
     return rc;
   if (avro_value_copy_fast(&tmeta, &fmeta))
     return esk_error_set(err, ESK_EPOISON, "OrderCreated v1 -> v2: meta: %s", avro_strerror());
@@ -92,8 +90,10 @@ int esk_orders_upcast_order_created_v1(const avro_value_t *from, avro_value_t *t
                            avro_strerror());
     snprintf(what, sizeof(what), "item %zu's price", i);
     if ((rc = copy_string(&fi, "productId", &ti, "product_id", err)) ||
-        (rc = field(&fi, "price", &fprice, err)) || (rc = field(&ti, "unit_price", &tprice, err)) ||
-        (rc = field(&fi, "quantity", &fq, err)) || (rc = field(&ti, "quantity", &tq, err)))
+        (rc = esk_value_field(&fi, "price", &fprice, err)) ||
+        (rc = esk_value_field(&ti, "unit_price", &tprice, err)) ||
+        (rc = esk_value_field(&fi, "quantity", &fq, err)) ||
+        (rc = esk_value_field(&ti, "quantity", &tq, err)))
       return rc;
     if (avro_value_get_double(&fprice, &price) || avro_value_get_int(&fq, &q))
       return esk_error_set(err, ESK_EPOISON, "OrderCreated v1 -> v2: item %zu: %s", i,

@@ -673,6 +673,35 @@ Test(codec, a_named_type_defined_in_two_files_is_an_ambiguous_reference) {
   esk_schema_set_destroy(set);
 }
 
+Test(codec, field_getters_read_fields_and_name_a_missing_or_mistyped_one) {
+  esk_schema_set_t *set = bank_set();
+  const esk_schema_t *s = esk_schema_set_get(set, "DepositMoney", 1);
+  avro_value_t v, amount;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK);
+  cr_assert_eq(esk_value_from_json(&v, s, "{\"command_id\":\"c-1\",\"account_id\":\"a\","
+                                       "\"amount\":{\"minor_units\":5,\"currency\":\"EUR\"},"
+                                       "\"actor\":\"me\",\"correlation_id\":\"k\"}", &err),
+               ESK_OK, "%s", err.msg);
+  const char *id = NULL, *cur = NULL;
+  int64_t units = 0;
+  cr_assert_eq(esk_value_field_str(&v, "command_id", &id, &err), ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(id, "c-1");
+  cr_assert_eq(esk_value_field(&v, "amount", &amount, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_value_field_long(&amount, "minor_units", &units, &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(units, 5);
+  cr_assert_eq(esk_value_field_str(&amount, "currency", &cur, &err), ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(cur, "EUR");
+  cr_expect_eq(esk_value_field(&v, "nope", &amount, &err), ESK_EPOISON);
+  cr_expect_str_eq(err.msg, "no field 'nope' in DepositMoney");
+  cr_expect_eq(esk_value_field_long(&v, "command_id", &units, &err), ESK_EPOISON);
+  cr_expect_str_eq(err.msg, "field 'command_id' is not a long");
+  cr_expect_eq(esk_value_field_str(&v, "amount", &cur, &err), ESK_EPOISON);
+  cr_expect_str_eq(err.msg, "field 'amount' is not a string");
+  avro_value_decref(&v);
+  esk_schema_set_destroy(set);
+}
+
 Test(codec, value_from_json_takes_defaults_and_names_a_missing_field) {
   esk_schema_set_t *set = bank_set();
   const esk_schema_t *s = esk_schema_set_get(set, "DepositMoney", 1);

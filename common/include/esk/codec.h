@@ -120,6 +120,24 @@ avro_schema_t esk_schema_avro(const esk_schema_t *s);   /**< borrowed avro-c sch
 int esk_value_new(avro_value_t *out, const esk_schema_t *s, esk_error_t *err);
 
 /**
+ * @brief Field @p name of record @p rec into @p out (borrowed from @p rec).
+ * @returns ESK_OK, or ESK_EPOISON naming the field and the record's type when
+ *          there is no such field (a value that breaks its contract).
+ */
+int esk_value_field(const avro_value_t *rec, const char *name, avro_value_t *out,
+                    esk_error_t *err);
+
+/** @brief String field @p name of @p rec (NUL-terminated, borrowed from @p rec).
+ *  @returns ESK_OK, or ESK_EPOISON when it is missing or not a string. */
+int esk_value_field_str(const avro_value_t *rec, const char *name, const char **out,
+                        esk_error_t *err);
+
+/** @brief Long field @p name of @p rec.
+ *  @returns ESK_OK, or ESK_EPOISON when it is missing or not a long. */
+int esk_value_field_long(const avro_value_t *rec, const char *name, int64_t *out,
+                         esk_error_t *err);
+
+/**
  * @brief Sets @p value, made for @p schema by esk_value_new(), from JSON text
  *        shaped like the schema (the schema, not the value, knows the
  *        defaults, which avro-c drops):
@@ -136,6 +154,17 @@ int esk_value_from_json(avro_value_t *value, const esk_schema_t *schema, const c
  *        reads. @param out set to a string the caller frees with free().
  */
 int esk_value_to_json(const avro_value_t *value, char **out, esk_error_t *err);
+
+/**
+ * @brief Appends @p value to @p b as compact JSON, as esk_value_to_json()
+ *        writes it (no NUL), leaving out the field @p skip (may be NULL) of a
+ *        top-level record: the one Avro-to-JSON writer (event_log writes its
+ *        payloads with it, without "meta").
+ * @returns ESK_OK; ESK_EINVAL for a value JSON cannot hold (a union without a
+ *          branch, a float that is not finite); ESK_ENOMEM past @p b's maximum.
+ */
+int esk_value_json_append(esk_buf_t *b, const avro_value_t *value, const char *skip,
+                          esk_error_t *err);
 
 /* --------------------------------------------------------------- codec --- */
 

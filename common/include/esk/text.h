@@ -34,7 +34,8 @@ size_t esk_text_i64(char *buf, int64_t v);
  * @brief Appends the @p n bytes at @p s as a quoted JSON string to @p buf at
  *        @p off, like snprintf: bytes past @p size are counted, not written
  *        (no NUL is written). Quotes, backslashes and control characters
- *        (U+0000 too) are escaped, `\u00XX`; UTF-8 is kept as it is. JSON
+ *        (U+0000 too) are escaped, `\n`, `\t`, `\r`, `\b`, `\f` or else `\u00XX`
+ *        (as jansson writes them); UTF-8 is kept as it is. JSON
  *        cannot hold a byte that is not UTF-8: each such byte is written
  *        `\udcXX`, a lone surrogate, as Python's surrogateescape does, so that
  *        it names no valid text (jansson refuses to read it).
