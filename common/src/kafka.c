@@ -4,7 +4,9 @@
 #include "esk/log.h"
 #include "esk/time.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -18,12 +20,71 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
   ESK_LOG(l, "rdkafka", "rdfac=%s msg=%s", fac, esk_log_quote(q, sizeof(q), buf));
 }
 
+/* A secret's value is never written into a message (docs/deployment.md). */
+static const char *shown(const char *key, const char *value) {
+  return esk_conf_secret_key(key) ? "(hidden)" : value;
+}
+
+#define PASSWORD_FILE_MAX 1024
+
+/* sasl.password.file: esk's own key (librdkafka has no file form of
+ * sasl.password). The first line of the file, without its line end, is the
+ * password; messages name the file and never its content. */
+static int set_password_file(rd_kafka_conf_t *conf, const char *path, esk_error_t *err) {
+  char buf[PASSWORD_FILE_MAX + 2], reason[256];
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: cannot open: %s", path,
+                         strerror(errno));
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  int failed = ferror(f);
+  fclose(f);
+  buf[n] = '\0';
+  char *nl = memchr(buf, '\n', n);
+  size_t len = nl ? (size_t)(nl - buf) : n;
+  int rc = ESK_OK;
+  if (failed)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: read error", path);
+  else if (!nl && n > PASSWORD_FILE_MAX)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: longer than %d bytes",
+                       path, PASSWORD_FILE_MAX);
+  else if (memchr(buf, '\0', len))
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: holds a NUL byte", path);
+  buf[len] = '\0';
+  if (len && buf[len - 1] == '\r') buf[--len] = '\0';
+  if (rc == ESK_OK && !len)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: the first line is empty",
+                       path);
+  else if (rc == ESK_OK && rd_kafka_conf_set(conf, "sasl.password", buf, reason, sizeof(reason)) !=
+           RD_KAFKA_CONF_OK)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password from %s refused: %s", path, reason);
+  explicit_bzero(buf, sizeof(buf));
+  return rc;
+}
+
 int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                        esk_error_t *err) {
   char reason[256];
+  if (!strcmp(key, "sasl.password.file")) return set_password_file(conf, value, err);
   if (rd_kafka_conf_set(conf, key, value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
-    return esk_error_set(err, ESK_EINVAL, "kafka property %s=%s refused: %s", key, value,
-                         reason);
+    return esk_error_set(err, ESK_EINVAL, "kafka property %s=%s refused: %s", key,
+                         shown(key, value), reason);
+  return ESK_OK;
+}
+
+/* The security keys from their environment variables (esk/conf.h), so that a
+ * tool or a test reaches the cluster `deploy/local/stack env` describes. */
+static int set_security_env(rd_kafka_conf_t *conf, esk_error_t *err) {
+  for (const esk_conf_prop_t *p = esk_conf_kafka_security_props; p->name; p++) {
+    char name[128];
+    const char *v = getenv(esk_conf_env_name(p, name, sizeof(name)));
+    int rc;
+    if (v && *v && (rc = esk_kafka_conf_set(conf, p->name + 6, v, err))) {
+      char why[ESK_ERROR_MSG_MAX];
+      snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+      return esk_error_set(err, rc, "environment %s: %s", name, why);
+    }
+  }
   return ESK_OK;
 }
 
@@ -33,7 +94,8 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
   int rc;
   if (!bootstrap) bootstrap = esk_conf_env_kafka_bootstrap();
   if ((rc = esk_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err)) ||
-      (rc = esk_kafka_conf_set(conf, "client.id", "esk", err)))
+      (rc = esk_kafka_conf_set(conf, "client.id", "esk", err)) ||
+      (rc = set_security_env(conf, err)))
     goto cleanup;
   /* Idempotence keeps each partition's order when a send is retried (say, on
    * a leader not yet elected for a new topic): without it librdkafka 2.0.2
@@ -60,7 +122,7 @@ typedef struct apply_s {
 static int apply_one(void *opaque, const char *key, const char *value, int table) {
   apply_t *a = opaque;
   char reason[256];
-  if (table) return esk_kafka_conf_set(a->kc, key, value, a->err);
+  if (table || !strcmp(key, "sasl.password.file")) return esk_kafka_conf_set(a->kc, key, value, a->err);
   const char *name = key;
   if (!strncmp(name, "consumer.", 9)) {
     if (a->type != RD_KAFKA_CONSUMER) return ESK_OK;
@@ -72,8 +134,8 @@ static int apply_one(void *opaque, const char *key, const char *value, int table
   /* the error names the key as the user wrote it (kafka.consumer.x), so a
    * value refused for one kind of client says which */
   if (rd_kafka_conf_set(a->kc, name, value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
-    return esk_error_set(a->err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", key, value,
-                         reason);
+    return esk_error_set(a->err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", key,
+                         shown(key, value), reason);
   return ESK_OK;
 }
 

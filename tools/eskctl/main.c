@@ -64,8 +64,12 @@ static void usage(FILE *f) {
           "  ESK_DOMAIN            default of --domain (bank)\n"
           "  ESK_DOMAIN_DIR        where --domain D finds D.so (default %s)\n"
           "  ESK_TOPIC_PREFIX      default of --topic-prefix (none)\n"
+          "  ESK_KAFKA_SECURITY_PROTOCOL, ESK_KAFKA_SASL_MECHANISMS, ESK_KAFKA_SASL_USERNAME,\n"
+          "  ESK_KAFKA_SASL_PASSWORD_FILE, ESK_KAFKA_SSL_CA_LOCATION\n"
+          "                        a secured cluster (docs/deployment.md); the password\n"
+          "                        is read from the file, never given itself\n"
           "\n"
-          "`deploy/local/stack env` prints both for the local stack.\n"
+          "`deploy/local/stack env` prints them for the local stack.\n"
           "--help-markdown prints them as the Markdown table of docs/configuration.md.\n",
           ESK_DEFAULT_KAFKA_BOOTSTRAP, ESK_DEFAULT_PG_CONNINFO, ESK_DOMAIN_DIR_DEFAULT);
 }
@@ -140,8 +144,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "--help-markdown")) {
-    const esk_conf_prop_t *const tables[] = {eskctl_props};
-    esk_conf_print_markdown(stdout, tables, 1);
+    const esk_conf_prop_t *const tables[] = {eskctl_props, esk_conf_kafka_security_props};
+    esk_conf_print_markdown(stdout, tables, 2);
     return 0;
   }
   if (!strcmp(cmd, "--version")) {
