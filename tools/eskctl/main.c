@@ -52,6 +52,7 @@ static void usage(FILE *f) {
           "  ping [--timeout MS]   check that the Kafka broker and PostgreSQL answer\n"
           "  schemas ...           list, show, fingerprint and check the Avro schemas\n"
           "  topics create ...     create a domain's topics (commands, events, results, snapshots)\n"
+          "  acls apply|show ...   least-privilege ACLs of each role on a secured cluster\n"
           "  submit --file F ...   send commands (JSON lines) and print their results\n"
           "  events tail ...       print a domain's events decoded to JSON lines\n"
           "  projection rebuild NAME  blue-green rebuild of a read model from offset 0\n"
@@ -156,6 +157,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "ping")) return cmd_ping(argc - 1, argv + 1);
   if (!strcmp(cmd, "schemas")) return eskctl_schemas_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "topics")) return eskctl_topics_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "acls")) return eskctl_acls_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "submit")) return eskctl_submit_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "events")) return eskctl_events_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "projection") && argc > 2 && !strcmp(argv[2], "rebuild"))

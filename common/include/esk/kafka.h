@@ -33,6 +33,12 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
                        esk_error_t *err);
 
 /**
+ * @brief The principal @p rk authenticates as, for messages: "User:<sasl.username>"
+ *        under SASL, else "User:ANONYMOUS". @returns @p buf.
+ */
+const char *esk_kafka_principal(rd_kafka_t *rk, char *buf, size_t size);
+
+/**
  * @brief Sets one librdkafka property on @p conf. `sasl.password.file` is
  *        esk's: the first line of that file (at most 1024 bytes, without its
  *        line end) becomes `sasl.password`.
