@@ -13,6 +13,7 @@
 #include "esk/codec.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
+#include "projections.h"
 
 #define BASE_US INT64_C(1767225600000000) /* 2026-01-01T00:00:00Z */
 #define N_KINDS 5
@@ -369,112 +370,145 @@ static int cmp_day(const void *a, const void *b) {
   return x->account < y->account ? -1 : x->account > y->account;
 }
 
-static int expected(esk_test_bank_t *b, const char *proj, size_t upto, lines_t *out) {
-  size_t n = upto < b->n ? upto : b->n;
+/* What each projection should hold after the first @p n events: one line per
+ * row, as query_of() prints it. Each returns 0, or -1 out of memory. */
+static int expect_balances(esk_test_bank_t *b, size_t n, lines_t *out) {
+  typedef struct {
+    int64_t balance, opened, closed, updated;
+    int32_t version;
+  } st_t;
+  char acct[32];
+  int bad = 0;
+  st_t *s = calloc((size_t)b->n_accounts, sizeof(*s));
+  if (!s) return -1;
+  for (size_t i = 0; i < n; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i]) continue;
+    st_t *a = &s[e->account];
+    if (e->kind == ESK_BANK_ACCOUNT_OPENED) a->opened = e->occurred_at_us;
+    if (e->kind == ESK_BANK_ACCOUNT_CLOSED) a->closed = e->occurred_at_us;
+    a->balance += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
+    a->version = e->version;
+    a->updated = e->occurred_at_us;
+  }
+  for (int i = 0; i < b->n_accounts && !bad; i++) {
+    if (!s[i].version) continue;
+    char closed[24] = "-";
+    if (s[i].closed) snprintf(closed, sizeof(closed), "%" PRId64, s[i].closed);
+    bad = add_line(out, "%s|owner-%d|%" PRId64 "|%s|%s|%d|%" PRId64 "|%s|%" PRId64,
+                   esk_test_bank_account_id(i, acct, sizeof(acct)), i % 97, s[i].balance,
+                   currency_of(i), s[i].closed ? "closed" : "open", s[i].version, s[i].opened,
+                   closed, s[i].updated);
+  }
+  free(s);
+  return bad;
+}
+
+static int expect_history(esk_test_bank_t *b, size_t n, lines_t *out) {
   char acct[32], id[40], desc[96];
   int bad = 0;
-  if (!strcmp(proj, "account_balances")) {
-    typedef struct {
-      int64_t balance, opened, closed, updated;
-      int32_t version;
-    } st_t;
-    st_t *s = calloc((size_t)b->n_accounts, sizeof(*s));
-    if (!s) return -1;
-    for (size_t i = 0; i < n; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i]) continue;
-      st_t *a = &s[e->account];
-      if (e->kind == ESK_BANK_ACCOUNT_OPENED) a->opened = e->occurred_at_us;
-      if (e->kind == ESK_BANK_ACCOUNT_CLOSED) a->closed = e->occurred_at_us;
-      a->balance += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
-      a->version = e->version;
-      a->updated = e->occurred_at_us;
-    }
-    for (int i = 0; i < b->n_accounts && !bad; i++) {
-      if (!s[i].version) continue;
-      char closed[24] = "-";
-      if (s[i].closed) snprintf(closed, sizeof(closed), "%" PRId64, s[i].closed);
-      bad = add_line(out, "%s|owner-%d|%" PRId64 "|%s|%s|%d|%" PRId64 "|%s|%" PRId64,
-                     esk_test_bank_account_id(i, acct, sizeof(acct)), i % 97, s[i].balance,
-                     currency_of(i), s[i].closed ? "closed" : "open", s[i].version, s[i].opened,
-                     closed, s[i].updated);
-    }
-    free(s);
-  } else if (!strcmp(proj, "transaction_history")) {
-    int64_t *bal = calloc((size_t)b->n_accounts, sizeof(*bal));
-    if (!bal) return -1;
-    for (size_t i = 0; i < n && !bad; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i] || e->kind == ESK_BANK_ACCOUNT_CLOSED) continue;
-      if (e->kind == ESK_BANK_ACCOUNT_OPENED && e->amount == 0) continue;
-      const char *kind = e->kind == ESK_BANK_ACCOUNT_OPENED ? "opening"
-                         : e->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit" : "withdrawal";
-      bal[e->account] += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
-      description(i, desc, sizeof(desc));
-      if (e->kind != ESK_BANK_MONEY_DEPOSITED || e->writer_version == 1) desc[0] = '\0';
-      event_id(e, id);
-      bad = add_line(out, "%s|%s|%d|%s|%" PRId64 "|%s|%s|%" PRId64 "|%" PRId64, id,
-                     esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version, kind,
-                     e->amount, currency_of(e->account), desc, bal[e->account], e->occurred_at_us);
-    }
-    free(bal);
-  } else if (!strcmp(proj, "daily_summaries")) {
-    day_row_t *rows = calloc(n ? n : 1, sizeof(*rows));
-    size_t k = 0;
-    if (!rows) return -1;
-    for (size_t i = 0; i < n; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i]) continue;
-      if (e->kind != ESK_BANK_MONEY_DEPOSITED && e->kind != ESK_BANK_MONEY_WITHDRAWN) continue;
-      day_row_t *r = &rows[k++];
-      r->day = e->occurred_at_us / INT64_C(86400000000);
-      r->account = e->account;
-      if (e->kind == ESK_BANK_MONEY_DEPOSITED) r->dc = 1, r->dt = e->amount;
-      else r->wc = 1, r->wt = e->amount;
-    }
-    qsort(rows, k, sizeof(*rows), cmp_day);
-    for (size_t i = 0; i < k && !bad;) {
-      day_row_t sum = rows[i];
-      size_t j = i + 1;
-      for (; j < k && !cmp_day(&rows[j], &rows[i]); j++)
-        sum.dc += rows[j].dc, sum.dt += rows[j].dt, sum.wc += rows[j].wc, sum.wt += rows[j].wt;
-      char day[48];
-      day_of(sum.day * INT64_C(86400000000), day);
-      bad = add_line(out, "%s|%s|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64, day,
-                     esk_test_bank_account_id(sum.account, acct, sizeof(acct)), sum.dc, sum.dt,
-                     sum.wc, sum.wt);
-      i = j;
-    }
-    free(rows);
-  } else if (!strcmp(proj, "event_log")) {
-    for (size_t i = 0; i < n && !bad; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i]) continue;
-      event_id(e, id);
-      char amount[24] = "", extra[96];
-      if (e->kind != ESK_BANK_ACCOUNT_CLOSED) snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
-      /* The payload's first text field: description, reason, owner or currency. */
-      if (e->kind == ESK_BANK_MONEY_DEPOSITED) {
-        description(i, extra, sizeof(extra));
-        if (e->writer_version == 1) extra[0] = '\0';
-      } else if (e->kind == ESK_BANK_ACCOUNT_CLOSED) {
-        snprintf(extra, sizeof(extra), "customer request");
-      } else if (e->kind == ESK_BANK_ACCOUNT_OPENED) {
-        snprintf(extra, sizeof(extra), "owner-%d", e->account % 97);
-      } else {
-        snprintf(extra, sizeof(extra), "%s", currency_of(e->account));
-      }
-      bad = add_line(out, "%s|%d|%s|%s|%d|%" PRId64 "|corr-%zu|cmd-%zu|actor-%d|%s|%s",
-                     esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version,
-                     kind_type(e->kind), id, e->writer_version, e->occurred_at_us, i, i,
-                     e->account % 3, amount, extra);
-    }
-  } else {
-    return -2;
+  int64_t *bal = calloc((size_t)b->n_accounts, sizeof(*bal));
+  if (!bal) return -1;
+  for (size_t i = 0; i < n && !bad; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i] || e->kind == ESK_BANK_ACCOUNT_CLOSED) continue;
+    if (e->kind == ESK_BANK_ACCOUNT_OPENED && e->amount == 0) continue;
+    const char *kind = e->kind == ESK_BANK_ACCOUNT_OPENED ? "opening"
+                       : e->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit" : "withdrawal";
+    bal[e->account] += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
+    description(i, desc, sizeof(desc));
+    if (e->kind != ESK_BANK_MONEY_DEPOSITED || e->writer_version == 1) desc[0] = '\0';
+    event_id(e, id);
+    bad = add_line(out, "%s|%s|%d|%s|%" PRId64 "|%s|%s|%" PRId64 "|%" PRId64, id,
+                   esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version, kind,
+                   e->amount, currency_of(e->account), desc, bal[e->account], e->occurred_at_us);
   }
-  if (bad) return -1;
-  if (out->n) qsort(out->v, out->n, sizeof(*out->v), cmp_str); /* v is NULL when 0 */
-  return 0;
+  free(bal);
+  return bad;
+}
+
+static int expect_daily(esk_test_bank_t *b, size_t n, lines_t *out) {
+  char acct[32], day[48];
+  int bad = 0;
+  size_t k = 0;
+  day_row_t *rows = calloc(n ? n : 1, sizeof(*rows));
+  if (!rows) return -1;
+  for (size_t i = 0; i < n; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i]) continue;
+    if (e->kind != ESK_BANK_MONEY_DEPOSITED && e->kind != ESK_BANK_MONEY_WITHDRAWN) continue;
+    day_row_t *r = &rows[k++];
+    r->day = e->occurred_at_us / INT64_C(86400000000);
+    r->account = e->account;
+    if (e->kind == ESK_BANK_MONEY_DEPOSITED) r->dc = 1, r->dt = e->amount;
+    else r->wc = 1, r->wt = e->amount;
+  }
+  qsort(rows, k, sizeof(*rows), cmp_day);
+  for (size_t i = 0; i < k && !bad;) {
+    day_row_t sum = rows[i];
+    size_t j = i + 1;
+    for (; j < k && !cmp_day(&rows[j], &rows[i]); j++)
+      sum.dc += rows[j].dc, sum.dt += rows[j].dt, sum.wc += rows[j].wc, sum.wt += rows[j].wt;
+    day_of(sum.day * INT64_C(86400000000), day);
+    bad = add_line(out, "%s|%s|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64, day,
+                   esk_test_bank_account_id(sum.account, acct, sizeof(acct)), sum.dc, sum.dt,
+                   sum.wc, sum.wt);
+    i = j;
+  }
+  free(rows);
+  return bad;
+}
+
+/* The payload's first text field: description, reason, owner or currency. */
+static void first_text(const esk_test_bank_event_t *e, size_t i, char *extra, size_t size) {
+  if (e->kind == ESK_BANK_MONEY_DEPOSITED) {
+    description(i, extra, size);
+    if (e->writer_version == 1) extra[0] = '\0';
+  } else if (e->kind == ESK_BANK_ACCOUNT_CLOSED) {
+    snprintf(extra, size, "customer request");
+  } else if (e->kind == ESK_BANK_ACCOUNT_OPENED) {
+    snprintf(extra, size, "owner-%d", e->account % 97);
+  } else {
+    snprintf(extra, size, "%s", currency_of(e->account));
+  }
+}
+
+static int expect_event_log(esk_test_bank_t *b, size_t n, lines_t *out) {
+  char acct[32], id[40];
+  int bad = 0;
+  for (size_t i = 0; i < n && !bad; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i]) continue;
+    event_id(e, id);
+    char amount[24] = "", extra[96];
+    if (e->kind != ESK_BANK_ACCOUNT_CLOSED) snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
+    first_text(e, i, extra, sizeof(extra));
+    bad = add_line(out, "%s|%d|%s|%s|%d|%" PRId64 "|corr-%zu|cmd-%zu|actor-%d|%s|%s",
+                   esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version,
+                   kind_type(e->kind), id, e->writer_version, e->occurred_at_us, i, i,
+                   e->account % 3, amount, extra);
+  }
+  return bad;
+}
+
+/* The sorted lines projection @p proj should hold after the first @p upto
+ * events: 0, -1 out of memory, -2 an unknown projection. */
+static int expected(esk_test_bank_t *b, const char *proj, size_t upto, lines_t *out) {
+  static const struct {
+    const char *name;
+    int (*expect)(esk_test_bank_t *b, size_t n, lines_t *out);
+  } projections[] = {{"account_balances", expect_balances},
+                     {"transaction_history", expect_history},
+                     {"daily_summaries", expect_daily},
+                     {"event_log", expect_event_log}};
+  size_t n = upto < b->n ? upto : b->n;
+  for (size_t p = 0; p < sizeof(projections) / sizeof(projections[0]); p++) {
+    if (strcmp(proj, projections[p].name)) continue;
+    if (projections[p].expect(b, n, out)) return -1;
+    if (out->n) qsort(out->v, out->n, sizeof(*out->v), cmp_str); /* v is NULL when 0 */
+    return 0;
+  }
+  return -2;
 }
 
 #define US(col) "(extract(epoch from " col ") * 1000000)::bigint"
@@ -534,122 +568,6 @@ cleanup:
   return rc;
 }
 
-/* ------------------------------------------- a projector in a thread --- */
-
-#include <pthread.h>
-#include <signal.h>
-
-#include "esk/conf.h"
-#include "projections.h"
-
-struct esk_test_projector_s {
-  esk_conf_t *conf;
-  esk_bank_decoder_t *dec;
-  esk_projection_t proj;
-  esk_projector_t *p;
-  pthread_t thread;
-  int started;
-  volatile sig_atomic_t stop;
-  volatile int ended;
-  int foreign; /* proj belongs to the caller (esk_test_projector_start_with) */
-  int rc;
-  esk_error_t err;
-};
-
-static void *projector_thread(void *arg) {
-  esk_test_projector_t *t = arg;
-  t->rc = esk_projector_run(t->p, &t->stop, &t->err);
-  t->ended = 1;
-  return NULL;
-}
-
-static void projector_free(esk_test_projector_t *t) {
-  esk_projector_destroy(t->p);
-  if (!t->foreign) esk_bank_projection_destroy(&t->proj);
-  esk_bank_decoder_destroy(t->dec);
-  esk_conf_destroy(t->conf);
-  free(t);
-}
-
-static int projector_start(esk_test_projector_t **out, const char *name,
-                           const esk_projection_t *proj, const char *topic, const char *schema,
-                           const char *group, size_t max_bytes, const char *const *kv,
-                           esk_error_t *err) {
-  static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props};
-  const esk_bank_projection_def_t *def = proj ? NULL : esk_bank_projection_find(name);
-  esk_test_projector_t *t = calloc(1, sizeof(*t));
-  int rc;
-  if (!t) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  if (!def && !proj) {
-    free(t);
-    if (!name) return esk_error_set(err, ESK_EINVAL, "no projection given");
-    return esk_error_set(err, ESK_EINVAL, "no projection '%s'", name);
-  }
-  t->foreign = proj != NULL;
-  if (proj) {
-    t->proj = *proj;
-    name = proj->name;
-  }
-  esk_codec_limits_t limits = {.max_message_bytes = max_bytes};
-  if ((rc = esk_conf_new(&t->conf, tables, 2, err)) || (rc = esk_conf_load_env(t->conf, err)) ||
-      (rc = esk_conf_set(t->conf, "topic", topic, "test", err)) ||
-      (rc = esk_conf_set(t->conf, "projection", name, "test", err)) ||
-      (rc = esk_conf_set(t->conf, "group.id", group, "test", err)) ||
-      (rc = esk_conf_set(t->conf, "pg.schema", schema, "test", err)))
-    goto fail;
-  for (size_t i = 0; kv && kv[i]; i += 2)
-    if ((rc = esk_conf_set(t->conf, kv[i], kv[i + 1], "test", err))) goto fail;
-  if ((rc = esk_bank_decoder_new(&t->dec, &limits, err)) ||
-      (def && (rc = def->create(&t->proj, err))))
-    goto fail;
-  esk_decoder_t d = esk_bank_decoder(t->dec);
-  if ((rc = esk_projector_new(&t->p, t->conf, &t->proj, &d, err))) goto fail;
-  if (pthread_create(&t->thread, NULL, projector_thread, t)) {
-    rc = esk_error_set(err, ESK_EFATAL, "cannot start a thread");
-    goto fail;
-  }
-  *out = t;
-  return ESK_OK;
-fail:
-  projector_free(t);
-  return rc;
-}
-
-int esk_test_projector_start(esk_test_projector_t **out, const char *name, const char *topic,
-                             const char *schema, const char *group, size_t max_bytes,
-                             const char *const *kv, esk_error_t *err) {
-  return projector_start(out, name, NULL, topic, schema, group, max_bytes, kv, err);
-}
-
-int esk_test_projector_start_with(esk_test_projector_t **out, const esk_projection_t *proj,
-                                  const char *topic, const char *schema, const char *group,
-                                  const char *const *kv, esk_error_t *err) {
-  return projector_start(out, NULL, proj, topic, schema, group, 0, kv, err);
-}
-
-int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err) {
-  esk_projector_stats(t->p, s);
-  if (t->ended && t->rc) {
-    if (err) *err = t->err;
-    return t->rc;
-  }
-  return ESK_OK;
-}
-
-void esk_test_projector_counters(void *t, esk_projector_stats_t *s) {
-  esk_test_projector_stats(t, s, NULL);
-}
-
-int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err) {
-  t->stop = 1;
-  pthread_join(t->thread, NULL);
-  int rc = t->rc;
-  if (rc && err) *err = t->err;
-  if (s) esk_projector_stats(t->p, s);
-  projector_free(t);
-  return rc;
-}
-
 void esk_test_bank_delete_topics(const char *topic) {
   char errstr[256], names[8][256];
   rd_kafka_conf_t *conf = NULL;
@@ -678,30 +596,4 @@ void esk_test_bank_delete_topics(const char *topic) {
   rd_kafka_AdminOptions_destroy(opts);
   rd_kafka_queue_destroy(q);
   rd_kafka_destroy(rk);
-}
-
-/* ------------------------------------------------------ child processes --- */
-
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <unistd.h>
-
-pid_t esk_test_spawn(char *const argv[], const char *log) {
-  fflush(NULL);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  /* dies with the test: a failed assertion ends the test before its cleanup,
-   * and an orphaned daemon would keep consuming (and loading the machine) */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
-  int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (fd >= 0) {
-    dup2(fd, 1);
-    dup2(fd, 2);
-  }
-  int in = open("/dev/null", O_RDONLY);
-  if (in >= 0) dup2(in, 0);
-  execv(argv[0], argv);
-  _exit(127);
 }

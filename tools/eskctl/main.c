@@ -44,6 +44,23 @@ int eskctl_watchdog(volatile sig_atomic_t *flag, const char *cmd) {
   return rc ? 1 : 0;
 }
 
+volatile sig_atomic_t eskctl_interrupted;
+
+static void on_signal(int sig) {
+  (void)sig;
+  eskctl_interrupted = 1;
+}
+
+int eskctl_interruptible(const char *cmd) {
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  return eskctl_watchdog(&eskctl_interrupted, cmd);
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: eskctl [--version] [--help] [--help-markdown] COMMAND [ARGS]\n"
@@ -85,13 +102,10 @@ static int cmd_ping(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
     switch (c) {
     case 't': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (*end || v <= 0 || v > 600000) {
-        fprintf(stderr, "eskctl ping: --timeout '%s': expected milliseconds in 1..600000\n",
-                optarg);
+      long v;
+      if (eskctl_parse_long(&v, "ping", "--timeout", optarg, 1, 600000,
+                            "milliseconds in 1..600000"))
         return 2;
-      }
       timeout_ms = (int)v;
       break;
     }
