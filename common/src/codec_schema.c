@@ -224,6 +224,96 @@ static int compile_aliases(cctx_t *c, json_t *j, const char *ns, const char *whe
   return ESK_OK;
 }
 
+/* Field @p i of record @p n, declared as @p f. */
+static int compile_field(cctx_t *c, esk_node_t *n, json_t *f, size_t i, const char *inner_ns) {
+  const char *file = c->schema->file;
+  const char *fname = json_string_value(json_object_get(f, "name"));
+  char fwhere[600];
+  if (!json_is_object(f) || !fname || !valid_name(fname))
+    return esk_error_set(c->err, ESK_EINVAL, "%s: record %s: field %zu needs a valid \"name\"",
+                         file, n->fullname, i + 1);
+  snprintf(fwhere, sizeof(fwhere), "field '%s' of %s", fname, n->fullname);
+  for (size_t k = 0; k < n->nfields; k++)
+    if (!strcmp(n->fields[k].name, fname))
+      return esk_error_set(c->err, ESK_EINVAL, "%s: %s is declared twice", file, fwhere);
+  esk_field_t *fd = &n->fields[n->nfields++];
+  fd->name = strdup(fname);
+  if (!fd->name) return esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
+  json_t *ft = json_object_get(f, "type");
+  if (!ft) return esk_error_set(c->err, ESK_EINVAL, "%s: %s has no \"type\"", file, fwhere);
+  int rc = compile_type(c, ft, inner_ns, fwhere, &fd->type);
+  if (!rc) rc = compile_aliases(c, f, NULL, fwhere, &fd->aliases, &fd->naliases);
+  if (rc) return rc;
+  json_t *d = json_object_get(f, "default");
+  if (!d) return ESK_OK;
+  if (!esk_json_matches(fd->type, d, 1))
+    return esk_error_set(c->err, ESK_EINVAL,
+                         "%s: %s: the default does not match the field's type%s", file, fwhere,
+                         fd->type->kind == EN_UNION ? " (its first branch)" : "");
+  fd->dflt = json_incref(d);
+  return ESK_OK;
+}
+
+static int compile_record(cctx_t *c, esk_node_t *n, json_t *j, const char *inner_ns) {
+  const char *file = c->schema->file;
+  json_t *fields = json_object_get(j, "fields");
+  if (!json_is_array(fields))
+    return esk_error_set(c->err, ESK_EINVAL, "%s: record %s: \"fields\" must be an array", file,
+                         n->fullname);
+  n->fields = calloc(json_array_size(fields) + 1, sizeof(*n->fields));
+  if (!n->fields) return esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
+  for (size_t i = 0; i < json_array_size(fields); i++) {
+    int rc = compile_field(c, n, json_array_get(fields, i), i, inner_ns);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+static int compile_enum(cctx_t *c, esk_node_t *n, json_t *j) {
+  const char *file = c->schema->file;
+  json_t *syms = json_object_get(j, "symbols");
+  if (!json_is_array(syms))
+    return esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: \"symbols\" must be an array", file,
+                         n->fullname);
+  n->symbols = calloc(json_array_size(syms) + 1, sizeof(char *));
+  if (!n->symbols) return esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
+  for (size_t i = 0; i < json_array_size(syms); i++) {
+    const char *sym = json_string_value(json_array_get(syms, i));
+    if (!sym || !valid_name(sym))
+      return esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: invalid symbol %zu", file,
+                           n->fullname, i + 1);
+    for (size_t k = 0; k < n->nsymbols; k++)
+      if (!strcmp(n->symbols[k], sym))
+        return esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: symbol '%s' appears twice", file,
+                             n->fullname, sym);
+    n->symbols[n->nsymbols] = strdup(sym);
+    if (!n->symbols[n->nsymbols])
+      return esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
+    n->nsymbols++;
+  }
+  json_t *d = json_object_get(j, "default");
+  if (!d) return ESK_OK;
+  const char *ds = json_string_value(d);
+  for (size_t k = 0; ds && k < n->nsymbols; k++)
+    if (!strcmp(n->symbols[k], ds)) n->enum_default = (int)k;
+  if (n->enum_default < 0)
+    return esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: the default is not a symbol", file,
+                         n->fullname);
+  return ESK_OK;
+}
+
+static int compile_fixed(cctx_t *c, esk_node_t *n, json_t *j) {
+  json_t *size = json_object_get(j, "size");
+  if (!json_is_integer(size) || json_integer_value(size) < 0 ||
+      json_integer_value(size) > (1 << 20))
+    return esk_error_set(c->err, ESK_EINVAL, "%s: fixed %s: \"size\" must be an integer >= 0",
+                         c->schema->file, n->fullname);
+  n->size = (size_t)json_integer_value(size);
+  return ESK_OK;
+}
+
+/* A record, enum or fixed: its name (registered in the file), its aliases,
+ * then what its kind declares. */
 static int compile_named(cctx_t *c, json_t *j, esk_node_kind_t kind, const char *ns,
                          const char *where, esk_node_t **out) {
   const char *file = c->schema->file;
@@ -248,120 +338,13 @@ static int compile_named(cctx_t *c, json_t *j, esk_node_kind_t kind, const char 
   const char *dot = strrchr(n->fullname, '.');
   if (dot) inner_ns = strndup(n->fullname, (size_t)(dot - n->fullname));
   int rc = add_name(c, n->fullname, n);
-  if (rc) goto cleanup;
-  rc = compile_aliases(c, j, inner_ns ? inner_ns : "", n->fullname, &n->aliases, &n->naliases);
-  if (rc) goto cleanup;
-
-  if (kind == EN_RECORD) {
-    json_t *fields = json_object_get(j, "fields");
-    if (!json_is_array(fields)) {
-      rc = esk_error_set(c->err, ESK_EINVAL, "%s: record %s: \"fields\" must be an array", file,
-                         n->fullname);
-      goto cleanup;
-    }
-    n->fields = calloc(json_array_size(fields) + 1, sizeof(*n->fields));
-    if (!n->fields) {
-      rc = esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
-      goto cleanup;
-    }
-    for (size_t i = 0; i < json_array_size(fields); i++) {
-      json_t *f = json_array_get(fields, i);
-      const char *fname = json_string_value(json_object_get(f, "name"));
-      char fwhere[600];
-      if (!json_is_object(f) || !fname || !valid_name(fname)) {
-        rc = esk_error_set(c->err, ESK_EINVAL, "%s: record %s: field %zu needs a valid \"name\"",
-                           file, n->fullname, i + 1);
-        goto cleanup;
-      }
-      snprintf(fwhere, sizeof(fwhere), "field '%s' of %s", fname, n->fullname);
-      for (size_t k = 0; k < n->nfields; k++) {
-        if (!strcmp(n->fields[k].name, fname)) {
-          rc = esk_error_set(c->err, ESK_EINVAL, "%s: %s is declared twice", file, fwhere);
-          goto cleanup;
-        }
-      }
-      esk_field_t *fd = &n->fields[n->nfields++];
-      fd->name = strdup(fname);
-      if (!fd->name) {
-        rc = esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
-        goto cleanup;
-      }
-      json_t *ft = json_object_get(f, "type");
-      if (!ft) {
-        rc = esk_error_set(c->err, ESK_EINVAL, "%s: %s has no \"type\"", file, fwhere);
-        goto cleanup;
-      }
-      rc = compile_type(c, ft, inner_ns, fwhere, &fd->type);
-      if (rc) goto cleanup;
-      rc = compile_aliases(c, f, NULL, fwhere, &fd->aliases, &fd->naliases);
-      if (rc) goto cleanup;
-      json_t *d = json_object_get(f, "default");
-      if (d) {
-        if (!esk_json_matches(fd->type, d, 1)) {
-          rc = esk_error_set(c->err, ESK_EINVAL,
-                             "%s: %s: the default does not match the field's type%s", file,
-                             fwhere, fd->type->kind == EN_UNION ? " (its first branch)" : "");
-          goto cleanup;
-        }
-        fd->dflt = json_incref(d);
-      }
-    }
-  } else if (kind == EN_ENUM) {
-    json_t *syms = json_object_get(j, "symbols");
-    if (!json_is_array(syms)) {
-      rc = esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: \"symbols\" must be an array", file,
-                         n->fullname);
-      goto cleanup;
-    }
-    n->symbols = calloc(json_array_size(syms) + 1, sizeof(char *));
-    if (!n->symbols) {
-      rc = esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
-      goto cleanup;
-    }
-    for (size_t i = 0; i < json_array_size(syms); i++) {
-      const char *sym = json_string_value(json_array_get(syms, i));
-      if (!sym || !valid_name(sym)) {
-        rc = esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: invalid symbol %zu", file,
-                           n->fullname, i + 1);
-        goto cleanup;
-      }
-      for (size_t k = 0; k < n->nsymbols; k++) {
-        if (!strcmp(n->symbols[k], sym)) {
-          rc = esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: symbol '%s' appears twice", file,
-                             n->fullname, sym);
-          goto cleanup;
-        }
-      }
-      n->symbols[n->nsymbols] = strdup(sym);
-      if (!n->symbols[n->nsymbols]) {
-        rc = esk_error_set(c->err, ESK_ENOMEM, "%s: out of memory", file);
-        goto cleanup;
-      }
-      n->nsymbols++;
-    }
-    json_t *d = json_object_get(j, "default");
-    if (d) {
-      const char *ds = json_string_value(d);
-      for (size_t k = 0; ds && k < n->nsymbols; k++)
-        if (!strcmp(n->symbols[k], ds)) n->enum_default = (int)k;
-      if (n->enum_default < 0) {
-        rc = esk_error_set(c->err, ESK_EINVAL, "%s: enum %s: the default is not a symbol", file,
-                           n->fullname);
-        goto cleanup;
-      }
-    }
-  } else { /* fixed */
-    json_t *size = json_object_get(j, "size");
-    if (!json_is_integer(size) || json_integer_value(size) < 0 ||
-        json_integer_value(size) > (1 << 20)) {
-      rc = esk_error_set(c->err, ESK_EINVAL, "%s: fixed %s: \"size\" must be an integer >= 0",
-                         file, n->fullname);
-      goto cleanup;
-    }
-    n->size = (size_t)json_integer_value(size);
-  }
-  *out = n;
-cleanup:
+  if (!rc)
+    rc = compile_aliases(c, j, inner_ns ? inner_ns : "", n->fullname, &n->aliases, &n->naliases);
+  if (!rc)
+    rc = kind == EN_RECORD ? compile_record(c, n, j, inner_ns)
+         : kind == EN_ENUM ? compile_enum(c, n, j)
+                           : compile_fixed(c, n, j);
+  if (!rc) *out = n;
   free(inner_ns);
   return rc;
 }

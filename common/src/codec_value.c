@@ -106,9 +106,100 @@ static int set_bytes(avro_value_t *v, json_t *j, int fixed, const char *path, es
   return rc;
 }
 
+static int set_enum(const esk_node_t *n, avro_value_t *v, json_t *j, const char *path,
+                    esk_error_t *err) {
+  for (size_t i = 0; json_is_string(j) && i < n->nsymbols; i++) {
+    if (!strcmp(n->symbols[i], json_string_value(j))) {
+      avro_value_set_enum(v, (int)i);
+      return ESK_OK;
+    }
+  }
+  return BAD("a symbol of the enum");
+}
+
+static int set_array(const esk_node_t *n, avro_value_t *v, json_t *j, const char *path,
+                     esk_error_t *err) {
+  char sub[512];
+  if (!json_is_array(j)) return BAD("an array");
+  avro_value_reset(v);
+  for (size_t i = 0; i < json_array_size(j); i++) {
+    avro_value_t item;
+    if (avro_value_append(v, &item, NULL))
+      return esk_error_set(err, ESK_ENOMEM, "%s: %s", path, avro_strerror());
+    snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+    int rc = esk_value_set_json(n->items, &item, json_array_get(j, i), 0, sub, err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+static int set_map(const esk_node_t *n, avro_value_t *v, json_t *j, const char *path,
+                   esk_error_t *err) {
+  char sub[512];
+  const char *k;
+  json_t *jv;
+  if (!json_is_object(j)) return BAD("an object");
+  avro_value_reset(v);
+  json_object_foreach(j, k, jv) {
+    avro_value_t item;
+    if (avro_value_add(v, k, &item, NULL, NULL))
+      return esk_error_set(err, ESK_ENOMEM, "%s: %s", path, avro_strerror());
+    snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", k);
+    int rc = esk_value_set_json(n->items, &item, jv, 0, sub, err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+/* The member of object @p j that is no field of record @p n, as an error. */
+static int unknown_field(const esk_node_t *n, json_t *j, const char *path, esk_error_t *err) {
+  const char *k;
+  json_t *jv;
+  json_object_foreach(j, k, jv) {
+    size_t i;
+    for (i = 0; i < n->nfields && strcmp(n->fields[i].name, k); i++) continue;
+    if (i == n->nfields)
+      return esk_error_set(err, ESK_EINVAL, "%s%s%s: no such field in %s", path, *path ? "." : "",
+                           k, n->fullname);
+  }
+  return ESK_OK;
+}
+
+static int set_record(const esk_node_t *n, avro_value_t *v, json_t *j, const char *path,
+                      esk_error_t *err) {
+  char sub[512];
+  if (!json_is_object(j)) return BAD("an object");
+  size_t known = 0;
+  for (size_t i = 0; i < n->nfields; i++) {
+    const esk_field_t *f = &n->fields[i];
+    avro_value_t fv;
+    json_t *jf = json_object_get(j, f->name);
+    snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", f->name);
+    if (jf) known++;
+    if (!jf && !f->dflt)
+      return esk_error_set(err, ESK_EINVAL, "%s: missing, and the field has no default", sub);
+    avro_value_get_by_index(v, i, &fv, NULL);
+    int rc = esk_value_set_json(f->type, &fv, jf ? jf : f->dflt, !jf, sub, err);
+    if (rc) return rc;
+  }
+  return known != json_object_size(j) ? unknown_field(n, j, path, err) : ESK_OK;
+}
+
+static int set_union(const esk_node_t *n, avro_value_t *v, json_t *j, int is_default,
+                     const char *path, esk_error_t *err) {
+  for (size_t i = 0; i < n->nbranches; i++) {
+    if (is_default ? i == 0 : esk_json_matches(n->branches[i], j, 0)) {
+      avro_value_t b;
+      if (avro_value_set_branch(v, (int)i, &b))
+        return esk_error_set(err, ESK_EINVAL, "%s: %s", path, avro_strerror());
+      return esk_value_set_json(n->branches[i], &b, j, is_default, path, err);
+    }
+  }
+  return BAD("a value of one of the union's branches");
+}
+
 int esk_value_set_json(const esk_node_t *n, avro_value_t *v, json_t *j, int is_default,
                        const char *path, esk_error_t *err) {
-  char sub[512];
   switch (n->kind) {
   case EN_NULL:
     if (!json_is_null(j)) return BAD("null");
@@ -141,80 +232,11 @@ int esk_value_set_json(const esk_node_t *n, avro_value_t *v, json_t *j, int is_d
   case EN_FIXED:
     if (!json_is_string(j)) return BAD("a string");
     return set_bytes(v, j, n->kind == EN_FIXED, path, err);
-  case EN_ENUM:
-    for (size_t i = 0; json_is_string(j) && i < n->nsymbols; i++) {
-      if (!strcmp(n->symbols[i], json_string_value(j))) {
-        avro_value_set_enum(v, (int)i);
-        return ESK_OK;
-      }
-    }
-    return BAD("a symbol of the enum");
-  case EN_ARRAY: {
-    if (!json_is_array(j)) return BAD("an array");
-    avro_value_reset(v);
-    for (size_t i = 0; i < json_array_size(j); i++) {
-      avro_value_t item;
-      if (avro_value_append(v, &item, NULL))
-        return esk_error_set(err, ESK_ENOMEM, "%s: %s", path, avro_strerror());
-      snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
-      int rc = esk_value_set_json(n->items, &item, json_array_get(j, i), 0, sub, err);
-      if (rc) return rc;
-    }
-    return ESK_OK;
-  }
-  case EN_MAP: {
-    const char *k;
-    json_t *jv;
-    if (!json_is_object(j)) return BAD("an object");
-    avro_value_reset(v);
-    json_object_foreach(j, k, jv) {
-      avro_value_t item;
-      if (avro_value_add(v, k, &item, NULL, NULL))
-        return esk_error_set(err, ESK_ENOMEM, "%s: %s", path, avro_strerror());
-      snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", k);
-      int rc = esk_value_set_json(n->items, &item, jv, 0, sub, err);
-      if (rc) return rc;
-    }
-    return ESK_OK;
-  }
-  case EN_RECORD: {
-    if (!json_is_object(j)) return BAD("an object");
-    size_t known = 0;
-    for (size_t i = 0; i < n->nfields; i++) {
-      const esk_field_t *f = &n->fields[i];
-      avro_value_t fv;
-      json_t *jf = json_object_get(j, f->name);
-      snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", f->name);
-      if (jf) known++;
-      if (!jf && !f->dflt)
-        return esk_error_set(err, ESK_EINVAL, "%s: missing, and the field has no default", sub);
-      avro_value_get_by_index(v, i, &fv, NULL);
-      int rc = esk_value_set_json(f->type, &fv, jf ? jf : f->dflt, !jf, sub, err);
-      if (rc) return rc;
-    }
-    if (known != json_object_size(j)) {
-      const char *k;
-      json_t *jv;
-      json_object_foreach(j, k, jv) {
-        size_t i;
-        for (i = 0; i < n->nfields && strcmp(n->fields[i].name, k); i++) continue;
-        if (i == n->nfields)
-          return esk_error_set(err, ESK_EINVAL, "%s%s%s: no such field in %s", path,
-                               *path ? "." : "", k, n->fullname);
-      }
-    }
-    return ESK_OK;
-  }
-  case EN_UNION:
-    for (size_t i = 0; i < n->nbranches; i++) {
-      if (is_default ? i == 0 : esk_json_matches(n->branches[i], j, 0)) {
-        avro_value_t b;
-        if (avro_value_set_branch(v, (int)i, &b))
-          return esk_error_set(err, ESK_EINVAL, "%s: %s", path, avro_strerror());
-        return esk_value_set_json(n->branches[i], &b, j, is_default, path, err);
-      }
-    }
-    return BAD("a value of one of the union's branches");
+  case EN_ENUM: return set_enum(n, v, j, path, err);
+  case EN_ARRAY: return set_array(n, v, j, path, err);
+  case EN_MAP: return set_map(n, v, j, path, err);
+  case EN_RECORD: return set_record(n, v, j, path, err);
+  case EN_UNION: return set_union(n, v, j, is_default, path, err);
   }
   return BAD("a known type");
 }

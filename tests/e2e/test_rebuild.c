@@ -263,14 +263,17 @@ Test(rebuild, a_rebuild_from_a_time_holds_only_later_events_without_gaps, .init 
   esk_test_bank_t *b = NULL;
   rd_kafka_t *prod = NULL;
   bank_start(&b, &prod, 11, ACCOUNTS, BEFORE + AFTER, BEFORE);
-  rd_kafka_flush(prod, 30000);
-  esk_time_sleep_ms(1200);
-  time_t t = (time_t)(esk_time_real_ms() / 1e3);
+  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  /* --from-time T: the next whole second, later than the timestamp of every
+   * event published so far (taken when it was produced, on this clock); the
+   * later events are produced once the clock has reached T */
+  int64_t t_ms = (esk_time_real_ms() / 1000 + 1) * 1000;
+  while (esk_time_real_ms() < t_ms) esk_time_sleep_ms(1);
+  time_t t = (time_t)(t_ms / 1000);
   struct tm tm;
   gmtime_r(&t, &tm);
   char from[40];
-  strftime(from, sizeof(from), "%Y-%m-%dT%H:%M:%SZ", &tm); /* whole seconds: at or before now */
-  esk_time_sleep_ms(1200);
+  strftime(from, sizeof(from), "%Y-%m-%dT%H:%M:%SZ", &tm);
   cr_assert_eq(esk_test_bank_publish(b, prod, topic, BEFORE, BEFORE + AFTER, &err), ESK_OK, "%s",
                err.msg);
   rd_kafka_flush(prod, 30000);

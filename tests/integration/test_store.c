@@ -2,7 +2,9 @@
  * per-aggregate version guard, against the real PostgreSQL. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -83,11 +85,29 @@ Test(store, position_moves_only_from_the_expected_value, .init = esk_test_requir
 }
 
 /* Two instances race for one partition from the same starting position:
- * exactly one commits, the other's transaction fails its compare-and-set. */
+ * exactly one commits, the other's transaction fails its compare-and-set.
+ * The first to move the position holds its row lock until the other waits for
+ * it, so the two really overlap. */
 struct racer {
   const char *proj;
   int rc;
+  atomic_int pid; /* its PostgreSQL backend, once connected */
+  struct racer *other;
+  int saw_wait; /* the winner saw the other wait for the row lock */
 };
+
+/* 1 once backend @p pid waits for a lock (pg_locks is read anew at every query). */
+static int waits_for_lock(PGconn *pg, int pid) {
+  char p[16];
+  snprintf(p, sizeof(p), "%d", pid);
+  const char *params[] = {p};
+  PGresult *r =
+      PQexecParams(pg, "select count(*) from pg_locks where pid = $1::int and not granted", 1,
+                   NULL, params, NULL, NULL, 0);
+  int w = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) > 0;
+  PQclear(r);
+  return w;
+}
 
 static void *race(void *arg) {
   struct racer *r = arg;
@@ -97,9 +117,15 @@ static void *race(void *arg) {
     r->rc = -100;
     return NULL;
   }
+  atomic_store(&r->pid, PQbackendPID(pg));
   PQclear(PQexec(pg, "begin"));
   r->rc = esk_store_position_cas(pg, r->proj, "bank.events", 0, 5, 50, &err);
-  esk_time_sleep_ms(200); /* hold the row lock while the other instance tries */
+  /* the winner holds the row lock while the other instance tries */
+  for (int64_t end = esk_time_mono_ms() + 30000; r->rc == ESK_OK && !r->saw_wait &&
+                                                 esk_time_mono_ms() < end;) {
+    int other = atomic_load(&r->other->pid);
+    if (!(r->saw_wait = other && waits_for_lock(pg, other))) esk_time_sleep_ms(10);
+  }
   PQclear(PQexec(pg, r->rc == ESK_OK ? "commit" : "rollback"));
   PQfinish(pg);
   return NULL;
@@ -111,12 +137,16 @@ Test(store, two_instances_cannot_both_move_a_position, .init = esk_test_require_
   char proj[64];
   esk_test_unique_name(proj, sizeof(proj), "test_race");
   cr_assert_eq(esk_store_position_cas(pg, proj, "bank.events", 0, -1, 5, &err), ESK_OK);
-  struct racer a = {proj, 1}, b = {proj, 1};
+  struct racer a = {.proj = proj, .rc = 1}, b = {.proj = proj, .rc = 1};
+  a.other = &b;
+  b.other = &a;
   pthread_t ta, tb;
   pthread_create(&ta, NULL, race, &a);
   pthread_create(&tb, NULL, race, &b);
   pthread_join(ta, NULL);
   pthread_join(tb, NULL);
+  cr_assert(a.saw_wait || b.saw_wait,
+            "the second instance never waited for the row lock (rc a=%d b=%d)", a.rc, b.rc);
   cr_assert((a.rc == ESK_OK) != (b.rc == ESK_OK), "rc a=%d b=%d", a.rc, b.rc);
   cr_assert(a.rc == ESK_ECONFLICT || b.rc == ESK_ECONFLICT);
   PQfinish(pg);

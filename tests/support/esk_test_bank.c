@@ -369,112 +369,145 @@ static int cmp_day(const void *a, const void *b) {
   return x->account < y->account ? -1 : x->account > y->account;
 }
 
-static int expected(esk_test_bank_t *b, const char *proj, size_t upto, lines_t *out) {
-  size_t n = upto < b->n ? upto : b->n;
+/* What each projection should hold after the first @p n events: one line per
+ * row, as query_of() prints it. Each returns 0, or -1 out of memory. */
+static int expect_balances(esk_test_bank_t *b, size_t n, lines_t *out) {
+  typedef struct {
+    int64_t balance, opened, closed, updated;
+    int32_t version;
+  } st_t;
+  char acct[32];
+  int bad = 0;
+  st_t *s = calloc((size_t)b->n_accounts, sizeof(*s));
+  if (!s) return -1;
+  for (size_t i = 0; i < n; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i]) continue;
+    st_t *a = &s[e->account];
+    if (e->kind == ESK_BANK_ACCOUNT_OPENED) a->opened = e->occurred_at_us;
+    if (e->kind == ESK_BANK_ACCOUNT_CLOSED) a->closed = e->occurred_at_us;
+    a->balance += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
+    a->version = e->version;
+    a->updated = e->occurred_at_us;
+  }
+  for (int i = 0; i < b->n_accounts && !bad; i++) {
+    if (!s[i].version) continue;
+    char closed[24] = "-";
+    if (s[i].closed) snprintf(closed, sizeof(closed), "%" PRId64, s[i].closed);
+    bad = add_line(out, "%s|owner-%d|%" PRId64 "|%s|%s|%d|%" PRId64 "|%s|%" PRId64,
+                   esk_test_bank_account_id(i, acct, sizeof(acct)), i % 97, s[i].balance,
+                   currency_of(i), s[i].closed ? "closed" : "open", s[i].version, s[i].opened,
+                   closed, s[i].updated);
+  }
+  free(s);
+  return bad;
+}
+
+static int expect_history(esk_test_bank_t *b, size_t n, lines_t *out) {
   char acct[32], id[40], desc[96];
   int bad = 0;
-  if (!strcmp(proj, "account_balances")) {
-    typedef struct {
-      int64_t balance, opened, closed, updated;
-      int32_t version;
-    } st_t;
-    st_t *s = calloc((size_t)b->n_accounts, sizeof(*s));
-    if (!s) return -1;
-    for (size_t i = 0; i < n; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i]) continue;
-      st_t *a = &s[e->account];
-      if (e->kind == ESK_BANK_ACCOUNT_OPENED) a->opened = e->occurred_at_us;
-      if (e->kind == ESK_BANK_ACCOUNT_CLOSED) a->closed = e->occurred_at_us;
-      a->balance += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
-      a->version = e->version;
-      a->updated = e->occurred_at_us;
-    }
-    for (int i = 0; i < b->n_accounts && !bad; i++) {
-      if (!s[i].version) continue;
-      char closed[24] = "-";
-      if (s[i].closed) snprintf(closed, sizeof(closed), "%" PRId64, s[i].closed);
-      bad = add_line(out, "%s|owner-%d|%" PRId64 "|%s|%s|%d|%" PRId64 "|%s|%" PRId64,
-                     esk_test_bank_account_id(i, acct, sizeof(acct)), i % 97, s[i].balance,
-                     currency_of(i), s[i].closed ? "closed" : "open", s[i].version, s[i].opened,
-                     closed, s[i].updated);
-    }
-    free(s);
-  } else if (!strcmp(proj, "transaction_history")) {
-    int64_t *bal = calloc((size_t)b->n_accounts, sizeof(*bal));
-    if (!bal) return -1;
-    for (size_t i = 0; i < n && !bad; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i] || e->kind == ESK_BANK_ACCOUNT_CLOSED) continue;
-      if (e->kind == ESK_BANK_ACCOUNT_OPENED && e->amount == 0) continue;
-      const char *kind = e->kind == ESK_BANK_ACCOUNT_OPENED ? "opening"
-                         : e->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit" : "withdrawal";
-      bal[e->account] += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
-      description(i, desc, sizeof(desc));
-      if (e->kind != ESK_BANK_MONEY_DEPOSITED || e->writer_version == 1) desc[0] = '\0';
-      event_id(e, id);
-      bad = add_line(out, "%s|%s|%d|%s|%" PRId64 "|%s|%s|%" PRId64 "|%" PRId64, id,
-                     esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version, kind,
-                     e->amount, currency_of(e->account), desc, bal[e->account], e->occurred_at_us);
-    }
-    free(bal);
-  } else if (!strcmp(proj, "daily_summaries")) {
-    day_row_t *rows = calloc(n ? n : 1, sizeof(*rows));
-    size_t k = 0;
-    if (!rows) return -1;
-    for (size_t i = 0; i < n; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i]) continue;
-      if (e->kind != ESK_BANK_MONEY_DEPOSITED && e->kind != ESK_BANK_MONEY_WITHDRAWN) continue;
-      day_row_t *r = &rows[k++];
-      r->day = e->occurred_at_us / INT64_C(86400000000);
-      r->account = e->account;
-      if (e->kind == ESK_BANK_MONEY_DEPOSITED) r->dc = 1, r->dt = e->amount;
-      else r->wc = 1, r->wt = e->amount;
-    }
-    qsort(rows, k, sizeof(*rows), cmp_day);
-    for (size_t i = 0; i < k && !bad;) {
-      day_row_t sum = rows[i];
-      size_t j = i + 1;
-      for (; j < k && !cmp_day(&rows[j], &rows[i]); j++)
-        sum.dc += rows[j].dc, sum.dt += rows[j].dt, sum.wc += rows[j].wc, sum.wt += rows[j].wt;
-      char day[48];
-      day_of(sum.day * INT64_C(86400000000), day);
-      bad = add_line(out, "%s|%s|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64, day,
-                     esk_test_bank_account_id(sum.account, acct, sizeof(acct)), sum.dc, sum.dt,
-                     sum.wc, sum.wt);
-      i = j;
-    }
-    free(rows);
-  } else if (!strcmp(proj, "event_log")) {
-    for (size_t i = 0; i < n && !bad; i++) {
-      const esk_test_bank_event_t *e = &b->ev[i];
-      if (b->skipped[i]) continue;
-      event_id(e, id);
-      char amount[24] = "", extra[96];
-      if (e->kind != ESK_BANK_ACCOUNT_CLOSED) snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
-      /* The payload's first text field: description, reason, owner or currency. */
-      if (e->kind == ESK_BANK_MONEY_DEPOSITED) {
-        description(i, extra, sizeof(extra));
-        if (e->writer_version == 1) extra[0] = '\0';
-      } else if (e->kind == ESK_BANK_ACCOUNT_CLOSED) {
-        snprintf(extra, sizeof(extra), "customer request");
-      } else if (e->kind == ESK_BANK_ACCOUNT_OPENED) {
-        snprintf(extra, sizeof(extra), "owner-%d", e->account % 97);
-      } else {
-        snprintf(extra, sizeof(extra), "%s", currency_of(e->account));
-      }
-      bad = add_line(out, "%s|%d|%s|%s|%d|%" PRId64 "|corr-%zu|cmd-%zu|actor-%d|%s|%s",
-                     esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version,
-                     kind_type(e->kind), id, e->writer_version, e->occurred_at_us, i, i,
-                     e->account % 3, amount, extra);
-    }
-  } else {
-    return -2;
+  int64_t *bal = calloc((size_t)b->n_accounts, sizeof(*bal));
+  if (!bal) return -1;
+  for (size_t i = 0; i < n && !bad; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i] || e->kind == ESK_BANK_ACCOUNT_CLOSED) continue;
+    if (e->kind == ESK_BANK_ACCOUNT_OPENED && e->amount == 0) continue;
+    const char *kind = e->kind == ESK_BANK_ACCOUNT_OPENED ? "opening"
+                       : e->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit" : "withdrawal";
+    bal[e->account] += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
+    description(i, desc, sizeof(desc));
+    if (e->kind != ESK_BANK_MONEY_DEPOSITED || e->writer_version == 1) desc[0] = '\0';
+    event_id(e, id);
+    bad = add_line(out, "%s|%s|%d|%s|%" PRId64 "|%s|%s|%" PRId64 "|%" PRId64, id,
+                   esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version, kind,
+                   e->amount, currency_of(e->account), desc, bal[e->account], e->occurred_at_us);
   }
-  if (bad) return -1;
-  if (out->n) qsort(out->v, out->n, sizeof(*out->v), cmp_str); /* v is NULL when 0 */
-  return 0;
+  free(bal);
+  return bad;
+}
+
+static int expect_daily(esk_test_bank_t *b, size_t n, lines_t *out) {
+  char acct[32], day[48];
+  int bad = 0;
+  size_t k = 0;
+  day_row_t *rows = calloc(n ? n : 1, sizeof(*rows));
+  if (!rows) return -1;
+  for (size_t i = 0; i < n; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i]) continue;
+    if (e->kind != ESK_BANK_MONEY_DEPOSITED && e->kind != ESK_BANK_MONEY_WITHDRAWN) continue;
+    day_row_t *r = &rows[k++];
+    r->day = e->occurred_at_us / INT64_C(86400000000);
+    r->account = e->account;
+    if (e->kind == ESK_BANK_MONEY_DEPOSITED) r->dc = 1, r->dt = e->amount;
+    else r->wc = 1, r->wt = e->amount;
+  }
+  qsort(rows, k, sizeof(*rows), cmp_day);
+  for (size_t i = 0; i < k && !bad;) {
+    day_row_t sum = rows[i];
+    size_t j = i + 1;
+    for (; j < k && !cmp_day(&rows[j], &rows[i]); j++)
+      sum.dc += rows[j].dc, sum.dt += rows[j].dt, sum.wc += rows[j].wc, sum.wt += rows[j].wt;
+    day_of(sum.day * INT64_C(86400000000), day);
+    bad = add_line(out, "%s|%s|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64, day,
+                   esk_test_bank_account_id(sum.account, acct, sizeof(acct)), sum.dc, sum.dt,
+                   sum.wc, sum.wt);
+    i = j;
+  }
+  free(rows);
+  return bad;
+}
+
+/* The payload's first text field: description, reason, owner or currency. */
+static void first_text(const esk_test_bank_event_t *e, size_t i, char *extra, size_t size) {
+  if (e->kind == ESK_BANK_MONEY_DEPOSITED) {
+    description(i, extra, size);
+    if (e->writer_version == 1) extra[0] = '\0';
+  } else if (e->kind == ESK_BANK_ACCOUNT_CLOSED) {
+    snprintf(extra, size, "customer request");
+  } else if (e->kind == ESK_BANK_ACCOUNT_OPENED) {
+    snprintf(extra, size, "owner-%d", e->account % 97);
+  } else {
+    snprintf(extra, size, "%s", currency_of(e->account));
+  }
+}
+
+static int expect_event_log(esk_test_bank_t *b, size_t n, lines_t *out) {
+  char acct[32], id[40];
+  int bad = 0;
+  for (size_t i = 0; i < n && !bad; i++) {
+    const esk_test_bank_event_t *e = &b->ev[i];
+    if (b->skipped[i]) continue;
+    event_id(e, id);
+    char amount[24] = "", extra[96];
+    if (e->kind != ESK_BANK_ACCOUNT_CLOSED) snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
+    first_text(e, i, extra, sizeof(extra));
+    bad = add_line(out, "%s|%d|%s|%s|%d|%" PRId64 "|corr-%zu|cmd-%zu|actor-%d|%s|%s",
+                   esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version,
+                   kind_type(e->kind), id, e->writer_version, e->occurred_at_us, i, i,
+                   e->account % 3, amount, extra);
+  }
+  return bad;
+}
+
+/* The sorted lines projection @p proj should hold after the first @p upto
+ * events: 0, -1 out of memory, -2 an unknown projection. */
+static int expected(esk_test_bank_t *b, const char *proj, size_t upto, lines_t *out) {
+  static const struct {
+    const char *name;
+    int (*expect)(esk_test_bank_t *b, size_t n, lines_t *out);
+  } projections[] = {{"account_balances", expect_balances},
+                     {"transaction_history", expect_history},
+                     {"daily_summaries", expect_daily},
+                     {"event_log", expect_event_log}};
+  size_t n = upto < b->n ? upto : b->n;
+  for (size_t p = 0; p < sizeof(projections) / sizeof(projections[0]); p++) {
+    if (strcmp(proj, projections[p].name)) continue;
+    if (projections[p].expect(b, n, out)) return -1;
+    if (out->n) qsort(out->v, out->n, sizeof(*out->v), cmp_str); /* v is NULL when 0 */
+    return 0;
+  }
+  return -2;
 }
 
 #define US(col) "(extract(epoch from " col ") * 1000000)::bigint"

@@ -140,6 +140,13 @@ Test(watchdog, a_fatal_error_that_does_not_end_in_time_exits_3_naming_the_wait, 
   expect_timed_out(0);
 }
 
+static _Atomic int_least64_t seen_ms; /* when the watchdog saw the stop */
+
+static void note_seen(void *opaque) {
+  (void)opaque;
+  atomic_store(&seen_ms, esk_time_mono_ms());
+}
+
 Test(watchdog, a_stop_is_seen_and_a_process_that_ends_in_time_is_left_alone, .timeout = 30) {
   static const char *const kv[] = {"shutdown.timeout.ms", "1000", NULL};
   esk_conf_t *c = conf_with(kv);
@@ -148,13 +155,22 @@ Test(watchdog, a_stop_is_seen_and_a_process_that_ends_in_time_is_left_alone, .ti
   cr_assert_eq(esk_watchdog_start(c, &stop_flag, &err), ESK_OK, "%s", err.msg);
   cr_expect_eq(esk_watchdog_stopping(), 0);
   cr_expect_eq(esk_watchdog_start(c, &stop_flag, &err), ESK_EINVAL, "a second start is refused");
+  atomic_store(&seen_ms, 0);
+  esk_watchdog_set_wake(note_seen, NULL);
   stop_flag = 1;
   cr_expect_eq(esk_watchdog_stopping(), 1);
-  /* a negative check takes its time: the watchdog sees the stop (a 50 ms
-   * tick), the work ends in time, and nothing happens past the bound */
-  esk_time_sleep_ms(200);
-  esk_watchdog_stop();
-  esk_time_sleep_ms(1200);
+  /* the watchdog sees the stop: its wake callback runs (within a 50 ms tick) */
+  for (int64_t end = esk_time_mono_ms() + 5000;
+       atomic_load(&seen_ms) == 0 && esk_time_mono_ms() < end;)
+    esk_time_sleep_ms(10);
+  int64_t seen = atomic_load(&seen_ms);
+  cr_assert_gt(seen, 0, "the watchdog did not see the stop within 5 s");
+  esk_watchdog_set_wake(NULL, NULL);
+  esk_watchdog_stop(); /* the work ends in time */
+  /* a negative check: nothing may happen past the bound, so it runs once the
+   * clock is past it (1000 ms from when the watchdog saw the stop) and two
+   * ticks more; a watchdog still running would have ended the process (_exit 3) */
+  while (esk_time_mono_ms() < seen + 1000 + 2 * 50) esk_time_sleep_ms(20);
   cr_expect_eq(esk_watchdog_stopping(), 0, "a stopped watchdog reads no flag");
   esk_conf_destroy(c);
 }

@@ -80,13 +80,21 @@ int eskctl_topic(char *buf, size_t size, const eskctl_common_t *c, const char *k
   return 0;
 }
 
-int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out) {
+int eskctl_parse_long(long *out, const char *cmd, const char *opt, const char *v, long min,
+                      long max, const char *expected) {
   char *end;
   long x = strtol(v, &end, 10);
-  if (!*v || *end || x <= 0 || x > 3600000) {
-    fprintf(stderr, "eskctl %s: %s '%s': expected milliseconds in 1..3600000\n", cmd, opt, v);
+  if (!*v || *end || x < min || x > max) {
+    fprintf(stderr, "eskctl %s: %s '%s': expected %s\n", cmd, opt, v, expected);
     return 1;
   }
+  *out = x;
+  return 0;
+}
+
+int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out) {
+  long x;
+  if (eskctl_parse_long(&x, cmd, opt, v, 1, 3600000, "milliseconds in 1..3600000")) return 1;
   *out = (int)x;
   return 0;
 }

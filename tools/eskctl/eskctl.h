@@ -61,6 +61,14 @@ int eskctl_topic(char *buf, size_t size, const eskctl_common_t *c, const char *k
  */
 int eskctl_watchdog(volatile sig_atomic_t *flag, const char *cmd);
 
+/**
+ * @brief Parses @p v, the value of option @p opt, as a whole number in
+ *        @p min..@p max into @p out (set only on success).
+ * @returns 0, or 1 after the message "eskctl <cmd>: <opt> '<v>': expected <expected>".
+ */
+int eskctl_parse_long(long *out, const char *cmd, const char *opt, const char *v, long min,
+                      long max, const char *expected);
+
 /** @brief Parses milliseconds in 1..3600000. @returns 0, or 1 after a message. */
 int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out);
 

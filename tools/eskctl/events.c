@@ -37,13 +37,15 @@ static void usage(FILE *f) {
           "status 1.\n");
 }
 
-int eskctl_events_main(int argc, char **argv) {
-  int st = eskctl_verb(argc, argv, "tail", usage);
-  if (st >= 0) return st;
+/* What the command line asks for. */
+typedef struct {
   eskctl_common_t c;
-  eskctl_common_init(&c);
-  int from_beginning = 0, exit_at_end = 0;
-  long max = -1, only = -1;
+  int from_beginning, exit_at_end;
+  long max, only; /* --max and --partition, or -1 */
+} tail_opts_t;
+
+/* The command line into @p o: -1 to go on, else the exit status. */
+static int tail_parse(tail_opts_t *o, int argc, char **argv) {
   static const struct option opts[] = {{"domain", required_argument, NULL, 'd'},
                                        {"topic-prefix", required_argument, NULL, 'P'},
                                        {"from-beginning", no_argument, NULL, 'b'},
@@ -52,27 +54,22 @@ int eskctl_events_main(int argc, char **argv) {
                                        {"partition", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  int o;
+  int ch;
+  eskctl_common_init(&o->c);
+  o->max = o->only = -1;
   optind = 1;
-  while ((o = getopt_long(argc - 1, argv + 1, "d:P:bem:p:h", opts, NULL)) != -1) {
-    switch (o) {
-    case 'd': c.domain_name = optarg; break;
-    case 'P': c.prefix = optarg; break;
-    case 'b': from_beginning = 1; break;
-    case 'e': exit_at_end = 1; break;
+  while ((ch = getopt_long(argc - 1, argv + 1, "d:P:bem:p:h", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'd': o->c.domain_name = optarg; break;
+    case 'P': o->c.prefix = optarg; break;
+    case 'b': o->from_beginning = 1; break;
+    case 'e': o->exit_at_end = 1; break;
     case 'm':
-    case 'p': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (!*optarg || *end || v < 0 || v > 1000000000) {
-        fprintf(stderr, "eskctl events tail: --%s '%s': expected a number >= 0\n",
-                o == 'm' ? "max" : "partition", optarg);
+    case 'p':
+      if (eskctl_parse_long(ch == 'm' ? &o->max : &o->only, CMD, ch == 'm' ? "--max" : "--partition",
+                            optarg, 0, 1000000000, "a number >= 0"))
         return 2;
-      }
-      if (o == 'm') max = v;
-      else only = v;
       break;
-    }
     case 'h': usage(stdout); return 0;
     default: return 2;
     }
@@ -81,44 +78,90 @@ int eskctl_events_main(int argc, char **argv) {
     fprintf(stderr, "eskctl events tail: unexpected argument '%s'\n", argv[optind + 1]);
     return 2;
   }
-  if (!(c.domain = eskctl_domain_find(c.domain_name, CMD))) return 2;
-  esk_schema_set_t *set = NULL;
-  esk_codec_t *codec = NULL;
-  if (eskctl_domain_open(&set, &codec, c.domain, CMD)) return 2;
+  return -1;
+}
 
-  int status = 3, nparts = 0, at_end = 0;
-  long printed = 0;
-  char topic[256];
+/* A reader of @p topic assigned to the partitions asked for, into *@p out.
+ * @returns 0, or 1 after a message. */
+static int tail_open(rd_kafka_t **out, int *nparts, const tail_opts_t *o, const char *topic) {
   esk_error_t err = {0};
   rd_kafka_t *rk = NULL;
-  rd_kafka_topic_partition_list_t *parts = NULL;
-  if (eskctl_topic(topic, sizeof(topic), &c, "events")) goto cleanup;
   if (esk_kafka_reader_new(&rk, NULL, NULL, &err) ||
-      esk_kafka_partition_count(rk, topic, 10000, &nparts, &err)) {
+      esk_kafka_partition_count(rk, topic, 10000, nparts, &err)) {
     fprintf(stderr, "eskctl events tail: %s\n", err.msg);
-    goto cleanup;
+    goto fail;
   }
-  if (only >= nparts) {
+  if (o->only >= *nparts) {
     fprintf(stderr, "eskctl events tail: %s has %d partitions, no partition %ld\n", topic,
-            nparts, only);
-    goto cleanup;
+            *nparts, o->only);
+    goto fail;
   }
-  parts = rd_kafka_topic_partition_list_new(nparts);
-  for (int32_t p = 0; p < nparts; p++)
-    if (only < 0 || p == only)
+  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(*nparts);
+  for (int32_t p = 0; p < *nparts; p++)
+    if (o->only < 0 || p == o->only)
       rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
-          from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+          o->from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
   rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+  rd_kafka_topic_partition_list_destroy(parts);
   if (e) {
     fprintf(stderr, "eskctl events tail: assigning %s: %s\n", topic, rd_kafka_err2str(e));
-    goto cleanup;
+    goto fail;
   }
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  if (eskctl_watchdog(&stop_flag, "eskctl events tail")) goto cleanup;
-  status = 0;
+  *out = rk;
+  return 0;
+fail:
+  if (rk) rd_kafka_destroy(rk);
+  return 1;
+}
+
+/* Prints event @p m as a JSON line. @returns 0, or 1 when it could not be
+ * decoded (the line then holds "error"). */
+static int print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
+                       const esk_schema_set_t *set) {
+  const esk_schema_t *rs = NULL;
+  avro_value_t *v = NULL;
+  uint64_t fp = 0;
+  char *text = NULL;
+  int status = 0;
+  json_t *out = json_pack("{s:i, s:I, s:s%}", "partition", (int)m->partition, "offset",
+                          (json_int_t)m->offset, "key", m->key ? (const char *)m->key : "",
+                          m->key ? m->key_len : 0);
+  if (!out) /* a key that is not UTF-8 */
+    out = json_pack("{s:i, s:I, s:n}", "partition", (int)m->partition, "offset",
+                    (json_int_t)m->offset, "key");
+  esk_error_t de = {0};
+  if (esk_codec_peek(m->payload, m->len, &fp, &de) ||
+      esk_codec_decode(codec, m->payload, m->len, 0, &rs, &v, &de) ||
+      esk_value_to_json(v, &text, &de)) {
+    json_object_set_new(out, "error", json_string(de.msg));
+    status = 1;
+  } else {
+    const esk_schema_t *ws = esk_schema_set_by_fingerprint(set, fp);
+    json_object_set_new(out, "type", json_string(esk_schema_type(rs)));
+    json_object_set_new(out, "writer_version", json_integer(ws ? esk_schema_version(ws) : 0));
+    json_object_set_new(out, "reader_version", json_integer(esk_schema_version(rs)));
+    json_error_t je;
+    json_t *ev = json_loads(text, 0, &je);
+    json_object_set_new(out, "event", ev ? ev : json_string(text));
+  }
+  free(text);
+  char *line = out ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  if (line) printf("%s\n", line);
+  fflush(stdout);
+  free(line);
+  json_decref(out);
+  return status;
+}
+
+/* Prints events until a signal, --max or, with --exit-at-end, the end of
+ * every partition read. @returns the exit status. */
+static int tail(rd_kafka_t *rk, int nparts, const tail_opts_t *o, esk_codec_t *codec,
+                const esk_schema_set_t *set) {
+  int status = 0, at_end = 0;
+  int wanted = o->only < 0 ? nparts : 1;
+  long printed = 0;
   char *seen_end = calloc((size_t)nparts, 1);
-  while (!stop_flag && (max < 0 || printed < max) && !(exit_at_end && at_end == parts->cnt)) {
+  while (!stop_flag && (o->max < 0 || printed < o->max) && !(o->exit_at_end && at_end == wanted)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
     if (!m) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -134,44 +177,34 @@ int eskctl_events_main(int argc, char **argv) {
         break;
       }
     } else {
-      const esk_schema_t *rs = NULL;
-      avro_value_t *v = NULL;
-      uint64_t fp = 0;
-      char *text = NULL;
-      json_t *out = json_pack("{s:i, s:I, s:s%}", "partition", (int)m->partition, "offset",
-                              (json_int_t)m->offset, "key", m->key ? (const char *)m->key : "",
-                              m->key ? m->key_len : 0);
-      if (!out) /* a key that is not UTF-8 */
-        out = json_pack("{s:i, s:I, s:n}", "partition", (int)m->partition, "offset",
-                        (json_int_t)m->offset, "key");
-      esk_error_t de = {0};
-      if (esk_codec_peek(m->payload, m->len, &fp, &de) ||
-          esk_codec_decode(codec, m->payload, m->len, 0, &rs, &v, &de) ||
-          esk_value_to_json(v, &text, &de)) {
-        json_object_set_new(out, "error", json_string(de.msg));
-        status = 1;
-      } else {
-        const esk_schema_t *ws = esk_schema_set_by_fingerprint(set, fp);
-        json_object_set_new(out, "type", json_string(esk_schema_type(rs)));
-        json_object_set_new(out, "writer_version", json_integer(ws ? esk_schema_version(ws) : 0));
-        json_object_set_new(out, "reader_version", json_integer(esk_schema_version(rs)));
-        json_error_t je;
-        json_t *ev = json_loads(text, 0, &je);
-        json_object_set_new(out, "event", ev ? ev : json_string(text));
-      }
-      free(text);
-      char *line = out ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-      if (line) printf("%s\n", line);
-      fflush(stdout);
-      free(line);
-      json_decref(out);
+      if (print_event(m, codec, set)) status = 1;
       printed++;
     }
     rd_kafka_message_destroy(m);
   }
   free(seen_end);
+  return status;
+}
+
+int eskctl_events_main(int argc, char **argv) {
+  int st = eskctl_verb(argc, argv, "tail", usage);
+  if (st >= 0) return st;
+  tail_opts_t o = {0};
+  if ((st = tail_parse(&o, argc, argv)) >= 0) return st;
+  if (!(o.c.domain = eskctl_domain_find(o.c.domain_name, CMD))) return 2;
+  esk_schema_set_t *set = NULL;
+  esk_codec_t *codec = NULL;
+  if (eskctl_domain_open(&set, &codec, o.c.domain, CMD)) return 2;
+  int status = 3, nparts = 0;
+  char topic[256];
+  rd_kafka_t *rk = NULL;
+  if (eskctl_topic(topic, sizeof(topic), &o.c, "events") || tail_open(&rk, &nparts, &o, topic))
+    goto cleanup;
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  if (eskctl_watchdog(&stop_flag, "eskctl events tail")) goto cleanup;
+  status = tail(rk, nparts, &o, codec, set);
 cleanup:
-  if (parts) rd_kafka_topic_partition_list_destroy(parts);
   esk_watchdog_doing("rd_kafka_destroy (the consumer)");
   if (rk) rd_kafka_destroy(rk); /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
   esk_watchdog_stop();

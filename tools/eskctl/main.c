@@ -80,13 +80,10 @@ static int cmd_ping(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
     switch (c) {
     case 't': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (*end || v <= 0 || v > 600000) {
-        fprintf(stderr, "eskctl ping: --timeout '%s': expected milliseconds in 1..600000\n",
-                optarg);
+      long v;
+      if (eskctl_parse_long(&v, "ping", "--timeout", optarg, 1, 600000,
+                            "milliseconds in 1..600000"))
         return 2;
-      }
       timeout_ms = (int)v;
       break;
     }

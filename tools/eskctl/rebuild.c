@@ -22,6 +22,7 @@
 #include "projector.h"
 
 #define MAX_X 64
+#define REBUILD "eskctl projection rebuild"
 
 static volatile sig_atomic_t interrupted;
 
@@ -182,7 +183,103 @@ static void show(int tty, int64_t done, int64_t total, int64_t lag, double rate,
   }
 }
 
-int eskctl_rebuild_main(int argc, char **argv) {
+/* What the command line asks for. */
+typedef struct {
+  eskctl_common_t c;
+  const char *name, *schema, *group, *log, *from_time;
+  const char *source_opt, *source; /* --projection-file F or --plugin P */
+  const char *xs[MAX_X];           /* -X key=value, for the esk-projector */
+  int nx;
+  int64_t from_ms; /* --from-time, or -1: offset 0 */
+  long max_lag, timeout_s;
+  char projector[PATH_MAX], defgroup[256], deflog[PATH_MAX], topic[256];
+} rebuild_opts_t;
+
+/* What a rebuild holds while it runs. */
+typedef struct {
+  PGconn *pg;
+  rd_kafka_t *rk;
+  pid_t child; /* the new generation's esk-projector, or -1 */
+  esk_generation_t g;
+  int parts;
+  char key[300]; /* the generation's key in the positions table */
+  int64_t t0;    /* when the esk-projector started */
+  int64_t done, lag;
+} rebuild_run_t;
+
+/* The esk-projector's command line for the new generation. */
+typedef struct {
+  char schema[128], gen[32], topic[300], group[300];
+  char *argv[12 + 2 * MAX_X + 1];
+} projector_args_t;
+
+static int rebuild_source(rebuild_opts_t *o, const char *opt, const char *arg) {
+  if (o->source_opt) {
+    fprintf(stderr, REBUILD ": give one of --projection-file and --plugin\n");
+    return 2;
+  }
+  o->source_opt = opt;
+  o->source = arg;
+  if (access(arg, R_OK)) {
+    fprintf(stderr, REBUILD ": %s '%s': %s\n", opt, arg, strerror(errno));
+    return 2;
+  }
+  return -1;
+}
+
+/* One option of the command line: -1 to go on, else the exit status. */
+static int rebuild_option(rebuild_opts_t *o, int ch, const char *arg) {
+  esk_error_t terr = {0};
+  switch (ch) {
+  case 's': o->schema = arg; break;
+  case 'g': o->group = arg; break;
+  case 'l':
+    if (eskctl_parse_long(&o->max_lag, "projection rebuild", "--max-lag", arg, 0, LONG_MAX,
+                          "a count >= 0"))
+      return 2;
+    break;
+  case 'p': snprintf(o->projector, sizeof(o->projector), "%s", arg); break;
+  case 'L': o->log = arg; break;
+  case 't':
+    if (eskctl_parse_long(&o->timeout_s, "projection rebuild", "--timeout", arg, 0, LONG_MAX,
+                          "seconds >= 0"))
+      return 2;
+    break;
+  case 'T':
+    if (esk_time_parse_rfc3339(&o->from_ms, arg, &terr)) {
+      fprintf(stderr, REBUILD ": --from-time: %s\n", terr.msg);
+      return 2;
+    }
+    o->from_time = arg;
+    break;
+  case 'F': return rebuild_source(o, "--projection-file", arg);
+  case 'G': return rebuild_source(o, "--plugin", arg);
+  case 'd': o->c.domain_name = arg; break;
+  case 'P': o->c.prefix = arg; break;
+  case 'X':
+    if (o->nx == MAX_X || !strchr(arg, '=')) {
+      fprintf(stderr, REBUILD ": -X '%s': expected key=value (at most %d)\n", arg, MAX_X);
+      return 2;
+    }
+    o->xs[o->nx++] = arg;
+    break;
+  case 'h': rebuild_usage(stdout); return 0;
+  default: rebuild_usage(stderr); return 2;
+  }
+  return -1;
+}
+
+/* 0 when @p name and @p schema are identifiers, else 2 after a message. */
+static int check_names(const char *cmd, const char *name, const char *schema) {
+  if (esk_pg_ident_valid(name) && esk_pg_ident_valid(schema)) return 0;
+  fprintf(stderr, "%s: '%s': projection and schema names are lower-case identifiers "
+                  "[a-z_][a-z0-9_]*\n",
+          cmd, esk_pg_ident_valid(name) ? schema : name);
+  return 2;
+}
+
+/* The command line into @p o: -1 to go on, else the exit status. */
+static int rebuild_parse(rebuild_opts_t *o, int argc, char **argv) {
   static const struct option opts[] = {{"schema", required_argument, NULL, 's'},
                                        {"group", required_argument, NULL, 'g'},
                                        {"max-lag", required_argument, NULL, 'l'},
@@ -196,235 +293,196 @@ int eskctl_rebuild_main(int argc, char **argv) {
                                        {"plugin", required_argument, NULL, 'G'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  eskctl_common_t c;
-  eskctl_common_init(&c);
-  const char *schema = "public", *group = NULL, *log = NULL, *from_time = NULL, *xs[MAX_X];
-  int64_t from_ms = -1; /* --from-time, or offset 0 */
-  const char *source_opt = NULL, *source = NULL; /* --projection-file F or --plugin P */
-  char projector[PATH_MAX], defgroup[256], deflog[PATH_MAX], topic[256], key[300];
-  long max_lag = -1, timeout_s = 0;
-  int nx = 0, ch, status = 1;
-  default_projector(projector, sizeof(projector));
+  int ch, st;
+  eskctl_common_init(&o->c);
+  o->schema = "public";
+  o->from_ms = -1;
+  o->max_lag = -1;
+  default_projector(o->projector, sizeof(o->projector));
   optind = 1;
-  while ((ch = getopt_long(argc, argv, "X:h", opts, NULL)) != -1) {
-    char *end = NULL;
-    switch (ch) {
-    case 's': schema = optarg; break;
-    case 'g': group = optarg; break;
-    case 'l':
-      max_lag = strtol(optarg, &end, 10);
-      if (!*optarg || *end || max_lag < 0) {
-        fprintf(stderr, "eskctl projection rebuild: --max-lag '%s': expected a count >= 0\n",
-                optarg);
-        return 2;
-      }
-      break;
-    case 'p': snprintf(projector, sizeof(projector), "%s", optarg); break;
-    case 'L': log = optarg; break;
-    case 't':
-      timeout_s = strtol(optarg, &end, 10);
-      if (!*optarg || *end || timeout_s < 0) {
-        fprintf(stderr, "eskctl projection rebuild: --timeout '%s': expected seconds >= 0\n",
-                optarg);
-        return 2;
-      }
-      break;
-    case 'T': {
-      esk_error_t terr = {0};
-      if (esk_time_parse_rfc3339(&from_ms, optarg, &terr)) {
-        fprintf(stderr, "eskctl projection rebuild: --from-time: %s\n", terr.msg);
-        return 2;
-      }
-      from_time = optarg;
-      break;
-    }
-    case 'F':
-    case 'G':
-      if (source_opt) {
-        fprintf(stderr, "eskctl projection rebuild: give one of --projection-file and --plugin\n");
-        return 2;
-      }
-      source_opt = ch == 'F' ? "--projection-file" : "--plugin";
-      source = optarg;
-      if (access(source, R_OK)) {
-        fprintf(stderr, "eskctl projection rebuild: %s '%s': %s\n", source_opt, source,
-                strerror(errno));
-        return 2;
-      }
-      break;
-    case 'd': c.domain_name = optarg; break;
-    case 'P': c.prefix = optarg; break;
-    case 'X':
-      if (nx == MAX_X || !strchr(optarg, '=')) {
-        fprintf(stderr, "eskctl projection rebuild: -X '%s': expected key=value (at most %d)\n",
-                optarg, MAX_X);
-        return 2;
-      }
-      xs[nx++] = optarg;
-      break;
-    case 'h': rebuild_usage(stdout); return 0;
-    default: rebuild_usage(stderr); return 2;
-    }
-  }
+  while ((ch = getopt_long(argc, argv, "X:h", opts, NULL)) != -1)
+    if ((st = rebuild_option(o, ch, optarg)) >= 0) return st;
   if (optind + 1 != argc) {
     rebuild_usage(stderr);
     return 2;
   }
-  const char *name = argv[optind];
-  if (!esk_pg_ident_valid(name) || !esk_pg_ident_valid(schema)) {
-    fprintf(stderr, "eskctl projection rebuild: '%s': projection and schema names are "
-                    "lower-case identifiers [a-z_][a-z0-9_]*\n",
-            esk_pg_ident_valid(name) ? schema : name);
-    return 2;
+  o->name = argv[optind];
+  if (check_names(REBUILD, o->name, o->schema)) return 2;
+  if (!o->group) {
+    snprintf(o->defgroup, sizeof(o->defgroup), "esk.projection.%s", o->name);
+    o->group = o->defgroup;
   }
-  if (!group) {
-    snprintf(defgroup, sizeof(defgroup), "esk.projection.%s", name);
-    group = defgroup;
-  }
-  if (!(c.domain = eskctl_domain_find(c.domain_name, "projection rebuild")) ||
-      eskctl_topic(topic, sizeof(topic), &c, "events"))
+  if (!(o->c.domain = eskctl_domain_find(o->c.domain_name, "projection rebuild")) ||
+      eskctl_topic(o->topic, sizeof(o->topic), &o->c, "events"))
     return 2;
+  return -1;
+}
 
-  esk_error_t err = {0};
-  PGconn *pg = NULL;
-  rd_kafka_t *rk = NULL;
+/* Connects to PostgreSQL and Kafka and opens (or resumes) the new generation. */
+static int rebuild_open(rebuild_run_t *r, rebuild_opts_t *o, esk_error_t *err) {
   rd_kafka_conf_t *kc = NULL;
-  pid_t child = -1;
-  esk_generation_t g = {0};
-  int parts = 0;
   char errstr[256];
-  if (esk_pg_connect(&pg, NULL, &err) ||
-      esk_generation_rebuilding(&g, pg, schema, name, group, from_ms, &err))
-    goto fail;
-  esk_generation_store_key(key, sizeof(key), name, g.gen);
-  if (esk_kafka_conf_new(&kc, RD_KAFKA_PRODUCER, NULL, &err)) goto fail;
-  if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr)))) {
-    esk_error_set(&err, ESK_EFATAL, "Kafka client: %s", errstr);
-    goto fail;
+  int rc;
+  if ((rc = esk_pg_connect(&r->pg, NULL, err)) ||
+      (rc = esk_generation_rebuilding(&r->g, r->pg, o->schema, o->name, o->group, o->from_ms,
+                                      err)))
+    return rc;
+  esk_generation_store_key(r->key, sizeof(r->key), o->name, r->g.gen);
+  if ((rc = esk_kafka_conf_new(&kc, RD_KAFKA_PRODUCER, NULL, err))) return rc;
+  if (!(r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr)))) {
+    rd_kafka_conf_destroy(kc);
+    return esk_error_set(err, ESK_EFATAL, "Kafka client: %s", errstr);
   }
-  kc = NULL;
-  if (esk_kafka_partition_count(rk, topic, 10000, &parts, &err)) goto fail;
-  if (max_lag < 0) max_lag = 100L * parts;
-  if (!log) {
-    snprintf(deflog, sizeof(deflog), "esk-rebuild-%s-g%d.log", name, g.gen);
-    log = deflog;
+  if ((rc = esk_kafka_partition_count(r->rk, o->topic, 10000, &r->parts, err))) return rc;
+  if (o->max_lag < 0) o->max_lag = 100L * r->parts;
+  if (!o->log) {
+    snprintf(o->deflog, sizeof(o->deflog), "esk-rebuild-%s-g%d.log", o->name, r->g.gen);
+    o->log = o->deflog;
   }
+  return ESK_OK;
+}
 
-  char a_schema[128], a_gen[32], a_topic[300], a_group[300];
-  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
-  snprintf(a_gen, sizeof(a_gen), "generation=%d", g.gen);
-  snprintf(a_topic, sizeof(a_topic), "topic=%s", topic);
-  snprintf(a_group, sizeof(a_group), "group.id=%s", group);
-  char *args[12 + 2 * MAX_X + 1];
+/* The caller's -X options go first, then those that pin the esk-projector to
+ * generation @p gen. */
+static void projector_args(projector_args_t *a, const rebuild_opts_t *o, int gen) {
   int na = 0;
-  args[na++] = projector;
-  args[na++] = "--projection";
-  args[na++] = (char *)name;
-  if (source) {
-    args[na++] = (char *)source_opt;
-    args[na++] = (char *)source;
+  snprintf(a->schema, sizeof(a->schema), "pg.schema=%s", o->schema);
+  snprintf(a->gen, sizeof(a->gen), "generation=%d", gen);
+  snprintf(a->topic, sizeof(a->topic), "topic=%s", o->topic);
+  snprintf(a->group, sizeof(a->group), "group.id=%s", o->group);
+  a->argv[na++] = (char *)o->projector;
+  a->argv[na++] = "--projection";
+  a->argv[na++] = (char *)o->name;
+  if (o->source) {
+    a->argv[na++] = (char *)o->source_opt;
+    a->argv[na++] = (char *)o->source;
   }
-  if (from_time) {
-    args[na++] = "--from-time";
-    args[na++] = (char *)from_time;
+  if (o->from_time) {
+    a->argv[na++] = "--from-time";
+    a->argv[na++] = (char *)o->from_time;
   }
-  for (int i = 0; i < nx; i++) {
-    args[na++] = "-X";
-    args[na++] = (char *)xs[i];
+  for (int i = 0; i < o->nx; i++) {
+    a->argv[na++] = "-X";
+    a->argv[na++] = (char *)o->xs[i];
   }
-  const char *forced[] = {a_schema, a_gen, a_topic, a_group};
+  char *forced[] = {a->schema, a->gen, a->topic, a->group};
   for (size_t i = 0; i < 4; i++) {
-    args[na++] = "-X";
-    args[na++] = (char *)forced[i];
+    a->argv[na++] = "-X";
+    a->argv[na++] = forced[i];
   }
-  args[na] = NULL;
+  a->argv[na] = NULL;
+}
+
+static void catch_signals(void) {
   struct sigaction sa = {0};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  if (eskctl_watchdog(&interrupted, "eskctl projection rebuild")) goto cleanup;
-  if ((child = spawn(args, log)) < 0) {
-    esk_error_set(&err, ESK_EFATAL, "cannot start %s: %s", projector, strerror(errno));
-    goto fail;
-  }
-  fprintf(stderr,
-          "rebuild: projection %s generation %d (schema %s, group %s) from %s, %d partitions; "
-          "projector log %s\n",
-          name, g.gen, g.schema, g.group, topic, parts, log);
-  int tty = isatty(STDERR_FILENO);
-  int64_t t0 = esk_time_mono_ms(), done0 = -1, total = 0, done = 0, lag = 0;
+}
+
+/* ESK_OK while the generation's esk-projector runs; once it has exited,
+ * ESK_EFATAL naming its status and the last line of its log. */
+static int check_child(rebuild_run_t *r, const rebuild_opts_t *o, esk_error_t *err) {
+  int wst;
+  if (waitpid(r->child, &wst, WNOHANG) != r->child) return ESK_OK;
+  r->child = -1;
+  char why[400];
+  last_line(why, sizeof(why), o->log);
+  return esk_error_set(err, ESK_EFATAL,
+                       "esk-projector for generation %d exited (status %d); see %s; its last "
+                       "line: %s",
+                       r->g.gen, WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst), o->log,
+                       why);
+}
+
+static int timed_out(const rebuild_run_t *r, const rebuild_opts_t *o) {
+  return o->timeout_s && esk_time_mono_ms() - r->t0 > o->timeout_s * 1000;
+}
+
+/* Follows the new generation, showing its progress, until its lag is at most
+ * --max-lag. */
+static int wait_caught_up(rebuild_run_t *r, const rebuild_opts_t *o, esk_error_t *err) {
+  int tty = isatty(STDERR_FILENO), rc;
+  int64_t done0 = -1, total = 0;
   for (;;) {
-    int wst;
-    if (waitpid(child, &wst, WNOHANG) == child) {
-      child = -1;
-      char why[400];
-      last_line(why, sizeof(why), log);
-      esk_error_set(&err, ESK_EFATAL,
-                    "esk-projector for generation %d exited (status %d); see %s; its last line: %s",
-                    g.gen, WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst), log, why);
-      goto fail;
-    }
-    if (interrupted) {
-      esk_error_set(&err, ESK_EFATAL, "interrupted");
-      goto fail;
-    }
-    if (timeout_s && esk_time_mono_ms() - t0 > timeout_s * 1000) {
-      esk_error_set(&err, ESK_EFATAL, "not caught up within --timeout %ld s", timeout_s);
-      goto fail;
-    }
-    int rc = measure(pg, rk, schema, key, topic, parts, &total, &done, &lag, &err);
+    if ((rc = check_child(r, o, err))) return rc;
+    if (interrupted) return esk_error_set(err, ESK_EFATAL, "interrupted");
+    if (timed_out(r, o))
+      return esk_error_set(err, ESK_EFATAL, "not caught up within --timeout %ld s", o->timeout_s);
+    rc = measure(r->pg, r->rk, o->schema, r->key, o->topic, r->parts, &total, &r->done, &r->lag,
+                 err);
     if (rc == ESK_ERETRY) {
-      fprintf(stderr, "rebuild: %s (retrying)\n", err.msg);
-      if (PQstatus(pg) != CONNECTION_OK) PQreset(pg);
+      fprintf(stderr, "rebuild: %s (retrying)\n", err->msg);
+      if (PQstatus(r->pg) != CONNECTION_OK) PQreset(r->pg);
     } else if (rc) {
-      goto fail;
+      return rc;
     } else {
-      if (done0 < 0) done0 = done;
-      double secs = (double)(esk_time_mono_ms() - t0) / 1000.0;
-      double rate = secs > 0 ? (double)(done - done0) / secs : 0;
-      int caught_up = lag <= max_lag && done > 0;
-      show(tty, done, total, lag, rate, caught_up);
+      if (done0 < 0) done0 = r->done;
+      double secs = (double)(esk_time_mono_ms() - r->t0) / 1000.0;
+      double rate = secs > 0 ? (double)(r->done - done0) / secs : 0;
+      int caught_up = r->lag <= o->max_lag && r->done > 0;
+      show(tty, r->done, total, r->lag, rate, caught_up);
       if (caught_up) break;
     }
     esk_time_sleep_ms(500);
   }
   if (tty) fputc('\n', stderr);
-  tty = 0;
-  /* the new generation must have reached the live one everywhere; the live one
-   * keeps moving while events arrive, so try until it has */
+  return ESK_OK;
+}
+
+/* Switches the views to the new generation. It must have reached the live one
+ * everywhere; the live one keeps moving while events arrive, so try until it has. */
+static int switch_views(rebuild_run_t *r, const rebuild_opts_t *o, esk_error_t *err) {
   for (;;) {
-    int rc = esk_generation_publish(pg, schema, name, g.gen, &err);
-    if (rc == ESK_OK) break;
-    if (rc != ESK_ERETRY || interrupted ||
-        (timeout_s && esk_time_mono_ms() - t0 > timeout_s * 1000))
-      goto fail;
-    if (waitpid(child, NULL, WNOHANG) == child) {
-      child = -1;
-      esk_error_set(&err, ESK_EFATAL, "esk-projector for generation %d exited; see %s", g.gen,
-                    log);
-      goto fail;
-    }
+    int rc = esk_generation_publish(r->pg, o->schema, o->name, r->g.gen, err);
+    if (rc == ESK_OK) return ESK_OK;
+    if (rc != ESK_ERETRY || interrupted || timed_out(r, o)) return rc;
+    if ((rc = check_child(r, o, err))) return rc;
     esk_time_sleep_ms(200);
   }
+}
+
+int eskctl_rebuild_main(int argc, char **argv) {
+  rebuild_opts_t o = {0};
+  int status = rebuild_parse(&o, argc, argv);
+  if (status >= 0) return status;
+  status = 1;
+  rebuild_run_t r = {0};
+  r.child = -1;
+  esk_error_t err = {0};
+  projector_args_t a;
+  if (rebuild_open(&r, &o, &err)) goto fail;
+  projector_args(&a, &o, r.g.gen);
+  catch_signals();
+  if (eskctl_watchdog(&interrupted, REBUILD)) goto cleanup;
+  if ((r.child = spawn(a.argv, o.log)) < 0) {
+    esk_error_set(&err, ESK_EFATAL, "cannot start %s: %s", o.projector, strerror(errno));
+    goto fail;
+  }
+  fprintf(stderr,
+          "rebuild: projection %s generation %d (schema %s, group %s) from %s, %d partitions; "
+          "projector log %s\n",
+          o.name, r.g.gen, r.g.schema, r.g.group, o.topic, r.parts, o.log);
+  r.t0 = esk_time_mono_ms();
+  if (wait_caught_up(&r, &o, &err) || switch_views(&r, &o, &err)) goto fail;
   printf("switched: the views in schema %s now read generation %d of %s (%" PRId64
-         " events, lag %" PRId64 ")\n", schema, g.gen, name, done, lag);
-  if (g.gen > 1)
+         " events, lag %" PRId64 ")\n", o.schema, r.g.gen, o.name, r.done, r.lag);
+  if (r.g.gen > 1)
     printf("generation %d is retired; drop it with: eskctl projection drop-generation %s %d "
-           "--schema %s\n", g.gen - 1, name, g.gen - 1, schema);
+           "--schema %s\n", r.g.gen - 1, o.name, r.g.gen - 1, o.schema);
   status = 0;
   goto cleanup;
 fail:
-  fprintf(stderr, "eskctl projection rebuild: %s\n", err.msg);
-  if (child > 0 || g.gen > 0)
-    fprintf(stderr, "eskctl projection rebuild: generation %d of %s stays in state rebuilding: "
-                    "run the rebuild again to resume, or drop it\n", g.gen, name);
+  fprintf(stderr, REBUILD ": %s\n", err.msg);
+  if (r.child > 0 || r.g.gen > 0)
+    fprintf(stderr, REBUILD ": generation %d of %s stays in state rebuilding: run the rebuild "
+                    "again to resume, or drop it\n", r.g.gen, o.name);
 cleanup:
-  if (child > 0) stop_child(child);
-  if (kc) rd_kafka_conf_destroy(kc);
+  if (r.child > 0) stop_child(r.child);
   esk_watchdog_doing("rd_kafka_destroy");
-  if (rk) rd_kafka_destroy(rk);
-  PQfinish(pg);
+  if (r.rk) rd_kafka_destroy(r.rk);
+  PQfinish(r.pg);
   esk_watchdog_stop();
   return status;
 }
@@ -448,19 +506,11 @@ int eskctl_drop_generation_main(int argc, char **argv) {
     return 2;
   }
   const char *name = argv[optind];
-  char *end = NULL;
-  long gen = strtol(argv[optind + 1], &end, 10);
-  if (!*argv[optind + 1] || *end || gen < 1 || gen > 1000000) {
-    fprintf(stderr, "eskctl projection drop-generation: GEN '%s': expected a number >= 1\n",
-            argv[optind + 1]);
+  long gen;
+  if (eskctl_parse_long(&gen, "projection drop-generation", "GEN", argv[optind + 1], 1, 1000000,
+                        "a number >= 1") ||
+      check_names("eskctl projection drop-generation", name, schema))
     return 2;
-  }
-  if (!esk_pg_ident_valid(name) || !esk_pg_ident_valid(schema)) {
-    fprintf(stderr, "eskctl projection drop-generation: '%s': projection and schema names are "
-                    "lower-case identifiers [a-z_][a-z0-9_]*\n",
-            esk_pg_ident_valid(name) ? schema : name);
-    return 2;
-  }
   esk_error_t err = {0};
   PGconn *pg = NULL;
   int rc = esk_pg_connect(&pg, NULL, &err);

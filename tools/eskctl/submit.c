@@ -17,6 +17,9 @@
 
 #define CMD "submit"
 #define MAX_COMMANDS_LIMIT 1000000
+#define MAX_LINE_LIMIT 16777216 /* 16 MiB */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 typedef struct item_s {
   esk_command_json_t cmd; /* id, key, schema, encoded value */
@@ -261,15 +264,37 @@ static int wait_results(submit_t *s, rd_kafka_t *reader, rd_kafka_topic_partitio
   return 0;
 }
 
-int eskctl_submit_main(int argc, char **argv) {
-  submit_t s;
-  memset(&s, 0, sizeof(s));
-  eskctl_common_init(&s.c);
-  s.timeout_ms = 30000;
-  s.max_line = 65536;
-  s.max_commands = 100000;
-  const char *user = getenv("USER");
-  s.actor = user && *user ? user : "eskctl";
+/* One option of the command line: -1 to go on, else the exit status. */
+static int submit_option(submit_t *s, int o, const char *arg) {
+  long v;
+  switch (o) {
+  case 'f': s->file = arg; break;
+  case 'd': s->c.domain_name = arg; break;
+  case 'P': s->c.prefix = arg; break;
+  case 'a': s->actor = arg; break;
+  case 't':
+    if (eskctl_parse_ms(CMD, "--timeout", arg, &s->timeout_ms)) return 2;
+    break;
+  case 'L':
+    if (eskctl_parse_long(&v, CMD, "--max-line-bytes", arg, 1, MAX_LINE_LIMIT,
+                          "1.." STR(MAX_LINE_LIMIT)))
+      return 2;
+    s->max_line = (size_t)v;
+    break;
+  case 'N':
+    if (eskctl_parse_long(&v, CMD, "--max-commands", arg, 1, MAX_COMMANDS_LIMIT,
+                          "1.." STR(MAX_COMMANDS_LIMIT)))
+      return 2;
+    s->max_commands = (size_t)v;
+    break;
+  case 'h': usage(stdout); return 0;
+  default: return 2;
+  }
+  return -1;
+}
+
+/* The command line into @p s: -1 to go on, else the exit status. */
+static int submit_parse(submit_t *s, int argc, char **argv) {
   static const struct option opts[] = {{"file", required_argument, NULL, 'f'},
                                        {"domain", required_argument, NULL, 'd'},
                                        {"topic-prefix", required_argument, NULL, 'P'},
@@ -279,36 +304,17 @@ int eskctl_submit_main(int argc, char **argv) {
                                        {"max-commands", required_argument, NULL, 'N'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  int o;
+  const char *user = getenv("USER");
+  int o, st;
+  eskctl_common_init(&s->c);
+  s->timeout_ms = 30000;
+  s->max_line = 65536;
+  s->max_commands = 100000;
+  s->actor = user && *user ? user : "eskctl";
   optind = 1;
-  while ((o = getopt_long(argc, argv, "f:d:P:t:a:h", opts, NULL)) != -1) {
-    switch (o) {
-    case 'f': s.file = optarg; break;
-    case 'd': s.c.domain_name = optarg; break;
-    case 'P': s.c.prefix = optarg; break;
-    case 'a': s.actor = optarg; break;
-    case 't':
-      if (eskctl_parse_ms(CMD, "--timeout", optarg, &s.timeout_ms)) return 2;
-      break;
-    case 'L':
-    case 'N': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      long max = o == 'L' ? 16L << 20 : MAX_COMMANDS_LIMIT;
-      if (!*optarg || *end || v < 1 || v > max) {
-        fprintf(stderr, "eskctl submit: %s '%s': expected 1..%ld\n",
-                o == 'L' ? "--max-line-bytes" : "--max-commands", optarg, max);
-        return 2;
-      }
-      if (o == 'L') s.max_line = (size_t)v;
-      else s.max_commands = (size_t)v;
-      break;
-    }
-    case 'h': usage(stdout); return 0;
-    default: return 2;
-    }
-  }
-  if (!s.file) {
+  while ((o = getopt_long(argc, argv, "f:d:P:t:a:h", opts, NULL)) != -1)
+    if ((st = submit_option(s, o, optarg)) >= 0) return st;
+  if (!s->file) {
     fprintf(stderr, "eskctl submit: --file F is required (- for stdin)\n");
     return 2;
   }
@@ -316,54 +322,52 @@ int eskctl_submit_main(int argc, char **argv) {
     fprintf(stderr, "eskctl submit: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  if (!(s.c.domain = eskctl_domain_find(s.c.domain_name, CMD))) return 2;
-  if (eskctl_domain_open(&s.set, &s.codec, s.c.domain, CMD)) return 2;
+  if (!(s->c.domain = eskctl_domain_find(s->c.domain_name, CMD))) return 2;
+  if (eskctl_domain_open(&s->set, &s->codec, s->c.domain, CMD)) return 2;
+  return -1;
+}
 
-  int status = read_input(&s);
-  char cmd_topic[256], res_topic[256];
-  rd_kafka_t *reader = NULL;
-  rd_kafka_topic_partition_list_t *starts = NULL;
+/* Where each partition of the results topic @p topic ends now, into *@p out:
+ * the results of our commands come after. A broker restarting or a leader
+ * moving answers for a while with errors that pass: asked again until
+ * --timeout. @returns 0, or 3 after a message. */
+static int results_start(rd_kafka_topic_partition_list_t **out, submit_t *s, rd_kafka_t *reader,
+                         const char *topic) {
   esk_error_t err = {0};
-  if (status || s.n == 0) goto cleanup;
-  status = 3;
-  if (eskctl_topic(cmd_topic, sizeof(cmd_topic), &s.c, "commands") ||
-      eskctl_topic(res_topic, sizeof(res_topic), &s.c, "command-results"))
-    goto cleanup;
-  /* where the results topic ends now: results of these commands come after.
-   * A broker restarting or a leader moving answers for a while with errors
-   * that pass: asked again until --timeout. */
   int nparts = 0, rc;
-  int64_t deadline = esk_time_mono_ms() + s.timeout_ms;
-  if (esk_kafka_reader_new(&reader, NULL, NULL, &err)) {
-    fprintf(stderr, "eskctl submit: %s\n", err.msg);
-    goto cleanup;
-  }
-  while ((rc = esk_kafka_partition_count(reader, res_topic, 5000, &nparts, &err)) == ESK_ERETRY &&
+  int64_t deadline = esk_time_mono_ms() + s->timeout_ms;
+  while ((rc = esk_kafka_partition_count(reader, topic, 5000, &nparts, &err)) == ESK_ERETRY &&
          esk_time_mono_ms() < deadline)
     esk_time_sleep_ms(200);
   if (rc) {
     fprintf(stderr, "eskctl submit: %s\n", err.msg);
-    goto cleanup;
+    return 3;
   }
-  starts = rd_kafka_topic_partition_list_new(nparts);
+  rd_kafka_topic_partition_list_t *starts = rd_kafka_topic_partition_list_new(nparts);
   for (int32_t p = 0; p < nparts; p++) {
     int64_t lo, hi;
     rd_kafka_resp_err_t e;
-    while ((e = esk_kafka_watermarks(reader, res_topic, p, &lo, &hi, 5000)) &&
+    while ((e = esk_kafka_watermarks(reader, topic, p, &lo, &hi, 5000)) &&
            esk_time_mono_ms() < deadline)
       esk_time_sleep_ms(200);
     if (e) {
-      fprintf(stderr, "eskctl submit: watermarks of %s [%d]: %s\n", res_topic, (int)p,
+      fprintf(stderr, "eskctl submit: watermarks of %s [%d]: %s\n", topic, (int)p,
               rd_kafka_err2str(e));
-      goto cleanup;
+      rd_kafka_topic_partition_list_destroy(starts);
+      return 3;
     }
-    rd_kafka_topic_partition_list_add(starts, res_topic, p)->offset = hi;
+    rd_kafka_topic_partition_list_add(starts, topic, p)->offset = hi;
   }
-  if ((status = send_all(&s, cmd_topic))) goto cleanup;
-  if ((status = wait_results(&s, reader, starts))) goto cleanup;
-  status = 0;
-  for (size_t i = 0; i < s.n; i++) {
-    item_t *it = &s.items[i];
+  *out = starts;
+  return 0;
+}
+
+/* One JSON line per command, in input order. @returns 0 when all were
+ * accepted, else 1. */
+static int print_results(const submit_t *s) {
+  int status = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    const item_t *it = &s->items[i];
     if (it->result) {
       printf("%s\n", it->result);
       if (it->rejected) status = 1;
@@ -379,6 +383,31 @@ int eskctl_submit_main(int argc, char **argv) {
     }
   }
   fflush(stdout);
+  return status;
+}
+
+int eskctl_submit_main(int argc, char **argv) {
+  submit_t s;
+  memset(&s, 0, sizeof(s));
+  char cmd_topic[256], res_topic[256];
+  rd_kafka_t *reader = NULL;
+  rd_kafka_topic_partition_list_t *starts = NULL;
+  esk_error_t err = {0};
+  int status = submit_parse(&s, argc, argv);
+  if (status >= 0) goto cleanup;
+  if ((status = read_input(&s)) || s.n == 0) goto cleanup;
+  status = 3;
+  if (eskctl_topic(cmd_topic, sizeof(cmd_topic), &s.c, "commands") ||
+      eskctl_topic(res_topic, sizeof(res_topic), &s.c, "command-results"))
+    goto cleanup;
+  if (esk_kafka_reader_new(&reader, NULL, NULL, &err)) {
+    fprintf(stderr, "eskctl submit: %s\n", err.msg);
+    goto cleanup;
+  }
+  if ((status = results_start(&starts, &s, reader, res_topic)) ||
+      (status = send_all(&s, cmd_topic)) || (status = wait_results(&s, reader, starts)))
+    goto cleanup;
+  status = print_results(&s);
 cleanup:
   if (starts) rd_kafka_topic_partition_list_destroy(starts);
   if (reader) rd_kafka_destroy(reader);

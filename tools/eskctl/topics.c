@@ -10,6 +10,8 @@
 #include "esk/time.h"
 #include "eskctl.h"
 
+#define CMD "topics create"
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: eskctl topics create --partitions N [--replication-factor R] [--domain D]\n"
@@ -29,13 +31,15 @@ static void usage(FILE *f) {
           "$ESK_TOPIC_PREFIX or nothing; the broker is $ESK_KAFKA_BOOTSTRAP.\n");
 }
 
-int eskctl_topics_main(int argc, char **argv) {
-  int st = eskctl_verb(argc, argv, "create", usage);
-  if (st >= 0) return st;
+/* What the command line asks for. */
+typedef struct {
   eskctl_common_t c;
-  eskctl_common_init(&c);
-  long partitions = 0, replication = -1;
-  int timeout_ms = 15000;
+  long partitions, replication; /* replication -1: the broker's default */
+  int timeout_ms;
+} topics_opts_t;
+
+/* The command line into @p o: -1 to go on, else the exit status. */
+static int topics_parse(topics_opts_t *o, int argc, char **argv) {
   static const struct option opts[] = {{"partitions", required_argument, NULL, 'p'},
                                        {"replication-factor", required_argument, NULL, 'r'},
                                        {"domain", required_argument, NULL, 'd'},
@@ -43,33 +47,26 @@ int eskctl_topics_main(int argc, char **argv) {
                                        {"timeout", required_argument, NULL, 't'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  int o;
+  int ch;
+  eskctl_common_init(&o->c);
+  o->replication = -1;
+  o->timeout_ms = 15000;
   optind = 1;
-  while ((o = getopt_long(argc - 1, argv + 1, "p:r:d:P:t:h", opts, NULL)) != -1) {
-    switch (o) {
-    case 'p': {
-      char *end;
-      partitions = strtol(optarg, &end, 10);
-      if (!*optarg || *end || partitions < 1 || partitions > 10000) {
-        fprintf(stderr, "eskctl topics create: --partitions '%s': expected 1..10000\n", optarg);
+  while ((ch = getopt_long(argc - 1, argv + 1, "p:r:d:P:t:h", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'p':
+      if (eskctl_parse_long(&o->partitions, CMD, "--partitions", optarg, 1, 10000, "1..10000"))
         return 2;
-      }
       break;
-    }
-    case 'r': {
-      char *end;
-      replication = strtol(optarg, &end, 10);
-      if (!*optarg || *end || replication < 1 || replication > 32767) {
-        fprintf(stderr, "eskctl topics create: --replication-factor '%s': expected 1..32767\n",
-                optarg);
+    case 'r':
+      if (eskctl_parse_long(&o->replication, CMD, "--replication-factor", optarg, 1, 32767,
+                            "1..32767"))
         return 2;
-      }
       break;
-    }
-    case 'd': c.domain_name = optarg; break;
-    case 'P': c.prefix = optarg; break;
+    case 'd': o->c.domain_name = optarg; break;
+    case 'P': o->c.prefix = optarg; break;
     case 't':
-      if (eskctl_parse_ms("topics create", "--timeout", optarg, &timeout_ms)) return 2;
+      if (eskctl_parse_ms(CMD, "--timeout", optarg, &o->timeout_ms)) return 2;
       break;
     case 'h': usage(stdout); return 0;
     default: return 2;
@@ -79,12 +76,53 @@ int eskctl_topics_main(int argc, char **argv) {
     fprintf(stderr, "eskctl topics create: unexpected argument '%s'\n", argv[optind + 1]);
     return 2;
   }
-  if (!partitions) {
+  if (!o->partitions) {
     fprintf(stderr, "eskctl topics create: --partitions N is required\n");
     return 2;
   }
-  if (!(c.domain = eskctl_domain_find(c.domain_name, "topics create"))) return 2;
+  if (!(o->c.domain = eskctl_domain_find(o->c.domain_name, CMD))) return 2;
+  return -1;
+}
 
+/* Creates topic @p kind of the domain with @p configs, or checks the one that
+ * exists, and waits until the metadata shows it, so that the next client to
+ * start sees it. @returns 0, or 1 after a message. */
+static int create_one(rd_kafka_t *rk, const topics_opts_t *o, const char *kind,
+                      const char *const *configs) {
+  esk_error_t err = {0};
+  char name[256];
+  int created = 0, count = 0, rc;
+  if (eskctl_topic(name, sizeof(name), &o->c, kind)) return 1;
+  if (esk_kafka_create_topic(rk, name, (int)o->partitions, (int)o->replication, configs,
+                             o->timeout_ms, &created, &err)) {
+    fprintf(stderr, "eskctl topics create: %s\n", err.msg);
+    return 1;
+  }
+  for (int waited = 0;
+       (rc = esk_kafka_partition_count(rk, name, o->timeout_ms, &count, &err)) == ESK_ENOTFOUND &&
+       waited < o->timeout_ms;
+       waited += 100)
+    esk_time_sleep_ms(100);
+  if (rc) {
+    fprintf(stderr, "eskctl topics create: %s\n", err.msg);
+    return 1;
+  }
+  if (!created && count != o->partitions) {
+    fprintf(stderr,
+            "eskctl topics create: topic %s exists with %d partitions, not %ld: the "
+            "domain's topics must be co-partitioned\n",
+            name, count, o->partitions);
+    return 1;
+  }
+  printf("%s %s (%ld partitions)\n", created ? "created" : "exists ", name, o->partitions);
+  return 0;
+}
+
+int eskctl_topics_main(int argc, char **argv) {
+  int st = eskctl_verb(argc, argv, "create", usage);
+  if (st >= 0) return st;
+  topics_opts_t o = {0};
+  if ((st = topics_parse(&o, argc, argv)) >= 0) return st;
   static const char *const forever[] = {"retention.ms", "-1", "retention.bytes", "-1", NULL};
   static const char *const compact[] = {"cleanup.policy", "compact", NULL};
   const struct {
@@ -96,7 +134,6 @@ int eskctl_topics_main(int argc, char **argv) {
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;
   char errstr[256];
-  int status = 1;
   if (esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err)) {
     fprintf(stderr, "eskctl topics create: %s\n", err.msg);
     return 1;
@@ -106,43 +143,13 @@ int eskctl_topics_main(int argc, char **argv) {
     rd_kafka_conf_destroy(conf);
     return 1;
   }
-  if (esk_kafka_check_broker(NULL, timeout_ms, &err)) {
+  int status = 0;
+  if (esk_kafka_check_broker(NULL, o.timeout_ms, &err)) {
     fprintf(stderr, "eskctl topics create: %s\n", err.msg);
-    goto cleanup;
+    status = 1;
   }
-  for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
-    char name[256];
-    int created = 0, count = 0;
-    if (eskctl_topic(name, sizeof(name), &c, topics[i].kind)) goto cleanup;
-    if (esk_kafka_create_topic(rk, name, (int)partitions, (int)replication, topics[i].configs, timeout_ms,
-                               &created, &err)) {
-      fprintf(stderr, "eskctl topics create: %s\n", err.msg);
-      goto cleanup;
-    }
-    /* wait until the metadata shows it, so the next client to start sees it */
-    int rc;
-    for (int waited = 0;
-         (rc = esk_kafka_partition_count(rk, name, timeout_ms, &count, &err)) == ESK_ENOTFOUND &&
-         waited < timeout_ms;
-         waited += 100)
-      esk_time_sleep_ms(100);
-    if (rc) {
-      fprintf(stderr, "eskctl topics create: %s\n", err.msg);
-      goto cleanup;
-    }
-    if (!created) {
-      if (count != partitions) {
-        fprintf(stderr,
-                "eskctl topics create: topic %s exists with %d partitions, not %ld: the "
-                "domain's topics must be co-partitioned\n",
-                name, count, partitions);
-        goto cleanup;
-      }
-    }
-    printf("%s %s (%ld partitions)\n", created ? "created" : "exists ", name, partitions);
-  }
-  status = 0;
-cleanup:
+  for (size_t i = 0; !status && i < sizeof(topics) / sizeof(topics[0]); i++)
+    status = create_one(rk, &o, topics[i].kind, topics[i].configs);
   rd_kafka_destroy(rk);
   return status;
 }
