@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bank_event.h"
+#include "declarative.h"
 #include "domain_decoder.h"
 #include "esk/projection.h"
 #include "esk_test.h"
@@ -218,4 +219,33 @@ Test(projection_api, random_corruption_of_an_order_event_decodes_or_is_poison) {
   free(v);
   free(orig);
   esk_domain_decoder_destroy(d);
+}
+
+/* The orders domain's read models are declarative files: their paths resolve
+ * in the orders contract (items, total, item.quantity, ...); under the bank's
+ * contract the same files are refused, naming the file, the line and the type. */
+Test(projection_api, the_orders_read_models_load_against_the_orders_contract_only) {
+  static const char *const files[] = {"order_summaries", "customer_statistics"};
+  esk_domain_decoder_t *od = NULL, *bd = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_domain_decoder_new(&od, &orders, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_domain_decoder_new(&bd, &esk_bank_contract, NULL, &err), ESK_OK, "%s", err.msg);
+  for (size_t i = 0; i < 2; i++) {
+    char path[512];
+    esk_declarative_t *d = NULL;
+    snprintf(path, sizeof(path), "%s/deploy/projections/%s.conf", ESK_SOURCE_DIR, files[i]);
+    cr_assert_eq(esk_declarative_load(&d, path, esk_domain_decoder_schemas(od), &err), ESK_OK,
+                 "%s", err.msg);
+    cr_expect_str_eq(esk_declarative_name(d), files[i]);
+    esk_projection_t p = esk_declarative_projection(d);
+    cr_expect_eq(p.n_migrations, 1);
+    esk_declarative_destroy(d);
+    d = NULL;
+    esk_error_t why = {0};
+    cr_expect_eq(esk_declarative_load(&d, path, esk_domain_decoder_schemas(bd), &why), ESK_EINVAL);
+    cr_expect(strstr(why.msg, path) && strstr(why.msg, "no event type 'OrderCreated'"), "%s",
+              why.msg);
+  }
+  esk_domain_decoder_destroy(od);
+  esk_domain_decoder_destroy(bd);
 }
