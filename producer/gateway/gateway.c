@@ -291,76 +291,93 @@ static int wait_of(esk_gateway_t *g, esk_http_req_t *req, int64_t *out) {
   return 0;
 }
 
-static void post_command(esk_gateway_t *g, esk_http_req_t *req) {
-  size_t len;
-  const char *body = esk_http_req_body(req, &len);
+/* The headers and the state a POST needs before its body is read: JSON, a
+ * wait_ms in range, an Idempotency-Key of UTF-8 within ESK_ID_MAX, and a
+ * gateway that is ready. @returns 0, or -1 once the error is sent. */
+static int post_allowed(esk_gateway_t *g, esk_http_req_t *req, const char *idem,
+                        int64_t *wait) {
   const char *ctype = esk_http_req_header(req, "Content-Type");
-  const char *idem = esk_http_req_header(req, "Idempotency-Key");
-  char msg[ESK_ERROR_MSG_MAX + 64];
-  int64_t wait;
-  esk_error_t err = {0};
-  esk_command_json_t c;
-  memset(&c, 0, sizeof(c));
+  char msg[128];
   if (!ctype || strncmp(ctype, JSON_TYPE, strlen(JSON_TYPE)) ||
       (ctype[strlen(JSON_TYPE)] && ctype[strlen(JSON_TYPE)] != ';')) {
     send_error(g, req, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json");
-    return;
+    return -1;
   }
-  if (wait_of(g, req, &wait)) return;
+  if (wait_of(g, req, wait)) return -1;
   if (idem && (!*idem || strlen(idem) > ESK_ID_MAX || esk_utf8_check(idem, strlen(idem)) !=
                                                           strlen(idem))) {
     snprintf(msg, sizeof(msg), "Idempotency-Key must be 1..%d bytes of UTF-8", ESK_ID_MAX);
     send_error(g, req, 400, "INVALID_COMMAND", msg);
-    return;
+    return -1;
   }
   if (!atomic_load(&g->ready)) {
     send_error(g, req, 503, "NOT_READY", "the gateway is not ready (reading results)");
-    return;
+    return -1;
   }
+  return 0;
+}
+
+/* The body as a command of the domain into @p c: parsed against the contract,
+ * with ids within ESK_ID_MAX, and a type the domain decodes as a command (an
+ * event or a record of the contract is refused here, by the domain itself).
+ * @returns 0, or -1 once the error is sent. */
+static int post_command_of(esk_gateway_t *g, esk_http_req_t *req, const char *idem,
+                           esk_command_json_t *c) {
+  size_t len;
+  const char *body = esk_http_req_body(req, &len);
+  char msg[ESK_ERROR_MSG_MAX + 64];
+  esk_error_t err = {0};
   esk_command_json_opts_t o = {NULL, g->dom.d->aggregate_id_field, "esk-gateway", idem,
-                             g->max_depth};
-  if (esk_command_json_parse(&c, body, len, g->dom.schemas, g->dom.codec, &o, &err)) {
+                               g->max_depth};
+  if (esk_command_json_parse(c, body, len, g->dom.schemas, g->dom.codec, &o, &err)) {
     send_error(g, req, 400, "INVALID_COMMAND", err.msg);
-    goto cleanup;
+    return -1;
   }
-  if (strlen(c.command_id) > ESK_ID_MAX || strlen(c.key) > ESK_ID_MAX) {
+  if (strlen(c->command_id) > ESK_ID_MAX || strlen(c->key) > ESK_ID_MAX) {
     snprintf(msg, sizeof(msg), "command_id and %s must be at most %d bytes",
              g->dom.d->aggregate_id_field, ESK_ID_MAX);
     send_error(g, req, 400, "INVALID_COMMAND", msg);
-    goto cleanup;
+    return -1;
   }
-  /* a type of the contract that is not one of the domain's commands (an
-   * event, a record) is refused here, by the domain itself */
   const esk_schema_t *rs = NULL;
   avro_value_t *v = NULL;
   esk_envelope_t env;
   memset(&env, 0, sizeof(env));
-  if (esk_codec_decode(g->dom.codec, c.value.data, c.value.len, 0, &rs, &v, &err) ||
+  if (esk_codec_decode(g->dom.codec, c->value.data, c->value.len, 0, &rs, &v, &err) ||
       g->dom.d->decode_command(g->dom.self, rs, v, &env, g->cmd_scratch, &err)) {
-    snprintf(msg, sizeof(msg), "%s is not a command of domain %s: %s", esk_schema_type(c.schema),
+    snprintf(msg, sizeof(msg), "%s is not a command of domain %s: %s", esk_schema_type(c->schema),
              g->dom.d->name, err.msg);
     send_error(g, req, 400, "INVALID_COMMAND", msg);
-    goto cleanup;
+    return -1;
   }
-  pthread_mutex_lock(&g->mu);
-  const cached_t *seen = cache_get(g, c.command_id);
-  if (seen) { /* a resubmission: its first answer */
-    answer_t a = cached_answer(req, seen);
-    pthread_mutex_unlock(&g->mu);
-    send_answer(g, &a);
-    goto cleanup;
-  }
-  if ((int64_t)g->n_waiters >= g->max_pending) {
-    pthread_mutex_unlock(&g->mu);
-    send_error(g, req, 503, "TOO_MANY_PENDING", "too many commands are waiting for results");
-    goto cleanup;
-  }
+  return 0;
+}
+
+/* Why a command could not be sent: sent to the client once g->mu is released. */
+typedef struct {
+  unsigned status;
+  const char *code;
+  char message[200];
+} refusal_t;
+
+static waiter_t *refuse(refusal_t *r, const char *code, const char *message) {
+  r->status = 503;
+  r->code = code;
+  snprintf(r->message, sizeof(r->message), "%s", message);
+  return NULL;
+}
+
+/* Links a waiter for command @p c and produces it, with g->mu held. @returns
+ * the waiter, or NULL with the reason in @p r. */
+static waiter_t *post_send(esk_gateway_t *g, esk_http_req_t *req, const esk_command_json_t *c,
+                           int64_t wait, refusal_t *r) {
+  char msg[200];
+  if ((int64_t)g->n_waiters >= g->max_pending)
+    return refuse(r, "TOO_MANY_PENDING", "too many commands are waiting for results");
   waiter_t *w = calloc(1, sizeof(*w));
-  if (!w || !(w->id = strdup(c.command_id))) {
-    pthread_mutex_unlock(&g->mu);
+  if (!w || !(w->id = strdup(c->command_id))) {
     free(w);
-    send_error(g, req, 503, "OUT_OF_MEMORY", "out of memory");
-    goto cleanup;
+    return refuse(r, "OUT_OF_MEMORY", "out of memory");
   }
   w->started_ms = esk_time_mono_ms();
   w->deadline_ms = w->started_ms + wait;
@@ -370,19 +387,32 @@ static void post_command(esk_gateway_t *g, esk_http_req_t *req) {
   g->waiters = w;
   g->n_waiters++;
   /* produced under the lock: its delivery report (run loop) finds it linked */
-  rd_kafka_resp_err_t e = esk_command_json_produce(g->producer, g->t_commands, &c, w);
+  rd_kafka_resp_err_t e = esk_command_json_produce(g->producer, g->t_commands, c, w);
   if (e) {
     g->waiters = w->next;
     g->n_waiters--;
-    pthread_mutex_unlock(&g->mu);
     free(w->id);
     free(w);
     snprintf(msg, sizeof(msg), "Kafka does not take the command now: %s", rd_kafka_err2str(e));
-    send_error(g, req, 503, "KAFKA_UNAVAILABLE", msg);
-    goto cleanup;
+    return refuse(r, "KAFKA_UNAVAILABLE", msg);
   }
+  return w;
+}
+
+static void post_command(esk_gateway_t *g, esk_http_req_t *req) {
+  const char *idem = esk_http_req_header(req, "Idempotency-Key");
+  int64_t wait;
+  esk_command_json_t c;
+  memset(&c, 0, sizeof(c));
+  if (post_allowed(g, req, idem, &wait) || post_command_of(g, req, idem, &c)) goto cleanup;
   answer_t a = {NULL, 0, NULL, NULL, NULL};
-  if (wait == 0) { /* do not wait: where to ask */
+  refusal_t r = {0};
+  pthread_mutex_lock(&g->mu);
+  const cached_t *seen = cache_get(g, c.command_id);
+  waiter_t *w = NULL;
+  if (seen) { /* a resubmission: its first answer */
+    a = cached_answer(req, seen);
+  } else if ((w = post_send(g, req, &c, wait, &r)) && wait == 0) { /* do not wait: where to ask */
     a = (answer_t){req, 202, NULL, NULL, location_of(g, c.command_id)};
     json_t *j = json_pack("{s:s, s:s}", "command_id", c.command_id, "status", "pending");
     a.body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -391,6 +421,7 @@ static void post_command(esk_gateway_t *g, esk_http_req_t *req) {
   }
   pthread_mutex_unlock(&g->mu);
   if (a.req) send_answer(g, &a);
+  else if (!seen && !w) send_error(g, req, r.status, r.code, r.message);
 cleanup:
   esk_command_json_free(&c);
 }
@@ -676,70 +707,81 @@ static int kafka_client(rd_kafka_t **out, const esk_conf_t *conf, rd_kafka_type_
   return esk_kafka_client_new(out, type, kc, err);
 }
 
-int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
-                    esk_error_t *err) {
-  int rc;
-  const esk_domain_t *d = NULL;
-  esk_gateway_t *g = calloc(1, sizeof(*g));
-  if (!g) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  pthread_mutex_init(&g->mu, NULL);
+/* The limits of gateway.* from @p conf. */
+static int gateway_limits(esk_gateway_t *g, const esk_conf_t *conf, esk_error_t *err) {
   g->wait_ms = esk_conf_get_int(conf, "gateway.wait.ms");
   g->wait_max_ms = esk_conf_get_int(conf, "gateway.wait.max.ms");
   g->max_pending = esk_conf_get_int(conf, "gateway.max.pending");
   g->max_depth = (size_t)esk_conf_get_int(conf, "gateway.json.max.depth");
   g->cache_size = (size_t)esk_conf_get_int(conf, "gateway.results.cache");
+  if (g->wait_ms > g->wait_max_ms)
+    return esk_error_set(err, ESK_EINVAL, "gateway.wait.ms=%" PRId64 " is above "
+                         "gateway.wait.max.ms=%" PRId64, g->wait_ms, g->wait_max_ms);
+  return ESK_OK;
+}
+
+/* The token key, the domain and its topics, and what serving it needs. */
+static int gateway_domain(esk_gateway_t *g, const esk_conf_t *conf, esk_error_t *err) {
   const char *prefix = esk_conf_get(conf, "topic.prefix");
-  if (g->wait_ms > g->wait_max_ms) {
-    rc = esk_error_set(err, ESK_EINVAL, "gateway.wait.ms=%" PRId64 " is above "
-                       "gateway.wait.max.ms=%" PRId64, g->wait_ms, g->wait_max_ms);
-    goto fail;
-  }
+  const esk_domain_t *d = NULL;
+  int rc;
   if ((rc = esk_token_key_load(g->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
       (rc = esk_domain_lib_open(&g->dom_lib, esk_conf_get(conf, "domain.dir"),
-                                esk_conf_get(conf, "domain"), err)) ||
-      !(d = esk_domain_lib_domain(g->dom_lib)) ||
-      (rc = esk_domain_inst_open(&g->dom, d, err)) ||
+                                esk_conf_get(conf, "domain"), err)))
+    return rc;
+  if (!(d = esk_domain_lib_domain(g->dom_lib)))
+    return esk_error_set(err, ESK_EFATAL, "%s: no domain descriptor",
+                         esk_domain_lib_path(g->dom_lib));
+  if ((rc = esk_domain_inst_open(&g->dom, d, err)) ||
       (rc = esk_kafka_topic_name(g->t_commands, sizeof(g->t_commands), prefix, d->name,
                                  "commands", err)) ||
       (rc = esk_kafka_topic_name(g->t_results, sizeof(g->t_results), prefix, d->name,
                                  "command-results", err)) ||
       (rc = esk_kafka_topic_name(g->t_events, sizeof(g->t_events), prefix, d->name, "events",
                                  err)))
-    goto fail;
+    return rc;
   if (!(g->cmd_scratch = calloc(1, d->command_size)) ||
-      !(g->cache = calloc(g->cache_size, sizeof(*g->cache)))) {
-    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
-    goto fail;
-  }
-  if ((rc = esk_metrics_counter(&g->m_requests, metrics, "esk_gateway_requests_total",
-                                "API requests answered, by HTTP status.", "code", 64, err)))
-    goto fail;
+      !(g->cache = calloc(g->cache_size, sizeof(*g->cache))))
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  return ESK_OK;
+}
+
+static int gateway_metrics(esk_gateway_t *g, esk_metrics_t *metrics, esk_error_t *err) {
   esk_metric_t *mp = NULL, *ml = NULL;
-  if ((rc = esk_metrics_gauge(&mp, metrics, "esk_gateway_pending_commands",
+  int rc;
+  if ((rc = esk_metrics_counter(&g->m_requests, metrics, "esk_gateway_requests_total",
+                                "API requests answered, by HTTP status.", "code", 64, err)) ||
+      (rc = esk_metrics_gauge(&mp, metrics, "esk_gateway_pending_commands",
                               "Commands sent and not yet complete (result and token).", NULL, 1,
                               err)) ||
       (rc = esk_metrics_histogram(&ml, metrics, "esk_gateway_command_seconds",
                                   "From a POST to its answer with the result, in seconds.", NULL,
                                   1, esk_metrics_latency_buckets, esk_metrics_latency_buckets_n,
                                   err)))
-    goto fail;
+    return rc;
   g->m_pending = esk_metrics_only(mp);
   g->m_latency = esk_metrics_only(ml);
-  if ((rc = kafka_client(&g->producer, conf, RD_KAFKA_PRODUCER, g, err)) ||
-      (rc = kafka_client(&g->reader, conf, RD_KAFKA_CONSUMER, g, err)))
-    goto fail;
-  /* the three topics exist with one partition count (eskctl topics create) */
+  return ESK_OK;
+}
+
+/* The partition count of the three topics, which must have one (eskctl
+ * topics create). */
+static int gateway_partitions(esk_gateway_t *g, esk_error_t *err) {
   const char *topics[3] = {g->t_commands, g->t_results, g->t_events};
   for (int i = 0; i < 3; i++) {
-    int count = 0;
-    if ((rc = esk_kafka_partition_count(g->reader, topics[i], 10000, &count, err))) goto fail;
-    if (i && count != g->nparts) {
-      rc = esk_error_set(err, ESK_EINVAL, "%s has %d partitions and %s %d: create the topics "
-                         "with eskctl topics create", topics[i], count, topics[0], g->nparts);
-      goto fail;
-    }
+    int count = 0, rc;
+    if ((rc = esk_kafka_partition_count(g->reader, topics[i], 10000, &count, err))) return rc;
+    if (i && count != g->nparts)
+      return esk_error_set(err, ESK_EINVAL, "%s has %d partitions and %s %d: create the topics "
+                           "with eskctl topics create", topics[i], count, topics[0], g->nparts);
     g->nparts = count;
   }
+  return ESK_OK;
+}
+
+/* The reader on the results from their end (every command is sent after the
+ * reader is there) and on the last EVENTS_TAIL events of each partition. */
+static int gateway_assign(esk_gateway_t *g, esk_error_t *err) {
   size_t np = (size_t)g->nparts;
   g->last_data_next = malloc(np * sizeof(int64_t));
   g->tail_pos = malloc(np * sizeof(int64_t));
@@ -748,35 +790,45 @@ int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2 * g->nparts);
   if (!g->last_data_next || !g->tail_pos || !g->eof_results || !g->eof_events || !l) {
     if (l) rd_kafka_topic_partition_list_destroy(l);
-    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
-    goto fail;
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
   }
   for (int32_t p = 0; p < g->nparts; p++) {
     g->last_data_next[p] = -1;
     g->tail_pos[p] = -1;
-    /* results from the end: every command is sent after the reader is there */
     rd_kafka_topic_partition_list_add(l, g->t_results, p)->offset = RD_KAFKA_OFFSET_END;
     rd_kafka_topic_partition_list_add(l, g->t_events, p)->offset =
         RD_KAFKA_OFFSET_TAIL(EVENTS_TAIL);
   }
   rd_kafka_resp_err_t e = rd_kafka_assign(g->reader, l);
   rd_kafka_topic_partition_list_destroy(l);
-  if (e) {
-    rc = esk_error_set(err, ESK_ERETRY, "assigning %s and %s: %s", g->t_results, g->t_events,
-                       rd_kafka_err2str(e));
-    goto fail;
-  }
+  if (e)
+    return esk_error_set(err, ESK_ERETRY, "assigning %s and %s: %s", g->t_results, g->t_events,
+                         rd_kafka_err2str(e));
+  return ESK_OK;
+}
+
+int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                    esk_error_t *err) {
+  int rc;
+  esk_gateway_t *g = calloc(1, sizeof(*g));
+  if (!g) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  pthread_mutex_init(&g->mu, NULL);
   esk_http_app_t app = {"/v1/", route, g, (size_t)esk_conf_get_int(conf, "gateway.body.max.bytes"),
                         "GET, HEAD, POST"};
-  if ((rc = esk_http_start_app(&g->http, conf, metrics, ready_cb, g, &app, err))) goto fail;
+  if ((rc = gateway_limits(g, conf, err)) || (rc = gateway_domain(g, conf, err)) ||
+      (rc = gateway_metrics(g, metrics, err)) ||
+      (rc = kafka_client(&g->producer, conf, RD_KAFKA_PRODUCER, g, err)) ||
+      (rc = kafka_client(&g->reader, conf, RD_KAFKA_CONSUMER, g, err)) ||
+      (rc = gateway_partitions(g, err)) || (rc = gateway_assign(g, err)) ||
+      (rc = esk_http_start_app(&g->http, conf, metrics, ready_cb, g, &app, err))) {
+    esk_gateway_destroy(g);
+    return rc;
+  }
   ESK_INFO(FAC, "msg=started domain=%s commands=%s results=%s events=%s partitions=%d port=%d",
-           d->name, g->t_commands, g->t_results, g->t_events, g->nparts,
+           g->dom.d->name, g->t_commands, g->t_results, g->t_events, g->nparts,
            esk_http_port(g->http));
   *out = g;
   return ESK_OK;
-fail:
-  esk_gateway_destroy(g);
-  return rc;
 }
 
 int esk_gateway_port(const esk_gateway_t *g) { return esk_http_port(g->http); }

@@ -147,11 +147,8 @@ static void build(workload_t *w, const char *run) { build_with(w, run, 1, 0); }
 
 /* Submits the workload and checks each result against its expected code. */
 static size_t submit_and_check(workload_t *w, const char *prefix) {
-  char path[] = "/tmp/esk_orders_XXXXXX", cmd[1024];
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  cr_assert_eq(write(fd, w->jsonl, w->len), (ssize_t)w->len);
-  close(fd);
+  char path[64], cmd[1024];
+  esk_test_temp_file(path, sizeof(path), "esk_orders_", w->jsonl, w->len);
   snprintf(cmd, sizeof(cmd), "%s submit --domain orders --topic-prefix '%s' --file %s --timeout 60000",
            ESK_TEST_ESKCTL_BIN, prefix, path);
   size_t size = 1 << 20, accepted = 0;

@@ -39,11 +39,7 @@ static int projector(const char *args, char *out, size_t size) {
 
 static char *write_file(const char *text) {
   static char path[64];
-  snprintf(path, sizeof(path), "/tmp/esk_test_start_XXXXXX");
-  int fd = mkstemp(path);
-  cr_assert_geq(fd, 0);
-  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-  close(fd);
+  esk_test_temp_file(path, sizeof(path), "esk_test_start_", text, strlen(text));
   return path;
 }
 

@@ -250,11 +250,7 @@ Test(replay, a_new_declarative_projection_catches_up_then_follows_while_others_s
 
 static char *write_file(const char *text) {
   static char path[64];
-  snprintf(path, sizeof(path), "/tmp/esk_replay_XXXXXX");
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-  close(fd);
+  esk_test_temp_file(path, sizeof(path), "esk_replay_", text, strlen(text));
   return path;
 }
 

@@ -1,6 +1,7 @@
 #include "esk_test.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <libpq-fe.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +39,26 @@ PGconn *esk_test_pg_connect(void) {
   PGconn *c = NULL;
   cr_assert_eq(esk_pg_connect(&c, NULL, &err), ESK_OK, "%s", err.msg);
   return c;
+}
+
+esk_conf_t *esk_test_conf_with(const esk_conf_prop_t *const *tables, size_t n,
+                               const char *const *kv) {
+  esk_conf_t *c = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_new(&c, tables, n, &err), ESK_OK, "%s", err.msg);
+  for (; kv && *kv; kv += 2)
+    cr_assert_eq(esk_conf_set(c, kv[0], kv[1], "test", &err), ESK_OK, "%s", err.msg);
+  return c;
+}
+
+void esk_test_temp_file(char *path, size_t size, const char *prefix, const void *data,
+                        size_t len) {
+  int n = snprintf(path, size, "/tmp/%sXXXXXX", prefix);
+  cr_assert(n > 0 && (size_t)n < size, "temp file name /tmp/%sXXXXXX too long", prefix);
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0, "mkstemp %s: %s", path, strerror(errno));
+  cr_assert_eq(write(fd, data, len), (ssize_t)len, "writing %s", path);
+  close(fd);
 }
 
 rd_kafka_t *esk_test_kafka_client(void) {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "esk/conf.h"
 #include "esk/time.h"
 #include "projector.h"
 
@@ -47,10 +48,25 @@ int esk_test_consume(const char *topic, int n, int timeout_s,
 const char *esk_test_header(const rd_kafka_message_t *m, const char *name, char *buf,
                             size_t size);
 
-/** Creates a topic on the test broker (fails the test on error). */
+/**
+ * @brief A configuration of the properties of @p tables (@p n of them) with
+ *        the NULL-terminated key, value pairs @p kv set (source "test"); a
+ *        key or value refused fails the test. The caller destroys it.
+ */
+esk_conf_t *esk_test_conf_with(const esk_conf_prop_t *const *tables, size_t n,
+                               const char *const *kv);
+
+/**
+ * @brief Writes @p len bytes of @p data to a new file /tmp/<prefix>XXXXXX and
+ *        its name into @p path (fails the test on error). The caller unlinks it.
+ */
+void esk_test_temp_file(char *path, size_t size, const char *prefix, const void *data,
+                        size_t len);
+
 /** @brief A plain producer handle on the test broker (also an admin client); the caller destroys it. */
 rd_kafka_t *esk_test_kafka_client(void);
 
+/** Creates a topic on the test broker (fails the test on error). */
 void esk_test_create_topic(const char *topic, int partitions);
 
 /** Deletes a topic; errors are ignored (cleanup). */

@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 #include "esk/error.h"
+/* the suites and benches of the bank workload run it with these two */
+#include "esk_test_projector.h"
+#include "esk_test_spawn.h"
 
 /** One generated event (strings are derived from the fields when needed). */
 typedef struct esk_test_bank_event_s {
@@ -70,54 +73,8 @@ int esk_test_bank_check(esk_test_bank_t *b, PGconn *pg, const char *projection, 
 /** @brief Marks event @p i as one the read models must not contain (it was not published). */
 void esk_test_bank_skip(esk_test_bank_t *b, size_t i);
 
-/* ------------------------------------------- a projector in a thread --- */
-
-#include "projector.h"
-
-typedef struct esk_test_projector_s esk_test_projector_t;
-
-/**
- * @brief Starts bank projection @p name (esk-projector's code, in a thread)
- *        on @p topic, in PostgreSQL schema @p schema, as consumer group @p group.
- * @param max_bytes the decoder's value limit (0: default).
- * @param kv NULL or a NULL-terminated list of extra key, value pairs.
- */
-int esk_test_projector_start(esk_test_projector_t **out, const char *name, const char *topic,
-                             const char *schema, const char *group, size_t max_bytes,
-                             const char *const *kv, esk_error_t *err);
-
-/**
- * @brief As esk_test_projector_start(), for a projection built by the caller
- *        (declarative file, plugin), which stays the caller's to free after
- *        esk_test_projector_stop(). Its name is the projection's name.
- */
-int esk_test_projector_start_with(esk_test_projector_t **out, const esk_projection_t *proj,
-                                  const char *topic, const char *schema, const char *group,
-                                  const char *const *kv, esk_error_t *err);
-
-/** @brief The running projector's counters; returns its run's error code if it ended. */
-int esk_test_projector_stats(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);
-
-/** @brief esk_test_projector_stats() in the shape of esk_test_projector_quiet()'s
- *         counters (@p t an esk_test_projector_t); a run that ended shows in the stop. */
-void esk_test_projector_counters(void *t, esk_projector_stats_t *s);
-
-/** @brief Stops (as SIGTERM would), joins and frees it; the final counters in @p s.
- *  @returns the run's code (ESK_OK on the requested stop). */
-int esk_test_projector_stop(esk_test_projector_t *t, esk_projector_stats_t *s, esk_error_t *err);
-
 /** @brief Deletes @p topic and its dead-letter topics (one per bank projection);
  *         errors are ignored (cleanup). */
 void esk_test_bank_delete_topics(const char *topic);
-
-#include <sys/types.h>
-
-/**
- * @brief Starts the binary argv[0] with @p argv as a child process, its
- *        stdout and stderr appended to @p log, stdin closed. The caller waits
- *        for it (waitpid); it is killed if the calling thread's process ends
- *        first (a failed assertion). @returns its pid, or -1 when fork failed.
- */
-pid_t esk_test_spawn(char *const argv[], const char *log);
 
 #endif

@@ -109,12 +109,8 @@ int esk_tp_run(const char *cmd, int with_stderr, char *out, size_t size) {
 }
 
 int esk_tp_submit(const char *prefix, const char *jsonl, int timeout_ms, char *out, size_t size) {
-  char path[] = "/tmp/esk_submit_XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0, "mkstemp");
-  FILE *f = fdopen(fd, "w");
-  fputs(jsonl, f);
-  fclose(f);
+  char path[64];
+  esk_test_temp_file(path, sizeof(path), "esk_submit_", jsonl, strlen(jsonl));
   char cmd[1024];
   snprintf(cmd, sizeof(cmd), "%s submit --topic-prefix '%s' --file %s --timeout %d",
            ESK_TEST_ESKCTL_BIN, prefix, path, timeout_ms);

@@ -9,6 +9,7 @@
 #include "domains.h"
 #include "esk/api.h"
 #include "esk/command_json.h"
+#include "esk_test.h"
 #include <sodium.h>
 #include <unistd.h>
 
@@ -137,17 +138,14 @@ Test(api, merge_refuses_negative_values_and_more_partitions_than_fit) {
 }
 
 Test(api, the_key_file_must_hold_64_hex_characters) {
-  char path[] = "/tmp/esk_api_keyXXXXXX";
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  FILE *f = fdopen(fd, "w");
-  fputs("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", f);
-  fclose(f);
+  char path[64];
+  const char *hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+  esk_test_temp_file(path, sizeof(path), "esk_api_key", hex, strlen(hex));
   unsigned char k[ESK_TOKEN_KEY_BYTES];
   esk_error_t err = {0};
   cr_assert_eq(esk_token_key_load(k, path, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(k[0], 0x01);
-  f = fopen(path, "w");
+  FILE *f = fopen(path, "w");
   fputs("0123456789abcdef", f);
   fclose(f);
   cr_assert_eq(esk_token_key_load(k, path, &err), ESK_EINVAL);

@@ -8,6 +8,7 @@
 
 #include "esk/conf.h"
 #include "esk/kafka.h"
+#include "esk_test.h"
 
 static const esk_conf_prop_t test_props[] = {
     {"batch.max.events", ESK_CONF_INT, "1000", 1, 100000, NULL, NULL, "Events per batch."},
@@ -27,11 +28,7 @@ static esk_conf_t *new_conf(void) {
 
 static char *write_file(const char *text) {
   static char path[64];
-  snprintf(path, sizeof(path), "/tmp/esk_conf_test_XXXXXX");
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-  close(fd);
+  esk_test_temp_file(path, sizeof(path), "esk_conf_test_", text, strlen(text));
   return path;
 }
 

@@ -14,6 +14,7 @@
 #include "declarative.h"
 #include "esk/codec.h"
 #include "plugin.h"
+#include "esk_test.h"
 
 static esk_schema_set_t *set;
 
@@ -155,11 +156,8 @@ Test(declarative, files_that_cannot_be_read) {
   esk_error_t err = {0};
   cr_assert_neq(esk_declarative_load(&d, "/nonexistent/x.conf", set, &err), ESK_OK);
   cr_expect(strstr(err.msg, "/nonexistent/x.conf: cannot open"), "%s", err.msg);
-  char path[] = "/tmp/esk_decl_XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  cr_assert_eq(write(fd, "name = t\n\0[on", 13), 13);
-  close(fd);
+  char path[64];
+  esk_test_temp_file(path, sizeof(path), "esk_decl_", "name = t\n\0[on", 13);
   cr_assert_neq(esk_declarative_load(&d, path, set, &err), ESK_OK);
   cr_expect(strstr(err.msg, "NUL byte"), "%s", err.msg);
   unlink(path);

@@ -8,17 +8,15 @@
 #include <unistd.h>
 
 #include "esk_test_producer.h"
+#include "esk_test.h"
 
 #define DEP "{\"type\":\"DepositMoney\",\"command_id\":\"c1\",\"account_id\":\"A\",\"amount\":{\"minor_units\":5,\"currency\":\"EUR\"}}"
 
 /* Writes @p len bytes to a temp file and runs eskctl submit on it with @p opts,
  * pointing Kafka at a closed port so that nothing can be sent by accident. */
 static int submit_bytes(const void *data, size_t len, const char *opts, char *out, size_t size) {
-  char path[] = "/tmp/esk_submit_unit_XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  cr_assert_eq(write(fd, data, len), (ssize_t)len);
-  close(fd);
+  char path[64];
+  esk_test_temp_file(path, sizeof(path), "esk_submit_unit_", data, len);
   char cmd[1024];
   snprintf(cmd, sizeof(cmd),
            "ESK_KAFKA_BOOTSTRAP=127.0.0.1:1 %s submit --file %s --timeout 2000 %s",
@@ -131,24 +129,21 @@ Test(eskctl_submit, empty_input_sends_nothing_and_succeeds) {
   cr_expect_str_eq(out, "");
 }
 
+/* Runs `eskctl ARGS` and expects exit status @p status and, unless NULL,
+ * @p needle in what it printed. */
+static void expect_exit(const char *args, int status, const char *needle) {
+  char cmd[1024], out[4096];
+  snprintf(cmd, sizeof(cmd), "%s %s", ESK_TEST_ESKCTL_BIN, args);
+  cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), status, "eskctl %s: %s", args, out);
+  if (needle) cr_expect(strstr(out, needle), "eskctl %s: no '%s' in: %s", args, needle, out);
+}
+
 Test(eskctl_submit, bad_options_are_refused) {
-  char out[4096];
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit", 1, out, sizeof(out)), 2);
-  cr_expect(strstr(out, "--file F is required"), "%s", out);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --file - --timeout 0", 1, out,
-                          sizeof(out)),
-               2);
-  cr_expect(strstr(out, "--timeout '0'"), "%s", out);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --file - --domain shop </dev/null", 1, out,
-                          sizeof(out)),
-               2);
-  cr_expect(strstr(out, "unknown domain 'shop'"), "%s", out);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --file /nonexistent/x", 1, out,
-                          sizeof(out)),
-               2);
-  cr_expect(strstr(out, "/nonexistent/x"), "%s", out);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " submit --help", 1, out, sizeof(out)), 0);
-  cr_expect(strstr(out, "usage: eskctl submit"), "%s", out);
+  expect_exit("submit", 2, "--file F is required");
+  expect_exit("submit --file - --timeout 0", 2, "--timeout '0'");
+  expect_exit("submit --file - --domain shop </dev/null", 2, "unknown domain 'shop'");
+  expect_exit("submit --file /nonexistent/x", 2, "/nonexistent/x");
+  expect_exit("submit --help", 0, "usage: eskctl submit");
 }
 
 Test(eskctl_submit, a_good_file_gets_past_the_checks_and_fails_on_the_absent_broker) {
@@ -159,19 +154,12 @@ Test(eskctl_submit, a_good_file_gets_past_the_checks_and_fails_on_the_absent_bro
 }
 
 Test(eskctl_topics, bad_options_are_refused) {
-  char out[4096];
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics create", 1, out, sizeof(out)), 2);
-  cr_expect(strstr(out, "--partitions N is required"), "%s", out);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics create --partitions 0", 1, out,
-                          sizeof(out)),
-               2);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics create --partitions 2 --topic-prefix 'a b'",
-                          1, out, sizeof(out)),
-               1);
-  cr_expect(strstr(out, "Kafka allows only"), "%s", out);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " topics delete", 1, out, sizeof(out)), 2);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " events tail --max x", 1, out, sizeof(out)), 2);
-  cr_expect_eq(esk_tp_run(ESK_TEST_ESKCTL_BIN " events follow", 1, out, sizeof(out)), 2);
+  expect_exit("topics create", 2, "--partitions N is required");
+  expect_exit("topics create --partitions 0", 2, "--partitions '0': expected 1..10000");
+  expect_exit("topics create --partitions 2 --topic-prefix 'a b'", 1, "Kafka allows only");
+  expect_exit("topics delete", 2, "usage: eskctl topics create");
+  expect_exit("events tail --max x", 2, "--max 'x': expected a number >= 0");
+  expect_exit("events follow", 2, "usage: eskctl events tail");
 }
 
 /* JSON may hold \u0000, and jansson keeps it; a C string would stop there

@@ -17,18 +17,14 @@
 
 #include "esk/http.h"
 #include "esk/time.h"
+#include "esk_test.h"
 
 static double since(double t0) { return esk_time_mono_s() - t0; }
 
 static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_http_props};
 
 static esk_conf_t *conf_with(const char *const *kv) {
-  esk_conf_t *c = NULL;
-  esk_error_t err = {0};
-  cr_assert_eq(esk_conf_new(&c, tables, 2, &err), ESK_OK, "%s", err.msg);
-  for (; kv && *kv; kv += 2)
-    cr_assert_eq(esk_conf_set(c, kv[0], kv[1], "test", &err), ESK_OK, "%s", err.msg);
-  return c;
+  return esk_test_conf_with(tables, sizeof(tables) / sizeof(tables[0]), kv);
 }
 
 typedef struct {

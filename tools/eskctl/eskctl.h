@@ -69,6 +69,16 @@ int eskctl_watchdog(volatile sig_atomic_t *flag, const char *cmd);
 int eskctl_parse_long(long *out, const char *cmd, const char *opt, const char *v, long min,
                       long max, const char *expected);
 
+/** Set by SIGINT and SIGTERM once eskctl_interruptible() has run. */
+extern volatile sig_atomic_t eskctl_interrupted;
+
+/**
+ * @brief For a long command: SIGINT and SIGTERM set eskctl_interrupted (which
+ *        the command's loop reads), and eskctl_watchdog() bounds the end.
+ * @returns 0, or 1 after a message naming @p cmd.
+ */
+int eskctl_interruptible(const char *cmd);
+
 /** @brief Parses milliseconds in 1..3600000. @returns 0, or 1 after a message. */
 int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out);
 

@@ -14,12 +14,6 @@
 
 #define CMD "events tail"
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) {
-  (void)sig;
-  stop_flag = 1;
-}
-
 static void usage(FILE *f) {
   fprintf(f,
           "usage: eskctl events tail [--domain D] [--topic-prefix P] [--from-beginning]\n"
@@ -161,7 +155,8 @@ static int tail(rd_kafka_t *rk, int nparts, const tail_opts_t *o, esk_codec_t *c
   int wanted = o->only < 0 ? nparts : 1;
   long printed = 0;
   char *seen_end = calloc((size_t)nparts, 1);
-  while (!stop_flag && (o->max < 0 || printed < o->max) && !(o->exit_at_end && at_end == wanted)) {
+  while (!eskctl_interrupted && (o->max < 0 || printed < o->max) &&
+         !(o->exit_at_end && at_end == wanted)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
     if (!m) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -200,9 +195,7 @@ int eskctl_events_main(int argc, char **argv) {
   rd_kafka_t *rk = NULL;
   if (eskctl_topic(topic, sizeof(topic), &o.c, "events") || tail_open(&rk, &nparts, &o, topic))
     goto cleanup;
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  if (eskctl_watchdog(&stop_flag, "eskctl events tail")) goto cleanup;
+  if (eskctl_interruptible("eskctl events tail")) goto cleanup;
   status = tail(rk, nparts, &o, codec, set);
 cleanup:
   esk_watchdog_doing("rd_kafka_destroy (the consumer)");

@@ -44,6 +44,23 @@ int eskctl_watchdog(volatile sig_atomic_t *flag, const char *cmd) {
   return rc ? 1 : 0;
 }
 
+volatile sig_atomic_t eskctl_interrupted;
+
+static void on_signal(int sig) {
+  (void)sig;
+  eskctl_interrupted = 1;
+}
+
+int eskctl_interruptible(const char *cmd) {
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  return eskctl_watchdog(&eskctl_interrupted, cmd);
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: eskctl [--version] [--help] [--help-markdown] COMMAND [ARGS]\n"

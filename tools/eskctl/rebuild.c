@@ -24,13 +24,6 @@
 #define MAX_X 64
 #define REBUILD "eskctl projection rebuild"
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
-
 static void rebuild_usage(FILE *f) {
   fprintf(f,
           "usage: eskctl projection rebuild NAME [--schema S] [--group G] [--max-lag N]\n"
@@ -373,14 +366,6 @@ static void projector_args(projector_args_t *a, const rebuild_opts_t *o, int gen
   a->argv[na] = NULL;
 }
 
-static void catch_signals(void) {
-  struct sigaction sa = {0};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-}
-
 /* ESK_OK while the generation's esk-projector runs; once it has exited,
  * ESK_EFATAL naming its status and the last line of its log. */
 static int check_child(rebuild_run_t *r, const rebuild_opts_t *o, esk_error_t *err) {
@@ -407,7 +392,7 @@ static int wait_caught_up(rebuild_run_t *r, const rebuild_opts_t *o, esk_error_t
   int64_t done0 = -1, total = 0;
   for (;;) {
     if ((rc = check_child(r, o, err))) return rc;
-    if (interrupted) return esk_error_set(err, ESK_EFATAL, "interrupted");
+    if (eskctl_interrupted) return esk_error_set(err, ESK_EFATAL, "interrupted");
     if (timed_out(r, o))
       return esk_error_set(err, ESK_EFATAL, "not caught up within --timeout %ld s", o->timeout_s);
     rc = measure(r->pg, r->rk, o->schema, r->key, o->topic, r->parts, &total, &r->done, &r->lag,
@@ -437,7 +422,7 @@ static int switch_views(rebuild_run_t *r, const rebuild_opts_t *o, esk_error_t *
   for (;;) {
     int rc = esk_generation_publish(r->pg, o->schema, o->name, r->g.gen, err);
     if (rc == ESK_OK) return ESK_OK;
-    if (rc != ESK_ERETRY || interrupted || timed_out(r, o)) return rc;
+    if (rc != ESK_ERETRY || eskctl_interrupted || timed_out(r, o)) return rc;
     if ((rc = check_child(r, o, err))) return rc;
     esk_time_sleep_ms(200);
   }
@@ -454,8 +439,7 @@ int eskctl_rebuild_main(int argc, char **argv) {
   projector_args_t a;
   if (rebuild_open(&r, &o, &err)) goto fail;
   projector_args(&a, &o, r.g.gen);
-  catch_signals();
-  if (eskctl_watchdog(&interrupted, REBUILD)) goto cleanup;
+  if (eskctl_interruptible(REBUILD)) goto cleanup;
   if ((r.child = spawn(a.argv, o.log)) < 0) {
     esk_error_set(&err, ESK_EFATAL, "cannot start %s: %s", o.projector, strerror(errno));
     goto fail;

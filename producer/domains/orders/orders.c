@@ -181,6 +181,156 @@ static void copy_item(esk_orders_item_t *dst, const esk_orders_item_in_t *src) {
   dst->unit_price = src->unit_price;
 }
 
+/* One function a command: each fills @p ev and returns 1, or writes the
+ * refusal to @p out and returns 0. @p id is the order, @p status its state's
+ * name. */
+typedef int (*decide_fn)(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                         const char *id, const char *status, esk_orders_event_t *ev,
+                         esk_decision_t *out);
+
+static int decide_create(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                         const char *id, const char *status, esk_orders_event_t *ev,
+                         esk_decision_t *out) {
+  (void)st, (void)id, (void)status, (void)out;
+  ev->type = ESK_ORDERS_EV_CREATED;
+  copy_text(ev->u.created.customer_id, sizeof(ev->u.created.customer_id),
+            cmd->u.create.customer_id);
+  copy_text(ev->u.created.customer_email, sizeof(ev->u.created.customer_email),
+            cmd->u.create.customer_email);
+  for (int i = 0; i < ESK_ORDERS_ADDR_FIELDS; i++)
+    copy_text(ev->u.created.address[i], sizeof(ev->u.created.address[i]),
+              cmd->u.create.address[i]);
+  int64_t total = 0;
+  ev->u.created.n_items = cmd->u.create.n_items;
+  for (size_t i = 0; i < cmd->u.create.n_items; i++) {
+    copy_item(&ev->u.created.items[i], &cmd->u.create.items[i]);
+    add_line(&total, cmd->u.create.items[i].quantity, cmd->u.create.items[i].unit_price);
+  }
+  ev->u.created.total = total; /* validate() refused an overflow */
+  copy_text(ev->u.created.currency, sizeof(ev->u.created.currency), cmd->u.create.currency);
+  return 1;
+}
+
+static int decide_add_item(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                           const char *id, const char *status, esk_orders_event_t *ev,
+                           esk_decision_t *out) {
+  if (st->status != ESK_ORDERS_CREATED) {
+    decision(out, RULE(ORDER_NOT_OPEN), "order %s is %s: items are added only before payment",
+             id, status);
+    return 0;
+  }
+  if (st->item_count >= ESK_ORDERS_MAX_LINES) {
+    decision(out, RULE(TOO_MANY_ITEMS), "order %s has %d lines, at most %d", id,
+             (int)st->item_count, ESK_ORDERS_MAX_LINES);
+    return 0;
+  }
+  int64_t total = st->total;
+  if (add_line(&total, cmd->u.add.quantity, cmd->u.add.unit_price)) {
+    decision(out, RULE(AMOUNT_OVERFLOW),
+             "adding %" PRId64 " x %" PRId64 " to order %s's total %" PRId64 " %s overflows",
+             cmd->u.add.quantity, cmd->u.add.unit_price, id, st->total, st->currency);
+    return 0;
+  }
+  ev->type = ESK_ORDERS_EV_ITEM_ADDED;
+  copy_item(&ev->u.added, &cmd->u.add);
+  return 1;
+}
+
+static int decide_pay(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                      const char *id, const char *status, esk_orders_event_t *ev,
+                      esk_decision_t *out) {
+  if (st->status != ESK_ORDERS_CREATED) {
+    decision(out, RULE(ORDER_NOT_OPEN), "order %s is %s: it is paid once, before shipping", id,
+             status);
+    return 0;
+  }
+  if (cmd->u.pay.amount != st->total || strcmp(cmd->u.pay.currency, st->currency)) {
+    decision(out, RULE(PAYMENT_MISMATCH),
+             "payment of %" PRId64 " %s (minor units) for order %s whose total is %" PRId64 " %s",
+             cmd->u.pay.amount, cmd->u.pay.currency, id, st->total, st->currency);
+    return 0;
+  }
+  ev->type = ESK_ORDERS_EV_PAID;
+  copy_text(ev->u.paid.payment_id, sizeof(ev->u.paid.payment_id), cmd->u.pay.payment_id);
+  ev->u.paid.amount = cmd->u.pay.amount;
+  copy_text(ev->u.paid.currency, sizeof(ev->u.paid.currency), cmd->u.pay.currency);
+  copy_text(ev->u.paid.method, sizeof(ev->u.paid.method), cmd->u.pay.method);
+  return 1;
+}
+
+static int decide_ship(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                       const char *id, const char *status, esk_orders_event_t *ev,
+                       esk_decision_t *out) {
+  if (st->status != ESK_ORDERS_PAID) {
+    decision(out, RULE(ORDER_NOT_PAID), "order %s is %s: only a paid order ships", id, status);
+    return 0;
+  }
+  ev->type = ESK_ORDERS_EV_SHIPPED;
+  copy_text(ev->u.shipped.tracking_number, sizeof(ev->u.shipped.tracking_number),
+            cmd->u.ship.tracking_number);
+  return 1;
+}
+
+static int decide_deliver(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                          const char *id, const char *status, esk_orders_event_t *ev,
+                          esk_decision_t *out) {
+  (void)cmd;
+  if (st->status != ESK_ORDERS_SHIPPED) {
+    decision(out, RULE(ORDER_NOT_SHIPPED), "order %s is %s: only a shipped order is delivered",
+             id, status);
+    return 0;
+  }
+  ev->type = ESK_ORDERS_EV_DELIVERED;
+  return 1;
+}
+
+static int decide_cancel(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                         const char *id, const char *status, esk_orders_event_t *ev,
+                         esk_decision_t *out) {
+  if (st->status == ESK_ORDERS_SHIPPED || st->status == ESK_ORDERS_DELIVERED) {
+    decision(out, RULE(ORDER_ALREADY_SHIPPED), "order %s is %s: too late to cancel", id,
+             status);
+    return 0;
+  }
+  ev->type = ESK_ORDERS_EV_CANCELLED;
+  copy_text(ev->u.cancelled.reason, sizeof(ev->u.cancelled.reason), cmd->u.cancel.reason);
+  return 1;
+}
+
+/* What any command needs of the order's state: CreateOrder a new order, the
+ * others one that exists and is not cancelled. @returns 1, or 0 after the
+ * refusal in @p out. */
+static int order_state_allows(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
+                              const char *id, const char *status, esk_decision_t *out) {
+  if (cmd->type == ESK_ORDERS_CMD_CREATE) {
+    if (st->status == ESK_ORDERS_NONE) return 1;
+    decision(out, RULE(ORDER_ALREADY_EXISTS), "order %s exists (%s, version %" PRId64 ")", id,
+             status, st->version);
+    return 0;
+  }
+  if (st->status == ESK_ORDERS_NONE) {
+    decision(out, RULE(ORDER_NOT_FOUND), "no order %s", id);
+    return 0;
+  }
+  if (st->status == ESK_ORDERS_CANCELLED) {
+    decision(out, RULE(ORDER_CANCELLED), "order %s is cancelled", id);
+    return 0;
+  }
+  return 1;
+}
+
+static decide_fn decider_of(esk_orders_command_type_t type) {
+  switch (type) {
+  case ESK_ORDERS_CMD_CREATE: return decide_create;
+  case ESK_ORDERS_CMD_ADD_ITEM: return decide_add_item;
+  case ESK_ORDERS_CMD_PROCESS_PAYMENT: return decide_pay;
+  case ESK_ORDERS_CMD_SHIP: return decide_ship;
+  case ESK_ORDERS_CMD_DELIVER: return decide_deliver;
+  case ESK_ORDERS_CMD_CANCEL: return decide_cancel;
+  }
+  return NULL;
+}
+
 int esk_orders_decide(const esk_orders_state_t *st, const esk_orders_command_t *cmd,
                       const esk_envelope_t *env, esk_orders_event_t *events, size_t *n_out,
                       esk_decision_t *out, esk_error_t *err) {
@@ -189,110 +339,15 @@ int esk_orders_decide(const esk_orders_state_t *st, const esk_orders_command_t *
   *n_out = 0;
   const char *id = env->aggregate_id;
   const char *status = esk_orders_status_name(st->status);
-  if (cmd->type == ESK_ORDERS_CMD_CREATE) {
-    if (st->status != ESK_ORDERS_NONE) {
-      decision(out, RULE(ORDER_ALREADY_EXISTS), "order %s exists (%s, version %" PRId64 ")", id,
-               status, st->version);
-      return ESK_OK;
-    }
-  } else if (st->status == ESK_ORDERS_NONE) {
-    decision(out, RULE(ORDER_NOT_FOUND), "no order %s", id);
-    return ESK_OK;
-  } else if (st->status == ESK_ORDERS_CANCELLED) {
-    decision(out, RULE(ORDER_CANCELLED), "order %s is cancelled", id);
-    return ESK_OK;
-  }
+  if (!order_state_allows(st, cmd, id, status, out)) return ESK_OK;
   esk_orders_event_t *ev = events;
   memset(ev, 0, offsetof(esk_orders_event_t, u));
-  switch (cmd->type) {
-  case ESK_ORDERS_CMD_CREATE: {
-    ev->type = ESK_ORDERS_EV_CREATED;
-    copy_text(ev->u.created.customer_id, sizeof(ev->u.created.customer_id),
-              cmd->u.create.customer_id);
-    copy_text(ev->u.created.customer_email, sizeof(ev->u.created.customer_email),
-              cmd->u.create.customer_email);
-    for (int i = 0; i < ESK_ORDERS_ADDR_FIELDS; i++)
-      copy_text(ev->u.created.address[i], sizeof(ev->u.created.address[i]),
-                cmd->u.create.address[i]);
-    int64_t total = 0;
-    ev->u.created.n_items = cmd->u.create.n_items;
-    for (size_t i = 0; i < cmd->u.create.n_items; i++) {
-      copy_item(&ev->u.created.items[i], &cmd->u.create.items[i]);
-      add_line(&total, cmd->u.create.items[i].quantity, cmd->u.create.items[i].unit_price);
-    }
-    ev->u.created.total = total; /* validate() refused an overflow */
-    copy_text(ev->u.created.currency, sizeof(ev->u.created.currency), cmd->u.create.currency);
-    break;
-  }
-  case ESK_ORDERS_CMD_ADD_ITEM: {
-    if (st->status != ESK_ORDERS_CREATED) {
-      decision(out, RULE(ORDER_NOT_OPEN), "order %s is %s: items are added only before payment",
-               id, status);
-      return ESK_OK;
-    }
-    if (st->item_count >= ESK_ORDERS_MAX_LINES) {
-      decision(out, RULE(TOO_MANY_ITEMS), "order %s has %d lines, at most %d", id,
-               (int)st->item_count, ESK_ORDERS_MAX_LINES);
-      return ESK_OK;
-    }
-    int64_t total = st->total;
-    if (add_line(&total, cmd->u.add.quantity, cmd->u.add.unit_price)) {
-      decision(out, RULE(AMOUNT_OVERFLOW), "adding %" PRId64 " x %" PRId64 " to order %s's total %" PRId64 " %s overflows",
-               cmd->u.add.quantity, cmd->u.add.unit_price, id, st->total, st->currency);
-      return ESK_OK;
-    }
-    ev->type = ESK_ORDERS_EV_ITEM_ADDED;
-    copy_item(&ev->u.added, &cmd->u.add);
-    break;
-  }
-  case ESK_ORDERS_CMD_PROCESS_PAYMENT:
-    if (st->status != ESK_ORDERS_CREATED) {
-      decision(out, RULE(ORDER_NOT_OPEN), "order %s is %s: it is paid once, before shipping", id,
-               status);
-      return ESK_OK;
-    }
-    if (cmd->u.pay.amount != st->total || strcmp(cmd->u.pay.currency, st->currency)) {
-      decision(out, RULE(PAYMENT_MISMATCH),
-               "payment of %" PRId64 " %s (minor units) for order %s whose total is %" PRId64 " %s",
-               cmd->u.pay.amount, cmd->u.pay.currency, id, st->total, st->currency);
-      return ESK_OK;
-    }
-    ev->type = ESK_ORDERS_EV_PAID;
-    copy_text(ev->u.paid.payment_id, sizeof(ev->u.paid.payment_id), cmd->u.pay.payment_id);
-    ev->u.paid.amount = cmd->u.pay.amount;
-    copy_text(ev->u.paid.currency, sizeof(ev->u.paid.currency), cmd->u.pay.currency);
-    copy_text(ev->u.paid.method, sizeof(ev->u.paid.method), cmd->u.pay.method);
-    break;
-  case ESK_ORDERS_CMD_SHIP:
-    if (st->status != ESK_ORDERS_PAID) {
-      decision(out, RULE(ORDER_NOT_PAID), "order %s is %s: only a paid order ships", id, status);
-      return ESK_OK;
-    }
-    ev->type = ESK_ORDERS_EV_SHIPPED;
-    copy_text(ev->u.shipped.tracking_number, sizeof(ev->u.shipped.tracking_number),
-              cmd->u.ship.tracking_number);
-    break;
-  case ESK_ORDERS_CMD_DELIVER:
-    if (st->status != ESK_ORDERS_SHIPPED) {
-      decision(out, RULE(ORDER_NOT_SHIPPED), "order %s is %s: only a shipped order is delivered",
-               id, status);
-      return ESK_OK;
-    }
-    ev->type = ESK_ORDERS_EV_DELIVERED;
-    break;
-  case ESK_ORDERS_CMD_CANCEL:
-    if (st->status == ESK_ORDERS_SHIPPED || st->status == ESK_ORDERS_DELIVERED) {
-      decision(out, RULE(ORDER_ALREADY_SHIPPED), "order %s is %s: too late to cancel", id,
-               status);
-      return ESK_OK;
-    }
-    ev->type = ESK_ORDERS_EV_CANCELLED;
-    copy_text(ev->u.cancelled.reason, sizeof(ev->u.cancelled.reason), cmd->u.cancel.reason);
-    break;
-  default:
+  decide_fn decide = decider_of(cmd->type);
+  if (!decide) {
     decision(out, ESK_RULE_INVALID_COMMAND, "unknown command type %d", (int)cmd->type);
     return ESK_OK;
   }
+  if (!decide(st, cmd, id, status, ev, out)) return ESK_OK;
   copy_text(ev->order_id, sizeof(ev->order_id), id);
   ev->aggregate_version = st->version + 1;
   *n_out = 1;
