@@ -27,13 +27,10 @@
 static char topic[96], schema[64], logpath[160];
 
 static void setup_parts(int parts) {
-  esk_test_require_kafka();
-  esk_test_require_pg();
   cr_assert_eq(access(PROJECTOR, X_OK), 0, "%s is not built", PROJECTOR);
-  esk_test_unique_name(topic, sizeof(topic), "esk.test.e2e.events");
-  esk_test_unique_name(schema, sizeof(schema), "esk_test_e2e");
+  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.e2e.events", schema, sizeof(schema),
+                            "esk_test_e2e", parts);
   snprintf(logpath, sizeof(logpath), "/tmp/%s.log", schema);
-  esk_test_create_topic(topic, parts);
 }
 
 static void setup3(void) { setup_parts(3); }

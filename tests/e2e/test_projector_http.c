@@ -33,14 +33,11 @@ static pid_t child;
 static int pg_stopped;
 
 static void setup(void) {
-  esk_test_require_kafka();
-  esk_test_require_pg();
   cr_assert_eq(access(PROJECTOR, X_OK), 0, "%s is not built", PROJECTOR);
-  esk_test_unique_name(topic, sizeof(topic), "esk.test.e2e.http");
-  esk_test_unique_name(schema, sizeof(schema), "esk_test_e2e_http");
+  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.e2e.http", schema, sizeof(schema),
+                            "esk_test_e2e_http", 3);
   esk_test_unique_name(group, sizeof(group), "esk.test.e2e.http.group");
   snprintf(logpath, sizeof(logpath), "/tmp/%s.log", schema);
-  esk_test_create_topic(topic, 3);
 }
 
 static void start_pg(void) {

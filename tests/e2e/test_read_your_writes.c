@@ -2,10 +2,15 @@
  * esk-projector of account_balances and esk-query, each a child process on
  * the real broker and PostgreSQL. A deposit's token makes the next query of
  * the balance include it, every time; without the token, how often a read is
- * stale is measured and printed (docs/benchmarks.md). A token the read model
- * has not reached answers 503 STALE after wait_ms. */
+ * stale is measured and printed (docs/benchmarks.md); ESK_RYW_TRIES sets the
+ * number of tries (300). A token the read model has not reached answers 503
+ * STALE after wait_ms. Queries keep answering across a blue-green generation
+ * switch, and esk-gateway and esk-query killed with -9 mid-load lose no
+ * accepted command. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,7 @@
 
 #define PARTS 3
 #define PROJECTOR ESK_BINARY_DIR "/bin/esk-projector"
+#define ESKCTL ESK_BINARY_DIR "/bin/eskctl"
 
 typedef struct {
   char prefix[128], schema[64], keyfile[256], plog[256], glog[256], qlog[256], jlog[256];
@@ -52,6 +58,16 @@ static void setup(env_t *e, const char *name) {
                          "/deploy/queries/bank.queries", NULL};
   /* ready once a projector has made esk's tables in the schema */
   e->query = esk_ta_start(ESK_TEST_QUERY_BIN, e->keyfile, e->qlog, qargs, &e->qport);
+}
+
+/* Opens account @p acc through the gateway (asserting 200). */
+static void open_account(env_t *e, const char *acc) {
+  char cmd[512], head[4096], body[4096];
+  snprintf(cmd, sizeof(cmd), "{\"type\":\"OpenAccount\",\"command_id\":\"open-%s\",\"account_id\":"
+           "\"%s\",\"owner_id\":\"ryw\",\"initial_deposit\":{\"minor_units\":0,\"currency\":"
+           "\"EUR\"}}", acc, acc);
+  int st = esk_ta_post(e->gport, NULL, NULL, cmd, head, sizeof(head), body, sizeof(body));
+  cr_assert_eq(st, 200, "open %s: %d %s", acc, st, body);
 }
 
 static void teardown(env_t *e) {
@@ -88,7 +104,8 @@ Test(read_your_writes, a_query_with_the_token_always_sees_the_deposit, .timeout 
                      "\"currency\":\"EUR\"}}";
   cr_assert_eq(esk_ta_post(e.gport, NULL, NULL, open, head, sizeof(head), body, sizeof(body)), 200,
                "%s", body);
-  const int n = 300;
+  const char *tries = getenv("ESK_RYW_TRIES");
+  const int n = tries && atoi(tries) > 0 ? atoi(tries) : 300;
   int stale_with = 0, stale_without = 0;
   for (int i = 0; i < n; i++) {
     deposit(&e, "R1", i, token, sizeof(token));
@@ -162,5 +179,185 @@ Test(read_your_writes, a_token_not_reached_in_wait_ms_answers_503_stale, .timeou
                                    sizeof(head), body, sizeof(body)), 405, "%s", body);
   cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/nothing", body, sizeof(body)), 404);
   cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/accounts/S1", body, sizeof(body)), 200);
+  teardown(&e);
+}
+
+/* GET /v1/bank/accounts/<acc> in a loop until stopped, on whichever port
+ * esk-query has now: counts answers, failures, and balances that went back. */
+typedef struct {
+  atomic_int port, stop;
+  const char *acc;
+  long reads, errors, went_back;
+  int first_error;
+} query_loop_t;
+
+static void *query_loop(void *arg) {
+  query_loop_t *q = arg;
+  char path[256], body[4096];
+  long long last = -1;
+  snprintf(path, sizeof(path), "/v1/bank/accounts/%s", q->acc);
+  while (!atomic_load(&q->stop)) {
+    int st = esk_tp_http_get(atomic_load(&q->port), path, body, sizeof(body));
+    q->reads++;
+    if (st != 200) {
+      if (!q->errors++) q->first_error = st;
+      esk_time_sleep_ms(10); /* esk-query down: do not spin */
+      continue;
+    }
+    long long b = balance_of(body);
+    if (b < last) q->went_back++;
+    last = b;
+  }
+  return NULL;
+}
+
+Test(read_your_writes, queries_keep_answering_across_a_generation_switch, .timeout = 600) {
+  env_t e = {0};
+  setup(&e, "ryw_switch");
+  char token[ESK_TOKEN_MAX_CHARS + 1], path[2048], body[4096], rblog[300];
+  open_account(&e, "S1");
+  for (int i = 0; i < 50; i++) deposit(&e, "S1", i, token, sizeof(token));
+  snprintf(path, sizeof(path), "/v1/bank/accounts/S1?consistency=%s&wait_ms=10000", token);
+  cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+
+  query_loop_t q = {.acc = "S1"};
+  atomic_store(&q.port, e.qport);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, query_loop, &q), 0);
+  /* the rebuild replays the events into generation 2 and switches the views,
+   * while the queries run and more deposits arrive */
+  char group[256];
+  snprintf(group, sizeof(group), "%sgroup", e.prefix);
+  snprintf(rblog, sizeof(rblog), "/tmp/%s.rebuild.log", e.schema);
+  const char *rargv[] = {ESKCTL, "projection", "rebuild", "account_balances", "--schema", e.schema,
+                         "--topic-prefix", e.prefix, "--group", group, "--log", rblog, "--timeout",
+                         "120", NULL};
+  pid_t rb = esk_tp_spawn(rargv, rblog);
+  for (int i = 50; i < 100; i++) deposit(&e, "S1", i, token, sizeof(token));
+  cr_assert_eq(esk_tp_stop(rb, 0, 150000), 0, "eskctl projection rebuild failed: see %s", rblog);
+  cr_assert(esk_tp_file_contains(rblog, "switched: the views"), "no switch in %s", rblog);
+  /* the live projector follows generation 2; a token still works there */
+  deposit(&e, "S1", 100, token, sizeof(token));
+  snprintf(path, sizeof(path), "/v1/bank/accounts/S1?consistency=%s&wait_ms=20000", token);
+  int st = esk_tp_http_get(e.qport, path, body, sizeof(body));
+  atomic_store(&q.stop, 1);
+  pthread_join(t, NULL);
+  cr_assert_eq(st, 200, "the query with the token after the switch: %d %s", st, body);
+  cr_assert_eq(balance_of(body), 101, "%s", body);
+  fprintf(stderr, "read_your_writes: %ld queries across the switch, %ld errors, %ld went back\n",
+          q.reads, q.errors, q.went_back);
+  cr_expect_gt(q.reads, 10, "the query loop ran (%ld queries)", q.reads);
+  cr_expect_eq(q.errors, 0, "%ld of %ld queries failed across the switch (first: %d)", q.errors,
+               q.reads, q.first_error);
+  cr_expect_eq(q.went_back, 0, "the balance went back %ld times", q.went_back);
+  unlink(rblog);
+  teardown(&e);
+}
+
+/* Deposits 1 EUR each to <acc> through the gateway on whichever port it has
+ * now, the same command id again until it is answered 200 (a gateway killed
+ * mid-request refuses the connection or drops it). */
+typedef struct {
+  atomic_int port, answered;
+  const char *acc;
+  int n, failed_at, last_status;
+} poster_t;
+
+static void *post_loop(void *arg) {
+  poster_t *p = arg;
+  char cmd[512], head[4096], body[4096];
+  for (int i = 0; i < p->n; i++) {
+    snprintf(cmd, sizeof(cmd), "{\"type\":\"DepositMoney\",\"command_id\":\"%s-k%d\","
+             "\"account_id\":\"%s\",\"amount\":{\"minor_units\":1,\"currency\":\"EUR\"}}",
+             p->acc, i, p->acc);
+    int st = -1;
+    for (int try = 0; try < 1200 && st != 200; try++) {
+      st = esk_ta_post(atomic_load(&p->port), NULL, NULL, cmd, head, sizeof(head), body,
+                       sizeof(body));
+      if (st != 200) esk_time_sleep_ms(50);
+    }
+    if (st != 200) {
+      p->failed_at = i + 1;
+      p->last_status = st;
+      return NULL;
+    }
+    atomic_fetch_add(&p->answered, 1);
+  }
+  return NULL;
+}
+
+static void wait_answered(poster_t *p, int n) {
+  for (int i = 0; i < 1200 && atomic_load(&p->answered) < n && !p->failed_at; i++)
+    esk_time_sleep_ms(50);
+  cr_assert_geq(atomic_load(&p->answered), n, "the deposits stalled at %d",
+                atomic_load(&p->answered));
+}
+
+Test(read_your_writes, a_gateway_and_a_query_killed_mid_load_lose_no_accepted_command,
+     .timeout = 600) {
+  enum { N = 300 };
+  env_t e = {0};
+  setup(&e, "ryw_kill");
+  open_account(&e, "K1");
+  poster_t p = {.acc = "K1", .n = N};
+  atomic_store(&p.port, e.gport);
+  query_loop_t q = {.acc = "K1"};
+  atomic_store(&q.port, e.qport);
+  pthread_t tp, tq;
+  cr_assert_eq(pthread_create(&tp, NULL, post_loop, &p), 0);
+  cr_assert_eq(pthread_create(&tq, NULL, query_loop, &q), 0);
+
+  const char *gargs[] = {NULL, NULL}, *qargs[] = {NULL, NULL, NULL, NULL};
+  char a_prefix[256], a_schema[128], glog2[300], qlog2[300];
+  snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", e.prefix);
+  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", e.schema);
+  gargs[0] = qargs[0] = a_prefix;
+  qargs[1] = a_schema;
+  qargs[2] = "query.file=" ESK_SOURCE_DIR "/deploy/queries/bank.queries";
+
+  wait_answered(&p, N / 3);
+  kill(e.gateway, SIGKILL);
+  esk_tp_stop(e.gateway, 0, 10000);
+  snprintf(glog2, sizeof(glog2), "%s.2", e.glog);
+  e.gateway = esk_ta_start(ESK_TEST_GATEWAY_BIN, e.keyfile, glog2, gargs, &e.gport);
+  atomic_store(&p.port, e.gport);
+
+  wait_answered(&p, 2 * N / 3);
+  kill(e.query, SIGKILL);
+  esk_tp_stop(e.query, 0, 10000);
+  snprintf(qlog2, sizeof(qlog2), "%s.2", e.qlog);
+  e.query = esk_ta_start(ESK_TEST_QUERY_BIN, e.keyfile, qlog2, qargs, &e.qport);
+  atomic_store(&q.port, e.qport);
+
+  pthread_join(tp, NULL);
+  atomic_store(&q.stop, 1);
+  pthread_join(tq, NULL);
+  cr_assert_eq(p.failed_at, 0, "deposit %d was never answered 200 (last status %d)", p.failed_at,
+               p.last_status);
+  cr_assert_eq(atomic_load(&p.answered), N);
+
+  /* every command answered 200 has exactly one outcome: one accepted result
+   * (a resubmission is answered with the first one again) and one event */
+  esk_tp_results_t r = esk_tp_wait_results(e.prefix, PARTS, N + 1, 120000);
+  cr_assert_eq(r.distinct, (size_t)N + 1, "results for %zu of %d commands", r.distinct, N + 1);
+  cr_expect_eq(r.accepted, (size_t)N + 1, "accepted %zu", r.accepted);
+  esk_tp_event_t *evs = NULL;
+  size_t ne = esk_tp_read_events_settled(&evs, e.prefix, PARTS, N + 1);
+  cr_expect_eq(ne, (size_t)N + 1, "one event per command: none missing, none doubled (%zu)", ne);
+  esk_tp_check_causation_unique(evs, ne);
+  cr_expect_eq(esk_tp_check_versions(evs, ne), 1);
+  free(evs);
+  fprintf(stderr, "read_your_writes: %zu result messages for %d commands across the kills; "
+          "%ld queries, %ld failed while esk-query was down\n", r.messages, N + 1, q.reads,
+          q.errors);
+
+  /* the restarted esk-query answers with the restarted gateway's token */
+  char token[ESK_TOKEN_MAX_CHARS + 1], path[2048], body[4096];
+  deposit(&e, "K1", N, token, sizeof(token));
+  snprintf(path, sizeof(path), "/v1/bank/accounts/K1?consistency=%s&wait_ms=20000", token);
+  cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+  cr_assert_eq(balance_of(body), N + 1, "%s", body);
+  unlink(glog2);
+  unlink(qlog2);
   teardown(&e);
 }

@@ -221,15 +221,12 @@ static void take_turn(void) {
 
 static void proj_init(void) {
   take_turn();
-  esk_test_require_kafka();
-  esk_test_require_pg();
   cr_assert_eq(access(PROJECTOR, X_OK), 0, "%s is not built", PROJECTOR);
-  esk_test_unique_name(T.topic, sizeof(T.topic), "esk.test.sd");
-  esk_test_unique_name(T.schema, sizeof(T.schema), "esk_test_sd");
+  esk_test_topic_and_schema(T.topic, sizeof(T.topic), "esk.test.sd", T.schema, sizeof(T.schema),
+                            "esk_test_sd", 2);
   esk_test_unique_name(T.group, sizeof(T.group), "esk.test.sd.group");
   snprintf(T.log, sizeof(T.log), "/tmp/%s.log", T.schema);
   unlink(T.log);
-  esk_test_create_topic(T.topic, 2);
   publish(7, 200);
 }
 

@@ -34,11 +34,8 @@ void *__wrap_realloc(void *ptr, size_t size) {
 static char topic[96], schema[64];
 
 static void setup(void) {
-  esk_test_require_kafka();
-  esk_test_require_pg();
-  esk_test_unique_name(topic, sizeof(topic), "esk.test.oom.events");
-  esk_test_unique_name(schema, sizeof(schema), "esk_test_oom");
-  esk_test_create_topic(topic, 3);
+  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.oom.events", schema, sizeof(schema),
+                            "esk_test_oom", 3);
   test_thread = pthread_self();
 }
 

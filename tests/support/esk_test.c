@@ -41,6 +41,15 @@ PGconn *esk_test_pg_connect(void) {
   return c;
 }
 
+void esk_test_topic_and_schema(char *topic, size_t tsize, const char *topic_prefix, char *schema,
+                               size_t ssize, const char *schema_prefix, int partitions) {
+  esk_test_require_kafka();
+  esk_test_require_pg();
+  esk_test_unique_name(topic, tsize, topic_prefix);
+  esk_test_unique_name(schema, ssize, schema_prefix);
+  esk_test_create_topic(topic, partitions);
+}
+
 esk_conf_t *esk_test_conf_with(const esk_conf_prop_t *const *tables, size_t n,
                                const char *const *kv) {
   esk_conf_t *c = NULL;

@@ -66,6 +66,15 @@ void esk_test_temp_file(char *path, size_t size, const char *prefix, const void 
 /** @brief A plain producer handle on the test broker (also an admin client); the caller destroys it. */
 rd_kafka_t *esk_test_kafka_client(void);
 
+/**
+ * @brief The fixture of a suite on its own topic and PostgreSQL schema: fails
+ *        the test unless Kafka and PostgreSQL answer, names both with
+ *        esk_test_unique_name() (@p topic_prefix, @p schema_prefix) and
+ *        creates the topic with @p partitions partitions.
+ */
+void esk_test_topic_and_schema(char *topic, size_t tsize, const char *topic_prefix, char *schema,
+                               size_t ssize, const char *schema_prefix, int partitions);
+
 /** Creates a topic on the test broker (fails the test on error). */
 void esk_test_create_topic(const char *topic, int partitions);
 
