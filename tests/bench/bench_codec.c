@@ -28,88 +28,120 @@ static void report(const char *what, long n, double secs, double base_secs) {
   printf("\n");
 }
 
+/* The bench's codec and its two values: MoneyDeposited v3 and v1. */
+typedef struct {
+  esk_schema_set_t *set;
+  esk_codec_t *c;
+  const esk_schema_t *v3, *v1;
+  avro_value_t val, val1;
+  esk_buf_t out, out1; /* their encodings */
+} bench_t;
+
+static void setup(bench_t *b) {
+  esk_error_t err = {0};
+  if (esk_schema_set_new(&b->set, &err) || esk_bank_schemas_load(b->set, &err) ||
+      esk_codec_new(&b->c, b->set, NULL, &err) || esk_bank_register_upcasters(b->c, &err))
+    die("setup", &err);
+  b->v3 = esk_schema_set_get(b->set, "MoneyDeposited", 3);
+  b->v1 = esk_schema_set_get(b->set, "MoneyDeposited", 1);
+  if (esk_value_new(&b->val, b->v3, &err) ||
+      esk_value_from_json(&b->val, b->v3, "{" META ",\"amount\":{\"minor_units\":125000,\"currency\":\"EUR\"},"
+                                "\"description\":\"salary\"}", &err) ||
+      esk_value_new(&b->val1, b->v1, &err) ||
+      esk_value_from_json(&b->val1, b->v1, "{" META ",\"amount\":125000}", &err))
+    die("values", &err);
+  esk_buf_init(&b->out, 0);
+  esk_buf_init(&b->out1, 0);
+  if (esk_codec_encode(b->c, b->v3, &b->val, &b->out, &err) ||
+      esk_codec_encode(b->c, b->v1, &b->val1, &b->out1, &err))
+    die("encode", &err);
+}
+
+/* Baseline encode: avro-c's writer into memory, checked to write what esk
+ * writes after its 10-byte header. @returns the seconds. */
+static double time_avro_write(bench_t *b, long n) {
+  char mem[4096] = {0}; /* avro-c takes it as const */
+  avro_writer_t w = avro_writer_memory(mem, sizeof(mem));
+  double t0 = esk_time_mono_s();
+  for (long i = 0; i < n; i++) {
+    avro_writer_reset(w);
+    if (avro_value_write(w, &b->val)) die("avro_value_write", NULL);
+  }
+  double secs = esk_time_mono_s() - t0;
+  size_t alen = (size_t)avro_writer_tell(w);
+  avro_writer_free(w);
+  if (alen != b->out.len - 10 || memcmp(mem, b->out.data + 10, alen)) {
+    fprintf(stderr, "bench_codec: esk and avro-c encode differently\n");
+    exit(1);
+  }
+  return secs;
+}
+
+static double time_encode(bench_t *b, long n) {
+  esk_error_t err = {0};
+  double t0 = esk_time_mono_s();
+  for (long i = 0; i < n; i++) {
+    esk_buf_reset(&b->out);
+    if (esk_codec_encode(b->c, b->v3, &b->val, &b->out, &err)) die("encode", &err);
+  }
+  return esk_time_mono_s() - t0;
+}
+
+/* Baseline decode: avro-c's reader, same schema, no resolution, no bounds. */
+static double time_avro_read(bench_t *b, long n) {
+  esk_error_t err = {0};
+  avro_value_t base_val;
+  if (esk_value_new(&base_val, b->v3, &err)) die("value", &err);
+  avro_reader_t r = avro_reader_memory((const char *)b->out.data + 10, (int64_t)b->out.len - 10);
+  double t0 = esk_time_mono_s();
+  for (long i = 0; i < n; i++) {
+    avro_reader_memory_set_source(r, (const char *)b->out.data + 10, (int64_t)b->out.len - 10);
+    avro_value_reset(&base_val);
+    if (avro_value_read(r, &base_val)) die("avro_value_read", NULL);
+  }
+  double secs = esk_time_mono_s() - t0;
+  avro_reader_free(r);
+  avro_value_decref(&base_val);
+  return secs;
+}
+
+/* @p n decodes of @p msg to version 3; the last value is checked to equal
+ * @p want when it is not NULL. @returns the seconds. */
+static double time_decode(bench_t *b, long n, const esk_buf_t *msg, const avro_value_t *want) {
+  esk_error_t err = {0};
+  const esk_schema_t *reader;
+  avro_value_t *dv = NULL;
+  double t0 = esk_time_mono_s();
+  for (long i = 0; i < n; i++)
+    if (esk_codec_decode(b->c, msg->data, msg->len, 3, &reader, &dv, &err)) die("decode", &err);
+  double secs = esk_time_mono_s() - t0;
+  char *got = NULL, *exp = NULL;
+  if (want && (esk_value_to_json(dv, &got, &err) || esk_value_to_json(want, &exp, &err)))
+    die("json", &err);
+  if (want && strcmp(got, exp)) {
+    fprintf(stderr, "bench_codec: decoded value differs:\n %s\n %s\n", got, exp);
+    exit(1);
+  }
+  free(got);
+  free(exp);
+  return secs;
+}
+
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 2000000;
   if (n <= 0) {
     fprintf(stderr, "usage: bench_codec [ITERATIONS]\n");
     return 2;
   }
-  esk_error_t err = {0};
-  esk_schema_set_t *set = NULL;
-  esk_codec_t *c = NULL;
-  if (esk_schema_set_new(&set, &err) || esk_bank_schemas_load(set, &err) ||
-      esk_codec_new(&c, set, NULL, &err) || esk_bank_register_upcasters(c, &err))
-    die("setup", &err);
-  const esk_schema_t *v3 = esk_schema_set_get(set, "MoneyDeposited", 3);
-  const esk_schema_t *v1 = esk_schema_set_get(set, "MoneyDeposited", 1);
-  avro_value_t val, val1;
-  if (esk_value_new(&val, v3, &err) ||
-      esk_value_from_json(&val, v3, "{" META ",\"amount\":{\"minor_units\":125000,\"currency\":\"EUR\"},"
-                                "\"description\":\"salary\"}", &err) ||
-      esk_value_new(&val1, v1, &err) ||
-      esk_value_from_json(&val1, v1, "{" META ",\"amount\":125000}", &err))
-    die("values", &err);
-
-  esk_buf_t out, out1;
-  esk_buf_init(&out, 0);
-  esk_buf_init(&out1, 0);
-  if (esk_codec_encode(c, v3, &val, &out, &err) || esk_codec_encode(c, v1, &val1, &out1, &err))
-    die("encode", &err);
-  printf("MoneyDeposited v3 message: %zu bytes (v1: %zu), %ld iterations\n", out.len, out1.len, n);
-
-  /* baseline encode: avro-c's writer into memory */
-  char mem[4096];
-  avro_writer_t w = avro_writer_memory(mem, sizeof(mem));
-  double t0 = esk_time_mono_s();
-  for (long i = 0; i < n; i++) {
-    avro_writer_reset(w);
-    if (avro_value_write(w, &val)) die("avro_value_write", NULL);
-  }
-  double base_enc = esk_time_mono_s() - t0;
-  size_t alen = (size_t)avro_writer_tell(w);
-  if (alen != out.len - 10 || memcmp(mem, out.data + 10, alen)) {
-    fprintf(stderr, "bench_codec: esk and avro-c encode differently\n");
-    return 1;
-  }
-
-  t0 = esk_time_mono_s();
-  for (long i = 0; i < n; i++) {
-    esk_buf_reset(&out);
-    if (esk_codec_encode(c, v3, &val, &out, &err)) die("encode", &err);
-  }
-  double enc = esk_time_mono_s() - t0;
-
-  /* baseline decode: avro-c's reader, same schema, no resolution, no bounds */
-  avro_value_t base_val;
-  esk_value_new(&base_val, v3, &err);
-  avro_reader_t r = avro_reader_memory((const char *)out.data + 10, (int64_t)out.len - 10);
-  t0 = esk_time_mono_s();
-  for (long i = 0; i < n; i++) {
-    avro_reader_memory_set_source(r, (const char *)out.data + 10, (int64_t)out.len - 10);
-    avro_value_reset(&base_val);
-    if (avro_value_read(r, &base_val)) die("avro_value_read", NULL);
-  }
-  double base_dec = esk_time_mono_s() - t0;
-
-  const esk_schema_t *reader;
-  avro_value_t *dv;
-  t0 = esk_time_mono_s();
-  for (long i = 0; i < n; i++)
-    if (esk_codec_decode(c, out.data, out.len, 3, &reader, &dv, &err)) die("decode", &err);
-  double dec = esk_time_mono_s() - t0;
-  char *got = NULL, *want = NULL;
-  if (esk_value_to_json(dv, &got, &err) || esk_value_to_json(&val, &want, &err)) die("json", &err);
-  if (strcmp(got, want)) {
-    fprintf(stderr, "bench_codec: decoded value differs:\n %s\n %s\n", got, want);
-    return 1;
-  }
-  free(got);
-  free(want);
-
-  t0 = esk_time_mono_s();
-  for (long i = 0; i < n; i++)
-    if (esk_codec_decode(c, out1.data, out1.len, 3, &reader, &dv, &err)) die("decode v1", &err);
-  double up = esk_time_mono_s() - t0;
+  bench_t b = {0};
+  setup(&b);
+  printf("MoneyDeposited v3 message: %zu bytes (v1: %zu), %ld iterations\n", b.out.len,
+         b.out1.len, n);
+  double base_enc = time_avro_write(&b, n);
+  double enc = time_encode(&b, n);
+  double base_dec = time_avro_read(&b, n);
+  double dec = time_decode(&b, n, &b.out, &b.val);
+  double up = time_decode(&b, n, &b.out1, NULL);
 
   report("encode v3 (esk_codec_encode)", n, enc, base_enc);
   report("  baseline avro_value_write", n, base_enc, 0);
@@ -119,14 +151,11 @@ int main(int argc, char **argv) {
   int ok = n / enc >= 1e6 && n / dec >= 5e5;
   printf("goals (>= 1M encodes/s, >= 500k decodes/s): %s\n", ok ? "met" : "NOT met");
 
-  avro_reader_free(r);
-  avro_writer_free(w);
-  avro_value_decref(&base_val);
-  avro_value_decref(&val);
-  avro_value_decref(&val1);
-  esk_buf_free(&out);
-  esk_buf_free(&out1);
-  esk_codec_destroy(c);
-  esk_schema_set_destroy(set);
+  avro_value_decref(&b.val);
+  avro_value_decref(&b.val1);
+  esk_buf_free(&b.out);
+  esk_buf_free(&b.out1);
+  esk_codec_destroy(b.c);
+  esk_schema_set_destroy(b.set);
   return 0;
 }

@@ -26,8 +26,8 @@
 static char topic[96], schema[64];
 
 static void setup(void) {
-  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.bank.events", schema, sizeof(schema), "esk_test_proj",
-                            N_PARTS);
+  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.bank.events", schema, sizeof(schema),
+                            "esk_test_proj", N_PARTS);
 }
 
 static void teardown(void) {

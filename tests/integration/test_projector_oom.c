@@ -34,8 +34,8 @@ void *__wrap_realloc(void *ptr, size_t size) {
 static char topic[96], schema[64];
 
 static void setup(void) {
-  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.oom.events", schema, sizeof(schema), "esk_test_oom",
-                            3);
+  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.oom.events", schema, sizeof(schema),
+                            "esk_test_oom", 3);
   test_thread = pthread_self();
 }
 

@@ -32,8 +32,8 @@
 static char topic[96], schema[64];
 
 static void setup(void) {
-  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.replay.events", schema, sizeof(schema), "esk_test_replay",
-                            N_PARTS);
+  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.replay.events", schema, sizeof(schema),
+                            "esk_test_replay", N_PARTS);
 }
 
 static void teardown(void) {

@@ -808,121 +808,86 @@ static int snapshot_roundtrip_ok(const esk_bank_state_t *st) {
   return ok;
 }
 
-Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consistent) {
-  enum { ACCOUNTS = 50, COMMANDS = 10000 };
-  static const char *cur_of[] = {"USD", "EUR", "JPY"};
-  uint64_t seed = getenv("ESK_TEST_SEED") ? strtoull(getenv("ESK_TEST_SEED"), NULL, 0)
-                                          : (uint64_t)time(NULL) * 2654435761ULL;
-  rng_state = seed ? seed : 1;
-  cr_log_info("bank_property seed=%" PRIu64 " (rerun with ESK_TEST_SEED)", seed);
+static const char *const cur_of[] = {"USD", "EUR", "JPY"}; /* account a's is cur_of[a % 3] */
 
-  esk_aggstore_t *store = NULL;
-  esk_seen_t *seen = NULL;
-  cr_assert_eq(esk_aggstore_new(&store, sizeof(esk_bank_state_t), ACCOUNTS, 0, NULL), ESK_OK);
-  cr_assert_eq(esk_seen_new(&seen, 2 * COMMANDS, NULL), ESK_OK);
-  esk_bank_event_t *log = calloc(COMMANDS, sizeof(*log));
-  size_t nlog = 0;
-  cr_assert_not_null(log);
-  __int128 total[3] = {0}; /* per currency: opened + deposited - withdrawn, from the commands */
-  /* an independent reference model of each account, written from the rules as stated */
-  struct { int status; int64_t balance, version; } model[ACCOUNTS];
-  memset(model, 0, sizeof(model));
-  int rule_hits[ESK_BANK_RULE_COUNT_] = {0};
-  int replays = 0;
+/* An independent reference model of one account, written from the rules as stated. */
+typedef struct {
+  int status; /* 0 none, 1 open, 2 closed */
+  int64_t balance, version;
+} model_t;
 
-  for (int i = 0; i < COMMANDS; i++) {
-    char acc[16], cid[32], rcid[32];
-    int a = (int)rnd_range(0, ACCOUNTS - 1);
-    snprintf(acc, sizeof(acc), "acc-%02d", a);
-    snprintf(cid, sizeof(cid), "cmd-%d", i);
-    const char *id = cid;
-    if (i > 0 && rnd() % 20 == 0) { /* a retry of an earlier command id */
-      snprintf(rcid, sizeof(rcid), "cmd-%d", (int)rnd_range(0, i - 1));
-      id = rcid;
-    }
-    const esk_result_t *prior = esk_seen_get(seen, id);
-    if (prior) { /* answered from the cache; nothing decided, nothing published */
-      cr_assert_str_not_empty(prior->message);
-      replays++;
-      continue;
-    }
-    int ci = a % 3;
-    uint64_t pick = rnd() % 100;
-    const char *cur = pick < 90 ? cur_of[ci] : pick < 97 ? cur_of[(ci + 1) % 3] : "usd";
-    int64_t amount = rnd() % 50 == 0 ? INT64_MAX / 3 : rnd_range(-3, 3000);
-    esk_bank_command_t c;
-    uint64_t t = rnd() % 100;
-    if (t < 10) /* the open fixes the account's currency: keep it the one the tally expects */
-      c = cmd_open(id, acc, "owner", amount, esk_bank_currency_valid(cur) ? cur_of[ci] : cur);
-    else if (t < 55) c = cmd_deposit(id, acc, amount, cur);
-    else if (t < 95) c = cmd_withdraw(id, acc, amount, cur);
-    else c = cmd_close(id, acc);
-
-    const esk_bank_state_t *cur_st = esk_aggstore_get(store, acc);
-    esk_bank_state_t next = cur_st ? *cur_st : (esk_bank_state_t){0};
-    if (rnd() % 5 == 0) {
-      c.has_expected_version = true;
-      c.expected_version = next.version + (rnd() % 2 ? 0 : rnd_range(-1, 2));
-    }
-    /* what the model says should happen */
-    bool cur_ok = esk_bank_currency_valid(cur), same_cur = cur_ok && strcmp(cur, cur_of[ci]) == 0;
-    bool ver_ok = !c.has_expected_version || c.expected_version == model[a].version;
-    bool want = false;
-    int64_t want_bal = model[a].balance;
-    if (!cur_ok && c.type != ESK_BANK_CMD_CLOSE_ACCOUNT) want = false;
-    else if (!ver_ok || c.expected_version < 0) want = false;
-    else if (c.type == ESK_BANK_CMD_OPEN_ACCOUNT) {
-      want = model[a].status == 0 && amount >= 0;
-      want_bal = amount;
-    } else if (model[a].status != 1) want = false;
-    else if (c.type == ESK_BANK_CMD_DEPOSIT_MONEY) {
-      want = same_cur && amount > 0 && (__int128)model[a].balance + amount <= INT64_MAX;
-      want_bal = model[a].balance + (want ? amount : 0);
-    } else if (c.type == ESK_BANK_CMD_WITHDRAW_MONEY) {
-      want = same_cur && amount > 0 && amount <= model[a].balance;
-      want_bal = model[a].balance - (want ? amount : 0);
-    } else {
-      want = model[a].balance == 0;
-    }
-
-    esk_bank_result_t r = run(&next, &c, log + nlog); /* decide + apply */
-    rule_hits[r.rule]++;
-    cr_assert_eq(r.rule == ESK_BANK_ACCEPTED, want, "seed=%" PRIu64 " command %d: model says %s, got %s",
-                 seed, i, want ? "accept" : "reject", r.message);
-    if (want) {
-      model[a].version++;
-      model[a].balance = want_bal;
-      if (c.type == ESK_BANK_CMD_OPEN_ACCOUNT) model[a].status = 1;
-      if (c.type == ESK_BANK_CMD_CLOSE_ACCOUNT) model[a].status = 2;
-    }
-    cr_assert_eq(next.balance, model[a].balance, "seed=%" PRIu64 " command %d: balance", seed, i);
-    cr_assert_eq(next.version, model[a].version, "seed=%" PRIu64 " command %d: version", seed, i);
-    if (c.has_expected_version && c.expected_version != (cur_st ? cur_st->version : 0) &&
-        c.expected_version >= 0)
-      cr_assert(r.rule != ESK_BANK_ACCEPTED, "accepted with a wrong expected version");
-    if (r.rule == ESK_BANK_ACCEPTED) {
-      nlog++;
-      if (c.type == ESK_BANK_CMD_OPEN_ACCOUNT) total[ci] += c.u.open.initial_deposit.minor_units;
-      if (c.type == ESK_BANK_CMD_DEPOSIT_MONEY) total[ci] += c.u.deposit.amount.minor_units;
-      if (c.type == ESK_BANK_CMD_WITHDRAW_MONEY) total[ci] -= c.u.withdraw.amount.minor_units;
-      cr_assert_eq(esk_aggstore_put(store, next.account_id, &next, NULL), ESK_OK);
-    }
-    cr_assert_geq(next.balance, 0, "seed=%" PRIu64 " negative balance on %s", seed, acc);
-    esk_result_t seen_r = result_of(r.rule, r.version);
-    cr_assert_eq(esk_seen_put(seen, id, &seen_r, NULL, NULL), ESK_OK);
+/* A random command @p id on account @p acc (currency cur_of[@p ci], now at
+ * @p version): mostly well-formed, sometimes in another or an invalid
+ * currency, with a huge or non-positive amount, or an expected version that
+ * is wrong. Its currency and amount in @p cur and @p amount. */
+static esk_bank_command_t random_command(const char *id, const char *acc, int ci,
+                                         int64_t version, const char **cur, int64_t *amount) {
+  esk_bank_command_t c;
+  uint64_t pick = rnd() % 100;
+  *cur = pick < 90 ? cur_of[ci] : pick < 97 ? cur_of[(ci + 1) % 3] : "usd";
+  *amount = rnd() % 50 == 0 ? INT64_MAX / 3 : rnd_range(-3, 3000);
+  uint64_t t = rnd() % 100;
+  if (t < 10) /* the open fixes the account's currency: keep it the one the tally expects */
+    c = cmd_open(id, acc, "owner", *amount, esk_bank_currency_valid(*cur) ? cur_of[ci] : *cur);
+  else if (t < 55) c = cmd_deposit(id, acc, *amount, *cur);
+  else if (t < 95) c = cmd_withdraw(id, acc, *amount, *cur);
+  else c = cmd_close(id, acc);
+  if (rnd() % 5 == 0) {
+    c.has_expected_version = true;
+    c.expected_version = version + (rnd() % 2 ? 0 : rnd_range(-1, 2));
   }
+  return c;
+}
 
-  /* every outcome the generator aims at actually happened */
-  cr_assert_gt(rule_hits[ESK_BANK_ACCEPTED], 1000, "seed=%" PRIu64, seed);
-  cr_assert_gt(rule_hits[ESK_BANK_INSUFFICIENT_FUNDS], 0, "seed=%" PRIu64, seed);
-  cr_assert_gt(rule_hits[ESK_BANK_CURRENCY_MISMATCH], 0, "seed=%" PRIu64, seed);
-  cr_assert_gt(rule_hits[ESK_BANK_CONCURRENCY_CONFLICT], 0, "seed=%" PRIu64, seed);
-  cr_assert_gt(rule_hits[ESK_BANK_ACCOUNT_ALREADY_EXISTS], 0, "seed=%" PRIu64, seed);
-  cr_assert_gt(replays, 0, "seed=%" PRIu64, seed);
+/* Whether the model accepts @p c (currency @p cur, amount @p amount) on an
+ * account of currency @p acct_cur, and its balance after in @p bal. */
+static bool model_accepts(const model_t *m, const esk_bank_command_t *c, const char *cur,
+                          const char *acct_cur, int64_t amount, int64_t *bal) {
+  bool cur_ok = esk_bank_currency_valid(cur), same_cur = cur_ok && strcmp(cur, acct_cur) == 0;
+  bool ver_ok = !c->has_expected_version || c->expected_version == m->version;
+  bool want = false;
+  *bal = m->balance;
+  if (!cur_ok && c->type != ESK_BANK_CMD_CLOSE_ACCOUNT) want = false;
+  else if (!ver_ok || c->expected_version < 0) want = false;
+  else if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT) {
+    want = m->status == 0 && amount >= 0;
+    *bal = amount;
+  } else if (m->status != 1) want = false;
+  else if (c->type == ESK_BANK_CMD_DEPOSIT_MONEY) {
+    want = same_cur && amount > 0 && (__int128)m->balance + amount <= INT64_MAX;
+    *bal = m->balance + (want ? amount : 0);
+  } else if (c->type == ESK_BANK_CMD_WITHDRAW_MONEY) {
+    want = same_cur && amount > 0 && amount <= m->balance;
+    *bal = m->balance - (want ? amount : 0);
+  } else {
+    want = m->balance == 0;
+  }
+  return want;
+}
 
-  /* fold each account's events from nothing: equals the store, and the snapshot round-trips */
+/* The model after command @p c was accepted. */
+static void model_apply(model_t *m, const esk_bank_command_t *c, int64_t bal) {
+  m->version++;
+  m->balance = bal;
+  if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT) m->status = 1;
+  if (c->type == ESK_BANK_CMD_CLOSE_ACCOUNT) m->status = 2;
+}
+
+/* What an accepted command @p c adds to its currency's tally. */
+static __int128 tally_of(const esk_bank_command_t *c) {
+  if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT) return c->u.open.initial_deposit.minor_units;
+  if (c->type == ESK_BANK_CMD_DEPOSIT_MONEY) return c->u.deposit.amount.minor_units;
+  if (c->type == ESK_BANK_CMD_WITHDRAW_MONEY) return -c->u.withdraw.amount.minor_units;
+  return 0;
+}
+
+/* Folds each account's events in @p log from nothing: equal to what @p store
+ * holds, its snapshot round-trips, and the balances per currency sum to
+ * @p total, the tally of the accepted commands. */
+static void check_folds(const esk_aggstore_t *store, const esk_bank_event_t *log, size_t nlog,
+                        const __int128 total[3], int accounts, uint64_t seed) {
   __int128 sum[3] = {0};
-  for (int a = 0; a < ACCOUNTS; a++) {
+  for (int a = 0; a < accounts; a++) {
     char acc[16];
     snprintf(acc, sizeof(acc), "acc-%02d", a);
     esk_bank_state_t folded = {0};
@@ -945,6 +910,80 @@ Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consis
   for (int k = 0; k < 3; k++)
     cr_assert(sum[k] == total[k], "seed=%" PRIu64 " %s: balances %" PRId64 " != tally %" PRId64,
               seed, cur_of[k], (int64_t)sum[k], (int64_t)total[k]);
+}
+
+Test(bank_property, random_commands_keep_balances_non_negative_and_totals_consistent) {
+  enum { ACCOUNTS = 50, COMMANDS = 10000 };
+  uint64_t seed = getenv("ESK_TEST_SEED") ? strtoull(getenv("ESK_TEST_SEED"), NULL, 0)
+                                          : (uint64_t)time(NULL) * 2654435761ULL;
+  rng_state = seed ? seed : 1;
+  cr_log_info("bank_property seed=%" PRIu64 " (rerun with ESK_TEST_SEED)", seed);
+
+  esk_aggstore_t *store = NULL;
+  esk_seen_t *seen = NULL;
+  cr_assert_eq(esk_aggstore_new(&store, sizeof(esk_bank_state_t), ACCOUNTS, 0, NULL), ESK_OK);
+  cr_assert_eq(esk_seen_new(&seen, 2 * COMMANDS, NULL), ESK_OK);
+  esk_bank_event_t *log = calloc(COMMANDS, sizeof(*log));
+  size_t nlog = 0;
+  cr_assert_not_null(log);
+  __int128 total[3] = {0}; /* per currency: opened + deposited - withdrawn, from the commands */
+  model_t model[ACCOUNTS];
+  memset(model, 0, sizeof(model));
+  int rule_hits[ESK_BANK_RULE_COUNT_] = {0};
+  int replays = 0;
+
+  for (int i = 0; i < COMMANDS; i++) {
+    char acc[16], cid[32], rcid[32];
+    int a = (int)rnd_range(0, ACCOUNTS - 1), ci = a % 3;
+    snprintf(acc, sizeof(acc), "acc-%02d", a);
+    snprintf(cid, sizeof(cid), "cmd-%d", i);
+    const char *id = cid;
+    if (i > 0 && rnd() % 20 == 0) { /* a retry of an earlier command id */
+      snprintf(rcid, sizeof(rcid), "cmd-%d", (int)rnd_range(0, i - 1));
+      id = rcid;
+    }
+    const esk_result_t *prior = esk_seen_get(seen, id);
+    if (prior) { /* answered from the cache; nothing decided, nothing published */
+      cr_assert_str_not_empty(prior->message);
+      replays++;
+      continue;
+    }
+    const esk_bank_state_t *cur_st = esk_aggstore_get(store, acc);
+    esk_bank_state_t next = cur_st ? *cur_st : (esk_bank_state_t){0};
+    const char *cur = NULL;
+    int64_t amount = 0, want_bal = 0;
+    esk_bank_command_t c = random_command(id, acc, ci, next.version, &cur, &amount);
+    bool want = model_accepts(&model[a], &c, cur, cur_of[ci], amount, &want_bal);
+
+    esk_bank_result_t r = run(&next, &c, log + nlog); /* decide + apply */
+    rule_hits[r.rule]++;
+    cr_assert_eq(r.rule == ESK_BANK_ACCEPTED, want, "seed=%" PRIu64 " command %d: model says %s, got %s",
+                 seed, i, want ? "accept" : "reject", r.message);
+    if (want) model_apply(&model[a], &c, want_bal);
+    cr_assert_eq(next.balance, model[a].balance, "seed=%" PRIu64 " command %d: balance", seed, i);
+    cr_assert_eq(next.version, model[a].version, "seed=%" PRIu64 " command %d: version", seed, i);
+    if (c.has_expected_version && c.expected_version != (cur_st ? cur_st->version : 0) &&
+        c.expected_version >= 0)
+      cr_assert(r.rule != ESK_BANK_ACCEPTED, "accepted with a wrong expected version");
+    if (r.rule == ESK_BANK_ACCEPTED) {
+      nlog++;
+      total[ci] += tally_of(&c);
+      cr_assert_eq(esk_aggstore_put(store, next.account_id, &next, NULL), ESK_OK);
+    }
+    cr_assert_geq(next.balance, 0, "seed=%" PRIu64 " negative balance on %s", seed, acc);
+    esk_result_t seen_r = result_of(r.rule, r.version);
+    cr_assert_eq(esk_seen_put(seen, id, &seen_r, NULL, NULL), ESK_OK);
+  }
+
+  /* every outcome the generator aims at actually happened */
+  cr_assert_gt(rule_hits[ESK_BANK_ACCEPTED], 1000, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_INSUFFICIENT_FUNDS], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_CURRENCY_MISMATCH], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_CONCURRENCY_CONFLICT], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(rule_hits[ESK_BANK_ACCOUNT_ALREADY_EXISTS], 0, "seed=%" PRIu64, seed);
+  cr_assert_gt(replays, 0, "seed=%" PRIu64, seed);
+
+  check_folds(store, log, nlog, total, ACCOUNTS, seed);
   free(log);
   esk_aggstore_destroy(store);
   esk_seen_destroy(seen);
