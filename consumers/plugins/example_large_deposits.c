@@ -1,5 +1,7 @@
-/* example_large_deposits: a projection plugin (esk/projection_plugin.h) that
- * keeps every deposit of at least a threshold in table large_deposits.
+/* example_large_deposits: a projection plugin (esk/projection_plugin.h, ABI 2)
+ * of the bank domain that keeps every deposit of at least a threshold in
+ * table large_deposits. It reads the event's fields by path in the value the
+ * projector decoded and upcast (MoneyDeposited at its latest version).
  *
  *   esk-projector --plugin build/plugins/example_large_deposits.so
  *
@@ -13,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bank_event.h"
 #include "esk/projection_plugin.h"
 
 typedef struct large_s {
@@ -33,12 +34,20 @@ static const char *const migrations[] = {
 
 static int apply(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   const large_t *l = self;
-  const esk_bank_event_t *e = ev->payload;
-  if (e->kind != ESK_BANK_MONEY_DEPOSITED || e->amount < l->min) return ESK_OK;
+  int64_t minor = 0;
+  const char *currency = NULL, *description = NULL;
+  if (strcmp(ev->type, "MoneyDeposited")) return ESK_OK;
+  if (esk_event_get_long(ev, "amount.minor_units", &minor) ||
+      esk_event_get_str(ev, "amount.currency", &currency) ||
+      esk_event_get_str(ev, "description", &description))
+    return esk_plugin_error(err, ESK_EPOISON, "large_deposits: %s v%d at offset %" PRId64
+                            " lacks amount.minor_units, amount.currency or description",
+                            ev->type, ev->schema_version, ev->offset);
+  if (minor < l->min) return ESK_OK;
   char amount[24], at[24];
-  snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
-  snprintf(at, sizeof(at), "%" PRId64, e->occurred_at_us);
-  const char *params[] = {e->event_id, e->aggregate_id, amount, e->currency, e->description, at};
+  snprintf(amount, sizeof(amount), "%" PRId64, minor);
+  snprintf(at, sizeof(at), "%" PRId64, ev->occurred_at_us);
+  const char *params[] = {ev->event_id, ev->aggregate_id, amount, currency, description, at};
   PGresult *r = PQexecParams(pg,
                              "insert into large_deposits (event_id, account_id, amount, currency,"
                              " description, occurred_at) values ($1, $2, $3, $4, $5,"
@@ -83,8 +92,9 @@ static const esk_projection_plugin_t plugin = {
     .struct_size = sizeof(esk_projection_plugin_t),
     .name = "large_deposits",
     .summary = "every deposit of at least ESK_LARGE_DEPOSITS_MIN minor units",
+    .domain = "bank",
     .create = create,
     .destroy = destroy,
 };
 
-const esk_projection_plugin_t *esk_projection_plugin_v1(void) { return &plugin; }
+ESK_PROJECTION_PLUGIN_EXPORT(plugin)

@@ -6,45 +6,8 @@
 
 #include "bank_contract.h"
 
-struct esk_bank_decoder_s {
-  esk_schema_set_t *set;
-  esk_codec_t *codec;
-  size_t max_bytes;
-  esk_bank_event_t ev; /* the last decoded event: the payload handed out */
-};
-
-int esk_bank_decoder_new(esk_bank_decoder_t **out, const esk_codec_limits_t *limits,
-                         esk_error_t *err) {
-  int rc;
-  esk_bank_decoder_t *d = calloc(1, sizeof(*d));
-  if (!d) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  if ((rc = esk_schema_set_new(&d->set, err)) || (rc = esk_bank_schemas_load(d->set, err)) ||
-      (rc = esk_codec_new(&d->codec, d->set, limits, err)) ||
-      (rc = esk_bank_register_upcasters(d->codec, err))) {
-    esk_bank_decoder_destroy(d);
-    return rc;
-  }
-  d->max_bytes = limits && limits->max_message_bytes ? limits->max_message_bytes : 1 << 20;
-  *out = d;
-  return ESK_OK;
-}
-
-void esk_bank_decoder_destroy(esk_bank_decoder_t *d) {
-  if (!d) return;
-  esk_codec_destroy(d->codec);
-  esk_schema_set_destroy(d->set);
-  free(d);
-}
-
-
-static int decode_cb(void *self, const rd_kafka_message_t *m, esk_event_t *out,
-                     esk_error_t *err) {
-  return esk_bank_decode(self, m, out, err);
-}
-
-esk_decoder_t esk_bank_decoder(esk_bank_decoder_t *d) {
-  return (esk_decoder_t){.decode = decode_cb, .self = d};
-}
+const esk_contract_t esk_bank_contract = {"bank", esk_bank_schemas_load,
+                                          esk_bank_register_upcasters};
 
 static int get_money(const avro_value_t *rec, const char *name, int64_t *amount,
                      const char **currency, esk_error_t *err) {
@@ -59,41 +22,27 @@ static int get_money(const avro_value_t *rec, const char *name, int64_t *amount,
   return ESK_OK;
 }
 
-int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
-                    esk_error_t *err) {
-  esk_bank_event_t *e = &d->ev;
-  const esk_schema_t *reader = NULL, *writer;
-  avro_value_t *value = NULL, meta;
-  uint64_t fp = 0;
-  int rc;
-  if (m->len > d->max_bytes)
-    return esk_error_set(err, ESK_EPOISON, "value of %zu bytes is over the limit of %zu bytes",
-                         m->len, d->max_bytes);
-  if ((rc = esk_codec_peek(m->payload, m->len, &fp, err))) return rc;
-  if ((rc = esk_codec_decode(d->codec, m->payload, m->len, 0, &reader, &value, err))) return rc;
+int esk_bank_event_view(esk_bank_event_t *e, const esk_event_t *ev, esk_error_t *err) {
+  const avro_value_t *value = ev->value;
+  int rc = ESK_OK;
   memset(e, 0, sizeof(*e));
-  writer = esk_schema_set_by_fingerprint(d->set, fp);
-  e->writer_version = writer ? esk_schema_version(writer) : esk_schema_version(reader);
-  e->type = esk_schema_type(reader);
+  if (!value) return esk_error_set(err, ESK_EPOISON, "%s: no decoded value", ev->type);
+  if (!strcmp(ev->type, "AccountOpened")) e->kind = ESK_BANK_ACCOUNT_OPENED;
+  else if (!strcmp(ev->type, "MoneyDeposited")) e->kind = ESK_BANK_MONEY_DEPOSITED;
+  else if (!strcmp(ev->type, "MoneyWithdrawn")) e->kind = ESK_BANK_MONEY_WITHDRAWN;
+  else if (!strcmp(ev->type, "AccountClosed")) e->kind = ESK_BANK_ACCOUNT_CLOSED;
+  else return esk_error_set(err, ESK_EPOISON, "'%s' is not a bank event type", ev->type);
+  e->type = ev->type;
+  e->writer_version = ev->schema_version;
   e->value = value;
-  if (!strcmp(e->type, "AccountOpened")) e->kind = ESK_BANK_ACCOUNT_OPENED;
-  else if (!strcmp(e->type, "MoneyDeposited")) e->kind = ESK_BANK_MONEY_DEPOSITED;
-  else if (!strcmp(e->type, "MoneyWithdrawn")) e->kind = ESK_BANK_MONEY_WITHDRAWN;
-  else if (!strcmp(e->type, "AccountClosed")) e->kind = ESK_BANK_ACCOUNT_CLOSED;
-  else return esk_error_set(err, ESK_EPOISON, "'%s' is not a bank event type", e->type);
-  if ((rc = esk_value_field(value, "meta", &meta, err)) ||
-      (rc = esk_value_field_str(&meta, "event_id", &e->event_id, err)) ||
-      (rc = esk_value_field_str(&meta, "aggregate_type", &e->aggregate_type, err)) ||
-      (rc = esk_value_field_str(&meta, "aggregate_id", &e->aggregate_id, err)) ||
-      (rc = esk_value_field_long(&meta, "aggregate_version", &e->aggregate_version, err)) ||
-      (rc = esk_value_field_long(&meta, "occurred_at", &e->occurred_at_us, err)) ||
-      (rc = esk_value_field_str(&meta, "correlation_id", &e->correlation_id, err)) ||
-      (rc = esk_value_field_str(&meta, "causation_id", &e->causation_id, err)) ||
-      (rc = esk_value_field_str(&meta, "actor", &e->actor, err)))
-    return rc;
-  if (e->aggregate_version < 1)
-    return esk_error_set(err, ESK_EPOISON, "%s of %s has aggregate version %" PRId64
-                         " (versions start at 1)", e->type, e->aggregate_id, e->aggregate_version);
+  e->event_id = ev->event_id;
+  e->aggregate_type = ev->aggregate_type;
+  e->aggregate_id = ev->aggregate_id;
+  e->correlation_id = ev->correlation_id;
+  e->causation_id = ev->causation_id;
+  e->actor = ev->actor;
+  e->aggregate_version = ev->aggregate_version;
+  e->occurred_at_us = ev->occurred_at_us;
   e->owner_id = e->currency = e->description = e->reason = "";
   switch (e->kind) {
   case ESK_BANK_ACCOUNT_OPENED:
@@ -118,11 +67,45 @@ int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_even
     if ((rc = esk_value_field_str(value, "reason", &e->reason, err))) return rc;
     break;
   }
-  out->type = e->type;
-  out->aggregate_id = e->aggregate_id;
-  out->aggregate_version = e->aggregate_version;
-  out->event_id = e->event_id;
-  out->occurred_at_us = e->occurred_at_us;
-  out->payload = e;
   return ESK_OK;
+}
+
+struct esk_bank_decoder_s {
+  esk_domain_decoder_t *dec;
+  esk_bank_event_t ev; /* the last decoded event: the payload handed out */
+};
+
+int esk_bank_decoder_new(esk_bank_decoder_t **out, const esk_codec_limits_t *limits,
+                         esk_error_t *err) {
+  esk_bank_decoder_t *d = calloc(1, sizeof(*d));
+  if (!d) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  int rc = esk_domain_decoder_new(&d->dec, &esk_bank_contract, limits, err);
+  if (rc) {
+    free(d);
+    return rc;
+  }
+  *out = d;
+  return ESK_OK;
+}
+
+void esk_bank_decoder_destroy(esk_bank_decoder_t *d) {
+  if (!d) return;
+  esk_domain_decoder_destroy(d->dec);
+  free(d);
+}
+
+static int decode_cb(void *self, const rd_kafka_message_t *m, esk_event_t *out,
+                     esk_error_t *err) {
+  return esk_bank_decode(self, m, out, err);
+}
+
+esk_decoder_t esk_bank_decoder(esk_bank_decoder_t *d) {
+  return (esk_decoder_t){.decode = decode_cb, .self = d};
+}
+
+int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
+                    esk_error_t *err) {
+  int rc = esk_domain_decode(d->dec, m, out, err);
+  if (rc == ESK_OK && (rc = esk_bank_event_view(&d->ev, out, err)) == ESK_OK) out->payload = &d->ev;
+  return rc;
 }

@@ -1,15 +1,19 @@
 /**
  * @file bank_event.h
- * @brief The bank domain's decoder for the projector: a Kafka message (Avro
- *        single-object encoding) becomes an esk_event_t whose payload is an
- *        esk_bank_event_t, decoded and upcast to the latest version of its type
- *        (the version every bank projection reads).
+ * @brief The bank's read-side view of an event: the typed fields its
+ *        compiled-in projections read (account_balances, transaction_history,
+ *        daily_summaries), taken from the domain-neutral esk_event_t that the
+ *        projector decodes with the bank's contract (domain_decoder.h).
+ *
+ * esk_bank_decoder_*() remain for tests and benchmarks: the domain decoder
+ * over the compiled-in bank contract, plus this view as the event's payload.
  */
 #ifndef ESK_BANK_EVENT_H
 #define ESK_BANK_EVENT_H
 
 #include <stdint.h>
 
+#include "domain_decoder.h"
 #include "esk/codec.h"
 #include "projector.h"
 
@@ -21,8 +25,8 @@ typedef enum {
 } esk_bank_kind_t;
 
 /**
- * A decoded bank event (esk_event_t.payload). Strings point into the codec's
- * value: valid only during the call the event is passed to.
+ * A bank event's fields. Strings point into the event's value: valid only
+ * during the call the event is passed to.
  */
 typedef struct esk_bank_event_s {
   esk_bank_kind_t kind;
@@ -40,12 +44,19 @@ typedef struct esk_bank_event_s {
   const char *reason;      /**< AccountClosed */
 } esk_bank_event_t;
 
-typedef struct esk_bank_decoder_s esk_bank_decoder_t;
+/** The bank's contract (schemas/bank) for esk_domain_decoder_new(). */
+extern const esk_contract_t esk_bank_contract;
 
 /**
- * @brief Creates the decoder: the embedded bank schemas, a codec with the
- *        bank upcasters and @p limits (NULL: the codec's defaults).
+ * @brief Reads the bank fields of @p ev (decoded with the bank's contract).
+ * @returns ESK_OK, or ESK_EPOISON: a type that is not a bank event, a field
+ *          missing, a negative amount.
  */
+int esk_bank_event_view(esk_bank_event_t *out, const esk_event_t *ev, esk_error_t *err);
+
+typedef struct esk_bank_decoder_s esk_bank_decoder_t;
+
+/** @brief The domain decoder over the bank's contract, with @p limits (NULL: defaults). */
 int esk_bank_decoder_new(esk_bank_decoder_t **out, const esk_codec_limits_t *limits,
                          esk_error_t *err);
 
@@ -56,13 +67,11 @@ void esk_bank_decoder_destroy(esk_bank_decoder_t *d);
 esk_decoder_t esk_bank_decoder(esk_bank_decoder_t *d);
 
 /**
- * @brief Decodes one message (what the esk_decoder_t calls).
- * @returns ESK_OK, or ESK_EPOISON naming the reason: too large, wrong magic,
- *          unknown fingerprint, truncated or malformed datum, a type that is not
- *          a bank event, a non-positive aggregate version, a negative amount.
+ * @brief Decodes one message: esk_domain_decode(), then esk_bank_event_view()
+ *        into the decoder's esk_bank_event_t, which becomes out->payload.
+ * @returns ESK_OK, or ESK_EPOISON naming the reason (as both functions say).
  */
 int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
                     esk_error_t *err);
-
 
 #endif

@@ -20,10 +20,12 @@ typedef struct esk_bank_proj_spec_s {
    * last applied version) for those it has; its merge stores every event's. */
   const char *versions_sql;
   /* Appends the rows for one event (zero or more); @p scratch is the
-   * instance's to use (kept between calls). */
+   * instance's to use (kept between calls); @p b is the event's bank fields
+   * (esk_bank_event_view()), NULL for an any_domain projection. */
   int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
               esk_error_t *err);
   int needs_full_history; /* esk_projection_t.needs_full_history */
+  int any_domain;         /* reads only the domain-neutral esk_event_t (event_log) */
 } esk_bank_proj_spec_t;
 
 /* Runs a versions_sql query (see above) for @p ids into @p versions (0 when

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bank_event.h"
 #include "esk/buf.h"
 #include "esk/pg.h"
 
@@ -619,7 +618,6 @@ done:
 
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   esk_declarative_t *d = self;
-  const esk_bank_event_t *be = ev->payload;
   stmt_t *st = NULL;
   int rc = ESK_OK;
   for (size_t i = 0; i < d->n_stmts && !st; i++)
@@ -643,8 +641,11 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   const char *values[MAX_PARAMS];
   char bufs[MAX_PARAMS][40];
   char *json[MAX_PARAMS] = {0};
+  if (!ev->value)
+    rc = esk_error_set(err, ESK_EPOISON, "%s: [on %s]: the event has no decoded value", d->label,
+                       st->type);
   for (int i = 0; i < st->n_params && !rc; i++)
-    rc = param_text(be->value, &st->params[i], bufs[i], sizeof(bufs[i]), &json[i], &values[i], err);
+    rc = param_text(ev->value, &st->params[i], bufs[i], sizeof(bufs[i]), &json[i], &values[i], err);
   if (rc == ESK_OK) {
     if (PQsendQueryPrepared(pg, st->prep, st->n_params, values, NULL, NULL, 0) != 1)
       rc = esk_error_set(err, ESK_ERETRY, "%s: send [on %s]: %s", d->label, st->type,

@@ -68,7 +68,7 @@ const char *esk_declarative_topic(const esk_declarative_t *d);
 
 /**
  * @brief The projection to hand to esk_projector_new() (borrows @p d).
- *        Its payload must be an esk_bank_event_t (the bank decoder's).
+ *        It reads esk_event_t.value (the domain decoder's, any domain).
  */
 esk_projection_t esk_declarative_projection(esk_declarative_t *d);
 

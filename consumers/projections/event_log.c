@@ -1,6 +1,6 @@
-/* event_log: every event, COPYed straight into the table: metadata columns,
- * where it was read from, and the payload (the event's fields other than its
- * metadata, at the latest version) as JSONB. */
+/* event_log: every event of any domain, COPYed straight into the table:
+ * metadata columns, where it was read from, and the payload (the event's
+ * fields other than its metadata, at the latest version) as JSONB. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +32,9 @@ static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
                 const esk_bank_event_t *b, esk_error_t *err) {
   esk_buf_reset(json);
   /* The payload is the event's own fields; its metadata are the columns. */
-  int rc = esk_value_json_append(json, b->value, "meta", err);
+  (void)b; /* any domain: the esk_event_t alone */
+  int rc = ev->value ? esk_value_json_append(json, ev->value, "meta", err)
+                     : esk_error_set(err, ESK_EPOISON, "%s: no decoded value", ev->type);
   if (!rc) rc = esk_buf_append(json, "", 1, err);
   if (rc) {
     if (!err || !err->msg[0])
@@ -41,14 +43,14 @@ static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
   }
   esk_copy_text(c, ev->aggregate_id, -1);
   esk_copy_i64(c, ev->aggregate_version);
-  esk_copy_text(c, b->aggregate_type, -1);
+  esk_copy_text(c, ev->aggregate_type, -1);
   esk_copy_text(c, ev->event_id, -1);
-  esk_copy_text(c, b->type, -1);
-  esk_copy_i64(c, b->writer_version);
+  esk_copy_text(c, ev->type, -1);
+  esk_copy_i64(c, ev->schema_version);
   esk_copy_ts_us(c, ev->occurred_at_us);
-  esk_copy_text(c, b->correlation_id, -1);
-  esk_copy_text(c, b->causation_id, -1);
-  esk_copy_text(c, b->actor, -1);
+  esk_copy_text(c, ev->correlation_id, -1);
+  esk_copy_text(c, ev->causation_id, -1);
+  esk_copy_text(c, ev->actor, -1);
   esk_copy_text(c, ev->topic, -1);
   esk_copy_i64(c, ev->partition);
   esk_copy_i64(c, ev->offset);
@@ -71,4 +73,5 @@ const esk_bank_proj_spec_t esk_bank_event_log_spec = {
                     " where e.aggregate_id = x.id) from unnest($1::text[]) with ordinality"
                     " as x(id, ord)",
     .rows = rows,
+    .any_domain = 1,
 };

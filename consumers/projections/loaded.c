@@ -2,12 +2,10 @@
 
 #include <stdlib.h>
 
-#include "bank_contract.h"
 #include "declarative.h"
 #include "plugin.h"
 
 struct esk_loaded_s {
-  esk_schema_set_t *schemas;
   esk_declarative_t *decl;
   esk_plugin_t *plugin;
 };
@@ -15,13 +13,13 @@ struct esk_loaded_s {
 void esk_loaded_close(esk_loaded_t *l) {
   if (!l) return;
   esk_declarative_destroy(l->decl);
-  esk_schema_set_destroy(l->schemas);
   esk_plugin_close(l->plugin);
   free(l);
 }
 
 int esk_loaded_open(esk_loaded_t **out, esk_projection_t *proj, esk_conf_t *conf,
-                    const char *file, const char *plugin, esk_error_t *err) {
+                    const char *file, const char *plugin, const esk_schema_set_t *schemas,
+                    esk_error_t *err) {
   int rc;
   const char *topic = NULL;
   if (!!file == !!plugin)
@@ -29,13 +27,11 @@ int esk_loaded_open(esk_loaded_t **out, esk_projection_t *proj, esk_conf_t *conf
   esk_loaded_t *l = calloc(1, sizeof(*l));
   if (!l) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   if (file) {
-    if ((rc = esk_schema_set_new(&l->schemas, err)) ||
-        (rc = esk_bank_schemas_load(l->schemas, err)) ||
-        (rc = esk_declarative_load(&l->decl, file, l->schemas, err)))
-      goto fail;
+    if ((rc = esk_declarative_load(&l->decl, file, schemas, err))) goto fail;
     *proj = esk_declarative_projection(l->decl);
     topic = esk_declarative_topic(l->decl);
-  } else if ((rc = esk_plugin_open(&l->plugin, proj, plugin, err))) {
+  } else if ((rc = esk_plugin_open(&l->plugin, proj, plugin, esk_conf_get(conf, "domain"),
+                                   err))) {
     goto fail;
   }
   if ((!esk_conf_get(conf, "projection") &&

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "esk/codec.h"
 #include "esk/conf.h"
 #include "esk/error.h"
 #include "projector.h"
@@ -19,10 +20,14 @@ typedef struct esk_loaded_s esk_loaded_t;
  *        non-NULL) into @p proj. Sets "projection" in @p conf to the file's or
  *        plugin's name unless it is set (--projection wins), and "topic" to
  *        the file's `topic =` unless it is set.
+ * @param schemas the domain's contract (esk_domain_decoder_schemas(); borrowed,
+ *        must outlive the result): a file's paths are checked against it.
+ *        A plugin must project the configured `domain` (or any).
  * @returns ESK_OK, or ESK_EINVAL naming the file, the line and the problem.
  */
 int esk_loaded_open(esk_loaded_t **out, esk_projection_t *proj, esk_conf_t *conf,
-                    const char *file, const char *plugin, esk_error_t *err);
+                    const char *file, const char *plugin, const esk_schema_set_t *schemas,
+                    esk_error_t *err);
 
 /** @brief Frees it and what it put in the projection. NULL does nothing. */
 void esk_loaded_close(esk_loaded_t *l);

@@ -11,7 +11,7 @@ struct esk_plugin_s {
 };
 
 int esk_plugin_open(esk_plugin_t **out, esk_projection_t *proj, const char *path,
-                    esk_error_t *err) {
+                    const char *domain, esk_error_t *err) {
   int rc = ESK_EINVAL;
   esk_plugin_t *pl = calloc(1, sizeof(*pl));
   if (!pl) return esk_error_set(err, ESK_ENOMEM, "out of memory");
@@ -22,6 +22,15 @@ int esk_plugin_open(esk_plugin_t **out, esk_projection_t *proj, const char *path
     goto fail;
   }
   void *sym = dlsym(pl->handle, ESK_PROJECTION_PLUGIN_SYMBOL);
+  if (!sym && dlsym(pl->handle, "esk_projection_plugin_v1")) {
+    /* ABI 1 handed plugins bank events only (esk_bank_event_t as the payload) */
+    esk_error_set(err, ESK_EINVAL,
+                  "plugin %s: exports esk_projection_plugin_v1, the obsolete plugin ABI 1 "
+                  "(bank events only): port it to esk/projection_plugin.h ABI %d (esk_event_t "
+                  "of any domain, fields read by path: docs/projections.md) and rebuild it",
+                  path, ESK_PROJECTION_PLUGIN_ABI);
+    goto fail;
+  }
   if (!sym) {
     esk_error_set(err, ESK_EINVAL, "plugin %s: no symbol %s: not an esk projection plugin",
                   path, ESK_PROJECTION_PLUGIN_SYMBOL);
@@ -52,6 +61,13 @@ int esk_plugin_open(esk_plugin_t **out, esk_projection_t *proj, const char *path
   if (!info->name || !info->create || !info->destroy) {
     esk_error_set(err, ESK_EINVAL, "plugin %s: its description lacks %s", path,
                   !info->name ? "a name" : !info->create ? "create()" : "destroy()");
+    goto fail;
+  }
+  if (info->domain && domain && strcmp(info->domain, domain)) {
+    esk_error_set(err, ESK_EINVAL,
+                  "plugin %s: projects events of domain '%s', this projector reads domain '%s' "
+                  "(set domain=%s)",
+                  path, info->domain, domain, info->domain);
     goto fail;
   }
   pl->info = info;

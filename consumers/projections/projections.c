@@ -12,12 +12,16 @@ typedef struct inst_s {
   const esk_bank_proj_spec_t *spec;
   esk_copy_t copy;
   esk_buf_t scratch;
+  esk_bank_event_t view; /* the bank's fields of the event being applied */
 } inst_t;
 
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   inst_t *in = self;
   (void)pg;
-  int rc = in->spec->rows(&in->copy, &in->scratch, ev, ev->payload, err);
+  int rc = in->spec->any_domain ? ESK_OK : esk_bank_event_view(&in->view, ev, err);
+  if (rc == ESK_OK)
+    rc = in->spec->rows(&in->copy, &in->scratch, ev, in->spec->any_domain ? NULL : &in->view,
+                        err);
   if (rc == ESK_OK && in->copy.failed)
     rc = esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
                        COPY_BUFFER_MAX);
@@ -116,15 +120,15 @@ static int create_event_log(esk_projection_t *o, esk_error_t *e) {
 }
 
 const esk_bank_projection_def_t esk_bank_projection_defs[] = {
-    {"account_balances", "balance, status and version of every account", create_balances,
-     esk_bank_proj_destroy},
-    {"transaction_history", "every deposit and withdrawal with the balance after it",
-     esk_bank_transaction_history_create, esk_bank_transaction_history_destroy},
-    {"daily_summaries", "deposit and withdrawal counts and totals per UTC day and account",
-     create_daily, esk_bank_proj_destroy},
-    {"event_log", "every event with its metadata and its payload as JSONB", create_event_log,
-     esk_bank_proj_destroy},
-    {NULL, NULL, NULL, NULL},
+    {"account_balances", "balance, status and version of every account (bank)", "bank",
+     create_balances, esk_bank_proj_destroy},
+    {"transaction_history", "every deposit and withdrawal with the balance after it (bank)",
+     "bank", esk_bank_transaction_history_create, esk_bank_transaction_history_destroy},
+    {"daily_summaries", "deposit and withdrawal counts and totals per UTC day and account (bank)",
+     "bank", create_daily, esk_bank_proj_destroy},
+    {"event_log", "every event of any domain with its metadata and its payload as JSONB", NULL,
+     create_event_log, esk_bank_proj_destroy},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 const esk_bank_projection_def_t *esk_bank_projection_find(const char *name) {

@@ -9,8 +9,8 @@
  *                        deposit, withdrawal) with the balance after it
  *   daily_summaries      per UTC day and account: deposit and withdrawal
  *                        counts and totals
- *   event_log            every event: metadata columns and the payload (at
- *                        the latest version) as JSONB
+ *   event_log            every event of any domain: metadata columns and the
+ *                        payload (at the latest version) as JSONB
  *
  * Each buffers its rows during apply() and writes the batch set-wise in
  * batch_end(): one COPY into a temporary staging table (or straight into the
@@ -26,6 +26,7 @@
 typedef struct esk_bank_projection_def_s {
   const char *name;    /**< --projection NAME; also its group and DLQ suffix */
   const char *summary; /**< one line for --help */
+  const char *domain;  /**< the domain it reads ("bank"); NULL: any (event_log) */
   /** @brief Fills @p out (callbacks, migrations, a new self). */
   int (*create)(esk_projection_t *out, esk_error_t *err);
   /** @brief Frees out->self. */

@@ -72,8 +72,11 @@ static int put_str(hist_t *h, const char *s, size_t *off) {
 
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   hist_t *h = self;
-  const esk_bank_event_t *b = ev->payload;
+  esk_bank_event_t view;
+  const esk_bank_event_t *b = &view;
+  int rc = esk_bank_event_view(&view, ev, err);
   (void)pg;
+  if (rc) return rc;
   /* Every event is kept (its version goes to the guard); those that move no
    * money (a close, an opening without deposit) write no history row. */
   row_t *rows = esk_array_grow(h->rows, &h->cap, h->n + 1, sizeof(*rows), 4096);

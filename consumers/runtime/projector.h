@@ -18,7 +18,8 @@
  *   serving the group (partitions paused); nothing is skipped.
  *
  * The runtime knows no domain and no codec: a decoder turns a Kafka message
- * into an esk_event_t, and a projection applies events.
+ * into an esk_event_t, and a projection (esk_projection_t, esk/projection.h)
+ * applies events.
  */
 #ifndef ESK_PROJECTOR_H
 #define ESK_PROJECTOR_H
@@ -33,47 +34,7 @@
 #include "esk/metrics.h"
 #include "event.h"
 
-/**
- * A projection. Every callback runs inside the batch's open transaction on
- * @p pg; any error rolls the whole batch back. ESK_EPOISON from apply()
- * marks the event as one that can never be applied.
- */
-typedef struct esk_projection_s {
-  const char *name;                /**< also names its group and its DLQ */
-  const char *const *migrations;   /**< migrations[i] is schema version i + 1 */
-  size_t n_migrations;
-  int (*batch_begin)(void *self, PGconn *pg, esk_error_t *err); /**< may be NULL */
-  int (*apply)(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err);
-  int (*batch_end)(void *self, PGconn *pg, esk_error_t *err);   /**< may be NULL: flush */
-  void (*batch_abort)(void *self);                              /**< may be NULL */
-  /**
-   * May be NULL: the runtime keeps the version guard's last applied version
-   * of each aggregate in esk_projection_versions. Otherwise the projection
-   * keeps them in its own tables: this reads them (versions[i] for ids[i], 0
-   * for an aggregate never seen), and batch_end() must store, in the batch's
-   * transaction, the version of every event passed to apply(), including
-   * events that change no row. Saves a write per aggregate per batch.
-   */
-  int (*versions_get)(void *self, PGconn *pg, const char *const *ids, size_t n,
-                      int64_t *versions, esk_error_t *err);
-  void *self;
-  /**
-   * 1 when a row of the read model folds every event of its aggregate (a
-   * balance, a running balance): such a projection cannot start at a time
-   * (esk_projector_start_at() refuses it), since its rows would lack what
-   * came before.
-   */
-  int needs_full_history;
-  /**
-   * May be NULL. Runs at start, before the projection's pending migrations,
-   * on the projector's session (search_path: the generation's schema, then
-   * pg.schema): checks what the migrations and statements would do, e.g. in
-   * a transaction it rolls back, so that a bad definition stops start-up with
-   * a precise message (ESK_EINVAL). @p key is the projection's key in
-   * esk_projection_migrations.
-   */
-  int (*check)(void *self, PGconn *pg, const char *key, esk_error_t *err);
-} esk_projection_t;
+/* esk_projection_t, the projection's callbacks, is public: esk/projection.h. */
 
 /** The projector's own configuration keys (with esk_conf_common_props). */
 extern const esk_conf_prop_t esk_projector_props[];

@@ -1,4 +1,6 @@
-/* esk-projector — runs one bank projection (read model) into PostgreSQL.
+/* esk-projector — runs one projection (read model) of one domain into
+ * PostgreSQL. The domain's plug-in (domain=NAME, esk/domain_lib.h) gives the
+ * contract that decodes and upcasts its events (domain_decoder.h).
  *
  *   esk-projector --projection NAME [-c FILE] [-X key=value ...]
  *
@@ -12,8 +14,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "bank_event.h"
+#include "domain_decoder.h"
 #include "esk/conf.h"
+#include "esk/domain_lib.h"
 #include "esk/http.h"
 #include "esk/log.h"
 #include "esk/metrics.h"
@@ -28,6 +31,7 @@
 static const esk_conf_prop_t decoder_props[] = {
     {"decode.max.bytes", ESK_CONF_INT, "1048576", 64, 64 << 20, NULL, NULL,
      "Largest event value decoded; a larger one is a poison event."},
+    ESK_DOMAIN_DIR_PROP,
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -163,6 +167,7 @@ static void usage(FILE *f) {
           "\n"
           "Folds the events of <domain>.events into one PostgreSQL read model, as\n"
           "consumer group esk.projection.<NAME>; run more instances to share partitions.\n"
+          "Events are decoded with the contract of the domain plug-in domain=NAME.\n"
           "SIGTERM or SIGINT: finish the batch, commit, leave the group, exit 0.\n"
           "\n"
           "options:\n"
@@ -178,6 +183,7 @@ static void usage(FILE *f) {
           "projections:\n");
   for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
     fprintf(f, "  %-20s %s\n", d->name, d->summary);
+  fprintf(f, "  (or --projection-file F / --plugin P.so, for any domain)\n");
   fprintf(f, "\nconfiguration keys (file, environment, -X; later wins):\n");
   esk_conf_print_help(f, tables, N_TABLES);
 }
@@ -202,7 +208,8 @@ int main(int argc, char **argv) {
   int c, status = 1;
   esk_conf_t *conf = NULL;
   esk_error_t err = {0};
-  esk_bank_decoder_t *dec = NULL;
+  esk_domain_lib_t *domain = NULL;
+  esk_domain_decoder_t *dec = NULL;
   esk_projection_t proj = {0};
   esk_projector_t *p = NULL;
   esk_metrics_t *metrics = NULL;
@@ -259,7 +266,23 @@ int main(int argc, char **argv) {
     status = 2;
     goto cleanup;
   }
-  if ((proj_file || plugin) && esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, &err)) {
+  /* the domain's contract decodes and upcasts its events (esk/domain_lib.h) */
+  esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
+  if (esk_domain_lib_open(&domain, esk_conf_get(conf, "domain.dir"), esk_conf_get(conf, "domain"),
+                          &err)) {
+    fprintf(stderr, "esk-projector: %s\n", err.msg);
+    status = 2;
+    goto cleanup;
+  }
+  const esk_domain_t *dd = esk_domain_lib_domain(domain);
+  esk_contract_t contract = {dd->name, dd->load_schemas, dd->register_upcasters};
+  if (esk_domain_decoder_new(&dec, &contract, &limits, &err)) {
+    ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
+    goto cleanup;
+  }
+  const esk_schema_set_t *schemas = esk_domain_decoder_schemas(dec);
+  if ((proj_file || plugin) &&
+      esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, schemas, &err)) {
     fprintf(stderr, "esk-projector: %s\n", err.msg);
     status = 2;
     goto cleanup;
@@ -271,7 +294,15 @@ int main(int argc, char **argv) {
             projection ? "unknown projection" : "no projection given", projection ? projection : "");
     for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
       fprintf(stderr, " %s", d->name);
-    fprintf(stderr, " (--projection NAME)\n");
+    fprintf(stderr, " (--projection NAME), or --projection-file F / --plugin P.so\n");
+    status = 2;
+    goto cleanup;
+  }
+  if (def && def->domain && strcmp(def->domain, dd->name)) {
+    fprintf(stderr,
+            "esk-projector: projection %s reads domain %s, not domain=%s: give it "
+            "-X domain=%s, or give domain %s a declarative file or plugin\n",
+            def->name, def->domain, dd->name, def->domain, dd->name);
     status = 2;
     goto cleanup;
   }
@@ -281,8 +312,7 @@ int main(int argc, char **argv) {
     status = 2;
     goto cleanup;
   }
-  esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
-  if (esk_bank_decoder_new(&dec, &limits, &err) || (def && def->create(&proj, &err))) {
+  if (def && def->create(&proj, &err)) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
     goto cleanup;
   }
@@ -298,7 +328,7 @@ int main(int argc, char **argv) {
     if (err.code == ESK_EINVAL) status = 2;
     goto cleanup;
   }
-  esk_decoder_t d = esk_bank_decoder(dec);
+  esk_decoder_t d = esk_domain_decoder(dec);
   char base[64], base_group[256];
   snprintf(base, sizeof(base), "%s", esk_conf_get(conf, "pg.schema"));
   const char *cg = esk_conf_get(conf, "group.id");
@@ -382,7 +412,7 @@ int main(int argc, char **argv) {
       esk_bank_projection_destroy(&proj);
     }
     if (def ? def->create(&proj, &err)
-            : esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, &err)) {
+            : esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, schemas, &err)) {
       ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
       goto cleanup;
     }
@@ -400,7 +430,8 @@ cleanup:
   esk_metrics_destroy(metrics);
   if (!loaded) esk_bank_projection_destroy(&proj);
   esk_loaded_close(loaded);
-  esk_bank_decoder_destroy(dec);
+  esk_domain_decoder_destroy(dec);
+  esk_domain_lib_close(domain); /* after everything made from the domain */
   PQfinish(registry);
   esk_conf_destroy(conf);
   free(overrides);

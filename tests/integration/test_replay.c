@@ -360,7 +360,7 @@ Test(replay, the_example_plugin_builds_its_table_from_the_topic, .init = setup, 
   esk_plugin_t *pl = NULL;
   esk_projection_t proj = {0};
   cr_assert_eq(esk_plugin_open(&pl, &proj, ESK_BINARY_DIR "/plugins/example_large_deposits.so",
-                               &err),
+                               "bank", &err),
                ESK_OK, "%s", err.msg);
   esk_test_projector_t *t = start_with(&proj);
   wait_for(t, "large_deposits", (int64_t)n);
@@ -708,11 +708,18 @@ Test(replay, esk_projector_refuses_a_file_with_a_syntax_error_at_start, .init = 
 }
 
 Test(replay, esk_projector_refuses_a_bad_plugin_at_start, .init = setup, .fini = teardown) {
-  char cmd[512], out[4096];
+  char cmd[1024], out[4096];
   const char *cases[][2] = {
       {"--plugin /nonexistent/p.so", "plugin /nonexistent/p.so: cannot load"},
-      {"--plugin " ESK_BINARY_DIR "/plugins/esk_test_plugin_wrong_abi.so", "built for plugin ABI 2"},
+      {"--plugin " ESK_BINARY_DIR "/plugins/esk_test_plugin_wrong_abi.so", "built for plugin ABI 3"},
       {"--plugin " ESK_BINARY_DIR "/plugins/esk_test_plugin_no_symbol.so", "no symbol"},
+      {"--plugin " ESK_BINARY_DIR "/plugins/esk_test_plugin_obsolete_v1.so",
+       "the obsolete plugin ABI 1 (bank events only): port it to esk/projection_plugin.h"},
+      {"--plugin " ESK_BINARY_DIR "/plugins/esk_test_plugin_other_domain.so",
+       "projects events of domain 'orders', this projector reads domain 'bank'"},
+      {"--projection account_balances -X domain=orders",
+       "projection account_balances reads domain bank, not domain=orders"},
+      {"--projection event_log -X domain=nosuch", "nosuch.so"},
       {"--plugin /x.so --projection-file /y.conf", "give one of --projection-file and --plugin"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {

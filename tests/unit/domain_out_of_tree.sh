@@ -50,4 +50,21 @@ grep -q "$tmp/orders/orders.so" <<<"$out" || fail "the refusal does not name the
 # the installed binaries find the installed domains by default ($ORIGIN/../lib/esk/domains)
 out=$(env -u ESK_DOMAIN_DIR "$eskctl" schemas --domain bank check "$src/schemas/bank" 2>&1) ||
   fail "the installed eskctl did not find the installed bank.so: $out"
-echo "ok: esk installs, and an orders.so built against it out of tree loads and checks"
+
+# a projection plug-in too: esk's public headers (esk/projection_plugin.h pulls
+# in no internal header and no rdkafka.h), libpq and avro-c, nothing else
+for f in include/esk/projection.h include/esk/projection_plugin.h; do
+  [ -e "$tmp/prefix/$f" ] || fail "cmake --install did not install $f"
+done
+mkdir -p "$tmp/plugin"
+cp "$src"/consumers/plugins/example_large_deposits.c "$tmp/plugin/"
+# shellcheck disable=SC2046
+"$cc" -shared -fPIC -O2 -Wall -Wextra -Werror -o "$tmp/out/large_deposits.so" \
+  "$tmp/plugin/example_large_deposits.c" $(pkg-config --cflags esk) \
+  $(pkg-config --cflags --libs libpq) || fail "the out-of-tree projection plug-in build failed"
+nm -D --defined-only "$tmp/out/large_deposits.so" | grep -q ' esk_projection_plugin_v2$' ||
+  fail "no esk_projection_plugin_v2 exported"
+if nm -D --undefined-only "$tmp/out/large_deposits.so" | grep ' esk_'; then
+  fail "the projection plug-in needs esk functions (its helpers must be inline)"
+fi
+echo "ok: esk installs, and an orders.so and a projection plug-in built against it out of tree load and check"

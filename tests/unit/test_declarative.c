@@ -171,7 +171,8 @@ static void plugin_refused(const char *path, const char *needle) {
   esk_plugin_t *pl = NULL;
   esk_projection_t p = {0};
   esk_error_t err = {0};
-  cr_assert_eq(esk_plugin_open(&pl, &p, path, &err), ESK_EINVAL, "%s: %s", path, err.msg);
+  cr_assert_eq(esk_plugin_open(&pl, &p, path, "bank", &err), ESK_EINVAL, "%s: %s", path,
+               err.msg);
   cr_expect_null(pl);
   cr_expect(strstr(err.msg, path), "message '%s' does not name the file", err.msg);
   cr_expect(strstr(err.msg, needle), "message '%s' lacks '%s'", err.msg, needle);
@@ -186,11 +187,21 @@ Test(plugin, a_file_that_is_no_shared_object_is_refused) {
 }
 
 Test(plugin, a_shared_object_without_the_symbol_is_refused) {
-  plugin_refused(PLUGIN("esk_test_plugin_no_symbol"), "no symbol esk_projection_plugin_v1");
+  plugin_refused(PLUGIN("esk_test_plugin_no_symbol"), "no symbol esk_projection_plugin_v2");
 }
 
 Test(plugin, a_plugin_for_another_abi_is_refused) {
-  plugin_refused(PLUGIN("esk_test_plugin_wrong_abi"), "built for plugin ABI 2");
+  plugin_refused(PLUGIN("esk_test_plugin_wrong_abi"), "built for plugin ABI 3");
+}
+
+Test(plugin, a_plugin_of_the_obsolete_abi_1_is_refused_saying_to_port_it) {
+  plugin_refused(PLUGIN("esk_test_plugin_obsolete_v1"), "the obsolete plugin ABI 1");
+  plugin_refused(PLUGIN("esk_test_plugin_obsolete_v1"), "port it to esk/projection_plugin.h");
+}
+
+Test(plugin, a_plugin_of_another_domain_is_refused_naming_both) {
+  plugin_refused(PLUGIN("esk_test_plugin_other_domain"),
+                 "projects events of domain 'orders', this projector reads domain 'bank'");
 }
 
 Test(plugin, a_failing_create_passes_its_reason_on) {
@@ -201,8 +212,8 @@ Test(plugin, the_example_loads_with_its_migration_and_callbacks) {
   esk_plugin_t *pl = NULL;
   esk_projection_t p = {0};
   esk_error_t err = {0};
-  cr_assert_eq(esk_plugin_open(&pl, &p, PLUGIN("example_large_deposits"), &err), ESK_OK, "%s",
-               err.msg);
+  cr_assert_eq(esk_plugin_open(&pl, &p, PLUGIN("example_large_deposits"), "bank", &err), ESK_OK,
+               "%s", err.msg);
   cr_expect_str_eq(p.name, "large_deposits");
   cr_expect_eq(p.n_migrations, 1);
   cr_expect(strstr(p.migrations[0], "create table large_deposits"));

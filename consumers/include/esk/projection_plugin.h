@@ -1,32 +1,37 @@
 /**
  * @file projection_plugin.h
  * @brief A projection written in C and loaded at run time:
- *        `esk-projector --plugin path.so [--projection NAME]`.
+ *        `esk-projector --plugin path.so [--projection NAME]`, for any domain
+ *        (docs/projections.md, "C plugins").
  *
  * A plugin is a shared object that exports one function,
  * ESK_PROJECTION_PLUGIN_SYMBOL, returning a description of itself. The
  * projector checks the description's ABI version and size, then calls
- * create() once to get an esk_projection_t (projector.h): its migrations
+ * create() once to get an esk_projection_t (esk/projection.h): its migrations
  * (the DDL, applied once per version and recorded), the callbacks that apply
  * a batch inside the runtime's open transaction (batch_begin, apply per
- * event, batch_end, batch_abort; see projector.h) and its self pointer;
- * destroy() frees self when the projector exits.
+ * event, batch_end, batch_abort) and its self pointer; destroy() frees self
+ * when the projector exits.
  *
- * What a plugin gets, with the bank decoder: esk_event_t.payload is a
- * `const esk_bank_event_t *` (consumers/projections/bank_event.h): the event
- * decoded and upcast to the latest version of its type, valid only during
- * the apply() call. The runtime keeps the version guard (duplicates never
- * reach apply()), the positions and the DLQ: an apply() returning
- * ESK_EPOISON dead-letters that event, ESK_ERETRY retries the batch, any
- * other error stops the projector.
+ * What a plugin gets: an esk_event_t (esk/projection.h) decoded with the
+ * contract of the projector's domain (domain=NAME): type, schema version,
+ * the shared metadata, and the value upcast to the latest version of its
+ * type, read by path (esk_event_get_str(ev, "meta.actor", &s), ...). The
+ * runtime keeps the version guard (duplicates never reach apply()), the
+ * positions and the DLQ: an apply() returning ESK_EPOISON dead-letters that
+ * event, ESK_ERETRY retries the batch, any other error stops the projector.
  *
- * A plugin must not call esk functions (the projector does not export them):
- * libpq, avro-c (through esk_bank_event_t.value) and libc are what it links.
- * It writes errors with esk_plugin_error() below.
+ * Self-contained: this header includes esk/projection.h, esk/error.h, libpq
+ * and avro-c only. A plugin calls no esk function (its helpers are inline):
+ * libpq, avro-c and libc are what it links. It writes errors with
+ * esk_plugin_error() below.
  *
  * Compatibility: ESK_PROJECTION_PLUGIN_ABI changes whenever this header,
- * esk_projection_t, esk_event_t or esk_bank_event_t change in a way that
- * breaks compiled plugins; a plugin built for another ABI is refused.
+ * esk_projection_t or esk_event_t change in a way that breaks compiled
+ * plugins, and the exported symbol's name carries it. ABI 1 (symbol
+ * esk_projection_plugin_v1, bank events only, as `const esk_bank_event_t *`
+ * in esk_event_t.payload) is obsolete: the projector refuses such a plugin,
+ * naming the file and saying to port it to this header.
  */
 #ifndef ESK_PROJECTION_PLUGIN_H
 #define ESK_PROJECTION_PLUGIN_H
@@ -35,13 +40,18 @@
 #include <stdio.h>
 
 #include "esk/error.h"
-#include "projector.h"
+#include "esk/projection.h"
 
 /** The ABI version this header describes. */
-#define ESK_PROJECTION_PLUGIN_ABI 1
+#define ESK_PROJECTION_PLUGIN_ABI 2
 
-/** The name of the function a plugin exports. */
-#define ESK_PROJECTION_PLUGIN_SYMBOL "esk_projection_plugin_v1"
+/** The name of the function a plugin exports: "esk_projection_plugin_v" ABI. */
+#define ESK_PROJECTION_PLUGIN_SYMBOL "esk_projection_plugin_v2"
+
+/** Defines the exported entry of a plugin, returning the address of @p desc. */
+#define ESK_PROJECTION_PLUGIN_EXPORT(desc)                     \
+  const esk_projection_plugin_t *esk_projection_plugin_v2(void); \
+  const esk_projection_plugin_t *esk_projection_plugin_v2(void) { return &(desc); }
 
 /** What a plugin describes itself with (static storage in the plugin). */
 typedef struct esk_projection_plugin_s {
@@ -49,6 +59,9 @@ typedef struct esk_projection_plugin_s {
   size_t struct_size; /**< sizeof(esk_projection_plugin_t) it was built with */
   const char *name;   /**< default projection name (group esk.projection.<name>) */
   const char *summary;
+  /** The domain whose events it reads (e.g. "bank"): the projector refuses
+   *  it under another domain=. NULL: any domain. */
+  const char *domain;
   /**
    * @brief Fills @p out: name (may be left NULL: the plugin's name),
    *        migrations, callbacks, self. Runs once, before any connection.

@@ -1,0 +1,93 @@
+/* The projector's decoder for any domain (see domain_decoder.h). */
+#include "domain_decoder.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct esk_domain_decoder_s {
+  esk_schema_set_t *set;
+  esk_codec_t *codec;
+  size_t max_bytes;
+  char domain[72];
+};
+
+int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *contract,
+                           const esk_codec_limits_t *limits, esk_error_t *err) {
+  int rc;
+  if (!contract || !contract->domain || !contract->load_schemas || !contract->register_upcasters)
+    return esk_error_set(err, ESK_EINVAL, "domain decoder: an incomplete contract");
+  esk_domain_decoder_t *d = calloc(1, sizeof(*d));
+  if (!d) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  snprintf(d->domain, sizeof(d->domain), "%s", contract->domain);
+  if ((rc = esk_schema_set_new(&d->set, err)) || (rc = contract->load_schemas(d->set, err)) ||
+      (rc = esk_codec_new(&d->codec, d->set, limits, err)) ||
+      (rc = contract->register_upcasters(d->codec, err))) {
+    esk_domain_decoder_destroy(d);
+    return rc;
+  }
+  d->max_bytes = limits && limits->max_message_bytes ? limits->max_message_bytes : 1 << 20;
+  *out = d;
+  return ESK_OK;
+}
+
+void esk_domain_decoder_destroy(esk_domain_decoder_t *d) {
+  if (!d) return;
+  esk_codec_destroy(d->codec);
+  esk_schema_set_destroy(d->set);
+  free(d);
+}
+
+const esk_schema_set_t *esk_domain_decoder_schemas(const esk_domain_decoder_t *d) {
+  return d->set;
+}
+
+static int decode_cb(void *self, const rd_kafka_message_t *m, esk_event_t *out,
+                     esk_error_t *err) {
+  return esk_domain_decode(self, m, out, err);
+}
+
+esk_decoder_t esk_domain_decoder(esk_domain_decoder_t *d) {
+  return (esk_decoder_t){.decode = decode_cb, .self = d};
+}
+
+int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
+                      esk_error_t *err) {
+  const esk_schema_t *reader = NULL, *writer;
+  avro_value_t *value = NULL, meta;
+  uint64_t fp = 0;
+  int rc;
+  if (m->len > d->max_bytes)
+    return esk_error_set(err, ESK_EPOISON, "value of %zu bytes is over the limit of %zu bytes",
+                         m->len, d->max_bytes);
+  if ((rc = esk_codec_peek(m->payload, m->len, &fp, err))) return rc;
+  if ((rc = esk_codec_decode(d->codec, m->payload, m->len, 0, &reader, &value, err))) return rc;
+  writer = esk_schema_set_by_fingerprint(d->set, fp);
+  out->type = esk_schema_type(reader);
+  out->value_version = esk_schema_version(reader);
+  out->schema_version = writer ? esk_schema_version(writer) : out->value_version;
+  out->domain = d->domain;
+  out->value = value;
+  out->payload = NULL;
+  if (avro_value_get_by_name(value, "meta", &meta, NULL) ||
+      avro_value_get_type(&meta) != AVRO_RECORD)
+    return esk_error_set(err, ESK_EPOISON,
+                         "'%s' is not a %s event type (it has no meta record: a command or a "
+                         "snapshot?)",
+                         out->type, d->domain);
+  if ((rc = esk_value_field_str(&meta, "event_id", &out->event_id, err)) ||
+      (rc = esk_value_field_str(&meta, "aggregate_type", &out->aggregate_type, err)) ||
+      (rc = esk_value_field_str(&meta, "aggregate_id", &out->aggregate_id, err)) ||
+      (rc = esk_value_field_long(&meta, "aggregate_version", &out->aggregate_version, err)) ||
+      (rc = esk_value_field_long(&meta, "occurred_at", &out->occurred_at_us, err)) ||
+      (rc = esk_value_field_str(&meta, "correlation_id", &out->correlation_id, err)) ||
+      (rc = esk_value_field_str(&meta, "causation_id", &out->causation_id, err)) ||
+      (rc = esk_value_field_str(&meta, "actor", &out->actor, err)))
+    return rc;
+  if (out->aggregate_version < 1)
+    return esk_error_set(err, ESK_EPOISON,
+                         "%s of %s has aggregate version %" PRId64 " (versions start at 1)",
+                         out->type, out->aggregate_id, out->aggregate_version);
+  return ESK_OK;
+}
