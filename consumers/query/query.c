@@ -10,6 +10,7 @@
  * the read model holds the command's events. esk-query never reads Kafka. */
 #include "query.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -104,8 +105,9 @@ static int parse_i64(const char *v, int64_t min, int64_t max, int64_t *out) {
   char *end;
   long long x;
   if (!v || !*v) return -1;
+  errno = 0;
   x = strtoll(v, &end, 10);
-  if (*end || x < min || x > max) return -1;
+  if (*end || errno == ERANGE || x < min || x > max) return -1; /* ERANGE: not clamped */
   *out = x;
   return 0;
 }

@@ -28,7 +28,7 @@
 
 typedef struct {
   char prefix[128], schema[64], keyfile[256], plog[256], glog[256], qlog[256], jlog[256];
-  pid_t producer, projector, gateway, query, more[2];
+  pid_t producer, projector, gateway, query, more[3];
   int gport, qport;
   unsigned char key[ESK_TOKEN_KEY_BYTES];
 } env_t;
@@ -80,7 +80,7 @@ static void teardown(env_t *e) {
   cr_expect_eq(esk_tp_stop(e->query, SIGTERM, 20000), 0, "esk-query exit");
   cr_expect_eq(esk_tp_stop(e->gateway, SIGTERM, 20000), 0, "esk-gateway exit");
   esk_tp_stop(e->projector, SIGTERM, 20000);
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < 3; i++)
     if (e->more[i] > 0) esk_tp_stop(e->more[i], SIGTERM, 20000);
   esk_tp_stop(e->producer, SIGTERM, 20000);
   esk_tp_delete_topics(e->prefix);
@@ -429,11 +429,13 @@ static void expect_400(env_t *e, const char *path, const char *why) {
 Test(read_your_writes, pages_of_transactions_and_daily_summaries_and_etags, .timeout = 600) {
   env_t e = {0};
   setup(&e, "ryw_pages");
-  char log1[300], log2[300];
+  char log1[300], log2[300], log3[300];
   snprintf(log1, sizeof(log1), "%s.th", e.jlog);
   snprintf(log2, sizeof(log2), "%s.ds", e.jlog);
+  snprintf(log3, sizeof(log3), "%s.el", e.jlog);
   e.more[0] = start_projector(&e, "transaction_history", log1);
   e.more[1] = start_projector(&e, "daily_summaries", log2);
+  e.more[2] = start_projector(&e, "event_log", log3);
   char token[ESK_TOKEN_MAX_CHARS + 1], path[4096], head[4096], body[65536];
   open_account(&e, "P1");
   enum { DEPOSITS = 40 };
@@ -450,6 +452,22 @@ Test(read_your_writes, pages_of_transactions_and_daily_summaries_and_etags, .tim
   snprintf(path, sizeof(path), "/v1/bank/days/%s/summaries?consistency=%s", day, token);
   cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
   cr_assert(strstr(body, "\"account_id\":\"P1\""), "%s", body);
+
+  /* the account's events 2..5 from event_log, two a page */
+  char cursor[2048] = "";
+  int next = 2, pages = 0;
+  do {
+    snprintf(path, sizeof(path), "/v1/bank/aggregates/P1/events?from_version=2&to_version=5&"
+             "limit=2&consistency=%s%s%s", token, cursor[0] ? "&cursor=" : "", cursor);
+    cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+    for (const char *v = body; (v = strstr(v, "\"aggregate_version\":")); v++)
+      cr_assert_eq(atoi(v + strlen("\"aggregate_version\":")), next++, "%s", body);
+    cr_assert(pages > 1 || strstr(body, "\"event_type\":\"MoneyDeposited\""), "%s", body);
+    next_cursor_of(body, cursor, sizeof(cursor));
+  } while (cursor[0] && ++pages < 10);
+  cr_assert_eq(next, 6, "events 2..5, got up to %d", next - 1);
+  expect_400(&e, "/v1/bank/aggregates/P1/events?from_version=0", "from_version 0");
+  expect_400(&e, "/v1/bank/aggregates/P1/events?to_version=99999999999999999999", "huge");
 
   /* hostile days and cursors are answered 400, naming the reason */
   expect_400(&e, "/v1/bank/days/2026-13-45/summaries", "a day that is not a date");
@@ -479,5 +497,6 @@ Test(read_your_writes, pages_of_transactions_and_daily_summaries_and_etags, .tim
   cr_assert_eq(balance_of(body), DEPOSITS + 1, "%s", body);
   unlink(log1);
   unlink(log2);
+  unlink(log3);
   teardown(&e);
 }
