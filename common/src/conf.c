@@ -18,8 +18,29 @@ const esk_conf_prop_t esk_conf_common_props[] = {
      "Domain whose topics are used: <domain>.commands, <domain>.events, ..."},
     {"log.level", ESK_CONF_ENUM, "info", 0, 0, "debug,info,warn,error", NULL,
      "Lowest level of log lines written to stderr."},
+    /* esk_conf_kafka_security_props: the rest of this table */
+    {"kafka.security.protocol", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "How clients talk to the brokers: plaintext (librdkafka's default) or sasl_ssl "
+     "(librdkafka's security.protocol)."},
+    {"kafka.sasl.mechanisms", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "SASL mechanism, e.g. SCRAM-SHA-512 (librdkafka's sasl.mechanisms)."},
+    {"kafka.sasl.username", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "SASL user name: the principal User:<name> the ACLs name."},
+    {"kafka.sasl.password.file", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "File whose first line is the SASL password, read when a client is made (a password "
+     "is never taken from the command line: -X kafka.sasl.password is refused)."},
+    {"kafka.ssl.ca.location", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
+     "PEM file of the CA that signed the brokers' certificates (librdkafka's ssl.ca.location)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
+
+const esk_conf_prop_t *const esk_conf_kafka_security_props = &esk_conf_common_props[4];
+
+int esk_conf_secret_key(const char *key) {
+  size_t n = strlen(key);
+  if (n > 5 && !strcmp(key + n - 5, ".file")) return 0; /* a path, not the secret */
+  return strstr(key, "password") || strstr(key, "secret") || strstr(key, "jaas");
+}
 
 typedef struct pass_s {
   char *key; /* without the kafka. prefix */
@@ -179,6 +200,13 @@ int esk_conf_set(esk_conf_t *c, const char *key, const char *value, const char *
   char why[160];
   int i = find_prop(c, key);
   if (i < 0) {
+    /* a command line shows in ps and in shell history (docs/deployment.md) */
+    if (!strcmp(origin, "-X") && esk_conf_secret_key(key))
+      return esk_error_set(err, ESK_EINVAL,
+                           "-X %s: a secret is not taken from the command line; set "
+                           "kafka.sasl.password.file to a file holding the password, or put the "
+                           "key in the config file (-c), readable only by this process's user",
+                           key);
     if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
       pass_t *p = calloc(1, sizeof(*p));
       if (!p || !(p->key = strdup(key + 6)) || !(p->value = strdup(value))) {

@@ -4,7 +4,9 @@
 #include "esk/log.h"
 #include "esk/time.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
@@ -18,12 +20,102 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
   ESK_LOG(l, "rdkafka", "rdfac=%s msg=%s", fac, esk_log_quote(q, sizeof(q), buf));
 }
 
+/* A secret's value is never written into a message (docs/deployment.md). */
+static const char *shown(const char *key, const char *value) {
+  return esk_conf_secret_key(key) ? "(hidden)" : value;
+}
+
+#define PASSWORD_FILE_MAX 1024
+
+/* sasl.password.file: esk's own key (librdkafka has no file form of
+ * sasl.password). The first line of the file, without its line end, is the
+ * password; messages name the file and never its content. */
+static int set_password_file(rd_kafka_conf_t *conf, const char *path, esk_error_t *err) {
+  char buf[PASSWORD_FILE_MAX + 2], reason[256];
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: cannot open: %s", path,
+                         strerror(errno));
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  int failed = ferror(f);
+  fclose(f);
+  buf[n] = '\0';
+  char *nl = memchr(buf, '\n', n);
+  size_t len = nl ? (size_t)(nl - buf) : n;
+  int rc = ESK_OK;
+  if (failed)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: read error", path);
+  else if (!nl && n > PASSWORD_FILE_MAX)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: longer than %d bytes",
+                       path, PASSWORD_FILE_MAX);
+  else if (memchr(buf, '\0', len))
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: holds a NUL byte", path);
+  buf[len] = '\0';
+  if (len && buf[len - 1] == '\r') buf[--len] = '\0';
+  if (rc == ESK_OK && !len)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password.file %s: the first line is empty",
+                       path);
+  else if (rc == ESK_OK && rd_kafka_conf_set(conf, "sasl.password", buf, reason, sizeof(reason)) !=
+           RD_KAFKA_CONF_OK)
+    rc = esk_error_set(err, ESK_EINVAL, "kafka sasl.password from %s refused: %s", path, reason);
+  explicit_bzero(buf, sizeof(buf));
+  return rc;
+}
+
 int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                        esk_error_t *err) {
   char reason[256];
+  if (!strcmp(key, "sasl.password.file")) return set_password_file(conf, value, err);
   if (rd_kafka_conf_set(conf, key, value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
-    return esk_error_set(err, ESK_EINVAL, "kafka property %s=%s refused: %s", key, value,
-                         reason);
+    return esk_error_set(err, ESK_EINVAL, "kafka property %s=%s refused: %s", key,
+                         shown(key, value), reason);
+  return ESK_OK;
+}
+
+const char *esk_kafka_principal(rd_kafka_t *rk, char *buf, size_t size) {
+  char proto[32] = "", user[256] = "";
+  size_t n = sizeof(proto), m = sizeof(user);
+  const rd_kafka_conf_t *c = rk ? rd_kafka_conf(rk) : NULL;
+  if (c && rd_kafka_conf_get(c, "security.protocol", proto, &n) == RD_KAFKA_CONF_OK &&
+      !strncmp(proto, "sasl", 4) &&
+      rd_kafka_conf_get(c, "sasl.username", user, &m) == RD_KAFKA_CONF_OK && *user)
+    snprintf(buf, size, "User:%s", user);
+  else
+    snprintf(buf, size, "User:ANONYMOUS");
+  return buf;
+}
+
+static int is_authorization(rd_kafka_resp_err_t e) {
+  return e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
+/* A refusal names the principal, the operation and the resource, and what to
+ * check (docs/deployment.md). */
+static int refused(esk_error_t *err, rd_kafka_t *rk, const char *op, const char *topic,
+                   const char *reason) {
+  char who[300];
+  return esk_error_set(err, ESK_EFATAL,
+                       "%s may not %s topic %s (%s): grant it (eskctl acls apply, "
+                       "docs/deployment.md) or check kafka.sasl.username",
+                       esk_kafka_principal(rk, who, sizeof(who)), op, topic, reason);
+}
+
+/* The security keys from their environment variables (esk/conf.h), so that a
+ * tool or a test reaches the cluster `deploy/local/stack env` describes. */
+static int set_security_env(rd_kafka_conf_t *conf, esk_error_t *err) {
+  for (const esk_conf_prop_t *p = esk_conf_kafka_security_props; p->name; p++) {
+    char name[128];
+    const char *v = getenv(esk_conf_env_name(p, name, sizeof(name)));
+    int rc;
+    if (v && *v && (rc = esk_kafka_conf_set(conf, p->name + 6, v, err))) {
+      char why[ESK_ERROR_MSG_MAX];
+      snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+      return esk_error_set(err, rc, "environment %s: %s", name, why);
+    }
+  }
   return ESK_OK;
 }
 
@@ -33,7 +125,8 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
   int rc;
   if (!bootstrap) bootstrap = esk_conf_env_kafka_bootstrap();
   if ((rc = esk_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err)) ||
-      (rc = esk_kafka_conf_set(conf, "client.id", "esk", err)))
+      (rc = esk_kafka_conf_set(conf, "client.id", "esk", err)) ||
+      (rc = set_security_env(conf, err)))
     goto cleanup;
   /* Idempotence keeps each partition's order when a send is retried (say, on
    * a leader not yet elected for a new topic): without it librdkafka 2.0.2
@@ -60,7 +153,7 @@ typedef struct apply_s {
 static int apply_one(void *opaque, const char *key, const char *value, int table) {
   apply_t *a = opaque;
   char reason[256];
-  if (table) return esk_kafka_conf_set(a->kc, key, value, a->err);
+  if (table || !strcmp(key, "sasl.password.file")) return esk_kafka_conf_set(a->kc, key, value, a->err);
   const char *name = key;
   if (!strncmp(name, "consumer.", 9)) {
     if (a->type != RD_KAFKA_CONSUMER) return ESK_OK;
@@ -72,8 +165,8 @@ static int apply_one(void *opaque, const char *key, const char *value, int table
   /* the error names the key as the user wrote it (kafka.consumer.x), so a
    * value refused for one kind of client says which */
   if (rd_kafka_conf_set(a->kc, name, value, reason, sizeof(reason)) != RD_KAFKA_CONF_OK)
-    return esk_error_set(a->err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", key, value,
-                         reason);
+    return esk_error_set(a->err, ESK_EINVAL, "kafka.%s=%s refused by librdkafka: %s", key,
+                         shown(key, value), reason);
   return ESK_OK;
 }
 
@@ -126,6 +219,21 @@ int esk_kafka_client_new(rd_kafka_t **out, rd_kafka_type_t type, rd_kafka_conf_t
   return ESK_OK;
 }
 
+/* What the check's client heard: an authentication or TLS failure says more
+ * than the metadata request's "transport failure". */
+typedef struct heard_s {
+  rd_kafka_resp_err_t err;
+  char reason[384];
+} heard_t;
+
+static void heard_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque) {
+  heard_t *h = opaque;
+  (void)rk;
+  if (h->err == RD_KAFKA_RESP_ERR__AUTHENTICATION || h->err == RD_KAFKA_RESP_ERR__SSL) return;
+  h->err = (rd_kafka_resp_err_t)e;
+  snprintf(h->reason, sizeof(h->reason), "%s", reason);
+}
+
 int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *err) {
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;
@@ -136,6 +244,9 @@ int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *e
   if ((rc = esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, bootstrap, err))) return rc;
   /* A refused connection is the expected answer here: keep it out of the log. */
   if ((rc = esk_kafka_conf_set(conf, "log_level", "0", err))) goto cleanup;
+  heard_t heard = {RD_KAFKA_RESP_ERR_NO_ERROR, ""};
+  rd_kafka_conf_set_error_cb(conf, heard_cb);
+  rd_kafka_conf_set_opaque(conf, &heard);
   rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (!rk) {
     rc = esk_error_set(err, ESK_EFATAL, "cannot create a Kafka client: %s", errstr);
@@ -143,13 +254,25 @@ int esk_kafka_check_broker(const char *bootstrap, int timeout_ms, esk_error_t *e
   }
   conf = NULL;
   rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
-  if (e) {
+  if (e) rd_kafka_poll(rk, 0); /* the error events, to heard_cb */
+  char who[300];
+  if (e && heard.err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+    rc = esk_error_set(err, ESK_EFATAL,
+                       "Kafka at %s refused %s (%s): check kafka.sasl.username, "
+                       "kafka.sasl.password.file and kafka.sasl.mechanisms",
+                       bootstrap, esk_kafka_principal(rk, who, sizeof(who)), heard.reason);
+  } else if (e && heard.err == RD_KAFKA_RESP_ERR__SSL) {
+    rc = esk_error_set(err, ESK_EFATAL,
+                       "TLS with Kafka at %s failed (%s): check kafka.ssl.ca.location (the CA "
+                       "that signed the brokers' certificates) and kafka.security.protocol",
+                       bootstrap, heard.reason);
+  } else if (e) {
     rc = esk_error_set(err, ESK_ERETRY,
                        "Kafka broker not reachable at %s (%s after %d ms); " ESK_KAFKA_START_HINT,
                        bootstrap, rd_kafka_err2str(e), timeout_ms);
-    goto cleanup;
+  } else {
+    rc = ESK_OK;
   }
-  rc = ESK_OK;
 cleanup:
   if (md) rd_kafka_metadata_destroy(md);
   if (rk) rd_kafka_destroy(rk);
@@ -198,6 +321,8 @@ int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, in
   rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(tr[0]) : RD_KAFKA_RESP_ERR_UNKNOWN;
   if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (created) *created = 1;
+  } else if (is_authorization(e)) {
+    rc = refused(err, rk, "CREATE", topic, n ? rd_kafka_topic_result_error_string(tr[0]) : "");
   } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
     rc = esk_error_set(err, e == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT ? ESK_ERETRY : ESK_EINVAL,
                        "creating topic %s: %s", topic,
@@ -259,6 +384,8 @@ static int partition_count_once(rd_kafka_t *rk, const char *topic, int timeout_m
   int rc = ESK_OK;
   if (md->topic_cnt < 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
     rc = esk_error_set(err, ESK_ENOTFOUND, "topic %s does not exist", topic);
+  else if (is_authorization(md->topics[0].err))
+    rc = refused(err, rk, "DESCRIBE", topic, rd_kafka_err2str(md->topics[0].err));
   else if (md->topics[0].err)
     rc = esk_error_set(err, ESK_ERETRY, "metadata of topic %s: %s", topic,
                        rd_kafka_err2str(md->topics[0].err));
@@ -410,8 +537,11 @@ int esk_kafka_read_partition(rd_kafka_t *rk, const char *topic, int32_t partitio
       break;
     }
     if (m->err) {
-      rc = esk_error_set(err, ESK_ERETRY, "reading %s [%d]: %s", topic, (int)partition,
-                         rd_kafka_message_errstr(m));
+      if (is_authorization(m->err))
+        rc = refused(err, rk, "READ", topic, rd_kafka_message_errstr(m));
+      else
+        rc = esk_error_set(err, ESK_ERETRY, "reading %s [%d]: %s", topic, (int)partition,
+                           rd_kafka_message_errstr(m));
       rd_kafka_message_destroy(m);
       break;
     }

@@ -10,8 +10,10 @@
  * the read model holds the command's events. esk-query never reads Kafka. */
 #include "query.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +32,8 @@
 
 #define FAC "query"
 #define JSON_TYPE "application/json"
-#define PARAM_MAX 256 /* bytes of one path parameter */
+#define PARAM_MAX 256 /* bytes of one path parameter or cursor value */
+#define ETAG_MAX 40   /* W/"<32 hex>" */
 
 const esk_conf_prop_t esk_query_props[] = {
     {"query.file", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
@@ -61,6 +64,8 @@ typedef struct job_s {
   const esk_query_decl_t *decl;
   size_t decl_index;
   char values[ESK_QUERY_MAX_PARAMS][PARAM_MAX + 1];
+  int is_null[ESK_QUERY_MAX_PARAMS];
+  char if_none_match[256]; /* the request's If-None-Match, cut at 255 bytes */
   int has_token;
   esk_token_t token;
   int64_t deadline_ms;
@@ -100,9 +105,66 @@ static int parse_i64(const char *v, int64_t min, int64_t max, int64_t *out) {
   char *end;
   long long x;
   if (!v || !*v) return -1;
+  errno = 0;
   x = strtoll(v, &end, 10);
-  if (*end || x < min || x > max) return -1;
+  if (*end || errno == ERANGE || x < min || x > max) return -1; /* ERANGE: not clamped */
   *out = x;
+  return 0;
+}
+
+/* A path parameter into @p out; -1 with @p msg when it is not UTF-8 or too long. */
+static int path_value(const esk_query_decl_t *d, int seg, const char *v, char *out, char *msg,
+                      size_t size) {
+  size_t n = strlen(v);
+  if (n > PARAM_MAX || esk_utf8_check(v, n) != n) {
+    snprintf(msg, size, "path parameter %s must be 1..%d bytes of UTF-8", d->segment[seg],
+             PARAM_MAX);
+    return -1;
+  }
+  memcpy(out, v, n + 1);
+  return 0;
+}
+
+/* An int_arg from the query string (or its default) into @p out. */
+static int arg_value(esk_http_req_t *req, const esk_query_arg_t *a, char *out, char *msg,
+                     size_t size) {
+  const char *v = esk_http_req_query(req, a->name);
+  int64_t x = a->def;
+  if (v && parse_i64(v, a->min, a->max, &x)) {
+    snprintf(msg, size, "%s '%.32s' is not an integer in %" PRId64 "..%" PRId64, a->name, v,
+             a->min, a->max);
+    return -1;
+  }
+  snprintf(out, PARAM_MAX + 1, "%" PRId64, x);
+  return 0;
+}
+
+/* The values of $1..$n from the path, the query string and the cursor (whose
+ * columns are NULL on the first page). -1 with @p msg on bad input. */
+static int fill_params(esk_query_t *q, esk_http_req_t *req, const esk_query_decl_t *d,
+                       const char *const *values, job_t *j, char *msg, size_t size) {
+  (void)q;
+  char cur[ESK_QUERY_MAX_CURSOR][ESK_QUERY_CURSOR_VALUE_MAX + 1];
+  int cur_null[ESK_QUERY_MAX_CURSOR];
+  const char *c = esk_http_req_query(req, "cursor");
+  if (c && !d->n_cursor) return snprintf(msg, size, "query %s takes no cursor", d->name), -1;
+  for (size_t k = 0; k < d->n_cursor; k++) cur_null[k] = 1;
+  if (c && *c) {
+    esk_error_t err = {0};
+    if (esk_query_cursor_decode(d, c, cur, cur_null, &err))
+      return snprintf(msg, size, "%s", err.msg), -1;
+  }
+  for (size_t k = 0; k < d->n_params; k++) {
+    int src = d->param_src[k], col = ESK_QUERY_CURSOR_OF(src);
+    if (src >= 0) {
+      if (path_value(d, src, values[src], j->values[k], msg, size)) return -1;
+    } else if (col >= 0) {
+      j->is_null[k] = cur_null[col];
+      if (!cur_null[col]) memcpy(j->values[k], cur[col], strlen(cur[col]) + 1);
+    } else if (arg_value(req, &d->args[-1 - src], j->values[k], msg, size)) {
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -129,31 +191,12 @@ static void route(void *opaque, esk_http_req_t *req) {
   j->req = req;
   j->decl = d;
   j->decl_index = i;
-  for (size_t k = 0; k < d->n_params; k++) {
-    int src = d->param_src[k];
-    if (src >= 0) {
-      const char *v = values[src];
-      size_t n = strlen(v);
-      if (n > PARAM_MAX || esk_utf8_check(v, n) != n) {
-        snprintf(msg, sizeof(msg), "path parameter %s must be 1..%d bytes of UTF-8",
-                 d->segment[src], PARAM_MAX);
-        free(j);
-        return send_error(q, req, 400, "INVALID_PARAMETER", msg);
-      }
-      memcpy(j->values[k], v, n + 1);
-    } else {
-      const esk_query_arg_t *a = &d->args[-1 - src];
-      const char *v = esk_http_req_query(req, a->name);
-      int64_t x = a->def;
-      if (v && parse_i64(v, a->min, a->max, &x)) {
-        snprintf(msg, sizeof(msg), "%s '%.32s' is not an integer in %" PRId64 "..%" PRId64,
-                 a->name, v, a->min, a->max);
-        free(j);
-        return send_error(q, req, 400, "INVALID_PARAMETER", msg);
-      }
-      snprintf(j->values[k], sizeof(j->values[k]), "%" PRId64, x);
-    }
+  if (fill_params(q, req, d, values, j, msg, sizeof(msg))) {
+    free(j);
+    return send_error(q, req, 400, "INVALID_PARAMETER", msg);
   }
+  const char *inm = esk_http_req_header(req, "If-None-Match");
+  if (inm) snprintf(j->if_none_match, sizeof(j->if_none_match), "%s", inm);
   int64_t wait = q->wait_ms;
   const char *w = esk_http_req_query(req, "wait_ms");
   if (w && parse_i64(w, 0, q->wait_max_ms, &wait)) {
@@ -200,14 +243,75 @@ static void route(void *opaque, esk_http_req_t *req) {
 typedef struct worker_s {
   esk_query_t *q;
   PGconn *pg;
+  unsigned char *prepared; /* per declared query: prepared in this session */
 } worker_t;
 
 #define POS_STMT "esk_positions"
 
+_Static_assert(ESK_QUERY_CURSOR_VALUE_MAX <= PARAM_MAX, "a cursor value fits a param");
+
+/* The statement of declared query @p d: one row of (the answer's JSON, the
+ * last row's cursor columns or NULL, the projection's live positions as text
+ * for the ETag), all read in one snapshot. */
+static int query_sql(esk_query_t *q, PGconn *pg, const esk_query_decl_t *d, char *sql,
+                     size_t size, esk_error_t *err) {
+  char *proj = PQescapeLiteral(pg, d->projection, strlen(d->projection));
+  char *topic = PQescapeLiteral(pg, q->topic, strlen(q->topic));
+  char pos[1024], last[512] = "null::text";
+  int n = 0;
+  if (proj && topic)
+    n = snprintf(pos, sizeof(pos),
+                 "(select string_agg(p.partition || ':' || p.next_offset, ',' order by "
+                 "p.partition) from esk_projection_positions p join esk_projection_generations g "
+                 "on g.projection = %s and g.state = 'live' and p.projection = case when "
+                 "g.generation <= 1 then g.projection else g.projection || '.g' || g.generation "
+                 "end where p.topic = %s)", proj, topic);
+  PQfreemem(proj);
+  PQfreemem(topic);
+  if (n <= 0 || (size_t)n >= sizeof(pos))
+    return esk_error_set(err, ESK_EINVAL, "query %s: its positions query does not fit", d->name);
+  if (d->n_cursor) {
+    size_t o = (size_t)snprintf(last, sizeof(last), "(json_agg(json_build_array(");
+    for (size_t c = 0; c < d->n_cursor; c++)
+      o += (size_t)snprintf(last + o, sizeof(last) - o, "%sq.\"%s\"", c ? ", " : "", d->cursor[c]);
+    snprintf(last + o, sizeof(last) - o, ")) -> -1)::text");
+  }
+  if (d->many)
+    n = snprintf(sql, size, "select coalesce(json_agg(q), '[]'::json)::text, %s, %s from (%s) q",
+                 last, pos, d->sql);
+  else
+    n = snprintf(sql, size, "select (select row_to_json(q)::text from (%s) q limit 1), "
+                 "null::text, %s", d->sql, pos);
+  if (n <= 0 || (size_t)n >= size)
+    return esk_error_set(err, ESK_EINVAL, "query %s: its statement is too long", d->name);
+  return ESK_OK;
+}
+
+/* Prepares declared query @p i as statement "q<i>". ESK_ERETRY when its view
+ * does not exist yet (its projector has not run in the schema), ESK_EINVAL
+ * when PostgreSQL refuses it otherwise. */
+static int prepare_decl(esk_query_t *q, PGconn *pg, size_t i, esk_error_t *err) {
+  const esk_query_decl_t *d = &q->decls[i];
+  char sql[ESK_QUERY_SQL_MAX + 2048], name[32];
+  int rc = query_sql(q, pg, d, sql, sizeof(sql), err);
+  if (rc) return rc;
+  snprintf(name, sizeof(name), "q%zu", i);
+  PGresult *r = PQprepare(pg, name, sql, (int)d->n_params, NULL);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  const char *state = ok ? NULL : PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  int later = state && !strcmp(state, "42P01");
+  if (!ok)
+    esk_error_set(err, later ? ESK_ERETRY : ESK_EINVAL, "query %s: PostgreSQL refuses its "
+                  "sql: %s", d->name, PQerrorMessage(pg));
+  PQclear(r);
+  return ok ? ESK_OK : later ? ESK_ERETRY : ESK_EINVAL;
+}
+
 /* Connects and prepares the positions statement and every declared query
- * (statement "q<i>"). */
-static int prepare(esk_query_t *q, PGconn *pg, esk_error_t *err) {
-  char sql[ESK_QUERY_SQL_MAX + 256];
+ * whose view exists (@p prepared says which; the others are prepared when
+ * first asked for, so one projection not yet run does not hold up the rest). */
+static int prepare(esk_query_t *q, PGconn *pg, unsigned char *prepared, esk_error_t *err) {
+  char sql[ESK_QUERY_SQL_MAX + 2048];
   snprintf(sql, sizeof(sql),
            "select p.partition, p.next_offset from \"%s\".esk_projection_positions p "
            "join \"%s\".esk_projection_generations g on g.projection = $1 and g.state = 'live' "
@@ -229,24 +333,11 @@ static int prepare(esk_query_t *q, PGconn *pg, esk_error_t *err) {
   int rc = esk_pg_exec(NULL, pg, "search_path", sql, 0, NULL, err);
   if (rc) return rc;
   for (size_t i = 0; i < q->n_decls; i++) {
-    const esk_query_decl_t *d = &q->decls[i];
-    char name[32];
-    snprintf(name, sizeof(name), "q%zu", i);
-    if (d->many)
-      snprintf(sql, sizeof(sql), "select coalesce(json_agg(q), '[]'::json)::text from (%s) q",
-               d->sql);
-    else
-      snprintf(sql, sizeof(sql), "select row_to_json(q)::text from (%s) q limit 1", d->sql);
-    r = PQprepare(pg, name, sql, (int)d->n_params, NULL);
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    state = ok ? NULL : PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    later = state && !strcmp(state, "42P01"); /* its projector has not created its view yet */
-    if (!ok)
-      esk_error_set(err, later ? ESK_ERETRY : ESK_EINVAL, "query %s: PostgreSQL refuses its "
-                    "sql: %s", d->name, PQerrorMessage(pg));
-    PQclear(r);
-    if (!ok) return later ? ESK_ERETRY : ESK_EINVAL;
+    rc = prepare_decl(q, pg, i, err);
+    if (rc && rc != ESK_ERETRY) return rc;
+    prepared[i] = rc == ESK_OK;
   }
+  esk_error_clear(err);
   return ESK_OK;
 }
 
@@ -278,6 +369,56 @@ static int reached(esk_query_t *q, PGconn *pg, const job_t *j, char *where, size
   return all;
 }
 
+/* A weak ETag of the projection's live positions (@p pos, "partition:offset,...")
+ * for query @p d: the rows of a query cannot change while they stay put. */
+static void make_etag(char etag[ETAG_MAX], const esk_query_decl_t *d, const char *pos) {
+  unsigned char h[16];
+  char hex[33];
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, sizeof(h));
+  crypto_generichash_update(&st, (const unsigned char *)d->name, strlen(d->name) + 1);
+  crypto_generichash_update(&st, (const unsigned char *)pos, strlen(pos));
+  crypto_generichash_final(&st, h, sizeof(h));
+  sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+  snprintf(etag, ETAG_MAX, "W/\"%s\"", hex);
+}
+
+/* 1 when If-None-Match @p inm names @p etag (or is *). */
+static int etag_matches(const char *inm, const char *etag) {
+  if (!inm[0]) return 0;
+  if (!strcmp(inm, "*")) return 1;
+  const char *bare = etag + 2; /* also without the W/ prefix */
+  return strstr(inm, etag) != NULL || strstr(inm, bare) != NULL;
+}
+
+/* 200 with the rows (and the next cursor), or 304 when the client has them. */
+static void send_rows(esk_query_t *q, job_t *j, PGresult *r) {
+  char etag[ETAG_MAX] = "";
+  if (!PQgetisnull(r, 0, 2)) make_etag(etag, j->decl, PQgetvalue(r, 0, 2));
+  const char *with_etag[] = {"ETag", etag, NULL};
+  const char *const *headers = etag[0] ? with_etag : NULL;
+  if (etag[0] && etag_matches(j->if_none_match, etag)) {
+    esk_api_count(q->m_requests, 304);
+    return esk_http_respond(j->req, 304, JSON_TYPE, "", 0, headers);
+  }
+  if (!j->decl->n_cursor) return send_body(q, j->req, 200, PQgetvalue(r, 0, 0), headers);
+  char next[ESK_QUERY_CURSOR_MAX + 3] = "null";
+  esk_error_t err = {0};
+  if (!PQgetisnull(r, 0, 1)) {
+    next[0] = '"';
+    if (esk_query_cursor_encode(PQgetvalue(r, 0, 1), next + 1, sizeof(next) - 2, &err))
+      return send_error(q, j->req, 500, "CURSOR_TOO_LONG", err.msg);
+    strcat(next, "\"");
+  }
+  const char *items = PQgetvalue(r, 0, 0);
+  size_t n = strlen(items) + strlen(next) + 32;
+  char *body = malloc(n);
+  if (!body) return send_error(q, j->req, 503, "OUT_OF_MEMORY", "out of memory");
+  snprintf(body, n, "{\"items\":%s,\"next_cursor\":%s}", items, next);
+  send_body(q, j->req, 200, body, headers);
+  free(body);
+}
+
 static void answer_query(worker_t *w, job_t *j) {
   esk_query_t *q = w->q;
   char name[32], where[2048];
@@ -302,7 +443,19 @@ static void answer_query(worker_t *w, job_t *j) {
     }
   }
   const char *params[ESK_QUERY_MAX_PARAMS];
-  for (size_t k = 0; k < j->decl->n_params; k++) params[k] = j->values[k];
+  for (size_t k = 0; k < j->decl->n_params; k++) params[k] = j->is_null[k] ? NULL : j->values[k];
+  if (!w->prepared[j->decl_index]) {
+    esk_error_t err = {0};
+    int rc = prepare_decl(q, w->pg, j->decl_index, &err);
+    if (rc == ESK_ERETRY) {
+      char msg[600];
+      snprintf(msg, sizeof(msg), "the read model of projection %s has no view in schema %s "
+               "yet: its esk-projector has not run there", j->decl->projection, q->schema);
+      return send_error(q, j->req, 503, "NOT_READY", msg);
+    }
+    if (rc) goto pg_fault;
+    w->prepared[j->decl_index] = 1;
+  }
   snprintf(name, sizeof(name), "q%zu", j->decl_index);
   PGresult *r = PQexecPrepared(w->pg, name, (int)j->decl->n_params, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -321,7 +474,7 @@ static void answer_query(worker_t *w, job_t *j) {
     PQclear(r);
     return send_error(q, j->req, 404, "NOT_FOUND", "no such row");
   }
-  send_body(q, j->req, 200, PQgetvalue(r, 0, 0), NULL);
+  send_rows(q, j, r);
   PQclear(r);
   return;
 pg_fault : {
@@ -342,7 +495,8 @@ pg_fault : {
 static void connect_worker(worker_t *w) {
   esk_error_t err = {0};
   if (w->pg) return;
-  if (esk_pg_connect(&w->pg, w->q->conninfo, &err) || prepare(w->q, w->pg, &err)) {
+  if (esk_pg_connect(&w->pg, w->q->conninfo, &err) ||
+      prepare(w->q, w->pg, w->prepared, &err)) {
     char qm[700];
     ESK_WARN(FAC, "msg=\"not connected to PostgreSQL\" reason=%s",
              esk_log_quote(qm, sizeof(qm), err.msg));
@@ -389,6 +543,7 @@ static void *worker_main(void *arg) {
     free(j);
   }
   if (w->pg) PQfinish(w->pg);
+  free(w->prepared);
   free(w);
   return NULL;
 }
@@ -467,32 +622,46 @@ int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metr
   q->m_wait = esk_metrics_only(mw);
   /* one session first: a declaration PostgreSQL refuses stops start-up here */
   PGconn *pg = NULL;
-  if ((rc = esk_pg_connect(&pg, q->conninfo, err)) || (rc = prepare(q, pg, err))) {
+  unsigned char *first = calloc(q->n_decls, 1);
+  if (!first) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if ((rc = esk_pg_connect(&pg, q->conninfo, err)) || (rc = prepare(q, pg, first, err))) {
     if (pg) PQfinish(pg);
     pg = NULL;
-    if (rc != ESK_ERETRY) goto fail;
+    if (rc != ESK_ERETRY) {
+      free(first);
+      goto fail;
+    }
     char qm[700]; /* PostgreSQL down, or no projector has run yet: not ready until it has */
     ESK_WARN(FAC, "msg=\"not ready yet\" reason=%s", esk_log_quote(qm, sizeof(qm), err->msg));
   }
   int n = (int)esk_conf_get_int(conf, "query.workers");
   if (!(q->threads = calloc((size_t)n, sizeof(pthread_t)))) {
     PQfinish(pg);
+    free(first);
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
     goto fail;
   }
   for (int i = 0; i < n; i++) {
     worker_t *w = calloc(1, sizeof(*w));
-    if (!w) {
+    unsigned char *prepared = i == 0 ? first : calloc(q->n_decls, 1);
+    if (!w || !prepared) {
       if (pg) PQfinish(pg);
+      free(w);
+      free(prepared); /* first, when i is 0; worker 0 owns it otherwise */
       rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
       goto fail;
     }
     w->q = q;
+    w->prepared = prepared;
     w->pg = pg; /* the first worker keeps the checked session */
     if (pg) atomic_fetch_add(&q->connected, 1);
     pg = NULL;
     if (pthread_create(&q->threads[i], NULL, worker_main, w)) {
       if (w->pg) PQfinish(w->pg);
+      free(w->prepared);
       free(w);
       rc = esk_error_set(err, ESK_EFATAL, "cannot start a worker thread");
       goto fail;

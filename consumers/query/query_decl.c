@@ -2,6 +2,8 @@
 #include "query_decl.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +103,47 @@ static int set_arg(esk_query_decl_t *d, const char *v, size_t n, const char *ori
   return ESK_OK;
 }
 
-/* params = a, b: each a path parameter or an int_arg, in $ order. */
+/* cursor = a, b: the keyset columns, at most ESK_QUERY_MAX_CURSOR. */
+static int set_cursor(esk_query_decl_t *d, const char *v, size_t n, const char *origin, int line,
+                      esk_error_t *err) {
+  d->n_cursor = 0;
+  while (n) {
+    const char *comma = memchr(v, ',', n);
+    size_t len = comma ? (size_t)(comma - v) : n;
+    const char *name = v;
+    size_t nl = len;
+    trim(&name, &nl);
+    if (!is_ident(name, nl))
+      return BAD("%s:%d: cursor column '%.*s' is not a name [a-z_][a-z0-9_]*", origin, line,
+                 (int)nl, name);
+    if (d->n_cursor == ESK_QUERY_MAX_CURSOR)
+      return BAD("%s:%d: more than %d cursor columns", origin, line, ESK_QUERY_MAX_CURSOR);
+    memcpy(d->cursor[d->n_cursor], name, nl);
+    d->cursor[d->n_cursor++][nl] = '\0';
+    if (!comma) break;
+    n -= len + 1;
+    v = comma + 1;
+  }
+  return ESK_OK;
+}
+
+/* The source of param @p name: a path parameter, an int_arg or cursor.<col>;
+ * 1 when found. */
+static int param_source(const esk_query_decl_t *d, const char *name, size_t nl, int *src) {
+  for (size_t i = 0; i < d->n_segments; i++)
+    if (d->is_param[i] && strlen(d->segment[i]) == nl && !memcmp(d->segment[i], name, nl))
+      return *src = (int)i, 1;
+  for (size_t i = 0; i < d->n_args; i++)
+    if (strlen(d->args[i].name) == nl && !memcmp(d->args[i].name, name, nl))
+      return *src = -1 - (int)i, 1;
+  if (nl > 7 && !memcmp(name, "cursor.", 7))
+    for (size_t i = 0; i < d->n_cursor; i++)
+      if (strlen(d->cursor[i]) == nl - 7 && !memcmp(d->cursor[i], name + 7, nl - 7))
+        return *src = ESK_QUERY_SRC_CURSOR(i), 1;
+  return 0;
+}
+
+/* params = a, b: each a path parameter, an int_arg or cursor.<col>, in $ order. */
 static int set_params(esk_query_decl_t *d, const char *v, size_t n, const char *origin, int line,
                       esk_error_t *err) {
   d->n_params = 0;
@@ -113,20 +155,11 @@ static int set_params(esk_query_decl_t *d, const char *v, size_t n, const char *
     trim(&name, &nl);
     if (d->n_params == ESK_QUERY_MAX_PARAMS)
       return BAD("%s:%d: more than %d params", origin, line, ESK_QUERY_MAX_PARAMS);
-    int src = 0, found = 0;
-    for (size_t i = 0; i < d->n_segments && !found; i++)
-      if (d->is_param[i] && strlen(d->segment[i]) == nl && !memcmp(d->segment[i], name, nl)) {
-        src = (int)i;
-        found = 1;
-      }
-    for (size_t i = 0; i < d->n_args && !found; i++)
-      if (strlen(d->args[i].name) == nl && !memcmp(d->args[i].name, name, nl)) {
-        src = -1 - (int)i;
-        found = 1;
-      }
-    if (!found)
-      return BAD("%s:%d: param '%.*s' is neither a {parameter} of the path nor an int_arg "
-                 "(declare path and int_arg before params)", origin, line, (int)nl, name);
+    int src = 0;
+    if (!param_source(d, name, nl, &src))
+      return BAD("%s:%d: param '%.*s' is neither a {parameter} of the path, an int_arg nor "
+                 "cursor.<column> (declare path, int_arg and cursor before params)", origin,
+                 line, (int)nl, name);
     d->param_src[d->n_params++] = src;
     if (!comma) break;
     n -= len + 1;
@@ -149,6 +182,15 @@ static int finish(const esk_query_decl_t *d, const char *origin, esk_error_t *er
   if (highest != d->n_params)
     return BAD("%s: query %s: its sql uses $1..$%zu but params names %zu", origin, d->name,
                highest, d->n_params);
+  if (d->n_cursor && !d->many)
+    return BAD("%s: query %s: a cursor needs result = many", origin, d->name);
+  for (size_t c = 0; c < d->n_cursor; c++) {
+    size_t k = 0;
+    while (k < d->n_params && d->param_src[k] != ESK_QUERY_SRC_CURSOR(c)) k++;
+    if (k == d->n_params)
+      return BAD("%s: query %s: params does not use cursor.%s, so a page could not go on from "
+                 "the last one", origin, d->name, d->cursor[c]);
+  }
   return ESK_OK;
 }
 
@@ -227,6 +269,8 @@ int esk_query_decl_parse(esk_query_decl_t **decls, size_t *n, const char *text, 
       else rc = BAD("%s:%d: result must be one or many", origin, line);
     } else if (KEY("int_arg")) {
       rc = set_arg(cur, v, vn, origin, line, err);
+    } else if (KEY("cursor")) {
+      rc = set_cursor(cur, v, vn, origin, line, err);
     } else if (KEY("params")) {
       rc = set_params(cur, v, vn, origin, line, err);
     } else if (KEY("sql")) {
@@ -238,7 +282,7 @@ int esk_query_decl_parse(esk_query_decl_t **decls, size_t *n, const char *text, 
         in_sql = 1;
       }
     } else {
-      rc = BAD("%s:%d: unknown key '%.*s' (path, projection, result, int_arg, params, sql)",
+      rc = BAD("%s:%d: unknown key '%.*s' (path, projection, result, int_arg, cursor, params, sql)",
                origin, line, (int)kn, k);
     }
 #undef KEY
@@ -281,4 +325,63 @@ int esk_query_decl_match(const esk_query_decl_t *d, const char *path, char *buf,
     if (end) p = end + 1;
   }
   return d->n_segments > 0;
+}
+
+/* ------------------------------------------------------------ cursors --- */
+
+#define B64 sodium_base64_VARIANT_URLSAFE_NO_PADDING
+
+int esk_query_cursor_encode(const char *last, char *out, size_t size, esk_error_t *err) {
+  size_t n = strlen(last);
+  if (sodium_base64_encoded_len(n, B64) > size || sodium_base64_encoded_len(n, B64) >
+      ESK_QUERY_CURSOR_MAX + 1)
+    return BAD("the last row's cursor columns (%zu bytes) make a cursor over %d characters", n,
+               ESK_QUERY_CURSOR_MAX);
+  sodium_bin2base64(out, size, (const unsigned char *)last, n, B64);
+  return ESK_OK;
+}
+
+/* One cursor value as PostgreSQL's text form. */
+static int cursor_value(const json_t *v, char *out, int *is_null, size_t c, esk_error_t *err) {
+  *is_null = json_is_null(v);
+  if (*is_null) return ESK_OK;
+  const char *text = NULL;
+  char num[64];
+  if (json_is_string(v)) { /* jansson refuses \u0000 without JSON_ALLOW_NUL */
+    text = json_string_value(v);
+  } else if (json_is_integer(v)) {
+    snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    text = num;
+  } else if (json_is_real(v)) {
+    snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+    text = num;
+  } else {
+    return BAD("cursor value %zu is not a string, a number or null", c + 1);
+  }
+  size_t n = strlen(text);
+  if (n > ESK_QUERY_CURSOR_VALUE_MAX)
+    return BAD("cursor value %zu is longer than %d bytes", c + 1, ESK_QUERY_CURSOR_VALUE_MAX);
+  memcpy(out, text, n + 1);
+  return ESK_OK;
+}
+
+int esk_query_cursor_decode(const esk_query_decl_t *d, const char *cursor,
+                            char values[ESK_QUERY_MAX_CURSOR][ESK_QUERY_CURSOR_VALUE_MAX + 1],
+                            int is_null[ESK_QUERY_MAX_CURSOR], esk_error_t *err) {
+  unsigned char raw[ESK_QUERY_CURSOR_MAX];
+  size_t n = 0, len = strlen(cursor);
+  if (!d->n_cursor) return BAD("query %s takes no cursor", d->name);
+  if (len > ESK_QUERY_CURSOR_MAX)
+    return BAD("the cursor is longer than %d characters", ESK_QUERY_CURSOR_MAX);
+  if (sodium_base642bin(raw, sizeof(raw), cursor, len, NULL, &n, NULL, B64) || n == 0)
+    return BAD("the cursor is not one this query gave (not base64url)");
+  json_error_t je;
+  json_t *a = json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, &je);
+  int rc = ESK_OK;
+  if (!a || !json_is_array(a) || json_array_size(a) != d->n_cursor)
+    rc = BAD("the cursor is not one this query gave (expected %zu values)", d->n_cursor);
+  for (size_t c = 0; !rc && c < d->n_cursor; c++)
+    rc = cursor_value(json_array_get(a, c), values[c], &is_null[c], c, err);
+  json_decref(a);
+  return rc;
 }

@@ -240,7 +240,7 @@ static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
 static int enqueue(esk_producer_t *p, const rd_kafka_message_t *m, int32_t part) {
   part_t *pt = &p->parts[part];
   esk_error_t e = {0};
-  if (!p->in_txn && esk_prod_begin_batch(p, &e)) {
+  if (!p->in_txn && esk_prod_begin_batch(p, part, m->offset, &e)) {
     esk_watchdog_fatal(&p->health->fatal, &e);
     return -1;
   }

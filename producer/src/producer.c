@@ -49,6 +49,12 @@ const esk_conf_prop_t esk_producer_props[] = {
      "A restore fails, and the process stops, when the broker sends nothing for this long."},
     {"stats.interval.ms", ESK_CONF_INT, "10000", 0, 3600000, NULL, NULL,
      "Interval of the progress log line, in milliseconds (0: none)."},
+    {"txn.offsets.first.ms", ESK_CONF_INT, "100", 0, 60000, NULL, NULL,
+     "A batch begun less than this many milliseconds after the previous transaction ended "
+     "sends its consumed offsets before its first record, so that the coordinator, still "
+     "writing that transaction's markers, refuses AddOffsetsToTxn (retried after "
+     "kafka.retry.backoff.ms) rather than AddPartitionsToTxn (retried after a fixed 20 ms "
+     "by librdkafka 2.0.2); costs one more offsets commit per transaction (0: never)."},
     {"fence.check.interval.ms", ESK_CONF_INT, "2000", 0, 3600000, NULL, NULL,
      "While no transaction has run for this long, ask the transaction coordinator whether "
      "another instance with this transactional.id fenced this one (a transaction that only "
@@ -332,18 +338,20 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
   p->event_max = esk_conf_get_int(conf, "event.max.bytes");
   p->fence_ms = esk_conf_get_int(conf, "fence.check.interval.ms");
+  p->offsets_first_ms = esk_conf_get_int(conf, "txn.offsets.first.ms");
   for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
 
   if ((rc = open_domain(p, err))) goto cleanup;
   /* only failed deliveries call back: the reports of successful ones cost
    * ~15% of the main thread and nothing needs them */
   /* retry.backoff.ms: a transaction begun while the coordinator still writes
-   * the previous one's markers is answered CONCURRENT_TRANSACTIONS, and
-   * librdkafka waits this long before AddOffsetsToTxn again (100 ms by
+   * the previous one's markers (1-3 ms here) is answered
+   * CONCURRENT_TRANSACTIONS, and librdkafka waits this long before
+   * AddOffsetsToTxn again, which txn.offsets.first.ms sends first (100 ms by
    * default: a command then waited over 100 ms at 200 commands/s) */
   static const char *const prod_defaults[] = {"delivery.report.only.error", "true",
                                               "linger.ms", "5",
-                                              "retry.backoff.ms", "10",
+                                              "retry.backoff.ms", "2",
                                               "transaction.timeout.ms", "10000",
                                               "batch.num.messages", "10000",
                                               "queue.buffering.max.messages", "1000000",

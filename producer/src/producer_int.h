@@ -134,6 +134,8 @@ struct esk_producer_s {
   int txn_unended;             /* the transaction begun at batch_t0 is not committed or aborted */
   int64_t txn_timeout_ms;      /* the producer's transaction.timeout.ms */
   int64_t lag_next_ms;         /* next lag gauge update */
+  int64_t offsets_first_ms;    /* txn.offsets.first.ms */
+  int64_t txn_end_ms;          /* monotonic ms when the last transaction ended */
   int64_t fence_ms;            /* fence.check.interval.ms */
   int64_t fence_next_ms;       /* next fence check */
   esk_producer_health_t *health, own_health;
@@ -172,7 +174,7 @@ int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, c
 void esk_prod_handle_command(esk_producer_t *p, const rd_kafka_message_t *m);
 
 /* txn.c */
-int esk_prod_begin_batch(esk_producer_t *p, esk_error_t *err);
+int esk_prod_begin_batch(esk_producer_t *p, int32_t part, int64_t offset, esk_error_t *err);
 void esk_prod_check_fence(esk_producer_t *p, int64_t now);
 void esk_prod_drop_producer(esk_producer_t *p);
 int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err);

@@ -3,9 +3,39 @@
 #include "producer_int.h"
 #include "esk/time.h"
 
-int esk_prod_begin_batch(esk_producer_t *p, esk_error_t *err) {
+/* Opens the transaction on the coordinator before the batch's first record,
+ * when the previous transaction ended less than txn.offsets.first.ms ago
+ * (docs/producer.md, "Latency"). Until the coordinator has written that
+ * transaction's markers (a few ms after commit_transaction returned) it
+ * refuses the next one's first request with CONCURRENT_TRANSACTIONS, and
+ * librdkafka 2.0.2 retries a refused AddPartitionsToTxn (sent with the first
+ * record) only after a fixed 20 ms, but AddOffsetsToTxn after
+ * retry.backoff.ms. So the batch first sends the offsets of @p part as they
+ * stand before its first command (@p offset: nothing of the batch consumed,
+ * what is committed already), and its records find the transaction open.
+ * The batch's own offsets replace these at the commit. An error here is left
+ * to that send, which meets the same transaction state and handles it. */
+static void offsets_first(esk_producer_t *p, int32_t part, int64_t offset) {
+  if (!p->offsets_first_ms || esk_time_mono_ms() - p->txn_end_ms >= p->offsets_first_ms) return;
+  rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(offs, p->topics.commands, part)->offset = offset;
+  rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+  rd_kafka_error_t *e = ESK_WAITING("send_offsets_to_transaction (before the batch's records)",
+                                    rd_kafka_send_offsets_to_transaction(p->producer, offs, md,
+                                                                         30000));
+  if (e) {
+    ESK_DEBUG(FAC, "msg=\"offsets before the records not sent\" reason=\"%s\"",
+              rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  }
+  rd_kafka_consumer_group_metadata_destroy(md);
+  rd_kafka_topic_partition_list_destroy(offs);
+}
+
+int esk_prod_begin_batch(esk_producer_t *p, int32_t part, int64_t offset, esk_error_t *err) {
   int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
   if (rc) return esk_prod_escalate(err);
+  offsets_first(p, part, offset);
   p->in_txn = 1;
   p->batch_failed = 0;
   p->batch_undelivered = 0;
@@ -92,11 +122,14 @@ static void publish_batch(esk_producer_t *p) {
  * commit_transaction() flushes too, but librdkafka 2.0.2's flush sleeps in
  * 10 ms slices on the delivery report queue, and with
  * delivery.report.only.error nothing wakes it at the last acknowledgement:
- * every commit took 10 ms longer than its messages did. Polled here in 1 ms
- * slices, the commit's own flush finds nothing left (docs/producer.md). */
+ * every commit took 10 ms longer than its messages did. Flushed here in 1 ms
+ * slices, the commit's own flush finds nothing left (docs/producer.md). A
+ * flush, unlike a poll, also sends at once what still lingers (linger.ms):
+ * polled, the batch's last records waited out linger.ms before the commit. */
 static void await_acks(esk_producer_t *p, int64_t timeout_ms) {
   int64_t until = esk_time_mono_ms() + timeout_ms;
-  while (rd_kafka_outq_len(p->producer) > 0 && esk_time_mono_ms() < until) rd_kafka_poll(p->producer, 1);
+  while (rd_kafka_outq_len(p->producer) > 0 && esk_time_mono_ms() < until)
+    (void)rd_kafka_flush(p->producer, 1); /* ERR__TIMED_OUT after each slice */
 }
 
 static int rewind_all(esk_producer_t *p, esk_error_t *err);
@@ -136,7 +169,8 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
     if (rc == ESK_OK && p->batch_failed) rc = ESK_ECONFLICT; /* cannot happen: belt and braces */
   }
   p->in_txn = 0;
-  p->st.commit_ms += esk_time_mono_ms() - t_commit;
+  p->txn_end_ms = esk_time_mono_ms();
+  p->st.commit_ms += p->txn_end_ms - t_commit;
   for (int32_t i = 0; i < p->nparts; i++) {
     if (rc == ESK_OK && p->n_verdicts && p->parts[i].batch_next >= 0)
       esk_prod_prune_verdicts(p, i, p->parts[i].batch_next); /* answered and committed */

@@ -28,10 +28,22 @@
 
 typedef struct {
   char prefix[128], schema[64], keyfile[256], plog[256], glog[256], qlog[256], jlog[256];
-  pid_t producer, projector, gateway, query;
+  pid_t producer, projector, gateway, query, more[3];
   int gport, qport;
   unsigned char key[ESK_TOKEN_KEY_BYTES];
 } env_t;
+
+static pid_t start_projector(env_t *e, const char *projection, const char *log) {
+  char a_topic[256], a_schema[128], a_group[256];
+  snprintf(a_topic, sizeof(a_topic), "topic=%sbank.events", e->prefix);
+  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", e->schema);
+  snprintf(a_group, sizeof(a_group), "group.id=%sgroup%s", e->prefix,
+           strcmp(projection, "account_balances") ? projection : "");
+  const char *pargv[] = {PROJECTOR, "--projection", projection, "-X", a_topic, "-X", a_schema,
+                         "-X", a_group, "-X", "batch.max.ms=20", "-X", "http.listen=off", "-X",
+                         "kafka.consumer.session.timeout.ms=6000", NULL};
+  return esk_tp_spawn(pargv, log);
+}
 
 static void setup(env_t *e, const char *name) {
   esk_test_require_pg();
@@ -42,16 +54,10 @@ static void setup(env_t *e, const char *name) {
   esk_tp_log_path(e->qlog, sizeof(e->qlog), e->prefix, "q");
   esk_tp_log_path(e->jlog, sizeof(e->jlog), e->prefix, "j");
   esk_ta_write_key(e->keyfile, sizeof(e->keyfile), e->prefix, e->key);
-  char a_topic[256], a_schema[128], a_prefix[256], a_group[256];
-  snprintf(a_topic, sizeof(a_topic), "topic=%sbank.events", e->prefix);
+  char a_schema[128], a_prefix[256];
   snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", e->schema);
   snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", e->prefix);
-  snprintf(a_group, sizeof(a_group), "group.id=%sgroup", e->prefix);
-  const char *pargv[] = {PROJECTOR, "--projection", "account_balances", "-X", a_topic, "-X",
-                         a_schema, "-X", a_group, "-X", "batch.max.ms=20", "-X",
-                         "http.listen=off", "-X", "kafka.consumer.session.timeout.ms=6000",
-                         NULL};
-  e->projector = esk_tp_spawn(pargv, e->jlog);
+  e->projector = start_projector(e, "account_balances", e->jlog);
   const char *gargs[] = {a_prefix, NULL};
   e->gateway = esk_ta_start(ESK_TEST_GATEWAY_BIN, e->keyfile, e->glog, gargs, &e->gport);
   const char *qargs[] = {a_prefix, a_schema, "query.file=" ESK_SOURCE_DIR
@@ -74,6 +80,8 @@ static void teardown(env_t *e) {
   cr_expect_eq(esk_tp_stop(e->query, SIGTERM, 20000), 0, "esk-query exit");
   cr_expect_eq(esk_tp_stop(e->gateway, SIGTERM, 20000), 0, "esk-gateway exit");
   esk_tp_stop(e->projector, SIGTERM, 20000);
+  for (int i = 0; i < 3; i++)
+    if (e->more[i] > 0) esk_tp_stop(e->more[i], SIGTERM, 20000);
   esk_tp_stop(e->producer, SIGTERM, 20000);
   esk_tp_delete_topics(e->prefix);
   esk_test_drop_schema(e->schema);
@@ -359,5 +367,136 @@ Test(read_your_writes, a_gateway_and_a_query_killed_mid_load_lose_no_accepted_co
   cr_assert_eq(balance_of(body), N + 1, "%s", body);
   unlink(glog2);
   unlink(qlog2);
+  teardown(&e);
+}
+
+/* The value of header @p name in a response head, into @p out ("" when absent). */
+static void header_of(const char *head, const char *name, char *out, size_t size) {
+  out[0] = '\0';
+  const char *h = strstr(head, name); /* esk sends it as named */
+  if (!h) return;
+  h += strlen(name);
+  while (*h == ' ' || *h == ':') h++;
+  size_t n = strcspn(h, "\r\n");
+  if (n >= size) n = size - 1;
+  memcpy(out, h, n);
+  out[n] = '\0';
+}
+
+/* The "next_cursor" of a page, into @p out ("" when null). */
+static void next_cursor_of(const char *body, char *out, size_t size) {
+  const char *c = strstr(body, "\"next_cursor\":");
+  cr_assert(c, "no next_cursor in %s", body);
+  c += strlen("\"next_cursor\":");
+  out[0] = '\0';
+  if (*c != '"') return;
+  size_t n = strcspn(c + 1, "\"");
+  cr_assert_lt(n, size);
+  memcpy(out, c + 1, n);
+  out[n] = '\0';
+}
+
+/* Walks an account's transactions page by page: versions @p top down to
+ * top - count + 1, each once, newest first; the page after the last non-empty
+ * one is empty and ends the walk. */
+static void walk_transactions(env_t *e, const char *acc, const char *token, int top, int count) {
+  char path[4096], body[65536], cursor[2048] = "";
+  int seen = 0, last = top + 1, pages = 0;
+  do {
+    snprintf(path, sizeof(path), "/v1/bank/accounts/%s/transactions?limit=7&consistency=%s%s%s",
+             acc, token, cursor[0] ? "&cursor=" : "", cursor);
+    int st = esk_tp_http_get(e->qport, path, body, sizeof(body));
+    cr_assert_eq(st, 200, "page %d: %d %s", pages, st, body);
+    for (const char *v = body; (v = strstr(v, "\"version\":")); v++) {
+      int x = atoi(v + strlen("\"version\":"));
+      cr_assert_eq(x, last - 1, "page %d: version %d after %d: %s", pages, x, last, body);
+      last = x;
+      seen++;
+    }
+    next_cursor_of(body, cursor, sizeof(cursor));
+    pages++;
+  } while (cursor[0] && pages < 100);
+  cr_assert_eq(seen, count, "the pages held %d of %d versions", seen, count);
+  cr_assert_eq(pages, (count + 6) / 7 + 1, "pages: %d", pages);
+}
+
+static void expect_400(env_t *e, const char *path, const char *why) {
+  char body[4096];
+  int st = esk_tp_http_get(e->qport, path, body, sizeof(body));
+  cr_expect_eq(st, 400, "%s: GET %s answered %d %s", why, path, st, body);
+}
+
+Test(read_your_writes, pages_of_transactions_and_daily_summaries_and_etags, .timeout = 600) {
+  env_t e = {0};
+  setup(&e, "ryw_pages");
+  char log1[300], log2[300], log3[300];
+  snprintf(log1, sizeof(log1), "%s.th", e.jlog);
+  snprintf(log2, sizeof(log2), "%s.ds", e.jlog);
+  snprintf(log3, sizeof(log3), "%s.el", e.jlog);
+  e.more[0] = start_projector(&e, "transaction_history", log1);
+  e.more[1] = start_projector(&e, "daily_summaries", log2);
+  e.more[2] = start_projector(&e, "event_log", log3);
+  char token[ESK_TOKEN_MAX_CHARS + 1], path[4096], head[4096], body[65536];
+  open_account(&e, "P1");
+  enum { DEPOSITS = 40 };
+  for (int i = 0; i < DEPOSITS; i++) deposit(&e, "P1", i, token, sizeof(token));
+  /* the opening (version 1) had no money, so it is no transaction */
+  walk_transactions(&e, "P1", token, DEPOSITS + 1, DEPOSITS);
+
+  /* daily summaries, by account and by day (today, UTC) */
+  snprintf(path, sizeof(path), "/v1/bank/accounts/P1/daily-summaries?consistency=%s", token);
+  cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+  cr_assert(strstr(body, "\"deposits_count\":40"), "%s", body);
+  char day[16];
+  cr_assert(sscanf(strstr(body, "\"day\":\"") + 7, "%10s", day) == 1);
+  snprintf(path, sizeof(path), "/v1/bank/days/%s/summaries?consistency=%s", day, token);
+  cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+  cr_assert(strstr(body, "\"account_id\":\"P1\""), "%s", body);
+
+  /* the account's events 2..5 from event_log, two a page */
+  char cursor[2048] = "";
+  int next = 2, pages = 0;
+  do {
+    snprintf(path, sizeof(path), "/v1/bank/aggregates/P1/events?from_version=2&to_version=5&"
+             "limit=2&consistency=%s%s%s", token, cursor[0] ? "&cursor=" : "", cursor);
+    cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+    for (const char *v = body; (v = strstr(v, "\"aggregate_version\":")); v++)
+      cr_assert_eq(atoi(v + strlen("\"aggregate_version\":")), next++, "%s", body);
+    cr_assert(pages > 1 || strstr(body, "\"event_type\":\"MoneyDeposited\""), "%s", body);
+    next_cursor_of(body, cursor, sizeof(cursor));
+  } while (cursor[0] && ++pages < 10);
+  cr_assert_eq(next, 6, "events 2..5, got up to %d", next - 1);
+  expect_400(&e, "/v1/bank/aggregates/P1/events?from_version=0", "from_version 0");
+  expect_400(&e, "/v1/bank/aggregates/P1/events?to_version=99999999999999999999", "huge");
+
+  /* hostile days and cursors are answered 400, naming the reason */
+  expect_400(&e, "/v1/bank/days/2026-13-45/summaries", "a day that is not a date");
+  expect_400(&e, "/v1/bank/days/yesterday'%3B--/summaries", "SQL-looking day");
+  expect_400(&e, "/v1/bank/accounts/P1/transactions?cursor=!!!", "cursor not base64url");
+  expect_400(&e, "/v1/bank/accounts/P1/transactions?cursor=e30", "cursor {}");
+  expect_400(&e, "/v1/bank/accounts/P1/transactions?cursor=WzEsMl0", "cursor [1,2]");
+  expect_400(&e, "/v1/bank/accounts/P1/transactions?cursor=WyJ4Il0", "cursor [\"x\"] for a version");
+  expect_400(&e, "/v1/bank/accounts/P1/transactions?cursor=W3t9XQ", "cursor [{}]");
+  expect_400(&e, "/v1/bank/accounts/P1?cursor=WzFd", "a cursor for a query without one");
+
+  /* ETag: the same positions give 304, a new deposit a new tag */
+  char etag[128], etag2[128], inm[256];
+  cr_assert_eq(esk_tp_http_request(e.qport, "GET", "/v1/bank/accounts/P1", NULL, NULL, 0, head,
+                                   sizeof(head), body, sizeof(body)), 200, "%s", body);
+  header_of(head, "ETag", etag, sizeof(etag));
+  cr_assert(!strncmp(etag, "W/\"", 3), "no weak ETag in %s", head);
+  snprintf(inm, sizeof(inm), "If-None-Match: %s\r\n", etag);
+  cr_assert_eq(esk_tp_http_request(e.qport, "GET", "/v1/bank/accounts/P1", inm, NULL, 0, head,
+                                   sizeof(head), body, sizeof(body)), 304, "%s", head);
+  deposit(&e, "P1", DEPOSITS, token, sizeof(token));
+  snprintf(path, sizeof(path), "/v1/bank/accounts/P1?consistency=%s", token);
+  cr_assert_eq(esk_tp_http_request(e.qport, "GET", path, inm, NULL, 0, head, sizeof(head), body,
+                                   sizeof(body)), 200, "%s", head);
+  header_of(head, "ETag", etag2, sizeof(etag2));
+  cr_assert(etag2[0] && strcmp(etag, etag2), "the ETag stayed %s after a deposit", etag);
+  cr_assert_eq(balance_of(body), DEPOSITS + 1, "%s", body);
+  unlink(log1);
+  unlink(log2);
+  unlink(log3);
   teardown(&e);
 }

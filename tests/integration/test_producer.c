@@ -296,7 +296,7 @@ Test(producer, an_undecodable_or_misrouted_command_is_skipped_and_the_next_one_i
 
 Test(producer, refuses_to_start_without_its_topics_or_with_uneven_partitions, .timeout = 60) {
   esk_test_require_kafka();
-  char prefix[128], log[256], cmd[512], out[4096];
+  char prefix[128], log[256], cmd[512], out[16384];
   esk_test_unique_name(prefix, sizeof(prefix) - 1, "prod_missing");
   strcat(prefix, ".");
   esk_tp_log_path(log, sizeof(log), prefix, "p");

@@ -37,6 +37,10 @@ static void clear_env(void) {
   unsetenv("ESK_ON_ERROR");
   unsetenv("ESK_TEST_PROJECTION");
   unsetenv("ESK_KAFKA_BOOTSTRAP");
+  for (const esk_conf_prop_t *p = esk_conf_kafka_security_props; p->name; p++) {
+    char name[128];
+    unsetenv(esk_conf_env_name(p, name, sizeof(name)));
+  }
 }
 
 Test(conf, defaults_come_from_the_table, .init = clear_env) {
@@ -226,4 +230,130 @@ Test(conf, help_and_markdown_list_every_key_with_its_environment_variable) {
   cr_assert_not_null(strstr(buf, "ESK_KAFKA_BOOTSTRAP"));
   cr_assert_not_null(strstr(buf, "| `on_error` | enum | dlq,stop | `dlq` |"));
   free(buf);
+}
+
+/* ------------------------------------------------------------ secrets --- */
+
+static char *write_bytes(const char *bytes, size_t n) {
+  static char path[64];
+  snprintf(path, sizeof(path), "/tmp/esk_conf_test_XXXXXX");
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, bytes, n), (ssize_t)n);
+  close(fd);
+  return path;
+}
+
+Test(conf, a_password_file_gives_its_first_line_as_the_sasl_password, .init = clear_env) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *k = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, "127.0.0.1:1", &err), ESK_OK);
+  char *path = write_file("pw-first-line\r\nsecond line is not read\n");
+  cr_assert_eq(esk_kafka_conf_set(k, "sasl.password.file", path, &err), ESK_OK, "%s", err.msg);
+  cr_assert_str_eq(kconf_value(k, "sasl.password"), "pw-first-line");
+  unlink(path);
+  /* no line end at all is one line too */
+  path = write_file("no-newline");
+  cr_assert_eq(esk_kafka_conf_set(k, "sasl.password.file", path, &err), ESK_OK, "%s", err.msg);
+  cr_assert_str_eq(kconf_value(k, "sasl.password"), "no-newline");
+  unlink(path);
+  rd_kafka_conf_destroy(k);
+}
+
+Test(conf, a_bad_password_file_is_named_and_its_content_never_shown, .init = clear_env) {
+  esk_error_t err = {0};
+  rd_kafka_conf_t *k = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, "127.0.0.1:1", &err), ESK_OK);
+  cr_assert_eq(esk_kafka_conf_set(k, "sasl.password.file", "/nonexistent/pw", &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "/nonexistent/pw"), "%s", err.msg);
+  cr_assert_not_null(strstr(err.msg, "No such file"), "%s", err.msg);
+  struct {
+    const char *bytes;
+    size_t n;
+    const char *reason;
+  } bad[] = {{"", 0, "empty"}, {"\nPWzq7x\n", 8, "empty"}, {"PWzq\0" "7x\n", 8, "NUL"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char *path = write_bytes(bad[i].bytes, bad[i].n);
+    cr_assert_eq(esk_kafka_conf_set(k, "sasl.password.file", path, &err), ESK_EINVAL, "%zu", i);
+    cr_assert_not_null(strstr(err.msg, path), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, bad[i].reason), "%s", err.msg);
+    cr_assert_null(strstr(err.msg, "PWzq"), "the message shows the content: %s", err.msg);
+    unlink(path);
+  }
+  /* oversized: refused, not cut */
+  char big[3000];
+  memset(big, 'S', sizeof(big));
+  char *path = write_bytes(big, sizeof(big));
+  cr_assert_eq(esk_kafka_conf_set(k, "sasl.password.file", path, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "longer than"), "%s", err.msg);
+  cr_assert_null(strstr(err.msg, "SSSS"), "%s", err.msg);
+  unlink(path);
+  rd_kafka_conf_destroy(k);
+}
+
+Test(conf, a_secret_on_the_command_line_is_refused_without_echoing_it, .init = clear_env) {
+  esk_conf_t *c = new_conf();
+  esk_error_t err = {0};
+  const char *keys[] = {"kafka.sasl.password", "kafka.consumer.sasl.password",
+                        "kafka.ssl.key.password", "kafka.sasl.oauthbearer.client.secret"};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    cr_assert_eq(esk_conf_set(c, keys[i], "hunter2", "-X", &err), ESK_EINVAL, "%s", keys[i]);
+    cr_assert_not_null(strstr(err.msg, keys[i]), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "kafka.sasl.password.file"), "%s", err.msg);
+    cr_assert_null(strstr(err.msg, "hunter2"), "%s", err.msg);
+  }
+  /* a path is no secret: the file key is taken from -X */
+  char *pw = write_file("pw\n");
+  cr_assert_eq(esk_conf_set(c, "kafka.sasl.password.file", pw, "-X", &err), ESK_OK, "%s",
+               err.msg);
+  /* in a config file a secret is accepted, and a value librdkafka refuses is hidden */
+  cr_assert_eq(esk_conf_set(c, "kafka.no.such.secret", "hunter2", "esk.conf:3", &err), ESK_OK);
+  rd_kafka_conf_t *k = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK);
+  cr_assert_eq(esk_kafka_conf_set(k, "no.such.password", "hunter2", &err), ESK_EINVAL);
+  cr_assert_null(strstr(err.msg, "hunter2"), "%s", err.msg);
+  cr_assert_eq(esk_kafka_conf_apply(k, c, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "no.such.secret"), "%s", err.msg);
+  cr_assert_null(strstr(err.msg, "hunter2"), "%s", err.msg);
+  cr_assert_str_eq(kconf_value(k, "sasl.password"), "pw");
+  unlink(pw);
+  rd_kafka_conf_destroy(k);
+  esk_conf_destroy(c);
+}
+
+Test(conf, security_keys_come_from_the_table_or_the_environment, .init = clear_env) {
+  esk_error_t err = {0};
+  char *path = write_file("from-the-file\n");
+  char pw[64];
+  snprintf(pw, sizeof(pw), "%s", path);
+  /* a tool: esk_kafka_conf_new() reads the environment */
+  setenv("ESK_KAFKA_SECURITY_PROTOCOL", "sasl_ssl", 1);
+  setenv("ESK_KAFKA_SASL_MECHANISMS", "SCRAM-SHA-512", 1);
+  setenv("ESK_KAFKA_SASL_USERNAME", "tools", 1);
+  setenv("ESK_KAFKA_SASL_PASSWORD_FILE", pw, 1);
+  setenv("ESK_KAFKA_SSL_CA_LOCATION", pw, 1); /* any file: checked when the client is made */
+  rd_kafka_conf_t *k = NULL;
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_CONSUMER, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_str_eq(kconf_value(k, "security.protocol"), "sasl_ssl");
+  cr_assert_str_eq(kconf_value(k, "sasl.mechanisms"), "SCRAM-SHA-512");
+  cr_assert_str_eq(kconf_value(k, "sasl.username"), "tools");
+  cr_assert_str_eq(kconf_value(k, "sasl.password"), "from-the-file");
+  /* a daemon: the same keys from its table (here, -X) win over the environment */
+  esk_conf_t *c = new_conf();
+  cr_assert_eq(esk_conf_load_env(c, &err), ESK_OK, "%s", err.msg);
+  cr_assert_str_eq(esk_conf_get(c, "kafka.sasl.username"), "tools");
+  cr_assert_eq(esk_conf_set(c, "kafka.sasl.username", "producer", "-X", &err), ESK_OK);
+  cr_assert_eq(esk_kafka_conf_apply(k, c, &err), ESK_OK, "%s", err.msg);
+  cr_assert_str_eq(kconf_value(k, "sasl.username"), "producer");
+  rd_kafka_conf_destroy(k);
+  esk_conf_destroy(c);
+  /* a bad value names its variable */
+  setenv("ESK_KAFKA_SECURITY_PROTOCOL", "carrier_pigeon", 1);
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_CONSUMER, NULL, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "ESK_KAFKA_SECURITY_PROTOCOL"), "%s", err.msg);
+  setenv("ESK_KAFKA_SECURITY_PROTOCOL", "sasl_ssl", 1);
+  setenv("ESK_KAFKA_SASL_PASSWORD_FILE", "/nonexistent/pw", 1);
+  cr_assert_eq(esk_kafka_conf_new(&k, RD_KAFKA_CONSUMER, NULL, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "ESK_KAFKA_SASL_PASSWORD_FILE"), "%s", err.msg);
+  unlink(path);
 }

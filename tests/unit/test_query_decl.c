@@ -111,3 +111,96 @@ Test(query_decl, oversized_declarations_are_refused) {
   cr_assert_eq(esk_query_decl_load(&d, &n, "/nonexistent/q", &err), ESK_EINVAL);
   cr_assert(strstr(err.msg, "/nonexistent/q"), "%s", err.msg);
 }
+
+#define CURSOR_QUERY                                                                  \
+  "[query pages]\npath = /v1/x/{id}\nprojection = p\nresult = many\n"                 \
+  "int_arg = limit 1 50 10\ncursor = day, n\nparams = id, limit, cursor.day, cursor.n\n" \
+  "sql = select 1 where $1 = '' and $2::int > 0 and $3::date is null and $4::int is null\n"
+
+Test(query_decl, cursor_declarations_are_checked) {
+  esk_query_decl_t *d;
+  size_t n;
+  esk_error_t err = {0};
+  cr_assert_eq(parse(CURSOR_QUERY, &d, &n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(d[0].n_cursor, 2);
+  cr_assert_str_eq(d[0].cursor[1], "n");
+  cr_assert_eq(d[0].param_src[2], ESK_QUERY_SRC_CURSOR(0));
+  cr_assert_eq(ESK_QUERY_CURSOR_OF(d[0].param_src[3]), 1);
+  cr_assert_eq(ESK_QUERY_CURSOR_OF(d[0].param_src[1]), -1, "an int_arg is no cursor column");
+  cr_assert_eq(ESK_QUERY_CURSOR_OF(d[0].param_src[0]), -1, "a path parameter is no cursor column");
+  free(d);
+  refused("[query a]\npath = /v1/x\nprojection = p\ncursor = v\nparams = cursor.v\n"
+          "sql = select $1\n", "needs result = many");
+  refused("[query a]\npath = /v1/x\nprojection = p\nresult = many\ncursor = v, w\n"
+          "params = cursor.v\nsql = select $1\n", "does not use cursor.w");
+  refused("[query a]\npath = /v1/x\nresult = many\ncursor = a;b\n", "cursor column 'a;b'");
+  refused("[query a]\npath = /v1/x\nresult = many\ncursor = a, b, c, d, e\n", "more than 4");
+  refused("[query a]\npath = /v1/x\nresult = many\ncursor = v\nparams = cursor.w\n",
+          "param 'cursor.w'");
+  refused("[query a]\npath = /v1/x\nresult = many\nparams = cursor.v\ncursor = v\n",
+          "declare path, int_arg and cursor before params");
+}
+
+/* base64url without padding of @p json */
+static const char *b64(const char *json) {
+  static char out[4096];
+  esk_error_t err = {0};
+  cr_assert_eq(esk_query_cursor_encode(json, out, sizeof(out), &err), ESK_OK, "%s", err.msg);
+  return out;
+}
+
+static void cursor_refused(const esk_query_decl_t *d, const char *cursor, const char *needle) {
+  char values[ESK_QUERY_MAX_CURSOR][ESK_QUERY_CURSOR_VALUE_MAX + 1];
+  int is_null[ESK_QUERY_MAX_CURSOR];
+  esk_error_t err = {0};
+  cr_expect_eq(esk_query_cursor_decode(d, cursor, values, is_null, &err), ESK_EINVAL,
+               "accepted cursor %.60s", cursor);
+  cr_expect(strstr(err.msg, needle), "'%s' does not name '%s'", err.msg, needle);
+}
+
+Test(query_decl, cursors_round_trip_and_hostile_ones_are_refused) {
+  esk_query_decl_t *d;
+  size_t n;
+  esk_error_t err = {0};
+  cr_assert_eq(parse(CURSOR_QUERY, &d, &n, &err), ESK_OK, "%s", err.msg);
+  char values[ESK_QUERY_MAX_CURSOR][ESK_QUERY_CURSOR_VALUE_MAX + 1];
+  int is_null[ESK_QUERY_MAX_CURSOR];
+  cr_assert_eq(esk_query_cursor_decode(&d[0], b64("[\"2026-12-05\", 42]"), values, is_null, &err),
+               ESK_OK, "%s", err.msg);
+  cr_assert_str_eq(values[0], "2026-12-05");
+  cr_assert_str_eq(values[1], "42");
+  cr_assert(!is_null[0] && !is_null[1]);
+  cr_assert_eq(esk_query_cursor_decode(&d[0], b64("[null, 1.5]"), values, is_null, &err), ESK_OK);
+  cr_assert(is_null[0]);
+  cr_assert_str_eq(values[1], "1.5");
+  /* truncated, malformed, oversized and hostile */
+  const char *good = b64("[\"2026-12-05\", 42]");
+  char cut[64];
+  snprintf(cut, sizeof(cut), "%.*s", (int)strlen(good) - 3, good);
+  cursor_refused(&d[0], cut, "not one this query gave");
+  cursor_refused(&d[0], "", "not base64url");
+  cursor_refused(&d[0], "a+b/c==", "not base64url");
+  cursor_refused(&d[0], b64("{\"day\": 1}"), "expected 2 values");
+  cursor_refused(&d[0], b64("[1]"), "expected 2 values");
+  cursor_refused(&d[0], b64("[1, 2, 3]"), "expected 2 values");
+  cursor_refused(&d[0], b64("[[1], 2]"), "not a string, a number or null");
+  cursor_refused(&d[0], b64("[true, 2]"), "not a string, a number or null");
+  cursor_refused(&d[0], b64("[\"a\\u0000b\", 2]"), "not one this query gave"); /* U+0000 */
+  cursor_refused(&d[0], b64("[\"\xff\", 2]"), "not one this query gave");
+  char big[600];
+  memset(big, 'x', sizeof(big));
+  memcpy(big, "[\"", 2);
+  memcpy(big + sizeof(big) - 7, "\", 1]", 6);
+  cursor_refused(&d[0], b64(big), "longer than 256 bytes");
+  char huge[ESK_QUERY_CURSOR_MAX + 10];
+  memset(huge, 'A', sizeof(huge) - 1);
+  huge[sizeof(huge) - 1] = '\0';
+  cursor_refused(&d[0], huge, "longer than 1400 characters");
+  char overlong[1200];
+  memset(overlong, 'x', sizeof(overlong) - 1);
+  overlong[sizeof(overlong) - 1] = '\0';
+  char out[64];
+  cr_assert_eq(esk_query_cursor_encode(overlong, out, sizeof(out), &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "over 1400 characters"), "%s", err.msg);
+  free(d);
+}

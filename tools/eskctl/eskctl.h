@@ -14,6 +14,9 @@
 /** @brief `eskctl schemas ...`; argv[0] is "schemas". @returns the exit status. */
 int eskctl_schemas_main(int argc, char **argv);
 
+/** @brief `eskctl acls apply|show ...`; argv[0] is "acls". */
+int eskctl_acls_main(int argc, char **argv);
+
 /** @brief `eskctl topics create ...`; argv[0] is "topics". */
 int eskctl_topics_main(int argc, char **argv);
 

@@ -69,6 +69,7 @@ static void usage(FILE *f) {
           "  ping [--timeout MS]   check that the Kafka broker and PostgreSQL answer\n"
           "  schemas ...           list, show, fingerprint and check the Avro schemas\n"
           "  topics create ...     create a domain's topics (commands, events, results, snapshots)\n"
+          "  acls apply|show ...   least-privilege ACLs of each role on a secured cluster\n"
           "  submit --file F ...   send commands (JSON lines) and print their results\n"
           "  events tail ...       print a domain's events decoded to JSON lines\n"
           "  projection rebuild NAME  blue-green rebuild of a read model from offset 0\n"
@@ -81,8 +82,12 @@ static void usage(FILE *f) {
           "  ESK_DOMAIN            default of --domain (bank)\n"
           "  ESK_DOMAIN_DIR        where --domain D finds D.so (default %s)\n"
           "  ESK_TOPIC_PREFIX      default of --topic-prefix (none)\n"
+          "  ESK_KAFKA_SECURITY_PROTOCOL, ESK_KAFKA_SASL_MECHANISMS, ESK_KAFKA_SASL_USERNAME,\n"
+          "  ESK_KAFKA_SASL_PASSWORD_FILE, ESK_KAFKA_SSL_CA_LOCATION\n"
+          "                        a secured cluster (docs/deployment.md); the password\n"
+          "                        is read from the file, never given itself\n"
           "\n"
-          "`deploy/local/stack env` prints both for the local stack.\n"
+          "`deploy/local/stack env` prints them for the local stack.\n"
           "--help-markdown prints them as the Markdown table of docs/configuration.md.\n",
           ESK_DEFAULT_KAFKA_BOOTSTRAP, ESK_DEFAULT_PG_CONNINFO, ESK_DOMAIN_DIR_DEFAULT);
 }
@@ -154,8 +159,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(cmd, "--help-markdown")) {
-    const esk_conf_prop_t *const tables[] = {eskctl_props};
-    esk_conf_print_markdown(stdout, tables, 1);
+    const esk_conf_prop_t *const tables[] = {eskctl_props, esk_conf_kafka_security_props};
+    esk_conf_print_markdown(stdout, tables, 2);
     return 0;
   }
   if (!strcmp(cmd, "--version")) {
@@ -166,6 +171,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "ping")) return cmd_ping(argc - 1, argv + 1);
   if (!strcmp(cmd, "schemas")) return eskctl_schemas_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "topics")) return eskctl_topics_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "acls")) return eskctl_acls_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "submit")) return eskctl_submit_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "events")) return eskctl_events_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "projection") && argc > 2 && !strcmp(argv[2], "rebuild"))

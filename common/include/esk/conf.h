@@ -56,8 +56,24 @@ typedef struct esk_conf_prop_s {
   const char *desc;    /**< one sentence, for --help and docs */
 } esk_conf_prop_t;
 
-/** The keys every esk binary has (Kafka, PostgreSQL, logging). */
+/** The keys every esk binary has (Kafka, PostgreSQL, logging, Kafka security). */
 extern const esk_conf_prop_t esk_conf_common_props[];
+
+/**
+ * The Kafka security keys (kafka.security.protocol, kafka.sasl.mechanisms,
+ * kafka.sasl.username, kafka.sasl.password.file, kafka.ssl.ca.location): the
+ * tail of esk_conf_common_props, a table of its own. esk_kafka_conf_new() also
+ * takes them from their environment variables (ESK_KAFKA_SECURITY_PROTOCOL...),
+ * so that tools and tests, which have no config file, reach a secured cluster.
+ */
+extern const esk_conf_prop_t *const esk_conf_kafka_security_props;
+
+/**
+ * @brief Whether the value of @p key is a secret (a password, a secret, a JAAS
+ *        configuration; not a `*.file` path): such a value is refused from
+ *        `-X` and never written into an error message or a log line.
+ */
+int esk_conf_secret_key(const char *key);
 
 typedef struct esk_conf_s esk_conf_t;
 

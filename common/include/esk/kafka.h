@@ -18,7 +18,11 @@
  *        bootstrap.servers, librdkafka's log routed through esk's logger and,
  *        for a producer, `partitioner=murmur2_random` (Java's, so other
  *        clients put a key where esk does) and `enable.idempotence=true`
- *        (a retried send keeps its place in the partition).
+ *        (a retried send keeps its place in the partition). The Kafka
+ *        security keys (esk_conf_kafka_security_props) whose environment
+ *        variables are set apply too (ESK_KAFKA_SECURITY_PROTOCOL, ...), so a
+ *        tool reaches the cluster `deploy/local/stack env` describes; a
+ *        process's own configuration, applied later, wins.
  * @param type RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER.
  * @param out set to the new configuration on success; the caller owns it
  *        (rd_kafka_new() takes ownership on success).
@@ -29,8 +33,18 @@ int esk_kafka_conf_new(rd_kafka_conf_t **out, rd_kafka_type_t type, const char *
                        esk_error_t *err);
 
 /**
- * @brief Sets one librdkafka property on @p conf.
- * @returns ESK_OK, or ESK_EINVAL with librdkafka's reason, the key and the value.
+ * @brief The principal @p rk authenticates as, for messages: "User:<sasl.username>"
+ *        under SASL, else "User:ANONYMOUS". @returns @p buf.
+ */
+const char *esk_kafka_principal(rd_kafka_t *rk, char *buf, size_t size);
+
+/**
+ * @brief Sets one librdkafka property on @p conf. `sasl.password.file` is
+ *        esk's: the first line of that file (at most 1024 bytes, without its
+ *        line end) becomes `sasl.password`.
+ * @returns ESK_OK, or ESK_EINVAL with librdkafka's reason, the key and the
+ *          value (a secret's value shows as "(hidden)"; a password file's
+ *          message names the file, never its content).
  */
 int esk_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                        esk_error_t *err);
