@@ -83,7 +83,7 @@ static int refused_command(esk_producer_t *p, const rd_kafka_message_t *m, int32
   idz[n] = '\0';
   int usable = esk_utf8_check(id, n) == n; /* remembered like any other id */
   if (usable && answer_seen(p, part, idz)) return 1;
-  verdict_t *v = p->n_verdicts ? esk_prod_find_verdict(p, part, m->offset) : NULL;
+  verdict_t *v = p->rf.n_verdicts ? esk_refusals_find(&p->rf, part, m->offset) : NULL;
   char qq[4 * ESK_ID_MAX + 16];
   snprintf(qq, sizeof(qq), "\"%s\"", escape_bytes(qid, sizeof(qid), id, n));
   if (skip_refused(p, v, qq, part, m->offset)) return 1;
@@ -152,7 +152,7 @@ static int encode_events(esk_producer_t *p, const rd_kafka_message_t *m, int32_t
     size_t sz = esk_prod_event_record_size(p, i, ws[i], env);
     if (sz <= (size_t)p->event_max) continue;
     char hb[32];
-    verdict_t *v = esk_prod_add_verdict(p, part, m->offset);
+    verdict_t *v = esk_refusals_add(&p->rf, part, m->offset);
     if (!v) {
       esk_error_t e = {0};
       esk_error_set(&e, ESK_ENOMEM, "producer: out of memory");
@@ -161,7 +161,7 @@ static int encode_events(esk_producer_t *p, const rd_kafka_message_t *m, int32_t
     }
     v->state = V_REJECT;
     snprintf(v->reason, sizeof(v->reason), "its %s event of about %s exceeds event.max.bytes=%lld",
-             esk_schema_type(ws[i]), esk_prod_human_bytes(hb, sizeof(hb), sz),
+             esk_schema_type(ws[i]), esk_refusals_human_bytes(hb, sizeof(hb), sz),
              (long long)p->event_max);
     unpublishable(p, res, cur, v->reason);
   }
@@ -201,7 +201,7 @@ static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
                        const esk_envelope_t *env) {
   part_t *pt = &p->parts[part];
   esk_error_t e = {0};
-  verdict_t *v = p->n_verdicts ? esk_prod_find_verdict(p, part, m->offset) : NULL;
+  verdict_t *v = p->rf.n_verdicts ? esk_refusals_find(&p->rf, part, m->offset) : NULL;
   if (skip_refused(p, v, env->command_id, part, m->offset)) return;
   const char *acc = env->aggregate_id ? env->aggregate_id : "";
   const void *cur = *acc ? esk_aggstore_get(pt->store, acc) : NULL;
@@ -224,7 +224,7 @@ static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
   } else {
     p->st.rejected++;
     if (res.rule >= 0 && res.rule < esk_domain_rule_count(p->dom)) p->bc.rejected[res.rule]++;
-    v = p->n_verdicts ? esk_prod_find_verdict(p, part, m->offset) : NULL;
+    v = p->rf.n_verdicts ? esk_refusals_find(&p->rf, part, m->offset) : NULL;
     if (v && (v->state & V_REJECT) && !v->logged++) {
       char q[512];
       ESK_WARN(FAC, "msg=\"command answered UNPUBLISHABLE: Kafka cannot take its messages\" "
@@ -300,7 +300,7 @@ void esk_prod_handle_command(esk_producer_t *p, const rd_kafka_message_t *m) {
              (int)part, (long long)m->offset);
     return;
   }
-  const verdict_t *v = p->n_verdicts ? esk_prod_find_verdict(p, part, m->offset) : NULL;
+  const verdict_t *v = p->rf.n_verdicts ? esk_refusals_find(&p->rf, part, m->offset) : NULL;
   if (!v || (v->state & V_SKIP) || !(v->state & V_ALONE)) {
     handle_one(p, m, part);
     return;

@@ -119,7 +119,7 @@ void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     int32_t id = parts->elems[i].partition;
     if (id >= 0 && id < p->nparts) {
       esk_prod_drop_part(p, id);
-      esk_prod_prune_verdicts(p, id, INT64_MAX); /* the next owner finds its own */
+      esk_refusals_prune(&p->rf, id, INT64_MAX); /* the next owner finds its own */
       /* another member reports it from now on */
       esk_metrics_set(p->m.lag_s ? p->m.lag_s[id] : NULL, 0);
     }

@@ -75,7 +75,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   esk_producer_t *p = opaque;
   if (m->err) {
-    if (esk_prod_permanent_error(m->err))
+    if (esk_refusals_permanent(m->err))
       esk_prod_note_refusal(p, (uintptr_t)m->_private, m->rkt, m->len, m->err, 0);
     /* the transaction cannot commit now; esk_prod_finish_batch() aborts and rewinds
      * (one log line per batch there, not one per message) */
@@ -412,8 +412,7 @@ void esk_producer_destroy(esk_producer_t *p) {
   esk_buf_free(&p->buf);
   for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_free(&p->evbuf[i]);
   free(p->cmds);
-  free(p->refused);
-  free(p->verdicts);
+  esk_refusals_free(&p->rf);
   free(p);
 }
 

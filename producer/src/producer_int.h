@@ -27,6 +27,7 @@
 #include "esk/log.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
+#include "refusals.h"
 #include "restore.h"
 #include "results.h"
 #include <librdkafka/rdkafka.h>
@@ -51,34 +52,6 @@ typedef struct metrics_s {
       *skipped, *batches, *batch_s, *aborts, *restore_events, *assigned;
   esk_series_t **restore_s, **lag_s; /* per partition, created at its first restore */
 } metrics_t;
-
-/* The open batch's commands in handling order; a message's delivery opaque is
- * its command's index + 1 (0: no command, e.g. a checkpoint). */
-typedef struct cmd_ref_s {
-  int32_t part;
-  int64_t offset;
-} cmd_ref_t;
-
-/* A command whose messages Kafka refused for good (too large, invalid), kept
- * across the abort and rewind that follow until its offset commits. */
-enum {
-  V_ALONE = 1,  /* one of several commands in a refused record batch: redo it alone */
-  V_REJECT = 2, /* known culprit: answer UNPUBLISHABLE instead of publishing events */
-  V_SKIP = 4,   /* even its rejection was refused: consume it without a result */
-};
-typedef struct verdict_s {
-  int32_t part;
-  int64_t offset;
-  int state, logged;
-  int64_t round; /* esk_prod_judge_refusals() round that last judged it */
-  char reason[ESK_RESULT_MSG_MAX - 32];
-} verdict_t;
-
-/* A refused message of the open batch: its command and why. */
-typedef struct refusal_s {
-  size_t idx; /* command index + 1 */
-  char reason[ESK_RESULT_MSG_MAX - 32];
-} refusal_t;
 
 /* Counts of the open batch, published when it commits (an aborted batch is
  * redone, so counting at handling time would count its commands twice). */
@@ -112,11 +85,7 @@ struct esk_producer_s {
   int64_t event_max;          /* event.max.bytes */
   cmd_ref_t *cmds;            /* the open batch's commands (batch_n of them) */
   size_t cmds_cap;
-  refusal_t *refused;         /* permanent refusals of the open batch */
-  size_t n_refused, refused_cap;
-  verdict_t *verdicts;        /* refused commands not yet committed */
-  size_t n_verdicts, verdicts_cap;
-  int64_t judge_round;
+  esk_refusals_t rf;          /* refused messages and verdicts (refusals.h) */
   esk_buf_t evbuf[ESK_DOMAIN_MAX_EVENTS]; /* a command's encoded events before publishing */
   int64_t batch_undelivered;  /* delivery failures in the open batch */
   int batch_broken;           /* a message failed other than by an abort's purge */
@@ -141,17 +110,9 @@ struct esk_producer_s {
   esk_producer_health_t *health, own_health;
 };
 
-/* refusals.c */
-verdict_t *esk_prod_add_verdict(esk_producer_t *p, int32_t part, int64_t offset);
-verdict_t *esk_prod_find_verdict(esk_producer_t *p, int32_t part, int64_t offset);
-const char *esk_prod_human_bytes(char *buf, size_t size, size_t n);
-void esk_prod_judge_refusals(esk_producer_t *p);
+/* records.c */
 void esk_prod_note_refusal(esk_producer_t *p, uintptr_t idx, rd_kafka_topic_t *rkt, size_t len,
                            rd_kafka_resp_err_t e, int local);
-int esk_prod_permanent_error(rd_kafka_resp_err_t e);
-void esk_prod_prune_verdicts(esk_producer_t *p, int32_t part, int64_t below);
-
-/* records.c */
 void *esk_prod_cmd_opaque(const esk_producer_t *p);
 int esk_prod_encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, char eid[37],
                           int64_t version, const esk_envelope_t *env);

@@ -20,11 +20,24 @@ int esk_prod_produce(esk_producer_t *p, rd_kafka_topic_t *rkt, int32_t part, con
     }
     if (hdrs) rd_kafka_headers_destroy(hdrs);
     p->batch_failed = p->batch_broken = 1;
-    if (esk_prod_permanent_error(e)) esk_prod_note_refusal(p, (uintptr_t)opaque, rkt, vlen, e, 1);
+    if (esk_refusals_permanent(e)) esk_prod_note_refusal(p, (uintptr_t)opaque, rkt, vlen, e, 1);
     ESK_WARN(FAC, "msg=\"produce failed\" topic=%s partition=%d reason=%s",
              rd_kafka_topic_name(rkt), (int)part, rd_kafka_err2name(e));
     return ESK_ERETRY;
   }
+}
+
+/* Notes that Kafka refused for good a message of the command whose delivery
+ * opaque is @p idx (refusals.h); esk_prod_finish_batch() turns the batch's
+ * refusals into verdicts. @p local: refused by producev
+ * (kafka.message.max.bytes), not by the broker. */
+void esk_prod_note_refusal(esk_producer_t *p, uintptr_t idx, rd_kafka_topic_t *rkt, size_t len,
+                           rd_kafka_resp_err_t e, int local) {
+  if (idx == 0 || idx > (uintptr_t)p->batch_n) return; /* no command's (a checkpoint) */
+  const char *what = rkt == p->rkt_ev ? "event" : rkt == p->rkt_res ? "result" : "snapshot";
+  char reason[sizeof(p->rf.refused->reason)];
+  esk_refusals_reason(reason, sizeof(reason), what, rd_kafka_topic_name(rkt), len, e, local);
+  (void)esk_refusals_note(&p->rf, (size_t)idx, reason); /* unattributed: redone, with backoff */
 }
 
 /* A random (version 4) UUID in its 36-character text form. libuuid's

@@ -43,7 +43,7 @@ int esk_prod_begin_batch(esk_producer_t *p, int32_t part, int64_t offset, esk_er
   p->batch_reason[0] = '\0';
   p->batch_n = 0;
   p->batch_isolated = 0;
-  p->n_refused = 0;
+  p->rf.n_refused = 0;
   p->batch_deadline = esk_time_mono_ms() + p->batch_ms;
   p->batch_t0 = esk_time_mono_s();
   p->txn_unended = 1;
@@ -172,8 +172,8 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   p->txn_end_ms = esk_time_mono_ms();
   p->st.commit_ms += p->txn_end_ms - t_commit;
   for (int32_t i = 0; i < p->nparts; i++) {
-    if (rc == ESK_OK && p->n_verdicts && p->parts[i].batch_next >= 0)
-      esk_prod_prune_verdicts(p, i, p->parts[i].batch_next); /* answered and committed */
+    if (rc == ESK_OK && p->rf.n_verdicts && p->parts[i].batch_next >= 0)
+      esk_refusals_prune(&p->rf, i, p->parts[i].batch_next); /* answered and committed */
     p->parts[i].batch_next = -1;
   }
   if (rc == ESK_OK) {
@@ -225,7 +225,7 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
              (esk_time_mono_s() - p->batch_t0) * 1000.0, (long long)p->txn_timeout_ms);
     esk_error_clear(err);
   }
-  esk_prod_judge_refusals(p); /* before the redo: it must treat the refused commands differently */
+  esk_refusals_judge(&p->rf, p->cmds, p->batch_isolated); /* before the redo: it must treat the refused commands differently */
   if ((p->batch_broken || expired) && (rc = esk_prod_renew_producer(p, err)))
     return esk_prod_escalate(err);
   p->txn_unended = 0; /* aborted, or its producer replaced */
