@@ -18,6 +18,12 @@ const esk_conf_prop_t esk_api_props[] = {
      "File holding the consistency tokens' key: 64 hexadecimal characters (32 bytes), e.g. "
      "from `head -c32 /dev/urandom | xxd -p -c64`. esk-gateway signs tokens with it and "
      "esk-query checks them, so both must read the same key. Required."},
+    {"api.auth.file", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "File of bearer tokens, one per line: name, scopes (commands:write for esk-gateway, "
+     "queries:read for esk-query, comma-separated) and the SHA-256 of the token in hex "
+     "(docs/api.md, \"Authentication\"). Requests without a known token are answered 401, "
+     "with a token lacking the scope 403; the probes need none. Empty: no authentication "
+     "(keep http.listen on loopback then)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "esk/api.h"
+#include "esk/api_auth.h"
 #include "esk/codec.h"
 #include "esk/http.h"
 #include "esk/kafka.h"
@@ -86,6 +87,7 @@ struct esk_query_s {
   int64_t queued;
   atomic_int stopping, connected;
   esk_metric_t *m_requests;
+  esk_api_auth_t *auth; /* NULL: no authentication */
   esk_series_t *m_stale, *m_wait;
 };
 
@@ -175,6 +177,7 @@ static void route(void *opaque, esk_http_req_t *req) {
   char buf[1024], msg[ESK_ERROR_MSG_MAX + 64];
   const char *values[ESK_QUERY_MAX_SEGMENTS];
   if (atomic_load(&q->stopping)) return send_error(q, req, 503, "SHUTTING_DOWN", "stopping");
+  if (esk_api_auth_require(q->auth, q->m_requests, req, ESK_SCOPE_QUERIES_READ)) return;
   size_t i = 0;
   while (i < q->n_decls && !esk_query_decl_match(&q->decls[i], path, buf, sizeof(buf), values))
     i++;
@@ -605,6 +608,8 @@ int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metr
   if ((rc = esk_kafka_topic_name(q->topic, sizeof(q->topic), esk_conf_get(conf, "topic.prefix"),
                                  q->domain, "events", err)) ||
       (rc = esk_token_key_load(q->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
+      (rc = esk_api_auth_load(&q->auth, esk_conf_get(conf, "api.auth.file"),
+                              esk_conf_get(conf, "http.listen"), err)) ||
       (rc = load_files(q, esk_conf_get(conf, "query.file"), err)))
     goto fail;
   esk_metric_t *ms = NULL, *mw = NULL;
@@ -703,6 +708,7 @@ void esk_query_destroy(esk_query_t *q) {
   esk_http_stop(q->http); /* a request that came meanwhile was answered 503 by route() */
   free(q->threads);
   free(q->decls);
+  esk_api_auth_free(q->auth);
   pthread_mutex_destroy(&q->mu);
   pthread_cond_destroy(&q->cv);
   free(q);

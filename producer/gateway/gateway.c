@@ -22,6 +22,7 @@
 #include "domains.h"
 #include "esk/domain_lib.h"
 #include "esk/api.h"
+#include "esk/api_auth.h"
 #include "esk/command_json.h"
 #include "esk/http.h"
 #include "esk/kafka.h"
@@ -111,6 +112,7 @@ struct esk_gateway_s {
   int n_eof;
   esk_series_t *m_pending, *m_latency;
   esk_metric_t *m_requests;
+  esk_api_auth_t *auth; /* NULL: no authentication */
 };
 
 /* ------------------------------------------------------------ answers --- */
@@ -461,6 +463,7 @@ static void route(void *opaque, esk_http_req_t *req) {
     send_error(g, req, 503, "SHUTTING_DOWN", "the gateway is stopping");
     return;
   }
+  if (esk_api_auth_require(g->auth, g->m_requests, req, ESK_SCOPE_COMMANDS_WRITE)) return;
   if (n > 0 && (size_t)n < sizeof(base) && !strcmp(path, base)) {
     if (!strcmp(method, "POST")) return post_command(g, req);
     const char *allow[] = {"Allow", "POST", NULL};
@@ -726,6 +729,8 @@ static int gateway_domain(esk_gateway_t *g, const esk_conf_t *conf, esk_error_t 
   const esk_domain_t *d = NULL;
   int rc;
   if ((rc = esk_token_key_load(g->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
+      (rc = esk_api_auth_load(&g->auth, esk_conf_get(conf, "api.auth.file"),
+                              esk_conf_get(conf, "http.listen"), err)) ||
       (rc = esk_domain_lib_open(&g->dom_lib, esk_conf_get(conf, "domain.dir"),
                                 esk_conf_get(conf, "domain"), err)))
     return rc;
@@ -864,5 +869,6 @@ void esk_gateway_destroy(esk_gateway_t *g) {
   esk_domain_lib_close(g->dom_lib); /* after everything made from the domain */
   pthread_mutex_destroy(&g->mu);
   sodium_memzero(g->key, sizeof(g->key));
+  esk_api_auth_free(g->auth);
   free(g);
 }

@@ -106,7 +106,8 @@ static int refused_command(esk_producer_t *p, const rd_kafka_message_t *m, int32
            "command_id=%s partition=%d offset=%lld reason=%s", qq, (int)part,
            (long long)m->offset, esk_log_quote(q, sizeof(q), why->msg));
   esk_prod_produce_result_n(p, part, id, n, &res);
-  if (usable && esk_seen_put(pt->seen, idz, &res, NULL, &e)) esk_watchdog_fatal(&p->health->fatal, &e);
+  if (usable && esk_seen_put(pt->seen, idz, &res, NULL, &e))
+    esk_watchdog_fatal(&p->health->fatal, &e);
   return 1;
 }
 
@@ -233,7 +234,8 @@ static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
     }
   }
   esk_prod_produce_result(p, part, env->command_id, &res);
-  if (esk_seen_put(pt->seen, env->command_id, &res, NULL, &e)) esk_watchdog_fatal(&p->health->fatal, &e);
+  if (esk_seen_put(pt->seen, env->command_id, &res, NULL, &e))
+    esk_watchdog_fatal(&p->health->fatal, &e);
 }
 
 /* Adds the command at @p m to the open batch (opening one). 0 on success. */

@@ -125,7 +125,43 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
            rd_kafka_err2name((rd_kafka_resp_err_t)code), esk_log_quote(q, sizeof(q), reason));
 }
 
-/* @p keep: if not NULL, set to a copy of the client's configuration. */
+/* The producer's Kafka settings checked against esk's: an event between
+ * event.max.bytes and kafka.message.max.bytes would fail its transaction in
+ * producev instead of being rejected before it (docs/producer.md), and a
+ * batch must commit well within the transaction timeout. */
+static int check_producer_conf(esk_producer_t *p, rd_kafka_conf_t *c, esk_error_t *err) {
+  char tt[32], mb[32];
+  size_t sz = sizeof(tt), msz = sizeof(mb);
+  if (rd_kafka_conf_get(c, "message.max.bytes", mb, &msz) == RD_KAFKA_CONF_OK &&
+      p->event_max > atoll(mb))
+    return esk_error_set(err, ESK_EINVAL,
+                         "event.max.bytes=%lld: must be at most kafka.message.max.bytes (%s)",
+                         (long long)p->event_max, mb);
+  if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK)
+    p->txn_timeout_ms = atoll(tt);
+  if (p->txn_timeout_ms && p->batch_ms * 2 > p->txn_timeout_ms)
+    return esk_error_set(err, ESK_EINVAL,
+                         "batch.max.ms=%lld: must be at most half of "
+                         "kafka.transaction.timeout.ms (%s)",
+                         (long long)p->batch_ms, tt);
+  return ESK_OK;
+}
+
+/* The commands consumer needs an eager assignor (docs/producer.md). */
+static int check_consumer_conf(rd_kafka_conf_t *c, esk_error_t *err) {
+  char strat[128];
+  size_t sz = sizeof(strat);
+  if (rd_kafka_conf_get(c, "partition.assignment.strategy", strat, &sz) == RD_KAFKA_CONF_OK &&
+      strstr(strat, "cooperative"))
+    return esk_error_set(err, ESK_EINVAL,
+                         "kafka.partition.assignment.strategy=%s: esk-producer needs an eager "
+                         "assignor (range or roundrobin)",
+                         strat);
+  return ESK_OK;
+}
+
+/* A Kafka client of @p type with esk's callbacks and checks. @p keep: if not
+ * NULL, set to a copy of the client's configuration. */
 static int checked_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
                           const esk_conf_t *conf, rd_kafka_type_t type,
                           const char *const *defaults, const char *const *forced,
@@ -135,41 +171,12 @@ static int checked_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer
   if (rc) return rc;
   rd_kafka_conf_set_error_cb(c, error_cb);
   if (type == RD_KAFKA_PRODUCER) {
-    char tt[32], mb[32];
-    size_t sz = sizeof(tt), msz = sizeof(mb);
     rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
-    /* an event between the two limits would fail its transaction in producev
-     * instead of being rejected before it (docs/producer.md) */
-    if (rd_kafka_conf_get(c, "message.max.bytes", mb, &msz) == RD_KAFKA_CONF_OK &&
-        p->event_max > atoll(mb)) {
-      rc = esk_error_set(err, ESK_EINVAL,
-                         "event.max.bytes=%lld: must be at most kafka.message.max.bytes (%s)",
-                         (long long)p->event_max, mb);
-      goto cleanup;
-    }
-    /* a batch must commit well within the transaction timeout */
-    if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK)
-      p->txn_timeout_ms = atoll(tt);
-    if (p->txn_timeout_ms && p->batch_ms * 2 > p->txn_timeout_ms) {
-      rc = esk_error_set(err, ESK_EINVAL,
-                         "batch.max.ms=%lld: must be at most half of "
-                         "kafka.transaction.timeout.ms (%s)",
-                         (long long)p->batch_ms, tt);
-      goto cleanup;
-    }
+    if ((rc = check_producer_conf(p, c, err))) goto cleanup;
   }
   if (type == RD_KAFKA_CONSUMER && forced) {
-    char strat[128];
-    size_t sz = sizeof(strat);
     rd_kafka_conf_set_rebalance_cb(c, esk_prod_rebalance_cb);
-    if (rd_kafka_conf_get(c, "partition.assignment.strategy", strat, &sz) == RD_KAFKA_CONF_OK &&
-        strstr(strat, "cooperative")) {
-      rc = esk_error_set(err, ESK_EINVAL,
-                         "kafka.partition.assignment.strategy=%s: esk-producer needs an eager "
-                         "assignor (range or roundrobin)",
-                         strat);
-      goto cleanup;
-    }
+    if ((rc = check_consumer_conf(c, err))) goto cleanup;
   }
   if (keep && !(*keep = rd_kafka_conf_dup(c))) {
     rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
@@ -298,20 +305,10 @@ static void close_domain(esk_producer_t *p) {
   esk_domain_inst_close(&p->di);
 }
 
-int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
-                     esk_producer_health_t *health, esk_error_t *err) {
-  esk_producer_t *p = calloc(1, sizeof(*p));
-  if (!p) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
-  p->health = health ? health : &p->own_health;
-  int rc;
-  const char *prefix = esk_conf_get(conf, "topic.prefix");
-  const char *domain = esk_conf_get(conf, "domain");
-  esk_buf_init(&p->buf, 1 << 20);
-  if ((rc = esk_domain_lib_open(&p->dom_lib, esk_conf_get(conf, "domain.dir"), domain, err)))
-    goto cleanup;
-  p->dom = esk_domain_lib_domain(p->dom_lib);
-  snprintf(p->domain, sizeof(p->domain), "%s", domain);
-  if ((rc = esk_topics_init(&p->topics, prefix, domain, err))) goto cleanup;
+/* The group and transactional ids: configured, or made from the prefix,
+ * the domain, the host name and the instance. */
+static void name_ids(esk_producer_t *p, const esk_conf_t *conf, const char *prefix,
+                     const char *domain) {
   const char *gid = esk_conf_get(conf, "group.id");
   if (gid && *gid)
     snprintf(p->group_id, sizeof(p->group_id), "%s", gid);
@@ -326,6 +323,10 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
     snprintf(p->txn_id, sizeof(p->txn_id), "%sesk-producer.%s.%s.%s", prefix, domain, host,
              esk_conf_get(conf, "instance"));
   }
+}
+
+/* The producer's own keys (the table above), checked by esk_conf already. */
+static void read_limits(esk_producer_t *p, const esk_conf_t *conf) {
   p->batch_max = esk_conf_get_int(conf, "batch.max.commands");
   p->batch_ms = esk_conf_get_int(conf, "batch.max.ms");
   p->linger_ms = esk_conf_get_int(conf, "batch.linger.ms");
@@ -339,9 +340,12 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   p->event_max = esk_conf_get_int(conf, "event.max.bytes");
   p->fence_ms = esk_conf_get_int(conf, "fence.check.interval.ms");
   p->offsets_first_ms = esk_conf_get_int(conf, "txn.offsets.first.ms");
-  for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
+}
 
-  if ((rc = open_domain(p, err))) goto cleanup;
+/* The transactional producer and the consumer of the commands, with esk's
+ * defaults (which kafka.* keys override) and what esk forces. */
+static int make_clients(esk_producer_t *p, const esk_conf_t *conf, esk_error_t *err) {
+  int rc;
   /* only failed deliveries call back: the reports of successful ones cost
    * ~15% of the main thread and nothing needs them */
   /* retry.backoff.ms: a transaction begun while the coordinator still writes
@@ -369,11 +373,41 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
                                NULL};
   if ((rc = checked_client(&p->producer, &p->prod_conf, p, conf, RD_KAFKA_PRODUCER,
                            prod_defaults, prod_forced, err)))
-    goto cleanup;
+    return rc;
   if ((rc = checked_client(&p->consumer, NULL, p, conf, RD_KAFKA_CONSUMER, cons_defaults,
                            cons_forced, err)))
+    return rc;
+  return ESK_OK;
+}
+
+/* The restore reader: a consumer too, with the same kafka.* and
+ * kafka.consumer.* settings (security, bootstrap), its own read settings on top. */
+static int make_reader(esk_producer_t *p, const esk_conf_t *conf, esk_error_t *err) {
+  rd_kafka_conf_t *rconf = NULL;
+  int rc = esk_kafka_client_conf(&rconf, RD_KAFKA_CONSUMER, conf, NULL, NULL, NULL, err);
+  return rc ? rc : esk_kafka_reader_new_conf(&p->reader, rconf, NULL, err);
+}
+
+int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                     esk_producer_health_t *health, esk_error_t *err) {
+  esk_producer_t *p = calloc(1, sizeof(*p));
+  if (!p) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
+  p->health = health ? health : &p->own_health;
+  int rc;
+  const char *prefix = esk_conf_get(conf, "topic.prefix");
+  const char *domain = esk_conf_get(conf, "domain");
+  esk_buf_init(&p->buf, 1 << 20);
+  for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_init(&p->evbuf[i], 1 << 20);
+  if ((rc = esk_domain_lib_open(&p->dom_lib, esk_conf_get(conf, "domain.dir"), domain, err)))
     goto cleanup;
-  if ((rc = check_topics(p, err))) goto cleanup;
+  p->dom = esk_domain_lib_domain(p->dom_lib);
+  snprintf(p->domain, sizeof(p->domain), "%s", domain);
+  if ((rc = esk_topics_init(&p->topics, prefix, domain, err))) goto cleanup;
+  name_ids(p, conf, prefix, domain);
+  read_limits(p, conf);
+  if ((rc = open_domain(p, err)) || (rc = make_clients(p, conf, err)) ||
+      (rc = check_topics(p, err)))
+    goto cleanup;
   p->parts = calloc((size_t)p->nparts, sizeof(*p->parts));
   if (!p->parts) {
     rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
@@ -381,13 +415,7 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   }
   for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = p->parts[i].next_offset = -1;
   if (metrics && (rc = register_metrics(p, metrics, err))) goto cleanup;
-  /* the restore reader is a consumer too: the same kafka.* and kafka.consumer.*
-   * settings (security, bootstrap), its own read settings on top */
-  rd_kafka_conf_t *rconf = NULL;
-  if ((rc = esk_kafka_client_conf(&rconf, RD_KAFKA_CONSUMER, conf, NULL, NULL, NULL, err)))
-    goto cleanup;
-  if ((rc = esk_kafka_reader_new_conf(&p->reader, rconf, NULL, err))) goto cleanup;
-  if ((rc = esk_prod_init_transactions(p, err))) goto cleanup;
+  if ((rc = make_reader(p, conf, err)) || (rc = esk_prod_init_transactions(p, err))) goto cleanup;
   *out = p;
   return ESK_OK;
 cleanup:
@@ -447,61 +475,52 @@ static int poll_timeout(const esk_producer_t *p, int64_t now) {
   return left > 0 ? (int)left : 0;
 }
 
-int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {
+/* One message of the consumer: a command, or an error (a fatal one stops the loop). */
+static void handle_message(esk_producer_t *p, const rd_kafka_message_t *m) {
+  if (!m->err) {
+    esk_prod_handle_command(p, m);
+  } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+    esk_error_t fe = {0};
+    esk_error_set(&fe, ESK_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
+    esk_watchdog_fatal(&p->health->fatal, &fe);
+  } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    char q[256];
+    ESK_WARN(FAC, "msg=\"consumer error\" reason=%s",
+             esk_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
+  }
+}
+
+/* Adaptive batching: the open batch closes when no command is ready (@p got
+ * is 0: the poll came back empty), when it is full, or at its deadline.
+ * @returns the clock after it. */
+static int64_t close_batch_if_due(esk_producer_t *p, int got, int64_t now) {
+  if (!p->in_txn || esk_prod_fatal(p) ||
+      (got && p->batch_n < p->batch_max && now < p->batch_deadline))
+    return now;
+  esk_error_t fe = {0};
+  if (esk_prod_finish_batch(p, 1, &fe)) esk_watchdog_fatal(&p->health->fatal, &fe);
+  return esk_time_mono_ms();
+}
+
+/* Subscribes to the commands, and lets a stop wake the run loop's poll (it may
+ * wait up to batch.max.ms with a batch open). */
+static int start_run(esk_producer_t *p, rd_kafka_queue_t **cq, esk_error_t *err) {
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(sub, p->topics.commands, RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t e = rd_kafka_subscribe(p->consumer, sub);
   rd_kafka_topic_partition_list_destroy(sub);
   if (e) return esk_error_set(err, ESK_EFATAL, "subscribe %s: %s", p->topics.commands,
                               rd_kafka_err2str(e));
-  /* a stop wakes the poll, which may wait up to batch.max.ms with a batch open */
-  rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(p->consumer);
-  esk_watchdog_set_wake(wake_poll, cq);
+  *cq = rd_kafka_queue_get_consumer(p->consumer);
+  esk_watchdog_set_wake(wake_poll, *cq);
   ESK_INFO(FAC, "msg=started commands=%s events=%s group=%s partitions=%d", p->topics.commands,
            p->topics.events, p->group_id, p->nparts);
   atomic_store(&p->health->running, 1);
-  stats_t prev = p->st;
-  int64_t last_stats = esk_time_mono_ms();
-  uint64_t iter = 0;
-  int64_t now = esk_time_mono_ms();
-  while (!*stop && !esk_prod_fatal(p)) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, poll_timeout(p, now));
-    if (m) {
-      if (!m->err) {
-        esk_prod_handle_command(p, m);
-      } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-        esk_error_t fe = {0};
-        esk_error_set(&fe, ESK_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
-        esk_watchdog_fatal(&p->health->fatal, &fe);
-      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        char q[256];
-        ESK_WARN(FAC, "msg=\"consumer error\" reason=%s",
-                 esk_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
-      }
-      rd_kafka_message_destroy(m);
-    }
-    /* while commands keep coming without a wait, delivery reports and the
-     * clock every 64 commands (both showed in profiles when done per command);
-     * a poll that may have waited (linger) is followed by a look at the clock */
-    if (m && !p->linger_ms && (++iter & 63) && p->batch_n < p->batch_max) continue;
-    rd_kafka_poll(p->producer, 0);
-    now = esk_time_mono_ms();
-    /* adaptive batching: the batch closes when no command is ready (the poll
-     * above came back empty), when it is full, or at its deadline */
-    if (p->in_txn && !esk_prod_fatal(p) &&
-        (!m || p->batch_n >= p->batch_max || now >= p->batch_deadline)) {
-      esk_error_t fe = {0};
-      if (esk_prod_finish_batch(p, 1, &fe)) esk_watchdog_fatal(&p->health->fatal, &fe);
-      now = esk_time_mono_ms();
-    }
-    esk_prod_update_lag(p, now);
-    keep_alive(p, now);
-    if (p->stats_ms && now - last_stats >= p->stats_ms) {
-      log_stats(p, &prev, now - last_stats);
-      prev = p->st;
-      last_stats = now;
-    }
-  }
+  return ESK_OK;
+}
+
+/* After the loop: the open batch completed (unless fatal), the group left. */
+static void end_run(esk_producer_t *p, rd_kafka_queue_t *cq) {
   if (!esk_prod_fatal(p) && p->in_txn) {
     esk_error_t fe = {0};
     const char *was = esk_watchdog_doing("finishing the open batch");
@@ -516,6 +535,36 @@ int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t
    * group): the watchdog bounds it */
   (void)ESK_WAITING("rd_kafka_consumer_close (revoking, leaving the group)",
                     rd_kafka_consumer_close(p->consumer));
+}
+
+int esk_producer_run(esk_producer_t *p, volatile sig_atomic_t *stop, esk_error_t *err) {
+  rd_kafka_queue_t *cq = NULL;
+  int rc = start_run(p, &cq, err);
+  if (rc) return rc;
+  stats_t prev = p->st;
+  int64_t now = esk_time_mono_ms(), last_stats = now;
+  uint64_t iter = 0;
+  while (!*stop && !esk_prod_fatal(p)) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, poll_timeout(p, now));
+    if (m) {
+      handle_message(p, m);
+      rd_kafka_message_destroy(m);
+    }
+    /* while commands keep coming without a wait, delivery reports and the
+     * clock every 64 commands (both showed in profiles when done per command);
+     * a poll that may have waited (linger) is followed by a look at the clock */
+    if (m && !p->linger_ms && (++iter & 63) && p->batch_n < p->batch_max) continue;
+    rd_kafka_poll(p->producer, 0);
+    now = close_batch_if_due(p, m != NULL, esk_time_mono_ms());
+    esk_prod_update_lag(p, now);
+    keep_alive(p, now);
+    if (p->stats_ms && now - last_stats >= p->stats_ms) {
+      log_stats(p, &prev, now - last_stats);
+      prev = p->st;
+      last_stats = now;
+    }
+  }
+  end_run(p, cq);
   log_stats(p, &prev, esk_time_mono_ms() - last_stats);
   if (esk_prod_fatal(p)) {
     *err = p->health->fatal.err;

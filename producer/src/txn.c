@@ -116,8 +116,6 @@ static void publish_batch(esk_producer_t *p) {
   esk_metrics_observe(p->m.batch_s, esk_time_mono_s() - p->batch_t0);
 }
 
-/* Commits the open batch. On an abortable error: abort, and when @p rewind,
- * restore the held partitions and go back to the committed offsets. */
 /* Waits (at most @p timeout_ms) until Kafka acknowledged every message sent.
  * commit_transaction() flushes too, but librdkafka 2.0.2's flush sleeps in
  * 10 ms slices on the delivery report queue, and with
@@ -134,40 +132,127 @@ static void await_acks(esk_producer_t *p, int64_t timeout_ms) {
 
 static int rewind_all(esk_producer_t *p, esk_error_t *err);
 
+/* The batch's consumed offsets into its transaction, with the consumer
+ * group's metadata (so that a zombie of an older generation cannot commit). */
+static int send_batch_offsets(esk_producer_t *p, esk_error_t *err) {
+  int rc = ESK_OK;
+  rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(p->nparts);
+  for (int32_t i = 0; i < p->nparts; i++)
+    if (p->parts[i].batch_next >= 0)
+      rd_kafka_topic_partition_list_add(offs, p->topics.commands, i)->offset =
+          p->parts[i].batch_next;
+  if (offs->cnt) {
+    rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
+    for (int tries = 0; tries < 5; tries++) {
+      rc = esk_kafka_txn_error(
+          ESK_WAITING("send_offsets_to_transaction",
+                      rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000)),
+          "send_offsets_to_transaction", err);
+      if (rc != ESK_ERETRY) break;
+    }
+    rd_kafka_consumer_group_metadata_destroy(md);
+  }
+  rd_kafka_topic_partition_list_destroy(offs);
+  return rc;
+}
+
+/* Waits for the batch's acknowledgements, then commits its transaction. */
+static int commit_batch(esk_producer_t *p, esk_error_t *err) {
+  int rc = ESK_OK;
+  await_acks(p, 60000);
+  for (int tries = 0; tries < 5; tries++) {
+    rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction",
+                                         rd_kafka_commit_transaction(p->producer, 60000)),
+                             "commit_transaction", err);
+    if (rc != ESK_ERETRY) break;
+  }
+  if (rc == ESK_OK && p->batch_failed) rc = ESK_ECONFLICT; /* cannot happen: belt and braces */
+  return rc;
+}
+
+/* After the commit: counts, metrics, and a fresh dirty set where a checkpoint
+ * was written. */
+static int batch_committed(esk_producer_t *p, esk_error_t *err) {
+  p->txn_unended = 0;
+  p->st.txns++;
+  p->abort_backoff_ms = 0;
+  publish_batch(p);
+  for (int32_t i = 0; i < p->nparts; i++) {
+    part_t *pt = &p->parts[i];
+    if (!pt->ckpt_pending) continue;
+    pt->ckpt_pending = 0;
+    pt->events_since_ckpt = 0;
+    esk_hmap_destroy(pt->dirty);
+    pt->dirty = NULL;
+    int rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err);
+    if (rc) return rc;
+  }
+  return ESK_OK;
+}
+
+/* Logs the abort and backs off: a cause that persists (a broker down, a
+ * topic's min.insync.replicas out of reach) must not spin; refused messages
+ * are judged after the abort instead. */
+static void abort_backoff(esk_producer_t *p, const esk_error_t *err) {
+  char q[512];
+  ESK_WARN(FAC, "msg=\"aborting transaction\" commands=%lld undelivered=%lld retry_in_ms=%lld "
+           "reason=%s", (long long)p->batch_n, (long long)p->batch_undelivered,
+           (long long)p->abort_backoff_ms, esk_log_quote(q, sizeof(q), err->msg));
+  p->st.aborts++;
+  esk_metrics_inc(p->m.aborts);
+  if (p->abort_backoff_ms) esk_time_sleep_ms(p->abort_backoff_ms);
+  p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
+  if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
+}
+
+/* Aborts the transaction, unless @p *expired (the coordinator aborted it on
+ * its timeout), which a fenced answer here may also reveal. */
+static int abort_txn(esk_producer_t *p, int *expired, esk_error_t *err) {
+  for (int tries = 0; !*expired; tries++) {
+    int rc = esk_kafka_txn_error(ESK_WAITING("abort_transaction",
+                                             rd_kafka_abort_transaction(p->producer, 60000)),
+                                 "abort_transaction", err);
+    if (rc == ESK_OK) return ESK_OK;
+    if (rc == ESK_EFATAL && (*expired = esk_prod_expired_not_fenced(p))) break;
+    if (rc != ESK_ERETRY || tries == 5) return esk_prod_escalate(err);
+  }
+  ESK_WARN(FAC, "msg=\"the coordinator aborted the transaction on its timeout; carrying on "
+           "with a new producer\" open_ms=%.0f transaction_timeout_ms=%lld",
+           (esk_time_mono_s() - p->batch_t0) * 1000.0, (long long)p->txn_timeout_ms);
+  esk_error_clear(err);
+  return ESK_OK;
+}
+
+/* The batch failed with @p rc: abort (unless fatal), judge its refusals, and
+ * redo it from the committed offsets when @p rewind. */
+static int batch_failed(esk_producer_t *p, int rc, int rewind, esk_error_t *err) {
+  for (int32_t i = 0; i < p->nparts; i++) p->parts[i].ckpt_pending = 0;
+  int expired = rc == ESK_EFATAL && esk_prod_expired_not_fenced(p);
+  if (rc == ESK_EFATAL && !expired) return rc;
+  if (!err->msg[0])
+    esk_error_set(err, ESK_ECONFLICT, "%s",
+                  p->batch_reason[0] ? p->batch_reason : "produce failed");
+  abort_backoff(p, err);
+  esk_error_clear(err);
+  if ((rc = abort_txn(p, &expired, err))) return rc;
+  /* before the redo: it must treat the refused commands differently */
+  esk_refusals_judge(&p->rf, p->cmds, p->batch_isolated);
+  if ((p->batch_broken || expired) && (rc = esk_prod_renew_producer(p, err)))
+    return esk_prod_escalate(err);
+  p->txn_unended = 0; /* aborted, or its producer replaced */
+  p->batch_failed = 0; /* after the purged messages' reports */
+  return rewind ? rewind_all(p, err) : ESK_OK;
+}
+
+/* Commits the open batch. On an abortable error: abort, and when @p rewind,
+ * restore the held partitions and go back to the committed offsets. */
 int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
   if (!p->in_txn) return ESK_OK;
   int rc = p->batch_failed ? ESK_ECONFLICT : write_checkpoints(p);
   if (rc == ESK_ERETRY || (rc == ESK_OK && p->batch_failed)) rc = ESK_ECONFLICT;
-  if (rc == ESK_OK) {
-    rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(p->nparts);
-    for (int32_t i = 0; i < p->nparts; i++)
-      if (p->parts[i].batch_next >= 0)
-        rd_kafka_topic_partition_list_add(offs, p->topics.commands, i)->offset =
-            p->parts[i].batch_next;
-    if (offs->cnt) {
-      rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(p->consumer);
-      for (int tries = 0; tries < 5; tries++) {
-        rc = esk_kafka_txn_error(
-            ESK_WAITING("send_offsets_to_transaction",
-                          rd_kafka_send_offsets_to_transaction(p->producer, offs, md, 30000)),
-            "send_offsets_to_transaction", err);
-        if (rc != ESK_ERETRY) break;
-      }
-      rd_kafka_consumer_group_metadata_destroy(md);
-    }
-    rd_kafka_topic_partition_list_destroy(offs);
-  }
+  if (rc == ESK_OK) rc = send_batch_offsets(p, err);
   int64_t t_commit = esk_time_mono_ms();
-  if (rc == ESK_OK) {
-    await_acks(p, 60000);
-    for (int tries = 0; tries < 5; tries++) {
-      rc = esk_kafka_txn_error(ESK_WAITING("commit_transaction",
-                                           rd_kafka_commit_transaction(p->producer, 60000)),
-                               "commit_transaction", err);
-      if (rc != ESK_ERETRY) break;
-    }
-    if (rc == ESK_OK && p->batch_failed) rc = ESK_ECONFLICT; /* cannot happen: belt and braces */
-  }
+  if (rc == ESK_OK) rc = commit_batch(p, err);
   p->in_txn = 0;
   p->txn_end_ms = esk_time_mono_ms();
   p->st.commit_ms += p->txn_end_ms - t_commit;
@@ -176,61 +261,7 @@ int esk_prod_finish_batch(esk_producer_t *p, int rewind, esk_error_t *err) {
       esk_refusals_prune(&p->rf, i, p->parts[i].batch_next); /* answered and committed */
     p->parts[i].batch_next = -1;
   }
-  if (rc == ESK_OK) {
-    p->txn_unended = 0;
-    p->st.txns++;
-    p->abort_backoff_ms = 0;
-    publish_batch(p);
-    for (int32_t i = 0; i < p->nparts; i++) {
-      part_t *pt = &p->parts[i];
-      if (!pt->ckpt_pending) continue;
-      pt->ckpt_pending = 0;
-      pt->events_since_ckpt = 0;
-      esk_hmap_destroy(pt->dirty);
-      pt->dirty = NULL;
-      if ((rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err))) return rc;
-    }
-    return ESK_OK;
-  }
-  for (int32_t i = 0; i < p->nparts; i++) p->parts[i].ckpt_pending = 0;
-  int expired = rc == ESK_EFATAL && esk_prod_expired_not_fenced(p);
-  if (rc == ESK_EFATAL && !expired) return rc;
-  /* abortable (or retries exhausted): abort, forget the batch's state, redo it */
-  char q[512];
-  if (!err->msg[0])
-    esk_error_set(err, ESK_ECONFLICT, "%s",
-                  p->batch_reason[0] ? p->batch_reason : "produce failed");
-  ESK_WARN(FAC, "msg=\"aborting transaction\" commands=%lld undelivered=%lld retry_in_ms=%lld "
-           "reason=%s", (long long)p->batch_n, (long long)p->batch_undelivered,
-           (long long)p->abort_backoff_ms, esk_log_quote(q, sizeof(q), err->msg));
-  p->st.aborts++;
-  esk_metrics_inc(p->m.aborts);
-  /* a cause that persists (a broker down, a topic's min.insync.replicas out of
-   * reach) must not spin; refused messages are judged below instead */
-  if (p->abort_backoff_ms) esk_time_sleep_ms(p->abort_backoff_ms);
-  p->abort_backoff_ms = p->abort_backoff_ms ? p->abort_backoff_ms * 2 : 100;
-  if (p->abort_backoff_ms > 10000) p->abort_backoff_ms = 10000;
-  esk_error_clear(err);
-  for (int tries = 0; !expired; tries++) {
-    rc = esk_kafka_txn_error(ESK_WAITING("abort_transaction",
-                                         rd_kafka_abort_transaction(p->producer, 60000)),
-                             "abort_transaction", err);
-    if (rc == ESK_OK) break;
-    if (rc == ESK_EFATAL && (expired = esk_prod_expired_not_fenced(p))) break;
-    if (rc != ESK_ERETRY || tries == 5) return esk_prod_escalate(err);
-  }
-  if (expired) {
-    ESK_WARN(FAC, "msg=\"the coordinator aborted the transaction on its timeout; carrying on "
-             "with a new producer\" open_ms=%.0f transaction_timeout_ms=%lld",
-             (esk_time_mono_s() - p->batch_t0) * 1000.0, (long long)p->txn_timeout_ms);
-    esk_error_clear(err);
-  }
-  esk_refusals_judge(&p->rf, p->cmds, p->batch_isolated); /* before the redo: it must treat the refused commands differently */
-  if ((p->batch_broken || expired) && (rc = esk_prod_renew_producer(p, err)))
-    return esk_prod_escalate(err);
-  p->txn_unended = 0; /* aborted, or its producer replaced */
-  p->batch_failed = 0; /* after the purged messages' reports */
-  return rewind ? rewind_all(p, err) : ESK_OK;
+  return rc == ESK_OK ? batch_committed(p, err) : batch_failed(p, rc, rewind, err);
 }
 
 static int rewind_all(esk_producer_t *p, esk_error_t *err) {

@@ -27,6 +27,7 @@
 #define ESKCTL ESK_BINARY_DIR "/bin/eskctl"
 
 typedef struct {
+  char auth[300]; /* api.auth.file=<path> of both daemons, when set before setup() */
   char prefix[128], schema[64], keyfile[256], plog[256], glog[256], qlog[256], jlog[256];
   pid_t producer, projector, gateway, query, more[3];
   int gport, qport;
@@ -58,10 +59,11 @@ static void setup(env_t *e, const char *name) {
   snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", e->schema);
   snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", e->prefix);
   e->projector = start_projector(e, "account_balances", e->jlog);
-  const char *gargs[] = {a_prefix, NULL};
+  const char *auth = e->auth[0] ? e->auth : NULL;
+  const char *gargs[] = {a_prefix, auth, NULL};
   e->gateway = esk_ta_start(ESK_TEST_GATEWAY_BIN, e->keyfile, e->glog, gargs, &e->gport);
   const char *qargs[] = {a_prefix, a_schema, "query.file=" ESK_SOURCE_DIR
-                         "/deploy/queries/bank.queries", NULL};
+                         "/deploy/queries/bank.queries", auth, NULL};
   /* ready once a projector has made esk's tables in the schema */
   e->query = esk_ta_start(ESK_TEST_QUERY_BIN, e->keyfile, e->qlog, qargs, &e->qport);
 }
@@ -499,4 +501,61 @@ Test(read_your_writes, pages_of_transactions_and_daily_summaries_and_etags, .tim
   unlink(log2);
   unlink(log3);
   teardown(&e);
+}
+
+/* The tokens file of the auth test: writer (commands:write), reader
+ * (queries:read); its path into e->auth as api.auth.file=PATH. */
+static void write_tokens(env_t *e, char *path, size_t size) {
+  snprintf(path, size, "/tmp/esk_test_ryw_tokens_%d", (int)getpid());
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd),
+           "{ printf 'writer commands:write %%s\n' $(printf %%s W-secret-4711 | sha256sum | cut -c1-64);"
+           " printf 'reader queries:read %%s\n' $(printf %%s R-secret-4711 | sha256sum | cut -c1-64);"
+           " } > %s", path);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(e->auth, sizeof(e->auth), "api.auth.file=%s", path);
+}
+
+static int get_with(int port, const char *path, const char *hdr, char *head,
+                    char *body) {
+  return esk_tp_http_request(port, "GET", path, hdr, NULL, 0, head, 4096, body, 4096);
+}
+
+Test(read_your_writes, bearer_tokens_and_scopes_guard_both_daemons, .timeout = 300) {
+  env_t e = {0};
+  char tokens[200], head[4096], body[4096];
+  write_tokens(&e, tokens, sizeof(tokens));
+  setup(&e, "ryw_auth");
+  const char *W = "Authorization: Bearer W-secret-4711\r\n", *R = "Authorization: Bearer R-secret-4711\r\n";
+  const char *open = "{\"type\":\"OpenAccount\",\"command_id\":\"open-A1\",\"account_id\":\"A1\","
+                     "\"owner_id\":\"auth\",\"initial_deposit\":{\"minor_units\":5,"
+                     "\"currency\":\"EUR\"}}";
+  cr_expect_eq(esk_ta_post(e.gport, NULL, NULL, open, head, sizeof(head), body, sizeof(body)),
+               401, "no token: %s", body);
+  cr_expect(strstr(head, "WWW-Authenticate: Bearer"), "%s", head);
+  cr_expect_eq(esk_ta_post(e.gport, NULL, "Authorization: Bearer nope\r\n", open, head,
+                           sizeof(head), body, sizeof(body)), 401, "%s", body);
+  cr_expect_eq(esk_ta_post(e.gport, NULL, R, open, head, sizeof(head), body, sizeof(body)), 403,
+               "a reader may not write: %s", body);
+  cr_expect(strstr(body, "token reader lacks the scope commands:write"), "%s", body);
+  cr_assert_eq(esk_ta_post(e.gport, NULL, W, open, head, sizeof(head), body, sizeof(body)), 200,
+               "%s", body);
+  char token[ESK_TOKEN_MAX_CHARS + 1], path[2048];
+  esk_ta_token_of(body, e.key, token, sizeof(token));
+  snprintf(path, sizeof(path), "/v1/bank/accounts/A1?consistency=%s", token);
+  cr_expect_eq(get_with(e.qport, path, NULL, head, body), 401, "%s", body);
+  cr_expect_eq(get_with(e.qport, "/v1/no/such/route", NULL, head, body), 401,
+               "routes are not told to strangers: %s", body);
+  cr_expect_eq(get_with(e.qport, path, W, head, body), 403, "a writer may not read: %s", body);
+  cr_assert_eq(get_with(e.qport, path, R, head, body), 200, "%s", body);
+  cr_expect_eq(balance_of(body), 5, "%s", body);
+  cr_expect_eq(get_with(e.gport, "/v1/bank/commands/open-A1", NULL, head, body), 401);
+  /* the probes need no token */
+  cr_expect_eq(get_with(e.gport, "/healthz", NULL, head, body), 200);
+  cr_expect_eq(get_with(e.qport, "/readyz", NULL, head, body), 200);
+  teardown(&e);
+  /* the logs hold no token */
+  cr_expect_not(esk_tp_file_contains(e.glog, "secret-4711"), "a token in %s", e.glog);
+  cr_expect_not(esk_tp_file_contains(e.qlog, "secret-4711"), "a token in %s", e.qlog);
+  unlink(tokens);
 }

@@ -6,13 +6,14 @@
 #include <stdlib.h>
 
 #include "bank_event.h"
+#include "domain_decoder.h"
 #include "esk/codec.h"
 #include "esk/conf.h"
 #include "projections.h"
 
 struct esk_test_projector_s {
   esk_conf_t *conf;
-  esk_bank_decoder_t *dec;
+  esk_domain_decoder_t *dec; /* over the bank's contract, as esk-projector -X domain=bank */
   esk_projection_t proj;
   esk_projector_t *p;
   pthread_t thread;
@@ -34,7 +35,7 @@ static void *projector_thread(void *arg) {
 static void projector_free(esk_test_projector_t *t) {
   esk_projector_destroy(t->p);
   if (!t->foreign) esk_bank_projection_destroy(&t->proj);
-  esk_bank_decoder_destroy(t->dec);
+  esk_domain_decoder_destroy(t->dec);
   esk_conf_destroy(t->conf);
   free(t);
 }
@@ -67,10 +68,10 @@ static int projector_start(esk_test_projector_t **out, const char *name,
     goto fail;
   for (size_t i = 0; kv && kv[i]; i += 2)
     if ((rc = esk_conf_set(t->conf, kv[i], kv[i + 1], "test", err))) goto fail;
-  if ((rc = esk_bank_decoder_new(&t->dec, &limits, err)) ||
+  if ((rc = esk_domain_decoder_new(&t->dec, &esk_bank_contract, &limits, err)) ||
       (def && (rc = def->create(&t->proj, err))))
     goto fail;
-  esk_decoder_t d = esk_bank_decoder(t->dec);
+  esk_decoder_t d = esk_domain_decoder(t->dec);
   if ((rc = esk_projector_new(&t->p, t->conf, &t->proj, &d, err))) goto fail;
   if (pthread_create(&t->thread, NULL, projector_thread, t)) {
     rc = esk_error_set(err, ESK_EFATAL, "cannot start a thread");
