@@ -1,4 +1,6 @@
 #include "esk/http.h"
+
+#include "esk/file.h"
 #include "esk/log.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
@@ -99,26 +101,15 @@ struct esk_http_s {
 
 /* The whole PEM file at @p path (NUL-terminated) into @p *out. */
 static int read_pem(char **out, const char *key, const char *path, esk_error_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return esk_error_set(err, ESK_EINVAL, "%s=%s: cannot open: %s", key, path,
-                               strerror(errno));
-  char *buf = malloc(PEM_MAX + 1);
-  size_t n = buf ? fread(buf, 1, PEM_MAX + 1, f) : 0;
-  int bad = ferror(f);
-  fclose(f);
-  if (!buf) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  int rc = ESK_OK;
-  if (bad) rc = esk_error_set(err, ESK_EINVAL, "%s=%s: read error", key, path);
-  else if (n > PEM_MAX) rc = esk_error_set(err, ESK_EINVAL, "%s=%s: larger than 1 MiB", key, path);
-  else if (!n || memchr(buf, '\0', n) || !strstr((buf[n] = '\0', buf), "-----BEGIN "))
-    rc = esk_error_set(err, ESK_EINVAL, "%s=%s: not a PEM file", key, path);
-  if (rc) {
-    sodium_memzero(buf, n < PEM_MAX ? n : PEM_MAX);
-    free(buf);
-    return rc;
-  }
-  *out = buf;
-  return ESK_OK;
+  char what[600];
+  size_t n;
+  snprintf(what, sizeof(what), "%s=%s", key, path);
+  int rc = esk_file_read_text(out, &n, path, PEM_MAX, what, err);
+  if (rc || strstr(*out, "-----BEGIN ")) return rc;
+  sodium_memzero(*out, n);
+  free(*out);
+  *out = NULL;
+  return esk_error_set(err, ESK_EINVAL, "%s: not a PEM file", what);
 }
 
 /* http.tls.cert.file and http.tls.key.file: both or neither. */
