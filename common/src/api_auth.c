@@ -1,7 +1,6 @@
 /* Bearer tokens with scopes (see esk/api_auth.h; docs/api.md, "Authentication"). */
 #include "esk/api_auth.h"
 
-#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <strings.h>
 
 #include "esk/api.h"
+#include "esk/file.h"
 #include "esk/log.h"
 
 #define FAC "api"
@@ -110,24 +110,6 @@ static int read_lines(esk_api_auth_t *a, char *text, const char *path, esk_error
   return rc;
 }
 
-static int read_file(esk_api_auth_t *a, FILE *f, const char *path, esk_error_t *err) {
-  char *text = malloc(FILE_MAX + 1);
-  if (!text) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  size_t n = fread(text, 1, FILE_MAX + 1, f);
-  int rc;
-  if (ferror(f)) rc = esk_error_set(err, ESK_EINVAL, "%s: read error", path);
-  else if (n > FILE_MAX) rc = esk_error_set(err, ESK_EINVAL, "%s: larger than %d bytes", path,
-                                            FILE_MAX);
-  else if (memchr(text, '\0', n)) rc = esk_error_set(err, ESK_EINVAL, "%s: holds a NUL byte", path);
-  else {
-    text[n] = '\0';
-    rc = read_lines(a, text, path, err);
-  }
-  sodium_memzero(text, n < FILE_MAX ? n : FILE_MAX);
-  free(text);
-  return rc;
-}
-
 static int is_loopback(const char *listen) {
   return !strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]", 5) ||
          !strncmp(listen, "localhost:", 10) || !strcmp(listen, "off");
@@ -142,12 +124,15 @@ int esk_api_auth_load(esk_api_auth_t **out, const char *path, const char *listen
                "loopback; anyone who reaches %s may use the API\"", listen);
     return ESK_OK;
   }
-  FILE *f = fopen(path, "r");
-  if (!f) return esk_error_set(err, ESK_EINVAL, "api.auth.file=%s: cannot open: %s", path,
-                               strerror(errno));
+  char what[600], *text;
+  size_t n;
+  snprintf(what, sizeof(what), "api.auth.file=%s", path);
+  int rc = esk_file_read_text(&text, &n, path, FILE_MAX, what, err);
+  if (rc) return rc;
   esk_api_auth_t *a = calloc(1, sizeof(*a));
-  int rc = a ? read_file(a, f, path, err) : esk_error_set(err, ESK_ENOMEM, "out of memory");
-  fclose(f);
+  rc = a ? read_lines(a, text, path, err) : esk_error_set(err, ESK_ENOMEM, "out of memory");
+  sodium_memzero(text, n);
+  free(text);
   if (rc) {
     esk_api_auth_free(a);
     return rc;

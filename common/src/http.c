@@ -1,4 +1,6 @@
 #include "esk/http.h"
+
+#include "esk/file.h"
 #include "esk/log.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
@@ -6,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <sodium.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -47,6 +50,11 @@ const esk_conf_prop_t esk_http_props[] = {
      "Most HTTP connections from one client address: a further one closes that address's "
      "connection that has waited longest for a request, or is refused when all of them are "
      "being answered."},
+    {"http.tls.cert.file", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "PEM certificate (chain) of the HTTP endpoints; with http.tls.key.file, they (the API "
+     "and the probes) answer HTTPS only. Empty: plain HTTP."},
+    {"http.tls.key.file", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "PEM private key of http.tls.cert.file (unencrypted; keep the file mode 0600 or 0640)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -84,7 +92,47 @@ struct esk_http_s {
   int port;
   conn_t *conns; /* open connections, newest first */
   unsigned max_conns, max_per_addr, idle_s, header_s;
+  char *tls_cert, *tls_key; /* PEM, kept while the daemon runs; NULL: plain HTTP */
 };
+
+/* ---------------------------------------------------------------- TLS --- */
+
+#define PEM_MAX ((size_t)1 << 20)
+
+/* The whole PEM file at @p path (NUL-terminated) into @p *out. */
+static int read_pem(char **out, const char *key, const char *path, esk_error_t *err) {
+  char what[600];
+  size_t n;
+  snprintf(what, sizeof(what), "%s=%s", key, path);
+  int rc = esk_file_read_text(out, &n, path, PEM_MAX, what, err);
+  if (rc || strstr(*out, "-----BEGIN ")) return rc;
+  sodium_memzero(*out, n);
+  free(*out);
+  *out = NULL;
+  return esk_error_set(err, ESK_EINVAL, "%s: not a PEM file", what);
+}
+
+/* http.tls.cert.file and http.tls.key.file: both or neither. */
+static int load_tls(esk_http_t *h, const esk_conf_t *conf, esk_error_t *err) {
+  const char *cert = esk_conf_get(conf, "http.tls.cert.file");
+  const char *key = esk_conf_get(conf, "http.tls.key.file");
+  if (!*cert && !*key) return ESK_OK;
+  if (!*cert || !*key)
+    return esk_error_set(err, ESK_EINVAL, "http.tls.cert.file and http.tls.key.file go "
+                         "together: %s is set, %s is not", *cert ? "the certificate" : "the key",
+                         *cert ? "the key" : "the certificate");
+  if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+    return esk_error_set(err, ESK_EINVAL, "http.tls.cert.file: this libmicrohttpd has no TLS");
+  int rc = read_pem(&h->tls_cert, "http.tls.cert.file", cert, err);
+  if (!rc) rc = read_pem(&h->tls_key, "http.tls.key.file", key, err);
+  return rc;
+}
+
+static void free_tls(esk_http_t *h) {
+  if (h->tls_key) sodium_memzero(h->tls_key, strlen(h->tls_key));
+  free(h->tls_key);
+  free(h->tls_cert);
+}
 
 /* ------------------------------------------------------------ address --- */
 
@@ -511,29 +559,42 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
   h->max_per_addr = (unsigned)esk_conf_get_int(conf, "http.max.connections.per.address");
   h->idle_s = (unsigned)esk_conf_get_int(conf, "http.timeout.s");
   h->header_s = (unsigned)esk_conf_get_int(conf, "http.header.timeout.s");
-  if ((rc = open_listener(&fd, &h->port, &v6, &a, value, err))) goto cleanup;
+  if ((rc = load_tls(h, conf, err)) || (rc = open_listener(&fd, &h->port, &v6, &a, value, err)))
+    goto cleanup;
 
   unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                   (v6 ? MHD_USE_IPv6 : 0) | (app ? MHD_ALLOW_SUSPEND_RESUME : 0);
+                   (v6 ? MHD_USE_IPv6 : 0) | (app ? MHD_ALLOW_SUSPEND_RESUME : 0) |
+                   (h->tls_cert ? MHD_USE_TLS : 0);
+  struct MHD_OptionItem tls[] = {
+      {h->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->tls_cert},
+      {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+      {MHD_OPTION_END, 0, NULL}};
   h->daemon = MHD_start_daemon(
-      flags, 0, on_accept, h, handle, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+      flags, 0, on_accept, h, handle, h, MHD_OPTION_ARRAY, tls,
+      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
       MHD_OPTION_CONNECTION_LIMIT, h->max_conns + PROBE_RESERVE,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)esk_conf_get_int(conf, "http.request.max.bytes"),
       MHD_OPTION_CONNECTION_TIMEOUT, h->idle_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
       MHD_OPTION_END);
   if (!h->daemon) {
-    rc = esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not start", value);
+    rc = h->tls_cert ? esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not "
+                                     "start: are http.tls.cert.file and http.tls.key.file a "
+                                     "certificate and its key?", value)
+                     : esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not "
+                                     "start", value);
     goto cleanup;
   }
   fd = -1; /* the daemon owns it now and closes it on stop */
-  ESK_INFO("http", "msg=\"http endpoints listening\" addr=%s%s%s:%d paths=/healthz,/readyz,/metrics%s%s",
-           v6 ? "[" : "", a.host, v6 ? "]" : "", h->port, app ? "," : "", app ? app->prefix : "");
+  ESK_INFO("http", "msg=\"http endpoints listening\" addr=%s%s%s:%d paths=/healthz,/readyz,/metrics%s%s tls=%s",
+           v6 ? "[" : "", a.host, v6 ? "]" : "", h->port, app ? "," : "", app ? app->prefix : "",
+           h->tls_cert ? "on" : "off");
   *out = h;
   return ESK_OK;
 
 cleanup:
   if (fd >= 0) close(fd);
+  free_tls(h);
   free(h);
   return rc;
 }
@@ -548,5 +609,6 @@ void esk_http_stop(esk_http_t *h) {
     h->conns = k->next;
     free(k);
   }
+  free_tls(h);
   free(h);
 }

@@ -78,3 +78,18 @@ int esk_pg_ident_valid(const char *s) {
       return 0;
   return 1;
 }
+
+int esk_pg_table_exists(int *out, PGconn *c, const char *what, const char *schema,
+                        const char *table, esk_error_t *err) {
+  char rel[200];
+  int n = snprintf(rel, sizeof(rel), "\"%s\".%s", schema, table);
+  if (n < 0 || (size_t)n >= sizeof(rel))
+    return esk_error_set(err, ESK_EINVAL, "%s: table name %s.%s too long", what, schema, table);
+  const char *params[1] = {rel};
+  PGresult *r = NULL;
+  int rc = esk_pg_exec(&r, c, what, "select to_regclass($1) is not null", 1, params, err);
+  if (rc) return rc;
+  *out = !strcmp(PQgetvalue(r, 0, 0), "t");
+  PQclear(r);
+  return ESK_OK;
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "esk/buf.h"
+#include "esk/file.h"
 #include "esk/pg.h"
 
 #define MAX_DEPTH 16
@@ -343,23 +344,11 @@ fail:
 
 int esk_declarative_load(esk_declarative_t **out, const char *path,
                          const esk_schema_set_t *schemas, esk_error_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return esk_error_set(err, ESK_EINVAL, "%s: cannot open: %s", path, strerror(errno));
-  char *text = malloc(MAX_FILE_BYTES + 2);
-  size_t n = text ? fread(text, 1, MAX_FILE_BYTES + 1, f) : 0;
-  int bad = ferror(f);
-  fclose(f);
-  if (!text) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  int rc;
-  if (bad) rc = esk_error_set(err, ESK_EINVAL, "%s: cannot read", path);
-  else if (n > MAX_FILE_BYTES)
-    rc = esk_error_set(err, ESK_EINVAL, "%s: larger than %zu bytes", path, MAX_FILE_BYTES);
-  else if (memchr(text, '\0', n))
-    rc = esk_error_set(err, ESK_EINVAL, "%s: holds a NUL byte (not a text file)", path);
-  else {
-    text[n] = '\0';
-    rc = esk_declarative_parse(out, path, text, schemas, err);
-  }
+  char *text;
+  size_t n;
+  int rc = esk_file_read_text(&text, &n, path, MAX_FILE_BYTES, path, err);
+  if (rc) return rc;
+  rc = esk_declarative_parse(out, path, text, schemas, err);
   free(text);
   return rc;
 }

@@ -143,9 +143,8 @@ static int arg_value(esk_http_req_t *req, const esk_query_arg_t *a, char *out, c
 
 /* The values of $1..$n from the path, the query string and the cursor (whose
  * columns are NULL on the first page). -1 with @p msg on bad input. */
-static int fill_params(esk_query_t *q, esk_http_req_t *req, const esk_query_decl_t *d,
+static int fill_params(esk_http_req_t *req, const esk_query_decl_t *d,
                        const char *const *values, job_t *j, char *msg, size_t size) {
-  (void)q;
   char cur[ESK_QUERY_MAX_CURSOR][ESK_QUERY_CURSOR_VALUE_MAX + 1];
   int cur_null[ESK_QUERY_MAX_CURSOR];
   const char *c = esk_http_req_query(req, "cursor");
@@ -194,7 +193,7 @@ static void route(void *opaque, esk_http_req_t *req) {
   j->req = req;
   j->decl = d;
   j->decl_index = i;
-  if (fill_params(q, req, d, values, j, msg, sizeof(msg))) {
+  if (fill_params(req, d, values, j, msg, sizeof(msg))) {
     free(j);
     return send_error(q, req, 400, "INVALID_PARAMETER", msg);
   }
@@ -253,6 +252,15 @@ typedef struct worker_s {
 
 _Static_assert(ESK_QUERY_CURSOR_VALUE_MAX <= PARAM_MAX, "a cursor value fits a param");
 
+/* The stored positions of projection @p proj's live generation on @p topic,
+ * as the FROM clause of a statement run with search_path at pg.schema (the
+ * store key of generation N > 1 is "<projection>.g<N>", as
+ * consumers/runtime/generation.c names it). */
+#define LIVE_POSITIONS(proj, topic)                                                      \
+  "from esk_projection_positions p join esk_projection_generations g on g.projection = " \
+  proj " and g.state = 'live' and p.projection = case when g.generation <= 1 then "      \
+  "g.projection else g.projection || '.g' || g.generation end where p.topic = " topic
+
 /* The statement of declared query @p d: one row of (the answer's JSON, the
  * last row's cursor columns or NULL, the projection's live positions as text
  * for the ETag), all read in one snapshot. */
@@ -265,10 +273,7 @@ static int query_sql(esk_query_t *q, PGconn *pg, const esk_query_decl_t *d, char
   if (proj && topic)
     n = snprintf(pos, sizeof(pos),
                  "(select string_agg(p.partition || ':' || p.next_offset, ',' order by "
-                 "p.partition) from esk_projection_positions p join esk_projection_generations g "
-                 "on g.projection = %s and g.state = 'live' and p.projection = case when "
-                 "g.generation <= 1 then g.projection else g.projection || '.g' || g.generation "
-                 "end where p.topic = %s)", proj, topic);
+                 "p.partition) " LIVE_POSITIONS("%s", "%s") ")", proj, topic);
   PQfreemem(proj);
   PQfreemem(topic);
   if (n <= 0 || (size_t)n >= sizeof(pos))
@@ -314,14 +319,12 @@ static int prepare_decl(esk_query_t *q, PGconn *pg, size_t i, esk_error_t *err) 
  * whose view exists (@p prepared says which; the others are prepared when
  * first asked for, so one projection not yet run does not hold up the rest). */
 static int prepare(esk_query_t *q, PGconn *pg, unsigned char *prepared, esk_error_t *err) {
-  char sql[ESK_QUERY_SQL_MAX + 2048];
-  snprintf(sql, sizeof(sql),
-           "select p.partition, p.next_offset from \"%s\".esk_projection_positions p "
-           "join \"%s\".esk_projection_generations g on g.projection = $1 and g.state = 'live' "
-           "and p.projection = case when g.generation <= 1 then g.projection "
-           "else g.projection || '.g' || g.generation end where p.topic = $2",
-           q->schema, q->schema);
-  PGresult *r = PQprepare(pg, POS_STMT, sql, 2, NULL);
+  char sql[128];
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", q->schema);
+  int rc = esk_pg_exec(NULL, pg, "search_path", sql, 0, NULL, err);
+  if (rc) return rc;
+  PGresult *r = PQprepare(pg, POS_STMT, "select p.partition, p.next_offset "
+                          LIVE_POSITIONS("$1", "$2"), 2, NULL);
   int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
   /* no projector has created esk's tables in the schema yet: wait for one */
   const char *state = ok ? NULL : PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -332,9 +335,6 @@ static int prepare(esk_query_t *q, PGconn *pg, unsigned char *prepared, esk_erro
                   PQerrorMessage(pg));
   PQclear(r);
   if (!ok) return later ? ESK_ERETRY : ESK_EINVAL;
-  snprintf(sql, sizeof(sql), "set search_path to \"%s\"", q->schema);
-  int rc = esk_pg_exec(NULL, pg, "search_path", sql, 0, NULL, err);
-  if (rc) return rc;
   for (size_t i = 0; i < q->n_decls; i++) {
     rc = prepare_decl(q, pg, i, err);
     if (rc && rc != ESK_ERETRY) return rc;

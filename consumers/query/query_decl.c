@@ -1,6 +1,8 @@
 /* Declared queries (see query_decl.h). */
 #include "query_decl.h"
 
+#include "esk/file.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -103,16 +105,32 @@ static int set_arg(esk_query_decl_t *d, const char *v, size_t n, const char *ori
   return ESK_OK;
 }
 
+/* The next item of the comma-separated list at *@p v (*@p n bytes left),
+ * trimmed, into @p item / @p len. @returns 0 when the list is done. */
+static int next_item(const char **v, size_t *n, const char **item, size_t *len) {
+  if (!*v) return 0;
+  const char *comma = memchr(*v, ',', *n);
+  size_t l = comma ? (size_t)(comma - *v) : *n;
+  *item = *v;
+  *len = l;
+  trim(item, len);
+  if (comma) {
+    *n -= l + 1;
+    *v = comma + 1;
+  } else {
+    *v = NULL;
+  }
+  return 1;
+}
+
 /* cursor = a, b: the keyset columns, at most ESK_QUERY_MAX_CURSOR. */
 static int set_cursor(esk_query_decl_t *d, const char *v, size_t n, const char *origin, int line,
                       esk_error_t *err) {
+  const char *name;
+  size_t nl;
   d->n_cursor = 0;
-  while (n) {
-    const char *comma = memchr(v, ',', n);
-    size_t len = comma ? (size_t)(comma - v) : n;
-    const char *name = v;
-    size_t nl = len;
-    trim(&name, &nl);
+  if (!n) v = NULL;
+  while (next_item(&v, &n, &name, &nl)) {
     if (!is_ident(name, nl))
       return BAD("%s:%d: cursor column '%.*s' is not a name [a-z_][a-z0-9_]*", origin, line,
                  (int)nl, name);
@@ -120,9 +138,6 @@ static int set_cursor(esk_query_decl_t *d, const char *v, size_t n, const char *
       return BAD("%s:%d: more than %d cursor columns", origin, line, ESK_QUERY_MAX_CURSOR);
     memcpy(d->cursor[d->n_cursor], name, nl);
     d->cursor[d->n_cursor++][nl] = '\0';
-    if (!comma) break;
-    n -= len + 1;
-    v = comma + 1;
   }
   return ESK_OK;
 }
@@ -146,13 +161,11 @@ static int param_source(const esk_query_decl_t *d, const char *name, size_t nl, 
 /* params = a, b: each a path parameter, an int_arg or cursor.<col>, in $ order. */
 static int set_params(esk_query_decl_t *d, const char *v, size_t n, const char *origin, int line,
                       esk_error_t *err) {
+  const char *name;
+  size_t nl;
   d->n_params = 0;
-  while (n) {
-    const char *comma = memchr(v, ',', n);
-    size_t len = comma ? (size_t)(comma - v) : n;
-    const char *name = v;
-    size_t nl = len;
-    trim(&name, &nl);
+  if (!n) v = NULL;
+  while (next_item(&v, &n, &name, &nl)) {
     if (d->n_params == ESK_QUERY_MAX_PARAMS)
       return BAD("%s:%d: more than %d params", origin, line, ESK_QUERY_MAX_PARAMS);
     int src = 0;
@@ -161,9 +174,6 @@ static int set_params(esk_query_decl_t *d, const char *v, size_t n, const char *
                  "cursor.<column> (declare path, int_arg and cursor before params)", origin,
                  line, (int)nl, name);
     d->param_src[d->n_params++] = src;
-    if (!comma) break;
-    n -= len + 1;
-    v = comma + 1;
   }
   return ESK_OK;
 }
@@ -294,17 +304,12 @@ int esk_query_decl_parse(esk_query_decl_t **decls, size_t *n, const char *text, 
 }
 
 int esk_query_decl_load(esk_query_decl_t **decls, size_t *n, const char *path, esk_error_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return BAD("query file %s: %s", path, strerror(errno));
-  char *text = malloc(FILE_MAX + 1);
-  size_t len = text ? fread(text, 1, FILE_MAX + 1, f) : 0;
-  int bad_read = ferror(f);
-  fclose(f);
-  int rc;
-  if (!text) rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
-  else if (bad_read) rc = BAD("query file %s: read error", path);
-  else if (len > FILE_MAX) rc = BAD("query file %s: larger than %zu bytes", path, FILE_MAX);
-  else rc = esk_query_decl_parse(decls, n, text, len, path, err);
+  char what[600], *text;
+  size_t len;
+  snprintf(what, sizeof(what), "query file %s", path);
+  int rc = esk_file_read_text(&text, &len, path, FILE_MAX, what, err);
+  if (rc) return rc;
+  rc = esk_query_decl_parse(decls, n, text, len, path, err);
   free(text);
   return rc;
 }

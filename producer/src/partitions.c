@@ -39,6 +39,29 @@ static int reset_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   return rc;
 }
 
+/* Restores partition @p id into fresh state; transient broker errors (a
+ * leader moving, a topic just created) are retried from scratch until
+ * restore.timeout.ms has passed. */
+static int restore_retrying(esk_producer_t *p, int32_t id, esk_restore_stats_t *st,
+                            esk_error_t *err) {
+  part_t *pt = &p->parts[id];
+  int64_t give_up = esk_time_mono_ms() + p->restore_ms;
+  int rc;
+  for (;;) {
+    if ((rc = reset_part(p, id, err))) return rc;
+    esk_restore_target_t tgt = {p->dom, p->dom_self, pt->store, pt->seen, pt->dirty,
+                                (size_t)p->seen_max};
+    rc = ESK_WAITING("restoring a partition (snapshots, events, results)",
+                     esk_restore_partition(st, &tgt, p->reader, &p->topics, id, 1,
+                                           (int)p->restore_ms, err));
+    if (rc != ESK_ERETRY || esk_time_mono_ms() >= give_up || esk_watchdog_stopping()) return rc;
+    char q[512];
+    ESK_WARN(FAC, "msg=\"restore failed, retrying\" partition=%d reason=%s", (int)id,
+             esk_log_quote(q, sizeof(q), err->msg));
+    esk_time_sleep_ms(500);
+  }
+}
+
 int esk_prod_restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   if (id < 0 || id >= p->nparts)
     return esk_error_set(err, ESK_EFATAL,
@@ -48,25 +71,12 @@ int esk_prod_restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   part_t *pt = &p->parts[id];
   esk_restore_stats_t st;
   ESK_INFO(FAC, "msg=\"restoring partition\" partition=%d", (int)id);
-  /* transient broker errors (a leader moving, a topic just created) are retried
-   * from scratch until restore.timeout.ms has passed */
-  int64_t give_up = esk_time_mono_ms() + p->restore_ms;
   double t0 = esk_time_mono_s();
-  int rc;
-  for (;;) {
-    if ((rc = reset_part(p, id, err))) return rc;
-    esk_restore_target_t tgt = {p->dom, p->dom_self, pt->store, pt->seen, pt->dirty,
-                                (size_t)p->seen_max};
-    rc = ESK_WAITING("restoring a partition (snapshots, events, results)",
-                     esk_restore_partition(&st, &tgt, p->reader, &p->topics, id, 1,
-                                           (int)p->restore_ms, err));
-    if (rc != ESK_ERETRY || esk_time_mono_ms() >= give_up || esk_watchdog_stopping()) break;
-    char q[512];
-    ESK_WARN(FAC, "msg=\"restore failed, retrying\" partition=%d reason=%s", (int)id,
-             esk_log_quote(q, sizeof(q), err->msg));
-    esk_time_sleep_ms(500);
+  int rc = restore_retrying(p, id, &st, err);
+  if (rc) {
+    esk_prod_drop_part(p, id);
+    return rc;
   }
-  if (rc) goto cleanup;
   pt->events_since_ckpt = st.events_applied;
   pt->active = 1;
   /* the whole restore, retries included: what a rebalance waits for */
@@ -80,38 +90,35 @@ int esk_prod_restore_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
            (long long)st.checkpoint, (long long)st.events_read, (long long)st.events_applied,
            (long long)st.results, st.ms_total);
   return ESK_OK;
-cleanup:
-  esk_prod_drop_part(p, id);
-  return rc;
 }
 
-void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
-                           rd_kafka_topic_partition_list_t *parts, void *opaque) {
-  esk_producer_t *p = opaque;
-  esk_error_t err = {0};
-  if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    atomic_store(&p->health->assigned, parts->cnt);
-    atomic_store(&p->health->restoring, parts->cnt);
-    atomic_store(&p->health->joined, 1);
-    esk_metrics_set(p->m.assigned, parts->cnt);
-    if (parts->cnt == 0)
-      ESK_WARN(FAC, "msg=\"no partition assigned: idle standby (more instances than "
-               "partitions?)\" partitions=%d", p->nparts);
-    for (int i = 0; i < parts->cnt && !esk_prod_fatal(p); i++) {
-      if (esk_prod_restore_part(p, parts->elems[i].partition, &err)) {
-        if (esk_watchdog_stopping()) break; /* interrupted by a stop: not an error */
-        esk_error_t e2 = {0};
-        esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
-                      (int)parts->elems[i].partition, err.msg);
-        esk_watchdog_fatal(&p->health->fatal, &e2);
-      } else {
-        atomic_fetch_sub(&p->health->restoring, 1);
-      }
+/* Assigned @p parts: each restored before it is handed to the consumer. */
+static void assigned(esk_producer_t *p, const rd_kafka_topic_partition_list_t *parts) {
+  atomic_store(&p->health->assigned, parts->cnt);
+  atomic_store(&p->health->restoring, parts->cnt);
+  atomic_store(&p->health->joined, 1);
+  esk_metrics_set(p->m.assigned, parts->cnt);
+  if (parts->cnt == 0)
+    ESK_WARN(FAC, "msg=\"no partition assigned: idle standby (more instances than "
+             "partitions?)\" partitions=%d", p->nparts);
+  for (int i = 0; i < parts->cnt && !esk_prod_fatal(p); i++) {
+    esk_error_t err = {0};
+    if (!esk_prod_restore_part(p, parts->elems[i].partition, &err)) {
+      atomic_fetch_sub(&p->health->restoring, 1);
+      continue;
     }
-    rd_kafka_assign(rk, parts);
-    return;
+    if (esk_watchdog_stopping()) break; /* interrupted by a stop: not an error */
+    esk_error_t e2 = {0};
+    esk_error_set(&e2, ESK_EFATAL, "restoring partition %d: %s",
+                  (int)parts->elems[i].partition, err.msg);
+    esk_watchdog_fatal(&p->health->fatal, &e2);
   }
-  /* revoked: commit what was done for them while the generation is still ours */
+}
+
+/* Revoked @p parts: what was done for them is committed while the generation
+ * is still ours, then their state dropped. */
+static void revoked(esk_producer_t *p, const rd_kafka_topic_partition_list_t *parts) {
+  esk_error_t err = {0};
   if (p->in_txn && !esk_prod_fatal(p) && esk_prod_finish_batch(p, 0, &err) == ESK_EFATAL)
     esk_watchdog_fatal(&p->health->fatal, &err);
   p->in_txn = 0;
@@ -128,7 +135,18 @@ void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   atomic_store(&p->health->assigned, 0);
   atomic_store(&p->health->restoring, 0);
   esk_metrics_set(p->m.assigned, 0);
-  rd_kafka_assign(rk, NULL);
+}
+
+void esk_prod_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                           rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  esk_producer_t *p = opaque;
+  if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    assigned(p, parts);
+    rd_kafka_assign(rk, parts);
+  } else {
+    revoked(p, parts);
+    rd_kafka_assign(rk, NULL);
+  }
 }
 
 /* Lag gauges of the held partitions from the consumer's cached watermarks (no

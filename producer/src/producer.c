@@ -125,7 +125,43 @@ static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
            rd_kafka_err2name((rd_kafka_resp_err_t)code), esk_log_quote(q, sizeof(q), reason));
 }
 
-/* @p keep: if not NULL, set to a copy of the client's configuration. */
+/* The producer's Kafka settings checked against esk's: an event between
+ * event.max.bytes and kafka.message.max.bytes would fail its transaction in
+ * producev instead of being rejected before it (docs/producer.md), and a
+ * batch must commit well within the transaction timeout. */
+static int check_producer_conf(esk_producer_t *p, rd_kafka_conf_t *c, esk_error_t *err) {
+  char tt[32], mb[32];
+  size_t sz = sizeof(tt), msz = sizeof(mb);
+  if (rd_kafka_conf_get(c, "message.max.bytes", mb, &msz) == RD_KAFKA_CONF_OK &&
+      p->event_max > atoll(mb))
+    return esk_error_set(err, ESK_EINVAL,
+                         "event.max.bytes=%lld: must be at most kafka.message.max.bytes (%s)",
+                         (long long)p->event_max, mb);
+  if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK)
+    p->txn_timeout_ms = atoll(tt);
+  if (p->txn_timeout_ms && p->batch_ms * 2 > p->txn_timeout_ms)
+    return esk_error_set(err, ESK_EINVAL,
+                         "batch.max.ms=%lld: must be at most half of "
+                         "kafka.transaction.timeout.ms (%s)",
+                         (long long)p->batch_ms, tt);
+  return ESK_OK;
+}
+
+/* The commands consumer needs an eager assignor (docs/producer.md). */
+static int check_consumer_conf(rd_kafka_conf_t *c, esk_error_t *err) {
+  char strat[128];
+  size_t sz = sizeof(strat);
+  if (rd_kafka_conf_get(c, "partition.assignment.strategy", strat, &sz) == RD_KAFKA_CONF_OK &&
+      strstr(strat, "cooperative"))
+    return esk_error_set(err, ESK_EINVAL,
+                         "kafka.partition.assignment.strategy=%s: esk-producer needs an eager "
+                         "assignor (range or roundrobin)",
+                         strat);
+  return ESK_OK;
+}
+
+/* A Kafka client of @p type with esk's callbacks and checks. @p keep: if not
+ * NULL, set to a copy of the client's configuration. */
 static int checked_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer_t *p,
                           const esk_conf_t *conf, rd_kafka_type_t type,
                           const char *const *defaults, const char *const *forced,
@@ -135,41 +171,12 @@ static int checked_client(rd_kafka_t **out, rd_kafka_conf_t **keep, esk_producer
   if (rc) return rc;
   rd_kafka_conf_set_error_cb(c, error_cb);
   if (type == RD_KAFKA_PRODUCER) {
-    char tt[32], mb[32];
-    size_t sz = sizeof(tt), msz = sizeof(mb);
     rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
-    /* an event between the two limits would fail its transaction in producev
-     * instead of being rejected before it (docs/producer.md) */
-    if (rd_kafka_conf_get(c, "message.max.bytes", mb, &msz) == RD_KAFKA_CONF_OK &&
-        p->event_max > atoll(mb)) {
-      rc = esk_error_set(err, ESK_EINVAL,
-                         "event.max.bytes=%lld: must be at most kafka.message.max.bytes (%s)",
-                         (long long)p->event_max, mb);
-      goto cleanup;
-    }
-    /* a batch must commit well within the transaction timeout */
-    if (rd_kafka_conf_get(c, "transaction.timeout.ms", tt, &sz) == RD_KAFKA_CONF_OK)
-      p->txn_timeout_ms = atoll(tt);
-    if (p->txn_timeout_ms && p->batch_ms * 2 > p->txn_timeout_ms) {
-      rc = esk_error_set(err, ESK_EINVAL,
-                         "batch.max.ms=%lld: must be at most half of "
-                         "kafka.transaction.timeout.ms (%s)",
-                         (long long)p->batch_ms, tt);
-      goto cleanup;
-    }
+    if ((rc = check_producer_conf(p, c, err))) goto cleanup;
   }
   if (type == RD_KAFKA_CONSUMER && forced) {
-    char strat[128];
-    size_t sz = sizeof(strat);
     rd_kafka_conf_set_rebalance_cb(c, esk_prod_rebalance_cb);
-    if (rd_kafka_conf_get(c, "partition.assignment.strategy", strat, &sz) == RD_KAFKA_CONF_OK &&
-        strstr(strat, "cooperative")) {
-      rc = esk_error_set(err, ESK_EINVAL,
-                         "kafka.partition.assignment.strategy=%s: esk-producer needs an eager "
-                         "assignor (range or roundrobin)",
-                         strat);
-      goto cleanup;
-    }
+    if ((rc = check_consumer_conf(c, err))) goto cleanup;
   }
   if (keep && !(*keep = rd_kafka_conf_dup(c))) {
     rc = esk_error_set(err, ESK_ENOMEM, "producer: out of memory");

@@ -395,7 +395,9 @@ static int fence_txn(esk_producer_t *p, const rd_kafka_topic_partition_list_t *o
                                            p->producer, offs, md, FENCE_CALL_MS)),
                            "send_offsets_to_transaction", err);
   rd_kafka_consumer_group_metadata_destroy(md);
-  return rc == ESK_EFATAL ? rc : fence_txn_end(p, rc, err);
+  if (rc != ESK_EFATAL) rc = fence_txn_end(p, rc, err);
+  p->txn_end_ms = esk_time_mono_ms(); /* its markers delay the next batch as any commit's */
+  return rc;
 }
 
 /* librdkafka learns that another instance with this transactional.id fenced

@@ -306,29 +306,31 @@ static void open_accounts(rd_kafka_t *rk, esk_bank_avro_t *avro) {
   esk_buf_free(&b);
 }
 
-int main(int argc, char **argv) {
-  double seconds = argc > 1 ? atof(argv[1]) : 10;
-  double rates[16] = {2, 20, 200, 2000, 10000};
-  int nrates = 5;
+/* The command line: SECONDS and the RATEs. @returns -1 to go on, else the
+ * exit status. */
+static int parse_args(int argc, char **argv, double *seconds, double rates[16], int *nrates) {
+  static const double dflt[] = {2, 20, 200, 2000, 10000};
+  *seconds = argc > 1 ? atof(argv[1]) : 10;
+  *nrates = 5;
+  memcpy(rates, dflt, sizeof(dflt));
   if (argc > 2) {
-    nrates = 0;
-    for (int i = 2; i < argc && nrates < 16; i++) rates[nrates++] = atof(argv[i]);
+    *nrates = 0;
+    for (int i = 2; i < argc && *nrates < 16; i++) rates[(*nrates)++] = atof(argv[i]);
   }
-  if (seconds <= 0 || argc > 18) {
+  if (*seconds <= 0 || argc > 18) {
     fprintf(stderr, "usage: bench_latency [SECONDS > 0] [RATE ...] (default 10 s; rates 2 20 200 "
                     "2000 10000 commands/s)\n");
     return 2;
   }
-  for (int i = 0; i < nrates; i++)
+  for (int i = 0; i < *nrates; i++)
     if (rates[i] <= 0 || rates[i] > 100000) die("rate", "must be in (0, 100000] commands/s");
-  esk_error_t err = {0};
-  if (esk_kafka_check_broker(NULL, 10000, &err)) die("broker", err.msg);
-  const char *ci = getenv("ESK_PG_CONNINFO");
-  PGconn *pg = PQconnectdb(ci ? ci : "host=127.0.0.1 port=35432 user=esk dbname=esk");
-  if (PQstatus(pg) != CONNECTION_OK) die("postgresql", PQerrorMessage(pg));
-  esk_bank_avro_t *avro = NULL;
-  if (esk_bank_avro_new(&avro, &err)) die("schemas", err.msg);
+  return -1;
+}
 
+/* This run's topics (created, with the baseline's) and schema, named in S. */
+static void name_run(const char *bin, rd_kafka_t *rk) {
+  esk_error_t err = {0};
+  char cmd[1024];
   long run = (long)getpid();
   snprintf(S.prefix, sizeof(S.prefix), "latency_%ld_%ld.", run, (long)time(NULL));
   snprintf(S.schema, sizeof(S.schema), "latency_%ld_%ld", run, (long)time(NULL));
@@ -336,33 +338,36 @@ int main(int argc, char **argv) {
   esk_kafka_topic_name(S.results, sizeof(S.results), S.prefix, "bank", "command-results", &err);
   esk_kafka_topic_name(S.events, sizeof(S.events), S.prefix, "bank", "events", &err);
   snprintf(S.baseline, sizeof(S.baseline), "%sbaseline", S.prefix);
-
-  /* ESK_BENCH_BIN_DIR: the binaries of another build (today's, for a before
-   * and after in one run) */
-  const char *bin = getenv("ESK_BENCH_BIN_DIR") ? getenv("ESK_BENCH_BIN_DIR") : ESK_BINARY_DIR "/bin";
-  char cmd[1024], prod_bin[512], proj_bin[512];
-  snprintf(prod_bin, sizeof(prod_bin), "%s/esk-producer", bin);
-  snprintf(proj_bin, sizeof(proj_bin), "%s/esk-projector", bin);
   snprintf(cmd, sizeof(cmd), "%s/eskctl topics create --topic-prefix '%s' --partitions 2 "
            ">/dev/null", bin, S.prefix);
   run_cmd(cmd);
-  rd_kafka_t *rk = esk_bench_producer("bench_latency", NULL);
   if (esk_kafka_create_topic(rk, S.baseline, 2, -1, NULL, 15000, NULL, &err))
     die("baseline topic", err.msg);
+}
 
-  char plog[256], jlog[256], a_pre[160], a_tid[200], a_topic[200], a_schema[100], a_group[200];
-  snprintf(plog, sizeof(plog), "/tmp/%sproducer.log", S.prefix);
-  snprintf(jlog, sizeof(jlog), "/tmp/%sprojector.log", S.prefix);
+/* The daemons measured, from @p bin, with their logs. */
+typedef struct {
+  pid_t prod, proj;
+  char plog[256], jlog[256];
+  int port; /* esk-producer's HTTP port */
+} daemons_t;
+
+/* esk-producer with its defaults (and $ESK_BENCH_PRODUCER_X: more -X
+ * key=value, space-separated, for tuning experiments) and esk-projector of
+ * account_balances. */
+static void start_daemons(daemons_t *d, const char *bin) {
+  static char prod_bin[512], proj_bin[512], a_pre[160], a_tid[200], a_topic[200], a_schema[100],
+      a_group[200], px[512];
+  snprintf(prod_bin, sizeof(prod_bin), "%s/esk-producer", bin);
+  snprintf(proj_bin, sizeof(proj_bin), "%s/esk-projector", bin);
+  snprintf(d->plog, sizeof(d->plog), "/tmp/%sproducer.log", S.prefix);
+  snprintf(d->jlog, sizeof(d->jlog), "/tmp/%sprojector.log", S.prefix);
   snprintf(a_pre, sizeof(a_pre), "topic.prefix=%s", S.prefix);
   snprintf(a_tid, sizeof(a_tid), "transactional.id=%stx", S.prefix);
   snprintf(a_topic, sizeof(a_topic), "topic=%s", S.events);
   snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", S.schema);
   snprintf(a_group, sizeof(a_group), "group.id=%sbalances", S.prefix);
-  char *pargv[32] = {prod_bin, "-X", a_pre, "-X", a_tid,
-                     "-X", "http.listen=127.0.0.1:0"};
-  /* ESK_BENCH_PRODUCER_X: more -X key=value for esk-producer, space-separated
-   * (tuning experiments) */
-  char px[512];
+  char *pargv[32] = {prod_bin, "-X", a_pre, "-X", a_tid, "-X", "http.listen=127.0.0.1:0"};
   snprintf(px, sizeof(px), "%s", getenv("ESK_BENCH_PRODUCER_X") ? getenv("ESK_BENCH_PRODUCER_X") : "");
   int pn = 7;
   for (char *sv = NULL, *kv = strtok_r(px, " ", &sv); kv && pn < 29; kv = strtok_r(NULL, " ", &sv)) {
@@ -371,8 +376,62 @@ int main(int argc, char **argv) {
   }
   char *jargv[] = {proj_bin, "--projection", "account_balances",
                    "-X", a_topic, "-X", a_schema, "-X", a_group, "-X", "log.level=warn", NULL};
-  pid_t prod = spawn(pargv, plog), proj = spawn(jargv, jlog);
-  int port = log_port(plog);
+  d->prod = spawn(pargv, d->plog);
+  d->proj = spawn(jargv, d->jlog);
+  d->port = log_port(d->plog);
+}
+
+/* One rate: the baseline, then esk, and a line of the table. @returns 1
+ * when the rate has a goal and misses it. */
+static int measure_rate(int r, double rate, double seconds, rd_kafka_t *rk,
+                        esk_bank_avro_t *avro, int port) {
+  long n = (long)(rate * seconds);
+  if (n < 1) n = 1;
+  phase_t base = {.id = 2 * r + 1, .baseline = 1, .n = n};
+  phase_t esk = {.id = 2 * r + 2, .n = n};
+  run_phase(&base, rk, avro, rate);
+  double b0 = producer_batches(port);
+  run_phase(&esk, rk, avro, rate);
+  double txns = producer_batches(port) - b0;
+  char sb[64], sr[64], sv[64];
+  summary(sb, sizeof(sb), &base.result);
+  summary(sr, sizeof(sr), &esk.result);
+  summary(sv, sizeof(sv), &esk.visible);
+  const char *goal = "-";
+  int missed = 0;
+  if (rate <= 2000) {
+    missed = !(pct(&esk.result, 99) <= 50 && pct(&esk.visible, 99) <= 150);
+    goal = missed ? "NOT met" : "met";
+  }
+  printf("%8.0f | %-30s | %-30s | %-30s | %8.1f | %s\n", rate, sb, sr, sv,
+         txns > 0 ? (double)n / txns : NAN, goal);
+  fflush(stdout);
+  free(base.due_ns);
+  free(esk.due_ns);
+  free(base.result.ms);
+  free(esk.result.ms);
+  free(esk.visible.ms);
+  return missed;
+}
+
+int main(int argc, char **argv) {
+  double seconds, rates[16];
+  int nrates, st = parse_args(argc, argv, &seconds, rates, &nrates);
+  if (st >= 0) return st;
+  esk_error_t err = {0};
+  if (esk_kafka_check_broker(NULL, 10000, &err)) die("broker", err.msg);
+  const char *ci = getenv("ESK_PG_CONNINFO");
+  PGconn *pg = PQconnectdb(ci ? ci : "host=127.0.0.1 port=35432 user=esk dbname=esk");
+  if (PQstatus(pg) != CONNECTION_OK) die("postgresql", PQerrorMessage(pg));
+  esk_bank_avro_t *avro = NULL;
+  if (esk_bank_avro_new(&avro, &err)) die("schemas", err.msg);
+  /* ESK_BENCH_BIN_DIR: the binaries of another build (today's, for a before
+   * and after in one run) */
+  const char *bin = getenv("ESK_BENCH_BIN_DIR") ? getenv("ESK_BENCH_BIN_DIR") : ESK_BINARY_DIR "/bin";
+  rd_kafka_t *rk = esk_bench_producer("bench_latency", NULL);
+  name_run(bin, rk);
+  daemons_t d;
+  start_daemons(&d, bin);
 
   pthread_t tt, vt;
   rd_kafka_t *tail = tail_consumer();
@@ -394,59 +453,33 @@ int main(int argc, char **argv) {
   printf("%8s | %-30s | %-30s | %-30s | %8s | %s\n", "rate/s", "baseline p50 p90 p99 max",
          "result p50 p90 p99 max", "visible p50 p90 p99 max", "cmd/txn", "goal");
   int missed = 0;
-  for (int r = 0; r < nrates; r++) {
-    long n = (long)(rates[r] * seconds);
-    if (n < 1) n = 1;
-    phase_t base = {.id = 2 * r + 1, .baseline = 1, .n = n};
-    phase_t esk = {.id = 2 * r + 2, .n = n};
-    run_phase(&base, rk, avro, rates[r]);
-    double b0 = producer_batches(port);
-    run_phase(&esk, rk, avro, rates[r]);
-    double txns = producer_batches(port) - b0;
-    char sb[64], sr[64], sv[64];
-    summary(sb, sizeof(sb), &base.result);
-    summary(sr, sizeof(sr), &esk.result);
-    summary(sv, sizeof(sv), &esk.visible);
-    const char *goal = "-";
-    if (rates[r] <= 2000) {
-      int ok = pct(&esk.result, 99) <= 50 && pct(&esk.visible, 99) <= 150;
-      goal = ok ? "met" : "NOT met";
-      missed += !ok;
-    }
-    printf("%8.0f | %-30s | %-30s | %-30s | %8.1f | %s\n", rates[r], sb, sr, sv,
-           txns > 0 ? (double)n / txns : NAN, goal);
-    fflush(stdout);
-    free(base.due_ns);
-    free(esk.due_ns);
-    free(base.result.ms);
-    free(esk.result.ms);
-    free(esk.visible.ms);
-  }
+  for (int r = 0; r < nrates; r++) missed += measure_rate(r, rates[r], seconds, rk, avro, d.port);
   printf("goal (issue 19): result p99 <= 50 ms and visible p99 <= 150 ms up to 2000/s: %s\n",
          missed ? "NOT met" : "met");
 
   atomic_store(&S.stop, 1);
   pthread_join(tt, NULL);
   pthread_join(vt, NULL);
-  int pst = stop_child(prod), jst = stop_child(proj);
+  int pst = stop_child(d.prod), jst = stop_child(d.proj);
   rd_kafka_consumer_close(tail);
   rd_kafka_destroy(tail);
   rd_kafka_destroy(rk);
   esk_bank_avro_destroy(avro);
+  char cmd[256];
   snprintf(cmd, sizeof(cmd), "set client_min_messages = warning; drop schema if exists \"%s\" "
            "cascade", S.schema);
   PQclear(PQexec(pg, cmd));
   PQfinish(pg);
   if (pst || jst) {
     fprintf(stderr, "bench_latency: esk-producer exited %d, esk-projector %d on SIGTERM (logs: %s, "
-            "%s)\n", pst, jst, plog, jlog);
+            "%s)\n", pst, jst, d.plog, d.jlog);
     return 1;
   }
   if (getenv("ESK_BENCH_KEEP_LOGS")) /* for a timeline of where the time goes */
-    printf("logs kept: %s %s\n", plog, jlog);
+    printf("logs kept: %s %s\n", d.plog, d.jlog);
   else {
-    unlink(plog);
-    unlink(jlog);
+    unlink(d.plog);
+    unlink(d.jlog);
   }
   return 0;
 }

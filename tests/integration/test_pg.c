@@ -80,3 +80,28 @@ Test(pg, unique_violation_is_reported_not_hidden, .init = esk_test_require_pg) {
   exec_ok(c, sql);
   PQfinish(c);
 }
+
+Test(pg, a_table_exists_only_once_created_in_its_schema, .init = esk_test_require_pg) {
+  PGconn *c = esk_test_pg_connect();
+  char schema[64], sql[256], long_name[300];
+  esk_error_t err = {0};
+  int exists = -1;
+  esk_test_unique_name(schema, sizeof(schema), "esk_test_pg_exists");
+  cr_assert_eq(esk_pg_table_exists(&exists, c, "t", schema, "t", &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(exists, 0, "a table of a schema that does not exist");
+  snprintf(sql, sizeof(sql), "create schema \"%s\"; create table \"%s\".t (a int)", schema,
+           schema);
+  exec_ok(c, sql);
+  cr_assert_eq(esk_pg_table_exists(&exists, c, "t", schema, "t", &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(exists, 1);
+  cr_assert_eq(esk_pg_table_exists(&exists, c, "t", schema, "u", &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(exists, 0, "another table of the schema");
+  memset(long_name, 'a', sizeof(long_name) - 1);
+  long_name[sizeof(long_name) - 1] = '\0';
+  exists = -1;
+  cr_expect_eq(esk_pg_table_exists(&exists, c, "the store", long_name, "t", &err), ESK_EINVAL);
+  cr_expect(strstr(err.msg, "the store") && strstr(err.msg, "too long"), "%s", err.msg);
+  cr_expect_eq(exists, -1, "set only on success");
+  esk_test_drop_schema(schema);
+  PQfinish(c);
+}

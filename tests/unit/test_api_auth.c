@@ -7,17 +7,14 @@
 #include <unistd.h>
 
 #include "esk/api_auth.h"
+#include "esk_test.h"
 
 /* a well-formed hash, of no token used here */
 #define W_HASH "8b6c6d2c0c3f0e5f5a2a7d5b43a6a7c9d2f9a1c8b7e6d5c4b3a29180706f5e4d"
 
 static char *write_file(const char *text, size_t len) {
   static char path[64];
-  snprintf(path, sizeof(path), "/tmp/esk_test_auth_XXXXXX");
-  int fd = mkstemp(path);
-  cr_assert_geq(fd, 0);
-  cr_assert_eq(write(fd, text, len), (ssize_t)len);
-  close(fd);
+  esk_test_temp_file(path, sizeof(path), "esk_test_auth_", text, len);
   return path;
 }
 

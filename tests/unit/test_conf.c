@@ -236,11 +236,7 @@ Test(conf, help_and_markdown_list_every_key_with_its_environment_variable) {
 
 static char *write_bytes(const char *bytes, size_t n) {
   static char path[64];
-  snprintf(path, sizeof(path), "/tmp/esk_conf_test_XXXXXX");
-  int fd = mkstemp(path);
-  cr_assert(fd >= 0);
-  cr_assert_eq(write(fd, bytes, n), (ssize_t)n);
-  close(fd);
+  esk_test_temp_file(path, sizeof(path), "esk_conf_test_", bytes, n);
   return path;
 }
 

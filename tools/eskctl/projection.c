@@ -2,6 +2,7 @@
  * store has applied, against what Kafka holds. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,11 +43,10 @@ static int read_positions(PGconn *pg, const char *schema, const char *name, cons
   PGresult *r = NULL;
   int rc;
   const char *params[] = {name, topic};
-  snprintf(sql, sizeof(sql), "select to_regclass('\"%s\".esk_projection_positions') is not null",
-           schema);
-  if ((rc = esk_pg_exec(&r, pg, "look up the position store", sql, 0, NULL, err))) return rc;
-  int exists = !strcmp(PQgetvalue(r, 0, 0), "t");
-  PQclear(r);
+  int exists = 0;
+  if ((rc = esk_pg_table_exists(&exists, pg, "look up the position store", schema,
+                                "esk_projection_positions", err)))
+    return rc;
   *out = NULL;
   *n_out = 0;
   if (!exists) return ESK_OK;
@@ -204,15 +204,12 @@ static void registry_state(PGconn *pg, const char *schema, proj_t *p) {
            schema);
   snprintf(gen, sizeof(gen), "%d", p->gen);
   const char *params[2] = {p->name, gen};
-  char rel[128];
-  snprintf(rel, sizeof(rel), "\"%s\".esk_projection_generations", schema);
-  const char *rp[1] = {rel};
   PGresult *r = NULL;
   esk_error_t err = {0};
-  if (esk_pg_exec(&r, pg, "registry", "select to_regclass($1) is not null", 1, rp, &err)) return;
-  int exists = !strcmp(PQgetvalue(r, 0, 0), "t");
-  PQclear(r);
-  if (!exists || esk_pg_exec(&r, pg, "registry", sql, 2, params, &err)) return;
+  int exists = 0;
+  if (esk_pg_table_exists(&exists, pg, "registry", schema, "esk_projection_generations", &err) ||
+      !exists || esk_pg_exec(&r, pg, "registry", sql, 2, params, &err))
+    return;
   if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "live"))
     snprintf(p->state, sizeof(p->state), "%s", PQgetvalue(r, 0, 0));
   PQclear(r);
@@ -282,7 +279,15 @@ static void status_usage(FILE *f) {
           "Exits 0, 1 when a server does not answer or NAME has no stored position, 2 on usage.\n");
 }
 
-static int cmd_status(int argc, char **argv) {
+/* What the command line asks for. */
+typedef struct {
+  const char *schema, *topic, *name, *group;
+  int json;
+  long live_lag;
+} status_opts_t;
+
+/* The command line into @p o: -1 to go on, else the exit status. */
+static int status_parse(status_opts_t *o, int argc, char **argv) {
   static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                        {"schema", required_argument, NULL, 's'},
                                        {"topic", required_argument, NULL, 't'},
@@ -290,59 +295,49 @@ static int cmd_status(int argc, char **argv) {
                                        {"group", required_argument, NULL, 'g'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  const char *schema = "public", *topic = NULL, *name = NULL, *group = NULL;
-  int json = 0, c, status = 1;
-  int64_t live_lag = 1000;
+  int c;
+  o->schema = "public";
+  o->live_lag = 1000;
   optind = 1;
   while ((c = getopt_long(argc, argv, "js:t:l:g:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'j': json = 1; break;
-    case 's': schema = optarg; break;
-    case 't': topic = optarg; break;
-    case 'g': group = optarg; break;
-    case 'l': {
-      char *end;
-      live_lag = strtoll(optarg, &end, 10);
-      if (*end || live_lag < 0) {
-        fprintf(stderr, "eskctl projection status: --live-lag '%s': expected events >= 0\n", optarg);
+    case 'j': o->json = 1; break;
+    case 's': o->schema = optarg; break;
+    case 't': o->topic = optarg; break;
+    case 'g': o->group = optarg; break;
+    case 'l':
+      if (eskctl_parse_long(&o->live_lag, "projection status", "--live-lag", optarg, 0, LONG_MAX,
+                            "events >= 0"))
         return 2;
-      }
       break;
-    }
     case 'h': status_usage(stdout); return 0;
     default: status_usage(stderr); return 2;
     }
   }
-  if (optind < argc) name = argv[optind++];
+  if (optind < argc) o->name = argv[optind++];
   if (optind < argc) {
     fprintf(stderr, "eskctl projection status: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  if (group && !name) {
+  if (o->group && !o->name) {
     fprintf(stderr, "eskctl projection status: --group needs a projection NAME\n");
     return 2;
   }
-  if (!esk_pg_ident_valid(schema)) {
-    fprintf(stderr, "eskctl projection status: --schema '%s': expected [a-z_][a-z0-9_]*\n", schema);
+  if (!esk_pg_ident_valid(o->schema)) {
+    fprintf(stderr, "eskctl projection status: --schema '%s': expected [a-z_][a-z0-9_]*\n",
+            o->schema);
     return 2;
   }
+  return -1;
+}
+
+/* A consumer that reads the ends of topics (read_committed, at once) and a
+ * broker that answers, into *@p out. @returns 0, or 1 after a message. */
+static int status_reader(rd_kafka_t **out) {
   esk_error_t err = {0};
-  PGconn *pg = NULL;
-  proj_t *ps = NULL;
-  size_t n = 0;
-  rd_kafka_t *k = NULL;
   rd_kafka_conf_t *kc = NULL;
+  rd_kafka_t *k = NULL;
   char errstr[512];
-  if (esk_pg_connect(&pg, NULL, &err) || read_positions(pg, schema, name, topic, group, &ps, &n, &err)) {
-    fprintf(stderr, "eskctl projection status: %s\n", err.msg);
-    goto cleanup;
-  }
-  if (!n) {
-    if (name) fprintf(stderr, "eskctl projection status: no stored position for projection '%s' in schema %s\n", name, schema);
-    else if (json) status = print_json(ps, 0);
-    else printf("no projection has stored a position in schema %s\n", schema), status = 0;
-    goto cleanup;
-  }
   if (esk_kafka_conf_new(&kc, RD_KAFKA_CONSUMER, NULL, &err) ||
       esk_kafka_conf_set(kc, "group.id", "esk.eskctl.status", &err) ||
       esk_kafka_conf_set(kc, "enable.auto.commit", "false", &err) ||
@@ -350,23 +345,52 @@ static int cmd_status(int argc, char **argv) {
       esk_kafka_conf_set(kc, "fetch.wait.max.ms", "10", &err) || /* the end answers at once */
       esk_kafka_conf_set(kc, "enable.partition.eof", "true", &err)) {
     fprintf(stderr, "eskctl projection status: %s\n", err.msg);
-    goto cleanup;
+    if (kc) rd_kafka_conf_destroy(kc);
+    return 1;
   }
   if (!(k = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr)))) {
     fprintf(stderr, "eskctl projection status: kafka: %s\n", errstr);
-    goto cleanup;
+    rd_kafka_conf_destroy(kc);
+    return 1;
   }
-  kc = NULL;
   rd_kafka_poll_set_consumer(k);
+  *out = k;
   if (esk_kafka_check_broker(esk_conf_env_kafka_bootstrap(), TIMEOUT_MS, &err)) {
+    fprintf(stderr, "eskctl projection status: %s\n", err.msg);
+    return 1;
+  }
+  return 0;
+}
+
+static int cmd_status(int argc, char **argv) {
+  status_opts_t o = {0};
+  int status = status_parse(&o, argc, argv);
+  if (status >= 0) return status;
+  status = 1;
+  esk_error_t err = {0};
+  PGconn *pg = NULL;
+  proj_t *ps = NULL;
+  size_t n = 0;
+  rd_kafka_t *k = NULL;
+  if (esk_pg_connect(&pg, NULL, &err) ||
+      read_positions(pg, o.schema, o.name, o.topic, o.group, &ps, &n, &err)) {
     fprintf(stderr, "eskctl projection status: %s\n", err.msg);
     goto cleanup;
   }
-  for (size_t i = 0; i < n; i++) {
-    fill_from_kafka(k, &ps[i], live_lag);
-    registry_state(pg, schema, &ps[i]);
+  if (!n) {
+    if (o.name)
+      fprintf(stderr, "eskctl projection status: no stored position for projection '%s' in "
+                      "schema %s\n", o.name, o.schema);
+    else if (o.json) status = print_json(ps, 0);
+    else printf("no projection has stored a position in schema %s\n", o.schema), status = 0;
+    goto cleanup;
   }
-  if (json) status = print_json(ps, n);
+  if (status_reader(&k)) goto cleanup;
+  for (size_t i = 0; i < n; i++) {
+    fill_from_kafka(k, &ps[i], o.live_lag);
+    registry_state(pg, o.schema, &ps[i]);
+  }
+  if (o.json) status = print_json(ps, n);
   else {
     print_text(ps, n);
     status = 0;
@@ -376,7 +400,6 @@ cleanup:
     rd_kafka_consumer_close(k);
     rd_kafka_destroy(k);
   }
-  if (kc) rd_kafka_conf_destroy(kc);
   for (size_t i = 0; i < n; i++) free(ps[i].parts);
   free(ps);
   if (pg) PQfinish(pg);

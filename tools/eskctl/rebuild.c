@@ -108,16 +108,11 @@ static int measure(PGconn *pg, rd_kafka_t *rk, const char *schema, const char *k
            " where projection = $1 and topic = $2",
            schema);
   const char *params[2] = {key, topic};
-  char rel[128];
-  snprintf(rel, sizeof(rel), "\"%s\".esk_projection_positions", schema);
-  const char *rp[1] = {rel};
   PGresult *res = NULL;
-  int rc = esk_pg_exec(&res, pg, "positions table", "select to_regclass($1) is not null", 1, rp,
-                       err);
+  int exists = 0;
+  int rc = esk_pg_table_exists(&exists, pg, "positions table", schema, "esk_projection_positions",
+                               err);
   if (rc) return rc;
-  int exists = !strcmp(PQgetvalue(res, 0, 0), "t");
-  PQclear(res);
-  res = NULL;
   /* before the new generation's projector has started there are no positions */
   if (exists && (rc = esk_pg_exec(&res, pg, "positions", sql, 2, params, err))) return rc;
   *total = *done = *lag = 0;

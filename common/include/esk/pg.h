@@ -48,4 +48,13 @@ int esk_pg_exec(PGresult **out, PGconn *c, const char *what, const char *sql, in
  */
 int esk_pg_ident_valid(const char *s);
 
+/**
+ * @brief Whether table @p table of schema @p schema exists, into @p out (1 or
+ *        0). @p schema is quoted as it is: give an esk_pg_ident_valid() name.
+ * @returns ESK_OK, ESK_EINVAL for names too long, or esk_pg_exec()'s code
+ *          with a message prefixed by @p what.
+ */
+int esk_pg_table_exists(int *out, PGconn *c, const char *what, const char *schema,
+                        const char *table, esk_error_t *err);
+
 #endif
