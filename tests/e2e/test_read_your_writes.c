@@ -206,6 +206,26 @@ Test(read_your_writes, a_token_not_reached_in_wait_ms_answers_503_stale, .timeou
     cr_assert_eq(*nc, '"', "page %d has a cursor: %s", page, body);
     snprintf(path, sizeof(path), "/v1/bank/owners/o/accounts?limit=1&cursor=%.*s", (int)strcspn(nc + 1, "\""), nc + 1);
   }
+  /* an id holding '/', sent as %2F, is one path value (docs/api.md) */
+  const char *open3 = "{\"type\":\"OpenAccount\",\"command_id\":\"open-S3\",\"account_id\":"
+                      "\"S/3\",\"owner_id\":\"o/x\",\"initial_deposit\":{\"minor_units\":5,"
+                      "\"currency\":\"EUR\"}}";
+  cr_assert_eq(esk_ta_post(e.gport, NULL, NULL, open3, head, sizeof(head), body, sizeof(body)),
+               200, "%s", body);
+  esk_ta_token_of(body, e.key, text, sizeof(text));
+  snprintf(path, sizeof(path), "/v1/bank/accounts/S%%2F3?wait_ms=10000&consistency=%s", text);
+  cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+  cr_assert(strstr(body, "\"account_id\":\"S/3\""), "%s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/owners/o%2Fx/accounts", body, sizeof(body)),
+               200, "%s", body);
+  cr_assert(strstr(body, "\"account_id\":\"S/3\""), "%s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/accounts/S/3", body, sizeof(body)), 404,
+               "a raw '/' still separates segments: %s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/accounts/S1%00x", body, sizeof(body)), 400,
+               "%s", body);
+  cr_assert(strstr(body, "U+0000"), "%s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/owners/o/accounts?limit=1%00", body,
+                               sizeof(body)), 400, "%s", body);
   static const char *const hostile[] = {
       "WyJhIiwiYiJd" /* ["a","b"]: two values for one column */, "e30" /* {} */, "%25%25",
       "W3siYSI6MX1d" /* [{"a":1}] */, "WyJTMSJd!" /* not base64url */};
