@@ -231,6 +231,9 @@ int esk_personal_compile(const esk_schema_set_t *set, esk_schema_t *s, esk_error
   for (size_t i = 0; i < json_array_size(jfields); i++)
     if (json_object_get(json_array_get(jfields, i), ESK_PERSONAL_ATTR)) marked++;
   if (!marked) return ESK_OK;
+  if (marked > ESK_PERSONAL_MAX_FIELDS)
+    return esk_error_set(err, ESK_EINVAL, "%s: %zu personal fields; at most %d", s->file, marked,
+                         ESK_PERSONAL_MAX_FIELDS);
   s->personal = calloc(marked, sizeof(*s->personal));
   s->forgotten = calloc(marked, sizeof(*s->forgotten));
   if (!s->personal || !s->forgotten)

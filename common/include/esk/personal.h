@@ -25,6 +25,9 @@
 #include "esk/codec.h"
 #include "esk/error.h"
 
+/** Most personal fields one schema may mark. */
+#define ESK_PERSONAL_MAX_FIELDS 64
+
 /** The custom attribute that marks a personal field. */
 #define ESK_PERSONAL_ATTR "esk.personal"
 
