@@ -1,6 +1,8 @@
 #include "loaded.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "declarative.h"
 #include "plugin.h"
@@ -27,7 +29,17 @@ int esk_loaded_open(esk_loaded_t **out, esk_projection_t *proj, esk_conf_t *conf
   esk_loaded_t *l = calloc(1, sizeof(*l));
   if (!l) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   if (file) {
-    if ((rc = esk_declarative_load(&l->decl, file, schemas, err))) goto fail;
+    if ((rc = esk_declarative_load(&l->decl, file, schemas, err))) {
+      /* a file of another domain: say which domain's types it was checked against */
+      if (rc == ESK_EINVAL && err && strstr(err->msg, "no event type")) {
+        char why[ESK_ERROR_MSG_MAX];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        esk_error_set(err, rc,
+                      "%.400s (domain=%.64s; a file of another domain needs -X domain=NAME)", why,
+                      esk_conf_get(conf, "domain"));
+      }
+      goto fail;
+    }
     *proj = esk_declarative_projection(l->decl);
     topic = esk_declarative_topic(l->decl);
   } else if ((rc = esk_plugin_open(&l->plugin, proj, plugin, esk_conf_get(conf, "domain"),

@@ -720,6 +720,8 @@ Test(replay, esk_projector_refuses_a_bad_plugin_at_start, .init = setup, .fini =
       {"--projection account_balances -X domain=orders",
        "projection account_balances reads domain bank, not domain=orders"},
       {"--projection event_log -X domain=nosuch", "nosuch.so"},
+      {"--projection-file " ESK_SOURCE_DIR "/deploy/projections/order_summaries.conf",
+       "no event type 'OrderCreated' in the schemas (domain=bank; a file of another domain"},
       {"--plugin /x.so --projection-file /y.conf", "give one of --projection-file and --plugin"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
