@@ -64,7 +64,18 @@ struct esk_schema_s {
   uint64_t fp;
   avro_schema_t avro;
   avro_value_iface_t *iface;
+  struct esk_personal_field_s *personal; /* its marks (personal.c) */
+  json_t **forgotten;                    /* parallel to personal: replacement values */
+  size_t npersonal;
 };
+
+/* Reads and checks the `esk.personal` marks of a compiled schema (personal.c,
+ * docs/architecture.md, "Personal data"); ESK_EINVAL naming file and field. */
+int esk_personal_compile(const esk_schema_set_t *set, esk_schema_t *s, esk_error_t *err);
+/* The compiled schema of @p set whose top level is @p n, or NULL. */
+const esk_schema_t *esk_schema_set_defining(const esk_schema_set_t *set, const esk_node_t *n);
+/* Frees what esk_personal_compile() made. */
+void esk_personal_free(esk_schema_t *s);
 
 const esk_node_t *esk_schema_node(const esk_schema_t *s);
 

@@ -17,10 +17,17 @@
 /** The result of one command: what the results topic carries. */
 typedef struct esk_result_s {
   int rule; /**< ESK_RULE_ACCEPTED, a runtime code, or ESK_RULE_DOMAIN + i (esk/domain.h) */
+  /** Accepted: how many events the command wrote, with the versions
+   *  version - n_events + 1 .. version; -1 when not known (a result written
+   *  before results listed their events). Rejected: 0. */
+  int n_events;
   /** Accepted: the aggregate version after the command's events.
    *  Rejected: the aggregate version the command was judged against. */
   int64_t version;
-  char message[ESK_RESULT_MSG_MAX]; /**< names the rule and the values */
+  /** Rejected: names the rule and the values. Accepted: the events' types,
+   *  in order, separated by ',' (esk_result_add_event(); the names that did
+   *  not fit are left out at the end). */
+  char message[ESK_RESULT_MSG_MAX];
 } esk_result_t;
 
 /* ---------------------------------------------------------------- store --- */

@@ -133,6 +133,7 @@ int esk_decider_run(esk_decider_t *dc, const void *state, const esk_envelope_t *
   if (!state) state = dc->initial;
   int64_t v = d->version(state);
   dc->n_events = 0;
+  res->n_events = 0;
   if (!admissible(dc, v, env, cmd, res)) return ESK_OK;
   esk_decision_t dn;
   esk_error_t e = {0};

@@ -221,6 +221,9 @@ static void decide_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
   }
   if (encode_events(p, m, part, env, cur, &res, ws, eids, n)) return;
   if (res.rule == ESK_RULE_ACCEPTED) {
+    const char *types[ESK_DOMAIN_MAX_EVENTS];
+    for (size_t i = 0; i < n; i++) types[i] = esk_schema_type(ws[i]);
+    esk_result_set_events(&res, types, n);
     if (publish_accepted(p, part, env, cur, ws, eids, n)) return;
   } else {
     p->st.rejected++;

@@ -78,7 +78,7 @@ void esk_prod_hdr(rd_kafka_headers_t *h, const char *name, const char *v) {
 /* The result of a command, keyed by its id: @p id_len bytes exactly as received. */
 int esk_prod_produce_result_n(esk_producer_t *p, int32_t part, const char *command_id,
                               size_t id_len, const esk_result_t *res) {
-  char json[1024];
+  char json[2048]; /* a 128-byte id escaped, 16 events and their names */
   int n = esk_result_to_json_n(json, sizeof(json), command_id, id_len, res, p->dom);
   if (n < 0) {
     p->batch_failed = 1;

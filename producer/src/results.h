@@ -14,7 +14,10 @@
 
 /**
  * @brief Writes a result as the JSON value of the results topic:
- *        `{"command_id":..,"status":"accepted","aggregate_version":N}` or
+ *        `{"command_id":..,"status":"accepted","aggregate_version":N,
+ *        "events":[{"type":..,"version":N}, ...]}` (no "events" when
+ *        n_events is -1; no "type" for a name esk_result_set_events() left
+ *        out) or
  *        `{"command_id":..,"status":"rejected","error":{"code":..,"message":..,
  *        "actual_version":N}}`; the code is esk_domain_rule_name(@p d, rule).
  * @returns the length written (< size), or ESK_ENOMEM when it does not fit.
@@ -29,6 +32,14 @@ int esk_result_to_json(char *buf, size_t size, const char *command_id, const esk
  */
 int esk_result_to_json_n(char *buf, size_t size, const char *command_id, size_t id_len,
                          const esk_result_t *res, const esk_domain_t *d);
+
+/**
+ * @brief Makes @p res list @p n events of the given types (their versions
+ *        follow from res->version). A type is kept in res->message while
+ *        all of them so far fit; the rest are counted without their names.
+ *        A NULL or empty type, or one holding ',', is not kept either.
+ */
+void esk_result_set_events(esk_result_t *res, const char *const *types, size_t n);
 
 /**
  * @brief Parses a value written by esk_result_to_json(); one whose command id

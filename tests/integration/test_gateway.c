@@ -80,6 +80,7 @@ Test(gateway, accepted_commands_carry_a_token_at_their_last_event, .timeout = 18
   char head[4096], body[4096];
   cr_assert_eq(post(&e, NULL, NULL, OPEN("o1", "A1"), head, body, sizeof(body)), 200, "%s", body);
   cr_assert(strstr(body, "\"aggregate_version\":1"), "%s", body);
+  cr_assert(strstr(body, "\"events\":[{\"type\":\"AccountOpened\",\"version\":1}]"), "%s", body);
   cr_assert(strstr(head, "Esk-Consistency: "), "%s", head);
   esk_token_t t1 = token_of(&e, body);
   cr_assert_str_eq(t1.domain, "bank");
@@ -95,6 +96,9 @@ Test(gateway, accepted_commands_carry_a_token_at_their_last_event, .timeout = 18
     snprintf(cmd, sizeof(cmd), "{\"type\":\"DepositMoney\",\"command_id\":\"%s\",\"account_id\":"
              "\"A1\",\"amount\":{\"minor_units\":10,\"currency\":\"EUR\"}}", id);
     cr_assert_eq(post(&e, NULL, NULL, cmd, head, body, sizeof(body)), 200, "%s", body);
+    char ev[96];
+    snprintf(ev, sizeof(ev), "\"events\":[{\"type\":\"MoneyDeposited\",\"version\":%d}]", i + 2);
+    cr_assert(strstr(body, ev), "%s", body);
     esk_token_t t = token_of(&e, body);
     int64_t n2 = event_next(e.prefix, id, &part);
     cr_assert_eq(t.pos[0].partition, part);
@@ -104,7 +108,8 @@ Test(gateway, accepted_commands_carry_a_token_at_their_last_event, .timeout = 18
   /* a resubmission answers the first result and writes nothing */
   char again[4096];
   cr_assert_eq(post(&e, NULL, NULL, DEP("d0", "A1", 10), head, again, sizeof(again)), 200);
-  cr_assert(strstr(again, "\"aggregate_version\":2"), "%s", again);
+  cr_assert(strstr(again, "\"aggregate_version\":2,\"events\":[{\"type\":\"MoneyDeposited\","
+                         "\"version\":2}]"), "%s", again);
   cr_assert_eq(esk_tp_http_get(e.port, "/v1/bank/commands/d4", body, sizeof(body)), 200);
   cr_assert(strstr(body, "\"aggregate_version\":6"), "%s", body);
   cr_assert_eq(esk_tp_http_get(e.port, "/v1/bank/commands/never", body, sizeof(body)), 404);

@@ -83,8 +83,10 @@ Test(producer, every_rule_gives_its_result_and_only_accepted_commands_publish_ev
   size_t n = lines(out, v, 32);
   cr_assert_eq(n, 18, "18 result lines, got %zu", n);
   expect(v[0], "r01", "accepted", NULL);
-  cr_expect(strstr(v[0], "\"aggregate_version\":1"), "%s", v[0]);
+  cr_expect(strstr(v[0], "\"aggregate_version\":1,\"events\":[{\"type\":\"AccountOpened\","
+                         "\"version\":1}]"), "%s", v[0]);
   expect(v[1], "r02", "rejected", "ACCOUNT_ALREADY_EXISTS");
+  cr_expect(!strstr(v[1], "\"events\""), "a rejection lists no events: %s", v[1]);
   expect(v[2], "r03", "rejected", "INVALID_AMOUNT");
   expect(v[3], "r04", "rejected", "INVALID_CURRENCY");
   expect(v[4], "r05", "rejected", "INVALID_COMMAND");
@@ -215,6 +217,9 @@ Test(producer, a_command_id_seen_before_returns_its_first_result_even_after_a_re
       MOVE("DepositMoney", "i2", "I1", 5, "EUR")
       MOVE("WithdrawMoney", "i3", "I1", 1000, "EUR");
   cr_assert_eq(esk_tp_submit(prefix, first, 60000, out1, sizeof(out1)), 1, "%s", out1);
+  /* the events written are part of the result, so of every replay below */
+  cr_expect(strstr(out1, "\"aggregate_version\":2,\"events\":[{\"type\":\"MoneyDeposited\","
+                         "\"version\":2}]}"), "%s", out1);
   /* the same ids again in the same session: first results, nothing new */
   cr_assert_eq(esk_tp_submit(prefix, first, 60000, out2, sizeof(out2)), 1, "%s", out2);
   cr_expect_str_eq(out2, out1);

@@ -23,7 +23,8 @@ Test(producer_formats, results_round_trip) {
   esk_error_t err = {0};
   int n = esk_result_to_json(json, sizeof(json), "c-1", &r, esk_bank_domain());
   cr_assert_gt(n, 0);
-  cr_expect_str_eq(json, "{\"command_id\":\"c-1\",\"status\":\"accepted\",\"aggregate_version\":7}");
+  cr_expect_str_eq(json, "{\"command_id\":\"c-1\",\"status\":\"accepted\",\"aggregate_version\":7,"
+                         "\"events\":[]}");
   cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
   cr_expect_str_eq(id, "c-1");
   cr_expect_eq(back.rule, ESK_RULE_ACCEPTED);
@@ -39,6 +40,63 @@ Test(producer_formats, results_round_trip) {
   cr_expect_eq(back.rule, insufficient_funds());
   cr_expect_eq(back.version, 3);
   cr_expect_str_eq(back.message, rej.message);
+}
+
+Test(producer_formats, an_accepted_result_lists_its_events_and_reads_them_back) {
+  char json[2048], id[ESK_ID_MAX + 1];
+  esk_result_t r = {.rule = ESK_RULE_ACCEPTED, .version = 9}, back;
+  esk_error_t err = {0};
+  const char *types[] = {"AccountOpened", "MoneyDeposited"};
+  esk_result_set_events(&r, types, 2);
+  int n = esk_result_to_json(json, sizeof(json), "c-9", &r, esk_bank_domain());
+  cr_assert_gt(n, 0);
+  cr_expect_str_eq(json, "{\"command_id\":\"c-9\",\"status\":\"accepted\",\"aggregate_version\":9,"
+                         "\"events\":[{\"type\":\"AccountOpened\",\"version\":8},"
+                         "{\"type\":\"MoneyDeposited\",\"version\":9}]}");
+  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(back.n_events, 2);
+  cr_expect_str_eq(back.message, "AccountOpened,MoneyDeposited");
+  /* written again from what was read (a resubmission's answer): the same text */
+  char again[2048];
+  cr_expect_eq(esk_result_to_json(again, sizeof(again), "c-9", &back, esk_bank_domain()), n);
+  cr_expect_str_eq(again, json);
+
+  /* a result written before results listed events: read as unknown, written without */
+  const char *old = "{\"command_id\":\"c-o\",\"status\":\"accepted\",\"aggregate_version\":4}";
+  cr_assert_eq(esk_result_from_json(id, &back, old, strlen(old), esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(back.n_events, -1);
+  n = esk_result_to_json(again, sizeof(again), "c-o", &back, esk_bank_domain());
+  cr_expect_str_eq(again, old);
+}
+
+Test(producer_formats, event_names_that_do_not_fit_are_left_out_but_counted) {
+  char json[2048], id[ESK_ID_MAX + 1], longname[378];
+  memset(longname, 'A', sizeof(longname) - 1);
+  longname[sizeof(longname) - 1] = '\0';
+  const char *types[ESK_DOMAIN_MAX_EVENTS] = {"Short", longname, "Short", "Short"};
+  esk_result_t r = {.rule = ESK_RULE_ACCEPTED, .version = 4}, back;
+  esk_error_t err = {0};
+  esk_result_set_events(&r, types, 3); /* 5 + 1 + 377 fit; ",Short" does not after them */
+  cr_expect_eq(r.n_events, 3);
+  cr_expect_eq(strlen(r.message), 5 + 1 + 377);
+  types[1] = "Has,Comma"; /* never kept: it would split */
+  esk_result_set_events(&r, types, 3);
+  cr_expect_str_eq(r.message, "Short");
+  int n = esk_result_to_json(json, sizeof(json), "c-l", &r, esk_bank_domain());
+  cr_assert_gt(n, 0);
+  cr_expect(strstr(json, "\"events\":[{\"type\":\"Short\",\"version\":2},{\"version\":3},"
+                         "{\"version\":4}]"), "%s", json);
+  cr_assert_eq(esk_result_from_json(id, &back, json, (size_t)n, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(back.n_events, 3);
+  cr_expect_str_eq(back.message, "Short");
+  /* the most events, each with a long name: the producer's buffer holds them */
+  for (int i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) types[i] = longname + 350;
+  r.version = 100;
+  esk_result_set_events(&r, types, ESK_DOMAIN_MAX_EVENTS);
+  char id128[ESK_ID_MAX + 1];
+  memset(id128, '\x01', ESK_ID_MAX); /* each escaped as \u0001 */
+  id128[ESK_ID_MAX] = '\0';
+  cr_expect_gt(esk_result_to_json(json, sizeof(json), id128, &r, esk_bank_domain()), 0);
 }
 
 Test(producer_formats, a_refused_id_is_written_whole_and_never_read_back_as_its_prefix) {
@@ -95,6 +153,25 @@ Test(producer_formats, malformed_truncated_and_hostile_results_are_poison) {
       "{\"command_id\":\"c\",\"status\":\"rejected\",\"error\":{\"code\":\"INVALID_AMOUNT\"}}",
       "{\"command_id\":\"c\",\"command_id\":\"d\",\"status\":\"accepted\",\"aggregate_version\":1}",
       "{\"command_id\":7,\"status\":\"accepted\",\"aggregate_version\":1}",
+      /* events that are not the aggregate's last versions, or not events */
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":{}}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":[1]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":"
+      "[{\"version\":2}]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":2,\"events\":"
+      "[{\"version\":2},{\"version\":1}]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":"
+      "[{\"version\":0},{\"version\":1}]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":"
+      "[{\"type\":7,\"version\":1}]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":"
+      "[{\"type\":\"\",\"version\":1}]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":"
+      "[{\"type\":\"A,B\",\"version\":1}]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":"
+      "[{\"type\":\"A\",\"version\":\"1\"}]}",
+      "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,\"events\":"
+      "[{\"type\":\"A\"}]}",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) expect_bad_result(bad[i], strlen(bad[i]));
   const char nul[] = "{\"command_id\":\"c\\u0000x\",\"status\":\"accepted\",\"aggregate_version\":1}";
@@ -103,6 +180,18 @@ Test(producer_formats, malformed_truncated_and_hostile_results_are_poison) {
   int n = snprintf(big, sizeof(big), "{\"command_id\":\"%0200d\",\"status\":\"accepted\","
                                       "\"aggregate_version\":1}", 0);
   expect_bad_result(big, (size_t)n);
+  const char nul_type[] = "{\"command_id\":\"c\",\"status\":\"accepted\",\"aggregate_version\":1,"
+                          "\"events\":[{\"type\":\"A\\u0000B\",\"version\":1}]}";
+  expect_bad_result(nul_type, sizeof(nul_type) - 1);
+  /* more events than a command may yield */
+  char many[4096];
+  n = snprintf(many, sizeof(many), "{\"command_id\":\"c\",\"status\":\"accepted\","
+                                    "\"aggregate_version\":100,\"events\":[");
+  for (int i = 0; i <= ESK_DOMAIN_MAX_EVENTS; i++)
+    n += snprintf(many + n, sizeof(many) - (size_t)n, "%s{\"version\":%d}", i ? "," : "",
+                  100 - ESK_DOMAIN_MAX_EVENTS + i);
+  n += snprintf(many + n, sizeof(many) - (size_t)n, "]}");
+  expect_bad_result(many, (size_t)n);
 }
 
 Test(producer_formats, checkpoints_round_trip_and_refuse_bad_bytes) {

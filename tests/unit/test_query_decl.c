@@ -48,6 +48,25 @@ Test(query_decl, the_shipped_bank_queries_load_and_match_their_paths) {
   free(d);
 }
 
+Test(query_decl, the_shipped_orders_queries_load_with_a_two_column_cursor) {
+  esk_query_decl_t *d = NULL;
+  size_t n = 0;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_query_decl_load(&d, &n, ESK_SOURCE_DIR "/deploy/queries/orders.queries", &err),
+               ESK_OK, "%s", err.msg);
+  cr_assert_eq(n, 3);
+  char buf[512];
+  const char *v[ESK_QUERY_MAX_SEGMENTS];
+  cr_assert_str_eq(d[0].projection, "order_summaries");
+  cr_assert(esk_query_decl_match(&d[0], "/v1/orders/orders/o-1", buf, sizeof(buf), v));
+  cr_assert_str_eq(d[1].name, "orders_by_customer");
+  cr_assert(esk_query_decl_match(&d[1], "/v1/orders/customers/c-1/orders", buf, sizeof(buf), v));
+  cr_assert_eq(d[1].n_cursor, 2);
+  cr_assert_str_eq(d[2].projection, "customer_statistics");
+  cr_assert(esk_query_decl_match(&d[2], "/v1/orders/customers/c-1/statistics", buf, sizeof(buf), v));
+  free(d);
+}
+
 #define OK_QUERY "[query a]\npath = /v1/x/{id}\nprojection = p\nparams = id\nsql = select 1 where $1 = ''\n"
 
 Test(query_decl, a_declaration_with_continued_sql_reads_whole) {

@@ -36,11 +36,12 @@ typedef struct grant_s {
  * so no role needs IDEMPOTENT_WRITE on the cluster. esk-query reads PostgreSQL
  * only and has no grant. */
 static const grant_t grants[] = {
-    /* esk-producer: consumes commands in its group, restores from events and
-     * snapshots, writes events, results and snapshots in transactions */
+    /* esk-producer: consumes commands in its group, restores from events,
+     * results (the seen-command cache) and snapshots, writes events, results
+     * and snapshots in transactions */
     {"producer", T, LIT, "{p}{d}.commands", {READ, NONE, NONE}},
     {"producer", T, LIT, "{p}{d}.events", {READ, WRITE, NONE}},
-    {"producer", T, LIT, "{p}{d}.command-results", {WRITE, NONE, NONE}},
+    {"producer", T, LIT, "{p}{d}.command-results", {READ, WRITE, NONE}},
     {"producer", T, LIT, "{p}{d}.snapshots", {READ, WRITE, NONE}},
     {"producer", G, LIT, "{p}esk.{d}.command-handlers", {READ, NONE, NONE}},
     {"producer", G, LIT, "esk.reader", {READ, NONE, NONE}},
@@ -59,9 +60,11 @@ static const grant_t grants[] = {
     {"tools", T, LIT, "{p}{d}.snapshots", {CREATE, DESCRIBE, NONE}},
     {"tools", T, PRE, "{p}{d}.events.dlq.", {READ, NONE, NONE}},
     {"tools", G, LIT, "esk.reader", {READ, NONE, NONE}},
-    /* esk-gateway: sends commands, reads their results */
+    /* esk-gateway: sends commands, reads their results, and reads the events
+     * partitions' ends for the consistency tokens (docs/api.md) */
     {"gateway", T, LIT, "{p}{d}.commands", {WRITE, NONE, NONE}},
     {"gateway", T, LIT, "{p}{d}.command-results", {READ, NONE, NONE}},
+    {"gateway", T, LIT, "{p}{d}.events", {READ, NONE, NONE}},
     {"gateway", G, LIT, "esk.reader", {READ, NONE, NONE}},
 };
 
