@@ -1,8 +1,8 @@
 #include "esk/http.h"
 
-#include "esk/api.h"
 #include "esk/file.h"
 #include "esk/log.h"
+#include "esk/text.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
 
@@ -454,9 +454,8 @@ static const char *nul_in_request(esk_http_req_t *r, char *msg, size_t size) {
   }
   MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, arg_nul, (void *)&bad);
   if (!bad) return NULL;
-  char q[80];
-  snprintf(msg, size, "query parameter '%s' holds U+0000 (%%00), which no parameter may hold",
-           esk_log_quote(q, sizeof(q), bad));
+  snprintf(msg, size, "query parameter '%.64s' holds U+0000 (%%00), which no parameter may hold",
+           bad);
   return msg;
 }
 
@@ -469,14 +468,19 @@ static enum MHD_Result handle_app(esk_http_t *h, struct MHD_Connection *c, const
   esk_http_req_t *r = *con_cls;
   if (!r) return MHD_NO; /* on_uri was out of memory */
   if (!r->method) {
-    char msg[200], body[400];
+    char msg[200], body[1400];
     r->method = method;
     r->url = url;
     r->max = h->app.body_max;
     if (nul_in_request(r, msg, sizeof(msg))) {
       r->dispatched = 1;
-      esk_api_error_json(body, sizeof(body), "INVALID_PARAMETER", msg);
-      return reply(c, MHD_HTTP_BAD_REQUEST, "application/json", body, strlen(body),
+      /* as esk_api_error_json() writes it (esk/api.h sits above this module) */
+      static const char head[] = "{\"error\":{\"code\":\"INVALID_PARAMETER\",\"message\":";
+      size_t n = sizeof(head) - 1;
+      memcpy(body, head, n);
+      n = esk_text_json_str(body, sizeof(body) - 3, n, msg, strlen(msg)); /* fits: 6 x 200 */
+      memcpy(body + n, "}}", 3);
+      return reply(c, MHD_HTTP_BAD_REQUEST, "application/json", body, n + 2,
                    MHD_RESPMEM_MUST_COPY);
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
