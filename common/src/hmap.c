@@ -227,6 +227,16 @@ int esk_hmap_remove(esk_hmap_t *m, const void *key, size_t key_len) {
 
 size_t esk_hmap_count(const esk_hmap_t *m) { return m ? m->count : 0; }
 
+size_t esk_hmap_probe_max(const esk_hmap_t *m) {
+  size_t max = 0;
+  for (size_t i = 0; m && i <= m->mask; i++) {
+    if (!m->slots[i].e) continue;
+    size_t dist = (i - ((size_t)m->slots[i].hash & m->mask)) & m->mask;
+    if (dist > max) max = dist;
+  }
+  return max;
+}
+
 const void *esk_hmap_key_of(const esk_hmap_t *m, const void *stored, size_t *key_len) {
   if (!m || !stored) return NULL;
   const entry_t *e =

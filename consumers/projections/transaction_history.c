@@ -11,6 +11,7 @@
 
 #include "bank_projection.h"
 #include "esk/buf.h"
+#include "esk/hmap.h"
 #include "esk/log.h"
 #include "esk/pg.h"
 #include "esk/time.h"
@@ -49,18 +50,23 @@ typedef struct row_s {
   int64_t version, amount, occurred_at_us, balance_after;
   uint32_t account_len;
   uint8_t kind;
-  size_t slot; /* the account's slot in the balance map */
+  struct acct_s *acct; /* the account's entry in the balance map */
 } row_t;
+
+/* An account of the batch: its running balance and last version. */
+typedef struct acct_s {
+  int64_t balance, version;
+} acct_t;
 
 typedef struct hist_s {
   row_t *rows;
   size_t n, cap;
   esk_buf_t arena;
-  /* account -> balance, open addressing over the batch's accounts */
-  size_t *slots; /* row index + 1 of the account's first row, 0 empty */
-  int64_t *balance, *version;
-  size_t map_cap;
-  size_t *order, n_order; /* slots in the order their accounts first appear */
+  /* account -> balance, over the batch's accounts: the SipHash map, since
+   * users choose the ids (docs/architecture.md, "Source layout") */
+  esk_hmap_t *accounts;
+  acct_t **order;         /* the accounts in the order they first appear */
+  size_t n_order, order_cap;
   esk_copy_t copy;
   esk_buf_t ids, vers, bals; /* array literals: the batch's accounts, last versions, balances */
 } hist_t;
@@ -98,31 +104,17 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
 
 static const char *str(const hist_t *h, size_t off) { return (const char *)h->arena.data + off; }
 
-static uint64_t hash(const char *s, size_t n) {
-  uint64_t x = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++) x = (x ^ (uint8_t)s[i]) * 1099511628211ULL;
-  return x;
-}
-
-/* Finds or adds the account of row @p i; returns its slot. */
-static size_t map_slot(hist_t *h, size_t i, int *added) {
-  const row_t *r = &h->rows[i];
+/* Finds or adds the account of row @p r in the balance map. */
+static int map_account(hist_t *h, row_t *r, int *added, esk_error_t *err) {
   const char *a = str(h, r->account);
-  size_t s = hash(a, r->account_len) & (h->map_cap - 1);
-  for (;; s = (s + 1) & (h->map_cap - 1)) {
-    if (!h->slots[s]) {
-      h->slots[s] = i + 1;
-      h->balance[s] = 0;
-      h->order[h->n_order++] = s;
-      *added = 1;
-      return s;
-    }
-    const row_t *o = &h->rows[h->slots[s] - 1];
-    if (o->account_len == r->account_len && !memcmp(str(h, o->account), a, r->account_len)) {
-      *added = 0;
-      return s;
-    }
+  if ((r->acct = esk_hmap_get(h->accounts, a, r->account_len))) {
+    *added = 0;
+    return ESK_OK;
   }
+  acct_t zero = {0, 0};
+  int rc = esk_hmap_put(h->accounts, a, r->account_len, &zero, (void **)&r->acct, added, err);
+  if (rc == ESK_OK) h->order[h->n_order++] = r->acct;
+  return rc;
 }
 
 /* Stores the batch's last balance and version of each account. */
@@ -131,8 +123,8 @@ static int store_balances(hist_t *h, PGconn *pg, esk_error_t *err) {
   esk_buf_reset(&h->vers);
   esk_buf_reset(&h->bals);
   for (size_t i = 0; i < h->n_order && !rc; i++) {
-    rc = esk_store_array_add_i64(&h->vers, h->version[h->order[i]]);
-    if (!rc) rc = esk_store_array_add_i64(&h->bals, h->balance[h->order[i]]);
+    rc = esk_store_array_add_i64(&h->vers, h->order[i]->version);
+    if (!rc) rc = esk_store_array_add_i64(&h->bals, h->order[i]->balance);
   }
   if (rc || esk_store_array_end(&h->vers) || esk_store_array_end(&h->bals))
     return esk_error_set(err, ESK_ENOMEM, "out of memory");
@@ -148,6 +140,8 @@ static int store_balances(hist_t *h, PGconn *pg, esk_error_t *err) {
 
 static void reset(hist_t *h) {
   h->n = 0;
+  esk_hmap_destroy(h->accounts);
+  h->accounts = NULL;
   esk_buf_reset(&h->arena);
   esk_copy_reset(&h->copy);
 }
@@ -158,34 +152,29 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   PGresult *res = NULL;
   if (!h->n) return ESK_OK;
   int64_t t0 = esk_time_mono_us();
-  size_t cap = 16;
-  while (cap < 2 * h->n) cap <<= 1;
-  if (cap > h->map_cap) {
-    free(h->slots);
-    free(h->balance);
-    free(h->version);
-    free(h->order);
-    h->slots = malloc(cap * sizeof(*h->slots));
-    h->balance = malloc(cap * sizeof(*h->balance));
-    h->version = malloc(cap * sizeof(*h->version));
-    h->order = malloc(cap * sizeof(*h->order));
-    h->map_cap = cap;
-    if (!h->slots || !h->balance || !h->version || !h->order) {
-      h->map_cap = 0;
+  if (h->n > h->order_cap) {
+    acct_t **order = realloc(h->order, h->n * sizeof(*order));
+    if (!order) {
       rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
       goto done;
     }
+    h->order = order;
+    h->order_cap = h->n;
   }
-  memset(h->slots, 0, h->map_cap * sizeof(*h->slots));
   h->n_order = 0;
   esk_buf_reset(&h->ids);
-  for (size_t i = 0; i < h->n && !rc; i++) {
+  if ((rc = esk_hmap_new(&h->accounts, sizeof(acct_t), h->n, 0, err))) goto done;
+  for (size_t i = 0; i < h->n; i++) {
     int added = 0;
-    h->rows[i].slot = map_slot(h, i, &added);
-    if (added) rc = esk_store_array_add(&h->ids, str(h, h->rows[i].account), h->rows[i].account_len);
+    if ((rc = map_account(h, &h->rows[i], &added, err))) goto done;
+    if (added &&
+        esk_store_array_add(&h->ids, str(h, h->rows[i].account), h->rows[i].account_len)) {
+      rc = esk_error_set(err, ESK_ENOMEM, "out of memory for the batch's account ids");
+      goto done;
+    }
   }
-  if (rc || esk_store_array_end(&h->ids)) {
-    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+  if (esk_store_array_end(&h->ids)) {
+    rc = esk_error_set(err, ESK_ENOMEM, "out of memory for the batch's account ids");
     goto done;
   }
   /* The last stored balance of each account of the batch. */
@@ -198,19 +187,13 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   for (int i = 0; i < PQntuples(res); i++) {
     const char *a = PQgetvalue(res, i, 0);
     size_t n = (size_t)PQgetlength(res, i, 0);
-    size_t s = hash(a, n) & (h->map_cap - 1);
-    for (; h->slots[s]; s = (s + 1) & (h->map_cap - 1)) {
-      const row_t *o = &h->rows[h->slots[s] - 1];
-      if (o->account_len == n && !memcmp(str(h, o->account), a, n)) {
-        h->balance[s] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-        break;
-      }
-    }
+    acct_t *acct = esk_hmap_get(h->accounts, a, n);
+    if (acct) acct->balance = strtoll(PQgetvalue(res, i, 1), NULL, 10);
   }
   for (size_t i = 0; i < h->n; i++) {
     row_t *r = &h->rows[i];
-    h->balance[r->slot] += r->kind == ESK_BANK_MONEY_WITHDRAWN ? -r->amount : r->amount;
-    h->version[r->slot] = r->version;
+    r->acct->balance += r->kind == ESK_BANK_MONEY_WITHDRAWN ? -r->amount : r->amount;
+    r->acct->version = r->version;
     if (r->kind == ESK_BANK_ACCOUNT_CLOSED || (r->kind == ESK_BANK_ACCOUNT_OPENED && !r->amount))
       continue;
     esk_copy_text(&h->copy, str(h, r->event_id), -1);
@@ -223,7 +206,7 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
     esk_copy_i64(&h->copy, r->amount);
     esk_copy_text(&h->copy, str(h, r->currency), -1);
     esk_copy_text(&h->copy, str(h, r->description), -1);
-    esk_copy_i64(&h->copy, h->balance[r->slot]);
+    esk_copy_i64(&h->copy, r->acct->balance);
     esk_copy_ts_us(&h->copy, r->occurred_at_us);
     esk_copy_row_end(&h->copy);
   }
@@ -258,9 +241,7 @@ void esk_bank_transaction_history_destroy(void *self) {
   hist_t *h = self;
   if (!h) return;
   free(h->rows);
-  free(h->slots);
-  free(h->balance);
-  free(h->version);
+  esk_hmap_destroy(h->accounts);
   free(h->order);
   esk_buf_free(&h->arena);
   esk_buf_free(&h->ids);

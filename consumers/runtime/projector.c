@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "esk/codec.h"
+#include "esk/hmap.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
 #include "esk/pg.h"
@@ -400,32 +401,25 @@ static int dead_letter(esk_projector_t *p, const rd_kafka_message_t *m, const es
 
 /* ----------------------------------------------------------- version map --- */
 
+/* The batch's aggregates, keyed by aggregate id (the message key) in the
+ * SipHash map, since users choose the ids (docs/architecture.md, "Source
+ * layout"): a hostile choice of ids cannot make the guard's lookups slow. */
+typedef struct vers_s {
+  int64_t stored;  /* version in PostgreSQL before the batch */
+  int64_t current; /* version after the events applied so far */
+} vers_t;
+
 typedef struct vmap_s {
-  size_t cap;
-  char **ids;
-  int64_t *stored;  /* version in PostgreSQL before the batch */
-  int64_t *current; /* version after the events applied so far */
+  esk_hmap_t *map;
 } vmap_t;
 
-static uint64_t hash_bytes(const void *p, size_t n) {
-  const uint8_t *b = p;
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
-  return h;
+/* The versions of an aggregate id of the batch; NULL for a key that is no
+ * aggregate id (vmap_load() left it out). */
+static vers_t *vmap_get(const vmap_t *v, const rd_kafka_message_t *m) {
+  return esk_hmap_get(v->map, m->key ? m->key : "", m->key_len);
 }
 
-static size_t vmap_slot(const vmap_t *v, const char *id, size_t len) {
-  size_t i = hash_bytes(id, len) & (v->cap - 1);
-  while (v->ids[i] && (strlen(v->ids[i]) != len || memcmp(v->ids[i], id, len))) i = (i + 1) & (v->cap - 1);
-  return i;
-}
-
-static void vmap_free(vmap_t *v) {
-  for (size_t i = 0; v->ids && i < v->cap; i++) free(v->ids[i]);
-  free(v->ids);
-  free(v->stored);
-  free(v->current);
-}
+static void vmap_free(vmap_t *v) { esk_hmap_destroy(v->map); }
 
 /* Builds the map of the batch's aggregate ids (message keys) and reads their
  * stored versions in one query. */
@@ -434,16 +428,13 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
   int rc = ESK_OK;
   const char **list = NULL;
   int64_t *vers = NULL;
-  size_t *slots = NULL, k = 0;
-  v->cap = 16;
-  while (v->cap < 2 * n) v->cap <<= 1;
-  v->ids = calloc(v->cap, sizeof(*v->ids));
-  v->stored = calloc(v->cap, sizeof(*v->stored));
-  v->current = calloc(v->cap, sizeof(*v->current));
+  vers_t **slots = NULL;
+  size_t k = 0;
+  if ((rc = esk_hmap_new(&v->map, sizeof(vers_t), n, 0, err))) return rc;
   list = calloc(n ? n : 1, sizeof(*list));
   vers = calloc(n ? n : 1, sizeof(*vers));
   slots = calloc(n ? n : 1, sizeof(*slots));
-  if (!v->ids || !v->stored || !v->current || !list || !vers || !slots) {
+  if (!list || !vers || !slots) {
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory for a batch of %zu events", n);
     goto cleanup;
   }
@@ -452,16 +443,18 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
     /* A key holding U+0000 or bytes that are not UTF-8 is no aggregate id (the
      * codec refuses such an id: its event is poison by the key check), and
      * PostgreSQL text cannot take it: as a C string it would be cut at the
-     * NUL, and invalid UTF-8 fails the whole query (SQLSTATE 22021). */
-    if (esk_utf8_check(key, msgs[i]->key_len) != msgs[i]->key_len) continue;
-    size_t s = vmap_slot(v, key, msgs[i]->key_len);
-    if (v->ids[s]) continue;
-    if (!(v->ids[s] = strndup(key, msgs[i]->key_len))) {
-      rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
+     * NUL, and invalid UTF-8 fails the whole query (SQLSTATE 22021). Nor is
+     * one over the map's key limit. */
+    if (msgs[i]->key_len > ESK_HMAP_KEY_MAX ||
+        esk_utf8_check(key, msgs[i]->key_len) != msgs[i]->key_len)
+      continue;
+    vers_t zero = {0}, *e = NULL;
+    int added = 0;
+    if ((rc = esk_hmap_put(v->map, key, msgs[i]->key_len, &zero, (void **)&e, &added, err)))
       goto cleanup;
-    }
-    list[k] = v->ids[s];
-    slots[k++] = s;
+    if (!added) continue;
+    list[k] = esk_hmap_key_of(v->map, e, NULL); /* NUL-terminated */
+    slots[k++] = e;
   }
   rc = p->proj.versions_get
            ? p->proj.versions_get(p->proj.self, p->pg, list, k, vers, err)
@@ -474,13 +467,13 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
         list[m] = list[i];
         slots[m++] = slots[i];
       } else {
-        v->stored[slots[i]] = v->current[slots[i]] = vers[i];
+        slots[i]->stored = slots[i]->current = vers[i];
       }
     k = m;
     if (k && (rc = esk_store_versions_get(p->pg, p->store_key, list, k, vers, err)))
       goto cleanup;
   }
-  for (size_t i = 0; i < k; i++) v->stored[slots[i]] = v->current[slots[i]] = vers[i];
+  for (size_t i = 0; i < k; i++) slots[i]->stored = slots[i]->current = vers[i];
 cleanup:
   free(list);
   free(vers);
@@ -488,25 +481,37 @@ cleanup:
   return rc;
 }
 
+typedef struct vmap_changed_s {
+  const char **ids;
+  int64_t *vers;
+  size_t n;
+} vmap_changed_t;
+
+static int vmap_store_one(const void *key, size_t key_len, void *value, void *ctx) {
+  vmap_changed_t *c = ctx;
+  const vers_t *e = value;
+  (void)key_len;
+  if (e->current != e->stored) {
+    c->ids[c->n] = key;
+    c->vers[c->n++] = e->current;
+  }
+  return 0;
+}
+
 static int vmap_store(esk_projector_t *p, const vmap_t *v, esk_error_t *err) {
   if (p->proj.versions_get) return ESK_OK; /* the projection stored them in batch_end() */
-  size_t k = 0;
-  const char **ids = calloc(v->cap, sizeof(*ids));
-  int64_t *vers = calloc(v->cap, sizeof(*vers));
+  size_t cnt = esk_hmap_count(v->map);
+  vmap_changed_t c = {calloc(cnt ? cnt : 1, sizeof(*c.ids)), calloc(cnt ? cnt : 1, sizeof(*c.vers)), 0};
   int rc;
-  if (!ids || !vers) {
+  if (!c.ids || !c.vers) {
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
     goto cleanup;
   }
-  for (size_t i = 0; i < v->cap; i++)
-    if (v->ids[i] && v->current[i] != v->stored[i]) {
-      ids[k] = v->ids[i];
-      vers[k++] = v->current[i];
-    }
-  rc = esk_store_versions_put(p->pg, p->store_key, ids, vers, k, err);
+  esk_hmap_foreach(v->map, vmap_store_one, &c);
+  rc = esk_store_versions_put(p->pg, p->store_key, c.ids, c.vers, c.n, err);
 cleanup:
-  free(ids);
-  free(vers);
+  free(c.ids);
+  free(c.vers);
   return rc;
 }
 
@@ -540,26 +545,29 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
     /* Already committed (a retry after part of the batch went in). */
     if (m->offset < p->parts[m->partition].stored) continue;
     int drc = p->dec.decode(p->dec.self, m, &ev, &why);
-    size_t s = vmap_slot(&v, m->key ? m->key : "", m->key_len);
+    vers_t *s = vmap_get(&v, m);
     if (drc == ESK_OK && (!ev.aggregate_id || m->key_len != strlen(ev.aggregate_id) ||
                           memcmp(m->key, ev.aggregate_id, m->key_len))) {
       drc = esk_error_set(&why, ESK_EPOISON,
                           "message key does not equal the event's aggregate id %s",
                           ev.aggregate_id ? ev.aggregate_id : "(none)");
+    } else if (drc == ESK_OK && !s) {
+      drc = esk_error_set(&why, ESK_EPOISON, "aggregate id of %zu bytes is over the maximum of %d",
+                          m->key_len, ESK_HMAP_KEY_MAX);
     }
     if (drc == ESK_OK) {
       ev.topic = rd_kafka_topic_name(m->rkt);
       ev.partition = m->partition;
       ev.offset = m->offset;
-      if (ev.aggregate_version <= v.current[s]) {
+      if (ev.aggregate_version <= s->current) {
         skipped++;
         continue; /* applied before: a duplicate */
       }
-      if (ev.aggregate_version != v.current[s] + 1) {
+      if (ev.aggregate_version != s->current + 1) {
         drc = esk_error_set(&why, ESK_EPOISON,
                             "version gap for aggregate %s: event version %" PRId64
                             " after %" PRId64, ev.aggregate_id, ev.aggregate_version,
-                            v.current[s]);
+                            s->current);
       } else {
         /* Isolating (one event per transaction): a savepoint keeps the
          * transaction usable for the dead letter and the position. */
@@ -578,7 +586,7 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
             goto fail;
         }
         if (drc == ESK_OK) {
-          v.current[s] = ev.aggregate_version;
+          s->current = ev.aggregate_version;
           applied++;
           continue;
         }

@@ -183,6 +183,36 @@ Test(read_your_writes, a_token_not_reached_in_wait_ms_answers_503_stale, .timeou
                                sizeof(body)), 404, "%s", body);
   cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/owners/o/accounts?limit=0", body,
                                sizeof(body)), 400, "%s", body);
+  /* an owner's accounts a page at a time: S1, S2, then the end; hostile cursors are 400 */
+  const char *open2 = "{\"type\":\"OpenAccount\",\"command_id\":\"open-S2\",\"account_id\":\"S2\","
+                      "\"owner_id\":\"o\",\"initial_deposit\":{\"minor_units\":5,"
+                      "\"currency\":\"EUR\"}}";
+  cr_assert_eq(esk_ta_post(e.gport, NULL, NULL, open2, head, sizeof(head), body, sizeof(body)),
+               200, "%s", body);
+  esk_ta_token_of(body, e.key, text, sizeof(text));
+  snprintf(path, sizeof(path), "/v1/bank/owners/o/accounts?limit=1&wait_ms=10000&consistency=%s",
+           text);
+  const char *want[] = {"\"account_id\":\"S1\"", "\"account_id\":\"S2\"", "\"items\":[]"};
+  for (int page = 0; page < 3; page++) {
+    cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+    cr_assert(strstr(body, want[page]), "page %d: %s", page, body);
+    const char *nc = strstr(body, "\"next_cursor\":");
+    cr_assert(nc, "%s", body);
+    nc += strlen("\"next_cursor\":");
+    if (page == 2) {
+      cr_assert(!strncmp(nc, "null}", 5), "the walk ends: %s", body);
+      break;
+    }
+    cr_assert_eq(*nc, '"', "page %d has a cursor: %s", page, body);
+    snprintf(path, sizeof(path), "/v1/bank/owners/o/accounts?limit=1&cursor=%.*s", (int)strcspn(nc + 1, "\""), nc + 1);
+  }
+  static const char *const hostile[] = {
+      "WyJhIiwiYiJd" /* ["a","b"]: two values for one column */, "e30" /* {} */, "%25%25",
+      "W3siYSI6MX1d" /* [{"a":1}] */, "WyJTMSJd!" /* not base64url */};
+  for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+    snprintf(path, sizeof(path), "/v1/bank/owners/o/accounts?cursor=%s", hostile[i]);
+    cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 400, "%s: %s", hostile[i], body);
+  }
   cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/accounts/S1%C3%28", body, sizeof(body)), 400,
                "%s", body);
   cr_assert_eq(esk_tp_http_request(e.qport, "POST", "/v1/bank/accounts/S1", NULL, "{}", 2, head,

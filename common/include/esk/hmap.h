@@ -72,6 +72,13 @@ int esk_hmap_remove(esk_hmap_t *m, const void *key, size_t key_len);
 size_t esk_hmap_count(const esk_hmap_t *m);
 
 /**
+ * @brief The longest probe run: how many slots past its home slot the
+ *        farthest entry lies (0 when every entry is in its home slot). A
+ *        measure of how well the keys spread, for tests and diagnostics.
+ */
+size_t esk_hmap_probe_max(const esk_hmap_t *m);
+
+/**
  * @brief The key of a stored value (one returned by get/put/foreach of @p m).
  * @param key_len if not NULL, set to the key's length. The key is followed by
  *        a NUL byte, so string keys can be read as C strings.
