@@ -459,6 +459,7 @@ void esk_producer_destroy(esk_producer_t *p) {
 static void keep_alive(esk_producer_t *p, int64_t now) {
   esk_watchdog_beat();
   esk_prod_check_fence(p, now);
+  esk_prod_shred_tick(p, now);
 }
 
 /* The watchdog's wake callback (its thread): the run loop's poll returns. */

@@ -114,6 +114,7 @@ struct esk_producer_s {
   char keys_topic[256];      /* <prefix><domain>.subject-keys */
   rd_kafka_topic_t *rkt_keys;
   esk_buf_t shred_buf;       /* an event re-encoded with its personal fields encrypted */
+  int64_t shred_next_ms;     /* next read of the subject-keys topic (forgotten subjects) */
 };
 
 /* records.c */
@@ -141,6 +142,7 @@ int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, c
 int esk_prod_shred_open(esk_producer_t *p, const esk_conf_t *conf, esk_error_t *err);
 int esk_prod_shred_event(esk_producer_t *p, size_t i, esk_error_t *err);
 int esk_prod_shred_refresh(void *p, esk_error_t *err);
+void esk_prod_shred_tick(esk_producer_t *p, int64_t now_ms);
 
 /* intake.c */
 void esk_prod_handle_command(esk_producer_t *p, const rd_kafka_message_t *m);

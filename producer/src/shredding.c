@@ -59,6 +59,20 @@ int esk_prod_shred_open(esk_producer_t *p, const esk_conf_t *conf, esk_error_t *
   return ESK_OK;
 }
 
+/* Between transactions, once a second: reads what the subject-keys topic got
+ * since (forgotten marks and tombstones: a forgotten subject's key is dropped
+ * from memory, and its new values take the `forgotten` replacement). */
+void esk_prod_shred_tick(esk_producer_t *p, int64_t now_ms) {
+  if (!p->shred || p->in_txn || now_ms < p->shred_next_ms) return;
+  p->shred_next_ms = now_ms + 1000;
+  esk_error_t err = {0};
+  if (esk_prod_shred_refresh(p, &err)) {
+    char q[512];
+    ESK_WARN(FAC, "msg=\"subject keys not read\" topic=%s reason=%s", p->keys_topic,
+             esk_log_quote(q, sizeof(q), err.msg));
+  }
+}
+
 /* Writes one subject key record in the open transaction. */
 static int produce_key(const char *key, size_t klen, const void *value, size_t vlen, void *ctx) {
   esk_producer_t *p = ctx;

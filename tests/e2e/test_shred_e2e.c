@@ -5,7 +5,10 @@
  * customer's key once, wrapped, to <prefix>orders.subject-keys in the same
  * transaction; a keyring made from that topic decrypts them; a producer
  * restarted with kill -9 restores the orders from the encrypted events; a
- * wrong master key stops start-up with a clear error. */
+ * wrong master key stops start-up with a clear error. esk-projector
+ * (event_log) and eskctl events tail with the master key show the plaintext;
+ * after eskctl subjects forget, they show the declared replacement for that
+ * customer only, a new projector (a rebuild) too, and nothing dead-letters. */
 #define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -20,6 +23,7 @@
 #include "esk/shred.h"
 #include "esk/time.h"
 #include "esk_test.h"
+#include "esk_test_projector.h"
 #include "esk_test_producer.h"
 
 #define PARTS 2
@@ -83,6 +87,48 @@ static void read_raw(raw_t *r, const char *prefix, const char *kind) {
                                           r, NULL, &err),
                  ESK_OK, "%s", err.msg);
   rd_kafka_destroy(rk);
+}
+
+/* eskctl events tail --exit-at-end of the prefix's orders events, with the
+ * master key file @p master (NULL: none), into @p out. */
+static void tail_events(const char *prefix, const char *master, char *out, size_t size) {
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd),
+           "ESK_MASTER_KEY_FILE='%s' %s events tail --domain orders --topic-prefix '%s' "
+           "--from-beginning --exit-at-end",
+           master ? master : "", ESK_TEST_ESKCTL_BIN, prefix);
+  cr_assert_eq(esk_tp_run(cmd, 1, out, size), 0, "%s: %s", cmd, out);
+}
+
+/* esk-projector event_log of the prefix's orders events into @p schema. */
+static pid_t start_event_log(const char *prefix, const char *schema, const char *master,
+                             const char *log) {
+  char a_topic[256], a_schema[128], a_group[256], a_key[300];
+  snprintf(a_topic, sizeof(a_topic), "topic=%sorders.events", prefix);
+  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
+  snprintf(a_group, sizeof(a_group), "group.id=%sprojection.%s", prefix, schema);
+  snprintf(a_key, sizeof(a_key), "personal.master_key_file=%s", master);
+  const char *argv[] = {ESK_BINARY_DIR "/bin/esk-projector", "--projection", "event_log",
+                        "-X", "domain=orders", "-X", a_topic, "-X", a_schema, "-X", a_group,
+                        "-X", a_key, NULL};
+  return esk_tp_spawn(argv, log);
+}
+
+/* The email in event_log's payload of order @p order, once the row exists. */
+static void event_log_email(PGconn *pg, const char *order, char *out, size_t size) {
+  const char *params[] = {order};
+  out[0] = '\0';
+  for (int i = 0; i < 1500 && !out[0]; i++) {
+    PGresult *r = PQexecParams(pg,
+                               "select payload->>'customer_email' from event_log where "
+                               "aggregate_id = $1 and aggregate_version = 1",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+      snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!out[0]) esk_time_sleep_ms(20);
+  }
+  cr_assert(out[0], "no event_log row for %s", order);
 }
 
 static int holds(const esk_buf_t *b, const char *s) {
@@ -187,6 +233,68 @@ Test(shred_e2e, personal_fields_leave_the_producer_encrypted_and_restore_decrypt
   esk_tp_run(cmd, 0, out, sizeof(out));
   cr_expect(strstr(out, "wrong master key file"), "%s", out);
   cr_expect(!strstr(out, WRONG_MASTER) && !strstr(out, MASTER), "a key in the log: %s", out);
+
+  /* the read side with the master key sees the plaintext */
+  static char tail[1 << 16];
+  tail_events(prefix, master, tail, sizeof(tail));
+  cr_expect(strstr(tail, "\"customer_email\":\"cu-x@secret.example\"") &&
+                strstr(tail, "\"street\":\"cu-y Lane\""),
+            "%s", tail);
+  tail_events(prefix, NULL, tail, sizeof(tail));
+  cr_expect(!strstr(tail, "secret.example") && strstr(tail, ESK_SHRED_PREFIX),
+            "without the key: %s", tail);
+  esk_test_require_pg();
+  char schema[96], schema2[96], plog[256], email[256];
+  esk_test_unique_name(schema, sizeof(schema), "esk_shred");
+  esk_test_unique_name(schema2, sizeof(schema2), "esk_shred_rb");
+  esk_tp_log_path(plog, sizeof(plog), prefix, "projector");
+  pid_t pj = start_event_log(prefix, schema, master, plog);
+  PGconn *pg = esk_test_pg_connect_schema(schema);
+  event_log_email(pg, "o-3", email, sizeof(email));
+  cr_expect_str_eq(email, "cu-x@secret.example");
+
+  /* forget cu-x (twice: idempotent) */
+  snprintf(cmd, sizeof(cmd),
+           "%s subjects forget --topic-prefix '%s' --grace-ms 200 orders cu-x",
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s: %s", cmd, out);
+  cr_expect(strstr(out, "forgotten orders subject=cu-x keys_destroyed=1"), "%s", out);
+  cr_assert_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 0, "%s: %s", cmd, out);
+  cr_expect(strstr(out, "keys_destroyed=0"), "again: %s", out);
+
+  /* readers show the replacement for cu-x, the plaintext for cu-y */
+  tail_events(prefix, master, tail, sizeof(tail));
+  cr_expect(!strstr(tail, "cu-x@secret.example") && !strstr(tail, "cu-x Lane") &&
+                strstr(tail, "\"customer_email\":\"[forgotten]\"") &&
+                strstr(tail, "cu-y@secret.example"),
+            "after forget: %s", tail);
+  cr_expect(!strstr(tail, "\"error\""), "%s", tail);
+  /* a new order of cu-x goes through, and a rebuilt read model forgets too */
+  snprintf(opt, sizeof(opt), "personal.master_key_file=%s", master);
+  p = esk_tp_start(prefix, "a", log, extra);
+  create_line(jsonl, sizeof(jsonl), run, "o-4", "cu-x");
+  submit(prefix, jsonl, 0);
+  pid_t pj2 = start_event_log(prefix, schema2, master, plog);
+  PGconn *pg2 = esk_test_pg_connect_schema(schema2);
+  event_log_email(pg2, "o-1", email, sizeof(email));
+  cr_expect_str_eq(email, "[forgotten]");
+  event_log_email(pg2, "o-4", email, sizeof(email));
+  cr_expect_str_eq(email, "[forgotten]");
+  event_log_email(pg2, "o-2", email, sizeof(email));
+  cr_expect_str_eq(email, "cu-y@secret.example");
+  read_raw(&ev, prefix, "events");
+  cr_expect(!holds(&ev.all, "secret.example"), "plaintext in the events topic after forget");
+  cr_expect_eq(esk_tp_stop(pj, SIGTERM, 30000), 0, "esk-projector did not exit 0 (log %s)", plog);
+  cr_expect_eq(esk_tp_stop(pj2, SIGTERM, 30000), 0, "esk-projector did not exit 0 (log %s)", plog);
+  cr_expect_eq(esk_tp_stop(p, SIGTERM, 30000), 0, "esk-producer did not exit 0 (log %s)", log);
+  /* no dead letters: forgetting is not an error */
+  snprintf(cmd, sizeof(cmd), "grep -c 'dead-lettered' '%s' || true", plog);
+  esk_tp_run(cmd, 0, out, sizeof(out));
+  cr_expect_eq(atoi(out), 0, "dead letters (log %s)", plog);
+  PQfinish(pg);
+  PQfinish(pg2);
+  esk_test_drop_schema(schema);
+  esk_test_drop_schema(schema2);
 
   unlink(master);
   unlink(wrong);
