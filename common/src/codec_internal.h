@@ -2,9 +2,16 @@
 #ifndef ESK_CODEC_INTERNAL_H
 #define ESK_CODEC_INTERNAL_H
 
+#include <avro.h>
 #include <jansson.h>
+#include <stdint.h>
 
-#include "esk/codec.h"
+#include "esk/error.h"
+
+/* As in esk/codec.h (C11 allows the repeated typedef), which this header does
+ * not include: the codec's files depend on it, not it on them. */
+typedef struct esk_schema_s esk_schema_t;
+typedef struct esk_schema_set_s esk_schema_set_t;
 
 typedef enum {
   EN_NULL, EN_BOOLEAN, EN_INT, EN_LONG, EN_FLOAT, EN_DOUBLE, EN_BYTES, EN_STRING,
