@@ -454,6 +454,18 @@ int32_t esk_tp_leader_of(const char *topic, int32_t partition) {
   return leader;
 }
 
+int esk_tp_controller_leader(const char *log_path) {
+  char cmd[1024], out[64];
+  snprintf(cmd, sizeof(cmd), "bash %s/deploy/local/stack controller-leader 30 2>>%s",
+           ESK_SOURCE_DIR, log_path);
+  int rc = esk_tp_run(cmd, 0, out, sizeof(out));
+  cr_assert_eq(rc, 0, "deploy/local/stack controller-leader exited %d (log %s)", rc, log_path);
+  char *end = NULL;
+  long id = strtol(out, &end, 10);
+  cr_assert(end != out && id > 0, "controller-leader printed '%s'", out);
+  return (int)id;
+}
+
 void esk_tp_stack(const char *args, const char *log_path) {
   char cmd[1024], out[64];
   snprintf(cmd, sizeof(cmd), "bash %s/deploy/local/stack %s >>%s 2>&1", ESK_SOURCE_DIR, args,

@@ -157,4 +157,9 @@ int32_t esk_tp_leader_of(const char *topic, int32_t partition);
  *  appended to @p log_path; fails the test unless it exits 0. */
 void esk_tp_stack(const char *args, const char *log_path);
 
+/** The node id of the active KRaft controller (deploy/local/stack
+ *  controller-leader: the quorum leader every running node agrees on, waited
+ *  for up to 30 s); its messages go to @p log_path. Fails the test if none. */
+int esk_tp_controller_leader(const char *log_path);
+
 #endif
