@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "esk/codec.h"
 
 /* ------------------------------------------------------------------ plans */
 

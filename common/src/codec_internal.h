@@ -2,9 +2,16 @@
 #ifndef ESK_CODEC_INTERNAL_H
 #define ESK_CODEC_INTERNAL_H
 
+#include <avro.h>
 #include <jansson.h>
+#include <stdint.h>
 
-#include "esk/codec.h"
+#include "esk/error.h"
+
+/* As in esk/codec.h (C11 allows the repeated typedef), which this header does
+ * not include: the codec's files depend on it, not it on them. */
+typedef struct esk_schema_s esk_schema_t;
+typedef struct esk_schema_set_s esk_schema_set_t;
 
 typedef enum {
   EN_NULL, EN_BOOLEAN, EN_INT, EN_LONG, EN_FLOAT, EN_DOUBLE, EN_BYTES, EN_STRING,
@@ -58,7 +65,18 @@ struct esk_schema_s {
   uint64_t fp;
   avro_schema_t avro;
   avro_value_iface_t *iface;
+  struct esk_personal_field_s *personal; /* its marks (personal.c) */
+  json_t **forgotten;                    /* parallel to personal: replacement values */
+  size_t npersonal;
 };
+
+/* Reads and checks the `esk.personal` marks of a compiled schema (personal.c,
+ * docs/architecture.md, "Personal data"); ESK_EINVAL naming file and field. */
+int esk_personal_compile(const esk_schema_set_t *set, esk_schema_t *s, esk_error_t *err);
+/* The compiled schema of @p set whose top level is @p n, or NULL. */
+const esk_schema_t *esk_schema_set_defining(const esk_schema_set_t *set, const esk_node_t *n);
+/* Frees what esk_personal_compile() made. */
+void esk_personal_free(esk_schema_t *s);
 
 const esk_node_t *esk_schema_node(const esk_schema_t *s);
 

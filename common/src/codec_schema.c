@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "esk/codec.h"
 #include "esk/text.h"
 
 /* ------------------------------------------------------------ CRC-64-AVRO */
@@ -78,6 +79,7 @@ static void schema_free(esk_schema_t *s) {
   for (size_t i = 0; i < s->nnames; i++) free(s->names[i].name);
   free(s->names);
   free(s->canonical);
+  esk_personal_free(s);
   free(s);
 }
 
@@ -534,6 +536,8 @@ static int compile_file(esk_schema_set_t *set, esk_schema_t *s, esk_error_t *err
   s->iface = avro_generic_class_from_schema(s->avro);
   if (!s->iface)
     return esk_error_set(err, ESK_EINVAL, "%s: avro-c: %s", s->file, avro_strerror());
+  rc = esk_personal_compile(set, s, err);
+  if (rc) return rc;
   s->state = 2;
   return ESK_OK;
 }
@@ -796,6 +800,12 @@ const esk_schema_t *esk_schema_set_by_fingerprint(const esk_schema_set_t *set, u
 }
 
 size_t esk_schema_set_count(const esk_schema_set_t *set) { return set->n; }
+
+const esk_schema_t *esk_schema_set_defining(const esk_schema_set_t *set, const esk_node_t *n) {
+  for (size_t i = 0; i < set->n; i++)
+    if (set->items[i]->state == 2 && set->items[i]->root == n) return set->items[i];
+  return NULL;
+}
 const esk_schema_t *esk_schema_set_at(const esk_schema_set_t *set, size_t i) {
   return i < set->n ? set->items[i] : NULL;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "esk/codec.h"
 #include "esk/text.h"
 
 /* Decodes a UTF-8 string of code points <= 255 into bytes, in place. Returns

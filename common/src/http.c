@@ -2,6 +2,7 @@
 
 #include "esk/file.h"
 #include "esk/log.h"
+#include "esk/text.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
 
@@ -74,6 +75,7 @@ typedef struct conn_s {
 struct esk_http_req_s {
   struct MHD_Connection *conn;
   const char *method, *url; /* libmicrohttpd's, valid for the request */
+  char *raw_path;           /* the path as sent (on_uri), before percent-decoding */
   char *body;
   size_t len, max;
   int too_large, dispatched;
@@ -404,6 +406,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   if (r) {
     if (r->resp) MHD_destroy_response(r->resp);
     free(r->body);
+    free(r->raw_path);
     free(r);
     *con_cls = NULL;
   }
@@ -414,6 +417,48 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   }
 }
 
+/* Every request starts here, before libmicrohttpd percent-decodes its URI
+ * (which would make "a%2Fb" two segments and cut "a%00b" at the NUL): the
+ * request object, freed by on_completed, keeps the path as sent. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+  (void)cls;
+  esk_http_req_t *r = calloc(1, sizeof(*r));
+  if (r && !(r->raw_path = strndup(uri, strcspn(uri, "?")))) {
+    free(r);
+    return NULL;
+  }
+  if (r) r->conn = c;
+  return r;
+}
+
+/* Finds a query argument holding a NUL byte (libmicrohttpd decodes %00 and
+ * its C string would end there: "limit=5%00x" would read as 5). */
+static enum MHD_Result arg_nul(void *cls, enum MHD_ValueKind kind, const char *key,
+                               size_t key_size, const char *value, size_t value_size) {
+  (void)kind;
+  const char **bad = cls;
+  if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+    *bad = key;
+    return MHD_NO;
+  }
+  return MHD_YES;
+}
+
+/* 400 for a path holding %00 or a query argument holding a NUL byte, which no
+ * app can see whole. @returns the message, or NULL when there is none. */
+static const char *nul_in_request(esk_http_req_t *r, char *msg, size_t size) {
+  const char *bad = NULL;
+  if (strstr(r->raw_path, "%00")) {
+    snprintf(msg, size, "the path holds %%00 (U+0000), which no id or parameter may hold");
+    return msg;
+  }
+  MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, arg_nul, (void *)&bad);
+  if (!bad) return NULL;
+  snprintf(msg, size, "query parameter '%.64s' holds U+0000 (%%00), which no parameter may hold",
+           bad);
+  return msg;
+}
+
 /* An application request: its body is read (up to body_max), then the
  * connection is suspended while the app answers (esk_http_respond resumes it,
  * and the next call queues the answer). */
@@ -421,13 +466,23 @@ static enum MHD_Result handle_app(esk_http_t *h, struct MHD_Connection *c, const
                                   const char *method, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   esk_http_req_t *r = *con_cls;
-  if (!r) {
-    if (!(r = calloc(1, sizeof(*r)))) return MHD_NO;
-    r->conn = c;
+  if (!r) return MHD_NO; /* on_uri was out of memory */
+  if (!r->method) {
+    char msg[200], body[1400];
     r->method = method;
     r->url = url;
     r->max = h->app.body_max;
-    *con_cls = r;
+    if (nul_in_request(r, msg, sizeof(msg))) {
+      r->dispatched = 1;
+      /* as esk_api_error_json() writes it (esk/api.h sits above this module) */
+      static const char head[] = "{\"error\":{\"code\":\"INVALID_PARAMETER\",\"message\":";
+      size_t n = sizeof(head) - 1;
+      memcpy(body, head, n);
+      n = esk_text_json_str(body, sizeof(body) - 3, n, msg, strlen(msg)); /* fits: 6 x 200 */
+      memcpy(body + n, "}}", 3);
+      return reply(c, MHD_HTTP_BAD_REQUEST, "application/json", body, n + 2,
+                   MHD_RESPMEM_MUST_COPY);
+    }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > r->max) r->too_large = 1;
     if (!r->too_large) return MHD_YES;
@@ -467,6 +522,7 @@ static enum MHD_Result handle_app(esk_http_t *h, struct MHD_Connection *c, const
 
 const char *esk_http_req_method(const esk_http_req_t *r) { return r->method; }
 const char *esk_http_req_path(const esk_http_req_t *r) { return r->url; }
+const char *esk_http_req_raw_path(const esk_http_req_t *r) { return r->raw_path; }
 const char *esk_http_req_header(const esk_http_req_t *r, const char *name) {
   return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
@@ -575,7 +631,8 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
       MHD_OPTION_CONNECTION_LIMIT, h->max_conns + PROBE_RESERVE,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)esk_conf_get_int(conf, "http.request.max.bytes"),
       MHD_OPTION_CONNECTION_TIMEOUT, h->idle_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
       MHD_OPTION_END);
   if (!h->daemon) {
     rc = h->tls_cert ? esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not "

@@ -90,3 +90,25 @@ int esk_text_json_buf(esk_buf_t *b, const char *s, size_t n, esk_error_t *err) {
   b->len += need;
   return ESK_OK;
 }
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+size_t esk_text_pct_decode(char *s) {
+  char *o = s;
+  for (const char *p = s; *p; p++) {
+    int hi, lo;
+    if (*p == '%' && (hi = hex_digit(p[1])) >= 0 && (lo = hex_digit(p[2])) >= 0) {
+      *o++ = (char)(hi << 4 | lo);
+      p += 2;
+    } else {
+      *o++ = *p;
+    }
+  }
+  *o = '\0';
+  return (size_t)(o - s);
+}

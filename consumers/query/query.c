@@ -172,8 +172,9 @@ static int fill_params(esk_http_req_t *req, const esk_query_decl_t *d,
 /* The HTTP thread: match, check, queue. Never blocks on PostgreSQL. */
 static void route(void *opaque, esk_http_req_t *req) {
   esk_query_t *q = opaque;
-  const char *path = esk_http_req_path(req), *method = esk_http_req_method(req);
-  char buf[1024], msg[ESK_ERROR_MSG_MAX + 64];
+  /* matched as sent, so that a value may hold '/' as %2F (docs/api.md) */
+  const char *path = esk_http_req_raw_path(req), *method = esk_http_req_method(req);
+  char buf[4096], msg[ESK_ERROR_MSG_MAX + 64];
   const char *values[ESK_QUERY_MAX_SEGMENTS];
   if (atomic_load(&q->stopping)) return send_error(q, req, 503, "SHUTTING_DOWN", "stopping");
   if (esk_api_auth_require(q->auth, q->m_requests, req, ESK_SCOPE_QUERIES_READ)) return;

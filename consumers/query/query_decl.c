@@ -2,6 +2,7 @@
 #include "query_decl.h"
 
 #include "esk/file.h"
+#include "esk/text.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -324,7 +325,7 @@ int esk_query_decl_match(const esk_query_decl_t *d, const char *path, char *buf,
     char *end = strchr(p, '/');
     if (i + 1 < d->n_segments ? !end : end != NULL) return 0;
     if (end) *end = '\0';
-    if (!*p) return 0;
+    if (!*p || esk_text_pct_decode(p) != strlen(p) || !*p) return 0;
     if (!d->is_param[i] && strcmp(p, d->segment[i])) return 0;
     values[i] = p;
     if (end) p = end + 1;

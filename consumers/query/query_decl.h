@@ -85,9 +85,12 @@ int esk_query_decl_parse(esk_query_decl_t **decls, size_t *n, const char *text, 
                          const char *origin, esk_error_t *err);
 
 /**
- * @brief Matches @p path (percent-decoded, without the query) against @p d:
- *        fills @p values[i] (pointers into @p buf, of @p size bytes) for each
- *        segment. @returns 1 on a match, 0 when not.
+ * @brief Matches @p path (as sent, percent-encoded, without the query)
+ *        against @p d: splits it on '/', then percent-decodes each segment,
+ *        so `%2F` is a '/' inside a value; fills @p values[i] (pointers into
+ *        @p buf, of @p size bytes) with each decoded segment.
+ * @returns 1 on a match, 0 when not (a segment decoding to U+0000 matches
+ *          nothing).
  */
 int esk_query_decl_match(const esk_query_decl_t *d, const char *path, char *buf, size_t size,
                          const char *values[ESK_QUERY_MAX_SEGMENTS]);

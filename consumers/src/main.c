@@ -6,13 +6,11 @@
  *
  * See docs/projector.md. */
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "domain_decoder.h"
 #include "esk/conf.h"
@@ -23,10 +21,10 @@
 #include "esk/pg.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
-#include "generation.h"
 #include "loaded.h"
 #include "projections.h"
 #include "projector.h"
+#include "serve.h"
 
 static const esk_conf_prop_t decoder_props[] = {
     {"decode.max.bytes", ESK_CONF_INT, "1048576", 64, 64 << 20, NULL, NULL,
@@ -43,17 +41,13 @@ static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_proje
 /* A log value quoted for key=value lines. */
 #define LQ(s) esk_log_quote((char[ESK_ERROR_MSG_MAX + 64]){0}, ESK_ERROR_MSG_MAX + 64, (s))
 
-static volatile sig_atomic_t stop_requested;
-/* Stops esk_projector_run(): set on a signal, or when the generation served is
- * no longer the live one (then generation_moved is set too). */
-static volatile sig_atomic_t run_stop, generation_moved;
-
-/* The running projector for /readyz; NULL while it is being created. */
-static _Atomic(esk_projector_t *) running;
+/* The generations served (serve.h): its flags are set by the signal handler,
+ * its running projector answers /readyz. */
+static esk_serve_t serve;
 
 static int ready(void *opaque, char *reason, size_t size) {
   (void)opaque;
-  esk_projector_t *p = atomic_load(&running);
+  esk_projector_t *p = atomic_load(&serve.running);
   if (!p) {
     snprintf(reason, size, "starting: connecting to PostgreSQL and Kafka (see the log)");
     return 0;
@@ -63,99 +57,7 @@ static int ready(void *opaque, char *reason, size_t size) {
 
 static void on_signal(int sig) {
   (void)sig;
-  stop_requested = 1;
-  run_stop = 1;
-}
-
-/* main()'s own PostgreSQL session for the registry (choosing and publishing
- * generations), opened on first use and again after it broke. */
-static int registry_pg(PGconn **pg, const esk_conf_t *conf, esk_error_t *err) {
-  if (*pg && PQstatus(*pg) == CONNECTION_OK) return ESK_OK;
-  PQfinish(*pg);
-  *pg = NULL;
-  return esk_pg_connect(pg, esk_conf_get(conf, "pg.conninfo"), err);
-}
-
-/* The generation to serve: the live one (want 0) or number want. */
-static int choose_generation(esk_generation_t *out, PGconn **pg, const esk_conf_t *conf,
-                             const char *base, const char *projection, const char *base_group,
-                             int want, esk_error_t *err) {
-  int rc = registry_pg(pg, conf, err);
-  if (rc) return rc;
-  return want ? esk_generation_get(out, *pg, base, projection, want, err)
-              : esk_generation_live(out, *pg, base, projection, base_group, err);
-}
-
-static int publish_generation(PGconn **pg, const esk_conf_t *conf, const char *base,
-                              const char *projection, int gen, esk_error_t *err) {
-  int rc = registry_pg(pg, conf, err);
-  return rc ? rc : esk_generation_publish(*pg, base, projection, gen, err);
-}
-
-/* esk_projector_new(), started at @p from_ms (--from-time) when it is given. */
-static int new_projector(esk_projector_t **out, const esk_conf_t *conf,
-                         const esk_projection_t *proj, const esk_decoder_t *dec,
-                         const int64_t *from_ms, esk_error_t *err) {
-  int rc = esk_projector_new(out, conf, proj, dec, err);
-  if (rc == ESK_OK && from_ms && (rc = esk_projector_start_at(*out, *from_ms, err))) {
-    esk_projector_destroy(*out);
-    *out = NULL;
-  }
-  return rc;
-}
-
-/* Watches the registry while the live generation is served: when a rebuild
- * switches to another one, stops the run so main() moves to it. The switch's
- * NOTIFY wakes it at once; it also looks every 2 s, in case a notice was
- * missed while its session was being re-opened. */
-typedef struct watch_s {
-  const esk_conf_t *conf;
-  const char *base, *projection, *base_group;
-  int gen;
-  atomic_int quit;
-} watch_t;
-
-static void *watch_generation(void *arg) {
-  watch_t *w = arg;
-  PGconn *pg = NULL;
-  while (!atomic_load(&w->quit)) {
-    esk_error_t err = {0};
-    if (!pg && (esk_pg_connect(&pg, esk_conf_get(w->conf, "pg.conninfo"), &err) ||
-                esk_generation_listen(pg, &err))) {
-      PQfinish(pg);
-      pg = NULL; /* PostgreSQL is down: the projector itself retries and says so */
-    }
-    for (int i = 0; i < 20 && !atomic_load(&w->quit); i++) {
-      if (!pg) {
-        esk_time_sleep_ms(100);
-        continue;
-      }
-      int n = esk_generation_wait_switch(pg, 100, &err);
-      if (n == 1) break;
-      if (n < 0) {
-        PQfinish(pg);
-        pg = NULL;
-      }
-    }
-    if (atomic_load(&w->quit)) break;
-    if (!pg) continue;
-    esk_generation_t live;
-    int rc = esk_generation_live(&live, pg, w->base, w->projection, w->base_group, &err);
-    if (rc == ESK_ERETRY || PQstatus(pg) != CONNECTION_OK) {
-      PQfinish(pg);
-      pg = NULL;
-    } else if (rc == ESK_OK && live.gen != w->gen) {
-      ESK_INFO("projector",
-               "msg=\"a rebuild switched generations; moving to the live one\" projection=%s "
-               "from=%d to=%d",
-               w->projection, w->gen, live.gen);
-      generation_moved = 1;
-      run_stop = 1;
-      break;
-    }
-  }
-  PQfinish(pg);
-  return NULL;
+  esk_serve_request_stop(&serve);
 }
 
 static void usage(FILE *f) {
@@ -188,7 +90,25 @@ static void usage(FILE *f) {
   esk_conf_print_help(f, tables, N_TABLES);
 }
 
-int main(int argc, char **argv) {
+/* What main() makes, freed by cleanup() in the reverse order. */
+typedef struct app_s {
+  const char *file, *projection, *proj_file, *plugin, *from_time;
+  char **overrides;
+  size_t n_over;
+  int64_t from_ms;
+  esk_conf_t *conf;
+  esk_domain_lib_t *domain;
+  esk_domain_decoder_t *dec;
+  const esk_schema_set_t *schemas;
+  const esk_bank_projection_def_t *def; /* a compiled-in projection, or NULL */
+  esk_loaded_t *loaded;                 /* or a declarative file or plugin */
+  esk_projection_t proj;
+  esk_metrics_t *metrics;
+  esk_http_t *http;
+} app_t;
+
+/* The command line into @p a. Returns -1 to go on, or the exit status. */
+static int parse_args(app_t *a, int argc, char **argv) {
   static const struct option opts[] = {{"projection", required_argument, NULL, 'p'},
                                        {"config", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
@@ -199,122 +119,116 @@ int main(int argc, char **argv) {
                                        {"plugin", required_argument, NULL, 'L'},
                                        {"from-time", required_argument, NULL, 'T'},
                                        {NULL, 0, NULL, 0}};
-  const char *file = NULL, *projection = NULL, *proj_file = NULL, *plugin = NULL;
-  esk_loaded_t *loaded = NULL;
-  int64_t from_ms = 0;
-  const char *from_time = NULL;
-  char **overrides = calloc((size_t)argc + 1, sizeof(*overrides));
-  size_t n_over = 0;
-  int c, status = 1;
-  esk_conf_t *conf = NULL;
-  esk_error_t err = {0};
-  esk_domain_lib_t *domain = NULL;
-  esk_domain_decoder_t *dec = NULL;
-  esk_projection_t proj = {0};
-  esk_projector_t *p = NULL;
-  esk_metrics_t *metrics = NULL;
-  esk_http_t *http = NULL;
-  PGconn *registry = NULL;
-  if (!overrides) return 1;
+  int c;
+  if (!(a->overrides = calloc((size_t)argc + 1, sizeof(*a->overrides)))) return 1;
   while ((c = getopt_long(argc, argv, "p:c:X:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'p': projection = optarg; break;
-    case 'c': file = optarg; break;
-    case 'F': proj_file = optarg; break;
-    case 'L': plugin = optarg; break;
-    case 'T': from_time = optarg; break;
-    case 'X': overrides[n_over++] = optarg; break;
-    case 'h':
-      usage(stdout);
-      free(overrides);
-      return 0;
+    case 'p': a->projection = optarg; break;
+    case 'c': a->file = optarg; break;
+    case 'F': a->proj_file = optarg; break;
+    case 'L': a->plugin = optarg; break;
+    case 'T': a->from_time = optarg; break;
+    case 'X': a->overrides[a->n_over++] = optarg; break;
+    case 'h': usage(stdout); return 0;
     case 'V':
       printf("esk-projector %s (librdkafka %s, libpq %d)\n", ESK_VERSION, rd_kafka_version_str(),
              PQlibVersion());
-      free(overrides);
       return 0;
-    case 'M':
-      esk_conf_print_markdown(stdout, tables, N_TABLES);
-      free(overrides);
-      return 0;
-    default:
-      fprintf(stderr, "esk-projector: try --help\n");
-      free(overrides);
-      return 2;
+    case 'M': esk_conf_print_markdown(stdout, tables, N_TABLES); return 0;
+    default: fprintf(stderr, "esk-projector: try --help\n"); return 2;
     }
   }
   if (optind < argc) {
     fprintf(stderr, "esk-projector: unexpected argument '%s' (try --help)\n", argv[optind]);
-    free(overrides);
     return 2;
   }
-  if (esk_conf_new(&conf, tables, N_TABLES, &err) ||
-      esk_conf_load(conf, file, overrides, n_over, &err) ||
-      (projection && esk_conf_set(conf, "projection", projection, "--projection", &err))) {
+  return -1;
+}
+
+/* The configuration (file, environment, -X, --projection) and --from-time.
+ * Returns 0, or 2 after saying what is wrong. */
+static int configure(app_t *a) {
+  esk_error_t err = {0};
+  if (esk_conf_new(&a->conf, tables, N_TABLES, &err) ||
+      esk_conf_load(a->conf, a->file, a->overrides, a->n_over, &err) ||
+      (a->projection && esk_conf_set(a->conf, "projection", a->projection, "--projection", &err)) ||
+      esk_http_check_conf(a->conf, &err)) {
     fprintf(stderr, "esk-projector: %s\n", err.msg);
-    status = 2;
-    goto cleanup;
+    return 2;
   }
-  if (esk_http_check_conf(conf, &err)) {
-    fprintf(stderr, "esk-projector: %s\n", err.msg);
-    status = 2;
-    goto cleanup;
-  }
-  esk_log_set_level(esk_conf_get(conf, "log.level"));
-  if (from_time && esk_time_parse_rfc3339(&from_ms, from_time, &err)) {
+  esk_log_set_level(esk_conf_get(a->conf, "log.level"));
+  if (a->from_time && esk_time_parse_rfc3339(&a->from_ms, a->from_time, &err)) {
     fprintf(stderr, "esk-projector: --from-time: %s\n", err.msg);
-    status = 2;
-    goto cleanup;
+    return 2;
   }
-  /* the domain's contract decodes and upcasts its events (esk/domain_lib.h) */
-  esk_codec_limits_t limits = {.max_message_bytes = (size_t)esk_conf_get_int(conf, "decode.max.bytes")};
-  if (esk_domain_lib_open(&domain, esk_conf_get(conf, "domain.dir"), esk_conf_get(conf, "domain"),
-                          &err)) {
+  a->projection = esk_conf_get(a->conf, "projection");
+  return 0;
+}
+
+/* The domain's plug-in, whose contract decodes and upcasts its events
+ * (esk/domain_lib.h). Returns 0, 2 (configuration) or 1. */
+static int open_domain(app_t *a) {
+  esk_error_t err = {0};
+  esk_codec_limits_t limits = {
+      .max_message_bytes = (size_t)esk_conf_get_int(a->conf, "decode.max.bytes")};
+  if (esk_domain_lib_open(&a->domain, esk_conf_get(a->conf, "domain.dir"),
+                          esk_conf_get(a->conf, "domain"), &err)) {
     fprintf(stderr, "esk-projector: %s\n", err.msg);
-    status = 2;
-    goto cleanup;
+    return 2;
   }
-  const esk_domain_t *dd = esk_domain_lib_domain(domain);
+  const esk_domain_t *dd = esk_domain_lib_domain(a->domain);
   esk_contract_t contract = {dd->name, dd->load_schemas, dd->register_upcasters};
-  if (esk_domain_decoder_new(&dec, &contract, &limits, &err)) {
+  if (esk_domain_decoder_new(&a->dec, &contract, &limits, &err)) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
-    goto cleanup;
+    return 1;
   }
-  const esk_schema_set_t *schemas = esk_domain_decoder_schemas(dec);
-  if ((proj_file || plugin) &&
-      esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, schemas, &err)) {
+  a->schemas = esk_domain_decoder_schemas(a->dec);
+  return 0;
+}
+
+/* Which projection: a declarative file or plugin, or a compiled-in one of
+ * the domain's. Returns 0, or 2 after saying what is wrong. */
+static int find_projection(app_t *a) {
+  esk_error_t err = {0};
+  const char *domain = esk_domain_lib_domain(a->domain)->name;
+  if ((a->proj_file || a->plugin) &&
+      esk_loaded_open(&a->loaded, &a->proj, a->conf, a->proj_file, a->plugin, a->schemas, &err)) {
     fprintf(stderr, "esk-projector: %s\n", err.msg);
-    status = 2;
-    goto cleanup;
+    return 2;
   }
-  projection = esk_conf_get(conf, "projection");
-  const esk_bank_projection_def_t *def = loaded ? NULL : esk_bank_projection_find(projection);
-  if (!def && !loaded) {
+  a->projection = esk_conf_get(a->conf, "projection");
+  if (a->loaded) return 0;
+  if (!(a->def = esk_bank_projection_find(a->projection))) {
     fprintf(stderr, "esk-projector: %s '%s': expected one of:",
-            projection ? "unknown projection" : "no projection given", projection ? projection : "");
+            a->projection ? "unknown projection" : "no projection given",
+            a->projection ? a->projection : "");
     for (const esk_bank_projection_def_t *d = esk_bank_projection_defs; d->name; d++)
       fprintf(stderr, " %s", d->name);
     fprintf(stderr, " (--projection NAME), or --projection-file F / --plugin P.so\n");
-    status = 2;
-    goto cleanup;
+    return 2;
   }
-  if (def && def->domain && strcmp(def->domain, dd->name)) {
+  if (a->def->domain && strcmp(a->def->domain, domain)) {
     fprintf(stderr,
             "esk-projector: projection %s reads domain %s, not domain=%s: give it "
             "-X domain=%s, or give domain %s a declarative file or plugin\n",
-            def->name, def->domain, dd->name, def->domain, dd->name);
-    status = 2;
-    goto cleanup;
+            a->def->name, a->def->domain, domain, a->def->domain, domain);
+    return 2;
   }
+  return 0;
+}
+
+/* The projection's resources, and what serves it: signals, the watchdog,
+ * metrics and the HTTP server. Returns 0, 2 (configuration) or 1. */
+static int start(app_t *a) {
+  esk_error_t err = {0};
   /* identifiers that reach SQL, before anything reaches PostgreSQL */
-  if (esk_projector_check_names(conf, &err)) {
+  if (esk_projector_check_names(a->conf, &err)) {
     fprintf(stderr, "esk-projector: %s\n", err.msg);
-    status = 2;
-    goto cleanup;
+    return 2;
   }
-  if (def && def->create(&proj, &err)) {
+  if (a->def && a->def->create(&a->proj, &err)) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
-    goto cleanup;
+    return 1;
   }
   struct sigaction sa = {0};
   sa.sa_handler = on_signal;
@@ -322,118 +236,71 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   /* before the HTTP server: /healthz reads its heartbeat */
-  if (esk_watchdog_start(conf, &stop_requested, &err) || esk_metrics_new(&metrics, &err) ||
-      esk_http_start(&http, conf, metrics, ready, NULL, &err)) {
+  if (esk_watchdog_start(a->conf, &serve.stop_requested, &err) ||
+      esk_metrics_new(&a->metrics, &err) ||
+      esk_http_start(&a->http, a->conf, a->metrics, ready, NULL, &err)) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
-    if (err.code == ESK_EINVAL) status = 2;
-    goto cleanup;
+    return err.code == ESK_EINVAL ? 2 : 1;
   }
-  esk_decoder_t d = esk_domain_decoder(dec);
-  char base[64], base_group[256];
-  snprintf(base, sizeof(base), "%s", esk_conf_get(conf, "pg.schema"));
-  const char *cg = esk_conf_get(conf, "group.id");
-  if (cg && *cg) snprintf(base_group, sizeof(base_group), "%s", cg);
-  else snprintf(base_group, sizeof(base_group), "esk.projection.%s", projection);
-  /* set on purpose, it must be the group the generation was recorded with (checked
-   * once: a later switch moves to the group the rebuild recorded) */
-  int explicit_group = cg && *cg;
-  int want = (int)esk_conf_get_int(conf, "generation");
-  int rc;
-  for (;;) {
-    /* every projection has generations (blue-green rebuilds): its tables live in
-     * the generation's schema, the views in pg.schema name the live one's */
-    esk_generation_t gen = {.gen = 0, .state = "live"};
-    rc = ESK_OK;
-    while ((rc = choose_generation(&gen, &registry, conf, base, projection, base_group, want,
-                                   &err)) ==
-               ESK_ERETRY && !stop_requested) {
-      ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s", LQ(err.msg));
-      esk_time_sleep_ms(2000);
-      esk_watchdog_beat(); /* retrying is progress; a stop ends it (the loop's condition) */
-    }
-    if (rc == ESK_OK && explicit_group)
-      rc = esk_generation_check_group(&gen, base, projection, base_group, &err);
-    explicit_group = 0;
-    char num[16];
-    snprintf(num, sizeof(num), "%d", rc == ESK_OK ? gen.gen : 0);
-    if (rc == ESK_OK &&
-        (esk_conf_set(conf, "generation", num, "generation", &err) ||
-         esk_conf_set(conf, "group.id", gen.group, "generation", &err)))
-      rc = err.code;
-    if (rc == ESK_OK) {
-      ESK_INFO("projector", "msg=\"serving generation\" projection=%s generation=%d state=%s "
-               "schema=%s group=%s", projection, gen.gen, gen.state, gen.schema, gen.group);
-      while ((rc = new_projector(&p, conf, &proj, &d, from_time ? &from_ms : NULL, &err)) ==
-                 ESK_ERETRY &&
-             !stop_requested) {
-        ESK_WARN("projector", "msg=\"cannot start yet, retrying in 2 s\" reason=%s",
-                 LQ(err.msg));
-        esk_time_sleep_ms(2000);
-        esk_watchdog_beat();
-      }
-    }
-    /* the live generation's views, created or refreshed once its tables exist */
-    if (rc == ESK_OK && !strcmp(gen.state, "live"))
-      rc = publish_generation(&registry, conf, base, projection, gen.gen, &err);
-    if (rc != ESK_OK) {
-      if (stop_requested) status = 0;
-      else ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
-      if (rc == ESK_EINVAL) status = 2; /* a configuration value, as for the ones above */
-      goto cleanup;
-    }
-    if (esk_projector_set_metrics(p, metrics, &err)) {
-      ESK_ERROR("projector", "msg=\"cannot register metrics\" reason=%s", LQ(err.msg));
-      goto cleanup;
-    }
-    atomic_store(&running, p);
-    watch_t w = {conf, base, projection, base_group, gen.gen, 0};
-    pthread_t watcher;
-    int watching = !want && pthread_create(&watcher, NULL, watch_generation, &w) == 0;
-    rc = esk_projector_run(p, &run_stop, &err);
-    if (watching) {
-      atomic_store(&w.quit, 1);
-      pthread_join(watcher, NULL);
-    }
-    if (rc != ESK_OK) {
-      ESK_ERROR("projector", "msg=stopped error=%s reason=%s", esk_error_name(rc), LQ(err.msg));
-      goto cleanup;
-    }
-    if (stop_requested || !generation_moved) break;
-    /* a new generation: a new runtime and a fresh projection (no cached state;
-     * a file or plugin is read again, as the rebuild that made it live did) */
-    atomic_store(&running, NULL);
-    esk_projector_destroy(p);
-    p = NULL;
-    if (loaded) {
-      esk_loaded_close(loaded);
-      loaded = NULL;
-      proj = (esk_projection_t){0};
-    } else {
-      esk_bank_projection_destroy(&proj);
-    }
-    if (def ? def->create(&proj, &err)
-            : esk_loaded_open(&loaded, &proj, conf, proj_file, plugin, schemas, &err)) {
-      ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
-      goto cleanup;
-    }
-    generation_moved = 0;
-    run_stop = stop_requested;
+  return 0;
+}
+
+/* The projection afresh for a new generation (serve.h): a file or plugin is
+ * read again, as the rebuild that made it live did. */
+static int reopen_projection(void *opaque, esk_projection_t *proj, esk_error_t *err) {
+  app_t *a = opaque;
+  if (a->loaded) {
+    esk_loaded_close(a->loaded);
+    a->loaded = NULL;
+    *proj = (esk_projection_t){0};
+  } else {
+    esk_bank_projection_destroy(proj);
   }
-  ESK_INFO("projector", "msg=\"stopped on request\" projection=%s", projection);
-  status = 0;
-cleanup:
+  return a->def ? a->def->create(proj, err)
+                : esk_loaded_open(&a->loaded, proj, a->conf, a->proj_file, a->plugin, a->schemas,
+                                  err);
+}
+
+/* Serves the projection's generations until a stop. Returns the exit status. */
+static int run(app_t *a) {
+  esk_error_t err = {0};
+  serve.conf = a->conf;
+  serve.proj = &a->proj;
+  serve.reopen = reopen_projection;
+  serve.reopen_opaque = a;
+  serve.decoder = esk_domain_decoder(a->dec);
+  serve.from_ms = a->from_time ? &a->from_ms : NULL;
+  serve.metrics = a->metrics;
+  if (esk_serve_run(&serve, &err) == ESK_OK) return 0;
+  return serve.config_error ? 2 : 1;
+}
+
+static void cleanup(app_t *a) {
   esk_watchdog_shutdown(); /* what follows is bounded by shutdown.timeout.ms too */
-  esk_http_stop(http); /* before what /readyz and /metrics read */
-  atomic_store(&running, NULL);
-  esk_projector_destroy(p);
+  esk_http_stop(a->http);  /* before what /readyz and /metrics read */
+  esk_serve_close(&serve);
   esk_watchdog_stop();
-  esk_metrics_destroy(metrics);
-  if (!loaded) esk_bank_projection_destroy(&proj);
-  esk_loaded_close(loaded);
-  esk_domain_decoder_destroy(dec);
-  esk_domain_lib_close(domain); /* after everything made from the domain */
-  PQfinish(registry);
-  esk_conf_destroy(conf);
-  free(overrides);
+  esk_metrics_destroy(a->metrics);
+  if (!a->loaded) esk_bank_projection_destroy(&a->proj);
+  esk_loaded_close(a->loaded);
+  esk_domain_decoder_destroy(a->dec);
+  esk_domain_lib_close(a->domain); /* after everything made from the domain */
+  esk_conf_destroy(a->conf);
+  free(a->overrides);
+}
+
+int main(int argc, char **argv) {
+  app_t a = {0};
+  int status = parse_args(&a, argc, argv);
+  if (status >= 0) { /* --help, --version, a bad option */
+    free(a.overrides);
+    return status;
+  }
+  status = configure(&a);
+  if (!status) status = open_domain(&a);
+  if (!status) status = find_projection(&a);
+  if (!status) status = start(&a);
+  if (!status) status = run(&a);
+  cleanup(&a);
   return status;
 }

@@ -27,6 +27,7 @@
 #include "esk/http.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
+#include "esk/text.h"
 #include "esk/time.h"
 #include "esk/watchdog.h"
 
@@ -472,7 +473,16 @@ static void route(void *opaque, esk_http_req_t *req) {
     return send_json(g, req, 405, body, allow);
   }
   if (n > 0 && !strncmp(path, base, (size_t)n) && path[n] == '/' && path[n + 1]) {
+    /* the id as sent, decoded here: a command id may hold '/', sent as %2F
+     * (location_of); the request's %00 was answered 400 by the HTTP layer */
+    const char *raw = esk_http_req_raw_path(req);
+    char idbuf[3 * ESK_ID_MAX + 2];
     const char *id = path + n + 1;
+    if (!strncmp(raw, base, (size_t)n) && raw[n] == '/' && strlen(raw + n + 1) < sizeof(idbuf)) {
+      memcpy(idbuf, raw + n + 1, strlen(raw + n + 1) + 1);
+      esk_text_pct_decode(idbuf);
+      id = idbuf;
+    }
     if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
       const char *allow[] = {"Allow", "GET, HEAD", NULL};
       char body[256];

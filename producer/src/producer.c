@@ -1,6 +1,7 @@
 /* The esk-producer runtime (see producer.h and docs/producer.md), producer.c:
  * configuration, set-up, the Kafka callbacks, readiness and
  * the run loop. */
+#include "producer.h"
 #include "producer_int.h"
 
 const esk_conf_prop_t esk_producer_props[] = {
@@ -262,27 +263,6 @@ static int register_metrics(esk_producer_t *p, esk_metrics_t *reg, esk_error_t *
   m->lag_s = calloc(maxp, sizeof(*m->lag_s));
   if (!m->restore_s || !m->lag_s) return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
   return ESK_OK;
-}
-
-int esk_producer_ready(const esk_producer_health_t *h, char *reason, size_t size) {
-  int restoring = atomic_load(&h->restoring), assigned = atomic_load(&h->assigned);
-  if (esk_watchdog_is_fatal(&h->fatal)) {
-    snprintf(reason, size, "fatal error: %s", h->fatal.err.msg);
-    return 0;
-  }
-  if (!atomic_load(&h->running)) {
-    snprintf(reason, size, "not running (starting up or stopping)");
-    return 0;
-  }
-  if (!atomic_load(&h->joined)) {
-    snprintf(reason, size, "no partition assignment from the consumer group yet");
-    return 0;
-  }
-  if (restoring > 0) {
-    snprintf(reason, size, "restoring %d of %d assigned partitions", restoring, assigned);
-    return 0;
-  }
-  return 1;
 }
 
 /* The domain's contract (schemas, upcasters) in a codec of the runtime's, its

@@ -16,36 +16,12 @@
 #include "esk/error.h"
 #include "esk/metrics.h"
 #include "esk/watchdog.h"
+#include "health.h"
 
 /** The esk-producer keys (besides esk_conf_common_props). */
 extern const esk_conf_prop_t esk_producer_props[];
 
 typedef struct esk_producer_s esk_producer_t;
-
-/**
- * What the runtime publishes for readiness checks from another thread (the
- * HTTP server's): only atomics, and the fatal error written once before
- * `fatal.set` is 1. Owned by the caller, zeroed before use; it must outlive the
- * producer and every reader (esk_producer_ready()).
- */
-typedef struct esk_producer_health_s {
-  atomic_int running;   /**< 1 from subscribing until esk_producer_run() returns */
-  atomic_int joined;    /**< 1 once the group gave this member an assignment */
-  atomic_int assigned;  /**< partitions held */
-  atomic_int restoring; /**< of those, partitions whose restore has not finished */
-  esk_fatal_t fatal;    /**< set after a fatal error (fenced, transaction failed, ...) */
-} esk_producer_health_t;
-
-/**
- * @brief Readiness of a producer from its published health (thread-safe,
- *        touches no Kafka handle). Ready iff running, the group has assigned
- *        this member (possibly zero partitions: an idle standby when there are
- *        more instances than partitions is ready, see docs/producer.md), every
- *        held partition has finished restoring, and no fatal error occurred.
- * @param reason when not ready, one line naming the failing condition.
- * @returns 1 ready, 0 not ready.
- */
-int esk_producer_ready(const esk_producer_health_t *h, char *reason, size_t size);
 
 /**
  * @brief Validates the configuration, checks the topics (present,

@@ -7,8 +7,6 @@
 #ifndef ESK_PRODUCER_INT_H
 #define ESK_PRODUCER_INT_H
 
-#include "producer.h"
-
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +25,20 @@
 #include "esk/log.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
+#include "esk/conf.h"
+#include "esk/error.h"
+#include "esk/metrics.h"
+#include "health.h"
 #include "refusals.h"
 #include "restore.h"
 #include "results.h"
 #include <librdkafka/rdkafka.h>
 
 #define FAC "producer"
+
+/* As in producer.h (C11 allows the repeated typedef): the files of the runtime
+ * that only share its struct need not include the public header. */
+typedef struct esk_producer_s esk_producer_t;
 
 typedef struct part_s {
   int active;

@@ -1,7 +1,9 @@
 /* esk-producer on a three-node cluster (replication factor 3,
  * min.insync.replicas=2) while the broker leading the events partitions is
- * killed with SIGKILL mid-stream and brought back later: no accepted command is
- * lost or doubled, versions stay 1..n, and the producer never exits. A suite of
+ * killed with SIGKILL mid-stream and brought back later, and then the active
+ * controller (the KRaft quorum's leader; each node is broker and controller) is
+ * killed the same way and a new one elected: no accepted command is lost or
+ * doubled, versions stay 1..n, and the producer never exits. A suite of
  * its own (the kill disturbs anything beside it); tests/cluster/with-cluster
  * points it at the cluster. */
 #include <criterion/criterion.h>
@@ -28,7 +30,7 @@ static void expect_three_replicas(const char *topic) {
   rd_kafka_destroy(rk);
 }
 
-Test(cluster_leader_kill, the_events_leader_killed_mid_stream_loses_and_doubles_nothing,
+Test(cluster_leader_kill, the_events_leader_then_the_active_controller_killed_mid_stream_lose_and_double_nothing,
      .timeout = 300) {
   esk_test_require_kafka();
   enum { PARTS = 2, ACCOUNTS = 60, DEPOSITS = 3000 };
@@ -48,21 +50,36 @@ Test(cluster_leader_kill, the_events_leader_killed_mid_stream_loses_and_doubles_
   esk_tp_gen_init(&g, prefix);
   esk_tp_gen_open_accounts(&g, "k-", ACCOUNTS);
   int32_t victim = -1;
+  int controller = -1, successor = -1;
   char args[64];
   for (int i = 0; i < DEPOSITS; i++) {
     esk_tp_gen_deposit(&g, "k-", i, (i * 7) % ACCOUNTS, 1 + i % 9);
     if (i % 20 == 19) esk_time_sleep_ms(10); /* a steady stream, not one burst */
-    if (i == DEPOSITS / 4) {
+    if (i == DEPOSITS / 8) {
       victim = esk_tp_leader_of(events, 0);
       cr_log_info("killing node %d, leader of %s [0]", (int)victim, events);
       snprintf(args, sizeof(args), "kill-broker %d", (int)victim);
       esk_tp_stack(args, stack_log);
     }
-    if (i == 3 * DEPOSITS / 4) { /* the rest streams in while it catches up */
+    if (i == 3 * DEPOSITS / 8) { /* the rest streams in while it catches up */
       snprintf(args, sizeof(args), "start-broker %d", (int)victim);
       esk_tp_stack(args, stack_log);
     }
+    /* then a controller failover: the quorum's leader killed, a new one elected */
+    if (i == 5 * DEPOSITS / 8) {
+      controller = esk_tp_controller_leader(stack_log);
+      cr_log_info("killing node %d, the active controller", controller);
+      snprintf(args, sizeof(args), "kill-broker %d", controller);
+      esk_tp_stack(args, stack_log);
+      successor = esk_tp_controller_leader(stack_log);
+    }
+    if (i == 7 * DEPOSITS / 8) {
+      snprintf(args, sizeof(args), "start-broker %d", controller);
+      esk_tp_stack(args, stack_log);
+    }
   }
+  cr_expect_neq(successor, controller, "no new controller was elected after node %d was killed",
+                controller);
   esk_tp_gen_destroy(&g);
 
   esk_tp_check_exactly_once(prefix, PARTS, ACCOUNTS, DEPOSITS);

@@ -68,14 +68,19 @@ static void setup(env_t *e, const char *name) {
   e->query = esk_ta_start(ESK_TEST_QUERY_BIN, e->keyfile, e->qlog, qargs, &e->qport);
 }
 
-/* Opens account @p acc through the gateway (asserting 200). */
-static void open_account(env_t *e, const char *acc) {
+/* Opens account @p acc of @p owner through the gateway (asserting 200); its
+ * token into @p text (@p size bytes), when not NULL. */
+static esk_token_t open_account(env_t *e, const char *acc, const char *owner, char *text,
+                                size_t size) {
   char cmd[512], head[4096], body[4096];
   snprintf(cmd, sizeof(cmd), "{\"type\":\"OpenAccount\",\"command_id\":\"open-%s\",\"account_id\":"
-           "\"%s\",\"owner_id\":\"ryw\",\"initial_deposit\":{\"minor_units\":0,\"currency\":"
-           "\"EUR\"}}", acc, acc);
+           "\"%s\",\"owner_id\":\"%s\",\"initial_deposit\":{\"minor_units\":0,\"currency\":"
+           "\"EUR\"}}", acc, acc, owner);
   int st = esk_ta_post(e->gport, NULL, NULL, cmd, head, sizeof(head), body, sizeof(body));
   cr_assert_eq(st, 200, "open %s: %d %s", acc, st, body);
+  esk_token_t t;
+  memset(&t, 0, sizeof(t));
+  return text ? esk_ta_token_of(body, e->key, text, size) : t;
 }
 
 static void teardown(env_t *e) {
@@ -150,12 +155,7 @@ Test(read_your_writes, a_token_not_reached_in_wait_ms_answers_503_stale, .timeou
   env_t e = {0};
   setup(&e, "ryw_stale");
   char head[4096], body[4096], path[2048], text[ESK_TOKEN_MAX_CHARS + 1];
-  const char *open = "{\"type\":\"OpenAccount\",\"command_id\":\"open-S1\",\"account_id\":\"S1\","
-                     "\"owner_id\":\"o\",\"initial_deposit\":{\"minor_units\":5,"
-                     "\"currency\":\"EUR\"}}";
-  cr_assert_eq(esk_ta_post(e.gport, NULL, NULL, open, head, sizeof(head), body, sizeof(body)),
-               200, "%s", body);
-  esk_token_t t = esk_ta_token_of(body, e.key, text, sizeof(text));
+  esk_token_t t = open_account(&e, "S1", "o", text, sizeof(text));
   /* a position far past the end: a token from a future the read model never reaches */
   t.pos[0].offset += 1000000;
   esk_error_t err = {0};
@@ -184,12 +184,7 @@ Test(read_your_writes, a_token_not_reached_in_wait_ms_answers_503_stale, .timeou
   cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/owners/o/accounts?limit=0", body,
                                sizeof(body)), 400, "%s", body);
   /* an owner's accounts a page at a time: S1, S2, then the end; hostile cursors are 400 */
-  const char *open2 = "{\"type\":\"OpenAccount\",\"command_id\":\"open-S2\",\"account_id\":\"S2\","
-                      "\"owner_id\":\"o\",\"initial_deposit\":{\"minor_units\":5,"
-                      "\"currency\":\"EUR\"}}";
-  cr_assert_eq(esk_ta_post(e.gport, NULL, NULL, open2, head, sizeof(head), body, sizeof(body)),
-               200, "%s", body);
-  esk_ta_token_of(body, e.key, text, sizeof(text));
+  open_account(&e, "S2", "o", text, sizeof(text));
   snprintf(path, sizeof(path), "/v1/bank/owners/o/accounts?limit=1&wait_ms=10000&consistency=%s",
            text);
   const char *want[] = {"\"account_id\":\"S1\"", "\"account_id\":\"S2\"", "\"items\":[]"};
@@ -204,8 +199,24 @@ Test(read_your_writes, a_token_not_reached_in_wait_ms_answers_503_stale, .timeou
       break;
     }
     cr_assert_eq(*nc, '"', "page %d has a cursor: %s", page, body);
-    snprintf(path, sizeof(path), "/v1/bank/owners/o/accounts?limit=1&cursor=%.*s", (int)strcspn(nc + 1, "\""), nc + 1);
+    snprintf(path, sizeof(path), "/v1/bank/owners/o/accounts?limit=1&cursor=%.*s",
+             (int)strcspn(nc + 1, "\""), nc + 1);
   }
+  /* an id holding '/', sent as %2F, is one path value (docs/api.md) */
+  open_account(&e, "S/3", "o/x", text, sizeof(text));
+  snprintf(path, sizeof(path), "/v1/bank/accounts/S%%2F3?wait_ms=10000&consistency=%s", text);
+  cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
+  cr_assert(strstr(body, "\"account_id\":\"S/3\""), "%s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/owners/o%2Fx/accounts", body, sizeof(body)),
+               200, "%s", body);
+  cr_assert(strstr(body, "\"account_id\":\"S/3\""), "%s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/accounts/S/3", body, sizeof(body)), 404,
+               "a raw '/' still separates segments: %s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/accounts/S1%00x", body, sizeof(body)), 400,
+               "%s", body);
+  cr_assert(strstr(body, "U+0000"), "%s", body);
+  cr_assert_eq(esk_tp_http_get(e.qport, "/v1/bank/owners/o/accounts?limit=1%00", body,
+                               sizeof(body)), 400, "%s", body);
   static const char *const hostile[] = {
       "WyJhIiwiYiJd" /* ["a","b"]: two values for one column */, "e30" /* {} */, "%25%25",
       "W3siYSI6MX1d" /* [{"a":1}] */, "WyJTMSJd!" /* not base64url */};
@@ -255,7 +266,7 @@ Test(read_your_writes, queries_keep_answering_across_a_generation_switch, .timeo
   env_t e = {0};
   setup(&e, "ryw_switch");
   char token[ESK_TOKEN_MAX_CHARS + 1], path[2048], body[4096], rblog[300];
-  open_account(&e, "S1");
+  open_account(&e, "S1", "ryw", NULL, 0);
   for (int i = 0; i < 50; i++) deposit(&e, "S1", i, token, sizeof(token));
   snprintf(path, sizeof(path), "/v1/bank/accounts/S1?consistency=%s&wait_ms=10000", token);
   cr_assert_eq(esk_tp_http_get(e.qport, path, body, sizeof(body)), 200, "%s", body);
@@ -338,7 +349,7 @@ Test(read_your_writes, a_gateway_and_a_query_killed_mid_load_lose_no_accepted_co
   enum { N = 300 };
   env_t e = {0};
   setup(&e, "ryw_kill");
-  open_account(&e, "K1");
+  open_account(&e, "K1", "ryw", NULL, 0);
   poster_t p = {.acc = "K1", .n = N};
   atomic_store(&p.port, e.gport);
   query_loop_t q = {.acc = "K1"};
@@ -469,7 +480,7 @@ Test(read_your_writes, pages_of_transactions_and_daily_summaries_and_etags, .tim
   e.more[1] = start_projector(&e, "daily_summaries", log2);
   e.more[2] = start_projector(&e, "event_log", log3);
   char token[ESK_TOKEN_MAX_CHARS + 1], path[4096], head[4096], body[65536];
-  open_account(&e, "P1");
+  open_account(&e, "P1", "ryw", NULL, 0);
   enum { DEPOSITS = 40 };
   for (int i = 0; i < DEPOSITS; i++) deposit(&e, "P1", i, token, sizeof(token));
   /* the opening (version 1) had no money, so it is no transaction */

@@ -224,6 +224,17 @@ Test(gateway, a_wait_that_runs_out_answers_202_with_where_to_ask, .timeout = 180
   cr_assert(strstr(body, "consistency_token"), "%s", body);
   /* wait_ms=0 answers at once */
   cr_assert_eq(post(&e, "?wait_ms=0", NULL, OPEN("o2", "C2"), head, body, sizeof(body)), 202);
+  /* an id holding '/' and '%' is found at its Location (percent-encoded); %00 is 400 */
+  cr_assert_eq(post(&e, "?wait_ms=0", NULL, OPEN("o/3%", "C3"), head, body, sizeof(body)), 202);
+  cr_assert(strstr(head, "Location: /v1/bank/commands/o%2F3%25\r\n"), "%s", head);
+  until = esk_time_mono_ms() + 60000;
+  while ((st = esk_tp_http_get(e.port, "/v1/bank/commands/o%2F3%25", body, sizeof(body))) != 200 &&
+         esk_time_mono_ms() < until)
+    esk_time_sleep_ms(100);
+  cr_assert_eq(st, 200, "%s", body);
+  cr_assert(strstr(body, "\"command_id\":\"o/3%\""), "%s", body);
+  cr_assert_eq(esk_tp_http_get(e.port, "/v1/bank/commands/o2%00x", body, sizeof(body)), 400,
+               "%s", body);
   teardown(&e);
 }
 

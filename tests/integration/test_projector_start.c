@@ -104,3 +104,28 @@ Test(projector_start, a_bad_identifier_is_refused_naming_key_value_and_rule_befo
   }
   unlink(file);
 }
+
+Test(projector_start, the_command_line_alone_is_answered_with_exit_0_or_2_before_any_start,
+     .timeout = 60) {
+  struct {
+    const char *args, *needle;
+    int status;
+  } cases[] = {
+      {"--help", "usage: esk-projector", 0},
+      {"--version", "esk-projector ", 0},
+      {"--help-markdown", "| `pg.conninfo` |", 0},
+      {"--no-such-option", "try --help", 2},
+      {"--projection account_balances extra", "unexpected argument 'extra'", 2},
+      {"--projection no_such_projection -X 'pg.conninfo=" NO_PG "'",
+       "unknown projection 'no_such_projection': expected one of: account_balances", 2},
+      {"--from-time yesterday -X 'pg.conninfo=" NO_PG "'", "--from-time:", 2},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+    char out[65536];
+    int st = projector(cases[i].args, out, sizeof(out));
+    cr_expect_eq(st, cases[i].status, "%s: exit %d, not %d:\n%.2000s", cases[i].args, st,
+                 cases[i].status, out);
+    cr_expect(strstr(out, cases[i].needle), "%s: output lacks %s:\n%.2000s", cases[i].args,
+              cases[i].needle, out);
+  }
+}

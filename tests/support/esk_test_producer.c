@@ -454,10 +454,39 @@ int32_t esk_tp_leader_of(const char *topic, int32_t partition) {
   return leader;
 }
 
+int esk_tp_controller_leader(const char *log_path) {
+  char cmd[1024], out[64];
+  snprintf(cmd, sizeof(cmd), "bash %s/deploy/local/stack controller-leader 30 2>>%s",
+           ESK_SOURCE_DIR, log_path);
+  int rc = esk_tp_run(cmd, 0, out, sizeof(out));
+  cr_assert_eq(rc, 0, "deploy/local/stack controller-leader exited %d (log %s)", rc, log_path);
+  char *end = NULL;
+  long id = strtol(out, &end, 10);
+  cr_assert(end != out && id > 0, "controller-leader printed '%s'", out);
+  return (int)id;
+}
+
 void esk_tp_stack(const char *args, const char *log_path) {
   char cmd[1024], out[64];
   snprintf(cmd, sizeof(cmd), "bash %s/deploy/local/stack %s >>%s 2>&1", ESK_SOURCE_DIR, args,
            log_path);
   int rc = esk_tp_run(cmd, 0, out, sizeof(out));
   cr_assert_eq(rc, 0, "deploy/local/stack %s exited %d (log %s)", args, rc, log_path);
+}
+
+void esk_tp_sample_events(esk_bank_event_t in[4]) {
+  static const char *const currency[] = {"EUR", "USD", "SEK"};
+  memset(in, 0, 4 * sizeof(*in));
+  for (int i = 0; i < 4; i++) {
+    in[i].type = (esk_bank_event_type_t)(i + 1);
+    snprintf(in[i].account_id, sizeof(in[i].account_id), "acc-%d", i);
+    in[i].aggregate_version = i + 1;
+    esk_bank_money_t *m = (esk_bank_money_t *)esk_bank_event_money(&in[i]);
+    if (!m) continue;
+    m->minor_units = 10 * (i + 1); /* field by field: no padding left unset */
+    memcpy(m->currency, currency[i], 4);
+  }
+  snprintf(in[0].u.opened.owner_id, sizeof(in[0].u.opened.owner_id), "owner");
+  snprintf(in[1].u.deposited.description, sizeof(in[1].u.deposited.description), "d");
+  snprintf(in[3].u.closed.reason, sizeof(in[3].u.closed.reason), "r");
 }

@@ -55,22 +55,34 @@ Test(eskctl_schemas, check_passes_over_the_orders_contract_only_with_its_upcaste
   cr_assert(strstr(out, "FAIL") && strstr(out, "OrderCreated"), "%s", out);
 }
 
-Test(eskctl_schemas, check_fails_naming_type_versions_and_field_added_without_default) {
-  char dir[] = "/tmp/esk-schemas-XXXXXX", out[16384], cmd[2048];
+/* Runs `eskctl schemas --domain D check` over the schemas of @p from plus
+ * @p file holding @p json, in a temporary directory; its exit status, and its
+ * output in @p out. */
+static int check_with(const char *from, const char *domain, const char *file, const char *json,
+                      char *out, size_t size) {
+  char dir[] = "/tmp/esk-schemas-XXXXXX", path[1024], cmd[2048];
   cr_assert(mkdtemp(dir));
-  copy_dir(BANK_DIR, dir);
-  char path[1024];
-  snprintf(path, sizeof(path), "%s/AccountClosed.v2.avsc", dir);
+  copy_dir(from, dir);
+  snprintf(path, sizeof(path), "%s/%s", dir, file);
   FILE *f = fopen(path, "w");
   cr_assert(f);
-  fputs("{\"type\":\"record\",\"name\":\"AccountClosed\",\"namespace\":\"esk.bank\",\"fields\":["
-        "{\"name\":\"meta\",\"type\":\"esk.bank.EventMeta\"},"
-        "{\"name\":\"reason\",\"type\":\"string\"},"
-        "{\"name\":\"closed_by\",\"type\":\"string\"}]}\n", f);
+  fputs(json, f);
   fclose(f);
-  snprintf(cmd, sizeof(cmd), ESKCTL " schemas --dir '%s' check", dir);
-  int rc = run(cmd, out, sizeof(out));
+  snprintf(cmd, sizeof(cmd), ESKCTL " schemas --domain %s --dir '%s' check", domain, dir);
+  int rc = run(cmd, out, size);
   remove_dir(dir);
+  return rc;
+}
+
+Test(eskctl_schemas, check_fails_naming_type_versions_and_field_added_without_default) {
+  char out[16384];
+  int rc = check_with(
+      BANK_DIR, "bank", "AccountClosed.v2.avsc",
+      "{\"type\":\"record\",\"name\":\"AccountClosed\",\"namespace\":\"esk.bank\",\"fields\":["
+      "{\"name\":\"meta\",\"type\":\"esk.bank.EventMeta\"},"
+      "{\"name\":\"reason\",\"type\":\"string\"},"
+      "{\"name\":\"closed_by\",\"type\":\"string\"}]}\n",
+      out, sizeof(out));
   cr_assert_neq(rc, 0, "%s", out);
   cr_assert(strstr(out, "AccountClosed v1 cannot be read as v2") && strstr(out, "'closed_by'"),
             "%s", out);
@@ -99,4 +111,30 @@ Test(eskctl_schemas, show_prints_the_latest_version_without_a_suffix) {
                "%s", out);
   cr_assert(strstr(out, "version: 3\n"), "%s", out);
   cr_assert_neq(run(ESKCTL " schemas --dir " BANK_DIR " show Nope.v1", out, sizeof(out)), 0);
+}
+
+Test(eskctl_schemas, check_lists_personal_fields_and_refuses_a_mark_dropped_in_a_new_version) {
+  char out[16384];
+  cr_assert_eq(run(ESKCTL " schemas --domain orders check " ESK_SOURCE_DIR "/schemas/orders", out,
+                   sizeof(out)),
+               0, "%s", out);
+  cr_assert(strstr(out, "personal OrderCreated v2 customer_email (subject customer_id, "
+                        "forgotten \"[forgotten]\")"),
+            "%s", out);
+  cr_assert(strstr(out, "personal OrderCreated v2 shipping_address (subject customer_id"), "%s",
+            out);
+
+  /* v3 keeps the email but drops its mark */
+  int rc = check_with(
+      ESK_SOURCE_DIR "/schemas/orders", "orders", "OrderCreated.v3.avsc",
+      "{\"type\":\"record\",\"name\":\"OrderCreated\",\"namespace\":\"esk.orders\","
+      "\"fields\":[{\"name\":\"meta\",\"type\":\"esk.orders.EventMeta\"},"
+      "{\"name\":\"customer_id\",\"type\":\"string\"},"
+      "{\"name\":\"customer_email\",\"type\":\"string\",\"default\":\"\"},"
+      "{\"name\":\"items\",\"type\":{\"type\":\"array\",\"items\":\"esk.orders.OrderItem\"}},"
+      "{\"name\":\"total\",\"type\":\"long\"},{\"name\":\"currency\",\"type\":\"string\"}]}\n",
+      out, sizeof(out));
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "FAIL OrderCreated: field 'customer_email' is personal in v2 but not in v3"),
+            "%s", out);
 }

@@ -525,3 +525,39 @@ Test(http, the_default_is_loopback_on_a_kernel_picked_port) {
   cr_assert_eq(request(esk_http_port(h), "GET", "/healthz", resp, sizeof(resp)), 200);
   esk_http_stop(h);
 }
+
+/* An app that answers each request with its decoded and its raw path. */
+static void echo_paths(void *opaque, esk_http_req_t *req) {
+  (void)opaque;
+  char body[1024];
+  int n = snprintf(body, sizeof(body), "path=%s raw=%s", esk_http_req_path(req),
+                   esk_http_req_raw_path(req));
+  esk_http_respond(req, 200, "text/plain", body, (size_t)n, NULL);
+}
+
+Test(http, an_app_sees_the_raw_path_and_never_a_nul_byte) {
+  esk_conf_t *c = conf_with(loopback0);
+  esk_http_t *h = NULL;
+  esk_error_t err = {0};
+  esk_http_app_t app = {"/v1/", echo_paths, NULL, 1024, "GET"};
+  cr_assert_eq(esk_http_start_app(&h, c, NULL, NULL, NULL, &app, &err), ESK_OK, "%s", err.msg);
+  esk_conf_destroy(c);
+  int port = esk_http_port(h);
+  char resp[4096];
+  cr_assert_eq(request(port, "GET", "/v1/a%2Fb/c%25d?x=%2F", resp, sizeof(resp)), 200, "%s", resp);
+  cr_expect_str_eq(body_of(resp), "path=/v1/a/b/c%d raw=/v1/a%2Fb/c%25d");
+  /* a NUL byte, in the path or in a query argument, is 400 naming it, never cut short */
+  static const char *const nul[] = {"/v1/a%00b", "/v1/x?limit=5%00x", "/v1/x?a=1&k%00=2",
+                                    "/v1/%00"};
+  for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++) {
+    cr_assert_eq(request(port, "GET", nul[i], resp, sizeof(resp)), 400, "%s: %s", nul[i], resp);
+    cr_expect(strstr(resp, "application/json") && strstr(resp, "INVALID_PARAMETER") &&
+                  strstr(resp, "U+0000"), "%s: %s", nul[i], resp);
+  }
+  cr_expect(strstr(resp, "the path"), "%s", resp);
+  cr_assert_eq(request(port, "GET", "/v1/x?limit=5%00x", resp, sizeof(resp)), 400);
+  cr_expect(strstr(resp, "'limit'") || strstr(resp, "limit"), "names the parameter: %s", resp);
+  /* the probes are not the app's: unchanged */
+  cr_assert_eq(request(port, "GET", "/healthz", resp, sizeof(resp)), 200, "%s", resp);
+  esk_http_stop(h);
+}

@@ -12,6 +12,7 @@
 #include "bank_decoder.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
+#include "esk_test_producer.h"
 
 static esk_bank_decoder_t *dec;
 static esk_test_bank_t *bank;
@@ -208,22 +209,7 @@ Test(projection_decoder, the_read_side_reads_the_write_sides_event_type, .init =
   esk_error_t err = {0};
   cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
   esk_bank_event_t evs[4];
-  memset(evs, 0, sizeof(evs));
-  for (int t = 0; t < 4; t++) {
-    evs[t].type = (esk_bank_event_type_t)(t + 1);
-    snprintf(evs[t].account_id, sizeof(evs[t].account_id), "acct-%d", t);
-    evs[t].aggregate_version = t + 1;
-  }
-  snprintf(evs[0].u.opened.owner_id, sizeof(evs[0].u.opened.owner_id), "owner-7");
-  /* field by field: a struct assignment need not zero the padding memcmp sees */
-  evs[0].u.opened.initial_deposit.minor_units = 500;
-  memcpy(evs[0].u.opened.initial_deposit.currency, "EUR", 4);
-  evs[1].u.deposited.amount.minor_units = 1234;
-  memcpy(evs[1].u.deposited.amount.currency, "EUR", 4);
-  snprintf(evs[1].u.deposited.description, sizeof(evs[1].u.deposited.description), "salary");
-  evs[2].u.withdrawn.amount.minor_units = 99;
-  memcpy(evs[2].u.withdrawn.amount.currency, "EUR", 4);
-  snprintf(evs[3].u.closed.reason, sizeof(evs[3].u.closed.reason), "moved away");
+  esk_tp_sample_events(evs);
   for (int t = 0; t < 4; t++) {
     esk_buf_t b;
     esk_buf_init(&b, 0);

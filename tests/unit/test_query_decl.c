@@ -42,6 +42,17 @@ Test(query_decl, the_shipped_bank_queries_load_and_match_their_paths) {
   cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accounts", buf, sizeof(buf), v));
   cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accountsX/A", buf, sizeof(buf), v));
   cr_assert_not(esk_query_decl_match(&d[0], "", buf, sizeof(buf), v));
+  /* the path as sent: a value may hold '/' (%2F), '%' (%25); U+0000 matches nothing */
+  cr_assert(esk_query_decl_match(&d[0], "/v1/bank/accounts/A%2FB", buf, sizeof(buf), v));
+  cr_assert_str_eq(v[3], "A/B");
+  cr_assert(esk_query_decl_match(&d[0], "/v1/bank/accounts/%2E%2E%2F", buf, sizeof(buf), v));
+  cr_assert_str_eq(v[3], "../");
+  cr_assert(esk_query_decl_match(&d[0], "/v1/bank/accounts/a%252F", buf, sizeof(buf), v));
+  cr_assert_str_eq(v[3], "a%2F", "decoded once");
+  cr_assert(esk_query_decl_match(&d[0], "/v1/bank/%61ccounts/A", buf, sizeof(buf), v));
+  cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accounts/A%00B", buf, sizeof(buf), v));
+  cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank/accounts/%00", buf, sizeof(buf), v));
+  cr_assert_not(esk_query_decl_match(&d[0], "/v1/bank%2Faccounts/A", buf, sizeof(buf), v));
   cr_assert(d[1].many);
   cr_assert_eq(d[1].param_src[1], -1); /* limit: int_arg 0 */
   cr_assert_eq(d[1].args[0].def, 100);

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,4 +144,22 @@ Test(text, utf8_check_agrees_with_a_reference_on_every_sequence_of_up_to_three_b
     differ += esk_utf8_check(b, 4) != utf8_reference(b, 4);
   }
   cr_assert_eq(differ, 0, "%zu strings where the two disagree", differ);
+}
+
+Test(text, pct_decode_decodes_each_escape_once_and_leaves_bad_ones) {
+  static const struct { const char *in, *out; size_t len; } cases[] = {
+      {"a%2Fb", "a/b", 3},      {"a%2fb", "a/b", 3},   {"%25", "%", 1},
+      {"a%252F", "a%2F", 4},    {"%", "%", 1},         {"%4", "%4", 2},
+      {"%zz%4g", "%zz%4g", 6},  {"", "", 0},           {"%C3%A9", "\xc3\xa9", 2},
+      {"+x", "+x", 2},          {"%2F%2F", "//", 2},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%s", cases[i].in);
+    cr_expect_eq(esk_text_pct_decode(buf), cases[i].len, "%s", cases[i].in);
+    cr_expect_str_eq(buf, cases[i].out, "%s", cases[i].in);
+  }
+  char nul[] = "a%00b";
+  cr_expect_eq(esk_text_pct_decode(nul), 3);
+  cr_expect_eq(strlen(nul), 1, "the NUL is there for the caller to find");
 }

@@ -6,6 +6,7 @@
 
 #include "eskctl.h"
 #include "esk/codec.h"
+#include "esk/personal.h"
 
 /* Without --dir: schemas/<domain> (relative to the current directory). */
 static char default_dir[128];
@@ -23,8 +24,9 @@ static void usage(FILE *f) {
           "  fingerprint FILE     CRC-64-AVRO of FILE's canonical form, 16 hex digits,\n"
           "                       most significant first (Java's parsingFingerprint64)\n"
           "  check [DIR]          for every type, the newest version must read every older\n"
-          "                       one (resolution plus the domain's upcasters); exits 1 naming\n"
-          "                       the type, the versions and the field when one cannot\n"
+          "                       one (resolution plus the domain's upcasters), and every\n"
+          "                       version must mark the same fields personal (esk.personal);\n"
+          "                       exits 1 naming the type, the versions and the field when not\n"
           "\n"
           "DIR defaults to schemas/D (relative to the current directory); D, the domain\n"
           "whose upcasters check uses (loaded from D.so, see eskctl --help), defaults to\n"
@@ -163,8 +165,10 @@ static int cmd_check(const char *dir, int argc, char **argv) {
     printf("usage: eskctl schemas check [DIR]\n"
            "Loads every DIR/<Type>.v<N>.avsc (default %s) and checks that, for every\n"
            "type, the newest version can read each older version: Avro resolution plus\n"
-           "the upcasters of the domain (--domain). Exits 0 when all can, 1 naming the\n"
-           "type, the versions and the field of each that cannot.\n",
+           "the upcasters of the domain (--domain), and that a field's personal mark\n"
+           "(esk.personal: personal or not, and its subject) is the same in every version;\n"
+           "loading refuses a malformed mark. Lists each personal field. Exits 0 when all\n"
+           "is well, 1 naming the type, the versions and the field of each problem.\n",
            default_dir);
     return argc > 2 ? 2 : 0;
   }
@@ -193,6 +197,20 @@ static int cmd_check(const char *dir, int argc, char **argv) {
   for (size_t i = 0; i < esk_schema_set_count(set); i++) {
     const esk_schema_t *s = esk_schema_set_at(set, i);
     const esk_schema_t *latest = esk_schema_set_latest(set, esk_schema_type(s));
+    size_t np;
+    const esk_personal_field_t *pf = esk_schema_personal(s, &np);
+    for (size_t k = 0; k < np; k++)
+      printf("personal %s v%d %s (subject %s, forgotten %s)\n", esk_schema_type(s),
+             esk_schema_version(s), pf[k].name, pf[k].subject, pf[k].forgotten_json);
+    /* against every later version (sorted by type, then version) */
+    for (size_t j = i + 1; j < esk_schema_set_count(set); j++) {
+      const esk_schema_t *later = esk_schema_set_at(set, j);
+      if (strcmp(esk_schema_type(later), esk_schema_type(s))) break;
+      if (esk_personal_check_versions(s, later, &err)) {
+        printf("FAIL %s\n", err.msg);
+        failed = 1;
+      }
+    }
     if (s == latest) continue;
     pairs++;
     if (esk_codec_check_readable(codec, s, latest, &err)) {

@@ -136,6 +136,14 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
 const char *esk_http_req_method(const esk_http_req_t *r);
 /** @brief The request's path, percent-decoded by libmicrohttpd, without the query. */
 const char *esk_http_req_path(const esk_http_req_t *r);
+/**
+ * @brief The request's path as sent, before percent-decoding, without the
+ *        query: split it on '/' and decode each segment (esk_text_pct_decode())
+ *        to take `%2F` as a '/' inside a segment. A request whose path holds
+ *        `%00` or whose query holds a NUL byte never reaches the app: the
+ *        server answers it 400 `INVALID_PARAMETER` itself.
+ */
+const char *esk_http_req_raw_path(const esk_http_req_t *r);
 /** @brief A request header (case-insensitive name), or NULL. */
 const char *esk_http_req_header(const esk_http_req_t *r, const char *name);
 /** @brief A query argument, or NULL. */

@@ -43,6 +43,16 @@ size_t esk_text_i64(char *buf, int64_t v);
  */
 size_t esk_text_json_str(char *buf, size_t size, size_t off, const char *s, size_t n);
 
+/**
+ * @brief Percent-decodes the NUL-terminated @p s in place: each `%HH` (two
+ *        hexadecimal digits, either case) becomes its byte; a `%` not
+ *        followed by two such digits stays as it is, as libmicrohttpd leaves
+ *        it. `+` is not a space (this is for paths).
+ * @returns the decoded length; the result may hold NUL bytes (from `%00`),
+ *          so compare it with strlen() to find them.
+ */
+size_t esk_text_pct_decode(char *s);
+
 /** @brief esk_text_json_str() appended to @p b.
  *  @returns ESK_OK, or ESK_ENOMEM when @p b would pass its maximum. */
 int esk_text_json_buf(esk_buf_t *b, const char *s, size_t n, esk_error_t *err);
