@@ -295,6 +295,7 @@ Test(shred_e2e, personal_fields_leave_the_producer_encrypted_and_restore_decrypt
   cr_expect_str_eq(email, "[forgotten]");
   event_log_email(pg2, "o-2", email, sizeof(email));
   cr_expect_str_eq(email, "cu-y@secret.example");
+  esk_buf_free(&ev.all);
   read_raw(&ev, prefix, "events");
   cr_expect(!holds(&ev.all, "secret.example"), "plaintext in the events topic after forget");
   cr_expect_eq(esk_tp_stop(pj, SIGTERM, 30000), 0, "esk-projector did not exit 0 (log %s)", plog);
