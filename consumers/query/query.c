@@ -698,6 +698,8 @@ int esk_query_run(esk_query_t *q, volatile sig_atomic_t *stop, esk_error_t *err)
   return ESK_OK;
 }
 
+int esk_query_reload(esk_query_t *q, esk_error_t *err) { return esk_api_auth_reload(q->auth, err); }
+
 void esk_query_destroy(esk_query_t *q) {
   if (!q) return;
   /* the workers answer what is queued (503) and end; then no request is suspended */
