@@ -1,6 +1,7 @@
 /* Bearer tokens with scopes (see esk/api_auth.h; docs/api.md, "Authentication"). */
 #include "esk/api_auth.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +26,10 @@ typedef struct {
 } entry_t;
 
 struct esk_api_auth_s {
+  pthread_mutex_t mu; /* e and n: a reload swaps them while requests are checked */
   entry_t *e;
   size_t n;
+  char *path;
 };
 
 static unsigned scope_bit(const char *s, size_t n) {
@@ -115,6 +118,19 @@ static int is_loopback(const char *listen) {
          !strncmp(listen, "localhost:", 10) || !strcmp(listen, "off");
 }
 
+/* The tokens of the file at @p path into @p a's e and n (a holds none yet). */
+static int read_file(esk_api_auth_t *a, const char *path, esk_error_t *err) {
+  char what[600], *text;
+  size_t n;
+  snprintf(what, sizeof(what), "api.auth.file=%s", path);
+  int rc = esk_file_read_text(&text, &n, path, FILE_MAX, what, err);
+  if (rc) return rc;
+  rc = read_lines(a, text, path, err);
+  sodium_memzero(text, n);
+  free(text);
+  return rc;
+}
+
 int esk_api_auth_load(esk_api_auth_t **out, const char *path, const char *listen,
                       esk_error_t *err) {
   *out = NULL;
@@ -124,15 +140,13 @@ int esk_api_auth_load(esk_api_auth_t **out, const char *path, const char *listen
                "loopback; anyone who reaches %s may use the API\"", listen);
     return ESK_OK;
   }
-  char what[600], *text;
-  size_t n;
-  snprintf(what, sizeof(what), "api.auth.file=%s", path);
-  int rc = esk_file_read_text(&text, &n, path, FILE_MAX, what, err);
-  if (rc) return rc;
   esk_api_auth_t *a = calloc(1, sizeof(*a));
-  rc = a ? read_lines(a, text, path, err) : esk_error_set(err, ESK_ENOMEM, "out of memory");
-  sodium_memzero(text, n);
-  free(text);
+  if (!a || !(a->path = strdup(path))) {
+    free(a);
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&a->mu, NULL);
+  int rc = read_file(a, path, err);
   if (rc) {
     esk_api_auth_free(a);
     return rc;
@@ -141,14 +155,49 @@ int esk_api_auth_load(esk_api_auth_t **out, const char *path, const char *listen
   return ESK_OK;
 }
 
+int esk_api_auth_reload(esk_api_auth_t *a, esk_error_t *err) {
+  if (!a) return ESK_OK;
+  esk_api_auth_t fresh = {.e = NULL, .n = 0};
+  int rc = read_file(&fresh, a->path, err);
+  if (rc) {
+    free(fresh.e);
+    return rc;
+  }
+  pthread_mutex_lock(&a->mu);
+  entry_t *old = a->e;
+  size_t old_n = a->n;
+  a->e = fresh.e;
+  a->n = fresh.n;
+  pthread_mutex_unlock(&a->mu);
+  if (old) sodium_memzero(old, old_n * sizeof(*old));
+  free(old);
+  ESK_INFO(FAC, "msg=\"tokens reloaded\" api.auth.file=%s tokens=%zu", a->path, fresh.n);
+  return ESK_OK;
+}
+
 void esk_api_auth_free(esk_api_auth_t *a) {
   if (!a) return;
+  if (a->path) pthread_mutex_destroy(&a->mu); /* initialised once path is set */
   free(a->e);
+  free(a->path);
   free(a);
 }
 
-unsigned esk_api_auth_check(const esk_api_auth_t *a, const char *authorization,
-                            const char *scope, char *msg, size_t size) {
+/* The entry whose hash is @p h, with a->mu held: every entry is compared, so
+ * the time does not say which. Its 401/403 status and message, or 0. */
+static unsigned check_locked(const esk_api_auth_t *a, const unsigned char *h, const char *scope,
+                             char *msg, size_t size) {
+  const entry_t *found = NULL;
+  for (size_t i = 0; i < a->n; i++)
+    if (!sodium_memcmp(a->e[i].hash, h, crypto_hash_sha256_BYTES)) found = &a->e[i];
+  if (!found) return snprintf(msg, size, "the bearer token is not known"), 401;
+  if (!(found->scopes & scope_bit(scope, strlen(scope))))
+    return snprintf(msg, size, "token %s lacks the scope %s", found->name, scope), 403;
+  return 0;
+}
+
+unsigned esk_api_auth_check(esk_api_auth_t *a, const char *authorization, const char *scope,
+                            char *msg, size_t size) {
   if (!a) return 0;
   if (!authorization || strncasecmp(authorization, "Bearer ", 7))
     return snprintf(msg, size, "an Authorization: Bearer token is required"), 401;
@@ -158,17 +207,14 @@ unsigned esk_api_auth_check(const esk_api_auth_t *a, const char *authorization,
     return snprintf(msg, size, "the bearer token must be 1..%d bytes", ESK_AUTH_TOKEN_MAX), 401;
   unsigned char h[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(h, (const unsigned char *)tok, n);
-  const entry_t *found = NULL;
-  for (size_t i = 0; i < a->n; i++) /* every entry, so the time does not say which */
-    if (!sodium_memcmp(a->e[i].hash, h, sizeof(h))) found = &a->e[i];
+  pthread_mutex_lock(&a->mu);
+  unsigned st = check_locked(a, h, scope, msg, size);
+  pthread_mutex_unlock(&a->mu);
   sodium_memzero(h, sizeof(h));
-  if (!found) return snprintf(msg, size, "the bearer token is not known"), 401;
-  if (!(found->scopes & scope_bit(scope, strlen(scope))))
-    return snprintf(msg, size, "token %s lacks the scope %s", found->name, scope), 403;
-  return 0;
+  return st;
 }
 
-int esk_api_auth_require(const esk_api_auth_t *a, esk_metric_t *requests, esk_http_req_t *req,
+int esk_api_auth_require(esk_api_auth_t *a, esk_metric_t *requests, esk_http_req_t *req,
                          const char *scope) {
   char msg[200];
   unsigned st = esk_api_auth_check(a, esk_http_req_header(req, "Authorization"), scope, msg,

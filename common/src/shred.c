@@ -9,6 +9,7 @@
 #include "codec_internal.h"
 #include "esk/file.h"
 #include "esk/hmap.h"
+#include "esk/kafka.h"
 #include "esk/personal.h"
 #include "esk/shred.h"
 #include "esk/text.h"
@@ -51,6 +52,8 @@ struct esk_shred_s {
   uint8_t (*txn)[ESK_SHRED_KEY_ID_BYTES]; /* keys handed out in this transaction */
   size_t ntxn, captxn;
   esk_buf_t scratch;
+  int64_t *next; /* per partition of the subject-keys topic: the next offset to read */
+  int nparts;
 };
 
 static int hexval(int c) {
@@ -135,6 +138,7 @@ void esk_shred_destroy(esk_shred_t *sh) {
   clear_pending(sh);
   free(sh->pend);
   free(sh->txn);
+  free(sh->next);
   if (sh->scratch.data) sodium_memzero(sh->scratch.data, sh->scratch.cap);
   esk_buf_free(&sh->scratch);
   sodium_memzero(sh, sizeof(*sh));
@@ -348,6 +352,7 @@ int esk_shred_take_records(esk_shred_t *sh, esk_shred_record_fn fn, void *ctx) {
     free(v);
   }
   /* what was handed out leaves the queue; the rest stays */
+  if (!i) return rc; /* nothing queued (sh->pend may still be NULL) */
   for (size_t j = 0; j < i; j++) free(sh->pend[j].subject);
   memmove(sh->pend, sh->pend + i, (sh->npend - i) * sizeof(*sh->pend));
   sh->npend -= i;
@@ -574,5 +579,90 @@ int esk_shred_decrypt_value(esk_shred_t *sh, const esk_schema_t *schema, avro_va
     }
     if (rc) return rc;
   }
+  return ESK_OK;
+}
+
+int esk_shred_decrypt_refreshing(esk_shred_t *sh, const esk_schema_t *schema, avro_value_t *value,
+                                 esk_shred_refresh_fn refresh, void *ctx, esk_error_t *err) {
+  int rc = esk_shred_decrypt_value(sh, schema, value, 0, err);
+  if (rc != ESK_ENOTFOUND) return rc;
+  if (refresh && (rc = refresh(ctx, err))) return rc;
+  return esk_shred_decrypt_value(sh, schema, value, 1, err);
+}
+
+int esk_shred_message(esk_shred_t *sh, int encrypt, esk_codec_t *c, const esk_schema_set_t *set,
+                      const void *data, size_t len, esk_shred_refresh_fn refresh, void *ctx,
+                      esk_buf_t *b, const void **out, size_t *out_len, esk_error_t *err) {
+  uint64_t fp = 0;
+  *out = data;
+  *out_len = len;
+  if (esk_codec_peek(data, len, &fp, err)) return ESK_EPOISON;
+  const esk_schema_t *ws = esk_schema_set_by_fingerprint(set, fp);
+  if (!ws || !ws->npersonal) return ESK_OK; /* the decoder says what is wrong with it */
+  const esk_schema_t *rs = NULL;
+  avro_value_t *v = NULL;
+  int rc = esk_codec_decode(c, data, len, esk_schema_version(ws), &rs, &v, err);
+  if (rc) return rc;
+  rc = encrypt ? esk_shred_encrypt_value(sh, rs, v, err)
+               : esk_shred_decrypt_refreshing(sh, rs, v, refresh, ctx, err);
+  if (rc) return rc;
+  esk_buf_reset(b);
+  if ((rc = esk_codec_encode(c, rs, v, b, err))) return rc;
+  *out = b->data;
+  *out_len = b->len;
+  return ESK_OK;
+}
+
+/* ------------------------------------------------------------ the topic */
+
+typedef struct {
+  esk_shred_t *sh;
+  size_t skipped;
+  esk_error_t *err;
+} catch_t;
+
+static int on_key_record(const rd_kafka_message_t *m, void *ctx) {
+  catch_t *c = ctx;
+  esk_error_t e = {0};
+  if (!m->key) {
+    c->skipped++;
+    return 0;
+  }
+  int rc = esk_shred_apply_record(c->sh, m->key, m->key_len, m->payload, m->payload ? m->len : 0,
+                                  &e);
+  if (rc == ESK_EPOISON) {
+    c->skipped++;
+    return 0;
+  }
+  if (rc) {
+    esk_error_set(c->err, rc, "%s (partition %d, offset %lld)", e.msg, (int)m->partition,
+                  (long long)m->offset);
+    return rc;
+  }
+  return 0;
+}
+
+int esk_shred_catch_up(esk_shred_t *sh, rd_kafka_t *reader, const char *topic,
+                       int idle_timeout_ms, size_t *skipped, esk_error_t *err) {
+  int n = 0;
+  int rc = esk_kafka_partition_count(reader, topic, idle_timeout_ms, &n, err);
+  if (rc == ESK_ENOTFOUND) err->code = rc = ESK_ERETRY; /* not created yet, or gone */
+  if (rc) return rc;
+  if (n > sh->nparts) {
+    int64_t *next = realloc(sh->next, (size_t)n * sizeof(*next));
+    if (!next) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+    for (int i = sh->nparts; i < n; i++) next[i] = RD_KAFKA_OFFSET_BEGINNING;
+    sh->next = next;
+    sh->nparts = n;
+  }
+  catch_t c = {sh, 0, err};
+  for (int i = 0; i < n; i++) {
+    int64_t end = -1;
+    rc = esk_kafka_read_partition(reader, topic, i, sh->next[i], idle_timeout_ms, on_key_record,
+                                  &c, &end, err);
+    if (rc) return rc;
+    if (end >= 0) sh->next[i] = end;
+  }
+  if (skipped) *skipped += c.skipped;
   return ESK_OK;
 }

@@ -11,6 +11,11 @@ struct esk_domain_decoder_s {
   esk_codec_t *codec;
   size_t max_bytes;
   char domain[72];
+  /* personal data: NULL when off */
+  esk_shred_t *shred;
+  rd_kafka_t *keys_reader;
+  char *keys_topic;
+  int keys_timeout_ms;
 };
 
 int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *contract,
@@ -32,8 +37,27 @@ int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *con
   return ESK_OK;
 }
 
+static int refresh_keys(void *ctx, esk_error_t *err) {
+  esk_domain_decoder_t *d = ctx;
+  return esk_shred_catch_up(d->shred, d->keys_reader, d->keys_topic, d->keys_timeout_ms, NULL,
+                            err);
+}
+
+int esk_domain_decoder_personal(esk_domain_decoder_t *d, const char *master_key_file,
+                                rd_kafka_t *reader, const char *keys_topic, int timeout_ms,
+                                esk_error_t *err) {
+  d->keys_reader = reader;
+  d->keys_timeout_ms = timeout_ms;
+  if (!(d->keys_topic = strdup(keys_topic))) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  int rc = esk_shred_new(&d->shred, master_key_file, err);
+  return rc ? rc : refresh_keys(d, err);
+}
+
 void esk_domain_decoder_destroy(esk_domain_decoder_t *d) {
   if (!d) return;
+  esk_shred_destroy(d->shred);
+  if (d->keys_reader) rd_kafka_destroy(d->keys_reader);
+  free(d->keys_topic);
   esk_codec_destroy(d->codec);
   esk_schema_set_destroy(d->set);
   free(d);
@@ -89,5 +113,6 @@ int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_
     return esk_error_set(err, ESK_EPOISON,
                          "%s of %s has aggregate version %" PRId64 " (versions start at 1)",
                          out->type, out->aggregate_id, out->aggregate_version);
+  if (d->shred) return esk_shred_decrypt_refreshing(d->shred, reader, value, refresh_keys, d, err);
   return ESK_OK;
 }

@@ -13,6 +13,7 @@
 
 #include "esk/codec.h"
 #include "esk/error.h"
+#include "esk/shred.h"
 #include "event.h"
 
 /** A domain's contract, as the read side needs it (esk_domain_t has these fields). */
@@ -34,6 +35,20 @@ typedef struct esk_domain_decoder_s esk_domain_decoder_t;
 int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *contract,
                            const esk_codec_limits_t *limits, esk_error_t *err);
 
+/**
+ * @brief Decrypts personal fields from now on (docs/architecture.md,
+ *        "Personal data"): a keyring over the master key in @p master_key_file,
+ *        fed from the subject-keys topic @p keys_topic through @p reader (a
+ *        consumer from esk_kafka_reader_new*(), taken over), read to its end
+ *        now and again whenever an event names a key not held yet. A value
+ *        whose key is destroyed takes the field's `forgotten` value.
+ * @returns ESK_OK; ESK_EINVAL for the master key file; ESK_EFATAL for a wrong
+ *          master key; ESK_ERETRY when the topic cannot be read.
+ */
+int esk_domain_decoder_personal(esk_domain_decoder_t *d, const char *master_key_file,
+                                rd_kafka_t *reader, const char *keys_topic, int timeout_ms,
+                                esk_error_t *err);
+
 /** @brief Frees the decoder. NULL does nothing. */
 void esk_domain_decoder_destroy(esk_domain_decoder_t *d);
 
@@ -49,7 +64,9 @@ const esk_schema_set_t *esk_domain_decoder_schemas(const esk_domain_decoder_t *d
  * @returns ESK_OK, or ESK_EPOISON naming the reason: too large, wrong magic,
  *          unknown fingerprint, truncated or malformed datum, a value that is
  *          not an event (no `meta` record: a command, a snapshot), a metadata
- *          field missing, a non-positive aggregate version.
+ *          field missing, a non-positive aggregate version, a personal value
+ *          that fails authentication; ESK_ERETRY when the subject-keys topic
+ *          cannot be read.
  */
 int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
                       esk_error_t *err);

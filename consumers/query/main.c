@@ -24,7 +24,8 @@ static void usage(FILE *f) {
           "to wait_ms (?wait_ms=, default query.wait.ms); past it, 503 STALE with the\n"
           "positions and Retry-After. 404 for no such row or route, 400 for a bad parameter\n"
           "or token. See docs/api.md. SIGTERM or SIGINT answers what is queued 503 and exits\n"
-          "0; a bad configuration or a declaration PostgreSQL refuses exits 2.\n"
+          "0; a bad configuration or a declaration PostgreSQL refuses exits 2. SIGHUP reads\n"
+          "api.auth.file again (a bad file is logged and the old tokens stay).\n"
           "\n"
           "Keys come from their defaults, -c FILE, ESK_<KEY> variables and -X key=value,\n"
           "the last one winning:\n\n");
@@ -37,10 +38,11 @@ static int start(void **self, const esk_conf_t *conf, esk_metrics_t *metrics, es
 static int run(void *self, volatile sig_atomic_t *stop, esk_error_t *err) {
   return esk_query_run(self, stop, err);
 }
+static int reload(void *self, esk_error_t *err) { return esk_query_reload(self, err); }
 static void destroy(void *self) { esk_query_destroy(self); }
 
 int main(int argc, char **argv) {
   static const esk_daemon_t d = {"esk-query", "query", tables, N_TABLES, usage,
-                                 start, run, destroy};
+                                 start, run, destroy, reload};
   return esk_daemon_main(&d, argc, argv);
 }

@@ -37,4 +37,11 @@ int esk_query_run(esk_query_t *q, volatile sig_atomic_t *stop, esk_error_t *err)
 /** @brief Answers what is queued 503, stops the workers and the server. NULL does nothing. */
 void esk_query_destroy(esk_query_t *q);
 
+/**
+ * @brief Reads api.auth.file again (SIGHUP; docs/api.md, "Authentication"),
+ *        while queries are served. @returns ESK_OK, or the file's error
+ *        (the tokens stay as they were).
+ */
+int esk_query_reload(esk_query_t *q, esk_error_t *err);
+
 #endif

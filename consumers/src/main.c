@@ -20,6 +20,7 @@
 #include "esk/metrics.h"
 #include "esk/pg.h"
 #include "esk/watchdog.h"
+#include "esk/kafka.h"
 #include "esk/time.h"
 #include "loaded.h"
 #include "projections.h"
@@ -30,8 +31,51 @@ static const esk_conf_prop_t decoder_props[] = {
     {"decode.max.bytes", ESK_CONF_INT, "1048576", 64, 64 << 20, NULL, NULL,
      "Largest event value decoded; a larger one is a poison event."},
     ESK_DOMAIN_DIR_PROP,
+    {"personal.master_key_file", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "File holding the master key (64 hex digits, readable by its owner only) that unwraps the "
+     "subject keys of personal data: personal fields (esk.personal in the schemas) are "
+     "decrypted before the projection sees them, and a forgotten subject's fields show their "
+     "declared replacement (docs/architecture.md, \"Personal data\"). Empty: they reach the "
+     "projection as written (ciphertext, when the producer encrypts)."},
+    {"personal.keys_topic", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "The subject-keys topic; empty: topic with its .events suffix replaced by .subject-keys "
+     "(<domain>.subject-keys by default)."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
+
+/* With personal.master_key_file: the decoder decrypts personal fields, with
+ * keys read from the subject-keys topic by a reader of its own. */
+static int open_personal(esk_domain_decoder_t *dec, const esk_conf_t *conf, const char *domain,
+                         esk_error_t *err) {
+  const char *file = esk_conf_get(conf, "personal.master_key_file");
+  if (!file || !*file) return ESK_OK;
+  char keys[300];
+  const char *kt = esk_conf_get(conf, "personal.keys_topic");
+  const char *topic = esk_conf_get(conf, "topic");
+  size_t tl = topic ? strlen(topic) : 0;
+  if (kt && *kt)
+    snprintf(keys, sizeof(keys), "%s", kt);
+  else if (!topic)
+    snprintf(keys, sizeof(keys), "%s.%s", domain, ESK_SHRED_TOPIC_KIND);
+  else if (tl > 7 && !strcmp(topic + tl - 7, ".events"))
+    snprintf(keys, sizeof(keys), "%.*s.%s", (int)(tl - 7), topic, ESK_SHRED_TOPIC_KIND);
+  else
+    return esk_error_set(err, ESK_EINVAL,
+                         "personal.keys_topic: topic=%s does not end in .events; name the "
+                         "subject-keys topic",
+                         topic);
+  rd_kafka_conf_t *rconf = NULL;
+  rd_kafka_t *reader = NULL;
+  int rc = esk_kafka_client_conf(&rconf, RD_KAFKA_CONSUMER, conf, NULL, NULL, NULL, err);
+  if (!rc) rc = esk_kafka_reader_new_conf(&reader, rconf, NULL, err);
+  if (!rc) rc = esk_domain_decoder_personal(dec, file, reader, keys, 30000, err); /* takes reader */
+  if (rc) {
+    esk_error_t e = *err;
+    return esk_error_set(err, rc, "personal.master_key_file=%s, %s: %s", file, keys, e.msg);
+  }
+  ESK_INFO("projector", "msg=\"personal fields are decrypted\" keys_topic=%s", keys);
+  return ESK_OK;
+}
 
 static const esk_conf_prop_t *const tables[] = {esk_conf_common_props, esk_projector_props,
                                                 decoder_props, esk_watchdog_props,
@@ -178,9 +222,10 @@ static int open_domain(app_t *a) {
   }
   const esk_domain_t *dd = esk_domain_lib_domain(a->domain);
   esk_contract_t contract = {dd->name, dd->load_schemas, dd->register_upcasters};
-  if (esk_domain_decoder_new(&a->dec, &contract, &limits, &err)) {
+  if (esk_domain_decoder_new(&a->dec, &contract, &limits, &err) ||
+      open_personal(a->dec, a->conf, dd->name, &err)) {
     ESK_ERROR("projector", "msg=\"cannot start\" reason=%s", LQ(err.msg));
-    return 1;
+    return err.code == ESK_EINVAL ? 2 : 1;
   }
   a->schemas = esk_domain_decoder_schemas(a->dec);
   return 0;

@@ -848,6 +848,10 @@ int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *
 
 int esk_gateway_port(const esk_gateway_t *g) { return esk_http_port(g->http); }
 
+int esk_gateway_reload(esk_gateway_t *g, esk_error_t *err) {
+  return esk_api_auth_reload(g->auth, err);
+}
+
 void esk_gateway_destroy(esk_gateway_t *g) {
   if (!g) return;
   atomic_store(&g->stopping, 1);

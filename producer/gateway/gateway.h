@@ -40,4 +40,11 @@ int esk_gateway_run(esk_gateway_t *g, volatile sig_atomic_t *stop, esk_error_t *
 /** @brief Stops the HTTP server and frees everything. NULL does nothing. */
 void esk_gateway_destroy(esk_gateway_t *g);
 
+/**
+ * @brief Reads api.auth.file again (SIGHUP; docs/api.md, "Authentication"),
+ *        while requests are served. @returns ESK_OK, or the file's error
+ *        (the tokens stay as they were).
+ */
+int esk_gateway_reload(esk_gateway_t *g, esk_error_t *err);
+
 #endif

@@ -26,6 +26,7 @@ static void usage(FILE *f) {
           "out, 503 when Kafka does not take it. GET /v1/<domain>/commands/<id> answers a\n"
           "command's result again. See docs/api.md. SIGTERM or SIGINT answers the waiting\n"
           "requests 503 and exits 0; a bad configuration exits 2, a failure to start 1.\n"
+          "SIGHUP reads api.auth.file again (a bad file is logged and the old tokens stay).\n"
           "\n"
           "The keys below are read from their defaults, then -c FILE, then ESK_<KEY>\n"
           "variables, then -X key=value (the last one wins); kafka.producer.* keys reach its\n"
@@ -39,10 +40,11 @@ static int start(void **self, const esk_conf_t *conf, esk_metrics_t *metrics, es
 static int run(void *self, volatile sig_atomic_t *stop, esk_error_t *err) {
   return esk_gateway_run(self, stop, err);
 }
+static int reload(void *self, esk_error_t *err) { return esk_gateway_reload(self, err); }
 static void destroy(void *self) { esk_gateway_destroy(self); }
 
 int main(int argc, char **argv) {
   static const esk_daemon_t d = {"esk-gateway", "gateway", tables, N_TABLES, usage,
-                                 start, run, destroy};
+                                 start, run, destroy, reload};
   return esk_daemon_main(&d, argc, argv);
 }

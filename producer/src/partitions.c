@@ -50,7 +50,8 @@ static int restore_retrying(esk_producer_t *p, int32_t id, esk_restore_stats_t *
   for (;;) {
     if ((rc = reset_part(p, id, err))) return rc;
     esk_restore_target_t tgt = {p->dom, p->dom_self, pt->store, pt->seen, pt->dirty,
-                                (size_t)p->seen_max};
+                                (size_t)p->seen_max, p->shred, p->codec, p->di.schemas,
+                                &p->shred_buf, esk_prod_shred_refresh, p};
     rc = ESK_WAITING("restoring a partition (snapshots, events, results)",
                      esk_restore_partition(st, &tgt, p->reader, &p->topics, id, 1,
                                            (int)p->restore_ms, err));

@@ -62,6 +62,12 @@ const esk_conf_prop_t esk_producer_props[] = {
      "commits the committed offsets again); a fenced instance stops (exit 1) instead of "
      "holding its partitions while idle (0: never; it then learns of a fence at its next "
      "command)."},
+    {"personal.master_key_file", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
+     "File holding the master key (64 hex digits, readable by its owner only) that wraps the "
+     "subject keys of personal data: with it, every personal field (esk.personal in the "
+     "schemas) leaves the process encrypted, and the keys go to <prefix><domain>.subject-keys "
+     "(docs/architecture.md, \"Personal data\"). Empty: personal fields are written in "
+     "plaintext, and a warning says so at start."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -395,7 +401,9 @@ int esk_producer_new(esk_producer_t **out, const esk_conf_t *conf, esk_metrics_t
   }
   for (int i = 0; i < p->nparts; i++) p->parts[i].batch_next = p->parts[i].next_offset = -1;
   if (metrics && (rc = register_metrics(p, metrics, err))) goto cleanup;
-  if ((rc = make_reader(p, conf, err)) || (rc = esk_prod_init_transactions(p, err))) goto cleanup;
+  if ((rc = make_reader(p, conf, err)) || (rc = esk_prod_shred_open(p, conf, err)) ||
+      (rc = esk_prod_init_transactions(p, err)))
+    goto cleanup;
   *out = p;
   return ESK_OK;
 cleanup:
@@ -421,6 +429,8 @@ void esk_producer_destroy(esk_producer_t *p) {
   for (size_t i = 0; i < ESK_DOMAIN_MAX_EVENTS; i++) esk_buf_free(&p->evbuf[i]);
   free(p->cmds);
   esk_refusals_free(&p->rf);
+  esk_shred_destroy(p->shred);
+  esk_buf_free(&p->shred_buf);
   free(p);
 }
 
@@ -429,6 +439,7 @@ void esk_producer_destroy(esk_producer_t *p) {
 static void keep_alive(esk_producer_t *p, int64_t now) {
   esk_watchdog_beat();
   esk_prod_check_fence(p, now);
+  esk_prod_shred_tick(p, now);
 }
 
 /* The watchdog's wake callback (its thread): the run loop's poll returns. */

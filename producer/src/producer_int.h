@@ -23,6 +23,7 @@
 #include "esk/hmap.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
+#include "esk/shred.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
 #include "esk/conf.h"
@@ -114,6 +115,12 @@ struct esk_producer_s {
   int64_t fence_ms;            /* fence.check.interval.ms */
   int64_t fence_next_ms;       /* next fence check */
   esk_producer_health_t *health, own_health;
+  /* personal data (docs/architecture.md, "Personal data"): NULL when off */
+  esk_shred_t *shred;
+  char keys_topic[256];      /* <prefix><domain>.subject-keys */
+  rd_kafka_topic_t *rkt_keys;
+  esk_buf_t shred_buf;       /* an event re-encoded with its personal fields encrypted */
+  int64_t shred_next_ms;     /* next read of the subject-keys topic (forgotten subjects) */
 };
 
 /* records.c */
@@ -136,6 +143,12 @@ int esk_prod_produce_result_n(esk_producer_t *p, int32_t part, const char *comma
                               size_t id_len, const esk_result_t *res);
 int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, const void *s,
                               void *opaque);
+
+/* shredding.c: personal data */
+int esk_prod_shred_open(esk_producer_t *p, const esk_conf_t *conf, esk_error_t *err);
+int esk_prod_shred_event(esk_producer_t *p, size_t i, esk_error_t *err);
+int esk_prod_shred_refresh(void *p, esk_error_t *err);
+void esk_prod_shred_tick(esk_producer_t *p, int64_t now_ms);
 
 /* intake.c */
 void esk_prod_handle_command(esk_producer_t *p, const rd_kafka_message_t *m);

@@ -128,6 +128,11 @@ int esk_prod_encode_event(esk_producer_t *p, size_t i, const esk_schema_t **ws, 
     ESK_ERROR(FAC, "msg=\"event encoding failed\" reason=\"%s\"", e.msg);
     return ESK_EFATAL;
   }
+  if (p->shred && esk_prod_shred_event(p, i, &e)) {
+    p->batch_failed = 1;
+    ESK_ERROR(FAC, "msg=\"encrypting an event's personal fields failed\" reason=\"%s\"", e.msg);
+    return ESK_EFATAL;
+  }
   return ESK_OK;
 }
 

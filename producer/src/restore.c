@@ -82,7 +82,16 @@ static int on_event(const rd_kafka_message_t *m, void *opaque) {
   esk_event_ref_t ref;
   esk_error_t e = {0};
   c->st->events_read++;
-  int rc = d->decode_event(c->tgt->self, c->event, &ref, m->payload, m->len, &e);
+  const void *data = m->payload;
+  size_t len = m->len;
+  int rc = ESK_OK;
+  if (c->tgt->shred &&
+      (rc = esk_shred_message(c->tgt->shred, 0, c->tgt->codec, c->tgt->schemas, m->payload,
+                              m->len, c->tgt->refresh, c->tgt->refresh_ctx, c->tgt->buf, &data,
+                              &len, &e)) &&
+      rc != ESK_EPOISON)
+    return esk_error_set(c->err, rc, "event at offset %lld: %s", (long long)m->offset, e.msg);
+  if (!rc) rc = d->decode_event(c->tgt->self, c->event, &ref, data, len, &e);
   if (rc)
     return esk_error_set(c->err, ESK_EPOISON, "event at offset %lld: %s", (long long)m->offset,
                          e.msg);

@@ -22,6 +22,7 @@
 #include "esk/domain.h"
 #include "esk/error.h"
 #include "esk/hmap.h"
+#include "esk/shred.h"
 
 /** Snapshot-topic key of a partition's checkpoint record; refused as an aggregate id. */
 #define ESK_RESTORE_CHECKPOINT_KEY "\001esk.checkpoint"
@@ -57,6 +58,14 @@ typedef struct esk_restore_target_s {
   esk_seen_t *seen;       /**< NULL: results are not read */
   esk_hmap_t *dirty;      /**< NULL, or a set that gets every aggregate events changed */
   size_t seen_max;        /**< how many of the newest results to read */
+  /** NULL, or the keyring that decrypts personal fields before decode_event
+   *  (docs/architecture.md, "Personal data"), with what it needs: */
+  esk_shred_t *shred;
+  esk_codec_t *codec;            /**< the domain's codec */
+  const esk_schema_set_t *schemas;
+  esk_buf_t *buf;                /**< scratch for the decrypted event */
+  esk_shred_refresh_fn refresh;  /**< reads the subject-keys topic to its end */
+  void *refresh_ctx;
 } esk_restore_target_t;
 
 /**

@@ -36,6 +36,7 @@ int esk_prod_begin_batch(esk_producer_t *p, int32_t part, int64_t offset, esk_er
   int rc = esk_kafka_txn_error(rd_kafka_begin_transaction(p->producer), "begin_transaction", err);
   if (rc) return esk_prod_escalate(err);
   offsets_first(p, part, offset);
+  if (p->shred) esk_shred_txn_begin(p->shred);
   p->in_txn = 1;
   p->batch_failed = 0;
   p->batch_undelivered = 0;
@@ -173,6 +174,7 @@ static int commit_batch(esk_producer_t *p, esk_error_t *err) {
 /* After the commit: counts, metrics, and a fresh dirty set where a checkpoint
  * was written. */
 static int batch_committed(esk_producer_t *p, esk_error_t *err) {
+  if (p->shred) esk_shred_txn_committed(p->shred);
   p->txn_unended = 0;
   p->st.txns++;
   p->abort_backoff_ms = 0;
@@ -291,7 +293,8 @@ int esk_prod_init_transactions(esk_producer_t *p, esk_error_t *err) {
   p->rkt_ev = rd_kafka_topic_new(p->producer, p->topics.events, NULL);
   p->rkt_res = rd_kafka_topic_new(p->producer, p->topics.results, NULL);
   p->rkt_snap = rd_kafka_topic_new(p->producer, p->topics.snapshots, NULL);
-  if (!p->rkt_ev || !p->rkt_res || !p->rkt_snap)
+  if (p->shred) p->rkt_keys = rd_kafka_topic_new(p->producer, p->keys_topic, NULL);
+  if (!p->rkt_ev || !p->rkt_res || !p->rkt_snap || (p->shred && !p->rkt_keys))
     return esk_error_set(err, ESK_EFATAL, "topic handles: %s",
                          rd_kafka_err2str(rd_kafka_last_error()));
   ESK_INFO(FAC, "msg=\"initialising transactions\" transactional_id=%s", p->txn_id);
@@ -315,7 +318,8 @@ void esk_prod_drop_producer(esk_producer_t *p) {
   if (p->rkt_ev) rd_kafka_topic_destroy(p->rkt_ev);
   if (p->rkt_res) rd_kafka_topic_destroy(p->rkt_res);
   if (p->rkt_snap) rd_kafka_topic_destroy(p->rkt_snap);
-  p->rkt_ev = p->rkt_res = p->rkt_snap = NULL;
+  if (p->rkt_keys) rd_kafka_topic_destroy(p->rkt_keys);
+  p->rkt_ev = p->rkt_res = p->rkt_snap = p->rkt_keys = NULL;
   if (p->producer) {
     const char *was = esk_watchdog_doing("rd_kafka_flush, rd_kafka_destroy (the producer)");
     rd_kafka_flush(p->producer, 5000);

@@ -297,7 +297,7 @@ int main(int argc, char **argv) {
     esk_aggstore_t *store = NULL;
     if (esk_aggstore_new(&store, sizeof(esk_bank_state_t), (size_t)accounts, 0, &err))
       die("store", err.msg);
-    esk_restore_target_t tgt = {bank.d, bank.self, store, NULL, NULL, 0};
+    esk_restore_target_t tgt = {.domain = bank.d, .self = bank.self, .store = store};
     double t0 = esk_time_mono_s();
     if (esk_restore_partition(&st[snap], &tgt, reader, &t, 0, snap > 0, 30000, &err))
       die("restore", err.msg);

@@ -550,17 +550,15 @@ Test(read_your_writes, pages_of_transactions_and_daily_summaries_and_etags, .tim
   teardown(&e);
 }
 
-/* The tokens file of the auth test: writer (commands:write), reader
- * (queries:read); its path into e->auth as api.auth.file=PATH. */
-static void write_tokens(env_t *e, char *path, size_t size) {
-  snprintf(path, size, "/tmp/esk_test_ryw_tokens_%d", (int)getpid());
+/* The tokens file of the auth test at @p path: writer (commands:write) and
+ * @p reader (queries:read) with the token @p secret. */
+static void write_tokens(const char *path, const char *reader, const char *secret) {
   char cmd[1024];
   snprintf(cmd, sizeof(cmd),
            "{ printf 'writer commands:write %%s\n' $(printf %%s W-secret-4711 | sha256sum | cut -c1-64);"
-           " printf 'reader queries:read %%s\n' $(printf %%s R-secret-4711 | sha256sum | cut -c1-64);"
-           " } > %s", path);
+           " printf '%s queries:read %%s\n' $(printf %%s %s | sha256sum | cut -c1-64);"
+           " } > %s", reader, secret, path);
   cr_assert_eq(system(cmd), 0);
-  snprintf(e->auth, sizeof(e->auth), "api.auth.file=%s", path);
 }
 
 static int get_with(int port, const char *path, const char *hdr, char *head,
@@ -571,7 +569,9 @@ static int get_with(int port, const char *path, const char *hdr, char *head,
 Test(read_your_writes, bearer_tokens_and_scopes_guard_both_daemons, .timeout = 300) {
   env_t e = {0};
   char tokens[200], head[4096], body[4096];
-  write_tokens(&e, tokens, sizeof(tokens));
+  snprintf(tokens, sizeof(tokens), "/tmp/esk_test_ryw_tokens_%d", (int)getpid());
+  write_tokens(tokens, "reader", "R-secret-4711");
+  snprintf(e.auth, sizeof(e.auth), "api.auth.file=%s", tokens);
   setup(&e, "ryw_auth");
   const char *W = "Authorization: Bearer W-secret-4711\r\n", *R = "Authorization: Bearer R-secret-4711\r\n";
   const char *open = "{\"type\":\"OpenAccount\",\"command_id\":\"open-A1\",\"account_id\":\"A1\","
@@ -600,6 +600,31 @@ Test(read_your_writes, bearer_tokens_and_scopes_guard_both_daemons, .timeout = 3
   /* the probes need no token */
   cr_expect_eq(get_with(e.gport, "/healthz", NULL, head, body), 200);
   cr_expect_eq(get_with(e.qport, "/readyz", NULL, head, body), 200);
+  /* SIGHUP reads the file again, without a restart: reader revoked, reader2 added */
+  write_tokens(tokens, "reader2", "R2-secret-4712");
+  kill(e.query, SIGHUP);
+  kill(e.gateway, SIGHUP);
+  for (int i = 0; !esk_tp_file_contains(e.qlog, "reloaded on SIGHUP") ||
+                  !esk_tp_file_contains(e.glog, "reloaded on SIGHUP"); i++) {
+    cr_assert_lt(i, 300, "no reload logged within 30 s (see %s and %s)", e.qlog, e.glog);
+    esk_time_sleep_ms(100);
+  }
+  const char *R2 = "Authorization: Bearer R2-secret-4712\r\n";
+  cr_expect_eq(get_with(e.qport, path, R2, head, body), 200, "the new token: %s", body);
+  cr_expect_eq(get_with(e.qport, path, R, head, body), 401, "the revoked token: %s", body);
+  cr_expect_eq(get_with(e.gport, "/v1/bank/commands/open-A1", W, head, body), 200, "%s", body);
+  /* a bad file on SIGHUP: logged, and the tokens stay as they were */
+  FILE *f = fopen(tokens, "w");
+  cr_assert(f);
+  fputs("reader3 queries:read not-a-hash\n", f);
+  fclose(f);
+  kill(e.query, SIGHUP);
+  for (int i = 0; !esk_tp_file_contains(e.qlog, "reload on SIGHUP failed"); i++) {
+    cr_assert_lt(i, 300, "no failed reload logged within 30 s (see %s)", e.qlog);
+    esk_time_sleep_ms(100);
+  }
+  cr_expect(esk_tp_file_contains(e.qlog, ":1: token reader3"), "names file and line: %s", e.qlog);
+  cr_expect_eq(get_with(e.qport, path, R2, head, body), 200, "kept after a bad file: %s", body);
   teardown(&e);
   /* the logs hold no token */
   cr_expect_not(esk_tp_file_contains(e.glog, "secret-4711"), "a token in %s", e.glog);

@@ -481,8 +481,9 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
     cr_assert_eq(esk_aggstore_new(&with, sizeof(esk_bank_state_t), 0, 0, &err), ESK_OK);
     cr_assert_eq(esk_aggstore_new(&fold, sizeof(esk_bank_state_t), 0, 0, &err), ESK_OK);
     cr_assert_eq(esk_seen_new(&seen, 1000, &err), ESK_OK);
-    esk_restore_target_t t1 = {bank.d, bank.self, with, seen, NULL, 1000},
-                         t2 = {bank.d, bank.self, fold, NULL, NULL, 0};
+    esk_restore_target_t t1 = {.domain = bank.d, .self = bank.self, .store = with, .seen = seen,
+                               .seen_max = 1000},
+                         t2 = {.domain = bank.d, .self = bank.self, .store = fold};
     esk_restore_stats_t s1, s2;
     cr_assert_eq(esk_restore_partition(&s1, &t1, rk, &topics, p, 1, 20000, &err), ESK_OK, "%s",
                  err.msg);

@@ -1,6 +1,8 @@
 /* Bearer tokens with scopes (common/src/api_auth.c): the file, with truncated,
  * malformed, oversized and hostile lines, and the check of a request's header. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,4 +111,82 @@ Test(api_auth, malformed_files_are_refused_naming_file_line_and_reason) {
   unlink(path);
   cr_expect_eq(esk_api_auth_load(&a, "/nonexistent/tokens", "127.0.0.1:0", &err), ESK_EINVAL);
   cr_expect(strstr(err.msg, "api.auth.file=/nonexistent/tokens: cannot open"), "%s", err.msg);
+}
+
+/* Writes @p text over the file at @p path. */
+static void rewrite(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+Test(api_auth, a_reload_serves_the_new_tokens_and_keeps_the_old_ones_on_a_bad_file) {
+  char a1[200], b1[200];
+  line_for(a1, sizeof(a1), "alpha", ESK_SCOPE_QUERIES_READ, "a-token-0123456789");
+  line_for(b1, sizeof(b1), "beta", ESK_SCOPE_QUERIES_READ, "b-token-0123456789");
+  char *path = write_file(a1, strlen(a1));
+  esk_api_auth_t *a = NULL;
+  esk_error_t err = {0};
+  char msg[200];
+  const char *R = ESK_SCOPE_QUERIES_READ;
+  cr_assert_eq(esk_api_auth_load(&a, path, "127.0.0.1:0", &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(esk_api_auth_check(a, "Bearer a-token-0123456789", R, msg, sizeof(msg)), 0u);
+  cr_expect_eq(esk_api_auth_check(a, "Bearer b-token-0123456789", R, msg, sizeof(msg)), 401u);
+  rewrite(path, b1); /* alpha revoked, beta added */
+  cr_assert_eq(esk_api_auth_reload(a, &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(esk_api_auth_check(a, "Bearer a-token-0123456789", R, msg, sizeof(msg)), 401u);
+  cr_expect_eq(esk_api_auth_check(a, "Bearer b-token-0123456789", R, msg, sizeof(msg)), 0u);
+  /* a bad, empty, oversized or missing file is refused naming it; beta stays */
+  static const char *const bad[] = {"beta queries:read nothex\n", "", "# only a comment\n",
+                                    "x y z w\n"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    rewrite(path, bad[i]);
+    cr_expect_eq(esk_api_auth_reload(a, &err), ESK_EINVAL, "reloaded: %s", bad[i]);
+    cr_expect(strstr(err.msg, path), "%s", err.msg);
+    cr_expect_eq(esk_api_auth_check(a, "Bearer b-token-0123456789", R, msg, sizeof(msg)), 0u);
+  }
+  unlink(path);
+  cr_expect_neq(esk_api_auth_reload(a, &err), ESK_OK);
+  cr_expect_eq(esk_api_auth_check(a, "Bearer b-token-0123456789", R, msg, sizeof(msg)), 0u);
+  /* authentication off stays off */
+  cr_expect_eq(esk_api_auth_reload(NULL, &err), ESK_OK);
+  esk_api_auth_free(a);
+}
+
+typedef struct {
+  esk_api_auth_t *a;
+  atomic_int stop, wrong;
+} checker_t;
+
+static void *check_loop(void *arg) {
+  checker_t *c = arg;
+  char msg[200];
+  while (!atomic_load(&c->stop))
+    if (esk_api_auth_check(c->a, "Bearer k-token-0123456789", ESK_SCOPE_QUERIES_READ, msg,
+                           sizeof(msg)))
+      atomic_fetch_add(&c->wrong, 1);
+  return NULL;
+}
+
+Test(api_auth, requests_checked_during_reloads_see_a_whole_table) {
+  char k[200], two[400], o[200];
+  line_for(k, sizeof(k), "kept", ESK_SCOPE_QUERIES_READ, "k-token-0123456789");
+  line_for(o, sizeof(o), "other", ESK_SCOPE_QUERIES_READ, "o-token-0123456789");
+  snprintf(two, sizeof(two), "%s%s", o, k);
+  char *path = write_file(k, strlen(k));
+  checker_t c = {NULL, 0, 0};
+  esk_error_t err = {0};
+  cr_assert_eq(esk_api_auth_load(&c.a, path, "127.0.0.1:0", &err), ESK_OK, "%s", err.msg);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, check_loop, &c), 0);
+  for (int i = 0; i < 200; i++) { /* "kept" is in every version of the file */
+    rewrite(path, i % 2 ? k : two);
+    cr_assert_eq(esk_api_auth_reload(c.a, &err), ESK_OK, "%s", err.msg);
+  }
+  atomic_store(&c.stop, 1);
+  pthread_join(t, NULL);
+  cr_expect_eq(atomic_load(&c.wrong), 0, "a check during a reload refused a kept token");
+  esk_api_auth_free(c.a);
+  unlink(path);
 }

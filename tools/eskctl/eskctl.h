@@ -10,6 +10,7 @@
 #include "esk/codec.h"
 #include "esk/domain.h"
 #include "esk/error.h"
+#include "esk/shred.h"
 
 /** @brief `eskctl schemas ...`; argv[0] is "schemas". @returns the exit status. */
 int eskctl_schemas_main(int argc, char **argv);
@@ -88,6 +89,29 @@ int eskctl_parse_ms(const char *cmd, const char *opt, const char *v, int *out);
 /** @brief For `eskctl <noun> <verb>`: -1 when argv[1] is @p verb (go on), else the
  *         exit status after printing @p usage (0 for --help, 2 otherwise). */
 int eskctl_verb(int argc, char **argv, const char *verb, void (*usage)(FILE *f));
+/** @brief `eskctl subjects forget ...`; argv[0] is "subjects". */
+int eskctl_subjects_main(int argc, char **argv);
+
+/** eskctl's keyring for personal fields (docs/architecture.md, "Personal data"). */
+typedef struct eskctl_keys_s {
+  esk_shred_t *sh; /**< NULL: no $ESK_MASTER_KEY_FILE, values are shown as written */
+  rd_kafka_t *reader;
+  char topic[256];
+} eskctl_keys_t;
+
+/** @brief With $ESK_MASTER_KEY_FILE, a keyring read from the domain's
+ *         subject-keys topic. @returns 0, or 1 after a message. */
+int eskctl_keys_open(eskctl_keys_t *k, const eskctl_common_t *c, const char *cmd);
+/** @brief Reads the subject-keys topic to its end (an esk_shred_refresh_fn). */
+int eskctl_keys_refresh(void *k, esk_error_t *err);
+void eskctl_keys_close(eskctl_keys_t *k);
+
+/** @brief Prints event @p m as a JSON line (events tail's form), its personal
+ *         fields decrypted when @p keys holds a keyring. @returns 0, or 1 when
+ *         it could not be decoded (the line then holds "error"). */
+int eskctl_print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
+                       const esk_schema_set_t *set, eskctl_keys_t *keys);
+
 /** @brief `eskctl projection status ...`; argv[0] is "projection". @returns the exit status. */
 int eskctl_projection_main(int argc, char **argv);
 

@@ -28,7 +28,11 @@ static void usage(FILE *f) {
           "and prints new events until SIGINT/SIGTERM; --exit-at-end stops once every\n"
           "partition is read to its end; --max stops after N events. An event that cannot\n"
           "be decoded is printed as {\"partition\",\"offset\",\"error\"} and makes the exit\n"
-          "status 1.\n");
+          "status 1.\n"
+          "Personal fields (docs/architecture.md, \"Personal data\") are decrypted when\n"
+          "$ESK_MASTER_KEY_FILE names the master key file, with the keys of\n"
+          "<P><D>.subject-keys; a forgotten subject's fields show their declared\n"
+          "replacement. Without it they are printed as written.\n");
 }
 
 /* What the command line asks for. */
@@ -108,10 +112,8 @@ fail:
   return 1;
 }
 
-/* Prints event @p m as a JSON line. @returns 0, or 1 when it could not be
- * decoded (the line then holds "error"). */
-static int print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
-                       const esk_schema_set_t *set) {
+int eskctl_print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
+                       const esk_schema_set_t *set, eskctl_keys_t *keys) {
   const esk_schema_t *rs = NULL;
   avro_value_t *v = NULL;
   uint64_t fp = 0;
@@ -126,6 +128,8 @@ static int print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
   esk_error_t de = {0};
   if (esk_codec_peek(m->payload, m->len, &fp, &de) ||
       esk_codec_decode(codec, m->payload, m->len, 0, &rs, &v, &de) ||
+      (keys->sh &&
+       esk_shred_decrypt_refreshing(keys->sh, rs, v, eskctl_keys_refresh, keys, &de)) ||
       esk_value_to_json(v, &text, &de)) {
     json_object_set_new(out, "error", json_string(de.msg));
     status = 1;
@@ -150,7 +154,7 @@ static int print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
 /* Prints events until a signal, --max or, with --exit-at-end, the end of
  * every partition read. @returns the exit status. */
 static int tail(rd_kafka_t *rk, int nparts, const tail_opts_t *o, esk_codec_t *codec,
-                const esk_schema_set_t *set) {
+                const esk_schema_set_t *set, eskctl_keys_t *keys) {
   int status = 0, at_end = 0;
   int wanted = o->only < 0 ? nparts : 1;
   long printed = 0;
@@ -172,7 +176,7 @@ static int tail(rd_kafka_t *rk, int nparts, const tail_opts_t *o, esk_codec_t *c
         break;
       }
     } else {
-      if (print_event(m, codec, set)) status = 1;
+      if (eskctl_print_event(m, codec, set, keys)) status = 1;
       printed++;
     }
     rd_kafka_message_destroy(m);
@@ -193,11 +197,14 @@ int eskctl_events_main(int argc, char **argv) {
   int status = 3, nparts = 0;
   char topic[256];
   rd_kafka_t *rk = NULL;
-  if (eskctl_topic(topic, sizeof(topic), &o.c, "events") || tail_open(&rk, &nparts, &o, topic))
+  eskctl_keys_t keys = {0};
+  if (eskctl_topic(topic, sizeof(topic), &o.c, "events") || eskctl_keys_open(&keys, &o.c, CMD) ||
+      tail_open(&rk, &nparts, &o, topic))
     goto cleanup;
   if (eskctl_interruptible("eskctl events tail")) goto cleanup;
-  status = tail(rk, nparts, &o, codec, set);
+  status = tail(rk, nparts, &o, codec, set, &keys);
 cleanup:
+  eskctl_keys_close(&keys);
   esk_watchdog_doing("rd_kafka_destroy (the consumer)");
   if (rk) rd_kafka_destroy(rk); /* no timeout in librdkafka 2.0.2: the watchdog bounds it */
   esk_watchdog_stop();

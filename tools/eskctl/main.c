@@ -22,6 +22,9 @@ static const esk_conf_prop_t eskctl_props[] = {
     {"domain.dir", ESK_CONF_STRING, ESK_DOMAIN_DIR_DEFAULT, 0, 0, NULL, "ESK_DOMAIN_DIR",
      "Directory of the domain shared objects: --domain D loads D.so from it; a leading $ORIGIN "
      "is the directory of the eskctl binary; environment only."},
+    {"personal.master_key_file", ESK_CONF_STRING, "", 0, 0, NULL, "ESK_MASTER_KEY_FILE",
+     "The master key file (docs/architecture.md, \"Personal data\"): events tail decrypts "
+     "personal fields with the keys of the domain's subject-keys topic; environment only."},
     {"shutdown.timeout.ms", ESK_CONF_INT, "40000", 1000, 3600000, NULL, "ESK_SHUTDOWN_TIMEOUT_MS",
      "Longest time from SIGINT/SIGTERM to the end of events tail or projection rebuild (which "
      "stops its esk-projector first); past it eskctl names what it waited for and exits 3; "
@@ -72,6 +75,8 @@ static void usage(FILE *f) {
           "  acls apply|show ...   least-privilege ACLs of each role on a secured cluster\n"
           "  submit --file F ...   send commands (JSON lines) and print their results\n"
           "  events tail ...       print a domain's events decoded to JSON lines\n"
+          "  subjects forget D S   forget data subject S of domain D: destroy its keys\n"
+          "  subjects export D S   every event that concerns subject S, decrypted\n"
           "  projection rebuild NAME  blue-green rebuild of a read model from offset 0\n"
           "  projection drop-generation NAME GEN  drop a retired generation\n"
           "  projection status     positions, lag, state and dead letters of the projections\n"
@@ -82,6 +87,7 @@ static void usage(FILE *f) {
           "  ESK_DOMAIN            default of --domain (bank)\n"
           "  ESK_DOMAIN_DIR        where --domain D finds D.so (default %s)\n"
           "  ESK_TOPIC_PREFIX      default of --topic-prefix (none)\n"
+          "  ESK_MASTER_KEY_FILE   the master key file: events tail decrypts personal fields\n"
           "  ESK_KAFKA_SECURITY_PROTOCOL, ESK_KAFKA_SASL_MECHANISMS, ESK_KAFKA_SASL_USERNAME,\n"
           "  ESK_KAFKA_SASL_PASSWORD_FILE, ESK_KAFKA_SSL_CA_LOCATION\n"
           "                        a secured cluster (docs/deployment.md); the password\n"
@@ -174,6 +180,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "acls")) return eskctl_acls_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "submit")) return eskctl_submit_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "events")) return eskctl_events_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "subjects")) return eskctl_subjects_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "projection") && argc > 2 && !strcmp(argv[2], "rebuild"))
     return eskctl_rebuild_main(argc - 2, argv + 2);
   if (!strcmp(cmd, "projection") && argc > 2 && !strcmp(argv[2], "drop-generation"))

@@ -1,4 +1,4 @@
-/* eskctl topics create: a domain's four topics, co-partitioned. */
+/* eskctl topics create: a domain's topics, co-partitioned. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +16,18 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: eskctl topics create --partitions N [--replication-factor R] [--domain D]\n"
           "                            [--topic-prefix P] [--timeout MS]\n"
+          "                            [--compaction-lag-ms MS]\n"
           "\n"
-          "Creates <P><D>.commands, <P><D>.events, <P><D>.command-results and\n"
-          "<P><D>.snapshots, all with N partitions (commands and events co-partitioned;\n"
-          "results and snapshots follow the same numbering):\n"
+          "Creates <P><D>.commands, <P><D>.events, <P><D>.command-results,\n"
+          "<P><D>.snapshots and <P><D>.subject-keys, all with N partitions (commands and\n"
+          "events co-partitioned; the others follow the same numbering):\n"
           "  events     retention.ms=-1, retention.bytes=-1 (kept forever)\n"
           "  snapshots  cleanup.policy=compact (the latest snapshot per aggregate)\n"
+          "  subject-keys  cleanup.policy=compact with max.compaction.lag.ms, segment.ms\n"
+          "             and delete.retention.ms of MS (default 3600000, one hour) and\n"
+          "             min.cleanable.dirty.ratio=0.01: a destroyed personal data key\n"
+          "             leaves the segment files within about MS plus the broker's\n"
+          "             log.cleaner.backoff.ms (docs/architecture.md, \"Personal data\")\n"
           "  commands, command-results  the broker's default retention\n"
           "R replicas per partition (default: the broker's default.replication.factor;\n"
           "in production 3, with the brokers' min.insync.replicas=2, so that a committed\n"
@@ -36,6 +42,7 @@ typedef struct {
   eskctl_common_t c;
   long partitions, replication; /* replication -1: the broker's default */
   int timeout_ms;
+  long lag_ms; /* subject-keys: how long a destroyed key may stay on disk */
 } topics_opts_t;
 
 /* The command line into @p o: -1 to go on, else the exit status. */
@@ -45,12 +52,14 @@ static int topics_parse(topics_opts_t *o, int argc, char **argv) {
                                        {"domain", required_argument, NULL, 'd'},
                                        {"topic-prefix", required_argument, NULL, 'P'},
                                        {"timeout", required_argument, NULL, 't'},
+                                       {"compaction-lag-ms", required_argument, NULL, 'L'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   int ch;
   eskctl_common_init(&o->c);
   o->replication = -1;
   o->timeout_ms = 15000;
+  o->lag_ms = 3600000;
   optind = 1;
   while ((ch = getopt_long(argc - 1, argv + 1, "p:r:d:P:t:h", opts, NULL)) != -1) {
     switch (ch) {
@@ -67,6 +76,11 @@ static int topics_parse(topics_opts_t *o, int argc, char **argv) {
     case 'P': o->c.prefix = optarg; break;
     case 't':
       if (eskctl_parse_ms(CMD, "--timeout", optarg, &o->timeout_ms)) return 2;
+      break;
+    case 'L':
+      if (eskctl_parse_long(&o->lag_ms, CMD, "--compaction-lag-ms", optarg, 1000, 604800000,
+                            "1000..604800000"))
+        return 2;
       break;
     case 'h': usage(stdout); return 0;
     default: return 2;
@@ -125,11 +139,17 @@ int eskctl_topics_main(int argc, char **argv) {
   if ((st = topics_parse(&o, argc, argv)) >= 0) return st;
   static const char *const forever[] = {"retention.ms", "-1", "retention.bytes", "-1", NULL};
   static const char *const compact[] = {"cleanup.policy", "compact", NULL};
+  char lag[24];
+  snprintf(lag, sizeof(lag), "%ld", o.lag_ms);
+  const char *const keys[] = {"cleanup.policy",        "compact", "min.cleanable.dirty.ratio",
+                              "0.01",                  "max.compaction.lag.ms", lag,
+                              "segment.ms",            lag,      "delete.retention.ms",
+                              lag,                     NULL};
   const struct {
     const char *kind;
     const char *const *configs;
-  } topics[] = {{"commands", NULL}, {"events", forever}, {"command-results", NULL},
-                {"snapshots", compact}};
+  } topics[] = {{"commands", NULL},         {"events", forever}, {"command-results", NULL},
+                {"snapshots", compact},     {"subject-keys", keys}};
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;

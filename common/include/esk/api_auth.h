@@ -11,6 +11,7 @@
  * @endcode
  * Names are [a-z0-9_.-]{1,63}; the scopes are commands:write (esk-gateway)
  * and queries:read (esk-query). The file holds no token itself.
+ * esk_api_auth_reload() reads it again while requests are checked (SIGHUP).
  */
 #ifndef ESK_API_AUTH_H
 #define ESK_API_AUTH_H
@@ -36,6 +37,15 @@ typedef struct esk_api_auth_s esk_api_auth_t;
 int esk_api_auth_load(esk_api_auth_t **out, const char *path, const char *listen,
                       esk_error_t *err);
 
+/**
+ * @brief Reads @p a's file again and, when the whole file is good, serves its
+ *        tokens from then on; otherwise the tokens stay as they were. Safe
+ *        while other threads check requests against @p a.
+ * @returns ESK_OK (NULL @p a, authentication off, too: it cannot be turned on
+ *          without a restart), or the error of esk_api_auth_load().
+ */
+int esk_api_auth_reload(esk_api_auth_t *a, esk_error_t *err);
+
 /** @brief Frees @p a (NULL is fine). */
 void esk_api_auth_free(esk_api_auth_t *a);
 
@@ -45,7 +55,7 @@ void esk_api_auth_free(esk_api_auth_t *a);
  *        token is missing, malformed or unknown, 403 when it lacks the scope;
  *        @p msg says which, naming the token's name (never the token).
  */
-unsigned esk_api_auth_check(const esk_api_auth_t *a, const char *authorization,
+unsigned esk_api_auth_check(esk_api_auth_t *a, const char *authorization,
                             const char *scope, char *msg, size_t size);
 
 /**
@@ -53,7 +63,7 @@ unsigned esk_api_auth_check(const esk_api_auth_t *a, const char *authorization,
  *        refusal itself (401 with WWW-Authenticate: Bearer, or 403).
  * @returns 0 when allowed, 1 when @p req was answered.
  */
-int esk_api_auth_require(const esk_api_auth_t *a, esk_metric_t *requests, esk_http_req_t *req,
+int esk_api_auth_require(esk_api_auth_t *a, esk_metric_t *requests, esk_http_req_t *req,
                          const char *scope);
 
 #endif

@@ -20,6 +20,7 @@
 #define ESK_SHRED_H
 
 #include <avro.h>
+#include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,8 @@
 #define ESK_SHRED_FORGOTTEN "forgotten"
 /** Longest subject id, in bytes. */
 #define ESK_SHRED_SUBJECT_MAX 1024
+/** The kind of the subject-keys topic (esk_kafka_topic_name()). */
+#define ESK_SHRED_TOPIC_KIND "subject-keys"
 
 typedef struct esk_shred_s esk_shred_t;
 
@@ -61,6 +64,19 @@ void esk_shred_destroy(esk_shred_t *sh);
  */
 int esk_shred_apply_record(esk_shred_t *sh, const void *key, size_t key_len, const void *value,
                            size_t value_len, esk_error_t *err);
+
+/**
+ * @brief Reads every partition of the subject-keys topic @p topic from where
+ *        the last call stopped (the beginning, the first time) to its end, and
+ *        applies each record (esk_shred_apply_record()).
+ * @param reader a consumer made by esk_kafka_reader_new() (read_committed).
+ * @returns ESK_OK; ESK_EFATAL for a wrong master key; ESK_ERETRY naming the
+ *          topic when it cannot be read (missing, broker down, idle for
+ *          @p idle_timeout_ms). A malformed record is skipped and counted
+ *          in @p skipped (may be NULL).
+ */
+int esk_shred_catch_up(esk_shred_t *sh, rd_kafka_t *reader, const char *topic,
+                       int idle_timeout_ms, size_t *skipped, esk_error_t *err);
 
 /** @brief Whether @p subject is marked forgotten. */
 int esk_shred_forgotten(const esk_shred_t *sh, const char *subject);
@@ -117,6 +133,31 @@ int esk_shred_take_records(esk_shred_t *sh, esk_shred_record_fn fn, void *ctx);
  */
 int esk_shred_decrypt_value(esk_shred_t *sh, const esk_schema_t *schema, avro_value_t *value,
                             int forget_missing, esk_error_t *err);
+
+/** Reads the subject-keys topic to its end (esk_shred_catch_up()); ESK_OK or an error. */
+typedef int (*esk_shred_refresh_fn)(void *ctx, esk_error_t *err);
+
+/**
+ * @brief A single-object encoded message of @p set with its personal fields
+ *        encrypted (@p encrypt 1) or decrypted (0), re-encoded in its writer's
+ *        schema into @p b. A message of a schema without personal fields is
+ *        left as it is.
+ * @param refresh when decrypting: called once when a key is missing, before
+ *        the missing keys' fields take their `forgotten` value (may be NULL).
+ * @param out, @p out_len set to @p b's bytes, or to @p data when nothing changed.
+ * @returns ESK_OK; ESK_EPOISON (undecodable message, tampered value; as
+ *          esk_codec_decode() and esk_shred_decrypt_value()); the refresh's error.
+ */
+int esk_shred_message(esk_shred_t *sh, int encrypt, esk_codec_t *c, const esk_schema_set_t *set,
+                      const void *data, size_t len, esk_shred_refresh_fn refresh, void *ctx,
+                      esk_buf_t *b, const void **out, size_t *out_len, esk_error_t *err);
+
+/**
+ * @brief Decrypts @p value of @p schema: esk_shred_decrypt_value(), and when a
+ *        key is missing, @p refresh (may be NULL) then the `forgotten` values.
+ */
+int esk_shred_decrypt_refreshing(esk_shred_t *sh, const esk_schema_t *schema, avro_value_t *value,
+                                 esk_shred_refresh_fn refresh, void *ctx, esk_error_t *err);
 
 /**
  * @brief The record of a new key for @p subject, wrapped by the master key, as
