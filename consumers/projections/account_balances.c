@@ -22,13 +22,15 @@ static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
                 const esk_bank_event_t *b, esk_error_t *err) {
   (void)err;
   (void)scratch;
-  esk_copy_i64(c, b->kind);
+  const esk_bank_money_t *m = esk_bank_event_money(b);
+  int64_t amount = m ? m->minor_units : 0;
+  esk_copy_i64(c, b->type);
   esk_copy_text(c, ev->aggregate_id, -1);
   esk_copy_i64(c, ev->aggregate_version);
   esk_copy_ts_us(c, ev->occurred_at_us);
-  esk_copy_text(c, b->owner_id, -1);
-  esk_copy_i64(c, b->kind == ESK_BANK_MONEY_WITHDRAWN ? -b->amount : b->amount);
-  esk_copy_text(c, b->currency, -1);
+  esk_copy_text(c, b->type == ESK_BANK_EV_ACCOUNT_OPENED ? b->u.opened.owner_id : "", -1);
+  esk_copy_i64(c, b->type == ESK_BANK_EV_MONEY_WITHDRAWN ? -amount : amount);
+  esk_copy_text(c, m ? m->currency : "", -1);
   esk_copy_row_end(c);
   return ESK_OK;
 }

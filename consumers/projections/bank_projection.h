@@ -1,10 +1,12 @@
-/* Internal: the machinery the bank projections share (not a public header). */
+/* Internal: the machinery the bank projections share (bank_projection.c; not
+ * a public header). The registry of projections (projections.h) uses it;
+ * it does not use the registry. */
 #ifndef ESK_BANK_PROJECTION_H
 #define ESK_BANK_PROJECTION_H
 
-#include "bank_event.h"
+#include "bank_contract.h" /* esk_bank_event_t, the type both sides share */
 #include "copy.h"
-#include "projections.h"
+#include "projector.h"
 
 /* A projection that writes each batch as rows COPYed into a staging table
  * (or the model's table), then merged with one statement. */
@@ -20,8 +22,8 @@ typedef struct esk_bank_proj_spec_s {
    * last applied version) for those it has; its merge stores every event's. */
   const char *versions_sql;
   /* Appends the rows for one event (zero or more); @p scratch is the
-   * instance's to use (kept between calls); @p b is the event's bank fields
-   * (esk_bank_event_view()), NULL for an any_domain projection. */
+   * instance's to use (kept between calls); @p b is the bank event
+   * (esk_bank_event_from_value()), NULL for an any_domain projection. */
   int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
               esk_error_t *err);
   int needs_full_history; /* esk_projection_t.needs_full_history */

@@ -18,11 +18,11 @@ static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
                 const esk_bank_event_t *b, esk_error_t *err) {
   (void)err;
   (void)scratch;
-  if (b->kind != ESK_BANK_MONEY_DEPOSITED && b->kind != ESK_BANK_MONEY_WITHDRAWN) return ESK_OK;
+  if (b->type != ESK_BANK_EV_MONEY_DEPOSITED && b->type != ESK_BANK_EV_MONEY_WITHDRAWN) return ESK_OK;
   esk_copy_day_us(c, ev->occurred_at_us);
   esk_copy_text(c, ev->aggregate_id, -1);
-  esk_copy_i64(c, b->kind);
-  esk_copy_i64(c, b->amount);
+  esk_copy_i64(c, b->type);
+  esk_copy_i64(c, esk_bank_event_money(b)->minor_units);
   esk_copy_row_end(c);
   return ESK_OK;
 }

@@ -69,6 +69,7 @@ typedef struct hist_s {
   size_t n_order, order_cap;
   esk_copy_t copy;
   esk_buf_t ids, vers, bals; /* array literals: the batch's accounts, last versions, balances */
+  esk_bank_event_t bank;     /* the event being applied */
 } hist_t;
 
 static int put_str(hist_t *h, const char *s, size_t *off) {
@@ -78,11 +79,11 @@ static int put_str(hist_t *h, const char *s, size_t *off) {
 
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   hist_t *h = self;
-  esk_bank_event_t view;
-  const esk_bank_event_t *b = &view;
-  int rc = esk_bank_event_view(&view, ev, err);
+  esk_bank_event_t *b = &h->bank;
+  int rc = esk_bank_event_from_value(b, ev->type, ev->value, err);
   (void)pg;
   if (rc) return rc;
+  const esk_bank_money_t *m = esk_bank_event_money(b);
   /* Every event is kept (its version goes to the guard); those that move no
    * money (a close, an opening without deposit) write no history row. */
   row_t *rows = esk_array_grow(h->rows, &h->cap, h->n + 1, sizeof(*rows), 4096);
@@ -90,14 +91,16 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   h->rows = rows;
   row_t *r = &h->rows[h->n];
   if (put_str(h, ev->event_id, &r->event_id) || put_str(h, ev->aggregate_id, &r->account) ||
-      put_str(h, b->currency, &r->currency) || put_str(h, b->description, &r->description))
+      put_str(h, m ? m->currency : "", &r->currency) ||
+      put_str(h, b->type == ESK_BANK_EV_MONEY_DEPOSITED ? b->u.deposited.description : "",
+              &r->description))
     return esk_error_set(err, ESK_ENOMEM, "transaction_history: the batch's rows exceed %zu bytes",
                          (size_t)ROWS_MAX);
   r->account_len = (uint32_t)strlen(ev->aggregate_id);
   r->version = ev->aggregate_version;
-  r->amount = b->kind == ESK_BANK_ACCOUNT_CLOSED ? 0 : b->amount;
+  r->amount = m ? m->minor_units : 0;
   r->occurred_at_us = ev->occurred_at_us;
-  r->kind = (uint8_t)b->kind;
+  r->kind = (uint8_t)b->type;
   h->n++;
   return ESK_OK;
 }
@@ -192,16 +195,16 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   }
   for (size_t i = 0; i < h->n; i++) {
     row_t *r = &h->rows[i];
-    r->acct->balance += r->kind == ESK_BANK_MONEY_WITHDRAWN ? -r->amount : r->amount;
+    r->acct->balance += r->kind == ESK_BANK_EV_MONEY_WITHDRAWN ? -r->amount : r->amount;
     r->acct->version = r->version;
-    if (r->kind == ESK_BANK_ACCOUNT_CLOSED || (r->kind == ESK_BANK_ACCOUNT_OPENED && !r->amount))
+    if (r->kind == ESK_BANK_EV_ACCOUNT_CLOSED || (r->kind == ESK_BANK_EV_ACCOUNT_OPENED && !r->amount))
       continue;
     esk_copy_text(&h->copy, str(h, r->event_id), -1);
     esk_copy_text(&h->copy, str(h, r->account), r->account_len);
     esk_copy_i64(&h->copy, r->version);
-    esk_copy_text(&h->copy, r->kind == ESK_BANK_ACCOUNT_OPENED    ? "opening"
-                            : r->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit"
-                                                                  : "withdrawal",
+    esk_copy_text(&h->copy, r->kind == ESK_BANK_EV_ACCOUNT_OPENED    ? "opening"
+                            : r->kind == ESK_BANK_EV_MONEY_DEPOSITED ? "deposit"
+                                                                     : "withdrawal",
                   -1);
     esk_copy_i64(&h->copy, r->amount);
     esk_copy_text(&h->copy, str(h, r->currency), -1);

@@ -7,6 +7,7 @@
 #ifndef ESK_BANK_CONTRACT_H
 #define ESK_BANK_CONTRACT_H
 
+#include "bank_event.h"
 #include "esk/codec.h"
 
 /**
@@ -26,5 +27,21 @@ int esk_bank_register_upcasters(esk_codec_t *codec, esk_error_t *err);
 /** @brief The MoneyDeposited v2 -> v3 upcaster (exposed for tests). */
 int esk_bank_upcast_money_deposited_v2(const avro_value_t *from, avro_value_t *to,
                                        esk_error_t *err);
+
+/**
+ * @brief The one mapping of a bank event's Avro value to esk_bank_event_t,
+ *        for both sides (docs/architecture.md, "Kafka contract").
+ * @param type the event's type name (its reader schema's).
+ * @param value the event decoded at the latest version of @p type (after
+ *        resolution and the upcasters), including its `meta` record, from
+ *        which the account id and the aggregate version are taken.
+ * @param out set on success; its strings are copies.
+ * @returns ESK_OK; or ESK_EPOISON naming the problem: a type that is not a
+ *          bank event type, a field missing, an id or text longer than the
+ *          aggregate allows (ESK_BANK_ID_MAX, ESK_BANK_TEXT_MAX), a currency
+ *          that is not three characters, a negative amount.
+ */
+int esk_bank_event_from_value(esk_bank_event_t *out, const char *type, const avro_value_t *value,
+                              esk_error_t *err);
 
 #endif

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bank_event.h"
+#include "bank_decoder.h"
 #include "bank_projection.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
@@ -140,14 +140,17 @@ static double naive(const char *schema, int64_t n) {
       continue;
     }
     const esk_bank_event_t *b = ev.payload;
+    const esk_bank_money_t *money = esk_bank_event_money(b);
+    int64_t b_amount = money ? money->minor_units : 0;
+    const char *b_currency = money ? money->currency : "";
     char amount[24], ver[24], ts[24];
     snprintf(amount, sizeof(amount), "%" PRId64,
-             b->kind == ESK_BANK_MONEY_WITHDRAWN ? -b->amount : b->amount);
+             b->type == ESK_BANK_EV_MONEY_WITHDRAWN ? -b_amount : b_amount);
     snprintf(ver, sizeof(ver), "%" PRId64, ev.aggregate_version);
     snprintf(ts, sizeof(ts), "%" PRId64, ev.occurred_at_us);
     exec(pg, "begin", 0, NULL);
-    if (b->kind == ESK_BANK_ACCOUNT_OPENED) {
-      const char *p[] = {ev.aggregate_id, b->owner_id, amount, b->currency, ver, ts};
+    if (b->type == ESK_BANK_EV_ACCOUNT_OPENED) {
+      const char *p[] = {ev.aggregate_id, b->u.opened.owner_id, amount, b_currency, ver, ts};
       exec(pg, "insert into account_balances (account_id, owner_id, balance, currency, status, "
                "version, opened_at, updated_at) values ($1, $2, $3::bigint, $4, 'open', "
                "$5::bigint, to_timestamp($6::bigint / 1000000.0), to_timestamp($6::bigint / "
@@ -158,12 +161,13 @@ static double naive(const char *schema, int64_t n) {
                "$3::bigint, updated_at = to_timestamp($4::bigint / 1000000.0) "
                "where account_id = $1", 4, p);
     }
-    if (b->kind != ESK_BANK_ACCOUNT_CLOSED && !(b->kind == ESK_BANK_ACCOUNT_OPENED && !b->amount)) {
-      const char *kind = b->kind == ESK_BANK_ACCOUNT_OPENED ? "opening"
-                         : b->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit" : "withdrawal";
-      snprintf(amount, sizeof(amount), "%" PRId64, b->amount);
-      const char *p[] = {ev.event_id, ev.aggregate_id, ver, kind, amount, b->currency,
-                         b->description, ts};
+    if (b->type != ESK_BANK_EV_ACCOUNT_CLOSED && !(b->type == ESK_BANK_EV_ACCOUNT_OPENED && !b_amount)) {
+      const char *kind = b->type == ESK_BANK_EV_ACCOUNT_OPENED ? "opening"
+                         : b->type == ESK_BANK_EV_MONEY_DEPOSITED ? "deposit" : "withdrawal";
+      snprintf(amount, sizeof(amount), "%" PRId64, b_amount);
+      const char *p[] = {ev.event_id, ev.aggregate_id, ver, kind, amount, b_currency,
+                         b->type == ESK_BANK_EV_MONEY_DEPOSITED ? b->u.deposited.description : "",
+                         ts};
       exec(pg, "insert into transaction_history (event_id, account_id, version, kind, amount, "
                "currency, description, balance_after, occurred_at) select $1::uuid, $2, "
                "$3::bigint, $4, $5::bigint, $6, $7, balance, to_timestamp($8::bigint / 1000000.0) "

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bank_event.h"
+#include "bank_decoder.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "bank_contract.h"
-#include "bank_event.h"
+#include "bank_decoder.h"
 #include "declarative.h"
 #include "esk/conf.h"
 #include "esk/kafka.h"
@@ -307,7 +307,7 @@ Test(replay, a_bad_migration_names_the_file_and_the_line, .init = setup, .fini =
 static size_t deposit_amounts(esk_test_bank_t *bank, size_t n, int64_t *out) {
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (esk_test_bank_event(bank, i)->kind == ESK_BANK_MONEY_DEPOSITED)
+    if (esk_test_bank_event(bank, i)->kind == ESK_BANK_EV_MONEY_DEPOSITED)
       out[k++] = esk_test_bank_event(bank, i)->amount;
   cr_assert(k > 100, "%zu deposits", k);
   return k;
@@ -624,10 +624,10 @@ Test(replay, a_declarative_statement_failing_on_data_dead_letters_only_that_even
   for (size_t i = 0; i < n; i++) {
     const esk_test_bank_event_t *e = esk_test_bank_event(bank, i);
     cr_assert(e->account >= 0 && e->account < 40);
-    if (!poisoned[e->account] && e->kind == ESK_BANK_MONEY_DEPOSITED && e->amount >= limit)
+    if (!poisoned[e->account] && e->kind == ESK_BANK_EV_MONEY_DEPOSITED && e->amount >= limit)
       poisoned[e->account] = 1;
     if (poisoned[e->account]) want_dead++;
-    else if (e->kind == ESK_BANK_MONEY_DEPOSITED) want_rows++;
+    else if (e->kind == ESK_BANK_EV_MONEY_DEPOSITED) want_rows++;
   }
   cr_assert(want_dead > 0 && want_rows > 0);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "bank_contract.h"
-#include "bank_event.h"
+#include "bank_decoder.h"
 #include "esk/codec.h"
 #include "esk/kafka.h"
 #include "esk/pg.h"
@@ -120,24 +120,24 @@ int esk_test_bank_new(esk_test_bank_t **out, unsigned seed, int n_accounts, size
     e->id_hi = (e->id_hi & ~UINT64_C(0xf000)) | UINT64_C(0x4000);
     e->id_lo = (e->id_lo & ~(UINT64_C(0xc) << 60)) | (UINT64_C(0x8) << 60);
     if (s->version == 0) {
-      e->kind = ESK_BANK_ACCOUNT_OPENED;
+      e->kind = ESK_BANK_EV_ACCOUNT_OPENED;
       e->writer_version = 1;
       e->amount = r % 4 == 0 ? 0 : (int64_t)(r >> 8) % 10000;
     } else if (r % 1000 < 3 && closes < n_accounts / 10 && i + 1 < n_events) {
-      e->kind = ESK_BANK_ACCOUNT_CLOSED;
+      e->kind = ESK_BANK_EV_ACCOUNT_CLOSED;
       e->writer_version = 1;
       s->closed = 1;
       closes++;
     } else if (r % 100 < 60 || s->balance == 0) {
-      e->kind = ESK_BANK_MONEY_DEPOSITED;
+      e->kind = ESK_BANK_EV_MONEY_DEPOSITED;
       e->writer_version = usd ? (uint8_t)(1 + (r >> 20) % 3) : 3;
       e->amount = 1 + (int64_t)((r >> 24) % 100000);
     } else {
-      e->kind = ESK_BANK_MONEY_WITHDRAWN;
+      e->kind = ESK_BANK_EV_MONEY_WITHDRAWN;
       e->writer_version = usd ? (uint8_t)(1 + (r >> 20) % 2) : 2;
       e->amount = 1 + (int64_t)((r >> 24) % (uint64_t)s->balance);
     }
-    if (e->kind == ESK_BANK_MONEY_WITHDRAWN) s->balance -= e->amount;
+    if (e->kind == ESK_BANK_EV_MONEY_WITHDRAWN) s->balance -= e->amount;
     else s->balance += e->amount;
     e->version = ++s->version;
   }
@@ -204,24 +204,24 @@ static int fill(esk_test_bank_t *b, size_t i, const char *desc_override, avro_va
             set_str(&meta, "correlation_id", corr) || set_str(&meta, "causation_id", cause) ||
             set_str(&meta, "actor", actor);
   switch (e->kind) {
-  case ESK_BANK_ACCOUNT_OPENED: {
+  case ESK_BANK_EV_ACCOUNT_OPENED: {
     char owner[32];
     snprintf(owner, sizeof(owner), "owner-%d", e->account % 97);
     bad = bad || set_str(v, "owner_id", owner) || set_money(v, "initial_deposit", e->amount, cur);
     break;
   }
-  case ESK_BANK_MONEY_DEPOSITED:
+  case ESK_BANK_EV_MONEY_DEPOSITED:
     if (e->writer_version == 1) bad = bad || set_long(v, "amount", e->amount);
     else if (e->writer_version == 2)
       bad = bad || set_long(v, "amount", e->amount) || set_str(v, "currency", cur) ||
             set_str(v, "description", d);
     else bad = bad || set_money(v, "amount", e->amount, cur) || set_str(v, "description", d);
     break;
-  case ESK_BANK_MONEY_WITHDRAWN:
+  case ESK_BANK_EV_MONEY_WITHDRAWN:
     bad = bad || set_long(v, "amount", e->amount);
     if (e->writer_version == 2) bad = bad || set_str(v, "currency", cur);
     break;
-  case ESK_BANK_ACCOUNT_CLOSED: bad = bad || set_str(v, "reason", "customer request"); break;
+  case ESK_BANK_EV_ACCOUNT_CLOSED: bad = bad || set_str(v, "reason", "customer request"); break;
   }
   if (bad) return esk_error_set(err, ESK_EINVAL, "cannot fill event %zu: %s", i, avro_strerror());
   *out = v;
@@ -385,9 +385,9 @@ static int expect_balances(esk_test_bank_t *b, size_t n, lines_t *out) {
     const esk_test_bank_event_t *e = &b->ev[i];
     if (b->skipped[i]) continue;
     st_t *a = &s[e->account];
-    if (e->kind == ESK_BANK_ACCOUNT_OPENED) a->opened = e->occurred_at_us;
-    if (e->kind == ESK_BANK_ACCOUNT_CLOSED) a->closed = e->occurred_at_us;
-    a->balance += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
+    if (e->kind == ESK_BANK_EV_ACCOUNT_OPENED) a->opened = e->occurred_at_us;
+    if (e->kind == ESK_BANK_EV_ACCOUNT_CLOSED) a->closed = e->occurred_at_us;
+    a->balance += e->kind == ESK_BANK_EV_MONEY_WITHDRAWN ? -e->amount : e->amount;
     a->version = e->version;
     a->updated = e->occurred_at_us;
   }
@@ -411,13 +411,13 @@ static int expect_history(esk_test_bank_t *b, size_t n, lines_t *out) {
   if (!bal) return -1;
   for (size_t i = 0; i < n && !bad; i++) {
     const esk_test_bank_event_t *e = &b->ev[i];
-    if (b->skipped[i] || e->kind == ESK_BANK_ACCOUNT_CLOSED) continue;
-    if (e->kind == ESK_BANK_ACCOUNT_OPENED && e->amount == 0) continue;
-    const char *kind = e->kind == ESK_BANK_ACCOUNT_OPENED ? "opening"
-                       : e->kind == ESK_BANK_MONEY_DEPOSITED ? "deposit" : "withdrawal";
-    bal[e->account] += e->kind == ESK_BANK_MONEY_WITHDRAWN ? -e->amount : e->amount;
+    if (b->skipped[i] || e->kind == ESK_BANK_EV_ACCOUNT_CLOSED) continue;
+    if (e->kind == ESK_BANK_EV_ACCOUNT_OPENED && e->amount == 0) continue;
+    const char *kind = e->kind == ESK_BANK_EV_ACCOUNT_OPENED ? "opening"
+                       : e->kind == ESK_BANK_EV_MONEY_DEPOSITED ? "deposit" : "withdrawal";
+    bal[e->account] += e->kind == ESK_BANK_EV_MONEY_WITHDRAWN ? -e->amount : e->amount;
     description(i, desc, sizeof(desc));
-    if (e->kind != ESK_BANK_MONEY_DEPOSITED || e->writer_version == 1) desc[0] = '\0';
+    if (e->kind != ESK_BANK_EV_MONEY_DEPOSITED || e->writer_version == 1) desc[0] = '\0';
     event_id(e, id);
     bad = add_line(out, "%s|%s|%d|%s|%" PRId64 "|%s|%s|%" PRId64 "|%" PRId64, id,
                    esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version, kind,
@@ -436,11 +436,11 @@ static int expect_daily(esk_test_bank_t *b, size_t n, lines_t *out) {
   for (size_t i = 0; i < n; i++) {
     const esk_test_bank_event_t *e = &b->ev[i];
     if (b->skipped[i]) continue;
-    if (e->kind != ESK_BANK_MONEY_DEPOSITED && e->kind != ESK_BANK_MONEY_WITHDRAWN) continue;
+    if (e->kind != ESK_BANK_EV_MONEY_DEPOSITED && e->kind != ESK_BANK_EV_MONEY_WITHDRAWN) continue;
     day_row_t *r = &rows[k++];
     r->day = e->occurred_at_us / INT64_C(86400000000);
     r->account = e->account;
-    if (e->kind == ESK_BANK_MONEY_DEPOSITED) r->dc = 1, r->dt = e->amount;
+    if (e->kind == ESK_BANK_EV_MONEY_DEPOSITED) r->dc = 1, r->dt = e->amount;
     else r->wc = 1, r->wt = e->amount;
   }
   qsort(rows, k, sizeof(*rows), cmp_day);
@@ -461,12 +461,12 @@ static int expect_daily(esk_test_bank_t *b, size_t n, lines_t *out) {
 
 /* The payload's first text field: description, reason, owner or currency. */
 static void first_text(const esk_test_bank_event_t *e, size_t i, char *extra, size_t size) {
-  if (e->kind == ESK_BANK_MONEY_DEPOSITED) {
+  if (e->kind == ESK_BANK_EV_MONEY_DEPOSITED) {
     description(i, extra, size);
     if (e->writer_version == 1) extra[0] = '\0';
-  } else if (e->kind == ESK_BANK_ACCOUNT_CLOSED) {
+  } else if (e->kind == ESK_BANK_EV_ACCOUNT_CLOSED) {
     snprintf(extra, size, "customer request");
-  } else if (e->kind == ESK_BANK_ACCOUNT_OPENED) {
+  } else if (e->kind == ESK_BANK_EV_ACCOUNT_OPENED) {
     snprintf(extra, size, "owner-%d", e->account % 97);
   } else {
     snprintf(extra, size, "%s", currency_of(e->account));
@@ -481,7 +481,7 @@ static int expect_event_log(esk_test_bank_t *b, size_t n, lines_t *out) {
     if (b->skipped[i]) continue;
     event_id(e, id);
     char amount[24] = "", extra[96];
-    if (e->kind != ESK_BANK_ACCOUNT_CLOSED) snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
+    if (e->kind != ESK_BANK_EV_ACCOUNT_CLOSED) snprintf(amount, sizeof(amount), "%" PRId64, e->amount);
     first_text(e, i, extra, sizeof(extra));
     bad = add_line(out, "%s|%d|%s|%s|%d|%" PRId64 "|corr-%zu|cmd-%zu|actor-%d|%s|%s",
                    esk_test_bank_account_id(e->account, acct, sizeof(acct)), e->version,

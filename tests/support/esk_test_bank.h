@@ -24,7 +24,7 @@ typedef struct esk_test_bank_event_s {
   uint64_t id_hi, id_lo;  /**< event id (a version-4 UUID) */
   int32_t account;        /**< account index */
   int32_t version;        /**< aggregate version */
-  uint8_t kind;           /**< esk_bank_kind_t */
+  uint8_t kind;           /**< esk_bank_event_type_t */
   uint8_t writer_version; /**< schema version it is encoded with */
 } esk_test_bank_event_t;
 

@@ -473,3 +473,20 @@ void esk_tp_stack(const char *args, const char *log_path) {
   int rc = esk_tp_run(cmd, 0, out, sizeof(out));
   cr_assert_eq(rc, 0, "deploy/local/stack %s exited %d (log %s)", args, rc, log_path);
 }
+
+void esk_tp_sample_events(esk_bank_event_t in[4]) {
+  static const char *const currency[] = {"EUR", "USD", "SEK"};
+  memset(in, 0, 4 * sizeof(*in));
+  for (int i = 0; i < 4; i++) {
+    in[i].type = (esk_bank_event_type_t)(i + 1);
+    snprintf(in[i].account_id, sizeof(in[i].account_id), "acc-%d", i);
+    in[i].aggregate_version = i + 1;
+    esk_bank_money_t *m = (esk_bank_money_t *)esk_bank_event_money(&in[i]);
+    if (!m) continue;
+    m->minor_units = 10 * (i + 1); /* field by field: no padding left unset */
+    memcpy(m->currency, currency[i], 4);
+  }
+  snprintf(in[0].u.opened.owner_id, sizeof(in[0].u.opened.owner_id), "owner");
+  snprintf(in[1].u.deposited.description, sizeof(in[1].u.deposited.description), "d");
+  snprintf(in[3].u.closed.reason, sizeof(in[3].u.closed.reason), "r");
+}

@@ -132,6 +132,11 @@ void esk_tp_gen_flush(esk_tp_gen_t *g);
 void esk_tp_gen_destroy(esk_tp_gen_t *g);
 
 /** Fails the test unless every event's causation id is a distinct command id. */
+/** One bank event of each type (AccountOpened .. AccountClosed, accounts
+ *  acc-0 .. acc-3, versions 1 .. 4), every byte set (zeroed, then filled), so
+ *  that decoded copies compare equal with memcmp(). */
+void esk_tp_sample_events(esk_bank_event_t in[4]);
+
 void esk_tp_check_causation_unique(const esk_tp_event_t *evs, size_t n);
 
 /** The committed events, read again until @p want are visible or 30 s pass (a

@@ -5,7 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#include "bank_event.h"
+#include "bank_decoder.h"
 #include "domain_decoder.h"
 #include "esk/codec.h"
 #include "esk/conf.h"

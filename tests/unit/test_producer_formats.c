@@ -237,6 +237,7 @@ Test(producer_formats, topic_names_come_from_prefix_and_domain) {
 /* ------------------------------------------------- the bank Avro mapping --- */
 
 #include "bank/bank_avro.h"
+#include "esk_test_producer.h"
 
 Test(producer_formats, commands_round_trip_through_avro_for_every_type) {
   esk_bank_avro_t *a = NULL;
@@ -293,18 +294,7 @@ Test(producer_formats, events_round_trip_through_avro_for_every_type) {
   esk_buf_init(&b, 0);
   cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
   esk_bank_event_t in[4];
-  memset(in, 0, sizeof(in));
-  for (int i = 0; i < 4; i++) {
-    in[i].type = (esk_bank_event_type_t)(i + 1);
-    snprintf(in[i].account_id, sizeof(in[i].account_id), "acc-%d", i);
-    in[i].aggregate_version = i + 1;
-  }
-  snprintf(in[0].u.opened.owner_id, sizeof(in[0].u.opened.owner_id), "owner");
-  in[0].u.opened.initial_deposit = (esk_bank_money_t){10, "EUR"};
-  in[1].u.deposited.amount = (esk_bank_money_t){20, "USD"};
-  snprintf(in[1].u.deposited.description, sizeof(in[1].u.deposited.description), "d");
-  in[2].u.withdrawn.amount = (esk_bank_money_t){30, "SEK"};
-  snprintf(in[3].u.closed.reason, sizeof(in[3].u.closed.reason), "r");
+  esk_tp_sample_events(in); /* 10 EUR, 20 USD, 30 SEK */
   esk_bank_event_meta_t meta = {"00000000-0000-4000-8000-000000000000", 1, "corr", "cause", "me"};
   for (int i = 0; i < 4; i++) {
     esk_bank_event_t out;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bank_event.h"
+#include "bank_decoder.h"
 #include "declarative.h"
 #include "domain_decoder.h"
 #include "esk/projection.h"
@@ -65,7 +65,7 @@ Test(projection_api, a_bank_event_has_its_metadata_and_fields_by_path) {
     const char *s = NULL;
     cr_expect_eq(esk_event_get_str(&ev, "meta.event_id", &s), ESK_OK);
     cr_expect_str_eq(s, ev.event_id);
-    if (e->kind == ESK_BANK_MONEY_DEPOSITED) {
+    if (e->kind == ESK_BANK_EV_MONEY_DEPOSITED) {
       int64_t amount = -1;
       deposits++;
       cr_expect_str_eq(ev.type, "MoneyDeposited");

@@ -41,16 +41,6 @@ int esk_bank_rule_from_name(esk_bank_rule_t *out, const char *name) {
   return ESK_ENOTFOUND;
 }
 
-const char *esk_bank_event_type_name(esk_bank_event_type_t type) {
-  switch (type) {
-  case ESK_BANK_EV_ACCOUNT_OPENED: return "AccountOpened";
-  case ESK_BANK_EV_MONEY_DEPOSITED: return "MoneyDeposited";
-  case ESK_BANK_EV_MONEY_WITHDRAWN: return "MoneyWithdrawn";
-  case ESK_BANK_EV_ACCOUNT_CLOSED: return "AccountClosed";
-  }
-  return "UNKNOWN";
-}
-
 static const char *status_name(esk_bank_status_t s) {
   switch (s) {
   case ESK_BANK_STATUS_NONE: return "none";
@@ -207,9 +197,6 @@ static bool check_money(esk_bank_result_t *r, const esk_bank_command_t *c, int64
   return true;
 }
 
-static void judge_state(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_state_t *st,
-                        const esk_bank_command_t *c);
-
 void esk_bank_validate(esk_bank_result_t *r, const esk_bank_command_t *c, int64_t version) {
   const esk_bank_money_in_t *amt;
   const char *text, *what;
@@ -223,37 +210,32 @@ void esk_bank_validate(esk_bank_result_t *r, const esk_bank_command_t *c, int64_
   if (check_texts(r, c, version, text)) check_money(r, c, version, amt, what);
 }
 
-/* Fills r, and ev when accepted (r->rule == ESK_BANK_ACCEPTED). */
-static void judge(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_state_t *st,
-                  const esk_bank_command_t *c) {
-  const int64_t v = st->version;
-  const esk_bank_money_in_t *amt;
-  const char *text, *what;
-  if (!payload_of(c, &amt, &text, &what)) {
-    set_result(r, ESK_BANK_INVALID_COMMAND, v, "unknown command type %d", (int)c->type);
-    return;
-  }
-  if (!check_ids(r, c, v) || !check_texts(r, c, v, text)) return;
+/* The checks of esk_bank_decide() before the state rules: ids, texts, the
+ * expected version's sign, money, then the expected version itself. */
+static bool command_ok(esk_bank_result_t *r, const esk_bank_command_t *c, int64_t v,
+                       const esk_bank_money_in_t *amt, const char *text, const char *what) {
+  if (!check_ids(r, c, v) || !check_texts(r, c, v, text)) return false;
   if (c->has_expected_version && c->expected_version < 0) {
     set_result(r, ESK_BANK_INVALID_COMMAND, v, "expected_version %" PRId64 " is negative",
                c->expected_version);
-    return;
+    return false;
   }
-  if (!check_money(r, c, v, amt, what)) return;
-
+  if (!check_money(r, c, v, amt, what)) return false;
   /* optimistic concurrency */
   if (c->has_expected_version && c->expected_version != v) {
     set_result(r, ESK_BANK_CONCURRENCY_CONFLICT, v,
                "account %s: expected version %" PRId64 " but the actual version is %" PRId64,
                c->account_id, c->expected_version, v);
-    return;
+    return false;
   }
-  judge_state(r, ev, st, c);
+  return true;
 }
 
-/* The rules that need the state, then the event. */
-static void judge_state(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_state_t *st,
-                        const esk_bank_command_t *c) {
+/* Fills r, and ev when accepted (r->rule == ESK_BANK_ACCEPTED): with
+ * @p checks, command_ok() first (esk_bank_decide()); without, the state rules
+ * alone (esk_bank_decide_state(): the runtime ran the other checks). */
+static void judge(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_state_t *st,
+                  const esk_bank_command_t *c, bool checks) {
   const int64_t v = st->version;
   const esk_bank_money_in_t *amt;
   const char *text, *what;
@@ -261,6 +243,7 @@ static void judge_state(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_ba
     set_result(r, ESK_BANK_INVALID_COMMAND, v, "unknown command type %d", (int)c->type);
     return;
   }
+  if (checks && !command_ok(r, c, v, amt, text, what)) return;
   /* state rules */
   if (c->type == ESK_BANK_CMD_OPEN_ACCOUNT) {
     if (st->status != ESK_BANK_STATUS_NONE) {
@@ -368,31 +351,30 @@ static void decided(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result
   *result_out = *r;
 }
 
-int esk_bank_decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,
-                    size_t events_cap, const esk_bank_state_t *state,
-                    const esk_bank_command_t *cmd, esk_error_t *err) {
+static int decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,
+                  size_t events_cap, const esk_bank_state_t *state,
+                  const esk_bank_command_t *cmd, bool checks, esk_error_t *err) {
   int rc = decide_args(events_out, n_out, result_out, events_cap, &state, cmd, err);
   if (rc) return rc;
   esk_bank_result_t r;
   esk_bank_event_t ev;
   memset(&r, 0, sizeof(r));
-  judge(&r, &ev, state, cmd);
+  judge(&r, &ev, state, cmd, checks);
   decided(events_out, n_out, result_out, &r, &ev);
   return ESK_OK;
+}
+
+int esk_bank_decide(esk_bank_event_t *events_out, size_t *n_out, esk_bank_result_t *result_out,
+                    size_t events_cap, const esk_bank_state_t *state,
+                    const esk_bank_command_t *cmd, esk_error_t *err) {
+  return decide(events_out, n_out, result_out, events_cap, state, cmd, true, err);
 }
 
 int esk_bank_decide_state(esk_bank_event_t *events_out, size_t *n_out,
                           esk_bank_result_t *result_out, size_t events_cap,
                           const esk_bank_state_t *state, const esk_bank_command_t *cmd,
                           esk_error_t *err) {
-  int rc = decide_args(events_out, n_out, result_out, events_cap, &state, cmd, err);
-  if (rc) return rc;
-  esk_bank_result_t r;
-  esk_bank_event_t ev;
-  memset(&r, 0, sizeof(r));
-  judge_state(&r, &ev, state, cmd);
-  decided(events_out, n_out, result_out, &r, &ev);
-  return ESK_OK;
+  return decide(events_out, n_out, result_out, events_cap, state, cmd, false, err);
 }
 
 /* -------------------------------------------------------------- apply --- */

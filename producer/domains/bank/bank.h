@@ -27,25 +27,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bank_event.h" /* the event type, shared with the read side (schemas/bank) */
 #include "esk/buf.h"
 #include "esk/error.h"
 
-/** Longest id (account, owner, command, actor, correlation), in bytes, without the NUL. */
-#define ESK_BANK_ID_MAX 128
-/** Longest description or close reason, in bytes, without the NUL. */
-#define ESK_BANK_TEXT_MAX 1024
 /** Size of esk_bank_result_t::message, including the NUL. */
 #define ESK_BANK_RESULT_MSG_MAX 384
 /** Most events one command can produce: size the events_out array of esk_bank_decide() with it. */
 #define ESK_BANK_MAX_EVENTS 1
 
 /* ---------------------------------------------------------------- money --- */
-
-/** An amount held in events and state. */
-typedef struct esk_bank_money_s {
-  int64_t minor_units; /**< e.g. cents */
-  char currency[4];    /**< ISO 4217 code, NUL-terminated */
-} esk_bank_money_t;
 
 /** An amount in a command: the currency is borrowed and not yet validated. */
 typedef struct esk_bank_money_in_s {
@@ -143,35 +134,8 @@ typedef struct esk_bank_command_s {
 
 /* --------------------------------------------------------------- events --- */
 
-typedef enum esk_bank_event_type_e {
-  ESK_BANK_EV_ACCOUNT_OPENED = 1,
-  ESK_BANK_EV_MONEY_DEPOSITED = 2,
-  ESK_BANK_EV_MONEY_WITHDRAWN = 3,
-  ESK_BANK_EV_ACCOUNT_CLOSED = 4,
-} esk_bank_event_type_t;
-
-/** An event: the fact a command decided. Self-contained (no borrowed pointers). */
-typedef struct esk_bank_event_s {
-  esk_bank_event_type_t type;
-  char account_id[ESK_BANK_ID_MAX + 1];
-  int64_t aggregate_version; /**< 1 for AccountOpened, then +1 per event */
-  union {
-    struct {
-      char owner_id[ESK_BANK_ID_MAX + 1];
-      esk_bank_money_t initial_deposit;
-    } opened;
-    struct {
-      esk_bank_money_t amount;
-      char description[ESK_BANK_TEXT_MAX + 1];
-    } deposited, withdrawn;
-    struct {
-      char reason[ESK_BANK_TEXT_MAX + 1];
-    } closed;
-  } u;
-} esk_bank_event_t;
-
-/** @brief The event type's name as in the schemas, e.g. "MoneyDeposited"; "UNKNOWN" if invalid. */
-const char *esk_bank_event_type_name(esk_bank_event_type_t type);
+/* esk_bank_event_t, esk_bank_event_type_t and esk_bank_money_t: bank_event.h,
+ * the contract's (schemas/bank), which the read side shares. */
 
 /* ---------------------------------------------------------------- state --- */
 

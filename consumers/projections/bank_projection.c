@@ -1,0 +1,105 @@
+/* The machinery the bank projections share (bank_projection.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bank_projection.h"
+#include "esk/pg.h"
+#include "store.h"
+
+/* Room for the rows of a batch (event_log rows carry the JSON payload). */
+#define COPY_BUFFER_MAX ((size_t)512 << 20)
+
+typedef struct inst_s {
+  const esk_bank_proj_spec_t *spec;
+  esk_copy_t copy;
+  esk_buf_t scratch;
+  esk_bank_event_t bank; /* the bank event being applied */
+} inst_t;
+
+static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
+  inst_t *in = self;
+  (void)pg;
+  int rc =
+      in->spec->any_domain ? ESK_OK : esk_bank_event_from_value(&in->bank, ev->type, ev->value, err);
+  if (rc == ESK_OK)
+    rc = in->spec->rows(&in->copy, &in->scratch, ev, in->spec->any_domain ? NULL : &in->bank,
+                        err);
+  if (rc == ESK_OK && in->copy.failed)
+    rc = esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
+                       COPY_BUFFER_MAX);
+  return rc;
+}
+
+static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
+  inst_t *in = self;
+  int rc;
+  if (!in->copy.rows) return ESK_OK;
+  if (in->spec->stage_sql &&
+      (rc = esk_pg_exec(NULL, pg, "create staging table", in->spec->stage_sql, 0, NULL, err))) {
+    esk_copy_reset(&in->copy);
+    return rc;
+  }
+  if ((rc = esk_copy_send(&in->copy, pg, in->spec->name, in->spec->copy_sql, err))) return rc;
+  if (in->spec->merge_sql)
+    return esk_pg_exec(NULL, pg, in->spec->name, in->spec->merge_sql, 0, NULL, err);
+  return ESK_OK;
+}
+
+int esk_bank_versions_read(PGconn *pg, const char *sql, esk_buf_t *scratch,
+                           const char *const *ids, size_t n, int64_t *versions, esk_error_t *err) {
+  int rc = ESK_OK;
+  PGresult *r = NULL;
+  for (size_t i = 0; i < n; i++) versions[i] = 0;
+  if (!n) return ESK_OK;
+  esk_buf_reset(scratch);
+  for (size_t i = 0; i < n && !rc; i++) rc = esk_store_array_add(scratch, ids[i], strlen(ids[i]));
+  if (rc || esk_store_array_end(scratch))
+    return esk_error_set(err, ESK_ENOMEM, "out of memory for %zu aggregate ids", n);
+  const char *params[] = {(const char *)scratch->data};
+  if ((rc = esk_pg_exec(&r, pg, "read aggregate versions", sql, 1, params, err))) return rc;
+  for (int row = 0; row < PQntuples(r); row++) {
+    long long i = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+    if (i >= 0 && (size_t)i < n && !PQgetisnull(r, row, 1))
+      versions[i] = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+  }
+  PQclear(r);
+  return ESK_OK;
+}
+
+static int versions_get_cb(void *self, PGconn *pg, const char *const *ids, size_t n,
+                           int64_t *versions, esk_error_t *err) {
+  inst_t *in = self;
+  return esk_bank_versions_read(pg, in->spec->versions_sql, &in->scratch, ids, n, versions, err);
+}
+
+static void batch_abort_cb(void *self) {
+  inst_t *in = self;
+  esk_copy_reset(&in->copy);
+}
+
+int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
+                         esk_error_t *err) {
+  inst_t *in = calloc(1, sizeof(*in));
+  if (!in) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  in->spec = spec;
+  esk_buf_init(&in->copy.buf, COPY_BUFFER_MAX);
+  esk_buf_init(&in->scratch, (size_t)64 << 20);
+  *out = (esk_projection_t){.name = spec->name,
+                            .migrations = spec->migrations,
+                            .n_migrations = spec->n_migrations,
+                            .apply = apply_cb,
+                            .batch_end = batch_end_cb,
+                            .batch_abort = batch_abort_cb,
+                            .versions_get = spec->versions_sql ? versions_get_cb : NULL,
+                            .self = in,
+                            .needs_full_history = spec->needs_full_history};
+  return ESK_OK;
+}
+
+void esk_bank_proj_destroy(void *self) {
+  inst_t *in = self;
+  if (!in) return;
+  esk_copy_free(&in->copy);
+  esk_buf_free(&in->scratch);
+  free(in);
+}
