@@ -4,13 +4,10 @@
 #include <stdio.h>
 
 int esk_error_set(esk_error_t *err, int code, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    err->code = code;
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  esk_error_vset(err, code, fmt, ap);
+  va_end(ap);
   return code;
 }
 

@@ -352,6 +352,7 @@ int esk_shred_take_records(esk_shred_t *sh, esk_shred_record_fn fn, void *ctx) {
     free(v);
   }
   /* what was handed out leaves the queue; the rest stays */
+  if (!i) return rc; /* nothing queued (sh->pend may still be NULL) */
   for (size_t j = 0; j < i; j++) free(sh->pend[j].subject);
   memmove(sh->pend, sh->pend + i, (sh->npend - i) * sizeof(*sh->pend));
   sh->npend -= i;

@@ -173,133 +173,175 @@ static int close_section(esk_declarative_t *d, int state, sql_t *s, esk_error_t 
   return ESK_OK;
 }
 
+/* Where parse_lines() is in the file. */
+typedef struct parser_s {
+  esk_declarative_t *d;
+  int state, line_no;
+  sql_t *cur;  /* the open section's SQL */
+  stmt_t *st;  /* the open [on ...] section */
+} parser_t;
+
+static int nomem(const parser_t *ps, esk_error_t *err) {
+  return esk_error_set(err, ESK_ENOMEM, "%s:%d: out of memory", ps->d->label, ps->line_no);
+}
+
+/* Opens [on <type>]: one statement per event type, prepared as esk_decl_<n>. */
+static int open_on_section(parser_t *ps, const char *type, esk_error_t *err) {
+  esk_declarative_t *d = ps->d;
+  for (size_t i = 0; i < d->n_stmts; i++)
+    if (!strcmp(d->stmts[i]->type, type))
+      return esk_error_set(err, ESK_EINVAL, "%s:%d: a second [on %s] (the first is at line %d)",
+                           d->label, ps->line_no, type, d->stmts[i]->s.line);
+  stmt_t **ns = realloc(d->stmts, (d->n_stmts + 1) * sizeof(*ns));
+  if (!ns) return nomem(ps, err);
+  d->stmts = ns;
+  stmt_t *st = calloc(1, sizeof(*st));
+  if (!st || !(st->type = strdup(type))) {
+    stmt_free(st);
+    return nomem(ps, err);
+  }
+  d->stmts[d->n_stmts] = st;
+  snprintf(st->prep, sizeof(st->prep), "esk_decl_%zu", d->n_stmts);
+  d->n_stmts++;
+  st->s.line = ps->line_no;
+  ps->st = st;
+  ps->cur = &st->s;
+  ps->state = IN_PARAMS;
+  return ESK_OK;
+}
+
+/* A section line, @p t trimmed: [migration] or [on <EventType>]. */
+static int parse_section(parser_t *ps, char *t, esk_error_t *err) {
+  esk_declarative_t *d = ps->d;
+  int rc;
+  if ((rc = close_section(d, ps->state, ps->cur, err))) return rc;
+  char *end = strchr(t, ']');
+  if (!end || *trim(end + 1))
+    return esk_error_set(err, ESK_EINVAL,
+                         "%s:%d: expected [migration] or [on <EventType>], got '%.100s'",
+                         d->label, ps->line_no, t);
+  *end = '\0';
+  char *inner = trim(t + 1);
+  if (!strcmp(inner, "migration")) {
+    sql_t *m = realloc(d->migs, (d->n_migs + 1) * sizeof(*m));
+    if (!m) return nomem(ps, err);
+    d->migs = m;
+    ps->cur = &d->migs[d->n_migs++];
+    *ps->cur = (sql_t){.line = ps->line_no};
+    ps->state = IN_MIGRATION;
+    return ESK_OK;
+  }
+  if (strncmp(inner, "on", 2) || (inner[2] != ' ' && inner[2] != '\t'))
+    return esk_error_set(err, ESK_EINVAL,
+                         "%s:%d: expected [migration] or [on <EventType>], got '[%s]'",
+                         d->label, ps->line_no, inner);
+  return open_on_section(ps, trim(inner + 3), err);
+}
+
+/* A line before the first section, @p t trimmed and not empty: name = ... or
+ * topic = ..., each once. */
+static int parse_header_line(parser_t *ps, char *t, esk_error_t *err) {
+  esk_declarative_t *d = ps->d;
+  int line_no = ps->line_no;
+  char *eq = strchr(t, '=');
+  if (!eq)
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: expected key = value or a [section], got '%.100s'",
+                         d->label, line_no, t);
+  *eq = '\0';
+  char *key = trim(t), *hash = strchr(eq + 1, '#');
+  if (hash) *hash = '\0';
+  char *val = trim(eq + 1);
+  char **slot = !strcmp(key, "name") ? &d->name : !strcmp(key, "topic") ? &d->topic : NULL;
+  if (!slot)
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: unknown key '%s' (expected name or topic)",
+                         d->label, line_no, key);
+  if (*slot)
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' given twice", d->label, line_no, key);
+  if (!*val)
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' has no value", d->label, line_no, key);
+  if (slot == &d->name && !esk_pg_ident_valid(val))
+    return esk_error_set(err, ESK_EINVAL,
+                         "%s:%d: name '%s': expected a lower-case identifier "
+                         "[a-z_][a-z0-9_]*, at most 63 characters",
+                         d->label, line_no, val);
+  if (!(*slot = strdup(val))) return nomem(ps, err);
+  return ESK_OK;
+}
+
+/* A parameter line of an [on] section, @p t trimmed: $N = path, numbered from
+ * $1 in order. */
+static int parse_param(parser_t *ps, char *t, esk_error_t *err) {
+  esk_declarative_t *d = ps->d;
+  stmt_t *st = ps->st;
+  int line_no = ps->line_no;
+  char *end = NULL, *eq;
+  errno = 0;
+  long n = strtol(t + 1, &end, 10);
+  eq = end ? strchr(end, '=') : NULL;
+  if (errno || end == t + 1 || !eq || *trim(end) != '=')
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: expected $%d = <path>, got '%.100s'", d->label,
+                         line_no, st->n_params + 1, t);
+  if (n != st->n_params + 1)
+    return esk_error_set(err, ESK_EINVAL,
+                         "%s:%d: parameters are numbered from $1 in order: expected $%d, "
+                         "got $%ld",
+                         d->label, line_no, st->n_params + 1, n);
+  if (st->n_params == MAX_PARAMS)
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: more than %d parameters", d->label, line_no,
+                         MAX_PARAMS);
+  char *path = trim(eq + 1);
+  if (!*path || strstr(path, "..") || path[0] == '.' || path[strlen(path) - 1] == '.' ||
+      strpbrk(path, " \t"))
+    return esk_error_set(err, ESK_EINVAL,
+                         "%s:%d: $%ld = '%.100s': expected a path of field names "
+                         "separated by dots (e.g. meta.aggregate_id)",
+                         d->label, line_no, n, path);
+  param_t *p = &st->params[st->n_params++];
+  p->line = line_no;
+  if (!(p->path = strdup(path))) return nomem(ps, err);
+  return ESK_OK;
+}
+
 static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
-  int state = IN_HEADER, line_no = 0, rc = ESK_OK;
-  sql_t *cur = NULL; /* the open section's SQL */
-  stmt_t *st = NULL;
+  parser_t ps = {.d = d, .state = IN_HEADER};
+  int rc = ESK_OK;
   for (char *line = text, *next; line; line = next) {
     next = strchr(line, '\n');
     if (next) *next++ = '\0';
-    line_no++;
+    ps.line_no++;
     char *t = trim(line);
     if (t[0] == '#') { /* a comment; an empty line inside SQL keeps the line numbers */
-      if (cur && cur->sql && append(&cur->sql, "")) goto nomem;
+      if (ps.cur && ps.cur->sql && append(&ps.cur->sql, "")) return nomem(&ps, err);
       continue;
     }
     if (line[0] == '[') {
-      if ((rc = close_section(d, state, cur, err))) return rc;
-      char *end = strchr(t, ']');
-      if (!end || *trim(end + 1))
-        return esk_error_set(err, ESK_EINVAL,
-                             "%s:%d: expected [migration] or [on <EventType>], got '%.100s'",
-                             d->label, line_no, t);
-      *end = '\0';
-      char *inner = trim(t + 1);
-      if (!strcmp(inner, "migration")) {
-        sql_t *m = realloc(d->migs, (d->n_migs + 1) * sizeof(*m));
-        if (!m) goto nomem;
-        d->migs = m;
-        cur = &d->migs[d->n_migs++];
-        *cur = (sql_t){.line = line_no};
-        state = IN_MIGRATION;
-        continue;
-      }
-      if (strncmp(inner, "on", 2) || (inner[2] != ' ' && inner[2] != '\t'))
-        return esk_error_set(err, ESK_EINVAL,
-                             "%s:%d: expected [migration] or [on <EventType>], got '[%s]'",
-                             d->label, line_no, inner);
-      char *type = trim(inner + 3);
-      for (size_t i = 0; i < d->n_stmts; i++)
-        if (!strcmp(d->stmts[i]->type, type))
-          return esk_error_set(err, ESK_EINVAL, "%s:%d: a second [on %s] (the first is at line %d)",
-                               d->label, line_no, type, d->stmts[i]->s.line);
-      stmt_t **ns = realloc(d->stmts, (d->n_stmts + 1) * sizeof(*ns));
-      if (!ns) goto nomem;
-      d->stmts = ns;
-      if (!(st = calloc(1, sizeof(*st))) || !(st->type = strdup(type))) {
-        stmt_free(st);
-        goto nomem;
-      }
-      d->stmts[d->n_stmts] = st;
-      snprintf(st->prep, sizeof(st->prep), "esk_decl_%zu", d->n_stmts);
-      d->n_stmts++;
-      st->s.line = line_no;
-      cur = &st->s;
-      state = IN_PARAMS;
+      if ((rc = parse_section(&ps, t, err))) return rc;
       continue;
     }
-    if (state == IN_HEADER) {
-      if (!*t) continue;
-      char *eq = strchr(t, '=');
-      if (!eq)
-        return esk_error_set(err, ESK_EINVAL, "%s:%d: expected key = value or a [section], got '%.100s'",
-                             d->label, line_no, t);
-      *eq = '\0';
-      char *key = trim(t), *hash = strchr(eq + 1, '#');
-      if (hash) *hash = '\0';
-      char *val = trim(eq + 1);
-      char **slot = !strcmp(key, "name") ? &d->name : !strcmp(key, "topic") ? &d->topic : NULL;
-      if (!slot)
-        return esk_error_set(err, ESK_EINVAL, "%s:%d: unknown key '%s' (expected name or topic)",
-                             d->label, line_no, key);
-      if (*slot)
-        return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' given twice", d->label, line_no, key);
-      if (!*val)
-        return esk_error_set(err, ESK_EINVAL, "%s:%d: '%s' has no value", d->label, line_no, key);
-      if (slot == &d->name && !esk_pg_ident_valid(val))
-        return esk_error_set(err, ESK_EINVAL,
-                             "%s:%d: name '%s': expected a lower-case identifier "
-                             "[a-z_][a-z0-9_]*, at most 63 characters",
-                             d->label, line_no, val);
-      if (!(*slot = strdup(val))) goto nomem;
+    if (ps.state == IN_HEADER) {
+      if (*t && (rc = parse_header_line(&ps, t, err))) return rc;
       continue;
     }
-    if (state == IN_PARAMS) {
+    if (ps.state == IN_PARAMS) {
       if (!*t) continue;
       if (t[0] == '$') {
-        char *end = NULL, *eq;
-        errno = 0;
-        long n = strtol(t + 1, &end, 10);
-        eq = end ? strchr(end, '=') : NULL;
-        if (errno || end == t + 1 || !eq || *trim(end) != '=')
-          return esk_error_set(err, ESK_EINVAL, "%s:%d: expected $%d = <path>, got '%.100s'",
-                               d->label, line_no, st->n_params + 1, t);
-        if (n != st->n_params + 1)
-          return esk_error_set(err, ESK_EINVAL,
-                               "%s:%d: parameters are numbered from $1 in order: expected $%d, "
-                               "got $%ld",
-                               d->label, line_no, st->n_params + 1, n);
-        if (st->n_params == MAX_PARAMS)
-          return esk_error_set(err, ESK_EINVAL, "%s:%d: more than %d parameters", d->label,
-                               line_no, MAX_PARAMS);
-        char *path = trim(eq + 1);
-        if (!*path || strstr(path, "..") || path[0] == '.' || path[strlen(path) - 1] == '.' ||
-            strpbrk(path, " \t"))
-          return esk_error_set(err, ESK_EINVAL,
-                               "%s:%d: $%ld = '%.100s': expected a path of field names "
-                               "separated by dots (e.g. meta.aggregate_id)",
-                               d->label, line_no, n, path);
-        param_t *p = &st->params[st->n_params++];
-        p->line = line_no;
-        if (!(p->path = strdup(path))) goto nomem;
+        if ((rc = parse_param(&ps, t, err))) return rc;
         continue;
       }
-      state = IN_SQL; /* the first line of the statement */
+      ps.state = IN_SQL; /* the first line of the statement */
     }
-    if (!cur->sql) {
+    if (!ps.cur->sql) {
       if (!*t) continue; /* blank lines before the SQL */
-      cur->sql_line = line_no;
+      ps.cur->sql_line = ps.line_no;
     }
-    if (append(&cur->sql, line)) goto nomem;
+    if (append(&ps.cur->sql, line)) return nomem(&ps, err);
   }
-  if ((rc = close_section(d, state, cur, err))) return rc;
+  if ((rc = close_section(d, ps.state, ps.cur, err))) return rc;
   if (!d->name) return esk_error_set(err, ESK_EINVAL, "%s:1: no 'name = ...' line", d->label);
   if (!d->n_stmts)
     return esk_error_set(err, ESK_EINVAL, "%s:%d: no [on <EventType>] section", d->label,
-                         line_no);
+                         ps.line_no);
   return ESK_OK;
-nomem:
-  return esk_error_set(err, ESK_ENOMEM, "%s:%d: out of memory", d->label, line_no);
 }
 
 int esk_declarative_parse(esk_declarative_t **out, const char *label, const char *text,

@@ -581,13 +581,8 @@ static int load_files(esk_query_t *q, const char *files, esk_error_t *err) {
   return ESK_OK;
 }
 
-int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
-                  esk_error_t *err) {
-  int rc;
-  esk_query_t *q = calloc(1, sizeof(*q));
-  if (!q) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  pthread_mutex_init(&q->mu, NULL);
-  pthread_cond_init(&q->cv, NULL);
+/* The settings, the token key, the bearer tokens and the declared queries. */
+static int read_settings(esk_query_t *q, const esk_conf_t *conf, esk_error_t *err) {
   q->wait_ms = esk_conf_get_int(conf, "query.wait.ms");
   q->wait_max_ms = esk_conf_get_int(conf, "query.wait.max.ms");
   q->poll_ms = esk_conf_get_int(conf, "query.poll.ms");
@@ -595,25 +590,27 @@ int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metr
   const char *schema = esk_conf_get(conf, "pg.schema");
   snprintf(q->domain, sizeof(q->domain), "%s", esk_conf_get(conf, "domain"));
   snprintf(q->conninfo, sizeof(q->conninfo), "%s", esk_conf_get(conf, "pg.conninfo"));
-  if (!esk_query_decl_is_name(schema)) {
-    rc = esk_error_set(err, ESK_EINVAL, "pg.schema=%s: not a lower-case identifier "
-                       "[a-z_][a-z0-9_]* of at most 63 characters", schema);
-    goto fail;
-  }
+  if (!esk_query_decl_is_name(schema))
+    return esk_error_set(err, ESK_EINVAL, "pg.schema=%s: not a lower-case identifier "
+                         "[a-z_][a-z0-9_]* of at most 63 characters", schema);
   snprintf(q->schema, sizeof(q->schema), "%s", schema);
-  if (q->wait_ms > q->wait_max_ms) {
-    rc = esk_error_set(err, ESK_EINVAL, "query.wait.ms=%" PRId64 " is above "
-                       "query.wait.max.ms=%" PRId64, q->wait_ms, q->wait_max_ms);
-    goto fail;
-  }
+  if (q->wait_ms > q->wait_max_ms)
+    return esk_error_set(err, ESK_EINVAL, "query.wait.ms=%" PRId64 " is above "
+                         "query.wait.max.ms=%" PRId64, q->wait_ms, q->wait_max_ms);
+  int rc;
   if ((rc = esk_kafka_topic_name(q->topic, sizeof(q->topic), esk_conf_get(conf, "topic.prefix"),
                                  q->domain, "events", err)) ||
       (rc = esk_token_key_load(q->key, esk_conf_get(conf, "api.token.key.file"), err)) ||
       (rc = esk_api_auth_load(&q->auth, esk_conf_get(conf, "api.auth.file"),
                               esk_conf_get(conf, "http.listen"), err)) ||
       (rc = load_files(q, esk_conf_get(conf, "query.file"), err)))
-    goto fail;
+    return rc;
+  return ESK_OK;
+}
+
+static int register_metrics(esk_query_t *q, esk_metrics_t *metrics, esk_error_t *err) {
   esk_metric_t *ms = NULL, *mw = NULL;
+  int rc;
   if ((rc = esk_metrics_counter(&q->m_requests, metrics, "esk_query_requests_total",
                                 "API requests answered, by HTTP status.", "code", 64, err)) ||
       (rc = esk_metrics_counter(&ms, metrics, "esk_query_stale_total",
@@ -623,32 +620,43 @@ int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metr
                                   "Time queries with a token waited for their read model.", NULL,
                                   1, esk_metrics_latency_buckets, esk_metrics_latency_buckets_n,
                                   err)))
-    goto fail;
+    return rc;
   q->m_stale = esk_metrics_only(ms);
   q->m_wait = esk_metrics_only(mw);
-  /* one session first: a declaration PostgreSQL refuses stops start-up here */
+  return ESK_OK;
+}
+
+/* One session first: a declaration PostgreSQL refuses stops start-up here.
+ * PostgreSQL down, or no projector run yet, is not an error: *pg stays NULL
+ * and the workers connect later (not ready until then). @p first: which
+ * declarations the session prepared. */
+static int first_session(esk_query_t *q, PGconn **pg, unsigned char *first, esk_error_t *err) {
+  int rc;
+  if ((rc = esk_pg_connect(pg, q->conninfo, err)) || (rc = prepare(q, *pg, first, err))) {
+    if (*pg) PQfinish(*pg);
+    *pg = NULL;
+    if (rc != ESK_ERETRY) return rc;
+    char qm[700];
+    ESK_WARN(FAC, "msg=\"not ready yet\" reason=%s", esk_log_quote(qm, sizeof(qm), err->msg));
+  }
+  return ESK_OK;
+}
+
+/* query.workers threads; the first keeps the checked session. */
+static int start_workers(esk_query_t *q, const esk_conf_t *conf, esk_error_t *err) {
   PGconn *pg = NULL;
   unsigned char *first = calloc(q->n_decls, 1);
-  if (!first) {
-    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
-    goto fail;
-  }
-  if ((rc = esk_pg_connect(&pg, q->conninfo, err)) || (rc = prepare(q, pg, first, err))) {
-    if (pg) PQfinish(pg);
-    pg = NULL;
-    if (rc != ESK_ERETRY) {
-      free(first);
-      goto fail;
-    }
-    char qm[700]; /* PostgreSQL down, or no projector has run yet: not ready until it has */
-    ESK_WARN(FAC, "msg=\"not ready yet\" reason=%s", esk_log_quote(qm, sizeof(qm), err->msg));
+  if (!first) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  int rc = first_session(q, &pg, first, err);
+  if (rc) {
+    free(first);
+    return rc;
   }
   int n = (int)esk_conf_get_int(conf, "query.workers");
   if (!(q->threads = calloc((size_t)n, sizeof(pthread_t)))) {
     PQfinish(pg);
     free(first);
-    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
-    goto fail;
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
   }
   for (int i = 0; i < n; i++) {
     worker_t *w = calloc(1, sizeof(*w));
@@ -657,8 +665,7 @@ int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metr
       if (pg) PQfinish(pg);
       free(w);
       free(prepared); /* first, when i is 0; worker 0 owns it otherwise */
-      rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
-      goto fail;
+      return esk_error_set(err, ESK_ENOMEM, "out of memory");
     }
     w->q = q;
     w->prepared = prepared;
@@ -669,21 +676,32 @@ int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metr
       if (w->pg) PQfinish(w->pg);
       free(w->prepared);
       free(w);
-      rc = esk_error_set(err, ESK_EFATAL, "cannot start a worker thread");
-      goto fail;
+      return esk_error_set(err, ESK_EFATAL, "cannot start a worker thread");
     }
     q->n_threads++;
   }
+  return ESK_OK;
+}
+
+int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
+                  esk_error_t *err) {
+  int rc;
+  esk_query_t *q = calloc(1, sizeof(*q));
+  if (!q) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->cv, NULL);
   /* a body is read (and ignored) only to answer 405 to a method with one */
   esk_http_app_t app = {"/v1/", route, q, 4096, "GET, HEAD"};
-  if ((rc = esk_http_start_app(&q->http, conf, metrics, ready_cb, q, &app, err))) goto fail;
+  if ((rc = read_settings(q, conf, err)) || (rc = register_metrics(q, metrics, err)) ||
+      (rc = start_workers(q, conf, err)) ||
+      (rc = esk_http_start_app(&q->http, conf, metrics, ready_cb, q, &app, err))) {
+    esk_query_destroy(q);
+    return rc;
+  }
   ESK_INFO(FAC, "msg=started queries=%zu schema=%s topic=%s workers=%d port=%d", q->n_decls,
            q->schema, q->topic, q->n_threads, esk_http_port(q->http));
   *out = q;
   return ESK_OK;
-fail:
-  esk_query_destroy(q);
-  return rc;
 }
 
 int esk_query_port(const esk_query_t *q) { return esk_http_port(q->http); }
@@ -698,7 +716,12 @@ int esk_query_run(esk_query_t *q, volatile sig_atomic_t *stop, esk_error_t *err)
   return ESK_OK;
 }
 
-int esk_query_reload(esk_query_t *q, esk_error_t *err) { return esk_api_auth_reload(q->auth, err); }
+int esk_query_reload(esk_query_t *q, esk_error_t *err) {
+  esk_error_t tls = {0}; /* both are tried; the first error is told */
+  int rc = esk_api_auth_reload(q->auth, err), rc_tls = esk_http_reload_tls(q->http, &tls);
+  if (!rc && rc_tls) *err = tls;
+  return rc ? rc : rc_tls;
+}
 
 void esk_query_destroy(esk_query_t *q) {
   if (!q) return;

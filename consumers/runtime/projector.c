@@ -522,95 +522,107 @@ static void rollback(esk_projector_t *p) {
   if (p->proj.batch_abort) p->proj.batch_abort(p->proj.self);
 }
 
-/* Applies msgs[0..n) in one transaction with the positions and the version
- * guard. With @p isolate, an event that apply() calls poison is dead-lettered
- * instead of failing the batch (used one event at a time). */
-static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, int isolate,
-                       esk_error_t *err) {
-  vmap_t v = {0};
+/* What a batch did with its events, counted when it commits. */
+typedef struct tally_s {
+  int64_t applied, skipped, dead;
+} tally_t;
+
+/* Decodes @p m into @p ev and finds its aggregate's versions (*s): poison when
+ * the message key is not the event's aggregate id, or the id is over the
+ * map's key limit. */
+static int decode_event(esk_projector_t *p, const vmap_t *v, const rd_kafka_message_t *m,
+                        esk_event_t *ev, vers_t **s, esk_error_t *why) {
+  int drc = p->dec.decode(p->dec.self, m, ev, why);
+  *s = vmap_get(v, m);
+  if (drc != ESK_OK) return drc;
+  if (!ev->aggregate_id || m->key_len != strlen(ev->aggregate_id) ||
+      memcmp(m->key, ev->aggregate_id, m->key_len))
+    return esk_error_set(why, ESK_EPOISON,
+                         "message key does not equal the event's aggregate id %s",
+                         ev->aggregate_id ? ev->aggregate_id : "(none)");
+  if (!*s)
+    return esk_error_set(why, ESK_EPOISON, "aggregate id of %zu bytes is over the maximum of %d",
+                         m->key_len, ESK_HMAP_KEY_MAX);
+  ev->topic = rd_kafka_topic_name(m->rkt);
+  ev->partition = m->partition;
+  ev->offset = m->offset;
+  return ESK_OK;
+}
+
+/* The projection's apply() of one event, its verdict in *verdict. Isolating
+ * (one event per transaction), a savepoint keeps the transaction usable for
+ * the dead letter and the position. @returns an error that fails the batch. */
+static int project_event(esk_projector_t *p, const esk_event_t *ev, int isolate, int *verdict,
+                         esk_error_t *why, esk_error_t *err) {
   int rc;
-  int64_t applied = 0, skipped = 0, dead = 0;
-  p->dlq_refused = 0;
-  if ((rc = pg_ensure(p, err))) return rc;
-  int64_t t0 = esk_time_mono_us(), t1, t2, t3, t4;
-  if ((rc = esk_pg_exec(NULL, p->pg, "begin", "begin", 0, NULL, err))) return rc;
-  if ((rc = vmap_load(p, &v, msgs, n, err))) goto fail;
-  t1 = esk_time_mono_us();
-  if (p->proj.batch_begin && (rc = p->proj.batch_begin(p->proj.self, p->pg, err))) goto fail;
-  for (size_t i = 0; i < n; i++) {
-    rd_kafka_message_t *m = msgs[i];
-    esk_event_t ev = {0};
-    esk_error_t why = {0};
-    if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) continue;
-    /* Already committed (a retry after part of the batch went in). */
-    if (m->offset < p->parts[m->partition].stored) continue;
-    int drc = p->dec.decode(p->dec.self, m, &ev, &why);
-    vers_t *s = vmap_get(&v, m);
-    if (drc == ESK_OK && (!ev.aggregate_id || m->key_len != strlen(ev.aggregate_id) ||
-                          memcmp(m->key, ev.aggregate_id, m->key_len))) {
+  if (isolate &&
+      (rc = esk_pg_exec(NULL, p->pg, "savepoint", "savepoint esk_event", 0, NULL, err)))
+    return rc;
+  int drc = p->proj.apply(p->proj.self, p->pg, ev, why);
+  /* A projection that buffers writes until batch_end must flush inside
+   * the savepoint, or its failure could not be pinned on this event. */
+  if (isolate && drc == ESK_OK && p->proj.batch_end)
+    drc = p->proj.batch_end(p->proj.self, p->pg, why);
+  if (isolate && drc == ESK_EPOISON) {
+    if (p->proj.batch_abort) p->proj.batch_abort(p->proj.self);
+    if ((rc = esk_pg_exec(NULL, p->pg, "rollback to savepoint", "rollback to savepoint esk_event",
+                          0, NULL, err)))
+      return rc;
+  }
+  *verdict = drc;
+  return ESK_OK;
+}
+
+/* One message of the batch: passed over when its partition is not held or it
+ * was committed already (a retry after part of the batch went in), skipped
+ * when applied before (a duplicate), applied, or dead-lettered when poison
+ * (a version gap; with @p isolate, also what apply() calls poison).
+ * @returns an error that fails the batch. */
+static int apply_one(esk_projector_t *p, vmap_t *v, rd_kafka_message_t *m, int isolate,
+                     tally_t *t, esk_error_t *err) {
+  esk_event_t ev = {0};
+  esk_error_t why = {0};
+  vers_t *s = NULL;
+  int rc;
+  if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) return ESK_OK;
+  if (m->offset < p->parts[m->partition].stored) return ESK_OK;
+  int drc = decode_event(p, v, m, &ev, &s, &why);
+  if (drc == ESK_OK) {
+    if (ev.aggregate_version <= s->current) {
+      t->skipped++;
+      return ESK_OK;
+    }
+    if (ev.aggregate_version != s->current + 1) {
       drc = esk_error_set(&why, ESK_EPOISON,
-                          "message key does not equal the event's aggregate id %s",
-                          ev.aggregate_id ? ev.aggregate_id : "(none)");
-    } else if (drc == ESK_OK && !s) {
-      drc = esk_error_set(&why, ESK_EPOISON, "aggregate id of %zu bytes is over the maximum of %d",
-                          m->key_len, ESK_HMAP_KEY_MAX);
-    }
-    if (drc == ESK_OK) {
-      ev.topic = rd_kafka_topic_name(m->rkt);
-      ev.partition = m->partition;
-      ev.offset = m->offset;
-      if (ev.aggregate_version <= s->current) {
-        skipped++;
-        continue; /* applied before: a duplicate */
+                          "version gap for aggregate %s: event version %" PRId64 " after %" PRId64,
+                          ev.aggregate_id, ev.aggregate_version, s->current);
+    } else {
+      if ((rc = project_event(p, &ev, isolate, &drc, &why, err))) return rc;
+      if (drc == ESK_OK) {
+        s->current = ev.aggregate_version;
+        t->applied++;
+        return ESK_OK;
       }
-      if (ev.aggregate_version != s->current + 1) {
-        drc = esk_error_set(&why, ESK_EPOISON,
-                            "version gap for aggregate %s: event version %" PRId64
-                            " after %" PRId64, ev.aggregate_id, ev.aggregate_version,
-                            s->current);
-      } else {
-        /* Isolating (one event per transaction): a savepoint keeps the
-         * transaction usable for the dead letter and the position. */
-        if (isolate && (rc = esk_pg_exec(NULL, p->pg, "savepoint", "savepoint esk_event", 0,
-                                         NULL, err)))
-          goto fail;
-        drc = p->proj.apply(p->proj.self, p->pg, &ev, &why);
-        /* A projection that buffers writes until batch_end must flush inside
-         * the savepoint, or its failure could not be pinned on this event. */
-        if (isolate && drc == ESK_OK && p->proj.batch_end)
-          drc = p->proj.batch_end(p->proj.self, p->pg, &why);
-        if (isolate && drc == ESK_EPOISON) {
-          if (p->proj.batch_abort) p->proj.batch_abort(p->proj.self);
-          if ((rc = esk_pg_exec(NULL, p->pg, "rollback to savepoint",
-                                "rollback to savepoint esk_event", 0, NULL, err)))
-            goto fail;
-        }
-        if (drc == ESK_OK) {
-          s->current = ev.aggregate_version;
-          applied++;
-          continue;
-        }
-        if (drc != ESK_EPOISON || !isolate) {
-          *err = why;
-          rc = drc;
-          goto fail;
-        }
+      if (drc != ESK_EPOISON || !isolate) { /* fails the batch (poison: isolate it) */
+        *err = why;
+        return drc;
       }
-    }
-    if (drc == ESK_EPOISON) {
-      if ((rc = dead_letter(p, m, &why, err))) goto fail;
-      dead++;
-    } else if (drc != ESK_OK) {
-      *err = why;
-      rc = drc;
-      goto fail;
     }
   }
-  t2 = esk_time_mono_us();
-  if (p->proj.batch_end && (rc = p->proj.batch_end(p->proj.self, p->pg, err))) goto fail;
-  t3 = esk_time_mono_us();
-  if ((rc = vmap_store(p, &v, err))) goto fail;
-  t4 = esk_time_mono_us();
+  if (drc == ESK_EPOISON) {
+    if ((rc = dead_letter(p, m, &why, err))) return rc;
+    t->dead++;
+    return ESK_OK;
+  }
+  *err = why;
+  return drc;
+}
+
+/* Moves each partition's stored position past the batch's messages, if it
+ * still holds the one the batch started from (compare-and-set). */
+static int store_positions(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n,
+                           esk_error_t *err) {
+  int rc;
   for (size_t i = 0; i < n; i++) {
     part_t *pt = msgs[i]->partition < p->n_parts ? &p->parts[msgs[i]->partition] : NULL;
     if (pt && pt->assigned && msgs[i]->offset + 1 > pt->stored) {
@@ -623,33 +635,38 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
     if (pt->batch_next < 0) continue;
     if ((rc = esk_store_position_cas(p->pg, p->store_key, p->topic, i, pt->stored, pt->batch_next,
                                      err)))
-      goto fail;
+      return rc;
   }
-  /* Dead letters must be durable before the position moves past them. */
+  return ESK_OK;
+}
+
+/* Dead letters must be durable before the position moves past them: ESK_ERETRY
+ * when Kafka did not acknowledge them all. */
+static int dead_letters_durable(esk_projector_t *p, int64_t dead, esk_error_t *err) {
   if (dead && rd_kafka_flush(p->dlq, 30000)) {
     p->dlq_stalled = 1;
-    rc = esk_error_set(err, ESK_ERETRY, "dead letters to %s not acknowledged by Kafka within 30 s",
-                       p->dlq_topic);
-    goto fail;
+    return esk_error_set(err, ESK_ERETRY, "dead letters to %s not acknowledged by Kafka within 30 s",
+                         p->dlq_topic);
   }
   if (p->dlq_refused) { /* lost dead letters would lose their events: retry the batch */
     p->dlq_stalled = 1;
-    rc = esk_error_set(err, ESK_ERETRY, "%d dead letter%s refused by Kafka on %s: %s",
-                       p->dlq_refused, p->dlq_refused == 1 ? "" : "s", p->dlq_topic,
-                       p->dlq_refusal);
+    int rc = esk_error_set(err, ESK_ERETRY, "%d dead letter%s refused by Kafka on %s: %s",
+                           p->dlq_refused, p->dlq_refused == 1 ? "" : "s", p->dlq_topic,
+                           p->dlq_refusal);
     p->dlq_refused = 0;
-    goto fail;
+    return rc;
   }
-  if ((rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err))) goto fail;
-  ESK_DEBUG("projector", "msg=\"batch committed\" projection=%s events=%zu versions_read_us=%"
-            PRId64 " apply_us=%" PRId64 " flush_us=%" PRId64 " versions_write_us=%" PRId64
-            " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, esk_time_mono_us() - t4);
-  p->stats.applied += applied;
-  p->stats.skipped += skipped;
-  p->stats.dead += dead;
+  return ESK_OK;
+}
+
+/* After the commit: counters, metrics, readiness and the positions now stored. */
+static void batch_committed(esk_projector_t *p, const tally_t *t, int64_t t0) {
+  p->stats.applied += t->applied;
+  p->stats.skipped += t->skipped;
+  p->stats.dead += t->dead;
   p->stats.batches++;
-  esk_metrics_add(p->m.applied, (uint64_t)applied);
-  esk_metrics_add(p->m.skipped, (uint64_t)skipped);
+  esk_metrics_add(p->m.applied, (uint64_t)t->applied);
+  esk_metrics_add(p->m.skipped, (uint64_t)t->skipped);
   esk_metrics_inc(p->m.batches);
   esk_metrics_observe(p->m.duration, (double)(esk_time_mono_us() - t0) / 1e6);
   atomic_store(&p->r_pg_ok, 1);
@@ -661,6 +678,37 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
     p->parts[i].batch_next = -1;
     if (p->parts[i].batch_ts_ms >= 0) p->parts[i].applied_ts_ms = p->parts[i].batch_ts_ms;
   }
+}
+
+/* Applies msgs[0..n) in one transaction with the positions and the version
+ * guard. With @p isolate, an event that apply() calls poison is dead-lettered
+ * instead of failing the batch (used one event at a time). */
+static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, int isolate,
+                       esk_error_t *err) {
+  vmap_t v = {0};
+  tally_t t = {0};
+  int rc;
+  p->dlq_refused = 0;
+  if ((rc = pg_ensure(p, err))) return rc;
+  int64_t t0 = esk_time_mono_us(), t1, t2, t3, t4;
+  if ((rc = esk_pg_exec(NULL, p->pg, "begin", "begin", 0, NULL, err))) return rc;
+  if ((rc = vmap_load(p, &v, msgs, n, err))) goto fail;
+  t1 = esk_time_mono_us();
+  if (p->proj.batch_begin && (rc = p->proj.batch_begin(p->proj.self, p->pg, err))) goto fail;
+  for (size_t i = 0; i < n; i++)
+    if ((rc = apply_one(p, &v, msgs[i], isolate, &t, err))) goto fail;
+  t2 = esk_time_mono_us();
+  if (p->proj.batch_end && (rc = p->proj.batch_end(p->proj.self, p->pg, err))) goto fail;
+  t3 = esk_time_mono_us();
+  if ((rc = vmap_store(p, &v, err))) goto fail;
+  t4 = esk_time_mono_us();
+  if ((rc = store_positions(p, msgs, n, err)) || (rc = dead_letters_durable(p, t.dead, err)) ||
+      (rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err)))
+    goto fail;
+  ESK_DEBUG("projector", "msg=\"batch committed\" projection=%s events=%zu versions_read_us=%"
+            PRId64 " apply_us=%" PRId64 " flush_us=%" PRId64 " versions_write_us=%" PRId64
+            " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, esk_time_mono_us() - t4);
+  batch_committed(p, &t, t0);
   vmap_free(&v);
   return ESK_OK;
 fail:
@@ -791,6 +839,9 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
     backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
     if (*p->stop || p->rebalanced) {
       rc = ESK_OK; /* nothing committed; the next owner starts from the stored position */
+      if (p->rebalanced)
+        ESK_WARN("projector", "msg=\"batch dropped: partitions reassigned\" projection=%s "
+                              "events=%zu kept=0", p->name, p->n_batch);
       break;
     }
   }
@@ -911,6 +962,9 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
         if (p->batch_gen[i] == p->generation) p->batch[k++] = p->batch[i];
         else rd_kafka_message_destroy(p->batch[i]);
       }
+      if (k < p->n_batch)
+        ESK_WARN("projector", "msg=\"batch dropped: partitions reassigned\" projection=%s "
+                              "events=%zu kept=%zu", p->name, p->n_batch - k, k);
       p->n_batch = k;
     }
     if (p->n_batch && (rc = process_batch(p, err)) != ESK_OK) break;
@@ -962,17 +1016,10 @@ static int projector_client(rd_kafka_t **out, rd_kafka_type_t type, const esk_co
   return esk_kafka_client_new(out, type, kc, err);
 }
 
-int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
-                      const esk_projection_t *projection, const esk_decoder_t *decoder,
-                      esk_error_t *err) {
-  int rc;
-  esk_projector_t *p = calloc(1, sizeof(*p));
-  if (!p) return esk_error_set(err, ESK_ENOMEM, "out of memory");
-  p->conf = conf;
-  p->proj = *projection;
-  p->dec = *decoder;
+/* The names and settings read from the configuration, and the batch arrays. */
+static int read_settings(esk_projector_t *p, const esk_conf_t *conf, esk_error_t *err) {
   const char *name = esk_conf_get(conf, "projection");
-  if (!name) name = projection->name;
+  if (!name) name = p->proj.name;
   const char *domain = esk_conf_get(conf, "domain");
   p->name = strdup(name);
   p->topic = esk_conf_get(conf, "topic") ? strdup(esk_conf_get(conf, "topic"))
@@ -988,41 +1035,45 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
   p->pg_check_ms = esk_conf_get_int(conf, "pg.check.interval.ms");
   p->ready_max_lag = esk_conf_get_int(conf, "ready.max.lag.events");
-  p->last_pg_ms = esk_time_mono_ms();
-  atomic_init(&p->r_assigned, -1);
-  atomic_init(&p->r_pg_ok, 1);
-  atomic_init(&p->r_dlq_ok, 1);
-  atomic_init(&p->r_lag, 0);
-  if (!esk_pg_ident_valid(esk_conf_get(conf, "pg.schema"))) {
-    rc = esk_error_set(err, ESK_EINVAL,
-                       "invalid value '%s' for pg.schema: expected " IDENT_RULE,
-                       esk_conf_get(conf, "pg.schema"));
-    goto fail;
-  }
+  if (!esk_pg_ident_valid(esk_conf_get(conf, "pg.schema")))
+    return esk_error_set(err, ESK_EINVAL, "invalid value '%s' for pg.schema: expected " IDENT_RULE,
+                         esk_conf_get(conf, "pg.schema"));
   p->schema = strdup(esk_conf_get(conf, "pg.schema"));
-  int gen = p->gen = (int)esk_conf_get_int(conf, "generation");
+  int rc, gen = p->gen = (int)esk_conf_get_int(conf, "generation");
   char ds[64], key[256];
   esk_generation_store_key(key, sizeof(key), name, gen);
   if (gen > 0 &&
       (rc = esk_generation_schema(ds, sizeof(ds), p->schema ? p->schema : "", name, gen, err)))
-    goto fail;
+    return rc;
   p->data_schema = gen > 0 ? strdup(ds) : p->schema ? strdup(p->schema) : NULL;
   p->store_key = strdup(key);
   p->batch = calloc((size_t)p->batch_max, sizeof(*p->batch));
   p->batch_gen = calloc((size_t)p->batch_max, sizeof(*p->batch_gen));
-  if (!p->schema || !p->data_schema || !p->store_key || !p->batch_gen || !p->name || !p->topic || !p->group || !p->dlq_topic || !p->batch) {
-    rc = esk_error_set(err, ESK_ENOMEM, "out of memory");
-    goto fail;
-  }
+  if (!p->schema || !p->data_schema || !p->store_key || !p->batch_gen || !p->name || !p->topic ||
+      !p->group || !p->dlq_topic || !p->batch)
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  return ESK_OK;
+}
+
+/* PostgreSQL: the session, the schemas, the projection's own check and
+ * migrations, and whether versions were stored before (the version floor). */
+static int open_store(esk_projector_t *p, const esk_conf_t *conf, esk_error_t *err) {
+  const esk_projection_t *proj = &p->proj;
+  int rc;
   if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
       (rc = pg_schema_init(p, err)) ||
-      (projection->check && (rc = projection->check(projection->self, p->pg, p->store_key, err))) ||
-      (rc = esk_store_migrate(p->pg, p->store_key, projection->migrations, projection->n_migrations,
-                              err)) ||
-      (projection->versions_get &&
+      (proj->check && (rc = proj->check(proj->self, p->pg, p->store_key, err))) ||
+      (rc = esk_store_migrate(p->pg, p->store_key, proj->migrations, proj->n_migrations, err)) ||
+      (proj->versions_get &&
        (rc = esk_store_versions_any(p->pg, p->store_key, &p->version_floor, err))))
-    goto fail;
+    return rc;
+  return ESK_OK;
+}
 
+/* Kafka: the consumer in the projection's group and the dead-letter producer,
+ * the dead-letter topic (as many partitions as the events topic), and the
+ * subscription. */
+static int open_kafka(esk_projector_t *p, const esk_conf_t *conf, esk_error_t *err) {
   const char *consumer_props[] = {"group.id", p->group,
                                   "enable.auto.commit", "false",
                                   "enable.auto.offset.store", "false",
@@ -1032,30 +1083,46 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                                   "enable.partition.eof", "true", /* lag past markers */
                                   NULL};
   const char *producer_props[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
-  if ((rc = projector_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p,
-                             err)) ||
+  int rc, parts = 0;
+  if ((rc = projector_client(&p->consumer, RD_KAFKA_CONSUMER, conf, consumer_props, p, err)) ||
       (rc = projector_client(&p->dlq, RD_KAFKA_PRODUCER, conf, producer_props, p, err)))
-    goto fail;
+    return rc;
   rd_kafka_poll_set_consumer(p->consumer);
-
-  int parts = 0;
   if ((rc = esk_kafka_partition_count(p->dlq, p->topic, 10000, &parts, err))) {
     if (rc == ESK_ENOTFOUND) /* a deploy ordering mistake: say what to do */
       rc = esk_error_set(err, ESK_EINVAL,
                          "events topic %s does not exist: create the domain's topics first "
                          "(eskctl topics create --domain DOMAIN --partitions N)", p->topic);
-    goto fail;
+    return rc;
   }
   if ((rc = esk_kafka_create_topic(p->dlq, p->dlq_topic, parts, -1, NULL, 15000, NULL, err)))
-    goto fail;
-
+    return rc;
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(sub, p->topic, RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t e = rd_kafka_subscribe(p->consumer, sub);
   rd_kafka_topic_partition_list_destroy(sub);
-  if (e) {
-    rc = esk_error_set(err, ESK_EFATAL, "subscribe to %s: %s", p->topic, rd_kafka_err2str(e));
-    goto fail;
+  if (e) return esk_error_set(err, ESK_EFATAL, "subscribe to %s: %s", p->topic, rd_kafka_err2str(e));
+  return ESK_OK;
+}
+
+int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
+                      const esk_projection_t *projection, const esk_decoder_t *decoder,
+                      esk_error_t *err) {
+  int rc;
+  esk_projector_t *p = calloc(1, sizeof(*p));
+  if (!p) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  p->conf = conf;
+  p->proj = *projection;
+  p->dec = *decoder;
+  p->last_pg_ms = esk_time_mono_ms();
+  atomic_init(&p->r_assigned, -1);
+  atomic_init(&p->r_pg_ok, 1);
+  atomic_init(&p->r_dlq_ok, 1);
+  atomic_init(&p->r_lag, 0);
+  if ((rc = read_settings(p, conf, err)) || (rc = open_store(p, conf, err)) ||
+      (rc = open_kafka(p, conf, err))) {
+    esk_projector_destroy(p);
+    return rc;
   }
   ESK_INFO("projector", "msg=started projection=%s topic=%s group=%s dlq=%s schema=%s "
                         "batch_max=%d batch_ms=%d on_error=%s",
@@ -1063,9 +1130,6 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
            p->on_error_stop ? "stop" : "dlq");
   *out = p;
   return ESK_OK;
-fail:
-  esk_projector_destroy(p);
-  return rc;
 }
 
 void esk_projector_destroy(esk_projector_t *p) {

@@ -8,7 +8,8 @@
  * wrong master key stops start-up with a clear error. esk-projector
  * (event_log) and eskctl events tail with the master key show the plaintext;
  * after eskctl subjects forget, they show the declared replacement for that
- * customer only, a new projector (a rebuild) too, and nothing dead-letters. */
+ * customer only, a new projector (a rebuild) too, and nothing dead-letters.
+ * eskctl subjects export prints every event of a customer's orders, decrypted. */
 #define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -253,6 +254,18 @@ Test(shred_e2e, personal_fields_leave_the_producer_encrypted_and_restore_decrypt
   event_log_email(pg, "o-3", email, sizeof(email));
   cr_expect_str_eq(email, "cu-x@secret.example");
 
+  /* export: every event of cu-x's orders (o-1: created, item added; o-3), decrypted */
+  snprintf(cmd, sizeof(cmd),
+           "ESK_MASTER_KEY_FILE='%s' %s subjects export --topic-prefix '%s' orders cu-x", master,
+           ESK_TEST_ESKCTL_BIN, prefix);
+  cr_assert_eq(esk_tp_run(cmd, 1, tail, sizeof(tail)), 0, "%s: %s", cmd, tail);
+  int lines = 0;
+  for (const char *c = tail; (c = strchr(c, '\n')); c++) lines++;
+  cr_expect_eq(lines, 3, "%s", tail);
+  cr_expect(strstr(tail, "\"OrderItemAdded\"") && strstr(tail, "cu-x@secret.example") &&
+                !strstr(tail, "cu-y"),
+            "%s", tail);
+
   /* forget cu-x (twice: idempotent) */
   snprintf(cmd, sizeof(cmd),
            "%s subjects forget --topic-prefix '%s' --grace-ms 200 orders cu-x",
@@ -282,6 +295,7 @@ Test(shred_e2e, personal_fields_leave_the_producer_encrypted_and_restore_decrypt
   cr_expect_str_eq(email, "[forgotten]");
   event_log_email(pg2, "o-2", email, sizeof(email));
   cr_expect_str_eq(email, "cu-y@secret.example");
+  esk_buf_free(&ev.all);
   read_raw(&ev, prefix, "events");
   cr_expect(!holds(&ev.all, "secret.example"), "plaintext in the events topic after forget");
   cr_expect_eq(esk_tp_stop(pj, SIGTERM, 30000), 0, "esk-projector did not exit 0 (log %s)", plog);

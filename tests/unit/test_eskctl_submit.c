@@ -160,6 +160,33 @@ Test(eskctl_topics, bad_options_are_refused) {
   expect_exit("topics delete", 2, "usage: eskctl topics create");
   expect_exit("events tail --max x", 2, "--max 'x': expected a number >= 0");
   expect_exit("events follow", 2, "usage: eskctl events tail");
+  expect_exit("topics create --partitions 2 --compaction-lag-ms 5", 2,
+              "--compaction-lag-ms '5': expected 1000..604800000");
+}
+
+Test(eskctl_subjects, bad_arguments_are_refused_before_the_broker) {
+  expect_exit("subjects", 2, "usage: eskctl subjects forget");
+  expect_exit("subjects erase orders cu-1", 2, "usage: eskctl subjects forget");
+  expect_exit("subjects forget orders", 2, "expected DOMAIN SUBJECT");
+  expect_exit("subjects forget orders a b", 2, "expected DOMAIN SUBJECT");
+  expect_exit("subjects forget orders ''", 2, "a subject id of 1 to 1024 bytes, not 0");
+  expect_exit("subjects forget shop cu-1", 2, "unknown domain 'shop'");
+  expect_exit("subjects forget --grace-ms -1 orders cu-1", 2, "--grace-ms '-1'");
+  expect_exit("subjects export orders", 2, "expected DOMAIN SUBJECT");
+  expect_exit("subjects --help", 0, "eskctl subjects export");
+}
+
+Test(eskctl_subjects, export_needs_the_master_key_and_a_good_one) {
+  char cmd[1024], out[4096];
+  snprintf(cmd, sizeof(cmd), "env -u ESK_MASTER_KEY_FILE %s subjects export orders cu-1",
+           ESK_TEST_ESKCTL_BIN);
+  cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 2, "%s", out);
+  cr_expect(strstr(out, "set ESK_MASTER_KEY_FILE"), "%s", out);
+  snprintf(cmd, sizeof(cmd),
+           "ESK_MASTER_KEY_FILE=/nonexistent/master %s events tail --domain orders --exit-at-end",
+           ESK_TEST_ESKCTL_BIN);
+  cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), 3, "%s", out);
+  cr_expect(strstr(out, "master key file /nonexistent/master: cannot be read"), "%s", out);
 }
 
 /* JSON may hold \u0000, and jansson keeps it; a C string would stop there

@@ -349,3 +349,13 @@ Test(shred, records_of_another_form_are_refused) {
   cr_expect(!esk_shred_forgotten(r, "cu"));
   esk_shred_destroy(r);
 }
+
+Test(shred, a_fresh_keyring_hands_out_nothing) {
+  esk_shred_t *w = ring(MASTER_A);
+  records_t r = {0};
+  esk_shred_txn_begin(w);
+  cr_expect_eq(esk_shred_take_records(w, collect, &r), ESK_OK);
+  cr_expect_eq(r.n, 0);
+  esk_shred_txn_committed(w);
+  esk_shred_destroy(w);
+}

@@ -43,6 +43,9 @@ static const grant_t grants[] = {
     {"producer", T, LIT, "{p}{d}.events", {READ, WRITE, NONE}},
     {"producer", T, LIT, "{p}{d}.command-results", {READ, WRITE, NONE}},
     {"producer", T, LIT, "{p}{d}.snapshots", {READ, WRITE, NONE}},
+    /* personal data: writes new subject keys in its transactions, reads them
+     * (docs/architecture.md, "Personal data") */
+    {"producer", T, LIT, "{p}{d}.subject-keys", {READ, WRITE, NONE}},
     {"producer", G, LIT, "{p}esk.{d}.command-handlers", {READ, NONE, NONE}},
     {"producer", G, LIT, "esk.reader", {READ, NONE, NONE}},
     {"producer", X, PRE, "{p}esk-producer.{d}.", {WRITE, DESCRIBE, NONE}},
@@ -50,6 +53,7 @@ static const grant_t grants[] = {
      * topics <events>.dlq.<projection>, which it creates at start */
     {"projector", T, LIT, "{p}{d}.events", {READ, NONE, NONE}},
     {"projector", T, PRE, "{p}{d}.events.dlq.", {WRITE, CREATE, DESCRIBE}},
+    {"projector", T, LIT, "{p}{d}.subject-keys", {READ, NONE, NONE}},
     {"projector", G, PRE, "esk.projection.", {READ, NONE, NONE}},
     {"projector", G, PRE, "esk.from-time.", {READ, NONE, NONE}},
     {"projector", G, LIT, "esk.reader", {READ, NONE, NONE}},
@@ -58,6 +62,8 @@ static const grant_t grants[] = {
     {"tools", T, LIT, "{p}{d}.events", {CREATE, READ, NONE}},
     {"tools", T, LIT, "{p}{d}.command-results", {CREATE, READ, NONE}},
     {"tools", T, LIT, "{p}{d}.snapshots", {CREATE, DESCRIBE, NONE}},
+    /* topics create, events tail (keys), subjects forget (marks, tombstones) */
+    {"tools", T, LIT, "{p}{d}.subject-keys", {CREATE, READ, WRITE}},
     {"tools", T, PRE, "{p}{d}.events.dlq.", {READ, NONE, NONE}},
     {"tools", G, LIT, "esk.reader", {READ, NONE, NONE}},
     /* esk-gateway: sends commands, reads their results, and reads the events

@@ -106,6 +106,12 @@ int eskctl_keys_open(eskctl_keys_t *k, const eskctl_common_t *c, const char *cmd
 int eskctl_keys_refresh(void *k, esk_error_t *err);
 void eskctl_keys_close(eskctl_keys_t *k);
 
+/** @brief Prints event @p m as a JSON line (events tail's form), its personal
+ *         fields decrypted when @p keys holds a keyring. @returns 0, or 1 when
+ *         it could not be decoded (the line then holds "error"). */
+int eskctl_print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
+                       const esk_schema_set_t *set, eskctl_keys_t *keys);
+
 /** @brief `eskctl projection status ...`; argv[0] is "projection". @returns the exit status. */
 int eskctl_projection_main(int argc, char **argv);
 

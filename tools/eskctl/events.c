@@ -112,9 +112,7 @@ fail:
   return 1;
 }
 
-/* Prints event @p m as a JSON line. @returns 0, or 1 when it could not be
- * decoded (the line then holds "error"). */
-static int print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
+int eskctl_print_event(const rd_kafka_message_t *m, esk_codec_t *codec,
                        const esk_schema_set_t *set, eskctl_keys_t *keys) {
   const esk_schema_t *rs = NULL;
   avro_value_t *v = NULL;
@@ -178,7 +176,7 @@ static int tail(rd_kafka_t *rk, int nparts, const tail_opts_t *o, esk_codec_t *c
         break;
       }
     } else {
-      if (print_event(m, codec, set, keys)) status = 1;
+      if (eskctl_print_event(m, codec, set, keys)) status = 1;
       printed++;
     }
     rd_kafka_message_destroy(m);

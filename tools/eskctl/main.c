@@ -76,6 +76,7 @@ static void usage(FILE *f) {
           "  submit --file F ...   send commands (JSON lines) and print their results\n"
           "  events tail ...       print a domain's events decoded to JSON lines\n"
           "  subjects forget D S   forget data subject S of domain D: destroy its keys\n"
+          "  subjects export D S   every event that concerns subject S, decrypted\n"
           "  projection rebuild NAME  blue-green rebuild of a read model from offset 0\n"
           "  projection drop-generation NAME GEN  drop a retired generation\n"
           "  projection status     positions, lag, state and dead letters of the projections\n"

@@ -1,4 +1,4 @@
-/* eskctl subjects forget, and eskctl's keyring for reading personal fields
+/* eskctl subjects forget and export, and eskctl's keyring for reading personal fields
  * (docs/architecture.md, "Personal data"). */
 #include <getopt.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 
 #include "esk/hmap.h"
 #include "esk/kafka.h"
+#include "esk/personal.h"
 #include "esk/time.h"
 #include "eskctl.h"
 
@@ -42,6 +43,13 @@ void eskctl_keys_close(eskctl_keys_t *k) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: eskctl subjects forget [--topic-prefix P] [--grace-ms MS] DOMAIN SUBJECT\n"
+          "       eskctl subjects export [--topic-prefix P] DOMAIN SUBJECT\n"
+          "\n"
+          "export prints, as events tail's JSON lines, every event of every aggregate\n"
+          "whose events name SUBJECT in the subject field of a personal field (for orders:\n"
+          "every event of the customer's orders), decrypted: it needs\n"
+          "$ESK_MASTER_KEY_FILE. Exit 0, 1 when an event could not be decoded, 2 on usage,\n"
+          "3 when the topics cannot be read.\n"
           "\n"
           "Forgets the data subject SUBJECT (for orders: a customer id) of DOMAIN: writes\n"
           "the mark <SUBJECT>/forgotten and a tombstone for each of the subject's keys to\n"
@@ -127,7 +135,110 @@ cleanup:
   return done;
 }
 
+/* ------------------------------------------------------------- export */
+
+typedef struct {
+  const char *subject;
+  esk_codec_t *codec;
+  const esk_schema_set_t *set;
+  eskctl_keys_t *keys;
+  esk_hmap_t *aggs; /* aggregate ids whose events name the subject */
+  int status;
+  esk_error_t *err;
+} export_t;
+
+/* Whether event @p m names the subject in a personal field's subject field. */
+static int names_subject(export_t *x, const rd_kafka_message_t *m) {
+  const esk_schema_t *rs = NULL;
+  avro_value_t *v = NULL;
+  esk_error_t e = {0};
+  if (esk_codec_decode(x->codec, m->payload, m->len, 0, &rs, &v, &e)) return 0;
+  size_t n = 0;
+  const esk_personal_field_t *pf = esk_schema_personal(rs, &n);
+  for (size_t i = 0; i < n; i++) {
+    const char *s = NULL;
+    if (!esk_value_field_str(v, pf[i].subject, &s, &e) && !strcmp(s, x->subject)) return 1;
+  }
+  return 0;
+}
+
+static int on_export(const rd_kafka_message_t *m, void *ctx) {
+  export_t *x = ctx;
+  if (!m->key || !m->key_len) return 0;
+  if (!esk_hmap_get(x->aggs, m->key, m->key_len)) {
+    if (!names_subject(x, m)) return 0;
+    char one = 1;
+    int rc = esk_hmap_put(x->aggs, m->key, m->key_len, &one, NULL, NULL, x->err);
+    if (rc) return rc;
+  }
+  if (eskctl_print_event(m, x->codec, x->set, x->keys)) x->status = 1;
+  return 0;
+}
+
+static int cmd_export(int argc, char **argv) {
+  static const struct option opts[] = {{"topic-prefix", required_argument, NULL, 'P'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  eskctl_common_t c;
+  eskctl_common_init(&c);
+  int ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "P:h", opts, NULL)) != -1) { /* argv[0]: "export" */
+    switch (ch) {
+    case 'P': c.prefix = optarg; break;
+    case 'h': usage(stdout); return 0;
+    default: return 2;
+    }
+  }
+  if (argc - optind != 2) {
+    fprintf(stderr, "eskctl subjects export: expected DOMAIN SUBJECT\n");
+    return 2;
+  }
+  c.domain_name = argv[optind];
+  const char *file = getenv("ESK_MASTER_KEY_FILE");
+  if (!file || !*file) {
+    fprintf(stderr, "eskctl subjects export: set ESK_MASTER_KEY_FILE to the master key file: "
+                    "the export is decrypted\n");
+    return 2;
+  }
+  if (!(c.domain = eskctl_domain_find(c.domain_name, "subjects export"))) return 2;
+  esk_schema_set_t *set = NULL;
+  esk_codec_t *codec = NULL;
+  if (eskctl_domain_open(&set, &codec, c.domain, "subjects export")) return 2;
+  eskctl_keys_t keys = {0};
+  esk_error_t err = {0};
+  rd_kafka_t *reader = NULL;
+  char topic[256];
+  int n = 0, status = 3;
+  export_t x = {argv[optind + 1], codec, set, &keys, NULL, 0, &err};
+  if (eskctl_topic(topic, sizeof(topic), &c, "events") ||
+      eskctl_keys_open(&keys, &c, "subjects export"))
+    goto cleanup;
+  if (esk_kafka_reader_new(&reader, NULL, NULL, &err) ||
+      esk_kafka_partition_count(reader, topic, 15000, &n, &err) ||
+      esk_hmap_new(&x.aggs, 1, 0, 0, &err))
+    goto fail;
+  for (int p = 0; p < n; p++)
+    if (esk_kafka_read_partition(reader, topic, p, RD_KAFKA_OFFSET_BEGINNING, 15000, on_export, &x,
+                                 NULL, &err))
+      goto fail;
+  status = x.status;
+  goto cleanup;
+fail:
+  fprintf(stderr, "eskctl subjects export: %s: %s\n", topic, err.msg);
+cleanup:
+  esk_hmap_destroy(x.aggs);
+  if (reader) rd_kafka_destroy(reader);
+  eskctl_keys_close(&keys);
+  esk_codec_destroy(codec);
+  esk_schema_set_destroy(set);
+  return status;
+}
+
+/* ------------------------------------------------------------- forget */
+
 int eskctl_subjects_main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "export")) return cmd_export(argc - 1, argv + 1);
   int st = eskctl_verb(argc, argv, "forget", usage);
   if (st >= 0) return st;
   static const struct option opts[] = {{"topic-prefix", required_argument, NULL, 'P'},

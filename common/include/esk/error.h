@@ -10,7 +10,9 @@
 #ifndef ESK_ERROR_H
 #define ESK_ERROR_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define ESK_OK 0
 /** A transient fault (broker or database unreachable, timeout): retry later. */
@@ -36,6 +38,21 @@ typedef struct esk_error_s {
   int code;
   char msg[ESK_ERROR_MSG_MAX];
 } esk_error_t;
+
+/**
+ * @brief esk_error_set() with a va_list: the one writer of an error. Inline,
+ *        so that code that links no esk library has it too (projection
+ *        plug-ins: esk_plugin_error(), esk/projection_plugin.h).
+ */
+static inline int esk_error_vset(esk_error_t *err, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static inline int esk_error_vset(esk_error_t *err, int code, const char *fmt, va_list ap) {
+  if (err) {
+    err->code = code;
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+  }
+  return code;
+}
 
 /**
  * @brief Records an error in @p err (may be NULL) and returns @p code, so that

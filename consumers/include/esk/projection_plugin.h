@@ -74,17 +74,15 @@ typedef struct esk_projection_plugin_s {
 /** The exported function's type. */
 typedef const esk_projection_plugin_t *(*esk_projection_plugin_fn)(void);
 
-/** @brief For plugins: records an error in @p err and returns @p code. */
+/** @brief For plugins: esk_error_set() without linking libesk (both write
+ *         through esk_error_vset(), esk/error.h). */
 static inline int esk_plugin_error(esk_error_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static inline int esk_plugin_error(esk_error_t *err, int code, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    err->code = code;
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  esk_error_vset(err, code, fmt, ap);
+  va_end(ap);
   return code;
 }
 
