@@ -839,6 +839,9 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
     backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
     if (*p->stop || p->rebalanced) {
       rc = ESK_OK; /* nothing committed; the next owner starts from the stored position */
+      if (p->rebalanced)
+        ESK_WARN("projector", "msg=\"batch dropped: partitions reassigned\" projection=%s "
+                              "events=%zu kept=0", p->name, p->n_batch);
       break;
     }
   }
@@ -959,6 +962,9 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
         if (p->batch_gen[i] == p->generation) p->batch[k++] = p->batch[i];
         else rd_kafka_message_destroy(p->batch[i]);
       }
+      if (k < p->n_batch)
+        ESK_WARN("projector", "msg=\"batch dropped: partitions reassigned\" projection=%s "
+                              "events=%zu kept=%zu", p->name, p->n_batch - k, k);
       p->n_batch = k;
     }
     if (p->n_batch && (rc = process_batch(p, err)) != ESK_OK) break;

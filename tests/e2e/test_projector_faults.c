@@ -20,26 +20,13 @@
 #include "esk/time.h"
 #include "esk_test.h"
 #include "esk_test_bank.h"
+#include "esk_test_faults.h"
 
-#define PROJECTOR ESK_BINARY_DIR "/bin/esk-projector"
-#define STACK ESK_SOURCE_DIR "/deploy/local/stack"
+static esk_tf_t f;
 
-static char topic[96], schema[64], logpath[160];
-
-static void setup_parts(int parts) {
-  cr_assert_eq(access(PROJECTOR, X_OK), 0, "%s is not built", PROJECTOR);
-  esk_test_topic_and_schema(topic, sizeof(topic), "esk.test.e2e.events", schema, sizeof(schema),
-                            "esk_test_e2e", parts);
-  snprintf(logpath, sizeof(logpath), "/tmp/%s.log", schema);
-}
-
-static void setup3(void) { setup_parts(3); }
-static void setup6(void) { setup_parts(6); }
-
-static void teardown(void) {
-  esk_test_drop_schema(schema);
-  esk_test_bank_delete_topics(topic);
-}
+static void setup3(void) { esk_tf_setup(&f, 3); }
+static void setup6(void) { esk_tf_setup(&f, 6); }
+static void teardown(void) { esk_tf_teardown(&f); }
 
 static unsigned rnd(unsigned n) {
   unsigned r = 0;
@@ -47,104 +34,9 @@ static unsigned rnd(unsigned n) {
   return n ? r % n : r;
 }
 
-/* Starts esk-projector for @p projection; stderr appended to logpath. */
 static pid_t spawn(const char *projection, const char *group, const char *instance,
                    const char *batch) {
-  char a_topic[160], a_schema[96], a_group[160], a_batch[64], a_inst[160];
-  snprintf(a_topic, sizeof(a_topic), "topic=%s", topic);
-  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
-  snprintf(a_group, sizeof(a_group), "group.id=%s", group);
-  snprintf(a_batch, sizeof(a_batch), "batch.max.events=%s", batch);
-  snprintf(a_inst, sizeof(a_inst), "kafka.consumer.group.instance.id=%s", instance ? instance : "");
-  char *argv[32];
-  int k = 0;
-  argv[k++] = PROJECTOR;
-  argv[k++] = "--projection";
-  argv[k++] = (char *)projection;
-  char *xs[] = {a_topic, a_schema, a_group, a_batch, "batch.max.ms=50",
-                "progress.interval.ms=1000", "kafka.consumer.session.timeout.ms=6000",
-                "kafka.consumer.heartbeat.interval.ms=500", "pg.retry.backoff.max.ms=500", NULL};
-  for (int i = 0; xs[i]; i++) {
-    argv[k++] = "-X";
-    argv[k++] = xs[i];
-  }
-  if (instance) {
-    argv[k++] = "-X";
-    argv[k++] = a_inst;
-  }
-  argv[k] = NULL;
-  pid_t pid = esk_test_spawn(argv, logpath);
-  cr_assert(pid > 0, "fork failed");
-  return pid;
-}
-
-/* SIGTERM, then the exit status (the process must leave within 30 s). */
-static int terminate(pid_t pid) {
-  int st = 0;
-  kill(pid, SIGTERM);
-  for (int i = 0; i < 300; i++) {
-    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    esk_time_sleep_ms(100);
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-  cr_assert_fail("esk-projector (pid %d) did not stop within 30 s of SIGTERM", (int)pid);
-  return -1;
-}
-
-static void kill9(pid_t pid) {
-  int st;
-  kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-}
-
-/* Sum of the stored next offsets of @p projection (0 when none yet). A
- * failing query (the schema is not created yet, PostgreSQL restarting) is -1. */
-static long long positions(const char *projection) {
-  esk_error_t err = {0};
-  PGconn *pg = NULL;
-  PGresult *r = NULL;
-  long long v = -1;
-  if (esk_pg_connect(&pg, NULL, &err)) return -1;
-  char sql[256];
-  snprintf(sql, sizeof(sql), "select coalesce(sum(next_offset), 0) from \"%s\".esk_projection_positions "
-                             "where projection = $1", schema);
-  const char *params[] = {projection};
-  if (!esk_pg_exec(&r, pg, "positions", sql, 1, params, &err))
-    v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-  PQclear(r);
-  PQfinish(pg);
-  return v;
-}
-
-/* Waits until @p projection's positions cover @p total messages. */
-static void wait_caught_up(const char *projection, long long total, int seconds) {
-  long long v = -1;
-  for (int i = 0; i < seconds * 10; i++) {
-    if ((v = positions(projection)) >= total) break;
-    esk_time_sleep_ms(100);
-  }
-  cr_assert_eq(v, total, "%s positions cover %lld of %lld messages (log: %s)", projection, v,
-               total, logpath);
-}
-
-/* Publishes the next @p step events (from *sent), then waits @p ms. */
-static void publish_step(esk_test_bank_t *bank, rd_kafka_t *prod, size_t *sent, size_t step,
-                         size_t n, long ms) {
-  esk_error_t err = {0};
-  size_t to = *sent + step < n ? *sent + step : n;
-  cr_assert_eq(esk_test_bank_publish(bank, prod, topic, *sent, to, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  *sent = to;
-  esk_time_sleep_ms(ms);
-}
-
-static void check(esk_test_bank_t *bank, const char *projection, size_t n) {
-  esk_error_t err = {0};
-  PGconn *pg = esk_test_pg_connect_schema(schema);
-  cr_expect_eq(esk_test_bank_check(bank, pg, projection, n, &err), ESK_OK, "%s (log: %s)",
-               err.msg, logpath);
-  PQfinish(pg);
+  return esk_tf_spawn(&f, NULL, projection, group, instance, batch, NULL);
 }
 
 Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fold,
@@ -166,23 +58,23 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
   int mid_bal = 0, mid_hist = 0;
   for (int r = 0; r < runs; r++) {
     /* New events before every run, so every kill can hit work in flight. */
-    cr_assert_eq(esk_test_bank_publish(bank, prod, topic, (size_t)r * per_run,
+    cr_assert_eq(esk_test_bank_publish(bank, prod, f.topic, (size_t)r * per_run,
                                        (size_t)(r + 1) * per_run, &err), ESK_OK, "%s", err.msg);
     cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    long long before = positions("account_balances");
+    long long before = esk_tf_positions(&f, "account_balances");
     pid_t b = spawn("account_balances", g_bal, i_bal, "20");
     pid_t h = spawn("transaction_history", g_hist, i_hist, "30");
     if (r % 2 == 0) {
       esk_time_sleep_ms(rnd(1500)); /* anywhere: start-up, assignment, mid-batch */
     } else {
       /* just after a commit of this run: wait for the position to move */
-      for (int i = 0; i < 250 && positions("account_balances") <= before; i++) esk_time_sleep_ms(20);
+      for (int i = 0; i < 250 && esk_tf_positions(&f, "account_balances") <= before; i++) esk_time_sleep_ms(20);
       esk_time_sleep_ms(rnd(150));
     }
-    kill9(b);
+    esk_tf_kill9(b);
     esk_time_sleep_ms(rnd(300));
-    kill9(h);
-    long long pb = positions("account_balances"), ph = positions("transaction_history");
+    esk_tf_kill9(h);
+    long long pb = esk_tf_positions(&f, "account_balances"), ph = esk_tf_positions(&f, "transaction_history");
     long long published = (long long)(r + 1) * per_run;
     if (pb > 0 && pb < published) mid_bal++;
     if (ph > 0 && ph < published) mid_hist++;
@@ -194,12 +86,12 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
             "did not exercise crashes mid-stream", mid_bal, mid_hist);
   pid_t b = spawn("account_balances", g_bal, i_bal, "500");
   pid_t h = spawn("transaction_history", g_hist, i_hist, "500");
-  wait_caught_up("account_balances", (long long)n, 60);
-  wait_caught_up("transaction_history", (long long)n, 60);
-  cr_expect_eq(terminate(b), 0, "esk-projector did not exit 0 on SIGTERM");
-  cr_expect_eq(terminate(h), 0, "esk-projector did not exit 0 on SIGTERM");
-  check(bank, "account_balances", n);
-  check(bank, "transaction_history", n);
+  esk_tf_wait_caught_up(&f, "account_balances", (long long)n, 60);
+  esk_tf_wait_caught_up(&f, "transaction_history", (long long)n, 60);
+  cr_expect_eq(esk_tf_terminate(b), 0, "esk-projector did not exit 0 on SIGTERM");
+  cr_expect_eq(esk_tf_terminate(h), 0, "esk-projector did not exit 0 on SIGTERM");
+  esk_tf_check(&f, bank, "account_balances", n);
+  esk_tf_check(&f, bank, "transaction_history", n);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
 }
@@ -219,21 +111,21 @@ Test(projector_faults, two_instances_under_a_rebalance_storm_apply_everything_ex
   int tick = 0;
   /* Events keep arriving while an instance joins or leaves every ~2 s. */
   while (sent < n) {
-    publish_step(bank, prod, &sent, step, n, 250);
+    esk_tf_publish_step(&f, bank, prod, &sent, step, n, 250);
     if (++tick % 8 == 0) {
       switch ((tick / 8) % 4) {
       case 1: b = spawn("transaction_history", group, NULL, "100"); break;
-      case 2: cr_expect_eq(terminate(a), 0); a = 0; break;
+      case 2: cr_expect_eq(esk_tf_terminate(a), 0); a = 0; break;
       case 3: a = spawn("transaction_history", group, NULL, "100"); break;
-      case 0: cr_expect_eq(terminate(b), 0); b = 0; break;
+      case 0: cr_expect_eq(esk_tf_terminate(b), 0); b = 0; break;
       }
     }
   }
   if (!a) a = spawn("transaction_history", group, NULL, "100");
-  wait_caught_up("transaction_history", (long long)n, 90);
-  cr_expect_eq(terminate(a), 0);
-  if (b) cr_expect_eq(terminate(b), 0);
-  check(bank, "transaction_history", n);
+  esk_tf_wait_caught_up(&f, "transaction_history", (long long)n, 90);
+  cr_expect_eq(esk_tf_terminate(a), 0);
+  if (b) cr_expect_eq(esk_tf_terminate(b), 0);
+  esk_tf_check(&f, bank, "transaction_history", n);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
 }
@@ -252,30 +144,30 @@ Test(projector_faults, a_postgresql_restart_mid_run_loses_and_repeats_nothing, .
   size_t sent = 0;
   int restarted = 0;
   while (sent < n) {
-    publish_step(bank, prod, &sent, step, n, 200);
+    esk_tf_publish_step(&f, bank, prod, &sent, step, n, 200);
     if (!restarted && sent >= n / 2) {
-      cr_assert_eq(system(STACK " restart-pg >/dev/null 2>&1"), 0, "%s restart-pg failed", STACK);
+      cr_assert_eq(esk_tf_pg_stack("restart-pg"), 0, "deploy/local/stack restart-pg failed");
       restarted = 1;
     }
   }
-  wait_caught_up("account_balances", (long long)n, 90);
+  esk_tf_wait_caught_up(&f, "account_balances", (long long)n, 90);
   int st = 0;
   cr_expect_eq(waitpid(p, &st, WNOHANG), 0, "esk-projector exited during the restart (log: %s)",
-               logpath);
-  cr_expect_eq(terminate(p), 0);
-  check(bank, "account_balances", n);
+               f.log);
+  cr_expect_eq(esk_tf_terminate(p), 0);
+  esk_tf_check(&f, bank, "account_balances", n);
   /* It noticed: the log names the retry, or the failed connection check that
    * reset the connection before the next batch needed it (CI saw the second
    * when the restart fell between batches). */
   char cmd[512];
-  snprintf(cmd, sizeof(cmd), "grep -Eq 'retrying|PostgreSQL check failed' %s", logpath);
-  cr_expect_eq(system(cmd), 0, "neither a retry nor a failed check logged in %s", logpath);
+  snprintf(cmd, sizeof(cmd), "grep -Eq 'retrying|PostgreSQL check failed' %s", f.log);
+  cr_expect_eq(system(cmd), 0, "neither a retry nor a failed check logged in %s", f.log);
   /* Progress lines came at the configured interval, with lag per partition. */
   snprintf(cmd, sizeof(cmd),
            "test $(grep -c 'msg=progress projection=account_balances events_per_s=[0-9]* .*"
-           "lag=0:[0-9]*,1:[0-9]*,2:[0-9]*' %s) -ge 5", logpath);
+           "lag=0:[0-9]*,1:[0-9]*,2:[0-9]*' %s) -ge 5", f.log);
   cr_expect_eq(system(cmd), 0, "fewer than 5 progress lines with lag per partition in %s",
-               logpath);
+               f.log);
   rd_kafka_destroy(prod);
   esk_test_bank_destroy(bank);
 }

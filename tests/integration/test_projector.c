@@ -3,6 +3,7 @@
  * keeps a total per aggregate. The runtime's guarantees are what is tested:
  * the fold, the version guard, dead letters, positions and resumption. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -327,6 +328,46 @@ Test(projector, on_error_stop_stops_at_the_poison_event_without_moving_past_it, 
   rd_kafka_destroy(prod);
 }
 
+/* The log (stderr: the projector runs in this test's process) copied into a
+ * file while a test counts lines in it. */
+typedef struct log_capture_s {
+  char path[64];
+  int saved; /* the test's own stderr */
+} log_capture_t;
+
+static void capture_log(log_capture_t *c) {
+  esk_test_temp_file(c->path, sizeof(c->path), "esk_test_projector_log_", "", 0);
+  fflush(stderr);
+  c->saved = dup(2);
+  int fd = open(c->path, O_WRONLY | O_APPEND);
+  cr_assert(c->saved >= 0 && fd >= 0, "cannot redirect stderr to %s", c->path);
+  dup2(fd, 2);
+  close(fd);
+}
+
+/* Gives stderr back, with what was logged meanwhile. */
+static void end_capture(log_capture_t *c) {
+  fflush(stderr);
+  dup2(c->saved, 2);
+  close(c->saved);
+  FILE *f = fopen(c->path, "r");
+  char buf[4096];
+  for (size_t n; f && (n = fread(buf, 1, sizeof(buf), f)) > 0;) fwrite(buf, 1, n, stderr);
+  if (f) fclose(f);
+  unlink(c->path);
+}
+
+/* Lines of the file at @p path that hold @p needle. */
+static int64_t count_lines(const char *path, const char *needle) {
+  FILE *f = fopen(path, "r");
+  char line[8192];
+  int64_t n = 0;
+  while (f && fgets(line, sizeof(line), f))
+    if (strstr(line, needle)) n++;
+  if (f) fclose(f);
+  return n;
+}
+
 /* A dead letter Kafka refuses (here: the DLQ topic's max.message.bytes is too
  * small) must not let the position move past its event: the batch is retried,
  * /readyz says why, and once the topic takes it everything is applied. */
@@ -344,6 +385,8 @@ Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .
   send_event(prod, "q", 2, 1);
   cr_assert_eq(rd_kafka_flush(prod, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
+  log_capture_t log;
+  capture_log(&log);
   esk_conf_t *conf = make_conf("dlq");
   run_t r;
   pthread_t t;
@@ -361,13 +404,18 @@ Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .
   char sql[256];
   snprintf(sql, sizeof(sql), "select coalesce(sum(next_offset), 0) from esk_projection_positions "
                              "where projection = '%s'", fx.name);
-  /* readiness names the refusal once an attempt at the batch was rolled back; it
-   * still does, with the position held, over three more polls (each a retry
-   * may have ended) */
+  /* readiness names the refusal once an attempt at the batch was rolled back;
+   * it still does, with the position held, after each of three more attempts
+   * (counted in the log: each ends with a "retrying" line, written after its
+   * rollback), so the checks run after retries that could have moved it */
+  int64_t tried = count_lines(log.path, "batch not applied, retrying");
   for (int still = 0; still < 3; still++) {
+    for (int64_t end = esk_time_mono_ms() + 30000;
+         count_lines(log.path, "batch not applied, retrying") <= tried; esk_time_sleep_ms(20))
+      cr_assert_lt(esk_time_mono_ms(), end, "no further attempt at the batch within 30 s");
+    tried = count_lines(log.path, "batch not applied, retrying");
     cr_expect_leq(query_ll(pg, sql), 1,
                   "a position moved past the event whose dead letter was lost");
-    esk_time_sleep_ms(100);
     cr_assert(!esk_projector_ready(r.proj, reason, sizeof(reason)) &&
                   strstr(reason, "dead letters to"),
               "the refusal cleared while the topic still refuses it (%s)", reason);
@@ -387,6 +435,7 @@ Test(projector, a_refused_dead_letter_holds_the_position_until_kafka_takes_it, .
   cr_expect_eq(query_ll(pg, sql), 3, "every message behind the position");
   cr_expect_eq(esk_test_consume(dlq, 2, 10, NULL, NULL) >= 1, 1, "the dead letter is in %s", dlq);
   esk_test_delete_topic(dlq);
+  end_capture(&log);
   PQfinish(pg);
   esk_conf_destroy(conf);
   rd_kafka_destroy(prod);
