@@ -8,7 +8,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -67,6 +70,7 @@ typedef struct conn_s {
   unsigned char addr[16]; /* the client's IPv4 or IPv6 address */
   size_t addr_len;
   int64_t since_ms; /* when it began waiting for a request (accept, or the last response) */
+  esk_http_t *h;
   int waiting;      /* no complete request line and headers yet */
   int first;        /* waiting for its first request: http.header.timeout.s applies */
   int closing;      /* shut down here to free its slot; libmicrohttpd closes it next */
@@ -94,7 +98,10 @@ struct esk_http_s {
   int port;
   conn_t *conns; /* open connections, newest first */
   unsigned max_conns, max_per_addr, idle_s, header_s;
-  char *tls_cert, *tls_key; /* PEM, kept while the daemon runs; NULL: plain HTTP */
+  char *tls_cert_path, *tls_key_path; /* NULL: plain HTTP */
+  pthread_mutex_t tls_mu;               /* tls: esk_http_reload_tls() swaps it */
+  struct creds_s *tls;                  /* what a handshake is given now */
+  struct creds_s *tls_old;              /* replaced ones: a handshake may still use them */
 };
 
 /* ---------------------------------------------------------------- TLS --- */
@@ -114,6 +121,88 @@ static int read_pem(char **out, const char *key, const char *path, esk_error_t *
   return esk_error_set(err, ESK_EINVAL, "%s: not a PEM file", what);
 }
 
+/* A certificate chain and its key as GnuTLS gives them to a handshake
+ * (docs/api.md, "TLS"): built from the PEM files, never changed after. */
+typedef struct creds_s {
+  struct creds_s *next; /* in tls_old */
+  gnutls_pcert_st pcert[16];
+  unsigned n;
+  gnutls_privkey_t key;
+} creds_t;
+
+static void creds_free(creds_t *c) {
+  while (c) {
+    creds_t *next = c->next;
+    for (unsigned i = 0; i < c->n; i++) gnutls_pcert_deinit(&c->pcert[i]);
+    if (c->key) gnutls_privkey_deinit(c->key);
+    free(c);
+    c = next;
+  }
+}
+
+/* The credentials of the two PEM texts, checked the way GnuTLS checks a
+ * server's pair: a key that does not match the certificate is refused. */
+static int creds_new(creds_t **out, const char *cert, const char *key, esk_error_t *err) {
+  gnutls_datum_t cd = {(unsigned char *)cert, (unsigned)strlen(cert)};
+  gnutls_datum_t kd = {(unsigned char *)key, (unsigned)strlen(key)};
+  gnutls_certificate_credentials_t check = NULL;
+  creds_t *c = calloc(1, sizeof(*c));
+  int g = c ? gnutls_certificate_allocate_credentials(&check) : GNUTLS_E_MEMORY_ERROR;
+  if (!g) g = gnutls_certificate_set_x509_key_mem2(check, &cd, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+  if (g >= 0) {
+    c->n = sizeof(c->pcert) / sizeof(c->pcert[0]);
+    g = gnutls_pcert_list_import_x509_raw(c->pcert, &c->n, &cd, GNUTLS_X509_FMT_PEM, 0);
+    if (g < 0) c->n = 0;
+  }
+  if (g >= 0 && (g = gnutls_privkey_init(&c->key)) >= 0)
+    g = gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+  if (check) gnutls_certificate_free_credentials(check);
+  if (g < 0) {
+    creds_free(c);
+    return esk_error_set(err, ESK_EINVAL, "http.tls.cert.file and http.tls.key.file: are they a "
+                         "certificate (chain of at most 16) and its key? GnuTLS: %s",
+                         gnutls_strerror(g));
+  }
+  *out = c;
+  return ESK_OK;
+}
+
+/* Reads the two files into new credentials. */
+static int creds_load(creds_t **out, const char *cert_path, const char *key_path,
+                      esk_error_t *err) {
+  char *cert = NULL, *key = NULL;
+  int rc = read_pem(&cert, "http.tls.cert.file", cert_path, err);
+  if (!rc) rc = read_pem(&key, "http.tls.key.file", key_path, err);
+  if (!rc) rc = creds_new(out, cert, key, err);
+  if (key) sodium_memzero(key, strlen(key));
+  free(key);
+  free(cert);
+  return rc;
+}
+
+/* GnuTLS asks for the server's certificate at each handshake (on the
+ * daemon's thread): the current one, found through the connection. */
+static int creds_for_handshake(gnutls_session_t s, const gnutls_datum_t *req_ca_dn, int n_dn,
+                               const gnutls_pk_algorithm_t *algos, int n_algos,
+                               gnutls_pcert_st **pcert, unsigned int *n_pcert,
+                               gnutls_privkey_t *key) {
+  (void)req_ca_dn;
+  (void)n_dn;
+  (void)algos;
+  (void)n_algos;
+  struct MHD_Connection *c = gnutls_session_get_ptr(s); /* libmicrohttpd sets it */
+  const union MHD_ConnectionInfo *i =
+      c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+  conn_t *k = i ? i->socket_context : NULL;
+  if (!k || !k->h || !k->h->tls) return -1; /* untracked: the handshake fails */
+  pthread_mutex_lock(&k->h->tls_mu);
+  *pcert = k->h->tls->pcert;
+  *n_pcert = k->h->tls->n;
+  *key = k->h->tls->key;
+  pthread_mutex_unlock(&k->h->tls_mu);
+  return 0;
+}
+
 /* http.tls.cert.file and http.tls.key.file: both or neither. */
 static int load_tls(esk_http_t *h, const esk_conf_t *conf, esk_error_t *err) {
   const char *cert = esk_conf_get(conf, "http.tls.cert.file");
@@ -125,15 +214,30 @@ static int load_tls(esk_http_t *h, const esk_conf_t *conf, esk_error_t *err) {
                          *cert ? "the key" : "the certificate");
   if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
     return esk_error_set(err, ESK_EINVAL, "http.tls.cert.file: this libmicrohttpd has no TLS");
-  int rc = read_pem(&h->tls_cert, "http.tls.cert.file", cert, err);
-  if (!rc) rc = read_pem(&h->tls_key, "http.tls.key.file", key, err);
-  return rc;
+  if (!(h->tls_cert_path = strdup(cert)) || !(h->tls_key_path = strdup(key)))
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  return creds_load(&h->tls, cert, key, err);
+}
+
+int esk_http_reload_tls(esk_http_t *h, esk_error_t *err) {
+  if (!h || !h->tls) return ESK_OK;
+  creds_t *fresh = NULL;
+  int rc = creds_load(&fresh, h->tls_cert_path, h->tls_key_path, err);
+  if (rc) return rc;
+  pthread_mutex_lock(&h->tls_mu);
+  h->tls->next = h->tls_old; /* freed at stop: a handshake may hold its pointers */
+  h->tls_old = h->tls;
+  h->tls = fresh;
+  pthread_mutex_unlock(&h->tls_mu);
+  ESK_INFO("http", "msg=\"TLS certificate reloaded\" http.tls.cert.file=%s", h->tls_cert_path);
+  return ESK_OK;
 }
 
 static void free_tls(esk_http_t *h) {
-  if (h->tls_key) sodium_memzero(h->tls_key, strlen(h->tls_key));
-  free(h->tls_key);
-  free(h->tls_cert);
+  creds_free(h->tls);
+  creds_free(h->tls_old);
+  free(h->tls_cert_path);
+  free(h->tls_key_path);
 }
 
 /* ------------------------------------------------------------ address --- */
@@ -384,6 +488,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     free(k);
     return;
   }
+  k->h = h;
   k->fd = fd->connect_fd;
   k->addr_len = addr_key(k->addr, ad ? ad->client_addr : NULL);
   k->since_ms = esk_time_mono_ms();
@@ -611,6 +716,7 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
   }
   h->ready = ready;
   h->opaque = opaque;
+  pthread_mutex_init(&h->tls_mu, NULL);
   h->max_conns = (unsigned)esk_conf_get_int(conf, "http.max.connections");
   h->max_per_addr = (unsigned)esk_conf_get_int(conf, "http.max.connections.per.address");
   h->idle_s = (unsigned)esk_conf_get_int(conf, "http.timeout.s");
@@ -620,10 +726,10 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
 
   unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                    (v6 ? MHD_USE_IPv6 : 0) | (app ? MHD_ALLOW_SUSPEND_RESUME : 0) |
-                   (h->tls_cert ? MHD_USE_TLS : 0);
+                   (h->tls ? MHD_USE_TLS : 0);
+  /* the certificate is asked for at each handshake, so that SIGHUP can change it */
   struct MHD_OptionItem tls[] = {
-      {h->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->tls_cert},
-      {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+      {h->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0, (void *)creds_for_handshake},
       {MHD_OPTION_END, 0, NULL}};
   h->daemon = MHD_start_daemon(
       flags, 0, on_accept, h, handle, h, MHD_OPTION_ARRAY, tls,
@@ -635,7 +741,7 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
       MHD_OPTION_END);
   if (!h->daemon) {
-    rc = h->tls_cert ? esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not "
+    rc = h->tls ? esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not "
                                      "start: are http.tls.cert.file and http.tls.key.file a "
                                      "certificate and its key?", value)
                      : esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not "
@@ -645,13 +751,14 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
   fd = -1; /* the daemon owns it now and closes it on stop */
   ESK_INFO("http", "msg=\"http endpoints listening\" addr=%s%s%s:%d paths=/healthz,/readyz,/metrics%s%s tls=%s",
            v6 ? "[" : "", a.host, v6 ? "]" : "", h->port, app ? "," : "", app ? app->prefix : "",
-           h->tls_cert ? "on" : "off");
+           h->tls ? "on" : "off");
   *out = h;
   return ESK_OK;
 
 cleanup:
   if (fd >= 0) close(fd);
   free_tls(h);
+  pthread_mutex_destroy(&h->tls_mu);
   free(h);
   return rc;
 }
@@ -667,5 +774,6 @@ void esk_http_stop(esk_http_t *h) {
     free(k);
   }
   free_tls(h);
+  pthread_mutex_destroy(&h->tls_mu);
   free(h);
 }

@@ -25,7 +25,8 @@ static void usage(FILE *f) {
           "positions and Retry-After. 404 for no such row or route, 400 for a bad parameter\n"
           "or token. See docs/api.md. SIGTERM or SIGINT answers what is queued 503 and exits\n"
           "0; a bad configuration or a declaration PostgreSQL refuses exits 2. SIGHUP reads\n"
-          "api.auth.file again (a bad file is logged and the old tokens stay).\n"
+          "api.auth.file and the TLS files again (a bad file is logged, and what it held\n"
+          "stays as it was).\n"
           "\n"
           "Keys come from their defaults, -c FILE, ESK_<KEY> variables and -X key=value,\n"
           "the last one winning:\n\n");

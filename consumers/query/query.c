@@ -716,7 +716,12 @@ int esk_query_run(esk_query_t *q, volatile sig_atomic_t *stop, esk_error_t *err)
   return ESK_OK;
 }
 
-int esk_query_reload(esk_query_t *q, esk_error_t *err) { return esk_api_auth_reload(q->auth, err); }
+int esk_query_reload(esk_query_t *q, esk_error_t *err) {
+  esk_error_t tls = {0}; /* both are tried; the first error is told */
+  int rc = esk_api_auth_reload(q->auth, err), rc_tls = esk_http_reload_tls(q->http, &tls);
+  if (!rc && rc_tls) *err = tls;
+  return rc ? rc : rc_tls;
+}
 
 void esk_query_destroy(esk_query_t *q) {
   if (!q) return;

@@ -38,9 +38,10 @@ int esk_query_run(esk_query_t *q, volatile sig_atomic_t *stop, esk_error_t *err)
 void esk_query_destroy(esk_query_t *q);
 
 /**
- * @brief Reads api.auth.file again (SIGHUP; docs/api.md, "Authentication"),
+ * @brief Reads api.auth.file and the TLS files again (SIGHUP; docs/api.md,
+ *        "Authentication" and "TLS"),
  *        while queries are served. @returns ESK_OK, or the file's error
- *        (the tokens stay as they were).
+ *        (what failed stays as it was).
  */
 int esk_query_reload(esk_query_t *q, esk_error_t *err);
 

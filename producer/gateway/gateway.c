@@ -849,7 +849,10 @@ int esk_gateway_new(esk_gateway_t **out, const esk_conf_t *conf, esk_metrics_t *
 int esk_gateway_port(const esk_gateway_t *g) { return esk_http_port(g->http); }
 
 int esk_gateway_reload(esk_gateway_t *g, esk_error_t *err) {
-  return esk_api_auth_reload(g->auth, err);
+  esk_error_t tls = {0}; /* both are tried; the first error is told */
+  int rc = esk_api_auth_reload(g->auth, err), rc_tls = esk_http_reload_tls(g->http, &tls);
+  if (!rc && rc_tls) *err = tls;
+  return rc ? rc : rc_tls;
 }
 
 void esk_gateway_destroy(esk_gateway_t *g) {

@@ -41,9 +41,10 @@ int esk_gateway_run(esk_gateway_t *g, volatile sig_atomic_t *stop, esk_error_t *
 void esk_gateway_destroy(esk_gateway_t *g);
 
 /**
- * @brief Reads api.auth.file again (SIGHUP; docs/api.md, "Authentication"),
+ * @brief Reads api.auth.file and the TLS files again (SIGHUP; docs/api.md,
+ *        "Authentication" and "TLS"),
  *        while requests are served. @returns ESK_OK, or the file's error
- *        (the tokens stay as they were).
+ *        (what failed stays as it was).
  */
 int esk_gateway_reload(esk_gateway_t *g, esk_error_t *err);
 

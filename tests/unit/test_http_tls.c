@@ -83,6 +83,62 @@ Test(http_tls, half_missing_malformed_and_mismatched_files_are_refused, .init = 
   refused("nope.pem", "key.pem", "cannot open");
   refused("cert.pem", "junk.pem", "http.tls.key.file=");
   refused("junk.pem", "key.pem", "not a PEM file");
-  refused("cert.pem", "other.pem", "a certificate and its key?");
-  refused("key.pem", "cert.pem", "a certificate and its key?");
+  refused("cert.pem", "other.pem", "a certificate (chain of at most 16) and its key? GnuTLS: The certificate and the given key do not match");
+  refused("key.pem", "cert.pem", "are they a certificate");
+}
+
+/* curl's status over TLS to @p port trusting only @p ca (a file in dir); "000" when the
+ * handshake fails. */
+static void curl_tls(int port, const char *ca, char *out, size_t size) {
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "curl -s -m 10 -o /dev/null -w '%%{http_code}' --cacert %s/%s "
+           "https://127.0.0.1:%d/healthz", dir, ca, port);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  out[0] = '\0';
+  if (!fgets(out, (int)size, p)) out[0] = '\0';
+  pclose(p);
+}
+
+Test(http_tls, a_reload_serves_the_new_certificate_and_keeps_the_old_on_bad_files,
+     .init = make_certs, .fini = drop_certs) {
+  char cmd[1024], out[64];
+  /* a second certificate, and the files the server reads: first the first pair */
+  snprintf(cmd, sizeof(cmd),
+           "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout key2.pem -out cert2.pem "
+           "-days 2 -subj /CN=127.0.0.1/O=second -addext subjectAltName=IP:127.0.0.1 "
+           ">/dev/null 2>&1 && cp cert.pem live.crt && cp key.pem live.key", dir);
+  cr_assert_eq(system(cmd), 0, "%s", cmd);
+  esk_http_t *h = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(start_tls(&h, "live.crt", "live.key", &err), ESK_OK, "%s", err.msg);
+  int port = esk_http_port(h);
+  curl_tls(port, "cert.pem", out, sizeof(out));
+  cr_assert_str_eq(out, "200", "the first certificate: %s", out);
+  curl_tls(port, "cert2.pem", out, sizeof(out));
+  cr_assert_str_neq(out, "200", "not yet the second");
+  snprintf(cmd, sizeof(cmd), "cd %s && cp cert2.pem live.crt && cp key2.pem live.key", dir);
+  cr_assert_eq(system(cmd), 0);
+  cr_assert_eq(esk_http_reload_tls(h, &err), ESK_OK, "%s", err.msg);
+  curl_tls(port, "cert2.pem", out, sizeof(out));
+  cr_expect_str_eq(out, "200", "the second certificate after the reload: %s", out);
+  curl_tls(port, "cert.pem", out, sizeof(out));
+  cr_expect_str_neq(out, "200", "the first one is gone");
+  /* a key that does not match, a missing or a junk file: refused, the second stays */
+  static const char *const bad[] = {
+      "cp cert.pem live.crt", "rm live.crt", "printf 'junk' > live.crt",
+      ("cp cert2.pem live.crt && printf -- '-----BEGIN PRIVATE KEY-----\\nAAAA\\n' > live.key")};
+  static const char *const why[] = {"do not match", "cannot open", "not a PEM file",
+                                    "http.tls.cert.file and http.tls.key.file"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(cmd, sizeof(cmd), "cd %s && cp key2.pem live.key && %s", dir, bad[i]);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cr_expect_eq(esk_http_reload_tls(h, &err), ESK_EINVAL, "reloaded after: %s", bad[i]);
+    cr_expect(strstr(err.msg, why[i]), "'%s' does not name '%s'", err.msg, why[i]);
+    curl_tls(port, "cert2.pem", out, sizeof(out));
+    cr_expect_str_eq(out, "200", "kept after '%s': %s", bad[i], out);
+  }
+  esk_http_stop(h);
+  /* plain HTTP: nothing to reload */
+  cr_expect_eq(esk_http_reload_tls(NULL, &err), ESK_OK);
 }

@@ -132,6 +132,16 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
                        esk_http_ready_fn ready, void *opaque, const esk_http_app_t *app,
                        esk_error_t *err);
 
+/**
+ * @brief Reads http.tls.cert.file and http.tls.key.file again (SIGHUP): new
+ *        handshakes get the new certificate, open connections keep theirs.
+ *        Safe while the server runs. Nothing to do without TLS.
+ * @returns ESK_OK, or ESK_EINVAL naming the file and the reason (a missing
+ *          or non-PEM file, a key that does not match): the certificate in
+ *          use stays.
+ */
+int esk_http_reload_tls(esk_http_t *h, esk_error_t *err);
+
 /** @brief The request's method ("GET", "POST", ...). */
 const char *esk_http_req_method(const esk_http_req_t *r);
 /** @brief The request's path, percent-decoded by libmicrohttpd, without the query. */
