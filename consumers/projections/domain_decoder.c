@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "esk/personal.h"
+#include "esk/time.h"
+
 struct esk_domain_decoder_s {
   esk_schema_set_t *set;
   esk_codec_t *codec;
@@ -16,6 +19,7 @@ struct esk_domain_decoder_s {
   rd_kafka_t *keys_reader;
   char *keys_topic;
   int keys_timeout_ms;
+  int64_t keys_next_ms; /* next read of the keys topic (destroyed keys, forgotten marks) */
 };
 
 int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *contract,
@@ -39,6 +43,7 @@ int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *con
 
 static int refresh_keys(void *ctx, esk_error_t *err) {
   esk_domain_decoder_t *d = ctx;
+  d->keys_next_ms = esk_time_mono_ms() + 1000;
   return esk_shred_catch_up(d->shred, d->keys_reader, d->keys_topic, d->keys_timeout_ms, NULL,
                             err);
 }
@@ -113,6 +118,11 @@ int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_
     return esk_error_set(err, ESK_EPOISON,
                          "%s of %s has aggregate version %" PRId64 " (versions start at 1)",
                          out->type, out->aggregate_id, out->aggregate_version);
-  if (d->shred) return esk_shred_decrypt_refreshing(d->shred, reader, value, refresh_keys, d, err);
+  size_t npersonal = 0;
+  if (!d->shred || !esk_schema_personal(reader, &npersonal)) return ESK_OK;
+  /* at most a second after a key is destroyed, this reader drops it too:
+   * events decoded later show the replacement, also when the key was held */
+  if (esk_time_mono_ms() >= d->keys_next_ms && (rc = refresh_keys(d, err))) return rc;
+  return esk_shred_decrypt_refreshing(d->shred, reader, value, refresh_keys, d, err);
   return ESK_OK;
 }

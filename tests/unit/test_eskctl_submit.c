@@ -172,6 +172,7 @@ Test(eskctl_subjects, bad_arguments_are_refused_before_the_broker) {
   expect_exit("subjects forget orders ''", 2, "a subject id of 1 to 1024 bytes, not 0");
   expect_exit("subjects forget shop cu-1", 2, "unknown domain 'shop'");
   expect_exit("subjects forget --grace-ms -1 orders cu-1", 2, "--grace-ms '-1'");
+  expect_exit("subjects forget --roll-after-ms x orders cu-1", 2, "--roll-after-ms 'x'");
   expect_exit("subjects export orders", 2, "expected DOMAIN SUBJECT");
   expect_exit("subjects --help", 0, "eskctl subjects export");
 }

@@ -42,7 +42,8 @@ void eskctl_keys_close(eskctl_keys_t *k) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: eskctl subjects forget [--topic-prefix P] [--grace-ms MS] DOMAIN SUBJECT\n"
+          "usage: eskctl subjects forget [--topic-prefix P] [--grace-ms MS] [--roll-after-ms R]\n"
+          "                              DOMAIN SUBJECT\n"
           "       eskctl subjects export [--topic-prefix P] DOMAIN SUBJECT\n"
           "\n"
           "export prints, as events tail's JSON lines, every event of every aggregate\n"
@@ -59,7 +60,12 @@ static void usage(FILE *f) {
           "compaction removes the keys from the broker's files (docs/architecture.md,\n"
           "\"Personal data\"). Needs no master key. Idempotent: forgetting a forgotten\n"
           "subject again destroys nothing more. Prints the subject id and the number of keys\n"
-          "destroyed, never a personal value. Exit 0, or 1 on a broker error.\n");
+          "destroyed, never a personal value. Exit 0, or 1 on a broker error.\n"
+          "Kafka compacts only closed segments, and closes the active one only when a record\n"
+          "arrives after its segment.ms: with --roll-after-ms R (the topic's\n"
+          "--compaction-lag-ms or more), forget then waits R and writes the mark again to\n"
+          "every partition, so the tombstones' segments close and compaction can remove\n"
+          "the destroyed keys from the broker's files.\n");
 }
 
 typedef struct {
@@ -237,24 +243,45 @@ cleanup:
 
 /* ------------------------------------------------------------- forget */
 
+/* Writes the forgotten mark @p mark to @p partition (RD_KAFKA_PARTITION_UA:
+ * the key's). @returns 0, or 1 after a message. */
+static int write_mark(rd_kafka_t *rk, const char *topic, const char *mark, size_t len,
+                      int32_t partition) {
+  rd_kafka_resp_err_t e = rd_kafka_producev(
+      rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+      RD_KAFKA_V_KEY((void *)mark, len), RD_KAFKA_V_VALUE("\1", 1),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (e || rd_kafka_flush(rk, 15000)) {
+    fprintf(stderr, "eskctl " CMD ": %s: the mark was not written: %s\n", topic,
+            rd_kafka_err2str(e ? e : RD_KAFKA_RESP_ERR__TIMED_OUT));
+    return 1;
+  }
+  return 0;
+}
+
 int eskctl_subjects_main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "export")) return cmd_export(argc - 1, argv + 1);
   int st = eskctl_verb(argc, argv, "forget", usage);
   if (st >= 0) return st;
   static const struct option opts[] = {{"topic-prefix", required_argument, NULL, 'P'},
                                        {"grace-ms", required_argument, NULL, 'g'},
+                                       {"roll-after-ms", required_argument, NULL, 'r'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   eskctl_common_t c;
   eskctl_common_init(&c);
-  long grace = 5000;
+  long grace = 5000, roll = 0;
   int ch;
   optind = 1;
-  while ((ch = getopt_long(argc - 1, argv + 1, "P:g:h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc - 1, argv + 1, "P:g:r:h", opts, NULL)) != -1) {
     switch (ch) {
     case 'P': c.prefix = optarg; break;
     case 'g':
       if (eskctl_parse_long(&grace, CMD, "--grace-ms", optarg, 0, 3600000, "0..3600000")) return 2;
+      break;
+    case 'r':
+      if (eskctl_parse_long(&roll, CMD, "--roll-after-ms", optarg, 0, 604800000, "0..604800000"))
+        return 2;
       break;
     case 'h': usage(stdout); return 0;
     default: return 2;
@@ -298,20 +325,20 @@ int eskctl_subjects_main(int argc, char **argv) {
   }
   /* the mark first: a producer that sees it makes no new key */
   int ml = snprintf(mark, sizeof(mark), "%s/%s", subject, ESK_SHRED_FORGOTTEN);
-  rd_kafka_resp_err_t e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(mark, (size_t)ml),
-                                            RD_KAFKA_V_VALUE("\1", 1),
-                                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-  if (e || rd_kafka_flush(rk, 15000)) {
-    fprintf(stderr, "eskctl " CMD ": %s: the mark was not written: %s\n", topic,
-            rd_kafka_err2str(e ? e : RD_KAFKA_RESP_ERR__TIMED_OUT));
-    goto cleanup;
-  }
+  if (write_mark(rk, topic, mark, (size_t)ml, RD_KAFKA_PARTITION_UA)) goto cleanup;
   long first = destroy_keys(rk, topic, subject);
   if (first < 0) goto cleanup;
   esk_time_sleep_ms(grace);
   long late = destroy_keys(rk, topic, subject);
   if (late < 0) goto cleanup;
   printf("forgotten %s subject=%s keys_destroyed=%ld\n", c.domain_name, subject, first + late);
+  fflush(stdout);
+  if (roll > 0) {
+    esk_time_sleep_ms(roll);
+    for (int p = 0; p < n; p++)
+      if (write_mark(rk, topic, mark, (size_t)ml, p)) goto cleanup;
+    printf("segments rolled: %d partitions\n", n);
+  }
   status = 0;
 cleanup:
   rd_kafka_destroy(rk);
