@@ -288,6 +288,7 @@ Test(shred, tampered_moved_and_malformed_ciphertexts_are_poison_and_clear_text_p
   avro_value_t v;
   records_t recs = {0};
   encrypted_order(w, &v, "cu-1", &recs);
+  avro_value_decref(&v);
   encrypted_order(w, &v, "cu-2", &recs); /* cu-2 has a key too */
   avro_value_decref(&v);
   encrypted_order(w, &v, "cu-1", &recs);
