@@ -437,6 +437,28 @@ static int compare_state(const char *id, const void *state, void *opaque) {
   return 0;
 }
 
+/* Writes an account's state as an old producer did: a format-1 snapshot
+ * (the bank's binary layout before AccountSnapshot), to partition c->partition. */
+typedef struct old_snap_ctx_s {
+  rd_kafka_t *rk;
+  const char *topic;
+  int32_t partition;
+} old_snap_ctx_t;
+
+static int write_old_snapshot(const char *id, const void *state, void *opaque) {
+  old_snap_ctx_t *c = opaque;
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_state_serialize(&b, state, NULL), ESK_OK);
+  cr_assert_eq(b.data[0], ESK_BANK_SNAPSHOT_FORMAT);
+  cr_assert_eq(rd_kafka_producev(c->rk, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_PARTITION(c->partition),
+                                 RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE(b.data, b.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+               0);
+  esk_buf_free(&b);
+  return 0;
+}
+
 Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .timeout = 150) {
   esk_test_require_kafka();
   char prefix[128], log[256], out[1 << 16];
@@ -473,6 +495,14 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
   cr_assert_eq(esk_topics_init(&topics, prefix, "bank", &err), ESK_OK);
   cr_assert_eq(esk_domain_inst_open(&bank, esk_bank_domain(), &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_kafka_reader_new(&rk, NULL, NULL, &err), ESK_OK);
+  /* topics an older producer left: format-1 snapshots and a checkpoint at the
+   * (empty) events' end; restoring them must give the fold's states */
+  char old_prefix[128], old_snaps[256];
+  esk_topics_t old_topics;
+  esk_tp_topics(old_prefix, sizeof(old_prefix), "prod_snap_old", 2);
+  cr_assert_eq(esk_topics_init(&old_topics, old_prefix, "bank", &err), ESK_OK);
+  esk_kafka_topic_name(old_snaps, sizeof(old_snaps), old_prefix, "bank", "snapshots", &err);
+  rd_kafka_t *old_rk = esk_tp_client();
   size_t total = 0;
   int64_t snaps = 0, ckpts = 0;
   for (int32_t p = 0; p < 2; p++) {
@@ -505,6 +535,29 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
     total += c.compared;
     snaps += s1.snapshots;
     ckpts += s1.checkpoint > 0;
+    old_snap_ctx_t oc = {old_rk, old_snaps, p};
+    esk_aggstore_foreach(fold, write_old_snapshot, &oc);
+    uint8_t ck[ESK_RESTORE_CHECKPOINT_SIZE];
+    esk_restore_checkpoint_encode(ck, 0);
+    cr_assert_eq(rd_kafka_producev(old_rk, RD_KAFKA_V_TOPIC(old_snaps), RD_KAFKA_V_PARTITION(p),
+                                   RD_KAFKA_V_KEY(ESK_RESTORE_CHECKPOINT_KEY,
+                                                  sizeof(ESK_RESTORE_CHECKPOINT_KEY) - 1),
+                                   RD_KAFKA_V_VALUE(ck, sizeof(ck)),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                 0);
+    cr_assert_eq(rd_kafka_flush(old_rk, 10000), 0);
+    esk_aggstore_t *from_old = NULL;
+    cr_assert_eq(esk_aggstore_new(&from_old, sizeof(esk_bank_state_t), 0, 0, &err), ESK_OK);
+    esk_restore_target_t t3 = {.domain = bank.d, .self = bank.self, .store = from_old};
+    esk_restore_stats_t s3;
+    cr_assert_eq(esk_restore_partition(&s3, &t3, rk, &old_topics, p, 1, 20000, &err), ESK_OK,
+                 "format-1 snapshots: %s", err.msg);
+    cmp_ctx_t c3 = {fold, 0};
+    esk_aggstore_foreach(from_old, compare_state, &c3);
+    cr_expect_eq(c3.compared, esk_aggstore_count(fold), "every account from format-1 snapshots");
+    cr_expect_eq(s3.snapshots, (int64_t)esk_aggstore_count(fold));
+    cr_expect_eq(s3.events_read, 0);
+    esk_aggstore_destroy(from_old);
     esk_aggstore_destroy(with);
     esk_aggstore_destroy(fold);
     esk_seen_destroy(seen);
@@ -512,6 +565,8 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
   cr_expect_eq(total, 12, "all 12 accounts restored, got %zu", total);
   cr_expect_gt(snaps, 0, "snapshots were written");
   cr_expect_eq(ckpts, 2, "both partitions have a checkpoint");
+  rd_kafka_destroy(old_rk);
+  esk_tp_delete_topics(old_prefix);
   rd_kafka_destroy(rk);
   esk_domain_inst_close(&bank);
   esk_tp_delete_topics(prefix);

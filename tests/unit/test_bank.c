@@ -12,6 +12,7 @@
 #include "aggstore.h"
 #include "bank/bank.h"
 #include "bank/bank_domain.h"
+#include "bank_contract.h"
 #include "esk/buf.h"
 #include "esk/error.h"
 
@@ -488,6 +489,19 @@ static void roundtrip(const esk_bank_state_t *st) {
   memset(&back, 0xAB, sizeof(back));
   cr_assert_eq(esk_bank_state_deserialize(&back, b.data, b.len, &err), ESK_OK, "%s", err.msg);
   cr_assert(esk_bank_state_equal(&back, st));
+  /* format 2 (AccountSnapshot), and format 1 read by the same reader */
+  esk_buf_reset(&b);
+  cr_assert_eq(esk_bank_snapshot_write(&b, st, &err), ESK_OK, "%s", err.msg);
+  cr_assert_leq(b.len, ESK_BANK_SNAPSHOT_AVRO_MAX);
+  cr_assert_eq(b.data[0], ESK_BANK_SNAPSHOT_FORMAT_AVRO);
+  memset(&back, 0xAB, sizeof(back));
+  cr_assert_eq(esk_bank_snapshot_read(&back, b.data, b.len, &err), ESK_OK, "%s", err.msg);
+  cr_assert(esk_bank_state_equal(&back, st));
+  esk_buf_reset(&b);
+  cr_assert_eq(esk_bank_state_serialize(&b, st, &err), ESK_OK, "%s", err.msg);
+  memset(&back, 0xAB, sizeof(back));
+  cr_assert_eq(esk_bank_snapshot_read(&back, b.data, b.len, &err), ESK_OK, "%s", err.msg);
+  cr_assert(esk_bank_state_equal(&back, st), "a format-1 snapshot reads back otherwise");
   esk_buf_free(&b);
 }
 
@@ -509,25 +523,37 @@ Test(bank_snapshot, none_open_and_closed_states_round_trip) {
   free(longid);
 }
 
-/* A valid snapshot of an open account with a balance, for the bad-input tests. */
-static esk_buf_t sample_snapshot(void) {
+typedef int (*snapshot_reader_t)(esk_bank_state_t *, const void *, size_t, esk_error_t *);
+
+typedef int (*snapshot_writer_t)(esk_buf_t *, const esk_bank_state_t *, esk_error_t *);
+
+/* A valid snapshot of an open account with a balance, for the bad-input
+ * tests: format 1 (esk_bank_state_serialize) by default. */
+static esk_buf_t sample_snapshot_by(snapshot_writer_t write) {
   esk_bank_state_t st = open_account("acc-1", 777);
   esk_buf_t b;
   esk_buf_init(&b, 0);
-  cr_assert_eq(esk_bank_state_serialize(&b, &st, NULL), ESK_OK);
+  cr_assert_eq(write(&b, &st, NULL), ESK_OK);
   return b;
 }
 
-static void assert_rejected(const void *p, size_t n, const char *want_in_msg) {
+static esk_buf_t sample_snapshot(void) { return sample_snapshot_by(esk_bank_state_serialize); }
+
+static void assert_refused_by(snapshot_reader_t read, const void *p, size_t n,
+                              const char *want_in_msg) {
   esk_bank_state_t out;
   memset(&out, 0x5A, sizeof(out));
   esk_bank_state_t untouched = out;
   esk_error_t err = {0};
-  int rc = esk_bank_state_deserialize(&out, p, n, &err);
+  int rc = read(&out, p, n, &err);
   cr_assert_eq(rc, ESK_EPOISON, "accepted %zu bytes", n);
   cr_assert_str_not_empty(err.msg);
   if (want_in_msg) cr_assert_not_null(strstr(err.msg, want_in_msg), "%s", err.msg);
   cr_assert(memcmp(&out, &untouched, sizeof(out)) == 0, "out was written on error");
+}
+
+static void assert_rejected(const void *p, size_t n, const char *want_in_msg) {
+  assert_refused_by(esk_bank_state_deserialize, p, n, want_in_msg);
 }
 
 Test(bank_snapshot, every_truncation_and_any_trailing_byte_is_rejected) {
@@ -587,20 +613,21 @@ Test(bank_snapshot, an_unknown_format_oversized_input_and_hostile_fields_are_rej
   esk_buf_free(&b);
 }
 
-Test(bank_snapshot, random_bytes_never_crash_and_what_is_accepted_round_trips) {
-  esk_buf_t b = sample_snapshot();
+/* 50000 inputs to @p read: half mutations of @p b (its format byte kept),
+ * half noise; none crashes, and what is accepted round-trips. */
+static void random_inputs(snapshot_reader_t read, const esk_buf_t *b) {
   uint64_t x = 0x9E3779B97F4A7C15ULL;
-  uint8_t m[ESK_BANK_SNAPSHOT_MAX + 8];
+  uint8_t m[ESK_BANK_SNAPSHOT_AVRO_MAX + 8];
   int accepted = 0;
   for (int i = 0; i < 50000; i++) {
     size_t n;
     /* half: mutate a valid snapshot (gets past the header); half: pure noise */
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     if (i & 1) {
-      memcpy(m, b.data, b.len);
-      n = b.len;
+      memcpy(m, b->data, b->len);
+      n = b->len;
       m[(x >> 8) % n] = (uint8_t)x;
-      m[0] = ESK_BANK_SNAPSHOT_FORMAT;
+      m[0] = b->data[0];
     } else {
       n = (size_t)(x % sizeof(m));
       for (size_t j = 0; j < n; j++) {
@@ -609,12 +636,92 @@ Test(bank_snapshot, random_bytes_never_crash_and_what_is_accepted_round_trips) {
       }
     }
     esk_bank_state_t st;
-    if (esk_bank_state_deserialize(&st, m, n, NULL) == ESK_OK) {
+    if (read(&st, m, n, NULL) == ESK_OK) {
       accepted++;
       roundtrip(&st);
     }
   }
   cr_assert_gt(accepted, 0, "no mutated snapshot was valid: the mutation is too coarse");
+}
+
+Test(bank_snapshot, random_bytes_never_crash_and_what_is_accepted_round_trips) {
+  esk_buf_t b = sample_snapshot();
+  random_inputs(esk_bank_state_deserialize, &b);
+  esk_buf_free(&b);
+}
+
+/* Format 2: the Avro body of schemas/bank/AccountSnapshot.v1.avsc. */
+static esk_buf_t sample_avro_snapshot(void) { return sample_snapshot_by(esk_bank_snapshot_write); }
+
+Test(bank_snapshot, the_avro_body_is_an_account_snapshot_v1_that_avro_c_reads) {
+  esk_buf_t b = sample_avro_snapshot();
+  esk_error_t err = {0};
+  esk_schema_set_t *set = NULL;
+  cr_assert_eq(esk_schema_set_new(&set, &err), ESK_OK);
+  cr_assert_eq(esk_bank_schemas_load(set, &err), ESK_OK, "%s", err.msg);
+  const esk_schema_t *s = esk_schema_set_latest(set, "AccountSnapshot");
+  cr_assert_not_null(s, "schemas/bank has no AccountSnapshot");
+  avro_value_t v, f;
+  cr_assert_eq(esk_value_new(&v, s, &err), ESK_OK, "%s", err.msg);
+  avro_reader_t r = avro_reader_memory((const char *)b.data + 1, (int64_t)(b.len - 1));
+  cr_assert_eq(avro_value_read(r, &v), 0, "%s", avro_strerror());
+  const char *str = NULL;
+  size_t n;
+  int64_t l = 0;
+  int32_t status = -1;
+  cr_assert_eq(esk_value_field_str(&v, "account_id", &str, &err), ESK_OK);
+  cr_expect_str_eq(str, "acc-1");
+  cr_assert_eq(esk_value_field_long(&v, "balance", &l, &err), ESK_OK);
+  cr_expect_eq(l, 777);
+  cr_assert_eq(esk_value_field_long(&v, "version", &l, &err), ESK_OK);
+  cr_expect_eq(l, 1);
+  cr_assert_eq(avro_value_get_by_name(&v, "status", &f, NULL), 0);
+  avro_value_get_int(&f, &status);
+  cr_expect_eq(status, ESK_BANK_STATUS_OPEN);
+  cr_assert_eq(avro_value_get_by_name(&v, "currency", &f, NULL), 0);
+  avro_value_get_string(&f, &str, &n);
+  cr_expect_str_eq(str, "USD");
+  avro_reader_free(r);
+  avro_value_decref(&v);
+  esk_schema_set_destroy(set);
+  esk_buf_free(&b);
+}
+
+Test(bank_snapshot, hostile_avro_snapshots_are_poison_and_change_nothing) {
+  esk_buf_t b = sample_avro_snapshot();
+  uint8_t m[ESK_BANK_SNAPSHOT_AVRO_MAX + 8];
+  for (size_t n = 1; n < b.len; n++) assert_refused_by(esk_bank_snapshot_read, b.data, n, "truncated");
+  memcpy(m, b.data, b.len);
+  m[b.len] = 0;
+  assert_refused_by(esk_bank_snapshot_read, m, b.len + 1, "trailing");
+  m[0] = 3;
+  assert_refused_by(esk_bank_snapshot_read, m, b.len, "unknown format version 3");
+  memset(m, 0, sizeof(m));
+  m[0] = ESK_BANK_SNAPSHOT_FORMAT_AVRO;
+  assert_refused_by(esk_bank_snapshot_read, m, ESK_BANK_SNAPSHOT_AVRO_MAX + 1, "maximum");
+  assert_refused_by(esk_bank_snapshot_read, NULL, 0, "empty");
+  /* an id length past the input, a negative one, a long of 11 bytes */
+  static const uint8_t huge_len[] = {2, 0xfe, 0xff, 0xff, 0xff, 0x0f, 'a'};
+  static const uint8_t neg_len[] = {2, 0x01, 'a'};
+  static const uint8_t long_varint[] = {2, 0x02, 'a', 0xff, 0xff, 0xff, 0xff, 0xff,
+                                        0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+  assert_refused_by(esk_bank_snapshot_read, huge_len, sizeof(huge_len), "out of range");
+  assert_refused_by(esk_bank_snapshot_read, neg_len, sizeof(neg_len), "out of range");
+  assert_refused_by(esk_bank_snapshot_read, long_varint, sizeof(long_varint), "out of range");
+  /* byte 1 is account_id's length (5: "acc-1"), then the id, version, status */
+  memcpy(m, b.data, b.len);
+  m[1 + 1 + 2] = '\0';
+  assert_refused_by(esk_bank_snapshot_read, m, b.len, "out of range"); /* NUL inside the id */
+  memcpy(m, b.data, b.len);
+  m[1 + 1 + 5 + 1] = 2 * 7; /* status 7 */
+  assert_refused_by(esk_bank_snapshot_read, m, b.len, "status");
+  memcpy(m, b.data, b.len);
+  m[1 + 1 + 5 + 1] = 2 * ESK_BANK_STATUS_CLOSED; /* closed with a balance, at version 1 */
+  assert_refused_by(esk_bank_snapshot_read, m, b.len, "closed");
+  memcpy(m, b.data, b.len);
+  m[1 + 1 + 5] = 0x01; /* version -1 */
+  assert_refused_by(esk_bank_snapshot_read, m, b.len, "negative version");
+  random_inputs(esk_bank_snapshot_read, &b);
   esk_buf_free(&b);
 }
 
@@ -635,6 +742,12 @@ Test(bank_snapshot, serializing_an_invalid_state_fails_and_leaves_the_buffer_alo
   esk_buf_init(&tiny, 4); /* the buffer's own maximum */
   st = open_account("acc-1", 5);
   cr_assert_eq(esk_bank_state_serialize(&tiny, &st, &err), ESK_ENOMEM);
+  cr_assert_eq(esk_bank_snapshot_write(&tiny, &st, &err), ESK_ENOMEM);
+  cr_assert_eq(tiny.len, 0);
+  st.balance = -5;
+  cr_assert_eq(esk_bank_snapshot_write(&b, &st, &err), ESK_EINVAL);
+  cr_assert_not_null(strstr(err.msg, "negative balance"), "%s", err.msg);
+  cr_assert_eq(b.len, 0);
   esk_buf_free(&tiny);
   esk_buf_free(&b);
 }

@@ -92,11 +92,11 @@ static int evolve(void *next, const void *state, const void *event, esk_error_t 
 }
 
 static int snapshot_write(esk_buf_t *out, const void *state, esk_error_t *err) {
-  return esk_bank_state_serialize(out, state, err);
+  return esk_bank_snapshot_write(out, state, err);
 }
 
 static int snapshot_read(void *state, const void *data, size_t len, esk_error_t *err) {
-  return esk_bank_state_deserialize(state, data, len, err);
+  return esk_bank_snapshot_read(state, data, len, err);
 }
 
 static int encode_event(void *self, esk_buf_t *out, const esk_schema_t **schema_out,
@@ -133,7 +133,7 @@ static const esk_domain_t bank = {
     .event_size = sizeof(esk_bank_event_t),
     .state_size = sizeof(esk_bank_state_t),
     .max_events = ESK_BANK_MAX_EVENTS,
-    .snapshot_max = ESK_BANK_SNAPSHOT_MAX,
+    .snapshot_max = ESK_BANK_SNAPSHOT_AVRO_MAX, /* either format */
     .load_schemas = esk_bank_schemas_load,
     .register_upcasters = esk_bank_register_upcasters,
     .create = create,

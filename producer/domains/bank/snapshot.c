@@ -1,9 +1,12 @@
-/* Snapshot form of the account state: a small versioned binary format.
- * Every length is checked before it is used; nothing is allocated on read. */
+/* Snapshot forms of the account state: format 2, the Avro body of
+ * AccountSnapshot v1 (written), and format 1, the bank's own binary layout
+ * (read from old topics). Every length is checked before it is used; nothing
+ * is allocated on read. */
 #include <inttypes.h>
 #include <string.h>
 
 #include "bank/bank.h"
+#include "esk/avro_bin.h"
 
 static void put_i64(uint8_t *p, int64_t v) {
   uint64_t u = (uint64_t)v;
@@ -116,6 +119,69 @@ int esk_bank_state_deserialize(esk_bank_state_t *out, const void *data, size_t l
   if (!why && pos != len) why = "trailing bytes after the state";
   if (!why) why = state_problem(&s);
   if (why) return esk_error_set(err, ESK_EPOISON, "bank snapshot: %s", why);
+  *out = s;
+  return ESK_OK;
+}
+
+/* ------------------------------------------- format 2: AccountSnapshot v1 --- */
+
+int esk_bank_snapshot_write(esk_buf_t *out, const esk_bank_state_t *state, esk_error_t *err) {
+  if (!out || !state) return esk_error_set(err, ESK_EINVAL, "bank snapshot: NULL argument");
+  const char *why = state_problem(state);
+  if (why) return esk_error_set(err, ESK_EINVAL, "bank snapshot: cannot write state: %s", why);
+  size_t mark = out->len;
+  uint8_t format = ESK_BANK_SNAPSHOT_FORMAT_AVRO;
+  char currency[4] = {0};
+  if (state->status != ESK_BANK_STATUS_NONE) memcpy(currency, state->currency, 3);
+  int rc;
+  /* the fields in AccountSnapshot.v1.avsc's order */
+  if ((rc = esk_buf_append(out, &format, 1, NULL)) ||
+      (rc = esk_avro_put_string(out, state->account_id)) ||
+      (rc = esk_avro_put_long(out, state->version)) ||
+      (rc = esk_avro_put_long(out, state->status)) ||
+      (rc = esk_avro_put_string(out, state->owner_id)) ||
+      (rc = esk_avro_put_string(out, currency)) || (rc = esk_avro_put_long(out, state->balance))) {
+    out->len = mark;
+    return esk_error_set(err, rc, "bank snapshot of %s: out of memory", state->account_id);
+  }
+  return ESK_OK;
+}
+
+int esk_bank_snapshot_read(esk_bank_state_t *out, const void *data, size_t len,
+                           esk_error_t *err) {
+  const uint8_t *p = data;
+  if (!out || (!data && len))
+    return esk_error_set(err, ESK_EINVAL, "bank snapshot: NULL argument");
+  if (len == 0) return esk_error_set(err, ESK_EPOISON, "bank snapshot: empty input");
+  if (p[0] == ESK_BANK_SNAPSHOT_FORMAT) return esk_bank_state_deserialize(out, data, len, err);
+  if (p[0] != ESK_BANK_SNAPSHOT_FORMAT_AVRO)
+    return esk_error_set(err, ESK_EPOISON,
+                         "bank snapshot: unknown format version %u (this build reads %d and %d)",
+                         (unsigned)p[0], ESK_BANK_SNAPSHOT_FORMAT, ESK_BANK_SNAPSHOT_FORMAT_AVRO);
+  if (len > ESK_BANK_SNAPSHOT_AVRO_MAX)
+    return esk_error_set(err, ESK_EPOISON, "bank snapshot: %zu bytes, over the maximum of %d",
+                         len, ESK_BANK_SNAPSHOT_AVRO_MAX);
+  esk_avro_in_t in = {p + 1, p + len};
+  esk_bank_state_t s;
+  int64_t status = -1;
+  memset(&s, 0, sizeof(s));
+  if (esk_avro_get_string(&in, s.account_id, sizeof(s.account_id)) ||
+      esk_avro_get_long(&in, &s.version) || esk_avro_get_long(&in, &status) ||
+      esk_avro_get_string(&in, s.owner_id, sizeof(s.owner_id)) ||
+      esk_avro_get_string(&in, s.currency, sizeof(s.currency)) ||
+      esk_avro_get_long(&in, &s.balance))
+    return esk_error_set(err, ESK_EPOISON,
+                         "bank snapshot: AccountSnapshot truncated or a field out of range at "
+                         "byte %zu",
+                         (size_t)(in.p - p));
+  if (in.p != in.end)
+    return esk_error_set(err, ESK_EPOISON, "bank snapshot: %zu trailing bytes after the state",
+                         (size_t)(in.end - in.p));
+  if (status < ESK_BANK_STATUS_NONE || status > ESK_BANK_STATUS_CLOSED)
+    return esk_error_set(err, ESK_EPOISON, "bank snapshot: unknown status %" PRId64, status);
+  s.status = (esk_bank_status_t)status;
+  const char *why = state_problem(&s);
+  if (why) return esk_error_set(err, ESK_EPOISON, "bank snapshot of %s: %s", s.account_id, why);
   *out = s;
   return ESK_OK;
 }

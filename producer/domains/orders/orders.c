@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "esk/avro_bin.h"
+
 const char *const esk_orders_rule_names[ESK_ORDERS_RULE_COUNT_] = {
     "INVALID_CURRENCY",    "INVALID_QUANTITY",        "INVALID_PRICE",
     "NO_ITEMS",            "TOO_MANY_ITEMS",          "AMOUNT_OVERFLOW",
@@ -439,54 +441,7 @@ int esk_orders_evolve(esk_orders_state_t *next, const esk_orders_state_t *st,
 
 /* ------------------------------------------------------------ snapshots --- */
 
-/* Avro binary: zig-zag varints and length-prefixed strings. */
-static int put_long(esk_buf_t *b, int64_t v) {
-  uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-  uint8_t tmp[10];
-  size_t n = 0;
-  do {
-    tmp[n] = (uint8_t)(z & 0x7f);
-    z >>= 7;
-    if (z) tmp[n] |= 0x80;
-    n++;
-  } while (z);
-  return esk_buf_append(b, tmp, n, NULL);
-}
-
-static int put_str(esk_buf_t *b, const char *s) {
-  size_t n = strlen(s);
-  int rc = put_long(b, (int64_t)n);
-  return rc ? rc : esk_buf_append(b, s, n, NULL);
-}
-
-typedef struct reader_s {
-  const uint8_t *p, *end;
-} reader_t;
-
-static int get_long(reader_t *r, int64_t *out) {
-  uint64_t z = 0;
-  for (int shift = 0; shift < 70; shift += 7) {
-    if (r->p >= r->end) return -1;
-    uint8_t c = *r->p++;
-    if (shift == 63 && (c & 0x7e)) return -1; /* more than 64 bits */
-    z |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) {
-      *out = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-      return 0;
-    }
-  }
-  return -1;
-}
-
-static int get_str(reader_t *r, char *dst, size_t size) {
-  int64_t n;
-  if (get_long(r, &n) || n < 0 || (uint64_t)n >= size || n > r->end - r->p) return -1;
-  if (memchr(r->p, 0, (size_t)n)) return -1;
-  memcpy(dst, r->p, (size_t)n);
-  dst[n] = '\0';
-  r->p += n;
-  return 0;
-}
+/* The Avro body: esk/avro_bin.h, field by field in OrderSnapshot.v1's order. */
 
 /* The checks esk_orders_snapshot_read() makes of what it read. */
 static const char *state_problem(const esk_orders_state_t *s) {
@@ -507,10 +462,10 @@ int esk_orders_snapshot_write(esk_buf_t *out, const esk_orders_state_t *s, esk_e
   size_t mark = out->len;
   uint8_t format = ESK_ORDERS_SNAPSHOT_FORMAT;
   int rc;
-  if ((rc = esk_buf_append(out, &format, 1, NULL)) || (rc = put_str(out, s->order_id)) ||
-      (rc = put_long(out, s->version)) || (rc = put_long(out, s->status)) ||
-      (rc = put_str(out, s->customer_id)) || (rc = put_str(out, s->currency)) ||
-      (rc = put_long(out, s->item_count)) || (rc = put_long(out, s->total))) {
+  if ((rc = esk_buf_append(out, &format, 1, NULL)) || (rc = esk_avro_put_string(out, s->order_id)) ||
+      (rc = esk_avro_put_long(out, s->version)) || (rc = esk_avro_put_long(out, s->status)) ||
+      (rc = esk_avro_put_string(out, s->customer_id)) || (rc = esk_avro_put_string(out, s->currency)) ||
+      (rc = esk_avro_put_long(out, s->item_count)) || (rc = esk_avro_put_long(out, s->total))) {
     out->len = mark;
     return esk_error_set(err, rc, "order %s: snapshot: out of memory", s->order_id);
   }
@@ -526,14 +481,15 @@ int esk_orders_snapshot_read(esk_orders_state_t *out, const void *data, size_t l
   const uint8_t *p = data;
   if (p[0] != ESK_ORDERS_SNAPSHOT_FORMAT)
     return esk_error_set(err, ESK_EPOISON, "order snapshot: unknown format %u", p[0]);
-  reader_t r = {p + 1, p + len};
+  esk_avro_in_t r = {p + 1, p + len};
   esk_orders_state_t s;
   memset(&s, 0, sizeof(s));
   int64_t status = 0, items = 0;
-  if (get_str(&r, s.order_id, sizeof(s.order_id)) || get_long(&r, &s.version) ||
-      get_long(&r, &status) || get_str(&r, s.customer_id, sizeof(s.customer_id)) ||
-      get_str(&r, s.currency, sizeof(s.currency)) || get_long(&r, &items) ||
-      get_long(&r, &s.total))
+  if (esk_avro_get_string(&r, s.order_id, sizeof(s.order_id)) ||
+      esk_avro_get_long(&r, &s.version) || esk_avro_get_long(&r, &status) ||
+      esk_avro_get_string(&r, s.customer_id, sizeof(s.customer_id)) ||
+      esk_avro_get_string(&r, s.currency, sizeof(s.currency)) ||
+      esk_avro_get_long(&r, &items) || esk_avro_get_long(&r, &s.total))
     return esk_error_set(err, ESK_EPOISON,
                          "order snapshot: truncated or a field out of range at byte %zu",
                          (size_t)(r.p - p));
