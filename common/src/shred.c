@@ -21,6 +21,8 @@
 /* version, master key id, nonce, wrapped key and tag */
 #define RECORD_BYTES (1 + MASTER_ID_BYTES + NONCE_BYTES + ESK_SHRED_KEY_BYTES + TAG_BYTES)
 #define PREFIX_LEN (sizeof(ESK_SHRED_PREFIX) - 1)
+/* base64 characters that hold a key id (and 2 bytes more) */
+#define KEY_ID_B64 24
 /* Longest personal string encrypted or decrypted, in bytes. */
 #define VALUE_MAX ((size_t)1 << 20)
 
@@ -423,6 +425,22 @@ static int leaf_decrypt(walk_t *w, avro_value_t *v) {
   if (len < PREFIX_LEN || memcmp(s, ESK_SHRED_PREFIX, PREFIX_LEN)) return ESK_OK; /* clear */
   const char *b64 = s + PREFIX_LEN;
   size_t b64len = len - PREFIX_LEN;
+  if (w->mode == 1 && b64len >= KEY_ID_B64) {
+    /* counting: the key id is enough (its 16 bytes are the first 22 characters
+     * and 4 bits of the 23rd; 24 characters decode to 18 bytes) */
+    uint8_t id[18];
+    size_t got = 0;
+    if (sodium_base642bin(id, sizeof(id), b64, KEY_ID_B64, NULL, &got, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) ||
+        got < ESK_SHRED_KEY_ID_BYTES)
+      return esk_error_set(w->err, ESK_EPOISON,
+                           "field '%s': a value with the " ESK_SHRED_PREFIX
+                           " prefix that does not start with a key id in base64",
+                           w->field);
+    /* a key held: the decrypting pass reads the whole value; a key missing:
+     * read it whole now, so that a malformed value is poison, not forgotten */
+    if (esk_hmap_get(w->sh->keys, id, ESK_SHRED_KEY_ID_BYTES)) return ESK_OK;
+  }
   size_t cap = b64len / 4 * 3 + 3;
   if (b64len > 2 * VALUE_MAX)
     return esk_error_set(w->err, ESK_EPOISON, "field '%s': an encrypted value over the limit",

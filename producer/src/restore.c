@@ -10,19 +10,6 @@
 #include "esk/time.h"
 #include "results.h"
 
-int esk_topics_init(esk_topics_t *t, const char *prefix, const char *domain, esk_error_t *err) {
-  int rc;
-  if ((rc = esk_kafka_topic_name(t->commands, sizeof(t->commands), prefix, domain, "commands",
-                                 err)) ||
-      (rc = esk_kafka_topic_name(t->events, sizeof(t->events), prefix, domain, "events", err)) ||
-      (rc = esk_kafka_topic_name(t->results, sizeof(t->results), prefix, domain,
-                                 "command-results", err)) ||
-      (rc = esk_kafka_topic_name(t->snapshots, sizeof(t->snapshots), prefix, domain, "snapshots",
-                                 err)))
-    return rc;
-  return ESK_OK;
-}
-
 void esk_restore_checkpoint_encode(uint8_t *out, int64_t events_offset) {
   memcpy(out, ESK_RESTORE_CHECKPOINT_MAGIC, 8);
   uint64_t v = (uint64_t)events_offset;

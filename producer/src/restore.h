@@ -23,19 +23,12 @@
 #include "esk/error.h"
 #include "esk/hmap.h"
 #include "esk/shred.h"
+#include "topics.h"
 
 /** Snapshot-topic key of a partition's checkpoint record; refused as an aggregate id. */
 #define ESK_RESTORE_CHECKPOINT_KEY "\001esk.checkpoint"
 #define ESK_RESTORE_CHECKPOINT_MAGIC "ESKCKPT1"
 #define ESK_RESTORE_CHECKPOINT_SIZE 16
-
-/** The topics of one domain. */
-typedef struct esk_topics_s {
-  char commands[256], events[256], results[256], snapshots[256];
-} esk_topics_t;
-
-/** @brief Fills @p t from the prefix and the domain (see esk_kafka_topic_name()). */
-int esk_topics_init(esk_topics_t *t, const char *prefix, const char *domain, esk_error_t *err);
 
 /** What a restore read and how long it took. */
 typedef struct esk_restore_stats_s {

@@ -1,12 +1,15 @@
 /* The producer's own record formats: results (JSON on the results topic) and
  * checkpoints (snapshots topic), with truncated, malformed, oversized and
- * hostile input; and the topic names derived from the configuration. */
+ * hostile input. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "esk/kafka.h"
+#include "bank/bank_avro.h"
 #include "bank/bank_domain.h"
+#include "esk/kafka.h"
+#include "esk_test_producer.h"
 #include "restore.h"
 #include "results.h"
 
@@ -214,30 +217,7 @@ Test(producer_formats, checkpoints_round_trip_and_refuse_bad_bytes) {
   cr_expect(strstr(err.msg, "negative"), "%s", err.msg);
 }
 
-Test(producer_formats, topic_names_come_from_prefix_and_domain) {
-  esk_topics_t t;
-  esk_error_t err = {0};
-  cr_assert_eq(esk_topics_init(&t, "", "bank", &err), ESK_OK);
-  cr_expect_str_eq(t.commands, "bank.commands");
-  cr_expect_str_eq(t.events, "bank.events");
-  cr_expect_str_eq(t.results, "bank.command-results");
-  cr_expect_str_eq(t.snapshots, "bank.snapshots");
-  cr_assert_eq(esk_topics_init(&t, "t1.", "bank", &err), ESK_OK);
-  cr_expect_str_eq(t.events, "t1.bank.events");
-  cr_expect_eq(esk_topics_init(&t, "bad/", "bank", &err), ESK_EINVAL);
-  cr_expect(strstr(err.msg, "'/'"), "%s", err.msg);
-  cr_expect_eq(esk_topics_init(&t, "", "", &err), ESK_EINVAL);
-  char longp[300];
-  memset(longp, 'a', sizeof(longp) - 1);
-  longp[sizeof(longp) - 1] = 0;
-  cr_expect_eq(esk_topics_init(&t, longp, "bank", &err), ESK_EINVAL);
-  cr_expect(strstr(err.msg, "longer than"), "%s", err.msg);
-}
-
 /* ------------------------------------------------- the bank Avro mapping --- */
-
-#include "bank/bank_avro.h"
-#include "esk_test_producer.h"
 
 Test(producer_formats, commands_round_trip_through_avro_for_every_type) {
   esk_bank_avro_t *a = NULL;
@@ -349,7 +329,6 @@ Test(producer_formats, an_event_with_fields_longer_than_the_aggregate_allows_is_
 /* The refused fixtures of every command and event type (tests/fixtures/avro/
  * generate_refused.py): a command is refused naming the field, and its id is
  * found exactly as written, to answer it under; an event is refused naming the field. */
-#include <jansson.h>
 
 static size_t refused_unhex(const char *hex, uint8_t *out, size_t max) {
   size_t n = strlen(hex) / 2;
