@@ -268,13 +268,17 @@ int esk_test_bank_producer(rd_kafka_t **out, esk_error_t *err) {
 
 static int produce(rd_kafka_t *p, const char *topic, const char *key, const void *value,
                    size_t len, rd_kafka_headers_t *h, esk_error_t *err) {
-  for (;;) {
+  /* a topic just created may be unknown for a moment to a broker that has just
+   * come back (a cluster's node restarted by the suite before): up to 30 s */
+  for (int unknown = 0;;) {
     rd_kafka_resp_err_t e = rd_kafka_producev(
         p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
         RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      rd_kafka_poll(p, 50);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+        ((e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) &&
+         unknown++ < 300)) {
+      rd_kafka_poll(p, e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? 50 : 100);
       continue;
     }
     if (e) {
