@@ -381,20 +381,27 @@ typedef struct {
   esk_error_t *err;
 } walk_t;
 
+/* The personal field's string and its length without the NUL avro-c counts. */
+static int leaf_string(walk_t *w, avro_value_t *v, const char **s, size_t *len) {
+  size_t size = 0;
+  if (avro_value_get_string(v, s, &size))
+    return esk_error_set(w->err, ESK_EPOISON, "field '%s': not a string", w->field);
+  *len = size ? size - 1 : 0;
+  return ESK_OK;
+}
+
 static int leaf_encrypt(walk_t *w, avro_value_t *v) {
   const char *s = NULL;
-  size_t size = 0;
-  if (avro_value_get_string(v, &s, &size))
-    return esk_error_set(w->err, ESK_EPOISON, "field '%s': not a string", w->field);
-  size_t len = size ? size - 1 : 0;
+  size_t len = 0;
+  int rc = leaf_string(w, v, &s, &len);
+  if (rc) return rc;
   if (len > VALUE_MAX)
     return esk_error_set(w->err, ESK_EPOISON, "field '%s': a personal value over %zu bytes",
                          w->field, VALUE_MAX);
   uint8_t id[ESK_SHRED_KEY_ID_BYTES];
   skey_t *k = key_for(w->sh, w->subject, id, w->err);
   if (!k) return w->err->code;
-  int rc = queue_record(w->sh, k, id, w->subject, w->err);
-  if (rc) return rc;
+  if ((rc = queue_record(w->sh, k, id, w->subject, w->err))) return rc;
   size_t bin = ESK_SHRED_KEY_ID_BYTES + NONCE_BYTES + len + TAG_BYTES;
   size_t b64 = sodium_base64_ENCODED_LEN(bin, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   esk_buf_t *sc = &w->sh->scratch;
@@ -418,10 +425,9 @@ static int leaf_encrypt(walk_t *w, avro_value_t *v) {
 
 static int leaf_decrypt(walk_t *w, avro_value_t *v) {
   const char *s = NULL;
-  size_t size = 0;
-  if (avro_value_get_string(v, &s, &size))
-    return esk_error_set(w->err, ESK_EPOISON, "field '%s': not a string", w->field);
-  size_t len = size ? size - 1 : 0;
+  size_t len = 0;
+  int rc = leaf_string(w, v, &s, &len);
+  if (rc) return rc;
   if (len < PREFIX_LEN || memcmp(s, ESK_SHRED_PREFIX, PREFIX_LEN)) return ESK_OK; /* clear */
   const char *b64 = s + PREFIX_LEN;
   size_t b64len = len - PREFIX_LEN;
@@ -447,7 +453,7 @@ static int leaf_decrypt(walk_t *w, avro_value_t *v) {
                          w->field);
   esk_buf_t *sc = &w->sh->scratch;
   esk_buf_reset(sc);
-  int rc = esk_buf_reserve(sc, 2 * cap + 1, w->err);
+  rc = esk_buf_reserve(sc, 2 * cap + 1, w->err);
   if (rc) return rc;
   uint8_t *raw = (uint8_t *)sc->data;
   size_t bin = 0;

@@ -812,6 +812,26 @@ static int apply_bisecting(esk_projector_t *p, rd_kafka_message_t **msgs, size_t
   return apply_bisecting(p, msgs + half, n - half, err);
 }
 
+/* An open batch that a rebalance overtook loses the events read before it
+ * (docs/architecture.md, "Position compare-and-set"): say so. */
+static void log_reassigned_drop(const esk_projector_t *p, size_t dropped, size_t kept) {
+  ESK_WARN("projector", "msg=\"batch dropped: partitions reassigned\" projection=%s "
+                        "events=%zu kept=%zu", p->name, dropped, kept);
+}
+
+/* Messages received before an assignment change belong to the old one: drops
+ * them (the new assignment starts from the stored positions), keeps those
+ * received since. */
+static void keep_current_generation(esk_projector_t *p) {
+  size_t k = 0;
+  for (size_t i = 0; i < p->n_batch; i++) {
+    if (p->batch_gen[i] == p->generation) p->batch[k++] = p->batch[i];
+    else rd_kafka_message_destroy(p->batch[i]);
+  }
+  if (k < p->n_batch) log_reassigned_drop(p, p->n_batch - k, k);
+  p->n_batch = k;
+}
+
 static int process_batch(esk_projector_t *p, esk_error_t *err) {
   int backoff = 100, paused = 0, rc;
   for (;;) {
@@ -839,9 +859,7 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
     backoff = backoff * 2 > p->backoff_max_ms ? p->backoff_max_ms : backoff * 2;
     if (*p->stop || p->rebalanced) {
       rc = ESK_OK; /* nothing committed; the next owner starts from the stored position */
-      if (p->rebalanced)
-        ESK_WARN("projector", "msg=\"batch dropped: partitions reassigned\" projection=%s "
-                              "events=%zu kept=0", p->name, p->n_batch);
+      if (p->rebalanced) log_reassigned_drop(p, p->n_batch, 0);
       break;
     }
   }
@@ -953,20 +971,7 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
       p->batch_gen[p->n_batch] = p->generation;
       p->batch[p->n_batch++] = m;
     }
-    /* Messages received before an assignment change belong to the old one:
-     * drop them (the new assignment starts from the stored positions), keep
-     * those received since. */
-    if (p->rebalanced) {
-      size_t k = 0;
-      for (size_t i = 0; i < p->n_batch; i++) {
-        if (p->batch_gen[i] == p->generation) p->batch[k++] = p->batch[i];
-        else rd_kafka_message_destroy(p->batch[i]);
-      }
-      if (k < p->n_batch)
-        ESK_WARN("projector", "msg=\"batch dropped: partitions reassigned\" projection=%s "
-                              "events=%zu kept=%zu", p->name, p->n_batch - k, k);
-      p->n_batch = k;
-    }
+    if (p->rebalanced) keep_current_generation(p);
     if (p->n_batch && (rc = process_batch(p, err)) != ESK_OK) break;
     update_lag(p);
     pg_check(p, esk_time_mono_ms());

@@ -45,7 +45,6 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
   const size_t n = (size_t)runs * per_run;
   esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
-  esk_error_t err = {0};
   char g_bal[96], g_hist[96], i_bal[112], i_hist[112];
   esk_test_unique_name(g_bal, sizeof(g_bal), "esk.test.e2e.balances");
   esk_test_unique_name(g_hist, sizeof(g_hist), "esk.test.e2e.history");
@@ -53,8 +52,8 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
    * predecessor's partitions at once instead of after the session timeout. */
   snprintf(i_bal, sizeof(i_bal), "%s.i", g_bal);
   snprintf(i_hist, sizeof(i_hist), "%s.i", g_hist);
-  cr_assert_eq(esk_test_bank_new(&bank, 5, 150, n, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  esk_tf_workload(&bank, &prod, 5, 150, n);
+  esk_error_t err = {0};
   int mid_bal = 0, mid_hist = 0;
   for (int r = 0; r < runs; r++) {
     /* New events before every run, so every kill can hit work in flight. */
@@ -92,8 +91,7 @@ Test(projector_faults, kill_9_at_random_moments_in_20_runs_ends_equal_to_the_fol
   cr_expect_eq(esk_tf_terminate(h), 0, "esk-projector did not exit 0 on SIGTERM");
   esk_tf_check(&f, bank, "account_balances", n);
   esk_tf_check(&f, bank, "transaction_history", n);
-  rd_kafka_destroy(prod);
-  esk_test_bank_destroy(bank);
+  esk_tf_workload_free(bank, prod);
 }
 
 Test(projector_faults, two_instances_under_a_rebalance_storm_apply_everything_exactly_once,
@@ -101,11 +99,9 @@ Test(projector_faults, two_instances_under_a_rebalance_storm_apply_everything_ex
   const size_t n = 24000, step = 600;
   esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
-  esk_error_t err = {0};
   char group[96];
   esk_test_unique_name(group, sizeof(group), "esk.test.e2e.storm");
-  cr_assert_eq(esk_test_bank_new(&bank, 9, 300, n, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  esk_tf_workload(&bank, &prod, 9, 300, n);
   pid_t a = spawn("transaction_history", group, NULL, "100"), b = 0;
   size_t sent = 0;
   int tick = 0;
@@ -126,8 +122,7 @@ Test(projector_faults, two_instances_under_a_rebalance_storm_apply_everything_ex
   cr_expect_eq(esk_tf_terminate(a), 0);
   if (b) cr_expect_eq(esk_tf_terminate(b), 0);
   esk_tf_check(&f, bank, "transaction_history", n);
-  rd_kafka_destroy(prod);
-  esk_test_bank_destroy(bank);
+  esk_tf_workload_free(bank, prod);
 }
 
 Test(projector_faults, a_postgresql_restart_mid_run_loses_and_repeats_nothing, .init = setup3,
@@ -135,11 +130,9 @@ Test(projector_faults, a_postgresql_restart_mid_run_loses_and_repeats_nothing, .
   const size_t n = 12000, step = 500;
   esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
-  esk_error_t err = {0};
   char group[96];
   esk_test_unique_name(group, sizeof(group), "esk.test.e2e.pgrestart");
-  cr_assert_eq(esk_test_bank_new(&bank, 13, 120, n, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  esk_tf_workload(&bank, &prod, 13, 120, n);
   pid_t p = spawn("account_balances", group, NULL, "100");
   size_t sent = 0;
   int restarted = 0;
@@ -168,6 +161,5 @@ Test(projector_faults, a_postgresql_restart_mid_run_loses_and_repeats_nothing, .
            "lag=0:[0-9]*,1:[0-9]*,2:[0-9]*' %s) -ge 5", f.log);
   cr_expect_eq(system(cmd), 0, "fewer than 5 progress lines with lag per partition in %s",
                f.log);
-  rd_kafka_destroy(prod);
-  esk_test_bank_destroy(bank);
+  esk_tf_workload_free(bank, prod);
 }

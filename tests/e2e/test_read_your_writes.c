@@ -65,11 +65,15 @@ static void setup(env_t *e, const char *name) {
   /* ESK_TEST_QUERY_PG_CONNINFO: esk-query reads there, e.g. a streaming replica
    * (e2e.read_your_writes_replica), while the projector writes the primary */
   const char *replica = getenv("ESK_TEST_QUERY_PG_CONNINFO");
-  char a_conninfo[1024] = "";
-  if (replica && *replica) snprintf(a_conninfo, sizeof(a_conninfo), "pg.conninfo=%s", replica);
-  const char *qargs[] = {a_prefix, a_schema, "query.file=" ESK_SOURCE_DIR
-                         "/deploy/queries/bank.queries", a_conninfo[0] ? a_conninfo : auth,
-                         a_conninfo[0] ? auth : NULL, NULL};
+  char a_conninfo[1024];
+  const char *qargs[6] = {a_prefix, a_schema,
+                          "query.file=" ESK_SOURCE_DIR "/deploy/queries/bank.queries"};
+  int nq = 3;
+  if (replica && *replica) {
+    snprintf(a_conninfo, sizeof(a_conninfo), "pg.conninfo=%s", replica);
+    qargs[nq++] = a_conninfo;
+  }
+  qargs[nq] = auth; /* NULL ends the list when there is none */
   /* ready once a projector has made esk's tables in the schema */
   e->query = esk_ta_start(ESK_TEST_QUERY_BIN, e->keyfile, e->qlog, qargs, &e->qport);
 }

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +57,29 @@ pid_t esk_tf_spawn(const esk_tf_t *f, const char *log, const char *projection, c
   pid_t pid = esk_test_spawn(argv, log ? log : f->log);
   cr_assert(pid > 0, "fork failed");
   return pid;
+}
+
+void esk_tf_workload(esk_test_bank_t **bank, rd_kafka_t **prod, unsigned seed, int accounts,
+                     size_t n) {
+  esk_error_t err = {0};
+  cr_assert_eq(esk_test_bank_new(bank, seed, accounts, n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_test_bank_producer(prod, &err), ESK_OK, "%s", err.msg);
+}
+
+void esk_tf_workload_free(esk_test_bank_t *bank, rd_kafka_t *prod) {
+  if (prod) rd_kafka_destroy(prod);
+  esk_test_bank_destroy(bank);
+}
+
+int esk_tf_log_count(const char *path, const char *text) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[8192];
+  int n = 0;
+  while (fgets(line, sizeof(line), f))
+    if (strstr(line, text)) n++;
+  fclose(f);
+  return n;
 }
 
 int esk_tf_terminate(pid_t pid) {

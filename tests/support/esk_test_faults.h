@@ -26,6 +26,15 @@ void esk_tf_teardown(const esk_tf_t *f);
  *  key=value list @p extra; its output is appended to @p log (f->log if NULL). */
 pid_t esk_tf_spawn(const esk_tf_t *f, const char *log, const char *projection, const char *group,
                    const char *instance, const char *batch, const char *const *extra);
+/** A bank workload of @p n events over @p accounts accounts from @p seed, and
+ *  an idempotent producer for it (the test fails if either cannot be made). */
+void esk_tf_workload(esk_test_bank_t **bank, rd_kafka_t **prod, unsigned seed, int accounts,
+                     size_t n);
+/** Frees what esk_tf_workload() made. */
+void esk_tf_workload_free(esk_test_bank_t *bank, rd_kafka_t *prod);
+/** Lines of the log @p path that contain @p text (0 when it cannot be read). */
+int esk_tf_log_count(const char *path, const char *text);
+
 /** SIGTERM, then the exit status; fails the test if it takes over 30 s. */
 int esk_tf_terminate(pid_t pid);
 /** SIGKILL and reap. */
