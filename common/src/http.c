@@ -32,6 +32,19 @@
  * when slow clients hold every slot. */
 #define PROBE_RESERVE 16
 
+/* libmicrohttpd 0.9.75 builds an answer's status line and headers in what is
+ * left of the connection's memory pool after the request's line and headers:
+ * a request that filled the pool to within the few hundred bytes an answer
+ * needs was closed unanswered (only its own 414 and 431 free the pool first).
+ * So the pool is http.request.max.bytes plus ANSWER_ROOM, and a request over
+ * http.request.max.bytes is answered 414 or 431 here, from that room
+ * (head_refusal). Only a request ending within an answer's size of the whole
+ * pool can still be closed unanswered (docs/api.md, "Threads and limits"). */
+#define ANSWER_ROOM 65536
+/* what libmicrohttpd keeps per header or query argument besides its bytes: a
+ * record of six pointers and sizes and the kind, rounded up, and ": " + CRLF */
+#define HEADER_COST 64
+
 const esk_conf_prop_t esk_http_props[] = {
     {"http.listen", ESK_CONF_STRING, "127.0.0.1:0", 0, 0, NULL, NULL,
      "Address of the /healthz, /readyz and /metrics endpoints: host:port or [v6addr]:port; "
@@ -43,7 +56,8 @@ const esk_conf_prop_t esk_http_props[] = {
      "slot); when all are answering requests, 16 more are taken, then more wait in the listen "
      "backlog."},
     {"http.request.max.bytes", ESK_CONF_INT, "8192", 2048, 1048576, NULL, NULL,
-     "Largest HTTP request line plus headers; a larger request gets an error and is closed."},
+     "Largest HTTP request line plus headers; a larger request is answered 414 (its line) or "
+     "431 (its headers) and closed."},
     {"http.timeout.s", ESK_CONF_INT, "10", 1, 3600, NULL, NULL,
      "Seconds after which an idle HTTP connection is closed."},
     {"http.header.timeout.s", ESK_CONF_INT, "5", 1, 3600, NULL, NULL,
@@ -82,7 +96,7 @@ struct esk_http_req_s {
   char *raw_path;           /* the path as sent (on_uri), before percent-decoding */
   char *body;
   size_t len, max;
-  int too_large, dispatched;
+  int too_large, dispatched, head_checked;
   /* the answer, set by esk_http_respond() (any thread) before it resumes the connection */
   struct MHD_Response *resp;
   unsigned status;
@@ -98,6 +112,7 @@ struct esk_http_s {
   int port;
   conn_t *conns; /* open connections, newest first */
   unsigned max_conns, max_per_addr, idle_s, header_s;
+  size_t head_max; /* http.request.max.bytes */
   char *tls_cert_path, *tls_key_path; /* NULL: plain HTTP */
   pthread_mutex_t tls_mu;               /* tls: esk_http_reload_tls() swaps it */
   struct creds_s *tls;                  /* what a handshake is given now */
@@ -564,6 +579,48 @@ static const char *nul_in_request(esk_http_req_t *r, char *msg, size_t size) {
   return msg;
 }
 
+/* Adds one header's or argument's bytes, as sent and as kept, to the sums. */
+static enum MHD_Result add_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                size_t key_size, const char *value, size_t value_size) {
+  size_t *sums = cls; /* [0] as sent, [1] as kept */
+  (void)kind;
+  (void)value;
+  (void)key;
+  sums[0] += key_size + value_size + 2;
+  sums[1] += key_size + value_size + HEADER_COST;
+  return MHD_YES;
+}
+
+/* 414 when the request line is over http.request.max.bytes, 431 when the line
+ * and headers are (with what libmicrohttpd keeps per header), else 0. */
+static unsigned head_refusal(const esk_http_t *h, struct MHD_Connection *c, const char *method,
+                             const char *raw_path) {
+  size_t args[2] = {0, 0}, heads[2] = {0, 0};
+  MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, add_size, args);
+  size_t line = strlen(method) + strlen(raw_path) + args[0] + sizeof(" HTTP/1.1\r\n");
+  if (line > h->head_max) return MHD_HTTP_URI_TOO_LONG;
+  MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_COOKIE_KIND, add_size, heads);
+  return line + args[1] + heads[1] > h->head_max ? MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE : 0;
+}
+
+/* The first call of a request: answers one over http.request.max.bytes (and
+ * closes its connection). @returns 1 when it answered, with *ret set. */
+static int refuse_large_head(const esk_http_t *h, struct MHD_Connection *c, const char *method,
+                             esk_http_req_t *r, enum MHD_Result *ret) {
+  if (r->head_checked) return 0;
+  r->head_checked = 1;
+  unsigned code = head_refusal(h, c, method, r->raw_path);
+  if (!code) return 0;
+  r->dispatched = 1;
+  static const char uri[] = "{\"error\":{\"code\":\"URI_TOO_LONG\",\"message\":\"the request "
+                            "line is longer than http.request.max.bytes\"}}";
+  static const char head[] = "{\"error\":{\"code\":\"HEADERS_TOO_LARGE\",\"message\":\"the "
+                             "request line and headers are larger than http.request.max.bytes\"}}";
+  const char *body = code == MHD_HTTP_URI_TOO_LONG ? uri : head;
+  *ret = reply(c, code, "application/json", (void *)body, strlen(body), MHD_RESPMEM_PERSISTENT);
+  return 1;
+}
+
 /* An application request: its body is read (up to body_max), then the
  * connection is suspended while the app answers (esk_http_respond resumes it,
  * and the next call queues the answer). */
@@ -660,12 +717,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   (void)version;
   esk_http_t *h = cls;
   conn_t *k = conn_of(c);
+  enum MHD_Result ret;
   if (k && k->waiting) { /* its request line and headers are complete */
     k->waiting = 0;
     if (k->first && h->header_s < h->idle_s)
       MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->idle_s);
     k->first = 0;
   }
+  if (!*con_cls) return MHD_NO; /* on_uri was out of memory */
+  if (refuse_large_head(h, c, method, *con_cls, &ret)) return ret;
   if (h->has_app && !strncmp(url, h->app.prefix, strlen(h->app.prefix)))
     return handle_app(h, c, url, method, upload_data, upload_data_size, con_cls);
   if (*upload_data_size) { /* a body to a probe path: read and ignored */
@@ -721,6 +781,7 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
   h->max_per_addr = (unsigned)esk_conf_get_int(conf, "http.max.connections.per.address");
   h->idle_s = (unsigned)esk_conf_get_int(conf, "http.timeout.s");
   h->header_s = (unsigned)esk_conf_get_int(conf, "http.header.timeout.s");
+  h->head_max = (size_t)esk_conf_get_int(conf, "http.request.max.bytes");
   if ((rc = load_tls(h, conf, err)) || (rc = open_listener(&fd, &h->port, &v6, &a, value, err)))
     goto cleanup;
 
@@ -735,7 +796,7 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
       flags, 0, on_accept, h, handle, h, MHD_OPTION_ARRAY, tls,
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
       MHD_OPTION_CONNECTION_LIMIT, h->max_conns + PROBE_RESERVE,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)esk_conf_get_int(conf, "http.request.max.bytes"),
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->head_max + ANSWER_ROOM,
       MHD_OPTION_CONNECTION_TIMEOUT, h->idle_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
