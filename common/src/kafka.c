@@ -373,6 +373,17 @@ rd_kafka_resp_err_t esk_kafka_watermarks(rd_kafka_t *rk, const char *topic, int3
   }
 }
 
+rd_kafka_resp_err_t esk_kafka_watermarks_quick(rd_kafka_t *rk, const char *topic,
+                                               int32_t partition, int64_t *lo, int64_t *hi,
+                                               int quick_ms, int timeout_ms) {
+  int64_t t0 = esk_time_mono_ms();
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+      rk, topic, partition, lo, hi, quick_ms < timeout_ms ? quick_ms : timeout_ms);
+  int left = timeout_ms - (int)(esk_time_mono_ms() - t0);
+  if (!e || left <= 0) return e;
+  return esk_kafka_watermarks(rk, topic, partition, lo, hi, left);
+}
+
 static int partition_count_once(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
                                 esk_error_t *err) {
   const struct rd_kafka_metadata *md = NULL;

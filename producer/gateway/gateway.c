@@ -565,36 +565,73 @@ static void tail_reached(esk_gateway_t *g, int32_t p, answer_t **ans, size_t *n,
   }
 }
 
+/* One partition's end, asked for on a thread of its own (fetch_ends). */
+typedef struct end_query_s {
+  esk_gateway_t *g;
+  int32_t p;
+  int64_t hi;
+  rd_kafka_resp_err_t e;
+  pthread_t th;
+  int threaded;
+} end_query_t;
+
+static void *end_query_main(void *arg) {
+  end_query_t *q = arg;
+  int64_t lo = 0;
+  q->hi = -1;
+  /* the cached leader first: one round trip, where a metadata refresh before
+   * each ask tripled it (a leader that moved still gets the refresh) */
+  q->e = esk_kafka_watermarks_quick(q->g->reader, q->g->t_events, q->p, &lo, &q->hi, 1000, 5000);
+  return NULL;
+}
+
+/* The events partitions some accepted result waits on, asked at once. */
+static size_t ask_ends(esk_gateway_t *g, end_query_t *qs) {
+  size_t k = 0;
+  pthread_mutex_lock(&g->mu);
+  for (int32_t p = 0; p < g->nparts; p++)
+    for (waiter_t *w = g->waiters; w; w = w->next)
+      if (w->state == W_LSO && w->partition == p) {
+        qs[k++] = (end_query_t){.g = g, .p = p};
+        break;
+      }
+  pthread_mutex_unlock(&g->mu);
+  for (size_t i = 0; i < k; i++)
+    qs[i].threaded = k > 1 && pthread_create(&qs[i].th, NULL, end_query_main, &qs[i]) == 0;
+  for (size_t i = 0; i < k; i++)
+    if (qs[i].threaded) pthread_join(qs[i].th, NULL);
+    else end_query_main(&qs[i]);
+  return k;
+}
+
 /* Accepted results wait for the events partition's end as it is now (its
  * last stable offset for this read_committed reader): the command's events
  * were committed with its result, so they lie below it. Once the reader has
- * read that far, the last event it read there is at or after them. */
+ * read that far, the last event it read there is at or after them. Only this
+ * thread reads results, so the waiters asked for are the ones given the ends. */
 static void fetch_ends(esk_gateway_t *g, answer_t **ans, size_t *n, size_t *cap) {
-  for (int32_t p = 0; p < g->nparts; p++) {
-    int need = 0;
-    pthread_mutex_lock(&g->mu);
-    for (waiter_t *w = g->waiters; w && !need; w = w->next)
-      need = w->state == W_LSO && w->partition == p;
-    pthread_mutex_unlock(&g->mu);
-    if (!need) continue;
-    int64_t lo = 0, hi = -1;
-    rd_kafka_resp_err_t e =
-        esk_kafka_watermarks(g->reader, g->t_events, p, &lo, &hi, 5000);
-    if (e) {
+  end_query_t *qs = calloc((size_t)g->nparts, sizeof(*qs));
+  if (!qs) return; /* asked again next turn */
+  size_t k = ask_ends(g, qs);
+  for (size_t i = 0; i < k; i++) {
+    int32_t p = qs[i].p;
+    if (qs[i].e) {
       char q[300];
       ESK_WARN(FAC, "msg=\"cannot read the end of the events partition\" topic=%s partition=%d "
-               "error=%s", g->t_events, (int)p, esk_log_quote(q, sizeof(q), rd_kafka_err2str(e)));
+               "error=%s", g->t_events, (int)p,
+               esk_log_quote(q, sizeof(q), rd_kafka_err2str(qs[i].e)));
       continue; /* asked again next turn; the request's wait bounds it */
     }
     pthread_mutex_lock(&g->mu);
     for (waiter_t *w = g->waiters; w; w = w->next)
       if (w->state == W_LSO && w->partition == p) {
         w->state = W_TAIL;
-        w->lso = hi;
+        w->lso = qs[i].hi;
       }
     tail_reached(g, p, ans, n, cap);
     pthread_mutex_unlock(&g->mu);
   }
+  free(qs);
 }
 
 /* Requests whose wait ran out: 202 with where to ask (mu held). */
@@ -665,6 +702,8 @@ int esk_gateway_run(esk_gateway_t *g, volatile sig_atomic_t *stop, esk_error_t *
       rd_kafka_message_destroy(m);
       m = ++batch < 500 ? rd_kafka_consumer_poll(g->reader, 0) : NULL;
     }
+    for (size_t i = 0; i < n; i++) send_answer(g, &ans[i]); /* before asking for ends */
+    n = 0;
     fetch_ends(g, &ans, &n, &cap);
     int64_t now = esk_time_mono_ms();
     pthread_mutex_lock(&g->mu);

@@ -8,19 +8,25 @@
  *   2. command -> visible: POST a deposit, then GET the account from esk-query
  *      with the token; the time until that answer, and that it holds the deposit;
  *   3. queries: wrk against esk-query's account-by-id for 10 s, beside pgbench
- *      running the same SELECT (the limit) for 10 s.
- * Usage: bench_api [COMMANDS]   (default 1000; keep it small on a shared machine)
+ *      running the same SELECT (the limit) for 10 s;
+ *   4. open loop (open_loop.h): deposits at fixed rates, RATES (default 1000,
+ *      5000 and 10000 a second), each for OPEN_SECONDS (default 5), command ->
+ *      result and command -> visible timed from when each command was due.
+ * Usage: bench_api [COMMANDS [OPEN_SECONDS [RATE...]]]   (default 1000 5 1000
+ * 5000 10000; keep it small on a shared machine)
  * Needs deploy/local/stack up and its environment, wrk and pgbench. */
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "open_loop.h"
 #include "esk/time.h"
 #include "esk_test_http.h"
 
@@ -37,6 +43,14 @@ static void run_cmd(const char *cmd) {
 }
 
 static double now_ms(void) { return (double)esk_time_mono_us() / 1000.0; }
+
+static void raise_fd_limit(void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
 
 static int post(const char *body, char *out, size_t size) {
   return esk_tp_http_request(gport, "POST", "/v1/bank/commands",
@@ -154,12 +168,13 @@ int main(int argc, char **argv) {
   char *jargv[] = {BIN "esk-projector", "--projection", "account_balances", "-X", a_topic, "-X",
                    a_schema, "-X", a_group, "-X", "http.listen=off", NULL};
   char *gargv[] = {BIN "esk-gateway", "-X", a_prefix, "-X", a_key, "-X",
-                   "http.listen=127.0.0.1:0", "-X", "http.max.connections.per.address=64",
-                   "-X", "http.max.connections=128", NULL};
+                   "http.listen=127.0.0.1:0", "-X", "http.max.connections.per.address=1100",
+                   "-X", "http.max.connections=1100", NULL};
   char *qargv[] = {BIN "esk-query", "-X", a_prefix, "-X", a_key, "-X", a_schema, "-X",
                    "query.file=" ESK_SOURCE_DIR "/deploy/queries/bank.queries", "-X",
-                   "http.listen=127.0.0.1:0", "-X", "http.max.connections.per.address=64",
-                   "-X", "http.max.connections=128", NULL};
+                   "http.listen=127.0.0.1:0", "-X", "http.max.connections.per.address=1100",
+                   "-X", "http.max.connections=1100", "-X", "query.max.queued=4096", NULL};
+  raise_fd_limit(); /* the open loop's connections, and the daemons' (inherited) */
   pid_t producer = esk_bench_spawn(WHO, pargv, plog);
   pid_t projector = esk_bench_spawn(WHO, jargv, jlog);
   pid_t gateway = esk_bench_spawn(WHO, gargv, glog);
@@ -200,6 +215,16 @@ int main(int argc, char **argv) {
            "> %s/q.sql && pgbench -n -M prepared -c8 -j2 -T10 -f %s/q.sql \"%s\" 2>&1", schema,
            logdir, logdir, pg);
   run_filtered("the same SELECT through libpq (pgbench -M prepared -c8 -j2 -T10):", cmd, pgb_keep);
+
+  double open_s = argc > 2 ? atof(argv[2]) : 5;
+  static const int rates[] = {1000, 5000, 10000};
+  int n_rates = argc > 3 ? argc - 3 : 3;
+  for (int i = 0; i < n_rates && open_s > 0; i++) {
+    esk_open_loop_t r;
+    esk_open_loop_run(&r, gport, qport, prefix, ACCOUNTS, argc > 3 ? atoi(argv[3 + i]) : rates[i],
+                      open_s);
+    esk_open_loop_report(&r);
+  }
 
   int bad = 0;
   bad |= esk_bench_stop(query) != 0;

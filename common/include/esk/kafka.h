@@ -167,6 +167,16 @@ int esk_kafka_reader_new_conf(rd_kafka_t **out, rd_kafka_conf_t *conf, const cha
 rd_kafka_resp_err_t esk_kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
                                          int64_t *lo, int64_t *hi, int timeout_ms);
 
+/**
+ * @brief esk_kafka_watermarks() for a hot path: asks the cached leader first,
+ *        for up to @p quick_ms, and only when that fails (a leader that moved or
+ *        died) refreshes the metadata and asks again until @p timeout_ms. A
+ *        healthy cluster answers in one round trip instead of three.
+ */
+rd_kafka_resp_err_t esk_kafka_watermarks_quick(rd_kafka_t *rk, const char *topic,
+                                               int32_t partition, int64_t *lo, int64_t *hi,
+                                               int quick_ms, int timeout_ms);
+
 /** Called for each message esk_kafka_read_partition() reads; non-zero stops the read
  *  and is returned (the message is borrowed for the call). */
 typedef int (*esk_kafka_msg_fn)(const rd_kafka_message_t *m, void *ctx);
