@@ -2,7 +2,7 @@
  * the real broker and PostgreSQL: kill -9 at random moments, a rebalance
  * storm between two instances, and a PostgreSQL restart mid-run. Each ends
  * with the read models equal to the folds the test computes independently
- * (tests/support/esk_test_bank.c): nothing applied twice, nothing skipped.
+ * (tests/support/esk_test_bank_check.c): nothing applied twice, nothing skipped.
  * Each test has its own topic, groups and PostgreSQL schema. */
 #include <criterion/criterion.h>
 #include <inttypes.h>

@@ -1,6 +1,6 @@
 /* The four bank read models built by the projector runtime in-process from
  * codec-encoded events on the real broker, compared row by row with folds
- * computed independently by the test (tests/support/esk_test_bank.c);
+ * computed independently by the test (tests/support/esk_test_bank_check.c);
  * duplicates injected change nothing; poison events (unknown fingerprint,
  * truncated, malformed, oversized) go to the DLQ and everything after them
  * is applied. Each test has its own topic, groups and PostgreSQL schema. */

@@ -3,6 +3,8 @@
  * versions, key = account id, the headers of docs/architecture.md, "Kafka
  * contract"), and the read models each projection must produce, folded here
  * independently of the projector and compared with what is in PostgreSQL.
+ * The generator is in esk_test_bank_workload.c, publishing in
+ * esk_test_bank_publish.c, the fold and the comparison in esk_test_bank_check.c.
  * No Criterion: the bench links it. */
 #ifndef ESK_TEST_BANK_H
 #define ESK_TEST_BANK_H

@@ -2,7 +2,7 @@
  * real broker and PostgreSQL (tests/e2e/test_projector_faults.c and
  * tests/cluster/test_cluster_projector_faults.c): each test has its own topic,
  * schema and log, and ends with the read models equal to the fold
- * tests/support/esk_test_bank.c computes independently. */
+ * tests/support/esk_test_bank_check.c computes independently. */
 #ifndef ESK_TEST_FAULTS_H
 #define ESK_TEST_FAULTS_H
 

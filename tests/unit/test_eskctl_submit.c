@@ -2,11 +2,13 @@
  * the problem, and nothing is sent (these run without a broker: the checks come
  * before any Kafka connection, and a broker-less run proves it). */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "esk/time.h"
 #include "esk_test_producer.h"
 #include "esk_test.h"
 
@@ -133,7 +135,8 @@ Test(eskctl_submit, empty_input_sends_nothing_and_succeeds) {
  * @p needle in what it printed. */
 static void expect_exit(const char *args, int status, const char *needle) {
   char cmd[1024], out[4096];
-  snprintf(cmd, sizeof(cmd), "%s %s", ESK_TEST_ESKCTL_BIN, args);
+  /* Kafka at a closed port: what is refused here is refused before any connection */
+  snprintf(cmd, sizeof(cmd), "ESK_KAFKA_BOOTSTRAP=127.0.0.1:1 %s %s", ESK_TEST_ESKCTL_BIN, args);
   cr_expect_eq(esk_tp_run(cmd, 1, out, sizeof(out)), status, "eskctl %s: %s", args, out);
   if (needle) cr_expect(strstr(out, needle), "eskctl %s: no '%s' in: %s", args, needle, out);
 }
@@ -156,12 +159,31 @@ Test(eskctl_submit, a_good_file_gets_past_the_checks_and_fails_on_the_absent_bro
 Test(eskctl_topics, bad_options_are_refused) {
   expect_exit("topics create", 2, "--partitions N is required");
   expect_exit("topics create --partitions 0", 2, "--partitions '0': expected 1..10000");
-  expect_exit("topics create --partitions 2 --topic-prefix 'a b'", 1, "Kafka allows only");
+  expect_exit("topics create --partitions 2 --topic-prefix 'a b'", 2,
+              "--topic-prefix 'a b' with --domain bank: topic name 'a bbank.commands' holds ' '");
+  expect_exit("topics create --partitions 2 --domain shop", 2, "unknown domain 'shop'");
   expect_exit("topics delete", 2, "usage: eskctl topics create");
   expect_exit("events tail --max x", 2, "--max 'x': expected a number >= 0");
   expect_exit("events follow", 2, "usage: eskctl events tail");
   expect_exit("topics create --partitions 2 --compaction-lag-ms 5", 2,
               "--compaction-lag-ms '5': expected 1000..604800000");
+}
+
+/* With no broker to reach and a long --timeout, a bad --topic-prefix (too long
+ * here: a topic name is at most 249 characters) is refused at once: had eskctl
+ * connected first it would have spent the 120 s of --timeout on the closed port. */
+Test(eskctl_topics, a_bad_topic_prefix_is_refused_before_any_connection) {
+  char prefix[250], args[512];
+  memset(prefix, 'p', sizeof(prefix) - 1);
+  prefix[sizeof(prefix) - 1] = '\0';
+  snprintf(args, sizeof(args), "topics create --partitions 2 --timeout 120000 --topic-prefix %s",
+           prefix);
+  int64_t t0 = esk_time_mono_ms();
+  expect_exit(args, 2, "is longer than 249 characters");
+  int64_t took_ms = esk_time_mono_ms() - t0;
+  cr_expect_lt(took_ms, 30000, "refused after %" PRId64 " ms: it waited for the broker", took_ms);
+  expect_exit("topics create --partitions 2 --timeout 120000 --topic-prefix 'x/'", 2,
+              "--topic-prefix 'x/' with --domain bank");
 }
 
 Test(eskctl_subjects, bad_arguments_are_refused_before_the_broker) {

@@ -74,7 +74,8 @@ int eskctl_domain_open(esk_schema_set_t **set, esk_codec_t **codec, const esk_do
 int eskctl_topic(char *buf, size_t size, const eskctl_common_t *c, const char *kind) {
   esk_error_t err = {0};
   if (esk_kafka_topic_name(buf, size, c->prefix, c->domain->name, kind, &err)) {
-    fprintf(stderr, "eskctl: %s\n", err.msg);
+    fprintf(stderr, "eskctl: --topic-prefix '%s' with --domain %s: %s\n", c->prefix,
+            c->domain->name, err.msg);
     return 1;
   }
   return 0;

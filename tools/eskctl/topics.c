@@ -34,8 +34,14 @@ static void usage(FILE *f) {
           "event survives the loss of a broker).\n"
           "A topic that exists already is left as it is if it has N partitions; any\n"
           "other count is an error (exit 1). D defaults to $ESK_DOMAIN or bank, P to\n"
-          "$ESK_TOPIC_PREFIX or nothing; the broker is $ESK_KAFKA_BOOTSTRAP.\n");
+          "$ESK_TOPIC_PREFIX or nothing; the broker is $ESK_KAFKA_BOOTSTRAP.\n"
+          "Every option, and every topic name P and D make, is checked before the\n"
+          "broker is contacted: a bad one exits 2 naming it.\n");
 }
+
+/* The domain's topics, in the order they are created. */
+static const char *const topic_kinds[] = {"commands", "events", "command-results", "snapshots",
+                                          "subject-keys"};
 
 /* What the command line asks for. */
 typedef struct {
@@ -95,6 +101,11 @@ static int topics_parse(topics_opts_t *o, int argc, char **argv) {
     return 2;
   }
   if (!(o->c.domain = eskctl_domain_find(o->c.domain_name, CMD))) return 2;
+  /* every topic name is checked here, before any connection, so that a bad
+   * --topic-prefix is refused at once even with no broker to reach */
+  char name[256];
+  for (size_t i = 0; i < sizeof(topic_kinds) / sizeof(topic_kinds[0]); i++)
+    if (eskctl_topic(name, sizeof(name), &o->c, topic_kinds[i])) return 2;
   return -1;
 }
 
@@ -145,11 +156,7 @@ int eskctl_topics_main(int argc, char **argv) {
                               "0.01",                  "max.compaction.lag.ms", lag,
                               "segment.ms",            lag,      "delete.retention.ms",
                               lag,                     NULL};
-  const struct {
-    const char *kind;
-    const char *const *configs;
-  } topics[] = {{"commands", NULL},         {"events", forever}, {"command-results", NULL},
-                {"snapshots", compact},     {"subject-keys", keys}};
+  const char *const *configs[] = {NULL, forever, NULL, compact, keys}; /* by topic_kinds */
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;
@@ -168,8 +175,8 @@ int eskctl_topics_main(int argc, char **argv) {
     fprintf(stderr, "eskctl topics create: %s\n", err.msg);
     status = 1;
   }
-  for (size_t i = 0; !status && i < sizeof(topics) / sizeof(topics[0]); i++)
-    status = create_one(rk, &o, topics[i].kind, topics[i].configs);
+  for (size_t i = 0; !status && i < sizeof(topic_kinds) / sizeof(topic_kinds[0]); i++)
+    status = create_one(rk, &o, topic_kinds[i], configs[i]);
   rd_kafka_destroy(rk);
   return status;
 }
