@@ -13,10 +13,12 @@ int esk_domain_check(const esk_domain_t *d, const char *origin, esk_error_t *err
     return esk_error_set(err, ESK_EINVAL,
                          "domain (%s): built for domain ABI %d, this esk speaks ABI %d", origin,
                          d->abi, ESK_DOMAIN_ABI);
-  if (d->struct_size != sizeof(esk_domain_t))
+  /* an older descriptor ends before the optional members (esk_domain_has()) */
+  if (d->struct_size < ESK_DOMAIN_SIZE_BASE || d->struct_size > sizeof(esk_domain_t))
     return esk_error_set(err, ESK_EINVAL,
-                         "domain %s (%s): descriptor of %zu bytes, this esk expects %zu", name,
-                         origin, d->struct_size, sizeof(esk_domain_t));
+                         "domain %s (%s): descriptor of %zu bytes, this esk expects %zu to %zu",
+                         name, origin, d->struct_size, (size_t)ESK_DOMAIN_SIZE_BASE,
+                         sizeof(esk_domain_t));
   if (!d->name || !*d->name || !d->aggregate_type || !*d->aggregate_type || !d->snapshot_type ||
       !*d->snapshot_type || !d->aggregate_id_field || !*d->aggregate_id_field ||
       !d->command_types || !d->command_types[0])

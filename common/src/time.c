@@ -23,17 +23,17 @@ void esk_time_sleep_ms(int64_t ms) {
   nanosleep(&ts, NULL);
 }
 
-/* The fraction after the seconds (".250"), in milliseconds; digits past the
- * third are read and dropped. @returns the text after it, or NULL when a '.'
+/* The fraction after the seconds (".250"), in microseconds; digits past the
+ * sixth are read and dropped. @returns the text after it, or NULL when a '.'
  * has no digits. */
-static const char *parse_fraction(const char *p, int64_t *ms) {
-  *ms = 0;
+static const char *parse_fraction(const char *p, int64_t *us) {
+  *us = 0;
   if (*p != '.') return p;
   int digits = 0;
   for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-    if (digits < 3) *ms = *ms * 10 + (*p - '0');
+    if (digits < 6) *us = *us * 10 + (*p - '0');
   if (!digits) return NULL;
-  for (; digits < 3; digits++) *ms *= 10;
+  for (; digits < 6; digits++) *us *= 10;
   return p;
 }
 
@@ -55,7 +55,9 @@ static int parse_zone(const char **pp, int64_t *offset_s, const char *s, esk_err
   return ESK_OK;
 }
 
-int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
+/* Parses @p s into whole seconds since the epoch (@p sec_out) and the
+ * fraction in microseconds (@p us_out). */
+static int parse_rfc3339(int64_t *sec_out, int64_t *us_out, const char *s, esk_error_t *err) {
   struct tm tm = {0};
   int y, mo, d, h, mi, sec, n = 0;
   if (!s || sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 ||
@@ -63,8 +65,8 @@ int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
       sscanf(s + 11, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
     return esk_error_set(err, ESK_EINVAL,
                          "time '%.64s': expected RFC 3339, e.g. 2026-01-15T10:00:00Z", s ? s : "");
-  int64_t ms, offset_s;
-  const char *p = parse_fraction(s + 19, &ms);
+  int64_t us, offset_s;
+  const char *p = parse_fraction(s + 19, &us);
   if (!p) return esk_error_set(err, ESK_EINVAL, "time '%.64s': no digits after '.'", s);
   int rc = parse_zone(&p, &offset_s, s, err);
   if (rc) return rc;
@@ -82,8 +84,31 @@ int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
   gmtime_r(&t, &back);
   if (back.tm_mday != d && sec != 60)
     return esk_error_set(err, ESK_EINVAL, "time '%.64s': no such day", s);
-  *out_ms = ((int64_t)t - offset_s) * 1000 + ms;
+  *sec_out = (int64_t)t - offset_s;
+  *us_out = us;
   return ESK_OK;
+}
+
+int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err) {
+  int64_t sec, us;
+  int rc = parse_rfc3339(&sec, &us, s, err);
+  if (!rc) *out_ms = sec * 1000 + us / 1000;
+  return rc;
+}
+
+int esk_time_parse_rfc3339_us(int64_t *out_us, const char *s, esk_error_t *err) {
+  int64_t sec, us;
+  int rc = parse_rfc3339(&sec, &us, s, err);
+  if (!rc) *out_us = sec * 1000000 + us;
+  return rc;
+}
+
+void esk_time_format_rfc3339_us(char *out, size_t size, int64_t us) {
+  time_t t = (time_t)(us / 1000000);
+  struct tm tm;
+  char s[32] = "?";
+  if (us >= 0 && gmtime_r(&t, &tm)) strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, size, "%s.%06dZ", s, (int)(us >= 0 ? us % 1000000 : 0));
 }
 
 void esk_time_format_rfc3339(char *out, size_t size, int64_t ms) {

@@ -23,6 +23,7 @@
 #include "esk/api.h"
 #include "esk/api_auth.h"
 #include "esk/codec.h"
+#include "esk/domain_lib.h"
 #include "esk/http.h"
 #include "esk/kafka.h"
 #include "esk/log.h"
@@ -30,6 +31,7 @@
 #include "esk/time.h"
 #include "esk/watchdog.h"
 #include "query_decl.h"
+#include "state.h"
 
 #define FAC "query"
 #define JSON_TYPE "application/json"
@@ -56,6 +58,7 @@ const esk_conf_prop_t esk_query_props[] = {
      "How often a waiting query reads the projection's positions again."},
     {"query.max.queued", ESK_CONF_INT, "1024", 1, 1000000, NULL, NULL,
      "Most queries queued or waiting at once; more are answered 503 with Retry-After."},
+    ESK_DOMAIN_DIR_PROP, /* the domain's evolve and state_json: /aggregates/<id>/state */
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -70,6 +73,9 @@ typedef struct job_s {
   int has_token;
   esk_token_t token;
   int64_t deadline_ms;
+  int state;     /* /aggregates/<id>/state: values[0] is the id */
+  int has_as_of; /* its as_of, when given */
+  int64_t as_of_us;
 } job_t;
 
 struct esk_query_s {
@@ -89,6 +95,9 @@ struct esk_query_s {
   esk_metric_t *m_requests;
   esk_api_auth_t *auth; /* NULL: no authentication */
   esk_series_t *m_stale, *m_wait;
+  esk_qstate_t *st;               /* the domain, for states; NULL when it did not load */
+  char st_reason[ESK_ERROR_MSG_MAX]; /* why not */
+  esk_query_decl_t state_decl;    /* its path: /v1/<domain>/aggregates/{aggregate_id}/state */
 };
 
 static void send_body(esk_query_t *q, esk_http_req_t *req, unsigned status, const char *body,
@@ -169,6 +178,21 @@ static int fill_params(esk_http_req_t *req, const esk_query_decl_t *d,
   return 0;
 }
 
+/* The state route's own parameters (docs/api.md, "An aggregate's state at a
+ * time"): the id within ESK_ID_MAX, and as_of when given. */
+static int state_params(esk_http_req_t *req, job_t *j, char *msg, size_t size) {
+  const char *v = esk_http_req_query(req, "as_of");
+  esk_error_t err = {0};
+  if (strlen(j->values[0]) > ESK_ID_MAX)
+    return snprintf(msg, size, "path parameter aggregate_id must be 1..%d bytes of UTF-8",
+                    ESK_ID_MAX), -1;
+  j->state = 1;
+  if (!v) return 0;
+  if (esk_qstate_parse_as_of(v, &j->as_of_us, &err)) return snprintf(msg, size, "%s", err.msg), -1;
+  j->has_as_of = 1;
+  return 0;
+}
+
 /* The HTTP thread: match, check, queue. Never blocks on PostgreSQL. */
 static void route(void *opaque, esk_http_req_t *req) {
   esk_query_t *q = opaque;
@@ -181,20 +205,24 @@ static void route(void *opaque, esk_http_req_t *req) {
   size_t i = 0;
   while (i < q->n_decls && !esk_query_decl_match(&q->decls[i], path, buf, sizeof(buf), values))
     i++;
-  if (i == q->n_decls)
+  int state = i == q->n_decls &&
+              esk_query_decl_match(&q->state_decl, path, buf, sizeof(buf), values);
+  if (i == q->n_decls && !state)
     return send_error(q, req, 404, "NOT_FOUND", "no declared query has this path; see docs/api.md");
   if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
     const char *allow[] = {"Allow", "GET, HEAD", NULL};
     esk_api_error_json(buf, sizeof(buf), "METHOD_NOT_ALLOWED", "queries are read with GET");
     return send_body(q, req, 405, buf, allow);
   }
-  const esk_query_decl_t *d = &q->decls[i];
+  if (state && !q->st) return send_error(q, req, 501, "NOT_IMPLEMENTED", q->st_reason);
+  const esk_query_decl_t *d = state ? &q->state_decl : &q->decls[i];
   job_t *j = calloc(1, sizeof(*j));
   if (!j) return send_error(q, req, 503, "OUT_OF_MEMORY", "out of memory");
   j->req = req;
   j->decl = d;
   j->decl_index = i;
-  if (fill_params(req, d, values, j, msg, sizeof(msg))) {
+  if (fill_params(req, d, values, j, msg, sizeof(msg)) ||
+      (state && state_params(req, j, msg, sizeof(msg)))) {
     free(j);
     return send_error(q, req, 400, "INVALID_PARAMETER", msg);
   }
@@ -247,6 +275,7 @@ typedef struct worker_s {
   esk_query_t *q;
   PGconn *pg;
   unsigned char *prepared; /* per declared query: prepared in this session */
+  esk_qstate_worker_t *st; /* made at its first state query */
 } worker_t;
 
 #define POS_STMT "esk_positions"
@@ -423,6 +452,24 @@ static void send_rows(esk_query_t *q, job_t *j, PGresult *r) {
   free(body);
 }
 
+/* A state query (state.h) once its token, if any, is reached. @returns -1
+ * for a PostgreSQL fault (not answered yet), 0 when answered. */
+static int answer_state(worker_t *w, job_t *j) {
+  esk_query_t *q = w->q;
+  esk_error_t err = {0};
+  if (!w->st && esk_qstate_worker_new(&w->st, q->st, &err)) {
+    send_error(q, j->req, 503, "UNAVAILABLE", err.msg);
+    return 0;
+  }
+  esk_buf_t body;
+  esk_buf_init(&body, 0);
+  esk_qstate_ask_t ask = {j->values[0], j->has_as_of, j->as_of_us};
+  int status = esk_qstate_answer(w->st, w->pg, &ask, &body);
+  if (status > 0) send_body(q, j->req, (unsigned)status, (const char *)body.data, NULL);
+  esk_buf_free(&body);
+  return status < 0 ? -1 : 0;
+}
+
 static void answer_query(worker_t *w, job_t *j) {
   esk_query_t *q = w->q;
   char name[32], where[2048];
@@ -445,6 +492,10 @@ static void answer_query(worker_t *w, job_t *j) {
       const char *retry[] = {"Retry-After", "1", NULL};
       return send_body(q, j->req, 503, body, retry);
     }
+  }
+  if (j->state) {
+    if (answer_state(w, j) < 0) goto pg_fault;
+    return;
   }
   const char *params[ESK_QUERY_MAX_PARAMS];
   for (size_t k = 0; k < j->decl->n_params; k++) params[k] = j->is_null[k] ? NULL : j->values[k];
@@ -547,6 +598,7 @@ static void *worker_main(void *arg) {
     free(j);
   }
   if (w->pg) PQfinish(w->pg);
+  esk_qstate_worker_free(w->st);
   free(w->prepared);
   free(w);
   return NULL;
@@ -606,6 +658,38 @@ static int read_settings(esk_query_t *q, const esk_conf_t *conf, esk_error_t *er
       (rc = load_files(q, esk_conf_get(conf, "query.file"), err)))
     return rc;
   return ESK_OK;
+}
+
+/* The state route of this domain, and the domain's shared object behind it.
+ * A domain that does not load is no error: its states are answered 501 with
+ * the reason (docs/api.md, "An aggregate's state at a time"). */
+static void load_domain(esk_query_t *q, const esk_conf_t *conf) {
+  esk_query_decl_t *d = &q->state_decl;
+  static const char *const segs[] = {"v1", NULL, "aggregates", "aggregate_id", "state"};
+  snprintf(d->name, sizeof(d->name), "aggregate_state");
+  snprintf(d->projection, sizeof(d->projection), "event_log");
+  snprintf(d->path, sizeof(d->path), "/v1/%s/aggregates/{aggregate_id}/state", q->domain);
+  d->n_segments = 5;
+  for (size_t i = 0; i < 5; i++)
+    snprintf(d->segment[i], sizeof(d->segment[i]), "%s", segs[i] ? segs[i] : q->domain);
+  d->is_param[3] = 1;
+  d->n_params = 1;
+  d->param_src[0] = 3;
+  esk_error_t err = {0};
+  if (esk_qstate_open(&q->st, esk_conf_get(conf, "domain.dir"), q->domain, &err)) {
+    char qm[700];
+    snprintf(q->st_reason, sizeof(q->st_reason), "the %.64s domain's plug-in is not loaded, so "
+             "its states cannot be rendered: %.360s", q->domain, err.msg);
+    ESK_WARN(FAC, "msg=\"aggregate states are not served\" reason=%s",
+             esk_log_quote(qm, sizeof(qm), q->st_reason));
+    q->st = NULL;
+  } else if (!esk_domain_state_json(esk_qstate_domain(q->st))) {
+    snprintf(q->st_reason, sizeof(q->st_reason), "the %.64s domain's plug-in has no state_json "
+             "(built before it existed): it cannot render states (docs/domains.md)", q->domain);
+    ESK_WARN(FAC, "msg=\"aggregate states are not served\" reason=\"%s\"", q->st_reason);
+    esk_qstate_close(q->st);
+    q->st = NULL;
+  }
 }
 
 static int register_metrics(esk_query_t *q, esk_metrics_t *metrics, esk_error_t *err) {
@@ -692,7 +776,8 @@ int esk_query_new(esk_query_t **out, const esk_conf_t *conf, esk_metrics_t *metr
   pthread_cond_init(&q->cv, NULL);
   /* a body is read (and ignored) only to answer 405 to a method with one */
   esk_http_app_t app = {"/v1/", route, q, 4096, "GET, HEAD"};
-  if ((rc = read_settings(q, conf, err)) || (rc = register_metrics(q, metrics, err)) ||
+  if (!(rc = read_settings(q, conf, err))) load_domain(q, conf);
+  if (rc || (rc = register_metrics(q, metrics, err)) ||
       (rc = start_workers(q, conf, err)) ||
       (rc = esk_http_start_app(&q->http, conf, metrics, ready_cb, q, &app, err))) {
     esk_query_destroy(q);
@@ -734,6 +819,7 @@ void esk_query_destroy(esk_query_t *q) {
   esk_http_stop(q->http); /* a request that came meanwhile was answered 503 by route() */
   free(q->threads);
   free(q->decls);
+  esk_qstate_close(q->st); /* after the workers' contexts */
   esk_api_auth_free(q->auth);
   pthread_mutex_destroy(&q->mu);
   pthread_cond_destroy(&q->cv);

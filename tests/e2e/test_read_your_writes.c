@@ -6,8 +6,10 @@
  * number of tries (300). A token the read model has not reached answers 503
  * STALE after wait_ms. Queries keep answering across a blue-green generation
  * switch, and esk-gateway and esk-query killed with -9 mid-load lose no
- * accepted command. */
+ * accepted command. An account's state as_of times between its events is
+ * folded from event_log (docs/api.md, "An aggregate's state at a time"). */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -634,4 +636,128 @@ Test(read_your_writes, bearer_tokens_and_scopes_guard_both_daemons, .timeout = 3
   cr_expect_not(esk_tp_file_contains(e.glog, "secret-4711"), "a token in %s", e.glog);
   cr_expect_not(esk_tp_file_contains(e.qlog, "secret-4711"), "a token in %s", e.qlog);
   unlink(tokens);
+}
+
+/* ------------------------------------------------ states as of a time --- */
+
+/* Sends a deposit (@p minor > 0) or withdrawal (< 0) of @p acc, command @p id. */
+static void move_money(env_t *e, const char *acc, const char *id, long minor, char *token,
+                       size_t size) {
+  char cmd[512], head[4096], body[4096];
+  snprintf(cmd, sizeof(cmd), "{\"type\":\"%s\",\"command_id\":\"%s\",\"account_id\":\"%s\","
+           "\"amount\":{\"minor_units\":%ld,\"currency\":\"EUR\"}}",
+           minor > 0 ? "DepositMoney" : "WithdrawMoney", id, acc, minor > 0 ? minor : -minor);
+  int st = esk_ta_post(e->gport, NULL, NULL, cmd, head, sizeof(head), body, sizeof(body));
+  cr_assert_eq(st, 200, "%s: %d %s", id, st, body);
+  esk_ta_token_of(body, e->key, token, size);
+}
+
+/* GET @p path: the status, and the answer parsed into *@p out (NULL when not JSON). */
+static int get_json(env_t *e, const char *path, json_t **out) {
+  static char body[65536];
+  int st = esk_tp_http_get(e->qport, path, body, sizeof(body));
+  *out = json_loads(body, 0, NULL);
+  return st;
+}
+
+/* The state of S1 as_of @p us: expects @p version and @p balance, or 404
+ * when @p version is 0. */
+static void expect_state(env_t *e, int64_t us, int64_t version, int64_t balance) {
+  char as_of[40], path[256];
+  json_t *o;
+  esk_time_format_rfc3339_us(as_of, sizeof(as_of), us);
+  snprintf(path, sizeof(path), "/v1/bank/aggregates/S1/state?as_of=%s", as_of);
+  int st = get_json(e, path, &o);
+  if (!version) {
+    cr_expect_eq(st, 404, "as_of %s: %d", as_of, st);
+  } else {
+    cr_assert_eq(st, 200, "as_of %s: %d", as_of, st);
+    cr_expect_eq(json_integer_value(json_object_get(o, "version")), version, "as_of %s", as_of);
+    cr_expect_str_eq(json_string_value(json_object_get(o, "as_of")), as_of);
+    json_t *s = json_object_get(o, "state");
+    cr_expect_eq(json_integer_value(json_object_get(s, "version")), version);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(s, "balance"), "amount")),
+                 balance, "as_of %s", as_of);
+  }
+  json_decref(o);
+}
+
+/* Hostile ids and as_of values: each a clear 4xx, never a 5xx. */
+static void expect_hostile_state_refused(env_t *e) {
+  char path[4096], body[4096], id[200];
+  expect_400(e, "/v1/bank/aggregates/S1/state?as_of=2026-01-15T10:0", "truncated as_of");
+  expect_400(e, "/v1/bank/aggregates/S1/state?as_of=yesterday", "malformed as_of");
+  expect_400(e, "/v1/bank/aggregates/S1/state?as_of=2026-13-45T00:00:00Z", "out of range");
+  expect_400(e, "/v1/bank/aggregates/S1/state?as_of=", "empty as_of");
+  expect_400(e, "/v1/bank/aggregates/S1/state?as_of=2026-01-15T10:00:00Z'%3B--", "SQL as_of");
+  int n = snprintf(path, sizeof(path), "/v1/bank/aggregates/S1/state?as_of=2026-01-15T");
+  memset(path + n, '9', 3000);
+  path[n + 3000] = '\0';
+  expect_400(e, path, "huge as_of");
+  cr_assert_eq(esk_tp_http_get(e->qport, "/v1/bank/aggregates/S1/state?as_of=x", body,
+                               sizeof(body)), 400);
+  cr_expect(strstr(body, "as_of"), "the answer names as_of: %s", body);
+  memset(id, 'x', 129);
+  id[129] = '\0';
+  snprintf(path, sizeof(path), "/v1/bank/aggregates/%s/state", id);
+  expect_400(e, path, "an id over 128 bytes");
+  expect_400(e, "/v1/bank/aggregates/S1%00x/state", "an id with NUL");
+  const char *not_found[] = {"/v1/bank/aggregates/S1%2F../state",
+                             "/v1/bank/aggregates/../state", "/v1/bank/aggregates/%2E%2E/state",
+                             "/v1/bank/aggregates/S1'%20or%20'1'%3D'1/state",
+                             "/v1/bank/aggregates/S1/state/x"};
+  for (size_t i = 0; i < sizeof(not_found) / sizeof(*not_found); i++) {
+    int st = esk_tp_http_get(e->qport, not_found[i], body, sizeof(body));
+    cr_expect_eq(st, 404, "GET %s answered %d %s", not_found[i], st, body);
+  }
+  int st = esk_tp_http_request(e->qport, "POST", "/v1/bank/aggregates/S1/state", NULL, "{}", 2,
+                               path, sizeof(path), body, sizeof(body));
+  cr_expect_eq(st, 405, "POST: %d", st);
+}
+
+Test(read_your_writes, an_accounts_state_as_of_times_between_its_events, .timeout = 600) {
+  env_t e = {0};
+  setup(&e, "ryw_asof");
+  char log[300], token[ESK_TOKEN_MAX_CHARS + 1], path[4096];
+  snprintf(log, sizeof(log), "%s.el", e.jlog);
+  e.more[0] = start_projector(&e, "event_log", log);
+  open_account(&e, "S1", "asof", NULL, 0);
+  move_money(&e, "S1", "S1-d1", 100, token, sizeof(token));
+  move_money(&e, "S1", "S1-w1", -30, token, sizeof(token));
+  move_money(&e, "S1", "S1-d2", 5, token, sizeof(token));
+  const int64_t balance[] = {0, 0, 100, 70, 75}; /* after versions 1..4 */
+  json_t *o;
+  /* no as_of: the current state, once event_log has the last command */
+  snprintf(path, sizeof(path), "/v1/bank/aggregates/S1/state?consistency=%s&wait_ms=10000",
+           token);
+  cr_assert_eq(get_json(&e, path, &o), 200);
+  cr_expect(json_is_null(json_object_get(o, "as_of")));
+  cr_expect_eq(json_integer_value(json_object_get(o, "version")), 4);
+  cr_expect_str_eq(json_string_value(json_object_get(json_object_get(o, "state"), "status")),
+                   "open");
+  json_decref(o);
+  /* the events' times, as event_log stores them */
+  cr_assert_eq(get_json(&e, "/v1/bank/aggregates/S1/events", &o), 200);
+  json_t *items = json_object_get(o, "items");
+  cr_assert_eq(json_array_size(items), 4);
+  int64_t at[5] = {0};
+  esk_error_t err = {0};
+  for (size_t i = 0; i < 4; i++) {
+    const char *t = json_string_value(json_object_get(json_array_get(items, i), "occurred_at"));
+    cr_assert_eq(esk_time_parse_rfc3339_us(&at[i + 1], t, &err), ESK_OK, "%s", err.msg);
+  }
+  json_decref(o);
+  /* at each event's time, and a microsecond before it: the longest run of
+   * versions whose occurred_at is at or before as_of */
+  for (int v = 1; v <= 4; v++) {
+    int before = 0, upto = 0;
+    for (int k = 1; k <= 4 && at[k] <= at[v] - 1 && before == k - 1; k++) before = k;
+    for (int k = 1; k <= 4 && at[k] <= at[v] && upto == k - 1; k++) upto = k;
+    expect_state(&e, at[v] - 1, before, balance[before]);
+    expect_state(&e, at[v], upto, balance[upto]);
+  }
+  expect_state(&e, at[4] + 3600 * 1000000LL, 4, 75);
+  expect_hostile_state_refused(&e);
+  unlink(log);
+  teardown(&e);
 }

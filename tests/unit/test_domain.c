@@ -94,9 +94,14 @@ Test(domain, a_descriptor_of_another_abi_size_or_without_a_function_is_refused_n
   cr_expect_eq(esk_domain_check(&d, "lib/x.so", &err), ESK_EINVAL);
   cr_expect(strstr(err.msg, "lib/x.so") && strstr(err.msg, "ABI"), "%s", err.msg);
   d = *esk_bank_domain();
-  d.struct_size -= 8;
+  d.struct_size = ESK_DOMAIN_SIZE_BASE - 8; /* shorter than any ABI 1 descriptor */
   cr_expect_eq(esk_domain_check(&d, "lib/x.so", &err), ESK_EINVAL);
   cr_expect(strstr(err.msg, "bytes"), "%s", err.msg);
+  d.struct_size = sizeof(esk_domain_t) + 8; /* built by a newer esk */
+  cr_expect_eq(esk_domain_check(&d, "lib/x.so", &err), ESK_EINVAL);
+  cr_expect(strstr(err.msg, "bytes"), "%s", err.msg);
+  d.struct_size = ESK_DOMAIN_SIZE_BASE; /* built before the optional members */
+  cr_expect_eq(esk_domain_check(&d, "lib/x.so", &err), ESK_OK, "%s", err.msg);
   d = *esk_bank_domain();
   d.evolve = NULL;
   cr_expect_eq(esk_domain_check(&d, "lib/x.so", &err), ESK_EINVAL);

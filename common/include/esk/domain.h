@@ -12,7 +12,9 @@
  *  - decide(state, command): zero or more events, or a rejection with a
  *    stable rule code and a message that names the values;
  *  - evolve(state, event) -> next state: fails only on a corrupt log;
- *  - snapshot write and read.
+ *  - snapshot write and read;
+ *  - optionally, state_json: the state as JSON (esk-query renders states
+ *    with it; a domain built before it existed still loads).
  *
  * decide, validate and evolve are pure: they never change their inputs (the
  * unit tests check it byte for byte), read no clock and do no I/O.
@@ -131,14 +133,15 @@ typedef struct esk_event_ref_s {
 } esk_event_ref_t;
 
 /**
- * A domain. Static storage in the domain; every function pointer is required.
+ * A domain. Static storage in the domain; every function pointer is required
+ * except the optional members at the end.
  * `self` is the instance create() made (one per runtime thread: it may hold
  * scratch Avro values); decide, validate, evolve and the snapshot functions
  * do not get it, so they cannot depend on anything but their arguments.
  */
 typedef struct esk_domain_s {
   int abi;            /**< ESK_DOMAIN_ABI it was built with */
-  size_t struct_size; /**< sizeof(esk_domain_t) it was built with */
+  size_t struct_size; /**< sizeof(esk_domain_t) it was built with (ESK_DOMAIN_SIZE_BASE or more) */
   const char *name;           /**< e.g. "bank": the topics are <name>.commands, ... */
   const char *aggregate_type; /**< e.g. "account": EventMeta.aggregate_type */
   const char *snapshot_type;  /**< the snapshot records' esk.type header, e.g. "AccountSnapshot" */
@@ -210,7 +213,36 @@ typedef struct esk_domain_s {
    */
   int (*decode_event)(void *self, void *event, esk_event_ref_t *ref, const void *data,
                       size_t len, esk_error_t *err);
+
+  /* ---- optional members: a descriptor built before one was added ends
+   * before it (its struct_size says so); read them only through
+   * esk_domain_has() or the accessors below (docs/domains.md, "Optional
+   * members"). ---- */
+
+  /**
+   * @brief Optional (NULL: the domain cannot render states). Appends @p state
+   *        to @p out as one compact JSON object of the domain's own fields,
+   *        including its version (esk-query's `state?as_of=`, docs/api.md).
+   *        Pure, like evolve.
+   * @returns ESK_OK; ESK_EINVAL for a state it cannot render; ESK_ENOMEM.
+   */
+  int (*state_json)(esk_buf_t *out, const void *state, esk_error_t *err);
 } esk_domain_t;
+
+/** The size of an ABI 1 descriptor without any optional member (the first
+ *  esk_domain_t): esk_domain_check() accepts struct_size from it up to
+ *  sizeof(esk_domain_t). */
+#define ESK_DOMAIN_SIZE_BASE offsetof(esk_domain_t, state_json)
+
+/** 1 when descriptor @p d was built with member @p member (it may still be NULL). */
+#define esk_domain_has(d, member) \
+  ((d)->struct_size >= offsetof(esk_domain_t, member) + sizeof((d)->member))
+
+/** @brief The domain's state_json, or NULL when it has none or predates it. */
+static inline int (*esk_domain_state_json(const esk_domain_t *d))(esk_buf_t *, const void *,
+                                                                   esk_error_t *) {
+  return esk_domain_has(d, state_json) ? d->state_json : NULL;
+}
 
 /** The exported function's type (ESK_DOMAIN_SYMBOL). */
 typedef const esk_domain_t *(*esk_domain_fn)(void);

@@ -45,6 +45,17 @@ void esk_time_sleep_ms(int64_t ms);
  */
 int esk_time_parse_rfc3339(int64_t *out_ms, const char *s, esk_error_t *err);
 
+/**
+ * @brief As esk_time_parse_rfc3339(), into microseconds since the epoch
+ *        (digits of the fraction past the sixth are dropped).
+ */
+int esk_time_parse_rfc3339_us(int64_t *out_us, const char *s, esk_error_t *err);
+
+/** @brief Writes @p us (microseconds since the epoch, >= 0) as RFC 3339 in
+ *         UTC with microseconds, `2026-01-15T10:00:00.250000Z`; @p size of 32
+ *         is enough. */
+void esk_time_format_rfc3339_us(char *out, size_t size, int64_t us);
+
 /** @brief Writes @p ms (milliseconds since the epoch, >= 0) as RFC 3339 in
  *         UTC with milliseconds, `2026-01-15T10:00:00.250Z`, which
  *         esk_time_parse_rfc3339() reads back; @p size of 32 is enough. */

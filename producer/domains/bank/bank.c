@@ -41,7 +41,7 @@ int esk_bank_rule_from_name(esk_bank_rule_t *out, const char *name) {
   return ESK_ENOTFOUND;
 }
 
-static const char *status_name(esk_bank_status_t s) {
+const char *esk_bank_status_name(esk_bank_status_t s) {
   switch (s) {
   case ESK_BANK_STATUS_NONE: return "none";
   case ESK_BANK_STATUS_OPEN: return "open";
@@ -249,7 +249,7 @@ static void judge(esk_bank_result_t *r, esk_bank_event_t *ev, const esk_bank_sta
     if (st->status != ESK_BANK_STATUS_NONE) {
       set_result(r, ESK_BANK_ACCOUNT_ALREADY_EXISTS, v,
                  "account %s already exists (status %s, version %" PRId64 ")", c->account_id,
-                 status_name(st->status), v);
+                 esk_bank_status_name(st->status), v);
       return;
     }
   } else if (st->status == ESK_BANK_STATUS_NONE) {
@@ -385,7 +385,7 @@ static int poison(esk_error_t *err, const esk_bank_state_t *s, const esk_bank_ev
                        "bank apply: %s version %" PRId64 " to account %.128s at version %" PRId64
                        " (status %s): %s",
                        esk_bank_event_type_name(ev->type), ev->aggregate_version, s->account_id,
-                       s->version, status_name(s->status), why);
+                       s->version, esk_bank_status_name(s->status), why);
 }
 
 static bool money_ok(const esk_bank_money_t *m) {

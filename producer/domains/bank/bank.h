@@ -145,6 +145,9 @@ typedef enum esk_bank_status_e {
   ESK_BANK_STATUS_CLOSED = 2,
 } esk_bank_status_t;
 
+/** @brief "none", "open" or "closed" (the words of account_balances.status); "invalid" else. */
+const char *esk_bank_status_name(esk_bank_status_t s);
+
 /**
  * The state of one account. A zero-initialised struct is the state before
  * any event (status NONE, version 0). Change it only with esk_bank_apply()

@@ -1,6 +1,8 @@
 /* The bank account aggregate behind the Decider interface (see bank_domain.h). */
 #include "bank/bank_domain.h"
 
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bank/bank.h"
@@ -116,6 +118,26 @@ static int decode_event(void *self, void *event, esk_event_ref_t *ref, const voi
   return ESK_OK;
 }
 
+/* The account as JSON (esk_domain_t::state_json): its id, owner, status,
+ * balance with its currency (minor units) and version; an account with no
+ * event yet renders its zero fields (status "none"). */
+static int state_json(esk_buf_t *out, const void *state, esk_error_t *err) {
+  const esk_bank_state_t *s = state;
+  json_t *o = json_pack("{s:s, s:s, s:s, s:{s:I, s:s}, s:I}", "account_id", s->account_id,
+                        "owner_id", s->owner_id, "status", esk_bank_status_name(s->status),
+                        "balance", "amount", (json_int_t)s->balance, "currency", s->currency,
+                        "version", (json_int_t)s->version);
+  char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(o);
+  if (!text)
+    return esk_error_set(err, ESK_EINVAL, "bank: account '%.64s' at version %lld cannot be "
+                         "rendered as JSON (a field is not UTF-8)", s->account_id,
+                         (long long)s->version);
+  int rc = esk_buf_append(out, text, strlen(text), err);
+  free(text);
+  return rc;
+}
+
 static const char *const command_types[] = {"OpenAccount", "DepositMoney", "WithdrawMoney",
                                             "CloseAccount", NULL};
 
@@ -148,6 +170,7 @@ static const esk_domain_t bank = {
     .snapshot_read = snapshot_read,
     .encode_event = encode_event,
     .decode_event = decode_event,
+    .state_json = state_json,
 };
 
 const esk_domain_t *esk_bank_domain(void) { return &bank; }

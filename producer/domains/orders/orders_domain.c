@@ -1,5 +1,6 @@
 /* The order aggregate behind the Decider interface (esk/domain.h): its Avro
  * mapping onto the contract in schemas/orders, and its descriptor. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,6 +317,27 @@ static int snapshot_read(void *state, const void *data, size_t len, esk_error_t 
   return esk_orders_snapshot_read(state, data, len, err);
 }
 
+/* The order as JSON (esk_domain_t::state_json): every field of the state.
+ * It holds no personal data: the customer's email and address are in
+ * OrderCreated's payload only, never in the state. */
+static int state_json(esk_buf_t *out, const void *state, esk_error_t *err) {
+  const esk_orders_state_t *s = state;
+  json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "order_id", s->order_id,
+                        "status", esk_orders_status_name(s->status), "customer_id",
+                        s->customer_id, "currency", s->currency, "item_count",
+                        (int)s->item_count, "total", (json_int_t)s->total, "version",
+                        (json_int_t)s->version);
+  char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(o);
+  if (!text)
+    return esk_error_set(err, ESK_EINVAL, "orders: order '%.64s' at version %lld cannot be "
+                         "rendered as JSON (a field is not UTF-8)", s->order_id,
+                         (long long)s->version);
+  int rc = esk_buf_append(out, text, strlen(text), err);
+  free(text);
+  return rc;
+}
+
 static const esk_domain_t orders = {
     .abi = ESK_DOMAIN_ABI,
     .struct_size = sizeof(esk_domain_t),
@@ -345,6 +367,7 @@ static const esk_domain_t orders = {
     .snapshot_read = snapshot_read,
     .encode_event = encode_event,
     .decode_event = decode_event,
+    .state_json = state_json,
 };
 
 const esk_domain_t *esk_orders_domain(void) { return &orders; }
