@@ -244,3 +244,24 @@ Test(query_state, a_domain_without_state_json_loads_and_answers_501) {
   esk_qstate_worker_free(w);
   esk_qstate_close(s);
 }
+
+/* The same with a real shared object built before state_json (its
+ * struct_size ends before it; the state_json it holds past that aborts). */
+Test(query_state, a_plugin_built_before_state_json_loads_through_domain_lib_and_answers_501) {
+  esk_error_t err = {0};
+  esk_qstate_t *s = NULL;
+  esk_qstate_worker_t *w = NULL;
+  cr_assert_eq(esk_qstate_open(&s, ESK_BINARY_DIR "/tests/domains", "before_state_json", &err),
+               ESK_OK, "%s", err.msg);
+  cr_expect_eq(esk_qstate_domain(s)->struct_size, ESK_DOMAIN_SIZE_BASE);
+  cr_expect_eq((void *)esk_domain_state_json(esk_qstate_domain(s)), NULL);
+  cr_assert_eq(esk_qstate_worker_new(&w, s, &err), ESK_OK, "%s", err.msg);
+  esk_buf_t body;
+  esk_buf_init(&body, 0);
+  esk_qstate_ask_t ask = {"t-1", 1, 0};
+  cr_expect_eq(esk_qstate_answer(w, NULL, &ask, &body), 501);
+  cr_expect(strstr((const char *)body.data, "NOT_IMPLEMENTED"), "%s", (const char *)body.data);
+  esk_buf_free(&body);
+  esk_qstate_worker_free(w);
+  esk_qstate_close(s);
+}
