@@ -80,6 +80,59 @@ rd_kafka_t *esk_test_kafka_client(void) {
   return rk;
 }
 
+/* Whether the broker at @p host:@p port lists @p topic with @p partitions
+ * partitions, each with a leader. A client bootstrapped from that one broker
+ * asks it (its other brokers are learnt but not connected: sparse connections). */
+static int broker_knows_topic(const char *host, int port, const char *topic, int partitions) {
+  char addr[300], errstr[256];
+  esk_error_t err = {0};
+  rd_kafka_conf_t *conf = NULL;
+  snprintf(addr, sizeof(addr), "%s:%d", host, port);
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_CONSUMER, addr, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  cr_assert_not_null(rk, "rd_kafka_new: %s", errstr);
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  const struct rd_kafka_metadata *md = NULL;
+  int ok = 0;
+  if (!rd_kafka_metadata(rk, 0, rkt, &md, 5000) && md->topic_cnt == 1 && !md->topics[0].err &&
+      md->topics[0].partition_cnt == partitions) {
+    ok = 1;
+    for (int i = 0; i < partitions; i++)
+      if (md->topics[0].partitions[i].err || md->topics[0].partitions[i].leader < 0) ok = 0;
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+  rd_kafka_destroy(rk);
+  return ok;
+}
+
+/* Waits until every broker of the cluster lists @p topic. A broker that lags
+ * behind the metadata log (one just restarted, on a busy machine) answers that
+ * a new topic does not exist; librdkafka 2.0.2 then drops the partitions of a
+ * topic it knew and fails the messages queued for them ("Local: Unknown
+ * partition"), so a producer that starts right after the creation loses its
+ * first events. */
+static void wait_topic_everywhere(rd_kafka_t *rk, const char *topic, int partitions) {
+  const struct rd_kafka_metadata *md = NULL;
+  cr_assert_eq(rd_kafka_metadata(rk, 0, NULL, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR,
+               "metadata of the cluster: no answer");
+  for (int b = 0; b < md->broker_cnt; b++) {
+    int64_t t0 = esk_time_mono_ms(), waited = 0;
+    while (!broker_knows_topic(md->brokers[b].host, md->brokers[b].port, topic, partitions)) {
+      cr_assert_lt(esk_time_mono_ms() - t0, 30000, "broker %d (%s:%d) does not list topic %s "
+                   "with %d partitions and their leaders 30 s after its creation",
+                   (int)md->brokers[b].id, md->brokers[b].host, md->brokers[b].port, topic,
+                   partitions);
+      esk_time_sleep_ms(100);
+      waited = esk_time_mono_ms() - t0;
+    }
+    if (waited)
+      cr_log_info("broker %d listed topic %s only %lld ms after its creation",
+                  (int)md->brokers[b].id, topic, (long long)waited);
+  }
+  rd_kafka_metadata_destroy(md);
+}
+
 void esk_test_create_topic(const char *topic, int partitions) {
   esk_error_t err = {0};
   int created = 0;
@@ -87,6 +140,7 @@ void esk_test_create_topic(const char *topic, int partitions) {
   cr_assert_eq(esk_kafka_create_topic(rk, topic, partitions, -1, NULL, 15000, &created, &err), ESK_OK,
                "%s", err.msg);
   cr_assert(created, "topic %s existed already", topic);
+  wait_topic_everywhere(rk, topic, partitions);
   rd_kafka_destroy(rk);
 }
 

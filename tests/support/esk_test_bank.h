@@ -52,6 +52,13 @@ int esk_test_bank_producer(rd_kafka_t **out, esk_error_t *err);
 int esk_test_bank_publish(esk_test_bank_t *b, rd_kafka_t *producer, const char *topic,
                           size_t from, size_t to, esk_error_t *err);
 
+/**
+ * @brief Flushes @p producer, then fails (ESK_EFATAL, naming the first) if any
+ *        message of a test producer (esk_test_bank_producer()) was not delivered:
+ *        rd_kafka_flush() alone says nothing of messages Kafka refused.
+ */
+int esk_test_bank_flush(rd_kafka_t *producer, int timeout_ms, esk_error_t *err);
+
 /** @brief Publishes raw bytes with key @p key (poison injection). */
 int esk_test_bank_publish_raw(rd_kafka_t *producer, const char *topic, const char *key,
                               const void *value, size_t len, esk_error_t *err);

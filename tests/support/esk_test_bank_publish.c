@@ -10,6 +10,35 @@
 #include "esk_test_bank_internal.h"
 #include "projections.h"
 
+/* Messages the test producers could not deliver: the count and the first one.
+ * Delivery reports come from rd_kafka_poll() and rd_kafka_flush(), on the
+ * calling thread. */
+static struct {
+  int failed;
+  char first[320];
+} undelivered;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  (void)opaque;
+  if (!m->err) return;
+  if (!undelivered.failed++)
+    snprintf(undelivered.first, sizeof(undelivered.first), "key %.*s to %s [%d]: %s",
+             (int)(m->key_len < 64 ? m->key_len : 64), m->key ? (const char *)m->key : "",
+             rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+}
+
+int esk_test_bank_flush(rd_kafka_t *producer, int timeout_ms, esk_error_t *err) {
+  rd_kafka_resp_err_t e = rd_kafka_flush(producer, timeout_ms);
+  if (e) return esk_error_set(err, ESK_ERETRY, "flush: %s", rd_kafka_err2str(e));
+  if (undelivered.failed)
+    return esk_error_set(err, ESK_EFATAL,
+                         "%d event%s not delivered (the first: %s): the read models would miss "
+                         "them", undelivered.failed, undelivered.failed == 1 ? "" : "s",
+                         undelivered.first);
+  return ESK_OK;
+}
+
 int esk_test_bank_producer(rd_kafka_t **out, esk_error_t *err) {
   rd_kafka_conf_t *c = NULL;
   char errstr[256];
@@ -21,6 +50,7 @@ int esk_test_bank_producer(rd_kafka_t **out, esk_error_t *err) {
     rd_kafka_conf_destroy(c);
     return rc;
   }
+  rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
   if (!(*out = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr)))) {
     rd_kafka_conf_destroy(c);
     return esk_error_set(err, ESK_EINVAL, "producer: %s", errstr);

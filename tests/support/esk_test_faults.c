@@ -133,7 +133,7 @@ void esk_tf_publish_step(const esk_tf_t *f, esk_test_bank_t *bank, rd_kafka_t *p
   esk_error_t err = {0};
   size_t to = *sent + step < n ? *sent + step : n;
   cr_assert_eq(esk_test_bank_publish(bank, prod, f->topic, *sent, to, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  cr_assert_eq(esk_test_bank_flush(prod, 30000, &err), ESK_OK, "%s", err.msg);
   *sent = to;
   esk_time_sleep_ms(ms);
 }
