@@ -103,18 +103,20 @@ int esk_time_parse_rfc3339_us(int64_t *out_us, const char *s, esk_error_t *err) 
   return rc;
 }
 
-void esk_time_format_rfc3339_us(char *out, size_t size, int64_t us) {
-  time_t t = (time_t)(us / 1000000);
+/* @p t in units of 1/@p per_s second since the epoch, as RFC 3339 in UTC with
+ * @p digits fraction digits ("?" before the epoch). */
+static void format_rfc3339(char *out, size_t size, int64_t t, int64_t per_s, int digits) {
+  time_t sec = (time_t)(t / per_s);
   struct tm tm;
   char s[32] = "?";
-  if (us >= 0 && gmtime_r(&t, &tm)) strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out, size, "%s.%06dZ", s, (int)(us >= 0 ? us % 1000000 : 0));
+  if (t >= 0 && gmtime_r(&sec, &tm)) strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, size, "%s.%0*dZ", s, digits, (int)(t >= 0 ? t % per_s : 0));
+}
+
+void esk_time_format_rfc3339_us(char *out, size_t size, int64_t us) {
+  format_rfc3339(out, size, us, 1000000, 6);
 }
 
 void esk_time_format_rfc3339(char *out, size_t size, int64_t ms) {
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-  char s[32] = "?";
-  if (ms >= 0 && gmtime_r(&t, &tm)) strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out, size, "%s.%03dZ", s, (int)(ms >= 0 ? ms % 1000 : 0));
+  format_rfc3339(out, size, ms, 1000, 3);
 }

@@ -109,6 +109,7 @@ struct esk_gateway_s {
   size_t cache_size, cache_next;
   /* run loop only */
   int64_t *last_data_next, *tail_pos;
+  struct end_query_s *ends; /* fetch_ends' asks, one a partition at most */
   char *eof_results, *eof_events;
   int n_eof;
   esk_series_t *m_pending, *m_latency;
@@ -610,8 +611,7 @@ static size_t ask_ends(esk_gateway_t *g, end_query_t *qs) {
  * read that far, the last event it read there is at or after them. Only this
  * thread reads results, so the waiters asked for are the ones given the ends. */
 static void fetch_ends(esk_gateway_t *g, answer_t **ans, size_t *n, size_t *cap) {
-  end_query_t *qs = calloc((size_t)g->nparts, sizeof(*qs));
-  if (!qs) return; /* asked again next turn */
+  end_query_t *qs = g->ends;
   size_t k = ask_ends(g, qs);
   for (size_t i = 0; i < k; i++) {
     int32_t p = qs[i].p;
@@ -631,7 +631,6 @@ static void fetch_ends(esk_gateway_t *g, answer_t **ans, size_t *n, size_t *cap)
     tail_reached(g, p, ans, n, cap);
     pthread_mutex_unlock(&g->mu);
   }
-  free(qs);
 }
 
 /* Requests whose wait ran out: 202 with where to ask (mu held). */
@@ -841,8 +840,9 @@ static int gateway_assign(esk_gateway_t *g, esk_error_t *err) {
   g->tail_pos = malloc(np * sizeof(int64_t));
   g->eof_results = calloc(np, 1);
   g->eof_events = calloc(np, 1);
+  g->ends = calloc(np, sizeof(*g->ends));
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2 * g->nparts);
-  if (!g->last_data_next || !g->tail_pos || !g->eof_results || !g->eof_events || !l) {
+  if (!g->last_data_next || !g->tail_pos || !g->eof_results || !g->eof_events || !g->ends || !l) {
     if (l) rd_kafka_topic_partition_list_destroy(l);
     return esk_error_set(err, ESK_ENOMEM, "out of memory");
   }
@@ -919,6 +919,7 @@ void esk_gateway_destroy(esk_gateway_t *g) {
   free(g->cmd_scratch);
   free(g->last_data_next);
   free(g->tail_pos);
+  free(g->ends);
   free(g->eof_results);
   free(g->eof_events);
   esk_domain_inst_close(&g->dom);
