@@ -5,6 +5,8 @@
 #include "esk/text.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
+#include "http_linger.h"
+#include "http_raw.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,20 +36,19 @@
 #define PROBE_RESERVE 16
 
 /* libmicrohttpd 0.9.75 builds an answer's status line and headers in what is
- * left of the connection's memory pool after the request's line and headers:
- * a request that filled the pool to within the few hundred bytes an answer
- * needs was closed unanswered (only its own 414 and 431 free the pool first).
- * So the pool is http.request.max.bytes plus ANSWER_ROOM, and a request over
- * http.request.max.bytes is answered 414 or 431 here, from that room
- * (head_refusal). The room is small because libmicrohttpd zeroes the whole
- * pool after every request: 64 KiB of room cost a third of the requests a
- * second. A request ending within an answer's size of the pool's end (about
- * 12 KiB by default) can still be closed unanswered (docs/api.md, "Threads
- * and limits"). */
+ * left of the connection's memory pool after the request's line and headers,
+ * and closes the connection unanswered when that is too little (only its own
+ * 414 and 431 free the pool first). So the pool is http.request.max.bytes plus
+ * ANSWER_ROOM, a request over http.request.max.bytes is answered 414 or 431
+ * here, and one that left less than RAW_ROOM of the pool is answered on the
+ * socket past libmicrohttpd (http_raw.h). The room is small because
+ * libmicrohttpd zeroes the whole pool after every request: 64 KiB of room cost
+ * a third of the requests a second (docs/api.md, "Threads and limits"). */
 #define ANSWER_ROOM 4096
-/* what libmicrohttpd keeps per header or query argument besides its bytes: a
- * record of six pointers and sizes and the kind, rounded up, and ": " + CRLF */
-#define HEADER_COST 64
+#define RAW_ROOM 1024
+/* what libmicrohttpd keeps per header, cookie or query argument besides the
+ * bytes read: a record of six pointers and sizes and the kind, rounded up */
+#define RECORD_COST 64
 
 const esk_conf_prop_t esk_http_props[] = {
     {"http.listen", ESK_CONF_STRING, "127.0.0.1:0", 0, 0, NULL, NULL,
@@ -61,6 +63,9 @@ const esk_conf_prop_t esk_http_props[] = {
     {"http.request.max.bytes", ESK_CONF_INT, "8192", 2048, 1048576, NULL, NULL,
      "Largest HTTP request line plus headers; a larger request is answered 414 (its line) or "
      "431 (its headers) and closed."},
+    {"http.threads", ESK_CONF_INT, "1", 1, 16, NULL, NULL,
+     "Threads serving HTTP (libmicrohttpd's thread pool): each accepts and serves its own "
+     "connections. More than 1 lets esk-query answer more requests a second on more cores."},
     {"http.timeout.s", ESK_CONF_INT, "10", 1, 3600, NULL, NULL,
      "Seconds after which an idle HTTP connection is closed."},
     {"http.header.timeout.s", ESK_CONF_INT, "5", 1, 3600, NULL, NULL,
@@ -100,6 +105,7 @@ struct esk_http_req_s {
   char *body;
   size_t len, max;
   int too_large, dispatched, head_checked;
+  int line_refused; /* its query was defused (defuse_arguments): answered 414 */
   /* the answer, set by esk_http_respond() (any thread) before it resumes the connection */
   struct MHD_Response *resp;
   unsigned status;
@@ -113,8 +119,10 @@ struct esk_http_s {
   esk_http_ready_fn ready;
   void *opaque;
   int port;
-  conn_t *conns; /* open connections, newest first */
-  unsigned max_conns, max_per_addr, idle_s, header_s;
+  esk_linger_t *linger;      /* closed connections whose client may still be sending */
+  pthread_mutex_t conns_mu; /* the list and its entries: every HTTP thread uses them */
+  conn_t *conns;            /* open connections, newest first */
+  unsigned threads, max_conns, max_per_addr, idle_s, header_s;
   size_t head_max; /* http.request.max.bytes */
   char *tls_cert_path, *tls_key_path; /* NULL: plain HTTP */
   pthread_mutex_t tls_mu;               /* tls: esk_http_reload_tls() swaps it */
@@ -454,15 +462,11 @@ static conn_t *oldest_waiting(esk_http_t *h, const unsigned char *addr, size_t a
   return best;
 }
 
-/* Called by the daemon's thread on each accept, before the connection is
- * served: closes connections whose headers are overdue, and makes room for
- * the new one (the per-address limit first, then the general one). */
-static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len) {
-  (void)len;
-  esk_http_t *h = cls;
-  int64_t now = esk_time_mono_ms();
-  unsigned char addr[16];
-  size_t addr_len = addr_key(addr, sa);
+/* Closes connections whose headers are overdue, and makes room for a new one
+ * from @p addr (the per-address limit first, then the general one). Holds
+ * conns_mu. @returns MHD_NO when the new one must be refused. */
+static enum MHD_Result make_room(esk_http_t *h, int64_t now, const unsigned char *addr,
+                                 size_t addr_len) {
   unsigned total = 0, same = 0;
   for (conn_t *k = h->conns; k; k = k->next) {
     if (!k->closing && k->waiting && k->first && now - k->since_ms >= (int64_t)h->header_s * 1000)
@@ -485,15 +489,31 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
   return MHD_YES;
 }
 
+/* Called by an HTTP thread on each accept, before the connection is served. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len) {
+  (void)len;
+  esk_http_t *h = cls;
+  unsigned char addr[16];
+  size_t addr_len = addr_key(addr, sa);
+  pthread_mutex_lock(&h->conns_mu);
+  enum MHD_Result ok = make_room(h, esk_time_mono_ms(), addr, addr_len);
+  pthread_mutex_unlock(&h->conns_mu);
+  return ok;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
   esk_http_t *h = cls;
   if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
     conn_t *k = *socket_context;
     if (!k) return;
+    int unread = 0; /* a refused request's rest: closing now would reset */
+    if (ioctl(k->fd, FIONREAD, &unread) == 0 && unread > 0) esk_linger_add(h->linger, k->fd);
+    pthread_mutex_lock(&h->conns_mu);
     if (k->prev) k->prev->next = k->next;
     else h->conns = k->next;
     if (k->next) k->next->prev = k->prev;
+    pthread_mutex_unlock(&h->conns_mu);
     free(k);
     *socket_context = NULL;
     return;
@@ -511,9 +531,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
   k->addr_len = addr_key(k->addr, ad ? ad->client_addr : NULL);
   k->since_ms = esk_time_mono_ms();
   k->waiting = k->first = 1;
+  pthread_mutex_lock(&h->conns_mu);
   k->next = h->conns;
   if (h->conns) h->conns->prev = k;
   h->conns = k;
+  pthread_mutex_unlock(&h->conns_mu);
   *socket_context = k;
   /* until its headers arrive, silence ends it at the shorter of the two timeouts */
   if (h->header_s < h->idle_s)
@@ -535,22 +557,43 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   }
   conn_t *k = conn_of(c);
   if (k) {
+    pthread_mutex_lock(&k->h->conns_mu);
     k->waiting = 1;
     k->since_ms = esk_time_mono_ms();
+    pthread_mutex_unlock(&k->h->conns_mu);
   }
+}
+
+/* libmicrohttpd 0.9.75 splits the query into arguments, a record each from the
+ * pool, right after this callback; when the records overflow the pool its 431
+ * is overwritten by the next state and the connection hangs unanswered until
+ * its timeout (schemathesis found it: 11 KB of "limit=" arguments). A request
+ * line that is refused anyway (over http.request.max.bytes, counting a record
+ * per argument) has its '&' replaced in libmicrohttpd's buffer, so that it
+ * parses one argument, and esk answers it 414. @returns 1 when refused. */
+static int defuse_arguments(const esk_http_t *h, const char *uri) {
+  char *q = strchr(uri, '?');
+  size_t args = 0;
+  for (const char *a = q; a && *a; a++) args += *a == '&';
+  if (!q || strlen(uri) + (args + 1) * RECORD_COST <= h->head_max) return 0;
+  for (char *a = q; *a; a++) /* the buffer is libmicrohttpd's, and writable */
+    if (*a == '&') *a = '_';
+  return 1;
 }
 
 /* Every request starts here, before libmicrohttpd percent-decodes its URI
  * (which would make "a%2Fb" two segments and cut "a%00b" at the NUL): the
  * request object, freed by on_completed, keeps the path as sent. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
-  (void)cls;
   esk_http_req_t *r = calloc(1, sizeof(*r));
   if (r && !(r->raw_path = strndup(uri, strcspn(uri, "?")))) {
     free(r);
     return NULL;
   }
-  if (r) r->conn = c;
+  if (r) {
+    r->conn = c;
+    r->line_refused = defuse_arguments(cls, uri);
+  }
   return r;
 }
 
@@ -582,37 +625,58 @@ static const char *nul_in_request(esk_http_req_t *r, char *msg, size_t size) {
   return msg;
 }
 
-/* Adds one header's or argument's bytes, as sent and as kept, to the sums. */
-static enum MHD_Result add_size(void *cls, enum MHD_ValueKind kind, const char *key,
-                                size_t key_size, const char *value, size_t value_size) {
-  size_t *sums = cls; /* [0] as sent, [1] as kept */
+/* Adds one argument's bytes, as sent, to the request line's length. */
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               size_t key_size, const char *value, size_t value_size) {
   (void)kind;
-  (void)value;
   (void)key;
-  sums[0] += key_size + value_size + 2;
-  sums[1] += key_size + value_size + HEADER_COST;
+  (void)value;
+  *(size_t *)cls += key_size + value_size + 2;
   return MHD_YES;
 }
 
+/* Adds what libmicrohttpd keeps beside the bytes read for one header, cookie
+ * or argument: its record, and for a cookie its share of the copy it parses. */
+static enum MHD_Result add_record(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size) {
+  (void)key;
+  (void)value;
+  *(size_t *)cls += RECORD_COST + (kind == MHD_COOKIE_KIND ? key_size + value_size + 2 : 0);
+  return MHD_YES;
+}
+
+/* The bytes of @p c's memory pool its request line and headers take: every
+ * byte read of them, padding included, and the records kept for them. */
+static size_t pool_used(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *i =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  size_t used = i ? i->header_size : (size_t)-1 / 2;
+  MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND,
+                              add_record, &used);
+  return used;
+}
+
 /* 414 when the request line is over http.request.max.bytes, 431 when the line
- * and headers are (with what libmicrohttpd keeps per header), else 0. */
+ * and headers are (with what libmicrohttpd keeps for them), else 0. */
 static unsigned head_refusal(const esk_http_t *h, struct MHD_Connection *c, const char *method,
-                             const char *raw_path) {
-  size_t args[2] = {0, 0}, heads[2] = {0, 0};
-  MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, add_size, args);
-  size_t line = strlen(method) + strlen(raw_path) + args[0] + sizeof(" HTTP/1.1\r\n");
+                             const char *raw_path, size_t used) {
+  size_t line = strlen(method) + strlen(raw_path) + sizeof(" HTTP/1.1\r\n");
+  MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, add_arg, &line);
   if (line > h->head_max) return MHD_HTTP_URI_TOO_LONG;
-  MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_COOKIE_KIND, add_size, heads);
-  return line + args[1] + heads[1] > h->head_max ? MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE : 0;
+  return used > h->head_max ? MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE : 0;
 }
 
 /* The first call of a request: answers one over http.request.max.bytes (and
- * closes its connection). @returns 1 when it answered, with *ret set. */
+ * closes its connection). Where the request left less than RAW_ROOM of the
+ * pool, libmicrohttpd could not build the answer, so esk writes it itself
+ * (http_raw.h). @returns 1 when it answered, with *ret set. */
 static int refuse_large_head(const esk_http_t *h, struct MHD_Connection *c, const char *method,
                              esk_http_req_t *r, enum MHD_Result *ret) {
   if (r->head_checked) return 0;
   r->head_checked = 1;
-  unsigned code = head_refusal(h, c, method, r->raw_path);
+  size_t used = pool_used(c);
+  unsigned code = r->line_refused ? MHD_HTTP_URI_TOO_LONG
+                                  : head_refusal(h, c, method, r->raw_path, used);
   if (!code) return 0;
   r->dispatched = 1;
   static const char uri[] = "{\"error\":{\"code\":\"URI_TOO_LONG\",\"message\":\"the request "
@@ -620,6 +684,11 @@ static int refuse_large_head(const esk_http_t *h, struct MHD_Connection *c, cons
   static const char head[] = "{\"error\":{\"code\":\"HEADERS_TOO_LARGE\",\"message\":\"the "
                              "request line and headers are larger than http.request.max.bytes\"}}";
   const char *body = code == MHD_HTTP_URI_TOO_LONG ? uri : head;
+  if (used + RAW_ROOM > h->head_max + ANSWER_ROOM) {
+    esk_http_raw_answer(c, code, body, !strcmp(method, MHD_HTTP_METHOD_HEAD));
+    *ret = MHD_NO; /* closes the connection: the answer was written */
+    return 1;
+  }
   *ret = reply(c, code, "application/json", (void *)body, strlen(body), MHD_RESPMEM_PERSISTENT);
   return 1;
 }
@@ -721,11 +790,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   esk_http_t *h = cls;
   conn_t *k = conn_of(c);
   enum MHD_Result ret;
-  if (k && k->waiting) { /* its request line and headers are complete */
-    k->waiting = 0;
-    if (k->first && h->header_s < h->idle_s)
+  if (k) { /* its request line and headers are complete */
+    pthread_mutex_lock(&h->conns_mu);
+    int first = k->waiting && k->first;
+    k->waiting = k->first = 0;
+    pthread_mutex_unlock(&h->conns_mu);
+    if (first && h->header_s < h->idle_s)
       MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->idle_s);
-    k->first = 0;
   }
   if (!*con_cls) return MHD_NO; /* on_uri was out of memory */
   if (refuse_large_head(h, c, method, *con_cls, &ret)) return ret;
@@ -733,6 +804,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return handle_app(h, c, url, method, upload_data, upload_data_size, con_cls);
   if (*upload_data_size) { /* a body to a probe path: read and ignored */
     *upload_data_size = 0;
+    return MHD_YES;
+  }
+  esk_http_req_t *r = *con_cls;
+  if (!r->method) { /* answered on the next call: libmicrohttpd 0.9.75 closes the */
+    r->method = method; /* connection of an answer queued on the first */
     return MHD_YES;
   }
   if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
@@ -751,6 +827,31 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
   size_t n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
   ESK_DEBUG("http", "msg=%s", esk_log_quote(q, sizeof(q), msg));
+}
+
+/* libmicrohttpd's daemon on the listening socket @p fd, with esk's callbacks
+ * and limits. @returns it, or NULL when it could not start. */
+static struct MHD_Daemon *start_daemon(esk_http_t *h, int fd, int v6, int app) {
+  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                   (v6 ? MHD_USE_IPv6 : 0) | (app ? MHD_ALLOW_SUSPEND_RESUME : 0) |
+                   (h->tls ? MHD_USE_TLS : 0);
+  /* the certificate is asked for at each handshake, so that SIGHUP can change it */
+  struct MHD_OptionItem extra[3] = {{MHD_OPTION_END, 0, NULL}};
+  int n_extra = 0;
+  if (h->tls) extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                                         (void *)creds_for_handshake};
+  if (h->threads > 1) /* 1 is no pool: libmicrohttpd warns about a pool of 1 */
+    extra[n_extra++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, h->threads, NULL};
+  extra[n_extra] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+  return MHD_start_daemon(
+      flags, 0, on_accept, h, handle, h, MHD_OPTION_ARRAY, extra,
+      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+      MHD_OPTION_CONNECTION_LIMIT, h->max_conns + PROBE_RESERVE,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->head_max + ANSWER_ROOM,
+      MHD_OPTION_CONNECTION_TIMEOUT, h->idle_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_END);
 }
 
 int esk_http_start(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *metrics,
@@ -780,6 +881,8 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
   h->ready = ready;
   h->opaque = opaque;
   pthread_mutex_init(&h->tls_mu, NULL);
+  pthread_mutex_init(&h->conns_mu, NULL);
+  h->threads = (unsigned)esk_conf_get_int(conf, "http.threads");
   h->max_conns = (unsigned)esk_conf_get_int(conf, "http.max.connections");
   h->max_per_addr = (unsigned)esk_conf_get_int(conf, "http.max.connections.per.address");
   h->idle_s = (unsigned)esk_conf_get_int(conf, "http.timeout.s");
@@ -788,22 +891,11 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
   if ((rc = load_tls(h, conf, err)) || (rc = open_listener(&fd, &h->port, &v6, &a, value, err)))
     goto cleanup;
 
-  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                   (v6 ? MHD_USE_IPv6 : 0) | (app ? MHD_ALLOW_SUSPEND_RESUME : 0) |
-                   (h->tls ? MHD_USE_TLS : 0);
-  /* the certificate is asked for at each handshake, so that SIGHUP can change it */
-  struct MHD_OptionItem tls[] = {
-      {h->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0, (void *)creds_for_handshake},
-      {MHD_OPTION_END, 0, NULL}};
-  h->daemon = MHD_start_daemon(
-      flags, 0, on_accept, h, handle, h, MHD_OPTION_ARRAY, tls,
-      MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-      MHD_OPTION_CONNECTION_LIMIT, h->max_conns + PROBE_RESERVE,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->head_max + ANSWER_ROOM,
-      MHD_OPTION_CONNECTION_TIMEOUT, h->idle_s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-      MHD_OPTION_END);
+  if (esk_linger_start(&h->linger)) {
+    rc = esk_error_set(err, ESK_ENOMEM, "http.listen=%s: no thread for lingering closes", value);
+    goto cleanup;
+  }
+  h->daemon = start_daemon(h, fd, v6, app != NULL);
   if (!h->daemon) {
     rc = h->tls ? esk_error_set(err, ESK_EINVAL, "http.listen=%s: libmicrohttpd could not "
                                      "start: are http.tls.cert.file and http.tls.key.file a "
@@ -821,8 +913,10 @@ int esk_http_start_app(esk_http_t **out, const esk_conf_t *conf, esk_metrics_t *
 
 cleanup:
   if (fd >= 0) close(fd);
+  esk_linger_stop(h->linger);
   free_tls(h);
   pthread_mutex_destroy(&h->tls_mu);
+  pthread_mutex_destroy(&h->conns_mu);
   free(h);
   return rc;
 }
@@ -832,6 +926,7 @@ int esk_http_port(const esk_http_t *h) { return h ? h->port : 0; }
 void esk_http_stop(esk_http_t *h) {
   if (!h) return;
   MHD_stop_daemon(h->daemon); /* notifies every close: the list is empty after it */
+  esk_linger_stop(h->linger);
   while (h->conns) {
     conn_t *k = h->conns;
     h->conns = k->next;
@@ -839,5 +934,6 @@ void esk_http_stop(esk_http_t *h) {
   }
   free_tls(h);
   pthread_mutex_destroy(&h->tls_mu);
+  pthread_mutex_destroy(&h->conns_mu);
   free(h);
 }

@@ -56,6 +56,8 @@ struct esk_shred_s {
   esk_buf_t scratch;
   int64_t *next; /* per partition of the subject-keys topic: the next offset to read */
   int nparts;
+  char **forgot; /* forgotten subjects, in the order their marks were first read */
+  size_t nforgot, capforgot;
 };
 
 static int hexval(int c) {
@@ -141,6 +143,8 @@ void esk_shred_destroy(esk_shred_t *sh) {
   free(sh->pend);
   free(sh->txn);
   free(sh->next);
+  for (size_t i = 0; i < sh->nforgot; i++) free(sh->forgot[i]);
+  free(sh->forgot);
   if (sh->scratch.data) sodium_memzero(sh->scratch.data, sh->scratch.cap);
   esk_buf_free(&sh->scratch);
   sodium_memzero(sh, sizeof(*sh));
@@ -161,6 +165,25 @@ static long split_key(const char *key, size_t len, const char **suffix, size_t *
   *suffix = slash + 1;
   *suffix_len = len - (size_t)(slash - key) - 1;
   return slash - key;
+}
+
+/* Marks subject @p s (@p len bytes at @p subject) forgotten, listing it once. */
+static int mark_forgotten(esk_shred_t *sh, ssubj_t *s, const char *subject, size_t len,
+                          esk_error_t *err) {
+  s->has_key = 0;
+  if (s->forgotten) return ESK_OK; /* the mark is written again (--roll-after-ms) */
+  char **grown = esk_array_grow(sh->forgot, &sh->capforgot, sh->nforgot + 1, sizeof(*grown), 16);
+  char *copy = malloc(len + 1);
+  if (grown) sh->forgot = grown;
+  if (!grown || !copy) {
+    free(copy);
+    return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  }
+  memcpy(copy, subject, len);
+  copy[len] = '\0';
+  sh->forgot[sh->nforgot++] = copy;
+  s->forgotten = 1;
+  return ESK_OK;
 }
 
 static ssubj_t *subject_get(esk_shred_t *sh, const char *subject, size_t len, esk_error_t *err) {
@@ -184,9 +207,7 @@ int esk_shred_apply_record(esk_shred_t *sh, const void *key, size_t key_len, con
     if (!value) return ESK_OK; /* the mark itself is never deleted; nothing to undo */
     ssubj_t *s = subject_get(sh, key, (size_t)sublen, err);
     if (!s) return err->code;
-    s->forgotten = 1;
-    s->has_key = 0;
-    return ESK_OK;
+    return mark_forgotten(sh, s, key, (size_t)sublen, err);
   }
   uint8_t id[ESK_SHRED_KEY_ID_BYTES];
   if (slen != 2 * ESK_SHRED_KEY_ID_BYTES || unhex(id, sizeof(id), suffix))
@@ -240,6 +261,12 @@ int esk_shred_apply_record(esk_shred_t *sh, const void *key, size_t key_len, con
 int esk_shred_forgotten(const esk_shred_t *sh, const char *subject) {
   const ssubj_t *s = esk_hmap_get(sh->subjects, subject, strlen(subject));
   return s && s->forgotten;
+}
+
+size_t esk_shred_forgotten_count(const esk_shred_t *sh) { return sh->nforgot; }
+
+const char *esk_shred_forgotten_at(const esk_shred_t *sh, size_t i) {
+  return i < sh->nforgot ? sh->forgot[i] : NULL;
 }
 
 size_t esk_shred_key_count(const esk_shred_t *sh) { return esk_hmap_count(sh->keys); }
@@ -570,7 +597,11 @@ int esk_shred_encrypt_value(esk_shred_t *sh, const esk_schema_t *schema, avro_va
 
 int esk_shred_decrypt_value(esk_shred_t *sh, const esk_schema_t *schema, avro_value_t *value,
                             int forget_missing, esk_error_t *err) {
-  /* first count the values whose key is not held, changing nothing */
+  /* first count the values whose key is not held, changing nothing; a
+   * subject marked forgotten takes the replacement even while a key of its
+   * is still held (its tombstones follow the mark), so that nothing decoded
+   * after a reader has seen the mark holds plaintext (read models are
+   * scrubbed once the mark is seen: docs/architecture.md, "Personal data") */
   size_t missing[ESK_PERSONAL_MAX_FIELDS] = {0};
   size_t any = 0;
   for (size_t i = 0; i < schema->npersonal; i++) {
@@ -578,6 +609,10 @@ int esk_shred_decrypt_value(esk_shred_t *sh, const esk_schema_t *schema, avro_va
     walk_t w = {sh, NULL, pf->name, 1, 0, err};
     avro_value_t f;
     int rc = subject_of(value, pf, &w.subject, err);
+    if (!rc && esk_shred_forgotten(sh, w.subject)) {
+      missing[i] = SIZE_MAX; /* forgotten: not missing, no reading of the topic needed */
+      continue;
+    }
     if (!rc && avro_value_get_by_index(value, pf->index, &f, NULL))
       rc = esk_error_set(err, ESK_EPOISON, "field '%s' is missing", pf->name);
     if (!rc) rc = walk(&w, &f, 0);

@@ -35,6 +35,9 @@ static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
   return ESK_OK;
 }
 
+/* The batches find accounts by their primary key only. */
+static const char *const deferred[] = {"account_balances_owner", NULL};
+
 const esk_bank_proj_spec_t esk_bank_account_balances_spec = {
     .name = "account_balances",
     .migrations = migrations,
@@ -69,4 +72,5 @@ const esk_bank_proj_spec_t esk_bank_account_balances_spec = {
                     " as x(id, ord) join account_balances b on b.account_id = x.id",
     .rows = rows,
     .needs_full_history = 1, /* a balance folds every event of its account */
+    .deferred_indexes = deferred,
 };

@@ -77,6 +77,12 @@ static void batch_abort_cb(void *self) {
   esk_copy_reset(&in->copy);
 }
 
+static int forget_cb(void *self, PGconn *pg, const char *subject,
+                     const esk_personal_mark_t *marks, size_t n_marks, esk_error_t *err) {
+  inst_t *in = self;
+  return in->spec->forget(pg, &in->scratch, subject, marks, n_marks, err);
+}
+
 int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
                          esk_error_t *err) {
   inst_t *in = calloc(1, sizeof(*in));
@@ -92,7 +98,9 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
                             .batch_abort = batch_abort_cb,
                             .versions_get = spec->versions_sql ? versions_get_cb : NULL,
                             .self = in,
-                            .needs_full_history = spec->needs_full_history};
+                            .needs_full_history = spec->needs_full_history,
+                            .forget = spec->forget ? forget_cb : NULL,
+                            .deferred_indexes = spec->deferred_indexes};
   return ESK_OK;
 }
 

@@ -26,8 +26,12 @@ typedef struct esk_bank_proj_spec_s {
    * (esk_bank_event_from_value()), NULL for an any_domain projection. */
   int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
               esk_error_t *err);
+  /* NULL, or esk_projection_t.forget, with the instance's scratch buffer */
+  int (*forget)(PGconn *pg, esk_buf_t *scratch, const char *subject,
+                const esk_personal_mark_t *marks, size_t n_marks, esk_error_t *err);
   int needs_full_history; /* esk_projection_t.needs_full_history */
   int any_domain;         /* reads only the domain-neutral esk_event_t (event_log) */
+  const char *const *deferred_indexes; /* esk_projection_t.deferred_indexes */
 } esk_bank_proj_spec_t;
 
 /* Runs a versions_sql query (see above) for @p ids into @p versions (0 when

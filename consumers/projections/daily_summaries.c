@@ -27,6 +27,9 @@ static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
   return ESK_OK;
 }
 
+/* The upsert needs the primary key only. */
+static const char *const deferred[] = {"daily_summaries_account", NULL};
+
 const esk_bank_proj_spec_t esk_bank_daily_summaries_spec = {
     .name = "daily_summaries",
     .migrations = migrations,
@@ -48,4 +51,5 @@ const esk_bank_proj_spec_t esk_bank_daily_summaries_spec = {
         "  withdrawals_count = d.withdrawals_count + excluded.withdrawals_count,"
         "  withdrawals_total = d.withdrawals_total + excluded.withdrawals_total",
     .rows = rows,
+    .deferred_indexes = deferred,
 };

@@ -9,6 +9,7 @@
 #include "esk/buf.h"
 #include "esk/file.h"
 #include "esk/pg.h"
+#include "personal_columns.h"
 
 #define MAX_DEPTH 16
 #define MAX_PARAMS 100
@@ -53,6 +54,7 @@ struct esk_declarative_s {
   PGconn *pipe; /* in pipeline mode during a batch, else NULL */
   pending_t *pending; /* statements sent since the last sync point */
   size_t n_pending, cap_pending;
+  esk_pcols_t *pcols; /* the [personal <table>] sections */
 };
 
 /* ------------------------------------------------------------- parsing --- */
@@ -155,17 +157,20 @@ void esk_declarative_destroy(esk_declarative_t *d) {
   free(d->pending);
   for (size_t i = 0; i < d->n_stmts; i++) stmt_free(d->stmts[i]);
   free(d->stmts);
+  esk_pcols_destroy(d->pcols);
   free(d->label);
   free(d->name);
   free(d->topic);
   free(d);
 }
 
-enum { IN_HEADER, IN_MIGRATION, IN_PARAMS, IN_SQL };
+enum { IN_HEADER, IN_MIGRATION, IN_PARAMS, IN_SQL, IN_PERSONAL };
 
-/* Ends the open section: its SQL must not be empty. */
+/* Ends the open section: its SQL must not be empty; a [personal] section
+ * must be complete. */
 static int close_section(esk_declarative_t *d, int state, sql_t *s, esk_error_t *err) {
   if (state == IN_HEADER) return ESK_OK;
+  if (state == IN_PERSONAL) return esk_pcols_finish(d->pcols, err);
   const char *p = s->sql ? s->sql : "";
   while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
   if (!*p)
@@ -210,15 +215,26 @@ static int open_on_section(parser_t *ps, const char *type, esk_error_t *err) {
   return ESK_OK;
 }
 
-/* A section line, @p t trimmed: [migration] or [on <EventType>]. */
+/* Opens [personal <table>] (personal_columns.h). */
+static int open_personal_section(parser_t *ps, const char *table, esk_error_t *err) {
+  int rc = esk_pcols_section(ps->d->pcols, table, ps->line_no, err);
+  if (rc) return rc;
+  ps->cur = NULL;
+  ps->st = NULL;
+  ps->state = IN_PERSONAL;
+  return ESK_OK;
+}
+
+#define SECTIONS "[migration], [on <EventType>] or [personal <table>]"
+
+/* A section line, @p t trimmed: [migration], [on <EventType>] or [personal <table>]. */
 static int parse_section(parser_t *ps, char *t, esk_error_t *err) {
   esk_declarative_t *d = ps->d;
   int rc;
   if ((rc = close_section(d, ps->state, ps->cur, err))) return rc;
   char *end = strchr(t, ']');
   if (!end || *trim(end + 1))
-    return esk_error_set(err, ESK_EINVAL,
-                         "%s:%d: expected [migration] or [on <EventType>], got '%.100s'",
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: expected " SECTIONS ", got '%.100s'",
                          d->label, ps->line_no, t);
   *end = '\0';
   char *inner = trim(t + 1);
@@ -231,11 +247,37 @@ static int parse_section(parser_t *ps, char *t, esk_error_t *err) {
     ps->state = IN_MIGRATION;
     return ESK_OK;
   }
+  if (!strncmp(inner, "personal", 8) && (!inner[8] || inner[8] == ' ' || inner[8] == '\t'))
+    return open_personal_section(ps, trim(inner + 8), err);
   if (strncmp(inner, "on", 2) || (inner[2] != ' ' && inner[2] != '\t'))
-    return esk_error_set(err, ESK_EINVAL,
-                         "%s:%d: expected [migration] or [on <EventType>], got '[%s]'",
+    return esk_error_set(err, ESK_EINVAL, "%s:%d: expected " SECTIONS ", got '[%.100s]'",
                          d->label, ps->line_no, inner);
   return open_on_section(ps, trim(inner + 3), err);
+}
+
+/* Splits `key = value  # comment` in place into trimmed @p key and @p val.
+ * Returns -1 when there is no '='. */
+static int split_key_value(char *t, char **key, char **val) {
+  char *eq = strchr(t, '=');
+  if (!eq) return -1;
+  *eq = '\0';
+  char *hash = strchr(eq + 1, '#');
+  if (hash) *hash = '\0';
+  *key = trim(t);
+  *val = trim(eq + 1);
+  return 0;
+}
+
+/* A line of a [personal <table>] section, @p t trimmed and not empty. */
+static int parse_personal_line(parser_t *ps, char *t, const esk_schema_set_t *schemas,
+                               esk_error_t *err) {
+  char *key, *val;
+  if (split_key_value(t, &key, &val))
+    return esk_error_set(err, ESK_EINVAL,
+                         "%s:%d: [personal]: expected subject = <column> or <column> = "
+                         "<EventType>.<field>, got '%.100s'",
+                         ps->d->label, ps->line_no, t);
+  return esk_pcols_line(ps->d->pcols, key, val, ps->line_no, schemas, err);
 }
 
 /* A line before the first section, @p t trimmed and not empty: name = ... or
@@ -243,14 +285,10 @@ static int parse_section(parser_t *ps, char *t, esk_error_t *err) {
 static int parse_header_line(parser_t *ps, char *t, esk_error_t *err) {
   esk_declarative_t *d = ps->d;
   int line_no = ps->line_no;
-  char *eq = strchr(t, '=');
-  if (!eq)
+  char *key, *val;
+  if (split_key_value(t, &key, &val))
     return esk_error_set(err, ESK_EINVAL, "%s:%d: expected key = value or a [section], got '%.100s'",
                          d->label, line_no, t);
-  *eq = '\0';
-  char *key = trim(t), *hash = strchr(eq + 1, '#');
-  if (hash) *hash = '\0';
-  char *val = trim(eq + 1);
   char **slot = !strcmp(key, "name") ? &d->name : !strcmp(key, "topic") ? &d->topic : NULL;
   if (!slot)
     return esk_error_set(err, ESK_EINVAL, "%s:%d: unknown key '%s' (expected name or topic)",
@@ -302,7 +340,8 @@ static int parse_param(parser_t *ps, char *t, esk_error_t *err) {
   return ESK_OK;
 }
 
-static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
+static int parse_lines(esk_declarative_t *d, char *text, const esk_schema_set_t *schemas,
+                       esk_error_t *err) {
   parser_t ps = {.d = d, .state = IN_HEADER};
   int rc = ESK_OK;
   for (char *line = text, *next; line; line = next) {
@@ -320,6 +359,10 @@ static int parse_lines(esk_declarative_t *d, char *text, esk_error_t *err) {
     }
     if (ps.state == IN_HEADER) {
       if (*t && (rc = parse_header_line(&ps, t, err))) return rc;
+      continue;
+    }
+    if (ps.state == IN_PERSONAL) {
+      if (*t && (rc = parse_personal_line(&ps, t, schemas, err))) return rc;
       continue;
     }
     if (ps.state == IN_PARAMS) {
@@ -358,7 +401,8 @@ int esk_declarative_parse(esk_declarative_t **out, const char *label, const char
     rc = esk_error_set(err, ESK_EINVAL, "%s: larger than %zu bytes", label, MAX_FILE_BYTES);
     goto fail;
   }
-  if ((rc = parse_lines(d, copy, err))) goto fail;
+  if ((rc = esk_pcols_new(&d->pcols, label, err)) || (rc = parse_lines(d, copy, schemas, err)))
+    goto fail;
   for (size_t i = 0; i < d->n_stmts; i++) {
     stmt_t *st = d->stmts[i];
     const esk_schema_t *s = esk_schema_set_latest(schemas, st->type);
@@ -397,6 +441,7 @@ int esk_declarative_load(esk_declarative_t **out, const char *path,
 
 const char *esk_declarative_name(const esk_declarative_t *d) { return d->name; }
 const char *esk_declarative_topic(const esk_declarative_t *d) { return d->topic; }
+const esk_pcols_t *esk_declarative_personal(const esk_declarative_t *d) { return d->pcols; }
 
 /* ----------------------------------------------------------------- SQL --- */
 
@@ -494,6 +539,7 @@ int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *key,
       goto cleanup;
     }
   }
+  rc = esk_pcols_check(d->pcols, pg, err);
 cleanup:
   PQclear(r);
   if (!exec_ok(pg, "rollback") && rc == ESK_OK)
@@ -712,6 +758,12 @@ static int check_cb(void *self, PGconn *pg, const char *key, esk_error_t *err) {
   return esk_declarative_check_sql(self, pg, key, err);
 }
 
+static int forget_cb(void *self, PGconn *pg, const char *subject,
+                     const esk_personal_mark_t *marks, size_t n_marks, esk_error_t *err) {
+  (void)marks, (void)n_marks; /* the sections resolved their replacements at load */
+  return esk_pcols_forget(((esk_declarative_t *)self)->pcols, pg, subject, err);
+}
+
 esk_projection_t esk_declarative_projection(esk_declarative_t *d) {
   return (esk_projection_t){.name = d->name,
                             .migrations = d->mig_sql,
@@ -720,5 +772,6 @@ esk_projection_t esk_declarative_projection(esk_declarative_t *d) {
                             .batch_end = batch_end_cb,
                             .batch_abort = batch_abort_cb,
                             .self = d,
-                            .check = check_cb};
+                            .check = check_cb,
+                            .forget = esk_pcols_count(d->pcols) ? forget_cb : NULL};
 }

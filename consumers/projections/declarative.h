@@ -63,6 +63,9 @@ int esk_declarative_check_sql(esk_declarative_t *d, PGconn *pg, const char *key,
 /** @brief The projection's name (the file's `name =`). */
 const char *esk_declarative_name(const esk_declarative_t *d);
 
+/** @brief The file's [personal <table>] sections (personal_columns.h; borrowed). */
+const struct esk_pcols_s *esk_declarative_personal(const esk_declarative_t *d);
+
 /** @brief The file's `topic =`, or NULL. */
 const char *esk_declarative_topic(const esk_declarative_t *d);
 

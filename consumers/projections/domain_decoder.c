@@ -20,7 +20,28 @@ struct esk_domain_decoder_s {
   char *keys_topic;
   int keys_timeout_ms;
   int64_t keys_next_ms; /* next read of the keys topic (destroyed keys, forgotten marks) */
+  esk_personal_mark_t *marks; /* the personal fields of each type's latest schema */
+  size_t n_marks;
+  esk_forgets_t forgets;
 };
+
+/* The personal fields of the latest schema of every type in d->set. */
+static int collect_marks(esk_domain_decoder_t *d, esk_error_t *err) {
+  size_t cap = 0;
+  for (size_t i = 0; i < esk_schema_set_count(d->set); i++) {
+    const esk_schema_t *s = esk_schema_set_at(d->set, i);
+    size_t n = 0;
+    const esk_personal_field_t *pf = esk_schema_personal(s, &n);
+    if (!n || esk_schema_set_latest(d->set, esk_schema_type(s)) != s) continue;
+    esk_personal_mark_t *grown = esk_array_grow(d->marks, &cap, d->n_marks + n, sizeof(*grown), 8);
+    if (!grown) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+    d->marks = grown;
+    for (size_t k = 0; k < n; k++)
+      d->marks[d->n_marks++] = (esk_personal_mark_t){esk_schema_type(s), pf[k].name,
+                                                     pf[k].subject, pf[k].forgotten_json};
+  }
+  return ESK_OK;
+}
 
 int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *contract,
                            const esk_codec_limits_t *limits, esk_error_t *err) {
@@ -32,7 +53,7 @@ int esk_domain_decoder_new(esk_domain_decoder_t **out, const esk_contract_t *con
   snprintf(d->domain, sizeof(d->domain), "%s", contract->domain);
   if ((rc = esk_schema_set_new(&d->set, err)) || (rc = contract->load_schemas(d->set, err)) ||
       (rc = esk_codec_new(&d->codec, d->set, limits, err)) ||
-      (rc = contract->register_upcasters(d->codec, err))) {
+      (rc = contract->register_upcasters(d->codec, err)) || (rc = collect_marks(d, err))) {
     esk_domain_decoder_destroy(d);
     return rc;
   }
@@ -48,12 +69,22 @@ static int refresh_keys(void *ctx, esk_error_t *err) {
                             err);
 }
 
+static size_t forgotten_count(void *self) {
+  return esk_shred_forgotten_count(((esk_domain_decoder_t *)self)->shred);
+}
+
+static const char *forgotten_at(void *self, size_t i) {
+  return esk_shred_forgotten_at(((esk_domain_decoder_t *)self)->shred, i);
+}
+
 int esk_domain_decoder_personal(esk_domain_decoder_t *d, const char *master_key_file,
                                 rd_kafka_t *reader, const char *keys_topic, int timeout_ms,
                                 esk_error_t *err) {
   d->keys_reader = reader;
   d->keys_timeout_ms = timeout_ms;
   if (!(d->keys_topic = strdup(keys_topic))) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  d->forgets = (esk_forgets_t){refresh_keys, forgotten_count, forgotten_at, d->marks,
+                               d->n_marks, d};
   int rc = esk_shred_new(&d->shred, master_key_file, err);
   return rc ? rc : refresh_keys(d, err);
 }
@@ -63,6 +94,7 @@ void esk_domain_decoder_destroy(esk_domain_decoder_t *d) {
   esk_shred_destroy(d->shred);
   if (d->keys_reader) rd_kafka_destroy(d->keys_reader);
   free(d->keys_topic);
+  free(d->marks);
   esk_codec_destroy(d->codec);
   esk_schema_set_destroy(d->set);
   free(d);
@@ -78,7 +110,8 @@ static int decode_cb(void *self, const rd_kafka_message_t *m, esk_event_t *out,
 }
 
 esk_decoder_t esk_domain_decoder(esk_domain_decoder_t *d) {
-  return (esk_decoder_t){.decode = decode_cb, .self = d};
+  if (!d->shred) d->forgets = (esk_forgets_t){.marks = d->marks, .n_marks = d->n_marks};
+  return (esk_decoder_t){.decode = decode_cb, .self = d, .forgets = d->n_marks ? &d->forgets : NULL};
 }
 
 int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
@@ -124,5 +157,4 @@ int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_
    * events decoded later show the replacement, also when the key was held */
   if (esk_time_mono_ms() >= d->keys_next_ms && (rc = refresh_keys(d, err))) return rc;
   return esk_shred_decrypt_refreshing(d->shred, reader, value, refresh_keys, d, err);
-  return ESK_OK;
 }

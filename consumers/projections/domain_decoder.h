@@ -52,7 +52,10 @@ int esk_domain_decoder_personal(esk_domain_decoder_t *d, const char *master_key_
 /** @brief Frees the decoder. NULL does nothing. */
 void esk_domain_decoder_destroy(esk_domain_decoder_t *d);
 
-/** @brief The esk_decoder_t to hand to esk_projector_new() (borrows @p d). */
+/** @brief The esk_decoder_t to hand to esk_projector_new() (borrows @p d).
+ *         Its forgets (NULL for a domain without personal fields) follow the
+ *         keyring's forgotten subjects when personal data is on
+ *         (esk_domain_decoder_personal()); otherwise only the marks are set. */
 esk_decoder_t esk_domain_decoder(esk_domain_decoder_t *d);
 
 /** @brief The contract's schemas (borrowed; declarative files resolve paths in them). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bank_projection.h"
+#include "esk/pg.h"
 
 static const char *const migrations[] = {
     "create table event_log ("
@@ -59,6 +60,52 @@ static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
   return ESK_OK;
 }
 
+/* The personal fields of marks[from, *end) (one event type and subject field)
+ * as one JSON object of their replacements, into @p b: {"f": <forgotten>, ...}. */
+static int replacements(esk_buf_t *b, const esk_personal_mark_t *marks, size_t n, size_t from,
+                        size_t *end, esk_error_t *err) {
+  const esk_personal_mark_t *m0 = &marks[from];
+  int rc = esk_buf_append(b, "{", 1, err);
+  size_t i = from;
+  for (; i < n && !rc && !strcmp(marks[i].event_type, m0->event_type) &&
+         !strcmp(marks[i].subject_field, m0->subject_field);
+       i++) {
+    const esk_personal_mark_t *m = &marks[i];
+    if (i > from) rc = esk_buf_append(b, ",", 1, err);
+    /* field names are Avro names ([A-Za-z_][A-Za-z0-9_]*): nothing to escape */
+    if (!rc) rc = esk_buf_append(b, "\"", 1, err);
+    if (!rc) rc = esk_buf_append(b, m->field, strlen(m->field), err);
+    if (!rc) rc = esk_buf_append(b, "\":", 2, err);
+    if (!rc) rc = esk_buf_append(b, m->forgotten_json, strlen(m->forgotten_json), err);
+  }
+  if (!rc) rc = esk_buf_append(b, "}", 2, err); /* with the NUL */
+  *end = i;
+  return rc;
+}
+
+/* A forgotten subject: in the payloads of its events (found by the subject
+ * field the marks name), each personal field takes its replacement. Rows
+ * already scrubbed are left alone, so a second run writes nothing. */
+static int forget(PGconn *pg, esk_buf_t *scratch, const char *subject,
+                  const esk_personal_mark_t *marks, size_t n_marks, esk_error_t *err) {
+  int rc = ESK_OK;
+  for (size_t i = 0, end = 0; i < n_marks && !rc; i = end) {
+    esk_buf_reset(scratch);
+    if ((rc = replacements(scratch, marks, n_marks, i, &end, err))) break;
+    const char *params[] = {marks[i].event_type, marks[i].subject_field, subject,
+                            (const char *)scratch->data};
+    rc = esk_pg_exec(NULL, pg, "event_log: scrub a forgotten subject",
+                     "update event_log set payload = payload || $4::jsonb"
+                     " where event_type = $1 and payload->>$2 = $3"
+                     " and not payload @> $4::jsonb",
+                     4, params, err);
+  }
+  return rc;
+}
+
+/* The version guard reads the primary key: only the time index waits. */
+static const char *const deferred[] = {"event_log_occurred_at", NULL};
+
 const esk_bank_proj_spec_t esk_bank_event_log_spec = {
     .name = "event_log",
     .migrations = migrations,
@@ -73,5 +120,7 @@ const esk_bank_proj_spec_t esk_bank_event_log_spec = {
                     " where e.aggregate_id = x.id) from unnest($1::text[]) with ordinality"
                     " as x(id, ord)",
     .rows = rows,
+    .forget = forget,
     .any_domain = 1,
+    .deferred_indexes = deferred,
 };

@@ -51,11 +51,11 @@ int esk_plugin_open(esk_plugin_t **out, esk_projection_t *proj, const char *path
                   path, info->abi, ESK_PROJECTION_PLUGIN_ABI);
     goto fail;
   }
-  if (info->struct_size != sizeof(*info)) {
+  if (info->struct_size < ESK_PROJECTION_PLUGIN_SIZE_BASE || info->struct_size > sizeof(*info)) {
     esk_error_set(err, ESK_EINVAL,
-                  "plugin %s: its description is %zu bytes, expected %zu: built with another "
-                  "esk/projection_plugin.h",
-                  path, info->struct_size, sizeof(*info));
+                  "plugin %s: its description is %zu bytes, expected %zu to %zu: built with "
+                  "another esk/projection_plugin.h",
+                  path, info->struct_size, (size_t)ESK_PROJECTION_PLUGIN_SIZE_BASE, sizeof(*info));
     goto fail;
   }
   if (!info->name || !info->create || !info->destroy) {
@@ -88,6 +88,9 @@ int esk_plugin_open(esk_plugin_t **out, esk_projection_t *proj, const char *path
     goto fail;
   }
   if (!p.name) p.name = info->name;
+  /* only the description's forget: create() of a plugin built before it
+   * leaves the member zero, as the projector handed it */
+  p.forget = esk_projection_plugin_has(info, forget) ? info->forget : NULL;
   *proj = p;
   *out = pl;
   return ESK_OK;

@@ -43,6 +43,12 @@ const esk_bank_proj_spec_t esk_bank_transaction_history_spec = {
     .n_migrations = sizeof(migrations) / sizeof(*migrations),
 };
 
+/* Rows go in by COPY, and the running balances live in
+ * transaction_history_balances: nothing reads the history's indexes (its
+ * primary key included) while a batch applies. */
+static const char *const deferred[] = {"transaction_history_pkey",
+                                       "transaction_history_account_time", NULL};
+
 #define ROWS_MAX ((size_t)512 << 20)
 
 typedef struct row_s {
@@ -270,6 +276,7 @@ int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err)
                             .batch_abort = batch_abort_cb,
                             .versions_get = versions_get_cb,
                             .self = h,
-                            .needs_full_history = 1}; /* a running balance per row */
+                            .needs_full_history = 1, /* a running balance per row */
+                            .deferred_indexes = deferred};
   return ESK_OK;
 }

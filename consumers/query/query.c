@@ -461,11 +461,23 @@ static int answer_state(worker_t *w, job_t *j) {
     send_error(q, j->req, 503, "UNAVAILABLE", err.msg);
     return 0;
   }
+  esk_qstate_ask_t ask = {j->values[0], j->has_as_of, j->as_of_us};
+  char head[ESK_ID_MAX + 96], etag[ETAG_MAX] = "";
+  int has = esk_qstate_head(w->st, w->pg, &ask, head, sizeof(head));
+  if (has < 0) return -1;
+  if (has == 0) make_etag(etag, j->decl, head);
+  const char *with_etag[] = {"ETag", etag, NULL};
+  if (etag[0] && etag_matches(j->if_none_match, etag)) { /* the client has it: no fold */
+    esk_api_count(q->m_requests, 304);
+    esk_http_respond(j->req, 304, JSON_TYPE, "", 0, with_etag);
+    return 0;
+  }
   esk_buf_t body;
   esk_buf_init(&body, 0);
-  esk_qstate_ask_t ask = {j->values[0], j->has_as_of, j->as_of_us};
   int status = esk_qstate_answer(w->st, w->pg, &ask, &body);
-  if (status > 0) send_body(q, j->req, (unsigned)status, (const char *)body.data, NULL);
+  if (status > 0)
+    send_body(q, j->req, (unsigned)status, (const char *)body.data,
+              status == 200 && etag[0] ? with_etag : NULL);
   esk_buf_free(&body);
   return status < 0 ? -1 : 0;
 }

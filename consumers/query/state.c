@@ -200,14 +200,20 @@ typedef struct fold_s {
   esk_error_t err;
 } fold_t;
 
+/* the aggregate's rows at or before as_of ($3, microseconds since the epoch;
+ * NULL: every row) */
+#define ROWS_SQL                                                                            \
+  " from event_log where aggregate_id = $1 and aggregate_type = $2 and ($3::bigint is "    \
+  "null or occurred_at <= timestamptz 'epoch' + $3::bigint * interval '1 microsecond')"
+
 #define PAGE_SQL                                                                            \
   "select aggregate_version, event_type, event_id::text, "                                 \
   "floor(extract(epoch from occurred_at))::bigint * 1000000 + "                            \
   "(extract(microseconds from occurred_at)::bigint % 1000000), correlation_id, "          \
-  "causation_id, actor, payload::text from event_log where aggregate_id = $1 and "         \
-  "aggregate_type = $2 and ($3::bigint is null or occurred_at <= timestamptz 'epoch' + "   \
-  "$3::bigint * interval '1 microsecond') and aggregate_version > $4::bigint "             \
+  "causation_id, actor, payload::text" ROWS_SQL " and aggregate_version > $4::bigint "     \
   "order by aggregate_version limit " ESK_QSTATE_PAGE_TEXT
+
+#define HEAD_SQL "select count(*), coalesce(max(aggregate_version), 0)" ROWS_SQL
 
 #define ESK_QSTATE_PAGE_TEXT "500"
 _Static_assert(ESK_QSTATE_PAGE == 500, "PAGE_SQL's limit");
@@ -235,6 +241,26 @@ static int apply_page(fold_t *f, const esk_qstate_ask_t *ask, PGresult *r) {
     applied++;
   }
   return applied;
+}
+
+int esk_qstate_head(const esk_qstate_worker_t *w, PGconn *pg, const esk_qstate_ask_t *ask,
+                    char *out, size_t size) {
+  char as_of[24];
+  snprintf(as_of, sizeof(as_of), "%" PRId64, ask->as_of_us);
+  const char *params[3] = {ask->aggregate_id, w->s->d->aggregate_type,
+                           ask->has_as_of ? as_of : NULL};
+  PGresult *r = PQexecParams(pg, HEAD_SQL, 3, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    int no_view = st && !strcmp(st, "42P01"); /* esk_qstate_answer() says NOT_READY */
+    PQclear(r);
+    return no_view ? 1 : -1;
+  }
+  int none = !strcmp(PQgetvalue(r, 0, 0), "0");
+  snprintf(out, size, "%s\n%s\n%s:%s", ask->aggregate_id, ask->has_as_of ? as_of : "-",
+           PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+  PQclear(r);
+  return none;
 }
 
 /* Folds every page. @returns 0, 1 when a row was refused (f->err), or -1

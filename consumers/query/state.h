@@ -106,6 +106,18 @@ int esk_qstate_answer(esk_qstate_worker_t *w, PGconn *pg, const esk_qstate_ask_t
                       esk_buf_t *body);
 
 /**
+ * @brief What @p ask's answer depends on, for its ETag: the id, as_of, and
+ *        the number and highest version of the aggregate's event_log rows at
+ *        or before as_of (rows are only ever added, so any change to the
+ *        answer changes these), written into @p out. Read before the fold,
+ *        so an ETag never names rows its answer lacks.
+ * @returns 0; 1 when there is no such row or no event_log view (no ETag:
+ *          esk_qstate_answer() answers 404 or 503); -1 for a PostgreSQL fault.
+ */
+int esk_qstate_head(const esk_qstate_worker_t *w, PGconn *pg, const esk_qstate_ask_t *ask,
+                    char *out, size_t size);
+
+/**
  * @brief Reads an `as_of` query parameter: RFC 3339 with a time zone, at most
  *        ESK_QSTATE_AS_OF_MAX bytes, years 1970..9999.
  * @returns ESK_OK with @p out_us; ESK_EINVAL with a message naming `as_of`.

@@ -3,7 +3,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "esk/pg.h"
 
@@ -38,41 +37,90 @@ void esk_copy_text(esk_copy_t *c, const char *s, long len) {
   c->buf.len = (size_t)(o - c->buf.data);
 }
 
-void esk_copy_i64(esk_copy_t *c, int64_t v) {
-  char b[24];
-  int n = snprintf(b, sizeof(b), "%" PRId64 "\t", v);
-  put(c, b, (size_t)n);
+/* Integers and dates by hand: snprintf() was the largest part of a batch's
+ * row building (docs/benchmarks.md, "Issue 18"). */
+
+/* The decimal digits of @p v at @p o (no sign); returns the end. */
+static char *digits(char *o, uint64_t v) {
+  char t[20];
+  int n = 0;
+  do {
+    t[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *o++ = t[--n];
+  return o;
 }
 
-static void split_us(int64_t us, struct tm *tm, long *frac) {
-  int64_t secs = us / 1000000, f = us % 1000000;
-  if (f < 0) {
-    f += 1000000;
-    secs--;
+/* @p v as exactly @p width digits (zero-padded) at @p o; returns the end. */
+static char *padded(char *o, unsigned v, int width) {
+  for (int i = width - 1; i >= 0; i--, v /= 10) o[i] = (char)('0' + v % 10);
+  return o + width;
+}
+
+void esk_copy_i64(esk_copy_t *c, int64_t v) {
+  char b[24], *o = b;
+  if (v < 0) *o++ = '-';
+  o = digits(o, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+  *o++ = '\t';
+  put(c, b, (size_t)(o - b));
+}
+
+/* Splits @p us into days since the epoch and microseconds of the day (>= 0). */
+static void split_us(int64_t us, int64_t *days, int64_t *of_day) {
+  const int64_t per_day = 86400LL * 1000000;
+  *days = us / per_day;
+  *of_day = us % per_day;
+  if (*of_day < 0) {
+    *of_day += per_day;
+    (*days)--;
   }
-  time_t t = (time_t)secs;
-  gmtime_r(&t, tm);
-  *frac = (long)f;
+}
+
+/* YYYY-MM-DD of @p days since 1970-01-01 at @p o (the proleptic Gregorian
+ * calendar, H. Hinnant's civil_from_days) into at least 32 bytes; returns the end. */
+static char *civil(char *o, int64_t days) {
+  int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+  unsigned doe = (unsigned)(z - era * 146097);
+  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t y = (int64_t)yoe + era * 400;
+  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  unsigned mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+  unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  y += m <= 2;
+  if (y < 0 || y > 9999) /* outside what four digits hold: let the C library say it */
+    return o + snprintf(o, 32, "%04lld-%02u-%02u", (long long)y, m, d);
+  o = padded(o, (unsigned)y, 4);
+  *o++ = '-';
+  o = padded(o, m, 2);
+  *o++ = '-';
+  return padded(o, d, 2);
 }
 
 void esk_copy_ts_us(esk_copy_t *c, int64_t us) {
-  struct tm tm;
-  long frac;
-  char b[48];
-  split_us(us, &tm, &frac);
-  int n = snprintf(b, sizeof(b), "%04d-%02d-%02d %02d:%02d:%02d.%06ld+00\t", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-  put(c, b, (size_t)n);
+  int64_t days, t;
+  char b[64], *o;
+  split_us(us, &days, &t);
+  o = civil(b, days);
+  *o++ = ' ';
+  o = padded(o, (unsigned)(t / 3600000000LL), 2);
+  *o++ = ':';
+  o = padded(o, (unsigned)(t / 60000000 % 60), 2);
+  *o++ = ':';
+  o = padded(o, (unsigned)(t / 1000000 % 60), 2);
+  *o++ = '.';
+  o = padded(o, (unsigned)(t % 1000000), 6);
+  memcpy(o, "+00\t", 4);
+  put(c, b, (size_t)(o + 4 - b));
 }
 
 void esk_copy_day_us(esk_copy_t *c, int64_t us) {
-  struct tm tm;
-  long frac;
-  char b[24];
-  split_us(us, &tm, &frac);
-  int n = snprintf(b, sizeof(b), "%04d-%02d-%02d\t", tm.tm_year + 1900, tm.tm_mon + 1,
-                   tm.tm_mday);
-  put(c, b, (size_t)n);
+  int64_t days, t;
+  char b[48], *o;
+  split_us(us, &days, &t);
+  o = civil(b, days);
+  *o++ = '\t';
+  put(c, b, (size_t)(o - b));
 }
 
 void esk_copy_null(esk_copy_t *c) { put(c, "\\N\t", 3); }

@@ -270,6 +270,32 @@ static int not_behind(PGconn *pg, const char *base, const char *projection, int 
   return rc;
 }
 
+/* ESK_ERETRY while generation @p gen still has deferred indexes to build
+ * (bulk.h): its projector builds them once caught up. */
+static int indexes_built(PGconn *pg, const char *base, const char *projection, int gen,
+                         esk_error_t *err) {
+  char sql[256], key[256], rel[160];
+  esk_generation_store_key(key, sizeof(key), projection, gen);
+  snprintf(rel, sizeof(rel), "\"%s\".esk_projection_deferred", base);
+  const char *rp[1] = {rel}, *kp[1] = {key};
+  PGresult *res = NULL;
+  int rc = esk_pg_exec(&res, pg, "deferred indexes table", "select to_regclass($1) is not null",
+                       1, rp, err);
+  if (rc) return rc;
+  int exists = !strcmp(PQgetvalue(res, 0, 0), "t");
+  PQclear(res);
+  if (!exists) return ESK_OK;
+  snprintf(sql, sizeof(sql), "select count(*) from %s where projection = $1", rel);
+  if ((rc = esk_pg_exec(&res, pg, "deferred indexes", sql, 1, kp, err))) return rc;
+  int n = atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  if (n)
+    return esk_error_set(err, ESK_ERETRY,
+                         "generation %d of projection %s is still building %d deferred index%s",
+                         gen, projection, n, n == 1 ? "" : "es");
+  return ESK_OK;
+}
+
 int esk_generation_publish(PGconn *pg, const char *base, const char *projection, int gen,
                            esk_error_t *err) {
   esk_generation_t g, live = {0};
@@ -291,6 +317,7 @@ int esk_generation_publish(PGconn *pg, const char *base, const char *projection,
   if (rc && rc != ESK_ENOTFOUND) goto cleanup;
   have_live = rc == ESK_OK && live.gen != gen;
   rc = ESK_OK;
+  if (have_live && (rc = indexes_built(pg, base, projection, gen, err))) goto cleanup;
   if (have_live && (rc = not_behind(pg, base, projection, live.gen, gen, err))) goto cleanup;
   if (have_live && (rc = drop_stale_views(pg, base, live.schema, g.schema, err))) goto cleanup;
   /* On a switch every view is made anew; when the live generation starts again
@@ -388,7 +415,7 @@ int esk_generation_drop(PGconn *pg, const char *base, const char *projection, in
   esk_generation_store_key(key, sizeof(key), projection, gen);
   const char *kp[1] = {key};
   static const char *const books[] = {"esk_projection_positions", "esk_projection_versions",
-                                      "esk_projection_migrations"};
+                                      "esk_projection_migrations", "esk_projection_deferred"};
   for (size_t i = 0; i < sizeof(books) / sizeof(*books) && !rc; i++) {
     char rel[160];
     snprintf(rel, sizeof(rel), "\"%s\".%s", base, books[i]);

@@ -16,7 +16,9 @@
 #include "esk/pg.h"
 #include "esk/watchdog.h"
 #include "esk/time.h"
+#include "bulk.h"
 #include "generation.h"
+#include "scrub.h"
 
 const esk_conf_prop_t esk_projector_props[] = {
     {"projection", ESK_CONF_STRING, NULL, 0, 0, NULL, NULL,
@@ -56,6 +58,14 @@ const esk_conf_prop_t esk_projector_props[] = {
      "generation N. Generation N keeps its tables in schema <pg.schema>_<projection>_g<N> "
      "(views in pg.schema name the live one) and, for N > 1, reads as group "
      "<group.id>.g<N>."},
+    {"personal.scrub.interval.ms", ESK_CONF_INT, "5000", 100, 86400000, NULL, NULL,
+     "How often the projector looks for data subjects forgotten since its last look (eskctl "
+     "subjects forget, read from the subject-keys topic) and scrubs them from its read model: "
+     "the personal columns the projection declares ([personal] sections of a declarative file, "
+     "a plugin's forget(), event_log's payloads) take their declared replacement. A forget is "
+     "scrubbed within about this interval plus one batch, also when it happened while the "
+     "projector was down. Needs personal.master_key_file (docs/architecture.md, \"Personal "
+     "data\")."},
     {"pg.schema", ESK_CONF_STRING, "public", 0, 0, NULL, NULL,
      "PostgreSQL schema of the read models and esk's bookkeeping tables (created if "
      "missing); a lower-case identifier [a-z_][a-z0-9_]*, at most 63 characters, checked "
@@ -80,7 +90,7 @@ typedef struct part_s {
 /* The metric families (all NULL without a registry: updates then do nothing). */
 typedef struct pmetrics_s {
   esk_metric_t *lag, *lag_s, *dead;
-  esk_series_t *applied, *batches, *duration, *retries, *skipped, *assigned;
+  esk_series_t *applied, *batches, *duration, *retries, *skipped, *assigned, *scrubbed;
 } pmetrics_t;
 
 struct esk_projector_s {
@@ -92,6 +102,8 @@ struct esk_projector_s {
   char *data_schema; /* the generation's tables: pg.schema itself without generations */
   char *store_key;   /* the projection's key in the bookkeeping tables */
   int gen;           /* the generation served, 0 without generations */
+  int deferred;      /* indexes still to build once caught up (bulk.h) */
+  int64_t deferred_at_ms; /* not before this time: a failed build waits */
   int version_floor; /* a projection keeping its own versions started at a time: the
                         versions recorded before the time back up its unknown ones */
   PGconn *pg;
@@ -110,6 +122,8 @@ struct esk_projector_s {
   size_t n_batch;
   pmetrics_t m;
   int64_t pg_check_ms, ready_max_lag, last_pg_ms;
+  int64_t scrub_ms;
+  esk_scrub_t *scrub; /* NULL: no personal data decrypted, or none declared */
   /* Readiness, published by the main loop, read by esk_projector_ready(). */
   atomic_int r_assigned;  /* -1 before the first assignment, else partitions */
   atomic_int r_pg_ok;     /* PostgreSQL answered at the last attempt */
@@ -935,6 +949,57 @@ static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_app
   *last_applied = p->stats.applied;
 }
 
+/* Between batches, when due: the subjects forgotten since are scrubbed from
+ * the read model (scrub.h). PostgreSQL or Kafka faults wait for the next
+ * interval; a forget() that fails otherwise stops the projector. */
+static int scrub_turn(esk_projector_t *p, esk_error_t *err) {
+  int64_t t0 = esk_time_mono_ms(), n = 0;
+  if (!esk_scrub_due(p->scrub, t0)) return ESK_OK;
+  esk_error_t why = {0};
+  int rc = pg_ensure(p, &why);
+  if (!rc) rc = esk_scrub_run(p->scrub, p->pg, p->store_key, t0, &n, &why);
+  p->stats.scrubbed += n;
+  esk_metrics_add(p->m.scrubbed, (uint64_t)n);
+  if (n)
+    ESK_INFO("projector", "msg=\"forgotten subjects scrubbed\" projection=%s subjects=%" PRId64
+                          " ms=%" PRId64, p->name, n, esk_time_mono_ms() - t0);
+  if (rc == ESK_ERETRY) {
+    ESK_WARN("projector", "msg=\"scrubbing forgotten subjects failed, retrying at the next "
+                          "interval\" projection=%s reason=%s", p->name, LQ(why.msg));
+    return ESK_OK;
+  }
+  if (rc) *err = why;
+  return rc;
+}
+
+#define CAUGHT_UP_LAG 100 /* events per partition; eskctl projection rebuild's --max-lag default */
+
+/* Once every assigned partition is caught up (within CAUGHT_UP_LAG: under
+ * steady traffic the lag is seldom 0), builds the indexes a fill from scratch
+ * deferred (bulk.h); a failure is tried again pg.retry.backoff.max.ms later. */
+static void build_deferred(esk_projector_t *p) {
+  int assigned = 0;
+  for (int i = 0; i < p->n_parts; i++) {
+    if (!p->parts[i].assigned) continue;
+    if (p->parts[i].lag < 0 || p->parts[i].lag > CAUGHT_UP_LAG) return;
+    assigned++;
+  }
+  int64_t t0 = esk_time_mono_ms();
+  if (!assigned || t0 < p->deferred_at_ms) return;
+  esk_error_t err = {0};
+  int rc = pg_ensure(p, &err);
+  if (!rc) rc = esk_bulk_finish(p->pg, p->store_key, &err);
+  if (rc) {
+    p->deferred_at_ms = esk_time_mono_ms() + p->backoff_max_ms;
+    ESK_WARN("projector", "msg=\"building deferred indexes failed, retrying\" projection=%s "
+                          "backoff_ms=%d reason=%s", p->name, p->backoff_max_ms, LQ(err.msg));
+    return;
+  }
+  ESK_INFO("projector", "msg=\"deferred indexes built\" projection=%s indexes=%d ms=%" PRId64,
+           p->name, p->deferred, esk_time_mono_ms() - t0);
+  p->deferred = 0;
+}
+
 /* The watchdog's wake callback (its thread): the run loop's poll returns. */
 static void wake_poll(void *queue) { rd_kafka_queue_yield(queue); }
 
@@ -973,7 +1038,9 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
     }
     if (p->rebalanced) keep_current_generation(p);
     if (p->n_batch && (rc = process_batch(p, err)) != ESK_OK) break;
+    if (p->scrub && (rc = scrub_turn(p, err)) != ESK_OK) break;
     update_lag(p);
+    if (p->deferred) build_deferred(p);
     pg_check(p, esk_time_mono_ms());
     if (esk_time_mono_ms() - last_progress >= p->progress_ms) log_progress(p, &last_progress, &last_applied);
   }
@@ -1039,6 +1106,7 @@ static int read_settings(esk_projector_t *p, const esk_conf_t *conf, esk_error_t
   p->backoff_max_ms = (int)esk_conf_get_int(conf, "pg.retry.backoff.max.ms");
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
   p->pg_check_ms = esk_conf_get_int(conf, "pg.check.interval.ms");
+  p->scrub_ms = esk_conf_get_int(conf, "personal.scrub.interval.ms");
   p->ready_max_lag = esk_conf_get_int(conf, "ready.max.lag.events");
   if (!esk_pg_ident_valid(esk_conf_get(conf, "pg.schema")))
     return esk_error_set(err, ESK_EINVAL, "invalid value '%s' for pg.schema: expected " IDENT_RULE,
@@ -1064,11 +1132,17 @@ static int read_settings(esk_projector_t *p, const esk_conf_t *conf, esk_error_t
  * migrations, and whether versions were stored before (the version floor). */
 static int open_store(esk_projector_t *p, const esk_conf_t *conf, esk_error_t *err) {
   const esk_projection_t *proj = &p->proj;
-  int rc;
+  int rc, created = 0;
   if ((rc = esk_pg_connect(&p->pg, esk_conf_get(conf, "pg.conninfo"), err)) ||
       (rc = pg_schema_init(p, err)) ||
       (proj->check && (rc = proj->check(proj->self, p->pg, p->store_key, err))) ||
-      (rc = esk_store_migrate(p->pg, p->store_key, proj->migrations, proj->n_migrations, err)) ||
+      (rc = esk_store_migrate(p->pg, p->store_key, proj->migrations, proj->n_migrations,
+                              &created, err)) ||
+      /* tables this start created fill faster without their deferrable indexes
+       * (of instances started together, only the one that created them) */
+      (created && (rc = esk_bulk_defer(p->pg, p->data_schema, p->store_key,
+                                       proj->deferred_indexes, err))) ||
+      (rc = esk_bulk_pending(p->pg, p->store_key, &p->deferred, err)) ||
       (proj->versions_get &&
        (rc = esk_store_versions_any(p->pg, p->store_key, &p->version_floor, err))))
     return rc;
@@ -1110,6 +1184,20 @@ static int open_kafka(esk_projector_t *p, const esk_conf_t *conf, esk_error_t *e
   return ESK_OK;
 }
 
+/* Personal data: scrubbing when the decoder follows forgets and the
+ * projection declares where it keeps personal data. */
+static int open_scrub(esk_projector_t *p, esk_error_t *err) {
+  const esk_forgets_t *f = p->dec.forgets;
+  if (!p->proj.forget || !f || !f->n_marks) return ESK_OK; /* no personal data to scrub */
+  if (!f->refresh) {
+    ESK_WARN("projector", "msg=\"personal fields are not decrypted, and forgotten subjects are "
+                          "not scrubbed, without personal.master_key_file\" projection=%s",
+             p->name);
+    return ESK_OK;
+  }
+  return esk_scrub_new(&p->scrub, p->dec.forgets, &p->proj, p->scrub_ms, err);
+}
+
 int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                       const esk_projection_t *projection, const esk_decoder_t *decoder,
                       esk_error_t *err) {
@@ -1125,7 +1213,7 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   atomic_init(&p->r_dlq_ok, 1);
   atomic_init(&p->r_lag, 0);
   if ((rc = read_settings(p, conf, err)) || (rc = open_store(p, conf, err)) ||
-      (rc = open_kafka(p, conf, err))) {
+      (rc = open_kafka(p, conf, err)) || (rc = open_scrub(p, err))) {
     esk_projector_destroy(p);
     return rc;
   }
@@ -1148,6 +1236,7 @@ void esk_projector_destroy(esk_projector_t *p) {
   }
   esk_watchdog_doing(was);
   if (p->pg) PQfinish(p->pg);
+  esk_scrub_destroy(p->scrub);
   free(p->batch);
   free(p->batch_gen);
   free(p->parts);
@@ -1167,7 +1256,7 @@ void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out) {
 
 int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_t *err) {
   pmetrics_t m = {0};
-  esk_metric_t *applied, *batches, *duration, *retries, *skipped, *assigned;
+  esk_metric_t *applied, *batches, *duration, *retries, *skipped, *assigned, *scrubbed;
   const char *v[] = {p->name};
   int rc;
   if ((rc = esk_metrics_counter(&applied, reg, "esk_projector_events_applied_total",
@@ -1196,18 +1285,23 @@ int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_
                                 "projection", 8, err)) ||
       (rc = esk_metrics_gauge(&assigned, reg, "esk_projector_assigned_partitions",
                               "Partitions assigned to this instance.", "projection", 8, err)) ||
+      (rc = esk_metrics_counter(&scrubbed, reg, "esk_projector_subjects_scrubbed_total",
+                                "Forgotten data subjects scrubbed from the read model.",
+                                "projection", 8, err)) ||
       (rc = esk_metrics_series(&m.applied, applied, v, err)) ||
       (rc = esk_metrics_series(&m.batches, batches, v, err)) ||
       (rc = esk_metrics_series(&m.duration, duration, v, err)) ||
       (rc = esk_metrics_series(&m.retries, retries, v, err)) ||
       (rc = esk_metrics_series(&m.skipped, skipped, v, err)) ||
-      (rc = esk_metrics_series(&m.assigned, assigned, v, err)))
+      (rc = esk_metrics_series(&m.assigned, assigned, v, err)) ||
+      (rc = esk_metrics_series(&m.scrubbed, scrubbed, v, err)))
     return rc;
   /* Counts from before (none in practice: called before esk_projector_run()). */
   esk_metrics_add(m.applied, (uint64_t)p->stats.applied);
   esk_metrics_add(m.batches, (uint64_t)p->stats.batches);
   esk_metrics_add(m.retries, (uint64_t)p->stats.pg_retries);
   esk_metrics_add(m.skipped, (uint64_t)p->stats.skipped);
+  esk_metrics_add(m.scrubbed, (uint64_t)p->stats.scrubbed);
   p->m = m;
   for (int i = 0; i < p->n_parts; i++)
     if (p->parts[i].assigned) part_metrics(p, &p->parts[i], i);

@@ -92,7 +92,8 @@ void esk_projector_destroy(esk_projector_t *p);
  *        `projection`: esk_projector_events_applied_total, _batches_total,
  *        _batch_duration_seconds, _lag_events{partition},
  *        _lag_seconds{partition}, _dead_letters_total{reason},
- *        _pg_retries_total, _duplicates_skipped_total, _assigned_partitions.
+ *        _pg_retries_total, _duplicates_skipped_total, _assigned_partitions,
+ *        _subjects_scrubbed_total.
  *        Optional: without it nothing is recorded. Call before
  *        esk_projector_run(); @p reg must outlive the projector.
  * @returns ESK_OK, or the registry's error (e.g. ESK_EINVAL: already registered).
@@ -121,6 +122,7 @@ typedef struct esk_projector_stats_s {
   int64_t batches;    /**< batches committed */
   int64_t conflicts;  /**< batches dropped because a position moved */
   int64_t pg_retries; /**< PostgreSQL faults retried */
+  int64_t scrubbed;   /**< forgotten subjects scrubbed from the read model */
 } esk_projector_stats_t;
 
 void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out);

@@ -20,11 +20,14 @@ static const char *init_sql =
     "create table if not exists esk_projection_versions ("
     "  projection text not null, aggregate_id text not null,"
     "  version bigint not null check (version > 0),"
-    "  primary key (projection, aggregate_id)) with (fillfactor = 50);";
-
-/* One advisory lock key for all of esk's DDL: creation of the bookkeeping
- * tables and migrations are rare, and `create table if not exists` races. */
-#define ESK_DDL_LOCK "select pg_advisory_xact_lock(7218300413)"
+    "  primary key (projection, aggregate_id)) with (fillfactor = 50);"
+    "create table if not exists esk_projection_scrubs ("
+    "  projection text not null, subject text not null,"
+    "  scrubbed_at timestamptz not null default now(),"
+    "  primary key (projection, subject));"
+    "create table if not exists esk_projection_deferred ("
+    "  projection text not null, name text not null, definition text not null,"
+    "  primary key (projection, name));";
 
 static int exec_simple(PGconn *pg, const char *what, const char *sql, esk_error_t *err) {
   return esk_pg_exec(NULL, pg, what, sql, 0, NULL, err);
@@ -47,8 +50,9 @@ int esk_store_init(PGconn *pg, esk_error_t *err) {
 }
 
 int esk_store_migrate(PGconn *pg, const char *projection, const char *const *migrations,
-                      size_t n, esk_error_t *err) {
+                      size_t n, int *created, esk_error_t *err) {
   int rc;
+  if (created) *created = 0;
   for (size_t i = 0; i < n; i++) {
     char version[24], what[160];
     snprintf(version, sizeof(version), "%zu", i + 1);
@@ -71,6 +75,7 @@ int esk_store_migrate(PGconn *pg, const char *projection, const char *const *mig
                             "values ($1, $2::int)",
                             2, params, err)))
         goto fail;
+      if (i == 0 && created) *created = 1;
     }
     if ((rc = exec_simple(pg, "commit", "commit", err))) goto fail;
   }

@@ -8,6 +8,8 @@
  *   esk_projection_migrations (projection, version, applied_at)
  *   esk_projection_positions  (projection, topic, partition, next_offset, updated_at)
  *   esk_projection_versions   (projection, aggregate_id, version)
+ *   esk_projection_deferred   (projection, name, definition): indexes a fill
+ *                             builds at its end (bulk.h)
  */
 #ifndef ESK_STORE_H
 #define ESK_STORE_H
@@ -28,9 +30,17 @@ int esk_store_init(PGconn *pg, esk_error_t *err);
  *        instances are serialised by an advisory lock, so each runs once.
  * @param migrations SQL texts; migrations[i] is version i + 1. Never edit a
  *        released one: add a new version.
+ * @param created out (may be NULL): 1 when this call applied version 1, that
+ *        is, created the projection's tables; of instances started together
+ *        exactly one is told so.
  */
 int esk_store_migrate(PGconn *pg, const char *projection, const char *const *migrations,
-                      size_t n, esk_error_t *err);
+                      size_t n, int *created, esk_error_t *err);
+
+/* One advisory lock key for all of esk's DDL, taken in the transaction that
+ * makes it: creation of the bookkeeping tables, migrations, deferred indexes
+ * (bulk.h). DDL is rare, and `create table if not exists` races. */
+#define ESK_DDL_LOCK "select pg_advisory_xact_lock(7218300413)"
 
 /**
  * @brief The stored next offset of a partition.

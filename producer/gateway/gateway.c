@@ -38,6 +38,10 @@
 #define EVENTS_TAIL 64
 /* How long a waiter whose request was answered 202 is kept for its result. */
 #define LATE_RESULT_MS 60000
+/* How long an accepted result waits for its command's last event to be read
+ * before its token falls back to the events partition's end (only a command
+ * sent before its waiter was made, e.g. by another gateway, can need it). */
+#define EVENTS_GRACE_MS 10000
 
 const esk_conf_prop_t esk_gateway_props[] = {
     {"topic.prefix", ESK_CONF_STRING, "", 0, 0, NULL, NULL,
@@ -60,12 +64,19 @@ const esk_conf_prop_t esk_gateway_props[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
-enum { W_RESULT, W_LSO, W_TAIL, W_DONE };
+/* W_RESULT: no result yet. W_EVENTS: accepted, its command's last event not
+ * read yet. W_LSO: the events partition's end to be asked. W_TAIL: asked, the
+ * reader not there yet. */
+enum { W_RESULT, W_EVENTS, W_LSO, W_TAIL, W_DONE };
 
 typedef struct waiter_s {
   struct waiter_s *next;
   esk_http_req_t *req; /* NULL once answered */
   char *id;
+  char *key;            /* the command's aggregate id (its message key) */
+  int64_t seen_version; /* newest version of that aggregate read since the waiter was made */
+  int64_t want_version; /* W_EVENTS: the result's aggregate_version */
+  int64_t result_ms;    /* when the result was read */
   int64_t deadline_ms, started_ms;
   int state;
   int dr_done;
@@ -94,6 +105,7 @@ struct esk_gateway_s {
   esk_domain_lib_t *dom_lib; /* the shared object the domain came from */
   esk_domain_inst_t dom;
   void *cmd_scratch;
+  void *ev_scratch; /* an event decoded by the run loop (event_version) */
   rd_kafka_t *producer, *reader;
   char t_commands[256], t_results[256], t_events[256];
   int nparts;
@@ -255,6 +267,13 @@ static void complete(esk_gateway_t *g, waiter_t *w, int64_t token_offset, answer
   free(body);
 }
 
+static void waiter_free(waiter_t *w) {
+  free(w->id);
+  free(w->key);
+  free(w->body);
+  free(w);
+}
+
 /* mu held: unlinks and frees the waiters that are done (answered, result
  * complete or given up, delivery reported). */
 static void reap(esk_gateway_t *g, int64_t now) {
@@ -268,9 +287,7 @@ static void reap(esk_gateway_t *g, int64_t now) {
       continue;
     }
     *pp = w->next;
-    free(w->id);
-    free(w->body);
-    free(w);
+    waiter_free(w);
     g->n_waiters--;
   }
   esk_metrics_set(g->m_pending, (double)g->n_waiters);
@@ -379,8 +396,8 @@ static waiter_t *post_send(esk_gateway_t *g, esk_http_req_t *req, const esk_comm
   if ((int64_t)g->n_waiters >= g->max_pending)
     return refuse(r, "TOO_MANY_PENDING", "too many commands are waiting for results");
   waiter_t *w = calloc(1, sizeof(*w));
-  if (!w || !(w->id = strdup(c->command_id))) {
-    free(w);
+  if (!w || !(w->id = strdup(c->command_id)) || !(w->key = strdup(c->key))) {
+    if (w) waiter_free(w);
     return refuse(r, "OUT_OF_MEMORY", "out of memory");
   }
   w->started_ms = esk_time_mono_ms();
@@ -395,8 +412,7 @@ static waiter_t *post_send(esk_gateway_t *g, esk_http_req_t *req, const esk_comm
   if (e) {
     g->waiters = w->next;
     g->n_waiters--;
-    free(w->id);
-    free(w);
+    waiter_free(w);
     snprintf(msg, sizeof(msg), "Kafka does not take the command now: %s", rd_kafka_err2str(e));
     return refuse(r, "KAFKA_UNAVAILABLE", msg);
   }
@@ -524,6 +540,82 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
   if (a.req) send_answer(g, &a);
 }
 
+/* What an accepted result @p r waits for before its token: W_EVENTS, the
+ * command's last event (its aggregate at *@p version) read by the reader; or
+ * W_LSO, the events partition's end, for a repeated first result (its events
+ * are in an earlier transaction) and a command without events. Not the end
+ * alone for a first result: the transaction markers are written partition by
+ * partition, so the results partition may show a transaction committed while
+ * the events partition's end is still before its events (docs/api.md). */
+static int accepted_state(const rd_kafka_message_t *m, json_t *r, int64_t *version) {
+  rd_kafka_headers_t *h = NULL;
+  const void *v;
+  size_t size;
+  json_t *events = json_object_get(r, "events");
+  *version = json_integer_value(json_object_get(r, "aggregate_version"));
+  if (!rd_kafka_message_headers(m, &h) &&
+      !rd_kafka_header_get_last(h, ESK_KAFKA_HDR_DUPLICATE, &v, &size))
+    return W_LSO;
+  if ((json_is_array(events) && !json_array_size(events)) || *version <= 0) return W_LSO;
+  return W_EVENTS;
+}
+
+/* The aggregate version of event @p m (run loop): its header, or, when the
+ * producer wrote event.headers=minimal, its value's EventMeta; -1 when
+ * neither says. */
+static int64_t event_version(esk_gateway_t *g, const rd_kafka_message_t *m) {
+  rd_kafka_headers_t *h = NULL;
+  const void *v;
+  size_t size;
+  char text[24];
+  if (rd_kafka_message_headers(m, &h) ||
+      rd_kafka_header_get_last(h, ESK_KAFKA_HDR_AGGREGATE_VERSION, &v, &size) || !v) {
+    esk_event_ref_t ref;
+    esk_error_t err = {0};
+    if (g->dom.d->decode_event(g->dom.self, g->ev_scratch, &ref, m->payload, m->len, &err))
+      return -1;
+    return ref.aggregate_version;
+  }
+  if (!size || size >= sizeof(text)) return -1;
+  memcpy(text, v, size);
+  text[size] = '\0';
+  return strtoll(text, NULL, 10);
+}
+
+/* An event read (run loop, mu held): the waiters of its aggregate note its
+ * version, and an accepted result whose last event it is, or follows, is
+ * complete: everything up to this event has been read. */
+static void event_read(esk_gateway_t *g, const rd_kafka_message_t *m, answer_t **ans, size_t *n,
+                       size_t *cap) {
+  int64_t version = -1;
+  for (waiter_t *w = g->waiters; w; w = w->next) {
+    if ((w->state != W_RESULT && w->state != W_EVENTS) || !m->key ||
+        m->key_len != strlen(w->key) || memcmp(m->key, w->key, m->key_len))
+      continue;
+    if (version < 0 && (version = event_version(g, m)) < 0) return;
+    if (version > w->seen_version) w->seen_version = version;
+    if (w->state != W_EVENTS || w->seen_version < w->want_version) continue;
+    answer_t *grown = esk_array_grow(*ans, cap, *n + 1, sizeof(**ans), 16);
+    if (!grown) return;
+    *ans = grown;
+    complete(g, w, g->last_data_next[m->partition], *ans, n);
+  }
+}
+
+/* Accepted results whose last event was not read within EVENTS_GRACE_MS:
+ * their token is the events partition's end after all (mu held). */
+static void events_overdue(esk_gateway_t *g, int64_t now) {
+  for (waiter_t *w = g->waiters; w; w = w->next) {
+    if (w->state != W_EVENTS || now - w->result_ms < EVENTS_GRACE_MS) continue;
+    w->state = W_LSO;
+    char q[600];
+    ESK_WARN(FAC, "msg=\"a result's events were not read; its token is the partition's end\" "
+             "command_id=%s partition=%d aggregate_version=%" PRId64 " waited_ms=%" PRId64,
+             esk_log_quote(q, sizeof(q), w->id), (int)w->partition, w->want_version,
+             now - w->result_ms);
+  }
+}
+
 /* A result (run loop): the waiters for its command id. */
 static void on_result(esk_gateway_t *g, const rd_kafka_message_t *m, answer_t **ans, size_t *n,
                       size_t *cap) {
@@ -536,6 +628,8 @@ static void on_result(esk_gateway_t *g, const rd_kafka_message_t *m, answer_t **
     return;
   }
   unsigned status = result_status(r);
+  int64_t version = 0;
+  int next = status == 200 ? accepted_state(m, r, &version) : W_DONE;
   char *body = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
   pthread_mutex_lock(&g->mu);
   for (waiter_t *w = g->waiters; w && body; w = w->next) {
@@ -545,10 +639,14 @@ static void on_result(esk_gateway_t *g, const rd_kafka_message_t *m, answer_t **
     *ans = grown;
     w->status = status;
     w->partition = m->partition;
+    w->want_version = version;
+    w->result_ms = esk_time_mono_ms();
     free(w->body);
     w->body = strdup(body);
-    if (status == 200) w->state = W_LSO; /* the token: the events partition's end next */
-    else complete(g, w, -1, *ans, n);
+    w->state = next;
+    if (next == W_DONE) complete(g, w, -1, *ans, n);
+    else if (next == W_EVENTS && w->seen_version >= version) /* its events were read already */
+      complete(g, w, g->last_data_next[m->partition], *ans, n);
   }
   pthread_mutex_unlock(&g->mu);
   free(body);
@@ -605,11 +703,12 @@ static size_t ask_ends(esk_gateway_t *g, end_query_t *qs) {
   return k;
 }
 
-/* Accepted results wait for the events partition's end as it is now (its
- * last stable offset for this read_committed reader): the command's events
- * were committed with its result, so they lie below it. Once the reader has
- * read that far, the last event it read there is at or after them. Only this
- * thread reads results, so the waiters asked for are the ones given the ends. */
+/* Repeated first results, and accepted ones without events, wait for the
+ * events partition's end as it is now (its last stable offset for this
+ * read_committed reader): the command's events, in an earlier and completed
+ * transaction, lie below it (accepted_state). Once the reader has read that
+ * far, the last event it read there is at or after them. Only this thread
+ * reads results, so the waiters asked for are the ones given the ends. */
 static void fetch_ends(esk_gateway_t *g, answer_t **ans, size_t *n, size_t *cap) {
   end_query_t *qs = g->ends;
   size_t k = ask_ends(g, qs);
@@ -683,6 +782,7 @@ static void on_message(esk_gateway_t *g, rd_kafka_message_t *m, answer_t **ans, 
   g->last_data_next[p] = m->offset + 1;
   g->tail_pos[p] = m->offset + 1;
   pthread_mutex_lock(&g->mu);
+  event_read(g, m, ans, n, cap);
   tail_reached(g, p, ans, n, cap);
   pthread_mutex_unlock(&g->mu);
 }
@@ -707,6 +807,7 @@ int esk_gateway_run(esk_gateway_t *g, volatile sig_atomic_t *stop, esk_error_t *
     int64_t now = esk_time_mono_ms();
     pthread_mutex_lock(&g->mu);
     expire(g, now, &ans, &n, &cap);
+    events_overdue(g, now);
     reap(g, now);
     pthread_mutex_unlock(&g->mu);
     for (size_t i = 0; i < n; i++) send_answer(g, &ans[i]);
@@ -768,6 +869,11 @@ static int gateway_limits(esk_gateway_t *g, const esk_conf_t *conf, esk_error_t 
   if (g->wait_ms > g->wait_max_ms)
     return esk_error_set(err, ESK_EINVAL, "gateway.wait.ms=%" PRId64 " is above "
                          "gateway.wait.max.ms=%" PRId64, g->wait_ms, g->wait_max_ms);
+  /* route() decodes commands into one scratch area (g->cmd_scratch) */
+  if (esk_conf_get_int(conf, "http.threads") != 1)
+    return esk_error_set(err, ESK_EINVAL, "http.threads=%s: esk-gateway serves HTTP on one "
+                         "thread; run more gateways to use more cores",
+                         esk_conf_get(conf, "http.threads"));
   return ESK_OK;
 }
 
@@ -794,6 +900,7 @@ static int gateway_domain(esk_gateway_t *g, const esk_conf_t *conf, esk_error_t 
                                  err)))
     return rc;
   if (!(g->cmd_scratch = calloc(1, d->command_size)) ||
+      !(g->ev_scratch = calloc(1, d->event_size)) ||
       !(g->cache = calloc(g->cache_size, sizeof(*g->cache))))
     return esk_error_set(err, ESK_ENOMEM, "out of memory");
   return ESK_OK;
@@ -906,9 +1013,7 @@ void esk_gateway_destroy(esk_gateway_t *g) {
   while (g->waiters) {
     waiter_t *w = g->waiters;
     g->waiters = w->next;
-    free(w->id);
-    free(w->body);
-    free(w);
+    waiter_free(w);
   }
   for (size_t i = 0; g->cache && i < g->cache_size; i++) {
     free(g->cache[i].id);
@@ -917,6 +1022,7 @@ void esk_gateway_destroy(esk_gateway_t *g) {
   }
   free(g->cache);
   free(g->cmd_scratch);
+  free(g->ev_scratch);
   free(g->last_data_next);
   free(g->tail_pos);
   free(g->ends);

@@ -44,7 +44,7 @@ static int answer_seen(esk_producer_t *p, int32_t part, const char *id) {
   esk_result_t first = *seen;
   p->st.duplicates++;
   p->bc.duplicates++;
-  esk_prod_produce_result(p, part, id, &first);
+  esk_prod_produce_duplicate(p, part, id, &first);
   return 1;
 }
 

@@ -42,6 +42,12 @@ const esk_conf_prop_t esk_producer_props[] = {
      "kafka.message.max.bytes (checked at start); keep it at most the events topic's "
      "max.message.bytes too: a lower broker limit is found from the delivery reports, at the "
      "cost of an aborted transaction (see docs/producer.md)."},
+    {"event.headers", ESK_CONF_ENUM, "full", 0, 0, "full,minimal", NULL,
+     "Kafka headers of an event: full (esk.type, esk.schema_version, esk.event_id, "
+     "esk.aggregate_version, esk.correlation_id, esk.causation_id, content-type) or minimal "
+     "(esk.type and esk.schema_version). The value carries every one of them in its EventMeta "
+     "either way; minimal saves the producer and the broker their per-record work "
+     "(docs/benchmarks.md, \"Issue 18: the producer\")."},
     {"store.max.aggregates", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
      "Most aggregates held in memory per partition (0: 16M)."},
     {"store.max.accounts", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
@@ -66,8 +72,11 @@ const esk_conf_prop_t esk_producer_props[] = {
      "File holding the master key (64 hex digits, readable by its owner only) that wraps the "
      "subject keys of personal data: with it, every personal field (esk.personal in the "
      "schemas) leaves the process encrypted, and the keys go to <prefix><domain>.subject-keys "
-     "(docs/architecture.md, \"Personal data\"). Empty: personal fields are written in "
-     "plaintext, and a warning says so at start."},
+     "(docs/architecture.md, \"Personal data\"). Empty: esk-producer refuses to start for a "
+     "domain with personal fields, unless personal.plaintext is true."},
+    {"personal.plaintext", ESK_CONF_BOOL, "false", 0, 0, NULL, NULL,
+     "Write personal fields in plaintext when personal.master_key_file is empty (a warning says "
+     "so at start): for trials only, since such events can never be forgotten."},
     {NULL, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -324,6 +333,7 @@ static void read_limits(esk_producer_t *p, const esk_conf_t *conf) {
   p->restore_ms = esk_conf_get_int(conf, "restore.timeout.ms");
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
   p->event_max = esk_conf_get_int(conf, "event.max.bytes");
+  p->headers_minimal = !strcmp(esk_conf_get(conf, "event.headers"), "minimal");
   p->fence_ms = esk_conf_get_int(conf, "fence.check.interval.ms");
   p->offsets_first_ms = esk_conf_get_int(conf, "txn.offsets.first.ms");
 }

@@ -90,6 +90,7 @@ struct esk_producer_s {
   int in_txn, batch_failed;
   int batch_isolated;         /* the open batch holds one suspect command alone */
   int64_t event_max;          /* event.max.bytes */
+  int headers_minimal;        /* event.headers=minimal: esk.type and esk.schema_version only */
   cmd_ref_t *cmds;            /* the open batch's commands (batch_n of them) */
   size_t cmds_cap;
   esk_refusals_t rf;          /* refused messages and verdicts (refusals.h) */
@@ -141,6 +142,9 @@ int esk_prod_produce_result(esk_producer_t *p, int32_t part, const char *command
                             const esk_result_t *res);
 int esk_prod_produce_result_n(esk_producer_t *p, int32_t part, const char *command_id,
                               size_t id_len, const esk_result_t *res);
+/* A command id seen before: its first result again, marked ESK_KAFKA_HDR_DUPLICATE. */
+int esk_prod_produce_duplicate(esk_producer_t *p, int32_t part, const char *command_id,
+                               const esk_result_t *first);
 int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, const void *s,
                               void *opaque);
 

@@ -2,6 +2,7 @@
  * event ids). */
 #include "producer_int.h"
 
+#include "esk/kafka.h"
 #include "esk/text.h"
 
 int esk_prod_produce(esk_producer_t *p, rd_kafka_topic_t *rkt, int32_t part, const void *key,
@@ -75,9 +76,10 @@ void esk_prod_hdr(rd_kafka_headers_t *h, const char *name, const char *v) {
   rd_kafka_header_add(h, name, -1, v ? v : "", -1);
 }
 
-/* The result of a command, keyed by its id: @p id_len bytes exactly as received. */
-int esk_prod_produce_result_n(esk_producer_t *p, int32_t part, const char *command_id,
-                              size_t id_len, const esk_result_t *res) {
+/* The result of a command, keyed by its id: @p id_len bytes exactly as
+ * received; @p duplicate: it repeats the command's first result. */
+static int produce_result(esk_producer_t *p, int32_t part, const char *command_id, size_t id_len,
+                          const esk_result_t *res, int duplicate) {
   char json[2048]; /* a 128-byte id escaped, 16 events and their names */
   int n = esk_result_to_json_n(json, sizeof(json), command_id, id_len, res, p->dom);
   if (n < 0) {
@@ -85,15 +87,29 @@ int esk_prod_produce_result_n(esk_producer_t *p, int32_t part, const char *comma
     ESK_ERROR(FAC, "msg=\"result does not fit\" partition=%d", (int)part);
     return ESK_EFATAL;
   }
-  /* no headers: the value is self-describing JSON, and librdkafka's headers
-   * cost ~10 allocations per message (measured: a third of the CPU of events) */
-  return esk_prod_produce(p, p->rkt_res, part, command_id, id_len, json, (size_t)n, NULL,
+  /* no headers on a first result: the value is self-describing JSON, and
+   * librdkafka's headers cost ~10 allocations per message (measured: a third
+   * of the CPU of events); a repeat is marked, so that esk-gateway does not
+   * wait for events in this transaction (docs/api.md, "The consistency token") */
+  rd_kafka_headers_t *h = duplicate ? rd_kafka_headers_new(1) : NULL;
+  if (h) esk_prod_hdr(h, ESK_KAFKA_HDR_DUPLICATE, "1");
+  return esk_prod_produce(p, p->rkt_res, part, command_id, id_len, json, (size_t)n, h,
                           esk_prod_cmd_opaque(p));
+}
+
+int esk_prod_produce_result_n(esk_producer_t *p, int32_t part, const char *command_id,
+                              size_t id_len, const esk_result_t *res) {
+  return produce_result(p, part, command_id, id_len, res, 0);
 }
 
 int esk_prod_produce_result(esk_producer_t *p, int32_t part, const char *command_id,
                             const esk_result_t *res) {
-  return esk_prod_produce_result_n(p, part, command_id, strlen(command_id), res);
+  return produce_result(p, part, command_id, strlen(command_id), res, 0);
+}
+
+int esk_prod_produce_duplicate(esk_producer_t *p, int32_t part, const char *command_id,
+                               const esk_result_t *first) {
+  return produce_result(p, part, command_id, strlen(command_id), first, 1);
 }
 
 int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, const void *s,
@@ -109,7 +125,7 @@ int esk_prod_produce_snapshot(esk_producer_t *p, int32_t part, const char *id, c
   esk_text_i64(ver, p->dom->version(s));
   rd_kafka_headers_t *h = rd_kafka_headers_new(2);
   esk_prod_hdr(h, "esk.type", p->dom->snapshot_type);
-  esk_prod_hdr(h, "esk.aggregate_version", ver);
+  esk_prod_hdr(h, ESK_KAFKA_HDR_AGGREGATE_VERSION, ver);
   return esk_prod_produce(p, p->rkt_snap, part, id, strlen(id), p->buf.data, p->buf.len, h, opaque);
 }
 
@@ -149,15 +165,20 @@ int esk_prod_produce_event(esk_producer_t *p, int32_t part, size_t i, const esk_
                            const char *eid, int64_t version, const esk_envelope_t *env) {
   char ver[ESK_TEXT_I64_MAX], sver[ESK_TEXT_I64_MAX];
   esk_text_i64(sver, esk_schema_version(ws));
-  esk_text_i64(ver, version);
-  rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+  /* event.headers=minimal: what a reader needs to pick a schema without
+   * decoding; the rest is in the value's EventMeta (each header costs
+   * librdkafka an allocation and the broker a parse) */
+  rd_kafka_headers_t *h = rd_kafka_headers_new(p->headers_minimal ? 2 : 8);
   esk_prod_hdr(h, "esk.type", esk_schema_type(ws));
   esk_prod_hdr(h, "esk.schema_version", sver);
-  esk_prod_hdr(h, "esk.event_id", eid);
-  esk_prod_hdr(h, "esk.aggregate_version", ver);
-  esk_prod_hdr(h, "esk.correlation_id", env->correlation_id);
-  esk_prod_hdr(h, "esk.causation_id", env->command_id);
-  esk_prod_hdr(h, "content-type", "avro/binary");
+  if (!p->headers_minimal) {
+    esk_text_i64(ver, version);
+    esk_prod_hdr(h, "esk.event_id", eid);
+    esk_prod_hdr(h, ESK_KAFKA_HDR_AGGREGATE_VERSION, ver);
+    esk_prod_hdr(h, "esk.correlation_id", env->correlation_id);
+    esk_prod_hdr(h, "esk.causation_id", env->command_id);
+    esk_prod_hdr(h, "content-type", "avro/binary");
+  }
   return esk_prod_produce(p, p->rkt_ev, part, env->aggregate_id, strlen(env->aggregate_id),
                  p->evbuf[i].data, p->evbuf[i].len, h, esk_prod_cmd_opaque(p));
 }

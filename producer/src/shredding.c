@@ -33,11 +33,17 @@ int esk_prod_shred_open(esk_producer_t *p, const esk_conf_t *conf, esk_error_t *
   const esk_personal_field_t *pf = NULL;
   const esk_schema_t *s = first_personal(p->di.schemas, &pf);
   if (!file || !*file) {
-    if (s)
-      ESK_WARN(FAC,
-               "msg=\"personal fields are written in plaintext: set personal.master_key_file\" "
-               "domain=%s example=%s.v%d.%s",
-               p->domain, esk_schema_type(s), esk_schema_version(s), pf->name);
+    if (!s) return ESK_OK;
+    if (!esk_conf_get_bool(conf, "personal.plaintext"))
+      return esk_error_set(err, ESK_EINVAL, "domain %s has personal fields (e.g. %s.v%d.%s) and "
+                           "personal.master_key_file is not set: set it (docs/architecture.md, "
+                           "\"Personal data\"), or personal.plaintext=true to write them in "
+                           "plaintext, never to be forgotten",
+                           p->domain, esk_schema_type(s), esk_schema_version(s), pf->name);
+    ESK_WARN(FAC,
+             "msg=\"personal fields are written in plaintext (personal.plaintext=true)\" "
+             "domain=%s example=%s.v%d.%s",
+             p->domain, esk_schema_type(s), esk_schema_version(s), pf->name);
     return ESK_OK;
   }
   int rc = esk_shred_new(&p->shred, file, err);

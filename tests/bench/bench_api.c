@@ -7,8 +7,9 @@
  *      with 1 and with CLIENTS clients;
  *   2. command -> visible: POST a deposit, then GET the account from esk-query
  *      with the token; the time until that answer, and that it holds the deposit;
- *   3. queries: wrk against esk-query's account-by-id for 10 s, beside pgbench
- *      running the same SELECT (the limit) for 10 s;
+ *   3. queries: wrk against esk-query's account-by-id for 10 s, with one HTTP
+ *      thread and with QUERY_THREADS (http.threads), beside pgbench running
+ *      the same SELECT (the limit) for 10 s;
  *   4. open loop (open_loop.h): deposits at fixed rates, RATES (default 1000,
  *      5000 and 10000 a second), each for OPEN_SECONDS (default 5), command ->
  *      result and command -> visible timed from when each command was due.
@@ -33,6 +34,8 @@
 #define WHO "bench_api"
 #define CLIENTS 8
 #define ACCOUNTS 64
+/* esk-query's HTTP threads beside the default one, in the queries phase */
+#define QUERY_THREADS 2
 #define BIN ESK_BINARY_DIR "/bin/"
 
 static char prefix[32], schema[32], keyfile[64], logdir[48];
@@ -137,6 +140,19 @@ static void run_filtered(const char *label, const char *cmd, const char *const *
   if (pclose(p) != 0) esk_bench_die(WHO, "command failed", cmd);
 }
 
+/* Starts esk-query with @p argv (logging to @p log) and waits until it is ready.
+ * @returns its pid, with its port in @p *port. */
+static pid_t spawn_query(char **argv, const char *log, int *port) {
+  char out[4096];
+  pid_t pid = esk_bench_spawn(WHO, argv, log);
+  *port = esk_bench_log_port(WHO, log);
+  for (int w = 0; esk_tp_http_get(*port, "/readyz", out, sizeof(out)) != 200; w++) {
+    if (w > 600) esk_bench_die(WHO, "esk-query not ready", out);
+    esk_time_sleep_ms(50);
+  }
+  return pid;
+}
+
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 1000;
   const char *pg = getenv("ESK_PG_CONNINFO");
@@ -170,10 +186,13 @@ int main(int argc, char **argv) {
   char *gargv[] = {BIN "esk-gateway", "-X", a_prefix, "-X", a_key, "-X",
                    "http.listen=127.0.0.1:0", "-X", "http.max.connections.per.address=1100",
                    "-X", "http.max.connections=1100", NULL};
+  char a_threads[32] = "http.threads=1", q2log[192];
+  snprintf(q2log, sizeof(q2log), "%s/query-threads.log", logdir);
   char *qargv[] = {BIN "esk-query", "-X", a_prefix, "-X", a_key, "-X", a_schema, "-X",
                    "query.file=" ESK_SOURCE_DIR "/deploy/queries/bank.queries", "-X",
                    "http.listen=127.0.0.1:0", "-X", "http.max.connections.per.address=1100",
-                   "-X", "http.max.connections=1100", "-X", "query.max.queued=4096", NULL};
+                   "-X", "http.max.connections=1100", "-X", "query.max.queued=4096", "-X",
+                   a_threads, NULL};
   raise_fd_limit(); /* the open loop's connections, and the daemons' (inherited) */
   pid_t producer = esk_bench_spawn(WHO, pargv, plog);
   pid_t projector = esk_bench_spawn(WHO, jargv, jlog);
@@ -192,12 +211,10 @@ int main(int argc, char **argv) {
              "{\"minor_units\":0,\"currency\":\"EUR\"}}", prefix, i, i);
     if (post(body, out, sizeof(out)) != 200) esk_bench_die(WHO, "open", out);
   }
-  pid_t query = esk_bench_spawn(WHO, qargv, qlog);
-  qport = esk_bench_log_port(WHO, qlog);
-  for (int w = 0; esk_tp_http_get(qport, "/readyz", out, sizeof(out)) != 200; w++) {
-    if (w > 600) esk_bench_die(WHO, "esk-query not ready", out);
-    esk_time_sleep_ms(50);
-  }
+  pid_t query = spawn_query(qargv, qlog, &qport);
+  snprintf(a_threads, sizeof(a_threads), "http.threads=%d", QUERY_THREADS);
+  int q2port;
+  pid_t query2 = spawn_query(qargv, q2log, &q2port);
   printf("bench_api: %d commands per phase, prefix %s, schema %s, logs %s\n", n, prefix, schema,
          logdir);
   phase("command round trip", 1, n, 0);
@@ -208,7 +225,13 @@ int main(int argc, char **argv) {
   const char *wrk_keep[] = {"Requests/sec", "50%", "99%", "Non-2xx", "Socket errors", NULL};
   snprintf(cmd, sizeof(cmd), "wrk -t2 -c8 -d10s --latency http://127.0.0.1:%d/v1/bank/accounts/A1",
            qport);
-  run_filtered("queries through esk-query (wrk -t2 -c8 -d10s, account by id):", cmd, wrk_keep);
+  run_filtered("queries through esk-query, http.threads=1 (wrk -t2 -c8 -d10s, account by id):",
+               cmd, wrk_keep);
+  snprintf(cmd, sizeof(cmd), "wrk -t2 -c8 -d10s --latency http://127.0.0.1:%d/v1/bank/accounts/A1",
+           q2port);
+  snprintf(out, sizeof(out), "queries through esk-query, http.threads=%d (the same):",
+           QUERY_THREADS);
+  run_filtered(out, cmd, wrk_keep);
   const char *pgb_keep[] = {"tps =", "latency average", NULL};
   snprintf(cmd, sizeof(cmd), "printf 'select account_id, owner_id, balance, currency, status, "
            "version, opened_at, closed_at from %s.account_balances where account_id = '\"'\"'A1'\"'\"';\\n' "
@@ -228,6 +251,7 @@ int main(int argc, char **argv) {
 
   int bad = 0;
   bad |= esk_bench_stop(query) != 0;
+  bad |= esk_bench_stop(query2) != 0;
   bad |= esk_bench_stop(gateway) != 0;
   bad |= esk_bench_stop(projector) != 0;
   bad |= esk_bench_stop(producer) != 0;

@@ -151,10 +151,19 @@ static pid_t start_producer(const char *prefix, const char *instance) {
     const char *lvl = getenv("ESK_BENCH_LOG_LEVEL");
     char a_lvl[64];
     snprintf(a_lvl, sizeof(a_lvl), "log.level=%s", lvl ? lvl : "warn");
-    /* ESK_BENCH_PRODUCER_X: one more -X key=value, for tuning experiments */
+    /* ESK_BENCH_PRODUCER_X: one more -X key=value, for tuning experiments;
+     * ESK_BENCH_PRODUCER_WRAP: a command the producer runs under, split at
+     * spaces (a profiler: "valgrind --tool=callgrind") */
     const char *x = getenv("ESK_BENCH_PRODUCER_X");
-    execl(ESK_PRODUCER_BIN, ESK_PRODUCER_BIN, "-X", a_prefix, "-X", a_tid, "-X", a_lvl,
-          x && *x ? "-X" : (char *)NULL, x, (char *)NULL);
+    char *wrap = getenv("ESK_BENCH_PRODUCER_WRAP") ? strdup(getenv("ESK_BENCH_PRODUCER_WRAP")) : NULL;
+    char *argv[32];
+    int n = 0;
+    for (char *w = wrap ? strtok(wrap, " ") : NULL; w && n < 20; w = strtok(NULL, " ")) argv[n++] = w;
+    const char *rest[] = {ESK_PRODUCER_BIN, "-X", a_prefix, "-X", a_tid, "-X", a_lvl,
+                          x && *x ? "-X" : NULL, x, NULL};
+    for (int i = 0; rest[i]; i++) argv[n++] = (char *)rest[i];
+    argv[n] = NULL;
+    execvp(argv[0], argv);
     _exit(127);
   }
   if (pid < 0) die("fork", "failed");

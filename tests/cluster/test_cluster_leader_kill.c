@@ -33,15 +33,22 @@ static void expect_three_replicas(const char *topic) {
   rd_kafka_destroy(rk);
 }
 
+/* The logs of the run, shown by ctest only when the test fails: CI keeps no /tmp. */
+static char producer_log[256], stack_log[256];
+static void print_logs(void) {
+  esk_tp_print_log_tail(producer_log, 60, 1);
+  esk_tp_print_log_tail(stack_log, 20, 0);
+}
+
 Test(cluster_leader_kill, the_events_leader_then_the_active_controller_killed_mid_stream_lose_and_double_nothing,
-     .timeout = 300) {
+     .fini = print_logs, .timeout = 300) {
   esk_test_require_kafka();
   enum { PARTS = 2, ACCOUNTS = 60, DEPOSITS = 3000 };
-  char prefix[128], log[256], stack_log[256], events[256];
+  char prefix[128], events[256], *log = producer_log;
   esk_tp_topics(prefix, sizeof(prefix), "cl_leader", PARTS);
   snprintf(events, sizeof(events), "%sbank.events", prefix);
   expect_three_replicas(events);
-  esk_tp_log_path(log, sizeof(log), prefix, "producer");
+  esk_tp_log_path(log, sizeof(producer_log), prefix, "producer");
   esk_tp_log_path(stack_log, sizeof(stack_log), prefix, "stack");
   pid_t p = esk_tp_start(prefix, "a", log, NULL);
   for (int64_t t0 = esk_time_mono_ms(); !esk_tp_file_contains(log, "partition restored");

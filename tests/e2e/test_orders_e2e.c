@@ -8,7 +8,9 @@
  * restored as v2. Its read models (order_summaries, customer_statistics: the
  * declarative files of deploy/projections, run by esk-projector -X
  * domain=orders) equal an independent fold of the accepted commands, the v1
- * order included, through kill -9 of both projectors and of the producer. */
+ * order included, through kill -9 of both projectors and of the producer; so
+ * does every order's state through esk-query (orders.so's evolve folding
+ * event_log: /v1/orders/aggregates/<id>/state). */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <signal.h>
@@ -21,6 +23,8 @@
 #include "esk/kafka.h"
 #include "esk/time.h"
 #include "esk_test.h"
+#include "esk_test_api.h"
+#include "esk_test_http.h"
 #include "esk_test_producer.h"
 #include "orders/orders.h"
 
@@ -265,7 +269,9 @@ Test(orders_e2e, commands_in_events_and_results_out_exactly_once, .timeout = 600
   produce_v1_fixture(prefix);
 
   esk_tp_log_path(log, sizeof(log), prefix, "p");
-  static const char *const extra[] = {"domain=orders", "snapshot.every=2", NULL};
+  /* plaintext personal fields: the crypto is e2e.shred_e2e's */
+  static const char *const extra[] = {"domain=orders", "snapshot.every=2",
+                                      "personal.plaintext=true", NULL};
   pid_t p = esk_tp_start(prefix, "a", log, extra);
 
   workload_t w;
@@ -315,7 +321,7 @@ Test(orders_e2e, commands_in_events_and_results_out_exactly_once, .timeout = 600
 
 typedef struct fold_order_s {
   char id[64], customer[64], status[16], currency[4], tracking[64];
-  long items, total, paid;
+  long items, total, paid, version;
 } fold_order_t;
 
 typedef struct fold_s {
@@ -353,6 +359,7 @@ static void fold_accepted(fold_t *f, const workload_t *w) {
     const char *type = json_string_value(json_object_get(c, "type"));
     const char *id = json_string_value(json_object_get(c, "order_id"));
     fold_order_t *o = fold_find(f, id);
+    if (o) o->version++; /* one event per accepted command */
     if (!strcmp(type, "CreateOrder")) {
       cr_assert_null(o, "%s created twice", id);
       cr_assert_lt(f->n, MAX_ORDERS);
@@ -365,6 +372,7 @@ static void fold_accepted(fold_t *f, const workload_t *w) {
                json_string_value(json_object_get(c, "currency")));
       snprintf(o->status, sizeof(o->status), "CREATED");
       o->items = (long)json_array_size(json_object_get(c, "items"));
+      o->version = 1;
       o->total = lines_total(json_object_get(c, "items"));
     } else {
       cr_assert_not_null(o, "%s: an accepted %s of an order never created", id, type);
@@ -474,20 +482,73 @@ static long count_rows(PGconn *pg, const char *table) {
   return n;
 }
 
+/* esk-projector of the declarative read model @p file (deploy/projections), or
+ * of the built-in event_log when @p file is "event_log". */
 static pid_t start_projector(const char *prefix, const char *schema, const char *file,
                              const char *log) {
   char a_file[512], a_topic[256], a_schema[128], a_group[256];
-  snprintf(a_file, sizeof(a_file), "%s/deploy/projections/%s.conf", ESK_SOURCE_DIR, file);
+  int builtin = !strcmp(file, "event_log");
+  snprintf(a_file, sizeof(a_file), builtin ? "%s" : "%s/deploy/projections/%s.conf",
+           builtin ? file : ESK_SOURCE_DIR, file);
   snprintf(a_topic, sizeof(a_topic), "topic=%sorders.events", prefix);
   snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
   snprintf(a_group, sizeof(a_group), "group.id=%sprojection.%s", prefix, file);
-  const char *argv[] = {PROJECTOR, "--projection-file", a_file, "-X", "domain=orders",
+  const char *argv[] = {PROJECTOR, builtin ? "--projection" : "--projection-file", a_file,
+                        "-X", "domain=orders",
                         "-X", a_topic, "-X", a_schema, "-X", a_group,
                         /* small batches: a kill -9 lands between and inside them */
                         "-X", "batch.max.events=2", "-X", "batch.max.ms=50",
                         "-X", "kafka.consumer.session.timeout.ms=6000",
                         "-X", "kafka.consumer.heartbeat.interval.ms=500", NULL};
   return esk_tp_spawn(argv, log);
+}
+
+/* The state of order @p o through esk-query on @p port, once it has o->version
+ * events (60 s): 1 when it equals the fold, else the difference in @p diff. */
+static int state_equals(int port, const fold_order_t *o, char *diff, size_t size) {
+  char path[256];
+  static char body[8192];
+  snprintf(path, sizeof(path), "/v1/orders/aggregates/%s/state", o->id);
+  json_t *doc = NULL, *st = NULL;
+  for (int i = 0; i < 1500; i++) {
+    int code = esk_tp_http_get(port, path, body, sizeof(body));
+    json_decref(doc);
+    doc = code == 200 ? json_loads(body, 0, NULL) : NULL;
+    st = json_object_get(doc, "state");
+    if (json_integer_value(json_object_get(st, "version")) >= o->version) break;
+    esk_time_sleep_ms(40);
+  }
+  snprintf(diff, size, "%s: state %.600s, fold %s|%s|%ld|%ld|%s|%ld", o->id, body, o->status,
+           o->customer, o->items, o->total, o->currency, o->version);
+  const char *status = json_string_value(json_object_get(st, "status"));
+  const char *customer = json_string_value(json_object_get(st, "customer_id"));
+  const char *currency = json_string_value(json_object_get(st, "currency"));
+  int ok = status && customer && currency && !strcmp(status, o->status) &&
+           !strcmp(customer, o->customer) && !strcmp(currency, o->currency) &&
+           json_integer_value(json_object_get(st, "item_count")) == o->items &&
+           json_integer_value(json_object_get(st, "total")) == o->total &&
+           json_integer_value(json_object_get(st, "version")) == o->version;
+  json_decref(doc);
+  return ok;
+}
+
+/* Every folded order's state through esk-query (domain=orders: orders.so's
+ * evolve folding event_log) equals the test's own fold. */
+static void states_equal_the_fold(const fold_t *f, const char *prefix, const char *schema,
+                                  const char *log) {
+  char keyfile[256], a_prefix[256], a_schema[128], diff[1200];
+  unsigned char key[ESK_TOKEN_KEY_BYTES];
+  esk_ta_write_key(keyfile, sizeof(keyfile), prefix, key);
+  snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", prefix);
+  snprintf(a_schema, sizeof(a_schema), "pg.schema=%s", schema);
+  const char *qargs[] = {"domain=orders", a_prefix, a_schema,
+                         "query.file=" ESK_SOURCE_DIR "/deploy/queries/orders.queries", NULL};
+  int port;
+  pid_t q = esk_ta_start(ESK_TEST_QUERY_BIN, keyfile, log, qargs, &port);
+  for (size_t i = 0; i < f->n; i++)
+    cr_expect(state_equals(port, &f->o[i], diff, sizeof(diff)), "%s (log %s)", diff, log);
+  cr_expect_eq(esk_tp_stop(q, SIGTERM, 30000), 0, "esk-query did not exit 0 (log %s)", log);
+  unlink(keyfile);
 }
 
 Test(orders_e2e, read_models_equal_a_fold_of_the_accepted_commands_through_kill_9, .timeout = 600) {
@@ -504,10 +565,13 @@ Test(orders_e2e, read_models_equal_a_fold_of_the_accepted_commands_through_kill_
 
   esk_tp_log_path(log, sizeof(log), prefix, "p");
   esk_tp_log_path(plog, sizeof(plog), prefix, "projectors");
-  static const char *const extra[] = {"domain=orders", "snapshot.every=2", NULL};
+  /* plaintext personal fields: the crypto is e2e.shred_e2e's */
+  static const char *const extra[] = {"domain=orders", "snapshot.every=2",
+                                      "personal.plaintext=true", NULL};
   pid_t p = esk_tp_start(prefix, "a", log, extra);
   pid_t ps = start_projector(prefix, schema, "order_summaries", plog);
   pid_t pc = start_projector(prefix, schema, "customer_statistics", plog);
+  pid_t pe = start_projector(prefix, schema, "event_log", plog);
 
   workload_t w1, w2;
   memset(&w1, 0, sizeof(w1));
@@ -541,7 +605,7 @@ Test(orders_e2e, read_models_equal_a_fold_of_the_accepted_commands_through_kill_
    * USD, upcast to minor units half to even (1999, 12, 38) */
   fold_order_t *legacy = &f->o[f->n++];
   *legacy = (fold_order_t){.id = "o-legacy-1", .customer = "c-9", .status = "CREATED",
-                           .currency = "USD", .items = 3, .total = 4124};
+                           .currency = "USD", .items = 3, .total = 4124, .version = 1};
   fold_accepted(f, &w1);
   fold_accepted(f, &w2);
   cr_assert_eq(legacy->paid, 4124, "w1 pays the legacy order");
@@ -568,7 +632,11 @@ Test(orders_e2e, read_models_equal_a_fold_of_the_accepted_commands_through_kill_
                 !strcmp(PQgetvalue(r, 0, 0), "1767225600123456"),
             "o-legacy-1's created_at: %s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "no row");
   PQclear(r);
+  char qlog[256];
+  esk_tp_log_path(qlog, sizeof(qlog), prefix, "query");
+  states_equal_the_fold(f, prefix, schema, qlog);
 
+  cr_expect_eq(esk_tp_stop(pe, SIGTERM, 30000), 0, "esk-projector did not exit 0 (log %s)", plog);
   cr_expect_eq(esk_tp_stop(ps, SIGTERM, 30000), 0, "esk-projector did not exit 0 (log %s)", plog);
   cr_expect_eq(esk_tp_stop(pc, SIGTERM, 30000), 0, "esk-projector did not exit 0 (log %s)", plog);
   cr_expect_eq(esk_tp_stop(p, SIGTERM, 30000), 0, "esk-producer did not exit 0 (log %s)", log);
@@ -577,6 +645,8 @@ Test(orders_e2e, read_models_equal_a_fold_of_the_accepted_commands_through_kill_
   snprintf(gen, sizeof(gen), "%s_order_summaries_g1", schema);
   esk_test_drop_schema(gen);
   snprintf(gen, sizeof(gen), "%s_customer_statistics_g1", schema);
+  esk_test_drop_schema(gen);
+  snprintf(gen, sizeof(gen), "%s_event_log_g1", schema);
   esk_test_drop_schema(gen);
   esk_test_drop_schema(schema);
   free(f);

@@ -26,9 +26,11 @@ typedef struct {
   unsigned char key[ESK_TOKEN_KEY_BYTES];
 } env_t;
 
-static void setup(env_t *e, const char *name, const char *const *extra) {
+/* @p extra: the gateway's -X keys; @p pextra: the producer's. */
+static void setup_both(env_t *e, const char *name, const char *const *extra,
+                       const char *const *pextra) {
   e->producer = esk_tp_setup(e->prefix, sizeof(e->prefix), name, PARTS, e->plog, sizeof(e->plog),
-                             NULL);
+                             pextra);
   esk_tp_log_path(e->glog, sizeof(e->glog), e->prefix, "g");
   esk_ta_write_key(e->keyfile, sizeof(e->keyfile), e->prefix, e->key);
   char a_prefix[256];
@@ -36,6 +38,10 @@ static void setup(env_t *e, const char *name, const char *const *extra) {
   snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", e->prefix);
   for (size_t i = 0; extra && extra[i] && i < 6; i++) args[i + 1] = extra[i];
   e->gateway = esk_ta_start(ESK_TEST_GATEWAY_BIN, e->keyfile, e->glog, args, &e->port);
+}
+
+static void setup(env_t *e, const char *name, const char *const *extra) {
+  setup_both(e, name, extra, NULL);
 }
 
 static void teardown(env_t *e) {
@@ -67,6 +73,33 @@ static int64_t event_next(const char *prefix, const char *id, int32_t *part) {
     }
   free(evs);
   return r;
+}
+
+/* A second gateway, whose cache is empty, sends @p cmd (command @p id, answered
+ * before) to the producer: the producer repeats the first result, marked as a
+ * repeat, so the gateway answers it at once (not after waiting for events in
+ * this transaction, which hold none of it) with a token past the command's
+ * event. */
+static void resubmit_to_a_fresh_gateway(env_t *e, const char *cmd, const char *id) {
+  char log[300], a_prefix[256], head[4096], body[4096];
+  snprintf(log, sizeof(log), "%s.2", e->glog);
+  snprintf(a_prefix, sizeof(a_prefix), "topic.prefix=%s", e->prefix);
+  const char *args[] = {a_prefix, NULL};
+  int port;
+  pid_t g2 = esk_ta_start(ESK_TEST_GATEWAY_BIN, e->keyfile, log, args, &port);
+  int64_t t0 = esk_time_mono_ms();
+  int st = esk_ta_post(port, "?wait_ms=8000", NULL, cmd, head, sizeof(head), body, sizeof(body));
+  int64_t took = esk_time_mono_ms() - t0;
+  cr_assert_eq(st, 200, "the repeat through a fresh gateway: %d %s (see %s)", st, body, log);
+  cr_expect_lt(took, 5000, "answered after %lld ms: it waited for events", (long long)took);
+  int32_t part = -1;
+  int64_t next = event_next(e->prefix, id, &part);
+  esk_token_t t = token_of(e, body);
+  cr_assert_eq(t.pos[0].partition, part);
+  cr_assert_geq(t.pos[0].offset, next, "token %lld, event next %lld", (long long)t.pos[0].offset,
+                (long long)next);
+  cr_expect_eq(esk_tp_stop(g2, SIGTERM, 20000), 0, "second gateway exit");
+  unlink(log);
 }
 
 #define OPEN(id, acc) "{\"type\":\"OpenAccount\",\"command_id\":\"" id "\",\"account_id\":\"" acc \
@@ -110,6 +143,7 @@ Test(gateway, accepted_commands_carry_a_token_at_their_last_event, .timeout = 18
   cr_assert_eq(post(&e, NULL, NULL, DEP("d0", "A1", 10), head, again, sizeof(again)), 200);
   cr_assert(strstr(again, "\"aggregate_version\":2,\"events\":[{\"type\":\"MoneyDeposited\","
                          "\"version\":2}]"), "%s", again);
+  resubmit_to_a_fresh_gateway(&e, DEP("d0", "A1", 10), "d0");
   cr_assert_eq(esk_tp_http_get(e.port, "/v1/bank/commands/d4", body, sizeof(body)), 200);
   cr_assert(strstr(body, "\"aggregate_version\":6"), "%s", body);
   cr_assert_eq(esk_tp_http_get(e.port, "/v1/bank/commands/never", body, sizeof(body)), 404);
@@ -121,6 +155,26 @@ Test(gateway, accepted_commands_carry_a_token_at_their_last_event, .timeout = 18
   cr_assert(strstr(body, "\"command_id\":\"k-1\""), "%s", body);
   cr_assert_eq(esk_tp_http_get(e.port, "/metrics", body, sizeof(body)), 200);
   cr_assert(strstr(body, "esk_gateway_requests_total{code=\"200\"}"), "%s", body);
+  teardown(&e);
+}
+
+/* Without the esk.aggregate_version header (event.headers=minimal) the gateway
+ * reads an event's version from its value: tokens still name the last event. */
+Test(gateway, tokens_reach_the_last_event_when_events_carry_minimal_headers, .timeout = 180) {
+  env_t e = {0};
+  static const char *const minimal[] = {"event.headers=minimal", NULL};
+  setup_both(&e, "gw_min", NULL, minimal);
+  char head[4096], body[4096];
+  cr_assert_eq(post(&e, NULL, NULL, OPEN("m1", "M1"), head, body, sizeof(body)), 200, "%s", body);
+  cr_assert_eq(post(&e, NULL, NULL, DEP("m2", "M1", 10), head, body, sizeof(body)), 200, "%s",
+               body);
+  cr_assert(strstr(body, "\"aggregate_version\":2"), "%s", body);
+  esk_token_t t = token_of(&e, body);
+  int32_t part = -1;
+  int64_t next = event_next(e.prefix, "m2", &part);
+  cr_assert_eq(t.pos[0].partition, part);
+  cr_assert_eq(t.pos[0].offset, next, "token %lld, event next %lld", (long long)t.pos[0].offset,
+               (long long)next);
   teardown(&e);
 }
 
@@ -247,6 +301,9 @@ Test(gateway, bad_configuration_stops_start_up_with_exit_2_naming_the_key) {
   st = esk_tp_run(ESK_TEST_GATEWAY_BIN " -X gateway.wait.ms=-5 2>&1", 1, out, sizeof(out));
   cr_assert_eq(st, 2, "%s", out);
   cr_assert(strstr(out, "gateway.wait.ms"), "%s", out);
+  st = esk_tp_run(ESK_TEST_GATEWAY_BIN " -X http.threads=2 2>&1", 1, out, sizeof(out));
+  cr_assert_eq(st, 2, "%s", out);
+  cr_assert(strstr(out, "http.threads=2: esk-gateway serves HTTP on one thread"), "%s", out);
   st = esk_tp_run(ESK_TEST_GATEWAY_BIN " --help", 0, out, sizeof(out));
   cr_assert_eq(st, 0);
   cr_assert(strstr(out, "POST /v1/<domain>/commands"), "%s", out);

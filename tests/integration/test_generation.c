@@ -1,13 +1,16 @@
 /* consumers/runtime/generation: the switch of generations is announced to
  * listening sessions (LISTEN/NOTIFY), so live projectors move at once; a
- * refresh of the live generation announces nothing. Against the real
+ * refresh of the live generation announces nothing; a switch waits for the
+ * indexes a fill deferred (bulk.h). Against the real
  * PostgreSQL. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "esk/pg.h"
 #include "esk_test.h"
+#include "bulk.h"
 #include "generation.h"
 #include "store.h"
 
@@ -163,4 +166,51 @@ Test(generation, an_explicit_group_must_be_the_one_the_generation_was_recorded_w
   cr_assert_eq(esk_generation_check_group(&g, "b", "p", "grp", &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_generation_check_group(&g, "b", "p", "grp.g3", &err), ESK_EINVAL);
   cr_assert(strstr(err.msg, "(group 'grp.g3.g3' for generation 3)"), "%s", err.msg);
+}
+
+/* The number of indexes on the tables of @p schema. */
+static int index_count(PGconn *pg, const char *schema) {
+  PGresult *r = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_pg_exec(&r, pg, "indexes", "select count(*) from pg_indexes where schemaname = $1",
+                           1, &schema, &err),
+               ESK_OK, "%s", err.msg);
+  int n = atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return n;
+}
+
+Test(generation, a_switch_waits_for_the_indexes_a_fill_deferred, .init = setup, .fini = teardown,
+     .timeout = 60) {
+  esk_error_t err = {0};
+  PGconn *pg = open_base();
+  esk_generation_t g1, g2;
+  cr_assert_eq(esk_generation_live(&g1, pg, base, "proj", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_rebuilding(&g2, pg, base, "proj", "grp", -1, &err), ESK_OK, "%s",
+               err.msg);
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "create schema \"%s\"; create table \"%s\".t (id int primary key, v int);"
+           " create index t_v on \"%s\".t (v)",
+           g2.schema, g2.schema, g2.schema);
+  cr_assert_eq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
+  static const char *const names[] = {"t_pkey", "t_v", "not_there", NULL};
+  cr_assert_eq(esk_bulk_defer(pg, g2.schema, "proj.g2", names, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(index_count(pg, g2.schema), 0, "the deferred indexes were not dropped");
+  int n = -1;
+  cr_assert_eq(esk_bulk_pending(pg, "proj.g2", &n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(n, 2);
+  cr_assert_eq(esk_generation_publish(pg, base, "proj", 2, &err), ESK_ERETRY,
+               "a generation without its indexes was switched to");
+  cr_assert(strstr(err.msg, "deferred"), "%s", err.msg);
+
+  cr_assert_eq(esk_bulk_finish(pg, "proj.g2", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(index_count(pg, g2.schema), 2, "the deferred indexes were not built");
+  cr_assert_eq(esk_bulk_pending(pg, "proj.g2", &n, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(n, 0);
+  snprintf(sql, sizeof(sql), "insert into \"%s\".t values (1, 1), (1, 2)", g2.schema);
+  cr_assert_neq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK,
+                "the primary key built again does not hold");
+  cr_assert_eq(esk_generation_publish(pg, base, "proj", 2, &err), ESK_OK, "%s", err.msg);
+  PQfinish(pg);
 }

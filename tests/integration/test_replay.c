@@ -715,7 +715,7 @@ Test(replay, esk_projector_refuses_a_file_with_bad_sql_at_start, .init = setup, 
 Test(replay, esk_projector_refuses_a_file_with_a_syntax_error_at_start, .init = setup,
      .fini = teardown) {
   projector_refuses(MIG "[on MoneyWithdrawn\n$1 = meta.aggregate_id\nselect $1\n", 4,
-                    "expected [migration] or [on <EventType>]");
+                    "expected [migration], [on <EventType>] or [personal <table>]");
 }
 
 Test(replay, esk_projector_refuses_a_bad_plugin_at_start, .init = setup, .fini = teardown) {
@@ -734,6 +734,14 @@ Test(replay, esk_projector_refuses_a_bad_plugin_at_start, .init = setup, .fini =
       {"--projection-file " ESK_SOURCE_DIR "/deploy/projections/order_summaries.conf",
        "no event type 'OrderCreated' in the schemas (domain=bank; a file of another domain"},
       {"--plugin /x.so --projection-file /y.conf", "give one of --projection-file and --plugin"},
+      {"-X domain=orders --projection-file " ESK_SOURCE_DIR
+       "/tests/fixtures/projections/personal_refused_type.conf",
+       "personal_refused_type.conf:10: [personal personal_refused_type]: the scrub fails: "
+       "invalid input syntax for type json"},
+      {"-X domain=orders --projection-file " ESK_SOURCE_DIR
+       "/tests/fixtures/projections/personal_missing_column.conf",
+       "personal_missing_column.conf:10: [personal personal_missing_column]: the scrub fails: "
+       "column \\\"mail\\\" does not exist"}, /* quoted in the log line */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
     snprintf(cmd, sizeof(cmd), "%s %s -X pg.schema=%s -X topic=%s 2>&1", PROJECTOR, cases[i][0],

@@ -43,10 +43,13 @@ Test(store, migrations_run_once_each_in_order, .init = esk_test_require_pg) {
   snprintf(m1, sizeof(m1), "create table %s (id int primary key)", table);
   snprintf(m2, sizeof(m2), "alter table %s add column note text not null default 'n'", table);
   const char *migs[] = {m1, m2};
-  cr_assert_eq(esk_store_migrate(pg, proj, migs, 1, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_store_migrate(pg, proj, migs, 2, &err), ESK_OK, "%s", err.msg);
+  int created = -1;
+  cr_assert_eq(esk_store_migrate(pg, proj, migs, 1, &created, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(created, 1, "the call that applied version 1 is told it created the tables");
+  cr_assert_eq(esk_store_migrate(pg, proj, migs, 2, &created, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(created, 0, "a later call that applied only version 2 did not create them");
   /* Running all of them again changes nothing and does not fail. */
-  cr_assert_eq(esk_store_migrate(pg, proj, migs, 2, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_store_migrate(pg, proj, migs, 2, NULL, &err), ESK_OK, "%s", err.msg);
   snprintf(sql, sizeof(sql), "insert into %s (id) values (1) returning 1", table);
   exec_ok(pg, sql);
   snprintf(sql, sizeof(sql),
@@ -54,7 +57,7 @@ Test(store, migrations_run_once_each_in_order, .init = esk_test_require_pg) {
   cr_assert_eq(count(pg, sql), 2);
   /* A failing migration rolls back whole and says which one it was. */
   const char *bad[] = {m1, m2, "create tabel oops"};
-  cr_assert_eq(esk_store_migrate(pg, proj, bad, 3, &err), ESK_EFATAL);
+  cr_assert_eq(esk_store_migrate(pg, proj, bad, 3, NULL, &err), ESK_EFATAL);
   cr_assert_not_null(strstr(err.msg, "migration 3 of projection"), "%s", err.msg);
   cr_assert_not_null(strstr(err.msg, "42601"), "%s", err.msg);
   cr_assert_eq(count(pg, sql), 2);

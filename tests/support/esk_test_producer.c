@@ -226,6 +226,25 @@ int esk_tp_file_contains(const char *path, const char *needle) {
   return found;
 }
 
+void esk_tp_print_log_tail(const char *path, int max, int problems) {
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  char line[1024], **ring = calloc((size_t)max, sizeof(char *));
+  size_t n = 0;
+  while (ring && fgets(line, sizeof(line), f)) {
+    if (problems && !strstr(line, "level=warn") && !strstr(line, "level=error")) continue;
+    free(ring[n % (size_t)max]);
+    ring[n++ % (size_t)max] = strdup(line);
+  }
+  fclose(f);
+  size_t first = n > (size_t)max ? n - (size_t)max : 0;
+  fprintf(stderr, "---- %s: the last %zu of %zu%s lines\n", path, n - first, n,
+          problems ? " warn/error" : "");
+  for (size_t i = first; ring && i < n; i++) fprintf(stderr, "%s", ring[i % (size_t)max]);
+  for (int i = 0; ring && i < max; i++) free(ring[i]);
+  free(ring);
+}
+
 typedef struct res_ctx_s {
   esk_hmap_t *ids;
   esk_tp_results_t r;

@@ -96,6 +96,11 @@ esk_tp_results_t esk_tp_wait_results(const char *prefix, int partitions, size_t 
 /** Returns 1 when @p path contains @p needle. */
 int esk_tp_file_contains(const char *path, const char *needle);
 
+/** Prints to stderr the last @p max lines of the log at @p path (only its warn
+ *  and error lines when @p problems), under its name: what a failed fault test
+ *  shows of its daemons when the logs under /tmp are gone (a CI run). */
+void esk_tp_print_log_tail(const char *path, int max, int problems);
+
 /** Waits up to @p timeout_ms for the `http endpoints listening` line in the log
  *  at @p path and returns its port (fails the test if it does not appear). */
 int esk_tp_http_port(const char *path, int timeout_ms);

@@ -13,16 +13,21 @@
 #include "bank_contract.h"
 #include "declarative.h"
 #include "esk/codec.h"
+#include "orders_contract.h"
+#include "personal_columns.h"
 #include "plugin.h"
 #include "esk_test.h"
 
 static esk_schema_set_t *set;
 
-static void setup(void) {
+/* @p *s: a schema set with a domain's schemas. */
+static void load_set(esk_schema_set_t **s, int (*load)(esk_schema_set_t *, esk_error_t *)) {
   esk_error_t err = {0};
-  cr_assert_eq(esk_schema_set_new(&set, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_bank_schemas_load(set, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_schema_set_new(s, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(load(*s, &err), ESK_OK, "%s", err.msg);
 }
+
+static void setup(void) { load_set(&set, esk_bank_schemas_load); }
 
 static void teardown(void) { esk_schema_set_destroy(set); }
 
@@ -30,17 +35,24 @@ TestSuite(declarative, .init = setup, .fini = teardown);
 
 #define HEAD "name = t\n[migration]\ncreate table t (a text);\n"
 
-/* Parsing @p text must fail with a message holding each of the NULL-terminated @p needles. */
-static void refused(const char *text, ...) {
+/* Parsing @p text as @p label against @p s must fail with a message holding
+ * each of the NULL-terminated needles in @p ap. */
+static void refused_in(const esk_schema_set_t *s, const char *label, const char *text,
+                       va_list ap) {
   esk_declarative_t *d = NULL;
   esk_error_t err = {0};
-  int rc = esk_declarative_parse(&d, "f.conf", text, set, &err);
+  int rc = esk_declarative_parse(&d, label, text, s, &err);
   cr_assert_neq(rc, ESK_OK, "accepted:\n%s", text);
   cr_assert_null(d);
-  va_list ap;
-  va_start(ap, text);
   for (const char *n; (n = va_arg(ap, const char *));)
     cr_expect(strstr(err.msg, n), "message '%s' lacks '%s'", err.msg, n);
+}
+
+/* Parsing @p text (bank) must fail with a message holding each of the NULL-terminated needles. */
+static void refused(const char *text, ...) {
+  va_list ap;
+  va_start(ap, text);
+  refused_in(set, "f.conf", text, ap);
   va_end(ap);
 }
 
@@ -94,7 +106,7 @@ Test(declarative, a_bad_path_names_the_file_the_line_and_the_fields) {
 }
 
 Test(declarative, syntax_errors_name_the_file_and_the_line) {
-  refused("name = t\n[on AccountOpened\nselect 1\n", "f.conf:2:", "expected [migration] or [on", NULL);
+  refused("name = t\n[on AccountOpened\nselect 1\n", "f.conf:2:", "expected [migration], [on", NULL);
   refused("name = t\n[upon AccountOpened]\nselect 1\n", "f.conf:2:", NULL);
   refused("name = t\n[on AccountOpened] x\nselect 1\n", "f.conf:2:", NULL);
   refused("name = t\nsize = 3\n[on AccountOpened]\nselect 1\n", "f.conf:2:", "unknown key 'size'", NULL);
@@ -225,4 +237,183 @@ Test(plugin, the_example_loads_with_its_migration_and_callbacks) {
 Test(plugin, the_example_refuses_a_bad_threshold) {
   setenv("ESK_LARGE_DEPOSITS_MIN", "12x", 1);
   plugin_refused(PLUGIN("example_large_deposits"), "ESK_LARGE_DEPOSITS_MIN '12x'");
+}
+
+/* ------------------------------------------- [personal <table>] sections --- */
+
+static esk_schema_set_t *orders_set;
+
+static void orders_setup(void) { load_set(&orders_set, esk_orders_schemas_load); }
+
+static void orders_teardown(void) { esk_schema_set_destroy(orders_set); }
+
+TestSuite(personal_section, .init = orders_setup, .fini = orders_teardown);
+
+#define OHEAD                                                                               \
+  "name = t\n[migration]\ncreate table t (id text, cu text, email text, addr jsonb);\n"    \
+  "[on OrderCreated]\n$1 = meta.aggregate_id\ninsert into t (id) values ($1)\n"
+
+/* Parsing @p text (orders) must fail with a message holding each needle. */
+static void personal_refused(const char *text, ...) {
+  va_list ap;
+  va_start(ap, text);
+  refused_in(orders_set, "p.conf", text, ap);
+  va_end(ap);
+}
+
+Test(personal_section, columns_take_the_schemas_declared_replacement) {
+  esk_declarative_t *d = NULL;
+  esk_error_t err = {0};
+  const char *text = OHEAD "[personal t]\n"
+                           "# a comment\n\n"
+                           "subject = cu\n"
+                           "email = OrderCreated.customer_email   # a string\n"
+                           "addr = OrderCreated.shipping_address\n"
+                           "[personal t_city]\n"
+                           "city=OrderCreated.shipping_address.city\n"
+                           "subject=customer_id\n";
+  cr_assert_eq(esk_declarative_parse(&d, "p.conf", text, orders_set, &err), ESK_OK, "%s",
+               err.msg);
+  const esk_pcols_t *pc = esk_declarative_personal(d);
+  cr_assert_eq(esk_pcols_count(pc), 2);
+  const char *v = NULL;
+  cr_assert_eq(esk_pcols_replacement(pc, 0, "email", &v), ESK_OK);
+  cr_expect_str_eq(v, "[forgotten]");
+  cr_assert_eq(esk_pcols_replacement(pc, 0, "addr", &v), ESK_OK);
+  cr_expect(v && v[0] == '{' && strstr(v, "\"city\":\"[forgotten]\"") &&
+                strstr(v, "\"street\":\"[forgotten]\""),
+            "%s", v ? v : "(null)");
+  cr_assert_eq(esk_pcols_replacement(pc, 1, "city", &v), ESK_OK);
+  cr_expect_str_eq(v, "[forgotten]");
+  cr_expect_eq(esk_pcols_replacement(pc, 1, "email", &v), ESK_ENOTFOUND);
+  cr_expect_str_eq(esk_pcols_sql(pc, 0),
+                   "update \"t\" set \"email\" = $2, \"addr\" = $3 where \"cu\" = $1 and "
+                   "(\"email\" is distinct from $2 or \"addr\" is distinct from $3)");
+  cr_expect_str_eq(esk_pcols_sql(pc, 1),
+                   "update \"t_city\" set \"city\" = $2 where \"customer_id\" = $1 and "
+                   "(\"city\" is distinct from $2)");
+  esk_projection_t p = esk_declarative_projection(d);
+  cr_expect_not_null(p.forget, "a file with [personal] sections scrubs");
+  esk_declarative_destroy(d);
+  /* without one, nothing to scrub */
+  cr_assert_eq(esk_declarative_parse(&d, "p.conf", OHEAD, orders_set, &err), ESK_OK, "%s",
+               err.msg);
+  cr_expect_null(esk_declarative_projection(d).forget);
+  esk_declarative_destroy(d);
+}
+
+Test(personal_section, a_malformed_section_names_the_file_the_line_and_the_problem) {
+  personal_refused(OHEAD "[personal]\nsubject = cu\n", "p.conf:7:", "[personal ]",
+                   "lower-case identifier", NULL);
+  personal_refused(OHEAD "[personal Bad-Table]\n", "p.conf:7:", "lower-case identifier", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated.customer_email\n", "p.conf:7:",
+                   "no 'subject = <column>'", NULL);
+  personal_refused(OHEAD "[personal t]\nsubject = cu\n", "p.conf:7:", "no personal column",
+                   NULL);
+  personal_refused(OHEAD "[personal t]\nsubject = cu\n[on OrderShipped]\nselect 1\n", "p.conf:7:",
+                   "no personal column", NULL);
+  personal_refused(OHEAD "[personal t]\nsubject = cu\nemail = OrderCreated.customer_email\n"
+                         "[personal t]\n",
+                   "p.conf:10:", "a second [personal t]", "line 7", NULL);
+  personal_refused(OHEAD "[personal t]\nsubject = cu\nsubject = id\n", "p.conf:9:",
+                   "'subject' given twice", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated.customer_email\n"
+                         "email = OrderCreated.customer_email\n",
+                   "p.conf:9:", "column 'email' given twice", "line 8", NULL);
+  personal_refused(OHEAD "[personal t]\nsubject = cu\ncu = OrderCreated.customer_email\n",
+                   "p.conf:9:", "'cu' is the subject column", NULL);
+  personal_refused(OHEAD "[personal t]\ncu = OrderCreated.customer_email\nsubject = cu\n",
+                   "p.conf:9:", "'cu' is a personal column", NULL);
+  personal_refused(OHEAD "[personal t]\njust words\n", "p.conf:8:", "expected subject = <column>",
+                   NULL);
+}
+
+Test(personal_section, a_column_must_copy_a_personal_field_of_the_contract) {
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated\n", "p.conf:8:",
+                   "expected <EventType>.<field>", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = \n", "p.conf:8:", "expected <EventType>.<field>",
+                   NULL);
+  personal_refused(OHEAD "[personal t]\nemail = .customer_email\n", "p.conf:8:", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated..customer_email\n", "p.conf:8:",
+                   NULL);
+  personal_refused(OHEAD "[personal t]\naddr = OrderCreated.shipping_address.\n", "p.conf:8:",
+                   "expected <EventType>.<field>", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = Nope.customer_email\n", "p.conf:8:",
+                   "no event type 'Nope'", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated.customer_id\n", "p.conf:8:",
+                   "field 'customer_id' of OrderCreated v2 is not personal", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated.total\n", "p.conf:8:",
+                   "is not personal", NULL);
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated.emial\n", "p.conf:8:",
+                   "field 'emial' of OrderCreated v2 is not personal", NULL);
+  personal_refused(OHEAD "[personal t]\ncity = OrderCreated.shipping_address.town\n", "p.conf:8:",
+                   "no field 'town' in the replacement", NULL);
+  personal_refused(OHEAD "[personal t]\nx = OrderCreated.customer_email.x\n", "p.conf:8:",
+                   "no field 'x'", NULL);
+}
+
+Test(personal_section, hostile_input_is_refused) {
+  /* SQL in an identifier, quotes, a table named by a statement */
+  personal_refused(OHEAD "[personal t]\nemail\"; drop table t; -- = OrderCreated.customer_email\n",
+                   "p.conf:8:", "lower-case identifier", NULL);
+  personal_refused(OHEAD "[personal t]\nsubject = cu; drop table t\n", "p.conf:8:",
+                   "lower-case identifier", NULL);
+  personal_refused(OHEAD "[personal t; drop table t]\n", "p.conf:7:", "lower-case identifier",
+                   NULL);
+  personal_refused(OHEAD "[personal t]\nemail = OrderCreated.customer_email; drop table t\n",
+                   "p.conf:8:", NULL);
+  /* a very long column name and path */
+  size_t n = 100000;
+  char *text = malloc(2 * n + 512), *longname = malloc(n + 1);
+  memset(longname, 'a', n);
+  longname[n] = '\0';
+  snprintf(text, 2 * n + 512, OHEAD "[personal t]\n%s = OrderCreated.customer_email\n", longname);
+  personal_refused(text, "p.conf:8:", "lower-case identifier", NULL);
+  snprintf(text, 2 * n + 512, OHEAD "[personal t]\nemail = OrderCreated.%s\n", longname);
+  personal_refused(text, "p.conf:8:", NULL);
+  snprintf(text, 2 * n + 512, OHEAD "[personal t]\nemail = OrderCreated.shipping_address.%s\n",
+           longname);
+  personal_refused(text, "p.conf:8:", NULL);
+  /* more columns than a section takes */
+  size_t off = (size_t)snprintf(text, 2 * n + 512, OHEAD "[personal t]\nsubject = cu\n");
+  for (int i = 0; i <= ESK_PCOLS_MAX_COLUMNS; i++)
+    off += (size_t)snprintf(text + off, 2 * n + 512 - off, "c%d = OrderCreated.customer_email\n",
+                            i);
+  personal_refused(text, "more than 32 columns", NULL);
+  free(text);
+  free(longname);
+}
+
+/* ------------------------------------------ plugins and the forget member --- */
+
+Test(plugin, a_plugin_built_before_forget_loads_without_it) {
+  esk_plugin_t *pl = NULL;
+  esk_projection_t p = {0};
+  esk_error_t err = {0};
+  cr_assert_eq(esk_plugin_open(&pl, &p, PLUGIN("esk_test_plugin_before_forget"), "bank", &err),
+               ESK_OK, "%s", err.msg);
+  cr_expect_eq(esk_plugin_info(pl)->struct_size, ESK_PROJECTION_PLUGIN_SIZE_BASE);
+  cr_expect(!esk_projection_plugin_has(esk_plugin_info(pl), forget));
+  cr_expect_null(p.forget);
+  esk_plugin_close(pl);
+}
+
+Test(plugin, a_description_larger_than_this_projector_knows_is_refused) {
+  char want[96];
+  snprintf(want, sizeof(want), "expected %zu to %zu", (size_t)ESK_PROJECTION_PLUGIN_SIZE_BASE,
+           sizeof(esk_projection_plugin_t));
+  plugin_refused(PLUGIN("esk_test_plugin_too_large"), want);
+  plugin_refused(PLUGIN("esk_test_plugin_too_large"), "built with another esk/projection_plugin.h");
+}
+
+Test(plugin, a_plugins_forget_is_handed_to_the_runtime) {
+  esk_plugin_t *pl = NULL;
+  esk_projection_t p = {0};
+  esk_error_t err = {0};
+  cr_assert_eq(esk_plugin_open(&pl, &p, PLUGIN("esk_test_plugin_with_forget"), "bank", &err),
+               ESK_OK, "%s", err.msg);
+  cr_assert_not_null(p.forget);
+  cr_expect_eq(p.forget(p.self, NULL, "cu-1", NULL, 0, &err), ESK_EINVAL);
+  cr_expect_str_eq(err.msg, "forget called");
+  esk_plugin_close(pl);
 }

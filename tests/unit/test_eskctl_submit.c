@@ -146,6 +146,8 @@ Test(eskctl_submit, bad_options_are_refused) {
   expect_exit("submit --file - --timeout 0", 2, "--timeout '0'");
   expect_exit("submit --file - --domain shop </dev/null", 2, "unknown domain 'shop'");
   expect_exit("submit --file /nonexistent/x", 2, "/nonexistent/x");
+  expect_exit("submit --file - --topic-prefix 'a b' </dev/null", 2,
+              "--topic-prefix 'a b' with --domain bank: topic name 'a bbank.commands' holds ' '");
   expect_exit("submit --help", 0, "usage: eskctl submit");
 }
 
@@ -167,6 +169,10 @@ Test(eskctl_topics, bad_options_are_refused) {
   expect_exit("events follow", 2, "usage: eskctl events tail");
   expect_exit("topics create --partitions 2 --compaction-lag-ms 5", 2,
               "--compaction-lag-ms '5': expected 1000..604800000");
+  expect_exit("topics create --partitions 2 --commands-retention-ms 59999", 2,
+              "--commands-retention-ms '59999': expected 60000..2592000000");
+  expect_exit("topics create --partitions 2 --commands-retention-ms forever", 2,
+              "--commands-retention-ms 'forever'");
 }
 
 /* With no broker to reach and a long --timeout, a bad --topic-prefix (too long

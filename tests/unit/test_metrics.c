@@ -452,7 +452,7 @@ static void *scraper(void *arg) {
   return NULL;
 }
 
-Test(metrics, concurrent_updates_from_threads_lose_nothing, .timeout = 120) {
+Test(metrics, concurrent_updates_from_threads_lose_nothing) {
   esk_metrics_t *reg = new_reg();
   esk_error_t err = {0};
   worker_t w[THREADS + 1];

@@ -1,7 +1,10 @@
 /* COPY text rows (consumers/runtime/copy.c): escaping, timestamps, days, the
  * buffer's maximum. No server: the bytes are compared. */
 #include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "copy.h"
 
@@ -32,6 +35,35 @@ Test(projection_copy, timestamps_and_days_are_utc_with_microseconds) {
   cr_assert_str_eq(text(&c), "2026-01-01 00:00:00.123456+00\t1969-12-31 23:59:59.999999+00\t"
                              "2025-12-31\n");
   esk_copy_free(&c);
+}
+
+/* The hand-written formatting against the C library's, over dates from
+ * 1900 to 2200 and both signs of integers. */
+Test(projection_copy, integers_timestamps_and_days_read_as_the_c_library_writes_them) {
+  static const int64_t ints[] = {0, 1, -1, 9, 10, 99, -100, 1234567890123LL, INT64_MAX, INT64_MIN};
+  for (size_t i = 0; i < sizeof(ints) / sizeof(*ints); i++) {
+    esk_copy_t c = {0};
+    char want[32];
+    esk_copy_i64(&c, ints[i]);
+    snprintf(want, sizeof(want), "%lld\t", (long long)ints[i]);
+    cr_assert_str_eq(text(&c), want);
+    esk_copy_free(&c);
+  }
+  for (int64_t s = -2208988800LL; s < 7258118400LL; s += 7777777) { /* 1900 .. 2200 */
+    esk_copy_t c = {0};
+    int64_t us = s * 1000000 + (s % 1000000 + 1000000) % 1000000;
+    time_t t = (time_t)s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char want[96];
+    snprintf(want, sizeof(want), "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00\t%04d-%02d-%02d\t",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (long long)(us - s * 1000000), tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    esk_copy_ts_us(&c, us);
+    esk_copy_day_us(&c, us);
+    cr_assert_str_eq(text(&c), want, "at %lld s", (long long)s);
+    esk_copy_free(&c);
+  }
 }
 
 Test(projection_copy, a_row_over_the_maximum_fails_the_send_without_io) {

@@ -122,6 +122,24 @@ static void encrypted_order(esk_shred_t *sh, avro_value_t *v, const char *cid, r
   esk_shred_txn_committed(sh);
 }
 
+/* A writer's keyring that encrypted an order of cu-1 (a, its records ra) and
+ * one of cu-2 (b), and a reader's that applied both orders' records. */
+typedef struct {
+  esk_shred_t *w, *r;
+  avro_value_t a, b;
+  records_t ra, rb;
+} two_t;
+
+static void two_orders(two_t *t) {
+  memset(t, 0, sizeof(*t));
+  t->w = ring(MASTER_A);
+  t->r = ring(MASTER_A);
+  encrypted_order(t->w, &t->a, "cu-1", &t->ra);
+  encrypted_order(t->w, &t->b, "cu-2", &t->rb);
+  apply_all(t->r, &t->ra);
+  apply_all(t->r, &t->rb);
+}
+
 Test(shred, a_master_key_file_must_be_64_hex_digits_that_only_its_owner_can_read) {
   esk_shred_t *sh = NULL;
   esk_error_t err = {0};
@@ -244,23 +262,22 @@ Test(shred, a_wrong_master_key_is_refused_and_never_yields_plaintext) {
 }
 
 Test(shred, after_the_key_is_destroyed_readers_see_the_declared_replacement) {
-  esk_shred_t *w = ring(MASTER_A), *r = ring(MASTER_A);
-  avro_value_t a, b;
-  records_t ra = {0}, rb = {0};
-  encrypted_order(w, &a, "cu-1", &ra);
-  encrypted_order(w, &b, "cu-2", &rb);
-  apply_all(r, &ra);
-  apply_all(r, &rb);
+  two_t t;
+  two_orders(&t);
+  esk_shred_t *w = t.w, *r = t.r;
+  avro_value_t a = t.a, b = t.b;
+  records_t *ra = &t.ra;
   esk_error_t err = {0};
   /* forget cu-1: the mark, then the tombstone of its key */
   cr_assert_eq(esk_shred_apply_record(r, "cu-1/forgotten", 14, "\1", 1, &err), ESK_OK, "%s",
                err.msg);
-  cr_assert_eq(esk_shred_apply_record(r, ra.key[0], ra.klen[0], NULL, 0, &err), ESK_OK, "%s",
+  cr_assert_eq(esk_shred_apply_record(r, ra->key[0], ra->klen[0], NULL, 0, &err), ESK_OK, "%s",
                err.msg);
   cr_expect(esk_shred_forgotten(r, "cu-1"));
   cr_expect(!esk_shred_forgotten(r, "cu-2"));
-  cr_expect_eq(esk_shred_decrypt_value(r, created, &a, 0, &err), ESK_ENOTFOUND);
-  cr_assert_eq(esk_shred_decrypt_value(r, created, &a, 1, &err), ESK_OK, "%s", err.msg);
+  /* a subject marked forgotten needs no key: the replacement at once, without
+   * asking the caller to read the topic again (ESK_ENOTFOUND) */
+  cr_assert_eq(esk_shred_decrypt_value(r, created, &a, 0, &err), ESK_OK, "%s", err.msg);
   cr_expect_str_eq(field_str(&a, "customer_email"), "[forgotten]");
   char *j = as_json(&a);
   cr_expect(strstr(j, "\"city\":\"[forgotten]\"") && strstr(j, "\"name\":\"[forgotten]\""), "%s", j);
@@ -270,7 +287,7 @@ Test(shred, after_the_key_is_destroyed_readers_see_the_declared_replacement) {
   cr_expect_str_eq(field_str(&b, "customer_email"), "ada@example.org");
   /* a writer that knows the subject is forgotten writes the replacement, and no key */
   cr_assert_eq(esk_shred_apply_record(w, "cu-1/forgotten", 14, "\1", 1, &err), ESK_OK);
-  cr_assert_eq(esk_shred_apply_record(w, ra.key[0], ra.klen[0], NULL, 0, &err), ESK_OK);
+  cr_assert_eq(esk_shred_apply_record(w, ra->key[0], ra->klen[0], NULL, 0, &err), ESK_OK);
   avro_value_t c;
   records_t rc = {0};
   encrypted_order(w, &c, "cu-1", &rc);
@@ -359,4 +376,47 @@ Test(shred, a_fresh_keyring_hands_out_nothing) {
   cr_expect_eq(r.n, 0);
   esk_shred_txn_committed(w);
   esk_shred_destroy(w);
+}
+
+Test(shred, forgotten_subjects_are_listed_once_each_in_the_order_their_marks_were_read) {
+  esk_shred_t *r = ring(MASTER_A);
+  esk_error_t err = {0};
+  cr_expect_eq(esk_shred_forgotten_count(r), 0);
+  cr_expect_null(esk_shred_forgotten_at(r, 0));
+  cr_assert_eq(esk_shred_apply_record(r, "cu-2/forgotten", 14, "\1", 1, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(esk_shred_apply_record(r, "a/b/forgotten", 13, "\1", 1, &err), ESK_OK, "%s",
+               err.msg);
+  /* the mark written again (eskctl subjects forget --roll-after-ms), and its tombstone */
+  cr_assert_eq(esk_shred_apply_record(r, "cu-2/forgotten", 14, "\1", 1, &err), ESK_OK);
+  cr_assert_eq(esk_shred_apply_record(r, "cu-9/forgotten", 14, NULL, 0, &err), ESK_OK);
+  cr_assert_eq(esk_shred_forgotten_count(r), 2);
+  cr_expect_str_eq(esk_shred_forgotten_at(r, 0), "cu-2");
+  cr_expect_str_eq(esk_shred_forgotten_at(r, 1), "a/b");
+  cr_expect_null(esk_shred_forgotten_at(r, 2));
+  esk_shred_destroy(r);
+}
+
+Test(shred, a_subject_marked_forgotten_reads_as_the_replacement_before_its_keys_tombstones) {
+  two_t t;
+  two_orders(&t);
+  esk_shred_t *w = t.w, *r = t.r;
+  avro_value_t a = t.a, b = t.b;
+  esk_error_t err = {0};
+  /* the mark is read, the tombstone of cu-1's key not yet: the key is still held */
+  cr_assert_eq(esk_shred_apply_record(r, "cu-1/forgotten", 14, "\1", 1, &err), ESK_OK, "%s",
+               err.msg);
+  cr_expect_eq(esk_shred_key_count(r), 2);
+  /* no key is missing (no need to read the topic), and no plaintext comes out */
+  cr_assert_eq(esk_shred_decrypt_value(r, created, &a, 0, &err), ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(field_str(&a, "customer_email"), "[forgotten]");
+  char *j = as_json(&a);
+  cr_expect(!strstr(j, "ada@example.org") && strstr(j, "\"street\":\"[forgotten]\""), "%s", j);
+  free(j);
+  cr_assert_eq(esk_shred_decrypt_value(r, created, &b, 0, &err), ESK_OK, "%s", err.msg);
+  cr_expect_str_eq(field_str(&b, "customer_email"), "ada@example.org");
+  avro_value_decref(&a);
+  avro_value_decref(&b);
+  esk_shred_destroy(w);
+  esk_shred_destroy(r);
 }

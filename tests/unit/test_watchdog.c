@@ -39,7 +39,7 @@ Test(watchdog, without_a_start_everything_is_live_and_nothing_is_stopping) {
   esk_watchdog_stop(); /* nothing to stop */
 }
 
-Test(watchdog, healthz_fails_within_the_liveness_timeout_of_a_blocked_main_loop, .timeout = 30) {
+Test(watchdog, healthz_fails_within_the_liveness_timeout_of_a_blocked_main_loop) {
   static const char *const kv[] = {"liveness.timeout.ms", "1000", "http.listen", "127.0.0.1:0",
                                    NULL};
   esk_conf_t *c = conf_with(kv);
@@ -127,11 +127,11 @@ static void expect_timed_out(int by_flag) {
             "%s", out);
 }
 
-Test(watchdog, a_stop_that_outlives_shutdown_timeout_exits_3_naming_the_wait, .timeout = 30) {
+Test(watchdog, a_stop_that_outlives_shutdown_timeout_exits_3_naming_the_wait) {
   expect_timed_out(1);
 }
 
-Test(watchdog, a_fatal_error_that_does_not_end_in_time_exits_3_naming_the_wait, .timeout = 30) {
+Test(watchdog, a_fatal_error_that_does_not_end_in_time_exits_3_naming_the_wait) {
   expect_timed_out(0);
 }
 
@@ -142,7 +142,7 @@ static void note_seen(void *opaque) {
   atomic_store(&seen_ms, esk_time_mono_ms());
 }
 
-Test(watchdog, a_stop_is_seen_and_a_process_that_ends_in_time_is_left_alone, .timeout = 30) {
+Test(watchdog, a_stop_is_seen_and_a_process_that_ends_in_time_is_left_alone) {
   static const char *const kv[] = {"shutdown.timeout.ms", "1000", NULL};
   esk_conf_t *c = conf_with(kv);
   esk_error_t err = {0};
@@ -177,7 +177,7 @@ static void count_wake(void *opaque) {
   atomic_fetch_add(&woken, 1);
 }
 
-Test(watchdog, a_stop_calls_the_wake_callback_once_from_the_watchdog_thread, .timeout = 30) {
+Test(watchdog, a_stop_calls_the_wake_callback_once_from_the_watchdog_thread) {
   static const char *const kv[] = {"shutdown.timeout.ms", "10000", NULL};
   esk_conf_t *c = conf_with(kv);
   esk_error_t err = {0};

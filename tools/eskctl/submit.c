@@ -395,11 +395,12 @@ int eskctl_submit_main(int argc, char **argv) {
   esk_error_t err = {0};
   int status = submit_parse(&s, argc, argv);
   if (status >= 0) goto cleanup;
-  if ((status = read_input(&s)) || s.n == 0) goto cleanup;
-  status = 3;
+  status = 2; /* a bad --topic-prefix is bad input, refused before the file is read */
   if (eskctl_topic(cmd_topic, sizeof(cmd_topic), &s.c, "commands") ||
       eskctl_topic(res_topic, sizeof(res_topic), &s.c, "command-results"))
     goto cleanup;
+  if ((status = read_input(&s)) || s.n == 0) goto cleanup;
+  status = 3;
   if (esk_kafka_reader_new(&reader, NULL, NULL, &err)) {
     fprintf(stderr, "eskctl submit: %s\n", err.msg);
     goto cleanup;

@@ -16,7 +16,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: eskctl topics create --partitions N [--replication-factor R] [--domain D]\n"
           "                            [--topic-prefix P] [--timeout MS]\n"
-          "                            [--compaction-lag-ms MS]\n"
+          "                            [--compaction-lag-ms MS] [--commands-retention-ms MS]\n"
           "\n"
           "Creates <P><D>.commands, <P><D>.events, <P><D>.command-results,\n"
           "<P><D>.snapshots and <P><D>.subject-keys, all with N partitions (commands and\n"
@@ -28,7 +28,11 @@ static void usage(FILE *f) {
           "             min.cleanable.dirty.ratio=0.01: a destroyed personal data key\n"
           "             leaves the segment files within about MS plus the broker's\n"
           "             log.cleaner.backoff.ms (docs/architecture.md, \"Personal data\")\n"
-          "  commands, command-results  the broker's default retention\n"
+          "  commands   retention.ms of MS (default 86400000, one day) and segment.ms of\n"
+          "             one hour (or MS, if less): commands carry personal data in\n"
+          "             plaintext, which so stays on disk at most about MS plus an hour.\n"
+          "             A command not handled within MS is lost: keep the producers up.\n"
+          "  command-results  the broker's default retention\n"
           "R replicas per partition (default: the broker's default.replication.factor;\n"
           "in production 3, with the brokers' min.insync.replicas=2, so that a committed\n"
           "event survives the loss of a broker).\n"
@@ -49,6 +53,7 @@ typedef struct {
   long partitions, replication; /* replication -1: the broker's default */
   int timeout_ms;
   long lag_ms; /* subject-keys: how long a destroyed key may stay on disk */
+  long commands_ms; /* commands: how long their plaintext may stay */
 } topics_opts_t;
 
 /* The command line into @p o: -1 to go on, else the exit status. */
@@ -59,6 +64,7 @@ static int topics_parse(topics_opts_t *o, int argc, char **argv) {
                                        {"topic-prefix", required_argument, NULL, 'P'},
                                        {"timeout", required_argument, NULL, 't'},
                                        {"compaction-lag-ms", required_argument, NULL, 'L'},
+                                       {"commands-retention-ms", required_argument, NULL, 'C'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   int ch;
@@ -66,6 +72,7 @@ static int topics_parse(topics_opts_t *o, int argc, char **argv) {
   o->replication = -1;
   o->timeout_ms = 15000;
   o->lag_ms = 3600000;
+  o->commands_ms = 86400000;
   optind = 1;
   while ((ch = getopt_long(argc - 1, argv + 1, "p:r:d:P:t:h", opts, NULL)) != -1) {
     switch (ch) {
@@ -86,6 +93,11 @@ static int topics_parse(topics_opts_t *o, int argc, char **argv) {
     case 'L':
       if (eskctl_parse_long(&o->lag_ms, CMD, "--compaction-lag-ms", optarg, 1000, 604800000,
                             "1000..604800000"))
+        return 2;
+      break;
+    case 'C':
+      if (eskctl_parse_long(&o->commands_ms, CMD, "--commands-retention-ms", optarg, 60000,
+                            2592000000L, "60000..2592000000"))
         return 2;
       break;
     case 'h': usage(stdout); return 0;
@@ -150,13 +162,16 @@ int eskctl_topics_main(int argc, char **argv) {
   if ((st = topics_parse(&o, argc, argv)) >= 0) return st;
   static const char *const forever[] = {"retention.ms", "-1", "retention.bytes", "-1", NULL};
   static const char *const compact[] = {"cleanup.policy", "compact", NULL};
-  char lag[24];
+  char lag[24], cmd_ms[24], cmd_seg[24];
   snprintf(lag, sizeof(lag), "%ld", o.lag_ms);
+  snprintf(cmd_ms, sizeof(cmd_ms), "%ld", o.commands_ms);
+  snprintf(cmd_seg, sizeof(cmd_seg), "%ld", o.commands_ms < 3600000 ? o.commands_ms : 3600000);
+  const char *const commands[] = {"retention.ms", cmd_ms, "segment.ms", cmd_seg, NULL};
   const char *const keys[] = {"cleanup.policy",        "compact", "min.cleanable.dirty.ratio",
                               "0.01",                  "max.compaction.lag.ms", lag,
                               "segment.ms",            lag,      "delete.retention.ms",
                               lag,                     NULL};
-  const char *const *configs[] = {NULL, forever, NULL, compact, keys}; /* by topic_kinds */
+  const char *const *configs[] = {commands, forever, NULL, compact, keys}; /* by topic_kinds */
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;

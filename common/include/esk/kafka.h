@@ -13,6 +13,13 @@
 /** The hint every "broker not reachable" message ends with. */
 #define ESK_KAFKA_START_HINT "start the local stack with: deploy/local/stack up"
 
+/** Header of an event: its aggregate's version after it, in decimal. */
+#define ESK_KAFKA_HDR_AGGREGATE_VERSION "esk.aggregate_version"
+/** Header of a result that repeats a command's first result (a command id
+ *  seen before): the command's events, if any, are in an earlier transaction.
+ *  Its value is "1"; a first result carries no header. */
+#define ESK_KAFKA_HDR_DUPLICATE "esk.duplicate"
+
 /**
  * @brief Creates a librdkafka configuration with esk's defaults:
  *        bootstrap.servers, librdkafka's log routed through esk's logger and,

@@ -81,6 +81,16 @@ int esk_shred_catch_up(esk_shred_t *sh, rd_kafka_t *reader, const char *topic,
 /** @brief Whether @p subject is marked forgotten. */
 int esk_shred_forgotten(const esk_shred_t *sh, const char *subject);
 
+/**
+ * @brief Number of subjects marked forgotten, counted once each, in the order
+ *        their marks were first read: an index into esk_shred_forgotten_at()
+ *        that only grows (a reader remembers how far it has got).
+ */
+size_t esk_shred_forgotten_count(const esk_shred_t *sh);
+
+/** @brief The @p i-th forgotten subject (owned by the keyring), or NULL past the end. */
+const char *esk_shred_forgotten_at(const esk_shred_t *sh, size_t i);
+
 /** @brief Number of subject keys held. */
 size_t esk_shred_key_count(const esk_shred_t *sh);
 

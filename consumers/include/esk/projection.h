@@ -61,6 +61,18 @@ typedef struct esk_event_s {
 } esk_event_t;
 
 /**
+ * A personal field of the domain's events (docs/architecture.md, "Personal
+ * data"): a field marked `esk.personal` in the latest schema of its event
+ * type. Handed to esk_projection_t.forget(); every pointer is borrowed.
+ */
+typedef struct esk_personal_mark_s {
+  const char *event_type;     /**< e.g. "OrderCreated" */
+  const char *field;          /**< the personal field, e.g. "customer_email" */
+  const char *subject_field;  /**< the field naming the data subject, e.g. "customer_id" */
+  const char *forgotten_json; /**< its declared replacement, compact JSON, e.g. "\"[forgotten]\"" */
+} esk_personal_mark_t;
+
+/**
  * A projection. Every callback runs inside the batch's open transaction on
  * @p pg; any error rolls the whole batch back. From apply(): ESK_EPOISON
  * marks the event as one that can never be applied (dead-lettered),
@@ -102,6 +114,30 @@ typedef struct esk_projection_s {
    * esk_projection_migrations.
    */
   int (*check)(void *self, PGconn *pg, const char *key, esk_error_t *err);
+  /**
+   * May be NULL: the read model holds no personal data. Otherwise scrubs the
+   * personal data of data subject @p subject, who was forgotten (`eskctl
+   * subjects forget`): every row of the subject that holds a personal value
+   * gets the value's declared replacement (@p marks, the domain's personal
+   * fields, give each one's `forgotten` JSON). Runs in a transaction the
+   * runtime opens and commits on @p pg (the generation's search_path), after
+   * the batches that applied the subject's last decrypted events, within
+   * personal.scrub.interval.ms of the forget. Must be idempotent: it runs
+   * again after a restart that lost the record of it. ESK_ERETRY: tried again
+   * at the next interval; any other error stops the projector. A C plugin
+   * sets it through esk_projection_plugin_t.forget (esk/projection_plugin.h).
+   */
+  int (*forget)(void *self, PGconn *pg, const char *subject, const esk_personal_mark_t *marks,
+                size_t n_marks, esk_error_t *err);
+  /**
+   * May be NULL. Names of indexes and constraints of the projection's tables
+   * (NULL-terminated) that nothing reads while the projection applies
+   * events: a fill from scratch (migrations run by this start) drops them
+   * after the migrations and builds them once it has caught up, which is
+   * cheaper than keeping them up to date row by row. Those its batches need
+   * (an ON CONFLICT target, the version guard's lookups) must not be named.
+   */
+  const char *const *deferred_indexes;
 } esk_projection_t;
 
 /* ------------------------------------------------- field access by path --- */

@@ -37,6 +37,7 @@
 #define ESK_PROJECTION_PLUGIN_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "esk/error.h"
@@ -69,7 +70,28 @@ typedef struct esk_projection_plugin_s {
   int (*create)(esk_projection_t *out, esk_error_t *err);
   /** @brief Frees what create() put in out->self. */
   void (*destroy)(void *self);
+  /* ---- optional members, added after ABI 2 was released: a plugin built
+   * before them has a smaller struct_size (ESK_PROJECTION_PLUGIN_SIZE_BASE);
+   * the projector reads them only through esk_projection_plugin_has(). */
+  /**
+   * May be NULL: scrubs a forgotten subject's personal data from the
+   * plugin's tables, called with the self create() made. The contract is
+   * esk_projection_t.forget's (esk/projection.h): idempotent, in a
+   * transaction the runtime opens and commits. Without it the plugin's rows
+   * keep the plaintext they were written with (docs/projections.md).
+   */
+  int (*forget)(void *self, PGconn *pg, const char *subject, const esk_personal_mark_t *marks,
+                size_t n_marks, esk_error_t *err);
 } esk_projection_plugin_t;
+
+/** The size of the description before its optional members (a plugin built
+ *  before them): the projector accepts struct_size from it up to
+ *  sizeof(esk_projection_plugin_t). */
+#define ESK_PROJECTION_PLUGIN_SIZE_BASE offsetof(esk_projection_plugin_t, forget)
+
+/** Whether @p d, a description of struct_size d->struct_size, has @p member. */
+#define esk_projection_plugin_has(d, member) \
+  ((d)->struct_size >= offsetof(esk_projection_plugin_t, member) + sizeof((d)->member))
 
 /** The exported function's type. */
 typedef const esk_projection_plugin_t *(*esk_projection_plugin_fn)(void);

@@ -1,0 +1,103 @@
+/* Scrubbing forgotten data subjects from a read model (scrub.h). */
+#include "scrub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "esk/hmap.h"
+#include "esk/pg.h"
+#include "esk/time.h"
+
+/* Longest a run keeps the projector's loop from polling Kafka (at least one
+ * subject is scrubbed per run); what is left is scrubbed at the next turn of
+ * the loop, not the next interval. */
+#define RUN_BUDGET_MS 1000
+
+struct esk_scrub_s {
+  const esk_forgets_t *src;
+  esk_projection_t proj;
+  int64_t interval_ms, next_ms;
+  size_t cursor;    /* the source's subjects before it are scrubbed */
+  esk_hmap_t *done; /* subjects recorded under the key; NULL until read */
+};
+
+int esk_scrub_new(esk_scrub_t **out, const esk_forgets_t *forgets, const esk_projection_t *proj,
+                  int64_t interval_ms, esk_error_t *err) {
+  esk_scrub_t *s = calloc(1, sizeof(*s));
+  if (!s) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  s->src = forgets;
+  s->proj = *proj;
+  s->interval_ms = interval_ms;
+  *out = s;
+  return ESK_OK;
+}
+
+void esk_scrub_destroy(esk_scrub_t *s) {
+  if (!s) return;
+  esk_hmap_destroy(s->done);
+  free(s);
+}
+
+/* The subjects recorded under @p key, read once. */
+static int load_done(esk_scrub_t *s, PGconn *pg, const char *key, esk_error_t *err) {
+  PGresult *r = NULL;
+  const char *params[] = {key};
+  int rc = esk_pg_exec(&r, pg, "read scrubbed subjects",
+                       "select subject from esk_projection_scrubs where projection = $1", 1,
+                       params, err);
+  if (rc) return rc;
+  char one = 1;
+  if (!(rc = esk_hmap_new(&s->done, sizeof(one), (size_t)PQntuples(r), 0, err)))
+    for (int i = 0; i < PQntuples(r) && !rc; i++)
+      rc = esk_hmap_put(s->done, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), &one, NULL,
+                        NULL, err);
+  PQclear(r);
+  if (rc) {
+    esk_hmap_destroy(s->done);
+    s->done = NULL;
+  }
+  return rc;
+}
+
+static void rollback(PGconn *pg) { PQclear(PQexec(pg, "rollback")); }
+
+/* One subject: the projection's forget() and the record, in one transaction. */
+static int scrub_one(esk_scrub_t *s, PGconn *pg, const char *key, const char *subject,
+                     esk_error_t *err) {
+  const char *params[] = {key, subject};
+  int rc = esk_pg_exec(NULL, pg, "begin", "begin", 0, NULL, err);
+  if (rc) return rc;
+  if ((rc = s->proj.forget(s->proj.self, pg, subject, s->src->marks, s->src->n_marks, err)) ||
+      (rc = esk_pg_exec(NULL, pg, "record the scrub",
+                        "insert into esk_projection_scrubs (projection, subject) values ($1, $2) "
+                        "on conflict do nothing",
+                        2, params, err)) ||
+      (rc = esk_pg_exec(NULL, pg, "commit", "commit", 0, NULL, err))) {
+    rollback(pg);
+    return rc;
+  }
+  char one = 1;
+  return esk_hmap_put(s->done, subject, strlen(subject), &one, NULL, NULL, err);
+}
+
+int esk_scrub_due(const esk_scrub_t *s, int64_t now_ms) { return now_ms >= s->next_ms; }
+
+int esk_scrub_run(esk_scrub_t *s, PGconn *pg, const char *key, int64_t now_ms,
+                  int64_t *scrubbed, esk_error_t *err) {
+  if (!esk_scrub_due(s, now_ms)) return ESK_OK;
+  int behind = s->next_ms < 0; /* the last run stopped at its budget */
+  s->next_ms = now_ms + s->interval_ms;
+  int rc = behind ? ESK_OK : s->src->refresh(s->src->self, err);
+  if (!rc && !s->done) rc = load_done(s, pg, key, err);
+  for (size_t n = s->src->count(s->src->self); !rc && s->cursor < n; s->cursor++) {
+    const char *subject = s->src->subject(s->src->self, s->cursor);
+    if (esk_hmap_get(s->done, subject, strlen(subject))) continue;
+    if (esk_time_mono_ms() - now_ms >= RUN_BUDGET_MS) {
+      s->next_ms = -1; /* due at once */
+      break;
+    }
+    if ((rc = scrub_one(s, pg, key, subject, err))) break;
+    if (scrubbed) ++*scrubbed;
+  }
+  return rc;
+}
