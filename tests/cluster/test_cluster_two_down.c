@@ -17,14 +17,22 @@ static void stack_node(const char *cmd, int node, const char *log) {
   esk_tp_stack(args, log);
 }
 
+/* The logs of the run, shown by ctest only when the test fails: CI keeps no /tmp. */
+static char producer_log[256], stack_log[256];
+static void print_logs(void) {
+  esk_tp_print_log_tail(producer_log, 40, 1);
+  esk_tp_print_log_tail(producer_log, 30, 0);
+  esk_tp_print_log_tail(stack_log, 20, 0);
+}
+
 Test(cluster_two_down, with_two_brokers_dead_the_producer_waits_and_then_resumes_exactly_once,
-     .timeout = 400) {
+     .fini = print_logs, .timeout = 400) {
   esk_test_require_kafka();
   enum { PARTS = 2, ACCOUNTS = 40, DEPOSITS = 1000 };
-  char prefix[128], log[256], stack_log[256], events[256];
+  char prefix[128], events[256], *log = producer_log;
   esk_tp_topics(prefix, sizeof(prefix), "cl_two", PARTS);
   snprintf(events, sizeof(events), "%sbank.events", prefix);
-  esk_tp_log_path(log, sizeof(log), prefix, "producer");
+  esk_tp_log_path(log, sizeof(producer_log), prefix, "producer");
   esk_tp_log_path(stack_log, sizeof(stack_log), prefix, "stack");
   pid_t p = esk_tp_start(prefix, "a", log, NULL);
 

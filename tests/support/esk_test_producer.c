@@ -322,12 +322,96 @@ int esk_tp_http_port(const char *path, int timeout_ms) {
 
 /* ------------------------------------------------- commands and checks --- */
 
+/* Delivery reports of the generator's commands, served by rd_kafka_poll() and
+ * rd_kafka_flush() on the test's thread; the opaque is the generator. */
+static void gen_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  esk_tp_gen_t *g = opaque;
+  if (!m->err) return;
+  if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+    if (g->n_unsent == g->cap_unsent) {
+      g->cap_unsent = g->cap_unsent ? 2 * g->cap_unsent : 64;
+      g->unsent = realloc(g->unsent, g->cap_unsent * sizeof(*g->unsent));
+      cr_assert_not_null(g->unsent);
+    }
+    struct esk_tp_unsent_s *u = &g->unsent[g->n_unsent++];
+    u->key = malloc(m->key_len + 1);
+    u->value = malloc(m->len + 1);
+    cr_assert(u->key && u->value);
+    memcpy(u->key, m->key, m->key_len);
+    memcpy(u->value, m->payload, m->len);
+    u->key_len = m->key_len;
+    u->value_len = m->len;
+    return;
+  }
+  if (g->undelivered++) return;
+  snprintf(g->first, sizeof(g->first), "key %.*s to %s [%d]: %s",
+           (int)(m->key_len < 64 ? m->key_len : 64), m->key ? (const char *)m->key : "",
+           rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+}
+
+/* How many partitions the client's metadata gives the commands topic, every
+ * one with a leader; 0 if it does not within @p timeout_ms. */
+static int gen_partitions(esk_tp_gen_t *g, int timeout_ms) {
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(g->rk, g->topic, NULL);
+  int n = 0;
+  for (int64_t t0 = esk_time_mono_ms(); !n && esk_time_mono_ms() - t0 < timeout_ms;) {
+    const struct rd_kafka_metadata *md = NULL;
+    if (!rd_kafka_metadata(g->rk, 0, rkt, &md, 5000) && md->topic_cnt == 1 &&
+        !md->topics[0].err) {
+      n = md->topics[0].partition_cnt;
+      for (int i = 0; i < md->topics[0].partition_cnt; i++)
+        if (md->topics[0].partitions[i].err || md->topics[0].partitions[i].leader < 0) n = 0;
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    if (!n) esk_time_sleep_ms(100);
+  }
+  rd_kafka_topic_destroy(rkt);
+  return n;
+}
+
+/* Sends again the commands that never left (gen_delivered), in their order. */
+static void gen_resend(esk_tp_gen_t *g) {
+  size_t n = g->n_unsent;
+  struct esk_tp_unsent_s *u = g->unsent;
+  g->unsent = NULL;
+  g->n_unsent = g->cap_unsent = 0;
+  int parts = gen_partitions(g, 60000);
+  cr_assert_eq(parts, g->partitions, "topic %s: %d partitions with leaders, not %d, 60 s after "
+               "%zu commands were refused as to an unknown partition", g->topic, parts,
+               g->partitions, n);
+  cr_log_warn("%zu commands were refused by this client as to an unknown partition of %s (a "
+              "broker just restarted lags behind the metadata): sent again", n, g->topic);
+  for (size_t i = 0; i < n; i++) {
+    rd_kafka_resp_err_t e;
+    while ((e = rd_kafka_producev(g->rk, RD_KAFKA_V_TOPIC(g->topic),
+                                  RD_KAFKA_V_KEY(u[i].key, u[i].key_len),
+                                  RD_KAFKA_V_VALUE(u[i].value, u[i].value_len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      rd_kafka_poll(g->rk, 10);
+    cr_assert_eq(e, 0, "%s", rd_kafka_err2str(e));
+    free(u[i].key);
+    free(u[i].value);
+  }
+  free(u);
+  g->resent += n;
+}
+
 void esk_tp_gen_init(esk_tp_gen_t *g, const char *prefix) {
   esk_error_t err = {0};
+  rd_kafka_conf_t *conf = NULL;
+  char errstr[256];
   memset(g, 0, sizeof(*g));
-  g->rk = esk_tp_client();
-  cr_assert_eq(esk_bank_avro_new(&g->avro, &err), ESK_OK);
   esk_kafka_topic_name(g->topic, sizeof(g->topic), prefix, "bank", "commands", &err);
+  cr_assert_eq(esk_kafka_conf_new(&conf, RD_KAFKA_PRODUCER, NULL, &err), ESK_OK, "%s", err.msg);
+  rd_kafka_conf_set_dr_msg_cb(conf, gen_delivered);
+  rd_kafka_conf_set_opaque(conf, g);
+  g->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  cr_assert_not_null(g->rk, "rd_kafka_new: %s", errstr);
+  g->partitions = gen_partitions(g, 10000);
+  cr_assert_gt(g->partitions, 0, "topic %s: no partitions with leaders in 10 s", g->topic);
+  cr_assert_eq(esk_bank_avro_new(&g->avro, &err), ESK_OK);
 }
 
 void esk_tp_gen_send(esk_tp_gen_t *g, esk_bank_command_type_t type, const char *cid,
@@ -371,11 +455,25 @@ void esk_tp_gen_deposit(esk_tp_gen_t *g, const char *acc_prefix, int i, int acco
   esk_tp_gen_send(g, ESK_BANK_CMD_DEPOSIT_MONEY, cid, acc, units);
 }
 
-void esk_tp_gen_flush(esk_tp_gen_t *g) { cr_assert_eq(rd_kafka_flush(g->rk, 20000), 0); }
+void esk_tp_gen_flush(esk_tp_gen_t *g) {
+  for (int round = 0;; round++) {
+    rd_kafka_resp_err_t e = rd_kafka_flush(g->rk, 20000);
+    cr_assert_eq(e, 0, "the test's commands were not all acknowledged in 20 s: %s",
+                 rd_kafka_err2str(e));
+    cr_assert_eq(g->undelivered, 0,
+                 "%d of the test's commands were not delivered to %s (the first: %s): the "
+                 "producer under test never saw them", g->undelivered, g->topic, g->first);
+    if (!g->n_unsent) return;
+    cr_assert_lt(round, 5, "%zu commands still refused as to an unknown partition of %s after "
+                 "5 rounds", g->n_unsent, g->topic);
+    gen_resend(g);
+  }
+}
 
 void esk_tp_gen_destroy(esk_tp_gen_t *g) {
   esk_tp_gen_flush(g);
   rd_kafka_destroy(g->rk);
+  free(g->unsent);
   esk_bank_avro_destroy(g->avro);
   esk_buf_free(&g->buf);
 }

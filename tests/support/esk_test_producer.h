@@ -112,6 +112,16 @@ typedef struct esk_tp_gen_s {
   esk_bank_avro_t *avro;
   esk_buf_t buf;
   char topic[256];
+  int partitions;      /**< of the commands topic */
+  int undelivered;     /**< commands whose delivery report was an error */
+  char first[320];     /**< the first of them: key, partition and error */
+  /** Commands refused before they left this client (the topic or partition
+   *  unknown to a lagging broker): resent by esk_tp_gen_flush(). */
+  struct esk_tp_unsent_s {
+    char *key, *value;
+    size_t key_len, value_len;
+  } *unsent;
+  size_t n_unsent, cap_unsent, resent;
 } esk_tp_gen_t;
 
 void esk_tp_gen_init(esk_tp_gen_t *g, const char *prefix);
@@ -130,7 +140,13 @@ void esk_tp_gen_open_accounts(esk_tp_gen_t *g, const char *acc_prefix, int n);
 void esk_tp_gen_deposit(esk_tp_gen_t *g, const char *acc_prefix, int i, int account,
                         int64_t units);
 
-/** Waits (20 s at most, else the test fails) until every command was acknowledged. */
+/** Waits (20 s at most, else the test fails) until every command was
+ *  acknowledged, and fails the test if any delivery report was an error (a
+ *  command the producer under test could never have seen). Commands that never
+ *  left this client because a broker just restarted said their topic did not
+ *  exist (librdkafka 2.0.2 then fails what it had queued with "Local: Unknown
+ *  partition") are sent again once the client sees the topic with its leaders,
+ *  as any client would: they cannot have been written. */
 void esk_tp_gen_flush(esk_tp_gen_t *g);
 
 /** Flushes, then frees the generator. */
