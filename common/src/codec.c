@@ -104,6 +104,8 @@ static void plans_free(plan_t *list) {
   }
 }
 
+const esk_codec_limits_t *esk_codec_get_limits(const esk_codec_t *c) { return &c->lim; }
+
 void esk_codec_destroy(esk_codec_t *c) {
   if (!c) return;
   plans_free(c->plans);

@@ -289,6 +289,7 @@ static int open_domain(esk_producer_t *p, esk_error_t *err) {
     return rc;
   p->codec = p->di.codec;
   p->dom_self = p->di.self;
+  p->decode_fast = esk_domain_decode_command_bytes(p->dom);
   if (!(p->cmd = calloc(1, p->dom->command_size)))
     return esk_error_set(err, ESK_ENOMEM, "producer: out of memory");
   return ESK_OK;

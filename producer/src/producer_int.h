@@ -82,6 +82,8 @@ struct esk_producer_s {
   const esk_domain_t *dom;    /* the domain (docs/architecture.md, "Write side") */
   esk_domain_inst_t di;       /* its contract and instance */
   void *dom_self;             /* di.self */
+  /* the domain's decode_command_bytes, or NULL */
+  int (*decode_fast)(void *, const void *, size_t, esk_envelope_t *, void *);
   esk_codec_t *codec;         /* di.codec */
   esk_decider_t *dc;          /* scratch of its decisions */
   void *cmd;                  /* the command being handled (command_size bytes) */

@@ -267,6 +267,166 @@ Test(producer_formats, commands_round_trip_through_avro_for_every_type) {
   esk_bank_avro_destroy(a);
 }
 
+/* The codec's reading of a command: esk_codec_decode() and the bank's mapping
+ * of the value, without the field-by-field fast path. */
+static int slow_decode(esk_bank_avro_t *a, esk_bank_command_t *out, const void *data, size_t len,
+                       esk_error_t *err) {
+  const esk_schema_t *rs = NULL;
+  avro_value_t *v = NULL;
+  int rc = esk_codec_decode(esk_bank_avro_codec(a), data, len, 0, &rs, &v, err);
+  return rc ? rc : esk_bank_avro_command_from_value(a, out, rs, v, err);
+}
+
+/* Commands of every type, with and without an expected version, empty and long
+ * strings, and longs at the ends of what the fast path reads (nine bytes). */
+static size_t fast_cases(esk_bank_command_t *c, char *longstr, size_t longlen) {
+  memset(longstr, 'x', longlen - 1);
+  longstr[longlen - 1] = '\0';
+  const int64_t big = ((int64_t)1 << 62) - 1;
+  size_t n = 0;
+  c[n++] = (esk_bank_command_t){.type = ESK_BANK_CMD_OPEN_ACCOUNT, .command_id = "c1",
+                                .account_id = "A", .actor = "me", .correlation_id = "k",
+                                .u.open = {"owner", {0, "EUR"}}};
+  c[n++] = (esk_bank_command_t){.type = ESK_BANK_CMD_OPEN_ACCOUNT, .command_id = longstr,
+                                .account_id = "acc/..%00", .has_expected_version = true,
+                                .expected_version = 0, .actor = "", .correlation_id = "",
+                                .u.open = {longstr, {big, "SEK"}}};
+  c[n++] = (esk_bank_command_t){.type = ESK_BANK_CMD_DEPOSIT_MONEY, .command_id = "c2",
+                                .account_id = "A", .has_expected_version = true,
+                                .expected_version = big, .actor = "me", .correlation_id = "k",
+                                .u.deposit = {{-big, "EUR"}, "salary"}};
+  c[n++] = (esk_bank_command_t){.type = ESK_BANK_CMD_DEPOSIT_MONEY, .command_id = "c3",
+                                .account_id = "A", .actor = "a", .correlation_id = "b",
+                                .u.deposit = {{1, "E"}, ""}};
+  c[n++] = (esk_bank_command_t){.type = ESK_BANK_CMD_WITHDRAW_MONEY, .command_id = "c4",
+                                .account_id = "A", .has_expected_version = true,
+                                .expected_version = -1, .actor = "x", .correlation_id = "y",
+                                .u.withdraw = {{-1, "SEK"}, NULL}};
+  c[n++] = (esk_bank_command_t){.type = ESK_BANK_CMD_CLOSE_ACCOUNT, .command_id = "c5",
+                                .account_id = longstr, .actor = "me", .correlation_id = "k",
+                                .u.close = {"bye"}};
+  c[n++] = (esk_bank_command_t){.type = ESK_BANK_CMD_CLOSE_ACCOUNT, .command_id = "c6",
+                                .account_id = "B", .actor = "me", .correlation_id = "k",
+                                .u.close = {""}};
+  return n;
+}
+
+Test(producer_formats, commands_read_field_by_field_equal_the_codecs_reading) {
+  esk_bank_avro_t *a = NULL;
+  esk_error_t err = {0};
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
+  esk_bank_command_t in[8];
+  char longstr[3000];
+  size_t n = fast_cases(in, longstr, sizeof(longstr));
+  for (size_t i = 0; i < n; i++) {
+    esk_bank_command_t fast, slow;
+    esk_buf_reset(&b);
+    cr_assert_eq(esk_bank_avro_encode_command(a, &b, &in[i], &err), ESK_OK, "%s", err.msg);
+    cr_assert_eq(slow_decode(a, &slow, b.data, b.len, &err), ESK_OK, "%zu: %s", i, err.msg);
+    cr_assert_eq(esk_bank_avro_decode_command_fast(a, &fast, b.data, b.len), ESK_OK,
+                 "case %zu: the fast path left a plain command to the codec", i);
+    cr_expect(esk_bank_command_equal(&fast, &slow), "case %zu read differently", i);
+    cr_expect(esk_bank_command_equal(&fast, &in[i]) || in[i].type == ESK_BANK_CMD_WITHDRAW_MONEY,
+              "case %zu is not what was written", i);
+  }
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(a);
+}
+
+/* Every single-byte change of @p msg: whatever the fast path reads, the codec
+ * reads the same; returns how many it read. */
+static size_t mutations_agree(esk_bank_avro_t *a, const uint8_t *msg, size_t len) {
+  uint8_t m[512];
+  size_t read = 0;
+  cr_assert_leq(len, sizeof(m));
+  for (size_t at = 0; at < len; at++)
+    for (int v = 0; v < 256; v++) {
+      memcpy(m, msg, len);
+      m[at] = (uint8_t)v;
+      esk_bank_command_t fast, slow;
+      esk_error_t err = {0};
+      if (esk_bank_avro_decode_command_fast(a, &fast, m, len) != ESK_OK) continue;
+      read++;
+      cr_assert_eq(slow_decode(a, &slow, m, len, &err), ESK_OK,
+                   "byte %zu set to %d: the fast path read what the codec refuses: %s", at, v,
+                   err.msg);
+      cr_assert(esk_bank_command_equal(&fast, &slow), "byte %zu set to %d: read differently", at,
+                v);
+    }
+  return read;
+}
+
+Test(producer_formats, commands_the_fast_path_is_unsure_of_go_to_the_codec) {
+  esk_bank_avro_t *a = NULL;
+  esk_error_t err = {0};
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
+  esk_bank_command_t c = {.type = ESK_BANK_CMD_DEPOSIT_MONEY, .command_id = "c-1",
+                          .account_id = "acc-1", .has_expected_version = true,
+                          .expected_version = 3, .actor = "me", .correlation_id = "k",
+                          .u.deposit = {{250, "EUR"}, "rent"}},
+                     out;
+  cr_assert_eq(esk_bank_avro_encode_command(a, &b, &c, &err), ESK_OK, "%s", err.msg);
+  /* cut short anywhere, or one byte too many: the codec refuses it and says why */
+  for (size_t k = 0; k < b.len; k++) {
+    cr_expect_eq(esk_bank_avro_decode_command_fast(a, &out, b.data, k), ESK_ENOTFOUND, "%zu", k);
+    cr_expect_eq(esk_bank_avro_decode_command(a, &out, b.data, k, &err), ESK_EPOISON, "%zu", k);
+  }
+  uint8_t more[256];
+  memcpy(more, b.data, b.len);
+  more[b.len] = 0;
+  cr_expect_eq(esk_bank_avro_decode_command_fast(a, &out, more, b.len + 1), ESK_ENOTFOUND);
+  cr_expect_eq(esk_bank_avro_decode_command(a, &out, more, b.len + 1, &err), ESK_EPOISON);
+  cr_expect(strstr(err.msg, "trailing"), "%s", err.msg);
+  /* every one-byte change: read by the fast path only where the codec agrees
+   * (the change of a string's letter, of a long's low bits) */
+  size_t read = mutations_agree(a, b.data, b.len);
+  cr_expect_gt(read, 10 * b.len, "only %zu of the %zu changes were read fast", read, 256 * b.len);
+  /* a non-ASCII string and a long of ten bytes: the codec's path, same result */
+  c.u.deposit.description = "løn ✓";
+  c.expected_version = INT64_MIN;
+  esk_buf_reset(&b);
+  cr_assert_eq(esk_bank_avro_encode_command(a, &b, &c, &err), ESK_OK, "%s", err.msg);
+  cr_expect_eq(esk_bank_avro_decode_command_fast(a, &out, b.data, b.len), ESK_ENOTFOUND);
+  cr_assert_eq(esk_bank_avro_decode_command(a, &out, b.data, b.len, &err), ESK_OK, "%s", err.msg);
+  cr_expect(esk_bank_command_equal(&out, &c));
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(a);
+}
+
+Test(producer_formats, the_bank_decider_reads_commands_fast_into_the_envelope) {
+  const esk_domain_t *d = esk_bank_domain();
+  int (*fast)(void *, const void *, size_t, esk_envelope_t *, void *) =
+      esk_domain_decode_command_bytes(d);
+  cr_assert_not_null(fast);
+  esk_bank_avro_t *a = NULL;
+  esk_error_t err = {0};
+  esk_buf_t b;
+  esk_buf_init(&b, 0);
+  cr_assert_eq(esk_bank_avro_new(&a, &err), ESK_OK, "%s", err.msg);
+  esk_bank_command_t c = {.type = ESK_BANK_CMD_WITHDRAW_MONEY, .command_id = "w-9",
+                          .account_id = "acc-9", .has_expected_version = true,
+                          .expected_version = 7, .actor = "teller", .correlation_id = "corr",
+                          .u.withdraw = {{40, "DKK"}, NULL}},
+                     out;
+  esk_envelope_t env = {0};
+  cr_assert_eq(esk_bank_avro_encode_command(a, &b, &c, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(fast(a, b.data, b.len, &env, &out), ESK_OK);
+  cr_expect_str_eq(env.command_id, "w-9");
+  cr_expect_str_eq(env.aggregate_id, "acc-9");
+  cr_expect(env.has_expected_version && env.expected_version == 7);
+  cr_expect_str_eq(env.actor, "teller");
+  cr_expect_str_eq(env.correlation_id, "corr");
+  cr_expect(esk_bank_command_equal(&out, &c));
+  uint8_t junk[] = {0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8};
+  cr_expect_eq(fast(a, junk, sizeof(junk), &env, &out), ESK_ENOTFOUND);
+  esk_buf_free(&b);
+  esk_bank_avro_destroy(a);
+}
+
 Test(producer_formats, events_round_trip_through_avro_for_every_type) {
   esk_bank_avro_t *a = NULL;
   esk_error_t err = {0};

@@ -196,6 +196,10 @@ int esk_codec_new(esk_codec_t **out, const esk_schema_set_t *set,
 /** @brief Frees the codec. NULL does nothing. */
 void esk_codec_destroy(esk_codec_t *c);
 
+/** @brief The codec's limits, defaults filled in (a decoder of its own, such
+ *         as a domain's fast path, keeps to the same ones). */
+const esk_codec_limits_t *esk_codec_get_limits(const esk_codec_t *c);
+
 /** @brief Registers the upcaster from (type, from_version) to from_version + 1. */
 int esk_codec_register_upcaster(esk_codec_t *c, const char *type, int from_version,
                                 esk_upcaster_fn fn, esk_error_t *err);

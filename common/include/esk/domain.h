@@ -227,6 +227,22 @@ typedef struct esk_domain_s {
    * @returns ESK_OK; ESK_EINVAL for a state it cannot render; ESK_ENOMEM.
    */
   int (*state_json)(esk_buf_t *out, const void *state, esk_error_t *err);
+
+  /**
+   * @brief Optional (NULL: the runtime always decodes through the codec).
+   *        A fast path for the commands the domain is sure of (for example
+   *        the newest version of a command, every string plain ASCII):
+   *        decodes a command's single-object bytes (@p data, @p len, as
+   *        Kafka holds them) straight into @p env and @p cmd, exactly as
+   *        esk_codec_decode() then decode_command() would, within the codec's
+   *        limits (esk_codec_get_limits()). The strings stay valid until the
+   *        next decode. For any other message it answers ESK_ENOTFOUND and
+   *        the runtime takes the codec's path, so the codec stays the one
+   *        that refuses and says why.
+   * @returns ESK_OK or ESK_ENOTFOUND, nothing else.
+   */
+  int (*decode_command_bytes)(void *self, const void *data, size_t len, esk_envelope_t *env,
+                              void *cmd);
 } esk_domain_t;
 
 /** The size of an ABI 1 descriptor without any optional member (the first
@@ -242,6 +258,12 @@ typedef struct esk_domain_s {
 static inline int (*esk_domain_state_json(const esk_domain_t *d))(esk_buf_t *, const void *,
                                                                    esk_error_t *) {
   return esk_domain_has(d, state_json) ? d->state_json : NULL;
+}
+
+/** @brief The domain's decode_command_bytes, or NULL when it has none or predates it. */
+static inline int (*esk_domain_decode_command_bytes(const esk_domain_t *d))(
+    void *, const void *, size_t, esk_envelope_t *, void *) {
+  return esk_domain_has(d, decode_command_bytes) ? d->decode_command_bytes : NULL;
 }
 
 /** The exported function's type (ESK_DOMAIN_SYMBOL). */

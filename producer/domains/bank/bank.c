@@ -69,6 +69,35 @@ bool esk_bank_state_equal(const esk_bank_state_t *a, const esk_bank_state_t *b) 
          strncmp(a->currency, b->currency, sizeof(a->currency)) == 0;
 }
 
+static bool str_equal(const char *a, const char *b) {
+  return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool money_equal(esk_bank_money_in_t a, esk_bank_money_in_t b) {
+  return a.minor_units == b.minor_units && str_equal(a.currency, b.currency);
+}
+
+bool esk_bank_command_equal(const esk_bank_command_t *a, const esk_bank_command_t *b) {
+  if (a->type != b->type || !str_equal(a->command_id, b->command_id) ||
+      !str_equal(a->account_id, b->account_id) ||
+      a->has_expected_version != b->has_expected_version ||
+      a->expected_version != b->expected_version || !str_equal(a->actor, b->actor) ||
+      !str_equal(a->correlation_id, b->correlation_id))
+    return false;
+  switch (a->type) {
+  case ESK_BANK_CMD_OPEN_ACCOUNT:
+    return str_equal(a->u.open.owner_id, b->u.open.owner_id) &&
+           money_equal(a->u.open.initial_deposit, b->u.open.initial_deposit);
+  case ESK_BANK_CMD_DEPOSIT_MONEY:
+  case ESK_BANK_CMD_WITHDRAW_MONEY:
+    return money_equal(a->u.deposit.amount, b->u.deposit.amount) &&
+           str_equal(a->u.deposit.description, b->u.deposit.description);
+  case ESK_BANK_CMD_CLOSE_ACCOUNT:
+    return str_equal(a->u.close.reason, b->u.close.reason);
+  }
+  return true;
+}
+
 /* Copies a string known to fit (checked by the caller), zero-filling the rest
  * so that equal events are equal byte for byte. */
 static void copy_str(char *dst, size_t size, const char *src) {

@@ -132,6 +132,10 @@ typedef struct esk_bank_command_s {
   } u;
 } esk_bank_command_t;
 
+/** @brief true if the two commands have equal fields (strings by content, NULL
+ *         equal only to NULL; the union by the command's type). */
+bool esk_bank_command_equal(const esk_bank_command_t *a, const esk_bank_command_t *b);
+
 /* --------------------------------------------------------------- events --- */
 
 /* esk_bank_event_t, esk_bank_event_type_t and esk_bank_money_t: bank_event.h,

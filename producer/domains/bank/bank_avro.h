@@ -67,6 +67,17 @@ int esk_bank_avro_decode_command(esk_bank_avro_t *a, esk_bank_command_t *cmd, co
                                  size_t len, esk_error_t *err);
 
 /**
+ * @brief The fast path of esk_bank_avro_decode_command() alone: a command of a
+ *        newest schema, every string plain ASCII (bank_decode.h), read field
+ *        by field without the codec.
+ * @returns ESK_OK (@p cmd set, its strings valid until the next decode on
+ *          @p a), or ESK_ENOTFOUND for any other message: the codec's path
+ *          then decodes it, or says what is wrong with it.
+ */
+int esk_bank_avro_decode_command_fast(esk_bank_avro_t *a, esk_bank_command_t *cmd,
+                                      const void *data, size_t len);
+
+/**
  * @brief As esk_bank_avro_decode_command(), for a value the caller decoded
  *        with the mapping's codec (@p type its reader schema).
  */

@@ -53,17 +53,26 @@ static int create(void **self, const esk_schema_set_t *set, esk_codec_t *codec,
 
 static void destroy(void *self) { esk_bank_avro_destroy(self); }
 
-static int decode_command(void *self, const esk_schema_t *type, const avro_value_t *value,
-                          esk_envelope_t *env, void *cmd, esk_error_t *err) {
-  esk_bank_command_t *c = cmd;
-  int rc = esk_bank_avro_command_from_value(self, c, type, value, err);
-  if (rc) return rc;
+static void envelope_of(esk_envelope_t *env, const esk_bank_command_t *c) {
   env->command_id = c->command_id;
   env->aggregate_id = c->account_id;
   env->has_expected_version = c->has_expected_version;
   env->expected_version = c->expected_version;
   env->actor = c->actor;
   env->correlation_id = c->correlation_id;
+}
+
+static int decode_command(void *self, const esk_schema_t *type, const avro_value_t *value,
+                          esk_envelope_t *env, void *cmd, esk_error_t *err) {
+  int rc = esk_bank_avro_command_from_value(self, cmd, type, value, err);
+  if (rc == ESK_OK) envelope_of(env, cmd);
+  return rc;
+}
+
+static int decode_command_bytes(void *self, const void *data, size_t len, esk_envelope_t *env,
+                                void *cmd) {
+  if (esk_bank_avro_decode_command_fast(self, cmd, data, len)) return ESK_ENOTFOUND;
+  envelope_of(env, cmd);
   return ESK_OK;
 }
 
@@ -171,6 +180,7 @@ static const esk_domain_t bank = {
     .encode_event = encode_event,
     .decode_event = decode_event,
     .state_json = state_json,
+    .decode_command_bytes = decode_command_bytes,
 };
 
 const esk_domain_t *esk_bank_domain(void) { return &bank; }
