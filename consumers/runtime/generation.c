@@ -235,6 +235,26 @@ void esk_generation_store_key(char *out, size_t size, const char *projection, in
   else snprintf(out, size, "%s.g%d", projection, gen);
 }
 
+int esk_generation_retired(PGconn *pg, const char *base, const char *projection, int live,
+                           esk_generation_t *out, size_t max, size_t *n, esk_error_t *err) {
+  char sql[768], num[16];
+  *n = 0;
+  snprintf(num, sizeof(num), "%d", live);
+  snprintf(sql, sizeof(sql),
+           "select generation, schema_name, group_id, state, from_ms from \"%s\"." REGISTRY
+           " where projection = $1 and state = 'retired' and exists (select 1 from \"%s\"."
+           REGISTRY " l where l.projection = $1 and l.generation = $2::int and"
+           " l.state = 'live') order by generation",
+           base, base);
+  const char *params[2] = {projection, num};
+  PGresult *res = NULL;
+  int rc = esk_pg_exec(&res, pg, "retired generations", sql, 2, params, err);
+  if (rc) return rc;
+  for (int i = 0; i < PQntuples(res) && *n < max; i++) row(&out[(*n)++], res, i);
+  PQclear(res);
+  return ESK_OK;
+}
+
 /* In the open transaction: locks the live generation's positions (its batches
  * wait until the switch commits) and checks that the new generation has
  * reached every one of them, so the views never go back in the stream. */
@@ -373,7 +393,8 @@ int esk_generation_listen(PGconn *pg, esk_error_t *err) {
   return esk_pg_exec(NULL, pg, "listen for switches", "listen " CHANNEL, 0, NULL, err);
 }
 
-int esk_generation_wait_switch(PGconn *pg, int timeout_ms, esk_error_t *err) {
+int esk_generation_wait_switch(PGconn *pg, const char *projection, int timeout_ms,
+                               esk_error_t *err) {
   struct pollfd fd = {.fd = PQsocket(pg), .events = POLLIN};
   if (fd.fd < 0 || PQstatus(pg) != CONNECTION_OK)
     return esk_error_set(err, ESK_ERETRY, "the registry session is closed");
@@ -383,7 +404,8 @@ int esk_generation_wait_switch(PGconn *pg, int timeout_ms, esk_error_t *err) {
   if (n > 0 && !PQconsumeInput(pg))
     return esk_error_set(err, ESK_ERETRY, "registry session: %s", PQerrorMessage(pg));
   int notified = 0;
-  for (PGnotify *nt; (nt = PQnotifies(pg)) != NULL; PQfreemem(nt)) notified = 1;
+  for (PGnotify *nt; (nt = PQnotifies(pg)) != NULL; PQfreemem(nt))
+    if (!projection || !strcmp(nt->extra, projection)) notified = 1;
   return notified;
 }
 

@@ -54,6 +54,15 @@ int esk_generation_schema(char *out, size_t size, const char *base, const char *
 void esk_generation_store_key(char *out, size_t size, const char *projection, int gen);
 
 /**
+ * @brief The retired generations of @p projection (at most @p max, in *n),
+ *        when generation @p live is the live one; none otherwise (a rebuild's
+ *        projector, or one that has not moved yet). The registry must exist
+ *        (a projector serving generation 1 or more has made it).
+ */
+int esk_generation_retired(PGconn *pg, const char *base, const char *projection, int live,
+                           esk_generation_t *out, size_t max, size_t *n, esk_error_t *err);
+
+/**
  * @brief The live generation of @p projection in @p base, created (generation 1,
  *        live) with the registry if there is none.
  * @param base_group the projection's consumer group; generation N > 1 uses
@@ -115,13 +124,16 @@ int esk_generation_listen(PGconn *pg, esk_error_t *err);
  * @brief Waits up to @p timeout_ms for a switch of generations announced by
  *        esk_generation_publish() (a NOTIFY delivered on commit) on a session
  *        that called esk_generation_listen(). A notice is a hint to look
- *        again (any projection's switch wakes every listener), not the
+ *        again (it names the projection, not the base schema), not the
  *        answer: read the registry with esk_generation_live() after it, and
  *        after a timeout too.
+ * @param projection only a switch of this projection counts (NULL: any);
+ *        others are consumed and ignored.
  * @returns 1 when a switch was announced, 0 on timeout, or ESK_ERETRY when
  *          the session broke (reconnect, listen and call again).
  */
-int esk_generation_wait_switch(PGconn *pg, int timeout_ms, esk_error_t *err);
+int esk_generation_wait_switch(PGconn *pg, const char *projection, int timeout_ms,
+                               esk_error_t *err);
 
 /**
  * @brief Drops a generation that is not live: its schema (tables, positions,

@@ -124,6 +124,7 @@ struct esk_projector_s {
   int64_t pg_check_ms, ready_max_lag, last_pg_ms;
   int64_t scrub_ms;
   esk_scrub_t *scrub; /* NULL: no personal data decrypted, or none declared */
+  esk_scrub_retired_t *scrub_retired; /* the retired generations': with scrub, when gen >= 1 */
   /* Readiness, published by the main loop, read by esk_projector_ready(). */
   atomic_int r_assigned;  /* -1 before the first assignment, else partitions */
   atomic_int r_pg_ok;     /* PostgreSQL answered at the last attempt */
@@ -949,15 +950,36 @@ static void log_progress(esk_projector_t *p, int64_t *last_ms, int64_t *last_app
   *last_applied = p->stats.applied;
 }
 
+/* After the live generation's scrub: the retired generations' tables
+ * (scrub.h), in their schemas, then the projector's own search_path again.
+ * Their failures are logged and tried at the next interval: an old
+ * generation must not stop the live projection. Not getting the search_path
+ * back on a working connection stops the projector: no batch may run in
+ * another generation's schema (a broken connection is set up again by the
+ * next pg_ensure). */
+static int scrub_retired(esk_projector_t *p, int64_t t0, int64_t *n, esk_error_t *err) {
+  esk_error_t why = {0};
+  int failed = 0;
+  int rc = esk_scrub_retired_run(p->scrub_retired, p->pg, p->gen, t0, n, &failed, &why);
+  if (rc || failed)
+    ESK_WARN("projector", "msg=\"scrubbing a retired generation failed, retrying at the next "
+                          "interval\" projection=%s generation=%d reason=%s", p->name, failed,
+             LQ(why.msg));
+  int back = pg_session_setup(p, err);
+  return back && PQstatus(p->pg) != CONNECTION_OK ? ESK_ERETRY : back;
+}
+
 /* Between batches, when due: the subjects forgotten since are scrubbed from
- * the read model (scrub.h). PostgreSQL or Kafka faults wait for the next
- * interval; a forget() that fails otherwise stops the projector. */
+ * the read model (scrub.h), and from its retired generations. PostgreSQL or
+ * Kafka faults wait for the next interval; a forget() that fails otherwise
+ * stops the projector. */
 static int scrub_turn(esk_projector_t *p, esk_error_t *err) {
   int64_t t0 = esk_time_mono_ms(), n = 0;
   if (!esk_scrub_due(p->scrub, t0)) return ESK_OK;
   esk_error_t why = {0};
   int rc = pg_ensure(p, &why);
   if (!rc) rc = esk_scrub_run(p->scrub, p->pg, p->store_key, t0, &n, &why);
+  if (!rc && p->scrub_retired) rc = scrub_retired(p, t0, &n, &why);
   p->stats.scrubbed += n;
   esk_metrics_add(p->m.scrubbed, (uint64_t)n);
   if (n)
@@ -1195,7 +1217,11 @@ static int open_scrub(esk_projector_t *p, esk_error_t *err) {
              p->name);
     return ESK_OK;
   }
-  return esk_scrub_new(&p->scrub, p->dec.forgets, &p->proj, p->scrub_ms, err);
+  int rc = esk_scrub_new(&p->scrub, p->dec.forgets, &p->proj, p->scrub_ms, err);
+  if (!rc && p->gen >= 1)
+    rc = esk_scrub_retired_new(&p->scrub_retired, p->dec.forgets, &p->proj, p->schema, p->name,
+                               p->scrub_ms, err);
+  return rc;
 }
 
 int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
@@ -1237,6 +1263,7 @@ void esk_projector_destroy(esk_projector_t *p) {
   esk_watchdog_doing(was);
   if (p->pg) PQfinish(p->pg);
   esk_scrub_destroy(p->scrub);
+  esk_scrub_retired_destroy(p->scrub_retired);
   free(p->batch);
   free(p->batch_gen);
   free(p->parts);

@@ -1,12 +1,14 @@
 /* Scrubbing forgotten data subjects from a read model (scrub.h). */
 #include "scrub.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "esk/hmap.h"
 #include "esk/pg.h"
 #include "esk/time.h"
+#include "generation.h"
 
 /* Longest a run keeps the projector's loop from polling Kafka (at least one
  * subject is scrubbed per run); what is left is scrubbed at the next turn of
@@ -98,6 +100,93 @@ int esk_scrub_run(esk_scrub_t *s, PGconn *pg, const char *key, int64_t now_ms,
     }
     if ((rc = scrub_one(s, pg, key, subject, err))) break;
     if (scrubbed) ++*scrubbed;
+  }
+  return rc;
+}
+
+/* ------------------------------------------------- retired generations --- */
+
+#define MAX_RETIRED 32 /* generations looked at per run; more wait for a drop */
+
+typedef struct retired_s {
+  int gen;
+  char schema[64];
+  esk_scrub_t *s;
+} retired_t;
+
+struct esk_scrub_retired_s {
+  const esk_forgets_t *src;
+  esk_projection_t proj;
+  char base[64], projection[128];
+  int64_t interval_ms;
+  retired_t slot[MAX_RETIRED];
+  size_t n;
+};
+
+int esk_scrub_retired_new(esk_scrub_retired_t **out, const esk_forgets_t *forgets,
+                          const esk_projection_t *proj, const char *base,
+                          const char *projection, int64_t interval_ms, esk_error_t *err) {
+  esk_scrub_retired_t *r = calloc(1, sizeof(*r));
+  if (!r) return esk_error_set(err, ESK_ENOMEM, "out of memory");
+  r->src = forgets;
+  r->proj = *proj;
+  snprintf(r->base, sizeof(r->base), "%s", base);
+  snprintf(r->projection, sizeof(r->projection), "%s", projection);
+  r->interval_ms = interval_ms;
+  *out = r;
+  return ESK_OK;
+}
+
+void esk_scrub_retired_destroy(esk_scrub_retired_t *r) {
+  if (!r) return;
+  for (size_t i = 0; i < r->n; i++) esk_scrub_destroy(r->slot[i].s);
+  free(r);
+}
+
+/* The slots again, one per generation of @p g (kept where they were, new
+ * ones made, those of dropped generations freed). */
+static int resync(esk_scrub_retired_t *r, const esk_generation_t *g, size_t n, esk_error_t *err) {
+  retired_t next[MAX_RETIRED] = {0};
+  int rc = ESK_OK;
+  for (size_t i = 0; i < n && !rc; i++) {
+    next[i].gen = g[i].gen;
+    snprintf(next[i].schema, sizeof(next[i].schema), "%s", g[i].schema);
+    for (size_t j = 0; j < r->n && !next[i].s; j++)
+      if (r->slot[j].s && r->slot[j].gen == g[i].gen) {
+        next[i].s = r->slot[j].s;
+        r->slot[j].s = NULL;
+      }
+    if (!next[i].s) rc = esk_scrub_new(&next[i].s, r->src, &r->proj, r->interval_ms, err);
+  }
+  for (size_t j = 0; j < r->n; j++) esk_scrub_destroy(r->slot[j].s);
+  memcpy(r->slot, next, sizeof(next));
+  r->n = n;
+  return rc;
+}
+
+/* One retired generation's scrubber, in its schema. */
+static int run_one(esk_scrub_retired_t *r, retired_t *t, PGconn *pg, int64_t now_ms,
+                   int64_t *scrubbed, esk_error_t *err) {
+  char sql[192], key[160];
+  snprintf(sql, sizeof(sql), "set search_path to \"%s\", \"%s\"", t->schema, r->base);
+  esk_generation_store_key(key, sizeof(key), r->projection, t->gen);
+  int rc = esk_pg_exec(NULL, pg, "set search_path", sql, 0, NULL, err);
+  return rc ? rc : esk_scrub_run(t->s, pg, key, now_ms, scrubbed, err);
+}
+
+int esk_scrub_retired_run(esk_scrub_retired_t *r, PGconn *pg, int live, int64_t now_ms,
+                          int64_t *scrubbed, int *failed, esk_error_t *err) {
+  esk_generation_t g[MAX_RETIRED];
+  size_t n = 0;
+  *failed = 0;
+  int rc = esk_generation_retired(pg, r->base, r->projection, live, g, MAX_RETIRED, &n, err);
+  if (!rc) rc = resync(r, g, n, err);
+  for (size_t i = 0; i < r->n && !rc; i++) {
+    esk_error_t one = {0};
+    if (run_one(r, &r->slot[i], pg, now_ms, scrubbed, &one) && !*failed) {
+      *failed = r->slot[i].gen;
+      *err = one;
+    }
   }
   return rc;
 }

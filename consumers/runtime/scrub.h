@@ -51,4 +51,34 @@ int esk_scrub_run(esk_scrub_t *s, PGconn *pg, const char *key, int64_t now_ms,
 /** @brief Frees it. NULL does nothing. */
 void esk_scrub_destroy(esk_scrub_t *s);
 
+/**
+ * The retired generations of a projection (generation.h), scrubbed by the
+ * projector that serves the live one: their tables stay until
+ * `drop-generation` (a way back), so a forgotten subject's plaintext must go
+ * from them too. One scrubber per retired generation, under that generation's
+ * key, in that generation's schema.
+ */
+typedef struct esk_scrub_retired_s esk_scrub_retired_t;
+
+/** @brief For @p proj (borrowed) of @p projection in base schema @p base, fed by @p forgets. */
+int esk_scrub_retired_new(esk_scrub_retired_t **out, const esk_forgets_t *forgets,
+                          const esk_projection_t *proj, const char *base,
+                          const char *projection, int64_t interval_ms, esk_error_t *err);
+
+/**
+ * @brief When generation @p live is the live one: looks up the retired
+ *        generations and runs each one's scrubber (esk_scrub_run) with the
+ *        search_path set to its schema and @p base. The caller sets its own
+ *        search_path again afterwards.
+ * @param failed set to the first generation whose scrub failed (0: none); its
+ *        error in @p err. The others still run: one old generation whose
+ *        tables a later migration changed must not keep the rest unscrubbed.
+ * @returns ESK_OK, or the registry lookup's error.
+ */
+int esk_scrub_retired_run(esk_scrub_retired_t *r, PGconn *pg, int live, int64_t now_ms,
+                          int64_t *scrubbed, int *failed, esk_error_t *err);
+
+/** @brief Frees it. NULL does nothing. */
+void esk_scrub_retired_destroy(esk_scrub_retired_t *r);
+
 #endif

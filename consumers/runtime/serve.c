@@ -148,7 +148,7 @@ static void wait_for_notice(PGconn **pg, watch_t *w) {
       esk_time_sleep_ms(100);
       continue;
     }
-    int n = esk_generation_wait_switch(*pg, 100, &err);
+    int n = esk_generation_wait_switch(*pg, w->n->projection, 100, &err);
     if (n == 1) break;
     if (n < 0) {
       PQfinish(*pg);

@@ -606,6 +606,21 @@ Test(shred_e2e, read_models_holding_a_forgotten_subjects_plaintext_are_scrubbed,
   free(after);
   free(before);
 
+  /* forget scu-2 after the rebuild: the retired generation, kept until
+   * drop-generation, holds its plaintext too, and is scrubbed with the live one */
+  cr_expect_eq(rows_holding(pg, schema, "scu-2@secret.example"), 3 * ORDERS_EACH,
+               "event_log, the live and the retired order_summaries");
+  forget(prefix, "scu-2");
+  cr_expect(wait_scrubbed(pg, schema, "scu-2@secret.example", 60) &&
+                wait_scrubbed(pg, schema, "scu-2 Lane", 10),
+            "scu-2's plaintext still in %ld rows after the rebuild (logs %s.*)",
+            rows_holding(pg, schema, "scu-2@secret.example"), plog);
+  sql_value(pg, "select string_agg(projection, ',' order by projection) from"
+                " esk_projection_scrubs where subject = $1", "scu-2", v, sizeof(v));
+  cr_expect_str_eq(v, "event_log,order_summaries,order_summaries.g2",
+                   "event_log and both generations record the scrub");
+  cr_expect_eq(rows_holding(pg, schema, "scu-3@secret.example"), 3 * ORDERS_EACH);
+
   stop_models(&m);
   cr_expect_eq(esk_tp_stop(p, SIGTERM, 30000), 0, "esk-producer did not exit 0 (log %s)", log);
   PQfinish(pg);

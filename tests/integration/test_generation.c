@@ -1,7 +1,8 @@
 /* consumers/runtime/generation: the switch of generations is announced to
  * listening sessions (LISTEN/NOTIFY), so live projectors move at once; a
  * refresh of the live generation announces nothing; a switch waits for the
- * indexes a fill deferred (bulk.h). Against the real
+ * indexes a fill deferred (bulk.h); only the live generation is told the
+ * retired ones (its projector scrubs them too). Against the real
  * PostgreSQL. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -42,27 +43,35 @@ Test(generation, a_switch_wakes_listeners_and_a_refresh_does_not, .init = setup,
   esk_error_t err = {0};
   PGconn *pg = open_base(), *listener = esk_test_pg_connect();
   esk_generation_t g1, g2, live;
-  cr_assert_eq(esk_generation_live(&g1, pg, base, "proj", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_live(&g1, pg, base, "listened", "grp", &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(g1.gen, 1);
   cr_assert_eq(esk_generation_listen(listener, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0, "woken with no switch");
+  cr_assert_eq(esk_generation_wait_switch(listener, "listened", 200, &err), 0,
+               "woken with no switch");
+  /* another projection's switch (the payload names it) does not count */
+  cr_assert_eq(esk_pg_exec(NULL, pg, "notify", "select pg_notify('esk_generation_switch', 'other')",
+                           0, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_wait_switch(listener, "listened", 500, &err), 0,
+               "woken by another projection's switch");
 
   /* publishing the live generation again only refreshes its views */
-  cr_assert_eq(esk_generation_publish(pg, base, "proj", 1, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_generation_wait_switch(listener, 300, &err), 0, "a refresh was announced");
+  cr_assert_eq(esk_generation_publish(pg, base, "listened", 1, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_wait_switch(listener, "listened", 300, &err), 0,
+               "a refresh was announced");
 
-  cr_assert_eq(esk_generation_rebuilding(&g2, pg, base, "proj", "grp", -1, &err), ESK_OK, "%s",
+  cr_assert_eq(esk_generation_rebuilding(&g2, pg, base, "listened", "grp", -1, &err), ESK_OK, "%s",
                err.msg);
   cr_assert_eq(g2.gen, 2);
-  cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0,
+  cr_assert_eq(esk_generation_wait_switch(listener, "listened", 200, &err), 0,
                "a rebuild that has not switched was announced");
-  cr_assert_eq(esk_generation_publish(pg, base, "proj", 2, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_generation_wait_switch(listener, 10000, &err), 1,
+  cr_assert_eq(esk_generation_publish(pg, base, "listened", 2, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_wait_switch(listener, "listened", 10000, &err), 1,
                "the switch was not announced");
-  cr_assert_eq(esk_generation_live(&live, listener, base, "proj", "grp", &err), ESK_OK, "%s",
+  cr_assert_eq(esk_generation_live(&live, listener, base, "listened", "grp", &err), ESK_OK, "%s",
                err.msg);
   cr_assert_eq(live.gen, 2);
-  cr_assert_eq(esk_generation_wait_switch(listener, 200, &err), 0, "one switch, two notices");
+  cr_assert_eq(esk_generation_wait_switch(listener, "listened", 200, &err), 0,
+               "one switch, two notices");
   PQfinish(listener);
   PQfinish(pg);
 }
@@ -76,7 +85,8 @@ Test(generation, a_broken_listening_session_is_reported_for_a_reconnect, .init =
   snprintf(sql, sizeof(sql), "select pg_terminate_backend(%d)", PQbackendPID(listener));
   cr_assert_eq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
   int rc = 0;
-  for (int i = 0; i < 50 && rc == 0; i++) rc = esk_generation_wait_switch(listener, 100, &err);
+  for (int i = 0; i < 50 && rc == 0; i++)
+    rc = esk_generation_wait_switch(listener, NULL, 100, &err);
   cr_assert_eq(rc, ESK_ERETRY, "got %d", rc);
   cr_assert(err.msg[0], "no reason given");
   PQfinish(listener);
@@ -212,5 +222,40 @@ Test(generation, a_switch_waits_for_the_indexes_a_fill_deferred, .init = setup, 
   cr_assert_neq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK,
                 "the primary key built again does not hold");
   cr_assert_eq(esk_generation_publish(pg, base, "proj", 2, &err), ESK_OK, "%s", err.msg);
+  PQfinish(pg);
+}
+
+Test(generation, only_the_live_generation_is_told_the_retired_ones, .init = setup,
+     .fini = teardown, .timeout = 60) {
+  esk_error_t err = {0};
+  PGconn *pg = open_base();
+  esk_generation_t g1, g2, ret[4];
+  size_t n = 9;
+  cr_assert_eq(esk_generation_live(&g1, pg, base, "proj", "grp", &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_retired(pg, base, "proj", 1, ret, 4, &n, &err), ESK_OK, "%s",
+               err.msg);
+  cr_expect_eq(n, 0, "none retired yet");
+  cr_assert_eq(esk_generation_rebuilding(&g2, pg, base, "proj", "grp", -1, &err), ESK_OK, "%s",
+               err.msg);
+  /* the registry after a switch, written here: a switch's NOTIFY would wake
+   * the listener of the test beside this one */
+  char sql[512];
+  snprintf(sql, sizeof(sql),
+           "update \"%s\".esk_projection_generations set state = case generation when 1 then"
+           " 'retired' else 'live' end where projection = 'proj'", base);
+  cr_assert_eq(esk_pg_exec(NULL, pg, sql, sql, 0, NULL, &err), ESK_OK, "%s", err.msg);
+  cr_assert_eq(esk_generation_retired(pg, base, "proj", 2, ret, 4, &n, &err), ESK_OK, "%s",
+               err.msg);
+  cr_assert_eq(n, 1, "the live generation is told one retired generation, not %zu", n);
+  cr_expect_eq(ret[0].gen, 1);
+  cr_expect_str_eq(ret[0].schema, g1.schema);
+  cr_expect_str_eq(ret[0].state, "retired");
+  /* the retired generation's own projector, not yet moved, scrubs no other */
+  cr_assert_eq(esk_generation_retired(pg, base, "proj", 1, ret, 4, &n, &err), ESK_OK, "%s",
+               err.msg);
+  cr_expect_eq(n, 0);
+  cr_assert_eq(esk_generation_retired(pg, base, "other", 2, ret, 4, &n, &err), ESK_OK, "%s",
+               err.msg);
+  cr_expect_eq(n, 0, "another projection's");
   PQfinish(pg);
 }
