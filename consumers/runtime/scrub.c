@@ -84,12 +84,15 @@ static int scrub_one(esk_scrub_t *s, PGconn *pg, const char *key, const char *su
 
 int esk_scrub_due(const esk_scrub_t *s, int64_t now_ms) { return now_ms >= s->next_ms; }
 
-int esk_scrub_run(esk_scrub_t *s, PGconn *pg, const char *key, int64_t now_ms,
-                  int64_t *scrubbed, esk_error_t *err) {
+/* esk_scrub_run(), reading the subject-keys topic again first only when
+ * @p refresh (a retired generation's scrubber runs right after the live
+ * one's, which has just read it). */
+static int scrub_run(esk_scrub_t *s, PGconn *pg, const char *key, int64_t now_ms, int refresh,
+                     int64_t *scrubbed, esk_error_t *err) {
   if (!esk_scrub_due(s, now_ms)) return ESK_OK;
   int behind = s->next_ms < 0; /* the last run stopped at its budget */
   s->next_ms = now_ms + s->interval_ms;
-  int rc = behind ? ESK_OK : s->src->refresh(s->src->self, err);
+  int rc = behind || !refresh ? ESK_OK : s->src->refresh(s->src->self, err);
   if (!rc && !s->done) rc = load_done(s, pg, key, err);
   for (size_t n = s->src->count(s->src->self); !rc && s->cursor < n; s->cursor++) {
     const char *subject = s->src->subject(s->src->self, s->cursor);
@@ -102,6 +105,11 @@ int esk_scrub_run(esk_scrub_t *s, PGconn *pg, const char *key, int64_t now_ms,
     if (scrubbed) ++*scrubbed;
   }
   return rc;
+}
+
+int esk_scrub_run(esk_scrub_t *s, PGconn *pg, const char *key, int64_t now_ms,
+                  int64_t *scrubbed, esk_error_t *err) {
+  return scrub_run(s, pg, key, now_ms, 1, scrubbed, err);
 }
 
 /* ------------------------------------------------- retired generations --- */
@@ -171,7 +179,7 @@ static int run_one(esk_scrub_retired_t *r, retired_t *t, PGconn *pg, int64_t now
   snprintf(sql, sizeof(sql), "set search_path to \"%s\", \"%s\"", t->schema, r->base);
   esk_generation_store_key(key, sizeof(key), r->projection, t->gen);
   int rc = esk_pg_exec(NULL, pg, "set search_path", sql, 0, NULL, err);
-  return rc ? rc : esk_scrub_run(t->s, pg, key, now_ms, scrubbed, err);
+  return rc ? rc : scrub_run(t->s, pg, key, now_ms, 0, scrubbed, err);
 }
 
 int esk_scrub_retired_run(esk_scrub_retired_t *r, PGconn *pg, int live, int64_t now_ms,

@@ -67,9 +67,11 @@ int esk_scrub_retired_new(esk_scrub_retired_t **out, const esk_forgets_t *forget
 
 /**
  * @brief When generation @p live is the live one: looks up the retired
- *        generations and runs each one's scrubber (esk_scrub_run) with the
- *        search_path set to its schema and @p base. The caller sets its own
- *        search_path again afterwards.
+ *        generations and runs each one's scrubber (as esk_scrub_run, but
+ *        without reading the subject-keys topic again: call it right after
+ *        the live generation's esk_scrub_run) with the search_path set to its
+ *        schema and @p base. The caller sets its own search_path again
+ *        afterwards.
  * @param failed set to the first generation whose scrub failed (0: none); its
  *        error in @p err. The others still run: one old generation whose
  *        tables a later migration changed must not keep the rest unscrubbed.

@@ -280,7 +280,7 @@ static void handle_one(esk_producer_t *p, const rd_kafka_message_t *m, int32_t p
   int rc = p->decode_fast ? p->decode_fast(p->dom_self, m->payload, m->len, &env, p->cmd)
                           : ESK_ENOTFOUND;
   if (rc != ESK_OK) {
-    memset(&env, 0, sizeof(env));
+    memset(&env, 0, sizeof(env)); /* a domain's fast path may have begun filling it */
     rc = esk_codec_decode(p->codec, m->payload, m->len, 0, &rs, &val, &e);
     if (rc == ESK_OK) rc = p->dom->decode_command(p->dom_self, rs, val, &env, p->cmd, &e);
   }

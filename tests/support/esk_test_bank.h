@@ -59,6 +59,10 @@ int esk_test_bank_publish(esk_test_bank_t *b, rd_kafka_t *producer, const char *
  */
 int esk_test_bank_flush(rd_kafka_t *producer, int timeout_ms, esk_error_t *err);
 
+/** Names a message whose delivery failed, for a test's message: its key (64
+ *  bytes at most), topic, partition and error. */
+void esk_test_describe_undelivered(char *out, size_t size, const rd_kafka_message_t *m);
+
 /** @brief Publishes raw bytes with key @p key (poison injection). */
 int esk_test_bank_publish_raw(rd_kafka_t *producer, const char *topic, const char *key,
                               const void *value, size_t len, esk_error_t *err);

@@ -18,14 +18,18 @@ static struct {
   char first[320];
 } undelivered;
 
+void esk_test_describe_undelivered(char *out, size_t size, const rd_kafka_message_t *m) {
+  snprintf(out, size, "key %.*s to %s [%d]: %s", (int)(m->key_len < 64 ? m->key_len : 64),
+           m->key ? (const char *)m->key : "", rd_kafka_topic_name(m->rkt), (int)m->partition,
+           rd_kafka_err2str(m->err));
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
   (void)opaque;
   if (!m->err) return;
   if (!undelivered.failed++)
-    snprintf(undelivered.first, sizeof(undelivered.first), "key %.*s to %s [%d]: %s",
-             (int)(m->key_len < 64 ? m->key_len : 64), m->key ? (const char *)m->key : "",
-             rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+    esk_test_describe_undelivered(undelivered.first, sizeof(undelivered.first), m);
 }
 
 int esk_test_bank_flush(rd_kafka_t *producer, int timeout_ms, esk_error_t *err) {

@@ -344,10 +344,7 @@ static void gen_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
     u->value_len = m->len;
     return;
   }
-  if (g->undelivered++) return;
-  snprintf(g->first, sizeof(g->first), "key %.*s to %s [%d]: %s",
-           (int)(m->key_len < 64 ? m->key_len : 64), m->key ? (const char *)m->key : "",
-           rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+  if (!g->undelivered++) esk_test_describe_undelivered(g->first, sizeof(g->first), m);
 }
 
 /* How many partitions the client's metadata gives the commands topic, every
