@@ -420,6 +420,10 @@ int esk_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
   }
 }
 
+const char *const esk_kafka_snapshots_config[] = {
+    "cleanup.policy",        "compact", "segment.bytes", "16777216", "segment.ms", "3600000",
+    "max.compaction.lag.ms", "3600000", NULL};
+
 int esk_kafka_topic_name(char *buf, size_t size, const char *prefix, const char *domain,
                          const char *kind, esk_error_t *err) {
   if (!domain || !*domain || !kind || !*kind)

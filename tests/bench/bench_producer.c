@@ -56,12 +56,11 @@ static void create_topics(const char *prefix, int partitions) {
   esk_error_t err = {0};
   esk_topics_t t;
   rd_kafka_t *rk = plain_producer();
-  static const char *const compact[] = {"cleanup.policy", "compact", NULL};
   if (esk_topics_init(&t, prefix, "bank", &err)) die("topics", err.msg);
   const char *names[4] = {t.commands, t.events, t.results, t.snapshots};
   for (int i = 0; i < 4; i++)
-    if (esk_kafka_create_topic(rk, names[i], partitions, -1, i == 3 ? compact : NULL, 15000, NULL,
-                               &err))
+    if (esk_kafka_create_topic(rk, names[i], partitions, -1,
+                               i == 3 ? esk_kafka_snapshots_config : NULL, 15000, NULL, &err))
       die("create topic", err.msg);
   for (int i = 0; i < 4; i++) { /* until the metadata shows them */
     int n = 0;

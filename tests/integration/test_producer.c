@@ -897,6 +897,14 @@ Test(producer, topics_create_keeps_events_forever_commands_a_day_and_compacts_sn
   snprintf(topic, sizeof(topic), "%sbank.snapshots", prefix);
   topic_config(topic, "cleanup.policy", v, sizeof(v));
   cr_expect_str_eq(v, "compact");
+  /* small segments and a compaction lag: what a restore reads stays near one
+   * snapshot per aggregate (docs/producer.md, "Restore") */
+  topic_config(topic, "segment.bytes", v, sizeof(v));
+  cr_expect_str_eq(v, "16777216");
+  topic_config(topic, "segment.ms", v, sizeof(v));
+  cr_expect_str_eq(v, "3600000");
+  topic_config(topic, "max.compaction.lag.ms", v, sizeof(v));
+  cr_expect_str_eq(v, "3600000");
   snprintf(topic, sizeof(topic), "%sbank.commands", prefix);
   topic_config(topic, "cleanup.policy", v, sizeof(v));
   cr_expect_str_eq(v, "delete");

@@ -22,7 +22,10 @@ static void usage(FILE *f) {
           "<P><D>.snapshots and <P><D>.subject-keys, all with N partitions (commands and\n"
           "events co-partitioned; the others follow the same numbering):\n"
           "  events     retention.ms=-1, retention.bytes=-1 (kept forever)\n"
-          "  snapshots  cleanup.policy=compact (the latest snapshot per aggregate)\n"
+          "  snapshots  cleanup.policy=compact (the latest snapshot per aggregate),\n"
+          "             segment.bytes=16777216, segment.ms and max.compaction.lag.ms of\n"
+          "             3600000: the cleaner compacts all but the newest 16 MiB or hour,\n"
+          "             so a restore reads about the aggregates, not their history\n"
           "  subject-keys  cleanup.policy=compact with max.compaction.lag.ms, segment.ms\n"
           "             and delete.retention.ms of MS (default 3600000, one hour) and\n"
           "             min.cleanable.dirty.ratio=0.01: a destroyed personal data key\n"
@@ -161,7 +164,6 @@ int eskctl_topics_main(int argc, char **argv) {
   topics_opts_t o = {0};
   if ((st = topics_parse(&o, argc, argv)) >= 0) return st;
   static const char *const forever[] = {"retention.ms", "-1", "retention.bytes", "-1", NULL};
-  static const char *const compact[] = {"cleanup.policy", "compact", NULL};
   char lag[24], cmd_ms[24], cmd_seg[24];
   snprintf(lag, sizeof(lag), "%ld", o.lag_ms);
   snprintf(cmd_ms, sizeof(cmd_ms), "%ld", o.commands_ms);
@@ -171,7 +173,8 @@ int eskctl_topics_main(int argc, char **argv) {
                               "0.01",                  "max.compaction.lag.ms", lag,
                               "segment.ms",            lag,      "delete.retention.ms",
                               lag,                     NULL};
-  const char *const *configs[] = {commands, forever, NULL, compact, keys}; /* by topic_kinds */
+  /* by topic_kinds */
+  const char *const *configs[] = {commands, forever, NULL, esk_kafka_snapshots_config, keys};
   esk_error_t err = {0};
   rd_kafka_conf_t *conf = NULL;
   rd_kafka_t *rk = NULL;

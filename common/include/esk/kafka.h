@@ -118,6 +118,18 @@ int esk_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, in
                            esk_error_t *err);
 
 /**
+ * The snapshots topic's configuration, as name, value pairs ending in NULL
+ * (for esk_kafka_create_topic()): compacted, with segments that close at
+ * 16 MiB or after an hour and a compaction lag of at most an hour. A restore
+ * reads the partition from its start, and the log cleaner never compacts the
+ * active segment: with one segment of 1 GiB (the broker's default) a restore
+ * read every snapshot written since the partition began. With these, it reads
+ * about one snapshot per aggregate, as many again not yet compacted, and one
+ * segment (docs/architecture.md, "Write side": restore).
+ */
+extern const char *const esk_kafka_snapshots_config[];
+
+/**
  * @brief The number of partitions of @p topic.
  * @returns ESK_OK, ESK_ENOTFOUND when the topic does not exist, or ESK_ERETRY.
  */
