@@ -5,10 +5,11 @@
 #include <sys/random.h>
 #include <time.h>
 
-/* An entry: header, value (value_size bytes, max_align_t aligned), key. */
+/* An entry: header, value (value_len bytes, max_align_t aligned), key, NUL. */
 typedef struct entry_s {
   uint64_t hash;
-  size_t key_len;
+  uint32_t key_len;   /* <= ESK_HMAP_KEY_MAX */
+  uint32_t value_len; /* the map's value_size, or this value's own length */
   _Alignas(max_align_t) unsigned char value[];
 } entry_t;
 
@@ -21,7 +22,7 @@ struct esk_hmap_s {
   slot_t *slots;
   size_t mask; /* capacity - 1; capacity is a power of two */
   size_t count;
-  size_t value_size;
+  size_t value_size; /* 0: each value has its own length (esk_hmap_put_n) */
   size_t max_entries;
   uint64_t k0, k1; /* SipHash key */
 };
@@ -78,8 +79,9 @@ static size_t capacity_for(size_t entries) {
 
 int esk_hmap_new(esk_hmap_t **out, size_t value_size, size_t expected_entries,
                  size_t max_entries, esk_error_t *err) {
-  if (!out || value_size == 0)
-    return esk_error_set(err, ESK_EINVAL, "hmap: out is NULL or value_size is 0");
+  if (!out || value_size > ESK_HMAP_VALUE_MAX)
+    return esk_error_set(err, ESK_EINVAL, "hmap: out is NULL or value_size is over %d",
+                         ESK_HMAP_VALUE_MAX);
   if (max_entries == 0) max_entries = ESK_HMAP_DEFAULT_MAX_ENTRIES;
   if (expected_entries > max_entries) expected_entries = max_entries;
   size_t cap = capacity_for(expected_entries);
@@ -115,9 +117,7 @@ void esk_hmap_destroy(esk_hmap_t *m) {
   free(m);
 }
 
-static const unsigned char *entry_key(const esk_hmap_t *m, const entry_t *e) {
-  return e->value + m->value_size;
-}
+static const unsigned char *entry_key(const entry_t *e) { return e->value + e->value_len; }
 
 /* The slot holding the key, or the empty slot where it would go. */
 static size_t find(const esk_hmap_t *m, uint64_t h, const void *key, size_t key_len) {
@@ -126,7 +126,7 @@ static size_t find(const esk_hmap_t *m, uint64_t h, const void *key, size_t key_
     const slot_t *s = &m->slots[i];
     if (!s->e) return i;
     if (s->hash == h && s->e->key_len == key_len &&
-        memcmp(entry_key(m, s->e), key, key_len) == 0)
+        memcmp(entry_key(s->e), key, key_len) == 0)
       return i;
     i = (i + 1) & m->mask;
   }
@@ -158,45 +158,84 @@ static int grow(esk_hmap_t *m, esk_error_t *err) {
   return ESK_OK;
 }
 
-int esk_hmap_put(esk_hmap_t *m, const void *key, size_t key_len, const void *value,
-                 void **stored_out, int *inserted_out, esk_error_t *err) {
-  if (!m || !value || (!key && key_len))
+/* A new entry for @p key holding @p value (@p value_len bytes). */
+static entry_t *entry_new(uint64_t h, const void *key, size_t key_len, const void *value,
+                          size_t value_len) {
+  entry_t *e = malloc(sizeof(entry_t) + value_len + key_len + 1);
+  if (!e) return NULL;
+  e->hash = h;
+  e->key_len = (uint32_t)key_len;
+  e->value_len = (uint32_t)value_len;
+  if (value_len) memcpy(e->value, value, value_len);
+  if (key_len) memcpy(e->value + value_len, key, key_len);
+  e->value[value_len + key_len] = '\0'; /* string keys can be read back as C strings */
+  return e;
+}
+
+/* Replaces the value of the entry in slot @p i: in place when the length is
+ * the same, else in a new entry. */
+static int replace(esk_hmap_t *m, size_t i, const void *value, size_t value_len,
+                   esk_error_t *err) {
+  entry_t *e = m->slots[i].e;
+  if (e->value_len != value_len) {
+    entry_t *n = entry_new(e->hash, entry_key(e), e->key_len, value, value_len);
+    if (!n) return esk_error_set(err, ESK_ENOMEM, "hmap: out of memory for an entry");
+    free(e);
+    m->slots[i].e = n;
+    return ESK_OK;
+  }
+  memcpy(e->value, value, value_len);
+  return ESK_OK;
+}
+
+static int put(esk_hmap_t *m, const void *key, size_t key_len, const void *value,
+               size_t value_len, void **stored_out, int *inserted_out, esk_error_t *err) {
+  if (!m || (!value && value_len) || (!key && key_len))
     return esk_error_set(err, ESK_EINVAL, "hmap: NULL map, key or value");
   if (key_len > ESK_HMAP_KEY_MAX)
     return esk_error_set(err, ESK_EINVAL, "hmap: key of %zu bytes is over the maximum of %d",
                          key_len, ESK_HMAP_KEY_MAX);
   uint64_t h = siphash24(key, key_len, m->k0, m->k1);
   size_t i = find(m, h, key, key_len);
-  if (m->slots[i].e) {
-    memcpy(m->slots[i].e->value, value, m->value_size);
-    if (stored_out) *stored_out = m->slots[i].e->value;
-    if (inserted_out) *inserted_out = 0;
-    return ESK_OK;
-  }
-  if (m->count >= m->max_entries)
-    return esk_error_set(err, ESK_ENOMEM, "hmap: full at its maximum of %zu entries",
-                         m->max_entries);
-  entry_t *e = malloc(sizeof(entry_t) + m->value_size + key_len + 1);
-  if (!e) return esk_error_set(err, ESK_ENOMEM, "hmap: out of memory for an entry");
-  e->hash = h;
-  e->key_len = key_len;
-  memcpy(e->value, value, m->value_size);
-  if (key_len) memcpy(e->value + m->value_size, key, key_len);
-  e->value[m->value_size + key_len] = '\0'; /* string keys can be read back as C strings */
-  if ((m->count + 1) > (m->mask + 1) / 2) {
-    int rc = grow(m, err);
-    if (rc) {
-      free(e);
-      return rc;
+  int rc, inserted = !m->slots[i].e;
+  if (!inserted) {
+    if ((rc = replace(m, i, value, value_len, err))) return rc;
+  } else {
+    if (m->count >= m->max_entries)
+      return esk_error_set(err, ESK_ENOMEM, "hmap: full at its maximum of %zu entries",
+                           m->max_entries);
+    if ((m->count + 1) > (m->mask + 1) / 2) {
+      if ((rc = grow(m, err))) return rc;
+      i = find(m, h, key, key_len);
     }
-    i = find(m, h, key, key_len);
+    entry_t *e = entry_new(h, key, key_len, value, value_len);
+    if (!e) return esk_error_set(err, ESK_ENOMEM, "hmap: out of memory for an entry");
+    m->slots[i].hash = h;
+    m->slots[i].e = e;
+    m->count++;
   }
-  m->slots[i].hash = h;
-  m->slots[i].e = e;
-  m->count++;
-  if (stored_out) *stored_out = e->value;
-  if (inserted_out) *inserted_out = 1;
+  if (stored_out) *stored_out = m->slots[i].e->value;
+  if (inserted_out) *inserted_out = inserted;
   return ESK_OK;
+}
+
+int esk_hmap_put(esk_hmap_t *m, const void *key, size_t key_len, const void *value,
+                 void **stored_out, int *inserted_out, esk_error_t *err) {
+  if (m && !m->value_size)
+    return esk_error_set(err, ESK_EINVAL, "hmap: a map of values of their own length takes "
+                                          "esk_hmap_put_n");
+  return put(m, key, key_len, value, m ? m->value_size : 0, stored_out, inserted_out, err);
+}
+
+int esk_hmap_put_n(esk_hmap_t *m, const void *key, size_t key_len, const void *value,
+                   size_t value_len, void **stored_out, int *inserted_out, esk_error_t *err) {
+  if (m && m->value_size)
+    return esk_error_set(err, ESK_EINVAL, "hmap: a map of %zu-byte values takes esk_hmap_put",
+                         m->value_size);
+  if (value_len > ESK_HMAP_VALUE_MAX)
+    return esk_error_set(err, ESK_EINVAL, "hmap: value of %zu bytes is over the maximum of %d",
+                         value_len, ESK_HMAP_VALUE_MAX);
+  return put(m, key, key_len, value, value_len, stored_out, inserted_out, err);
 }
 
 int esk_hmap_remove(esk_hmap_t *m, const void *key, size_t key_len) {
@@ -242,7 +281,14 @@ const void *esk_hmap_key_of(const esk_hmap_t *m, const void *stored, size_t *key
   const entry_t *e =
       (const entry_t *)(const void *)((const unsigned char *)stored - offsetof(entry_t, value));
   if (key_len) *key_len = e->key_len;
-  return entry_key(m, e);
+  return entry_key(e);
+}
+
+size_t esk_hmap_value_len(const void *stored) {
+  if (!stored) return 0;
+  const entry_t *e =
+      (const entry_t *)(const void *)((const unsigned char *)stored - offsetof(entry_t, value));
+  return e->value_len;
 }
 
 int esk_hmap_foreach(const esk_hmap_t *m,
@@ -252,7 +298,7 @@ int esk_hmap_foreach(const esk_hmap_t *m,
   for (size_t i = 0; i <= m->mask; i++) {
     entry_t *e = m->slots[i].e;
     if (!e) continue;
-    int rc = fn(entry_key(m, e), e->key_len, e->value, ctx);
+    int rc = fn(entry_key(e), e->key_len, e->value, ctx);
     if (rc) return rc;
   }
   return ESK_OK;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "esk/buf.h"
 #include "esk/domain.h"
 #include "esk/error.h"
 
@@ -40,12 +41,37 @@ typedef struct esk_result_s {
 typedef struct esk_aggstore_s esk_aggstore_t;
 
 /**
+ * How a packed store keeps its states: the domain's snapshot functions (or
+ * any pair that reads back what it writes). A packed state takes its
+ * snapshot's bytes instead of state_size (the bank's: about 60-90 bytes for
+ * ids of 10-36 characters, against 288), for one pack per put and one unpack
+ * per get (docs/architecture.md, "Write side").
+ */
+typedef struct esk_aggstore_pack_s {
+  int (*pack)(esk_buf_t *out, const void *state, esk_error_t *err);
+  int (*unpack)(void *state, const void *data, size_t len, esk_error_t *err);
+} esk_aggstore_pack_t;
+
+/**
  * @brief Creates an empty store.
  * @param expected pre-sizes the table (0: small).
  * @param max hard limit of aggregates (0: 16M); a put of a new one beyond it fails.
  */
 int esk_aggstore_new(esk_aggstore_t **out, size_t state_size, size_t expected, size_t max,
                      esk_error_t *err);
+
+/**
+ * @brief Creates an empty packed store (see esk_aggstore_pack_t); @p pack NULL
+ *        is esk_aggstore_new(). A pointer from esk_aggstore_get() or a state
+ *        given to esk_aggstore_foreach()'s callback then stays valid only until
+ *        the next call on the store. A stored state that does not unpack stops
+ *        the process (abort), after logging the aggregate and the reason.
+ * @returns ESK_OK; ESK_EINVAL for a NULL out, state_size 0 or a pack with a
+ *          NULL function; ESK_ENOMEM.
+ */
+int esk_aggstore_new_packed(esk_aggstore_t **out, size_t state_size,
+                            const esk_aggstore_pack_t *pack, size_t expected, size_t max,
+                            esk_error_t *err);
 
 /** @brief Frees the store. NULL does nothing. */
 void esk_aggstore_destroy(esk_aggstore_t *st);
@@ -55,7 +81,8 @@ const void *esk_aggstore_get(const esk_aggstore_t *st, const char *id);
 
 /**
  * @brief Stores a copy of @p state under @p id (inserting or replacing).
- * @returns ESK_OK; ESK_EINVAL for an empty or over-long id; ESK_ENOMEM when full.
+ * @returns ESK_OK; ESK_EINVAL for an empty or over-long id, or a state a packed
+ *          store's pack refuses (with its reason); ESK_ENOMEM when full.
  */
 int esk_aggstore_put(esk_aggstore_t *st, const char *id, const void *state, esk_error_t *err);
 
@@ -81,7 +108,8 @@ int esk_aggstore_foreach(const esk_aggstore_t *st,
  * evicts the oldest inserted one (FIFO by first insertion, not LRU: a lookup
  * does not refresh an entry). A retry that arrives after more than
  * max_entries newer commands is therefore decided again: size the cache to
- * cover the retry window. Memory: about 450 bytes per entry.
+ * cover the retry window. Memory: about 100 bytes per entry with 36-character
+ * ids and the bank's results (a result is kept up to its message's end).
  */
 typedef struct esk_seen_s esk_seen_t;
 
@@ -100,8 +128,8 @@ void esk_seen_destroy(esk_seen_t *s);
 int esk_seen_put(esk_seen_t *s, const char *command_id, const esk_result_t *result,
                  int *inserted_out, esk_error_t *err);
 
-/** @brief The first result of @p command_id (owned by the cache; valid until the next
- *         put), or NULL. */
+/** @brief The first result of @p command_id (a copy owned by the cache; valid until the
+ *         next get or put), or NULL. */
 const esk_result_t *esk_seen_get(const esk_seen_t *s, const char *command_id);
 
 /** @brief Number of ids held (<= max_entries). */

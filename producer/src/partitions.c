@@ -32,7 +32,10 @@ static int reset_part(esk_producer_t *p, int32_t id, esk_error_t *err) {
   esk_prod_drop_part(p, id);
   part_t *pt = &p->parts[id];
   int rc;
-  if ((rc = esk_aggstore_new(&pt->store, p->dom->state_size, 0, (size_t)p->store_max, err)) ||
+  const esk_aggstore_pack_t pack = {p->dom->snapshot_write, p->dom->snapshot_read};
+  if ((rc = esk_aggstore_new_packed(&pt->store, p->dom->state_size,
+                                    p->store_packed ? &pack : NULL, 0, (size_t)p->store_max,
+                                    err)) ||
       (rc = esk_seen_new(&pt->seen, (size_t)p->seen_max, err)) ||
       (rc = esk_hmap_new(&pt->dirty, 1, 0, 0, err)))
     esk_prod_drop_part(p, id);

@@ -34,8 +34,8 @@ const esk_conf_prop_t esk_producer_props[] = {
      "checkpoint and record the events offset, so a restore reads only the events after it "
      "(0: never; restores then read every event)."},
     {"seen.max", ESK_CONF_INT, "100000", 1, 100000000, NULL, NULL,
-     "Command ids remembered per partition for idempotency (about 450 bytes each); a restore "
-     "reads this many of the newest results."},
+     "Command ids remembered per partition for idempotency (about 100 bytes each with "
+     "36-character ids and short results); a restore reads this many of the newest results."},
     {"event.max.bytes", ESK_CONF_INT, "1000000", 512, 1000000000, NULL, NULL,
      "Largest event record (value, key and headers) published; a command whose event is larger "
      "is rejected as UNPUBLISHABLE instead of failing its transaction. At most "
@@ -52,6 +52,11 @@ const esk_conf_prop_t esk_producer_props[] = {
      "Most aggregates held in memory per partition (0: 16M)."},
     {"store.max.accounts", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
      "Old name of store.max.aggregates, used when that is 0."},
+    {"store.packed", ESK_CONF_BOOL, "false", 0, 0, NULL, NULL,
+     "Keep each aggregate's state in memory as its snapshot bytes (the domain's "
+     "snapshot_write), unpacked when a command needs it: about half the memory per aggregate "
+     "for one pack and one unpack per command (docs/benchmarks.md, \"Issue 18: time and "
+     "memory against size\")."},
     {"restore.timeout.ms", ESK_CONF_INT, "30000", 1000, 3600000, NULL, NULL,
      "A restore fails, and the process stops, when the broker sends nothing for this long."},
     {"stats.interval.ms", ESK_CONF_INT, "10000", 0, 3600000, NULL, NULL,
@@ -331,6 +336,7 @@ static void read_limits(esk_producer_t *p, const esk_conf_t *conf) {
   p->seen_max = esk_conf_get_int(conf, "seen.max");
   p->store_max = esk_conf_get_int(conf, "store.max.aggregates");
   if (!p->store_max) p->store_max = esk_conf_get_int(conf, "store.max.accounts"); /* old name */
+  p->store_packed = esk_conf_get_bool(conf, "store.packed");
   p->restore_ms = esk_conf_get_int(conf, "restore.timeout.ms");
   p->stats_ms = esk_conf_get_int(conf, "stats.interval.ms");
   p->event_max = esk_conf_get_int(conf, "event.max.bytes");

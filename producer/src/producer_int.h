@@ -76,6 +76,7 @@ struct esk_producer_s {
   char group_id[256], txn_id[512], domain[64];
   int64_t batch_max, batch_ms, linger_ms, snapshot_every, ckpt_events, seen_max, store_max,
       restore_ms, stats_ms;
+  int store_packed; /* store.packed: states kept as their snapshots */
   rd_kafka_t *consumer, *producer, *reader;
   rd_kafka_topic_t *rkt_ev, *rkt_res, *rkt_snap;
   esk_domain_lib_t *dom_lib;  /* the shared object the domain came from */

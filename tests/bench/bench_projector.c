@@ -1,6 +1,7 @@
 /* bench_projector [EVENTS] — the projector end to end on the local stack
  * (Kafka + PostgreSQL), EVENTS bank events (default 1000000) over EVENTS/100
- * accounts, published with the codec to a fresh topic. Side by side in one run:
+ * accounts (ESK_BENCH_ACCOUNTS: another count), published with the codec to a
+ * fresh topic. Side by side in one run:
  *
  *   batched   account_balances + transaction_history projectors (two
  *             consumer groups, run at once) from offset 0 until both applied
@@ -275,6 +276,10 @@ int main(int argc, char **argv) {
   unique(s_all, sizeof(s_all), "esk_bench_all");
   esk_error_t err = {0};
   int accounts = n / 100 < 100 ? 100 : (int)(n / 100);
+  /* ESK_BENCH_ACCOUNTS: another account count, to tell the cost of more
+   * events from that of more aggregates per batch */
+  if (getenv("ESK_BENCH_ACCOUNTS") && atoi(getenv("ESK_BENCH_ACCOUNTS")) > 0)
+    accounts = atoi(getenv("ESK_BENCH_ACCOUNTS"));
   long n_naive = n < 20000 ? n : 20000;
 
   printf("bench_projector: %ld events over %d accounts, %d partitions; CPU shared with "

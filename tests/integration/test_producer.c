@@ -489,11 +489,13 @@ static int write_old_snapshot(const char *id, const void *state, void *opaque) {
   return 0;
 }
 
-Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .timeout = 150) {
+/* @p packed: the producer keeps its states packed (store.packed) */
+static void check_restore_equals_fold(const char *name, int packed) {
   esk_test_require_kafka();
   char prefix[128], log[256], out[1 << 16];
-  const char *x[] = {"snapshot.every=3", "checkpoint.events=25", "batch.max.commands=20", NULL};
-  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), "prod_snap", 2, log, sizeof(log), x);
+  const char *x[] = {"snapshot.every=3", "checkpoint.events=25", "batch.max.commands=20",
+                     packed ? "store.packed=true" : "store.packed=false", NULL};
+  pid_t pid = esk_tp_setup(prefix, sizeof(prefix), name, 2, log, sizeof(log), x);
   /* 12 accounts, then 240 deposits and withdrawals spread over them */
   size_t cap = 1 << 16, len = 0;
   char *in = malloc(cap);
@@ -600,6 +602,16 @@ Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .tim
   rd_kafka_destroy(rk);
   esk_domain_inst_close(&bank);
   esk_tp_delete_topics(prefix);
+}
+
+Test(producer, state_restored_from_snapshots_equals_the_fold_of_all_events, .timeout = 150) {
+  check_restore_equals_fold("prod_snap", 0);
+}
+
+/* every decision made against a state unpacked from its snapshot bytes */
+Test(producer, a_packed_store_decides_as_the_plain_one_and_restores_to_the_fold,
+     .timeout = 150) {
+  check_restore_equals_fold("prod_snap_packed", 1);
 }
 
 Test(producer, events_tail_decodes_old_versions_and_flags_undecodable_events, .timeout = 60) {

@@ -4,6 +4,8 @@
  * No servers. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -754,10 +756,21 @@ Test(bank_snapshot, serializing_an_invalid_state_fails_and_leaves_the_buffer_alo
 
 /* -------------------------------------------------------------- store --- */
 
-Test(aggregate_store, put_get_replace_remove_and_count) {
+/* A plain store, or one packed with the bank's snapshot functions. */
+static esk_aggstore_t *new_store(int packed, size_t expected, size_t max) {
   esk_aggstore_t *s = NULL;
   esk_error_t err = {0};
-  cr_assert_eq(esk_aggstore_new(&s, sizeof(esk_bank_state_t), 0, 0, &err), ESK_OK, "%s", err.msg);
+  const esk_aggstore_pack_t pack = {esk_bank_domain()->snapshot_write,
+                                    esk_bank_domain()->snapshot_read};
+  cr_assert_eq(esk_aggstore_new_packed(&s, sizeof(esk_bank_state_t), packed ? &pack : NULL,
+                                       expected, max, &err),
+               ESK_OK, "%s", err.msg);
+  return s;
+}
+
+static void put_get_replace_remove(int packed) {
+  esk_aggstore_t *s = new_store(packed, 0, 0);
+  esk_error_t err = {0};
   cr_assert_null(esk_aggstore_get(s, "acc-1"));
   esk_bank_state_t st = open_account("acc-1", 10);
   cr_assert_eq(esk_aggstore_put(s, st.account_id, &st, &err), ESK_OK, "%s", err.msg);
@@ -770,6 +783,10 @@ Test(aggregate_store, put_get_replace_remove_and_count) {
   cr_assert_eq(esk_aggstore_put(s, next.account_id, &next, &err), ESK_OK);
   cr_assert_eq(esk_aggstore_count(s), 1);
   cr_assert_eq(((const esk_bank_state_t *)esk_aggstore_get(s, "acc-1"))->balance, 15);
+  /* a longer owner: a packed value changes its length */
+  snprintf(next.owner_id, sizeof(next.owner_id), "%0128d", 7);
+  cr_assert_eq(esk_aggstore_put(s, next.account_id, &next, &err), ESK_OK, "%s", err.msg);
+  cr_assert(esk_bank_state_equal(esk_aggstore_get(s, "acc-1"), &next));
   esk_bank_state_t anon = {0};
   cr_assert_eq(esk_aggstore_put(s, anon.account_id, &anon, &err), ESK_EINVAL);
   cr_assert_eq(esk_aggstore_remove(s, "acc-1"), ESK_OK);
@@ -780,6 +797,59 @@ Test(aggregate_store, put_get_replace_remove_and_count) {
   esk_aggstore_destroy(NULL);
 }
 
+Test(aggregate_store, put_get_replace_remove_and_count) { put_get_replace_remove(0); }
+
+Test(aggregate_store, packed_put_get_replace_remove_and_count) { put_get_replace_remove(1); }
+
+Test(aggregate_store, packed_refuses_a_state_its_snapshot_refuses_and_keeps_the_old_one) {
+  esk_aggstore_t *s = new_store(1, 0, 0);
+  esk_error_t err = {0};
+  esk_bank_state_t st = open_account("acc-1", 10);
+  cr_assert_eq(esk_aggstore_put(s, st.account_id, &st, &err), ESK_OK, "%s", err.msg);
+  esk_bank_state_t bad = st;
+  bad.balance = -1; /* never negative */
+  cr_assert_eq(esk_aggstore_put(s, bad.account_id, &bad, &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "balance"), "the reason names the field: %s", err.msg);
+  cr_assert(esk_bank_state_equal(esk_aggstore_get(s, "acc-1"), &st));
+  esk_aggstore_destroy(s);
+}
+
+static int write_garbage(esk_buf_t *out, const void *state, esk_error_t *err) {
+  (void)state;
+  return esk_buf_append(out, "\x7f", 1, err);
+}
+
+Test(aggregate_store, packed_state_that_does_not_read_back_stops_the_process,
+     .signal = SIGABRT) {
+  esk_aggstore_t *s = NULL;
+  const esk_aggstore_pack_t pack = {write_garbage, esk_bank_domain()->snapshot_read};
+  cr_assert_eq(esk_aggstore_new_packed(&s, sizeof(esk_bank_state_t), &pack, 0, 0, NULL), ESK_OK);
+  esk_bank_state_t st = open_account("acc-1", 10);
+  cr_assert_eq(esk_aggstore_put(s, st.account_id, &st, NULL), ESK_OK);
+  esk_aggstore_get(s, "acc-1"); /* never a state it did not store */
+}
+
+/* with uuid ids; the bank's state is 288 bytes whatever its ids */
+Test(aggregate_store, packed_takes_at_most_three_fifths_of_the_memory_of_plain) {
+  enum { N = 20000 };
+  size_t used[2];
+  for (int packed = 0; packed < 2; packed++) {
+    size_t heap0 = mallinfo2().uordblks;
+    esk_aggstore_t *s = new_store(packed, N, 0);
+    esk_bank_state_t st = open_account("x", 0);
+    snprintf(st.owner_id, sizeof(st.owner_id), "6f1c2b7e-2f7a-4d8e-9a51-0c1d2e3f4a5b");
+    for (int i = 0; i < N; i++) {
+      snprintf(st.account_id, sizeof(st.account_id), "9b2e4c1a-0d3f-4e5a-8b6c-%012d", i);
+      cr_assert_eq(esk_aggstore_put(s, st.account_id, &st, NULL), ESK_OK);
+    }
+    used[packed] = mallinfo2().uordblks - heap0;
+    esk_aggstore_destroy(s);
+  }
+  cr_log_info("36-character ids: %zu bytes per account plain, %zu packed", used[0] / N,
+              used[1] / N);
+  cr_assert_lt(used[1] * 5, used[0] * 3, "plain %zu, packed %zu bytes", used[0], used[1]);
+}
+
 static int count_balances(const char *id, const void *state, void *ctx) {
   const esk_bank_state_t *st = state;
   cr_assert_str_eq(id, st->account_id);
@@ -787,11 +857,10 @@ static int count_balances(const char *id, const void *state, void *ctx) {
   return 0;
 }
 
-Test(aggregate_store, holds_many_accounts_and_refuses_new_ones_past_its_maximum) {
+static void holds_many(int packed) {
   enum { N = 200000 };
-  esk_aggstore_t *s = NULL;
   esk_error_t err = {0};
-  cr_assert_eq(esk_aggstore_new(&s, sizeof(esk_bank_state_t), 1000, N, &err), ESK_OK, "%s", err.msg); /* must grow */
+  esk_aggstore_t *s = new_store(packed, 1000, N); /* must grow */
   esk_bank_state_t st = open_account("x", 0);
   for (int i = 0; i < N; i++) {
     snprintf(st.account_id, sizeof(st.account_id), "acc-%d", i);
@@ -812,6 +881,14 @@ Test(aggregate_store, holds_many_accounts_and_refuses_new_ones_past_its_maximum)
   cr_assert_eq(esk_aggstore_foreach(s, count_balances, &sum), 0);
   cr_assert_eq(sum, (int64_t)N * (N - 1) / 2);
   esk_aggstore_destroy(s);
+}
+
+Test(aggregate_store, holds_many_accounts_and_refuses_new_ones_past_its_maximum) {
+  holds_many(0);
+}
+
+Test(aggregate_store, packed_holds_many_accounts_and_refuses_new_ones_past_its_maximum) {
+  holds_many(1);
 }
 
 /* --------------------------------------------------------------- seen --- */
@@ -849,6 +926,49 @@ Test(seen_cache, the_first_result_of_a_command_id_wins) {
   free(longid);
   esk_seen_destroy(s);
   esk_seen_destroy(NULL);
+}
+
+Test(seen_cache, messages_come_back_whole_up_to_the_maximum_and_cut_past_it) {
+  esk_seen_t *s = NULL;
+  cr_assert_eq(esk_seen_new(&s, 8, NULL), ESK_OK);
+  esk_result_t full = result_of(ESK_BANK_INSUFFICIENT_FUNDS, 7), over = full, empty = full;
+  memset(full.message, 'm', sizeof(full.message) - 1);
+  full.message[sizeof(full.message) - 1] = '\0';
+  memset(over.message, 'o', sizeof(over.message)); /* no NUL at all */
+  empty.message[0] = '\0';
+  cr_assert_eq(esk_seen_put(s, "full", &full, NULL, NULL), ESK_OK);
+  cr_assert_eq(esk_seen_put(s, "over", &over, NULL, NULL), ESK_OK);
+  cr_assert_eq(esk_seen_put(s, "empty", &empty, NULL, NULL), ESK_OK);
+  const esk_result_t *g = esk_seen_get(s, "full");
+  cr_assert_eq(g->rule, full.rule);
+  cr_assert_eq(g->version, 7);
+  cr_assert_eq(g->n_events, full.n_events);
+  cr_assert_str_eq(g->message, full.message);
+  g = esk_seen_get(s, "over");
+  cr_assert_eq(strlen(g->message), sizeof(g->message) - 1);
+  cr_assert_eq(g->message[0], 'o');
+  cr_assert_str_eq(esk_seen_get(s, "empty")->message, "");
+  esk_seen_destroy(s);
+}
+
+Test(seen_cache, an_entry_takes_its_message_not_the_maximum) {
+  enum { N = 20000 };
+  size_t heap0 = mallinfo2().uordblks;
+  esk_seen_t *s = NULL;
+  cr_assert_eq(esk_seen_new(&s, N, NULL), ESK_OK);
+  esk_result_t r = result_of(ESK_BANK_ACCEPTED, 3);
+  snprintf(r.message, sizeof(r.message), "MoneyDeposited");
+  for (int i = 0; i < N; i++) {
+    char id[40];
+    snprintf(id, sizeof(id), "6f1c2b7e-2f7a-4d8e-9a51-%012d", i);
+    cr_assert_eq(esk_seen_put(s, id, &r, NULL, NULL), ESK_OK);
+  }
+  size_t per = (mallinfo2().uordblks - heap0) / N;
+  cr_log_info("seen cache: %zu bytes per command id (36 characters)", per);
+  cr_assert_lt(per, 200, "%zu bytes per entry; a whole esk_result_t is %zu", per, sizeof(r));
+  cr_assert_str_eq(esk_seen_get(s, "6f1c2b7e-2f7a-4d8e-9a51-000000000042")->message,
+                   "MoneyDeposited");
+  esk_seen_destroy(s);
 }
 
 Test(seen_cache, a_full_cache_evicts_the_oldest_inserted_id_first) {

@@ -138,3 +138,73 @@ Test(hmap, tables_keyed_by_user_ids_use_it) {
   int status = pclose(f);
   cr_assert_eq(WEXITSTATUS(status), 1, "grep failed or found FNV tables in: %s", found);
 }
+
+/* A map of values of their own length (value_size 0) against a plain array,
+ * with replacements that grow and shrink the values. */
+Test(hmap, values_of_their_own_length_agree_with_a_plain_array) {
+  enum { K = 2000 };
+  static unsigned char ref[K][64];
+  static size_t ref_len[K];
+  static bool present[K];
+  esk_hmap_t *m = NULL;
+  cr_assert_eq(esk_hmap_new(&m, 0, 0, 0, NULL), ESK_OK);
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  for (int i = 0; i < 100000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int k = (int)(x % K);
+    char key[16];
+    int kl = snprintf(key, sizeof(key), "v%d", k);
+    if ((x >> 32) % 4 == 0) {
+      cr_assert_eq(esk_hmap_remove(m, key, (size_t)kl), present[k] ? ESK_OK : ESK_ENOTFOUND);
+      present[k] = false;
+      continue;
+    }
+    size_t len = (size_t)((x >> 20) % 65); /* 0..64 */
+    for (size_t j = 0; j < len; j++) ref[k][j] = (unsigned char)(x >> (j % 56));
+    void *stored = NULL;
+    int ins = -1;
+    cr_assert_eq(esk_hmap_put_n(m, key, (size_t)kl, ref[k], len, &stored, &ins, NULL), ESK_OK);
+    cr_assert_eq(ins, present[k] ? 0 : 1);
+    cr_assert_eq(esk_hmap_value_len(stored), len);
+    size_t klen = 0;
+    cr_assert_str_eq(esk_hmap_key_of(m, stored, &klen), key, "the key follows the new value");
+    cr_assert_eq(klen, (size_t)kl);
+    ref_len[k] = len;
+    present[k] = true;
+  }
+  size_t count = 0;
+  for (int k = 0; k < K; k++) {
+    char key[16];
+    int kl = snprintf(key, sizeof(key), "v%d", k);
+    const unsigned char *v = esk_hmap_get(m, key, (size_t)kl);
+    cr_assert_eq(v != NULL, present[k], "%s", key);
+    if (!v) continue;
+    count++;
+    cr_assert_eq(esk_hmap_value_len(v), ref_len[k], "%s", key);
+    cr_assert_eq(memcmp(v, ref[k], ref_len[k]), 0, "%s", key);
+  }
+  cr_assert_eq(esk_hmap_count(m), count);
+  esk_hmap_destroy(m);
+}
+
+Test(hmap, each_kind_of_map_refuses_the_other_kinds_put) {
+  esk_hmap_t *fixed = NULL, *var = NULL;
+  esk_error_t err = {0};
+  int64_t v = 1;
+  cr_assert_eq(esk_hmap_new(&fixed, sizeof(v), 0, 0, NULL), ESK_OK);
+  cr_assert_eq(esk_hmap_new(&var, 0, 0, 0, NULL), ESK_OK);
+  cr_assert_eq(esk_hmap_put_n(fixed, "a", 1, &v, sizeof(v), NULL, NULL, &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "esk_hmap_put"), "%s", err.msg);
+  cr_assert_eq(esk_hmap_put(var, "a", 1, &v, NULL, NULL, &err), ESK_EINVAL);
+  cr_assert(strstr(err.msg, "esk_hmap_put_n"), "%s", err.msg);
+  cr_assert_eq(esk_hmap_put_n(var, "a", 1, &v, (size_t)ESK_HMAP_VALUE_MAX + 1, NULL, NULL, &err),
+               ESK_EINVAL);
+  cr_assert_eq(esk_hmap_put_n(var, "a", 1, NULL, 1, NULL, NULL, &err), ESK_EINVAL);
+  cr_assert_eq(esk_hmap_count(var), 0);
+  cr_assert_eq(esk_hmap_put_n(var, "a", 1, NULL, 0, NULL, NULL, &err), ESK_OK, "an empty value");
+  cr_assert_not_null(esk_hmap_get(var, "a", 1));
+  cr_assert_eq(esk_hmap_value_len(esk_hmap_get(var, "a", 1)), 0);
+  cr_assert_eq(esk_hmap_new(&fixed, (size_t)ESK_HMAP_VALUE_MAX + 1, 0, 0, &err), ESK_EINVAL);
+  esk_hmap_destroy(fixed);
+  esk_hmap_destroy(var);
+}

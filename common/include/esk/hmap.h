@@ -1,6 +1,7 @@
 /**
  * @file hmap.h
- * @brief A generic hash map from byte-string keys to fixed-size values.
+ * @brief A generic hash map from byte-string keys to fixed-size values, or
+ *        to values of their own length (value_size 0, esk_hmap_put_n()).
  *
  * Open addressing with linear probing and backward-shift deletion (no
  * tombstones), keyed SipHash-2-4 with a per-map random key so that hostile
@@ -10,7 +11,9 @@
  * Each entry is one allocation holding the value, then the key. A pointer
  * returned by esk_hmap_get() or esk_hmap_put() stays valid until that key is
  * removed or the map is destroyed: growing the table moves only slot
- * pointers, never entries.
+ * pointers, never entries. In a map of values of their own length, a put
+ * that changes a value's length moves that entry: the put's stored_out is
+ * its new place.
  *
  * The one hash table of esk for tables keyed by ids that users choose
  * (aggregate ids, command ids): docs/architecture.md, "Source layout".
@@ -29,13 +32,17 @@ typedef struct esk_hmap_s esk_hmap_t;
 
 /** Largest key accepted, in bytes. */
 #define ESK_HMAP_KEY_MAX 4096
+/** Largest value accepted, in bytes. */
+#define ESK_HMAP_VALUE_MAX (1 << 24)
 /** Default for @p max_entries of esk_hmap_new(). */
 #define ESK_HMAP_DEFAULT_MAX_ENTRIES ((size_t)16 << 20)
 
 /**
  * @brief Creates an empty map.
  * @param out set on success; free with esk_hmap_destroy().
- * @param value_size bytes copied in by esk_hmap_put() (> 0).
+ * @param value_size bytes copied in by esk_hmap_put() (at most
+ *        ESK_HMAP_VALUE_MAX); 0: each value has its own length, put with
+ *        esk_hmap_put_n() and read with esk_hmap_value_len().
  * @param expected_entries pre-sizes the table so that this many entries fit
  *        without growing (0 for a small table).
  * @param max_entries hard limit on entries (0 for ESK_HMAP_DEFAULT_MAX_ENTRIES);
@@ -64,6 +71,17 @@ void *esk_hmap_get(const esk_hmap_t *m, const void *key, size_t key_len);
  */
 int esk_hmap_put(esk_hmap_t *m, const void *key, size_t key_len, const void *value,
                  void **stored_out, int *inserted_out, esk_error_t *err);
+
+/**
+ * @brief esk_hmap_put() for a map of values of their own length (value_size 0).
+ * @param value_len bytes of @p value (0 is allowed; at most ESK_HMAP_VALUE_MAX).
+ * @returns as esk_hmap_put(); ESK_EINVAL on a map of fixed-size values.
+ */
+int esk_hmap_put_n(esk_hmap_t *m, const void *key, size_t key_len, const void *value,
+                   size_t value_len, void **stored_out, int *inserted_out, esk_error_t *err);
+
+/** @brief The length of a stored value (one returned by get/put/foreach); 0 for NULL. */
+size_t esk_hmap_value_len(const void *stored);
 
 /** @brief Removes a key. @returns ESK_OK, or ESK_ENOTFOUND. */
 int esk_hmap_remove(esk_hmap_t *m, const void *key, size_t key_len);
