@@ -5,7 +5,8 @@
  *            started on a topic holding EVENTS bank events (default 1000000,
  *            over EVENTS/100 accounts, 3 partitions): seconds until generation
  *            1 has applied all of them;
- *   rebuild  eskctl projection rebuild PROJECTION: seconds until generation 2
+ *   rebuild  eskctl projection rebuild PROJECTION (--instances
+ *            $ESK_BENCH_REBUILD_INSTANCES, default 1): seconds until generation 2
  *            has been filled from offset 0 and the views switched to it.
  *
  * Both are the real binaries as child processes (their logs in /tmp). Each run
@@ -105,9 +106,12 @@ int main(int argc, char **argv) {
          (double)n / live_s);
 
   /* rebuild: generation 2, then the switch */
+  /* ESK_BENCH_REBUILD_INSTANCES: the rebuild's --instances (default 1) */
+  const char *inst = getenv("ESK_BENCH_REBUILD_INSTANCES");
   char *rb_argv[] = {ESK_BINARY_DIR "/bin/eskctl", "projection", "rebuild", (char *)proj,
                      "--schema", schema, "--topic-prefix", a_prefix, "--group", group,
-                     "--log", log3, "--timeout", "600", NULL};
+                     "--log", log3, "--timeout", "600", "--instances",
+                     (char *)(inst && *inst ? inst : "1"), NULL};
   t0 = esk_time_mono_s();
   pid_t rb = spawn(rb_argv, log2);
   int st = 0;

@@ -171,9 +171,10 @@ Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_proj
   /* the rebuild runs while more events arrive */
   char a_prefix[128];
   snprintf(a_prefix, sizeof(a_prefix), "%s.", prefix);
+  /* two esk-projectors in the new generation's group, for its three partitions */
   char *rargv[] = {ESKCTL, "projection", "rebuild", PROJ, "--schema", schema, "--topic-prefix",
                    a_prefix, "--group", group, "--log", rblog, "--timeout", "120",
-                   "-X", "batch.max.events=2000", NULL};
+                   "--instances", "2", "-X", "batch.max.events=2000", NULL};
   pid_t rb = run(rargv, rblog);
   for (size_t i = BEFORE; i < BEFORE + DURING; i += 500) {
     cr_assert_eq(esk_test_bank_publish(b, prod, topic, i, i + 500, &err), ESK_OK, "%s", err.msg);
@@ -182,6 +183,13 @@ Test(rebuild, a_rebuild_under_live_traffic_switches_atomically_and_the_live_proj
   }
   cr_assert_eq(wait_status(rb), 0, "eskctl projection rebuild failed: see %s", rblog);
   cr_assert(log_has(rblog, "switched: the views"), "no switch line in %s", rblog);
+  char rblog2[sizeof(rblog) + 8];
+  snprintf(rblog2, sizeof(rblog2), "%s.2", rblog);
+  /* which of them gets which partitions is the group's (here the first to join
+   * may take all three and finish before the other joins) */
+  cr_expect(log_has(rblog, "generation=2 state=rebuilding") &&
+                log_has(rblog2, "generation=2 state=rebuilding"),
+            "both instances served generation 2 (%s, %s)", rblog, rblog2);
   cr_assert(generation_state(2, state, sizeof(state)) && !strcmp(state, "live"), "gen 2 live");
   cr_assert(generation_state(1, state, sizeof(state)) && !strcmp(state, "retired"),
             "gen 1 retired");
@@ -242,6 +250,11 @@ Test(rebuild, refuses_a_projection_without_a_live_generation_and_bad_arguments, 
   cr_expect_eq(wait_status(run(lag, rblog)), 2);
   char *gen[] = {ESKCTL, "projection", "drop-generation", PROJ, "0", NULL};
   cr_expect_eq(wait_status(run(gen, rblog)), 2);
+  char *inst0[] = {ESKCTL, "projection", "rebuild", PROJ, "--instances", "0", NULL};
+  cr_expect_eq(wait_status(run(inst0, rblog)), 2);
+  char *inst17[] = {ESKCTL, "projection", "rebuild", PROJ, "--instances", "17", NULL};
+  cr_expect_eq(wait_status(run(inst17, rblog)), 2);
+  cr_expect(log_has(rblog, "--instances"), "the refusal names the option (%s)", rblog);
 }
 
 static int64_t count_rows(const char *sql) {

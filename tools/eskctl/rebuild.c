@@ -22,6 +22,7 @@
 #include "projector.h"
 
 #define MAX_X 64
+#define MAX_INSTANCES 16
 #define REBUILD "eskctl projection rebuild"
 
 static void rebuild_usage(FILE *f) {
@@ -29,6 +30,7 @@ static void rebuild_usage(FILE *f) {
           "usage: eskctl projection rebuild NAME [--schema S] [--group G] [--max-lag N]\n"
           "                                 [--from-time T] [--projection-file F | --plugin P]\n"
           "                                 [--projector PATH] [--log FILE] [--timeout S]\n"
+          "                                 [--instances K]\n"
           "                                 [--domain D] [--topic-prefix P] [-X key=value]...\n"
           "\n"
           "Blue-green rebuild of projection NAME in PostgreSQL schema S (default public):\n"
@@ -36,7 +38,10 @@ static void rebuild_usage(FILE *f) {
           "<G>.g<N+1>, G defaulting to esk.projection.<NAME>) and fills it from offset 0\n"
           "of <P><D>.events with an esk-projector of that generation (PATH, default the\n"
           "esk-projector beside eskctl; -X options go to it; its log goes to FILE, default\n"
-          "./esk-rebuild-<NAME>-g<N+1>.log) while generation N keeps serving. Progress:\n"
+          "./esk-rebuild-<NAME>-g<N+1>.log) while generation N keeps serving. --instances K\n"
+          "(1-16, default 1, at most the partitions) starts K of them in the generation's\n"
+          "group, which share the partitions: the fill uses K PostgreSQL sessions and K\n"
+          "processes (the second's log is FILE.2, and so on). Progress:\n"
           "a bar on a terminal, a line every 5 s otherwise. Once the lag is at most N\n"
           "events (--max-lag, default 100 per partition), the views in S switch to the new\n"
           "generation in one transaction and the old one is retired: a running\n"
@@ -86,15 +91,26 @@ static pid_t spawn(char *const argv[], const char *log) {
   _exit(127);
 }
 
-static void stop_child(pid_t pid) {
-  esk_watchdog_doing("the generation's esk-projector to stop");
-  kill(pid, SIGTERM);
-  for (int i = 0; i < 300; i++) {
-    if (waitpid(pid, NULL, WNOHANG) == pid) return;
+/* Stops the running children (pid > 0) of @p pids: SIGTERM to all, then
+ * SIGKILL to those still there after 30 s. */
+static void stop_children(pid_t *pids, int n) {
+  esk_watchdog_doing("the generation's esk-projectors to stop");
+  for (int i = 0; i < n; i++)
+    if (pids[i] > 0) kill(pids[i], SIGTERM);
+  for (int t = 0; t < 300; t++) {
+    int left = 0;
+    for (int i = 0; i < n; i++)
+      if (pids[i] > 0 && waitpid(pids[i], NULL, WNOHANG) == pids[i]) pids[i] = -1;
+      else left += pids[i] > 0;
+    if (!left) return;
     esk_time_sleep_ms(100);
   }
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
+  for (int i = 0; i < n; i++)
+    if (pids[i] > 0) {
+      kill(pids[i], SIGKILL);
+      waitpid(pids[i], NULL, 0);
+      pids[i] = -1;
+    }
 }
 
 /* Sums over the topic's partitions: events in it, events the generation has
@@ -179,7 +195,7 @@ typedef struct {
   const char *xs[MAX_X];           /* -X key=value, for the esk-projector */
   int nx;
   int64_t from_ms; /* --from-time, or -1: offset 0 */
-  long max_lag, timeout_s;
+  long max_lag, timeout_s, instances;
   char projector[PATH_MAX], defgroup[256], deflog[PATH_MAX], topic[256];
 } rebuild_opts_t;
 
@@ -187,7 +203,8 @@ typedef struct {
 typedef struct {
   PGconn *pg;
   rd_kafka_t *rk;
-  pid_t child; /* the new generation's esk-projector, or -1 */
+  pid_t child[MAX_INSTANCES]; /* the new generation's esk-projectors (-1: none) */
+  char logs[MAX_INSTANCES][PATH_MAX + 8];
   esk_generation_t g;
   int parts;
   char key[300]; /* the generation's key in the positions table */
@@ -228,6 +245,11 @@ static int rebuild_option(rebuild_opts_t *o, int ch, const char *arg) {
     break;
   case 'p': snprintf(o->projector, sizeof(o->projector), "%s", arg); break;
   case 'L': o->log = arg; break;
+  case 'n':
+    if (eskctl_parse_long(&o->instances, "projection rebuild", "--instances", arg, 1,
+                          MAX_INSTANCES, "a count of 1-16"))
+      return 2;
+    break;
   case 't':
     if (eskctl_parse_long(&o->timeout_s, "projection rebuild", "--timeout", arg, 0, LONG_MAX,
                           "seconds >= 0"))
@@ -273,6 +295,7 @@ static int rebuild_parse(rebuild_opts_t *o, int argc, char **argv) {
                                        {"max-lag", required_argument, NULL, 'l'},
                                        {"projector", required_argument, NULL, 'p'},
                                        {"log", required_argument, NULL, 'L'},
+                                       {"instances", required_argument, NULL, 'n'},
                                        {"timeout", required_argument, NULL, 't'},
                                        {"domain", required_argument, NULL, 'd'},
                                        {"topic-prefix", required_argument, NULL, 'P'},
@@ -286,6 +309,7 @@ static int rebuild_parse(rebuild_opts_t *o, int argc, char **argv) {
   o->schema = "public";
   o->from_ms = -1;
   o->max_lag = -1;
+  o->instances = 1;
   default_projector(o->projector, sizeof(o->projector));
   optind = 1;
   while ((ch = getopt_long(argc, argv, "X:h", opts, NULL)) != -1)
@@ -327,6 +351,10 @@ static int rebuild_open(rebuild_run_t *r, rebuild_opts_t *o, esk_error_t *err) {
     snprintf(o->deflog, sizeof(o->deflog), "esk-rebuild-%s-g%d.log", o->name, r->g.gen);
     o->log = o->deflog;
   }
+  if (o->instances > r->parts) o->instances = r->parts; /* more would idle */
+  for (long i = 0; i < o->instances; i++)
+    if (i) snprintf(r->logs[i], sizeof(r->logs[i]), "%s.%ld", o->log, i + 1);
+    else snprintf(r->logs[i], sizeof(r->logs[i]), "%s", o->log);
   return ESK_OK;
 }
 
@@ -361,19 +389,32 @@ static void projector_args(projector_args_t *a, const rebuild_opts_t *o, int gen
   a->argv[na] = NULL;
 }
 
-/* ESK_OK while the generation's esk-projector runs; once it has exited,
+/* ESK_OK while the generation's esk-projectors run; once one has exited,
  * ESK_EFATAL naming its status and the last line of its log. */
 static int check_child(rebuild_run_t *r, const rebuild_opts_t *o, esk_error_t *err) {
-  int wst;
-  if (waitpid(r->child, &wst, WNOHANG) != r->child) return ESK_OK;
-  r->child = -1;
-  char why[400];
-  last_line(why, sizeof(why), o->log);
-  return esk_error_set(err, ESK_EFATAL,
-                       "esk-projector for generation %d exited (status %d); see %s; its last "
-                       "line: %s",
-                       r->g.gen, WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst), o->log,
-                       why);
+  for (long i = 0; i < o->instances; i++) {
+    int wst;
+    if (r->child[i] <= 0 || waitpid(r->child[i], &wst, WNOHANG) != r->child[i]) continue;
+    r->child[i] = -1;
+    char why[400];
+    last_line(why, sizeof(why), r->logs[i]);
+    return esk_error_set(err, ESK_EFATAL,
+                         "esk-projector for generation %d exited (status %d); see %s; its last "
+                         "line: %s",
+                         r->g.gen, WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst),
+                         r->logs[i], why);
+  }
+  return ESK_OK;
+}
+
+/* Starts the generation's esk-projectors. */
+static int start_children(rebuild_run_t *r, const rebuild_opts_t *o, char *const argv[],
+                          esk_error_t *err) {
+  for (long i = 0; i < o->instances; i++)
+    if ((r->child[i] = spawn(argv, r->logs[i])) < 0)
+      return esk_error_set(err, ESK_EFATAL, "cannot start %s: %s", o->projector,
+                           strerror(errno));
+  return ESK_OK;
 }
 
 static int timed_out(const rebuild_run_t *r, const rebuild_opts_t *o) {
@@ -429,20 +470,18 @@ int eskctl_rebuild_main(int argc, char **argv) {
   if (status >= 0) return status;
   status = 1;
   rebuild_run_t r = {0};
-  r.child = -1;
+  for (int i = 0; i < MAX_INSTANCES; i++) r.child[i] = -1;
   esk_error_t err = {0};
   projector_args_t a;
   if (rebuild_open(&r, &o, &err)) goto fail;
   projector_args(&a, &o, r.g.gen);
   if (eskctl_interruptible(REBUILD)) goto cleanup;
-  if ((r.child = spawn(a.argv, o.log)) < 0) {
-    esk_error_set(&err, ESK_EFATAL, "cannot start %s: %s", o.projector, strerror(errno));
-    goto fail;
-  }
+  if (start_children(&r, &o, a.argv, &err)) goto fail;
   fprintf(stderr,
           "rebuild: projection %s generation %d (schema %s, group %s) from %s, %d partitions; "
-          "projector log %s\n",
-          o.name, r.g.gen, r.g.schema, r.g.group, o.topic, r.parts, o.log);
+          "%ld projector%s, log %s%s\n",
+          o.name, r.g.gen, r.g.schema, r.g.group, o.topic, r.parts, o.instances,
+          o.instances > 1 ? "s" : "", o.log, o.instances > 1 ? " (and .2, ...)" : "");
   r.t0 = esk_time_mono_ms();
   if (wait_caught_up(&r, &o, &err) || switch_views(&r, &o, &err)) goto fail;
   printf("switched: the views in schema %s now read generation %d of %s (%" PRId64
@@ -454,11 +493,11 @@ int eskctl_rebuild_main(int argc, char **argv) {
   goto cleanup;
 fail:
   fprintf(stderr, REBUILD ": %s\n", err.msg);
-  if (r.child > 0 || r.g.gen > 0)
+  if (r.g.gen > 0)
     fprintf(stderr, REBUILD ": generation %d of %s stays in state rebuilding: run the rebuild "
                     "again to resume, or drop it\n", r.g.gen, o.name);
 cleanup:
-  if (r.child > 0) stop_child(r.child);
+  stop_children(r.child, MAX_INSTANCES);
   esk_watchdog_doing("rd_kafka_destroy");
   if (r.rk) rd_kafka_destroy(r.rk);
   PQfinish(r.pg);
