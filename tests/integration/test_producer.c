@@ -901,30 +901,24 @@ Test(producer, topics_create_keeps_events_forever_commands_a_day_and_compacts_sn
   esk_test_require_kafka();
   char prefix[128], topic[256], v[64];
   esk_tp_topics(prefix, sizeof(prefix), "prod_topics", 3);
-  snprintf(topic, sizeof(topic), "%sbank.events", prefix);
-  topic_config(topic, "retention.ms", v, sizeof(v));
-  cr_expect_str_eq(v, "-1");
-  topic_config(topic, "retention.bytes", v, sizeof(v));
-  cr_expect_str_eq(v, "-1");
-  snprintf(topic, sizeof(topic), "%sbank.snapshots", prefix);
-  topic_config(topic, "cleanup.policy", v, sizeof(v));
-  cr_expect_str_eq(v, "compact");
-  /* small segments and a compaction lag: what a restore reads stays near one
-   * snapshot per aggregate (docs/producer.md, "Restore") */
-  topic_config(topic, "segment.bytes", v, sizeof(v));
-  cr_expect_str_eq(v, "16777216");
-  topic_config(topic, "segment.ms", v, sizeof(v));
-  cr_expect_str_eq(v, "3600000");
-  topic_config(topic, "max.compaction.lag.ms", v, sizeof(v));
-  cr_expect_str_eq(v, "3600000");
-  snprintf(topic, sizeof(topic), "%sbank.commands", prefix);
-  topic_config(topic, "cleanup.policy", v, sizeof(v));
-  cr_expect_str_eq(v, "delete");
-  /* commands carry personal data in plaintext: a day, in segments of an hour */
-  topic_config(topic, "retention.ms", v, sizeof(v));
-  cr_expect_str_eq(v, "86400000");
-  topic_config(topic, "segment.ms", v, sizeof(v));
-  cr_expect_str_eq(v, "3600000");
+  static const char *const want[][3] = {
+      {"events", "retention.ms", "-1"},
+      {"events", "retention.bytes", "-1"},
+      {"snapshots", "cleanup.policy", "compact"},
+      /* small segments and a compaction lag: what a restore reads stays near
+       * one snapshot per aggregate (docs/producer.md, "Restore") */
+      {"snapshots", "segment.bytes", "16777216"},
+      {"snapshots", "segment.ms", "3600000"},
+      {"snapshots", "max.compaction.lag.ms", "3600000"},
+      {"commands", "cleanup.policy", "delete"},
+      /* commands carry personal data in plaintext: a day, in segments of an hour */
+      {"commands", "retention.ms", "86400000"},
+      {"commands", "segment.ms", "3600000"}};
+  for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+    snprintf(topic, sizeof(topic), "%sbank.%s", prefix, want[i][0]);
+    topic_config(topic, want[i][1], v, sizeof(v));
+    cr_expect_str_eq(v, want[i][2], "%s %s", topic, want[i][1]);
+  }
   const char *kinds[] = {"commands", "events", "command-results", "snapshots"};
   rd_kafka_t *rk = NULL;
   esk_error_t err = {0};
