@@ -12,7 +12,8 @@
  *     and checkpoints as the producer does it, and folding every event; the
  *     aggregate store's memory per account after it (mallinfo2), plain and
  *     packed (store.packed).
- * Accounts: COMMANDS/100 (at least 10), opened first, then deposits.
+ * Accounts: COMMANDS/100 (at least 10; ESK_BENCH_ACCOUNTS: another count),
+ * opened first, then deposits.
  * Prints figures and the ratios to the raw rate. Goal (issue 4): >= 50k
  * commands/s end to end on 2 cores and >= 0.25 of the raw rate.
  * Needs the local stack (ESK_KAFKA_BOOTSTRAP); topics are unique per run and
@@ -276,6 +277,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   long accounts = n / 100 < 10 ? 10 : n / 100;
+  /* ESK_BENCH_ACCOUNTS: another account count, to tell the cost of more
+   * commands from that of more aggregates */
+  if (getenv("ESK_BENCH_ACCOUNTS") && atol(getenv("ESK_BENCH_ACCOUNTS")) > 0)
+    accounts = atol(getenv("ESK_BENCH_ACCOUNTS"));
+  if (accounts > n) accounts = n; /* each is opened by one of the commands */
   esk_error_t err = {0};
   if (esk_kafka_check_broker(NULL, 10000, &err)) die("broker", err.msg);
   esk_bank_avro_t *avro = NULL;
