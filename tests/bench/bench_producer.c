@@ -231,8 +231,8 @@ static double wait_committed(const char *prefix, int partitions, long n, double 
   rd_kafka_destroy(rk);
   double end = esk_time_mono_s();
   *total_out = (double)n / (end - t_start);
-  /* seen from past half-way: too little of the run to tell its rate */
-  return base <= n / 2 && end > first ? (double)(n - base) / (end - first) : -1;
+  /* no quick answer, or one from past half-way: too little of the run to tell its rate */
+  return first > 0 && base <= n / 2 && end > first ? (double)(n - base) / (end - first) : -1;
 }
 
 /* CPU seconds (user + system) of the children waited for so far. */
@@ -259,12 +259,12 @@ static double end_to_end(esk_bank_avro_t *avro, const char *prefix, int instance
   return rate;
 }
 
-/* One end-to-end figure; @p rate < 0: the committed offsets were first seen
- * (answered within 0.1 s) past half-way, too late to tell the rate. */
+/* One end-to-end figure; @p rate < 0: no answer of the committed offsets came
+ * within 0.1 s of its ask before half-way, too late to tell the rate. */
 static void print_rate(const char *what, double rate, double raw, double total, double cpu) {
   if (rate < 0)
-    printf("%-52s %10s cmd/s  (progress first seen past half-way; %.0f/s with start-up; "
-           "%.1f us CPU/cmd)\n", what, "n/a", total, cpu);
+    printf("%-52s %10s cmd/s  (no quick answer of the committed offsets before half-way; "
+           "%.0f/s with start-up; %.1f us CPU/cmd)\n", what, "n/a", total, cpu);
   else
     printf("%-52s %10.0f cmd/s  x%.2f of raw  (%.0f/s with start-up; %.1f us CPU/cmd)\n", what,
            rate, rate / raw, total, cpu);
