@@ -199,13 +199,19 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
     acct_t *acct = esk_hmap_get(h->accounts, a, n);
     if (acct) acct->balance = strtoll(PQgetvalue(res, i, 1), NULL, 10);
   }
+  /* binary COPY (PostgreSQL parses no uuid, number or time) unless an event id
+   * is a uuid only PostgreSQL's text input reads, or refuses */
+  int binary = 1;
+  for (size_t i = 0; i < h->n && binary; i++)
+    binary = esk_copy_uuid_binary_ok(str(h, h->rows[i].event_id));
+  esk_copy_binary(&h->copy, binary);
   for (size_t i = 0; i < h->n; i++) {
     row_t *r = &h->rows[i];
     r->acct->balance += r->kind == ESK_BANK_EV_MONEY_WITHDRAWN ? -r->amount : r->amount;
     r->acct->version = r->version;
     if (r->kind == ESK_BANK_EV_ACCOUNT_CLOSED || (r->kind == ESK_BANK_EV_ACCOUNT_OPENED && !r->amount))
       continue;
-    esk_copy_text(&h->copy, str(h, r->event_id), -1);
+    esk_copy_uuid(&h->copy, str(h, r->event_id));
     esk_copy_text(&h->copy, str(h, r->account), r->account_len);
     esk_copy_i64(&h->copy, r->version);
     esk_copy_text(&h->copy, r->kind == ESK_BANK_EV_ACCOUNT_OPENED    ? "opening"

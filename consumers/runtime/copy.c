@@ -10,6 +10,70 @@ static void put(esk_copy_t *c, const void *p, size_t n) {
   if (!c->failed && esk_buf_append(&c->buf, p, n, NULL) != ESK_OK) c->failed = 1;
 }
 
+/* ---------------------------------------------------------- binary format --- */
+
+/* PostgreSQL's epoch (2000-01-01) in Unix microseconds and days. */
+#define PG_EPOCH_US 946684800000000LL
+#define PG_EPOCH_DAYS 10957
+
+void esk_copy_binary(esk_copy_t *c, int binary) { c->binary = binary != 0; }
+
+static void put_be(esk_copy_t *c, uint64_t v, int bytes) {
+  uint8_t b[8];
+  for (int i = 0; i < bytes; i++) b[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+  put(c, b, (size_t)bytes);
+}
+
+/* A binary field's length word, after the row's field count on its first. */
+static void field(esk_copy_t *c, int32_t len) {
+  if (!c->fields++) {
+    c->row_start = c->buf.len;
+    put_be(c, 0, 2); /* the count, written by esk_copy_row_end() */
+  }
+  put_be(c, (uint32_t)len, 4);
+}
+
+static int hex(int ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* The 16 bytes of @p s into @p out; 0 when it is not 32 hex digits (with the
+ * canonical hyphens or none). */
+static int uuid_bytes(uint8_t out[16], const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n != 32 && n != 36) return 0;
+  for (int i = 0, j = 0; i < 16; i++) {
+    if (n == 36 && (j == 8 || j == 13 || j == 18 || j == 23) && s[j++] != '-') return 0;
+    int hi = hex((unsigned char)s[j]), lo = hex((unsigned char)s[j + 1]);
+    if (hi < 0 || lo < 0) return 0;
+    out[i] = (uint8_t)(hi << 4 | lo);
+    j += 2;
+  }
+  return 1;
+}
+
+int esk_copy_uuid_binary_ok(const char *s) {
+  uint8_t b[16];
+  return uuid_bytes(b, s);
+}
+
+void esk_copy_uuid(esk_copy_t *c, const char *s) {
+  uint8_t b[16];
+  if (!c->binary || !s) {
+    esk_copy_text(c, s, -1);
+    return;
+  }
+  if (!uuid_bytes(b, s)) { /* the caller was to choose text for this batch */
+    c->failed = 1;
+    return;
+  }
+  field(c, 16);
+  put(c, b, 16);
+}
+
 
 void esk_copy_text(esk_copy_t *c, const char *s, long len) {
   if (!s) {
@@ -17,6 +81,15 @@ void esk_copy_text(esk_copy_t *c, const char *s, long len) {
     return;
   }
   size_t n = len < 0 ? strlen(s) : (size_t)len;
+  if (c->binary) {
+    if (n > INT32_MAX) {
+      c->failed = 1;
+      return;
+    }
+    field(c, (int32_t)n);
+    put(c, s, n);
+    return;
+  }
   /* Worst case every byte doubles; reserve once, then write directly. */
   if (c->failed || esk_buf_reserve(&c->buf, 2 * n + 1, NULL) != ESK_OK) {
     c->failed = 1;
@@ -59,6 +132,11 @@ static char *padded(char *o, unsigned v, int width) {
 }
 
 void esk_copy_i64(esk_copy_t *c, int64_t v) {
+  if (c->binary) {
+    field(c, 8);
+    put_be(c, (uint64_t)v, 8);
+    return;
+  }
   char b[24], *o = b;
   if (v < 0) *o++ = '-';
   o = digits(o, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
@@ -98,6 +176,11 @@ static char *civil(char *o, int64_t days) {
 }
 
 void esk_copy_ts_us(esk_copy_t *c, int64_t us) {
+  if (c->binary) {
+    field(c, 8);
+    put_be(c, (uint64_t)(us - PG_EPOCH_US), 8);
+    return;
+  }
   int64_t days, t;
   char b[64], *o;
   split_us(us, &days, &t);
@@ -118,16 +201,33 @@ void esk_copy_day_us(esk_copy_t *c, int64_t us) {
   int64_t days, t;
   char b[48], *o;
   split_us(us, &days, &t);
+  if (c->binary) {
+    field(c, 4);
+    put_be(c, (uint32_t)(int32_t)(days - PG_EPOCH_DAYS), 4);
+    return;
+  }
   o = civil(b, days);
   *o++ = '\t';
   put(c, b, (size_t)(o - b));
 }
 
-void esk_copy_null(esk_copy_t *c) { put(c, "\\N\t", 3); }
+void esk_copy_null(esk_copy_t *c) {
+  if (c->binary)
+    field(c, -1);
+  else
+    put(c, "\\N\t", 3);
+}
 
 void esk_copy_row_end(esk_copy_t *c) {
-  if (!c->failed && c->buf.len && c->buf.data[c->buf.len - 1] == '\t')
+  if (c->binary) {
+    if (!c->failed && c->fields) {
+      c->buf.data[c->row_start] = (uint8_t)(c->fields >> 8);
+      c->buf.data[c->row_start + 1] = (uint8_t)c->fields;
+    }
+    c->fields = 0;
+  } else if (!c->failed && c->buf.len && c->buf.data[c->buf.len - 1] == '\t') {
     c->buf.data[c->buf.len - 1] = '\n';
+  }
   c->rows++;
 }
 
@@ -135,12 +235,14 @@ void esk_copy_reset(esk_copy_t *c) {
   esk_buf_reset(&c->buf);
   c->rows = 0;
   c->failed = 0;
+  c->fields = 0;
 }
 
 void esk_copy_free(esk_copy_t *c) {
   esk_buf_free(&c->buf);
   c->rows = 0;
   c->failed = 0;
+  c->fields = 0;
 }
 
 int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
@@ -150,7 +252,13 @@ int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_
     return esk_error_set(err, ESK_ENOMEM, "%s: batch rows exceed the buffer's maximum", what);
   }
   if (!c->rows) return ESK_OK;
-  PGresult *r = PQexec(pg, copy_sql);
+  char sql[1024];
+  if (c->binary && snprintf(sql, sizeof(sql), "%s with (format binary)", copy_sql) >=
+                       (int)sizeof(sql)) {
+    esk_copy_reset(c);
+    return esk_error_set(err, ESK_EINVAL, "%s: COPY statement too long", what);
+  }
+  PGresult *r = PQexec(pg, c->binary ? sql : copy_sql);
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     int code = esk_pg_error_code(pg, r);
     char msg[ESK_ERROR_MSG_MAX];
@@ -161,7 +269,11 @@ int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_
     return esk_error_set(err, code, "%s: %s", what, msg[0] ? msg : "connection lost");
   }
   PQclear(r);
-  int ok = PQputCopyData(pg, (const char *)c->buf.data, (int)c->buf.len) == 1;
+  /* binary: the signature, flags and header extension, then the rows, then -1 */
+  static const char head[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
+  int ok = (!c->binary || PQputCopyData(pg, head, sizeof(head)) == 1) &&
+           PQputCopyData(pg, (const char *)c->buf.data, (int)c->buf.len) == 1 &&
+           (!c->binary || PQputCopyData(pg, "\377\377", 2) == 1);
   ok = PQputCopyEnd(pg, ok ? NULL : "client could not send the rows") == 1 && ok;
   int rc = ESK_OK;
   while ((r = PQgetResult(pg))) {

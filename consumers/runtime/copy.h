@@ -1,11 +1,18 @@
 /**
  * @file copy.h
- * @brief Rows for PostgreSQL's COPY ... FROM STDIN in text format, built in a
- *        buffer and sent in one go: how projections write a batch set-wise.
+ * @brief Rows for PostgreSQL's COPY ... FROM STDIN, in text or binary format,
+ *        built in a buffer and sent in one go: how projections write a batch
+ *        set-wise.
  *
  * A row is a sequence of esk_copy_*() field calls closed by esk_copy_row_end().
  * Text fields are escaped (backslash, tab, newline, carriage return), so any
  * string is safe; nothing is ever spliced into SQL.
+ *
+ * In binary format (esk_copy_binary(), before a batch's first row) each field
+ * is written as the column's binary value, so the column types must be
+ * exactly: text for esk_copy_text, bigint for esk_copy_i64, timestamptz for
+ * esk_copy_ts_us, date for esk_copy_day_us, uuid for esk_copy_uuid. PostgreSQL
+ * then parses no numbers, times or uuids (docs/benchmarks.md, "Binary COPY").
  */
 #ifndef ESK_COPY_H
 #define ESK_COPY_H
@@ -21,7 +28,27 @@ typedef struct esk_copy_s {
   esk_buf_t buf;
   size_t rows;
   int failed; /**< set when a field did not fit (out of memory or over the maximum) */
+  int binary; /**< PostgreSQL's binary COPY format (esk_copy_binary()) */
+  size_t row_start; /**< binary: where the current row's field count goes */
+  int fields;       /**< binary: fields of the current row so far */
 } esk_copy_t;
+
+/**
+ * @brief Chooses the format of the rows to come: binary (1) or text (0). Call
+ *        it with no row buffered (after esk_copy_reset() or a send).
+ */
+void esk_copy_binary(esk_copy_t *c, int binary);
+
+/**
+ * @brief Whether @p s is a uuid esk_copy_uuid() can write in binary format:
+ *        32 hexadecimal digits, with or without hyphens at the canonical places.
+ *        Other strings PostgreSQL may still read, or refuse, as text: write a
+ *        batch holding one in text format.
+ */
+int esk_copy_uuid_binary_ok(const char *s);
+
+/** @brief A uuid field from its text (text format: as is; binary: 16 bytes). */
+void esk_copy_uuid(esk_copy_t *c, const char *s);
 
 /** @brief A text field (NULL writes SQL NULL). @p len -1: strlen. */
 void esk_copy_text(esk_copy_t *c, const char *s, long len);
@@ -42,8 +69,9 @@ void esk_copy_reset(esk_copy_t *c);
 void esk_copy_free(esk_copy_t *c);
 
 /**
- * @brief Sends the buffered rows with @p copy_sql (`copy t (a, b) from stdin`)
- *        and resets the buffer. Nothing buffered: does nothing.
+ * @brief Sends the buffered rows with @p copy_sql (`copy t (a, b) from stdin`,
+ *        to which binary format adds `with (format binary)`) and resets the
+ *        buffer. Nothing buffered: does nothing.
  * @returns ESK_OK, or esk_pg_error_code()'s code (ESK_EPOISON for data the
  *          table refuses, ESK_ERETRY for a lost connection) with PostgreSQL's
  *          message prefixed by @p what; ESK_ENOMEM when a field did not fit.

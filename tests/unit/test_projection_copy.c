@@ -81,3 +81,60 @@ Test(projection_copy, a_row_over_the_maximum_fails_the_send_without_io) {
   cr_assert_eq(c.rows, 0);
   esk_copy_free(&c);
 }
+
+/* Binary format: a field count per row, then each field's length and its
+ * value as PostgreSQL's binary input reads it (big-endian; times from
+ * 2000-01-01). */
+Test(projection_copy, binary_rows_are_counted_fields_of_length_and_value) {
+  esk_copy_t c = {0};
+  esk_copy_binary(&c, 1);
+  esk_copy_text(&c, "a\tb", -1);
+  esk_copy_i64(&c, -2);
+  esk_copy_null(&c);
+  esk_copy_ts_us(&c, 946684800000001LL); /* 2000-01-01T00:00:00.000001Z */
+  esk_copy_day_us(&c, 946684800000000LL - 1); /* 1999-12-31 */
+  esk_copy_uuid(&c, "00112233-4455-6677-8899-AABBCCDDEEFF");
+  esk_copy_row_end(&c);
+  static const unsigned char want[] = {
+      0, 6,                                                  /* fields */
+      0, 0, 0, 3, 'a', '\t', 'b',                            /* text, unescaped */
+      0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, /* bigint -2 */
+      0xff, 0xff, 0xff, 0xff,                                /* NULL */
+      0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1,                    /* timestamptz */
+      0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff,                    /* date: day -1 */
+      0, 0, 0, 16, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+      0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};        /* uuid */
+  cr_assert_eq(c.buf.len, sizeof(want));
+  cr_assert_eq(memcmp(c.buf.data, want, sizeof(want)), 0);
+  cr_assert_eq(c.rows, 1);
+  cr_assert_not(c.failed);
+  esk_copy_reset(&c);
+  esk_copy_i64(&c, 7); /* the format holds across a reset */
+  esk_copy_row_end(&c);
+  cr_assert_eq(c.buf.len, 2 + 4 + 8);
+  esk_copy_free(&c);
+}
+
+Test(projection_copy, only_plain_uuids_are_written_in_binary) {
+  cr_assert(esk_copy_uuid_binary_ok("6f1c2b7e-2f7a-4d8e-9a51-0c1d2e3f4a5b"));
+  cr_assert(esk_copy_uuid_binary_ok("6F1C2B7E2F7A4D8E9A510C1D2E3F4A5B"));
+  static const char *const no[] = {"",
+                                   "zzzzzzzz-2f7a-4d8e-9a51-0c1d2e3f4a5b",
+                                   "{6f1c2b7e-2f7a-4d8e-9a51-0c1d2e3f4a5b}",
+                                   "6f1c2b7e2f7a-4d8e-9a51-0c1d2e3f4a5b-",
+                                   "6f1c2b7e-2f7a-4d8e-9a51-0c1d2e3f4a5",
+                                   "6f1c2b7e-2f7a-4d8e-9a51-0c1d2e3f4a5b0",
+                                   NULL};
+  for (int i = 0; no[i]; i++) cr_assert_not(esk_copy_uuid_binary_ok(no[i]), "'%s'", no[i]);
+  cr_assert_not(esk_copy_uuid_binary_ok(NULL));
+  esk_copy_t c = {0};
+  esk_copy_binary(&c, 1);
+  esk_copy_uuid(&c, "not-a-uuid"); /* the caller was to choose text */
+  cr_assert(c.failed);
+  esk_copy_free(&c);
+  esk_copy_t t = {0};
+  esk_copy_uuid(&t, "not-a-uuid"); /* text: PostgreSQL judges it */
+  esk_copy_row_end(&t);
+  cr_assert_str_eq(text(&t), "not-a-uuid\n");
+  esk_copy_free(&t);
+}
