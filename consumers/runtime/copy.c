@@ -249,7 +249,9 @@ int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_
                   esk_error_t *err) {
   if (c->failed) {
     esk_copy_reset(c);
-    return esk_error_set(err, ESK_ENOMEM, "%s: batch rows exceed the buffer's maximum", what);
+    return esk_error_set(err, ESK_ENOMEM,
+                         "%s: batch rows exceed the buffer's maximum, or a field does not "
+                         "take the batch's format (esk_copy_uuid in binary)", what);
   }
   if (!c->rows) return ESK_OK;
   char sql[1024];

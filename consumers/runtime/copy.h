@@ -74,7 +74,8 @@ void esk_copy_free(esk_copy_t *c);
  *        buffer. Nothing buffered: does nothing.
  * @returns ESK_OK, or esk_pg_error_code()'s code (ESK_EPOISON for data the
  *          table refuses, ESK_ERETRY for a lost connection) with PostgreSQL's
- *          message prefixed by @p what; ESK_ENOMEM when a field did not fit.
+ *          message prefixed by @p what; ESK_ENOMEM when a field did not fit, or
+ *          a uuid was not one esk_copy_uuid_binary_ok() takes in binary format.
  */
 int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
                   esk_error_t *err);

@@ -40,11 +40,10 @@ static int refused_string(esk_producer_t *p, const esk_error_t *why,
 /* Answers a command id seen before with its first result. 1 when it was seen. */
 static int answer_seen(esk_producer_t *p, int32_t part, const char *id) {
   const esk_result_t *seen = esk_seen_get(p->parts[part].seen, id);
-  if (!seen) return 0;
-  esk_result_t first = *seen;
+  if (!seen) return 0; /* a copy of the cache's, valid until its next get or put */
   p->st.duplicates++;
   p->bc.duplicates++;
-  esk_prod_produce_duplicate(p, part, id, &first);
+  esk_prod_produce_duplicate(p, part, id, seen);
   return 1;
 }
 
