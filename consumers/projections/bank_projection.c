@@ -8,6 +8,9 @@
 
 /* Room for the rows of a batch (event_log rows carry the JSON payload). */
 #define COPY_BUFFER_MAX ((size_t)512 << 20)
+/* Rows are streamed to PostgreSQL in parts of this size while the batch is
+ * applied (docs/projector.md, "A batch's rows are streamed"). */
+#define COPY_STREAM_BYTES ((size_t)256 << 10)
 
 typedef struct inst_s {
   const esk_bank_proj_spec_t *spec;
@@ -16,9 +19,14 @@ typedef struct inst_s {
   esk_bank_event_t bank; /* the bank event being applied */
 } inst_t;
 
+/* The staging table, if the spec has one, before its COPY starts. */
+static int stage(inst_t *in, PGconn *pg, esk_error_t *err) {
+  if (!in->spec->stage_sql || in->copy.streaming) return ESK_OK;
+  return esk_pg_exec(NULL, pg, "create staging table", in->spec->stage_sql, 0, NULL, err);
+}
+
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   inst_t *in = self;
-  (void)pg;
   int rc =
       in->spec->any_domain ? ESK_OK : esk_bank_event_from_value(&in->bank, ev->type, ev->value, err);
   if (rc == ESK_OK)
@@ -27,6 +35,9 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   if (rc == ESK_OK && in->copy.failed)
     rc = esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
                        COPY_BUFFER_MAX);
+  if (rc == ESK_OK && in->copy.buf.len >= COPY_STREAM_BYTES &&
+      !(rc = stage(in, pg, err)))
+    rc = esk_copy_stream(&in->copy, pg, in->spec->name, in->spec->copy_sql, err);
   return rc;
 }
 
@@ -34,9 +45,8 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   inst_t *in = self;
   int rc;
   if (!in->copy.rows) return ESK_OK;
-  if (in->spec->stage_sql &&
-      (rc = esk_pg_exec(NULL, pg, "create staging table", in->spec->stage_sql, 0, NULL, err))) {
-    esk_copy_reset(&in->copy);
+  if ((rc = stage(in, pg, err))) {
+    esk_copy_abort(&in->copy);
     return rc;
   }
   if ((rc = esk_copy_send(&in->copy, pg, in->spec->name, in->spec->copy_sql, err))) return rc;
@@ -74,7 +84,7 @@ static int versions_get_cb(void *self, PGconn *pg, const char *const *ids, size_
 
 static void batch_abort_cb(void *self) {
   inst_t *in = self;
-  esk_copy_reset(&in->copy);
+  esk_copy_abort(&in->copy);
 }
 
 static int forget_cb(void *self, PGconn *pg, const char *subject,
@@ -89,6 +99,7 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
   if (!in) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   in->spec = spec;
   esk_buf_init(&in->copy.buf, COPY_BUFFER_MAX);
+  esk_copy_binary(&in->copy, spec->binary);
   esk_buf_init(&in->scratch, (size_t)64 << 20);
   *out = (esk_projection_t){.name = spec->name,
                             .migrations = spec->migrations,

@@ -29,14 +29,22 @@ static const char *const migrations[] = {
     "create index event_log_occurred_at on event_log (occurred_at);",
 };
 
+/* Rows go in PostgreSQL's binary COPY format (the spec's .binary): it parses
+ * no uuid, number or time (docs/benchmarks.md, "Binary COPY for event_log").
+ * An event id that is no uuid, which PostgreSQL's text input would refuse
+ * too, is dead-lettered here, before the batch is sent. */
 static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
                 const esk_bank_event_t *b, esk_error_t *err) {
+  (void)b; /* any domain: the esk_event_t alone */
+  if (!esk_copy_uuid_binary_ok(ev->event_id))
+    return esk_error_set(err, ESK_EPOISON,
+                         "event_log: event id \"%.64s\" of %s is not a uuid (SQLSTATE 22P02 "
+                         "in PostgreSQL's text input)",
+                         ev->event_id ? ev->event_id : "(none)", ev->type);
   esk_buf_reset(json);
   /* The payload is the event's own fields; its metadata are the columns. */
-  (void)b; /* any domain: the esk_event_t alone */
   int rc = ev->value ? esk_value_json_append(json, ev->value, "meta", err)
                      : esk_error_set(err, ESK_EPOISON, "%s: no decoded value", ev->type);
-  if (!rc) rc = esk_buf_append(json, "", 1, err);
   if (rc) {
     if (!err || !err->msg[0])
       esk_error_set(err, rc, "event_log: the payload JSON of %s does not fit", ev->event_id);
@@ -45,17 +53,17 @@ static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
   esk_copy_text(c, ev->aggregate_id, -1);
   esk_copy_i64(c, ev->aggregate_version);
   esk_copy_text(c, ev->aggregate_type, -1);
-  esk_copy_text(c, ev->event_id, -1);
+  esk_copy_uuid(c, ev->event_id);
   esk_copy_text(c, ev->type, -1);
-  esk_copy_i64(c, ev->schema_version);
+  esk_copy_i32(c, ev->schema_version);
   esk_copy_ts_us(c, ev->occurred_at_us);
   esk_copy_text(c, ev->correlation_id, -1);
   esk_copy_text(c, ev->causation_id, -1);
   esk_copy_text(c, ev->actor, -1);
   esk_copy_text(c, ev->topic, -1);
-  esk_copy_i64(c, ev->partition);
+  esk_copy_i32(c, ev->partition);
   esk_copy_i64(c, ev->offset);
-  esk_copy_text(c, (const char *)json->data, (long)json->len - 1);
+  esk_copy_jsonb(c, (const char *)json->data, (long)json->len);
   esk_copy_row_end(c);
   return ESK_OK;
 }
@@ -122,5 +130,6 @@ const esk_bank_proj_spec_t esk_bank_event_log_spec = {
     .rows = rows,
     .forget = forget,
     .any_domain = 1,
+    .binary = 1,
     .deferred_indexes = deferred,
 };

@@ -40,19 +40,24 @@ static int hex(int ch) {
   return -1;
 }
 
-/* The 16 bytes of @p s into @p out; 0 when it is not 32 hex digits (with the
- * canonical hyphens or none). */
+/* The 16 bytes of @p s into @p out; 0 when it is not a uuid PostgreSQL's text
+ * input reads. That input (string_to_uuid() in its uuid.c) takes 32 hex digits
+ * of either case, optionally in braces, with an optional hyphen after any group
+ * of four digits but the last: so a string taken here is one PostgreSQL would
+ * take as text, and one refused here it would refuse too (22P02). */
 static int uuid_bytes(uint8_t out[16], const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (n != 32 && n != 36) return 0;
-  for (int i = 0, j = 0; i < 16; i++) {
-    if (n == 36 && (j == 8 || j == 13 || j == 18 || j == 23) && s[j++] != '-') return 0;
-    int hi = hex((unsigned char)s[j]), lo = hex((unsigned char)s[j + 1]);
+  if (!s) return 0;
+  int braces = *s == '{';
+  s += braces;
+  for (int i = 0; i < 16; i++) {
+    int hi = hex((unsigned char)s[0]), lo = hi < 0 ? -1 : hex((unsigned char)s[1]);
     if (hi < 0 || lo < 0) return 0;
     out[i] = (uint8_t)(hi << 4 | lo);
-    j += 2;
+    s += 2;
+    if (*s == '-' && i % 2 == 1 && i < 15) s++;
   }
-  return 1;
+  if (braces && *s++ != '}') return 0;
+  return *s == '\0';
 }
 
 int esk_copy_uuid_binary_ok(const char *s) {
@@ -142,6 +147,30 @@ void esk_copy_i64(esk_copy_t *c, int64_t v) {
   o = digits(o, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
   *o++ = '\t';
   put(c, b, (size_t)(o - b));
+}
+
+void esk_copy_i32(esk_copy_t *c, int32_t v) {
+  if (!c->binary) {
+    esk_copy_i64(c, v);
+    return;
+  }
+  field(c, 4);
+  put_be(c, (uint32_t)v, 4);
+}
+
+void esk_copy_jsonb(esk_copy_t *c, const char *json, long len) {
+  if (!c->binary || !json) {
+    esk_copy_text(c, json, len);
+    return;
+  }
+  size_t n = len < 0 ? strlen(json) : (size_t)len;
+  if (n >= INT32_MAX) {
+    c->failed = 1;
+    return;
+  }
+  field(c, (int32_t)n + 1);
+  put(c, "\1", 1); /* jsonb_recv's format version, then the JSON text */
+  put(c, json, n);
 }
 
 /* Splits @p us into days since the epoch and microseconds of the day (>= 0). */
@@ -239,60 +268,108 @@ void esk_copy_reset(esk_copy_t *c) {
 }
 
 void esk_copy_free(esk_copy_t *c) {
+  esk_copy_abort(c);
   esk_buf_free(&c->buf);
   c->rows = 0;
   c->failed = 0;
   c->fields = 0;
 }
 
-int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
-                  esk_error_t *err) {
-  if (c->failed) {
-    esk_copy_reset(c);
-    return esk_error_set(err, ESK_ENOMEM,
-                         "%s: batch rows exceed the buffer's maximum, or a field does not "
-                         "take the batch's format (esk_copy_uuid in binary)", what);
-  }
-  if (!c->rows) return ESK_OK;
+/* PostgreSQL's refusal of @p r (or the lost connection) as an esk error. */
+static int refused(PGconn *pg, PGresult *r, const char *what, esk_error_t *err) {
+  int code = esk_pg_error_code(pg, r);
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  char msg[ESK_ERROR_MSG_MAX];
+  snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
+  msg[strcspn(msg, "\n")] = '\0';
+  return esk_error_set(err, code, "%s: %s%s%s", what, state ? state : "", state ? " " : "",
+                       msg[0] ? msg : "connection lost");
+}
+
+/* Starts the COPY on @p pg: the statement, then (binary) the file header. */
+static int start(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
+                 esk_error_t *err) {
   char sql[1024];
   if (c->binary && snprintf(sql, sizeof(sql), "%s with (format binary)", copy_sql) >=
-                       (int)sizeof(sql)) {
-    esk_copy_reset(c);
+                       (int)sizeof(sql))
     return esk_error_set(err, ESK_EINVAL, "%s: COPY statement too long", what);
-  }
   PGresult *r = PQexec(pg, c->binary ? sql : copy_sql);
-  if (PQresultStatus(r) != PGRES_COPY_IN) {
-    int code = esk_pg_error_code(pg, r);
-    char msg[ESK_ERROR_MSG_MAX];
-    snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
-    msg[strcspn(msg, "\n")] = '\0';
-    PQclear(r);
-    esk_copy_reset(c);
-    return esk_error_set(err, code, "%s: %s", what, msg[0] ? msg : "connection lost");
-  }
+  int rc = PQresultStatus(r) == PGRES_COPY_IN ? ESK_OK : refused(pg, r, what, err);
   PQclear(r);
-  /* binary: the signature, flags and header extension, then the rows, then -1 */
+  if (rc) return rc;
+  c->streaming = pg;
+  /* binary: the signature, flags and header extension */
   static const char head[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
-  int ok = (!c->binary || PQputCopyData(pg, head, sizeof(head)) == 1) &&
-           PQputCopyData(pg, (const char *)c->buf.data, (int)c->buf.len) == 1 &&
-           (!c->binary || PQputCopyData(pg, "\377\377", 2) == 1);
-  ok = PQputCopyEnd(pg, ok ? NULL : "client could not send the rows") == 1 && ok;
+  if (c->binary && PQputCopyData(pg, head, sizeof(head)) != 1) c->lost = 1;
+  return ESK_OK;
+}
+
+/* Sends the buffered bytes of a started COPY and empties the buffer. */
+static void put_buffered(esk_copy_t *c) {
+  if (c->buf.len && !c->lost &&
+      PQputCopyData(c->streaming, (const char *)c->buf.data, (int)c->buf.len) != 1)
+    c->lost = 1;
+  esk_buf_reset(&c->buf);
+}
+
+/* Ends a started COPY (@p abort_msg non-NULL: makes the server refuse it) and
+ * reads its outcome. */
+static int finish(esk_copy_t *c, const char *what, const char *abort_msg, esk_error_t *err) {
+  PGconn *pg = c->streaming;
+  int ok = !c->lost && (abort_msg || !c->binary || PQputCopyData(pg, "\377\377", 2) == 1);
+  const char *why = abort_msg ? abort_msg : ok ? NULL : "client could not send the rows";
+  ok = PQputCopyEnd(pg, why) == 1 && ok;
   int rc = ESK_OK;
+  PGresult *r;
   while ((r = PQgetResult(pg))) {
-    if (rc == ESK_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-      int code = esk_pg_error_code(pg, r);
-      const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-      char msg[ESK_ERROR_MSG_MAX];
-      snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
-      msg[strcspn(msg, "\n")] = '\0';
-      rc = esk_error_set(err, code, "%s: %s%s%s", what, state ? state : "", state ? " " : "",
-                         msg[0] ? msg : "connection lost");
-    }
+    if (rc == ESK_OK && PQresultStatus(r) != PGRES_COMMAND_OK && !abort_msg)
+      rc = refused(pg, r, what, err);
     PQclear(r);
     if (PQstatus(pg) != CONNECTION_OK) break;
   }
-  if (rc == ESK_OK && !ok)
+  if (rc == ESK_OK && !ok && !abort_msg)
     rc = esk_error_set(err, ESK_ERETRY, "%s: sending rows failed: %s", what, PQerrorMessage(pg));
+  c->streaming = NULL;
+  c->lost = 0;
   esk_copy_reset(c);
   return rc;
+}
+
+static int over(esk_copy_t *c, const char *what, esk_error_t *err) {
+  if (c->streaming) finish(c, what, "a field did not fit", NULL);
+  esk_copy_reset(c);
+  return esk_error_set(err, ESK_ENOMEM,
+                       "%s: batch rows exceed the buffer's maximum, or a field does not "
+                       "take the batch's format (esk_copy_uuid in binary)", what);
+}
+
+int esk_copy_stream(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
+                    esk_error_t *err) {
+  if (c->failed) return over(c, what, err);
+  if (!c->buf.len) return ESK_OK;
+  int rc;
+  if (!c->streaming && (rc = start(c, pg, what, copy_sql, err))) {
+    esk_copy_reset(c);
+    return rc;
+  }
+  put_buffered(c);
+  return ESK_OK;
+}
+
+int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
+                  esk_error_t *err) {
+  int rc;
+  if (c->failed) return over(c, what, err);
+  if (!c->rows && !c->streaming) return ESK_OK;
+  if (!c->streaming && (rc = start(c, pg, what, copy_sql, err))) {
+    esk_copy_reset(c);
+    return rc;
+  }
+  put_buffered(c);
+  return finish(c, what, NULL, err);
+}
+
+void esk_copy_abort(esk_copy_t *c) {
+  if (c->streaming) finish(c, "", "the batch was abandoned", NULL);
+  esk_copy_reset(c);
 }

@@ -532,9 +532,11 @@ cleanup:
 
 /* ----------------------------------------------------------------- batch --- */
 
+/* The projection's abort first: it ends a COPY it may have left open
+ * (esk_copy_stream()), which would refuse the rollback. */
 static void rollback(esk_projector_t *p) {
-  if (PQstatus(p->pg) == CONNECTION_OK) PQclear(PQexec(p->pg, "rollback"));
   if (p->proj.batch_abort) p->proj.batch_abort(p->proj.self);
+  if (PQstatus(p->pg) == CONNECTION_OK) PQclear(PQexec(p->pg, "rollback"));
 }
 
 /* What a batch did with its events, counted when it commits. */

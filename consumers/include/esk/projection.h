@@ -86,7 +86,9 @@ typedef struct esk_projection_s {
   int (*batch_begin)(void *self, PGconn *pg, esk_error_t *err); /**< may be NULL */
   int (*apply)(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err);
   int (*batch_end)(void *self, PGconn *pg, esk_error_t *err);   /**< may be NULL: flush */
-  void (*batch_abort)(void *self);                              /**< may be NULL */
+  /** May be NULL. Runs before the runtime rolls the batch back, so it may end
+   *  a COPY its apply() left open on the connection (esk_copy_stream()). */
+  void (*batch_abort)(void *self);
   /**
    * May be NULL: the runtime keeps the version guard's last applied version
    * of each aggregate in esk_projection_versions. Otherwise the projection
