@@ -128,7 +128,8 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   }
   const esk_bank_money_t *m = esk_bank_event_money(b);
   a->version = ev->aggregate_version;
-  if (m && !(b->type == ESK_BANK_EV_ACCOUNT_OPENED && !m->minor_units)) {
+  if (m && b->type != ESK_BANK_EV_ACCOUNT_CLOSED &&
+      !(b->type == ESK_BANK_EV_ACCOUNT_OPENED && !m->minor_units)) {
     a->balance += b->type == ESK_BANK_EV_MONEY_WITHDRAWN ? -m->minor_units : m->minor_units;
     put_row(h, ev, b, m, a->balance);
   }
