@@ -426,6 +426,7 @@ typedef struct vers_s {
 
 typedef struct vmap_s {
   esk_hmap_t *map;
+  int own; /* the projection's versions_get() keeps them (else esk_projection_versions) */
 } vmap_t;
 
 /* The versions of an aggregate id of the batch; NULL for a key that is no
@@ -436,6 +437,18 @@ static vers_t *vmap_get(const vmap_t *v, const rd_kafka_message_t *m) {
 
 static void vmap_free(vmap_t *v) { esk_hmap_destroy(v->map); }
 
+/* Whether the batch's versions are the projection's (versions_get()): not
+ * while the indexes they read are still deferred (esk_projection_t's
+ * versions_need_deferred). Another instance may have built them since: asked
+ * again, in the batch's transaction, each batch until then. */
+static int vmap_own(esk_projector_t *p, int *own, esk_error_t *err) {
+  *own = p->proj.versions_get != NULL;
+  if (!*own || !p->proj.versions_need_deferred || !p->deferred) return ESK_OK;
+  int rc = esk_bulk_pending(p->pg, p->store_key, &p->deferred, err);
+  *own = !p->deferred;
+  return rc;
+}
+
 /* Builds the map of the batch's aggregate ids (message keys) and reads their
  * stored versions in one query. */
 static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, size_t n,
@@ -445,7 +458,8 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
   int64_t *vers = NULL;
   vers_t **slots = NULL;
   size_t k = 0;
-  if ((rc = esk_hmap_new(&v->map, sizeof(vers_t), n, 0, err))) return rc;
+  if ((rc = vmap_own(p, &v->own, err)) || (rc = esk_hmap_new(&v->map, sizeof(vers_t), n, 0, err)))
+    return rc;
   list = calloc(n ? n : 1, sizeof(*list));
   vers = calloc(n ? n : 1, sizeof(*vers));
   slots = calloc(n ? n : 1, sizeof(*slots));
@@ -471,11 +485,12 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
     list[k] = esk_hmap_key_of(v->map, e, NULL); /* NUL-terminated */
     slots[k++] = e;
   }
-  rc = p->proj.versions_get
+  rc = v->own
            ? p->proj.versions_get(p->proj.self, p->pg, list, k, vers, err)
            : esk_store_versions_get(p->pg, p->store_key, list, k, vers, err);
   if (rc) goto cleanup;
-  if (p->version_floor) { /* aggregates not seen since the start time: their last version before */
+  /* aggregates not seen since the start time: their last version before */
+  if (v->own && p->version_floor) {
     size_t m = 0;
     for (size_t i = 0; i < k; i++)
       if (vers[i] == 0) {
@@ -514,7 +529,7 @@ static int vmap_store_one(const void *key, size_t key_len, void *value, void *ct
 }
 
 static int vmap_store(esk_projector_t *p, const vmap_t *v, esk_error_t *err) {
-  if (p->proj.versions_get) return ESK_OK; /* the projection stored them in batch_end() */
+  if (v->own) return ESK_OK; /* the projection stored them in batch_end() */
   size_t cnt = esk_hmap_count(v->map);
   vmap_changed_t c = {calloc(cnt ? cnt : 1, sizeof(*c.ids)), calloc(cnt ? cnt : 1, sizeof(*c.vers)), 0};
   int rc;

@@ -137,9 +137,18 @@ typedef struct esk_projection_s {
    * events: a fill from scratch (migrations run by this start) drops them
    * after the migrations and builds them once it has caught up, which is
    * cheaper than keeping them up to date row by row. Those its batches need
-   * (an ON CONFLICT target, the version guard's lookups) must not be named.
+   * (an ON CONFLICT target, the version guard's lookups) must not be named,
+   * unless versions_need_deferred says the guard's are among them.
    */
   const char *const *deferred_indexes;
+  /**
+   * 0 by default. 1: versions_get() reads an index deferred_indexes names
+   * (event_log's primary key). While they are still to be built, the runtime
+   * keeps the guard's versions itself (esk_projection_versions), as for a
+   * projection without versions_get, and asks again each batch whether
+   * another instance has built them.
+   */
+  int versions_need_deferred;
 } esk_projection_t;
 
 /* ------------------------------------------------- field access by path --- */
