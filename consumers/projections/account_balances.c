@@ -24,7 +24,7 @@ static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
   (void)scratch;
   const esk_bank_money_t *m = esk_bank_event_money(b);
   int64_t amount = m ? m->minor_units : 0;
-  esk_copy_i64(c, b->type);
+  esk_copy_i32(c, (int32_t)b->type);
   esk_copy_text(c, ev->aggregate_id, -1);
   esk_copy_i64(c, ev->aggregate_version);
   esk_copy_ts_us(c, ev->occurred_at_us);
@@ -43,7 +43,7 @@ const esk_bank_proj_spec_t esk_bank_account_balances_spec = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(*migrations),
     .stage_sql = "create temp table if not exists esk_stage_account_balances ("
-                 "kind smallint, account_id text, version bigint, occurred_at timestamptz,"
+                 "kind int, account_id text, version bigint, occurred_at timestamptz,"
                  " owner_id text, delta bigint, currency text) on commit delete rows",
     .copy_sql = "copy esk_stage_account_balances (kind, account_id, version, occurred_at,"
                 " owner_id, delta, currency) from stdin",
@@ -71,6 +71,7 @@ const esk_bank_proj_spec_t esk_bank_account_balances_spec = {
     .versions_sql = "select x.ord - 1, b.version from unnest($1::text[]) with ordinality"
                     " as x(id, ord) join account_balances b on b.account_id = x.id",
     .rows = rows,
+    .binary = 1,
     .needs_full_history = 1, /* a balance folds every event of its account */
     .deferred_indexes = deferred,
 };

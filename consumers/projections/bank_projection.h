@@ -30,7 +30,7 @@ typedef struct esk_bank_proj_spec_s {
   int (*forget)(PGconn *pg, esk_buf_t *scratch, const char *subject,
                 const esk_personal_mark_t *marks, size_t n_marks, esk_error_t *err);
   int needs_full_history; /* esk_projection_t.needs_full_history */
-  int binary;             /* rows in binary COPY format (copy.h): event_log */
+  int binary;             /* rows in binary COPY format (copy.h): exact column types */
   int versions_need_deferred; /* esk_projection_t's: event_log */
   int any_domain;         /* reads only the domain-neutral esk_event_t (event_log) */
   const char *const *deferred_indexes; /* esk_projection_t.deferred_indexes */

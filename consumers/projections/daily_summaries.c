@@ -21,7 +21,7 @@ static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
   if (b->type != ESK_BANK_EV_MONEY_DEPOSITED && b->type != ESK_BANK_EV_MONEY_WITHDRAWN) return ESK_OK;
   esk_copy_day_us(c, ev->occurred_at_us);
   esk_copy_text(c, ev->aggregate_id, -1);
-  esk_copy_i64(c, b->type);
+  esk_copy_i32(c, (int32_t)b->type);
   esk_copy_i64(c, esk_bank_event_money(b)->minor_units);
   esk_copy_row_end(c);
   return ESK_OK;
@@ -35,7 +35,7 @@ const esk_bank_proj_spec_t esk_bank_daily_summaries_spec = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(*migrations),
     .stage_sql = "create temp table if not exists esk_stage_daily_summaries ("
-                 "day date, account_id text, kind smallint, amount bigint)"
+                 "day date, account_id text, kind int, amount bigint)"
                  " on commit delete rows",
     .copy_sql = "copy esk_stage_daily_summaries (day, account_id, kind, amount) from stdin",
     .merge_sql =
@@ -51,5 +51,6 @@ const esk_bank_proj_spec_t esk_bank_daily_summaries_spec = {
         "  withdrawals_count = d.withdrawals_count + excluded.withdrawals_count,"
         "  withdrawals_total = d.withdrawals_total + excluded.withdrawals_total",
     .rows = rows,
+    .binary = 1,
     .deferred_indexes = deferred,
 };
