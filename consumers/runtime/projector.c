@@ -437,6 +437,8 @@ static vers_t *vmap_get(const vmap_t *v, const rd_kafka_message_t *m) {
 
 static void vmap_free(vmap_t *v) { esk_hmap_destroy(v->map); }
 
+#define VMAP_START 1024 /* aggregates the version map is first sized for */
+
 /* Whether the batch's versions are the projection's (versions_get()): not
  * while the indexes they read are still deferred (esk_projection_t's
  * versions_need_deferred). Another instance may have built them since: asked
@@ -458,7 +460,12 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
   int64_t *vers = NULL;
   vers_t **slots = NULL;
   size_t k = 0;
-  if ((rc = vmap_own(p, &v->own, err)) || (rc = esk_hmap_new(&v->map, sizeof(vers_t), n, 0, err)))
+  /* Sized for the aggregates, not the events, and grown as they come: a
+   * table sized for 100 000 events is 4 MB of slots, which a batch's lookups
+   * missed in the CPU's caches (docs/benchmarks.md, "The version map"). */
+  size_t expect = n < VMAP_START ? n : VMAP_START;
+  if ((rc = vmap_own(p, &v->own, err)) ||
+      (rc = esk_hmap_new(&v->map, sizeof(vers_t), expect, 0, err)))
     return rc;
   list = calloc(n ? n : 1, sizeof(*list));
   vers = calloc(n ? n : 1, sizeof(*vers));
