@@ -1,7 +1,10 @@
-/* account_balances: one row per account. A batch's events are staged, folded
- * per account in SQL (the version guard has already put them in order and
- * dropped duplicates) and written with one INSERT for accounts opened in the
- * batch and one UPDATE for the others. */
+/* account_balances: one row per account. A batch's events are folded per
+ * account in memory (the version guard has already put each account's in
+ * order and dropped duplicates), staged one row per account, and written with
+ * one INSERT for accounts opened in the batch and one UPDATE for the others. */
+#include <stdio.h>
+#include <string.h>
+
 #include "bank_projection.h"
 
 static const char *const migrations[] = {
@@ -18,21 +21,60 @@ static const char *const migrations[] = {
     "create index account_balances_owner on account_balances (owner_id);",
 };
 
-static int rows(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev,
-                const esk_bank_event_t *b, esk_error_t *err) {
-  (void)err;
-  (void)scratch;
-  const esk_bank_money_t *m = esk_bank_event_money(b);
-  int64_t amount = m ? m->minor_units : 0;
-  esk_copy_i32(c, (int32_t)b->type);
-  esk_copy_text(c, ev->aggregate_id, -1);
-  esk_copy_i64(c, ev->aggregate_version);
-  esk_copy_ts_us(c, ev->occurred_at_us);
-  esk_copy_text(c, b->type == ESK_BANK_EV_ACCOUNT_OPENED ? b->u.opened.owner_id : "", -1);
-  esk_copy_i64(c, b->type == ESK_BANK_EV_MONEY_WITHDRAWN ? -amount : amount);
-  esk_copy_text(c, m ? m->currency : "", -1);
-  esk_copy_row_end(c);
+/* What a batch's events did to one account. */
+typedef struct acc_s {
+  int64_t version, delta;
+  int64_t opened_at_us, closed_at_us, updated_at_us;
+  int opened, closed;
+  char owner_id[ESK_BANK_ID_MAX + 1];
+  char currency[sizeof(((esk_bank_money_t *)0)->currency)];
+} acc_t;
+
+static int fold(esk_hmap_t *m, const esk_event_t *ev, const esk_bank_event_t *b,
+                esk_error_t *err) {
+  size_t n = strlen(ev->aggregate_id);
+  acc_t *a = esk_hmap_get(m, ev->aggregate_id, n);
+  if (!a) {
+    static const acc_t zero;
+    int rc = esk_hmap_put(m, ev->aggregate_id, n, &zero, (void **)&a, NULL, err);
+    if (rc) return rc;
+  }
+  const esk_bank_money_t *money = esk_bank_event_money(b);
+  int64_t amount = money ? money->minor_units : 0;
+  if (ev->aggregate_version > a->version) { /* in order: the last is the highest */
+    a->version = ev->aggregate_version;
+    a->updated_at_us = ev->occurred_at_us;
+  }
+  a->delta += b->type == ESK_BANK_EV_MONEY_WITHDRAWN ? -amount : amount;
+  if (b->type == ESK_BANK_EV_ACCOUNT_OPENED &&
+      (!a->opened || ev->occurred_at_us < a->opened_at_us)) {
+    a->opened = 1;
+    a->opened_at_us = ev->occurred_at_us;
+    snprintf(a->owner_id, sizeof(a->owner_id), "%s", b->u.opened.owner_id);
+    snprintf(a->currency, sizeof(a->currency), "%s", money ? money->currency : "");
+  }
+  if (b->type == ESK_BANK_EV_ACCOUNT_CLOSED &&
+      (!a->closed || ev->occurred_at_us > a->closed_at_us)) {
+    a->closed = 1;
+    a->closed_at_us = ev->occurred_at_us;
+  }
   return ESK_OK;
+}
+
+static void fold_row(esk_copy_t *c, const void *key, size_t key_len, const void *acc) {
+  const acc_t *a = acc;
+  esk_copy_text(c, key, (long)key_len);
+  esk_copy_i64(c, a->version);
+  esk_copy_i64(c, a->delta);
+  esk_copy_i32(c, a->opened);
+  esk_copy_text(c, a->opened ? a->owner_id : NULL, -1);
+  esk_copy_text(c, a->opened ? a->currency : NULL, -1);
+  if (a->opened) esk_copy_ts_us(c, a->opened_at_us);
+  else esk_copy_null(c);
+  if (a->closed) esk_copy_ts_us(c, a->closed_at_us);
+  else esk_copy_null(c);
+  esk_copy_ts_us(c, a->updated_at_us);
+  esk_copy_row_end(c);
 }
 
 /* The batches find accounts by their primary key only. */
@@ -43,34 +85,29 @@ const esk_bank_proj_spec_t esk_bank_account_balances_spec = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(*migrations),
     .stage_sql = "create temp table if not exists esk_stage_account_balances ("
-                 "kind int, account_id text, version bigint, occurred_at timestamptz,"
-                 " owner_id text, delta bigint, currency text) on commit delete rows",
-    .copy_sql = "copy esk_stage_account_balances (kind, account_id, version, occurred_at,"
-                " owner_id, delta, currency) from stdin",
+                 "account_id text, version bigint, delta bigint, opened int, owner_id text,"
+                 " currency text, opened_at timestamptz, closed_at timestamptz,"
+                 " updated_at timestamptz) on commit delete rows",
+    .copy_sql = "copy esk_stage_account_balances (account_id, version, delta, opened, owner_id,"
+                " currency, opened_at, closed_at, updated_at) from stdin",
     .merge_sql =
-        "with a as ("
-        "  select account_id, max(version) as version, sum(delta) as delta,"
-        "    max(owner_id) filter (where kind = 1) as owner_id,"
-        "    max(currency) filter (where kind = 1) as currency,"
-        "    min(occurred_at) filter (where kind = 1) as opened_at,"
-        "    max(occurred_at) filter (where kind = 4) as closed_at,"
-        "    (array_agg(occurred_at order by version desc))[1] as updated_at,"
-        "    bool_or(kind = 1) as opened"
-        "  from esk_stage_account_balances group by account_id),"
-        " ins as ("
+        "with ins as ("
         "  insert into account_balances (account_id, owner_id, balance, currency, status,"
         "    version, opened_at, closed_at, updated_at)"
         "  select account_id, owner_id, delta, currency,"
         "    case when closed_at is null then 'open' else 'closed' end,"
-        "    version, opened_at, closed_at, updated_at from a where opened)"
+        "    version, opened_at, closed_at, updated_at from esk_stage_account_balances"
+        "  where opened = 1)"
         " update account_balances b set balance = b.balance + a.delta, version = a.version,"
         "  status = case when a.closed_at is null then b.status else 'closed' end,"
         "  closed_at = coalesce(a.closed_at, b.closed_at), updated_at = a.updated_at"
-        " from a where not a.opened and b.account_id = a.account_id",
+        " from esk_stage_account_balances a where a.opened = 0 and b.account_id = a.account_id",
     /* Every event sets the account's version: the table is the version guard. */
     .versions_sql = "select x.ord - 1, b.version from unnest($1::text[]) with ordinality"
                     " as x(id, ord) join account_balances b on b.account_id = x.id",
-    .rows = rows,
+    .fold_size = sizeof(acc_t),
+    .fold = fold,
+    .fold_row = fold_row,
     .binary = 1,
     .needs_full_history = 1, /* a balance folds every event of its account */
     .deferred_indexes = deferred,

@@ -17,6 +17,7 @@ typedef struct inst_s {
   esk_copy_t copy;
   esk_buf_t scratch;
   esk_bank_event_t bank; /* the bank event being applied */
+  esk_hmap_t *folds;     /* the batch's accumulators (spec->fold), or NULL */
 } inst_t;
 
 /* The staging table, if the spec has one, before its COPY starts. */
@@ -25,10 +26,36 @@ static int stage(inst_t *in, PGconn *pg, esk_error_t *err) {
   return esk_pg_exec(NULL, pg, "create staging table", in->spec->stage_sql, 0, NULL, err);
 }
 
+#define FOLDS_START 1024 /* keys the accumulator map is first sized for */
+
+/* The event into its key's accumulator (spec->fold). */
+static int fold(inst_t *in, const esk_event_t *ev, esk_error_t *err) {
+  int rc;
+  if (!in->folds &&
+      (rc = esk_hmap_new(&in->folds, in->spec->fold_size, FOLDS_START, 0, err)))
+    return rc;
+  return in->spec->fold(in->folds, ev, &in->bank, err);
+}
+
+static int fold_row(const void *key, size_t key_len, void *acc, void *ctx) {
+  inst_t *in = ctx;
+  in->spec->fold_row(&in->copy, key, key_len, acc);
+  return 0;
+}
+
+/* Each key's row, then the accumulators are gone. */
+static void folds_write(inst_t *in) {
+  if (!in->folds) return;
+  esk_hmap_foreach(in->folds, fold_row, in);
+  esk_hmap_destroy(in->folds);
+  in->folds = NULL;
+}
+
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   inst_t *in = self;
   int rc =
       in->spec->any_domain ? ESK_OK : esk_bank_event_from_value(&in->bank, ev->type, ev->value, err);
+  if (rc == ESK_OK && in->spec->fold) return fold(in, ev, err);
   if (rc == ESK_OK)
     rc = in->spec->rows(&in->copy, &in->scratch, ev, in->spec->any_domain ? NULL : &in->bank,
                         err);
@@ -44,6 +71,12 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
 static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   inst_t *in = self;
   int rc;
+  folds_write(in);
+  if (in->copy.failed) {
+    esk_copy_abort(&in->copy);
+    return esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
+                         COPY_BUFFER_MAX);
+  }
   if (!in->copy.rows) return ESK_OK;
   if ((rc = stage(in, pg, err))) {
     esk_copy_abort(&in->copy);
@@ -85,6 +118,8 @@ static int versions_get_cb(void *self, PGconn *pg, const char *const *ids, size_
 static void batch_abort_cb(void *self) {
   inst_t *in = self;
   esk_copy_abort(&in->copy);
+  esk_hmap_destroy(in->folds);
+  in->folds = NULL;
 }
 
 static int forget_cb(void *self, PGconn *pg, const char *subject,
@@ -121,5 +156,6 @@ void esk_bank_proj_destroy(void *self) {
   if (!in) return;
   esk_copy_free(&in->copy);
   esk_buf_free(&in->scratch);
+  esk_hmap_destroy(in->folds);
   free(in);
 }

@@ -6,6 +6,7 @@
 
 #include "bank_contract.h" /* esk_bank_event_t, the type both sides share */
 #include "copy.h"
+#include "esk/hmap.h"
 #include "projector.h"
 
 /* A projection that writes each batch as rows COPYed into a staging table
@@ -26,6 +27,14 @@ typedef struct esk_bank_proj_spec_s {
    * (esk_bank_event_from_value()), NULL for an any_domain projection. */
   int (*rows)(esk_copy_t *c, esk_buf_t *scratch, const esk_event_t *ev, const esk_bank_event_t *b,
               esk_error_t *err);
+  /* Optional, instead of rows: the batch's events are folded in memory into
+   * one accumulator of fold_size bytes per key (zeroed when the key is new;
+   * fold() finds or adds it in @p m), and at the batch's end fold_row()
+   * writes each key's row. A merge then reads one row per key instead of one
+   * per event (docs/projector.md, "Set-based writes"). */
+  size_t fold_size;
+  int (*fold)(esk_hmap_t *m, const esk_event_t *ev, const esk_bank_event_t *b, esk_error_t *err);
+  void (*fold_row)(esk_copy_t *c, const void *key, size_t key_len, const void *acc);
   /* NULL, or esk_projection_t.forget, with the instance's scratch buffer */
   int (*forget)(PGconn *pg, esk_buf_t *scratch, const char *subject,
                 const esk_personal_mark_t *marks, size_t n_marks, esk_error_t *err);
