@@ -22,6 +22,7 @@ static const char *const migrations[] = {
 /* A day and account's movements in the batch. Keyed by the day (8 bytes,
  * days since 1970-01-01 UTC) followed by the account id. */
 typedef struct acc_s {
+  int64_t day_us; /* a time of that day: the first event's */
   int64_t deposits_count, deposits_total, withdrawals_count, withdrawals_total;
 } acc_t;
 
@@ -40,6 +41,7 @@ static int fold(esk_hmap_t *m, const esk_event_t *ev, const esk_bank_event_t *b,
     static const acc_t zero;
     int rc = esk_hmap_put(m, key, 8 + n, &zero, (void **)&a, NULL, err);
     if (rc) return rc;
+    a->day_us = us;
   }
   int64_t amount = esk_bank_event_money(b)->minor_units;
   if (b->type == ESK_BANK_EV_MONEY_DEPOSITED) {
@@ -54,9 +56,7 @@ static int fold(esk_hmap_t *m, const esk_event_t *ev, const esk_bank_event_t *b,
 
 static void fold_row(esk_copy_t *c, const void *key, size_t key_len, const void *acc) {
   const acc_t *a = acc;
-  int64_t day;
-  memcpy(&day, key, 8);
-  esk_copy_day_us(c, day * US_PER_DAY);
+  esk_copy_day_us(c, a->day_us);
   esk_copy_text(c, (const char *)key + 8, (long)key_len - 8);
   esk_copy_i64(c, a->deposits_count);
   esk_copy_i64(c, a->deposits_total);
