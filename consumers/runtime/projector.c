@@ -426,16 +426,18 @@ typedef struct vers_s {
 
 typedef struct vmap_s {
   esk_hmap_t *map;
+  vers_t **of; /* of[i]: the entry of the batch's message i, found once by vmap_load() */
   int own; /* the projection's versions_get() keeps them (else esk_projection_versions) */
 } vmap_t;
 
-/* The versions of an aggregate id of the batch; NULL for a key that is no
- * aggregate id (vmap_load() left it out). */
-static vers_t *vmap_get(const vmap_t *v, const rd_kafka_message_t *m) {
-  return esk_hmap_get(v->map, m->key ? m->key : "", m->key_len);
-}
+/* The versions of the aggregate of the batch's message @p i; NULL for a key
+ * that is no aggregate id (vmap_load() left it out). */
+static vers_t *vmap_get(const vmap_t *v, size_t i) { return v->of[i]; }
 
-static void vmap_free(vmap_t *v) { esk_hmap_destroy(v->map); }
+static void vmap_free(vmap_t *v) {
+  esk_hmap_destroy(v->map);
+  free(v->of);
+}
 
 #define VMAP_START 1024 /* aggregates the version map is first sized for */
 
@@ -470,7 +472,8 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
   list = calloc(n ? n : 1, sizeof(*list));
   vers = calloc(n ? n : 1, sizeof(*vers));
   slots = calloc(n ? n : 1, sizeof(*slots));
-  if (!list || !vers || !slots) {
+  v->of = calloc(n ? n : 1, sizeof(*v->of));
+  if (!list || !vers || !slots || !v->of) {
     rc = esk_error_set(err, ESK_ENOMEM, "out of memory for a batch of %zu events", n);
     goto cleanup;
   }
@@ -488,6 +491,7 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
     int added = 0;
     if ((rc = esk_hmap_put(v->map, key, msgs[i]->key_len, &zero, (void **)&e, &added, err)))
       goto cleanup;
+    v->of[i] = e;
     if (!added) continue;
     list[k] = esk_hmap_key_of(v->map, e, NULL); /* NUL-terminated */
     slots[k++] = e;
@@ -569,10 +573,11 @@ typedef struct tally_s {
 /* Decodes @p m into @p ev and finds its aggregate's versions (*s): poison when
  * the message key is not the event's aggregate id, or the id is over the
  * map's key limit. */
-static int decode_event(esk_projector_t *p, const vmap_t *v, const rd_kafka_message_t *m,
-                        esk_event_t *ev, vers_t **s, esk_error_t *why) {
+static int decode_event(esk_projector_t *p, const vmap_t *v, size_t i,
+                        const rd_kafka_message_t *m, esk_event_t *ev, vers_t **s,
+                        esk_error_t *why) {
   int drc = p->dec.decode(p->dec.self, m, ev, why);
-  *s = vmap_get(v, m);
+  *s = vmap_get(v, i);
   if (drc != ESK_OK) return drc;
   if (!ev->aggregate_id || m->key_len != strlen(ev->aggregate_id) ||
       memcmp(m->key, ev->aggregate_id, m->key_len))
@@ -612,20 +617,21 @@ static int project_event(esk_projector_t *p, const esk_event_t *ev, int isolate,
   return ESK_OK;
 }
 
-/* One message of the batch: passed over when its partition is not held or it
+/* Message @p i of the batch: passed over when its partition is not held or it
  * was committed already (a retry after part of the batch went in), skipped
  * when applied before (a duplicate), applied, or dead-lettered when poison
  * (a version gap; with @p isolate, also what apply() calls poison).
  * @returns an error that fails the batch. */
-static int apply_one(esk_projector_t *p, vmap_t *v, rd_kafka_message_t *m, int isolate,
-                     tally_t *t, esk_error_t *err) {
+static int apply_one(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, size_t i,
+                     int isolate, tally_t *t, esk_error_t *err) {
+  rd_kafka_message_t *m = msgs[i];
   esk_event_t ev = {0};
   esk_error_t why = {0};
   vers_t *s = NULL;
   int rc;
   if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) return ESK_OK;
   if (m->offset < p->parts[m->partition].stored) return ESK_OK;
-  int drc = decode_event(p, v, m, &ev, &s, &why);
+  int drc = decode_event(p, v, i, m, &ev, &s, &why);
   if (drc == ESK_OK) {
     if (ev.aggregate_version <= s->current) {
       t->skipped++;
@@ -735,7 +741,7 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   t1 = esk_time_mono_us();
   if (p->proj.batch_begin && (rc = p->proj.batch_begin(p->proj.self, p->pg, err))) goto fail;
   for (size_t i = 0; i < n; i++)
-    if ((rc = apply_one(p, &v, msgs[i], isolate, &t, err))) goto fail;
+    if ((rc = apply_one(p, &v, msgs, i, isolate, &t, err))) goto fail;
   t2 = esk_time_mono_us();
   if (p->proj.batch_end && (rc = p->proj.batch_end(p->proj.self, p->pg, err))) goto fail;
   t3 = esk_time_mono_us();
