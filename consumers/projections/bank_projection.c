@@ -8,9 +8,6 @@
 
 /* Room for the rows of a batch (event_log rows carry the JSON payload). */
 #define COPY_BUFFER_MAX ((size_t)512 << 20)
-/* Rows are streamed to PostgreSQL in parts of this size while the batch is
- * applied (docs/projector.md, "A batch's rows are streamed"). */
-#define COPY_STREAM_BYTES ((size_t)256 << 10)
 
 typedef struct inst_s {
   const esk_bank_proj_spec_t *spec;
@@ -24,6 +21,11 @@ typedef struct inst_s {
 static int stage(inst_t *in, PGconn *pg, esk_error_t *err) {
   if (!in->spec->stage_sql || in->copy.streaming) return ESK_OK;
   return esk_pg_exec(NULL, pg, "create staging table", in->spec->stage_sql, 0, NULL, err);
+}
+
+static int too_big(const inst_t *in, esk_error_t *err) {
+  return esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
+                       COPY_BUFFER_MAX);
 }
 
 #define FOLDS_START 1024 /* keys the accumulator map is first sized for */
@@ -59,10 +61,10 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   if (rc == ESK_OK)
     rc = in->spec->rows(&in->copy, &in->scratch, ev, in->spec->any_domain ? NULL : &in->bank,
                         err);
-  if (rc == ESK_OK && in->copy.failed)
-    rc = esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
-                       COPY_BUFFER_MAX);
-  if (rc == ESK_OK && in->copy.buf.len >= COPY_STREAM_BYTES &&
+  if (rc == ESK_OK && in->copy.failed) rc = too_big(in, err);
+  /* streamed in parts while the batch is applied (docs/projector.md, "A
+   * batch's rows are streamed") */
+  if (rc == ESK_OK && in->copy.buf.len >= ESK_COPY_STREAM_BYTES &&
       !(rc = stage(in, pg, err)))
     rc = esk_copy_stream(&in->copy, pg, in->spec->name, in->spec->copy_sql, err);
   return rc;
@@ -74,8 +76,7 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   folds_write(in);
   if (in->copy.failed) {
     esk_copy_abort(&in->copy);
-    return esk_error_set(err, ESK_ENOMEM, "%s: the batch's rows exceed %zu bytes", in->spec->name,
-                         COPY_BUFFER_MAX);
+    return too_big(in, err);
   }
   if (!in->copy.rows) return ESK_OK;
   if ((rc = stage(in, pg, err))) {
@@ -88,16 +89,30 @@ static int batch_end_cb(void *self, PGconn *pg, esk_error_t *err) {
   return ESK_OK;
 }
 
+int esk_bank_ids_param(esk_buf_t *b, const char *const *ids, size_t n, esk_error_t *err) {
+  int rc = ESK_OK;
+  esk_buf_reset(b);
+  for (size_t i = 0; i < n && !rc; i++) rc = esk_store_array_add(b, ids[i], strlen(ids[i]));
+  if (rc || esk_store_array_end(b))
+    return esk_error_set(err, ESK_ENOMEM, "out of memory for %zu aggregate ids", n);
+  return ESK_OK;
+}
+
+int esk_bank_event_id_check(const char *projection, const esk_event_t *ev, esk_error_t *err) {
+  if (esk_copy_uuid_binary_ok(ev->event_id)) return ESK_OK;
+  return esk_error_set(err, ESK_EPOISON,
+                       "%s: event id \"%.64s\" of %s is not a uuid (PostgreSQL would refuse it: "
+                       "SQLSTATE 22P02)",
+                       projection, ev->event_id ? ev->event_id : "(none)", ev->type);
+}
+
 int esk_bank_versions_read(PGconn *pg, const char *sql, esk_buf_t *scratch,
                            const char *const *ids, size_t n, int64_t *versions, esk_error_t *err) {
   int rc = ESK_OK;
   PGresult *r = NULL;
   for (size_t i = 0; i < n; i++) versions[i] = 0;
   if (!n) return ESK_OK;
-  esk_buf_reset(scratch);
-  for (size_t i = 0; i < n && !rc; i++) rc = esk_store_array_add(scratch, ids[i], strlen(ids[i]));
-  if (rc || esk_store_array_end(scratch))
-    return esk_error_set(err, ESK_ENOMEM, "out of memory for %zu aggregate ids", n);
+  if ((rc = esk_bank_ids_param(scratch, ids, n, err))) return rc;
   const char *params[] = {(const char *)scratch->data};
   if ((rc = esk_pg_exec(&r, pg, "read aggregate versions", sql, 1, params, err))) return rc;
   for (int row = 0; row < PQntuples(r); row++) {

@@ -45,6 +45,13 @@ typedef struct esk_bank_proj_spec_s {
   const char *const *deferred_indexes; /* esk_projection_t.deferred_indexes */
 } esk_bank_proj_spec_t;
 
+/* The text[] literal of @p ids into @p b (reset first): a query's $1. */
+int esk_bank_ids_param(esk_buf_t *b, const char *const *ids, size_t n, esk_error_t *err);
+
+/* ESK_EPOISON naming the event id when binary COPY cannot write it as a uuid,
+ * which PostgreSQL would refuse too (esk_copy_uuid_binary_ok()). */
+int esk_bank_event_id_check(const char *projection, const esk_event_t *ev, esk_error_t *err);
+
 /* Runs a versions_sql query (see above) for @p ids into @p versions (0 when
  * absent), building the text[] parameter in @p scratch. */
 int esk_bank_versions_read(PGconn *pg, const char *sql, esk_buf_t *scratch,

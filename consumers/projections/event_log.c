@@ -36,14 +36,11 @@ static const char *const migrations[] = {
 static int rows(esk_copy_t *c, esk_buf_t *json, const esk_event_t *ev,
                 const esk_bank_event_t *b, esk_error_t *err) {
   (void)b; /* any domain: the esk_event_t alone */
-  if (!esk_copy_uuid_binary_ok(ev->event_id))
-    return esk_error_set(err, ESK_EPOISON,
-                         "event_log: event id \"%.64s\" of %s is not a uuid (SQLSTATE 22P02 "
-                         "in PostgreSQL's text input)",
-                         ev->event_id ? ev->event_id : "(none)", ev->type);
+  int rc = esk_bank_event_id_check("event_log", ev, err);
+  if (rc) return rc;
   esk_buf_reset(json);
   /* The payload is the event's own fields; its metadata are the columns. */
-  int rc = ev->value ? esk_value_json_append(json, ev->value, "meta", err)
+  rc = ev->value ? esk_value_json_append(json, ev->value, "meta", err)
                      : esk_error_set(err, ESK_EPOISON, "%s: no decoded value", ev->type);
   if (rc) {
     if (!err || !err->msg[0])

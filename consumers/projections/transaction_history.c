@@ -50,7 +50,6 @@ static const char *const deferred[] = {"transaction_history_pkey",
                                        "transaction_history_account_time", NULL};
 
 #define ROWS_MAX ((size_t)512 << 20)
-#define STREAM_BYTES ((size_t)256 << 10) /* as bank_projection.c's */
 
 /* An account of the batch: its running balance and last version. */
 typedef struct acct_s {
@@ -109,12 +108,7 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   hist_t *h = self;
   esk_bank_event_t *b = &h->bank;
   int rc = esk_bank_event_from_value(b, ev->type, ev->value, err);
-  if (rc) return rc;
-  if (!esk_copy_uuid_binary_ok(ev->event_id))
-    return esk_error_set(err, ESK_EPOISON,
-                         "transaction_history: event id \"%.64s\" of %s is not a uuid (PostgreSQL "
-                         "would refuse it)",
-                         ev->event_id ? ev->event_id : "(none)", ev->type);
+  if (rc || (rc = esk_bank_event_id_check("transaction_history", ev, err))) return rc;
   size_t id_len = strlen(ev->aggregate_id);
   acct_t *a = h->accounts ? esk_hmap_get(h->accounts, ev->aggregate_id, id_len) : NULL;
   if (!a) /* versions_get() read every aggregate of the batch */
@@ -136,7 +130,7 @@ static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *
   if (h->copy.failed)
     return esk_error_set(err, ESK_ENOMEM, "transaction_history: the batch's rows exceed %zu bytes",
                          ROWS_MAX);
-  if (h->copy.buf.len >= STREAM_BYTES)
+  if (h->copy.buf.len >= ESK_COPY_STREAM_BYTES)
     return esk_copy_stream(&h->copy, pg, "transaction_history", copy_sql, err);
   return ESK_OK;
 }
@@ -203,18 +197,12 @@ static int versions_get_cb(void *self, PGconn *pg, const char *const *ids, size_
   }
   if ((rc = esk_hmap_new(&h->accounts, sizeof(acct_t), n ? n : 1, 0, err))) return rc;
   acct_t **slot = h->order; /* as scratch: ids[i]'s entry, until apply() */
-  esk_buf_reset(&h->scratch);
   for (size_t i = 0; i < n && !rc; i++) {
-    acct_t zero = {0, 0, 0};
-    int added = 0;
+    static const acct_t zero;
     versions[i] = 0;
-    rc = esk_hmap_put(h->accounts, ids[i], strlen(ids[i]), &zero, (void **)&slot[i], &added, err);
-    if (!rc && esk_store_array_add(&h->scratch, ids[i], strlen(ids[i])))
-      rc = esk_error_set(err, ESK_ENOMEM, "out of memory for %zu account ids", n);
+    rc = esk_hmap_put(h->accounts, ids[i], strlen(ids[i]), &zero, (void **)&slot[i], NULL, err);
   }
-  if (rc || !n) return rc;
-  if (esk_store_array_end(&h->scratch))
-    return esk_error_set(err, ESK_ENOMEM, "out of memory for %zu account ids", n);
+  if (rc || !n || (rc = esk_bank_ids_param(&h->scratch, ids, n, err))) return rc;
   const char *params[] = {(const char *)h->scratch.data};
   if ((rc = esk_pg_exec(&r, pg, "read last balances and versions",
                         "select x.ord - 1, b.version, b.balance from unnest($1::text[]) with "

@@ -336,8 +336,8 @@ static int finish(esk_copy_t *c, const char *what, const char *abort_msg, esk_er
 }
 
 static int over(esk_copy_t *c, const char *what, esk_error_t *err) {
-  if (c->streaming) finish(c, what, "a field did not fit", NULL);
-  esk_copy_reset(c);
+  if (c->streaming) finish(c, what, "a field did not fit", NULL); /* and resets */
+  else esk_copy_reset(c);
   return esk_error_set(err, ESK_ENOMEM,
                        "%s: batch rows exceed the buffer's maximum, or a field does not "
                        "take the batch's format (esk_copy_uuid in binary)", what);
@@ -358,15 +358,9 @@ int esk_copy_stream(esk_copy_t *c, PGconn *pg, const char *what, const char *cop
 
 int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
                   esk_error_t *err) {
-  int rc;
-  if (c->failed) return over(c, what, err);
-  if (!c->rows && !c->streaming) return ESK_OK;
-  if (!c->streaming && (rc = start(c, pg, what, copy_sql, err))) {
-    esk_copy_reset(c);
-    return rc;
-  }
-  put_buffered(c);
-  return finish(c, what, NULL, err);
+  if (!c->failed && !c->rows && !c->streaming) return ESK_OK;
+  int rc = esk_copy_stream(c, pg, what, copy_sql, err);
+  return rc ? rc : finish(c, what, NULL, err);
 }
 
 void esk_copy_abort(esk_copy_t *c) {

@@ -89,6 +89,9 @@ void esk_copy_free(esk_copy_t *c);
 int esk_copy_send(esk_copy_t *c, PGconn *pg, const char *what, const char *copy_sql,
                   esk_error_t *err);
 
+/** Bytes of rows a projection buffers before it streams them (esk_copy_stream()). */
+#define ESK_COPY_STREAM_BYTES ((size_t)256 << 10)
+
 /**
  * @brief Sends the rows buffered so far, starting the COPY on @p pg if this is
  *        the first part, and leaves it open: PostgreSQL writes them while the
