@@ -84,6 +84,8 @@ typedef struct part_s {
   int64_t lag;           /* events, as of the last update_lag(); -1 unknown */
   int64_t eof_at;        /* next offset when the consumer last reached the end of the
                             partition (past transaction markers), -1 unknown */
+  int64_t polled;        /* next offset after the newest message polled, -1 none since
+                            the assignment or the last seek */
   esk_series_t *m_lag, *m_lag_s; /* looked up once, on the first assignment */
 } part_t;
 
@@ -269,7 +271,7 @@ static int grow_parts(esk_projector_t *p, int32_t partition, esk_error_t *err) {
   if (!np)
     return esk_error_set(err, ESK_ENOMEM, "projector %s: out of memory growing its partition "
                          "table to %d partitions", p->name, n);
-  for (int i = p->n_parts; i < n; i++) np[i] = (part_t){0, POS_UNKNOWN, -1, -1, -1, -1, -1, NULL, NULL};
+  for (int i = p->n_parts; i < n; i++) np[i] = (part_t){0, POS_UNKNOWN, -1, -1, -1, -1, -1, -1, NULL, NULL};
   p->parts = np;
   p->n_parts = n;
   return ESK_OK;
@@ -319,7 +321,7 @@ static int read_positions(esk_projector_t *p, rd_kafka_topic_partition_list_t *l
         pt->stored = pos;
         pt->batch_next = -1;
         pt->lag = -1;
-        pt->eof_at = -1;
+        pt->eof_at = pt->polled = -1;
         part_metrics(p, pt, list->elems[i].partition);
       }
     }
@@ -812,7 +814,7 @@ static void set_paused(esk_projector_t *p, int pause) {
  * were discarded while PostgreSQL was away, or after a lost CAS). */
 static void seek_to_stored(esk_projector_t *p) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(p->n_parts);
-  for (int i = 0; i < p->n_parts; i++) p->parts[i].eof_at = -1;
+  for (int i = 0; i < p->n_parts; i++) p->parts[i].eof_at = p->parts[i].polled = -1;
   for (int i = 0; i < p->n_parts; i++)
     if (p->parts[i].assigned)
       rd_kafka_topic_partition_list_add(l, p->topic, i)->offset =
@@ -1025,6 +1027,9 @@ static int scrub_turn(esk_projector_t *p, esk_error_t *err) {
 }
 
 #define CAUGHT_UP_LAG 100 /* events per partition; eskctl projection rebuild's --max-lag default */
+/* the least lag that makes a catch-up, whatever room is left in the batch:
+ * the last events of a topic and transaction markers are not one */
+#define CATCH_UP_MIN 1000
 
 /* Once every assigned partition is caught up (within CAUGHT_UP_LAG: under
  * steady traffic the lag is seldom 0), builds the indexes a fill from scratch
@@ -1052,6 +1057,43 @@ static void build_deferred(esk_projector_t *p) {
   p->deferred = 0;
 }
 
+/* 1 when the broker holds at least @p want events of the assigned partitions
+ * past those polled (by the high watermarks of the last fetches, a local
+ * read), or a partition's first fetch has not answered yet: a catch-up, such
+ * as a rebuild or a projector back from a stop. Its batch waits for them
+ * rather than being applied whenever the consumer's queue runs dry for a
+ * moment, so it fills to batch.max.events and the per-batch work (versions,
+ * merges, commit) is spread over more events (docs/projector.md, "Batches").
+ * At the live edge the lag is far below @p want and nothing changes. */
+static int catching_up(esk_projector_t *p, int64_t want) {
+  int64_t behind = 0;
+  for (int i = 0; i < p->n_parts; i++) {
+    const part_t *pt = &p->parts[i];
+    if (!pt->assigned) continue;
+    int64_t lo = 0, hi = 0, pos = pt->polled > pt->eof_at ? pt->polled : pt->eof_at;
+    if (pos < pt->stored) pos = pt->stored;
+    /* no fetch answered since the assignment: its end is still to come */
+    if (rd_kafka_get_watermark_offsets(p->consumer, p->topic, i, &lo, &hi) || hi < 0) return 1;
+    if (pos < lo) pos = lo; /* nothing read yet: from the beginning */
+    if (hi > pos) behind += hi - pos;
+  }
+  return behind >= want;
+}
+
+/* The next message for the open batch, or NULL when the batch is to be
+ * applied: nothing ready within @p left ms (batch.linger.ms once it holds
+ * events), unless a catch-up is still bringing events, which it waits for
+ * until @p deadline. */
+static rd_kafka_message_t *next_message(esk_projector_t *p, int64_t left, int64_t deadline) {
+  if (p->n_batch && left > p->linger_ms) left = p->linger_ms;
+  rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, (int)left);
+  if (m || !p->n_batch) return m;
+  int64_t want = (int64_t)p->batch_max - (int64_t)p->n_batch;
+  left = deadline - esk_time_mono_ms();
+  if (left <= 0 || !catching_up(p, want < CATCH_UP_MIN ? CATCH_UP_MIN : want)) return NULL;
+  return rd_kafka_consumer_poll(p->consumer, (int)left);
+}
+
 /* The watchdog's wake callback (its thread): the run loop's poll returns. */
 static void wake_poll(void *queue) { rd_kafka_queue_yield(queue); }
 
@@ -1071,8 +1113,7 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
        * more, and is applied once nothing more is ready */
       int64_t left = deadline - esk_time_mono_ms();
       if (left <= 0) break;
-      if (p->n_batch && left > p->linger_ms) left = p->linger_ms;
-      rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, (int)left);
+      rd_kafka_message_t *m = next_message(p, left, deadline);
       if (!m && p->n_batch) break;
       if (!m) continue;
       if (m->err) {
@@ -1085,6 +1126,8 @@ int esk_projector_run(esk_projector_t *p, volatile sig_atomic_t *stop, esk_error
         rd_kafka_message_destroy(m);
         continue;
       }
+      if (m->partition >= 0 && m->partition < p->n_parts)
+        p->parts[m->partition].polled = m->offset + 1;
       p->batch_gen[p->n_batch] = p->generation;
       p->batch[p->n_batch++] = m;
     }

@@ -56,8 +56,15 @@ static esk_test_projector_t *start(const char *name, const char *schema) {
   char group[160];
   snprintf(group, sizeof(group), "esk.bench.%s.%s", schema, name);
   const char *batch = getenv("ESK_BENCH_BATCH");
-  const char *kv[] = {"progress.interval.ms", "5000", batch ? "batch.max.events" : NULL, batch,
-                      NULL};
+  /* ESK_BENCH_PROJECTOR_X=key=value: one more setting, for tuning experiments */
+  const char *x = getenv("ESK_BENCH_PROJECTOR_X");
+  static char xk[128];
+  const char *xv = x && strchr(x, '=') ? strchr(x, '=') + 1 : NULL;
+  if (xv) snprintf(xk, sizeof(xk), "%.*s", (int)(xv - 1 - x), x);
+  const char *kv[7] = {"progress.interval.ms", "5000"};
+  int k = 2;
+  if (batch) kv[k++] = "batch.max.events", kv[k++] = batch;
+  if (xv) kv[k++] = xk, kv[k++] = xv;
   if (esk_test_projector_start(&t, name, topic, schema, group, 0, kv, &err)) die(name, &err);
   return t;
 }

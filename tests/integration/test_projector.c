@@ -269,6 +269,62 @@ Test(projector, folds_events_skips_duplicates_and_dead_letters_poison, .init = s
   rd_kafka_destroy(prod);
 }
 
+/* A catch-up (here 40,000 events of about 170 bytes, fetched 32 KB per
+ * partition at a time) fills its batches to batch.max.events instead of
+ * applying whatever the fetches brought: the first batch holds 20,000 events
+ * (applied at the first dry queue, it held what the first fetches brought),
+ * and 3 batches at most do it all (20,000, then all but the last few
+ * hundred, then those). At the live edge nothing waits: one more event is
+ * applied at once, not after batch.max.ms (10 s here). */
+Test(projector, a_catch_up_fills_its_batches_and_the_live_edge_does_not_wait, .init = setup,
+     .timeout = 240) {
+  rd_kafka_t *prod = producer();
+  enum { N = 40000 };
+  char v[256];
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "agg-%d", i % 50);
+    int n = snprintf(v, sizeof(v), "%s|%d|1|", id, i / 50 + 1);
+    memset(v + n, 'x', 150);
+    v[n + 150] = '\0';
+    send_raw(prod, id, v);
+    if (i % 5000 == 4999) rd_kafka_poll(prod, 0);
+  }
+  cr_assert_eq(rd_kafka_flush(prod, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  esk_conf_t *conf = make_conf("stop");
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_set(conf, "batch.max.events", "20000", "test", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(conf, "batch.max.ms", "10000", "test", &err), ESK_OK);
+  cr_assert_eq(esk_conf_set(conf, "kafka.max.partition.fetch.bytes", "32768", "test", &err),
+               ESK_OK, "%s", err.msg);
+  run_t r;
+  pthread_t t;
+  start(&r, conf);
+  pthread_create(&t, NULL, runner, &r);
+  /* a batch commits at once: the first count seen is the first batch (the
+   * next one takes seconds to apply, an upsert per event) */
+  esk_projector_stats_t s = {0};
+  for (int64_t end = esk_time_mono_ms() + 60000; !s.applied && esk_time_mono_ms() < end;
+       esk_time_sleep_ms(5))
+    esk_projector_stats(r.proj, &s);
+  cr_assert_eq(s.applied, 20000, "the first batch held %" PRId64 " events", s.applied);
+  wait_applied(&r, N, 0);
+  s = quiet(&r);
+  cr_assert_eq(s.applied, N);
+  cr_assert_leq(s.batches, 3, "the catch-up took %" PRId64 " batches", s.batches);
+
+  send_event(prod, "agg-0", N / 50 + 1, 1);
+  rd_kafka_flush(prod, 20000);
+  int64_t t0 = esk_time_mono_ms();
+  wait_applied(&r, N + 1, 0);
+  int64_t took = esk_time_mono_ms() - t0;
+  cr_assert_lt(took, 5000, "one event at the live edge waited %" PRId64 " ms", took);
+  stop_run(&r, t);
+  esk_projector_destroy(r.proj);
+  esk_conf_destroy(conf);
+  rd_kafka_destroy(prod);
+}
+
 Test(projector, a_restarted_projector_resumes_from_the_stored_position, .init = setup,
      .timeout = 240) {
   rd_kafka_t *prod = producer();
