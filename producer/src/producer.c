@@ -52,11 +52,11 @@ const esk_conf_prop_t esk_producer_props[] = {
      "Most aggregates held in memory per partition (0: 16M)."},
     {"store.max.accounts", ESK_CONF_INT, "0", 0, 1000000000, NULL, NULL,
      "Old name of store.max.aggregates, used when that is 0."},
-    {"store.packed", ESK_CONF_BOOL, "false", 0, 0, NULL, NULL,
+    {"store.packed", ESK_CONF_BOOL, "true", 0, 0, NULL, NULL,
      "Keep each aggregate's state in memory as its snapshot bytes (the domain's "
-     "snapshot_write), unpacked when a command needs it: about half the memory per aggregate "
-     "for one pack and one unpack per command (docs/benchmarks.md, \"Issue 18: time and "
-     "memory against size\")."},
+     "snapshot_write), unpacked when a command needs it: a third to a half of the memory per "
+     "aggregate of a fixed-size state, for one pack and one unpack per command (false: the "
+     "domain's state_size bytes each; docs/benchmarks.md, \"The packed store by default\")."},
     {"restore.timeout.ms", ESK_CONF_INT, "30000", 1000, 3600000, NULL, NULL,
      "A restore fails, and the process stops, when the broker sends nothing for this long."},
     {"stats.interval.ms", ESK_CONF_INT, "10000", 0, 3600000, NULL, NULL,
