@@ -59,6 +59,8 @@ typedef struct {
   avro_value_t v;
 } scratch_t;
 
+#define LATEST_SLOTS 16
+
 struct esk_codec_s {
   const esk_schema_set_t *set;
   esk_codec_limits_t lim;
@@ -69,6 +71,14 @@ struct esk_codec_s {
   size_t nup;
   scratch_t **scratch;
   size_t nscratch;
+  /* the newest schema of each writer's type, found by name once per writer
+   * (a scan comparing type names was per event: docs/benchmarks.md, "Meta
+   * fields by position"); direct-mapped by fingerprint, kept while the set
+   * holds as many schemas as when it was found */
+  struct {
+    const esk_schema_t *writer, *latest;
+    size_t set_n;
+  } latest[LATEST_SLOTS];
   esk_buf_t tmp; /* re-encoding between upcasters */
   esk_buf_t str; /* see read_prim */
   int refused; /* a decode refused a string: the last such refusal, and its error message */
@@ -978,6 +988,17 @@ static int decode_datum(esk_codec_t *c, const uint8_t *p, size_t len, const esk_
   return ESK_OK;
 }
 
+/* The newest schema of writer @p w's type in the codec's set. */
+static const esk_schema_t *latest_of(esk_codec_t *c, const esk_schema_t *w) {
+  size_t slot = (size_t)(w->fp & (LATEST_SLOTS - 1)), n = esk_schema_set_count(c->set);
+  if (c->latest[slot].writer != w || c->latest[slot].set_n != n) {
+    c->latest[slot].writer = w;
+    c->latest[slot].latest = esk_schema_set_latest(c->set, esk_schema_type(w));
+    c->latest[slot].set_n = n;
+  }
+  return c->latest[slot].latest;
+}
+
 int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_version,
                      const esk_schema_t **reader_out, avro_value_t **value_out,
                      esk_error_t *err) {
@@ -993,7 +1014,7 @@ int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_ve
                          (unsigned long long)fp);
   const char *type = esk_schema_type(w);
   const esk_schema_t *target = reader_version ? esk_schema_set_get(c->set, type, reader_version)
-                                              : esk_schema_set_latest(c->set, type);
+                                              : latest_of(c, w);
   if (!target)
     return esk_error_set(err, ESK_EPOISON, "no reader schema %s v%d", type, reader_version);
   const uint8_t *datum = (const uint8_t *)data + 10;

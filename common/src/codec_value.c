@@ -402,31 +402,63 @@ int esk_value_to_json(const avro_value_t *value, char **out, esk_error_t *err) {
   return ESK_OK;
 }
 
+static int no_field(const avro_value_t *rec, const char *name, esk_error_t *err) {
+  return esk_error_set(err, ESK_EPOISON, "no field '%s' in %s", name,
+                       avro_schema_type_name(avro_value_get_schema(rec)));
+}
+
 int esk_value_field(const avro_value_t *rec, const char *name, avro_value_t *out,
                     esk_error_t *err) {
-  if (avro_value_get_by_name(rec, name, out, NULL))
-    return esk_error_set(err, ESK_EPOISON, "no field '%s' in %s", name,
-                         avro_schema_type_name(avro_value_get_schema(rec)));
+  return avro_value_get_by_name(rec, name, out, NULL) ? no_field(rec, name, err) : ESK_OK;
+}
+
+/* Field @p f, named @p name, as a string. */
+static int str_of(const avro_value_t *f, const char *name, const char **out, esk_error_t *err) {
+  size_t n = 0;
+  if (avro_value_get_string(f, out, &n))
+    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a string", name);
+  return ESK_OK;
+}
+
+/* Field @p f, named @p name, as a long. */
+static int long_of(const avro_value_t *f, const char *name, int64_t *out, esk_error_t *err) {
+  if (avro_value_get_long(f, out))
+    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a long", name);
   return ESK_OK;
 }
 
 int esk_value_field_str(const avro_value_t *rec, const char *name, const char **out,
                         esk_error_t *err) {
   avro_value_t f;
-  size_t n = 0;
   int rc = esk_value_field(rec, name, &f, err);
-  if (rc) return rc;
-  if (avro_value_get_string(&f, out, &n))
-    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a string", name);
-  return ESK_OK;
+  return rc ? rc : str_of(&f, name, out, err);
 }
 
 int esk_value_field_long(const avro_value_t *rec, const char *name, int64_t *out,
                          esk_error_t *err) {
   avro_value_t f;
   int rc = esk_value_field(rec, name, &f, err);
-  if (rc) return rc;
-  if (avro_value_get_long(&f, out))
-    return esk_error_set(err, ESK_EPOISON, "field '%s' is not a long", name);
-  return ESK_OK;
+  return rc ? rc : long_of(&f, name, out, err);
+}
+
+/* Field number @p index of @p rec, named @p name. */
+static int field_at(const avro_value_t *rec, int index, const char *name, avro_value_t *out,
+                    esk_error_t *err) {
+  return index < 0 || avro_value_get_by_index(rec, (size_t)index, out, NULL)
+             ? no_field(rec, name, err)
+             : ESK_OK;
+}
+
+int esk_value_index_str(const avro_value_t *rec, int index, const char *name, const char **out,
+                        esk_error_t *err) {
+  avro_value_t f;
+  int rc = field_at(rec, index, name, &f, err);
+  return rc ? rc : str_of(&f, name, out, err);
+}
+
+int esk_value_index_long(const avro_value_t *rec, int index, const char *name, int64_t *out,
+                         esk_error_t *err) {
+  avro_value_t f;
+  int rc = field_at(rec, index, name, &f, err);
+  return rc ? rc : long_of(&f, name, out, err);
 }

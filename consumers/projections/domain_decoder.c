@@ -9,8 +9,27 @@
 #include "esk/personal.h"
 #include "esk/time.h"
 
+/* The metadata every event carries, in its "meta" record. */
+enum { META_FIELDS = 8 };
+static const char *const meta_names[META_FIELDS] = {
+    "event_id",    "aggregate_type", "aggregate_id", "aggregate_version",
+    "occurred_at", "correlation_id", "causation_id", "actor"};
+
+/* Where "meta" and its fields sit in one reader schema's records, found by
+ * name once: a lookup by name hashes the name, and nine per event were about
+ * a tenth of a projector's CPU (docs/benchmarks.md, "Meta fields by
+ * position"). */
+typedef struct meta_pos_s {
+  const esk_schema_t *reader;
+  int meta, field[META_FIELDS];
+} meta_pos_t;
+
+#define META_POS_MAX 64 /* reader schemas remembered; past them, found per event */
+
 struct esk_domain_decoder_s {
   esk_schema_set_t *set;
+  meta_pos_t pos[META_POS_MAX];
+  size_t npos;
   esk_codec_t *codec;
   size_t max_bytes;
   char domain[72];
@@ -114,10 +133,62 @@ esk_decoder_t esk_domain_decoder(esk_domain_decoder_t *d) {
   return (esk_decoder_t){.decode = decode_cb, .self = d, .forgets = d->n_marks ? &d->forgets : NULL};
 }
 
+/* The positions of "meta" and its fields for @p reader, whose value is
+ * @p value: remembered, or found by name (ESK_EPOISON when there is no meta
+ * record or a field is missing). @p scratch holds them when the decoder
+ * remembers META_POS_MAX schemas already. */
+static int meta_pos(esk_domain_decoder_t *d, const esk_schema_t *reader,
+                    const avro_value_t *value, meta_pos_t *scratch, const meta_pos_t **out,
+                    esk_error_t *err) {
+  for (size_t i = 0; i < d->npos; i++)
+    if (d->pos[i].reader == reader) return *out = &d->pos[i], ESK_OK;
+  avro_value_t meta;
+  meta_pos_t p = {.reader = reader};
+  avro_schema_t s = avro_value_get_schema(value);
+  p.meta = is_avro_record(s) ? avro_schema_record_field_get_index(s, "meta") : -1;
+  if (p.meta < 0 || avro_value_get_by_index(value, (size_t)p.meta, &meta, NULL) ||
+      avro_value_get_type(&meta) != AVRO_RECORD)
+    return esk_error_set(err, ESK_EPOISON,
+                         "'%s' is not a %s event type (it has no meta record: a command or a "
+                         "snapshot?)",
+                         esk_schema_type(reader), d->domain);
+  avro_schema_t ms = avro_value_get_schema(&meta);
+  for (int k = 0; k < META_FIELDS; k++)
+    if ((p.field[k] = avro_schema_record_field_get_index(ms, meta_names[k])) < 0)
+      return esk_error_set(err, ESK_EPOISON, "no field '%s' in %s", meta_names[k],
+                           avro_schema_type_name(ms));
+  meta_pos_t *slot = d->npos < META_POS_MAX ? &d->pos[d->npos++] : scratch;
+  *slot = p;
+  *out = slot;
+  return ESK_OK;
+}
+
+/* The event's metadata into @p out, by the positions @p p. */
+static int read_meta(const avro_value_t *value, const meta_pos_t *p, esk_event_t *out,
+                     esk_error_t *err) {
+  avro_value_t meta;
+  const int *f = p->field;
+  int rc;
+  if (avro_value_get_by_index(value, (size_t)p->meta, &meta, NULL))
+    return esk_error_set(err, ESK_EPOISON, "no field 'meta' in %s", out->type);
+  if ((rc = esk_value_index_str(&meta, f[0], meta_names[0], &out->event_id, err)) ||
+      (rc = esk_value_index_str(&meta, f[1], meta_names[1], &out->aggregate_type, err)) ||
+      (rc = esk_value_index_str(&meta, f[2], meta_names[2], &out->aggregate_id, err)) ||
+      (rc = esk_value_index_long(&meta, f[3], meta_names[3], &out->aggregate_version, err)) ||
+      (rc = esk_value_index_long(&meta, f[4], meta_names[4], &out->occurred_at_us, err)) ||
+      (rc = esk_value_index_str(&meta, f[5], meta_names[5], &out->correlation_id, err)) ||
+      (rc = esk_value_index_str(&meta, f[6], meta_names[6], &out->causation_id, err)) ||
+      (rc = esk_value_index_str(&meta, f[7], meta_names[7], &out->actor, err)))
+    return rc;
+  return ESK_OK;
+}
+
 int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
                       esk_error_t *err) {
   const esk_schema_t *reader = NULL, *writer;
-  avro_value_t *value = NULL, meta;
+  avro_value_t *value = NULL;
+  const meta_pos_t *pos = NULL;
+  meta_pos_t scratch;
   uint64_t fp = 0;
   int rc;
   if (m->len > d->max_bytes)
@@ -132,20 +203,8 @@ int esk_domain_decode(esk_domain_decoder_t *d, const rd_kafka_message_t *m, esk_
   out->domain = d->domain;
   out->value = value;
   out->payload = NULL;
-  if (avro_value_get_by_name(value, "meta", &meta, NULL) ||
-      avro_value_get_type(&meta) != AVRO_RECORD)
-    return esk_error_set(err, ESK_EPOISON,
-                         "'%s' is not a %s event type (it has no meta record: a command or a "
-                         "snapshot?)",
-                         out->type, d->domain);
-  if ((rc = esk_value_field_str(&meta, "event_id", &out->event_id, err)) ||
-      (rc = esk_value_field_str(&meta, "aggregate_type", &out->aggregate_type, err)) ||
-      (rc = esk_value_field_str(&meta, "aggregate_id", &out->aggregate_id, err)) ||
-      (rc = esk_value_field_long(&meta, "aggregate_version", &out->aggregate_version, err)) ||
-      (rc = esk_value_field_long(&meta, "occurred_at", &out->occurred_at_us, err)) ||
-      (rc = esk_value_field_str(&meta, "correlation_id", &out->correlation_id, err)) ||
-      (rc = esk_value_field_str(&meta, "causation_id", &out->causation_id, err)) ||
-      (rc = esk_value_field_str(&meta, "actor", &out->actor, err)))
+  if ((rc = meta_pos(d, reader, value, &scratch, &pos, err)) ||
+      (rc = read_meta(value, pos, out, err)))
     return rc;
   if (out->aggregate_version < 1)
     return esk_error_set(err, ESK_EPOISON,

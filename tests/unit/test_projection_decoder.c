@@ -240,3 +240,93 @@ Test(projection_decoder, the_read_side_reads_the_write_sides_event_type, .init =
   }
   esk_bank_avro_destroy(a);
 }
+
+/* ---- the metadata's positions, per reader schema ---- */
+
+#define META_FIELDS_JSON(last)                                                              \
+  "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"aggregate_type\",\"type\":\"string\"}," \
+  "{\"name\":\"aggregate_id\",\"type\":\"string\"},"                                         \
+  "{\"name\":\"aggregate_version\",\"type\":\"long\"},"                                      \
+  "{\"name\":\"occurred_at\",\"type\":\"long\"},{\"name\":\"correlation_id\",\"type\":\"string\"}," \
+  "{\"name\":\"causation_id\",\"type\":\"string\"}" last
+
+/* Three event types whose meta records differ: Good's in the usual order,
+ * Turned's with actor first, Short's without actor. */
+static int tiny_schemas(esk_schema_set_t *set, esk_error_t *err) {
+  const char *names[] = {"Good.v1.avsc", "Turned.v1.avsc", "Short.v1.avsc"};
+  const char *texts[] = {
+      "{\"type\":\"record\",\"name\":\"t.Good\",\"fields\":[{\"name\":\"meta\",\"type\":"
+      "{\"type\":\"record\",\"name\":\"t.Meta\",\"fields\":[" META_FIELDS_JSON(
+          ",{\"name\":\"actor\",\"type\":\"string\"}") "]}},{\"name\":\"x\",\"type\":\"long\"}]}",
+      "{\"type\":\"record\",\"name\":\"t.Turned\",\"fields\":[{\"name\":\"x\",\"type\":\"long\"},"
+      "{\"name\":\"meta\",\"type\":{\"type\":\"record\",\"name\":\"t.TurnedMeta\",\"fields\":["
+      "{\"name\":\"actor\",\"type\":\"string\"}," META_FIELDS_JSON("") "]}}]}",
+      "{\"type\":\"record\",\"name\":\"t.Short\",\"fields\":[{\"name\":\"meta\",\"type\":"
+      "{\"type\":\"record\",\"name\":\"t.ShortMeta\",\"fields\":[" META_FIELDS_JSON("") "]}},"
+      "{\"name\":\"x\",\"type\":\"long\"}]}"};
+  return esk_schema_set_add_many(set, 3, names, texts, err);
+}
+
+static int no_upcasters(esk_codec_t *c, esk_error_t *err) {
+  (void)c;
+  (void)err;
+  return ESK_OK;
+}
+
+/* One event of @p type, its meta holding @p id and @p actor, decoded by @p d. */
+static int tiny_decode(esk_domain_decoder_t *d, const char *type, const char *id,
+                       const char *actor, esk_event_t *ev, esk_error_t *err) {
+  const esk_schema_t *s = esk_schema_set_latest(esk_domain_decoder_schemas(d), type);
+  esk_codec_t *c = NULL;
+  avro_value_t v;
+  esk_buf_t out;
+  char json[512];
+  esk_buf_init(&out, 0);
+  snprintf(json, sizeof(json),
+           "{\"x\":1,\"meta\":{\"event_id\":\"e-%s\",\"aggregate_type\":\"T\","
+           "\"aggregate_id\":\"%s\",\"aggregate_version\":3,\"occurred_at\":7,"
+           "\"correlation_id\":\"k\",\"causation_id\":\"c\"%s%s%s}}",
+           id, id, actor ? ",\"actor\":\"" : "", actor ? actor : "", actor ? "\"" : "");
+  cr_assert_eq(esk_codec_new(&c, esk_domain_decoder_schemas(d), NULL, err), ESK_OK);
+  cr_assert_eq(esk_value_new(&v, s, err), ESK_OK, "%s", err->msg);
+  cr_assert_eq(esk_value_from_json(&v, s, json, err), ESK_OK, "%s: %s", type, err->msg);
+  cr_assert_eq(esk_codec_encode(c, s, &v, &out, err), ESK_OK, "%s", err->msg);
+  rd_kafka_message_t m = {0};
+  m.payload = out.data;
+  m.len = out.len;
+  memset(ev, 0, sizeof(*ev));
+  int rc = esk_domain_decode(d, &m, ev, err);
+  avro_value_decref(&v);
+  esk_codec_destroy(c);
+  esk_buf_free(&out);
+  return rc;
+}
+
+/* The positions of "meta" and its fields are found once per reader schema:
+ * types whose records order them differently, decoded in turn, each read
+ * their own values, and a type whose meta lacks a field is poison every
+ * time, naming it. */
+Test(projection_decoder, each_event_type_reads_its_metadata_by_its_own_positions) {
+  const esk_contract_t tiny = {"tiny", tiny_schemas, no_upcasters};
+  esk_domain_decoder_t *d = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_domain_decoder_new(&d, &tiny, NULL, &err), ESK_OK, "%s", err.msg);
+  for (int round = 0; round < 3; round++) {
+    esk_event_t ev;
+    char id[32];
+    snprintf(id, sizeof(id), "agg-%d", round);
+    cr_assert_eq(tiny_decode(d, "Good", id, "alice", &ev, &err), ESK_OK, "%s", err.msg);
+    cr_assert_str_eq(ev.aggregate_id, id);
+    cr_assert_str_eq(ev.actor, "alice");
+    cr_assert_eq(ev.aggregate_version, 3);
+    cr_assert_eq(ev.occurred_at_us, 7);
+    cr_assert_eq(tiny_decode(d, "Turned", id, "bob", &ev, &err), ESK_OK, "%s", err.msg);
+    cr_assert_str_eq(ev.aggregate_id, id);
+    cr_assert_str_eq(ev.actor, "bob");
+    cr_assert_str_eq(ev.causation_id, "c");
+    err = (esk_error_t){0};
+    cr_assert_eq(tiny_decode(d, "Short", id, NULL, &ev, &err), ESK_EPOISON);
+    cr_assert(strstr(err.msg, "no field 'actor'"), "%s", err.msg);
+  }
+  esk_domain_decoder_destroy(d);
+}

@@ -137,6 +137,17 @@ int esk_value_field_str(const avro_value_t *rec, const char *name, const char **
 int esk_value_field_long(const avro_value_t *rec, const char *name, int64_t *out,
                          esk_error_t *err);
 
+/** @brief String field number @p index of @p rec, whose name is @p name (for
+ *  the message): a caller that found the position once (by name) reads by it.
+ *  @returns ESK_OK, or ESK_EPOISON when it is missing or not a string. */
+int esk_value_index_str(const avro_value_t *rec, int index, const char *name, const char **out,
+                        esk_error_t *err);
+
+/** @brief Long field number @p index of @p rec, named @p name.
+ *  @returns ESK_OK, or ESK_EPOISON when it is missing or not a long. */
+int esk_value_index_long(const avro_value_t *rec, int index, const char *name, int64_t *out,
+                         esk_error_t *err);
+
 /**
  * @brief Sets @p value, made for @p schema by esk_value_new(), from JSON text
  *        shaped like the schema (the schema, not the value, knows the
