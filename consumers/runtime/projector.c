@@ -33,7 +33,8 @@ const esk_conf_prop_t esk_projector_props[] = {
      "Most events applied in one PostgreSQL transaction (large batches amortise the "
      "per-aggregate version writes; batch.max.ms bounds the wait when there is no lag)."},
     {"batch.max.ms", ESK_CONF_INT, "200", 1, 60000, NULL, NULL,
-     "Longest time a batch waits to fill before it is applied."},
+     "Longest time a batch waits to fill before it is applied (a catch-up waits for a full "
+     "batch up to this long; docs/projector.md, \"Batches\")."},
     {"batch.linger.ms", ESK_CONF_INT, "0", 0, 60000, NULL, NULL,
      "How long a batch that holds events waits for another one once none is ready, in "
      "milliseconds (0: it is applied as soon as the consumer has nothing more ready; under "
