@@ -32,13 +32,10 @@ typedef struct acc_s {
 
 static int fold(esk_hmap_t *m, const esk_event_t *ev, const esk_bank_event_t *b,
                 esk_error_t *err) {
-  size_t n = strlen(ev->aggregate_id);
-  acc_t *a = esk_hmap_get(m, ev->aggregate_id, n);
-  if (!a) {
-    static const acc_t zero;
-    int rc = esk_hmap_put(m, ev->aggregate_id, n, &zero, (void **)&a, NULL, err);
-    if (rc) return rc;
-  }
+  acc_t *a = NULL;
+  int added, rc = esk_bank_fold_acc(m, ev->aggregate_id, strlen(ev->aggregate_id), (void **)&a,
+                                    &added, err);
+  if (rc) return rc;
   const esk_bank_money_t *money = esk_bank_event_money(b);
   int64_t amount = money ? money->minor_units : 0;
   if (ev->aggregate_version > a->version) { /* in order: the last is the highest */

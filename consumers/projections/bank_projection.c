@@ -29,6 +29,15 @@ static int too_big(const inst_t *in, esk_error_t *err) {
 }
 
 #define FOLDS_START 1024 /* keys the accumulator map is first sized for */
+#define FOLD_SIZE_MAX 1024 /* largest accumulator (spec->fold_size) */
+
+int esk_bank_fold_acc(esk_hmap_t *m, const void *key, size_t key_len, void **acc, int *added,
+                      esk_error_t *err) {
+  static const unsigned char zero[FOLD_SIZE_MAX];
+  *added = 0;
+  if ((*acc = esk_hmap_get(m, key, key_len))) return ESK_OK;
+  return esk_hmap_put(m, key, key_len, zero, acc, added, err);
+}
 
 /* The event into its key's accumulator (spec->fold). */
 static int fold(inst_t *in, const esk_event_t *ev, esk_error_t *err) {
@@ -145,6 +154,9 @@ static int forget_cb(void *self, PGconn *pg, const char *subject,
 
 int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
                          esk_error_t *err) {
+  if (spec->fold && spec->fold_size > FOLD_SIZE_MAX)
+    return esk_error_set(err, ESK_EINVAL, "%s: accumulators of %zu bytes (at most %d)", spec->name,
+                         spec->fold_size, FOLD_SIZE_MAX);
   inst_t *in = calloc(1, sizeof(*in));
   if (!in) return esk_error_set(err, ESK_ENOMEM, "out of memory");
   in->spec = spec;

@@ -45,6 +45,11 @@ typedef struct esk_bank_proj_spec_s {
   const char *const *deferred_indexes; /* esk_projection_t.deferred_indexes */
 } esk_bank_proj_spec_t;
 
+/* A spec's fold(): the accumulator of @p key in @p m, added zeroed when new
+ * (*added 1 then); ESK_ENOMEM or ESK_EINVAL (a key over the map's limit). */
+int esk_bank_fold_acc(esk_hmap_t *m, const void *key, size_t key_len, void **acc, int *added,
+                      esk_error_t *err);
+
 /* The text[] literal of @p ids into @p b (reset first): a query's $1. */
 int esk_bank_ids_param(esk_buf_t *b, const char *const *ids, size_t n, esk_error_t *err);
 

@@ -36,13 +36,10 @@ static int fold(esk_hmap_t *m, const esk_event_t *ev, const esk_bank_event_t *b,
   int64_t us = ev->occurred_at_us, day = us / US_PER_DAY - (us % US_PER_DAY < 0);
   memcpy(key, &day, 8);
   memcpy(key + 8, ev->aggregate_id, n);
-  acc_t *a = esk_hmap_get(m, key, 8 + n);
-  if (!a) {
-    static const acc_t zero;
-    int rc = esk_hmap_put(m, key, 8 + n, &zero, (void **)&a, NULL, err);
-    if (rc) return rc;
-    a->day_us = us;
-  }
+  acc_t *a = NULL;
+  int added, rc = esk_bank_fold_acc(m, key, 8 + n, (void **)&a, &added, err);
+  if (rc) return rc;
+  if (added) a->day_us = us;
   int64_t amount = esk_bank_event_money(b)->minor_units;
   if (b->type == ESK_BANK_EV_MONEY_DEPOSITED) {
     a->deposits_count++;

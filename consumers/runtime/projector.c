@@ -939,22 +939,26 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
  * event, so the next offset to apply is the larger of the stored position
  * and where the consumer last reached the end of the partition (which is
  * past the markers): a caught-up partition reads 0. */
+/* The events of partition @p i past offset @p pos (none read: from the
+ * beginning), by the high watermark of its last fetch (a local read); -1
+ * when no fetch has answered since the assignment. */
+static int64_t events_after(const esk_projector_t *p, int i, int64_t pos) {
+  int64_t lo = 0, hi = 0;
+  if (rd_kafka_get_watermark_offsets(p->consumer, p->topic, i, &lo, &hi) || hi < 0) return -1;
+  if (pos < 0) pos = lo;
+  return hi > pos ? hi - pos : 0;
+}
+
 static void update_lag(esk_projector_t *p) {
   int64_t total = 0, wall = esk_time_real_ms();
   esk_watchdog_beat(); /* called once per turn of the run loop, and per retry */
   for (int i = 0; i < p->n_parts; i++) {
     part_t *pt = &p->parts[i];
     if (!pt->assigned) continue;
-    int64_t lo = 0, hi = 0;
-    if (rd_kafka_get_watermark_offsets(p->consumer, p->topic, i, &lo, &hi) || hi < 0) {
-      pt->lag = -1;
-      continue;
-    }
     /* With a batch in flight (a PostgreSQL retry), the end reached may be
      * past events not applied yet: count from the stored position only. */
     int64_t pos = !p->n_batch && pt->eof_at > pt->stored ? pt->eof_at : pt->stored;
-    if (pos < 0) pos = lo;
-    pt->lag = hi > pos ? hi - pos : 0;
+    if ((pt->lag = events_after(p, i, pos)) < 0) continue;
     total += pt->lag;
     esk_metrics_set(pt->m_lag, (double)pt->lag);
     esk_metrics_set(pt->m_lag_s, pt->lag > 0 && pt->applied_ts_ms > 0 && wall > pt->applied_ts_ms
@@ -1071,12 +1075,10 @@ static int catching_up(esk_projector_t *p, int64_t want) {
   for (int i = 0; i < p->n_parts; i++) {
     const part_t *pt = &p->parts[i];
     if (!pt->assigned) continue;
-    int64_t lo = 0, hi = 0, pos = pt->polled > pt->eof_at ? pt->polled : pt->eof_at;
-    if (pos < pt->stored) pos = pt->stored;
-    /* no fetch answered since the assignment: its end is still to come */
-    if (rd_kafka_get_watermark_offsets(p->consumer, p->topic, i, &lo, &hi) || hi < 0) return 1;
-    if (pos < lo) pos = lo; /* nothing read yet: from the beginning */
-    if (hi > pos) behind += hi - pos;
+    int64_t pos = pt->polled > pt->eof_at ? pt->polled : pt->eof_at;
+    int64_t after = events_after(p, i, pos > pt->stored ? pos : pt->stored);
+    if (after < 0) return 1; /* no fetch answered since the assignment: its end is to come */
+    behind += after;
   }
   return behind >= want;
 }

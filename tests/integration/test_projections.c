@@ -37,6 +37,21 @@ static void teardown(void) {
   esk_test_bank_delete_topics(topic);
 }
 
+/* A workload of @p n events over @p accounts accounts (seed @p seed). */
+static esk_test_bank_t *new_bank(unsigned seed, int accounts, size_t n) {
+  esk_test_bank_t *bank = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_test_bank_new(&bank, seed, accounts, n, &err), ESK_OK, "%s", err.msg);
+  return bank;
+}
+
+static rd_kafka_t *new_producer(void) {
+  rd_kafka_t *prod = NULL;
+  esk_error_t err = {0};
+  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  return prod;
+}
+
 static esk_test_projector_t *start(const char *name, const char *batch_max, size_t max_bytes) {
   esk_test_projector_t *t = NULL;
   esk_error_t err = {0};
@@ -85,12 +100,10 @@ static const char *const models[] = {"account_balances", "transaction_history",
 
 Test(projections, every_read_model_equals_the_fold_and_duplicates_change_nothing, .init = setup,
      .fini = teardown, .timeout = 240) {
-  esk_test_bank_t *bank = NULL;
-  rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
   const size_t n = 3000;
-  cr_assert_eq(esk_test_bank_new(&bank, 7, 80, n, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  esk_test_bank_t *bank = new_bank(7, 80, n);
+  rd_kafka_t *prod = new_producer();
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, 2000, &err), ESK_OK, "%s", err.msg);
   /* Duplicates: a re-publish of a range already sent, interleaved with new events. */
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 1500, 1900, &err), ESK_OK, "%s", err.msg);
@@ -136,13 +149,11 @@ static void wait_count(PGconn *pg, const char *sql, long want) {
  * nothing is dead-lettered. */
 Test(projections, event_log_fills_without_its_primary_key_and_its_guard_holds_across_the_build,
      .init = setup, .fini = teardown, .timeout = 240) {
-  esk_test_bank_t *bank = NULL;
-  rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
   esk_projector_stats_t s;
   const size_t n = 3000;
-  cr_assert_eq(esk_test_bank_new(&bank, 11, 80, n, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  esk_test_bank_t *bank = new_bank(11, 80, n);
+  rd_kafka_t *prod = new_producer();
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, 2000, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 1500, 1900, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -211,12 +222,10 @@ static void *unknown_fingerprint(esk_test_bank_t *bank, size_t i, size_t *len) {
 
 Test(projections, poison_events_go_to_the_dlq_and_everything_after_them_is_applied,
      .init = setup, .fini = teardown, .timeout = 240) {
-  esk_test_bank_t *bank = NULL;
-  rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
   const size_t n = 600;
-  cr_assert_eq(esk_test_bank_new(&bank, 11, 12, n, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  esk_test_bank_t *bank = new_bank(11, 12, n);
+  rd_kafka_t *prod = new_producer();
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, 300, &err), ESK_OK, "%s", err.msg);
   /* Mid-stream, keyed like real accounts so they land between real events. */
   size_t len = 0;
@@ -318,7 +327,7 @@ static rd_kafka_t *publish_with_poison(esk_test_bank_t *bank, size_t n, size_t b
   rd_kafka_t *prod = NULL;
   char key[32];
   esk_test_bank_account_id(esk_test_bank_event(bank, bad)->account, key, sizeof(key));
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  prod = new_producer();
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, bad, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_test_bank_publish_raw(prod, topic, key, v, len, &err), ESK_OK, "%s", err.msg);
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, bad + 1, n, &err), ESK_OK, "%s", err.msg);
@@ -333,11 +342,10 @@ static rd_kafka_t *publish_with_poison(esk_test_bank_t *bank, size_t n, size_t b
  * goes to the DLQ naming the id; every other event is applied. */
 Test(projections, an_event_id_that_is_no_uuid_is_isolated_and_dead_lettered, .init = setup,
      .fini = teardown, .timeout = 240) {
-  esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
   const size_t n = 4000;
-  cr_assert_eq(esk_test_bank_new(&bank, 23, 50, n, &err), ESK_OK, "%s", err.msg);
+  esk_test_bank_t *bank = new_bank(23, 50, n);
   /* The last event of its account, one that moves money (so it writes a row). */
   long bad = last_event_of_its_account(bank, n, moves_money);
   void *v = NULL;
@@ -381,12 +389,11 @@ Test(projections, an_event_id_that_is_no_uuid_is_isolated_and_dead_lettered, .in
  * PostgreSQL's SQLSTATE (23514); every other event is applied. */
 Test(projections, a_row_the_database_refuses_is_isolated_and_dead_lettered, .init = setup,
      .fini = teardown, .timeout = 240) {
-  esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
   esk_projector_stats_t s;
   const size_t n = 4000;
-  cr_assert_eq(esk_test_bank_new(&bank, 29, 50, n, &err), ESK_OK, "%s", err.msg);
+  esk_test_bank_t *bank = new_bank(29, 50, n);
   long bad = last_event_of_its_account(bank, n, described_deposit);
   void *v = NULL;
   size_t len = 0;
@@ -525,11 +532,10 @@ Test(projections, a_bad_pg_schema_is_refused_naming_the_key, .init = setup, .fin
  * it is applied. */
 Test(projections, an_event_with_u0000_in_a_string_is_dead_lettered_naming_the_field,
      .init = setup, .fini = teardown, .timeout = 240) {
-  esk_test_bank_t *bank = NULL;
   rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
   const size_t n = 1000;
-  cr_assert_eq(esk_test_bank_new(&bank, 29, 20, n, &err), ESK_OK, "%s", err.msg);
+  esk_test_bank_t *bank = new_bank(29, 20, n);
   /* the last event of its account, a deposit: nothing after it depends on it */
   long bad = last_event_of_its_account(bank, n, described_deposit);
   void *v = NULL;
@@ -580,12 +586,10 @@ static void publish_keyed(rd_kafka_t *prod, const char *key, size_t klen, const 
  * that is not its aggregate id, and everything after it is applied (issue 17). */
 Test(projections, an_event_whose_key_is_not_text_is_dead_lettered_not_fatal, .init = setup,
      .fini = teardown, .timeout = 240) {
-  esk_test_bank_t *bank = NULL;
-  rd_kafka_t *prod = NULL;
   esk_error_t err = {0};
   const size_t n = 600;
-  cr_assert_eq(esk_test_bank_new(&bank, 31, 10, n, &err), ESK_OK, "%s", err.msg);
-  cr_assert_eq(esk_test_bank_producer(&prod, &err), ESK_OK, "%s", err.msg);
+  esk_test_bank_t *bank = new_bank(31, 10, n);
+  rd_kafka_t *prod = new_producer();
   cr_assert_eq(esk_test_bank_publish(bank, prod, topic, 0, n / 2, &err), ESK_OK, "%s", err.msg);
   void *v = NULL;
   size_t len = 0;
