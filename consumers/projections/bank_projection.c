@@ -174,7 +174,9 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
                             .needs_full_history = spec->needs_full_history,
                             .forget = spec->forget ? forget_cb : NULL,
                             .deferred_indexes = spec->deferred_indexes,
-                            .versions_need_deferred = spec->versions_need_deferred};
+                            .versions_need_deferred = spec->versions_need_deferred,
+                            /* versions_sql only reads */
+                            .versions_cacheable = 1};
   return ESK_OK;
 }
 

@@ -40,6 +40,13 @@ const esk_conf_prop_t esk_projector_props[] = {
      "milliseconds (0: it is applied as soon as the consumer has nothing more ready; under "
      "load the events that arrive during a PostgreSQL commit make the next batch). More "
      "trades latency for fewer, larger transactions at moderate rates."},
+    {"guard.cache.aggregates", ESK_CONF_INT, "500000", 0, 100000000, NULL, NULL,
+     "Aggregates whose last applied version the projector remembers between batches, so "
+     "that a batch reads from PostgreSQL only the versions of aggregates it has not met since "
+     "its partitions were assigned (0: each batch reads all of its own). Emptied at every "
+     "assignment change and after a batch that did not commit; once full, newer aggregates "
+     "are read each batch. About 100 bytes each with short ids (docs/projector.md, "
+     "\"Version guard\")."},
     {"on_error", ESK_CONF_ENUM, "dlq", 0, 0, "dlq,stop", NULL,
      "A poison event (undecodable, version gap, permanent SQL failure): send it to "
      "<topic>.dlq.<projection> and go on, or stop the projector."},
@@ -109,6 +116,9 @@ struct esk_projector_s {
   int64_t deferred_at_ms; /* not before this time: a failed build waits */
   int version_floor; /* a projection keeping its own versions started at a time: the
                         versions recorded before the time back up its unknown ones */
+  esk_hmap_t *vcache;     /* aggregate id -> int64_t version as committed (vcache_*) */
+  size_t vcache_max;      /* guard.cache.aggregates; 0: no cache */
+  unsigned vcache_gen;    /* the assignment generation the cache belongs to */
   PGconn *pg;
   rd_kafka_t *consumer;
   rd_kafka_t *dlq;
@@ -425,6 +435,7 @@ static int dead_letter(esk_projector_t *p, const rd_kafka_message_t *m, const es
 typedef struct vers_s {
   int64_t stored;  /* version in PostgreSQL before the batch */
   int64_t current; /* version after the events applied so far */
+  int64_t *cached; /* its entry in the version cache, NULL when it has none */
 } vers_t;
 
 typedef struct vmap_s {
@@ -443,6 +454,72 @@ static void vmap_free(vmap_t *v) {
 }
 
 #define VMAP_START 1024 /* aggregates the version map is first sized for */
+
+/* The version cache: the versions the committed batches left, kept between
+ * batches, so that a batch reads from PostgreSQL only those of aggregates it
+ * has not met since the assignment (docs/architecture.md, "Version guard").
+ * It is right while no one else writes the versions of the assigned
+ * partitions' aggregates, so it is emptied at every assignment change and
+ * after every batch that did not commit. An instance whose partitions were
+ * given away while it was frozen cannot commit a batch built on its stale
+ * cache: each partition's position compare-and-set fails first. Only for a
+ * projection whose versions the runtime keeps, or whose versions_get() only
+ * reads (esk_projection_t.versions_cacheable). */
+static int vcache_on(const esk_projector_t *p) {
+  return p->vcache_max && (!p->proj.versions_get || p->proj.versions_cacheable);
+}
+
+static void vcache_clear(esk_projector_t *p) {
+  esk_hmap_destroy(p->vcache);
+  p->vcache = NULL;
+}
+
+/* The cache, emptied first if the assignment changed since it was filled;
+ * NULL when off or not made yet. */
+static esk_hmap_t *vcache_get(esk_projector_t *p) {
+  if (p->vcache_gen != p->generation) {
+    vcache_clear(p);
+    p->vcache_gen = p->generation;
+  }
+  return vcache_on(p) ? p->vcache : NULL;
+}
+
+/* The batch's aggregates (list[i], slots[i]) found in @p cache take their
+ * cached versions; @returns how many are left to read, moved to the front. */
+static size_t vcache_lookup(const esk_hmap_t *cache, const esk_hmap_t *map, const char **list,
+                            vers_t **slots, size_t k) {
+  size_t m = 0;
+  for (size_t i = 0; cache && i < k; i++) {
+    size_t len = 0;
+    esk_hmap_key_of(map, slots[i], &len);
+    if ((slots[i]->cached = esk_hmap_get(cache, list[i], len))) {
+      slots[i]->stored = slots[i]->current = *slots[i]->cached;
+    } else {
+      list[m] = list[i];
+      slots[m++] = slots[i];
+    }
+  }
+  return cache ? m : k;
+}
+
+static int vcache_put_one(const void *key, size_t key_len, void *value, void *ctx) {
+  esk_projector_t *p = ctx;
+  vers_t *e = value;
+  if (e->cached) *e->cached = e->current;
+  else if (esk_hmap_count(p->vcache) < p->vcache_max &&
+           esk_hmap_put(p->vcache, key, key_len, &e->current, NULL, NULL, NULL))
+    return 1; /* out of memory: the cache is dropped */
+  return 0;
+}
+
+/* After the batch of @p v committed: the cache takes its versions. */
+static void vcache_commit(esk_projector_t *p, const vmap_t *v) {
+  if (!vcache_on(p)) return;
+  if (!p->vcache && esk_hmap_new(&p->vcache, sizeof(int64_t), esk_hmap_count(v->map),
+                                 p->vcache_max, NULL))
+    return;
+  if (esk_hmap_foreach(v->map, vcache_put_one, p)) vcache_clear(p);
+}
 
 /* Whether the batch's versions are the projection's (versions_get()): not
  * while the indexes they read are still deferred (esk_projection_t's
@@ -469,6 +546,7 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
    * table sized for 100 000 events is 4 MB of slots, which a batch's lookups
    * missed in the CPU's caches (docs/benchmarks.md, "The version map"). */
   size_t expect = n < VMAP_START ? n : VMAP_START;
+  const esk_hmap_t *cache = vcache_get(p);
   if ((rc = vmap_own(p, &v->own, err)) ||
       (rc = esk_hmap_new(&v->map, sizeof(vers_t), expect, 0, err)))
     return rc;
@@ -499,6 +577,8 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
     list[k] = esk_hmap_key_of(v->map, e, NULL); /* NUL-terminated */
     slots[k++] = e;
   }
+  k = vcache_lookup(cache, v->map, list, slots, k);
+  p->stats.versions_read += (int64_t)k;
   rc = v->own
            ? p->proj.versions_get(p->proj.self, p->pg, list, k, vers, err)
            : esk_store_versions_get(p->pg, p->store_key, list, k, vers, err);
@@ -757,11 +837,13 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
             PRId64 " apply_us=%" PRId64 " flush_us=%" PRId64 " versions_write_us=%" PRId64
             " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, esk_time_mono_us() - t4);
   batch_committed(p, &t, t0);
+  vcache_commit(p, &v);
   vmap_free(&v);
   return ESK_OK;
 fail:
   for (int i = 0; i < p->n_parts; i++) p->parts[i].batch_next = -1;
   rollback(p);
+  vcache_clear(p);
   vmap_free(&v);
   return rc;
 }
@@ -1200,6 +1282,7 @@ static int read_settings(esk_projector_t *p, const esk_conf_t *conf, esk_error_t
   p->batch_max = (int)esk_conf_get_int(conf, "batch.max.events");
   p->batch_ms = (int)esk_conf_get_int(conf, "batch.max.ms");
   p->linger_ms = (int)esk_conf_get_int(conf, "batch.linger.ms");
+  p->vcache_max = (size_t)esk_conf_get_int(conf, "guard.cache.aggregates");
   p->progress_ms = (int)esk_conf_get_int(conf, "progress.interval.ms");
   p->backoff_max_ms = (int)esk_conf_get_int(conf, "pg.retry.backoff.max.ms");
   p->on_error_stop = !strcmp(esk_conf_get(conf, "on_error"), "stop");
@@ -1350,6 +1433,7 @@ void esk_projector_destroy(esk_projector_t *p) {
   free(p->schema);
   free(p->data_schema);
   free(p->store_key);
+  vcache_clear(p);
   free(p);
 }
 

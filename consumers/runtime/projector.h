@@ -123,6 +123,8 @@ typedef struct esk_projector_stats_s {
   int64_t conflicts;  /**< batches dropped because a position moved */
   int64_t pg_retries; /**< PostgreSQL faults retried */
   int64_t scrubbed;   /**< forgotten subjects scrubbed from the read model */
+  int64_t versions_read; /**< aggregates whose version a batch read from PostgreSQL
+                              (the others' came from the version cache) */
 } esk_projector_stats_t;
 
 void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out);

@@ -537,3 +537,120 @@ Test(projector, a_missing_events_topic_is_refused_naming_it_and_the_fix, .init =
   rd_kafka_destroy(prod);
   esk_conf_destroy(conf);
 }
+
+/* Waits until @p r has applied and dead-lettered @p handled events in all
+ * (or 60 s): a wrong guard shows as dead letters, not as a timeout. */
+static esk_projector_stats_t wait_handled(run_t *r, int64_t handled) {
+  esk_projector_stats_t s = {0};
+  for (int i = 0; i < 600; i++) {
+    esk_projector_stats(r->proj, &s);
+    if (s.applied + s.dead >= handled) return s;
+    esk_time_sleep_ms(100);
+  }
+  cr_assert_fail("projection stuck: applied %" PRId64 " dead %" PRId64 " of %" PRId64, s.applied,
+                 s.dead, handled);
+  return s;
+}
+
+static void send_round(rd_kafka_t *prod, int n_agg, int version) {
+  char id[32];
+  for (int a = 0; a < n_agg; a++) {
+    snprintf(id, sizeof(id), "acct-%d", a);
+    send_event(prod, id, version, 1);
+  }
+  cr_assert_eq(rd_kafka_flush(prod, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* The version cache (guard.cache.aggregates): a batch reads from PostgreSQL
+ * only the versions of aggregates not met since the assignment, and at most
+ * that many are remembered. */
+Test(projector, batches_read_only_the_versions_of_aggregates_not_met_before, .init = setup,
+     .timeout = 240) {
+  rd_kafka_t *prod = producer();
+  esk_conf_t *conf = make_conf("stop");
+  run_t r;
+  pthread_t t;
+  start(&r, conf);
+  pthread_create(&t, NULL, runner, &r);
+  send_round(prod, N_AGG, 1);
+  wait_applied(&r, N_AGG, 0);
+  esk_projector_stats_t s = quiet(&r);
+  cr_assert_eq(s.versions_read, N_AGG, "first round read %" PRId64, s.versions_read);
+  for (int v = 2; v <= 4; v++) send_round(prod, N_AGG, v);
+  wait_applied(&r, 4 * N_AGG, 0);
+  s = quiet(&r);
+  stop_run(&r, t);
+  cr_assert_eq(s.versions_read, N_AGG, "later rounds read %" PRId64 " more",
+               s.versions_read - N_AGG);
+  esk_projector_destroy(r.proj);
+
+  /* A cache of 5: the other 15 are read again each batch after the first. */
+  esk_error_t err = {0};
+  cr_assert_eq(esk_conf_set(conf, "guard.cache.aggregates", "5", "test", &err), ESK_OK);
+  start(&r, conf);
+  pthread_create(&t, NULL, runner, &r);
+  for (int v = 5; v <= 6; v++) {
+    send_round(prod, N_AGG, v);
+    wait_applied(&r, (v - 4) * N_AGG, 0);
+    s = quiet(&r);
+  }
+  stop_run(&r, t);
+  cr_assert_eq(s.applied, 2 * N_AGG);
+  cr_assert_geq(s.versions_read, N_AGG + (N_AGG - 5), "read %" PRId64, s.versions_read);
+  cr_assert_leq(s.versions_read, 2 * N_AGG - 5, "read %" PRId64, s.versions_read);
+  esk_projector_destroy(r.proj);
+  esk_conf_destroy(conf);
+  rd_kafka_destroy(prod);
+}
+
+/* Two instances trade partitions: A remembers every aggregate, B takes some
+ * of them over and applies their next events, then leaves. A must not trust
+ * what it remembered from before the rebalance: its next events for B's
+ * aggregates would look like a version gap and be dead-lettered. */
+Test(projector, an_instance_forgets_the_versions_it_remembered_when_partitions_move,
+     .init = setup, .timeout = 240) {
+  rd_kafka_t *prod = producer();
+  esk_conf_t *conf = make_conf("dlq");
+  run_t a, b;
+  pthread_t ta, tb;
+  start(&a, conf);
+  pthread_create(&ta, NULL, runner, &a);
+  for (int v = 1; v <= 3; v++) send_round(prod, N_AGG, v);
+  wait_applied(&a, 3 * N_AGG, 0);
+
+  start(&b, conf);
+  pthread_create(&tb, NULL, runner, &b);
+  char why[256];
+  for (int i = 0; i < 600 && !esk_projector_ready(b.proj, why, sizeof(why)); i++)
+    esk_time_sleep_ms(100);
+  cr_assert(esk_projector_ready(b.proj, why, sizeof(why)), "B never ready: %s", why);
+  send_round(prod, N_AGG, 4);
+  for (int i = 0; i < 600; i++) {
+    esk_projector_stats_t sa, sb;
+    esk_projector_stats(a.proj, &sa);
+    esk_projector_stats(b.proj, &sb);
+    if (sa.applied + sb.applied + sa.dead + sb.dead >= 4 * N_AGG) break;
+    esk_time_sleep_ms(100);
+  }
+  esk_projector_stats_t sb = quiet(&b);
+  stop_run(&b, tb);
+  cr_assert_gt(sb.applied, 0, "B applied nothing: the partitions never moved");
+  cr_assert_eq(sb.dead, 0);
+
+  send_round(prod, N_AGG, 5);
+  esk_projector_stats_t sa = wait_handled(&a, 5 * N_AGG - sb.applied);
+  sa = quiet(&a);
+  stop_run(&a, ta);
+  cr_assert_eq(sa.dead, 0, "A dead-lettered %" PRId64 " events", sa.dead);
+  cr_assert_eq(sa.applied + sb.applied, 5 * N_AGG);
+  PGconn *pg = esk_test_pg_connect();
+  char sql[256];
+  snprintf(sql, sizeof(sql), "select count(*) from %s where events = 5 and last_version = 5",
+           fx.table);
+  cr_assert_eq(query_ll(pg, sql), N_AGG);
+  PQfinish(pg);
+  esk_projector_destroy(b.proj);
+  esk_projector_destroy(a.proj);
+  esk_conf_destroy(conf);
+  rd_kafka_destroy(prod);
+}

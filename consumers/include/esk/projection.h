@@ -149,6 +149,16 @@ typedef struct esk_projection_s {
    * another instance has built them.
    */
   int versions_need_deferred;
+  /**
+   * 0 by default: versions_get() is asked for every aggregate of every
+   * batch. 1: versions_get() only reads (it keeps nothing for the batch's
+   * apply()), so the runtime may remember the versions its committed batches
+   * left and ask it only for the aggregates it holds none of
+   * (`guard.cache.aggregates`, docs/architecture.md, "Version guard"). A
+   * projection without versions_get is cached whatever this says: the
+   * runtime keeps those versions itself.
+   */
+  int versions_cacheable;
 } esk_projection_t;
 
 /* ------------------------------------------------- field access by path --- */
