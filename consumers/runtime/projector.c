@@ -515,7 +515,8 @@ static int vcache_put_one(const void *key, size_t key_len, void *value, void *ct
 /* After the batch of @p v committed: the cache takes its versions. */
 static void vcache_commit(esk_projector_t *p, const vmap_t *v) {
   if (!vcache_on(p)) return;
-  if (!p->vcache && esk_hmap_new(&p->vcache, sizeof(int64_t), esk_hmap_count(v->map),
+  size_t n = esk_hmap_count(v->map);
+  if (!p->vcache && esk_hmap_new(&p->vcache, sizeof(int64_t), n < p->vcache_max ? n : p->vcache_max,
                                  p->vcache_max, NULL))
     return;
   if (esk_hmap_foreach(v->map, vcache_put_one, p)) vcache_clear(p);

@@ -596,8 +596,8 @@ Test(projector, batches_read_only_the_versions_of_aggregates_not_met_before, .in
   }
   stop_run(&r, t);
   cr_assert_eq(s.applied, 2 * N_AGG);
-  cr_assert_geq(s.versions_read, N_AGG + (N_AGG - 5), "read %" PRId64, s.versions_read);
-  cr_assert_leq(s.versions_read, 2 * N_AGG - 5, "read %" PRId64, s.versions_read);
+  /* each aggregate once per round, in whatever batches: 20, then the 15 not kept */
+  cr_assert_eq(s.versions_read, N_AGG + (N_AGG - 5), "read %" PRId64, s.versions_read);
   esk_projector_destroy(r.proj);
   esk_conf_destroy(conf);
   rd_kafka_destroy(prod);
