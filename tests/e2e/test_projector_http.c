@@ -218,6 +218,10 @@ Test(projector_http, metrics_and_readiness_through_catch_up_and_a_postgresql_out
   cr_expect_gt(sample(scrape, "esk_projector_batch_duration_seconds_sum", L), 0);
   cr_expect_eq(sample(scrape, "esk_projector_assigned_partitions", L), 3);
   cr_expect_eq(sample(scrape, "esk_projector_duplicates_skipped_total", L), 0);
+  /* 80 accounts over 150-odd batches: each account's version read once, the
+   * version cache holding it after (one read per batch and account without) */
+  double vread = sample(scrape, "esk_projector_versions_read_total", L);
+  cr_expect(vread >= 1 && vread <= 80, "versions_read_total %.0f, 80 accounts", vread);
   cr_expect_eq(sample(scrape, "esk_projector_pg_retries_total", L), 0);
   cr_expect_null(strstr(scrape, "\nesk_projector_dead_letters_total{"), "no dead letters");
   cr_expect_not_null(strstr(scrape, "# TYPE esk_projector_batch_duration_seconds histogram"));
