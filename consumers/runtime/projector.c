@@ -443,6 +443,7 @@ typedef struct vmap_s {
   esk_hmap_t *map;
   vers_t **of; /* of[i]: the entry of the batch's message i, found once by vmap_load() */
   int own; /* the projection's versions_get() keeps them (else esk_projection_versions) */
+  size_t read; /* aggregates whose versions were read from PostgreSQL (not cached) */
 } vmap_t;
 
 /* The versions of the aggregate of the batch's message @p i; NULL for a key
@@ -461,11 +462,13 @@ static void vmap_free(vmap_t *v) {
  * has not met since the assignment (docs/architecture.md, "Version guard").
  * It is right while no one else writes the versions of the assigned
  * partitions' aggregates, so it is emptied at every assignment change and
- * after every batch that did not commit. An instance whose partitions were
- * given away while it was frozen cannot commit a batch built on its stale
- * cache: each partition's position compare-and-set fails first. Only for a
- * projection whose versions the runtime keeps, or whose versions_get() only
- * reads (esk_projection_t.versions_cacheable). */
+ * after every batch that did not commit (also one whose commit's answer was
+ * lost: it may have committed, and its versions are then not the cache's).
+ * An instance whose partitions were given away while it was frozen cannot
+ * commit a batch built on its stale cache: each partition's position
+ * compare-and-set fails first. Only for a projection whose versions the
+ * runtime keeps, or whose versions_get() only reads
+ * (esk_projection_t.versions_cacheable). */
 static int vcache_on(const esk_projector_t *p) {
   return p->vcache_max && (!p->proj.versions_get || p->proj.versions_cacheable);
 }
@@ -580,6 +583,7 @@ static int vmap_load(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
     slots[k++] = e;
   }
   k = vcache_lookup(cache, v->map, list, slots, k);
+  v->read = k;
   p->stats.versions_read += (int64_t)k;
   esk_metrics_add(p->m.versions_read, (uint64_t)k);
   rc = v->own
@@ -836,9 +840,11 @@ static int apply_batch(esk_projector_t *p, rd_kafka_message_t **msgs, size_t n, 
   if ((rc = store_positions(p, msgs, n, err)) || (rc = dead_letters_durable(p, t.dead, err)) ||
       (rc = esk_pg_exec(NULL, p->pg, "commit", "commit", 0, NULL, err)))
     goto fail;
-  ESK_DEBUG("projector", "msg=\"batch committed\" projection=%s events=%zu versions_read_us=%"
-            PRId64 " apply_us=%" PRId64 " flush_us=%" PRId64 " versions_write_us=%" PRId64
-            " commit_us=%" PRId64, p->name, n, t1 - t0, t2 - t1, t3 - t2, t4 - t3, esk_time_mono_us() - t4);
+  ESK_DEBUG("projector", "msg=\"batch committed\" projection=%s events=%zu aggregates=%zu "
+            "versions_read=%zu versions_read_us=%" PRId64 " apply_us=%" PRId64 " flush_us=%"
+            PRId64 " versions_write_us=%" PRId64 " commit_us=%" PRId64, p->name, n,
+            esk_hmap_count(v.map), v.read, t1 - t0, t2 - t1, t3 - t2, t4 - t3,
+            esk_time_mono_us() - t4);
   batch_committed(p, &t, t0);
   vcache_commit(p, &v);
   vmap_free(&v);
