@@ -1042,7 +1042,8 @@ int esk_codec_decode(esk_codec_t *c, const void *data, size_t len, int reader_ve
     avro_value_t *to;
     if ((rc = scratch_of(c, next, &to, err))) return rc;
     avro_value_reset(to);
-    esk_error_t uerr = {0};
+    esk_error_t uerr; /* cleared, not zeroed: it is per event */
+    esk_error_clear(&uerr);
     rc = find_upcaster(c, type, k)(val, to, &uerr);
     if (rc)
       return esk_error_set(err, ESK_EPOISON, "upcasting %s v%d -> v%d: %s", type, k, k + 1,

@@ -716,7 +716,8 @@ static int apply_one(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
                      int isolate, tally_t *t, esk_error_t *err) {
   rd_kafka_message_t *m = msgs[i];
   esk_event_t ev = {0};
-  esk_error_t why = {0};
+  esk_error_t why; /* cleared, not zeroed: 516 bytes per event were 2.5% of the CPU */
+  esk_error_clear(&why);
   vers_t *s = NULL;
   int rc;
   if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) return ESK_OK;
