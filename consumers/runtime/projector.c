@@ -492,8 +492,9 @@ static esk_hmap_t *vcache_get(esk_projector_t *p) {
  * cached versions; @returns how many are left to read, moved to the front. */
 static size_t vcache_lookup(const esk_hmap_t *cache, const esk_hmap_t *map, const char **list,
                             vers_t **slots, size_t k) {
+  if (!cache) return k;
   size_t m = 0;
-  for (size_t i = 0; cache && i < k; i++) {
+  for (size_t i = 0; i < k; i++) {
     size_t len = 0;
     esk_hmap_key_of(map, slots[i], &len);
     if ((slots[i]->cached = esk_hmap_get(cache, list[i], len))) {
@@ -503,7 +504,7 @@ static size_t vcache_lookup(const esk_hmap_t *cache, const esk_hmap_t *map, cons
       slots[m++] = slots[i];
     }
   }
-  return cache ? m : k;
+  return m;
 }
 
 static int vcache_put_one(const void *key, size_t key_len, void *value, void *ctx) {
@@ -519,9 +520,8 @@ static int vcache_put_one(const void *key, size_t key_len, void *value, void *ct
 /* After the batch of @p v committed: the cache takes its versions. */
 static void vcache_commit(esk_projector_t *p, const vmap_t *v) {
   if (!vcache_on(p)) return;
-  size_t n = esk_hmap_count(v->map);
-  if (!p->vcache && esk_hmap_new(&p->vcache, sizeof(int64_t), n < p->vcache_max ? n : p->vcache_max,
-                                 p->vcache_max, NULL))
+  size_t n = esk_hmap_count(v->map), expect = n < p->vcache_max ? n : p->vcache_max;
+  if (!p->vcache && esk_hmap_new(&p->vcache, sizeof(int64_t), expect, p->vcache_max, NULL))
     return;
   if (esk_hmap_foreach(v->map, vcache_put_one, p)) vcache_clear(p);
 }
@@ -716,7 +716,7 @@ static int apply_one(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
                      int isolate, tally_t *t, esk_error_t *err) {
   rd_kafka_message_t *m = msgs[i];
   esk_event_t ev = {0};
-  esk_error_t why; /* cleared, not zeroed: 516 bytes per event were 2.5% of the CPU */
+  esk_error_t why; /* cleared, not zeroed: 516 bytes per event (docs/benchmarks.md) */
   esk_error_clear(&why);
   vers_t *s = NULL;
   int rc;
