@@ -1025,12 +1025,6 @@ static int process_batch(esk_projector_t *p, esk_error_t *err) {
   return rc;
 }
 
-/* Lag per assigned partition: the cached high watermark (the last stable
- * offset under read_committed) minus the next offset to apply. A
- * transactional producer's commit marker takes the offset after its last
- * event, so the next offset to apply is the larger of the stored position
- * and where the consumer last reached the end of the partition (which is
- * past the markers): a caught-up partition reads 0. */
 /* The events of partition @p i past offset @p pos (none read: from the
  * beginning), by the high watermark of its last fetch (a local read); -1
  * when no fetch has answered since the assignment. */
@@ -1041,6 +1035,12 @@ static int64_t events_after(const esk_projector_t *p, int i, int64_t pos) {
   return hi > pos ? hi - pos : 0;
 }
 
+/* Lag per assigned partition: the cached high watermark (the last stable
+ * offset under read_committed) minus the next offset to apply. A
+ * transactional producer's commit marker takes the offset after its last
+ * event, so the next offset to apply is the larger of the stored position
+ * and where the consumer last reached the end of the partition (which is
+ * past the markers): a caught-up partition reads 0. */
 static void update_lag(esk_projector_t *p) {
   int64_t total = 0, wall = esk_time_real_ms();
   esk_watchdog_beat(); /* called once per turn of the run loop, and per retry */
