@@ -441,8 +441,7 @@ int esk_value_field_long(const avro_value_t *rec, const char *name, int64_t *out
   return rc ? rc : long_of(&f, name, out, err);
 }
 
-/* Field number @p index of @p rec, named @p name. */
-static int field_at(const avro_value_t *rec, int index, const char *name, avro_value_t *out,
+int esk_value_index(const avro_value_t *rec, int index, const char *name, avro_value_t *out,
                     esk_error_t *err) {
   return index < 0 || avro_value_get_by_index(rec, (size_t)index, out, NULL)
              ? no_field(rec, name, err)
@@ -452,13 +451,13 @@ static int field_at(const avro_value_t *rec, int index, const char *name, avro_v
 int esk_value_index_str(const avro_value_t *rec, int index, const char *name, const char **out,
                         esk_error_t *err) {
   avro_value_t f;
-  int rc = field_at(rec, index, name, &f, err);
+  int rc = esk_value_index(rec, index, name, &f, err);
   return rc ? rc : str_of(&f, name, out, err);
 }
 
 int esk_value_index_long(const avro_value_t *rec, int index, const char *name, int64_t *out,
                          esk_error_t *err) {
   avro_value_t f;
-  int rc = field_at(rec, index, name, &f, err);
+  int rc = esk_value_index(rec, index, name, &f, err);
   return rc ? rc : long_of(&f, name, out, err);
 }

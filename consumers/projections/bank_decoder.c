@@ -8,6 +8,7 @@ const esk_contract_t esk_bank_contract = {"bank", esk_bank_schemas_load,
 struct esk_bank_decoder_s {
   esk_domain_decoder_t *dec;
   esk_bank_event_t ev; /* the last decoded event: the payload handed out */
+  esk_bank_event_reader_t reader; /* where its fields sit */
 };
 
 int esk_bank_decoder_new(esk_bank_decoder_t **out, const esk_codec_limits_t *limits,
@@ -23,14 +24,18 @@ int esk_bank_decoder_new(esk_bank_decoder_t **out, const esk_codec_limits_t *lim
 }
 
 void esk_bank_decoder_destroy(esk_bank_decoder_t *d) {
-  if (d) esk_domain_decoder_destroy(d->dec);
+  if (d) {
+    esk_bank_event_reader_clear(&d->reader);
+    esk_domain_decoder_destroy(d->dec);
+  }
   free(d);
 }
 
 int esk_bank_decode(esk_bank_decoder_t *d, const rd_kafka_message_t *m, esk_event_t *out,
                     esk_error_t *err) {
   int rc = esk_domain_decode(d->dec, m, out, err);
-  if (rc == ESK_OK && (rc = esk_bank_event_from_value(&d->ev, out->type, out->value, err)) == ESK_OK)
+  if (rc == ESK_OK &&
+      (rc = esk_bank_event_from_value(&d->ev, &d->reader, out->type, out->value, err)) == ESK_OK)
     out->payload = &d->ev;
   return rc;
 }

@@ -14,6 +14,7 @@ typedef struct inst_s {
   esk_copy_t copy;
   esk_buf_t scratch;
   esk_bank_event_t bank; /* the bank event being applied */
+  esk_bank_event_reader_t reader; /* where its fields sit */
   esk_hmap_t *folds;     /* the batch's accumulators (spec->fold), or NULL */
 } inst_t;
 
@@ -64,8 +65,9 @@ static void folds_write(inst_t *in) {
 
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   inst_t *in = self;
-  int rc =
-      in->spec->any_domain ? ESK_OK : esk_bank_event_from_value(&in->bank, ev->type, ev->value, err);
+  int rc = in->spec->any_domain
+               ? ESK_OK
+               : esk_bank_event_from_value(&in->bank, &in->reader, ev->type, ev->value, err);
   if (rc == ESK_OK && in->spec->fold) return fold(in, ev, err);
   if (rc == ESK_OK)
     rc = in->spec->rows(&in->copy, &in->scratch, ev, in->spec->any_domain ? NULL : &in->bank,
@@ -186,5 +188,6 @@ void esk_bank_proj_destroy(void *self) {
   esk_copy_free(&in->copy);
   esk_buf_free(&in->scratch);
   esk_hmap_destroy(in->folds);
+  esk_bank_event_reader_clear(&in->reader);
   free(in);
 }

@@ -68,6 +68,7 @@ typedef struct hist_s {
   esk_buf_t ids, vers, bals; /* array literals: touched accounts, last versions, balances */
   esk_buf_t scratch;         /* the versions read's array of ids */
   esk_bank_event_t bank;     /* the event being applied */
+  esk_bank_event_reader_t reader; /* where its fields sit */
 } hist_t;
 
 /* Forgets the touched accounts (their entries stay in the map). */
@@ -107,7 +108,7 @@ static const char *const copy_sql =
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   hist_t *h = self;
   esk_bank_event_t *b = &h->bank;
-  int rc = esk_bank_event_from_value(b, ev->type, ev->value, err);
+  int rc = esk_bank_event_from_value(b, &h->reader, ev->type, ev->value, err);
   if (rc || (rc = esk_bank_event_id_check("transaction_history", ev, err))) return rc;
   size_t id_len = strlen(ev->aggregate_id);
   acct_t *a = h->accounts ? esk_hmap_get(h->accounts, ev->aggregate_id, id_len) : NULL;
@@ -230,6 +231,7 @@ void esk_bank_transaction_history_destroy(void *self) {
   esk_buf_free(&h->vers);
   esk_buf_free(&h->bals);
   esk_copy_free(&h->copy);
+  esk_bank_event_reader_clear(&h->reader);
   free(h);
 }
 

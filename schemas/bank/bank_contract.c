@@ -70,11 +70,11 @@ const esk_bank_money_t *esk_bank_event_money(const esk_bank_event_t *ev) {
   return NULL;
 }
 
-/* Copies string field @p name of @p rec into dst[size]. */
-static int copy_str(const avro_value_t *rec, const char *name, char *dst, size_t size,
+/* Copies string field number @p at (named @p name) of @p rec into dst[size]. */
+static int copy_str(const avro_value_t *rec, int at, const char *name, char *dst, size_t size,
                     esk_error_t *err) {
   const char *s = NULL;
-  int rc = esk_value_field_str(rec, name, &s, err);
+  int rc = esk_value_index_str(rec, at, name, &s, err);
   if (rc) return rc;
   size_t n = strlen(s);
   if (n >= size)
@@ -91,55 +91,125 @@ static int check_amount(const char *name, int64_t amount, esk_error_t *err) {
   return ESK_OK;
 }
 
-/* A Money record field (minor_units, currency). */
-static int copy_money(const avro_value_t *rec, const char *name, esk_bank_money_t *m,
-                      esk_error_t *err) {
-  avro_value_t f;
-  int rc;
-  if ((rc = esk_value_field(rec, name, &f, err)) ||
-      (rc = esk_value_field_long(&f, "minor_units", &m->minor_units, err)) ||
-      (rc = copy_str(&f, "currency", m->currency, sizeof(m->currency), err)))
-    return rc;
-  return check_amount(name, m->minor_units, err);
+/* The positions of esk_bank_event_reader_t, in its order. */
+enum { P_META, P_ID, P_VERSION, P_TEXT, P_MONEY, P_MINOR, P_CURRENCY };
+
+/* A field of an event type: its name (NULL: the type has none there) and the
+ * position of the record that holds it (-1: the event itself). */
+typedef struct path_s {
+  int in;
+  const char *name;
+} path_t;
+
+#define META_PATHS {-1, "meta"}, {P_META, "aggregate_id"}, {P_META, "aggregate_version"}
+static const path_t paths[][ESK_BANK_EVENT_POS] = {
+    [ESK_BANK_EV_ACCOUNT_OPENED] = {META_PATHS, {-1, "owner_id"}, {-1, "initial_deposit"},
+                                    {P_MONEY, "minor_units"}, {P_MONEY, "currency"}},
+    /* v3: amount is a Money */
+    [ESK_BANK_EV_MONEY_DEPOSITED] = {META_PATHS, {-1, "description"}, {-1, "amount"},
+                                     {P_MONEY, "minor_units"}, {P_MONEY, "currency"}},
+    /* v2: amount and currency */
+    [ESK_BANK_EV_MONEY_WITHDRAWN] = {META_PATHS, {-1, NULL}, {-1, NULL}, {-1, "amount"},
+                                     {-1, "currency"}},
+    [ESK_BANK_EV_ACCOUNT_CLOSED] = {META_PATHS, {-1, "reason"}, {-1, NULL}, {-1, NULL},
+                                    {-1, NULL}},
+};
+
+static avro_schema_t unlinked(avro_schema_t s) {
+  while (s && is_avro_link(s)) s = avro_schema_link_target(s);
+  return s;
 }
 
-int esk_bank_event_from_value(esk_bank_event_t *out, const char *type, const avro_value_t *value,
-                              esk_error_t *err) {
+/* The positions of type @p t's fields in record schema @p s, by name (-1
+ * where there is none: reading there says which field is missing). */
+static void find_positions(avro_schema_t s, esk_bank_event_type_t t, int *at) {
+  avro_schema_t field[ESK_BANK_EVENT_POS] = {0};
+  for (int k = 0; k < ESK_BANK_EVENT_POS; k++) {
+    const path_t *p = &paths[t][k];
+    avro_schema_t rec = p->in < 0 ? s : field[p->in];
+    at[k] = -1;
+    if (!p->name || !rec || !is_avro_record(rec)) continue;
+    if ((at[k] = avro_schema_record_field_get_index(rec, p->name)) >= 0)
+      field[k] = unlinked(avro_schema_record_field_get_by_index(rec, at[k]));
+  }
+}
+
+/* Type @p t's positions for @p value: kept in @p r, or found now (into
+ * @p scratch without a reader). */
+static const int *positions(esk_bank_event_reader_t *r, esk_bank_event_type_t t,
+                            const avro_value_t *value, int *scratch) {
+  avro_schema_t s = unlinked(avro_value_get_schema(value));
+  if (r && r->schema[t] == s) return r->at[t];
+  int *at = r ? r->at[t] : scratch;
+  find_positions(s, t, at);
+  if (r) {
+    if (r->schema[t]) avro_schema_decref(r->schema[t]);
+    r->schema[t] = avro_schema_incref(s);
+  }
+  return at;
+}
+
+void esk_bank_event_reader_clear(esk_bank_event_reader_t *r) {
+  if (!r) return;
+  for (size_t t = 0; t < sizeof(r->schema) / sizeof(*r->schema); t++)
+    if (r->schema[t]) avro_schema_decref(r->schema[t]);
+  memset(r, 0, sizeof(*r));
+}
+
+/* Where type @p t keeps its text field and its money (NULL: none). */
+static void slots(esk_bank_event_t *e, char **text, size_t *size, esk_bank_money_t **money) {
+  *text = NULL, *size = 0, *money = NULL;
+  switch (e->type) {
+  case ESK_BANK_EV_ACCOUNT_OPENED:
+    *text = e->u.opened.owner_id, *size = sizeof(e->u.opened.owner_id);
+    *money = &e->u.opened.initial_deposit;
+    break;
+  case ESK_BANK_EV_MONEY_DEPOSITED:
+    *text = e->u.deposited.description, *size = sizeof(e->u.deposited.description);
+    *money = &e->u.deposited.amount;
+    break;
+  case ESK_BANK_EV_MONEY_WITHDRAWN: *money = &e->u.withdrawn.amount; break;
+  case ESK_BANK_EV_ACCOUNT_CLOSED:
+    *text = e->u.closed.reason, *size = sizeof(e->u.closed.reason);
+    break;
+  }
+}
+
+/* The money of @p value at positions @p at into @p m. */
+static int read_money(const avro_value_t *value, const path_t *p, const int *at,
+                      esk_bank_money_t *m, esk_error_t *err) {
+  avro_value_t rec = *value;
+  int rc;
+  if (p[P_MONEY].name && (rc = esk_value_index(value, at[P_MONEY], p[P_MONEY].name, &rec, err)))
+    return rc;
+  if ((rc = esk_value_index_long(&rec, at[P_MINOR], p[P_MINOR].name, &m->minor_units, err)) ||
+      (rc = copy_str(&rec, at[P_CURRENCY], p[P_CURRENCY].name, m->currency,
+                     sizeof(m->currency), err)))
+    return rc;
+  return check_amount(p[P_MONEY].name ? p[P_MONEY].name : p[P_MINOR].name, m->minor_units, err);
+}
+
+int esk_bank_event_from_value(esk_bank_event_t *out, esk_bank_event_reader_t *reader,
+                              const char *type, const avro_value_t *value, esk_error_t *err) {
   esk_bank_event_t *e = out;
   avro_value_t meta;
-  int rc;
+  int rc, scratch[ESK_BANK_EVENT_POS];
   memset(e, 0, sizeof(*e));
   if (!(e->type = esk_bank_event_type_of(type)))
     return esk_error_set(err, ESK_EPOISON, "'%s' is not a bank event type", type ? type : "");
   if (!value) return esk_error_set(err, ESK_EPOISON, "%s: no decoded value", type);
-  if ((rc = esk_value_field(value, "meta", &meta, err)) ||
-      (rc = copy_str(&meta, "aggregate_id", e->account_id, sizeof(e->account_id), err)) ||
-      (rc = esk_value_field_long(&meta, "aggregate_version", &e->aggregate_version, err)))
+  const int *at = positions(reader, e->type, value, scratch);
+  const path_t *p = paths[e->type];
+  if ((rc = esk_value_index(value, at[P_META], "meta", &meta, err)) ||
+      (rc = copy_str(&meta, at[P_ID], "aggregate_id", e->account_id, sizeof(e->account_id),
+                     err)) ||
+      (rc = esk_value_index_long(&meta, at[P_VERSION], "aggregate_version",
+                                 &e->aggregate_version, err)))
     return rc;
-  switch (e->type) {
-  case ESK_BANK_EV_ACCOUNT_OPENED:
-    if ((rc = copy_str(value, "owner_id", e->u.opened.owner_id, sizeof(e->u.opened.owner_id),
-                       err)) ||
-        (rc = copy_money(value, "initial_deposit", &e->u.opened.initial_deposit, err)))
-      return rc;
-    break;
-  case ESK_BANK_EV_MONEY_DEPOSITED: /* v3: amount is a Money */
-    if ((rc = copy_money(value, "amount", &e->u.deposited.amount, err)) ||
-        (rc = copy_str(value, "description", e->u.deposited.description,
-                       sizeof(e->u.deposited.description), err)))
-      return rc;
-    break;
-  case ESK_BANK_EV_MONEY_WITHDRAWN: /* v2: amount and currency */
-    if ((rc = esk_value_field_long(value, "amount", &e->u.withdrawn.amount.minor_units, err)) ||
-        (rc = copy_str(value, "currency", e->u.withdrawn.amount.currency,
-                       sizeof(e->u.withdrawn.amount.currency), err)) ||
-        (rc = check_amount("amount", e->u.withdrawn.amount.minor_units, err)))
-      return rc;
-    break;
-  case ESK_BANK_EV_ACCOUNT_CLOSED:
-    if ((rc = copy_str(value, "reason", e->u.closed.reason, sizeof(e->u.closed.reason), err)))
-      return rc;
-    break;
-  }
-  return ESK_OK;
+  char *text;
+  size_t size;
+  esk_bank_money_t *money;
+  slots(e, &text, &size, &money);
+  if (text && (rc = copy_str(value, at[P_TEXT], p[P_TEXT].name, text, size, err))) return rc;
+  return money ? read_money(value, p, at, money, err) : ESK_OK;
 }

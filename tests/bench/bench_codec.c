@@ -1,7 +1,9 @@
 /* bench_codec [ITERATIONS] — one core, a ~150-byte MoneyDeposited event:
  *   encode (single-object) vs avro-c's avro_value_write of the same value,
  *   decode v3 -> v3 vs avro-c's avro_value_read (trusted bytes, no checks),
- *   decode v1 -> v3 (resolution with defaults, then the v2 -> v3 upcaster).
+ *   decode v1 -> v3 (resolution with defaults, then the v2 -> v3 upcaster),
+ *   the bank's mapping of the decoded value to esk_bank_event_t, each field
+ *   found by name (baseline) and by the positions a reader keeps.
  * Goals: >= 1M encodes/s, >= 500k decode+resolve/s. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +129,23 @@ static double time_decode(bench_t *b, long n, const esk_buf_t *msg, const avro_v
   return secs;
 }
 
+/* @p n mappings of the v3 value to esk_bank_event_t, by the positions
+ * @p reader keeps (NULL: every field by name). @returns the seconds. */
+static double time_from_value(bench_t *b, long n, esk_bank_event_reader_t *reader) {
+  esk_error_t err = {0};
+  esk_bank_event_t ev;
+  double t0 = esk_time_mono_s();
+  for (long i = 0; i < n; i++)
+    if (esk_bank_event_from_value(&ev, reader, "MoneyDeposited", &b->val, &err))
+      die("from value", &err);
+  double secs = esk_time_mono_s() - t0;
+  if (ev.u.deposited.amount.minor_units != 125000 || strcmp(ev.account_id, "acc-000000001234")) {
+    fprintf(stderr, "bench_codec: the bank event read wrong fields\n");
+    exit(1);
+  }
+  return secs;
+}
+
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 2000000;
   if (n <= 0) {
@@ -142,12 +161,19 @@ int main(int argc, char **argv) {
   double base_dec = time_avro_read(&b, n);
   double dec = time_decode(&b, n, &b.out, &b.val);
   double up = time_decode(&b, n, &b.out1, NULL);
+  esk_bank_event_reader_t reader = {0};
+  double by_name = time_from_value(&b, n, NULL);
+  double by_pos = time_from_value(&b, n, &reader);
+  esk_bank_event_reader_clear(&reader);
 
   report("encode v3 (esk_codec_encode)", n, enc, base_enc);
   report("  baseline avro_value_write", n, base_enc, 0);
   report("decode+resolve v3 -> v3 (esk_codec_decode)", n, dec, base_dec);
   report("  baseline avro_value_read (no checks)", n, base_dec, 0);
   report("decode v1 -> v3 (resolution + upcaster)", n, up, base_dec);
+  report("bank event from the value, by position", n, by_pos, 0);
+  report("  baseline: every field by name", n, by_name, 0);
+  printf("%-44s x%.2f\n", "  by position against by name", by_name / by_pos);
   int ok = n / enc >= 1e6 && n / dec >= 5e5;
   printf("goals (>= 1M encodes/s, >= 500k decodes/s): %s\n", ok ? "met" : "NOT met");
 

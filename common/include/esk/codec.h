@@ -137,8 +137,14 @@ int esk_value_field_str(const avro_value_t *rec, const char *name, const char **
 int esk_value_field_long(const avro_value_t *rec, const char *name, int64_t *out,
                          esk_error_t *err);
 
-/** @brief String field number @p index of @p rec, whose name is @p name (for
- *  the message): a caller that found the position once (by name) reads by it.
+/** @brief Field number @p index of @p rec, whose name is @p name (for the
+ *  message), into @p out (borrowed from @p rec): a caller that found the
+ *  position once (by name) reads by it.
+ *  @returns ESK_OK, or ESK_EPOISON when there is no such field (@p index < 0 too). */
+int esk_value_index(const avro_value_t *rec, int index, const char *name, avro_value_t *out,
+                    esk_error_t *err);
+
+/** @brief String field number @p index of @p rec, named @p name.
  *  @returns ESK_OK, or ESK_EPOISON when it is missing or not a string. */
 int esk_value_index_str(const avro_value_t *rec, int index, const char *name, const char **out,
                         esk_error_t *err);

@@ -35,6 +35,7 @@ struct esk_bank_avro_s {
   /* commands read field by field (bank_decode.c), the types check_fastdec()
    * found equal to the codec's reading */
   esk_bank_fastdec_t fd;
+  esk_bank_event_reader_t reader; /* where decoded events' fields sit */
 };
 
 static int check_direct(esk_bank_avro_t *a, esk_error_t *err);
@@ -98,6 +99,7 @@ void esk_bank_avro_destroy(esk_bank_avro_t *a) {
     if (a->command_value[t].iface) avro_value_decref(&a->command_value[t]);
   }
   esk_buf_free(&a->fd.str);
+  esk_bank_event_reader_clear(&a->reader);
   if (!a->borrowed) {
     esk_codec_destroy(a->codec);
     esk_schema_set_destroy(a->set);
@@ -515,7 +517,7 @@ int esk_bank_avro_decode_event(esk_bank_avro_t *a, esk_bank_event_t *ev,
   if (rc) return rc;
   /* the contract's one mapping, as the read side's (bank_contract.h) */
   esk_error_t why = {0};
-  if ((rc = esk_bank_event_from_value(ev, esk_schema_type(rs), v, &why)))
+  if ((rc = esk_bank_event_from_value(ev, &a->reader, esk_schema_type(rs), v, &why)))
     return esk_error_set(err, rc, "%s v%d: %.400s", esk_schema_type(rs), esk_schema_version(rs),
                          why.msg);
   avro_value_t m;
