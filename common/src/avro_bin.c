@@ -49,3 +49,22 @@ int esk_avro_get_string(esk_avro_in_t *in, char *dst, size_t size) {
   in->p += n;
   return ESK_OK;
 }
+
+int esk_avro_get_ascii(esk_avro_in_t *in, char *dst, size_t size, size_t max) {
+  int64_t n;
+  if (esk_avro_get_long(in, &n) || n < 0 || (uint64_t)n >= size || (uint64_t)n > max ||
+      n > in->end - in->p)
+    return ESK_ENOTFOUND;
+  /* eight bytes at a time: a byte with its high bit set, or a zero byte */
+  size_t i = 0, len = (size_t)n;
+  for (uint64_t w; len - i >= 8; i += 8) {
+    memcpy(&w, in->p + i, 8);
+    if ((w | ((w - 0x0101010101010101u) & ~w)) & 0x8080808080808080u) return ESK_ENOTFOUND;
+  }
+  for (; i < len; i++)
+    if (in->p[i] == 0 || in->p[i] > 0x7f) return ESK_ENOTFOUND;
+  memcpy(dst, in->p, len);
+  dst[n] = '\0';
+  in->p += n;
+  return ESK_OK;
+}

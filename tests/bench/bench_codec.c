@@ -3,7 +3,9 @@
  *   decode v3 -> v3 vs avro-c's avro_value_read (trusted bytes, no checks),
  *   decode v1 -> v3 (resolution with defaults, then the v2 -> v3 upcaster),
  *   the bank's mapping of the decoded value to esk_bank_event_t, each field
- *   found by name (baseline) and by the positions a reader keeps.
+ *   found by name (baseline) and by the positions a reader keeps,
+ *   the whole way from bytes to esk_bank_event_t: read field by field
+ *   (bank_event_bytes.h) against the codec's decode and that mapping.
  * Goals: >= 1M encodes/s, >= 500k decode+resolve/s. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <time.h>
 
 #include "bank_contract.h"
+#include "bank_event_bytes.h"
 #include "esk/codec.h"
 #include "esk/time.h"
 
@@ -146,6 +149,31 @@ static double time_from_value(bench_t *b, long n, esk_bank_event_reader_t *reade
   return secs;
 }
 
+/* @p n readings of @p msg into esk_bank_event_t: field by field with @p fast,
+ * else through the codec and the mapping. @returns the seconds. */
+static double time_to_event(bench_t *b, long n, const esk_buf_t *msg,
+                            esk_bank_event_bytes_t *fast) {
+  esk_error_t err = {0};
+  esk_bank_event_reader_t reader = {0};
+  esk_bank_event_t ev;
+  esk_bank_event_read_meta_t m;
+  const esk_schema_t *rs;
+  avro_value_t *dv = NULL;
+  double t0 = esk_time_mono_s();
+  for (long i = 0; i < n; i++) {
+    if (fast) {
+      if (esk_bank_event_bytes_read(fast, msg->data, msg->len, &ev, &m)) die("fast read", NULL);
+    } else if (esk_codec_decode(b->c, msg->data, msg->len, 0, &rs, &dv, &err) ||
+               esk_bank_event_from_value(&ev, &reader, esk_schema_type(rs), dv, &err)) {
+      die("decode", &err);
+    }
+  }
+  double secs = esk_time_mono_s() - t0;
+  esk_bank_event_reader_clear(&reader);
+  if (ev.u.deposited.amount.minor_units != 125000) die("wrong amount", NULL);
+  return secs;
+}
+
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 2000000;
   if (n <= 0) {
@@ -165,6 +193,14 @@ int main(int argc, char **argv) {
   double by_name = time_from_value(&b, n, NULL);
   double by_pos = time_from_value(&b, n, &reader);
   esk_bank_event_reader_clear(&reader);
+  esk_error_t err = {0};
+  esk_bank_event_bytes_t fast;
+  if (esk_bank_event_bytes_init(&fast, b.set, b.c, &err)) die("fast reader", &err);
+  double ev3_fast = time_to_event(&b, n, &b.out, &fast);
+  double ev3_slow = time_to_event(&b, n, &b.out, NULL);
+  double ev1_fast = time_to_event(&b, n, &b.out1, &fast);
+  double ev1_slow = time_to_event(&b, n, &b.out1, NULL);
+  esk_bank_event_bytes_free(&fast);
 
   report("encode v3 (esk_codec_encode)", n, enc, base_enc);
   report("  baseline avro_value_write", n, base_enc, 0);
@@ -174,6 +210,10 @@ int main(int argc, char **argv) {
   report("bank event from the value, by position", n, by_pos, 0);
   report("  baseline: every field by name", n, by_name, 0);
   printf("%-44s x%.2f\n", "  by position against by name", by_name / by_pos);
+  report("v3 bytes to the bank event, field by field", n, ev3_fast, 0);
+  report("  baseline: decode, then map by position", n, ev3_slow, 0);
+  report("v1 bytes to the bank event, field by field", n, ev1_fast, 0);
+  report("  baseline: decode, upcast, map by position", n, ev1_slow, 0);
   int ok = n / enc >= 1e6 && n / dec >= 5e5;
   printf("goals (>= 1M encodes/s, >= 500k decodes/s): %s\n", ok ? "met" : "NOT met");
 

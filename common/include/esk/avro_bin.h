@@ -42,4 +42,12 @@ int esk_avro_get_long(esk_avro_in_t *in, int64_t *out);
  */
 int esk_avro_get_string(esk_avro_in_t *in, char *dst, size_t size);
 
+/**
+ * @brief As esk_avro_get_string(), for a fast path that leaves anything
+ *        unusual to the codec: only plain ASCII without U+0000 (which is
+ *        valid UTF-8 too), at most @p max bytes long.
+ * @returns ESK_OK, or ESK_ENOTFOUND (nothing is said about why).
+ */
+int esk_avro_get_ascii(esk_avro_in_t *in, char *dst, size_t size, size_t max);
+
 #endif
