@@ -1,4 +1,5 @@
 /* The machinery the bank projections share (bank_projection.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ typedef struct inst_s {
   esk_buf_t scratch;
   esk_bank_event_t bank; /* the bank event being applied */
   esk_bank_event_reader_t reader; /* where its fields sit */
+  esk_bank_bytes_t bytes;         /* or the event read from its bytes */
   esk_hmap_t *folds;     /* the batch's accumulators (spec->fold), or NULL */
 } inst_t;
 
@@ -65,7 +67,7 @@ static void folds_write(inst_t *in) {
 
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   inst_t *in = self;
-  int rc = in->spec->any_domain
+  int rc = in->spec->any_domain || ev->payload == &in->bank
                ? ESK_OK
                : esk_bank_event_from_value(&in->bank, &in->reader, ev->type, ev->value, err);
   if (rc == ESK_OK && in->spec->fold) return fold(in, ev, err);
@@ -154,6 +156,58 @@ static int forget_cb(void *self, PGconn *pg, const char *subject,
   return in->spec->forget(pg, &in->scratch, subject, marks, n_marks, err);
 }
 
+int esk_bank_bytes_setup(esk_bank_bytes_t *b, const esk_contract_view_t *contract,
+                         esk_error_t *err) {
+  esk_schema_set_t *set = NULL;
+  esk_codec_t *codec = NULL;
+  int rc;
+  snprintf(b->domain, sizeof(b->domain), "%s", contract->domain);
+  if ((rc = esk_schema_set_new(&set, err)) || (rc = esk_bank_schemas_load(set, err)) ||
+      (rc = esk_codec_new(&codec, set, NULL, err)) ||
+      (rc = esk_bank_register_upcasters(codec, err)) ||
+      (rc = esk_bank_event_bytes_init(&b->eb, set, codec, err)))
+    goto cleanup;
+  esk_bank_event_bytes_keep(&b->eb, contract->fingerprint, contract->latest, contract->self);
+  b->eb.max_message = contract->max_message_bytes;
+  b->eb.max_string = contract->max_string_bytes;
+  rc = esk_bank_event_bytes_count(&b->eb) ? ESK_OK : ESK_ENOTFOUND;
+cleanup:
+  esk_codec_destroy(codec);
+  esk_schema_set_destroy(set);
+  return rc;
+}
+
+int esk_bank_bytes_decode(esk_bank_bytes_t *b, esk_bank_event_t *bank, const void *data,
+                          size_t len, esk_event_t *ev) {
+  const esk_bank_event_read_meta_t *m = &b->meta;
+  if (esk_bank_event_bytes_read(&b->eb, data, len, bank, &b->meta)) return ESK_ENOTFOUND;
+  *ev = (esk_event_t){.type = m->type,
+                      .schema_version = m->schema_version,
+                      .value_version = m->value_version,
+                      .domain = b->domain,
+                      .aggregate_type = m->aggregate_type,
+                      .aggregate_id = bank->account_id,
+                      .aggregate_version = bank->aggregate_version,
+                      .event_id = m->event_id,
+                      .occurred_at_us = m->occurred_at_us,
+                      .correlation_id = m->correlation_id,
+                      .causation_id = m->causation_id,
+                      .actor = m->actor,
+                      .payload = bank};
+  return ESK_OK;
+}
+
+void esk_bank_bytes_free(esk_bank_bytes_t *b) { esk_bank_event_bytes_free(&b->eb); }
+
+static int decode_setup_cb(void *self, const esk_contract_view_t *contract, esk_error_t *err) {
+  return esk_bank_bytes_setup(&((inst_t *)self)->bytes, contract, err);
+}
+
+static int decode_cb(void *self, const void *data, size_t len, esk_event_t *ev) {
+  inst_t *in = self;
+  return esk_bank_bytes_decode(&in->bytes, &in->bank, data, len, ev);
+}
+
 int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
                          esk_error_t *err) {
   if (spec->fold && spec->fold_size > FOLD_SIZE_MAX)
@@ -178,7 +232,10 @@ int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec
                             .deferred_indexes = spec->deferred_indexes,
                             .versions_need_deferred = spec->versions_need_deferred,
                             /* versions_sql only reads */
-                            .versions_cacheable = 1};
+                            .versions_cacheable = 1,
+                            /* event_log's JSON needs the generic value */
+                            .decode_setup = spec->any_domain ? NULL : decode_setup_cb,
+                            .decode = spec->any_domain ? NULL : decode_cb};
   return ESK_OK;
 }
 
@@ -189,5 +246,6 @@ void esk_bank_proj_destroy(void *self) {
   esk_buf_free(&in->scratch);
   esk_hmap_destroy(in->folds);
   esk_bank_event_reader_clear(&in->reader);
+  esk_bank_bytes_free(&in->bytes);
   free(in);
 }

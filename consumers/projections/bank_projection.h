@@ -5,6 +5,7 @@
 #define ESK_BANK_PROJECTION_H
 
 #include "bank_contract.h" /* esk_bank_event_t, the type both sides share */
+#include "bank_event_bytes.h"
 #include "copy.h"
 #include "esk/hmap.h"
 #include "projector.h"
@@ -61,6 +62,27 @@ int esk_bank_event_id_check(const char *projection, const esk_event_t *ev, esk_e
  * absent), building the text[] parameter in @p scratch. */
 int esk_bank_versions_read(PGconn *pg, const char *sql, esk_buf_t *scratch,
                            const char *const *ids, size_t n, int64_t *versions, esk_error_t *err);
+
+/* A bank projection's reading of events from their bytes
+ * (esk_projection_t.decode, docs/projections.md): the bank's field-by-field
+ * reader (bank_event_bytes.h), checked against the compiled-in contract and
+ * kept to the schemas the decoder's contract holds alike. */
+typedef struct esk_bank_bytes_s {
+  esk_bank_event_bytes_t eb;
+  esk_bank_event_read_meta_t meta; /* the last event's */
+  char domain[72];
+} esk_bank_bytes_t;
+
+/* esk_projection_t.decode_setup: ESK_ENOTFOUND when no schema version is left. */
+int esk_bank_bytes_setup(esk_bank_bytes_t *b, const esk_contract_view_t *contract,
+                         esk_error_t *err);
+
+/* esk_projection_t.decode, into the projection's own @p bank, which becomes
+ * ev->payload: apply() knows its event is read when the payload is @p bank. */
+int esk_bank_bytes_decode(esk_bank_bytes_t *b, esk_bank_event_t *bank, const void *data,
+                          size_t len, esk_event_t *ev);
+
+void esk_bank_bytes_free(esk_bank_bytes_t *b);
 
 int esk_bank_proj_create(esk_projection_t *out, const esk_bank_proj_spec_t *spec,
                          esk_error_t *err);

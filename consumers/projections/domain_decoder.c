@@ -42,6 +42,7 @@ struct esk_domain_decoder_s {
   esk_personal_mark_t *marks; /* the personal fields of each type's latest schema */
   size_t n_marks;
   esk_forgets_t forgets;
+  esk_contract_view_t view; /* for projections that read bytes (esk_decoder_t.contract) */
 };
 
 /* The personal fields of the latest schema of every type in d->set. */
@@ -128,9 +129,26 @@ static int decode_cb(void *self, const rd_kafka_message_t *m, esk_event_t *out,
   return esk_domain_decode(self, m, out, err);
 }
 
+static uint64_t view_fingerprint(const void *self, const char *type, int version) {
+  const esk_schema_t *s = esk_schema_set_get(((const esk_domain_decoder_t *)self)->set, type, version);
+  return s ? esk_schema_fingerprint(s) : 0;
+}
+
+static int view_latest(const void *self, const char *type) {
+  const esk_schema_t *s = esk_schema_set_latest(((const esk_domain_decoder_t *)self)->set, type);
+  return s ? esk_schema_version(s) : 0;
+}
+
 esk_decoder_t esk_domain_decoder(esk_domain_decoder_t *d) {
   if (!d->shred) d->forgets = (esk_forgets_t){.marks = d->marks, .n_marks = d->n_marks};
-  return (esk_decoder_t){.decode = decode_cb, .self = d, .forgets = d->n_marks ? &d->forgets : NULL};
+  const esk_codec_limits_t *lim = esk_codec_get_limits(d->codec);
+  size_t max = d->max_bytes < lim->max_message_bytes ? d->max_bytes : lim->max_message_bytes;
+  d->view = (esk_contract_view_t){d->domain, view_fingerprint, view_latest, d, max,
+                                  lim->max_string_bytes};
+  return (esk_decoder_t){.decode = decode_cb,
+                         .self = d,
+                         .forgets = d->n_marks ? &d->forgets : NULL,
+                         .contract = &d->view};
 }
 
 /* The positions of "meta" and its fields for @p reader, whose value is

@@ -69,6 +69,7 @@ typedef struct hist_s {
   esk_buf_t scratch;         /* the versions read's array of ids */
   esk_bank_event_t bank;     /* the event being applied */
   esk_bank_event_reader_t reader; /* where its fields sit */
+  esk_bank_bytes_t bytes;         /* or the event read from its bytes */
 } hist_t;
 
 /* Forgets the touched accounts (their entries stay in the map). */
@@ -108,7 +109,8 @@ static const char *const copy_sql =
 static int apply_cb(void *self, PGconn *pg, const esk_event_t *ev, esk_error_t *err) {
   hist_t *h = self;
   esk_bank_event_t *b = &h->bank;
-  int rc = esk_bank_event_from_value(b, &h->reader, ev->type, ev->value, err);
+  int rc = ev->payload == b ? ESK_OK
+                            : esk_bank_event_from_value(b, &h->reader, ev->type, ev->value, err);
   if (rc || (rc = esk_bank_event_id_check("transaction_history", ev, err))) return rc;
   size_t id_len = strlen(ev->aggregate_id);
   acct_t *a = h->accounts ? esk_hmap_get(h->accounts, ev->aggregate_id, id_len) : NULL;
@@ -232,7 +234,17 @@ void esk_bank_transaction_history_destroy(void *self) {
   esk_buf_free(&h->bals);
   esk_copy_free(&h->copy);
   esk_bank_event_reader_clear(&h->reader);
+  esk_bank_bytes_free(&h->bytes);
   free(h);
+}
+
+static int decode_setup_cb(void *self, const esk_contract_view_t *contract, esk_error_t *err) {
+  return esk_bank_bytes_setup(&((hist_t *)self)->bytes, contract, err);
+}
+
+static int decode_cb(void *self, const void *data, size_t len, esk_event_t *ev) {
+  hist_t *h = self;
+  return esk_bank_bytes_decode(&h->bytes, &h->bank, data, len, ev);
 }
 
 int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err) {
@@ -253,6 +265,8 @@ int esk_bank_transaction_history_create(esk_projection_t *out, esk_error_t *err)
                             .versions_get = versions_get_cb,
                             .self = h,
                             .needs_full_history = 1, /* a running balance per row */
-                            .deferred_indexes = deferred};
+                            .deferred_indexes = deferred,
+                            .decode_setup = decode_setup_cb,
+                            .decode = decode_cb};
   return ESK_OK;
 }

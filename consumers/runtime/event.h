@@ -40,6 +40,9 @@ typedef struct esk_decoder_s {
   void *self;
   /** NULL: the domain has no personal fields. */
   const esk_forgets_t *forgets;
+  /** What it reads with, for a projection's decode_setup(); NULL: nothing to
+   *  offer (a decoder of one's own), so projections do not read bytes. */
+  const esk_contract_view_t *contract;
 } esk_decoder_t;
 
 #endif

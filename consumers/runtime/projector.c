@@ -101,13 +101,14 @@ typedef struct part_s {
 typedef struct pmetrics_s {
   esk_metric_t *lag, *lag_s, *dead;
   esk_series_t *applied, *batches, *duration, *retries, *skipped, *assigned, *scrubbed;
-  esk_series_t *versions_read;
+  esk_series_t *versions_read, *read_bytes;
 } pmetrics_t;
 
 struct esk_projector_s {
   const esk_conf_t *conf;
   esk_projection_t proj;
   esk_decoder_t dec;
+  int read_bytes; /* the projection's decode() reads events from their bytes */
   char *name, *topic, *group, *dlq_topic;
   char *schema;      /* pg.schema: bookkeeping (positions, versions), views */
   char *data_schema; /* the generation's tables: pg.schema itself without generations */
@@ -658,15 +659,20 @@ static void rollback(esk_projector_t *p) {
 /* What a batch did with its events, counted when it commits. */
 typedef struct tally_s {
   int64_t applied, skipped, dead;
+  int64_t read_bytes; /* decoded by the projection's decode(), not the domain decoder */
 } tally_t;
 
 /* Decodes @p m into @p ev and finds its aggregate's versions (*s): poison when
  * the message key is not the event's aggregate id, or the id is over the
  * map's key limit. */
 static int decode_event(esk_projector_t *p, const vmap_t *v, size_t i,
-                        const rd_kafka_message_t *m, esk_event_t *ev, vers_t **s,
+                        const rd_kafka_message_t *m, esk_event_t *ev, vers_t **s, tally_t *t,
                         esk_error_t *why) {
-  int drc = p->dec.decode(p->dec.self, m, ev, why);
+  int drc = ESK_ENOTFOUND;
+  /* the projection's own reading first, when it has one (esk_projection_t.decode) */
+  if (p->read_bytes && (drc = p->proj.decode(p->proj.self, m->payload, m->len, ev)) == ESK_OK)
+    t->read_bytes++;
+  if (drc != ESK_OK) drc = p->dec.decode(p->dec.self, m, ev, why);
   *s = vmap_get(v, i);
   if (drc != ESK_OK) return drc;
   if (!ev->aggregate_id || m->key_len != strlen(ev->aggregate_id) ||
@@ -722,7 +728,7 @@ static int apply_one(esk_projector_t *p, vmap_t *v, rd_kafka_message_t **msgs, s
   int rc;
   if (m->partition >= p->n_parts || !p->parts[m->partition].assigned) return ESK_OK;
   if (m->offset < p->parts[m->partition].stored) return ESK_OK;
-  int drc = decode_event(p, v, i, m, &ev, &s, &why);
+  int drc = decode_event(p, v, i, m, &ev, &s, t, &why);
   if (drc == ESK_OK) {
     if (ev.aggregate_version <= s->current) {
       t->skipped++;
@@ -801,7 +807,9 @@ static void batch_committed(esk_projector_t *p, const tally_t *t, int64_t t0) {
   p->stats.skipped += t->skipped;
   p->stats.dead += t->dead;
   p->stats.batches++;
+  p->stats.read_from_bytes += t->read_bytes;
   esk_metrics_add(p->m.applied, (uint64_t)t->applied);
+  esk_metrics_add(p->m.read_bytes, (uint64_t)t->read_bytes);
   esk_metrics_add(p->m.skipped, (uint64_t)t->skipped);
   esk_metrics_inc(p->m.batches);
   esk_metrics_observe(p->m.duration, (double)(esk_time_mono_us() - t0) / 1e6);
@@ -1393,6 +1401,18 @@ static int open_scrub(esk_projector_t *p, esk_error_t *err) {
   return rc;
 }
 
+/* Turns on the projection's reading of events from their bytes when it has
+ * one and takes the decoder's contract (never for personal data: that needs
+ * the decoder's decryption). */
+static int open_read_bytes(esk_projector_t *p, esk_error_t *err) {
+  if (!p->proj.decode || !p->proj.decode_setup || !p->dec.contract || p->dec.forgets)
+    return ESK_OK;
+  int rc = p->proj.decode_setup(p->proj.self, p->dec.contract, err);
+  if (rc == ESK_ENOTFOUND) esk_error_clear(err);
+  p->read_bytes = rc == ESK_OK;
+  return rc == ESK_ENOTFOUND ? ESK_OK : rc;
+}
+
 int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
                       const esk_projection_t *projection, const esk_decoder_t *decoder,
                       esk_error_t *err) {
@@ -1408,14 +1428,15 @@ int esk_projector_new(esk_projector_t **out, const esk_conf_t *conf,
   atomic_init(&p->r_dlq_ok, 1);
   atomic_init(&p->r_lag, 0);
   if ((rc = read_settings(p, conf, err)) || (rc = open_store(p, conf, err)) ||
-      (rc = open_kafka(p, conf, err)) || (rc = open_scrub(p, err))) {
+      (rc = open_kafka(p, conf, err)) || (rc = open_scrub(p, err)) ||
+      (rc = open_read_bytes(p, err))) {
     esk_projector_destroy(p);
     return rc;
   }
   ESK_INFO("projector", "msg=started projection=%s topic=%s group=%s dlq=%s schema=%s "
-                        "batch_max=%d batch_ms=%d on_error=%s",
+                        "batch_max=%d batch_ms=%d on_error=%s read_bytes=%s",
            p->name, p->topic, p->group, p->dlq_topic, p->schema, p->batch_max, p->batch_ms,
-           p->on_error_stop ? "stop" : "dlq");
+           p->on_error_stop ? "stop" : "dlq", p->read_bytes ? "on" : "off");
   *out = p;
   return ESK_OK;
 }
@@ -1454,6 +1475,7 @@ void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out) {
 int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_t *err) {
   pmetrics_t m = {0};
   esk_metric_t *applied, *batches, *duration, *retries, *skipped, *assigned, *scrubbed, *vread;
+  esk_metric_t *rbytes;
   const char *v[] = {p->name};
   int rc;
   if ((rc = esk_metrics_counter(&applied, reg, "esk_projector_events_applied_total",
@@ -1488,6 +1510,10 @@ int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_
       (rc = esk_metrics_counter(&vread, reg, "esk_projector_versions_read_total",
                                 "Aggregate versions batches read from PostgreSQL (not those the "
                                 "version cache held).", "projection", 8, err)) ||
+      (rc = esk_metrics_counter(&rbytes, reg, "esk_projector_events_read_from_bytes_total",
+                                "Events the projection read straight from their bytes (its own "
+                                "decode), not through the domain decoder's generic value.",
+                                "projection", 8, err)) ||
       (rc = esk_metrics_series(&m.applied, applied, v, err)) ||
       (rc = esk_metrics_series(&m.batches, batches, v, err)) ||
       (rc = esk_metrics_series(&m.duration, duration, v, err)) ||
@@ -1495,7 +1521,8 @@ int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_
       (rc = esk_metrics_series(&m.skipped, skipped, v, err)) ||
       (rc = esk_metrics_series(&m.assigned, assigned, v, err)) ||
       (rc = esk_metrics_series(&m.scrubbed, scrubbed, v, err)) ||
-      (rc = esk_metrics_series(&m.versions_read, vread, v, err)))
+      (rc = esk_metrics_series(&m.versions_read, vread, v, err)) ||
+      (rc = esk_metrics_series(&m.read_bytes, rbytes, v, err)))
     return rc;
   /* Counts from before (none in practice: called before esk_projector_run()). */
   esk_metrics_add(m.applied, (uint64_t)p->stats.applied);
@@ -1504,6 +1531,7 @@ int esk_projector_set_metrics(esk_projector_t *p, esk_metrics_t *reg, esk_error_
   esk_metrics_add(m.skipped, (uint64_t)p->stats.skipped);
   esk_metrics_add(m.scrubbed, (uint64_t)p->stats.scrubbed);
   esk_metrics_add(m.versions_read, (uint64_t)p->stats.versions_read);
+  esk_metrics_add(m.read_bytes, (uint64_t)p->stats.read_from_bytes);
   p->m = m;
   for (int i = 0; i < p->n_parts; i++)
     if (p->parts[i].assigned) part_metrics(p, &p->parts[i], i);

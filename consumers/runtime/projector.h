@@ -125,6 +125,8 @@ typedef struct esk_projector_stats_s {
   int64_t scrubbed;   /**< forgotten subjects scrubbed from the read model */
   int64_t versions_read; /**< aggregates whose version a batch read from PostgreSQL
                               (the others' came from the version cache) */
+  int64_t read_from_bytes; /**< events of committed batches the projection read from
+                                their bytes (esk_projection_t.decode) */
 } esk_projector_stats_t;
 
 void esk_projector_stats(const esk_projector_t *p, esk_projector_stats_t *out);

@@ -233,6 +233,18 @@ int esk_bank_event_bytes_init(esk_bank_event_bytes_t *r, const esk_schema_set_t 
   return ESK_OK;
 }
 
+void esk_bank_event_bytes_keep(esk_bank_event_bytes_t *r,
+                               uint64_t (*fingerprint)(const void *ctx, const char *type,
+                                                       int version),
+                               int (*latest)(const void *ctx, const char *type), const void *ctx) {
+  for (int k = 0; k < ESK_BANK_EVENT_LAYOUTS; k++) {
+    const char *name = esk_bank_event_type_name(layouts[k].type);
+    if (r->fp[k] && (fingerprint(ctx, name, layouts[k].version) != r->fp[k] ||
+                     latest(ctx, name) != newest[layouts[k].type]))
+      r->fp[k] = 0;
+  }
+}
+
 void esk_bank_event_bytes_free(esk_bank_event_bytes_t *r) {
   if (!r) return;
   esk_buf_free(&r->str);

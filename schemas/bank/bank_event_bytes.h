@@ -67,6 +67,17 @@ typedef struct esk_bank_event_bytes_s {
 int esk_bank_event_bytes_init(esk_bank_event_bytes_t *r, const esk_schema_set_t *set,
                               esk_codec_t *codec, esk_error_t *err);
 
+/**
+ * @brief Turns off every layout whose schema another contract (the one the
+ *        events are decoded with) does not hold alike: @p fingerprint of the
+ *        type and version differs, or @p latest names another newest version.
+ *        Both return 0 for what the contract lacks.
+ */
+void esk_bank_event_bytes_keep(esk_bank_event_bytes_t *r,
+                               uint64_t (*fingerprint)(const void *ctx, const char *type,
+                                                       int version),
+                               int (*latest)(const void *ctx, const char *type), const void *ctx);
+
 /** @brief Frees what @p r holds and turns every layout off. */
 void esk_bank_event_bytes_free(esk_bank_event_bytes_t *r);
 

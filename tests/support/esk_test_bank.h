@@ -38,6 +38,9 @@ int esk_test_bank_new(esk_test_bank_t **out, unsigned seed, int n_accounts, size
 void esk_test_bank_destroy(esk_test_bank_t *b);
 
 size_t esk_test_bank_count(const esk_test_bank_t *b);
+/** @brief 1 when every string of event @p i is plain ASCII (the bank's
+ *  field-by-field reader takes it), 0 for a deposit whose description is not. */
+int esk_test_bank_plain(const esk_test_bank_t *b, size_t i);
 const esk_test_bank_event_t *esk_test_bank_event(const esk_test_bank_t *b, size_t i);
 /** @brief The id of account @p i ("acct-<i>") into @p buf. */
 const char *esk_test_bank_account_id(int i, char *buf, size_t size);

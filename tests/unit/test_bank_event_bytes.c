@@ -85,7 +85,8 @@ Test(bank_event_bytes, every_schema_version_of_the_bank_is_read_field_by_field) 
 }
 
 /* Every event of a workload that writes every schema version (v1 and v2
- * deposits and withdrawals among them) reads the same both ways. */
+ * deposits and withdrawals among them) reads the same both ways; those with
+ * a description that is not ASCII are left to the generic path. */
 Test(bank_event_bytes, every_generated_event_reads_as_the_codec_and_the_mapping_read_it) {
   fixture_t f;
   fixture_new(&f, NULL, NULL, NULL, NULL);
@@ -99,6 +100,13 @@ Test(bank_event_bytes, every_generated_event_reads_as_the_codec_and_the_mapping_
     cr_assert_eq(esk_test_bank_encode(bank, i, NULL, &v, &len, &err), ESK_OK, "%s", err.msg);
     esk_bank_event_t fast, slow;
     esk_bank_event_read_meta_t m;
+    if (!esk_test_bank_plain(bank, i)) {
+      cr_assert_eq(esk_bank_event_bytes_read(&f.r, v, len, &fast, &m), ESK_ENOTFOUND);
+      cr_assert_eq(generic(&f, v, len, &slow, NULL), ESK_OK, "event %zu", i);
+      versions[0][0]++;
+      free(v);
+      continue;
+    }
     cr_assert_eq(esk_bank_event_bytes_read(&f.r, v, len, &fast, &m), ESK_OK, "event %zu", i);
     cr_assert_eq(generic(&f, v, len, &slow, &m), ESK_OK, "event %zu", i);
     cr_assert_eq(memcmp(&fast, &slow, sizeof(fast)), 0, "event %zu (%s v%d)", i, m.type,
@@ -111,6 +119,7 @@ Test(bank_event_bytes, every_generated_event_reads_as_the_codec_and_the_mapping_
   cr_assert_gt(versions[ESK_BANK_EV_MONEY_DEPOSITED][1], 0);
   cr_assert_gt(versions[ESK_BANK_EV_MONEY_DEPOSITED][2], 0);
   cr_assert_gt(versions[ESK_BANK_EV_MONEY_WITHDRAWN][1], 0);
+  cr_assert_gt(versions[0][0], 0, "no description that is not ASCII");
   esk_test_bank_destroy(bank);
   fixture_free(&f);
 }

@@ -50,7 +50,8 @@ typedef struct esk_event_s {
   const char *causation_id;   /**< the command id that caused it */
   const char *actor;          /**< "" when none */
   /** The whole event, decoded and upcast to value_version (meta included);
-   *  NULL only from a decoder of one's own (a test's). */
+   *  NULL when the projection's own decode() read it, or from a decoder of
+   *  one's own (a test's). */
   const avro_value_t *value;
   /** Decoder-specific; NULL from the domain decoder esk-projector uses. */
   const void *payload;
@@ -71,6 +72,23 @@ typedef struct esk_personal_mark_s {
   const char *subject_field;  /**< the field naming the data subject, e.g. "customer_id" */
   const char *forgotten_json; /**< its declared replacement, compact JSON, e.g. "\"[forgotten]\"" */
 } esk_personal_mark_t;
+
+/**
+ * The contract the projector's domain decoder reads with, as a projection's
+ * decode_setup() sees it: which schemas it holds and its limits. Every
+ * pointer is borrowed and valid during the call only.
+ */
+typedef struct esk_contract_view_s {
+  const char *domain; /**< e.g. "bank" */
+  /** The CRC-64-AVRO fingerprint of @p type's schema @p version, 0 when the
+   *  contract has none. */
+  uint64_t (*fingerprint)(const void *self, const char *type, int version);
+  /** The newest version of @p type, 0 when the contract has none. */
+  int (*latest)(const void *self, const char *type);
+  const void *self;
+  size_t max_message_bytes; /**< the decoder's limits: a message or string over */
+  size_t max_string_bytes;  /**< them is poison, whoever reads it */
+} esk_contract_view_t;
 
 /**
  * A projection. Every callback runs inside the batch's open transaction on
@@ -159,6 +177,26 @@ typedef struct esk_projection_s {
    * runtime keeps those versions itself.
    */
   int versions_cacheable;
+  /**
+   * Optional, with decode (NULL: every event goes through the domain
+   * decoder). Called once before the first event with the contract the
+   * domain decoder reads with; ESK_OK turns decode() on, ESK_ENOTFOUND
+   * leaves it off (the projection cannot read that contract's bytes), any
+   * other code stops the start. Never called for a domain with personal
+   * fields: their values need the decoder's decryption.
+   */
+  int (*decode_setup)(void *self, const esk_contract_view_t *contract, esk_error_t *err);
+  /**
+   * Optional. Reads an event straight from its message value (single-object
+   * Avro), without the generic value (docs/projections.md, "Reading events
+   * from their bytes"): fills @p ev as the domain decoder would (type,
+   * versions, domain, metadata), leaves ev->value NULL and may point
+   * ev->payload at the projection's own reading. ESK_ENOTFOUND, for
+   * anything it is not sure of, hands the message to the domain decoder,
+   * and apply() then gets its event as usual. It never returns poison: the
+   * domain decoder says what is wrong with a message.
+   */
+  int (*decode)(void *self, const void *data, size_t len, esk_event_t *ev);
 } esk_projection_t;
 
 /* ------------------------------------------------- field access by path --- */
