@@ -50,6 +50,16 @@ int esk_avro_get_string(esk_avro_in_t *in, char *dst, size_t size) {
   return ESK_OK;
 }
 
+int esk_avro_fast_start(esk_avro_fast_t *r, const void *data, size_t len, size_t skip,
+                        esk_buf_t *str, size_t max_string) {
+  const uint8_t *b = data;
+  esk_buf_reset(str);
+  if (skip > len || esk_buf_reserve(str, len, NULL)) return ESK_ENOTFOUND;
+  *r = (esk_avro_fast_t){{b + skip, b + len}, (char *)str->data, (char *)str->data + len,
+                         max_string, 1};
+  return ESK_OK;
+}
+
 int esk_avro_get_ascii(esk_avro_in_t *in, char *dst, size_t size, size_t max) {
   int64_t n;
   if (esk_avro_get_long(in, &n) || n < 0 || (uint64_t)n >= size || (uint64_t)n > max ||

@@ -38,69 +38,38 @@ static const int newest[ESK_BANK_EV_ACCOUNT_CLOSED + 1] = {0, 1, 3, 2, 1};
   "\"aggregate_id\":\"acc-2\",\"aggregate_version\":42,\"occurred_at\":1767225600123456,"  \
   "\"correlation_id\":\"corr-4\",\"causation_id\":\"cid-1\",\"actor\":\"actor-3\"}"
 
-/* A datum being read. ok drops to 0 at the first thing the fast path leaves
- * to the codec, and every read after that is a no-op. */
-typedef struct rd_s {
-  esk_avro_in_t in;
-  char *out, *out_end; /* where the next metadata string goes (in r->str) */
-  size_t max_string;
-  int ok;
-} rd_t;
-
-static int64_t rd_long(rd_t *r) {
-  int64_t v = 0;
-  if (r->ok && esk_avro_get_long(&r->in, &v)) r->ok = 0;
-  return v;
-}
-
 /* An amount: the generic path calls a negative one poison. */
-static int64_t rd_amount(rd_t *r) {
-  int64_t v = rd_long(r);
+static int64_t rd_amount(esk_avro_fast_t *r) {
+  int64_t v = esk_avro_fast_long(r);
   if (v < 0) r->ok = 0;
   return v;
 }
 
-/* A string into dst[size]: one that does not fit is the aggregate's limit. */
-static void rd_copy(rd_t *r, char *dst, size_t size) {
-  if (r->ok && esk_avro_get_ascii(&r->in, dst, size, r->max_string)) r->ok = 0;
-}
-
-/* A metadata string, kept in the reader's buffer. */
-static const char *rd_str(rd_t *r) {
-  char *s = r->out;
-  if (!r->ok || esk_avro_get_ascii(&r->in, s, (size_t)(r->out_end - s), r->max_string)) {
-    r->ok = 0;
-    return "";
-  }
-  r->out += strlen(s) + 1;
-  return s;
-}
-
-static void rd_money(rd_t *r, esk_bank_money_t *m) {
+static void rd_money(esk_avro_fast_t *r, esk_bank_money_t *m) {
   m->minor_units = rd_amount(r);
-  rd_copy(r, m->currency, sizeof(m->currency));
+  esk_avro_fast_copy(r, m->currency, sizeof(m->currency));
 }
 
 /* esk.bank.EventMeta, in its order. */
-static void rd_meta(rd_t *r, esk_bank_event_t *e, esk_bank_event_read_meta_t *m) {
-  m->event_id = rd_str(r);
-  m->aggregate_type = rd_str(r);
-  rd_copy(r, e->account_id, sizeof(e->account_id));
-  e->aggregate_version = rd_long(r);
-  m->occurred_at_us = rd_long(r);
-  m->correlation_id = rd_str(r);
-  m->causation_id = rd_str(r);
-  m->actor = rd_str(r);
+static void rd_meta(esk_avro_fast_t *r, esk_bank_event_t *e, esk_bank_event_read_meta_t *m) {
+  m->event_id = esk_avro_fast_str(r);
+  m->aggregate_type = esk_avro_fast_str(r);
+  esk_avro_fast_copy(r, e->account_id, sizeof(e->account_id));
+  e->aggregate_version = esk_avro_fast_long(r);
+  m->occurred_at_us = esk_avro_fast_long(r);
+  m->correlation_id = esk_avro_fast_str(r);
+  m->causation_id = esk_avro_fast_str(r);
+  m->actor = esk_avro_fast_str(r);
   if (e->aggregate_version < 1) r->ok = 0;
 }
 
 /* The fields after meta, as resolution (with the newer versions' defaults)
  * and the upcasters make them at the newest version. */
-static void rd_body(rd_t *r, int k, esk_bank_event_t *e) {
+static void rd_body(esk_avro_fast_t *r, int k, esk_bank_event_t *e) {
   esk_bank_money_t *moved = &e->u.deposited.amount; /* withdrawn's too */
   switch (k) {
   case OPENED_1:
-    rd_copy(r, e->u.opened.owner_id, sizeof(e->u.opened.owner_id));
+    esk_avro_fast_copy(r, e->u.opened.owner_id, sizeof(e->u.opened.owner_id));
     rd_money(r, &e->u.opened.initial_deposit);
     break;
   case DEPOSITED_1:
@@ -111,15 +80,15 @@ static void rd_body(rd_t *r, int k, esk_bank_event_t *e) {
   case DEPOSITED_2:
   case WITHDRAWN_2:
     moved->minor_units = rd_amount(r);
-    rd_copy(r, moved->currency, sizeof(moved->currency));
+    esk_avro_fast_copy(r, moved->currency, sizeof(moved->currency));
     if (k == DEPOSITED_2)
-      rd_copy(r, e->u.deposited.description, sizeof(e->u.deposited.description));
+      esk_avro_fast_copy(r, e->u.deposited.description, sizeof(e->u.deposited.description));
     break;
   case DEPOSITED_3:
     rd_money(r, moved);
-    rd_copy(r, e->u.deposited.description, sizeof(e->u.deposited.description));
+    esk_avro_fast_copy(r, e->u.deposited.description, sizeof(e->u.deposited.description));
     break;
-  case CLOSED_1: rd_copy(r, e->u.closed.reason, sizeof(e->u.closed.reason)); break;
+  case CLOSED_1: esk_avro_fast_copy(r, e->u.closed.reason, sizeof(e->u.closed.reason)); break;
   }
 }
 
@@ -136,12 +105,8 @@ int esk_bank_event_bytes_read(esk_bank_event_bytes_t *r, const void *data, size_
                               esk_bank_event_t *ev, esk_bank_event_read_meta_t *meta) {
   int k = data && len <= r->max_message ? layout_of(r, data, len) : -1;
   if (k < 0) return ESK_ENOTFOUND;
-  /* the metadata strings fit in the datum's bytes: each NUL takes the place
-   * of at least one byte of its length */
-  esk_buf_reset(&r->str);
-  if (esk_buf_reserve(&r->str, len, NULL)) return ESK_ENOTFOUND;
-  const uint8_t *b = data;
-  rd_t rd = {{b + 10, b + len}, (char *)r->str.data, (char *)r->str.data + len, r->max_string, 1};
+  esk_avro_fast_t rd;
+  if (esk_avro_fast_start(&rd, data, len, 10, &r->str, r->max_string)) return ESK_ENOTFOUND;
   memset(ev, 0, sizeof(*ev));
   ev->type = layouts[k].type;
   rd_meta(&rd, ev, meta);

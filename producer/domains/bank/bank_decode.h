@@ -8,9 +8,9 @@
  * It knows the field order of the bank's newest command schemas (schemas/bank)
  * and reads only what it is sure of: a type whose newest schema it was checked
  * against (bank_avro.c turns a type on only when a probe command decodes to
- * equal fields both ways), strings of plain ASCII without U+0000, longs of at
- * most nine bytes, a 0 or 1 union branch, no trailing byte, and the codec's
- * limits. Anything else is ESK_ENOTFOUND, and the codec decodes the message
+ * equal fields both ways), strings of plain ASCII without U+0000, a 0 or 1
+ * union branch, no trailing byte, and the codec's limits (longs and strings
+ * read with esk/avro_bin.h, as the codec reads them). Anything else is ESK_ENOTFOUND, and the codec decodes the message
  * and says what is wrong with it.
  */
 #ifndef ESK_BANK_DECODE_H
