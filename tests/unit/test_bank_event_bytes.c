@@ -144,6 +144,14 @@ static void deposit(fixture_t *f, esk_buf_t *out, const char *id, int64_t versio
   avro_value_decref(&v);
 }
 
+/* The bank's fixture and a buffer holding a deposit of the given fields. */
+static void open_with_deposit(fixture_t *f, esk_buf_t *b, const char *id, int64_t amount,
+                              const char *currency, const char *desc) {
+  fixture_new(f, NULL, NULL, NULL, NULL);
+  esk_buf_init(b, 0);
+  deposit(f, b, id, 3, amount, currency, desc);
+}
+
 /* What the fast path leaves to the generic one: the generic path then
  * accepts it (@p generic_ok) or calls it poison. */
 static void left(fixture_t *f, const esk_buf_t *b, int generic_ok, const char *what) {
@@ -188,10 +196,8 @@ Test(bank_event_bytes, what_is_not_plain_or_is_poison_is_left_to_the_generic_pat
 
 Test(bank_event_bytes, every_truncation_and_every_corruption_is_left_or_reads_as_the_codec_does) {
   fixture_t f;
-  fixture_new(&f, NULL, NULL, NULL, NULL);
   esk_buf_t b;
-  esk_buf_init(&b, 0);
-  deposit(&f, &b, "acc-12", 4, 250, "SEK", "rent");
+  open_with_deposit(&f, &b, "acc-12", 250, "SEK", "rent");
   esk_bank_event_t fast, slow;
   esk_bank_event_read_meta_t m;
   for (size_t n = 0; n < b.len; n++)
@@ -246,13 +252,11 @@ Test(bank_event_bytes, a_contract_it_was_not_written_for_turns_the_changed_types
 
 Test(bank_event_bytes, the_codecs_limits_hold_on_the_fast_path) {
   fixture_t f;
-  fixture_new(&f, NULL, NULL, NULL, NULL);
   esk_buf_t b;
-  esk_buf_init(&b, 0);
   char desc[1100];
   memset(desc, 'd', sizeof(desc));
   desc[1000] = '\0';
-  deposit(&f, &b, "acc-1", 3, 10, "EUR", desc);
+  open_with_deposit(&f, &b, "acc-1", 10, "EUR", desc);
   esk_bank_event_t ev;
   esk_bank_event_read_meta_t m;
   cr_assert_eq(esk_bank_event_bytes_read(&f.r, b.data, b.len, &ev, &m), ESK_OK);
