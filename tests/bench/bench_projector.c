@@ -368,8 +368,9 @@ int main(int argc, char **argv) {
 
   printf("\nbatched %.0f events/s (goal >= 50000)", r_batched);
   if (r_naive > 0) printf(", x%.1f naive (goal >= 20)", r_batched / r_naive);
-  if (r_raw > 0) printf(", %.2f of raw COPY (goal >= 0.2)", r_batched / r_raw);
-  if (t_all > 0) printf(", all four in %.1f s (goal <= 30 s)", t_all);
+  /* issue 18's goals; the first ones were >= 0.2 and <= 30 s */
+  if (r_raw > 0) printf(", %.2f of raw COPY (goal >= 0.75)", r_batched / r_raw);
+  if (t_all > 0) printf(", all four in %.1f s (goal <= 10 s)", t_all);
   printf("%s\n", n == 1000000 ? "" : "; the goals are for 1M events");
 
   drop_schema(s_batched);
