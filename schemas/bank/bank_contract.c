@@ -101,6 +101,13 @@ typedef struct path_s {
   const char *name;
 } path_t;
 
+/* By type: the version whose fields the paths below name. */
+static const int mapped[ESK_BANK_EV_ACCOUNT_CLOSED + 1] = {0, 1, 3, 2, 1};
+
+int esk_bank_event_mapped_version(esk_bank_event_type_t type) {
+  return (int)type >= 1 && type <= ESK_BANK_EV_ACCOUNT_CLOSED ? mapped[type] : 0;
+}
+
 #define META_PATHS {-1, "meta"}, {P_META, "aggregate_id"}, {P_META, "aggregate_version"}
 static const path_t paths[][ESK_BANK_EVENT_POS] = {
     [ESK_BANK_EV_ACCOUNT_OPENED] = {META_PATHS, {-1, "owner_id"}, {-1, "initial_deposit"},

@@ -65,6 +65,11 @@ typedef struct esk_bank_event_reader_s {
 int esk_bank_event_from_value(esk_bank_event_t *out, esk_bank_event_reader_t *reader,
                               const char *type, const avro_value_t *value, esk_error_t *err);
 
+/** @brief The version of @p type that esk_bank_event_from_value() maps (the
+ *  newest in schemas/bank: its field positions are those of that version);
+ *  0 for what is no bank event type. */
+int esk_bank_event_mapped_version(esk_bank_event_type_t type);
+
 /** @brief Drops the schemas @p r holds and zeroes it. NULL does nothing. */
 void esk_bank_event_reader_clear(esk_bank_event_reader_t *r);
 

@@ -30,9 +30,6 @@ static const layout_t layouts[ESK_BANK_EVENT_LAYOUTS] = {
     [CLOSED_1] = {ESK_BANK_EV_ACCOUNT_CLOSED, 1, "\"reason\":\"why-6\""},
 };
 
-/* By type: the newest version, the one esk_bank_event_from_value() maps. */
-static const int newest[ESK_BANK_EV_ACCOUNT_CLOSED + 1] = {0, 1, 3, 2, 1};
-
 #define PROBE_META                                                                         \
   "{\"event_id\":\"00000000-0000-4000-8000-000000000001\",\"aggregate_type\":\"account\"," \
   "\"aggregate_id\":\"acc-2\",\"aggregate_version\":42,\"occurred_at\":1767225600123456,"  \
@@ -114,23 +111,24 @@ int esk_bank_event_bytes_read(esk_bank_event_bytes_t *r, const void *data, size_
   if (!rd.ok || rd.in.p != rd.in.end) return ESK_ENOTFOUND;
   meta->type = esk_bank_event_type_name(ev->type);
   meta->schema_version = layouts[k].version;
-  meta->value_version = newest[ev->type];
+  meta->value_version = esk_bank_event_mapped_version(ev->type);
   return ESK_OK;
 }
 
-/* 1 when the generic value @p v (type @p rs) has metadata @p m. */
-static int meta_equal(const avro_value_t *v, const esk_schema_t *rs,
-                      const esk_bank_event_read_meta_t *m) {
+int esk_bank_event_bytes_agree(const esk_bank_event_t *ev, const esk_bank_event_read_meta_t *m,
+                               const esk_schema_t *rs, const avro_value_t *v) {
   static const char *const names[] = {"event_id", "aggregate_type", "correlation_id",
                                       "causation_id", "actor"};
   const char *const mine[] = {m->event_id, m->aggregate_type, m->correlation_id,
                               m->causation_id, m->actor};
+  esk_bank_event_t slow;
   avro_value_t meta;
   int64_t at = 0;
   const char *s = NULL;
-  if (esk_value_field(v, "meta", &meta, NULL) ||
-      esk_value_field_long(&meta, "occurred_at", &at, NULL) || at != m->occurred_at_us ||
-      strcmp(esk_schema_type(rs), m->type) || esk_schema_version(rs) != m->value_version)
+  if (esk_bank_event_from_value(&slow, NULL, esk_schema_type(rs), v, NULL) ||
+      memcmp(&slow, ev, sizeof(slow)) || strcmp(esk_schema_type(rs), m->type) ||
+      esk_schema_version(rs) != m->value_version || esk_value_field(v, "meta", &meta, NULL) ||
+      esk_value_field_long(&meta, "occurred_at", &at, NULL) || at != m->occurred_at_us)
     return 0;
   for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
     if (esk_value_field_str(&meta, names[i], &s, NULL) || strcmp(s, mine[i])) return 0;
@@ -143,15 +141,12 @@ static void check_layout(esk_bank_event_bytes_t *r, esk_codec_t *codec, const es
                          const esk_buf_t *b, int k) {
   const esk_schema_t *rs = NULL;
   avro_value_t *v = NULL;
-  esk_bank_event_t slow, fast;
+  esk_bank_event_t fast;
   esk_bank_event_read_meta_t m;
-  if (esk_codec_decode(codec, b->data, b->len, 0, &rs, &v, NULL) ||
-      esk_bank_event_from_value(&slow, NULL, esk_schema_type(rs), v, NULL))
-    return;
+  if (esk_codec_decode(codec, b->data, b->len, 0, &rs, &v, NULL)) return;
   r->fp[k] = esk_schema_fingerprint(w);
   if (esk_bank_event_bytes_read(r, b->data, b->len, &fast, &m) ||
-      memcmp(&slow, &fast, sizeof(slow)) || m.schema_version != esk_schema_version(w) ||
-      !meta_equal(v, rs, &m))
+      m.schema_version != esk_schema_version(w) || !esk_bank_event_bytes_agree(&fast, &m, rs, v))
     r->fp[k] = 0;
 }
 
@@ -163,7 +158,7 @@ static int probe_layout(esk_bank_event_bytes_t *r, const esk_schema_set_t *set,
   const char *name = esk_bank_event_type_name(l->type);
   const esk_schema_t *w = esk_schema_set_get(set, name, l->version);
   const esk_schema_t *latest = esk_schema_set_latest(set, name);
-  if (!w || !latest || esk_schema_version(latest) != newest[l->type]) return ESK_OK;
+  if (!w || !latest || esk_schema_version(latest) != esk_bank_event_mapped_version(l->type)) return ESK_OK;
   char json[512];
   snprintf(json, sizeof(json), "{\"meta\":%s,%s}", PROBE_META, l->probe);
   avro_value_t v = {0};
@@ -205,7 +200,7 @@ void esk_bank_event_bytes_keep(esk_bank_event_bytes_t *r,
   for (int k = 0; k < ESK_BANK_EVENT_LAYOUTS; k++) {
     const char *name = esk_bank_event_type_name(layouts[k].type);
     if (r->fp[k] && (fingerprint(ctx, name, layouts[k].version) != r->fp[k] ||
-                     latest(ctx, name) != newest[layouts[k].type]))
+                     latest(ctx, name) != esk_bank_event_mapped_version(layouts[k].type)))
       r->fp[k] = 0;
   }
 }

@@ -81,6 +81,15 @@ void esk_bank_event_bytes_keep(esk_bank_event_bytes_t *r,
 /** @brief Frees what @p r holds and turns every layout off. */
 void esk_bank_event_bytes_free(esk_bank_event_bytes_t *r);
 
+/**
+ * @brief 1 when @p ev and @p meta, read field by field, are what the codec's
+ *        value @p v of the same message (read as @p rs) and the contract's
+ *        mapping make of it: the check of esk_bank_event_bytes_init()'s
+ *        probes, and of the decoder fuzzer.
+ */
+int esk_bank_event_bytes_agree(const esk_bank_event_t *ev, const esk_bank_event_read_meta_t *meta,
+                               const esk_schema_t *rs, const avro_value_t *v);
+
 /** @brief How many layouts are on. */
 int esk_bank_event_bytes_count(const esk_bank_event_bytes_t *r);
 
